@@ -1,0 +1,302 @@
+"""TOML configuration loaded into frozen, typed objects.
+
+Pure: parses text that the CLI read. Every section is a frozen dataclass; the loader walks the
+dataclass fields, so an unknown key, a wrong type or a missing required key is a
+:class:`~seqtrade.errors.ConfigError` that names the key (``venue.paper.seed: expected an integer``).
+Secrets never live here: the OKX keys come from the environment (see ``venues/okx``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+__all__ = [
+    "Config",
+    "ServerConfig",
+    "BusConfig",
+    "VenueConfig",
+    "PaperConfig",
+    "OkxConfig",
+    "JournalConfig",
+    "OrdersConfig",
+    "StrategyConfig",
+    "load_config",
+    "parse_config",
+    "STRATEGY_ID_RE",
+]
+
+STRATEGY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    run_dir: str = "run"  # relative paths are relative to the config file
+    status_interval: float = 5.0  # seconds between status lines; 0 turns them off
+    log_level: str = "INFO"
+    log_json: bool = False
+    heartbeat_timeout: float = 5.0  # a strategy silent this long is taken for dead
+    dead_strategy_policy: Literal["cancel", "leave"] = "cancel"
+    shutdown_policy: Literal["cancel", "leave"] = "leave"
+    allow_unknown_strategies: bool = True
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    md_endpoint: str = ""  # "" = ipc://<run_dir>/md.ipc
+    order_endpoint: str = ""  # "" = ipc://<run_dir>/order.ipc
+    report_endpoint: str = ""  # "" = ipc://<run_dir>/report.ipc
+    md_sndhwm: int = 100_000
+    report_sndhwm: int = 100_000
+    order_rcvhwm: int = 100_000
+    linger_ms: int = 0
+    max_frame_bytes: int = 65_536
+    md_queue: int = 100_000  # venue -> feed task queue; market data beyond it is dropped and counted
+    event_queue: int = 100_000  # venue -> report task queue; never dropped, the venue waits
+    spin_us: int = 0  # busy-poll the order socket this long before sleeping (0 = off)
+
+
+@dataclass(frozen=True)
+class PaperConfig:
+    seed: int = 42
+    tick_interval: float = 0.25  # seconds between market updates of each symbol
+    trade_probability: float = 0.5  # chance of a public trade per market update
+    volatility: float = 0.0004  # relative std-dev of one random-walk step
+    spread_ticks: int = 2
+    tick_size: float = 0.1
+    lot_size: float = 0.0001
+    min_size: float = 0.0001
+    level_size: float = 1.0  # typical size at each of the 5 book levels
+    maker_fee: float = 0.0008  # fraction of notional
+    taker_fee: float = 0.001
+    start_prices: dict[str, float] = field(default_factory=dict)  # default 100.0 (BTC: 60000)
+    bench_rate: float = 0.0  # >0: emit this many tickers/s in total (bench mode); <0: as fast as possible
+
+
+@dataclass(frozen=True)
+class OkxConfig:
+    demo: bool = True
+    rest_url: str = "https://www.okx.com"
+    ws_public_url: str = ""  # "" = the live or demo default
+    ws_private_url: str = ""
+    inst_type: str = "SPOT"
+    td_mode: str = "cash"
+    order_transport: Literal["ws", "rest"] = "ws"
+    exp_time_ms: int = 5_000  # an order not at the exchange after this long is dropped there
+    request_timeout: float = 5.0
+    ping_interval: float = 20.0
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+    cancel_all_after: float = 0.0  # seconds; 0 = off, else 10..120
+    # environment variable names: the keys themselves never appear in a file
+    api_key_env: str = "OKX_API_KEY"
+    secret_key_env: str = "OKX_SECRET_KEY"
+    passphrase_env: str = "OKX_PASSPHRASE"
+
+
+@dataclass(frozen=True)
+class VenueConfig:
+    kind: Literal["paper", "okx"] = "paper"
+    symbols: list[str] = field(default_factory=lambda: ["BTC-USDT"])
+    paper: PaperConfig = field(default_factory=PaperConfig)
+    okx: OkxConfig = field(default_factory=OkxConfig)
+
+
+@dataclass(frozen=True)
+class JournalConfig:
+    path: str = "journal.sqlite"  # relative to run_dir
+    synchronous: Literal["full", "normal", "off"] = "normal"
+
+
+@dataclass(frozen=True)
+class OrdersConfig:
+    max_age_ms: int = 5_000  # an order request older than this when read is rejected as stale
+    max_future_ms: int = 60_000  # ... and one this far in the future too (bad clock)
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    id: str
+    path: str = ""  # a .py file (relative to the config file) ...
+    module: str = ""  # ... or an importable module
+    params: dict[str, Any] = field(default_factory=dict)
+    restart: Literal["always", "on-failure", "never"] = "on-failure"
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    bus: BusConfig = field(default_factory=BusConfig)
+    venue: VenueConfig = field(default_factory=VenueConfig)
+    journal: JournalConfig = field(default_factory=JournalConfig)
+    orders: OrdersConfig = field(default_factory=OrdersConfig)
+    strategies: list[StrategyConfig] = field(default_factory=list)
+    base_dir: str = "."  # the config file's directory; set by the loader, not a TOML key
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.base_dir, os.path.expanduser(self.server.run_dir)).resolve()
+
+    def endpoint(self, channel: Literal["md", "order", "report"]) -> str:
+        given = getattr(self.bus, f"{channel}_endpoint")
+        return given or f"ipc://{self.run_dir / (channel + '.ipc')}"
+
+    @property
+    def journal_path(self) -> Path:
+        return Path(self.run_dir, self.journal.path)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a TOML config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from exc
+    return parse_config(text, base_dir=str(p.resolve().parent), source=str(p))
+
+
+def parse_config(text: str, *, base_dir: str = ".", source: str = "<config>") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    if "base_dir" in data:
+        raise ConfigError("base_dir: unknown key")
+    cfg = _build(Config, data, "")
+    cfg = dataclasses.replace(cfg, base_dir=base_dir)
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: Config) -> None:
+    if not cfg.venue.symbols:
+        raise ConfigError("venue.symbols: at least one symbol is required")
+    for i, sym in enumerate(cfg.venue.symbols):
+        if not sym or "/" in sym or len(sym) > 64 or not sym.isascii():
+            raise ConfigError(f"venue.symbols[{i}]: {sym!r} is not a valid symbol (ASCII, no '/')")
+    for name in ("md_sndhwm", "report_sndhwm", "order_rcvhwm", "md_queue", "event_queue", "max_frame_bytes"):
+        if getattr(cfg.bus, name) <= 0:
+            raise ConfigError(f"bus.{name}: must be > 0")
+    if cfg.bus.linger_ms < 0:
+        raise ConfigError("bus.linger_ms: must be >= 0")
+    p = cfg.venue.paper
+    for name in ("tick_size", "lot_size", "min_size", "level_size", "tick_interval"):
+        if not getattr(p, name) > 0:
+            raise ConfigError(f"venue.paper.{name}: must be > 0")
+    if not 0 <= p.trade_probability <= 1:
+        raise ConfigError("venue.paper.trade_probability: must be between 0 and 1")
+    if cfg.venue.okx.cancel_all_after and not 10 <= cfg.venue.okx.cancel_all_after <= 120:
+        raise ConfigError("venue.okx.cancel_all_after: must be 0 (off) or between 10 and 120 seconds")
+    if cfg.server.heartbeat_timeout <= 0:
+        raise ConfigError("server.heartbeat_timeout: must be > 0")
+    seen: set[str] = set()
+    for i, s in enumerate(cfg.strategies):
+        if not STRATEGY_ID_RE.match(s.id):
+            raise ConfigError(f"strategies[{i}].id: {s.id!r} must match [A-Za-z0-9_-]{{1,32}}")
+        if s.id in seen:
+            raise ConfigError(f"strategies[{i}].id: {s.id!r} appears twice")
+        seen.add(s.id)
+        if bool(s.path) == bool(s.module):
+            raise ConfigError(f"strategies[{i}]: give exactly one of 'path' or 'module'")
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        return "a boolean"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is str:
+        return "a string"
+    if origin is list:
+        return "a list"
+    if origin is dict or dataclasses.is_dataclass(tp):
+        return "a table"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    return str(tp)
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {type(value).__name__}")
+        return _build(tp, value, key)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return value
+    if origin in (types.UnionType, typing.Union):
+        errors = []
+        for arg in typing.get_args(tp):
+            try:
+                return _convert(arg, value, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0])
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a boolean, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        return [_convert(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {value!r}")
+        _, val_tp = typing.get_args(tp)
+        return {k: _convert(val_tp, v, f"{key}.{k}") for k, v in value.items()}
+    raise ConfigError(f"{key}: unsupported type {tp!r}")  # pragma: no cover - a bug in this module
+
+
+def _build(cls: Any, data: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else key
+        if key not in fields or key == "base_dir":
+            known = ", ".join(sorted(k for k in fields if k != "base_dir"))
+            raise ConfigError(f"{full}: unknown key (known keys here: {known})")
+        kwargs[key] = _convert(hints[key], value, full)
+    for name, f in fields.items():
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            full = f"{prefix}.{name}" if prefix else name
+            raise ConfigError(f"{full}: missing required key")
+    return cls(**kwargs)

@@ -1,0 +1,141 @@
+"""What a venue offers the server, and what the server offers a venue.
+
+The server cannot tell the paper exchange from OKX: both implement :class:`Venue`. A venue never sees
+strategy ids or strategy client_order_ids; it sees :class:`VenueOrder` objects keyed by a
+``venue_order_id`` that the server generated (1-32 ASCII letters and digits, unique for ever: OKX's
+``clOrdId`` rules) and reports back :class:`OrderEvent` objects keyed by the same id.
+
+Contract for implementations:
+
+- ``run`` connects, loads instruments, starts market data, calls ``task_status.started()`` once
+  orders may be placed, and runs until cancelled. Market data and order events go to the
+  :class:`VenueSink` given to ``run``.
+- ``place_order``/``cancel_order``/``amend_order`` hand the request over and return quickly: they must
+  not wait a network round trip (hand it to the venue's own tasks). Every outcome, including a
+  rejection, arrives later as an :class:`OrderEvent`. They never raise for business errors.
+- An order is never sent to the exchange twice. A request whose outcome is unknown (timeout, dropped
+  connection) is resolved by ``query_order``, never by sending it again.
+- Every ``OrderEvent`` for one order carries the order's full current state (cumulative fill, average
+  price, cumulative fee), so that a duplicate or a late event is harmless: the server applies an event
+  only when it moves the order forward.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from ..models import Book, OrderStatus, OrderType, Side, Ticker, Trade
+
+__all__ = [
+    "Instrument",
+    "VenueOrder",
+    "EventKind",
+    "OrderEvent",
+    "VenueSink",
+    "Venue",
+    "MarketData",
+]
+
+MarketData = Ticker | Book | Trade
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    symbol: str
+    tick_size: float
+    lot_size: float
+    min_size: float
+    code: int | None = None  # OKX instIdCode; None on the paper venue
+    # Contract value for derivatives (1.0 for spot). Informational.
+    contract_value: float = 1.0
+
+
+@dataclass(slots=True)
+class VenueOrder:
+    venue_order_id: str  # server-generated, 1-32 letters and digits
+    symbol: str
+    side: Side
+    order_type: OrderType
+    price: float | None  # None for market orders; already rounded to the tick
+    quantity: float  # already rounded to the lot
+
+
+class EventKind(StrEnum):
+    UPDATE = "update"  # the order's state (new, fill, cancel, amend, reject)
+    CANCEL_FAILED = "cancel_failed"  # a cancel was refused; the order is as it was
+    AMEND_FAILED = "amend_failed"  # an amend was refused; the order is as it was
+
+
+@dataclass(slots=True)
+class OrderEvent:
+    venue_order_id: str
+    status: OrderStatus
+    kind: EventKind = EventKind.UPDATE
+    exchange_order_id: str = ""
+    price: float | None = None  # current limit price (None: unchanged / market)
+    quantity: float | None = None  # current total quantity (None: unchanged)
+    filled_quantity: float = 0.0  # cumulative
+    avg_price: float = 0.0
+    last_fill_quantity: float = 0.0
+    last_fill_price: float = 0.0
+    fee: float = 0.0  # cumulative, positive = cost
+    trade_id: str = ""  # the fill's trade id, when this event reports a fill
+    error_msg: str = ""
+    ts: int = 0  # venue time, ms
+
+
+class VenueSink(Protocol):
+    """Where a venue delivers what it produces. Implemented by the server."""
+
+    def publish_market(self, msg: MarketData) -> None:
+        """Hand over one market-data message. Never blocks: drops (and counts) when the feed lags."""
+
+    async def order_event(self, event: OrderEvent) -> None:
+        """Hand over one order event. Never dropped: waits when the server is behind."""
+
+    def set_connected(self, connected: bool) -> None:
+        """Market data is live (True) or stale (False)."""
+
+
+class Venue(abc.ABC):
+    """An exchange, real or simulated, behind one interface."""
+
+    name: str = "venue"
+
+    @property
+    @abc.abstractmethod
+    def instruments(self) -> dict[str, Instrument]:
+        """Instruments of the configured symbols, loaded by ``run`` before it reports started."""
+
+    @abc.abstractmethod
+    async def run(self, sink: VenueSink, *, task_status: Any = ...) -> None:
+        """Connect and stream until cancelled; ``task_status.started()`` once orders may be placed."""
+
+    @abc.abstractmethod
+    async def place_order(self, order: VenueOrder) -> None:
+        """Submit a new order; its outcome arrives as OrderEvents."""
+
+    @abc.abstractmethod
+    async def cancel_order(self, venue_order_id: str, symbol: str) -> None:
+        """Request a cancel; the outcome arrives as an UPDATE (cancelled) or CANCEL_FAILED event."""
+
+    @abc.abstractmethod
+    async def amend_order(
+        self, venue_order_id: str, symbol: str, price: float | None, quantity: float | None
+    ) -> None:
+        """Request an amend; the outcome arrives as an UPDATE or AMEND_FAILED event."""
+
+    @abc.abstractmethod
+    async def query_order(self, venue_order_id: str, symbol: str) -> OrderEvent | None:
+        """The order's current state at the venue, or None if the venue never saw it."""
+
+    @abc.abstractmethod
+    async def open_orders(self) -> list[OrderEvent]:
+        """Every open order of the account at the venue (for reconciliation)."""
+
+    async def cancel_all_after(self, timeout_s: float) -> None:  # pragma: no cover - optional
+        """Arm (or with 0, disarm) the venue's dead-man's switch. Optional."""
+        return None
