@@ -1,0 +1,171 @@
+"""Trio <-> ZeroMQ: socket ownership, waiting on the edge-triggered FD, endpoints and the run directory.
+
+pyzmq has no Trio integration, so this module is the bridge. The rules (PERF-NOTES.md):
+
+- Each socket has exactly one owner task. A send from another task consumes the edge the owner is
+  waiting for, and two waiters raise ``BusyResourceError``.
+- The ZeroMQ FD signals *edges*: after every wake-up read ``zmq.EVENTS`` and drain with ``NOBLOCK``
+  until ``zmq.Again`` before waiting again; check ``zmq.EVENTS`` before every wait.
+- Never a blocking send inside Trio: sends are ``NOBLOCK``; the caller decides what ``zmq.Again`` means.
+- Closing calls ``trio.lowlevel.notify_closing`` first so a waiter gets ``ClosedResourceError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import trio
+import zmq
+
+from .errors import RunDirLocked
+
+__all__ = ["TrioSocket", "ipc_path", "prepare_run_dir", "bind_secure", "lock_run_dir"]
+
+
+class TrioSocket:
+    """A ZeroMQ socket driven from one Trio task.
+
+    Owns the socket: ``close()`` (or leaving the ``with`` block) notifies Trio and closes it with the
+    LINGER that was set. ``recv_batch`` returns everything that is ready (up to ``max_batch``) per
+    wake-up, which is what makes a Trio receiver fast.
+    """
+
+    __slots__ = ("sock", "fd", "spin_ns", "_closed")
+
+    def __init__(self, sock: zmq.Socket[bytes], *, spin_us: int = 0) -> None:
+        self.sock = sock
+        self.fd: int = sock.getsockopt(zmq.FD)
+        self.spin_ns = spin_us * 1000
+        self._closed = False
+
+    def __enter__(self) -> TrioSocket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def wait(self, flag: int) -> None:
+        """Wait until ``zmq.EVENTS`` has ``flag`` (POLLIN/POLLOUT): check first, then sleep on the FD."""
+        sock = self.sock
+        while not sock.getsockopt(zmq.EVENTS) & flag:
+            await trio.lowlevel.wait_readable(self.fd)
+
+    async def recv_batch(self, max_batch: int = 1024) -> list[bytes]:
+        """Every frame ready now (at least one, at most ``max_batch``); waits when none is.
+
+        Cancellation is safe: a frame is either returned or left in the socket.
+        """
+        sock = self.sock
+        recv = sock.recv
+        out: list[bytes] = []
+        waited = False
+        while True:
+            try:
+                while len(out) < max_batch:
+                    out.append(recv(zmq.NOBLOCK, copy=True))
+            except zmq.Again:
+                pass
+            if out:
+                if not waited:
+                    # Yield to the other tasks under constant load, but never lose what we hold.
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                return out
+            if self.spin_ns:
+                deadline = time.perf_counter_ns() + self.spin_ns
+                while time.perf_counter_ns() < deadline:
+                    try:
+                        out.append(recv(zmq.NOBLOCK, copy=True))
+                        break
+                    except zmq.Again:
+                        continue
+                if out:
+                    continue
+            await self.wait(zmq.POLLIN)
+            waited = True
+
+    def send_nowait(self, frame: bytes) -> bool:
+        """Send without blocking; False when the high-water mark is reached (the caller decides)."""
+        try:
+            self.sock.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
+            return True
+        except zmq.Again:
+            return False
+
+    async def send(self, frame: bytes) -> None:
+        """Send, waiting (without blocking Trio) while the high-water mark is reached."""
+        while not self.send_nowait(frame):
+            await self.wait(zmq.POLLOUT)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        trio.lowlevel.notify_closing(self.fd)
+        self.sock.close()
+
+
+def ipc_path(endpoint: str) -> Path | None:
+    """The filesystem path of an ``ipc://`` endpoint, None for other transports."""
+    return Path(endpoint[len("ipc://") :]) if endpoint.startswith("ipc://") else None
+
+
+def prepare_run_dir(run_dir: Path) -> None:
+    """Create the run directory with mode 0700 (and tighten it if it already exists and is ours)."""
+    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(run_dir, 0o700)
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir: Path) -> Iterator[Path]:
+    """Hold an exclusive lock on ``run_dir/server.lock`` for the life of the server.
+
+    A second server on the same run directory fails with RunDirLocked instead of silently taking over
+    the sockets (binding an ipc path another process bound steals it). The lock is an ``flock``, so a
+    server killed with SIGKILL leaves no stale lock behind.
+    """
+    path = run_dir / "server.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            holder = ""
+            with contextlib.suppress(OSError):
+                holder = path.read_text().strip()
+            raise RunDirLocked(
+                f"another seqtrade server (pid {holder or '?'}) is running on {run_dir}; "
+                "stop it first or use another server.run_dir"
+            ) from None
+        raise
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)
+
+
+def bind_secure(sock: zmq.Socket[Any], endpoint: str) -> None:
+    """Bind; an ipc socket file is created 0600 whatever the umask (and a stale file is replaced)."""
+    path = ipc_path(endpoint)
+    if path is None:
+        sock.bind(endpoint)
+        return
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # a stale file from a server that was killed; the run-dir lock proves it is stale
+    old = os.umask(0o177)
+    try:
+        sock.bind(endpoint)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)

@@ -1,0 +1,200 @@
+"""The journal: one SQLite file (WAL) that makes the protocol's promises survive restarts.
+
+What it holds: every accepted order (with the id the venue knows it by), every report with its
+per-strategy seq, and the trade ids already applied. The rule is *persist, then send*: an order row
+is committed before the order goes to the venue, and a report is committed before it is published.
+
+Durability (``journal.synchronous``): ``normal`` (default) survives the server process dying at any
+point (kill -9), since WAL commits reach the OS before the call returns; an OS crash or power loss
+can lose the last commits. ``full`` fsyncs every commit and survives those too, at the cost of an
+fsync per commit (see docs/operations.md for the measured cost). ``off`` is for benchmarks only.
+
+Calls are synchronous and short; they run on the server's Trio thread so that their order is the
+order of events (no locks, no threads).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from ..errors import JournalError
+from ..models import OrderReport
+from ..wire import report_from_body, report_to_body
+
+__all__ = ["Journal", "JournalOrder"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS orders (
+    venue_order_id TEXT PRIMARY KEY,
+    strategy_id TEXT NOT NULL,
+    client_order_id TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    side TEXT NOT NULL,
+    order_type TEXT NOT NULL,
+    price REAL,
+    quantity REAL NOT NULL,
+    created_ms INTEGER NOT NULL,
+    sent INTEGER NOT NULL DEFAULT 1,
+    open INTEGER NOT NULL DEFAULT 1,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (strategy_id, client_order_id)
+);
+CREATE INDEX IF NOT EXISTS orders_open ON orders (open) WHERE open = 1;
+CREATE TABLE IF NOT EXISTS reports (
+    strategy_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    venue_order_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (strategy_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fills (
+    venue_order_id TEXT NOT NULL,
+    trade_id TEXT NOT NULL,
+    PRIMARY KEY (venue_order_id, trade_id)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(slots=True)
+class JournalOrder:
+    venue_order_id: str
+    strategy_id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    order_type: str
+    price: float | None
+    quantity: float
+    created_ms: int
+    sent: bool
+    open: bool
+    last_report: OrderReport | None
+    trade_ids: set[str]
+
+
+class Journal:
+    """SQLite journal. Not thread-safe: one owner (the server's Trio thread)."""
+
+    def __init__(self, path: Path, *, synchronous: str = "normal") -> None:
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot open journal {path}: {exc}") from exc
+        self.path = path
+        self._packer = msgpack.Packer(use_bin_type=True)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------ writes
+
+    def add_order(
+        self,
+        *,
+        venue_order_id: str,
+        strategy_id: str,
+        client_order_id: str,
+        symbol: str,
+        side: str,
+        order_type: str,
+        price: float | None,
+        quantity: float,
+        created_ms: int,
+        sent: bool,
+    ) -> None:
+        """Commit a new order before it is sent (``sent`` False: rejected locally, never sent)."""
+        try:
+            self.db.execute(
+                "INSERT INTO orders (venue_order_id, strategy_id, client_order_id, symbol, side, order_type,"
+                " price, quantity, created_ms, sent, open) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    venue_order_id, strategy_id, client_order_id, symbol, side, order_type,
+                    price, quantity, created_ms, int(sent), int(sent),
+                ),
+            )  # fmt: skip
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal write failed: {exc}") from exc
+
+    def add_reports(
+        self,
+        reports: Iterable[tuple[str, OrderReport, bool]],
+        trade_ids: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Commit reports (venue_order_id, report, still open) and applied trade ids in one transaction."""
+        pack = self._packer.pack
+        rows = []
+        states = []
+        for vid, r, is_open in reports:
+            rows.append((r.strategy_id, r.seq, vid, pack(report_to_body(r))))
+            if vid:
+                states.append((int(is_open), r.seq, vid))
+        try:
+            with self.db:
+                self.db.execute("BEGIN")
+                self.db.executemany(
+                    "INSERT INTO reports (strategy_id, seq, venue_order_id, body) VALUES (?,?,?,?)", rows
+                )
+                self.db.executemany("UPDATE orders SET open=?, last_seq=? WHERE venue_order_id=?", states)
+                self.db.executemany("INSERT OR IGNORE INTO fills VALUES (?,?)", list(trade_ids))
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal write failed: {exc}") from exc
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    # ------------------------------------------------------------------ reads
+
+    def last_seqs(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT strategy_id, MAX(seq) FROM reports GROUP BY strategy_id"))
+
+    def reports_after(self, strategy_id: str, seq: int, limit: int) -> list[OrderReport]:
+        rows = self.db.execute(
+            "SELECT body FROM reports WHERE strategy_id=? AND seq>? ORDER BY seq LIMIT ?",
+            (strategy_id, seq, limit),
+        )
+        return [report_from_body(msgpack.unpackb(b, raw=False)) for (b,) in rows]
+
+    def _report(self, strategy_id: str, seq: int) -> OrderReport | None:
+        row = self.db.execute(
+            "SELECT body FROM reports WHERE strategy_id=? AND seq=?", (strategy_id, seq)
+        ).fetchone()
+        return None if row is None else report_from_body(msgpack.unpackb(row[0], raw=False))
+
+    def _order_from_row(self, row: Any) -> JournalOrder:
+        (vid, sid, coid, symbol, side, ot, price, qty, created, sent, is_open, last_seq) = row
+        tids = {t for (t,) in self.db.execute("SELECT trade_id FROM fills WHERE venue_order_id=?", (vid,))}
+        return JournalOrder(
+            vid, sid, coid, symbol, side, ot, price, qty, created, bool(sent), bool(is_open),
+            self._report(sid, last_seq) if last_seq else None, tids,
+        )  # fmt: skip
+
+    _COLS = (
+        "venue_order_id, strategy_id, client_order_id, symbol, side, order_type, price, quantity,"
+        " created_ms, sent, open, last_seq"
+    )
+
+    def find_order(self, strategy_id: str, client_order_id: str) -> JournalOrder | None:
+        row = self.db.execute(
+            f"SELECT {self._COLS} FROM orders WHERE strategy_id=? AND client_order_id=?",
+            (strategy_id, client_order_id),
+        ).fetchone()
+        return None if row is None else self._order_from_row(row)
+
+    def open_orders(self) -> list[JournalOrder]:
+        """Orders the journal holds as open or in flight (for restart recovery)."""
+        rows = self.db.execute(f"SELECT {self._COLS} FROM orders WHERE open=1").fetchall()
+        return [self._order_from_row(r) for r in rows]

@@ -1,0 +1,185 @@
+"""Order book-keeping: the server's record of every order, and the pure rules it applies.
+
+No I/O: the gateway owns the sockets, the journal and the venue; this module turns requests and venue
+events into records and reports. Every function here is synchronous, so the gateway can call it
+between two awaits and nobody sees a half-updated record.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+import time
+from dataclasses import dataclass, field
+
+from ..models import OPEN_STATUSES, OrderReport, OrderStatus, OrderType, Side
+from ..venues.base import EventKind, Instrument, OrderEvent
+
+__all__ = ["OrderRecord", "IdGenerator", "round_price", "round_quantity", "apply_event", "report_for"]
+
+_B36 = string.digits + string.ascii_lowercase
+
+
+def _base36(n: int) -> str:
+    out = []
+    while True:
+        n, r = divmod(n, 36)
+        out.append(_B36[r])
+        if not n:
+            return "".join(reversed(out))
+
+
+class IdGenerator:
+    """Venue order ids: 1-32 letters and digits, never repeated (also across restarts).
+
+    A session prefix from the start time in milliseconds (base 36) plus a counter; two servers cannot
+    share a run directory (lock), and a restart cannot happen within the same millisecond as its start.
+    """
+
+    def __init__(self, start_ms: int | None = None) -> None:
+        self.prefix = "s" + _base36(start_ms if start_ms is not None else time.time_ns() // 1_000_000)
+        self.counter = 0
+
+    def next(self) -> str:
+        self.counter += 1
+        return f"{self.prefix}x{_base36(self.counter)}"
+
+
+@dataclass(slots=True)
+class OrderRecord:
+    venue_order_id: str
+    strategy_id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    order_type: str
+    price: float | None
+    quantity: float
+    created_ms: int
+    status: OrderStatus | None = None  # None: sent, nothing heard yet
+    exchange_order_id: str = ""
+    filled_quantity: float = 0.0
+    avg_price: float = 0.0
+    fee: float = 0.0
+    last_report: OrderReport | None = None
+    trade_ids: set[str] = field(default_factory=set)
+
+    @property
+    def is_open(self) -> bool:
+        """Open or in flight: may still fill."""
+        return self.status is None or self.status in OPEN_STATUSES
+
+
+def _steps(value: float, step: float) -> float:
+    n = value / step
+    r = round(n)
+    return float(r) if abs(n - r) <= 1e-9 * max(1.0, abs(n)) else n
+
+
+def _decimals(step: float) -> int:
+    s = f"{step:.12f}".rstrip("0")
+    return len(s.split(".")[1]) if "." in s else 0
+
+
+def round_price(price: float, inst: Instrument, side: Side) -> float:
+    """Round to the tick, never to a worse price for us: buys down, sells up."""
+    n = _steps(price, inst.tick_size)
+    n = math.floor(n) if side is Side.BUY else math.ceil(n)
+    return round(n * inst.tick_size, _decimals(inst.tick_size))
+
+
+def round_quantity(quantity: float, inst: Instrument) -> float:
+    """Round down to the lot (never more than asked for)."""
+    n = math.floor(_steps(quantity, inst.lot_size))
+    return round(n * inst.lot_size, _decimals(inst.lot_size))
+
+
+def report_for(
+    rec: OrderRecord,
+    status: OrderStatus,
+    *,
+    last_fill_quantity: float = 0.0,
+    last_fill_price: float = 0.0,
+    error_msg: str = "",
+    timestamp: int = 0,
+) -> OrderReport:
+    """A report (seq still 0) carrying the record's current state."""
+    return OrderReport(
+        seq=0,
+        client_order_id=rec.client_order_id,
+        exchange_order_id=rec.exchange_order_id,
+        strategy_id=rec.strategy_id,
+        symbol=rec.symbol,
+        side=rec.side,
+        order_type=rec.order_type,
+        price=rec.price if rec.price is not None else 0.0,
+        quantity=rec.quantity,
+        status=status,
+        filled_quantity=rec.filled_quantity,
+        filled_price=rec.avg_price,
+        last_fill_quantity=last_fill_quantity,
+        last_fill_price=last_fill_price,
+        fee=rec.fee,
+        error_msg=error_msg,
+        timestamp=timestamp or time.time_ns() // 1_000_000,
+    )
+
+
+_EPS = 1e-12
+
+
+def apply_event(rec: OrderRecord, ev: OrderEvent) -> OrderReport | None:
+    """Apply a venue event to a record; the report to send, or None if the event changes nothing.
+
+    Events carry the order's full state, so a duplicate, a late or an out-of-order event is ignored:
+    fills only move forward, a terminal order stays terminal, a trade id is applied once. Fills missed
+    while disconnected (reconciliation) arrive as one jump of the cumulative quantity; the report then
+    carries the jump as its last fill, at the price that makes the average come out right.
+    """
+    if ev.kind is not EventKind.UPDATE:
+        # A refused cancel or amend: the order is as it was; say why.
+        status = rec.status if rec.status is not None else OrderStatus.ACCEPTED
+        if rec.status is None and ev.status is OrderStatus.REJECTED:
+            status = OrderStatus.REJECTED
+        return report_for(rec, status, error_msg=ev.error_msg or f"{ev.kind} by the venue", timestamp=ev.ts)
+    if rec.status is not None and rec.status not in OPEN_STATUSES:
+        return None  # terminal already
+    if ev.trade_id and ev.trade_id in rec.trade_ids:
+        return None  # this fill was applied
+    if ev.filled_quantity < rec.filled_quantity - _EPS:
+        return None  # stale: older than what we have
+    delta = ev.filled_quantity - rec.filled_quantity
+    changed = (
+        delta > _EPS
+        or ev.status != rec.status
+        or (ev.price is not None and ev.price != rec.price)
+        or (ev.quantity is not None and ev.quantity != rec.quantity)
+    )
+    if not changed:
+        return None
+    last_qty = last_px = 0.0
+    if delta > _EPS:
+        if abs(delta - ev.last_fill_quantity) <= 1e-9 * max(1.0, delta) and ev.last_fill_price > 0:
+            last_qty, last_px = ev.last_fill_quantity, ev.last_fill_price
+        else:
+            last_qty = delta
+            last_px = (ev.avg_price * ev.filled_quantity - rec.avg_price * rec.filled_quantity) / delta
+        if ev.trade_id:
+            rec.trade_ids.add(ev.trade_id)
+    rec.filled_quantity = max(rec.filled_quantity, ev.filled_quantity)
+    if ev.filled_quantity > 0:
+        rec.avg_price = ev.avg_price
+    rec.fee = max(rec.fee, ev.fee)
+    if ev.exchange_order_id:
+        rec.exchange_order_id = ev.exchange_order_id
+    if ev.price is not None and rec.order_type != OrderType.MARKET:
+        rec.price = ev.price
+    if ev.quantity is not None:
+        rec.quantity = ev.quantity
+    status = ev.status
+    if status is OrderStatus.ACCEPTED and rec.filled_quantity > _EPS:
+        status = OrderStatus.PARTIALLY_FILLED
+    rec.status = status
+    return report_for(
+        rec, status, last_fill_quantity=last_qty, last_fill_price=last_px, error_msg=ev.error_msg, timestamp=ev.ts
+    )
