@@ -1,0 +1,588 @@
+"""The paper exchange's matching engine: our orders against a synthetic public order book.
+
+Pure: no I/O, no clock (every call takes ``ts``, ms), no trio. :class:`MatchingEngine` takes
+:class:`~seqtrade.venues.base.VenueOrder` requests and market updates and returns the
+:class:`~seqtrade.venues.base.OrderEvent` objects they cause, each carrying the order's full state.
+
+The model, in short:
+
+- The public book is what the market simulation last gave :meth:`MatchingEngine.set_book` (best level
+  first). Our taker fills consume the sizes of its levels until the next ``set_book`` replaces it, so
+  liquidity is never used twice and partial fills happen.
+- Quantities are counted in whole lots internally, so "never fills more than the quantity" holds
+  exactly; prices are compared with a tolerance of a millionth of a tick.
+- Our own orders never match each other: they only trade with the synthetic book and public trades.
+- A resting order fills as maker, at its own limit price, when a later book crosses it (ask <= buy
+  price, bid >= sell price; limited by the size at the crossing levels) or when a public trade prints
+  through it (a better price, or its price with the opposite taker side; limited by the trade's size).
+  Resting orders share that liquidity in price-time priority; an amend of price or a larger quantity
+  loses time priority.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ..models import OPEN_STATUSES, OrderStatus, OrderType, Side
+from .base import EventKind, Instrument, OrderEvent, VenueOrder
+
+__all__ = ["MatchingEngine", "PaperOrder", "check_order", "quote_currency"]
+
+log = logging.getLogger(__name__)
+
+_REL_TOL = 1e-9  # how far off the tick or lot grid a value may be, relative to the value in steps
+_NO_EVENTS: tuple[OrderEvent, ...] = ()
+
+
+def quote_currency(symbol: str) -> str:
+    """The quote currency of an OKX-style symbol: ``BTC-USDT`` and ``BTC-USDT-SWAP`` -> ``USDT``."""
+    parts = symbol.split("-")
+    return parts[1] if len(parts) > 1 else "QUOTE"
+
+
+def _grid_steps(value: float, step: float) -> int | None:
+    """``value / step`` as an integer if ``value`` is on the ``step`` grid, else None."""
+    x = value / step
+    n = round(x)
+    if abs(x - n) > _REL_TOL * max(1.0, abs(x)):
+        return None
+    return n
+
+
+def _check_price(price: float | None, inst: Instrument) -> str:
+    if price is None:
+        return "price is required for this order type"
+    if not math.isfinite(price) or price <= 0:
+        return f"price {price!r} must be a positive finite number"
+    if _grid_steps(price, inst.tick_size) is None:
+        return f"price {price!r} is not a multiple of the tick size {inst.tick_size!r}"
+    return ""
+
+
+def _check_quantity(quantity: float, inst: Instrument, *, enforce_min: bool) -> str:
+    if not math.isfinite(quantity) or quantity <= 0:
+        return f"quantity {quantity!r} must be a positive finite number"
+    if _grid_steps(quantity, inst.lot_size) is None:
+        return f"quantity {quantity!r} is not a multiple of the lot size {inst.lot_size!r}"
+    if enforce_min and quantity < inst.min_size * (1 - _REL_TOL):
+        return f"quantity {quantity!r} is below the minimum size {inst.min_size!r}"
+    return ""
+
+
+def check_order(order: VenueOrder, inst: Instrument) -> str:
+    """Why the venue refuses ``order`` (price off the tick grid, quantity off the lot grid or below
+    the minimum, non-positive or non-finite values), or ``""`` if it is acceptable."""
+    reason = _check_quantity(order.quantity, inst, enforce_min=True)
+    if not reason and order.order_type is not OrderType.MARKET:
+        reason = _check_price(order.price, inst)
+    return reason
+
+
+@dataclass(slots=True)
+class PaperOrder:
+    """One order's state at the paper venue. Quantities in whole lots (``lots``, ``filled_lots``)."""
+
+    venue_order_id: str
+    exchange_order_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    price: float | None  # None for market orders
+    quantity: float  # as reported: lots * lot_size once accepted, the request's value if rejected
+    lots: int
+    status: OrderStatus
+    filled_lots: int = 0
+    notional: float = 0.0  # sum of fill price * fill quantity
+    fee: float = 0.0  # cumulative, positive = cost
+    error_msg: str = ""  # why the order was rejected or cancelled
+    ts: int = 0  # ms of the last change
+
+
+class _Level:
+    __slots__ = ("lots", "price")
+
+    def __init__(self, price: float, lots: int) -> None:
+        self.price = price
+        self.lots = lots
+
+
+class _Symbol:
+    """Per-symbol state: the public book (as given, and a working copy our fills deplete) and our
+    resting orders per side, insertion-ordered (= time priority)."""
+
+    __slots__ = (
+        "asks",
+        "best_buy",
+        "best_sell",
+        "bids",
+        "buys",
+        "eps",
+        "inst",
+        "lot",
+        "quote",
+        "sells",
+        "src_asks",
+        "src_bids",
+    )
+
+    def __init__(self, inst: Instrument) -> None:
+        self.inst = inst
+        self.lot = inst.lot_size
+        self.eps = inst.tick_size * 1e-6
+        self.quote = quote_currency(inst.symbol)
+        self.src_bids: Sequence[Sequence[float]] = ()
+        self.src_asks: Sequence[Sequence[float]] = ()
+        self.bids: list[_Level] | None = None  # working copies, made on first use after set_book
+        self.asks: list[_Level] | None = None
+        self.buys: dict[str, PaperOrder] = {}
+        self.sells: dict[str, PaperOrder] = {}
+        self.best_buy = -math.inf  # highest resting buy price
+        self.best_sell = math.inf  # lowest resting sell price
+
+    def levels(self, side: Side) -> list[_Level]:
+        """The working copy of the book side that ``side`` orders trade against."""
+        if side is Side.BUY:
+            if self.asks is None:
+                self.asks = self._copy(self.src_asks)
+            return self.asks
+        if self.bids is None:
+            self.bids = self._copy(self.src_bids)
+        return self.bids
+
+    def _copy(self, src: Sequence[Sequence[float]]) -> list[_Level]:
+        lot = self.lot
+        return [_Level(float(lv[0]), int(lv[1] / lot + 1e-9)) for lv in src]
+
+    def resting(self, side: Side) -> dict[str, PaperOrder]:
+        return self.buys if side is Side.BUY else self.sells
+
+    def rest(self, o: PaperOrder) -> None:
+        assert o.price is not None
+        if o.side is Side.BUY:
+            self.buys[o.venue_order_id] = o
+            self.best_buy = max(self.best_buy, o.price)
+        else:
+            self.sells[o.venue_order_id] = o
+            self.best_sell = min(self.best_sell, o.price)
+
+    def unrest(self, o: PaperOrder) -> None:
+        if o.side is Side.BUY:
+            if self.buys.pop(o.venue_order_id, None) is not None and o.price == self.best_buy:
+                self.best_buy = max(
+                    (b.price for b in self.buys.values() if b.price is not None), default=-math.inf
+                )
+        elif self.sells.pop(o.venue_order_id, None) is not None and o.price == self.best_sell:
+            self.best_sell = min(
+                (s.price for s in self.sells.values() if s.price is not None), default=math.inf
+            )
+
+
+class MatchingEngine:
+    """Matches orders of one paper account against the synthetic market of its symbols.
+
+    Every method returns the events it caused, in order (ACCEPTED, fills, terminal), for the caller to
+    deliver. Unknown ids and refused requests give CANCEL_FAILED/AMEND_FAILED or REJECTED events, never
+    exceptions. Closed orders stay queryable until ``max_closed`` newer ones have closed.
+    """
+
+    def __init__(
+        self,
+        instruments: Mapping[str, Instrument],
+        *,
+        maker_fee: float,
+        taker_fee: float,
+        max_closed: int = 100_000,
+    ) -> None:
+        self.maker_fee = maker_fee
+        self.taker_fee = taker_fee
+        self._symbols = {sym: _Symbol(inst) for sym, inst in instruments.items()}
+        self._orders: dict[str, PaperOrder] = {}
+        self._closed: deque[str] = deque()
+        self._max_closed = max_closed
+        self._next_order_id = 1
+        self._next_trade_id = 1
+        self._position_lots: dict[str, int] = dict.fromkeys(instruments, 0)
+        self._cash: dict[str, float] = {}
+        for st in self._symbols.values():
+            self._cash[st.quote] = 0.0
+
+    # ------------------------------------------------------------------ state
+
+    def next_trade_id(self) -> str:
+        """A fresh trade id; fills and the simulation's public trades share this counter."""
+        n = self._next_trade_id
+        self._next_trade_id = n + 1
+        return str(n)
+
+    def positions(self) -> dict[str, float]:
+        """Net position per symbol in base units, + for bought."""
+        return {sym: n * self._symbols[sym].lot for sym, n in self._position_lots.items()}
+
+    def balances(self) -> dict[str, float]:
+        """Quote cash per currency: sale proceeds minus purchase costs minus fees (starts at 0)."""
+        return dict(self._cash)
+
+    def best_bid(self, symbol: str) -> float | None:
+        """The best bid of the working book with size left, or None."""
+        return self._best(self._symbols[symbol].levels(Side.SELL))
+
+    def best_ask(self, symbol: str) -> float | None:
+        """The best ask of the working book with size left, or None."""
+        return self._best(self._symbols[symbol].levels(Side.BUY))
+
+    def query(self, venue_order_id: str) -> OrderEvent | None:
+        """The order's current state, or None if the engine never saw it (or has forgotten it)."""
+        o = self._orders.get(venue_order_id)
+        return None if o is None else self._event(o, o.ts, error_msg=o.error_msg)
+
+    def open_orders(self) -> list[OrderEvent]:
+        """The current state of every open order."""
+        return [
+            self._event(o, o.ts)
+            for st in self._symbols.values()
+            for side in (st.buys, st.sells)
+            for o in side.values()
+        ]
+
+    # ------------------------------------------------------------------ market
+
+    def set_book(
+        self, symbol: str, bids: Sequence[Sequence[float]], asks: Sequence[Sequence[float]], ts: int
+    ) -> Sequence[OrderEvent]:
+        """Replace the public book of ``symbol`` (``[[price, size], ...]``, best first; not mutated, may
+        be shared) and fill the resting orders it crosses."""
+        st = self._symbols[symbol]
+        st.src_bids = bids
+        st.src_asks = asks
+        st.bids = None
+        st.asks = None
+        if not (st.buys and asks and st.best_buy >= asks[0][0] - st.eps) and not (
+            st.sells and bids and st.best_sell <= bids[0][0] + st.eps
+        ):
+            return _NO_EVENTS
+        events: list[OrderEvent] = []
+        self._match_resting_on_book(st, Side.BUY, ts, events)
+        self._match_resting_on_book(st, Side.SELL, ts, events)
+        return events
+
+    def on_trade(
+        self, symbol: str, price: float, size: float, taker_side: Side, ts: int
+    ) -> Sequence[OrderEvent]:
+        """A public trade printed: fill the resting orders it prints through, up to its size.
+
+        A buy is printed through by a trade below its price, or at its price with a selling taker
+        (queue position is not modelled: our order is taken to be first at its level); sells mirror.
+        """
+        st = self._symbols[symbol]
+        if not ((st.buys and st.best_buy >= price - st.eps) or (st.sells and st.best_sell <= price + st.eps)):
+            return _NO_EVENTS
+        left = int(size / st.lot + 1e-9)
+        events: list[OrderEvent] = []
+        for side in (Side.BUY, Side.SELL):
+            sign = 1.0 if side is Side.BUY else -1.0
+            at_price_ok = taker_side is not side
+            for o in self._by_priority(st, side):
+                if left <= 0:
+                    break
+                assert o.price is not None
+                diff = sign * (o.price - price)  # > 0: the trade is better than our price
+                if diff < -st.eps or (diff <= st.eps and not at_price_ok):
+                    continue
+                n = min(o.lots - o.filled_lots, left)
+                left -= n
+                self._fill(st, o, n, o.price, self.maker_fee, ts, events)
+        return events
+
+    # ------------------------------------------------------------------ orders
+
+    def submit(self, order: VenueOrder, ts: int) -> list[OrderEvent]:
+        """Accept (or reject) a new order and match it at once."""
+        oid = order.venue_order_id
+        existing = self._orders.get(oid)
+        if existing is not None:
+            log.warning("order %s submitted twice; repeating its state", oid)
+            return [self._event(existing, ts, error_msg=existing.error_msg)]
+        st = self._symbols.get(order.symbol)
+        o = PaperOrder(
+            venue_order_id=oid,
+            exchange_order_id=str(self._next_order_id),
+            symbol=order.symbol,
+            side=order.side,
+            order_type=order.order_type,
+            price=None if order.order_type is OrderType.MARKET else order.price,
+            quantity=order.quantity,
+            lots=0,
+            status=OrderStatus.ACCEPTED,
+            ts=ts,
+        )
+        self._next_order_id += 1
+        self._orders[oid] = o
+        reason = f"unknown symbol {order.symbol!r}" if st is None else check_order(order, st.inst)
+        if not reason and st is not None and order.order_type is OrderType.MARKET and not st.levels(o.side):
+            reason = f"no market data for {order.symbol}"
+        if st is None or reason:
+            return [self._close(o, OrderStatus.REJECTED, reason, ts)]
+        o.lots = round(order.quantity / st.lot)
+        o.quantity = o.lots * st.lot
+        levels = st.levels(o.side)
+        if order.order_type is OrderType.POST_ONLY:
+            assert o.price is not None
+            best = self._best(levels)
+            if best is not None and self._crosses(o.side, best, o.price, st.eps):
+                return [
+                    self._close(
+                        o, OrderStatus.REJECTED, f"post_only order would cross the book at {best}", ts
+                    )
+                ]
+        events = [self._event(o, ts)]
+        match order.order_type:
+            case OrderType.MARKET:
+                self._take(st, o, levels, None, ts, events)
+            case OrderType.LIMIT | OrderType.POST_ONLY:
+                if order.order_type is OrderType.LIMIT:
+                    self._take(st, o, levels, o.price, ts, events)
+                if o.status in OPEN_STATUSES:
+                    st.rest(o)
+            case OrderType.IOC:
+                self._take(st, o, levels, o.price, ts, events)
+                if o.status in OPEN_STATUSES:
+                    events.append(self._close(o, OrderStatus.CANCELLED, "IOC remainder cancelled", ts))
+            case OrderType.FOK:
+                assert o.price is not None
+                available = sum(lv.lots for lv in levels if self._crosses(o.side, lv.price, o.price, st.eps))
+                if available >= o.lots:
+                    self._take(st, o, levels, o.price, ts, events)
+                else:
+                    msg = f"FOK not fillable: {available * st.lot:g} available at {o.price} or better"
+                    events.append(self._close(o, OrderStatus.CANCELLED, msg, ts))
+        return events
+
+    def cancel(self, venue_order_id: str, ts: int, *, reason: str = "") -> OrderEvent:
+        """Cancel an open order; a CANCEL_FAILED event if it is not open or unknown."""
+        o = self._orders.get(venue_order_id)
+        if o is None:
+            return OrderEvent(
+                venue_order_id,
+                OrderStatus.REJECTED,
+                EventKind.CANCEL_FAILED,
+                error_msg="unknown order",
+                ts=ts,
+            )
+        if o.status not in OPEN_STATUSES:
+            return self._event(o, ts, kind=EventKind.CANCEL_FAILED, error_msg=f"order is already {o.status}")
+        self._symbols[o.symbol].unrest(o)
+        return self._close(o, OrderStatus.CANCELLED, reason, ts)
+
+    def cancel_all(self, ts: int, *, reason: str = "") -> list[OrderEvent]:
+        """Cancel every open order."""
+        ids = [oid for st in self._symbols.values() for side in (st.buys, st.sells) for oid in side]
+        return [self.cancel(oid, ts, reason=reason) for oid in ids]
+
+    def amend(
+        self, venue_order_id: str, price: float | None, quantity: float | None, ts: int
+    ) -> list[OrderEvent]:
+        """Change an open order's price and/or total quantity.
+
+        A quantity at or below what has filled closes the order as FILLED; a new price that crosses the
+        book fills now as taker (a post_only order refuses such an amend). Refusals are AMEND_FAILED
+        events carrying the order's unchanged state.
+        """
+        o = self._orders.get(venue_order_id)
+        if o is None:
+            return [
+                OrderEvent(
+                    venue_order_id,
+                    OrderStatus.REJECTED,
+                    EventKind.AMEND_FAILED,
+                    error_msg="unknown order",
+                    ts=ts,
+                )
+            ]
+        st = self._symbols[o.symbol]
+        reason = self._amend_refusal(o, st, price, quantity)
+        if reason:
+            return [self._event(o, ts, kind=EventKind.AMEND_FAILED, error_msg=reason)]
+        new_lots = o.lots if quantity is None else round(quantity / st.lot)
+        if new_lots <= o.filled_lots:
+            st.unrest(o)
+            o.lots = o.filled_lots
+            o.quantity = o.lots * st.lot
+            return [self._close(o, OrderStatus.FILLED, "", ts)]
+        requeue = (price is not None and price != o.price) or new_lots > o.lots  # loses time priority
+        if requeue:
+            st.unrest(o)
+        if price is not None:
+            o.price = price
+        o.lots = new_lots
+        o.quantity = new_lots * st.lot
+        o.ts = ts
+        events = [self._event(o, ts)]
+        if o.order_type is OrderType.LIMIT:
+            self._take(st, o, st.levels(o.side), o.price, ts, events)
+        if requeue and o.status in OPEN_STATUSES:
+            st.rest(o)
+        return events
+
+    # ------------------------------------------------------------------ internals
+
+    def _amend_refusal(self, o: PaperOrder, st: _Symbol, price: float | None, quantity: float | None) -> str:
+        if o.status not in OPEN_STATUSES:
+            return f"order is already {o.status}"
+        if price is None and quantity is None:
+            return "nothing to amend"
+        if price is not None:
+            if reason := _check_price(price, st.inst):
+                return reason
+            best = self._best(st.levels(o.side))
+            if (
+                o.order_type is OrderType.POST_ONLY
+                and best is not None
+                and self._crosses(o.side, best, price, st.eps)
+            ):
+                return f"post_only order would cross the book at {best}"
+        if quantity is not None:
+            return _check_quantity(quantity, st.inst, enforce_min=False)
+        return ""
+
+    @staticmethod
+    def _crosses(side: Side, level_price: float, limit: float, eps: float) -> bool:
+        """Whether a ``side`` order at ``limit`` trades with a book level at ``level_price``."""
+        return level_price <= limit + eps if side is Side.BUY else level_price >= limit - eps
+
+    @staticmethod
+    def _best(levels: list[_Level]) -> float | None:
+        for lv in levels:
+            if lv.lots > 0:
+                return lv.price
+        return None
+
+    @staticmethod
+    def _by_priority(st: _Symbol, side: Side) -> list[PaperOrder]:
+        # sorted() is stable, so equal prices keep insertion (= time) order
+        if side is Side.BUY:
+            return sorted(st.buys.values(), key=lambda o: -(o.price or 0.0))
+        return sorted(st.sells.values(), key=lambda o: o.price or 0.0)
+
+    def _take(
+        self,
+        st: _Symbol,
+        o: PaperOrder,
+        levels: list[_Level],
+        limit: float | None,
+        ts: int,
+        events: list[OrderEvent],
+    ) -> None:
+        """Fill ``o`` as taker against ``levels`` up to ``limit`` (None: a market order).
+
+        A market order whose quantity exceeds the visible book fills the remainder at the worst visible
+        level's price: the synthetic book is taken to be deep there.
+        """
+        left = o.lots - o.filled_lots
+        for lv in levels:
+            if left <= 0:
+                break
+            if limit is not None and not self._crosses(o.side, lv.price, limit, st.eps):
+                break
+            if lv.lots <= 0:
+                continue
+            n = min(left, lv.lots)
+            lv.lots -= n
+            left -= n
+            self._fill(st, o, n, lv.price, self.taker_fee, ts, events)
+        if left > 0 and limit is None:
+            self._fill(st, o, left, levels[-1].price, self.taker_fee, ts, events)
+
+    def _match_resting_on_book(self, st: _Symbol, side: Side, ts: int, events: list[OrderEvent]) -> None:
+        if not st.resting(side):
+            return
+        levels = st.levels(side)
+        for o in self._by_priority(st, side):
+            assert o.price is not None
+            left = o.lots - o.filled_lots
+            got = 0
+            for lv in levels:
+                if got >= left or not self._crosses(side, lv.price, o.price, st.eps):
+                    break
+                n = min(left - got, lv.lots)
+                if n > 0:
+                    lv.lots -= n
+                    got += n
+            if got:
+                self._fill(st, o, got, o.price, self.maker_fee, ts, events)
+
+    def _fill(
+        self,
+        st: _Symbol,
+        o: PaperOrder,
+        lots: int,
+        price: float,
+        fee_rate: float,
+        ts: int,
+        events: list[OrderEvent],
+    ) -> None:
+        qty = lots * st.lot
+        notional = qty * price
+        fee = notional * fee_rate
+        o.filled_lots += lots
+        o.notional += notional
+        o.fee += fee
+        o.ts = ts
+        if o.side is Side.BUY:
+            self._position_lots[o.symbol] += lots
+            self._cash[st.quote] -= notional + fee
+        else:
+            self._position_lots[o.symbol] -= lots
+            self._cash[st.quote] += notional - fee
+        if o.filled_lots >= o.lots:
+            o.status = OrderStatus.FILLED
+            st.unrest(o)
+            self._remember_closed(o)
+        else:
+            o.status = OrderStatus.PARTIALLY_FILLED
+        events.append(self._event(o, ts, last_qty=qty, last_price=price, trade_id=self.next_trade_id()))
+
+    def _close(self, o: PaperOrder, status: OrderStatus, reason: str, ts: int) -> OrderEvent:
+        o.status = status
+        o.error_msg = reason
+        o.ts = ts
+        self._remember_closed(o)
+        return self._event(o, ts, error_msg=reason)
+
+    def _remember_closed(self, o: PaperOrder) -> None:
+        self._closed.append(o.venue_order_id)
+        if len(self._closed) > self._max_closed:
+            self._orders.pop(self._closed.popleft(), None)
+
+    def _event(
+        self,
+        o: PaperOrder,
+        ts: int,
+        *,
+        kind: EventKind = EventKind.UPDATE,
+        last_qty: float = 0.0,
+        last_price: float = 0.0,
+        trade_id: str = "",
+        error_msg: str = "",
+    ) -> OrderEvent:
+        st = self._symbols.get(o.symbol)
+        filled = o.filled_lots * st.lot if st is not None else 0.0
+        return OrderEvent(
+            venue_order_id=o.venue_order_id,
+            status=o.status,
+            kind=kind,
+            exchange_order_id=o.exchange_order_id,
+            price=o.price,
+            quantity=o.quantity,
+            filled_quantity=filled,
+            avg_price=o.notional / filled if filled else 0.0,
+            last_fill_quantity=last_qty,
+            last_fill_price=last_price,
+            fee=o.fee,
+            trade_id=trade_id,
+            error_msg=error_msg,
+            ts=ts,
+        )

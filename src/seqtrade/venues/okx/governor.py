@@ -1,0 +1,163 @@
+"""Keeps order entry under OKX's per-instrument rate limits (okx-v5.md §7).
+
+Place, cancel and amend each allow 60 requests per 2 s per account and instrument, REST and WS
+together. The :class:`Governor` holds one bounded queue per (operation, symbol) and releases a request
+only when its sliding window has room, so the exchange never answers 50011. Cancels are released
+before amends and amends before new orders. A full queue refuses the request at once (the caller turns
+that into a rejection with the reason) instead of letting the backlog grow without bound.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+import trio
+
+__all__ = ["Op", "RateWindow", "Governor"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Op(StrEnum):
+    CANCEL = "cancel"  # released first
+    AMEND = "amend"
+    PLACE = "place"
+    QUERY = "query"  # GET trade/order; waited for with acquire(), never queued
+
+
+_RELEASE_ORDER = (Op.CANCEL, Op.AMEND, Op.PLACE)
+
+
+class RateWindow:
+    """A sliding window: at most ``limit`` takes in any ``period`` seconds. Pure; time is passed in."""
+
+    def __init__(self, limit: int, period: float) -> None:
+        self.limit = limit
+        self.period = period
+        self._times: deque[float] = deque()
+
+    def wait_time(self, now: float) -> float:
+        """Seconds until a take is allowed (0.0: now)."""
+        while self._times and self._times[0] <= now - self.period:
+            self._times.popleft()
+        if len(self._times) < self.limit:
+            return 0.0
+        return self._times[0] + self.period - now
+
+    def take(self, now: float) -> None:
+        self._times.append(now)
+
+
+@dataclass(slots=True)
+class _Lane(Generic[T]):
+    window: RateWindow
+    queue: deque[T]
+
+
+class Governor(Generic[T]):
+    """Per-(operation, symbol) queues released under sliding-window rate limits.
+
+    ``limit`` per ``period`` is applied with ``margin`` seconds added to the period, so that network
+    jitter between us and the exchange cannot squeeze 61 requests into its 2 s window.
+    ``max_queue`` bounds each queue: about one window's worth of backlog.
+    """
+
+    def __init__(
+        self,
+        limit: int = 60,
+        period: float = 2.0,
+        *,
+        margin: float = 0.1,
+        max_queue: int = 60,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        self.limit = limit
+        self.nominal_period = period
+        self.period = period + margin
+        self.max_queue = max_queue
+        self._clock = clock
+        self._lanes: dict[tuple[Op, str], _Lane[T]] = {}
+        self._wakeup = trio.Event()
+
+    def _lane(self, op: Op, symbol: str) -> _Lane[T]:
+        lane = self._lanes.get((op, symbol))
+        if lane is None:
+            lane = self._lanes[(op, symbol)] = _Lane(RateWindow(self.limit, self.period), deque())
+        return lane
+
+    def submit(self, op: Op, symbol: str, item: T) -> str | None:
+        """Queue ``item``; returns None, or the reason it was refused (queue full)."""
+        lane = self._lane(op, symbol)
+        if len(lane.queue) >= self.max_queue:
+            return (
+                f"rate limit: {len(lane.queue)} {op.value} requests for {symbol} already queued "
+                f"(OKX allows {self.limit} per {self.nominal_period:g} s)"
+            )
+        lane.queue.append(item)
+        self._wakeup.set()
+        return None
+
+    def remove(self, op: Op, symbol: str, match: Callable[[T], bool]) -> T | None:
+        """Take a queued (not yet released) item out again, e.g. a new order cancelled before sending."""
+        lane = self._lanes.get((op, symbol))
+        if lane is None:
+            return None
+        for item in lane.queue:
+            if match(item):
+                lane.queue.remove(item)
+                return item
+        return None
+
+    def queued(self, op: Op, symbol: str) -> int:
+        lane = self._lanes.get((op, symbol))
+        return len(lane.queue) if lane else 0
+
+    def release_ready(self) -> tuple[list[tuple[Op, T]], float | None]:
+        """Everything that may go now, cancels first; and the seconds until more may (None: idle)."""
+        now = self._clock()
+        ready: list[tuple[Op, T]] = []
+        next_wait: float | None = None
+        for op in _RELEASE_ORDER:
+            for (lane_op, _symbol), lane in self._lanes.items():
+                if lane_op is not op:
+                    continue
+                while lane.queue:
+                    wait = lane.window.wait_time(now)
+                    if wait > 0:
+                        next_wait = wait if next_wait is None else min(next_wait, wait)
+                        break
+                    lane.window.take(now)
+                    ready.append((op, lane.queue.popleft()))
+        return ready, next_wait
+
+    async def acquire(self, op: Op, symbol: str) -> None:
+        """Wait for a slot of ``op`` on ``symbol`` (for queries; not queued, not bounded)."""
+        window = self._lane(op, symbol).window
+        while (wait := window.wait_time(self._clock())) > 0:
+            await trio.sleep(wait)
+        window.take(self._clock())
+
+    async def run(self, handle: Callable[[Op, T], Any], *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Release queued requests to ``handle`` as the windows allow, until cancelled.
+
+        Owns nothing but the queues. ``handle`` is called synchronously and must not block (it starts
+        the send in a task of its own). Cancelled with the enclosing nursery; queued items are dropped.
+        """
+        task_status.started()
+        while True:
+            self._wakeup = trio.Event()
+            ready, wait = self.release_ready()
+            for op, item in ready:
+                handle(op, item)
+            if ready:
+                await trio.lowlevel.checkpoint()
+                continue
+            with trio.move_on_after(wait if wait is not None else float("inf")):
+                await self._wakeup.wait()

@@ -1,0 +1,222 @@
+"""OKX WebSocket plumbing on trio-websocket: one session per socket, keepalive, reconnects.
+
+- :class:`WsSession` wraps one connected socket: one reader task (text ``ping`` keepalive, okx-v5.md
+  §4.4), request/answer matching for login, subscribe and trading ops, and the reason it ended.
+- :func:`run_reconnecting` connects, runs a session until it is lost, and connects again after a
+  :class:`Backoff` delay (immediately after a 64008 service-upgrade notice).
+
+trio_websocket exceptions enter seqtrade here: a lost connection ends the session (and fails its
+in-flight requests with :class:`VenueError`, outcome unknown); only :class:`VenueAuthError` is fatal.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import trio
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
+
+from ...errors import VenueAuthError, VenueError
+from .parse import decode_ws, dumps
+
+__all__ = ["Backoff", "WsSession", "run_reconnecting", "MessageHandler", "OpenHandler"]
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[["WsSession", dict[str, Any]], Awaitable[None]]
+OpenHandler = Callable[["WsSession"], Awaitable[None]]
+
+
+class Backoff:
+    """Exponential reconnect delays with jitter: the n-th is uniform in [d/2, d], d = min*2^n <= max."""
+
+    def __init__(self, min_s: float, max_s: float, rng: Callable[[], float] = random.random) -> None:
+        self.min_s = min_s
+        self.max_s = max_s
+        self._rng = rng
+        self._attempt = 0
+
+    def next(self) -> float:
+        d = min(self.max_s, self.min_s * 2**self._attempt)
+        self._attempt = min(self._attempt + 1, 32)
+        return d / 2 + d / 2 * self._rng()
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+@dataclass(slots=True)
+class _Waiter:
+    match: Callable[[dict[str, Any]], bool]
+    done: trio.Event = field(default_factory=trio.Event)
+    answer: dict[str, Any] | None = None
+
+
+class WsSession:
+    """One connected OKX socket. Created and ended by :func:`run_reconnecting`."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, ws: WebSocketConnection, name: str, cancel_scope: trio.CancelScope) -> None:
+        self.name = name
+        self._ws = ws
+        self._scope = cancel_scope
+        self._waiters: list[_Waiter] = []
+        self.ready = False
+        self.end_reason = ""
+        self.fatal: VenueAuthError | None = None
+
+    @property
+    def alive(self) -> bool:
+        return not self.end_reason
+
+    def end(self, reason: str, *, fatal: VenueAuthError | None = None) -> None:
+        """Close the session: fail in-flight requests, stop its tasks; run_reconnecting reconnects."""
+        if self.end_reason:
+            return
+        self.end_reason = reason
+        self.fatal = fatal
+        self.ready = False
+        for w in self._waiters:
+            w.done.set()
+        self._scope.cancel()
+
+    async def send(self, obj: Any) -> None:
+        if self.end_reason:
+            raise VenueError(f"OKX {self.name} socket: {self.end_reason}")
+        try:
+            await self._ws.send_message(obj if isinstance(obj, str) else dumps(obj))
+        except ConnectionClosed as exc:
+            self.end(f"closed while sending ({exc.reason})")
+            raise VenueError(f"OKX {self.name} socket closed while sending") from exc
+
+    async def call(
+        self, msg: dict[str, Any], match: Callable[[dict[str, Any]], bool], timeout: float
+    ) -> dict[str, Any]:
+        """Send ``msg`` and wait for the first message that ``match`` accepts.
+
+        Raises :class:`VenueError` when no answer comes within ``timeout`` or the socket is lost: the
+        outcome is then unknown.
+        """
+        waiter = _Waiter(match)
+        self._waiters.append(waiter)
+        try:
+            await self.send(msg)
+            with trio.move_on_after(timeout):
+                await waiter.done.wait()
+        finally:
+            self._waiters.remove(waiter)
+        if waiter.answer is None:
+            why = self.end_reason or f"no answer within {timeout:g} s"
+            raise VenueError(f"OKX {self.name} {msg.get('op')}: {why} (outcome unknown)")
+        return waiter.answer
+
+    async def op(self, op: str, args: list[dict[str, Any]], timeout: float, exp_time_ms: int | None = None) -> dict[str, Any]:
+        """A trading op (§6): ``{"id","op","args"[,"expTime"]}``; returns the answer with the same id."""
+        req_id = f"{op.replace('-', '')[:8]}{next(self._ids)}"
+        msg: dict[str, Any] = {"id": req_id, "op": op, "args": args}
+        if exp_time_ms is not None:
+            msg["expTime"] = str(exp_time_ms)
+        return await self.call(msg, lambda m: m.get("id") == req_id and "event" not in m, timeout)
+
+    def _resolve(self, msg: dict[str, Any]) -> bool:
+        for w in self._waiters:
+            if w.answer is None and w.match(msg):
+                w.answer = msg
+                w.done.set()
+                return True
+        return False
+
+    async def read_loop(self, on_message: MessageHandler, ping_interval: float) -> None:
+        """The session's one reader: keepalive, answers to :meth:`call`, everything else to ``on_message``.
+
+        Sends a text ``ping`` after ``ping_interval`` s of silence and ends the session when another
+        ``ping_interval`` passes without any message. ``on_message`` may block (backpressure): the
+        socket is then not read meanwhile. Ends (without raising) when the connection is lost.
+        """
+        awaiting_pong = False
+        try:
+            while not self.end_reason:
+                with trio.move_on_after(ping_interval) as cs:
+                    raw = await self._ws.get_message()
+                if cs.cancelled_caught:
+                    if awaiting_pong:
+                        self.end(f"no pong within {ping_interval:g} s")
+                        return
+                    await self._ws.send_message("ping")
+                    awaiting_pong = True
+                    continue
+                awaiting_pong = False
+                msg = decode_ws(raw)
+                if msg is None or self._resolve(msg):
+                    continue
+                await on_message(self, msg)
+        except ConnectionClosed as exc:
+            self.end(f"closed by peer (code {exc.reason.code}, {exc.reason.reason or 'no reason'})")
+
+
+async def _run_connection(
+    url: str,
+    name: str,
+    on_open: OpenHandler,
+    on_message: MessageHandler,
+    ping_interval: float,
+    connect_timeout: float,
+) -> tuple[str, bool]:
+    """One connection from connect to loss; returns (why it ended, whether it got ready)."""
+    session: WsSession | None = None
+    try:
+        async with open_websocket_url(
+            url, connect_timeout=connect_timeout, disconnect_timeout=min(connect_timeout, 2.0)
+        ) as ws:
+            async with trio.open_nursery() as nursery:
+                session = WsSession(ws, name, nursery.cancel_scope)
+                nursery.start_soon(session.read_loop, on_message, ping_interval)
+                try:
+                    await on_open(session)
+                except VenueAuthError as exc:
+                    session.end(str(exc), fatal=exc)
+                except VenueError as exc:
+                    session.end(f"setup failed: {exc}")
+    except (HandshakeError, ConnectionClosed, OSError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        if session is None:
+            return f"connect failed: {reason}", False
+        session.end(reason)
+    assert session is not None
+    if session.fatal is not None:
+        raise session.fatal
+    return session.end_reason or "closed", session.ready
+
+
+async def run_reconnecting(
+    url: str,
+    *,
+    name: str,
+    on_open: OpenHandler,
+    on_message: MessageHandler,
+    on_down: Callable[[str], None],
+    backoff: Backoff,
+    ping_interval: float,
+    connect_timeout: float = 10.0,
+) -> NoReturn:
+    """Keep one session to ``url`` alive for ever.
+
+    Owns the socket. ``on_open`` runs after each connect (login, subscribe; set ``session.ready`` when
+    done); ``on_message`` gets every push and event. After a loss ``on_down(reason)`` is called, then it
+    waits a backoff delay (reset by a session that got ready; none after a service-upgrade notice) and
+    connects again. Cancel to stop; raises only :class:`VenueAuthError`.
+    """
+    while True:
+        reason, was_ready = await _run_connection(url, name, on_open, on_message, ping_interval, connect_timeout)
+        on_down(reason)
+        if was_ready:
+            backoff.reset()
+        delay = 0.0 if reason.startswith("notice") else backoff.next()
+        log.warning("OKX %s socket down (%s); reconnecting in %.2f s", name, reason, delay)
+        await trio.sleep(delay)
