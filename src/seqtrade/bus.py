@@ -107,7 +107,10 @@ class TrioSocket:
         if self._closed:
             return
         self._closed = True
-        trio.lowlevel.notify_closing(self.fd)
+        try:
+            trio.lowlevel.notify_closing(self.fd)
+        except RuntimeError:
+            pass  # not inside trio.run: nobody can be waiting on it
         self.sock.close()
 
 

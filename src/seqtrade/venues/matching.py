@@ -27,12 +27,20 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..models import OPEN_STATUSES, OrderStatus, OrderType, Side
+from ..models import OrderStatus, OrderType, Side
 from .base import EventKind, Instrument, OrderEvent, VenueOrder
 
 __all__ = ["MatchingEngine", "PaperOrder", "check_order", "quote_currency"]
 
 log = logging.getLogger(__name__)
+
+# Enum members as module constants: in the hot paths, a class attribute lookup of an enum member and
+# an enum's hash (``in OPEN_STATUSES``) and ``match`` on enum values cost a noticeable part of a place_order.
+_BUY, _SELL = Side.BUY, Side.SELL
+_MARKET, _LIMIT, _POST_ONLY, _IOC = OrderType.MARKET, OrderType.LIMIT, OrderType.POST_ONLY, OrderType.IOC
+_ACCEPTED, _PARTIALLY_FILLED, _FILLED = OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED
+_CANCELLED, _REJECTED = OrderStatus.CANCELLED, OrderStatus.REJECTED
+_UPDATE = EventKind.UPDATE
 
 _REL_TOL = 1e-9  # how far off the tick or lot grid a value may be, relative to the value in steps
 _NO_EVENTS: tuple[OrderEvent, ...] = ()
@@ -42,6 +50,10 @@ def quote_currency(symbol: str) -> str:
     """The quote currency of an OKX-style symbol: ``BTC-USDT`` and ``BTC-USDT-SWAP`` -> ``USDT``."""
     parts = symbol.split("-")
     return parts[1] if len(parts) > 1 else "QUOTE"
+
+
+def _is_open(status: OrderStatus) -> bool:
+    return status is _ACCEPTED or status is _PARTIALLY_FILLED
 
 
 def _grid_steps(value: float, step: float) -> int | None:
@@ -77,7 +89,7 @@ def check_order(order: VenueOrder, inst: Instrument) -> str:
     """Why the venue refuses ``order`` (price off the tick grid, quantity off the lot grid or below
     the minimum, non-positive or non-finite values), or ``""`` if it is acceptable."""
     reason = _check_quantity(order.quantity, inst, enforce_min=True)
-    if not reason and order.order_type is not OrderType.MARKET:
+    if not reason and order.order_type != _MARKET:
         reason = _check_price(order.price, inst)
     return reason
 
@@ -96,6 +108,7 @@ class PaperOrder:
     lots: int
     status: OrderStatus
     filled_lots: int = 0
+    filled: float = 0.0  # filled_lots * lot_size
     notional: float = 0.0  # sum of fill price * fill quantity
     fee: float = 0.0  # cumulative, positive = cost
     error_msg: str = ""  # why the order was rejected or cancelled
@@ -116,14 +129,14 @@ class _Symbol:
 
     __slots__ = (
         "asks",
-        "best_buy",
-        "best_sell",
         "bids",
+        "buy_bound",
         "buys",
         "eps",
         "inst",
         "lot",
         "quote",
+        "sell_bound",
         "sells",
         "src_asks",
         "src_bids",
@@ -140,12 +153,14 @@ class _Symbol:
         self.asks: list[_Level] | None = None
         self.buys: dict[str, PaperOrder] = {}
         self.sells: dict[str, PaperOrder] = {}
-        self.best_buy = -math.inf  # highest resting buy price
-        self.best_sell = math.inf  # lowest resting sell price
+        # Bounds: no resting buy is above buy_bound, no resting sell below sell_bound (a cheap test for
+        # "may anything cross?"; exact after tighten_bounds).
+        self.buy_bound = -math.inf
+        self.sell_bound = math.inf
 
     def levels(self, side: Side) -> list[_Level]:
         """The working copy of the book side that ``side`` orders trade against."""
-        if side is Side.BUY:
+        if side is _BUY:
             if self.asks is None:
                 self.asks = self._copy(self.src_asks)
             return self.asks
@@ -158,27 +173,32 @@ class _Symbol:
         return [_Level(float(lv[0]), int(lv[1] / lot + 1e-9)) for lv in src]
 
     def resting(self, side: Side) -> dict[str, PaperOrder]:
-        return self.buys if side is Side.BUY else self.sells
+        return self.buys if side is _BUY else self.sells
 
     def rest(self, o: PaperOrder) -> None:
         assert o.price is not None
-        if o.side is Side.BUY:
+        if o.side is _BUY:
             self.buys[o.venue_order_id] = o
-            self.best_buy = max(self.best_buy, o.price)
+            self.buy_bound = max(self.buy_bound, o.price)
         else:
             self.sells[o.venue_order_id] = o
-            self.best_sell = min(self.best_sell, o.price)
+            self.sell_bound = min(self.sell_bound, o.price)
 
     def unrest(self, o: PaperOrder) -> None:
-        if o.side is Side.BUY:
-            if self.buys.pop(o.venue_order_id, None) is not None and o.price == self.best_buy:
-                self.best_buy = max(
-                    (b.price for b in self.buys.values() if b.price is not None), default=-math.inf
-                )
-        elif self.sells.pop(o.venue_order_id, None) is not None and o.price == self.best_sell:
-            self.best_sell = min(
-                (s.price for s in self.sells.values() if s.price is not None), default=math.inf
-            )
+        # O(1): buy_bound/sell_bound stay as bounds (made exact again by the next crossing check)
+        if o.side is _BUY:
+            self.buys.pop(o.venue_order_id, None)
+            if not self.buys:
+                self.buy_bound = -math.inf
+        else:
+            self.sells.pop(o.venue_order_id, None)
+            if not self.sells:
+                self.sell_bound = math.inf
+
+    def tighten_bounds(self) -> None:
+        """Make buy_bound and sell_bound exact again."""
+        self.buy_bound = max((o.price for o in self.buys.values() if o.price is not None), default=-math.inf)
+        self.sell_bound = min((o.price for o in self.sells.values() if o.price is not None), default=math.inf)
 
 
 class MatchingEngine:
@@ -228,11 +248,11 @@ class MatchingEngine:
 
     def best_bid(self, symbol: str) -> float | None:
         """The best bid of the working book with size left, or None."""
-        return self._best(self._symbols[symbol].levels(Side.SELL))
+        return self._best(self._symbols[symbol].levels(_SELL))
 
     def best_ask(self, symbol: str) -> float | None:
         """The best ask of the working book with size left, or None."""
-        return self._best(self._symbols[symbol].levels(Side.BUY))
+        return self._best(self._symbols[symbol].levels(_BUY))
 
     def query(self, venue_order_id: str) -> OrderEvent | None:
         """The order's current state, or None if the engine never saw it (or has forgotten it)."""
@@ -260,13 +280,14 @@ class MatchingEngine:
         st.src_asks = asks
         st.bids = None
         st.asks = None
-        if not (st.buys and asks and st.best_buy >= asks[0][0] - st.eps) and not (
-            st.sells and bids and st.best_sell <= bids[0][0] + st.eps
+        if not (st.buys and asks and st.buy_bound >= asks[0][0] - st.eps) and not (
+            st.sells and bids and st.sell_bound <= bids[0][0] + st.eps
         ):
             return _NO_EVENTS
         events: list[OrderEvent] = []
-        self._match_resting_on_book(st, Side.BUY, ts, events)
-        self._match_resting_on_book(st, Side.SELL, ts, events)
+        self._match_resting_on_book(st, _BUY, ts, events)
+        self._match_resting_on_book(st, _SELL, ts, events)
+        st.tighten_bounds()
         return events
 
     def on_trade(
@@ -278,12 +299,14 @@ class MatchingEngine:
         (queue position is not modelled: our order is taken to be first at its level); sells mirror.
         """
         st = self._symbols[symbol]
-        if not ((st.buys and st.best_buy >= price - st.eps) or (st.sells and st.best_sell <= price + st.eps)):
+        if not (
+            (st.buys and st.buy_bound >= price - st.eps) or (st.sells and st.sell_bound <= price + st.eps)
+        ):
             return _NO_EVENTS
         left = int(size / st.lot + 1e-9)
         events: list[OrderEvent] = []
-        for side in (Side.BUY, Side.SELL):
-            sign = 1.0 if side is Side.BUY else -1.0
+        for side in (_BUY, _SELL):
+            sign = 1.0 if side is _BUY else -1.0
             at_price_ok = taker_side is not side
             for o in self._by_priority(st, side):
                 if left <= 0:
@@ -295,6 +318,7 @@ class MatchingEngine:
                 n = min(o.lots - o.filled_lots, left)
                 left -= n
                 self._fill(st, o, n, o.price, self.maker_fee, ts, events)
+        st.tighten_bounds()
         return events
 
     # ------------------------------------------------------------------ orders
@@ -307,58 +331,64 @@ class MatchingEngine:
             log.warning("order %s submitted twice; repeating its state", oid)
             return [self._event(existing, ts, error_msg=existing.error_msg)]
         st = self._symbols.get(order.symbol)
-        o = PaperOrder(
-            venue_order_id=oid,
-            exchange_order_id=str(self._next_order_id),
-            symbol=order.symbol,
-            side=order.side,
-            order_type=order.order_type,
-            price=None if order.order_type is OrderType.MARKET else order.price,
-            quantity=order.quantity,
-            lots=0,
-            status=OrderStatus.ACCEPTED,
-            ts=ts,
+        side, kind = order.side, order.order_type
+        reason = ""
+        if side is not _BUY and side is not _SELL or not isinstance(kind, OrderType):
+            try:  # a plain string where an enum belongs
+                side, kind = Side(side), OrderType(kind)
+            except ValueError:
+                side, kind = _BUY, _LIMIT  # placeholders: a rejected order's events carry neither
+                reason = f"unknown side {order.side!r} or order type {order.order_type!r}"
+        o = PaperOrder(  # positional, for speed: the fields in order, up to status
+            oid,
+            str(self._next_order_id),
+            order.symbol,
+            side,
+            kind,
+            None if kind is _MARKET else order.price,
+            order.quantity,
+            0,
+            _ACCEPTED,
         )
+        o.ts = ts
         self._next_order_id += 1
         self._orders[oid] = o
-        reason = f"unknown symbol {order.symbol!r}" if st is None else check_order(order, st.inst)
-        if not reason and st is not None and order.order_type is OrderType.MARKET and not st.levels(o.side):
-            reason = f"no market data for {order.symbol}"
+        if st is None:
+            reason = f"unknown symbol {order.symbol!r}"
+        if not reason and st is not None:
+            reason = check_order(order, st.inst)
+            if not reason and kind is _MARKET and not st.levels(side):
+                reason = f"no market data for {order.symbol}"
         if st is None or reason:
-            return [self._close(o, OrderStatus.REJECTED, reason, ts)]
+            return [self._close(o, _REJECTED, reason, ts)]
         o.lots = round(order.quantity / st.lot)
         o.quantity = o.lots * st.lot
-        levels = st.levels(o.side)
-        if order.order_type is OrderType.POST_ONLY:
+        levels = st.levels(side)
+        if kind is _POST_ONLY:
             assert o.price is not None
             best = self._best(levels)
-            if best is not None and self._crosses(o.side, best, o.price, st.eps):
-                return [
-                    self._close(
-                        o, OrderStatus.REJECTED, f"post_only order would cross the book at {best}", ts
-                    )
-                ]
+            if best is not None and self._crosses(side, best, o.price, st.eps):
+                return [self._close(o, _REJECTED, f"post_only order would cross the book at {best}", ts)]
         events = [self._event(o, ts)]
-        match order.order_type:
-            case OrderType.MARKET:
-                self._take(st, o, levels, None, ts, events)
-            case OrderType.LIMIT | OrderType.POST_ONLY:
-                if order.order_type is OrderType.LIMIT:
-                    self._take(st, o, levels, o.price, ts, events)
-                if o.status in OPEN_STATUSES:
-                    st.rest(o)
-            case OrderType.IOC:
+        if kind is _MARKET:
+            self._take(st, o, levels, None, ts, events)
+        elif kind is _LIMIT or kind is _POST_ONLY:
+            if kind is _LIMIT:
                 self._take(st, o, levels, o.price, ts, events)
-                if o.status in OPEN_STATUSES:
-                    events.append(self._close(o, OrderStatus.CANCELLED, "IOC remainder cancelled", ts))
-            case OrderType.FOK:
-                assert o.price is not None
-                available = sum(lv.lots for lv in levels if self._crosses(o.side, lv.price, o.price, st.eps))
-                if available >= o.lots:
-                    self._take(st, o, levels, o.price, ts, events)
-                else:
-                    msg = f"FOK not fillable: {available * st.lot:g} available at {o.price} or better"
-                    events.append(self._close(o, OrderStatus.CANCELLED, msg, ts))
+            if _is_open(o.status):
+                st.rest(o)
+        elif kind is _IOC:
+            self._take(st, o, levels, o.price, ts, events)
+            if _is_open(o.status):
+                events.append(self._close(o, _CANCELLED, "IOC remainder cancelled", ts))
+        else:  # FOK
+            assert o.price is not None
+            available = sum(lv.lots for lv in levels if self._crosses(o.side, lv.price, o.price, st.eps))
+            if available >= o.lots:
+                self._take(st, o, levels, o.price, ts, events)
+            else:
+                msg = f"FOK not fillable: {available * st.lot:g} available at {o.price} or better"
+                events.append(self._close(o, _CANCELLED, msg, ts))
         return events
 
     def cancel(self, venue_order_id: str, ts: int, *, reason: str = "") -> OrderEvent:
@@ -367,15 +397,15 @@ class MatchingEngine:
         if o is None:
             return OrderEvent(
                 venue_order_id,
-                OrderStatus.REJECTED,
+                _REJECTED,
                 EventKind.CANCEL_FAILED,
                 error_msg="unknown order",
                 ts=ts,
             )
-        if o.status not in OPEN_STATUSES:
+        if not _is_open(o.status):
             return self._event(o, ts, kind=EventKind.CANCEL_FAILED, error_msg=f"order is already {o.status}")
         self._symbols[o.symbol].unrest(o)
-        return self._close(o, OrderStatus.CANCELLED, reason, ts)
+        return self._close(o, _CANCELLED, reason, ts)
 
     def cancel_all(self, ts: int, *, reason: str = "") -> list[OrderEvent]:
         """Cancel every open order."""
@@ -396,7 +426,7 @@ class MatchingEngine:
             return [
                 OrderEvent(
                     venue_order_id,
-                    OrderStatus.REJECTED,
+                    _REJECTED,
                     EventKind.AMEND_FAILED,
                     error_msg="unknown order",
                     ts=ts,
@@ -411,7 +441,7 @@ class MatchingEngine:
             st.unrest(o)
             o.lots = o.filled_lots
             o.quantity = o.lots * st.lot
-            return [self._close(o, OrderStatus.FILLED, "", ts)]
+            return [self._close(o, _FILLED, "", ts)]
         requeue = (price is not None and price != o.price) or new_lots > o.lots  # loses time priority
         if requeue:
             st.unrest(o)
@@ -421,16 +451,16 @@ class MatchingEngine:
         o.quantity = new_lots * st.lot
         o.ts = ts
         events = [self._event(o, ts)]
-        if o.order_type is OrderType.LIMIT:
+        if o.order_type is _LIMIT:
             self._take(st, o, st.levels(o.side), o.price, ts, events)
-        if requeue and o.status in OPEN_STATUSES:
+        if requeue and _is_open(o.status):
             st.rest(o)
         return events
 
     # ------------------------------------------------------------------ internals
 
     def _amend_refusal(self, o: PaperOrder, st: _Symbol, price: float | None, quantity: float | None) -> str:
-        if o.status not in OPEN_STATUSES:
+        if not _is_open(o.status):
             return f"order is already {o.status}"
         if price is None and quantity is None:
             return "nothing to amend"
@@ -438,11 +468,7 @@ class MatchingEngine:
             if reason := _check_price(price, st.inst):
                 return reason
             best = self._best(st.levels(o.side))
-            if (
-                o.order_type is OrderType.POST_ONLY
-                and best is not None
-                and self._crosses(o.side, best, price, st.eps)
-            ):
+            if o.order_type is _POST_ONLY and best is not None and self._crosses(o.side, best, price, st.eps):
                 return f"post_only order would cross the book at {best}"
         if quantity is not None:
             return _check_quantity(quantity, st.inst, enforce_min=False)
@@ -451,7 +477,7 @@ class MatchingEngine:
     @staticmethod
     def _crosses(side: Side, level_price: float, limit: float, eps: float) -> bool:
         """Whether a ``side`` order at ``limit`` trades with a book level at ``level_price``."""
-        return level_price <= limit + eps if side is Side.BUY else level_price >= limit - eps
+        return level_price <= limit + eps if side is _BUY else level_price >= limit - eps
 
     @staticmethod
     def _best(levels: list[_Level]) -> float | None:
@@ -463,7 +489,7 @@ class MatchingEngine:
     @staticmethod
     def _by_priority(st: _Symbol, side: Side) -> list[PaperOrder]:
         # sorted() is stable, so equal prices keep insertion (= time) order
-        if side is Side.BUY:
+        if side is _BUY:
             return sorted(st.buys.values(), key=lambda o: -(o.price or 0.0))
         return sorted(st.sells.values(), key=lambda o: o.price or 0.0)
 
@@ -528,21 +554,22 @@ class MatchingEngine:
         notional = qty * price
         fee = notional * fee_rate
         o.filled_lots += lots
+        o.filled = o.filled_lots * st.lot
         o.notional += notional
         o.fee += fee
         o.ts = ts
-        if o.side is Side.BUY:
+        if o.side is _BUY:
             self._position_lots[o.symbol] += lots
             self._cash[st.quote] -= notional + fee
         else:
             self._position_lots[o.symbol] -= lots
             self._cash[st.quote] += notional - fee
         if o.filled_lots >= o.lots:
-            o.status = OrderStatus.FILLED
+            o.status = _FILLED
             st.unrest(o)
             self._remember_closed(o)
         else:
-            o.status = OrderStatus.PARTIALLY_FILLED
+            o.status = _PARTIALLY_FILLED
         events.append(self._event(o, ts, last_qty=qty, last_price=price, trade_id=self.next_trade_id()))
 
     def _close(self, o: PaperOrder, status: OrderStatus, reason: str, ts: int) -> OrderEvent:
@@ -562,27 +589,28 @@ class MatchingEngine:
         o: PaperOrder,
         ts: int,
         *,
-        kind: EventKind = EventKind.UPDATE,
+        kind: EventKind = _UPDATE,
         last_qty: float = 0.0,
         last_price: float = 0.0,
         trade_id: str = "",
         error_msg: str = "",
     ) -> OrderEvent:
-        st = self._symbols.get(o.symbol)
-        filled = o.filled_lots * st.lot if st is not None else 0.0
+        filled = o.filled
+        # Positional: twice as fast as keywords on this hot path. The order of OrderEvent's fields is
+        # pinned by a test.
         return OrderEvent(
-            venue_order_id=o.venue_order_id,
-            status=o.status,
-            kind=kind,
-            exchange_order_id=o.exchange_order_id,
-            price=o.price,
-            quantity=o.quantity,
-            filled_quantity=filled,
-            avg_price=o.notional / filled if filled else 0.0,
-            last_fill_quantity=last_qty,
-            last_fill_price=last_price,
-            fee=o.fee,
-            trade_id=trade_id,
-            error_msg=error_msg,
-            ts=ts,
+            o.venue_order_id,
+            o.status,
+            kind,
+            o.exchange_order_id,
+            o.price,
+            o.quantity,
+            filled,
+            o.notional / filled if filled else 0.0,
+            last_qty,
+            last_price,
+            o.fee,
+            trade_id,
+            error_msg,
+            ts,
         )

@@ -13,6 +13,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Iterable
+from decimal import Decimal
 
 import trio
 
@@ -31,17 +32,22 @@ _BENCH_WAKE = 0.001  # seconds between bench batches
 _BENCH_YIELD_EVERY = 256  # messages between checkpoints when bench_rate < 0
 
 
+# symbol, last, bid, ask, bid size, ask size, volume, bids, asks
+_BenchState = tuple[str, float, float, float, float, float, float, list[list[float]], list[list[float]]]
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
 def _decimals(step: float) -> int:
     """Decimal places needed to print multiples of ``step`` exactly (0.1 -> 1, 0.25 -> 2, 5 -> 0)."""
-    text = f"{step:.12f}".rstrip("0")
-    return len(text.split(".")[1])
+    exponent = Decimal(repr(step)).normalize().as_tuple().exponent
+    assert isinstance(exponent, int)  # not NaN or infinity: the config checks step > 0
+    return max(0, -exponent)
 
 
-def default_start_price(symbol: str) -> float:
+def _default_start_price(symbol: str) -> float:
     """Where a symbol's random walk starts when the config names no price."""
     if symbol.startswith("BTC-"):
         return 60_000.0
@@ -80,7 +86,7 @@ class _Walk:
         self.spread = max(1, cfg.spread_ticks)
         self.level_size = cfg.level_size
         self.trade_probability = cfg.trade_probability
-        self.mid = cfg.start_prices.get(symbol, default_start_price(symbol))
+        self.mid = cfg.start_prices.get(symbol, _default_start_price(symbol))
         self.last = self.price(self.mid / self.tick)
         self.volume = 0.0
 
@@ -148,9 +154,6 @@ class PaperVenue(Venue):
         }
         self._engine = MatchingEngine(self._instruments, maker_fee=cfg.maker_fee, taker_fee=cfg.taker_fee)
         self._walks = {sym: _Walk(sym, i, cfg) for i, sym in enumerate(symbols)}
-        for walk in self._walks.values():
-            bids, asks = walk.book()
-            self._engine.set_book(walk.symbol, bids, asks, 0)
         self._sink: VenueSink | None = None
         self._outbox: deque[OrderEvent] = deque()
         self._delivering = False
@@ -169,7 +172,7 @@ class PaperVenue(Venue):
         """Publish the synthetic market and fill resting orders until cancelled.
 
         Owns the market loop and the dead-man's switch; reports started (orders may be placed) after
-        ``sink.set_connected(True)``. Cancel it to stop; it reports ``set_connected(False)`` on the way
+        ``sink.set_connected(True)`` and the first market snapshot. Cancel it to stop; it reports ``set_connected(False)`` on the way
         out. In bench mode (``bench_rate != 0``) only tickers are published, ``bench_rate`` per second
         in total across the symbols, round robin (``< 0``: as fast as possible).
         """
@@ -178,29 +181,31 @@ class PaperVenue(Venue):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._run_dead_mans_switch)
                 sink.set_connected(True)
-                task_status.started()
                 if self._cfg.bench_rate:
-                    await self._run_bench(sink)
+                    ring = self._bench_ring()
+                    task_status.started()
+                    await self._run_bench(sink, ring)
                 else:
+                    ts = _now_ms()
+                    for walk in self._walks.values():
+                        await self._publish_walk(sink, walk, ts)
+                    task_status.started()
                     await self._run_walk(sink)
         finally:
             sink.set_connected(False)
 
     async def _run_walk(self, sink: VenueSink) -> None:
         interval = self._cfg.tick_interval
-        first = True
         wake = trio.current_time()
         while True:
-            ts = _now_ms()
-            for walk in self._walks.values():
-                if not first:
-                    walk.step()
-                await self._publish_walk(sink, walk, ts)
-            first = False
-            if self._outbox:  # left behind by a caller that was cancelled while delivering
-                await self._deliver(())
             wake += interval
             await trio.sleep_until(wake)
+            ts = _now_ms()
+            for walk in self._walks.values():
+                walk.step()
+                await self._publish_walk(sink, walk, ts)
+            if self._outbox:  # left behind by a caller that was cancelled while delivering
+                await self._deliver(())
 
     async def _publish_walk(self, sink: VenueSink, walk: _Walk, ts: int) -> None:
         bids, asks = walk.book()
@@ -219,8 +224,9 @@ class PaperVenue(Venue):
         if events:
             await self._deliver(events)
 
-    async def _run_bench(self, sink: VenueSink) -> None:
-        # Precomputed states, interleaved so that walking the ring is the round robin over symbols.
+    def _bench_ring(self) -> list[_BenchState]:
+        """Precomputed market states, interleaved so that walking the list is the round robin over
+        the symbols; the engine's book starts at each symbol's first state."""
         per_symbol = []
         for walk in self._walks.values():
             states = []
@@ -241,8 +247,11 @@ class PaperVenue(Venue):
                         asks,
                     )
                 )
+            self._engine.set_book(walk.symbol, states[0][7], states[0][8], _now_ms())
             per_symbol.append(states)
-        ring = [states[i] for i in range(_BENCH_RING) for states in per_symbol]
+        return [states[i] for i in range(_BENCH_RING) for states in per_symbol]
+
+    async def _run_bench(self, sink: VenueSink, ring: list[_BenchState]) -> None:
         size = len(ring)
         publish = sink.publish_market
         set_book = self._engine.set_book

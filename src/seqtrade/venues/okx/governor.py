@@ -43,6 +43,11 @@ class RateWindow:
         self.period = period
         self._times: deque[float] = deque()
 
+    def free(self, now: float) -> int:
+        """Takes allowed right now."""
+        self.wait_time(now)
+        return self.limit - len(self._times)
+
     def wait_time(self, now: float) -> float:
         """Seconds until a take is allowed (0.0: now)."""
         while self._times and self._times[0] <= now - self.period:
@@ -93,9 +98,12 @@ class Governor(Generic[T]):
         return lane
 
     def submit(self, op: Op, symbol: str, item: T) -> str | None:
-        """Queue ``item``; returns None, or the reason it was refused (queue full)."""
+        """Queue ``item``; returns None, or the reason it was refused (backlog full).
+
+        The bound counts only what must wait: items the window lets go at once do not count.
+        """
         lane = self._lane(op, symbol)
-        if len(lane.queue) >= self.max_queue:
+        if len(lane.queue) >= self.max_queue + max(lane.window.free(self._clock()), 0):
             return (
                 f"rate limit: {len(lane.queue)} {op.value} requests for {symbol} already queued "
                 f"(OKX allows {self.limit} per {self.nominal_period:g} s)"

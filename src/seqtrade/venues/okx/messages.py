@@ -28,6 +28,7 @@ __all__ = [
     "CODE_RATE_LIMIT",
     "CODE_CANCEL_FAILED",
     "NOTICE_SERVICE_UPGRADE",
+    "OUTCOME_UNKNOWN_CODES",
     "Envelope",
     "WriteResult",
     "OkxInstrument",
@@ -63,6 +64,8 @@ CODE_TIMESTAMP_EXPIRED: Final = "50102"
 CODE_RATE_LIMIT: Final = "50011"
 CODE_CANCEL_FAILED: Final = "51400"
 NOTICE_SERVICE_UPGRADE: Final = "64008"
+# top-level answers that do not say whether a write was carried out (§2.14): resolve by query
+OUTCOME_UNKNOWN_CODES: Final = frozenset({"50001", "50004", "50013", "50026"})
 
 
 class Envelope(TypedDict, total=False):

@@ -427,6 +427,14 @@ class OrderTracker:
         o.status = OrderStatus.REJECTED
         return self._emit(o, ts, error_msg=reason)
 
+    def cancelled_unsent(self, venue_order_id: str, ts: int) -> list[OrderEvent]:
+        """A new order cancelled while still queued here: it never reached the exchange."""
+        o = self._orders.get(venue_order_id)
+        if o is None or o.status is not None:
+            return []
+        o.status = OrderStatus.CANCELLED
+        return self._emit(o, ts, error_msg="cancelled before it was sent to OKX")
+
     def request_failed(self, venue_order_id: str, kind: EventKind, reason: str, ts: int) -> list[OrderEvent]:
         """A cancel or amend was refused: the order is as it was."""
         o = self._orders.get(venue_order_id)
@@ -482,9 +490,7 @@ class OrderTracker:
             sz = _dec(d.get("sz"))
             if sz > 0 and str(d.get("tgtCcy") or "") != "quote_ccy":
                 o.quantity = sz
-        if _RANK[status] > _RANK[o.status] or (
-            status is OrderStatus.ACCEPTED and o.status is None
-        ):
+        if _RANK[status] > _RANK[o.status]:
             o.status = status
         if o.status is OrderStatus.ACCEPTED and o.filled > 0:
             o.status = OrderStatus.PARTIALLY_FILLED
