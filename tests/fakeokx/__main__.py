@@ -81,11 +81,16 @@ async def run(args: argparse.Namespace, *, task_status: Any = trio.TASK_STATUS_I
                 mid = max(tick * 10, mid + rng.gauss(0.0, mid * 0.001))
                 mids[inst_id] = mid
                 bid = round(mid / tick) * tick - tick
-                fake.set_market(inst_id, bid=round(bid, 8), ask=round(bid + 2 * tick, 8), bid_sz=1.0, ask_sz=1.0)
+                fake.set_market(
+                    inst_id, bid=round(bid, 8), ask=round(bid + 2 * tick, 8), bid_sz=1.0, ask_sz=1.0
+                )
                 if rng.random() < 0.3:
                     side = rng.choice(("buy", "sell"))
                     px = bid + 2 * tick if side == "buy" else bid
                     fake.print_trade(inst_id, px=round(px, 8), sz=round(rng.uniform(0.01, 0.5), 4), side=side)
+            # keep the observation logs bounded in long demo runs
+            for log in (fake.requests, fake.order_pushes, fake.dropped_pushes):
+                del log[:-10_000]
             await trio.sleep(args.interval)
 
 

@@ -42,7 +42,8 @@ DEFAULT_MESSAGES: dict[str, str] = {
     "2": "Batch operation partially succeeded",  # not captured; chosen here
     "50000": "Body for POST request cannot be empty.",
     "50002": "JSON syntax error",
-    "50004": "Endpoint request timeout (does not indicate success or failure of order, please check order status).",
+    "50004": "Endpoint request timeout (does not indicate success or failure of order, "
+    "please check order status).",
     "50011": "Too Many Requests",  # observed (§2.0)
     "50101": "APIKey does not match current environment.",
     "50102": "Timestamp request expired",  # observed (§1.5)
@@ -190,7 +191,9 @@ class Order:
 
     @property
     def avg_px(self) -> Decimal | None:
-        return self.notional / self.acc_fill_sz if self.acc_fill_sz > 0 else None
+        if self.acc_fill_sz <= 0:
+            return None
+        return (self.notional / self.acc_fill_sz).quantize(Decimal("1e-12"), rounding=ROUND_DOWN)
 
     @property
     def remaining(self) -> Decimal:
@@ -430,8 +433,7 @@ class Exchange:
     def place(self, spec: dict[str, Any], *, taken_cl_ids: set[str] | None = None) -> dict[str, Any]:
         """Business checks + acceptance of one validated order; returns the result item.
 
-        Per-item failures (HTTP 200, sCode != 0, §8.3): 51001, 51016, 51121, 51000 (px not on
-        tick), 51020, 51006, 51008.
+        Per-item failures (HTTP 200, sCode != 0, §8.3): 51001, 51016, 51121, 51020, 51006, 51008.
         """
         cl = spec["clOrdId"]
         now = self.now_ms()
@@ -484,7 +486,11 @@ class Exchange:
             if quote_sized:
                 need = sz if side == "buy" else (sz / ref if ref else D0)
             else:
-                need = sz * ref * self.market_reserve if side == "buy" and ref else (sz if side == "sell" else D0)
+                need = (
+                    sz * ref * self.market_reserve
+                    if side == "buy" and ref
+                    else (sz if side == "sell" else D0)
+                )
             frozen = D0
         else:
             assert px is not None
@@ -596,6 +602,7 @@ class Exchange:
         else:
             market.bid_left -= qty
         self._public_print(order.inst.inst_id, price, qty, order.side)
+        self.sink.market_update(order.inst.inst_id)  # the touch size shrank
 
     def _public_print(self, inst_id: str, px: Decimal, sz: Decimal, side: str) -> None:
         market = self.markets[inst_id]
@@ -621,14 +628,18 @@ class Exchange:
 
     def _resting(self, inst_id: str, side: str) -> list[Order]:
         """Open orders of one side in price-time priority."""
-        orders = [o for o in self.orders.values() if o.is_open and o.inst.inst_id == inst_id and o.side == side]
+        orders = [
+            o for o in self.orders.values() if o.is_open and o.inst.inst_id == inst_id and o.side == side
+        ]
         if side == "buy":
             orders.sort(key=lambda o: (-(o.px or D0), o.seq))
         else:
             orders.sort(key=lambda o: (o.px or D0, o.seq))
         return orders
 
-    def _fill_resting(self, inst_id: str, maker_side: str, limit_px: Decimal, qty: Decimal, inclusive: bool) -> Decimal:
+    def _fill_resting(
+        self, inst_id: str, maker_side: str, limit_px: Decimal, qty: Decimal, inclusive: bool
+    ) -> Decimal:
         """Fill resting ``maker_side`` orders priced through ``limit_px`` (as makers, at their own
         price) up to ``qty``; returns the quantity used."""
         used = D0
@@ -643,7 +654,9 @@ class Exchange:
             take = min(order.remaining, qty - used)
             if take <= 0:
                 continue
-            self._fill(order, take, order.px, "M", "filled" if take == order.remaining else "partially_filled")
+            self._fill(
+                order, take, order.px, "M", "filled" if take == order.remaining else "partially_filled"
+            )
             used += take
         return used
 
@@ -799,7 +812,9 @@ class Exchange:
             "reduceOnly": "true" if order.reduce_only else "false",  # §3.3: string in responses
             "isTpLimit": "false",
             "cancelSource": order.cancel_source,
-            "cancelSourceReason": CANCEL_SOURCE_REASONS.get(order.cancel_source, "") if order.cancel_source else "",
+            "cancelSourceReason": CANCEL_SOURCE_REASONS.get(order.cancel_source, "")
+            if order.cancel_source
+            else "",
             "quickMgnType": "",
             "algoClOrdId": "",
             "algoId": "",
@@ -876,7 +891,9 @@ class Exchange:
             "pnl": "0",
             "source": "",
             "cancelSource": order.cancel_source,
-            "cancelSourceReason": CANCEL_SOURCE_REASONS.get(order.cancel_source, "") if order.cancel_source else "",
+            "cancelSourceReason": CANCEL_SOURCE_REASONS.get(order.cancel_source, "")
+            if order.cancel_source
+            else "",
             "amendSource": "",
             "category": "normal",
             "isTpLimit": "false",
@@ -925,7 +942,13 @@ class Exchange:
         now = self.now_ms()
         order = self.find(inst_id, ord_id, cl)
         if order is None or not order.is_open:
-            item = {"clOrdId": cl, "ordId": ord_id, "ts": str(now), "sCode": "51400", "sMsg": self.msg("51400")}
+            item = {
+                "clOrdId": cl,
+                "ordId": ord_id,
+                "ts": str(now),
+                "sCode": "51400",
+                "sMsg": self.msg("51400"),
+            }
             return item, order
         order.cancel_pending = True
         item = {
@@ -972,7 +995,9 @@ class Exchange:
             cxl_on_fail=cxl,
         )
 
-    def amend(self, inst_id: str, ord_id: str, cl: str, amend: AmendRequest) -> tuple[dict[str, Any], Order | None]:
+    def amend(
+        self, inst_id: str, ord_id: str, cl: str, amend: AmendRequest
+    ) -> tuple[dict[str, Any], Order | None]:
         now = self.now_ms()
         order = self.find(inst_id, ord_id, cl)
         base = {"clOrdId": cl, "ordId": ord_id, "ts": str(now), "reqId": amend.req_id, "subCode": ""}
@@ -1021,7 +1046,9 @@ class Exchange:
             if amend.cxl_on_fail:
                 # amendResult 1 = auto-cancel after a failed amend (§2.5); cancelSource for this case
                 # is not in the sheet ("0" system chosen).
-                self._terminate(order, "canceled", "0", req_id=rid, amend_result="1", code=fail[0], msg=fail[1])
+                self._terminate(
+                    order, "canceled", "0", req_id=rid, amend_result="1", code=fail[0], msg=fail[1]
+                )
             else:
                 self._push(order, req_id=rid, amend_result="-1", code=fail[0], msg=fail[1])
             return
@@ -1123,7 +1150,13 @@ class Exchange:
             if m.bid - tick * k <= 0:
                 break
             bids.append([fmt(m.bid - tick * k), fmt(m.bid_sz), "0", "1"])
-        return {"asks": asks, "bids": bids, "instId": inst_id, "ts": str(m.ts or self.now_ms()), "seqId": m.book_seq}
+        return {
+            "asks": asks,
+            "bids": bids,
+            "instId": inst_id,
+            "ts": str(m.ts or self.now_ms()),
+            "seqId": m.book_seq,
+        }
 
     # ------------------------------------------------------------------ queries
 
@@ -1216,7 +1249,11 @@ class Exchange:
 
     def set_cancel_all_after(self, timeout_s: int, tag: str) -> CancelAllAfter:
         now = self.now_ms()
-        if tag and tag not in self.caa and sum(1 for k, v in self.caa.items() if k and v.deadline is not None) >= 20:
+        if (
+            tag
+            and tag not in self.caa
+            and sum(1 for k, v in self.caa.items() if k and v.deadline is not None) >= 20
+        ):
             raise self.err("51071")
         caa = self.caa.setdefault(tag, CancelAllAfter(tag=tag))
         caa.timeout_s = timeout_s
@@ -1262,7 +1299,8 @@ def _balance_detail(ccy: str, bal: Balance, eq_usd: Decimal | None, now: int) ->
     detail: dict[str, Any] = {
         k: ""
         for k in (
-            "isoEq disEq fixedBal liab upl uplLiab crossLiab rewardBal isoLiab mgnRatio imr mmr interest twap "
+            "isoEq disEq fixedBal liab upl uplLiab crossLiab rewardBal isoLiab mgnRatio imr mmr interest "
+            "twap "
             "frpType maxLoan borrowFroz notionalLever stgyEq isoUpl spotInUseAmt clSpotInUseAmt maxSpotInUse "
             "spotIsoBal smtSyncEq spotCopyTradingEq spotBal openAvgPx accAvgPx spotUpl spotUplRatio totalPnl "
             "totalPnlRatio colRes colBorrAutoConversion autoLendStatus autoLendMtAmt"

@@ -88,16 +88,22 @@ async def serve_http_connection(fake: FakeOkx, stream: trio.abc.Stream) -> None:
                 return
             request, body = got
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers}
-            result = await handle(fake, request.method.decode("ascii"), request.target.decode("latin-1"), headers, body)
+            result = await handle(
+                fake, request.method.decode("ascii"), request.target.decode("latin-1"), headers, body
+            )
             if result is None:  # stall_next(..., drop=True): vanish without an answer
                 await stream.aclose()
                 return
             status, payload = result
             data = json.dumps(payload, separators=(",", ":")).encode()
-            await _send(conn, stream, h11.Response(
-                status_code=status,
-                headers=[("content-type", "application/json"), ("content-length", str(len(data)))],
-            ))
+            await _send(
+                conn,
+                stream,
+                h11.Response(
+                    status_code=status,
+                    headers=[("content-type", "application/json"), ("content-length", str(len(data)))],
+                ),
+            )
             await _send(conn, stream, h11.Data(data=data))
             await _send(conn, stream, h11.EndOfMessage())
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
@@ -144,10 +150,18 @@ async def _try_send_bad_request(conn: h11.Connection, stream: trio.abc.Stream) -
         return
     body = b'{"code":"50002","msg":"Bad request","data":[]}'
     try:
-        await _send(conn, stream, h11.Response(
-            status_code=400,
-            headers=[("content-type", "application/json"), ("content-length", str(len(body))), ("connection", "close")],
-        ))
+        await _send(
+            conn,
+            stream,
+            h11.Response(
+                status_code=400,
+                headers=[
+                    ("content-type", "application/json"),
+                    ("content-length", str(len(body))),
+                    ("connection", "close"),
+                ],
+            ),
+        )
         await _send(conn, stream, h11.Data(data=body))
         await _send(conn, stream, h11.EndOfMessage())
     except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -219,7 +233,9 @@ def _dispatch(
     try:
         if private:
             try:
-                check_rest_auth(headers, method, target, body_text, fake.credentials, fake.now_ms(), fake.messages)
+                check_rest_auth(
+                    headers, method, target, body_text, fake.credentials, fake.now_ms(), fake.messages
+                )
             except AuthError as exc:
                 raise OkxError(exc.code, exc.msg) from None
         if method == "POST":
@@ -254,7 +270,13 @@ def _op_result(ctx: _Ctx, items: list[dict[str, Any]]) -> _Payload:
     else:
         code, msg = "2", ctx.fake.messages["2"]
     out_us = time.time_ns() // 1000 + ctx.fake.clock_offset_ms * 1000
-    return 200, {"code": code, "msg": msg, "data": items, "inTime": str(ctx.in_time_us), "outTime": str(out_us)}
+    return 200, {
+        "code": code,
+        "msg": msg,
+        "data": items,
+        "inTime": str(ctx.in_time_us),
+        "outTime": str(out_us),
+    }
 
 
 def _object_body(ctx: _Ctx) -> dict[str, Any]:
@@ -267,7 +289,9 @@ def _array_body(ctx: _Ctx, max_items: int, too_many: str) -> list[Any]:
     if not isinstance(ctx.body, list) or not ctx.body:
         raise OkxError("51000", "Parameter body error")  # §2.2: body is a JSON array
     if len(ctx.body) > max_items:
-        raise OkxError(too_many, ctx.fake.exchange.msg(too_many, n=max_items) or f"Maximum {max_items} orders")
+        raise OkxError(
+            too_many, ctx.fake.exchange.msg(too_many, n=max_items) or f"Maximum {max_items} orders"
+        )
     return ctx.body
 
 
@@ -330,7 +354,9 @@ def _batch_place(ctx: _Ctx) -> _Payload:
     args = _array_body(ctx, 20, "51111")
     specs = [ex.validate_place(a) for a in args]  # a malformed item rejects the whole request
     if ctx.expired():
-        return _op_result(ctx, [_exp_item(ctx, a, {"tag": s["tag"]}) for a, s in zip(args, specs)])
+        return _op_result(
+            ctx, [_exp_item(ctx, a, {"tag": s["tag"]}) for a, s in zip(args, specs, strict=True)]
+        )
     kind = "place" if len(specs) == 1 else "batch-place"  # §7: a 1-order batch counts as single
     taken: set[str] = set()
     items = []
@@ -396,9 +422,13 @@ def _batch_amend(ctx: _Ctx) -> _Payload:
     """§2.5 POST /api/v5/trade/amend-batch-orders."""
     ex = ctx.fake.exchange
     args = _array_body(ctx, 20, "51501")
-    parsed = [(ex.validate_ref(a), ex.validate_amend(a, ex.instruments.get(str(a.get("instId"))))) for a in args]
+    parsed = [
+        (ex.validate_ref(a), ex.validate_amend(a, ex.instruments.get(str(a.get("instId"))))) for a in args
+    ]
     if ctx.expired():
-        return _op_result(ctx, [_exp_item(ctx, a, {"reqId": am.req_id}) for a, (_, am) in zip(args, parsed)])
+        return _op_result(
+            ctx, [_exp_item(ctx, a, {"reqId": am.req_id}) for a, (_, am) in zip(args, parsed, strict=True)]
+        )
     kind = "amend" if len(parsed) == 1 else "batch-amend"
     items = []
     for (inst_id, ord_id, cl), amend in parsed:
@@ -462,9 +492,19 @@ def _cancel_all_after(ctx: _Ctx) -> _Payload:
     fake.arm_cancel_all_after(tag)
     div = 1 if ex.caa_times_in_ms else 1000  # §9: units unverified; docs example shows seconds
     now = fake.now_ms()
-    item = {"triggerTime": str(caa.trigger_time_ms // div) if caa.trigger_time_ms else "0", "tag": tag, "ts": str(now // div)}
+    item = {
+        "triggerTime": str(caa.trigger_time_ms // div) if caa.trigger_time_ms else "0",
+        "tag": tag,
+        "ts": str(now // div),
+    }
     out_us = time.time_ns() // 1000 + fake.clock_offset_ms * 1000
-    return 200, {"code": "0", "msg": "", "data": [item], "inTime": str(ctx.in_time_us), "outTime": str(out_us)}
+    return 200, {
+        "code": "0",
+        "msg": "",
+        "data": [item],
+        "inTime": str(ctx.in_time_us),
+        "outTime": str(out_us),
+    }
 
 
 _ROUTES: dict[tuple[str, str], tuple[bool, _Handler]] = {

@@ -181,7 +181,12 @@ class FakeOkx:
     # ------------------------------------------------------------------ scenario controls
 
     def set_market(
-        self, inst_id: str, bid: float | str, ask: float | str, bid_sz: float | str = 1.0, ask_sz: float | str = 1.0
+        self,
+        inst_id: str,
+        bid: float | str,
+        ask: float | str,
+        bid_sz: float | str = 1.0,
+        ask_sz: float | str = 1.0,
     ) -> None:
         """Set the top of book; push tickers + books5; fill resting orders crossed by it."""
         inst = self.exchange.instruments[inst_id]
@@ -207,7 +212,9 @@ class FakeOkx:
             side,
         )
 
-    async def disconnect(self, which: str = "all", *, code: int = 1001, reason: str = "", abrupt: bool = False) -> None:
+    async def disconnect(
+        self, which: str = "all", *, code: int = 1001, reason: str = "", abrupt: bool = False
+    ) -> None:
         """Close the ``which`` ("public"/"private"/"business"/"all") WS connections now.
 
         ``abrupt=True`` drops the TCP connection without a close frame."""
@@ -370,7 +377,9 @@ async def open_fake_okx(
     async with trio.open_nursery() as nursery:
         fake._nursery = nursery
         http_listeners = await trio.open_tcp_listeners(rest_port, host=host)
-        await nursery.start(trio.serve_listeners, lambda s: rest.serve_http_connection(fake, s), http_listeners)
+        await nursery.start(
+            trio.serve_listeners, lambda s: rest.serve_http_connection(fake, s), http_listeners
+        )
         http_port = http_listeners[0].socket.getsockname()[1]
         ws_server = await nursery.start(ws.serve, fake, host, ws_port)
         fake.rest_url = f"http://{host}:{http_port}"

@@ -17,7 +17,13 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer, serve_websocket
+from trio_websocket import (
+    ConnectionClosed,
+    WebSocketConnection,
+    WebSocketRequest,
+    WebSocketServer,
+    serve_websocket,
+)
 
 from .auth import AuthError, check_ws_login
 from .exchange import OkxError
@@ -151,7 +157,12 @@ class WsConn:
         if arg is not None:
             book = ex.books5(inst_id)
             if book is not None:
-                bbo = {"asks": book["asks"][:1], "bids": book["bids"][:1], "ts": book["ts"], "seqId": book["seqId"]}
+                bbo = {
+                    "asks": book["asks"][:1],
+                    "bids": book["bids"][:1],
+                    "ts": book["ts"],
+                    "seqId": book["seqId"],
+                }
                 self.send_json({"arg": arg, "data": [bbo]}, activity=True)
         arg = self.public_subs.get(("books5", inst_id))
         if arg is not None:
@@ -231,7 +242,9 @@ async def _reader(conn: WsConn, nursery: trio.Nursery) -> None:
         in_us = time.time_ns() // 1000 + fake.clock_offset_ms * 1000
         if text == "ping":  # §4.4: text ping -> text pong
             fake.requests.append(
-                RecordedRequest("ws", "WS", conn.path, "ping", None, fake.now_ms(), raw=text, conn_id=conn.conn_id)
+                RecordedRequest(
+                    "ws", "WS", conn.path, "ping", None, fake.now_ms(), raw=text, conn_id=conn.conn_id
+                )
             )
             conn.send_text("pong")
             continue
@@ -299,7 +312,11 @@ def _login(conn: WsConn, msg: dict[str, Any]) -> list[Any]:
     fake = conn.fake
     req_id = msg.get("id")
     if conn.logged_in:
-        return [_error_event(conn, req_id, "60031", "The WebSocket endpoint does not allow multiple or repeated logins.")]
+        return [
+            _error_event(
+                conn, req_id, "60031", "The WebSocket endpoint does not allow multiple or repeated logins."
+            )
+        ]
     args = msg.get("args")
     arg = args[0] if isinstance(args, list) and args else None
     try:
@@ -350,7 +367,12 @@ def _subscribe(conn: WsConn, op: str, msg: dict[str, Any]) -> list[Any]:
                 book = ex.books5(arg["instId"])
                 if book is not None:
                     if channel == "bbo-tbt":
-                        book = {"asks": book["asks"][:1], "bids": book["bids"][:1], "ts": book["ts"], "seqId": book["seqId"]}
+                        book = {
+                            "asks": book["asks"][:1],
+                            "bids": book["bids"][:1],
+                            "ts": book["ts"],
+                            "seqId": book["seqId"],
+                        }
                     out.append({"arg": canonical, "data": [book]})
         elif _is_business_channel(channel):
             conn.business_subs[(channel, arg.get("instId", ""))] = arg  # acked, never pushed
@@ -363,12 +385,24 @@ def _subscribe(conn: WsConn, op: str, msg: dict[str, Any]) -> list[Any]:
                 conn.account_arg = {"channel": "account", **({"ccy": arg["ccy"]} if arg.get("ccy") else {})}
             count = sum(1 for c in fake._conns if (c.orders_args if channel == "orders" else c.account_arg))
             if count > fake.max_private_channel_conns and not was_subscribed:
-                out.append({"event": "channel-conn-count-error", "channel": channel,
-                            "connCount": str(fake.max_private_channel_conns), "connId": conn.conn_id})
+                out.append(
+                    {
+                        "event": "channel-conn-count-error",
+                        "channel": channel,
+                        "connCount": str(fake.max_private_channel_conns),
+                        "connId": conn.conn_id,
+                    }
+                )
                 _remove_sub(conn, arg)
             else:
-                out.append({"event": "channel-conn-count", "channel": channel, "connCount": str(count),
-                            "connId": conn.conn_id})
+                out.append(
+                    {
+                        "event": "channel-conn-count",
+                        "channel": channel,
+                        "connCount": str(count),
+                        "connId": conn.conn_id,
+                    }
+                )
     return out
 
 
@@ -393,14 +427,26 @@ def _check_arg(conn: WsConn, arg: Any) -> tuple[str, str] | None:
     inst_id = arg.get("instId", "")
 
     def not_found() -> tuple[str, str]:
-        return "60018", f"Wrong URL or channel:{channel},instId:{inst_id} doesn't exist. Please use the correct URL, channel and parameters referring to API document."
+        return (
+            "60018",
+            f"Wrong URL or channel:{channel},instId:{inst_id} doesn't exist. "
+            "Please use the correct URL, channel and parameters referring to API document.",
+        )
 
     if _is_business_channel(channel):
         if conn.kind != "business":
-            return "64001", f"This channel {channel} has been migrated to the '/business' URL. Please subscribe using the new URL."
+            return (
+                "64001",
+                f"This channel {channel} has been migrated to the '/business' URL. "
+                "Please subscribe using the new URL.",
+            )
         return None if inst_id in ex.instruments else not_found()
     if conn.kind == "business":
-        return "64002", f"This channel {channel} is not supported by business URL. Please use \"/private\" URL(for private channels), or \"/public\" URL(for public channels)."
+        return (
+            "64002",
+            f"This channel {channel} is not supported by business URL. "
+            'Please use "/private" URL(for private channels), or "/public" URL(for public channels).',
+        )
     if channel in _PUBLIC_CHANNELS:
         if conn.kind != "public":
             return not_found()
@@ -430,8 +476,15 @@ def _trade_op(conn: WsConn, op: str, msg: dict[str, Any], in_us: int) -> list[An
 
     def envelope(code: str, text: str, data: list[Any]) -> dict[str, Any]:
         out_us = time.time_ns() // 1000 + fake.clock_offset_ms * 1000
-        return {"id": req_id if req_id is not None else "", "op": op, "code": code, "msg": text, "data": data,
-                "inTime": str(in_us), "outTime": str(out_us)}
+        return {
+            "id": req_id if req_id is not None else "",
+            "op": op,
+            "code": code,
+            "msg": text,
+            "data": data,
+            "inTime": str(in_us),
+            "outTime": str(out_us),
+        }
 
     if not conn.logged_in:
         return [envelope("60011", "Please log in", [])]
@@ -450,12 +503,7 @@ def _trade_op(conn: WsConn, op: str, msg: dict[str, Any], in_us: int) -> list[An
         code = {"batch-orders": "51111", "batch-cancel-orders": "51406", "batch-amend-orders": "51501"}[op]
         return [envelope(code, ex.msg(code, n=20) or "Maximum 20 orders", [])]
     exp = msg.get("expTime")
-    expired = (
-        op not in _CANCEL_OPS
-        and isinstance(exp, str)
-        and exp.isdigit()
-        and fake.now_ms() > int(exp)
-    )
+    expired = op not in _CANCEL_OPS and isinstance(exp, str) and exp.isdigit() and fake.now_ms() > int(exp)
     family = "place" if op in _PLACE_OPS else "cancel" if op in _CANCEL_OPS else "amend"
     kind = family if len(args) == 1 else f"batch-{family}"
     taken: set[str] = set()
@@ -510,7 +558,13 @@ def _ws_place(conn: WsConn, arg: dict[str, Any], kind: str, taken: set[str], exp
     except OkxError as exc:
         return {**base, "ts": str(fake.now_ms()), "sCode": exc.code, "sMsg": exc.msg, "subCode": exc.sub_code}
     if expired:
-        return {**base, "ts": str(fake.now_ms()), "sCode": ex.exp_time_code, "sMsg": ex.msg("exp_time"), "subCode": ""}
+        return {
+            **base,
+            "ts": str(fake.now_ms()),
+            "sCode": ex.exp_time_code,
+            "sMsg": ex.msg("exp_time"),
+            "subCode": "",
+        }
     item = ex.place(spec, taken_cl_ids=taken)
     if item["sCode"] == "0":
         item["sMsg"] = ex.msg("ws_place_ok")
@@ -534,8 +588,12 @@ def _ws_cancel(conn: WsConn, arg: dict[str, Any], kind: str) -> dict[str, Any]:
 
 def _ws_amend(conn: WsConn, arg: dict[str, Any], kind: str, expired: bool) -> dict[str, Any]:
     fake, ex = conn.fake, conn.fake.exchange
-    base = {"clOrdId": arg.get("clOrdId", "") or "", "ordId": arg.get("ordId", "") or "",
-            "reqId": arg.get("reqId", "") or "", "subCode": ""}
+    base = {
+        "clOrdId": arg.get("clOrdId", "") or "",
+        "ordId": arg.get("ordId", "") or "",
+        "reqId": arg.get("reqId", "") or "",
+        "subCode": "",
+    }
     try:
         resolved = _resolve(conn, arg)
         inst_id, ord_id, cl = ex.validate_ref(resolved)
