@@ -305,3 +305,18 @@ async def test_clean_stop_removes_sockets_and_lock(nursery, config):
         rd = config.run_dir
         assert not any((rd / n).exists() for n in ("md.ipc", "order.ipc", "report.ipc", "server.lock"))
         assert (rd / "journal.sqlite").exists()
+
+
+async def test_control_status(server, config, peers):
+    with trio.fail_after(10):
+        await peers["s1"].join()
+        from seqtrade.cli import format_status
+        from seqtrade.server.control import request
+
+        ep = f"ipc://{config.run_dir / 'control.ipc'}"
+        st = await trio.to_thread.run_sync(lambda: request(ep, "status"))
+        assert st["venue"] == "paper" and "s1" in st["strategies"]
+        assert "s1" in format_status(st)
+        with pytest.raises(RuntimeError, match="unknown command"):
+            await trio.to_thread.run_sync(lambda: request(ep, "nope"))
+        assert stat.S_IMODE(os.stat(config.run_dir / "control.ipc").st_mode) == 0o600

@@ -92,6 +92,44 @@ def describe(config: Config) -> str:
     return "\n".join(lines)
 
 
+def _control(args: argparse.Namespace, cmd: str, **kw: object) -> object:
+    from .server.control import request
+
+    config = load_config(args.config)
+    try:
+        return request(f"ipc://{config.run_dir / 'control.ipc'}", cmd, **kw)
+    except (ConnectionError, RuntimeError) as exc:
+        raise SeqtradeError(str(exc)) from None
+
+
+def _status(args: argparse.Namespace) -> int:
+    result = _control(args, "status")
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    print(format_status(result))
+    return 0
+
+
+def format_status(st: dict) -> str:  # type: ignore[type-arg]
+    """The human form of the ``status`` command's answer."""
+    c = st["counters"]
+    lines = [
+        f"venue {st['venue']}: {'connected' if st['connected'] else 'DISCONNECTED'}; symbols {', '.join(st['symbols'])}",
+        f"orders in {c['orders_in']}, sent {c['orders_sent']}, rejected {c['rejected']}; reports {c['reports_out']};"
+        f" bad frames {c['bad_frames']}; market data out {c['md_out']} (dropped {c['md_dropped']})",
+    ]
+    strategies = st.get("strategies", {})
+    if strategies:
+        lines.append(f"{'strategy':<20} {'alive':<6} {'heartbeat':>9} {'seq':>7} {'open':>5}")
+        for sid, s in strategies.items():
+            lines.append(f"{sid:<20} {'yes' if s['alive'] else 'NO':<6} {s['heartbeat_age']:>8.1f}s"
+                         f" {s['last_seq']:>7} {s['open_orders']:>5}")  # fmt: skip
+    for extra in st.get("sections", []):
+        lines.append(extra)
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seqtrade", description="live-trading gateway for Python strategies")
     sub = p.add_subparsers(dest="command", required=True)
@@ -107,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="validate a config and print what it would do")
     c.add_argument("--config", default="config.toml")
     c.set_defaults(func=_check)
+
+    st = sub.add_parser("status", help="show a running server's state (venue, strategies, accounts)")
+    st.add_argument("--config", default="config.toml")
+    st.add_argument("--json", action="store_true", help="print the raw answer as JSON")
+    st.set_defaults(func=_status)
 
     b = sub.add_parser("bench", help="latency benchmark against raw pyzmq, measured in the same run", add_help=False)
     b.set_defaults(func=None)

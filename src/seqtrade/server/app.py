@@ -13,6 +13,7 @@ import zmq
 from ..bus import TrioSocket, bind_secure, ipc_path, lock_run_dir, prepare_run_dir
 from ..config import Config
 from ..venues.base import Venue
+from .control import ControlCommands, control_task
 from .gateway import Gateway
 from .journal import Journal
 
@@ -32,6 +33,7 @@ async def serve(config: Config, venue: Venue, *, task_status: Any = trio.TASK_ST
     prepare_run_dir(run_dir)
     with lock_run_dir(run_dir):
         endpoints = [config.endpoint(c) for c in ("md", "order", "report")]
+        control_ep = f"ipc://{run_dir / 'control.ipc'}"
         journal = Journal(config.journal_path, synchronous=config.journal.synchronous)
         ctx: zmq.Context[Any] = zmq.Context()
         try:
@@ -47,8 +49,18 @@ async def serve(config: Config, venue: Venue, *, task_status: Any = trio.TASK_ST
             pull.setsockopt(zmq.RCVHWM, bus.order_rcvhwm)
             pull.setsockopt(zmq.LINGER, 0)
             pull.setsockopt(zmq.MAXMSGSIZE, bus.max_frame_bytes * 4)
-            with TrioSocket(md) as md_s, TrioSocket(rep) as rep_s, TrioSocket(pull, spin_us=bus.spin_us) as pull_s:
-                for sock, ep in zip((md, pull, rep), endpoints, strict=True):
+            ctl = ctx.socket(zmq.REP)
+            ctl.setsockopt(zmq.LINGER, 0)
+            ctl.setsockopt(zmq.MAXMSGSIZE, 65536)
+            commands = ControlCommands()
+            gw.register_commands(commands)
+            with (
+                TrioSocket(md) as md_s,
+                TrioSocket(rep) as rep_s,
+                TrioSocket(pull, spin_us=bus.spin_us) as pull_s,
+                TrioSocket(ctl) as ctl_s,
+            ):
+                for sock, ep in zip((md, pull, rep, ctl), [*endpoints, control_ep], strict=True):
                     bind_secure(sock, ep)
                 log.info("listening: md %s, orders %s, reports %s", *endpoints)
                 async with trio.open_nursery() as nursery:
@@ -59,6 +71,7 @@ async def serve(config: Config, venue: Venue, *, task_status: Any = trio.TASK_ST
                     await nursery.start(gw.order_task, pull_s)
                     await gw.recover()
                     await nursery.start(gw.monitor_task)
+                    await nursery.start(control_task, ctl_s, commands)
                     task_status.started(gw)
                     await gw.stop_requested.wait()
                     await gw.shutdown()
@@ -66,7 +79,7 @@ async def serve(config: Config, venue: Venue, *, task_status: Any = trio.TASK_ST
         finally:
             journal.close()
             ctx.term()
-            for ep in endpoints:
+            for ep in [*endpoints, control_ep]:
                 path = ipc_path(ep)
                 if path is not None:
                     with contextlib.suppress(OSError):

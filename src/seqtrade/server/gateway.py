@@ -48,6 +48,7 @@ from ..models import (
     Welcome,
 )
 from ..venues.base import EventKind, MarketData, OrderEvent, Venue, VenueOrder
+from .control import ControlCommands
 from .journal import Journal, JournalOrder
 from .orders import IdGenerator, OrderRecord, apply_event, report_for, round_price, round_quantity
 
@@ -577,6 +578,28 @@ class Gateway:
             f"bad_frames={c.bad_frames} strategies={len(strategies)}"
             + (f" ({','.join(strategies)})" if strategies else "")
         )
+
+    def register_commands(self, commands: ControlCommands) -> None:
+        """The gateway's control commands: ``status``."""
+
+        async def status(_: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "venue": self.venue.name,
+                "connected": self.venue_connected,
+                "symbols": list(self.config.venue.symbols),
+                "counters": {k: v for k, v in vars(self.counters).items()},
+                "strategies": {
+                    sid: {
+                        "alive": info.alive,
+                        "heartbeat_age": round(trio.current_time() - info.last_seen, 3),
+                        "last_seq": self.seqs.get(sid, 0),
+                        "open_orders": len(self.open_records(sid)),
+                    }
+                    for sid, info in sorted(self.strategies.items())
+                },
+            }
+
+        commands.register("status", status)
 
     def request_stop(self) -> None:
         """Ask ``serve`` to stop cleanly (applies the shutdown policy first)."""
