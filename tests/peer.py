@@ -17,6 +17,7 @@ from seqtrade import wire
 from seqtrade.bus import TrioSocket
 from seqtrade.client import Endpoints
 from seqtrade.models import Hello, OrderReport, OrderRequest, OrderType, Side, Welcome
+from seqtrade.security import apply_client_curve
 
 
 class Peer:
@@ -24,13 +25,20 @@ class Peer:
         self.sid = strategy_id
         push = ctx.socket(zmq.PUSH)
         push.setsockopt(zmq.LINGER, 0)
+        curve = endpoints.curve
+        if curve is not None:
+            apply_client_curve(push, endpoints.order, curve)
         push.connect(endpoints.order)
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.SUBSCRIBE, wire.topic("report", strategy_id))
+        if curve is not None:  # tcp:// with CurveZMQ; without keys a tcp peer connects plain (refusal tests)
+            apply_client_curve(sub, endpoints.report, curve)
         sub.connect(endpoints.report)
         md = ctx.socket(zmq.SUB)
         md.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            apply_client_curve(md, endpoints.md, curve)
         md.connect(endpoints.md)
         self.push, self.sub, self.mdsub = TrioSocket(push), TrioSocket(sub), TrioSocket(md)
         self.pending: list[Any] = []

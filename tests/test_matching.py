@@ -67,6 +67,7 @@ def test_market_buy_walks_the_book_and_pays_taker_fee() -> None:
     assert all(ev.ts == 7 for ev in evs)
     # the liquidity taken is gone until the next book
     assert eng.best_ask(SYM) == pytest.approx(100.3)
+    assert eng.best_bid(SYM) == pytest.approx(100.0)
 
 
 def test_market_beyond_the_visible_book_fills_at_the_worst_level() -> None:
@@ -136,8 +137,9 @@ def test_public_trade_prints_through_resting_orders() -> None:
     eng.submit(order("s1", Side.SELL, OrderType.LIMIT, 100.4, 2.0), ts=1)
     # at our price with a buying taker: it did not hit our bid
     assert list(eng.on_trade(SYM, 100.0, 1.0, Side.BUY, 2)) == []
-    # at our price with a selling taker: filled up to the trade's size, as maker
-    evs = list(eng.on_trade(SYM, 100.0, 0.5, Side.SELL, 3))
+    # at our price with a selling taker ("sell" as a plain string works too): filled up to the
+    # trade's size, as maker
+    evs = list(eng.on_trade(SYM, 100.0, 0.5, "sell", 3))  # type: ignore[arg-type]
     assert fills(evs) == [(0.5, 100.0)]
     assert evs[-1].fee == pytest.approx(MAKER * 50.0)
     # through the price, either side

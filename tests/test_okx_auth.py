@@ -45,8 +45,14 @@ def test_sign_vectors(prehash: str, expected: str) -> None:
 
 
 def test_rest_prehash_and_sign() -> None:
-    assert rest_prehash(TS, "get", "/api/v5/account/balance?ccy=BTC") == f"{TS}GET/api/v5/account/balance?ccy=BTC"
-    assert rest_sign(SECRET, TS, "GET", "/api/v5/account/balance") == "PJ61e1nb2F2Qd7D8SPiaIcx2gjdELc+o0ygzre9z33k="
+    assert (
+        rest_prehash(TS, "get", "/api/v5/account/balance?ccy=BTC")
+        == f"{TS}GET/api/v5/account/balance?ccy=BTC"
+    )
+    assert (
+        rest_sign(SECRET, TS, "GET", "/api/v5/account/balance")
+        == "PJ61e1nb2F2Qd7D8SPiaIcx2gjdELc+o0ygzre9z33k="
+    )
 
 
 def test_iso_timestamp_has_three_ms_digits_and_z() -> None:
@@ -83,7 +89,9 @@ def test_credentials_missing_variable_is_named_not_valued() -> None:
         OkxCredentials.from_env(cfg, {"OKX_API_KEY": "k-123", "OKX_SECRET_KEY": "s-456"})
     assert "k-123" not in str(info.value) and "s-456" not in str(info.value)
     with pytest.raises(VenueAuthError, match="OKX_SECRET_KEY"):
-        OkxCredentials.from_env(OkxConfig(), {"OKX_API_KEY": "k", "OKX_SECRET_KEY": "", "OKX_PASSPHRASE": "p"})
+        OkxCredentials.from_env(
+            OkxConfig(), {"OKX_API_KEY": "k", "OKX_SECRET_KEY": "", "OKX_PASSPHRASE": "p"}
+        )
 
 
 async def test_httpx_auth_flow_signs_raw_target_and_body() -> None:
@@ -95,7 +103,9 @@ async def test_httpx_auth_flow_signs_raw_target_and_body() -> None:
         seen.append(request)
         return httpx.Response(200, json={"code": "0", "msg": "", "data": []})
 
-    async with httpx.AsyncClient(base_url="https://example.test", transport=httpx.MockTransport(handler)) as c:
+    async with httpx.AsyncClient(
+        base_url="https://example.test", transport=httpx.MockTransport(handler)
+    ) as c:
         body = json.dumps({"instId": "BTC-USDT", "sz": "2"}, separators=(",", ":"))
         await c.post("/api/v5/trade/order", content=body, auth=OkxAuth(creds, clock))
         await c.get("/api/v5/trade/order?instId=BTC-USDT&clOrdId=abc1", auth=OkxAuth(creds, clock))

@@ -44,7 +44,9 @@ async def test_governor_keeps_every_window_under_the_limit(autojump_clock: trio.
         assert places[k + 60] - places[k] >= 2.0  # never 61 in any 2 s window
 
 
-async def test_governor_bounds_the_queue_and_sends_cancels_first(autojump_clock: trio.testing.MockClock) -> None:
+async def test_governor_bounds_the_queue_and_sends_cancels_first(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     gov: Governor[str] = Governor(limit=2, period=2.0, margin=0.0, max_queue=3)
     sent: list[tuple[Op, str]] = []
     async with trio.open_nursery() as nursery:
@@ -161,7 +163,9 @@ async def running(fake: Any, **kw: Any) -> AsyncIterator[tuple[OkxVenue, Collect
         nursery.cancel_scope.cancel()
 
 
-def order(vid: str, t: OrderType, side: Side, price: float | None, qty: float, symbol: str = "BTC-USDT") -> VenueOrder:
+def order(
+    vid: str, t: OrderType, side: Side, price: float | None, qty: float, symbol: str = "BTC-USDT"
+) -> VenueOrder:
     return VenueOrder(vid, symbol, side, t, price, qty)
 
 
@@ -182,9 +186,13 @@ async def test_start_instruments_and_market_data() -> None:
             await sink.until(lambda: sink.connected == [True])
             fake.set_market("BTC-USDT", bid=100.0, ask=100.2, bid_sz=1.0, ask_sz=2.0)
             fake.print_trade("BTC-USDT", px=100.1, sz=0.5, side="buy")
-            tick = await sink.until(lambda: next((m for m in sink.market if isinstance(m, Ticker) and m.bid_price == 100.0), None))
+            tick = await sink.until(
+                lambda: next((m for m in sink.market if isinstance(m, Ticker) and m.bid_price == 100.0), None)
+            )
             assert (tick.symbol, tick.ask_price, tick.ask_size) == ("BTC-USDT", 100.2, 2.0)
-            book = await sink.until(lambda: next((m for m in sink.market if isinstance(m, Book) and m.bids), None))
+            book = await sink.until(
+                lambda: next((m for m in sink.market if isinstance(m, Book) and m.bids), None)
+            )
             assert book.bids[0] == [100.0, 1.0] and book.asks[0] == [100.2, 2.0]
             trade = await sink.until(lambda: next((m for m in sink.market if isinstance(m, Trade)), None))
             assert (trade.price, trade.size, trade.side) == (100.1, 0.5, "buy")
@@ -232,12 +240,21 @@ async def test_every_order_type(transport: str) -> None:
             await venue.place_order(order("mkts1", OrderType.MARKET, Side.SELL, None, 0.25))
             assert (await sink.final("mkts1")).status is OrderStatus.FILLED
             # wire details: instIdCode + expTime on WS, instId + expTime header on REST, base_ccy buys
-            places = [r for r in fake.requests if r.op == "order" or (r.transport == "rest" and r.method == "POST" and r.path == "/api/v5/trade/order")]
+            places = [
+                r
+                for r in fake.requests
+                if r.op == "order"
+                or (r.transport == "rest" and r.method == "POST" and r.path == "/api/v5/trade/order")
+            ]
             assert len(places) == 6
             for r in places:
                 if transport == "ws":
                     arg = r.body["args"][0]
-                    assert arg["instIdCode"] == 1000000000 and "instId" not in arg and int(r.body["expTime"]) > r.ts
+                    assert (
+                        arg["instIdCode"] == 1000000000
+                        and "instId" not in arg
+                        and int(r.body["expTime"]) > r.ts
+                    )
                 else:
                     arg = r.body
                     assert arg["instId"] == "BTC-USDT" and int(header(r, "expTime")) > r.ts
@@ -258,13 +275,19 @@ async def test_partial_fills_amend_cancel(transport: str) -> None:
             fake.print_trade("BTC-USDT", px=100.1, sz=0.4, side="sell")
             e1 = await sink.until(lambda: next((e for e in sink.of("pf1") if e.filled_quantity > 0), None))
             assert (e1.status, e1.filled_quantity, e1.last_fill_quantity, e1.last_fill_price) == (
-                OrderStatus.PARTIALLY_FILLED, pytest.approx(0.4), pytest.approx(0.4), 100.1)
+                OrderStatus.PARTIALLY_FILLED,
+                pytest.approx(0.4),
+                pytest.approx(0.4),
+                100.1,
+            )
             # amend the rest: price up, then total quantity down
             await venue.amend_order("pf1", "BTC-USDT", 100.2, None)
             am = await sink.until(lambda: next((e for e in sink.of("pf1") if e.price == 100.2), None))
             assert am.filled_quantity == pytest.approx(0.4)
             await venue.amend_order("pf1", "BTC-USDT", None, 0.8)
-            await sink.until(lambda: next((e for e in sink.of("pf1") if e.quantity == pytest.approx(0.8)), None))
+            await sink.until(
+                lambda: next((e for e in sink.of("pf1") if e.quantity == pytest.approx(0.8)), None)
+            )
             fake.print_trade("BTC-USDT", px=100.2, sz=1.0, side="sell")
             done = await sink.final("pf1")
             assert done.status is OrderStatus.FILLED and done.filled_quantity == pytest.approx(0.8)
@@ -273,11 +296,15 @@ async def test_partial_fills_amend_cancel(transport: str) -> None:
             assert len(fills) == len({e.trade_id for e in fills}) == 2
             # cancel and amend of a filled order fail with the exchange's codes
             await venue.cancel_order("pf1", "BTC-USDT")
-            cf = await sink.until(lambda: next((e for e in sink.of("pf1") if e.kind is EventKind.CANCEL_FAILED), None))
+            cf = await sink.until(
+                lambda: next((e for e in sink.of("pf1") if e.kind is EventKind.CANCEL_FAILED), None)
+            )
             assert cf.error_msg.startswith("51400") and cf.status is OrderStatus.FILLED
             await venue.amend_order("pf1", "BTC-USDT", 100.3, None)
-            af = await sink.until(lambda: next((e for e in sink.of("pf1") if e.kind is EventKind.AMEND_FAILED), None))
-            assert af.error_msg.split(" ")[0].isdigit()
+            af = await sink.until(
+                lambda: next((e for e in sink.of("pf1") if e.kind is EventKind.AMEND_FAILED), None)
+            )
+            assert af.error_msg.startswith("51503")
             # a plain cancel of a resting order
             await venue.place_order(order("cx1", OrderType.LIMIT, Side.SELL, 101.0, 0.2))
             await sink.final("cx1", OrderStatus.ACCEPTED)
@@ -310,7 +337,7 @@ async def test_rejects_carry_exchange_codes(transport: str) -> None:
 @needs_fake
 async def test_public_reconnect_and_notice() -> None:
     with trio.fail_after(10):
-        async with open_fake_okx() as fake, running(fake) as (venue, sink):
+        async with open_fake_okx() as fake, running(fake) as (_venue, sink):
             await sink.until(lambda: sink.connected == [True])
             await fake.disconnect(which="public")
             await sink.until(lambda: sink.connected == [True, False, True])
@@ -376,7 +403,11 @@ async def test_duplicate_pushes_applied_once() -> None:
             await venue.place_order(order("du2", OrderType.LIMIT, Side.BUY, 99.0, 1.0))
             await sink.final("du2", OrderStatus.ACCEPTED)  # every du1 push (and its twin) came before
             evs = sink.of("du1")
-            assert [e.status for e in evs] == [OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED]
+            assert [e.status for e in evs] == [
+                OrderStatus.ACCEPTED,
+                OrderStatus.PARTIALLY_FILLED,
+                OrderStatus.FILLED,
+            ]
             assert [e.filled_quantity for e in evs] == [0, pytest.approx(0.4), pytest.approx(1.0)]
 
 
@@ -388,7 +419,12 @@ async def test_rate_limit_pressure_never_earns_50011() -> None:
             n = 150
             for i in range(n):
                 await venue.place_order(order(f"rl{i}", OrderType.LIMIT, Side.BUY, 99.0, 0.001))
-            await sink.until(lambda: all(any(e.status in (OrderStatus.ACCEPTED, OrderStatus.REJECTED) for e in sink.of(f"rl{i}")) for i in range(n)))
+            await sink.until(
+                lambda: all(
+                    any(e.status in (OrderStatus.ACCEPTED, OrderStatus.REJECTED) for e in sink.of(f"rl{i}"))
+                    for i in range(n)
+                )
+            )
             rejected = [e for e in sink.events if e.status is OrderStatus.REJECTED]
             accepted = [e for e in sink.events if e.status is OrderStatus.ACCEPTED]
             assert len(accepted) == 120 and len(rejected) == 30  # 60 at once + 60 queued
@@ -417,10 +453,15 @@ async def test_cancel_of_a_queued_place_never_reaches_okx() -> None:
 @needs_fake
 async def test_clock_skew_is_absorbed() -> None:
     with trio.fail_after(10):
-        async with open_fake_okx(clock_offset_ms=40_000) as fake, running(fake, order_transport="rest") as (venue, sink):
+        async with (
+            open_fake_okx(clock_offset_ms=40_000) as fake,
+            running(fake, order_transport="rest") as (venue, sink),
+        ):
             fake.set_market("BTC-USDT", bid=100.0, ask=100.5, bid_sz=1.0, ask_sz=1.0)
             await venue.place_order(order("sk1", OrderType.LIMIT, Side.BUY, 99.0, 0.01))
-            assert (await sink.final("sk1", OrderStatus.ACCEPTED, OrderStatus.REJECTED)).status is OrderStatus.ACCEPTED
+            assert (
+                await sink.final("sk1", OrderStatus.ACCEPTED, OrderStatus.REJECTED)
+            ).status is OrderStatus.ACCEPTED
             await venue.cancel_order("sk1", "BTC-USDT")
             assert (await sink.final("sk1")).status is OrderStatus.CANCELLED
             assert not any("50102" in e.error_msg for e in sink.events)
@@ -432,7 +473,10 @@ async def test_clock_skew_is_absorbed() -> None:
 @pytest.mark.parametrize(("transport", "target"), [("ws", "order"), ("rest", "POST /api/v5/trade/order")])
 async def test_outcome_unknown_place_is_resolved_by_query(transport: str, target: str) -> None:
     with trio.fail_after(15):
-        async with open_fake_okx() as fake, running(fake, order_transport=transport, request_timeout=0.5) as (venue, sink):
+        async with (
+            open_fake_okx() as fake,
+            running(fake, order_transport=transport, request_timeout=0.5) as (venue, sink),
+        ):
             fake.set_market("BTC-USDT", bid=100.0, ask=100.5, bid_sz=1.0, ask_sz=1.0)
             stall = fake.stall_next(target, 3.0)
             fake.private_pushes_paused = True  # only the query can tell
@@ -442,7 +486,10 @@ async def test_outcome_unknown_place_is_resolved_by_query(transport: str, target
             assert acc.exchange_order_id
             fake.private_pushes_paused = False
             assert fake.place_count("unk1") == 1
-            assert any(r.method == "GET" and r.path == "/api/v5/trade/order" and r.query.get("clOrdId") == "unk1" for r in fake.requests)
+            assert any(
+                r.method == "GET" and r.path == "/api/v5/trade/order" and r.query.get("clOrdId") == "unk1"
+                for r in fake.requests
+            )
             # a cancel issued meanwhile waited for the outcome and then went out once
             await venue.cancel_order("unk1", "BTC-USDT")
             assert (await sink.final("unk1")).status is OrderStatus.CANCELLED
@@ -494,11 +541,17 @@ async def test_lost_place_is_rejected_once_its_exptime_passed() -> None:
                 await venue.cancel_order("lost1", "BTC-USDT")  # waits for the outcome, then is not sent
                 rej = await sink.final("lost1")
                 assert rej.status is OrderStatus.REJECTED and rej.error_msg.startswith("51603")
-                cf = await sink.until(lambda: next((e for e in sink.of("lost1") if e.kind is EventKind.CANCEL_FAILED), None))
+                cf = await sink.until(
+                    lambda: next((e for e in sink.of("lost1") if e.kind is EventKind.CANCEL_FAILED), None)
+                )
                 assert "rejected" in cf.error_msg
                 assert fake.place_count("lost1") == 0
-                queries = [r for r in fake.requests if r.method == "GET" and r.query.get("clOrdId") == "lost1"]
-                assert len(queries) >= 2 and queries[-1].ts >= queries[0].ts + 300  # asked again after expTime
+                queries = [
+                    r for r in fake.requests if r.method == "GET" and r.query.get("clOrdId") == "lost1"
+                ]
+                assert (
+                    len(queries) >= 2 and queries[-1].ts >= queries[0].ts + 300
+                )  # asked again after expTime
                 assert not [r for r in fake.requests if r.path == "/api/v5/trade/cancel-order"]
                 nursery.cancel_scope.cancel()
 
@@ -512,7 +565,10 @@ async def _poll(cond: Callable[[], Any]) -> None:
 @needs_fake
 async def test_keepalive_pings_and_private_notice() -> None:
     with trio.fail_after(10):
-        async with open_fake_okx(idle_timeout=0.5) as fake, running(fake, ping_interval=0.15) as (venue, sink):
+        async with (
+            open_fake_okx(idle_timeout=0.5) as fake,
+            running(fake, ping_interval=0.15) as (venue, sink),
+        ):
             await _poll(lambda: sum(r.op == "ping" for r in fake.requests) >= 8)
             assert sink.connected == [True]  # pings kept both idle sockets alive
             assert sum(r.op == "login" for r in fake.requests) == 1
@@ -542,13 +598,16 @@ async def test_dropped_socket_during_place_and_query_apis() -> None:
 @needs_fake
 async def test_cancel_all_after_is_kept_armed() -> None:
     with trio.fail_after(10):
-        async with open_fake_okx() as fake, running(fake, cancel_all_after=10.0) as (venue, sink):
+        async with open_fake_okx() as fake, running(fake, cancel_all_after=10.0) as (venue, _sink):
             calls = [r for r in fake.requests if r.path == "/api/v5/trade/cancel-all-after"]
             assert calls and calls[0].body == {"timeOut": "10"}
             state = fake.cancel_all_after_state
-            assert str(getattr(state, "timeout_s", getattr(state, "time_out", "10"))) in ("10", "10.0")
+            assert state.timeout_s == 10 and state.trigger_time_ms > 0
             await venue.cancel_all_after(0)
-            assert [r.body for r in fake.requests if r.path == "/api/v5/trade/cancel-all-after"][-1] == {"timeOut": "0"}
+            assert fake.cancel_all_after_state.trigger_time_ms == 0
+            assert [r.body for r in fake.requests if r.path == "/api/v5/trade/cancel-all-after"][-1] == {
+                "timeOut": "0"
+            }
 
 
 # ----------------------------------------------------------------------------- OKX demo trading
@@ -565,11 +624,15 @@ async def test_live_demo_post_only_far_from_market() -> None:
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
             await nursery.start(venue.run, sink)
-            tick = await sink.until(lambda: next((m for m in sink.market if isinstance(m, Ticker) and m.bid_price > 0), None))
+            tick = await sink.until(
+                lambda: next((m for m in sink.market if isinstance(m, Ticker) and m.bid_price > 0), None)
+            )
             inst = venue.instruments["BTC-USDT"]
             vid = f"st{int(time.time() * 1000)}"
             price = round(tick.bid_price * 0.8 / inst.tick_size) * inst.tick_size
-            await venue.place_order(order(vid, OrderType.POST_ONLY, Side.BUY, price, max(inst.min_size, 0.0001)))
+            await venue.place_order(
+                order(vid, OrderType.POST_ONLY, Side.BUY, price, max(inst.min_size, 0.0001))
+            )
             acc = await sink.final(vid, OrderStatus.ACCEPTED, OrderStatus.REJECTED)
             assert acc.status is OrderStatus.ACCEPTED, acc.error_msg
             await venue.cancel_order(vid, "BTC-USDT")

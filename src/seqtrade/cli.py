@@ -7,15 +7,16 @@ the environment on the server side (config file, OKX keys).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from .config import Config, load_config
-from .errors import SeqtradeError
+from .errors import ConfigError, SeqtradeError
 
 __all__ = ["main", "console_main", "setup_logging"]
 
@@ -55,13 +56,18 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     setup_logging(args.log_level or config.server.log_level, json_logs=config.server.log_json)
     venue = make_venue(config, os.environ)
+    from .security import server_keypair
+
+    curve_keys = server_keypair(config, os.environ)  # None unless an endpoint is tcp://
     log.info("seqtrade serving %s on %s (run dir %s)", config.venue.kind, ", ".join(config.venue.symbols), config.run_dir)
-    return trio.run(run_until_signal, config, venue)
+    return trio.run(functools.partial(run_until_signal, config, venue, curve_keys=curve_keys))
 
 
 def _check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     print(describe(config))
+    for line in check_keys(config, os.environ):
+        print(line)
     return 0
 
 
@@ -86,9 +92,14 @@ def describe(config: Config) -> str:
         lines.append(f"okx: rest {o.rest_url}, orders over {o.order_transport}, keys from ${o.api_key_env}, "
                      f"${o.secret_key_env}, ${o.passphrase_env}")  # fmt: skip
     if config.strategies:
-        lines.append("strategies:")
+        sv = config.supervisor
+        lines.append(f"strategies (started and supervised by the server; output in {config.run_dir / sv.log_dir}/<id>.log):")
         for s in config.strategies:
             lines.append(f"  {s.id}: {s.path or s.module} restart={s.restart}{'' if s.enabled else ' (disabled)'}")
+        lines.append(f"  restarts after {sv.backoff_min:g} s, doubling up to {sv.backoff_max:g} s; {sv.crash_loop_count} exits"
+                     f" within {sv.crash_loop_window:g} s = crash loop, not restarted; on shutdown SIGTERM in reverse"
+                     f" order, SIGKILL after {sv.stop_grace:g} s")  # fmt: skip
+    lines.extend(describe_deployment(config))
     return "\n".join(lines)
 
 
@@ -125,9 +136,107 @@ def format_status(st: dict) -> str:  # type: ignore[type-arg]
         for sid, s in strategies.items():
             lines.append(f"{sid:<20} {'yes' if s['alive'] else 'NO':<6} {s['heartbeat_age']:>8.1f}s"
                          f" {s['last_seq']:>7} {s['open_orders']:>5}")  # fmt: skip
+    from .server.guard import format_guard_status
+
+    lines.extend(format_guard_status(st))
     for extra in st.get("sections", []):
         lines.append(extra)
     return "\n".join(lines)
+
+
+def _trading_state(args: argparse.Namespace) -> int:
+    """``seqtrade halt|reduce|resume [--strategy ID]``: change a running server's trading state."""
+    kw = {"strategy": args.strategy} if args.strategy else {}
+    result = _control(args, args.command, **kw)
+    assert isinstance(result, dict)
+    own = "; ".join(f"{sid} {s}" for sid, s in result["strategies"].items())
+    print(f"trading: global {result['global']}" + (f"; {own}" if own else ""))
+    return 0
+
+
+def describe_deployment(config: Config) -> list[str]:
+    """TCP/CURVE and metrics, in words (part of ``describe``)."""
+    lines = []
+    tcp = [c for c in ("md", "order", "report") if config.endpoint(c).startswith("tcp://")]  # type: ignore[arg-type]
+    sec = config.security
+    if tcp:
+        lines.append(f"tcp: CurveZMQ required on {', '.join(tcp)} (ZAP domain {sec.zap_domain!r}); server secret key"
+                     f" from ${sec.server_secret_key_env}, a strategy host's from ${sec.client_secret_key_env}")  # fmt: skip
+        if "report" in tcp:
+            lines.append("  reports: a client key receives only the report topics of its own strategies")
+        for c in sec.clients:
+            lines.append(f"  client {c.name}: may trade as {', '.join(c.strategies)}")
+        if not sec.clients:
+            lines.append("  no [[security.clients]]: the server would accept no remote strategy")
+    m = config.metrics
+    lines.append(f"metrics: http://{m.host}:{m.port}/metrics" if m.enabled else "metrics: off")
+    return lines
+
+
+def check_keys(config: Config, environ: Mapping[str, str]) -> list[str]:
+    """For ``seqtrade check``: key files must load; say which secret keys the environment holds (masked)."""
+    from .security import client_curve, mask, resolve_public_key, server_keypair, server_public_key, uses_tcp
+
+    if not uses_tcp(config):
+        return []
+    sec = config.security
+    server_public_key(config)  # a bad key file is a config error
+    for i, c in enumerate(sec.clients):
+        resolve_public_key(c.public_key, c.public_key_file, config.base_dir, f"security.clients[{i}].public_key")
+    out = []
+    for what, load in (("server", server_keypair), ("strategy host", client_curve)):
+        name = sec.server_secret_key_env if what == "server" else sec.client_secret_key_env
+        try:
+            load(config, environ)
+            out.append(f"{what} secret key: {mask('x')} in ${name}")
+        except ConfigError as exc:
+            out.append(f"{what} secret key: {mask(None)} ({exc})")
+    return out
+
+
+def _strategies(args: argparse.Namespace) -> int:
+    if args.restart:
+        print(f"{args.restart}: {_control(args, 'restart_strategy', id=args.restart)}")
+        return 0
+    result = _control(args, "strategies")
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    print(format_strategies(result))  # type: ignore[arg-type]
+    return 0
+
+
+def format_strategies(rows: list[dict]) -> str:  # type: ignore[type-arg]
+    """The human form of the ``strategies`` command's answer."""
+    if not rows:
+        return "no strategies (none in [[strategies]] and none connected)"
+    lines = [f"{'strategy':<20} {'state':<18} {'pid':>7} {'restarts':>8} {'exit':>5} {'heartbeat':>9}"]
+    for r in rows:
+        hb = "-" if r["heartbeat_age"] is None else f"{r['heartbeat_age']:.1f}s"
+        pid = "-" if r["pid"] is None else str(r["pid"])
+        code = "-" if r["exit_code"] is None else str(r["exit_code"])
+        lines.append(f"{r['id']:<20} {r['state']:<18} {pid:>7} {r['restarts']:>8} {code:>5} {hb:>9}")
+    return "\n".join(lines)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from .security import keygen, write_public_key
+
+    keys = keygen()
+    public, secret = keys.public.decode(), keys.secret.decode()
+    if args.out:
+        path = write_public_key(f"{args.out}.pub", keys.public, comment=f"made by `seqtrade keygen` for {args.out}")
+        print(f"public key (written to {path}): {public}")
+    else:
+        print(f"public key: {public}")
+    print(f"secret key: {secret}")
+    print("\nThe secret key is shown only this once and is not stored anywhere. Keep it out of files in the repo:"
+          "\nput it in the environment of the process that uses it, e.g."
+          f"\n  export SEQTRADE_CLIENT_SECRET_KEY='{secret}'   # on a strategy host"
+          f"\n  export SEQTRADE_SERVER_SECRET_KEY='{secret}'   # or: on the server"
+          "\n(or in a 0600 file named by SEQTRADE_..._SECRET_KEY_FILE). The public key goes in the config:"
+          "\nthe server's as security.server_public_key, a client's in [[security.clients]].")  # fmt: skip
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,6 +259,24 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--config", default="config.toml")
     st.add_argument("--json", action="store_true", help="print the raw answer as JSON")
     st.set_defaults(func=_status)
+
+    for name, what in (("halt", "refuse every new order and amend (cancels pass)"),
+                       ("reduce", "let through only orders that shrink a position"),
+                       ("resume", "back to active trading")):  # fmt: skip
+        t = sub.add_parser(name, help=f"{what}: globally, or for one strategy")
+        t.add_argument("--config", default="config.toml")
+        t.add_argument("--strategy", default=None, metavar="ID", help="only this strategy")
+        t.set_defaults(func=_trading_state)
+
+    sp = sub.add_parser("strategies", help="list strategies: supervised state, pid, restarts, last heartbeat")
+    sp.add_argument("--config", default="config.toml")
+    sp.add_argument("--json", action="store_true", help="print the raw answer as JSON")
+    sp.add_argument("--restart", metavar="ID", default=None, help="start a stopped or crash-looping strategy again")
+    sp.set_defaults(func=_strategies)
+
+    k = sub.add_parser("keygen", help="make a CurveZMQ key pair for tcp:// endpoints")
+    k.add_argument("--out", metavar="NAME", default=None, help="write the public key to NAME.pub")
+    k.set_defaults(func=_keygen)
 
     b = sub.add_parser("bench", help="latency benchmark against raw pyzmq, measured in the same run", add_help=False)
     b.set_defaults(func=None)
@@ -176,6 +303,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console_main() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":  # `python -m seqtrade.cli`: how the supervisor starts strategies
+    console_main()
 
 
 if __name__ == "__main__":

@@ -30,7 +30,13 @@ __all__ = [
     "OkxConfig",
     "JournalConfig",
     "OrdersConfig",
+    "RiskLimits",
+    "RiskConfig",
     "StrategyConfig",
+    "SupervisorConfig",
+    "SecurityConfig",
+    "ClientKeyConfig",
+    "MetricsConfig",
     "load_config",
     "parse_config",
     "STRATEGY_ID_RE",
@@ -49,6 +55,9 @@ class ServerConfig:
     dead_strategy_policy: Literal["cancel", "leave"] = "cancel"
     shutdown_policy: Literal["cancel", "leave"] = "leave"
     allow_unknown_strategies: bool = True
+    # The venue's dead-man's switch, refreshed by the server every third of it (seconds; 0 = off).
+    # Unset: 60 s on OKX (unless venue.okx.cancel_all_after has the adapter keep its own), off on paper.
+    cancel_all_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,9 @@ class PaperConfig:
     taker_fee: float = 0.001
     start_prices: dict[str, float] = field(default_factory=dict)  # default 100.0 (BTC: 60000)
     bench_rate: float = 0.0  # >0: emit this many tickers/s in total (bench mode); <0: as fast as possible
+    # The paper account (orders, fills, positions) on disk, relative to run_dir, so that it survives a
+    # server restart or kill -9 as a real exchange's would. "" keeps it in memory (lost on restart).
+    state_path: str = "paper.sqlite"
 
 
 @dataclass(frozen=True)
@@ -125,6 +137,33 @@ class OrdersConfig:
 
 
 @dataclass(frozen=True)
+class RiskLimits:
+    """One layer of pre-trade limits (docs/risk.md). 0 = no limit at this layer.
+
+    Layers do not override each other: an order must pass every layer that applies to it
+    (``[risk]`` itself, ``[risk.strategies.<id>]``, ``[risk.symbols.<symbol>]``).
+    """
+
+    max_order_quantity: float = 0.0  # base units, the order's total quantity
+    max_order_notional: float = 0.0  # quote units: price x quantity (a market order at the mid)
+    max_position: float = 0.0  # |a strategy's position + its open orders on the order's side|, base units
+    max_account_position: float = 0.0  # the same over all strategies (not in [risk.strategies.*])
+    price_band_bps: float = 0.0  # a limit price at most this far from the mid (100 bps = 1 %)
+    max_open_orders: int = 0  # per strategy (per strategy and symbol in [risk.symbols.*])
+    max_orders_per_window: int = 0  # new orders and amends per strategy per rate_window
+    max_cancels_per_window: int = 0  # cancel requests per strategy per rate_window (cancel_all is exempt)
+
+
+@dataclass(frozen=True)
+class RiskConfig(RiskLimits):
+    rate_window: float = 1.0  # seconds
+    reconcile_interval: float = 60.0  # seconds between account-vs-venue position checks; 0 = off
+    reconcile_tolerance: float = 1e-9  # base units
+    strategies: dict[str, RiskLimits] = field(default_factory=dict)
+    symbols: dict[str, RiskLimits] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class StrategyConfig:
     id: str
     path: str = ""  # a .py file (relative to the config file) ...
@@ -135,14 +174,62 @@ class StrategyConfig:
 
 
 @dataclass(frozen=True)
+class SupervisorConfig:
+    """How the server runs the ``[[strategies]]`` it starts itself (docs/operations.md)."""
+
+    backoff_min: float = 1.0  # seconds before a restart; doubles with every exit inside crash_loop_window
+    backoff_max: float = 60.0
+    crash_loop_count: int = 5  # this many exits within crash_loop_window: a crash loop, no more restarts
+    crash_loop_window: float = 120.0  # seconds
+    stop_grace: float = 5.0  # on shutdown: SIGTERM to the process group, SIGKILL after this long
+    log_dir: str = "logs"  # per-strategy log files <log_dir>/<id>.log, relative to run_dir
+
+
+@dataclass(frozen=True)
+class ClientKeyConfig:
+    """One allowed CurveZMQ client key and the strategy ids it may trade as."""
+
+    name: str
+    public_key: str = ""  # Z85, 40 characters ...
+    public_key_file: str = ""  # ... or a file written by `seqtrade keygen` (relative to the config file)
+    strategies: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """CurveZMQ for tcp:// endpoints. Secret keys never live here: only the names of env variables."""
+
+    zap_domain: str = "seqtrade"
+    server_public_key: str = ""  # Z85; clients need it to connect ...
+    server_public_key_file: str = ""  # ... or a file written by `seqtrade keygen`
+    server_secret_key_env: str = "SEQTRADE_SERVER_SECRET_KEY"  # or <name>_FILE: a 0600 file holding it
+    client_secret_key_env: str = "SEQTRADE_CLIENT_SECRET_KEY"  # on a strategy host (same _FILE rule)
+    clients: list[ClientKeyConfig] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """An opt-in Prometheus text endpoint, loopback only (it has no authentication)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9464
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     bus: BusConfig = field(default_factory=BusConfig)
     venue: VenueConfig = field(default_factory=VenueConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
     orders: OrdersConfig = field(default_factory=OrdersConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
     strategies: list[StrategyConfig] = field(default_factory=list)
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     base_dir: str = "."  # the config file's directory; set by the loader, not a TOML key
+    source_path: str = ""  # the file it was loaded from (load_config sets it); not a TOML key
 
     @property
     def run_dir(self) -> Path:
@@ -167,7 +254,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from exc
-    return parse_config(text, base_dir=str(p.resolve().parent), source=str(p))
+    cfg = parse_config(text, base_dir=str(p.resolve().parent), source=str(p))
+    return dataclasses.replace(cfg, source_path=str(p.resolve()))
 
 
 def parse_config(text: str, *, base_dir: str = ".", source: str = "<config>") -> Config:
@@ -175,11 +263,13 @@ def parse_config(text: str, *, base_dir: str = ".", source: str = "<config>") ->
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
-    if "base_dir" in data:
-        raise ConfigError("base_dir: unknown key")
+    for key in _LOADER_KEYS:
+        if key in data:
+            raise ConfigError(f"{key}: unknown key")
     cfg = _build(Config, data, "")
     cfg = dataclasses.replace(cfg, base_dir=base_dir)
     _check(cfg)
+    _check_deployment(cfg)
     return cfg
 
 
@@ -204,6 +294,7 @@ def _check(cfg: Config) -> None:
         raise ConfigError("venue.okx.cancel_all_after: must be 0 (off) or between 10 and 120 seconds")
     if cfg.server.heartbeat_timeout <= 0:
         raise ConfigError("server.heartbeat_timeout: must be > 0")
+    _check_risk(cfg)
     seen: set[str] = set()
     for i, s in enumerate(cfg.strategies):
         if not STRATEGY_ID_RE.match(s.id):
@@ -213,6 +304,97 @@ def _check(cfg: Config) -> None:
         seen.add(s.id)
         if bool(s.path) == bool(s.module):
             raise ConfigError(f"strategies[{i}]: give exactly one of 'path' or 'module'")
+
+
+def _check_risk(cfg: Config) -> None:
+    caa = cfg.server.cancel_all_after
+    if caa is not None and caa < 0:
+        raise ConfigError("server.cancel_all_after: must be >= 0 (0 = off)")
+    if caa and cfg.venue.kind == "okx":
+        if not 10 <= caa <= 120:
+            raise ConfigError("server.cancel_all_after: OKX allows 0 (off) or 10 to 120 seconds")
+        if cfg.venue.okx.cancel_all_after:
+            raise ConfigError("server.cancel_all_after and venue.okx.cancel_all_after: set only one")
+    r = cfg.risk
+    if not r.rate_window > 0:
+        raise ConfigError("risk.rate_window: must be > 0")
+    if r.reconcile_interval < 0 or r.reconcile_tolerance < 0:
+        raise ConfigError("risk.reconcile_interval, risk.reconcile_tolerance: must be >= 0")
+    layers = [("risk", r)] + [(f"risk.strategies.{k}", v) for k, v in r.strategies.items()]
+    layers += [(f"risk.symbols.{k}", v) for k, v in r.symbols.items()]
+    for name, lim in layers:
+        for f in dataclasses.fields(RiskLimits):
+            if getattr(lim, f.name) < 0:
+                raise ConfigError(f"{name}.{f.name}: must be >= 0 (0 = no limit)")
+    for sid, lim in r.strategies.items():
+        if lim.max_account_position:
+            raise ConfigError(f"risk.strategies.{sid}.max_account_position: an account limit cannot be set per strategy")
+
+
+_LOADER_KEYS = ("base_dir", "source_path")  # Config fields the loader sets; refused in TOML
+_Z85_RE = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}\Z")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _check_deployment(cfg: Config) -> None:
+    """Supervision, CurveZMQ and metrics settings (issue 7); errors name the key."""
+    sv = cfg.supervisor
+    for name in ("backoff_min", "backoff_max", "crash_loop_window", "stop_grace"):
+        if not getattr(sv, name) > 0:
+            raise ConfigError(f"supervisor.{name}: must be > 0")
+    if sv.backoff_max < sv.backoff_min:
+        raise ConfigError("supervisor.backoff_max: must be >= supervisor.backoff_min")
+    if sv.crash_loop_count < 2:
+        raise ConfigError("supervisor.crash_loop_count: must be >= 2")
+    if not sv.log_dir:
+        raise ConfigError("supervisor.log_dir: must not be empty")
+    tcp = []
+    for channel in ("md", "order", "report"):
+        ep = getattr(cfg.bus, f"{channel}_endpoint")
+        if ep and not ep.startswith(("ipc://", "tcp://")):
+            raise ConfigError(f"bus.{channel}_endpoint: {ep!r} must start with ipc:// or tcp://")
+        if ep.startswith("tcp://"):
+            tcp.append(f"bus.{channel}_endpoint")
+    sec = cfg.security
+    if not sec.zap_domain or not sec.zap_domain.isascii() or len(sec.zap_domain) > 254:
+        raise ConfigError("security.zap_domain: must be a non-empty ASCII string")
+    for name in ("server_secret_key_env", "client_secret_key_env"):
+        if not _ENV_NAME_RE.match(getattr(sec, name)):
+            raise ConfigError(f"security.{name}: must name an environment variable, like SEQTRADE_SERVER_SECRET_KEY")
+    _check_public_key(sec.server_public_key, sec.server_public_key_file, "security.server_public_key", False)
+    if tcp and not (sec.server_public_key or sec.server_public_key_file):
+        raise ConfigError(
+            f"security.server_public_key: required because {tcp[0]} is tcp:// (CurveZMQ is mandatory over TCP;"
+            " make a key pair with `seqtrade keygen`)"
+        )
+    names: set[str] = set()
+    for i, c in enumerate(sec.clients):
+        key = f"security.clients[{i}]"
+        if not STRATEGY_ID_RE.match(c.name) or c.name in names:
+            raise ConfigError(f"{key}.name: {c.name!r} must be unique and match [A-Za-z0-9_-]{{1,32}}")
+        names.add(c.name)
+        _check_public_key(c.public_key, c.public_key_file, f"{key}.public_key", True)
+        if not c.strategies:
+            raise ConfigError(f"{key}.strategies: list the strategy ids this key may trade as")
+        for j, sid in enumerate(c.strategies):
+            if not STRATEGY_ID_RE.match(sid):
+                raise ConfigError(f"{key}.strategies[{j}]: {sid!r} must match [A-Za-z0-9_-]{{1,32}}")
+    m = cfg.metrics
+    if m.host not in _LOOPBACK:
+        raise ConfigError(f"metrics.host: {m.host!r} is not a loopback address (the endpoint has no authentication;"
+                          " use 127.0.0.1 and a reverse proxy or an SSH tunnel)")  # fmt: skip
+    if not 1 <= m.port <= 65535:
+        raise ConfigError("metrics.port: must be between 1 and 65535")
+
+
+def _check_public_key(literal: str, path: str, key: str, required: bool) -> None:
+    if literal and path:
+        raise ConfigError(f"{key}: give either {key.rsplit('.', 1)[1]} or {key.rsplit('.', 1)[1]}_file, not both")
+    if literal and not _Z85_RE.match(literal):
+        raise ConfigError(f"{key}: not a CurveZMQ public key (40 Z85 characters, as `seqtrade keygen` prints)")
+    if required and not (literal or path):
+        raise ConfigError(f"{key}: missing (give {key.rsplit('.', 1)[1]} or {key.rsplit('.', 1)[1]}_file)")
 
 
 def _type_name(tp: Any) -> str:
@@ -291,8 +473,8 @@ def _build(cls: Any, data: dict[str, Any], prefix: str) -> Any:
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else key
-        if key not in fields or key == "base_dir":
-            known = ", ".join(sorted(k for k in fields if k != "base_dir"))
+        if key not in fields or key in _LOADER_KEYS:
+            known = ", ".join(sorted(k for k in fields if k not in _LOADER_KEYS))
             raise ConfigError(f"{full}: unknown key (known keys here: {known})")
         kwargs[key] = _convert(hints[key], value, full)
     for name, f in fields.items():

@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -31,11 +31,13 @@ from .. import wire
 from ..config import Config, load_config
 from ..errors import SeqtradeError, WireError
 from ..models import Book, Heartbeat, Hello, OrderReport, Ticker, Trade, VenueStatus, Welcome
+from ..security import ClientCurve, apply_client_curve, client_curve
 from .strategy import Strategy
 
 __all__ = ["Endpoints", "Connection", "run_strategy", "run", "load_strategy", "main"]
 
 log = logging.getLogger("seqtrade.client")
+_decode_ticker = wire.decode_ticker_frame
 
 HELLO_INTERVAL = 0.1  # PROTOCOL.md: re-send hello every 100 ms until welcome
 HEARTBEAT_INTERVAL = 1.0  # PROTOCOL.md: a heartbeat every second
@@ -47,10 +49,13 @@ class Endpoints:
     md: str
     order: str
     report: str
+    curve: ClientCurve | None = None  # CurveZMQ keys, required for tcp:// endpoints
 
     @classmethod
-    def from_config(cls, config: Config) -> Endpoints:
-        return cls(config.endpoint("md"), config.endpoint("order"), config.endpoint("report"))
+    def from_config(cls, config: Config, environ: Mapping[str, str] | None = None) -> Endpoints:
+        """The config's endpoints; for tcp:// ones also the CURVE keys (the secret from the environment)."""
+        curve = client_curve(config, os.environ if environ is None else environ)
+        return cls(config.endpoint("md"), config.endpoint("order"), config.endpoint("report"), curve)
 
     @classmethod
     def from_run_dir(cls, run_dir: str | os.PathLike[str]) -> Endpoints:
@@ -67,15 +72,18 @@ class Connection:
         self.push = self.ctx.socket(zmq.PUSH)
         self.push.setsockopt(zmq.LINGER, 2000)  # let the last orders/cancels out on stop
         self.push.setsockopt(zmq.SNDHWM, 100_000)
+        apply_client_curve(self.push, endpoints.order, endpoints.curve)
         self.push.connect(endpoints.order)
         self.md = self.ctx.socket(zmq.SUB)
         self.md.setsockopt(zmq.RCVHWM, 1_000_000)
         self.md.setsockopt(zmq.LINGER, 0)
+        apply_client_curve(self.md, endpoints.md, endpoints.curve)
         self.md.connect(endpoints.md)
         self.reports = self.ctx.socket(zmq.SUB)
         self.reports.setsockopt(zmq.RCVHWM, 1_000_000)
         self.reports.setsockopt(zmq.LINGER, 0)
         self.reports.setsockopt(zmq.SUBSCRIBE, wire.topic("report", strategy_id))
+        apply_client_curve(self.reports, endpoints.report, endpoints.curve)
         self.reports.connect(endpoints.report)
 
     def subscribe(self, kind: str, key: str) -> None:
@@ -113,6 +121,7 @@ class _Session:
         self.next_hello = 0.0
         self.status_seq = 0
         self.md_seq: dict[tuple[str, str], int] = {}
+        self.ticker_seq: dict[str, int] = {}  # the fast path's own seq per symbol
         self.errors = 0
 
     # -------------------------------------------------------------- reports
@@ -162,13 +171,27 @@ class _Session:
     # -------------------------------------------------------------- market data
 
     def on_md_frame(self, frame: bytes) -> None:
+        # Fast path for tickers (most of the traffic): the specialised decoder, the gap check and the
+        # callback inline. Anything else, or a ticker the fast decoder does not take, goes the long way.
+        t = _decode_ticker(frame)
+        if t is not None:
+            last = self.ticker_seq.get(t.symbol)
+            if last is not None and t.seq > last + 1:
+                self.s.md_gaps += t.seq - last - 1
+            self.ticker_seq[t.symbol] = t.seq
+            try:
+                self.s.on_ticker(t)
+            except Exception:  # a strategy's bug must not end its process silently mid-trade
+                self.errors += 1
+                log.exception("on_ticker raised")
+            return
         try:
             msg = wire.decode_message(frame)
         except WireError as exc:
             log.warning("dropped a bad market-data frame: %s", exc)
             return
         if isinstance(msg, Ticker):
-            self._gap("ticker", msg.symbol, msg.seq)
+            self._ticker_gap(msg.symbol, msg.seq)
             self.call(self.s.on_ticker, msg)
         elif isinstance(msg, Book):
             self._gap("book", msg.symbol, msg.seq)
@@ -183,6 +206,12 @@ class _Session:
                 self.hello()
             self.status_seq = msg.seq
             self.call(self.s.on_status, msg)
+
+    def _ticker_gap(self, symbol: str, seq: int) -> None:
+        last = self.ticker_seq.get(symbol)
+        if last is not None and seq > last + 1:
+            self.s.md_gaps += seq - last - 1
+        self.ticker_seq[symbol] = seq
 
     def _gap(self, kind: str, symbol: str, seq: int) -> None:
         key = (kind, symbol)

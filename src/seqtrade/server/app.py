@@ -12,18 +12,29 @@ import zmq
 
 from ..bus import TrioSocket, bind_secure, ipc_path, lock_run_dir, prepare_run_dir
 from ..config import Config
+from ..security import KeyPair
 from ..venues.base import Venue
+from .auth import TcpSecurity
 from .control import ControlCommands, control_task
 from .gateway import Gateway
+from .guard import Guard
 from .journal import Journal
+from .metrics import metrics_task, render_metrics
+from .supervisor import Supervisor
 
 __all__ = ["serve", "run_until_signal"]
 
 log = logging.getLogger(__name__)
 
 
-async def serve(config: Config, venue: Venue, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+async def serve(
+    config: Config, venue: Venue, *, curve_keys: KeyPair | None = None, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
     """Run the gateway until cancelled or until ``gateway.request_stop()``.
+
+    ``curve_keys``: the server's CurveZMQ key pair, required when an endpoint is tcp:// (the CLI reads
+    it from the variable ``security.server_secret_key_env`` names). Supervised ``[[strategies]]`` start once
+    orders are accepted and stop first on the way out.
 
     Owns the run directory (locked), the journal, the three sockets and the venue connection; on the
     way out (stop, cancellation or error) sockets close and their files and the lock are removed.
@@ -38,11 +49,14 @@ async def serve(config: Config, venue: Venue, *, task_status: Any = trio.TASK_ST
         ctx: zmq.Context[Any] = zmq.Context()
         try:
             gw = Gateway(config, venue, journal)
+            guard = Guard(gw)
+            tcp = TcpSecurity(config, curve_keys)  # checks keys and allow-list before any socket exists
+            supervisor = Supervisor(config, gw)
             bus = config.bus
             md = ctx.socket(zmq.PUB)
             md.setsockopt(zmq.SNDHWM, bus.md_sndhwm)
             md.setsockopt(zmq.LINGER, bus.linger_ms)
-            rep = ctx.socket(zmq.PUB)
+            rep = ctx.socket(tcp.socket_type("report"))  # an XPUB over tcp://: it polices subscriptions
             rep.setsockopt(zmq.SNDHWM, bus.report_sndhwm)
             rep.setsockopt(zmq.LINGER, bus.linger_ms)
             pull = ctx.socket(zmq.PULL)
@@ -54,16 +68,20 @@ async def serve(config: Config, venue: Venue, *, task_status: Any = trio.TASK_ST
             ctl.setsockopt(zmq.MAXMSGSIZE, 65536)
             commands = ControlCommands()
             gw.register_commands(commands)
+            guard.register_commands(commands)
+            supervisor.register_commands(commands)
             with (
-                TrioSocket(md) as md_s,
-                TrioSocket(rep) as rep_s,
-                TrioSocket(pull, spin_us=bus.spin_us) as pull_s,
+                tcp.open(ctx),  # the ZAP handler's socket: bound before the channels, closed after them
+                tcp.wrap(md, "md") as md_s,
+                tcp.wrap(rep, "report") as rep_s,
+                tcp.wrap(pull, "order", spin_us=bus.spin_us) as pull_s,
                 TrioSocket(ctl) as ctl_s,
             ):
                 for sock, ep in zip((md, pull, rep, ctl), [*endpoints, control_ep], strict=True):
                     bind_secure(sock, ep)
                 log.info("listening: md %s, orders %s, reports %s", *endpoints)
                 async with trio.open_nursery() as nursery:
+                    await tcp.start(nursery)
                     await nursery.start(gw.feed_task, md_s)
                     await nursery.start(gw.report_task, rep_s)
                     await nursery.start(venue.run, gw)
@@ -71,10 +89,17 @@ async def serve(config: Config, venue: Venue, *, task_status: Any = trio.TASK_ST
                     await nursery.start(gw.order_task, pull_s)
                     await gw.recover()
                     await nursery.start(gw.monitor_task)
+                    await nursery.start(guard.run)
                     await nursery.start(control_task, ctl_s, commands)
+                    if config.metrics.enabled:
+                        auth = tcp.stats if tcp.active else None
+                        await nursery.start(metrics_task, config.metrics, lambda: render_metrics(gw, supervisor, auth))
+                    await nursery.start(supervisor.run)
                     task_status.started(gw)
                     await gw.stop_requested.wait()
+                    await supervisor.stop()  # strategies first, in reverse order
                     await gw.shutdown()
+                    await guard.stop()
                     nursery.cancel_scope.cancel()
         finally:
             journal.close()
@@ -87,13 +112,13 @@ async def serve(config: Config, venue: Venue, *, task_status: Any = trio.TASK_ST
     log.info("server stopped")
 
 
-async def run_until_signal(config: Config, venue: Venue) -> int:
+async def run_until_signal(config: Config, venue: Venue, *, curve_keys: KeyPair | None = None) -> int:
     """``serve`` until SIGINT or SIGTERM, then stop cleanly; the process exit code."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
             async def serve_then_stop(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-                await serve(config, venue, task_status=task_status)
+                await serve(config, venue, curve_keys=curve_keys, task_status=task_status)
                 nursery.cancel_scope.cancel()
 
             gw: Gateway = await nursery.start(serve_then_stop)

@@ -124,10 +124,19 @@ class Gateway:
         # Hooks for the risk gate: return a reason to refuse, or None.
         self.pre_trade_checks: list[Callable[[OrderRequest | AmendRequest, OrderRecord | None], str | None]] = []
         self.on_strategy_dead: list[Callable[[str], Awaitable[None]]] = []
+        self.cancel_checks: list[Callable[[CancelRequest, OrderRecord], str | None]] = []
+        # Called for every report once it is journaled (before it is published), in seq order.
+        self.on_report: list[Callable[[OrderRecord | None, OrderReport], None]] = []
+        self.status_extras: list[Callable[[], dict[str, Any]]] = []  # merged into the status command
+        self.last_ticker: dict[str, Ticker] = {}  # the newest ticker per symbol (price band, notional)
+        self.journal_commit_s = 0.0  # for the metrics endpoint (seqtrade.server.metrics)
+        self.journal_lag_s = 0.0
 
     # ================================================================== venue sink
 
     def publish_market(self, msg: MarketData) -> None:
+        if type(msg) is Ticker:
+            self.last_ticker[msg.symbol] = msg
         try:
             self.md_send.send_nowait(msg)
         except trio.WouldBlock:
@@ -164,6 +173,9 @@ class Gateway:
         send = md_pub.send_nowait
         counters = self.counters
         encode = wire.encode_message
+        encode_ticker = wire.encode_ticker
+        ticker_topics: dict[str, bytes] = {}
+        time_ns = time.time_ns
         while True:
             batch = [await recv.receive()]
             try:
@@ -172,6 +184,16 @@ class Gateway:
             except trio.WouldBlock:
                 pass
             for msg in batch:
+                if type(msg) is Ticker:  # the bulk of the traffic: a shorter path, same frames
+                    t = ticker_topics.get(msg.symbol)
+                    if t is None:
+                        t = ticker_topics[msg.symbol] = wire.topic("ticker", msg.symbol)
+                    seq = seqs.get(t, 0) + 1
+                    seqs[t] = seq
+                    msg.seq = seq
+                    msg.gw_ns = time_ns()
+                    send(encode_ticker(t, msg))
+                    continue
                 key = (type(msg), msg.venue if isinstance(msg, VenueStatus) else msg.symbol)
                 t = topics.get(key)
                 if t is None:
@@ -396,6 +418,11 @@ class Gateway:
         elif not rec.is_open:
             await self._refuse(rec, f"cancel failed: order is already {rec.status}")
         else:
+            for check in self.cancel_checks:
+                reason = check(req, rec)
+                if reason:
+                    await self._refuse(rec, f"cancel failed: {reason}")
+                    return
             await self.venue.cancel_order(rec.venue_order_id, rec.symbol)
 
     async def _amend(self, req: AmendRequest) -> None:
@@ -480,8 +507,13 @@ class Gateway:
                 if trade_id:
                     fills.append((rec.venue_order_id, trade_id))
             rows.append((rec.venue_order_id if rec is not None else "", r, rec is not None and rec.is_open))
+        t0 = time.perf_counter()
         self.journal.add_reports(rows, fills)
-        for _, r, _ in out:
+        self.journal_commit_s = time.perf_counter() - t0  # metrics: the last commit's duration ...
+        self.journal_lag_s = max(0.0, time.time() - min(r.timestamp for _, r, _ in out) / 1000)  # ... event -> commit
+        for rec, r, _ in out:
+            for hook in self.on_report:
+                hook(rec, r)
             self._send_report(pub, r)
 
     def _send_report(self, pub: TrioSocket, r: OrderReport) -> None:
@@ -583,7 +615,7 @@ class Gateway:
         """The gateway's control commands: ``status``."""
 
         async def status(_: dict[str, Any]) -> dict[str, Any]:
-            return {
+            out = {
                 "venue": self.venue.name,
                 "connected": self.venue_connected,
                 "symbols": list(self.config.venue.symbols),
@@ -598,6 +630,9 @@ class Gateway:
                     for sid, info in sorted(self.strategies.items())
                 },
             }
+            for extra in self.status_extras:
+                out.update(extra())
+            return out
 
         commands.register("status", status)
 

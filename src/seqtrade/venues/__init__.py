@@ -16,7 +16,9 @@ def make_venue(config: Config, environ: Mapping[str, str]) -> Venue:
         case "paper":
             from .paper import PaperVenue
 
-            return PaperVenue(config.venue.paper, list(config.venue.symbols))
+            paper = config.venue.paper
+            state = config.run_dir / paper.state_path if paper.state_path else None
+            return PaperVenue(paper, list(config.venue.symbols), state_path=state)
         case "okx":
             from .okx import OkxCredentials, OkxVenue
 

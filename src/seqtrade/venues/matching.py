@@ -268,6 +268,40 @@ class MatchingEngine:
             for o in side.values()
         ]
 
+    # ------------------------------------------------------------------ persistence (venues/paper_store.py)
+
+    def order(self, venue_order_id: str) -> PaperOrder | None:
+        """The live state of one order (not a copy), or None if the engine does not know it."""
+        return self._orders.get(venue_order_id)
+
+    def account_state(self) -> tuple[dict[str, int], dict[str, float], int, int]:
+        """(position lots per symbol, cash per currency, next exchange order id, next trade id)."""
+        return dict(self._position_lots), dict(self._cash), self._next_order_id, self._next_trade_id
+
+    def restore(
+        self,
+        orders: Sequence[PaperOrder],
+        position_lots: Mapping[str, int],
+        cash: Mapping[str, float],
+        next_order_id: int,
+        next_trade_id: int,
+    ) -> None:
+        """Load a saved account into a fresh engine: ``orders`` oldest first (open ones rest again in
+        that order); ids continue from the saved counters so that none repeats."""
+        for o in orders:
+            self._orders[o.venue_order_id] = o
+            st = self._symbols.get(o.symbol)
+            if _is_open(o.status) and st is not None and o.price is not None:
+                st.rest(o)
+            elif not _is_open(o.status):
+                self._remember_closed(o)
+        for sym, lots in position_lots.items():
+            if sym in self._position_lots:
+                self._position_lots[sym] = lots
+        self._cash.update(cash)
+        self._next_order_id = max(self._next_order_id, next_order_id)
+        self._next_trade_id = max(self._next_trade_id, next_trade_id)
+
     # ------------------------------------------------------------------ market
 
     def set_book(
@@ -304,10 +338,11 @@ class MatchingEngine:
         ):
             return _NO_EVENTS
         left = int(size / st.lot + 1e-9)
+        taker = Side(taker_side)  # tolerate a plain "buy"/"sell"
         events: list[OrderEvent] = []
         for side in (_BUY, _SELL):
             sign = 1.0 if side is _BUY else -1.0
-            at_price_ok = taker_side is not side
+            at_price_ok = taker is not side
             for o in self._by_priority(st, side):
                 if left <= 0:
                     break

@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from decimal import Decimal
+from pathlib import Path
 
 import trio
 
@@ -21,6 +22,7 @@ from ..config import PaperConfig
 from ..models import Book, Side, Ticker, Trade
 from .base import Instrument, OrderEvent, Venue, VenueOrder, VenueSink
 from .matching import MatchingEngine
+from .paper_store import PaperStore
 
 __all__ = ["PaperVenue"]
 
@@ -147,8 +149,11 @@ class PaperVenue(Venue):
 
     name = "paper"
 
-    def __init__(self, cfg: PaperConfig, symbols: list[str]) -> None:
+    def __init__(self, cfg: PaperConfig, symbols: list[str], *, state_path: Path | None = None) -> None:
         self._cfg = cfg
+        # The account on disk (orders, fills, positions, id counters), loaded by run(); None: in memory.
+        self._state_path = state_path
+        self._store: PaperStore | None = None
         self._instruments = {
             sym: Instrument(sym, cfg.tick_size, cfg.lot_size, cfg.min_size, code=None) for sym in symbols
         }
@@ -177,6 +182,8 @@ class PaperVenue(Venue):
         in total across the symbols, round robin (``< 0``: as fast as possible).
         """
         self._sink = sink
+        if self._state_path is not None and self._store is None:
+            self._store = PaperStore.open(self._state_path, self._engine)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._run_dead_mans_switch)
@@ -198,7 +205,7 @@ class PaperVenue(Venue):
         interval = self._cfg.tick_interval
         wake = trio.current_time()
         while True:
-            wake += interval
+            wake = max(wake + interval, trio.current_time())  # after a stall: no burst to catch up
             await trio.sleep_until(wake)
             ts = _now_ms()
             for walk in self._walks.values():
@@ -288,8 +295,14 @@ class PaperVenue(Venue):
             log.warning("cancel-all-after triggered: cancelling every open order")
             await self._deliver(self._engine.cancel_all(_now_ms(), reason="cancel-all-after triggered"))
 
-    async def _deliver(self, events: Iterable[OrderEvent]) -> None:
-        """Queue ``events`` and deliver the queue in order, unless another task is delivering it."""
+    async def _deliver(self, events: Iterable[OrderEvent], submitted: str = "") -> None:
+        """Queue ``events`` and deliver the queue in order, unless another task is delivering it.
+
+        With a persistent account the state ``events`` describe is committed first (``submitted``: the
+        id of an order just submitted, counted)."""
+        if self._store is not None and (events or submitted):
+            events = list(events)
+            self._store.save(events, submitted)
         sink = self._require_sink()
         self._outbox.extend(events)
         if self._delivering:
@@ -306,7 +319,7 @@ class PaperVenue(Venue):
     # ------------------------------------------------------------------ orders
 
     async def place_order(self, order: VenueOrder) -> None:
-        await self._deliver(self._engine.submit(order, _now_ms()))
+        await self._deliver(self._engine.submit(order, _now_ms()), order.venue_order_id)
 
     async def cancel_order(self, venue_order_id: str, symbol: str) -> None:
         await self._deliver((self._engine.cancel(venue_order_id, _now_ms()),))

@@ -56,7 +56,8 @@ log = logging.getLogger(__name__)
 
 CLOCK_SYNC_INTERVAL = 60.0  # seconds between public/time checks
 EXP_GRACE_MS = 1_000  # an order still unknown this long after its expTime was never placed
-_FATAL_LOGIN_CODES_EXCEPT = {"60004", "60006"}  # timestamp problems: resync and retry, not fatal
+CAA_MIN_INTERVAL = 1.05  # cancel-all-after: 1 request per second
+_RETRYABLE_LOGIN_CODES = {"60004", "60006"}  # timestamp problems: resync and retry, not fatal
 
 
 @dataclass(slots=True)
@@ -113,6 +114,8 @@ class OkxVenue(Venue):
         self._md_connected = False
         self._unresolved: dict[str, trio.Event] = {}  # place queued or in flight, outcome not known yet
         self._req_ids = itertools.count(1)
+        self._caa_lock = trio.Lock()
+        self._caa_last = float("-inf")
         self.rest_url = cfg.rest_url
         self.ws_public_url = cfg.ws_public_url or (m.DEMO_WS_PUBLIC if cfg.demo else m.LIVE_WS_PUBLIC)
         self.ws_private_url = cfg.ws_private_url or (m.DEMO_WS_PRIVATE if cfg.demo else m.LIVE_WS_PRIVATE)
@@ -157,7 +160,11 @@ class OkxVenue(Venue):
                     if self._cfg.cancel_all_after > 0:
                         await self.cancel_all_after(self._cfg.cancel_all_after)
                         nursery.start_soon(self._cancel_all_after_task)
-                    log.info("OKX venue ready (%s, %s)", "demo" if self._cfg.demo else "LIVE", ", ".join(self._symbols))
+                    log.info(
+                        "OKX venue ready (%s, %s)",
+                        "demo" if self._cfg.demo else "LIVE",
+                        ", ".join(self._symbols),
+                    )
                     task_status.started()
         except BaseExceptionGroup as eg:
             _raise_single(eg)
@@ -196,11 +203,15 @@ class OkxVenue(Venue):
         if reason is None and vid in self._tracker:
             reason = f"venue_order_id {vid} was already used: an order is never sent twice"
         if reason is not None:
-            await self._emit([OrderEvent(vid, OrderStatus.REJECTED, error_msg=reason, ts=self._clock.now_ms())])
+            await self._emit(
+                [OrderEvent(vid, OrderStatus.REJECTED, error_msg=reason, ts=self._clock.now_ms())]
+            )
             return
         self._tracker.track(order)
         self._unresolved[vid] = trio.Event()
-        refused = self._governor.submit(Op.PLACE, order.symbol, _Request(Op.PLACE, order.symbol, vid, order=order))
+        refused = self._governor.submit(
+            Op.PLACE, order.symbol, _Request(Op.PLACE, order.symbol, vid, order=order)
+        )
         if refused is not None:
             self._resolved(vid)
             await self._emit(self._tracker.rejected(vid, refused, self._clock.now_ms()))
@@ -225,7 +236,9 @@ class OkxVenue(Venue):
             why = f"unknown symbol {symbol!r}" if symbol not in self._specs else "nothing to amend"
             await self._fail(venue_order_id, EventKind.AMEND_FAILED, why)
             return
-        await self._submit_after_place(_Request(Op.AMEND, symbol, venue_order_id, price=price, quantity=quantity))
+        await self._submit_after_place(
+            _Request(Op.AMEND, symbol, venue_order_id, price=price, quantity=quantity)
+        )
 
     async def _submit_after_place(self, req: _Request) -> None:
         pending = self._unresolved.get(req.venue_order_id)
@@ -260,7 +273,12 @@ class OkxVenue(Venue):
 
     def _use_ws(self, spec: InstrumentSpec) -> WsSession | None:
         session = self._private
-        if self._cfg.order_transport == "ws" and spec.code is not None and session is not None and session.ready:
+        if (
+            self._cfg.order_transport == "ws"
+            and spec.code is not None
+            and session is not None
+            and session.ready
+        ):
             return session
         return None
 
@@ -335,13 +353,15 @@ class OkxVenue(Venue):
                 if env.get("code") == "0" and data:
                     events = self._tracker.on_order(data[0])
                     if self._tracker.status(vid) is None:  # an unexpected state: take it as placed
-                        events += self._tracker.placed(vid, str(data[0].get("ordId", "")), self._clock.now_ms())
+                        events += self._tracker.placed(
+                            vid, str(data[0].get("ordId", "")), self._clock.now_ms()
+                        )
                     await self._emit(events)
                 elif env.get("code") in (m.CODE_ORDER_NOT_FOUND, "0"):
                     now = self._clock.now_ms()
                     deadline = exp_time_ms + EXP_GRACE_MS
                     if now >= deadline:
-                        reason = f"{m.CODE_ORDER_NOT_FOUND} order not at OKX after its expTime passed: never placed"
+                        reason = f"{m.CODE_ORDER_NOT_FOUND} not at OKX after its expTime passed: never placed"
                         await self._emit(self._tracker.rejected(vid, reason, now))
                     else:
                         await trio.sleep((deadline - now) / 1000)
@@ -413,7 +433,9 @@ class OkxVenue(Venue):
         """The OKX order fields, None for 51603; VenueError for anything else."""
         assert self._rest is not None, "run() first"
         await self._governor.acquire(Op.QUERY, symbol)
-        env = await self._rest.request("GET", m.PATH_ORDER, params={"instId": symbol, "clOrdId": venue_order_id})
+        env = await self._rest.request(
+            "GET", m.PATH_ORDER, params={"instId": symbol, "clOrdId": venue_order_id}
+        )
         data = env.get("data") or []
         if env.get("code") == m.CODE_ORDER_NOT_FOUND or (env.get("code") == "0" and not data):
             return None
@@ -437,8 +459,18 @@ class OkxVenue(Venue):
             params = params | {"after": str(page[-1].get("ordId", ""))}
 
     async def cancel_all_after(self, timeout_s: float) -> None:
-        """Arm (``timeout_s`` 10..120) or disarm (0) OKX's cancel-all-after [2.13]. Logs failures."""
+        """Arm (``timeout_s`` 10..120) or disarm (0) OKX's cancel-all-after [2.13]. Logs failures.
+
+        Calls are spaced at least 1 s apart (OKX allows 1 per second).
+        """
         assert self._rest is not None, "run() first"
+        async with self._caa_lock:
+            await trio.sleep_until(self._caa_last + CAA_MIN_INTERVAL)
+            self._caa_last = trio.current_time()
+            await self._cancel_all_after_call(timeout_s)
+
+    async def _cancel_all_after_call(self, timeout_s: float) -> None:
+        assert self._rest is not None
         try:
             data = await self._rest.checked(
                 "POST", m.PATH_CANCEL_ALL_AFTER, body={"timeOut": str(int(timeout_s))}
@@ -542,7 +574,9 @@ class OkxVenue(Venue):
         elif event == "channel-conn-count":
             log.info("OKX %s connections on channel %s", msg.get("connCount"), msg.get("channel"))
         elif event == "channel-conn-count-error":
-            log.error("OKX channel %s over its connection limit (%s)", msg.get("channel"), msg.get("connCount"))
+            log.error(
+                "OKX channel %s over its connection limit (%s)", msg.get("channel"), msg.get("connCount")
+            )
         else:
             log.debug("OKX %s socket event %s", session.name, event)
 
@@ -558,7 +592,7 @@ class OkxVenue(Venue):
         if answer.get("event") != "login" or str(answer.get("code", "0")) != "0":
             code = str(answer.get("code"))
             why = f"OKX login refused: {code} {answer.get('msg', '')}"
-            if code in _FATAL_LOGIN_CODES_EXCEPT:
+            if code in _RETRYABLE_LOGIN_CODES:
                 await self._sync_clock_once()
                 raise VenueError(why)
             raise VenueAuthError(why)
@@ -638,4 +672,3 @@ class OkxVenue(Venue):
         assert sink is not None
         for event in events:
             await sink.order_event(event)
-

@@ -152,7 +152,9 @@ class Governor(Generic[T]):
             await trio.sleep(wait)
         window.take(self._clock())
 
-    async def run(self, handle: Callable[[Op, T], Any], *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, handle: Callable[[Op, T], Any], *, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Release queued requests to ``handle`` as the windows allow, until cancelled.
 
         Owns nothing but the queues. ``handle`` is called synchronously and must not block (it starts

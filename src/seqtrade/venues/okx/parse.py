@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import Any, Mapping
+from typing import Any
 
 from ...models import Book, OrderStatus, OrderType, Side, Ticker, Trade
 from ..base import EventKind, Instrument, OrderEvent, VenueOrder
@@ -353,6 +354,7 @@ class _Tracked:
     filled: Decimal = _ZERO
     avg_price: Decimal = _ZERO
     fee: Decimal = _ZERO  # positive = cost
+    fill_sum: Decimal = _ZERO  # total of the fills known one by one (by tradeId)
     utime: int = 0
     trade_ids: set[str] = field(default_factory=set)
     amend_failures: set[str] = field(default_factory=set)
@@ -473,8 +475,9 @@ class OrderTracker:
         trade_id = str(d.get("tradeId") or "")
         fill_sz = _dec(d.get("fillSz"))
         new_fill = bool(trade_id) and fill_sz > 0 and trade_id not in o.trade_ids
-        if trade_id:
+        if trade_id and trade_id not in o.trade_ids:
             o.trade_ids.add(trade_id)
+            o.fill_sum += fill_sz
         acc = _dec(d.get("accFillSz"))
         fresh = ts >= o.utime
         if acc > o.filled or (acc == o.filled and fresh):
@@ -510,9 +513,12 @@ class OrderTracker:
         if _RANK[o.status] == 2 and o.emitted is not None and o.emitted[0] == o.status:
             return []
         o.trade_ids.add(trade_id)
+        o.fill_sum += sz
+        if o.fill_sum <= o.filled:
+            return []  # already inside a cumulative fill we reported (its push came, this one did not)
         px = _dec(d.get("fillPx"))
-        total = o.filled + sz
-        o.avg_price = (o.avg_price * o.filled + px * sz) / total
+        total = o.fill_sum
+        o.avg_price = (o.avg_price * o.filled + px * (total - o.filled)) / total
         o.filled = total
         o.fee += -_dec(d.get("fee"))
         if o.quantity is not None and total >= o.quantity:

@@ -42,7 +42,7 @@ class Backoff:
         self._attempt = 0
 
     def next(self) -> float:
-        d = min(self.max_s, self.min_s * 2**self._attempt)
+        d: float = min(self.max_s, self.min_s * 2.0**self._attempt)
         self._attempt = min(self._attempt + 1, 32)
         return d / 2 + d / 2 * self._rng()
 
@@ -116,7 +116,9 @@ class WsSession:
             raise VenueError(f"OKX {self.name} {msg.get('op')}: {why} (outcome unknown)")
         return waiter.answer
 
-    async def op(self, op: str, args: list[dict[str, Any]], timeout: float, exp_time_ms: int | None = None) -> dict[str, Any]:
+    async def op(
+        self, op: str, args: list[dict[str, Any]], timeout: float, exp_time_ms: int | None = None
+    ) -> dict[str, Any]:
         """A trading op (§6): ``{"id","op","args"[,"expTime"]}``; returns the answer with the same id."""
         req_id = f"{op.replace('-', '')[:8]}{next(self._ids)}"
         msg: dict[str, Any] = {"id": req_id, "op": op, "args": args}
@@ -157,7 +159,8 @@ class WsSession:
                     continue
                 await on_message(self, msg)
         except ConnectionClosed as exc:
-            self.end(f"closed by peer (code {exc.reason.code}, {exc.reason.reason or 'no reason'})")
+            why = exc.reason
+            self.end(f"closed by peer ({why.code}, {why.reason or 'no reason'})" if why else "closed by peer")
 
 
 async def _run_connection(
@@ -171,18 +174,20 @@ async def _run_connection(
     """One connection from connect to loss; returns (why it ended, whether it got ready)."""
     session: WsSession | None = None
     try:
-        async with open_websocket_url(
-            url, connect_timeout=connect_timeout, disconnect_timeout=min(connect_timeout, 2.0)
-        ) as ws:
-            async with trio.open_nursery() as nursery:
-                session = WsSession(ws, name, nursery.cancel_scope)
-                nursery.start_soon(session.read_loop, on_message, ping_interval)
-                try:
-                    await on_open(session)
-                except VenueAuthError as exc:
-                    session.end(str(exc), fatal=exc)
-                except VenueError as exc:
-                    session.end(f"setup failed: {exc}")
+        async with (
+            open_websocket_url(
+                url, connect_timeout=connect_timeout, disconnect_timeout=min(connect_timeout, 2.0)
+            ) as ws,
+            trio.open_nursery() as nursery,
+        ):
+            session = WsSession(ws, name, nursery.cancel_scope)
+            nursery.start_soon(session.read_loop, on_message, ping_interval)
+            try:
+                await on_open(session)
+            except VenueAuthError as exc:
+                session.end(str(exc), fatal=exc)
+            except VenueError as exc:
+                session.end(f"setup failed: {exc}")
     except (HandshakeError, ConnectionClosed, OSError) as exc:
         reason = f"{type(exc).__name__}: {exc}"
         if session is None:
@@ -213,7 +218,9 @@ async def run_reconnecting(
     connects again. Cancel to stop; raises only :class:`VenueAuthError`.
     """
     while True:
-        reason, was_ready = await _run_connection(url, name, on_open, on_message, ping_interval, connect_timeout)
+        reason, was_ready = await _run_connection(
+            url, name, on_open, on_message, ping_interval, connect_timeout
+        )
         on_down(reason)
         if was_ready:
             backoff.reset()

@@ -1,0 +1,262 @@
+"""The raw baselines: plain blocking pyzmq + msgpack, no seqtrade messaging code.
+
+``python -m seqtrade.bench._raw <role> ...`` with role:
+
+- ``pub``: PUB binds ``--endpoint`` and publishes ticker frames (``ticker/<symbol>/`` + MessagePack
+  map, the same keys as seqtrade's) at ``--rate`` per second, paced like the paper venue's bench mode
+  (wake every millisecond, send what is due), ``gw_ns = time.time_ns()`` stamped per message just
+  before it is packed and sent, until SIGTERM.
+- ``sub``: SUB connects and receives with a blocking ``recv``; per message it unpacks the body and
+  takes ``time.time_ns()`` (the message is in hand, decoded). Measures ``--duration`` seconds after
+  ``--warmup`` seconds from the first message: latency ``now - gw_ns``, count, and seq gaps.
+- ``echo``: PULL binds ``--order``, PUB binds ``--report``; every request is unpacked and answered with
+  one packed report on topic ``report/<id>/``.
+- ``rt``: PUSH connects to ``--order``, SUB to ``--report``; ping-pong ``--count`` requests, each timed
+  from before packing the request to after unpacking its reply (``perf_counter_ns``).
+
+Each measuring role writes its result file (see :mod:`seqtrade.bench.hist`) and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from array import array
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+import zmq
+
+from .hist import write_result
+
+SYMBOL = "BTC-USDT"
+TOPIC = b"ticker/" + SYMBOL.encode() + b"/"
+WAKE = 0.001  # like the paper venue's bench mode
+
+
+def _stop_on_term() -> list[bool]:
+    flag = [False]
+
+    def handler(signum: int, frame: Any) -> None:
+        flag[0] = True
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return flag
+
+
+def run_pub(args: argparse.Namespace) -> int:
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.SNDHWM, 100_000)  # seqtrade's default bus.md_sndhwm
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(args.endpoint)
+    stop = _stop_on_term()
+    send = pub.send
+    packb = msgpack.Packer(use_bin_type=True).pack
+    time_ns = time.time_ns
+    rate = args.rate
+    seq = 0
+    dropped = 0
+    sent = 0
+    start = time.monotonic()
+    deadline = start + args.max_seconds
+    last, bid, ask = 60_000.0, 59_999.9, 60_000.1
+    while not stop[0]:
+        time.sleep(WAKE)
+        now = time.monotonic()
+        if now > deadline:
+            break
+        due = int((now - start) * rate) - sent
+        ts = time_ns() // 1_000_000
+        for _ in range(due):
+            seq += 1
+            body = {
+                "type": "ticker", "symbol": SYMBOL, "ts": ts, "last_price": last, "bid_price": bid,
+                "ask_price": ask, "bid_size": 0.5123, "ask_size": 0.8765, "volume_24h": 1234.5678,
+                "seq": seq, "gw_ns": time_ns(),
+            }  # fmt: skip
+            try:
+                send(TOPIC + packb(body), zmq.NOBLOCK)
+            except zmq.Again:
+                dropped += 1
+        sent += due
+    pub.close()
+    ctx.term()
+    return 0
+
+
+def run_sub(args: argparse.Namespace) -> int:
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, 1_000_000)  # as seqtrade.client's Connection
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.RCVTIMEO, int(args.timeout * 1000))
+    sub.setsockopt(zmq.SUBSCRIBE, b"ticker/")
+    sub.connect(args.endpoint)
+    recv = sub.recv
+    unpackb = msgpack.unpackb
+    time_ns = time.time_ns
+    n = len(TOPIC)
+    lat = array("q")
+    append = lat.append
+    win_start = win_end = 0
+    count = lost = 0
+    last_seq = -1
+    first_gw = 0
+    try:
+        while True:
+            frame = recv()
+            d = unpackb(memoryview(frame)[n:])
+            t = time_ns()
+            if t >= win_start and win_start:
+                if t >= win_end:
+                    break
+                append(t - d["gw_ns"])
+                seq = d["seq"]
+                if last_seq >= 0 and seq != last_seq + 1:
+                    lost += seq - last_seq - 1
+                last_seq = seq
+                count += 1
+            elif not win_start:
+                first_gw = d["gw_ns"]
+                win_start = t + int(args.warmup * 1e9)
+                win_end = win_start + int(args.duration * 1e9)
+    except zmq.Again:
+        pass  # the publisher went quiet: report what was measured
+    window = (min(time_ns(), win_end) - win_start) / 1e9 if win_start else 0.0
+    write_result(
+        args.out,
+        {"count": count, "lost": lost, "window_s": window, "first_gw_ns": first_gw,
+         "achieved_rate": count / window if window > 0 else 0.0},
+        {"latency": lat},
+    )  # fmt: skip
+    sub.close()
+    ctx.term()
+    return 0
+
+
+def run_echo(args: argparse.Namespace) -> int:
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.LINGER, 0)
+    pull.bind(args.order)
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(args.report)
+    stop = _stop_on_term()
+    pull.setsockopt(zmq.RCVTIMEO, 200)
+    packb = msgpack.Packer(use_bin_type=True).pack
+    unpackb = msgpack.unpackb
+    while not stop[0]:
+        try:
+            frame = pull.recv()
+        except zmq.Again:
+            continue
+        first = frame.index(b"/")
+        second = frame.index(b"/", first + 1)
+        d = unpackb(memoryview(frame)[second + 1 :])
+        sid = d["strategy_id"]
+        report = {
+            "type": "order_report", "seq": d.get("n", 0), "client_order_id": d["client_order_id"],
+            "strategy_id": sid, "symbol": d["symbol"], "side": d["side"], "order_type": d["order_type"],
+            "quantity": d["quantity"], "status": "accepted", "gw_ns": time.time_ns(),
+        }  # fmt: skip
+        pub.send(b"report/" + sid.encode() + b"/" + packb(report))
+    pull.close()
+    pub.close()
+    ctx.term()
+    return 0
+
+
+def run_rt(args: argparse.Namespace) -> int:
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    push.connect(args.order)
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sid = "raw"
+    topic = b"report/raw/"
+    sub.setsockopt(zmq.SUBSCRIBE, topic)
+    sub.connect(args.report)
+    packb = msgpack.Packer(use_bin_type=True).pack
+    unpackb = msgpack.unpackb
+    order_topic = b"order_request/raw/"
+    n_topic = len(topic)
+
+    def request(i: int) -> bytes:
+        return order_topic + packb({
+            "type": "order_request", "client_order_id": f"raw-{i}", "strategy_id": sid, "symbol": SYMBOL,
+            "side": "buy" if i % 2 else "sell", "order_type": "market", "quantity": 0.001,
+            "timestamp": time.time_ns() // 1_000_000, "n": i,
+        })  # fmt: skip
+
+    # Join: ping until a reply proves the subscription is live (as seqtrade's hello does).
+    deadline = time.monotonic() + args.timeout
+    while True:
+        push.send(request(0))
+        if sub.poll(100):
+            break
+        if time.monotonic() > deadline:
+            print("raw rt: no answer from the echo server", file=sys.stderr)
+            return 2
+    while sub.poll(50):
+        sub.recv()
+    lat = array("q")
+    perf = time.perf_counter_ns
+    recv = sub.recv
+    send = push.send
+    for i in range(1, args.warmup + args.count + 1):
+        t0 = perf()
+        send(request(i))
+        while True:
+            d = unpackb(memoryview(recv())[n_topic:])
+            if d["seq"] == i:
+                break
+        t1 = perf()
+        if i > args.warmup:
+            lat.append(t1 - t0)
+    write_result(args.out, {"count": len(lat)}, {"round_trip": lat})
+    push.close()
+    sub.close()
+    ctx.term()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m seqtrade.bench._raw")
+    sub = p.add_subparsers(dest="role", required=True)
+    a = sub.add_parser("pub")
+    a.add_argument("--endpoint", required=True)
+    a.add_argument("--rate", type=float, required=True)
+    a.add_argument("--max-seconds", type=float, default=120.0)
+    a.set_defaults(func=run_pub)
+    b = sub.add_parser("sub")
+    b.add_argument("--endpoint", required=True)
+    b.add_argument("--warmup", type=float, default=0.5)
+    b.add_argument("--duration", type=float, required=True)
+    b.add_argument("--timeout", type=float, default=10.0)
+    b.add_argument("--out", required=True)
+    b.set_defaults(func=run_sub)
+    c = sub.add_parser("echo")
+    c.add_argument("--order", required=True)
+    c.add_argument("--report", required=True)
+    c.set_defaults(func=run_echo)
+    d = sub.add_parser("rt")
+    d.add_argument("--order", required=True)
+    d.add_argument("--report", required=True)
+    d.add_argument("--count", type=int, required=True)
+    d.add_argument("--warmup", type=int, default=200)
+    d.add_argument("--timeout", type=float, default=10.0)
+    d.add_argument("--out", required=True)
+    d.set_defaults(func=run_rt)
+    args = p.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

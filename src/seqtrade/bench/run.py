@@ -1,0 +1,656 @@
+"""What ``seqtrade bench`` runs, and how it reports it.
+
+Every seqtrade figure comes from real processes: ``seqtrade serve`` with the paper venue (bench mode
+for market data, a still market for orders) and strategies built on :mod:`seqtrade.client`
+(:mod:`seqtrade.bench._strategy`). Every baseline comes from plain pyzmq + msgpack processes
+(:mod:`seqtrade.bench._raw`) run in the same invocation, so ratios compare like with like on one
+machine. Subprocesses write HdrHistograms to result files; this process merges and prints them.
+
+Scenarios (see bench/README.md for how to read them):
+
+1. tick latency: server PUB send (``gw_ns``) -> ``on_ticker`` entered, at several rates;
+   raw: PUB -> SUB, blocking ``recv`` + ``unpackb``, same pacing and message.
+2. order round trip: ``buy_market``/``sell_market`` call -> ``on_order`` with ``accepted`` and with
+   ``filled``, journal on (``synchronous = "normal"``); raw: PUSH -> PULL echo -> PUB -> SUB.
+3. fan-out: the highest rate that 1 and 3 subscribers each receive with zero loss (doubling, then
+   bisecting); raw: the same search with the raw publisher and subscribers.
+4. codec: encode + decode of one ticker, JSON vs MessagePack (and seqtrade's own wire functions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from .hist import new_hist, read_result, summary
+
+__all__ = ["main", "Plan", "PLANS", "run_bench", "format_table", "machine_info"]
+
+SYMBOL = "BTC-USDT"
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    rates: tuple[int, ...]
+    tick_warmup: float
+    tick_duration: float
+    rt_count: int
+    rt_warmup: int
+    spin_us: tuple[int, ...]  # server bus.spin_us values for the round trip (the first is the target's)
+    fan_start: int
+    fan_max: int
+    fan_bisect: int
+    fan_warmup: float
+    fan_duration: float
+    fan_subscribers: tuple[int, ...] = (1, 3)
+    codec_number: int = 100_000
+
+
+PLANS = {
+    "full": Plan("full", (1_000, 10_000, 100_000), 1.0, 5.0, 5_000, 500, (0, 30), 50_000, 3_200_000, 3, 0.5, 2.0),
+    "quick": Plan("quick", (1_000, 10_000, 100_000), 0.3, 1.0, 1_000, 200, (0,), 100_000, 1_600_000, 0, 0.3, 0.8),
+    "smoke": Plan("smoke", (1_000, 10_000), 0.2, 0.5, 200, 50, (0,), 20_000, 20_000, 0, 0.2, 0.5, (1, 3), 20_000),
+}
+
+PASS_FRACTION = 0.95  # a fan-out probe passes if nothing was lost and each got >= 95% of the rate
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+class Procs:
+    """The subprocesses of one scenario: started with their logs in the work dir, always reaped."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = open(self.work / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        p = subprocess.Popen([sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        self.procs.append((name, p))
+        return p
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        path = self.work / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def wait(self, procs: list[tuple[str, subprocess.Popen[bytes]]], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for name, p in procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                raise BenchError(f"{name} did not finish within {timeout:.0f} s:\n{self.log_tail(name)}") from None
+            if p.returncode != 0:
+                raise BenchError(f"{name} exited with {p.returncode}:\n{self.log_tail(name)}")
+
+    def stop(self, name: str, p: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def close(self) -> None:
+        for name, p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+class BenchError(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def scenario(root: Path, name: str) -> Iterator[tuple[Path, Procs]]:
+    d = root / name
+    d.mkdir()
+    procs = Procs(d)
+    try:
+        yield d, procs
+    finally:
+        procs.close()
+
+
+def server_config(*, rate: float, spin_us: int = 0, journal_sync: str = "normal") -> str:
+    still = rate == 0
+    return f"""
+[server]
+run_dir = "run"
+status_interval = 0
+heartbeat_timeout = 30.0
+shutdown_policy = "leave"
+log_level = "WARNING"
+
+[bus]
+spin_us = {spin_us}
+
+[venue]
+kind = "paper"
+symbols = ["{SYMBOL}"]
+
+[venue.paper]
+bench_rate = {float(rate)}
+tick_interval = {3600.0 if still else 0.25}
+tick_size = 0.1
+lot_size = 0.001
+min_size = 0.001
+level_size = 1000.0
+
+[journal]
+synchronous = "{journal_sync}"
+"""
+
+
+def start_server(
+    d: Path, procs: Procs, *, rate: float, spin_us: int = 0, journal_sync: str = "normal"
+) -> subprocess.Popen[bytes]:
+    cfg = d / "server.toml"
+    cfg.write_text(server_config(rate=rate, spin_us=spin_us, journal_sync=journal_sync))
+    return procs.start("server", ["-m", "seqtrade.cli", "serve", "--config", str(cfg)])
+
+
+def server_counters(d: Path) -> dict[str, Any]:
+    from ..server.control import request
+
+    try:
+        result = request(f"ipc://{d / 'run' / 'control.ipc'}", "status", timeout=5.0)
+        return dict(result["counters"])
+    except (ConnectionError, RuntimeError) as exc:
+        return {"error": str(exc)}
+
+
+def merge(hists: list[HdrHistogram]) -> HdrHistogram:
+    h = new_hist()
+    for x in hists:
+        h.add(x)
+    return h
+
+
+# ---------------------------------------------------------------------------- scenarios
+
+
+@dataclass
+class Sink:
+    """Merged result of one scenario's measuring processes."""
+
+    per_process: list[dict[str, Any]] = field(default_factory=list)
+    hist: HdrHistogram = field(default_factory=new_hist)
+
+    @property
+    def lost(self) -> int:
+        return sum(int(r["lost"]) for r in self.per_process)
+
+    @property
+    def min_rate(self) -> float:
+        return min((float(r["achieved_rate"]) for r in self.per_process), default=0.0)
+
+
+def _collect(outs: list[Path], key: str) -> Sink:
+    sink = Sink()
+    for out in outs:
+        res, hists = read_result(out)
+        sink.per_process.append(res)
+        sink.hist.add(hists[key])
+    return sink
+
+
+def ticks_seqtrade(root: Path, tag: str, rate: float, n: int, warmup: float, duration: float) -> tuple[Sink, dict[str, Any]]:
+    with scenario(root, tag) as (d, procs):
+        server = start_server(d, procs, rate=rate)
+        outs = [d / f"s{i}.json" for i in range(n)]
+        strategies = [
+            (f"strategy{i}", procs.start(f"strategy{i}", [
+                "-m", "seqtrade.bench._strategy", "ticks", "--run-dir", str(d / "run"), "--id", f"bench{i}",
+                "--out", str(out), "--symbols", SYMBOL, "--warmup", str(warmup), "--duration", str(duration),
+            ]))  # fmt: skip
+            for i, out in enumerate(outs)
+        ]
+        procs.wait(strategies, 30 + warmup + duration)
+        counters = server_counters(d)
+        procs.stop("server", server)
+        return _collect(outs, "latency"), counters
+
+
+def ticks_raw(root: Path, tag: str, rate: float, n: int, warmup: float, duration: float) -> Sink:
+    with scenario(root, tag) as (d, procs):
+        ep = f"ipc://{d / 'md.ipc'}"
+        pub = procs.start("pub", ["-m", "seqtrade.bench._raw", "pub", "--endpoint", ep, "--rate", str(rate)])
+        outs = [d / f"s{i}.json" for i in range(n)]
+        subs = [
+            (f"sub{i}", procs.start(f"sub{i}", [
+                "-m", "seqtrade.bench._raw", "sub", "--endpoint", ep, "--out", str(out),
+                "--warmup", str(warmup), "--duration", str(duration),
+            ]))  # fmt: skip
+            for i, out in enumerate(outs)
+        ]
+        procs.wait(subs, 30 + warmup + duration)
+        procs.stop("pub", pub)
+        return _collect(outs, "latency")
+
+
+def round_trip_seqtrade(
+    root: Path, tag: str, count: int, warmup: int, spin_us: int, journal_sync: str = "normal"
+) -> tuple[dict[str, Any], dict[str, HdrHistogram]]:
+    with scenario(root, tag) as (d, procs):
+        server = start_server(d, procs, rate=0, spin_us=spin_us, journal_sync=journal_sync)
+        out = d / "orders.json"
+        p = procs.start("strategy", [
+            "-m", "seqtrade.bench._strategy", "orders", "--run-dir", str(d / "run"), "--id", "benchorders",
+            "--out", str(out), "--symbols", SYMBOL, "--count", str(count), "--warmup-orders", str(warmup),
+        ])  # fmt: skip
+        procs.wait([("strategy", p)], 60 + count * 0.01)
+        procs.stop("server", server)
+        res, hists = read_result(out)
+        if res.get("errors"):
+            raise BenchError(f"orders were rejected: {res.get('error_samples')}")
+        return res, hists
+
+
+def round_trip_raw(root: Path, tag: str, count: int, warmup: int) -> HdrHistogram:
+    with scenario(root, tag) as (d, procs):
+        order, report = f"ipc://{d / 'order.ipc'}", f"ipc://{d / 'report.ipc'}"
+        echo = procs.start("echo", ["-m", "seqtrade.bench._raw", "echo", "--order", order, "--report", report])
+        out = d / "rt.json"
+        p = procs.start("rt", [
+            "-m", "seqtrade.bench._raw", "rt", "--order", order, "--report", report, "--out", str(out),
+            "--count", str(count), "--warmup", str(warmup),
+        ])  # fmt: skip
+        procs.wait([("rt", p)], 60 + count * 0.01)
+        procs.stop("echo", echo)
+        _, hists = read_result(out)
+        return hists["round_trip"]
+
+
+def codec_cost(number: int) -> dict[str, float]:
+    """µs for encode + decode of one ticker: MessagePack, stdlib JSON, and seqtrade's wire functions."""
+    import msgpack
+
+    from .. import wire
+    from ..models import Ticker
+
+    ticker = Ticker(SYMBOL, 1_700_000_000_000, 60_000.1, 60_000.0, 60_000.2, 0.5123, 0.8765, 1234.5678, 42,
+                    1_700_000_000_000_000_000)  # fmt: skip
+    frame = wire.encode_message(ticker)
+    _, _, body = wire.decode_frame(frame)
+    packb, unpackb = msgpack.packb, msgpack.unpackb
+    dumps, loads = json.dumps, json.loads
+
+    def best(stmt: Any) -> float:
+        return min(timeit.repeat(stmt, number=number, repeat=3)) / number * 1e6
+
+    out = {
+        "msgpack_us": best(lambda: unpackb(packb(body))),
+        "json_us": best(lambda: loads(dumps(body).encode())),
+        "seqtrade_wire_us": best(lambda: wire.decode_message(wire.encode_message(ticker))),
+    }
+    fast = getattr(wire, "decode_ticker_frame", None)
+    if fast is not None:
+        out["seqtrade_wire_fast_decode_us"] = best(lambda: fast(wire.encode_message(ticker)))
+    out["json_over_msgpack"] = out["json_us"] / out["msgpack_us"]
+    return {k: round(v, 3) for k, v in out.items()}
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+class Progress:
+    def __init__(self, enabled: bool = True) -> None:
+        self.t0 = time.monotonic()
+        self.enabled = enabled
+
+    def __call__(self, msg: str) -> None:
+        if self.enabled:
+            print(f"[{time.monotonic() - self.t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b <= 0:
+        return None
+    return round(a / b, 3)
+
+
+def _ratios(st: dict[str, Any], raw: dict[str, Any]) -> dict[str, float | None]:
+    return {k: _ratio(st.get(f"{k}_us"), raw.get(f"{k}_us")) for k in ("p50", "p90", "p99", "p99_9", "max")}
+
+
+def _fmt_rate(r: float) -> str:
+    if r >= 1_000_000:
+        return f"{r / 1e6:.2f}M"
+    if r >= 1000:
+        return f"{r / 1e3:.0f}k"
+    return f"{r:.0f}"
+
+
+def search_fanout(
+    root: Path, kind: str, n: int, plan: Plan, progress: Progress, counter: list[int]
+) -> dict[str, Any]:
+    """Highest rate each of ``n`` subscribers receives with zero loss: double, then bisect."""
+    probes: list[dict[str, Any]] = []
+
+    def probe(rate: int) -> bool:
+        counter[0] += 1
+        tag = f"f{counter[0]}"
+        counters: dict[str, Any] = {}
+        if kind == "seqtrade":
+            sink, counters = ticks_seqtrade(root, tag, rate, n, plan.fan_warmup, plan.fan_duration)
+        else:
+            sink = ticks_raw(root, tag, rate, n, plan.fan_warmup, plan.fan_duration)
+        dropped = int(counters.get("md_dropped", 0))
+        ok = sink.lost == 0 and dropped == 0 and sink.min_rate >= PASS_FRACTION * rate
+        probes.append({"rate": rate, "pass": ok, "lost": sink.lost, "server_dropped": dropped,
+                       "min_achieved_rate": round(sink.min_rate), "p50_us": summary(sink.hist)["p50_us"]})  # fmt: skip
+        progress(f"  fan-out {kind} x{n} @ {_fmt_rate(rate)}/s: {'ok' if ok else 'FAIL'} (lost {sink.lost}, "
+                 f"server dropped {dropped}, slowest got {_fmt_rate(sink.min_rate)}/s)")  # fmt: skip
+        return ok
+
+    good, bad = 0, 0
+    rate = plan.fan_start
+    while True:
+        if probe(rate):
+            good = rate
+            if rate * 2 > plan.fan_max:
+                break
+            rate *= 2
+        else:
+            bad = rate
+            if good or rate <= plan.fan_start // 8:
+                break
+            rate //= 2  # the start failed: halve until something passes
+    if bad and good:
+        for _ in range(plan.fan_bisect):
+            mid = (good + bad) // 2
+            if probe(mid):
+                good = mid
+            else:
+                bad = mid
+    best = next((p for p in probes if p["rate"] == good and p["pass"]), None)
+    return {
+        "max_zero_loss_rate": good,
+        "achieved_rate": best["min_achieved_rate"] if best else 0,
+        "first_failing_rate": bad or None,
+        "capped_by_search": bool(good and not bad),
+        "probes": probes,
+    }
+
+
+def run_bench(plan: Plan, progress: Progress, *, journal_sync: str = "normal", only: str = "") -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="stb-", dir="/tmp"))  # ipc paths must stay short
+    t_start = time.monotonic()
+    results: dict[str, Any] = {"plan": asdict(plan), "machine": machine_info(),
+                               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+    hists: dict[str, HdrHistogram] = {}
+    try:
+        # 1. tick latency
+        tick = []
+        for rate in plan.rates if only in ("", "ticks") else ():
+            progress(f"tick latency @ {_fmt_rate(rate)}/s: raw pyzmq")
+            raw = ticks_raw(root, f"r{rate}", rate, 1, plan.tick_warmup, plan.tick_duration)
+            progress(f"tick latency @ {_fmt_rate(rate)}/s: seqtrade")
+            st, counters = ticks_seqtrade(root, f"t{rate}", rate, 1, plan.tick_warmup, plan.tick_duration)
+            s_st, s_raw = summary(st.hist), summary(raw.hist)
+            s_st.update(lost=st.lost, achieved_rate=round(st.min_rate), server_dropped=counters.get("md_dropped"))
+            s_raw.update(lost=raw.lost, achieved_rate=round(raw.min_rate))
+            tick.append({"rate": rate, "seqtrade": s_st, "raw": s_raw, "ratio": _ratios(s_st, s_raw)})
+            hists[f"tick seqtrade {_fmt_rate(rate)}/s"] = st.hist
+            hists[f"tick raw {_fmt_rate(rate)}/s"] = raw.hist
+            progress(f"  p50 {s_st['p50_us']} µs vs raw {s_raw['p50_us']} µs; lost {st.lost} / raw {raw.lost}")
+        results["tick_latency"] = tick
+
+        # 2. order round trip
+        if only in ("", "orders"):
+            progress(f"order round trip: raw pyzmq PUSH/PULL + PUB/SUB echo, {plan.rt_count} requests")
+            raw_rt = round_trip_raw(root, "rtraw", plan.rt_count, plan.rt_warmup)
+            s_raw = summary(raw_rt)
+            hists["round trip raw"] = raw_rt
+            runs = []
+            for spin in plan.spin_us:
+                progress(f"order round trip: seqtrade, {plan.rt_count} market orders, bus.spin_us = {spin}")
+                res, h = round_trip_seqtrade(root, f"rt{spin}", plan.rt_count, plan.rt_warmup, spin, journal_sync)
+                acc, fill = summary(h["accepted"]), summary(h["filled"])
+                runs.append({"spin_us": spin, "journal_synchronous": journal_sync, "accepted": acc, "filled": fill, "orders": res["orders"],
+                             "ratio_accepted": _ratios(acc, s_raw), "ratio_filled": _ratios(fill, s_raw)})  # fmt: skip
+                hists[f"round trip seqtrade accepted (spin {spin})"] = h["accepted"]
+                hists[f"round trip seqtrade filled (spin {spin})"] = h["filled"]
+                progress(f"  accepted p50 {acc['p50_us']} µs, filled p50 {fill['p50_us']} µs vs raw {s_raw['p50_us']} µs")
+            results["order_round_trip"] = {"raw": s_raw, "raw_design": "PUSH->PULL, echo, PUB->SUB (one reply)",
+                                           "seqtrade": runs}  # fmt: skip
+
+        # 3. fan-out
+        if only in ("", "fanout"):
+            fan: dict[str, Any] = {}
+            counter = [0]
+            for n in plan.fan_subscribers:
+                progress(f"fan-out to {n}: raw pyzmq")
+                raw_f = search_fanout(root, "raw", n, plan, progress, counter)
+                progress(f"fan-out to {n}: seqtrade")
+                st_f = search_fanout(root, "seqtrade", n, plan, progress, counter)
+                fan[str(n)] = {"seqtrade": st_f, "raw": raw_f,
+                               "ratio": _ratio(st_f["max_zero_loss_rate"], raw_f["max_zero_loss_rate"])}  # fmt: skip
+            results["fanout"] = fan
+
+        # 4. codec
+        if only in ("", "codec"):
+            progress("codec: encode + decode of one ticker")
+            results["codec"] = codec_cost(plan.codec_number)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    results["elapsed_s"] = round(time.monotonic() - t_start, 1)
+    results["targets"] = targets(results)
+    results["histograms"] = {k: h.encode().decode("ascii") for k, h in hists.items()}
+    return results
+
+
+def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, each with the measured ratio/figure and whether it was met."""
+    out = []
+    for row in r.get("tick_latency", []):
+        for key, limit in (("p50", 1.25), ("p99", 1.5)):
+            v = row["ratio"][key]
+            out.append({"target": f"tick latency {key} @ {_fmt_rate(row['rate'])}/s <= {limit}x raw one-way",
+                        "value": v, "met": v is not None and v <= limit and row["seqtrade"]["lost"] == 0})  # fmt: skip
+    rt = r.get("order_round_trip")
+    if rt:
+        for run in rt["seqtrade"]:
+            v = run["ratio_accepted"]["p50"]
+            out.append({"target": f"order round trip (accepted) p50 <= 2.5x raw round trip, spin_us={run['spin_us']}",
+                        "value": v, "met": v is not None and v <= 2.5})  # fmt: skip
+    f3 = r.get("fanout", {}).get("3")
+    if f3:
+        rate = f3["seqtrade"]["max_zero_loss_rate"]
+        out.append({"target": "fan-out to 3 strategies >= 250,000 ticks/s each, zero loss", "value": rate,
+                    "met": rate >= 250_000})  # fmt: skip
+        out.append({"target": "fan-out to 3 strategies >= 0.6x raw fan-out", "value": f3["ratio"],
+                    "met": f3["ratio"] is not None and f3["ratio"] >= 0.6})  # fmt: skip
+    return out
+
+
+def machine_info() -> dict[str, Any]:
+    import msgpack
+    import zmq
+
+    cpu = platform.processor() or "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+
+    def version(dist: str) -> str:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return "?"
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "pyzmq": zmq.__version__,
+        "libzmq": zmq.zmq_version(),
+        "msgpack": ".".join(map(str, msgpack.version)),
+        "hdrhistogram": version("hdrhistogram"),
+        "trio": version("trio"),
+        "seqtrade": version("seqtrade"),
+    }
+
+
+# ---------------------------------------------------------------------------- output
+
+
+def _us(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def _x(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def format_table(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [
+        f"seqtrade bench ({r['plan']['name']}), {r.get('elapsed_s', '?')} s, {r.get('started', '')}",
+        f"machine: {m['cpu']}, {m['cores']} cores, {m['os']}, {m['python']}, pyzmq {m['pyzmq']} / libzmq "
+        f"{m['libzmq']}, msgpack {m['msgpack']}",
+        "",
+    ]
+    cols = ("p50", "p90", "p99", "p99_9", "max")
+    head = f"{'':<22}{'msgs':>9}{'lost':>6}" + "".join(f"{c.replace('_', '.'):>9}" for c in cols)
+    if r.get("tick_latency"):
+        lines += ["1. Tick latency: server PUB send (gw_ns) -> on_ticker entered, µs (raw: PUB -> SUB recv+unpackb)", head]
+        for row in r["tick_latency"]:
+            rate = _fmt_rate(row["rate"]) + "/s"
+            for name in ("seqtrade", "raw"):
+                s = row[name]
+                lines.append(f"{rate + ' ' + name:<22}{s['count']:>9}{s['lost']:>6}" + "".join(f"{_us(s[c + '_us']):>9}" for c in cols))
+            lines.append(f"{rate + ' ratio':<22}{'':>15}" + "".join(f"{_x(row['ratio'][c]):>9}" for c in cols))
+        lines.append("")
+    rt = r.get("order_round_trip")
+    if rt:
+        lines += [f"2. Order round trip: buy/sell_market() -> on_order, µs (raw: {rt['raw_design']})", head]
+        raw = rt["raw"]
+        lines.append(f"{'raw round trip':<22}{raw['count']:>9}{'':>6}" + "".join(f"{_us(raw[c + '_us']):>9}" for c in cols))
+        for run in rt["seqtrade"]:
+            for what in ("accepted", "filled"):
+                s = run[what]
+                label = f"{what} spin={run['spin_us']}"
+                lines.append(f"{label:<22}{s['count']:>9}{'':>6}" + "".join(f"{_us(s[c + '_us']):>9}" for c in cols))
+                lines.append(f"{'  ratio':<22}{'':>15}" + "".join(f"{_x(run['ratio_' + what][c]):>9}" for c in cols))
+        lines.append("")
+    fan = r.get("fanout")
+    if fan:
+        lines += ["3. Fan-out: highest rate each subscriber receives with zero loss (ticks/s per subscriber)",
+                  f"{'subscribers':<14}{'seqtrade':>12}{'raw pyzmq':>12}{'ratio':>9}"]  # fmt: skip
+        for n, f in fan.items():
+            def cell(x: dict[str, Any]) -> str:
+                return _fmt_rate(x["max_zero_loss_rate"]) + ("+" if x["capped_by_search"] else "")
+            lines.append(f"{n:<14}{cell(f['seqtrade']):>12}{cell(f['raw']):>12}{_x(f['ratio']):>9}")
+        lines.append("   (+: the search's ceiling passed; the real limit is higher)")
+        lines.append("")
+    c = r.get("codec")
+    if c:
+        lines.append("4. Codec, encode + decode of one ticker: "
+                     f"msgpack {c['msgpack_us']:.2f} µs, json {c['json_us']:.2f} µs "
+                     f"(json/msgpack {c['json_over_msgpack']:.1f}x); seqtrade wire encode_message+decode_message "
+                     f"{c['seqtrade_wire_us']:.2f} µs")  # fmt: skip
+        lines.append("")
+    if r.get("targets"):
+        lines.append("Targets")
+        for t in r["targets"]:
+            v = t["value"]
+            vs = "-" if v is None else (f"{v:,}/s" if isinstance(v, int) else f"{v:.2f}x")
+            lines.append(f"  [{'met' if t['met'] else 'MISSED':>6}] {t['target']}: {vs}")
+    return "\n".join(lines)
+
+
+def plot(r: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hists = {k: HdrHistogram.decode(v.encode("ascii")) for k, v in r["histograms"].items()}
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    pcts = [50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99]
+    xs = [1 / (1 - p / 100) for p in pcts]
+    for ax, prefix, title in ((axes[0], "tick", "tick latency (PUB send -> callback)"),
+                              (axes[1], "round trip", "order round trip")):  # fmt: skip
+        for name, h in hists.items():
+            if not name.startswith(prefix) or not h.get_total_count():
+                continue
+            ys = [h.get_value_at_percentile(p) / 1000 for p in pcts]
+            ax.plot(xs, ys, marker="o", markersize=3, linestyle="--" if " raw" in name else "-", label=name)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([f"p{p:g}" for p in pcts], rotation=45)
+        ax.set_ylabel("µs")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    m = r["machine"]
+    fig.suptitle(f"seqtrade bench ({r['plan']['name']}): {m['cpu']}, {m['cores']} cores, {m['python']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="seqtrade bench", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="fewer and shorter runs (under a minute)")
+    mode.add_argument("--smoke", action="store_true", help="the smallest run that exercises every scenario (tests)")
+    p.add_argument("--json", metavar="FILE", help="write machine-readable results (with machine info) to FILE")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the latency distributions (needs seqtrade[plot])")
+    p.add_argument("--journal-sync", choices=["normal", "full", "off"], default="normal",
+                   help="the server journal's synchronous mode in the round trip (default: normal, as shipped)")
+    p.add_argument("--only", choices=["ticks", "orders", "fanout", "codec"], default="",
+                   help="run one scenario only (for profiling and before/after comparisons)")
+    p.add_argument("-q", "--no-progress", action="store_true", help="no progress lines on stderr")
+    args = p.parse_args(list(argv) if argv is not None else None)
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("seqtrade bench: error: --plot needs matplotlib: pip install 'seqtrade[plot]'", file=sys.stderr)
+            return 2
+    plan = PLANS["smoke" if args.smoke else "quick" if args.quick else "full"]
+    try:
+        results = run_bench(plan, Progress(not args.no_progress), journal_sync=args.journal_sync, only=args.only)
+    except BenchError as exc:
+        print(f"seqtrade bench: error: {exc}", file=sys.stderr)
+        return 1
+    print(format_table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    if args.plot:
+        plot(results, args.plot)
+    return 0

@@ -1,0 +1,144 @@
+"""Per-strategy accounts on one exchange account: positions, average prices, realised PnL and fees.
+
+Pure: reports in, numbers out. The server attributes every fill to the strategy that owns the order
+(the report's ``strategy_id``) and keeps, per strategy and symbol, the net position (base units,
++ long), its average entry price, the realised PnL (quote units, before fees) and the fees paid.
+The account's net is the sum over strategies.
+
+A fill is a report with ``last_fill_quantity > 0``; a report's ``fee`` is the order's cumulative fee,
+so the fee of one report is the growth since the order's previous report. Nothing is stored apart from
+the journal: :meth:`Accounts.rebuild` replays its reports at start, so the numbers survive restarts.
+
+Realised PnL uses the average-cost method: a fill that adds to a position moves the average price; one
+that reduces it realises (fill price - average) x quantity, long or short; one that flips it closes the
+old side and opens the rest at the fill price.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..models import OPEN_STATUSES, OrderReport, Side
+from .journal import Journal
+from .orders import OrderRecord
+
+__all__ = ["Accounts", "Book", "Mismatch"]
+
+_EPS = 1e-12
+_PAGE = 10_000
+
+
+@dataclass(slots=True)
+class Book:
+    """One strategy's holding in one symbol."""
+
+    position: float = 0.0
+    avg_price: float = 0.0
+    realized_pnl: float = 0.0
+    fees: float = 0.0
+    fills: int = 0
+
+    def apply_fill(self, side: str, quantity: float, price: float) -> None:
+        signed = quantity if side == Side.BUY else -quantity
+        pos = self.position
+        if pos == 0 or (pos > 0) == (signed > 0):
+            total = abs(pos) + quantity
+            self.avg_price = (abs(pos) * self.avg_price + quantity * price) / total
+            self.position = pos + signed
+        else:
+            closed = min(quantity, abs(pos))
+            self.realized_pnl += closed * (price - self.avg_price) * (1 if pos > 0 else -1)
+            self.position = pos + signed
+            if abs(self.position) <= _EPS:
+                self.position, self.avg_price = 0.0, 0.0
+            elif (self.position > 0) != (pos > 0):
+                self.avg_price = price  # flipped: the rest is a new position at this price
+        self.fills += 1
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    symbol: str
+    strategies: float  # the sum of the strategies' positions
+    venue: float
+
+
+class Accounts:
+    """Every strategy's books, fed with reports in each strategy's seq order."""
+
+    def __init__(self) -> None:
+        self.books: dict[tuple[str, str], Book] = {}  # (strategy_id, symbol)
+        self._fees_seen: dict[tuple[str, str], float] = {}  # open orders: cumulative fee so far
+
+    def apply(self, report: OrderReport) -> None:
+        """Attribute one report's fill and fee to its strategy."""
+        if not report.symbol:
+            return  # a reject of a request that never was an order
+        key = (report.strategy_id, report.client_order_id)
+        fee = report.fee - self._fees_seen.get(key, 0.0)
+        if report.last_fill_quantity > 0 or fee > _EPS:
+            book = self.books.setdefault((report.strategy_id, report.symbol), Book())
+            if report.last_fill_quantity > 0:
+                book.apply_fill(report.side, report.last_fill_quantity, report.last_fill_price)
+            if fee > _EPS:
+                book.fees += fee
+        if report.status in OPEN_STATUSES:
+            self._fees_seen[key] = max(report.fee, self._fees_seen.get(key, 0.0))
+        else:
+            self._fees_seen.pop(key, None)
+
+    def on_report(self, rec: OrderRecord | None, report: OrderReport) -> None:
+        """The gateway's ``on_report`` hook."""
+        if rec is not None:
+            self.apply(report)
+
+    def rebuild(self, journal: Journal) -> int:
+        """Replay every journaled report (each strategy in seq order); the number of reports read."""
+        n = 0
+        for sid in sorted(journal.last_seqs()):
+            seq = 0
+            while page := journal.reports_after(sid, seq, _PAGE):
+                for r in page:
+                    self.apply(r)
+                n += len(page)
+                seq = page[-1].seq
+        return n
+
+    # ------------------------------------------------------------------ reading
+
+    def position(self, strategy_id: str, symbol: str) -> float:
+        book = self.books.get((strategy_id, symbol))
+        return book.position if book is not None else 0.0
+
+    def net(self, symbol: str) -> float:
+        return sum(b.position for (_, sym), b in self.books.items() if sym == symbol)
+
+    def nets(self) -> dict[str, float]:
+        """The account's net position per symbol (every symbol a strategy ever traded)."""
+        out: dict[str, float] = {}
+        for (_, sym), b in self.books.items():
+            out[sym] = out.get(sym, 0.0) + b.position
+        return out
+
+    def mismatches(self, venue_positions: Mapping[str, float], tolerance: float) -> list[Mismatch]:
+        """Symbols where the strategies' positions do not add up to the venue's."""
+        ours = self.nets()
+        return [
+            Mismatch(sym, ours.get(sym, 0.0), venue_positions.get(sym, 0.0))
+            for sym in sorted(set(ours) | set(venue_positions))
+            if abs(ours.get(sym, 0.0) - venue_positions.get(sym, 0.0)) > tolerance
+        ]
+
+    def snapshot(self) -> dict[str, Any]:
+        """For the ``status`` command: each strategy's books and the account's totals per symbol."""
+        strategies: dict[str, dict[str, Any]] = {}
+        account: dict[str, dict[str, float]] = {}
+        for (sid, sym), b in sorted(self.books.items()):
+            strategies.setdefault(sid, {})[sym] = asdict(b)
+            tot = account.setdefault(sym, {"position": 0.0, "realized_pnl": 0.0, "fees": 0.0})
+            tot["position"] += b.position
+            tot["realized_pnl"] += b.realized_pnl
+            tot["fees"] += b.fees
+        return {"strategies": strategies, "account": account}

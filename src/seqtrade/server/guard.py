@@ -1,0 +1,257 @@
+"""The guard: the risk gate, per-strategy accounts and both dead-man's switches, wired into a gateway.
+
+:class:`Guard` installs itself in the gateway's hooks (pre-trade and cancel checks, reports, dead
+strategies, status), registers the ``halt``/``reduce``/``resume`` control commands, and runs one task
+(:meth:`Guard.run`) that keeps the venue's cancel-all-after armed and reconciles the accounts with the
+venue's positions. Trading states are kept in the journal's meta table, so a halt survives a restart.
+
+The two dead-man's switches:
+
+- a strategy whose heartbeats stop is handled by ``server.dead_strategy_policy``: its open orders are
+  cancelled (``cancel``) or left (``leave``);
+- the server itself: :func:`run_venue_switch` re-arms the venue's cancel-all-after every third of
+  ``server.cancel_all_after`` seconds, so that if the server or its network dies, the exchange cancels
+  our orders. A clean stop disarms it (:meth:`Guard.stop`), so that ``shutdown_policy = "leave"``
+  really leaves the orders.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import trio
+
+from ..config import STRATEGY_ID_RE, Config
+from ..venues.base import Venue
+from .accounts import Accounts
+from .control import ControlCommands
+from .gateway import Gateway
+from .risk import RiskGate, TradingState
+
+__all__ = ["Guard", "format_guard_status", "run_venue_switch", "venue_switch_timeout"]
+
+log = logging.getLogger(__name__)
+
+_STATES_KEY = "risk.trading_states"
+OKX_DEFAULT_CANCEL_ALL_AFTER = 60.0
+RECONCILE_SETTLE = 1.0  # seconds: a mismatch must still be there this much later to be reported
+
+
+def venue_switch_timeout(config: Config) -> float:
+    """The cancel-all-after timeout the server keeps armed (0: the server does not).
+
+    ``server.cancel_all_after`` if set; otherwise 60 s on OKX, unless ``venue.okx.cancel_all_after``
+    has the adapter keep its own switch; off on the paper venue.
+    """
+    if config.server.cancel_all_after is not None:
+        return config.server.cancel_all_after
+    if config.venue.kind == "okx" and not config.venue.okx.cancel_all_after:
+        return OKX_DEFAULT_CANCEL_ALL_AFTER
+    return 0.0
+
+
+async def run_venue_switch(
+    venue: Venue, timeout: float, *, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Arm the venue's cancel-all-after for ``timeout`` s, then re-arm it every ``timeout / 3`` s.
+
+    Owns nothing but the refresh timer. Cancelled with the server; cancellation does not disarm it
+    (that is the point: the exchange cancels our orders if nobody refreshes). Backpressure: a slow
+    venue call delays the next refresh by as much; the margin of two thirds of the timeout absorbs it.
+    """
+    await venue.cancel_all_after(timeout)
+    log.info(
+        "venue %s: cancel-all-after armed (%g s), refreshed every %g s", venue.name, timeout, timeout / 3
+    )
+    task_status.started()
+    while True:
+        await trio.sleep(timeout / 3)
+        await venue.cancel_all_after(timeout)
+
+
+class Guard:
+    """Risk gate + accounts + dead-man's switches for one gateway. Built by ``serve``."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.config = gw.config
+        self.accounts = Accounts()
+        n = self.accounts.rebuild(gw.journal)
+        if n:
+            log.info("accounts rebuilt from %d journaled reports", n)
+        self.gate = RiskGate(
+            gw.config.risk,
+            positions=self.accounts,
+            mid=self._mid,
+            instrument=lambda symbol: gw.venue.instruments.get(symbol),
+            clock=trio.current_time,
+        )
+        self.gate.seed(gw.record_from_journal(jo) for jo in gw.journal.open_orders())
+        self._load_states()
+        self.switch_timeout = venue_switch_timeout(gw.config)
+        self._switch_armed = False
+        gw.pre_trade_checks.append(self.gate.check)
+        gw.cancel_checks.append(self.gate.check_cancel)
+        gw.on_report.append(self.accounts.on_report)
+        gw.on_report.append(self.gate.on_report)
+        gw.on_strategy_dead.append(self.strategy_dead)
+        gw.status_extras.append(self.status)
+
+    def _mid(self, symbol: str) -> float | None:
+        t = self.gw.last_ticker.get(symbol)
+        if t is None or t.bid_price <= 0 or t.ask_price <= 0:
+            return None
+        return (t.bid_price + t.ask_price) / 2
+
+    # ------------------------------------------------------------------ tasks
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the venue's dead-man's switch armed and reconcile the accounts with the venue.
+
+        Owns the refresh timer and the reconciliation timer (``risk.reconcile_interval``, first check
+        at start). Cancelled with the server. Reports ``started`` once the switch is armed.
+        """
+        async with trio.open_nursery() as nursery:
+            if self.switch_timeout > 0:
+                await nursery.start(run_venue_switch, self.gw.venue, self.switch_timeout)
+                self._switch_armed = True
+            if self.config.risk.reconcile_interval > 0:
+                nursery.start_soon(self._reconcile_loop)
+            task_status.started()
+
+    async def stop(self) -> None:
+        """On a clean stop: disarm the venue's switch (the shutdown policy has done its work)."""
+        if self._switch_armed:
+            await self.gw.venue.cancel_all_after(0)
+            self._switch_armed = False
+            log.info("venue %s: cancel-all-after disarmed", self.gw.venue.name)
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await self.reconcile()
+            await trio.sleep(self.config.risk.reconcile_interval)
+
+    async def reconcile(self) -> list[str]:
+        """Compare the strategies' positions with the venue's; log a WARNING per symbol that disagrees.
+
+        A difference must survive ``RECONCILE_SETTLE`` seconds (a fill on its way is not a mismatch).
+        Returns the warnings. Venues that cannot tell their positions are skipped.
+        """
+        positions = getattr(self.gw.venue, "positions", None)
+        if positions is None:
+            log.debug("venue %s does not report positions: reconciliation skipped", self.gw.venue.name)
+            return []
+        tol = self.config.risk.reconcile_tolerance
+        if not self.accounts.mismatches(await positions(), tol):
+            return []
+        await trio.sleep(RECONCILE_SETTLE)
+        warnings = [
+            f"position mismatch in {m.symbol}: the strategies hold {m.strategies:g} in total, "
+            f"the venue {self.gw.venue.name} holds {m.venue:g} (difference {m.venue - m.strategies:+g})"
+            for m in self.accounts.mismatches(await positions(), tol)
+        ]
+        for w in warnings:
+            log.warning("%s", w)
+        return warnings
+
+    # ------------------------------------------------------------------ dead strategies
+
+    async def strategy_dead(self, strategy_id: str) -> None:
+        """The gateway's ``on_strategy_dead`` hook: apply ``server.dead_strategy_policy``."""
+        n = len(self.gw.open_records(strategy_id))
+        if not n:
+            return
+        if self.config.server.dead_strategy_policy == "cancel":
+            log.warning("strategy %s is dead: cancelling its %d open orders (server.dead_strategy_policy = 'cancel')",
+                        strategy_id, n)  # fmt: skip
+            await self.gw.cancel_open_orders(strategy_id)
+        else:
+            log.warning("strategy %s is dead: leaving its %d open orders (server.dead_strategy_policy = 'leave')",
+                        strategy_id, n)  # fmt: skip
+
+    # ------------------------------------------------------------------ trading states and commands
+
+    def _load_states(self) -> None:
+        raw = self.gw.journal.get_meta(_STATES_KEY)
+        if raw is None:
+            return
+        saved = json.loads(raw)
+        self.gate.set_state(TradingState(saved["global"]))
+        for sid, state in saved["strategies"].items():
+            self.gate.set_state(TradingState(state), sid)
+        if self.gate.global_state is not TradingState.ACTIVE or self.gate.strategy_states:
+            log.warning("trading states from the journal: %s", self._states_line())
+
+    def _save_states(self) -> None:
+        data = {"global": str(self.gate.global_state),
+                "strategies": {k: str(v) for k, v in self.gate.strategy_states.items()}}  # fmt: skip
+        self.gw.journal.set_meta(_STATES_KEY, json.dumps(data))
+
+    def _states_line(self) -> str:
+        own = "; ".join(f"{sid} {st}" for sid, st in sorted(self.gate.strategy_states.items()))
+        return f"global {self.gate.global_state}" + (f"; {own}" if own else "")
+
+    def set_state(self, state: TradingState, strategy_id: str | None) -> dict[str, Any]:
+        """Change a trading state (a control command), persist it and log it."""
+        if strategy_id is not None and not STRATEGY_ID_RE.match(strategy_id):
+            raise ValueError(f"strategy id {strategy_id!r} must match [A-Za-z0-9_-]{{1,32}}")
+        self.gate.set_state(state, strategy_id)
+        self._save_states()
+        log.warning(
+            "trading state %s for %s (now: %s)", state, strategy_id or "every strategy", self._states_line()
+        )
+        return self.trading()
+
+    def trading(self) -> dict[str, Any]:
+        return {"global": str(self.gate.global_state),
+                "strategies": {k: str(v) for k, v in sorted(self.gate.strategy_states.items())}}  # fmt: skip
+
+    def status(self) -> dict[str, Any]:
+        """Merged into the ``status`` command's answer."""
+        return {
+            "trading": self.trading(),
+            "accounts": self.accounts.snapshot(),
+            "cancel_all_after": self.switch_timeout if self._switch_armed else 0.0,
+        }
+
+    def register_commands(self, commands: ControlCommands) -> None:
+        """``halt``, ``reduce`` and ``resume``, each with an optional ``strategy``."""
+        for name, state in (("halt", TradingState.HALTED), ("reduce", TradingState.REDUCING),
+                            ("resume", TradingState.ACTIVE)):  # fmt: skip
+            commands.register(name, self._command(state))
+
+    def _command(self, state: TradingState) -> Any:
+        async def handler(req: dict[str, Any]) -> dict[str, Any]:
+            sid = req.get("strategy")
+            if sid is not None and not isinstance(sid, str):
+                raise TypeError("'strategy' must be a string")
+            return self.set_state(state, sid)
+
+        return handler
+
+
+def format_guard_status(st: dict[str, Any]) -> list[str]:
+    """The human form of the guard's part of a ``status`` answer (trading states, accounts)."""
+    lines: list[str] = []
+    trading = st.get("trading")
+    if trading is not None:
+        own = "; ".join(f"{sid} {s}" for sid, s in trading["strategies"].items())
+        lines.append(f"trading: global {trading['global']}" + (f"; {own}" if own else ""))
+    caa = st.get("cancel_all_after")
+    if caa is not None:
+        lines.append(f"venue cancel-all-after: {f'{caa:g} s, kept armed' if caa else 'off'}")
+    accounts = st.get("accounts")
+    if accounts and accounts["strategies"]:
+        lines.append(
+            f"{'account':<20} {'symbol':<14} {'position':>12} {'avg price':>12} {'realised':>12} {'fees':>10}"
+        )
+        for sid, books in accounts["strategies"].items():
+            for sym, b in books.items():
+                lines.append(f"{sid:<20} {sym:<14} {b['position']:>12.6g} {b['avg_price']:>12.6g}"
+                             f" {b['realized_pnl']:>12.2f} {b['fees']:>10.4f}")  # fmt: skip
+        for sym, t in accounts["account"].items():
+            lines.append(f"{'= account net':<20} {sym:<14} {t['position']:>12.6g} {'':>12}"
+                         f" {t['realized_pnl']:>12.2f} {t['fees']:>10.4f}")  # fmt: skip
+    return lines

@@ -1,0 +1,126 @@
+"""``seqtrade bench``: the smallest real run has every section, sane percentiles and no loss.
+
+No assertion on speed: the figures depend on the machine. ``--smoke`` exists for this test only
+(a few seconds per scenario); ``--quick`` and the full run are for people.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from seqtrade import wire
+from seqtrade.cli import main
+from seqtrade.models import Book, Ticker
+
+PCTS = ("p50_us", "p90_us", "p99_us", "p99_9_us", "max_us")
+
+
+def assert_ordered(stats: dict) -> None:
+    assert stats["count"] > 0
+    values = [stats[k] for k in PCTS]
+    assert all(v is not None and v > 0 for v in values), stats
+    assert values == sorted(values), stats
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    assert main(["bench", "--smoke", "--json", str(out), "--no-progress"]) == 0
+    return json.loads(out.read_text())
+
+
+def test_machine_info(smoke: dict) -> None:
+    m = smoke["machine"]
+    for key in ("cpu", "cores", "python", "pyzmq", "libzmq"):
+        assert m[key], key
+
+
+def test_tick_latency_sections_and_no_loss(smoke: dict) -> None:
+    rows = smoke["tick_latency"]
+    assert [r["rate"] for r in rows] == smoke["plan"]["rates"]
+    for row in rows:
+        for name in ("seqtrade", "raw"):
+            assert_ordered(row[name])
+            assert row[name]["lost"] == 0, (row["rate"], name)
+        assert row["seqtrade"]["server_dropped"] == 0
+        assert all(row["ratio"][k] is not None and row["ratio"][k] > 0 for k in ("p50", "p90", "p99", "p99_9", "max"))
+
+
+def test_order_round_trip(smoke: dict) -> None:
+    rt = smoke["order_round_trip"]
+    assert_ordered(rt["raw"])
+    assert rt["seqtrade"]
+    for run in rt["seqtrade"]:
+        assert run["accepted"]["count"] == run["filled"]["count"] == smoke["plan"]["rt_count"]
+        assert_ordered(run["accepted"])
+        assert_ordered(run["filled"])
+        assert run["ratio_accepted"]["p50"] > 0 and run["ratio_filled"]["p50"] > 0
+
+
+def test_fanout(smoke: dict) -> None:
+    for n in ("1", "3"):
+        f = smoke["fanout"][n]
+        for kind in ("seqtrade", "raw"):
+            assert f[kind]["probes"], (n, kind)
+            assert f[kind]["max_zero_loss_rate"] > 0, (n, kind, f[kind]["probes"])
+            for probe in f[kind]["probes"]:
+                if probe["pass"]:
+                    assert probe["lost"] == 0
+        assert f["ratio"] is not None
+
+
+def test_codec_and_targets(smoke: dict) -> None:
+    c = smoke["codec"]
+    assert c["msgpack_us"] > 0 and c["json_us"] > 0 and c["json_over_msgpack"] > 0
+    assert smoke["targets"] and all("met" in t and "value" in t for t in smoke["targets"])
+    assert smoke["histograms"]
+
+
+def test_plot_without_matplotlib_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name: str, *args: object, **kw: object) -> object:
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError("no matplotlib")
+        return real_import(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    assert main(["bench", "--smoke", "--plot", "x.png"]) == 2
+    assert "seqtrade[plot]" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the fast ticker codec it measures
+
+
+def sample_ticker(seq: int = 7) -> Ticker:
+    return Ticker("BTC-USDT", 1_700_000_000_123, 60_000.1, 60_000.0, 60_000.2, 0.5, 0.75, 1234.5, seq, 99)
+
+
+def test_encode_ticker_is_encode_message() -> None:
+    t = sample_ticker()
+    assert wire.encode_ticker(wire.topic("ticker", t.symbol), t) == wire.encode_message(t)
+
+
+def test_decode_ticker_frame_is_decode_message() -> None:
+    t = sample_ticker()
+    frame = wire.encode_message(t)
+    assert wire.decode_ticker_frame(frame) == wire.decode_message(frame) == t
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        wire.encode_message(Book("BTC-USDT", 1, [[1.0, 2.0]], [[1.1, 2.0]], 1, 2)),
+        b"ticker/BTC-USDT/\xc1",  # not MessagePack
+        b"ticker/BTC-USDT/" + bytes([0x91, 0x01]),  # not a map
+        b"ticker//\x80",
+        wire.encode(wire.topic("ticker", "X"), {"type": "ticker", "symbol": "X"}),  # keys missing
+    ],
+)
+def test_decode_ticker_frame_leaves_the_rest_to_decode_message(frame: bytes) -> None:
+    assert wire.decode_ticker_frame(frame) is None
