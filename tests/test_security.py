@@ -179,7 +179,8 @@ async def test_client_without_curve_gets_nothing_and_is_logged(tcp_server, tcp_c
         plain.mdsub.sock.setsockopt(zmq.SUBSCRIBE, b"")
         async with trio.open_nursery() as n:
             n.start_soon(keep_sending, plain, "plain-1")
-            await wait_for_log(caplog, "does not use CURVE")
+            # libzmq reports a mechanism mismatch, or no detail when the client hung up first
+            await wait_for_log(caplog, "refused a connection on the order channel")
             a = make_peer(tcp_cfg, HOST_A, "A")
             await a.join()
             await a.order(S, "buy", "limit", 99.0, 0.01, coid="real-1")

@@ -173,9 +173,21 @@ restart = "always"
 
 async def test_strategies_stop_in_reverse_order_and_externals_are_listed(nursery, base_dir, zctx):
     with trio.fail_after(30):
-        slow = "from seqtrade.client import Strategy\nclass S(Strategy):\n    def on_stop(self):\n" \
-               "        import time, pathlib; pathlib.Path(self.params['out']).open('a').write(self.strategy_id + '\\n')\n"  # fmt: skip
-        (base_dir / "s.py").write_text(slow)
+        (base_dir / "s.py").write_text(textwrap.dedent("""
+            from pathlib import Path
+            from seqtrade.client import Strategy
+
+            class S(Strategy):
+                def note(self, what):
+                    with Path(self.params["out"]).open("a") as f:
+                        f.write(f"{what}:{self.strategy_id}\\n")
+
+                def on_start(self):
+                    self.note("start")
+
+                def on_stop(self):
+                    self.note("stop")
+        """))  # fmt: skip
         out = base_dir / "order.txt"
         config = write_config(base_dir, f"""
 [[strategies]]
@@ -198,7 +210,8 @@ params = {{ out = "{out}" }}
             await ext.join()
             while True:
                 rows = await control(config, "strategies")
-                if all(r["heartbeat_age"] is not None for r in rows) and len(rows) == 3:
+                started = out.read_text().split() if out.exists() else []
+                if len(rows) == 3 and all(r["heartbeat_age"] is not None for r in rows) and len(started) == 2:
                     break
                 await trio.sleep(0.05)
             assert [(r["id"], r["supervised"]) for r in rows] == [("first", True), ("second", True), ("outsider", False)]
@@ -207,7 +220,7 @@ params = {{ out = "{out}" }}
             ext.close()
         gw.request_stop()
         await done.wait()
-        assert out.read_text().split() == ["second", "first"]
+        assert out.read_text().split()[2:] == ["stop:second", "stop:first"]
 
 
 def test_params_round_trip_through_the_command_line(base_dir):

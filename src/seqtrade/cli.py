@@ -45,6 +45,8 @@ def setup_logging(level: str = "INFO", *, json_logs: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for noisy in ("httpx", "httpcore", "trio-websocket"):  # one line per request: too much at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _serve(args: argparse.Namespace) -> int:

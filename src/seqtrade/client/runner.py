@@ -42,6 +42,7 @@ _decode_ticker = wire.decode_ticker_frame
 HELLO_INTERVAL = 0.1  # PROTOCOL.md: re-send hello every 100 ms until welcome
 HEARTBEAT_INTERVAL = 1.0  # PROTOCOL.md: a heartbeat every second
 MAX_POLL = 0.25  # the longest the loop sleeps: bounds how late stop() is noticed
+STALL = 1.0  # a loop iteration this late (SIGSTOP, a slow callback): re-join, the tail may have been dropped
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,9 @@ class Connection:
         self.reports.setsockopt(zmq.LINGER, 0)
         self.reports.setsockopt(zmq.SUBSCRIBE, wire.topic("report", strategy_id))
         apply_client_curve(self.reports, endpoints.report, endpoints.curve)
+        # (Re)connections of the report socket: reports published while it was disconnected (a server
+        # restart) never arrive, so the session re-joins with a hello after each one.
+        self.report_events = self.reports.get_monitor_socket(zmq.EVENT_CONNECTED)
         self.reports.connect(endpoints.report)
 
     def subscribe(self, kind: str, key: str) -> None:
@@ -101,6 +105,8 @@ class Connection:
 
     def close(self) -> None:
         self.md.close()
+        self.reports.disable_monitor()
+        self.report_events.close(linger=0)
         self.reports.close()
         self.push.close()
 
@@ -260,6 +266,7 @@ def run_strategy(
     poller = zmq.Poller()
     poller.register(conn.reports, zmq.POLLIN)
     poller.register(conn.md, zmq.POLLIN)
+    poller.register(conn.report_events, zmq.POLLIN)
     rep_sock, md_sock = conn.reports, conn.md
     restore = _install_stop_signals(strategy)
     started = False
@@ -283,8 +290,15 @@ def run_strategy(
         sess.call(strategy.on_start)
         # ---------------------------------------------------------- run
         next_hb = 0.0
+        last_loop = time.monotonic()
         while not strategy._stop:
             now = time.monotonic()
+            if now - last_loop > STALL and not sess.nonce:
+                # Reports dropped at the PUB high-water mark while we were not reading leave no gap
+                # if nothing follows them: ask for everything after the last one we handled.
+                log.info("event loop stalled for %.1f s: re-joining from seq %d", now - last_loop, sess.last_seq)
+                sess.hello()
+            last_loop = now
             if now >= next_hb:
                 conn.send(Heartbeat(strategy_id, time.time_ns() // 1_000_000))
                 next_hb = now + HEARTBEAT_INTERVAL
@@ -299,6 +313,11 @@ def run_strategy(
                 _drain(rep_sock, sess.on_report_frame)
             if md_sock in ready:
                 _drain(md_sock, sess.on_md_frame, 4096)
+            if conn.report_events in ready:
+                _drain(conn.report_events, lambda _: None)
+                if not sess.nonce:
+                    log.info("report channel (re)connected: re-joining from seq %d", sess.last_seq)
+                    sess.hello()
         return 0
     finally:
         if started:

@@ -207,8 +207,8 @@ async def monitor_task(
             stats.refuse("handshake", f"{channel}:{ev['value']}", "refused a connection on the %s channel (%s): %s",
                          channel, endpoint, why)  # fmt: skip
         else:
-            stats.refuse("handshake", f"{channel}:?", "refused a connection on the %s channel (%s): handshake failed",
-                         channel, endpoint)  # fmt: skip
+            stats.refuse("handshake", f"{channel}:?", "refused a connection on the %s channel (%s): handshake failed"
+                         " (a client without CURVE, or one that gave up)", channel, endpoint)  # fmt: skip
         await trio.lowlevel.checkpoint()
 
 

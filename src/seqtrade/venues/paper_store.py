@@ -7,8 +7,10 @@ position per symbol, the quote cash per currency and the id counters.
 
 The paper venue calls :meth:`PaperStore.save` with the events a request or a market update caused,
 *before* it delivers them: what a strategy is told has happened is on disk. One small transaction per
-call (``synchronous = NORMAL``: a WAL commit reaches the OS before the call returns, so a kill -9 of the
-process loses nothing; an OS crash may lose the last commits, which is fine for a simulation).
+call, ``synchronous = OFF``: a WAL commit reaches the OS before the call returns, so a kill -9 of the
+process loses nothing, and no commit or checkpoint ever waits for an fsync; an OS crash may lose the
+newest state, which is acceptable for a simulation. Cost: about 30-40 µs per ``place_order`` on the
+development VM (6 µs in memory); ``venue.paper.state_path = ""`` keeps the account in memory.
 
 Not thread-safe: one owner (the server's Trio thread), like the journal.
 """
@@ -23,7 +25,7 @@ from pathlib import Path
 from ..errors import JournalError
 from ..models import OrderStatus, OrderType, Side
 from .base import OrderEvent
-from .matching import MatchingEngine, PaperOrder, quote_currency
+from .matching import MatchingEngine, PaperOrder
 
 __all__ = ["PaperStore"]
 
@@ -56,8 +58,8 @@ CREATE TABLE IF NOT EXISTS cash (currency TEXT PRIMARY KEY, amount REAL NOT NULL
 
 _UPSERT = (
     "INSERT INTO orders (venue_order_id, exchange_order_id, symbol, side, order_type, price, quantity, lots,"
-    " status, filled_lots, filled, notional, fee, error_msg, ts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-    " ON CONFLICT (venue_order_id) DO UPDATE SET price=excluded.price, quantity=excluded.quantity,"
+    " status, filled_lots, filled, notional, fee, error_msg, ts, submits) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT (venue_order_id) DO UPDATE SET submits=submits+excluded.submits, price=excluded.price, quantity=excluded.quantity,"
     " lots=excluded.lots, status=excluded.status, filled_lots=excluded.filled_lots, filled=excluded.filled,"
     " notional=excluded.notional, fee=excluded.fee, error_msg=excluded.error_msg, ts=excluded.ts"
 )
@@ -67,10 +69,10 @@ _COLS = (
 )
 
 
-def _row(o: PaperOrder) -> tuple[object, ...]:
+def _row(o: PaperOrder, submits: int) -> tuple[object, ...]:
     return (
-        o.venue_order_id, o.exchange_order_id, o.symbol, str(o.side), str(o.order_type), o.price, o.quantity,
-        o.lots, str(o.status), o.filled_lots, o.filled, o.notional, o.fee, o.error_msg, o.ts,
+        o.venue_order_id, o.exchange_order_id, o.symbol, o.side.value, o.order_type.value, o.price, o.quantity,
+        o.lots, o.status.value, o.filled_lots, o.filled, o.notional, o.fee, o.error_msg, o.ts, submits,
     )  # fmt: skip
 
 
@@ -97,12 +99,15 @@ class PaperStore:
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
+            # OFF: commits are written to the OS at once (a kill -9 loses nothing) but never fsynced, so
+            # no commit or checkpoint waits for the disk; an OS crash may lose the newest state.
+            self.db.execute("PRAGMA synchronous=OFF")
             self.db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise JournalError(f"cannot open the paper account {path}: {exc}") from exc
         self.path = path
         self.engine = engine
+        self._saved: tuple[dict[str, int], dict[str, float], int, int] = ({}, {}, 0, 0)
 
     @classmethod
     def open(cls, path: Path, engine: MatchingEngine, *, max_closed: int = 100_000) -> PaperStore:
@@ -127,6 +132,7 @@ class PaperStore:
             int(meta.get("next_order_id", 1)),
             int(meta.get("next_trade_id", 1)),
         )
+        store._saved = engine.account_state()
         if orders:
             log.info("paper account %s: %d open orders, %d recent closed ones loaded", path, len(open_rows), len(closed_rows))
         return store
@@ -137,37 +143,37 @@ class PaperStore:
     def save(self, events: Iterable[OrderEvent], submitted: str = "") -> None:
         """Commit the current state of every order ``events`` name, and of the account, in one
         transaction. ``submitted``: a venue_order_id that was just submitted (its count goes up by one)."""
-        engine = self.engine
+        order = self.engine.order
         rows = []
-        symbols = set()
         seen = set()
         for ev in events:
             vid = ev.venue_order_id
             if vid in seen:
                 continue
             seen.add(vid)
-            o = engine.order(vid)
+            o = order(vid)
             if o is not None:
-                rows.append(_row(o))
-                symbols.add(o.symbol)
-        if not rows and not submitted:
+                rows.append(_row(o, 1 if vid == submitted else 0))
+        if not rows:
             return
-        lots, cash, next_oid, next_tid = engine.account_state()
+        state = self.engine.account_state()
+        lots, cash, next_oid, next_tid = state
+        old_lots, old_cash, old_oid, old_tid = self._saved
         try:
             with self.db:
                 self.db.execute("BEGIN")
                 self.db.executemany(_UPSERT, rows)
-                if submitted:
-                    self.db.execute("UPDATE orders SET submits = submits + 1 WHERE venue_order_id=?", (submitted,))
-                for sym in symbols:
-                    if sym in lots:
-                        self.db.execute("INSERT OR REPLACE INTO positions VALUES (?,?)", (sym, lots[sym]))
-                    q = quote_currency(sym)
-                    if q in cash:
-                        self.db.execute("INSERT OR REPLACE INTO cash VALUES (?,?)", (q, cash[q]))
-                self.db.executemany(
-                    "INSERT OR REPLACE INTO meta VALUES (?,?)",
-                    (("next_order_id", next_oid), ("next_trade_id", next_tid)),
-                )
+                if lots != old_lots:
+                    self.db.executemany("INSERT OR REPLACE INTO positions VALUES (?,?)",
+                                        [kv for kv in lots.items() if old_lots.get(kv[0]) != kv[1]])  # fmt: skip
+                if cash != old_cash:
+                    self.db.executemany("INSERT OR REPLACE INTO cash VALUES (?,?)",
+                                        [kv for kv in cash.items() if old_cash.get(kv[0]) != kv[1]])  # fmt: skip
+                if (next_oid, next_tid) != (old_oid, old_tid):
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO meta VALUES ('next_order_id', ?), ('next_trade_id', ?)",
+                        (next_oid, next_tid),
+                    )
         except sqlite3.Error as exc:
             raise JournalError(f"paper account write failed: {exc}") from exc
+        self._saved = state
