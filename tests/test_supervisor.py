@@ -120,21 +120,28 @@ params = {{ dir = "{base_dir}", size = 0.01, tags = ["a", "b"] }}
             (row,) = await control(config, "strategies")
         pid = row["pid"]
         assert row["state"] == "running" and pid and not gone(pid)
-        assert any("c1 exited with code 1" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+        assert any(
+            "c1 exited with code 1" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records
+        )
         log_text = (config.run_dir / "logs" / "c1.log").read_text()
         assert log_text.count("seqtrade supervisor: starting c1") == 2 and "joined as c1" in log_text
         # an orderly stop: SIGTERM to the group, the strategy stops cleanly, the server ends
         gw.request_stop()
         await done.wait()
         assert gone(pid)
-        assert "c1 stopped by the server (exited with code 0)" in (config.run_dir / "logs" / "c1.log").read_text()
+        assert (
+            "c1 stopped by the server (exited with code 0)"
+            in (config.run_dir / "logs" / "c1.log").read_text()
+        )
 
 
 async def test_crash_loop_is_stopped_and_reported(nursery, base_dir, caplog):
     with trio.fail_after(30):
         caplog.set_level(logging.INFO)
         (base_dir / "bad.py").write_text(CRASH_AT_ONCE)
-        (base_dir / "fine.py").write_text("from seqtrade.client import Strategy\nclass Fine(Strategy):\n    pass\n")
+        (base_dir / "fine.py").write_text(
+            "from seqtrade.client import Strategy\nclass Fine(Strategy):\n    pass\n"
+        )
         config = write_config(base_dir, """
 [[strategies]]
 id = "fine"
@@ -214,7 +221,11 @@ params = {{ out = "{out}" }}
                 if len(rows) == 3 and all(r["heartbeat_age"] is not None for r in rows) and len(started) == 2:
                     break
                 await trio.sleep(0.05)
-            assert [(r["id"], r["supervised"]) for r in rows] == [("first", True), ("second", True), ("outsider", False)]
+            assert [(r["id"], r["supervised"]) for r in rows] == [
+                ("first", True),
+                ("second", True),
+                ("outsider", False),
+            ]
             assert rows[2]["state"] == "external"
         finally:
             ext.close()

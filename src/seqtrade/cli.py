@@ -159,7 +159,7 @@ def _trading_state(args: argparse.Namespace) -> int:
 def describe_deployment(config: Config) -> list[str]:
     """TCP/CURVE and metrics, in words (part of ``describe``)."""
     lines = []
-    tcp = [c for c in ("md", "order", "report") if config.endpoint(c).startswith("tcp://")]  # type: ignore[arg-type]
+    tcp = [c for c in ("md", "order", "report") if config.endpoint(c).startswith("tcp://")]
     sec = config.security
     if tcp:
         lines.append(f"tcp: CurveZMQ required on {', '.join(tcp)} (ZAP domain {sec.zap_domain!r}); server secret key"

@@ -92,7 +92,9 @@ def keygen() -> KeyPair:
 
 def _check_z85(key: bytes, what: str) -> bytes:
     if len(key) != Z85_KEY_LEN:
-        raise ConfigError(f"{what}: not a CurveZMQ key (expected {Z85_KEY_LEN} Z85 characters, got {len(key)})")
+        raise ConfigError(
+            f"{what}: not a CurveZMQ key (expected {Z85_KEY_LEN} Z85 characters, got {len(key)})"
+        )
     try:
         z85.decode(key)
     except (ValueError, KeyError, IndexError, TypeError):
@@ -210,7 +212,9 @@ def client_curve(config: Config, environ: Mapping[str, str]) -> ClientCurve | No
         return None
     sec = config.security
     secret = secret_key_from_env(sec.client_secret_key_env, environ, "security.client_secret_key_env")
-    return ClientCurve(server_public_key(config), keypair_from_secret(secret, f"${sec.client_secret_key_env}"))
+    return ClientCurve(
+        server_public_key(config), keypair_from_secret(secret, f"${sec.client_secret_key_env}")
+    )
 
 
 def apply_client_curve(sock: zmq.Socket[Any], endpoint: str, curve: ClientCurve | None) -> None:

@@ -136,7 +136,12 @@ def zap_reply(request: list[bytes], allow: AllowList, domain: str) -> tuple[list
 
 
 async def zap_task(
-    sock: TrioSocket, allow: AllowList, domain: str, stats: AuthStats, *, task_status: Any = trio.TASK_STATUS_IGNORED
+    sock: TrioSocket,
+    allow: AllowList,
+    domain: str,
+    stats: AuthStats,
+    *,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Own the ZAP REP socket: answer every CURVE handshake of every CURVE socket in the context.
 
@@ -172,14 +177,16 @@ async def zap_task(
         await trio.lowlevel.checkpoint()
 
 
-_PROTOCOL_ERRORS = {
+_PROTOCOL_ERRORS: dict[int, str] = {
     zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: "the client does not use CURVE",
     zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC: "CURVE handshake failed (wrong server key?)",
     zmq.PROTOCOL_ERROR_ZMTP_KEY_EXCHANGE: "CURVE key exchange failed",
 }
 
 MONITORED_EVENTS = (
-    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 )
 
 
@@ -199,11 +206,13 @@ async def monitor_task(
             await sock.wait(zmq.POLLIN)
             continue
         ev = parse_monitor_message(msg)
-        endpoint = ev["endpoint"].decode("ascii", "replace") if isinstance(ev["endpoint"], bytes) else ev["endpoint"]
+        endpoint = (
+            ev["endpoint"].decode("ascii", "replace") if isinstance(ev["endpoint"], bytes) else ev["endpoint"]
+        )
         if ev["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             log.debug("%s channel %s: handshake refused by ZAP (status %s)", channel, endpoint, ev["value"])
         elif ev["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-            why = _PROTOCOL_ERRORS.get(ev["value"], f"protocol error 0x{ev['value']:x}")
+            why = _PROTOCOL_ERRORS.get(int(ev["value"]), f"protocol error 0x{int(ev['value']):x}")
             stats.refuse("handshake", f"{channel}:{ev['value']}", "refused a connection on the %s channel (%s): %s",
                          channel, endpoint, why)  # fmt: skip
         else:
@@ -217,9 +226,10 @@ async def monitor_task(
 
 def _user_id(frame: zmq.Frame) -> str | None:
     try:
-        return frame.get("User-Id")  # type: ignore[no-any-return]
+        value = frame.get("User-Id")
     except zmq.ZMQError:
         return None
+    return value if isinstance(value, str) else None
 
 
 def _topic_key(data: bytes) -> str | None:
@@ -343,7 +353,9 @@ class TcpSecurity:
         if self.active:
             if keys is None:
                 env = config.security.server_secret_key_env
-                raise ConfigError(f"security.server_secret_key_env: a tcp:// endpoint needs the server's secret key in ${env}")
+                raise ConfigError(
+                    f"security.server_secret_key_env: a tcp:// endpoint needs the server's secret key in ${env}"
+                )
             self.allow = AllowList.from_config(config)
             if not self.allow.names_by_key:
                 log.warning("tcp:// endpoints but no [[security.clients]]: no remote client can connect")

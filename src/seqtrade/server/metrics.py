@@ -69,7 +69,12 @@ def render_metrics(gw: Gateway, supervisor: Supervisor | None = None, auth: Auth
               ({"outcome": "rejected"}, c.rejected)])  # fmt: skip
     w.metric("requests_total", "counter", "Requests by kind.",
              [({"kind": k}, v) for k, v in sorted(c.by_kind.items())])  # fmt: skip
-    w.metric("bad_frames_total", "counter", "Malformed or refused frames on the order channel.", [({}, c.bad_frames)])
+    w.metric(
+        "bad_frames_total",
+        "counter",
+        "Malformed or refused frames on the order channel.",
+        [({}, c.bad_frames)],
+    )
     w.metric("replays_total", "counter", "Hellos answered (report replays).", [({}, c.replays)])
     w.metric("open_orders", "gauge", "Orders open at the venue.", [({}, len(gw.open_records()))])
     venue = gw.venue.name

@@ -124,7 +124,9 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
 class Supervisor:
     """Runs the config's enabled ``[[strategies]]`` as child processes; see the module docstring."""
 
-    def __init__(self, config: Config, gateway: Gateway | None = None, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, config: Config, gateway: Gateway | None = None, environ: Mapping[str, str] | None = None
+    ) -> None:
         self.config = config
         self.gateway = gateway
         self.cfg = config.supervisor
@@ -210,7 +212,11 @@ class Supervisor:
             if policy == "never" or (policy == "on-failure" and rc == 0):
                 e.state = "exited" if rc == 0 else "failed"
                 (log.info if rc == 0 else log.warning)(
-                    "strategy %s %s after %.1f s; not restarted (restart = %r)", e.id, _describe_exit(rc), ran, policy
+                    "strategy %s %s after %.1f s; not restarted (restart = %r)",
+                    e.id,
+                    _describe_exit(rc),
+                    ran,
+                    policy,
                 )
                 return
             e.exits.append(t)
