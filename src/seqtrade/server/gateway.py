@@ -113,6 +113,7 @@ class Gateway:
         self.by_key: dict[tuple[str, str], OrderRecord] = {}
         self.by_vid: dict[str, OrderRecord] = {}
         self.seqs: dict[str, int] = journal.last_seqs()
+        self.known: set[int] = {hash(k) for k in journal.order_keys()}
         self.strategies: dict[str, StrategyInfo] = {}
         self.venue_connected = False
         self.accepting = trio.Event()  # set once restart recovery is done
@@ -143,7 +144,12 @@ class Gateway:
             self.counters.md_dropped += 1
 
     async def order_event(self, event: OrderEvent) -> None:
-        await self.ev_send.send(event)
+        # No checkpoint while there is room: the events a venue produces inline for one request
+        # (accepted, then fills) reach the report task together and share one journal commit.
+        try:
+            self.ev_send.send_nowait(event)
+        except trio.WouldBlock:
+            await self.ev_send.send(event)
 
     def set_connected(self, connected: bool) -> None:
         if connected != self.venue_connected:
@@ -240,12 +246,16 @@ class Gateway:
             return
         coid = getattr(exc, "client_order_id", None) or ""
         log.info("rejected %s from %s: %s", typ, sid, exc)
+        known = self.lookup(sid, coid) if coid else None
+        if known is not None:
+            # A malformed request about an order we hold (a duplicate order_request, a bad amend or
+            # cancel) must not change that order's story: answer with its status as it is (PROTOCOL.md:
+            # a failed cancel or amend leaves the status as it was), never with "rejected".
+            what = {"amend_request": "amend failed: ", "cancel_request": "cancel failed: "}.get(typ or "", "")
+            dup = " (client_order_id already used)" if typ == "order_request" else ""
+            await self._refuse(known, f"{what}{exc}{dup}")
+            return
         if typ == "order_request" and coid:
-            key = (sid, coid)
-            if key in self.by_key or self.journal.find_order(sid, coid) is not None:
-                # The id is taken: never let a malformed duplicate change a live order's story.
-                await self._reject_raw(sid, coid, f"{exc} (client_order_id already used)")
-                return
             rec = OrderRecord(self.ids.next(), sid, coid, "", "", "", None, 0.0, now_ms())
             await self._reject_record(rec, str(exc))
             return
@@ -274,7 +284,9 @@ class Gateway:
         await self.ev_send.send(_Reply(report_for(rec, OrderStatus.REJECTED, error_msg=msg), rec))
 
     def _register(self, rec: OrderRecord) -> None:
-        self.by_key[(rec.strategy_id, rec.client_order_id)] = rec
+        key = (rec.strategy_id, rec.client_order_id)
+        self.known.add(hash(key))
+        self.by_key[key] = rec
         self.by_vid[rec.venue_order_id] = rec
 
     def _seen(self, sid: str) -> None:
@@ -297,9 +309,13 @@ class Gateway:
         return self.config.server.allow_unknown_strategies or any(s.id == sid for s in self.config.strategies)
 
     def lookup(self, sid: str, coid: str) -> OrderRecord | None:
-        """The record of (strategy, client_order_id), from memory or from the journal."""
+        """The record of (strategy, client_order_id), from memory or from the journal.
+
+        ``known`` holds a hash of every key the journal has, so a new id (the common case on the
+        order path) costs a set lookup instead of a SELECT; a hash hit is confirmed in the journal.
+        """
         rec = self.by_key.get((sid, coid))
-        if rec is None:
+        if rec is None and hash((sid, coid)) in self.known:
             jo = self.journal.find_order(sid, coid)
             if jo is not None:
                 rec = self.record_from_journal(jo)

@@ -161,6 +161,10 @@ class Journal:
     def last_seqs(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT strategy_id, MAX(seq) FROM reports GROUP BY strategy_id"))
 
+    def order_keys(self) -> list[tuple[str, str]]:
+        """Every (strategy_id, client_order_id) the journal knows (loaded once at start)."""
+        return [(str(a), str(b)) for a, b in self.db.execute("SELECT strategy_id, client_order_id FROM orders")]
+
     def reports_after(self, strategy_id: str, seq: int, limit: int) -> list[OrderReport]:
         rows = self.db.execute(
             "SELECT body FROM reports WHERE strategy_id=? AND seq>? ORDER BY seq LIMIT ?",
