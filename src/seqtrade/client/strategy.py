@@ -10,12 +10,12 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import string
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..ids import base36
 from ..models import (
     OPEN_STATUSES,
     AmendRequest,
@@ -36,23 +36,13 @@ if TYPE_CHECKING:
 
 __all__ = ["Strategy", "Position", "OrderIdGenerator"]
 
-_B36 = string.digits + string.ascii_lowercase
-
-
-def _base36(n: int) -> str:
-    out = []
-    while True:
-        n, r = divmod(n, 36)
-        out.append(_B36[r])
-        if not n:
-            return "".join(reversed(out))
 
 
 class OrderIdGenerator:
     """client_order_ids that never repeat, also across restarts: start time in µs (base 36) + counter."""
 
     def __init__(self) -> None:
-        self.prefix = _base36(time.time_ns() // 1000)
+        self.prefix = base36(time.time_ns() // 1000)
         self._n = itertools.count(1)
 
     def next(self) -> str:

@@ -8,25 +8,15 @@ between two awaits and nobody sees a half-updated record.
 from __future__ import annotations
 
 import math
-import string
 import time
 from dataclasses import dataclass, field
 
+from ..ids import base36
 from ..models import OPEN_STATUSES, OrderReport, OrderStatus, OrderType, Side
 from ..venues.base import EventKind, Instrument, OrderEvent
 
 __all__ = ["OrderRecord", "IdGenerator", "round_price", "round_quantity", "apply_event", "report_for"]
 
-_B36 = string.digits + string.ascii_lowercase
-
-
-def _base36(n: int) -> str:
-    out = []
-    while True:
-        n, r = divmod(n, 36)
-        out.append(_B36[r])
-        if not n:
-            return "".join(reversed(out))
 
 
 class IdGenerator:
@@ -37,12 +27,12 @@ class IdGenerator:
     """
 
     def __init__(self, start_ms: int | None = None) -> None:
-        self.prefix = "s" + _base36(start_ms if start_ms is not None else time.time_ns() // 1_000_000)
+        self.prefix = "s" + base36(start_ms if start_ms is not None else time.time_ns() // 1_000_000)
         self.counter = 0
 
     def next(self) -> str:
         self.counter += 1
-        return f"{self.prefix}x{_base36(self.counter)}"
+        return f"{self.prefix}x{base36(self.counter)}"
 
 
 @dataclass(slots=True)
