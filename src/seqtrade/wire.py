@@ -399,6 +399,8 @@ class _Fields:
             raise WireError(f"{self.typ}: '{key}' must be an integer, got {type(v).__name__}")
         if v < minimum:
             raise WireError(f"{self.typ}: '{key}' must be >= {minimum}, got {v}")
+        if v > 2**63 - 1:
+            raise WireError(f"{self.typ}: '{key}' must be < 2**63, got {v}")
         return v
 
     def positive(self, key: str, *, optional: bool = False) -> float | None:
@@ -440,11 +442,11 @@ def parse_request(frame: bytes, *, max_bytes: int = 65_536) -> Request:
         if len(frame) > max_bytes:
             raise WireError(f"frame of {len(frame)} bytes exceeds the limit of {max_bytes}")
         kind, key, body = split_frame(frame)
+        if STRATEGY_ID_RE.match(key):
+            sid = key
         if kind not in REQUEST_TYPES:
             raise WireError(f"unknown request type {kind[:40]!r} (expected one of {', '.join(REQUEST_TYPES)})")
         typ = kind
-        if STRATEGY_ID_RE.match(key):
-            sid = key
         d = _unpack(body)
         if not isinstance(d, dict):
             raise WireError(f"{kind}: body must be a MessagePack map, got {type(d).__name__}")

@@ -151,10 +151,19 @@ class _Session:
             return
         if isinstance(msg, Welcome):
             if msg.nonce == self.nonce:
+                if msg.last_seq > self.last_seq:
+                    # Part of the replay was dropped on the way (PUB high-water mark): ask again.
+                    log.info("welcome at seq %d but we have %d: re-joining", msg.last_seq, self.last_seq)
+                    self.hello()
+                    return
                 self.nonce = ""
                 if msg.last_seq < self.last_seq:
-                    log.warning("server holds reports up to seq %d but we handled %d: server journal reset?",
-                                msg.last_seq, self.last_seq)  # fmt: skip
+                    # The server's journal is behind us (an OS crash with synchronous=normal, or a reset):
+                    # its next reports reuse seqs we saw. Follow the server, or we would drop them as
+                    # duplicates.
+                    log.error("server holds reports up to seq %d but we handled %d: following the server",
+                              msg.last_seq, self.last_seq)  # fmt: skip
+                    self.last_seq = msg.last_seq
                 self.s._reset_open_orders({r.client_order_id: r for r in msg.open_orders})
                 if not self.joined:
                     self.joined = True
@@ -286,6 +295,7 @@ def run_strategy(
             return 0
         log.info("%s joined as %s: last seq %d, %d open orders, symbols %s", type(strategy).__name__, strategy_id,
                  sess.last_seq, len(strategy.open_orders), ", ".join(subscribed) or "-")  # fmt: skip
+        _drain(conn.report_events, lambda _: None)  # the first connection: the join covered it
         started = True
         sess.call(strategy.on_start)
         # ---------------------------------------------------------- run

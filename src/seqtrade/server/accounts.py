@@ -84,10 +84,8 @@ class Accounts:
                 book.apply_fill(report.side, report.last_fill_quantity, report.last_fill_price)
             if fee > _EPS:
                 book.fees += fee
-        if report.status in OPEN_STATUSES:
-            self._fees_seen[key] = max(report.fee, self._fees_seen.get(key, 0.0))
-        else:
-            self._fees_seen.pop(key, None)
+        # Kept after the order closes: a later report on it (a refused cancel) repeats the cumulative fee.
+        self._fees_seen[key] = max(report.fee, self._fees_seen.get(key, 0.0))
 
     def on_report(self, rec: OrderRecord | None, report: OrderReport) -> None:
         """The gateway's ``on_report`` hook."""

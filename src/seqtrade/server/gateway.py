@@ -56,7 +56,16 @@ __all__ = ["Gateway", "Counters"]
 
 log = logging.getLogger(__name__)
 
-REPLAY_LIMIT = 10_000  # reports per hello; a client further behind gets the rest on its next hello
+REPLAY_LIMIT = 10_000
+MAX_VALUE = 1e15  # a price or quantity above this is a mistake, whatever the instrument
+
+
+def _out_of_range(price: float | None, quantity: float | None) -> str:
+    """Why a price or quantity is beyond any sane value ("" when it is not)."""
+    for name, v in (("price", price), ("quantity", quantity)):
+        if v is not None and v > MAX_VALUE:
+            return f"{name} {v:g} is out of range (> {MAX_VALUE:g})"
+    return ""  # reports per hello; a client further behind gets the rest on its next hello
 
 
 def now_ms() -> int:
@@ -85,11 +94,17 @@ class StrategyInfo:
 
 @dataclass(slots=True)
 class _Reply:
-    """A report the order task wants sent (a reject, a refused cancel, a re-sent report)."""
+    """A report the order task wants sent (a reject, a refused cancel, a re-sent report).
 
-    report: OrderReport
+    ``report`` None: a report on ``record`` as it stands when the report task gets to it, with
+    ``error_msg``. It must be built there, after every venue event queued before it was applied: a
+    snapshot taken in the order task could be older than the order's newest report.
+    """
+
+    report: OrderReport | None
     record: OrderRecord | None = None
     resend: bool = False  # already journaled with its seq: publish as it was
+    error_msg: str = ""
 
 
 @dataclass(slots=True)
@@ -114,6 +129,10 @@ class Gateway:
         self.by_vid: dict[str, OrderRecord] = {}
         self.seqs: dict[str, int] = journal.last_seqs()
         self.known: set[int] = {hash(k) for k in journal.order_keys()}
+        # Open orders from the journal are known before the venue starts, so that the events it sends
+        # for them while starting are applied, not dropped; ``recover`` then queries each one.
+        for jo in journal.open_orders():
+            self._register(self.record_from_journal(jo))
         self.strategies: dict[str, StrategyInfo] = {}
         self.venue_connected = False
         self.accepting = trio.Event()  # set once restart recovery is done
@@ -241,7 +260,7 @@ class Gateway:
         self.counters.bad_frames += 1
         sid = getattr(exc, "strategy_id", None)
         typ = getattr(exc, "type", None)
-        if sid is None or typ in ("hello", "heartbeat"):
+        if sid is None or not self.strategy_allowed(sid):
             log.warning("dropped a bad frame: %s", exc)
             return
         coid = getattr(exc, "client_order_id", None) or ""
@@ -386,6 +405,10 @@ class Gateway:
         if -age > self.config.orders.max_future_ms:
             await self._reject_record(rec, f"order timestamp is {-age} ms in the future: check the strategy's clock")
             return
+        too_big = _out_of_range(req.price, req.quantity)
+        if too_big:
+            await self._reject_record(rec, too_big)
+            return
         inst = self.venue.instruments.get(req.symbol)
         if inst is None:
             known = ", ".join(sorted(self.venue.instruments))
@@ -424,8 +447,8 @@ class Gateway:
         )
 
     async def _refuse(self, rec: OrderRecord, msg: str) -> None:
-        status = rec.status if rec.status is not None else OrderStatus.ACCEPTED
-        await self.ev_send.send(_Reply(report_for(rec, status, error_msg=msg), rec))
+        """Answer a request about ``rec`` with the order's state as it is, and why (nothing is sent)."""
+        await self.ev_send.send(_Reply(None, rec, error_msg=msg))
 
     async def _cancel(self, req: CancelRequest) -> None:
         rec = self.lookup(req.strategy_id, req.client_order_id)
@@ -453,8 +476,17 @@ class Gateway:
             await self._refuse(rec, "amend failed: a market order cannot be amended")
             return
         inst = self.venue.instruments[rec.symbol]
+        too_big = _out_of_range(req.price, req.quantity)
+        if too_big:
+            await self._refuse(rec, f"amend failed: {too_big}")
+            return
         price = round_price(req.price, inst, Side(rec.side)) if req.price is not None else None
         qty = round_quantity(req.quantity, inst) if req.quantity is not None else None
+        if (price is None or price == rec.price) and (qty is None or qty == rec.quantity):
+            # Nothing changes after rounding: the amend succeeds as it stands (PROTOCOL.md: reported with
+            # the order's current status, price and quantity); the venue is not asked.
+            await self.ev_send.send(_Reply(None, rec))
+            return
         if price is not None and price <= 0:
             await self._refuse(rec, f"amend failed: price {req.price} rounds to 0 at tick {inst.tick_size}")
             return
@@ -493,11 +525,15 @@ class Gateway:
                     out = []
                     self._replay(pub, item.hello)
                 elif isinstance(item, _Reply):
-                    if item.resend:
+                    if item.resend and item.report is not None:
                         self._flush(pub, out)
                         out = []
                         self._send_report(pub, item.report)
-                    else:
+                    elif item.report is None and item.record is not None:
+                        rec = item.record
+                        status = rec.status if rec.status is not None else OrderStatus.ACCEPTED
+                        out.append((rec, report_for(rec, status, error_msg=item.error_msg), ""))
+                    elif item.report is not None:
                         out.append((item.record, item.report, ""))
                 else:
                     rec = self.by_vid.get(item.venue_order_id)
@@ -562,11 +598,8 @@ class Gateway:
         Orders that filled or were cancelled while the server was down get their reports; an order
         journaled but never acknowledged is resolved by querying the venue, never by sending it again.
         """
-        open_orders = self.journal.open_orders()
-        for jo in open_orders:
-            rec = self.record_from_journal(jo)
-            self._register(rec)
-        for rec in [r for r in self.by_vid.values() if r.is_open]:
+        open_orders = [r for r in self.by_vid.values() if r.is_open]
+        for rec in open_orders:
             ev = await self.venue.query_order(rec.venue_order_id, rec.symbol)
             if ev is None:
                 if rec.status is None:

@@ -7,13 +7,15 @@ between two awaits and nobody sees a half-updated record.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 from ..ids import base36
 from ..models import OPEN_STATUSES, OrderReport, OrderStatus, OrderType, Side
 from ..venues.base import EventKind, Instrument, OrderEvent
+
+_SNAP = Decimal("1e-9")
 
 __all__ = ["OrderRecord", "IdGenerator", "round_price", "round_quantity", "apply_event", "report_for"]
 
@@ -60,28 +62,28 @@ class OrderRecord:
         return self.status is None or self.status in OPEN_STATUSES
 
 
-def _steps(value: float, step: float) -> float:
-    n = value / step
-    r = round(n)
-    return float(r) if abs(n - r) <= 1e-9 * max(1.0, abs(n)) else n
+def _quotient(value: float, step: float) -> Decimal:
+    """value / step, exactly (from the floats' shortest reprs), snapped to a whole number of steps
+    when it is within 1e-9 of one (so 0.1 + 0.2 on a 0.1 tick is 3 steps, not 3.0000000000000004)."""
+    q = Decimal(repr(value)) / Decimal(repr(step))
+    r = q.to_integral_value(ROUND_HALF_EVEN)
+    return r if abs(q - r) <= _SNAP else q
 
 
-def _decimals(step: float) -> int:
-    s = f"{step:.12f}".rstrip("0")
-    return len(s.split(".")[1]) if "." in s else 0
+def _on_grid(steps: Decimal, step: float) -> float:
+    return float(steps * Decimal(repr(step)))
 
 
 def round_price(price: float, inst: Instrument, side: Side) -> float:
     """Round to the tick, never to a worse price for us: buys down, sells up."""
-    n = _steps(price, inst.tick_size)
-    n = math.floor(n) if side is Side.BUY else math.ceil(n)
-    return round(n * inst.tick_size, _decimals(inst.tick_size))
+    q = _quotient(price, inst.tick_size)
+    steps = q.to_integral_value(ROUND_FLOOR if side is Side.BUY else ROUND_CEILING)
+    return _on_grid(steps, inst.tick_size)
 
 
 def round_quantity(quantity: float, inst: Instrument) -> float:
     """Round down to the lot (never more than asked for)."""
-    n = math.floor(_steps(quantity, inst.lot_size))
-    return round(n * inst.lot_size, _decimals(inst.lot_size))
+    return _on_grid(_quotient(quantity, inst.lot_size).to_integral_value(ROUND_FLOOR), inst.lot_size)
 
 
 def report_for(

@@ -43,6 +43,7 @@ _CANCELLED, _REJECTED = OrderStatus.CANCELLED, OrderStatus.REJECTED
 _UPDATE = EventKind.UPDATE
 
 _REL_TOL = 1e-9  # how far off the tick or lot grid a value may be, relative to the value in steps
+_MAX_LOTS = 2**53  # beyond this, lots are no longer exact in a float (and overflow SQLite's INTEGER)
 _NO_EVENTS: tuple[OrderEvent, ...] = ()
 
 
@@ -78,6 +79,8 @@ def _check_price(price: float | None, inst: Instrument) -> str:
 def _check_quantity(quantity: float, inst: Instrument, *, enforce_min: bool) -> str:
     if not math.isfinite(quantity) or quantity <= 0:
         return f"quantity {quantity!r} must be a positive finite number"
+    if quantity / inst.lot_size > _MAX_LOTS:
+        return f"quantity {quantity!r} is too large (at most {_MAX_LOTS * inst.lot_size:g})"
     if _grid_steps(quantity, inst.lot_size) is None:
         return f"quantity {quantity!r} is not a multiple of the lot size {inst.lot_size!r}"
     if enforce_min and quantity < inst.min_size * (1 - _REL_TOL):

@@ -1,0 +1,138 @@
+"""Regressions for bugs found in review (each test failed before its fix)."""
+
+from __future__ import annotations
+
+import time
+
+import msgpack
+import pytest
+import trio
+
+from seqtrade.client.runner import _Session
+from seqtrade.client.strategy import Strategy
+from seqtrade.models import AmendRequest, CancelRequest, Hello, OrderReport, OrderStatus, Side, Welcome
+from seqtrade.server.accounts import Accounts
+from seqtrade.server.orders import round_price, round_quantity
+from seqtrade.venues.base import Instrument
+
+S = "BTC-USDT"
+
+
+async def test_hello_with_a_huge_last_seq_is_rejected_not_fatal(server, peers):
+    with trio.fail_after(10):
+        p = peers["s1"]
+        await p.join()
+        body = {"type": "hello", "strategy_id": "s1", "last_seq": 2**63, "nonce": "n", "protocol": 1}
+        await p.send_raw(b"hello/s1/" + msgpack.packb(body))
+        r = await p.report()
+        assert r.status == OrderStatus.REJECTED and "2**63" in r.error_msg
+        await p.join()  # still serving
+
+
+async def test_bad_hello_gets_a_rejected_report(server, peers):
+    with trio.fail_after(10):
+        p = peers["s1"]
+        await p.join()
+        await p.send(Hello("s1", 0, "n", 2))
+        r = await p.report()
+        assert r.status == OrderStatus.REJECTED and "protocol 2" in r.error_msg
+
+
+async def test_refusal_reports_the_order_as_it_is_after_earlier_events(server, peers):
+    """A market buy and, right behind it, an amend: the refusal must not reopen the filled order."""
+    with trio.fail_after(10):
+        p = peers["s1"]
+        await p.join()
+        await server.venue.set_market(S, 100.0, 100.2)
+        coid = await p.order(S, "buy", "market", None, 1.0)
+        await p.send(AmendRequest("s1", coid, None, 2.0))
+        statuses = [(await p.report()) for _ in range(3)]
+        assert [r.status for r in statuses] == [OrderStatus.ACCEPTED, OrderStatus.FILLED, OrderStatus.FILLED]
+        assert statuses[2].filled_quantity == 1.0 and "amend failed" in statuses[2].error_msg
+        w = await p.join()
+        assert w.open_orders == []
+
+
+async def test_huge_price_is_rejected_and_its_id_remembered(server, peers):
+    with trio.fail_after(10):
+        p = peers["s1"]
+        await p.join()
+        coid = await p.order(S, "buy", "limit", 1e308, 0.1)
+        r = await p.report()
+        assert r.status == OrderStatus.REJECTED and "out of range" in r.error_msg
+        sent = server.counters.orders_sent
+        await p.order(S, "buy", "limit", 99.0, 0.1, coid=coid)  # same id, sane price: never sent
+        again = await p.next_message()
+        assert again.seq == r.seq and again.status == OrderStatus.REJECTED
+        assert server.counters.orders_sent == sent
+
+
+async def test_amend_that_changes_nothing_is_answered(server, peers):
+    with trio.fail_after(10):
+        p = peers["s1"]
+        await p.join()
+        await server.venue.set_market(S, 100.0, 100.2)
+        coid = await p.order(S, "buy", "limit", 99.0, 1.0)
+        await p.report()
+        await p.send(AmendRequest("s1", coid, 99.04, None))  # rounds down to 99.0: no change
+        r = await p.report()
+        assert (r.status, r.price, r.quantity, r.error_msg) == (OrderStatus.ACCEPTED, 99.0, 1.0, "")
+
+
+async def test_refused_cancels_do_not_add_the_fee_again(server, peers):
+    with trio.fail_after(10):
+        p = peers["s1"]
+        await p.join()
+        await server.venue.set_market(S, 100.0, 100.2)
+        coid = await p.order(S, "buy", "market", None, 1.0)
+        await p.report()
+        filled = await p.report()
+        accounts = Accounts()
+        accounts.apply(filled)
+        for _ in range(3):
+            await p.send(CancelRequest("s1", coid))
+            refused = await p.report()
+            assert refused.status == OrderStatus.FILLED and refused.fee == filled.fee
+            accounts.apply(refused)
+        assert accounts.books[("s1", S)].fees == pytest.approx(filled.fee)
+
+
+def test_rounding_never_goes_the_wrong_way():
+    i = Instrument("X", 0.1, 1e-8, 1e-8)
+    assert round_price(60000.09996, i, Side.BUY) == 60000.0
+    assert round_price(60000.00004, i, Side.SELL) == 60000.1
+    assert round_quantity(5.000000009, i) == 5.0
+    assert round_price(0.1 + 0.2, i, Side.SELL) == 0.3  # on the grid already: not pushed up a tick
+    assert round_price(0.7, i, Side.BUY) == 0.7
+    tiny = Instrument("Y", 1e-13, 1e-13, 1e-13)
+    assert round_price(1.5e-12, tiny, Side.BUY) == 1.5e-12
+
+
+class _Sent:
+    """A stand-in for the client's order connection that keeps what was sent."""
+
+    strategy_id = "s1"
+
+    def __init__(self) -> None:
+        self.sent: list[object] = []
+
+    def send(self, msg: object) -> None:
+        self.sent.append(msg)
+
+
+def _report(seq: int, status: OrderStatus = OrderStatus.ACCEPTED) -> OrderReport:
+    return OrderReport(seq, f"c{seq}", "", "s1", S, "buy", "limit", 1.0, 1.0, status)
+
+
+def test_client_follows_a_server_whose_journal_is_behind():
+    from seqtrade import wire
+
+    conn = _Sent()
+    sess = _Session(Strategy(), conn)  # type: ignore[arg-type]
+    sess.last_seq = 5
+    sess.hello()
+    nonce = sess.nonce
+    sess.on_report_frame(wire.encode_message(Welcome("s1", nonce, 3, [])))
+    assert sess.last_seq == 3
+    sess.on_report_frame(wire.encode_message(_report(4)))
+    assert sess.last_seq == 4 and "c4" in sess.s.orders  # not dropped as a duplicate
