@@ -162,6 +162,9 @@ tick_size = 0.1
 lot_size = 0.001
 min_size = 0.001
 level_size = 1000.0
+# The paper venue stands in for the exchange: its own account file is not part of the gateway's
+# cost (on OKX that time is the network's). The gateway's journal stays on, as shipped.
+state_path = ""
 
 [journal]
 synchronous = "{journal_sync}"
