@@ -55,6 +55,7 @@ class ServerConfig:
     dead_strategy_policy: Literal["cancel", "leave"] = "cancel"
     shutdown_policy: Literal["cancel", "leave"] = "leave"
     allow_unknown_strategies: bool = True
+    log_fills: bool = True  # one INFO line per fill in the server log
     # The venue's dead-man's switch, refreshed by the server every third of it (seconds; 0 = off).
     # Unset: 60 s on OKX (unless venue.okx.cancel_all_after has the adapter keep its own), off on paper.
     cancel_all_after: float | None = None

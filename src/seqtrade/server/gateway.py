@@ -563,10 +563,14 @@ class Gateway:
         self.journal.add_reports(rows, fills)
         self.journal_commit_s = time.perf_counter() - t0  # metrics: the last commit's duration ...
         self.journal_lag_s = max(0.0, time.time() - min(r.timestamp for _, r, _ in out) / 1000)  # ... event -> commit
+        log_fills = self.config.server.log_fills and log.isEnabledFor(logging.INFO)
         for rec, r, _ in out:
             for hook in self.on_report:
                 hook(rec, r)
             self._send_report(pub, r)
+            if log_fills and r.last_fill_quantity > 0:
+                log.info("fill %s %s %s %s %g @ %g (%s, fee %g)", r.strategy_id, r.client_order_id, r.symbol,
+                         r.side, r.last_fill_quantity, r.last_fill_price, r.status, r.fee)  # fmt: skip
 
     def _send_report(self, pub: TrioSocket, r: OrderReport) -> None:
         r.gw_ns = time.time_ns()
