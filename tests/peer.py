@@ -105,7 +105,13 @@ class Peer:
         return f"{self.sid}-{self.n}"
 
     async def order(
-        self, symbol: str, side: str, order_type: str, price: float | None, qty: float, coid: str | None = None
+        self,
+        symbol: str,
+        side: str,
+        order_type: str,
+        price: float | None,
+        qty: float,
+        coid: str | None = None,
     ) -> str:
         coid = coid or self.coid()
         await self.send(OrderRequest(self.sid, coid, symbol, Side(side), OrderType(order_type), price, qty,

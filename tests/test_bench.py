@@ -7,7 +7,6 @@ No assertion on speed: the figures depend on the machine. ``--smoke`` exists for
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -46,7 +45,9 @@ def test_tick_latency_sections_and_no_loss(smoke: dict) -> None:
             assert_ordered(row[name])
             assert row[name]["lost"] == 0, (row["rate"], name)
         assert row["seqtrade"]["server_dropped"] == 0
-        assert all(row["ratio"][k] is not None and row["ratio"][k] > 0 for k in ("p50", "p90", "p99", "p99_9", "max"))
+        assert all(
+            row["ratio"][k] is not None and row["ratio"][k] > 0 for k in ("p50", "p90", "p99", "p99_9", "max")
+        )
 
 
 def test_order_round_trip(smoke: dict) -> None:
@@ -79,7 +80,9 @@ def test_codec_and_targets(smoke: dict) -> None:
     assert smoke["histograms"]
 
 
-def test_plot_without_matplotlib_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plot_without_matplotlib_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import builtins
 
     real_import = builtins.__import__

@@ -82,7 +82,9 @@ class Rig:
     def run_dir(self) -> Path:
         return self.base / "run"
 
-    def config(self, name: str, *, tick_interval: float = 0.02, bench_rate: float = 0, report_hwm: int = 100_000) -> Path:
+    def config(
+        self, name: str, *, tick_interval: float = 0.02, bench_rate: float = 0, report_hwm: int = 100_000
+    ) -> Path:
         path = self.base / f"{name}.toml"
         path.write_text(CONFIG.format(run_dir=self.run_dir, tick_interval=tick_interval, bench_rate=bench_rate,
                                       report_hwm=report_hwm))  # fmt: skip
@@ -105,7 +107,9 @@ class Rig:
             while True:
                 assert self.server is not None and self.server.poll() is None, self.log_tail()
                 try:
-                    return await trio.to_thread.run_sync(functools.partial(request, ep, "status", timeout=0.3))
+                    return await trio.to_thread.run_sync(
+                        functools.partial(request, ep, "status", timeout=0.3)
+                    )
                 except ConnectionError:
                     await trio.sleep(0.05)
 
@@ -144,7 +148,9 @@ class Rig:
     async def wait_line(self, sid: str, ev: str, timeout: float = 20.0) -> dict[str, Any]:
         with trio.fail_after(timeout):
             while True:
-                assert self.strategies[sid].poll() is None, f"strategy {sid} died: {self.log_tail(f'{sid}.log')}"
+                assert self.strategies[sid].poll() is None, (
+                    f"strategy {sid} died: {self.log_tail(f'{sid}.log')}"
+                )
                 for line in self.lines(sid):
                     if line["ev"] == ev:
                         return line
@@ -210,7 +216,9 @@ def check_consistency(rig: Rig, finals: dict[str, dict[str, Any]]) -> dict[str, 
     paper = sqlite3.connect(rig.run_dir / "paper.sqlite")
     # -- the journal: per strategy, seqs 1..N without a gap
     reports: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
-    for sid, seq, body in journal.execute("SELECT strategy_id, seq, body FROM reports ORDER BY strategy_id, seq"):
+    for sid, seq, body in journal.execute(
+        "SELECT strategy_id, seq, body FROM reports ORDER BY strategy_id, seq"
+    ):
         reports[sid][seq] = msgpack.unpackb(body, raw=False)
     for sid, by_seq in reports.items():
         assert sorted(by_seq) == list(range(1, len(by_seq) + 1)), f"{sid}: journal seqs not contiguous"
@@ -219,14 +227,18 @@ def check_consistency(rig: Rig, finals: dict[str, dict[str, Any]]) -> dict[str, 
     for sid, outs in rig.outs.items():
         for i, _ in enumerate(outs):
             seqs = [x["seq"] for x in rig.lines(sid, i) if x["ev"] == "r"]
-            assert seqs == list(range(1, len(seqs) + 1)), f"{sid} incarnation {i}: applied {seqs[:5]}... not 1..k"
+            assert seqs == list(range(1, len(seqs) + 1)), (
+                f"{sid} incarnation {i}: applied {seqs[:5]}... not 1..k"
+            )
             applied += len(seqs)
             for x in rig.lines(sid, i):
                 if x["ev"] == "r":
                     j = reports[sid][x["seq"]]
                     assert (x["coid"], x["status"]) == (j["client_order_id"], j["status"]), (sid, x, j)
                     assert x["filled"] == pytest.approx(j["filled_quantity"]), (sid, x, j)
-        assert finals[sid]["seq"] == len(reports[sid]), f"{sid}: final view at seq {finals[sid]['seq']} of {len(reports[sid])}"
+        assert finals[sid]["seq"] == len(reports[sid]), (
+            f"{sid}: final view at seq {finals[sid]['seq']} of {len(reports[sid])}"
+        )
         assert seqs == list(range(1, len(reports[sid]) + 1))
     # -- the venue: no order submitted twice; every order it holds is journaled as sent
     orders = {r[0]: r[1:] for r in journal.execute(
@@ -257,12 +269,18 @@ def check_consistency(rig: Rig, finals: dict[str, dict[str, Any]]) -> dict[str, 
             v = want_open[sid][coid]
             assert [symbol, side] == v[:2] and [price, qty, filled] == pytest.approx(v[2:]), (sid, coid, v)
         for sym, pos in fin["positions"].items():
-            assert pos == pytest.approx(want_pos[sid][sym], abs=1e-9), f"{sid} {sym}: position {pos} != venue {want_pos[sid][sym]}"
+            assert pos == pytest.approx(want_pos[sid][sym], abs=1e-9), (
+                f"{sid} {sym}: position {pos} != venue {want_pos[sid][sym]}"
+            )
     # the server's view too: each journaled order's last report matches the venue's state
     for vid, (sid, coid, sent, _) in orders.items():
         if vid in venue:
-            last = max((r for r in reports[sid].values() if r["client_order_id"] == coid), key=lambda r: r["seq"])
-            assert (last["status"], last["filled_quantity"]) == pytest.approx((venue[vid][4], venue[vid][5])), (vid, last)
+            last = max(
+                (r for r in reports[sid].values() if r["client_order_id"] == coid), key=lambda r: r["seq"]
+            )
+            assert (last["status"], last["filled_quantity"]) == pytest.approx(
+                (venue[vid][4], venue[vid][5])
+            ), (vid, last)
     fills = sum(1 for by_seq in reports.values() for r in by_seq.values() if r["last_fill_quantity"] > 0)
     log = rig.log_tail(n=10**9)
     return {
@@ -504,5 +522,7 @@ async def test_replay_of_a_25k_backlog_to_a_real_strategy_process(rig):
         took = time.monotonic() - t0
         await rig.stop_server()
     seqs = [x["seq"] for x in rig.lines("away") if x["ev"] == "r"]
-    print(f"\nreplay: {len(seqs)} reports to a restarted strategy process in {took:.2f} s (start-up included)")
+    print(
+        f"\nreplay: {len(seqs)} reports to a restarted strategy process in {took:.2f} s (start-up included)"
+    )
     assert seqs == list(range(1, n + 1))

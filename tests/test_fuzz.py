@@ -7,7 +7,6 @@ The hypothesis run is in the default suite; ``SEQTRADE_SOAK=1`` adds a run of 10
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import random
@@ -33,7 +32,12 @@ from seqtrade.models import Hello, OrderReport, OrderRequest, OrderType, Side, W
 from seqtrade.server.control import request
 
 SID = "fz"
-TOPICS = [f"{t}/{SID}/".encode() for t in wire.REQUEST_TYPES] + [b"order_request/other/", b"nope/fz/", b"/", b"a//"]
+TOPICS = [f"{t}/{SID}/".encode() for t in wire.REQUEST_TYPES] + [
+    b"order_request/other/",
+    b"nope/fz/",
+    b"/",
+    b"a//",
+]
 MAX_FRAME = 65_536
 
 CONFIG = """
@@ -70,7 +74,9 @@ class Target:
         self.ctx = zmq.Context()
         self.push = self.ctx.socket(zmq.PUSH)
         self.push.setsockopt(zmq.LINGER, 0)
-        self.push.setsockopt(zmq.SNDTIMEO, 10_000)  # a server that stopped reading fails the test, never hangs it
+        self.push.setsockopt(
+            zmq.SNDTIMEO, 10_000
+        )  # a server that stopped reading fails the test, never hangs it
         self.push.connect(f"ipc://{run_dir / 'order.ipc'}")
         self.sub = self.ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
@@ -113,7 +119,9 @@ class Target:
     def valid_order(self) -> str:
         self.n += 1
         coid = f"ok-{os.getpid()}-{self.n}"
-        req = OrderRequest(SID, coid, "BTC-USDT", Side.BUY, OrderType.LIMIT, 1.0, 0.001, time.time_ns() // 1_000_000)
+        req = OrderRequest(
+            SID, coid, "BTC-USDT", Side.BUY, OrderType.LIMIT, 1.0, 0.001, time.time_ns() // 1_000_000
+        )
         self.push.send(wire.encode_message(req))
         self.valid_sent += 1
         return coid
@@ -124,7 +132,9 @@ class Target:
         deadline = time.monotonic() + timeout
         while left:
             assert self.proc.poll() is None, f"the server crashed\n{self.tail()}"
-            assert time.monotonic() < deadline, f"no report for {len(left)} valid orders, e.g. {sorted(left)[:3]}"
+            assert time.monotonic() < deadline, (
+                f"no report for {len(left)} valid orders, e.g. {sorted(left)[:3]}"
+            )
             for m in self.drain(0.2):
                 if isinstance(m, OrderReport) and m.client_order_id in left:
                     assert m.status == "accepted", m
@@ -169,7 +179,9 @@ _values = st.recursive(_scalars, lambda c: st.lists(c, max_size=5) | st.dictiona
                        max_leaves=20)  # fmt: skip
 _VALID = {"type": "order_request", "client_order_id": "x-1", "strategy_id": SID, "symbol": "BTC-USDT",
           "side": "buy", "order_type": "limit", "price": 100.0, "quantity": 1.0, "timestamp": 0}  # fmt: skip
-_BAD_NUMBERS = st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -1.0, 1e308, 2**64 - 1, -(2**63), True, "1", None])
+_BAD_NUMBERS = st.sampled_from(
+    [math.nan, math.inf, -math.inf, 0.0, -1.0, 1e308, 2**64 - 1, -(2**63), True, "1", None]
+)
 
 
 def _pack(obj: Any) -> bytes:
@@ -203,11 +215,18 @@ frames = st.one_of(
     st.binary(max_size=3000),
     st.builds(lambda t, b: t + b, st.sampled_from(TOPICS), st.binary(max_size=500)),
     st.builds(lambda t, v: t + _pack(v), st.sampled_from(TOPICS), _values),
-    st.builds(lambda t, n: t + _pack({"type": t.split(b"/")[0].decode(), "strategy_id": SID, "x": n}),
-              st.sampled_from(TOPICS), _values),  # fmt: skip
+    st.builds(
+        lambda t, n: t + _pack({"type": t.split(b"/")[0].decode(), "strategy_id": SID, "x": n}),
+        st.sampled_from(TOPICS),
+        _values,
+    ),  # fmt: skip
     _mutated_order(),
     _deep(),
-    st.builds(lambda t, n: t + b"\x00" * n, st.sampled_from(TOPICS), st.integers(MAX_FRAME - 20, 4 * MAX_FRAME - 100)),
+    st.builds(
+        lambda t, n: t + b"\x00" * n,
+        st.sampled_from(TOPICS),
+        st.integers(MAX_FRAME - 20, 4 * MAX_FRAME - 100),
+    ),
     st.builds(lambda t: t + _pack({"type": "launch_missiles", "strategy_id": SID}), st.sampled_from(TOPICS)),
 )
 
@@ -237,7 +256,12 @@ def test_fuzz_figures_and_oversized_frames(target):
     other.close()
     # absurd but well-formed sizes: the venue refuses them (once, a 2**64 quantity crashed the paper store)
     for i, qty in enumerate((2.0**64, 1e300)):
-        body = dict(_VALID, client_order_id=f"huge-{os.getpid()}-{i}", quantity=qty, timestamp=time.time_ns() // 1_000_000)
+        body = dict(
+            _VALID,
+            client_order_id=f"huge-{os.getpid()}-{i}",
+            quantity=qty,
+            timestamp=time.time_ns() // 1_000_000,
+        )
         target.push.send(b"order_request/fz/" + _pack(body))
     target.wait_reports({target.valid_order() for _ in range(3)})
     st_ = target.status()
@@ -248,7 +272,9 @@ def test_fuzz_figures_and_oversized_frames(target):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("SEQTRADE_SOAK") != "1", reason="set SEQTRADE_SOAK=1 for the 100k-frame run")
+@pytest.mark.skipif(
+    os.environ.get("SEQTRADE_SOAK") != "1", reason="set SEQTRADE_SOAK=1 for the 100k-frame run"
+)
 def test_fuzz_100k_random_frames(target):
     rng = random.Random(int(os.environ.get("SEQTRADE_SOAK_SEED", "1")))
     n = int(os.environ.get("SEQTRADE_FUZZ_FRAMES", "100000"))
@@ -271,4 +297,6 @@ def test_fuzz_100k_random_frames(target):
     target.bad_sent += n
     coids.add(target.valid_order())
     target.wait_reports(coids, timeout=300)
-    print(f"\nfuzz soak: {n} random frames in {time.monotonic() - t0:.1f} s, {len(coids)} valid orders all reported")
+    print(
+        f"\nfuzz soak: {n} random frames in {time.monotonic() - t0:.1f} s, {len(coids)} valid orders all reported"
+    )

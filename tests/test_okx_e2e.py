@@ -34,13 +34,17 @@ rest_url = "{fake.rest_url}"
 ws_public_url = "{fake.ws_public_url}"
 ws_private_url = "{fake.ws_private_url}"
 """)
-            env = dict(os.environ, OKX_API_KEY="fake-key", OKX_SECRET_KEY="fake-secret", OKX_PASSPHRASE="fake-pass")
+            env = dict(
+                os.environ, OKX_API_KEY="fake-key", OKX_SECRET_KEY="fake-secret", OKX_PASSPHRASE="fake-pass"
+            )
             server = await trio.lowlevel.open_process(
                 [sys.executable, "-m", "seqtrade.cli", "serve", "--config", str(cfg)],
                 env=env, stderr=subprocess.PIPE,
             )  # fmt: skip
             try:
-                strat = await StrategyProcess.start(base_dir / "run", "okx1", side="buy", price=99.0, qty=0.01)
+                strat = await StrategyProcess.start(
+                    base_dir / "run", "okx1", side="buy", price=99.0, qty=0.01
+                )
                 await strat.event("start")
                 acc = await strat.event("order", status="accepted")
                 assert fake.place_count(fake.orders[next(iter(fake.orders))]["clOrdId"]) == 1

@@ -145,7 +145,13 @@ async def test_garbage_frames_are_dropped_and_counted(server, peers):
         p = peers["s1"]
         await p.join()
         before = server.counters.bad_frames
-        for junk in (b"", b"\x00\xff" * 50, b"hello/s1/\xc1", b"x" * 100_000, b"order_request/s1/" + b"\x91" * 5000):
+        for junk in (
+            b"",
+            b"\x00\xff" * 50,
+            b"hello/s1/\xc1",
+            b"x" * 100_000,
+            b"order_request/s1/" + b"\x91" * 5000,
+        ):
             await p.send_raw(junk)
         await server.venue.set_market(S, 100.0, 100.2)
         await p.order(S, "buy", "market", None, 0.1)

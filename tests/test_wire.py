@@ -126,10 +126,22 @@ BAD = [
     (frame("order_request", good_order(symbol="A/B")), "symbol"),
     (frame("order_request", good_order(timestamp="now")), "timestamp"),
     (frame("amend_request", {"type": "amend_request", "strategy_id": "s1", "client_order_id": "c"}), "price"),
-    (frame("hello", {"type": "hello", "strategy_id": "s1", "last_seq": -1, "nonce": "n", "protocol": 1}), ">= 0"),
-    (frame("hello", {"type": "hello", "strategy_id": "s1", "last_seq": 0, "nonce": "n", "protocol": 2}), "protocol"),
-    (frame("hello", {"type": "hello", "strategy_id": "s1", "last_seq": 0, "nonce": [1], "protocol": 1}), "nonce"),
-    (frame("heartbeat", {"type": "heartbeat", "strategy_id": "bad id!", "timestamp": 1}, key="bad id!"), "strategy_id"),
+    (
+        frame("hello", {"type": "hello", "strategy_id": "s1", "last_seq": -1, "nonce": "n", "protocol": 1}),
+        ">= 0",
+    ),
+    (
+        frame("hello", {"type": "hello", "strategy_id": "s1", "last_seq": 0, "nonce": "n", "protocol": 2}),
+        "protocol",
+    ),
+    (
+        frame("hello", {"type": "hello", "strategy_id": "s1", "last_seq": 0, "nonce": [1], "protocol": 1}),
+        "nonce",
+    ),
+    (
+        frame("heartbeat", {"type": "heartbeat", "strategy_id": "bad id!", "timestamp": 1}, key="bad id!"),
+        "strategy_id",
+    ),
 ]
 
 

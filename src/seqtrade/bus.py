@@ -41,7 +41,7 @@ class TrioSocket:
 
     def __init__(self, sock: zmq.Socket[bytes], *, spin_us: int = 0) -> None:
         self.sock = sock
-        self.fd: int = sock.getsockopt(zmq.FD)
+        self.fd: int = int(sock.getsockopt(zmq.FD))
         self.spin_ns = spin_us * 1000
         self._closed = False
 
@@ -54,7 +54,7 @@ class TrioSocket:
     async def wait(self, flag: int) -> None:
         """Wait until ``zmq.EVENTS`` has ``flag`` (POLLIN/POLLOUT): check first, then sleep on the FD."""
         sock = self.sock
-        while not sock.getsockopt(zmq.EVENTS) & flag:
+        while not int(sock.getsockopt(zmq.EVENTS)) & flag:
             await trio.lowlevel.wait_readable(self.fd)
 
     async def recv_batch(self, max_batch: int = 1024) -> list[bytes]:

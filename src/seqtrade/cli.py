@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .config import Config, load_config
 from .errors import ConfigError, SeqtradeError
@@ -26,7 +27,8 @@ log = logging.getLogger("seqtrade")
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
@@ -61,7 +63,12 @@ def _serve(args: argparse.Namespace) -> int:
     from .security import server_keypair
 
     curve_keys = server_keypair(config, os.environ)  # None unless an endpoint is tcp://
-    log.info("seqtrade serving %s on %s (run dir %s)", config.venue.kind, ", ".join(config.venue.symbols), config.run_dir)
+    log.info(
+        "seqtrade serving %s on %s (run dir %s)",
+        config.venue.kind,
+        ", ".join(config.venue.symbols),
+        config.run_dir,
+    )
     return trio.run(functools.partial(run_until_signal, config, venue, curve_keys=curve_keys))
 
 
@@ -77,7 +84,9 @@ def describe(config: Config) -> str:
     """What a config would do, in words (``seqtrade check``)."""
     v = config.venue
     lines = [
-        f"venue: {v.kind} ({'demo' if v.okx.demo else 'LIVE'} trading)" if v.kind == "okx" else f"venue: {v.kind}",
+        f"venue: {v.kind} ({'demo' if v.okx.demo else 'LIVE'} trading)"
+        if v.kind == "okx"
+        else f"venue: {v.kind}",
         f"symbols: {', '.join(v.symbols)}",
         f"run dir: {config.run_dir} (0700; sockets 0600)",
         f"market data: {config.endpoint('md')}",
@@ -95,9 +104,13 @@ def describe(config: Config) -> str:
                      f"${o.secret_key_env}, ${o.passphrase_env}")  # fmt: skip
     if config.strategies:
         sv = config.supervisor
-        lines.append(f"strategies (started and supervised by the server; output in {config.run_dir / sv.log_dir}/<id>.log):")
+        lines.append(
+            f"strategies (started and supervised by the server; output in {config.run_dir / sv.log_dir}/<id>.log):"
+        )
         for s in config.strategies:
-            lines.append(f"  {s.id}: {s.path or s.module} restart={s.restart}{'' if s.enabled else ' (disabled)'}")
+            lines.append(
+                f"  {s.id}: {s.path or s.module} restart={s.restart}{'' if s.enabled else ' (disabled)'}"
+            )
         lines.append(f"  restarts after {sv.backoff_min:g} s, doubling up to {sv.backoff_max:g} s; {sv.crash_loop_count} exits"
                      f" within {sv.crash_loop_window:g} s = crash loop, not restarted; on shutdown SIGTERM in reverse"
                      f" order, SIGKILL after {sv.stop_grace:g} s")  # fmt: skip
@@ -105,7 +118,7 @@ def describe(config: Config) -> str:
     return "\n".join(lines)
 
 
-def _control(args: argparse.Namespace, cmd: str, **kw: object) -> object:
+def _control(args: argparse.Namespace, cmd: str, **kw: Any) -> Any:
     from .server.control import request
 
     config = load_config(args.config)
@@ -184,7 +197,9 @@ def check_keys(config: Config, environ: Mapping[str, str]) -> list[str]:
     sec = config.security
     server_public_key(config)  # a bad key file is a config error
     for i, c in enumerate(sec.clients):
-        resolve_public_key(c.public_key, c.public_key_file, config.base_dir, f"security.clients[{i}].public_key")
+        resolve_public_key(
+            c.public_key, c.public_key_file, config.base_dir, f"security.clients[{i}].public_key"
+        )
     out = []
     for what, load in (("server", server_keypair), ("strategy host", client_curve)):
         name = sec.server_secret_key_env if what == "server" else sec.client_secret_key_env
@@ -204,7 +219,7 @@ def _strategies(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return 0
-    print(format_strategies(result))  # type: ignore[arg-type]
+    print(format_strategies(result))
     return 0
 
 
@@ -227,7 +242,9 @@ def _keygen(args: argparse.Namespace) -> int:
     keys = keygen()
     public, secret = keys.public.decode(), keys.secret.decode()
     if args.out:
-        path = write_public_key(f"{args.out}.pub", keys.public, comment=f"made by `seqtrade keygen` for {args.out}")
+        path = write_public_key(
+            f"{args.out}.pub", keys.public, comment=f"made by `seqtrade keygen` for {args.out}"
+        )
         print(f"public key (written to {path}): {public}")
     else:
         print(f"public key: {public}")
@@ -250,7 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-level", default=None)
     s.set_defaults(func=_serve)
 
-    r = sub.add_parser("run", help="run a strategy (a .py file or a module) against a running server", add_help=False)
+    r = sub.add_parser(
+        "run", help="run a strategy (a .py file or a module) against a running server", add_help=False
+    )
     r.set_defaults(func=None)
 
     c = sub.add_parser("check", help="validate a config and print what it would do")
@@ -273,14 +292,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("strategies", help="list strategies: supervised state, pid, restarts, last heartbeat")
     sp.add_argument("--config", default="config.toml")
     sp.add_argument("--json", action="store_true", help="print the raw answer as JSON")
-    sp.add_argument("--restart", metavar="ID", default=None, help="start a stopped or crash-looping strategy again")
+    sp.add_argument(
+        "--restart", metavar="ID", default=None, help="start a stopped or crash-looping strategy again"
+    )
     sp.set_defaults(func=_strategies)
 
     k = sub.add_parser("keygen", help="make a CurveZMQ key pair for tcp:// endpoints")
     k.add_argument("--out", metavar="NAME", default=None, help="write the public key to NAME.pub")
     k.set_defaults(func=_keygen)
 
-    b = sub.add_parser("bench", help="latency benchmark against raw pyzmq, measured in the same run", add_help=False)
+    b = sub.add_parser(
+        "bench", help="latency benchmark against raw pyzmq, measured in the same run", add_help=False
+    )
     b.set_defaults(func=None)
     return p
 

@@ -267,7 +267,7 @@ def parse_config(text: str, *, base_dir: str = ".", source: str = "<config>") ->
     for key in _LOADER_KEYS:
         if key in data:
             raise ConfigError(f"{key}: unknown key")
-    cfg = _build(Config, data, "")
+    cfg: Config = _build(Config, data, "")
     cfg = dataclasses.replace(cfg, base_dir=base_dir)
     _check(cfg)
     _check_deployment(cfg)
@@ -329,7 +329,9 @@ def _check_risk(cfg: Config) -> None:
                 raise ConfigError(f"{name}.{f.name}: must be >= 0 (0 = no limit)")
     for sid, lim in r.strategies.items():
         if lim.max_account_position:
-            raise ConfigError(f"risk.strategies.{sid}.max_account_position: an account limit cannot be set per strategy")
+            raise ConfigError(
+                f"risk.strategies.{sid}.max_account_position: an account limit cannot be set per strategy"
+            )
 
 
 _LOADER_KEYS = ("base_dir", "source_path")  # Config fields the loader sets; refused in TOML
@@ -362,7 +364,9 @@ def _check_deployment(cfg: Config) -> None:
         raise ConfigError("security.zap_domain: must be a non-empty ASCII string")
     for name in ("server_secret_key_env", "client_secret_key_env"):
         if not _ENV_NAME_RE.match(getattr(sec, name)):
-            raise ConfigError(f"security.{name}: must name an environment variable, like SEQTRADE_SERVER_SECRET_KEY")
+            raise ConfigError(
+                f"security.{name}: must name an environment variable, like SEQTRADE_SERVER_SECRET_KEY"
+            )
     _check_public_key(sec.server_public_key, sec.server_public_key_file, "security.server_public_key", False)
     if tcp and not (sec.server_public_key or sec.server_public_key_file):
         raise ConfigError(
@@ -391,9 +395,13 @@ def _check_deployment(cfg: Config) -> None:
 
 def _check_public_key(literal: str, path: str, key: str, required: bool) -> None:
     if literal and path:
-        raise ConfigError(f"{key}: give either {key.rsplit('.', 1)[1]} or {key.rsplit('.', 1)[1]}_file, not both")
+        raise ConfigError(
+            f"{key}: give either {key.rsplit('.', 1)[1]} or {key.rsplit('.', 1)[1]}_file, not both"
+        )
     if literal and not _Z85_RE.match(literal):
-        raise ConfigError(f"{key}: not a CurveZMQ public key (40 Z85 characters, as `seqtrade keygen` prints)")
+        raise ConfigError(
+            f"{key}: not a CurveZMQ public key (40 Z85 characters, as `seqtrade keygen` prints)"
+        )
     if required and not (literal or path):
         raise ConfigError(f"{key}: missing (give {key.rsplit('.', 1)[1]} or {key.rsplit('.', 1)[1]}_file)")
 
@@ -479,7 +487,11 @@ def _build(cls: Any, data: dict[str, Any], prefix: str) -> Any:
             raise ConfigError(f"{full}: unknown key (known keys here: {known})")
         kwargs[key] = _convert(hints[key], value, full)
     for name, f in fields.items():
-        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        if (
+            name not in kwargs
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ):
             full = f"{prefix}.{name}" if prefix else name
             raise ConfigError(f"{full}: missing required key")
     return cls(**kwargs)

@@ -81,7 +81,8 @@ def topic(kind: str, key: str) -> bytes:
 
 def encode(topic_prefix: bytes, body: dict[str, Any]) -> bytes:
     """One frame: the topic prefix followed by the MessagePack body."""
-    return topic_prefix + _packer.pack(body)
+    frame: bytes = topic_prefix + _packer.pack(body)
+    return frame
 
 
 def split_frame(frame: bytes) -> tuple[str, str, memoryview]:
@@ -245,7 +246,11 @@ def _body(msg: Any) -> tuple[bytes, dict[str, Any]]:
             "strategy_id": msg.strategy_id,
         }
     if isinstance(msg, AmendRequest):
-        body = {"type": "amend_request", "client_order_id": msg.client_order_id, "strategy_id": msg.strategy_id}
+        body = {
+            "type": "amend_request",
+            "client_order_id": msg.client_order_id,
+            "strategy_id": msg.strategy_id,
+        }
         if msg.price is not None:
             body["price"] = float(msg.price)
         if msg.quantity is not None:
@@ -328,11 +333,12 @@ _unpackb = msgpack.unpackb
 
 def encode_ticker(topic_prefix: bytes, t: Ticker) -> bytes:
     """``encode_message(t)`` for a Ticker whose topic (``topic("ticker", t.symbol)``) the caller holds."""
-    return topic_prefix + _packer.pack({
+    packed: bytes = _packer.pack({
         "type": "ticker", "symbol": t.symbol, "ts": t.ts, "last_price": float(t.last_price),
         "bid_price": float(t.bid_price), "ask_price": float(t.ask_price), "bid_size": float(t.bid_size),
         "ask_size": float(t.ask_size), "volume_24h": float(t.volume_24h), "seq": t.seq, "gw_ns": t.gw_ns,
     })  # fmt: skip
+    return topic_prefix + packed
 
 
 def decode_ticker_frame(frame: bytes) -> Ticker | None:
@@ -373,7 +379,9 @@ class _Fields:
     def _missing(self, key: str) -> WireError:
         return WireError(f"{self.typ}: missing key '{key}'")
 
-    def string(self, key: str, pattern: re.Pattern[str] | None = None, *, optional: bool = False) -> str | None:
+    def string(
+        self, key: str, pattern: re.Pattern[str] | None = None, *, optional: bool = False
+    ) -> str | None:
         if key not in self.d:
             if optional:
                 return None
@@ -445,7 +453,9 @@ def parse_request(frame: bytes, *, max_bytes: int = 65_536) -> Request:
         if STRATEGY_ID_RE.match(key):
             sid = key
         if kind not in REQUEST_TYPES:
-            raise WireError(f"unknown request type {kind[:40]!r} (expected one of {', '.join(REQUEST_TYPES)})")
+            raise WireError(
+                f"unknown request type {kind[:40]!r} (expected one of {', '.join(REQUEST_TYPES)})"
+            )
         typ = kind
         d = _unpack(body)
         if not isinstance(d, dict):
@@ -502,17 +512,20 @@ def _parse_body(kind: str, sid: str, f: _Fields) -> Request:
             raise WireError("amend_request: give 'price' and/or 'quantity'")
         return AmendRequest(sid, coid, price, quantity)
     if kind == "cancel_all":
-        symbol = f.string("symbol", optional=True)
-        return CancelAll(sid, symbol)
+        return CancelAll(sid, f.string("symbol", optional=True))
     if kind == "hello":
         protocol = f.integer("protocol", minimum=0)
         if protocol != PROTOCOL_VERSION:
-            raise WireError(f"hello: protocol {protocol} is not supported (this server speaks {PROTOCOL_VERSION})")
+            raise WireError(
+                f"hello: protocol {protocol} is not supported (this server speaks {PROTOCOL_VERSION})"
+            )
         if "nonce" not in f.d:
             raise WireError("hello: missing key 'nonce'")
         nonce = f.d["nonce"]
-        if isinstance(nonce, bool) or not isinstance(nonce, (str, int)) or (
-            isinstance(nonce, str) and len(nonce) > 128
+        if (
+            isinstance(nonce, bool)
+            or not isinstance(nonce, (str, int))
+            or (isinstance(nonce, str) and len(nonce) > 128)
         ):
             raise WireError("hello: 'nonce' must be a string (<= 128 chars) or an integer")
         return Hello(sid, f.integer("last_seq"), nonce, protocol)

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 __all__ = [
     "AuthError",
@@ -73,7 +73,7 @@ def parse_iso_ms(text: str) -> int | None:
     if not _ISO_MS.match(text):
         return None
     try:
-        parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+        parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     except ValueError:
         return None
     whole_seconds = int(parsed.replace(microsecond=0).timestamp())

@@ -52,7 +52,10 @@ class Churn(Strategy):
             self.write(
                 ev="final",
                 seq=r.seq,
-                open={c: [o.symbol, o.side, o.price, o.quantity, o.filled_quantity] for c, o in self.open_orders.items()},
+                open={
+                    c: [o.symbol, o.side, o.price, o.quantity, o.filled_quantity]
+                    for c, o in self.open_orders.items()
+                },
                 positions={s: self.position(s) for s in SYMBOLS},
                 resends=self.resends,
             )
@@ -92,7 +95,9 @@ class Churn(Strategy):
             if rng.random() < 0.5:
                 self.amend_order(o.client_order_id, price=round(max(o.price + step, TICK), 1))
             else:
-                self.amend_order(o.client_order_id, quantity=round(o.quantity + rng.choice((-1, 1, 2)) * LOT, 3))
+                self.amend_order(
+                    o.client_order_id, quantity=round(o.quantity + rng.choice((-1, 1, 2)) * LOT, 3)
+                )
         else:
             sym = rng.choice(SYMBOLS)
             if sym not in self.last:
@@ -101,11 +106,15 @@ class Churn(Strategy):
             side = rng.choice((Side.BUY, Side.SELL))
             qty = rng.randint(1, 5) * LOT
             if rng.random() < 0.1:
-                req = OrderRequest(self.strategy_id, self._ids.next(), sym, side, OrderType.MARKET, None, qty, 0)
+                req = OrderRequest(
+                    self.strategy_id, self._ids.next(), sym, side, OrderType.MARKET, None, qty, 0
+                )
             else:
                 k = rng.randint(-1, 3) * TICK
                 price = round(bid - k, 1) if side is Side.BUY else round(ask + k, 1)
-                req = OrderRequest(self.strategy_id, self._ids.next(), sym, side, OrderType.LIMIT, max(price, TICK), qty, 0)
+                req = OrderRequest(
+                    self.strategy_id, self._ids.next(), sym, side, OrderType.LIMIT, max(price, TICK), qty, 0
+                )
             req.timestamp = time.time_ns() // 1_000_000
             self._send(req)
             self.pending[req.client_order_id] = (req, now)
@@ -123,7 +132,9 @@ class TickCount(Strategy):
 
     def _apply_report(self, r):
         super()._apply_report(r)
-        self.out.write(json.dumps({"ev": "r", "seq": r.seq, "coid": r.client_order_id, "status": str(r.status)}) + "\n")
+        self.out.write(
+            json.dumps({"ev": "r", "seq": r.seq, "coid": r.client_order_id, "status": str(r.status)}) + "\n"
+        )
 
     def on_start(self) -> None:
         self.out.write(json.dumps({"ev": "start", "pid": os.getpid()}) + "\n")

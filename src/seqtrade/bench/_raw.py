@@ -189,11 +189,12 @@ def run_rt(args: argparse.Namespace) -> int:
     n_topic = len(topic)
 
     def request(i: int) -> bytes:
-        return order_topic + packb({
+        frame: bytes = order_topic + packb({
             "type": "order_request", "client_order_id": f"raw-{i}", "strategy_id": sid, "symbol": SYMBOL,
             "side": "buy" if i % 2 else "sell", "order_type": "market", "quantity": 0.001,
             "timestamp": time.time_ns() // 1_000_000, "n": i,
         })  # fmt: skip
+        return frame
 
     # Join: ping until a reply proves the subscription is live (as seqtrade's hello does).
     deadline = time.monotonic() + args.timeout

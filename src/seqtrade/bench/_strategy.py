@@ -29,7 +29,9 @@ from .hist import write_result
 class TickBench(Strategy):
     """Records tick latency and seq gaps in a window; stops at its end."""
 
-    def __init__(self, *, symbols: list[str], warmup: float, duration: float, out: str, give_up: float) -> None:
+    def __init__(
+        self, *, symbols: list[str], warmup: float, duration: float, out: str, give_up: float
+    ) -> None:
         super().__init__()
         self.symbols = symbols
         self.warmup_ns = int(warmup * 1e9)
@@ -136,7 +138,12 @@ class OrderBench(Strategy):
     def on_stop(self) -> None:
         write_result(
             self.out,
-            {"count": len(self.filled), "orders": self.i, "errors": len(self.rejected), "error_samples": self.rejected},
+            {
+                "count": len(self.filled),
+                "orders": self.i,
+                "errors": len(self.rejected),
+                "error_samples": self.rejected,
+            },
             {"accepted": self.accepted, "filled": self.filled},
         )
 
@@ -162,7 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         strategy = OrderBench(symbol=args.symbols.split(",")[0], count=args.count, warmup=args.warmup_orders,
                               quantity=args.quantity, out=args.out)  # fmt: skip
-    return run_strategy(strategy, args.id, Endpoints.from_run_dir(args.run_dir), join_timeout=args.join_timeout)
+    return run_strategy(
+        strategy, args.id, Endpoints.from_run_dir(args.run_dir), join_timeout=args.join_timeout
+    )
 
 
 if __name__ == "__main__":

@@ -49,7 +49,9 @@ def summary(h: HdrHistogram) -> dict[str, Any]:
     return out
 
 
-def write_result(path: str | Path, result: dict[str, Any], hists: dict[str, array | HdrHistogram]) -> None:
+def write_result(
+    path: str | Path, result: dict[str, Any], hists: dict[str, array[int] | HdrHistogram]
+) -> None:
     """A subprocess's result file: JSON with each histogram HdrHistogram-encoded (base64 text)."""
     encoded = {}
     for name, samples in hists.items():

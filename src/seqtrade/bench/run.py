@@ -65,9 +65,15 @@ class Plan:
 
 
 PLANS = {
-    "full": Plan("full", (1_000, 10_000, 100_000), 1.0, 5.0, 5_000, 500, (0, 30), 50_000, 3_200_000, 3, 0.5, 2.0),
-    "quick": Plan("quick", (1_000, 10_000, 100_000), 0.3, 1.0, 1_000, 200, (0,), 100_000, 1_600_000, 0, 0.3, 0.8),
-    "smoke": Plan("smoke", (1_000, 10_000), 0.2, 0.5, 200, 50, (0,), 20_000, 20_000, 0, 0.2, 0.5, (1, 3), 20_000),
+    "full": Plan(
+        "full", (1_000, 10_000, 100_000), 1.0, 5.0, 5_000, 500, (0, 30), 50_000, 3_200_000, 3, 0.5, 2.0
+    ),
+    "quick": Plan(
+        "quick", (1_000, 10_000, 100_000), 0.3, 1.0, 1_000, 200, (0,), 100_000, 1_600_000, 0, 0.3, 0.8
+    ),
+    "smoke": Plan(
+        "smoke", (1_000, 10_000), 0.2, 0.5, 200, 50, (0,), 20_000, 20_000, 0, 0.2, 0.5, (1, 3), 20_000
+    ),
 }
 
 PASS_FRACTION = 0.95  # a fan-out probe passes if nothing was lost and each got >= 95% of the rate
@@ -103,7 +109,9 @@ class Procs:
             try:
                 p.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                raise BenchError(f"{name} did not finish within {timeout:.0f} s:\n{self.log_tail(name)}") from None
+                raise BenchError(
+                    f"{name} did not finish within {timeout:.0f} s:\n{self.log_tail(name)}"
+                ) from None
             if p.returncode != 0:
                 raise BenchError(f"{name} exited with {p.returncode}:\n{self.log_tail(name)}")
 
@@ -117,7 +125,7 @@ class Procs:
                 p.wait()
 
     def close(self) -> None:
-        for name, p in self.procs:
+        for _name, p in self.procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
@@ -224,15 +232,36 @@ def _collect(outs: list[Path], key: str) -> Sink:
     return sink
 
 
-def ticks_seqtrade(root: Path, tag: str, rate: float, n: int, warmup: float, duration: float) -> tuple[Sink, dict[str, Any]]:
+def ticks_seqtrade(
+    root: Path, tag: str, rate: float, n: int, warmup: float, duration: float
+) -> tuple[Sink, dict[str, Any]]:
     with scenario(root, tag) as (d, procs):
         server = start_server(d, procs, rate=rate)
         outs = [d / f"s{i}.json" for i in range(n)]
         strategies = [
-            (f"strategy{i}", procs.start(f"strategy{i}", [
-                "-m", "seqtrade.bench._strategy", "ticks", "--run-dir", str(d / "run"), "--id", f"bench{i}",
-                "--out", str(out), "--symbols", SYMBOL, "--warmup", str(warmup), "--duration", str(duration),
-            ]))  # fmt: skip
+            (
+                f"strategy{i}",
+                procs.start(
+                    f"strategy{i}",
+                    [
+                        "-m",
+                        "seqtrade.bench._strategy",
+                        "ticks",
+                        "--run-dir",
+                        str(d / "run"),
+                        "--id",
+                        f"bench{i}",
+                        "--out",
+                        str(out),
+                        "--symbols",
+                        SYMBOL,
+                        "--warmup",
+                        str(warmup),
+                        "--duration",
+                        str(duration),
+                    ],
+                ),
+            )  # fmt: skip
             for i, out in enumerate(outs)
         ]
         procs.wait(strategies, 30 + warmup + duration)
@@ -247,10 +276,25 @@ def ticks_raw(root: Path, tag: str, rate: float, n: int, warmup: float, duration
         pub = procs.start("pub", ["-m", "seqtrade.bench._raw", "pub", "--endpoint", ep, "--rate", str(rate)])
         outs = [d / f"s{i}.json" for i in range(n)]
         subs = [
-            (f"sub{i}", procs.start(f"sub{i}", [
-                "-m", "seqtrade.bench._raw", "sub", "--endpoint", ep, "--out", str(out),
-                "--warmup", str(warmup), "--duration", str(duration),
-            ]))  # fmt: skip
+            (
+                f"sub{i}",
+                procs.start(
+                    f"sub{i}",
+                    [
+                        "-m",
+                        "seqtrade.bench._raw",
+                        "sub",
+                        "--endpoint",
+                        ep,
+                        "--out",
+                        str(out),
+                        "--warmup",
+                        str(warmup),
+                        "--duration",
+                        str(duration),
+                    ],
+                ),
+            )  # fmt: skip
             for i, out in enumerate(outs)
         ]
         procs.wait(subs, 30 + warmup + duration)
@@ -279,7 +323,9 @@ def round_trip_seqtrade(
 def round_trip_raw(root: Path, tag: str, count: int, warmup: int) -> HdrHistogram:
     with scenario(root, tag) as (d, procs):
         order, report = f"ipc://{d / 'order.ipc'}", f"ipc://{d / 'report.ipc'}"
-        echo = procs.start("echo", ["-m", "seqtrade.bench._raw", "echo", "--order", order, "--report", report])
+        echo = procs.start(
+            "echo", ["-m", "seqtrade.bench._raw", "echo", "--order", order, "--report", report]
+        )
         out = d / "rt.json"
         p = procs.start("rt", [
             "-m", "seqtrade.bench._raw", "rt", "--order", order, "--report", report, "--out", str(out),
@@ -403,7 +449,9 @@ def search_fanout(
     }
 
 
-def run_bench(plan: Plan, progress: Progress, *, journal_sync: str = "normal", only: str = "") -> dict[str, Any]:
+def run_bench(
+    plan: Plan, progress: Progress, *, journal_sync: str = "normal", only: str = ""
+) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="stb-", dir="/tmp"))  # ipc paths must stay short
     t_start = time.monotonic()
     results: dict[str, Any] = {"plan": asdict(plan), "machine": machine_info(),
@@ -418,12 +466,16 @@ def run_bench(plan: Plan, progress: Progress, *, journal_sync: str = "normal", o
             progress(f"tick latency @ {_fmt_rate(rate)}/s: seqtrade")
             st, counters = ticks_seqtrade(root, f"t{rate}", rate, 1, plan.tick_warmup, plan.tick_duration)
             s_st, s_raw = summary(st.hist), summary(raw.hist)
-            s_st.update(lost=st.lost, achieved_rate=round(st.min_rate), server_dropped=counters.get("md_dropped"))
+            s_st.update(
+                lost=st.lost, achieved_rate=round(st.min_rate), server_dropped=counters.get("md_dropped")
+            )
             s_raw.update(lost=raw.lost, achieved_rate=round(raw.min_rate))
             tick.append({"rate": rate, "seqtrade": s_st, "raw": s_raw, "ratio": _ratios(s_st, s_raw)})
             hists[f"tick seqtrade {_fmt_rate(rate)}/s"] = st.hist
             hists[f"tick raw {_fmt_rate(rate)}/s"] = raw.hist
-            progress(f"  p50 {s_st['p50_us']} µs vs raw {s_raw['p50_us']} µs; lost {st.lost} / raw {raw.lost}")
+            progress(
+                f"  p50 {s_st['p50_us']} µs vs raw {s_raw['p50_us']} µs; lost {st.lost} / raw {raw.lost}"
+            )
         results["tick_latency"] = tick
 
         # 2. order round trip
@@ -435,13 +487,17 @@ def run_bench(plan: Plan, progress: Progress, *, journal_sync: str = "normal", o
             runs = []
             for spin in plan.spin_us:
                 progress(f"order round trip: seqtrade, {plan.rt_count} market orders, bus.spin_us = {spin}")
-                res, h = round_trip_seqtrade(root, f"rt{spin}", plan.rt_count, plan.rt_warmup, spin, journal_sync)
+                res, h = round_trip_seqtrade(
+                    root, f"rt{spin}", plan.rt_count, plan.rt_warmup, spin, journal_sync
+                )
                 acc, fill = summary(h["accepted"]), summary(h["filled"])
                 runs.append({"spin_us": spin, "journal_synchronous": journal_sync, "accepted": acc, "filled": fill, "orders": res["orders"],
                              "ratio_accepted": _ratios(acc, s_raw), "ratio_filled": _ratios(fill, s_raw)})  # fmt: skip
                 hists[f"round trip seqtrade accepted (spin {spin})"] = h["accepted"]
                 hists[f"round trip seqtrade filled (spin {spin})"] = h["filled"]
-                progress(f"  accepted p50 {acc['p50_us']} µs, filled p50 {fill['p50_us']} µs vs raw {s_raw['p50_us']} µs")
+                progress(
+                    f"  accepted p50 {acc['p50_us']} µs, filled p50 {fill['p50_us']} µs vs raw {s_raw['p50_us']} µs"
+                )
             results["order_round_trip"] = {"raw": s_raw, "raw_design": "PUSH->PULL, echo, PUB->SUB (one reply)",
                                            "seqtrade": runs}  # fmt: skip
 
@@ -549,33 +605,50 @@ def format_table(r: dict[str, Any]) -> str:
     cols = ("p50", "p90", "p99", "p99_9", "max")
     head = f"{'':<22}{'msgs':>9}{'lost':>6}" + "".join(f"{c.replace('_', '.'):>9}" for c in cols)
     if r.get("tick_latency"):
-        lines += ["1. Tick latency: server PUB send (gw_ns) -> on_ticker entered, µs (raw: PUB -> SUB recv+unpackb)", head]
+        lines += [
+            "1. Tick latency: server PUB send (gw_ns) -> on_ticker entered, µs (raw: PUB -> SUB recv+unpackb)",
+            head,
+        ]
         for row in r["tick_latency"]:
             rate = _fmt_rate(row["rate"]) + "/s"
             for name in ("seqtrade", "raw"):
                 s = row[name]
-                lines.append(f"{rate + ' ' + name:<22}{s['count']:>9}{s['lost']:>6}" + "".join(f"{_us(s[c + '_us']):>9}" for c in cols))
-            lines.append(f"{rate + ' ratio':<22}{'':>15}" + "".join(f"{_x(row['ratio'][c]):>9}" for c in cols))
+                lines.append(
+                    f"{rate + ' ' + name:<22}{s['count']:>9}{s['lost']:>6}"
+                    + "".join(f"{_us(s[c + '_us']):>9}" for c in cols)
+                )
+            lines.append(
+                f"{rate + ' ratio':<22}{'':>15}" + "".join(f"{_x(row['ratio'][c]):>9}" for c in cols)
+            )
         lines.append("")
     rt = r.get("order_round_trip")
     if rt:
         lines += [f"2. Order round trip: buy/sell_market() -> on_order, µs (raw: {rt['raw_design']})", head]
         raw = rt["raw"]
-        lines.append(f"{'raw round trip':<22}{raw['count']:>9}{'':>6}" + "".join(f"{_us(raw[c + '_us']):>9}" for c in cols))
+        lines.append(
+            f"{'raw round trip':<22}{raw['count']:>9}{'':>6}"
+            + "".join(f"{_us(raw[c + '_us']):>9}" for c in cols)
+        )
         for run in rt["seqtrade"]:
             for what in ("accepted", "filled"):
                 s = run[what]
                 label = f"{what} spin={run['spin_us']}"
-                lines.append(f"{label:<22}{s['count']:>9}{'':>6}" + "".join(f"{_us(s[c + '_us']):>9}" for c in cols))
-                lines.append(f"{'  ratio':<22}{'':>15}" + "".join(f"{_x(run['ratio_' + what][c]):>9}" for c in cols))
+                lines.append(
+                    f"{label:<22}{s['count']:>9}{'':>6}" + "".join(f"{_us(s[c + '_us']):>9}" for c in cols)
+                )
+                lines.append(
+                    f"{'  ratio':<22}{'':>15}" + "".join(f"{_x(run['ratio_' + what][c]):>9}" for c in cols)
+                )
         lines.append("")
     fan = r.get("fanout")
     if fan:
         lines += ["3. Fan-out: highest rate each subscriber receives with zero loss (ticks/s per subscriber)",
                   f"{'subscribers':<14}{'seqtrade':>12}{'raw pyzmq':>12}{'ratio':>9}"]  # fmt: skip
         for n, f in fan.items():
+
             def cell(x: dict[str, Any]) -> str:
                 return _fmt_rate(x["max_zero_loss_rate"]) + ("+" if x["capped_by_search"] else "")
+
             lines.append(f"{n:<14}{cell(f['seqtrade']):>12}{cell(f['raw']):>12}{_x(f['ratio']):>9}")
         lines.append("   (+: the search's ceiling passed; the real limit is higher)")
         lines.append("")
@@ -627,27 +700,46 @@ def plot(r: dict[str, Any], path: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="seqtrade bench", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="seqtrade bench", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="fewer and shorter runs (under a minute)")
-    mode.add_argument("--smoke", action="store_true", help="the smallest run that exercises every scenario (tests)")
-    p.add_argument("--json", metavar="FILE", help="write machine-readable results (with machine info) to FILE")
+    mode.add_argument(
+        "--smoke", action="store_true", help="the smallest run that exercises every scenario (tests)"
+    )
+    p.add_argument(
+        "--json", metavar="FILE", help="write machine-readable results (with machine info) to FILE"
+    )
     p.add_argument("--plot", metavar="FILE.png", help="draw the latency distributions (needs seqtrade[plot])")
-    p.add_argument("--journal-sync", choices=["normal", "full", "off"], default="normal",
-                   help="the server journal's synchronous mode in the round trip (default: normal, as shipped)")
-    p.add_argument("--only", choices=["ticks", "orders", "fanout", "codec"], default="",
-                   help="run one scenario only (for profiling and before/after comparisons)")
+    p.add_argument(
+        "--journal-sync",
+        choices=["normal", "full", "off"],
+        default="normal",
+        help="the server journal's synchronous mode in the round trip (default: normal, as shipped)",
+    )
+    p.add_argument(
+        "--only",
+        choices=["ticks", "orders", "fanout", "codec"],
+        default="",
+        help="run one scenario only (for profiling and before/after comparisons)",
+    )
     p.add_argument("-q", "--no-progress", action="store_true", help="no progress lines on stderr")
     args = p.parse_args(list(argv) if argv is not None else None)
     if args.plot:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            print("seqtrade bench: error: --plot needs matplotlib: pip install 'seqtrade[plot]'", file=sys.stderr)
+            print(
+                "seqtrade bench: error: --plot needs matplotlib: pip install 'seqtrade[plot]'",
+                file=sys.stderr,
+            )
             return 2
     plan = PLANS["smoke" if args.smoke else "quick" if args.quick else "full"]
     try:
-        results = run_bench(plan, Progress(not args.no_progress), journal_sync=args.journal_sync, only=args.only)
+        results = run_bench(
+            plan, Progress(not args.no_progress), journal_sync=args.journal_sync, only=args.only
+        )
     except BenchError as exc:
         print(f"seqtrade bench: error: {exc}", file=sys.stderr)
         return 1

@@ -67,7 +67,9 @@ class Endpoints:
 class Connection:
     """The strategy's three sockets. Owned by the strategy's thread."""
 
-    def __init__(self, endpoints: Endpoints, strategy_id: str, *, context: zmq.Context[Any] | None = None) -> None:
+    def __init__(
+        self, endpoints: Endpoints, strategy_id: str, *, context: zmq.Context[Any] | None = None
+    ) -> None:
         self.ctx = context or zmq.Context.instance()
         self.strategy_id = strategy_id
         self.push = self.ctx.socket(zmq.PUSH)
@@ -100,7 +102,9 @@ class Connection:
             self.push.send(frame, zmq.NOBLOCK)
         except zmq.Again:
             if not self.push.poll(1000, zmq.POLLOUT):
-                raise SeqtradeError("order channel is full: the server is not reading (is it running?)") from None
+                raise SeqtradeError(
+                    "order channel is full: the server is not reading (is it running?)"
+                ) from None
             self.push.send(frame, zmq.NOBLOCK)
 
     def close(self) -> None:
@@ -286,7 +290,11 @@ def run_strategy(
         while not sess.joined and not strategy._stop:
             now = time.monotonic()
             if deadline is not None and now > deadline:
-                log.error("no welcome from the server within %.1f s (is it running at %s?)", join_timeout, endpoints.report)
+                log.error(
+                    "no welcome from the server within %.1f s (is it running at %s?)",
+                    join_timeout,
+                    endpoints.report,
+                )
                 return 2
             sess.resend_hello_if_due(now)
             if rep_sock.poll(int(HELLO_INTERVAL * 1000), zmq.POLLIN):
@@ -306,7 +314,9 @@ def run_strategy(
             if now - last_loop > STALL and not sess.nonce:
                 # Reports dropped at the PUB high-water mark while we were not reading leave no gap
                 # if nothing follows them: ask for everything after the last one we handled.
-                log.info("event loop stalled for %.1f s: re-joining from seq %d", now - last_loop, sess.last_seq)
+                log.info(
+                    "event loop stalled for %.1f s: re-joining from seq %d", now - last_loop, sess.last_seq
+                )
                 sess.hello()
             last_loop = now
             if now >= next_hb:
@@ -394,7 +404,9 @@ def load_strategy(target: str) -> type[Strategy]:
     ]  # fmt: skip
     if len(found) != 1:
         names = ", ".join(c.__name__ for c in found) or "none"
-        raise SeqtradeError(f"{target} must define exactly one Strategy subclass (found {names}); name one with file.py:Class")
+        raise SeqtradeError(
+            f"{target} must define exactly one Strategy subclass (found {names}); name one with file.py:Class"
+        )
     return found[0]
 
 
@@ -413,11 +425,17 @@ def _parse_param(text: str) -> tuple[str, Any]:
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--id", dest="strategy_id", help="strategy id (default: the class name in lower case)")
-    p.add_argument("--config", default=None, help="server config file, for its endpoints (default: ./config.toml if present)")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="server config file, for its endpoints (default: ./config.toml if present)",
+    )
     p.add_argument("--run-dir", default=None, help="the server's run directory (instead of --config)")
     p.add_argument("--param", action="append", default=[], type=_parse_param, metavar="KEY=VALUE",
                    help="a strategy parameter (TOML value); repeatable")  # fmt: skip
-    p.add_argument("--join-timeout", type=float, default=None, help="give up if the server does not answer (seconds)")
+    p.add_argument(
+        "--join-timeout", type=float, default=None, help="give up if the server does not answer (seconds)"
+    )
     p.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -430,7 +448,9 @@ def endpoints_from_args(args: argparse.Namespace) -> Endpoints:
     return Endpoints.from_run_dir("run")
 
 
-def run_from_args(cls: type[Strategy], args: argparse.Namespace, extra_params: dict[str, Any] | None = None) -> int:
+def run_from_args(
+    cls: type[Strategy], args: argparse.Namespace, extra_params: dict[str, Any] | None = None
+) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

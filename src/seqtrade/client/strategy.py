@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["Strategy", "Position", "OrderIdGenerator"]
 
 
-
 class OrderIdGenerator:
     """client_order_ids that never repeat, also across restarts: start time in µs (base 36) + counter."""
 
@@ -145,10 +144,14 @@ class Strategy:
             raise RuntimeError("the strategy is not connected: call order helpers from callbacks or timers")
         self._conn.send(msg)
 
-    def _order(self, symbol: str, side: Side, order_type: OrderType, price: float | None, quantity: float) -> str:
+    def _order(
+        self, symbol: str, side: Side, order_type: OrderType, price: float | None, quantity: float
+    ) -> str:
         coid = self._ids.next()
         self._send(
-            OrderRequest(self.strategy_id, coid, symbol, side, order_type, price, quantity, time.time_ns() // 1_000_000)
+            OrderRequest(
+                self.strategy_id, coid, symbol, side, order_type, price, quantity, time.time_ns() // 1_000_000
+            )
         )
         return coid
 
@@ -173,7 +176,9 @@ class Strategy:
         self._send(CancelRequest(self.strategy_id, client_order_id))
         return client_order_id
 
-    def amend_order(self, client_order_id: str, *, price: float | None = None, quantity: float | None = None) -> str:
+    def amend_order(
+        self, client_order_id: str, *, price: float | None = None, quantity: float | None = None
+    ) -> str:
         """Change price and/or total quantity; the outcome arrives in ``on_order``."""
         if price is None and quantity is None:
             raise ValueError("amend_order needs a price and/or a quantity")

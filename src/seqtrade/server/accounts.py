@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..models import OPEN_STATUSES, OrderReport, Side
+from ..models import OrderReport, Side
 from .journal import Journal
 from .orders import OrderRecord
 

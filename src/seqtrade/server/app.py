@@ -28,7 +28,11 @@ log = logging.getLogger(__name__)
 
 
 async def serve(
-    config: Config, venue: Venue, *, curve_keys: KeyPair | None = None, task_status: Any = trio.TASK_STATUS_IGNORED
+    config: Config,
+    venue: Venue,
+    *,
+    curve_keys: KeyPair | None = None,
+    task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the gateway until cancelled or until ``gateway.request_stop()``.
 
@@ -93,7 +97,9 @@ async def serve(
                     await nursery.start(control_task, ctl_s, commands)
                     if config.metrics.enabled:
                         auth = tcp.stats if tcp.active else None
-                        await nursery.start(metrics_task, config.metrics, lambda: render_metrics(gw, supervisor, auth))
+                        await nursery.start(
+                            metrics_task, config.metrics, lambda: render_metrics(gw, supervisor, auth)
+                        )
                     await nursery.start(supervisor.run)
                     task_status.started(gw)
                     await gw.stop_requested.wait()

@@ -39,7 +39,10 @@ class ControlCommands:
             return {"ok": False, "error": "a request is a map with a 'cmd' string"}
         handler = self.handlers.get(req["cmd"])
         if handler is None:
-            return {"ok": False, "error": f"unknown command {req['cmd']!r} (known: {', '.join(sorted(self.handlers))})"}
+            return {
+                "ok": False,
+                "error": f"unknown command {req['cmd']!r} (known: {', '.join(sorted(self.handlers))})",
+            }
         try:
             return {"ok": True, "result": await handler(req)}
         except (ValueError, KeyError, TypeError) as exc:
@@ -67,14 +70,16 @@ def request(endpoint: str, cmd: str, *, timeout: float = 3.0, **args: Any) -> An
     Raises ConnectionError if the server does not answer, RuntimeError with the server's message
     if the command failed.
     """
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     try:
         sock.connect(endpoint)
         sock.send(msgpack.packb({"cmd": cmd, **args}))
         if not sock.poll(int(timeout * 1000)):
-            raise ConnectionError(f"no answer from a server at {endpoint} within {timeout:g} s (is it running?)")
+            raise ConnectionError(
+                f"no answer from a server at {endpoint} within {timeout:g} s (is it running?)"
+            )
         reply = msgpack.unpackb(sock.recv(), raw=False)
     finally:
         sock.close()

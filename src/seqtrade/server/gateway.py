@@ -32,6 +32,7 @@ from ..errors import WireError
 from ..models import (
     OPEN_STATUSES,
     AmendRequest,
+    Book,
     CancelAll,
     CancelRequest,
     Heartbeat,
@@ -42,12 +43,11 @@ from ..models import (
     OrderType,
     Side,
     Ticker,
-    Book,
     Trade,
     VenueStatus,
     Welcome,
 )
-from ..venues.base import EventKind, MarketData, OrderEvent, Venue, VenueOrder
+from ..venues.base import MarketData, OrderEvent, Venue, VenueOrder
 from .control import ControlCommands
 from .journal import Journal, JournalOrder
 from .orders import IdGenerator, OrderRecord, apply_event, report_for, round_price, round_quantity
@@ -137,12 +137,15 @@ class Gateway:
         self.venue_connected = False
         self.accepting = trio.Event()  # set once restart recovery is done
         self.stop_requested = trio.Event()
+        self._reports_flushed = trio.Event()  # set after every journal commit of reports
         self.md_send, self.md_recv = trio.open_memory_channel[MarketData | VenueStatus](config.bus.md_queue)
         self.ev_send, self.ev_recv = trio.open_memory_channel[ReportItem](config.bus.event_queue)
         self._md_seq: dict[bytes, int] = {}
         self._status_seq = 0
         # Hooks for the risk gate: return a reason to refuse, or None.
-        self.pre_trade_checks: list[Callable[[OrderRequest | AmendRequest, OrderRecord | None], str | None]] = []
+        self.pre_trade_checks: list[
+            Callable[[OrderRequest | AmendRequest, OrderRecord | None], str | None]
+        ] = []
         self.on_strategy_dead: list[Callable[[str], Awaitable[None]]] = []
         self.cancel_checks: list[Callable[[CancelRequest, OrderRecord], str | None]] = []
         # Called for every report once it is journaled (before it is published), in seq order.
@@ -254,7 +257,9 @@ class Gateway:
                     # A bug must not let one strategy's message kill the server for everyone.
                     log.exception("internal error handling %s from %s", type(req).__name__, req.strategy_id)
                     self.counters.bad_frames += 1
-                    await self._reject_raw(req.strategy_id, getattr(req, "client_order_id", ""), f"internal error: {exc}")
+                    await self._reject_raw(
+                        req.strategy_id, getattr(req, "client_order_id", ""), f"internal error: {exc}"
+                    )
 
     async def _bad_frame(self, exc: WireError) -> None:
         self.counters.bad_frames += 1
@@ -366,7 +371,11 @@ class Gateway:
         sid = req.strategy_id
         if not self.strategy_allowed(sid):
             self.counters.bad_frames += 1
-            log.warning("refused %s from unknown strategy %s (allow_unknown_strategies = false)", type(req).__name__, sid)
+            log.warning(
+                "refused %s from unknown strategy %s (allow_unknown_strategies = false)",
+                type(req).__name__,
+                sid,
+            )
             return
         self._seen(sid)
         kind = type(req).__name__
@@ -400,10 +409,14 @@ class Gateway:
         )  # fmt: skip
         age = now_ms() - req.timestamp
         if age > self.config.orders.max_age_ms:
-            await self._reject_record(rec, f"stale order request: {age} ms old (limit {self.config.orders.max_age_ms} ms)")
+            await self._reject_record(
+                rec, f"stale order request: {age} ms old (limit {self.config.orders.max_age_ms} ms)"
+            )
             return
         if -age > self.config.orders.max_future_ms:
-            await self._reject_record(rec, f"order timestamp is {-age} ms in the future: check the strategy's clock")
+            await self._reject_record(
+                rec, f"order timestamp is {-age} ms in the future: check the strategy's clock"
+            )
             return
         too_big = _out_of_range(req.price, req.quantity)
         if too_big:
@@ -453,7 +466,11 @@ class Gateway:
     async def _cancel(self, req: CancelRequest) -> None:
         rec = self.lookup(req.strategy_id, req.client_order_id)
         if rec is None:
-            await self._reject_raw(req.strategy_id, req.client_order_id, f"cancel failed: unknown client_order_id {req.client_order_id!r}")
+            await self._reject_raw(
+                req.strategy_id,
+                req.client_order_id,
+                f"cancel failed: unknown client_order_id {req.client_order_id!r}",
+            )
         elif not rec.is_open:
             await self._refuse(rec, f"cancel failed: order is already {rec.status}")
         else:
@@ -467,7 +484,11 @@ class Gateway:
     async def _amend(self, req: AmendRequest) -> None:
         rec = self.lookup(req.strategy_id, req.client_order_id)
         if rec is None:
-            await self._reject_raw(req.strategy_id, req.client_order_id, f"amend failed: unknown client_order_id {req.client_order_id!r}")
+            await self._reject_raw(
+                req.strategy_id,
+                req.client_order_id,
+                f"amend failed: unknown client_order_id {req.client_order_id!r}",
+            )
             return
         if not rec.is_open:
             await self._refuse(rec, f"amend failed: order is already {rec.status}")
@@ -491,7 +512,9 @@ class Gateway:
             await self._refuse(rec, f"amend failed: price {req.price} rounds to 0 at tick {inst.tick_size}")
             return
         if qty is not None and qty < inst.min_size - 1e-12:
-            await self._refuse(rec, f"amend failed: quantity {req.quantity} is below the minimum {inst.min_size}")
+            await self._refuse(
+                rec, f"amend failed: quantity {req.quantity} is below the minimum {inst.min_size}"
+            )
             return
         for check in self.pre_trade_checks:
             reason = check(req, rec)
@@ -536,13 +559,13 @@ class Gateway:
                     elif item.report is not None:
                         out.append((item.record, item.report, ""))
                 else:
-                    rec = self.by_vid.get(item.venue_order_id)
-                    if rec is None:
+                    found = self.by_vid.get(item.venue_order_id)
+                    if found is None:
                         log.warning("event for an order this server does not know: %s", item)
                         continue
-                    report = apply_event(rec, item)
+                    report = apply_event(found, item)
                     if report is not None:
-                        out.append((rec, report, item.trade_id if report.last_fill_quantity > 0 else ""))
+                        out.append((found, report, item.trade_id if report.last_fill_quantity > 0 else ""))
             self._flush(pub, out)
 
     def _flush(self, pub: TrioSocket, out: list[tuple[OrderRecord | None, OrderReport, str]]) -> None:
@@ -561,8 +584,11 @@ class Gateway:
             rows.append((rec.venue_order_id if rec is not None else "", r, rec is not None and rec.is_open))
         t0 = time.perf_counter()
         self.journal.add_reports(rows, fills)
+        self._reports_flushed.set()
         self.journal_commit_s = time.perf_counter() - t0  # metrics: the last commit's duration ...
-        self.journal_lag_s = max(0.0, time.time() - min(r.timestamp for _, r, _ in out) / 1000)  # ... event -> commit
+        self.journal_lag_s = max(
+            0.0, time.time() - min(r.timestamp for _, r, _ in out) / 1000
+        )  # ... event -> commit
         log_fills = self.config.server.log_fills and log.isEnabledFor(logging.INFO)
         for rec, r, _ in out:
             for hook in self.on_report:
@@ -589,7 +615,9 @@ class Gateway:
         open_orders = [
             rec.last_report
             for rec in self.by_key.values()
-            if rec.strategy_id == sid and rec.last_report is not None and rec.last_report.status in OPEN_STATUSES
+            if rec.strategy_id == sid
+            and rec.last_report is not None
+            and rec.last_report.status in OPEN_STATUSES
         ]
         welcome = Welcome(sid, hello.nonce, self.seqs.get(sid, 0), open_orders, gw_ns=time.time_ns())
         pub.send_nowait(wire.encode_message(welcome))
@@ -643,7 +671,9 @@ class Gateway:
             for info in list(self.strategies.values()):
                 if info.alive and t - info.last_seen > timeout:
                     info.alive = False
-                    log.warning("strategy %s silent for %.1f s: taken for dead", info.strategy_id, t - info.last_seen)
+                    log.warning(
+                        "strategy %s silent for %.1f s: taken for dead", info.strategy_id, t - info.last_seen
+                    )
                     for hook in self.on_strategy_dead:
                         await hook(info.strategy_id)
             if interval > 0 and t >= next_line:
@@ -706,18 +736,22 @@ class Gateway:
         log.info("cancelling %d open orders before stopping", n)
         with trio.move_on_after(timeout):
             while self.open_records():
-                await trio.sleep(0.01)
+                self._reports_flushed = trio.Event()
+                await self._reports_flushed.wait()
         left = self.open_records()
         if left:
             log.warning("%d orders still open after %.0f s: %s", len(left), timeout,
                         ", ".join(r.venue_order_id for r in left))  # fmt: skip
 
     def open_records(self, strategy_id: str | None = None) -> list[OrderRecord]:
-        return [r for r in self.by_vid.values() if r.is_open and (strategy_id is None or r.strategy_id == strategy_id)]
+        return [
+            r
+            for r in self.by_vid.values()
+            if r.is_open and (strategy_id is None or r.strategy_id == strategy_id)
+        ]
 
     async def cancel_open_orders(self, strategy_id: str | None = None) -> int:
         recs = self.open_records(strategy_id)
         for rec in recs:
             await self.venue.cancel_order(rec.venue_order_id, rec.symbol)
         return len(recs)
-

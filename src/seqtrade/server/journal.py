@@ -163,7 +163,9 @@ class Journal:
 
     def order_keys(self) -> list[tuple[str, str]]:
         """Every (strategy_id, client_order_id) the journal knows (loaded once at start)."""
-        return [(str(a), str(b)) for a, b in self.db.execute("SELECT strategy_id, client_order_id FROM orders")]
+        return [
+            (str(a), str(b)) for a, b in self.db.execute("SELECT strategy_id, client_order_id FROM orders")
+        ]
 
     def reports_after(self, strategy_id: str, seq: int, limit: int) -> list[OrderReport]:
         rows = self.db.execute(

@@ -20,7 +20,6 @@ _SNAP = Decimal("1e-9")
 __all__ = ["OrderRecord", "IdGenerator", "round_price", "round_quantity", "apply_event", "report_for"]
 
 
-
 class IdGenerator:
     """Venue order ids: 1-32 letters and digits, never repeated (also across restarts).
 
@@ -173,5 +172,10 @@ def apply_event(rec: OrderRecord, ev: OrderEvent) -> OrderReport | None:
         status = OrderStatus.PARTIALLY_FILLED
     rec.status = status
     return report_for(
-        rec, status, last_fill_quantity=last_qty, last_fill_price=last_px, error_msg=ev.error_msg, timestamp=ev.ts
+        rec,
+        status,
+        last_fill_quantity=last_qty,
+        last_fill_price=last_px,
+        error_msg=ev.error_msg,
+        timestamp=ev.ts,
     )

@@ -81,7 +81,7 @@ def _order(row: tuple[object, ...]) -> PaperOrder:
     o = PaperOrder(
         str(vid), str(xid), str(symbol), Side(str(side)), OrderType(str(ot)),
         None if price is None else float(price),  # type: ignore[arg-type]
-        float(qty), int(lots), OrderStatus(str(status)),  # type: ignore[arg-type]
+        float(qty), int(lots), OrderStatus(str(status)),  # type: ignore[arg-type,call-overload]
     )  # fmt: skip
     o.filled_lots = int(filled_lots)  # type: ignore[call-overload]
     o.filled = float(filled)  # type: ignore[arg-type]
@@ -134,7 +134,12 @@ class PaperStore:
         )
         store._saved = engine.account_state()
         if orders:
-            log.info("paper account %s: %d open orders, %d recent closed ones loaded", path, len(open_rows), len(closed_rows))
+            log.info(
+                "paper account %s: %d open orders, %d recent closed ones loaded",
+                path,
+                len(open_rows),
+                len(closed_rows),
+            )
         return store
 
     def close(self) -> None:
