@@ -148,3 +148,22 @@ async def test_late_joining_strategy_completes_the_handshake(server, config, pee
         st = await proc.event("start")
         assert st["position"] == 0.25 and st["open"] == []
         assert (await proc.stop())[0] == 0
+
+
+async def test_a_report_lost_at_the_end_of_a_burst_arrives_with_the_periodic_sync(server, config):
+    """A report the server journaled but the strategy never received (PUB drops silently), with no
+    later report to reveal the gap, reaches the strategy through its periodic hello."""
+    from seqtrade.client.runner import SYNC_INTERVAL
+    from seqtrade.models import OrderReport
+
+    with trio.fail_after(SYNC_INTERVAL + 15):
+        proc = await StrategyProcess.start(config.run_dir, "tail")
+        await proc.event("start")
+        seq = server.seqs.get("tail", 0) + 1
+        lost = OrderReport(seq, "lost-1", "x1", "tail", S, "buy", "limit", 99.0, 1.0, OrderStatus.ACCEPTED,
+                           timestamp=1)  # fmt: skip
+        server.journal.add_reports([("", lost, False)])  # journaled, never published: as if PUB dropped it
+        server.seqs["tail"] = seq
+        got = await proc.event("order", coid="lost-1")
+        assert got["seq"] == seq and got["open"] == ["lost-1"]
+        assert (await proc.stop())[0] == 0

@@ -41,6 +41,10 @@ _decode_ticker = wire.decode_ticker_frame
 
 HELLO_INTERVAL = 0.1  # PROTOCOL.md: re-send hello every 100 ms until welcome
 HEARTBEAT_INTERVAL = 1.0  # PROTOCOL.md: a heartbeat every second
+# A hello now and then, even with no gap in sight: a report the server's PUB dropped at the end of a
+# burst leaves no gap until the next report arrives. The welcome's last_seq shows it, and the server
+# replays it. One journal query per strategy per interval on the server.
+SYNC_INTERVAL = 5.0
 MAX_POLL = 0.25  # the longest the loop sleeps: bounds how late stop() is noticed
 STALL = 1.0  # a loop iteration this late (SIGSTOP, a slow callback): re-join, the tail may have been dropped
 
@@ -309,6 +313,7 @@ def run_strategy(
         # ---------------------------------------------------------- run
         next_hb = 0.0
         last_loop = time.monotonic()
+        next_sync = last_loop + SYNC_INTERVAL
         while not strategy._stop:
             now = time.monotonic()
             if now - last_loop > STALL and not sess.nonce:
@@ -319,6 +324,10 @@ def run_strategy(
                 )
                 sess.hello()
             last_loop = now
+            if now >= next_sync:
+                if not sess.nonce:
+                    sess.hello()
+                next_sync = now + SYNC_INTERVAL
             if now >= next_hb:
                 conn.send(Heartbeat(strategy_id, time.time_ns() // 1_000_000))
                 next_hb = now + HEARTBEAT_INTERVAL
