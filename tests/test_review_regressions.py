@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import msgpack
 import pytest
 import trio
 
+from seqtrade.client import Endpoints
 from seqtrade.client.runner import _Session
 from seqtrade.client.strategy import Strategy
 from seqtrade.models import AmendRequest, CancelRequest, Hello, OrderReport, OrderStatus, Side, Welcome
 from seqtrade.server.accounts import Accounts
+from seqtrade.server.app import serve
 from seqtrade.server.orders import round_price, round_quantity
 from seqtrade.venues.base import Instrument
+from seqtrade.venues.paper import PaperVenue
+
+from .conftest import make_config
+from .peer import Peer
 
 S = "BTC-USDT"
 
@@ -134,3 +142,27 @@ def test_client_follows_a_server_whose_journal_is_behind():
     assert sess.last_seq == 3
     sess.on_report_frame(wire.encode_message(_report(4)))
     assert sess.last_seq == 4 and "c4" in sess.s.orders  # not dropped as a duplicate
+
+
+async def test_closed_orders_leave_memory_and_stay_idempotent(nursery, base_dir, zctx):
+    """Memory holds only the newest closed orders; an old id is still never sent again."""
+    config = make_config(base_dir, "")
+    config = dataclasses.replace(config, server=dataclasses.replace(config.server, closed_orders_in_memory=2))
+    venue = PaperVenue(config.venue.paper, list(config.venue.symbols))
+    server = await nursery.start(serve, config, venue)
+    with trio.fail_after(10):
+        p = Peer(zctx, Endpoints.from_config(config), "s1")
+        await p.join()
+        await server.venue.set_market(S, 100.0, 100.2)
+        first = await p.order(S, "buy", "market", None, 0.1)
+        for _ in range(3):
+            await p.order(S, "buy", "market", None, 0.1)
+        reports = [await p.report() for _ in range(8)]
+        assert len(server.by_key) == 2 and ("s1", first) not in server.by_key
+        sent = server.counters.orders_sent
+        await p.order(S, "buy", "market", None, 0.1, coid=first)  # found in the journal: re-sent as it was
+        again = await p.next_message()
+        assert again.seq == reports[1].seq and again.status == OrderStatus.FILLED
+        assert server.counters.orders_sent == sent
+    p.close()
+    server.request_stop()

@@ -56,6 +56,7 @@ class ServerConfig:
     shutdown_policy: Literal["cancel", "leave"] = "leave"
     allow_unknown_strategies: bool = True
     log_fills: bool = True  # one INFO line per fill in the server log
+    closed_orders_in_memory: int = 50_000  # older closed orders are looked up in the journal
     # The venue's dead-man's switch, refreshed by the server every third of it (seconds; 0 = off).
     # Unset: 60 s on OKX (unless venue.okx.cancel_all_after has the adapter keep its own), off on paper.
     cancel_all_after: float | None = None
@@ -293,6 +294,8 @@ def _check(cfg: Config) -> None:
         raise ConfigError("venue.paper.trade_probability: must be between 0 and 1")
     if cfg.venue.okx.cancel_all_after and not 10 <= cfg.venue.okx.cancel_all_after <= 120:
         raise ConfigError("venue.okx.cancel_all_after: must be 0 (off) or between 10 and 120 seconds")
+    if cfg.server.closed_orders_in_memory < 0:
+        raise ConfigError("server.closed_orders_in_memory: must be >= 0")
     if cfg.server.heartbeat_timeout <= 0:
         raise ConfigError("server.heartbeat_timeout: must be > 0")
     _check_risk(cfg)

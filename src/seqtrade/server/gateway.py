@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,6 +138,7 @@ class Gateway:
         self.venue_connected = False
         self.accepting = trio.Event()  # set once restart recovery is done
         self.stop_requested = trio.Event()
+        self._closed: deque[OrderRecord] = deque()  # closed orders, oldest first (server.closed_orders_in_memory)
         self._reports_flushed = trio.Event()  # set after every journal commit of reports
         self.md_send, self.md_recv = trio.open_memory_channel[MarketData | VenueStatus](config.bus.md_queue)
         self.ev_send, self.ev_recv = trio.open_memory_channel[ReportItem](config.bus.event_queue)
@@ -306,6 +308,14 @@ class Gateway:
         rec.status = OrderStatus.REJECTED
         self._register(rec)
         await self.ev_send.send(_Reply(report_for(rec, OrderStatus.REJECTED, error_msg=msg), rec))
+
+    def _forget(self, rec: OrderRecord) -> None:
+        """Drop a closed order from memory; ``lookup`` finds it in the journal if it is asked about."""
+        key = (rec.strategy_id, rec.client_order_id)
+        if self.by_key.get(key) is rec:
+            del self.by_key[key]
+        if self.by_vid.get(rec.venue_order_id) is rec:
+            del self.by_vid[rec.venue_order_id]
 
     def _register(self, rec: OrderRecord) -> None:
         key = (rec.strategy_id, rec.client_order_id)
@@ -581,10 +591,15 @@ class Gateway:
                 rec.last_report = r
                 if trade_id:
                     fills.append((rec.venue_order_id, trade_id))
+                if not rec.is_open and not rec.retiring:
+                    rec.retiring = True
+                    self._closed.append(rec)
             rows.append((rec.venue_order_id if rec is not None else "", r, rec is not None and rec.is_open))
         t0 = time.perf_counter()
         self.journal.add_reports(rows, fills)
         self._reports_flushed.set()
+        while len(self._closed) > self.config.server.closed_orders_in_memory:
+            self._forget(self._closed.popleft())
         self.journal_commit_s = time.perf_counter() - t0  # metrics: the last commit's duration ...
         self.journal_lag_s = max(
             0.0, time.time() - min(r.timestamp for _, r, _ in out) / 1000

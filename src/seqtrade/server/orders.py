@@ -54,6 +54,7 @@ class OrderRecord:
     fee: float = 0.0
     last_report: OrderReport | None = None
     trade_ids: set[str] = field(default_factory=set)
+    retiring: bool = False  # closed, and queued to leave memory (the journal keeps it)
 
     @property
     def is_open(self) -> bool:
