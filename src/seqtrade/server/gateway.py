@@ -138,7 +138,9 @@ class Gateway:
         self.venue_connected = False
         self.accepting = trio.Event()  # set once restart recovery is done
         self.stop_requested = trio.Event()
-        self._closed: deque[OrderRecord] = deque()  # closed orders, oldest first (server.closed_orders_in_memory)
+        self._closed: deque[OrderRecord] = (
+            deque()
+        )  # closed orders, oldest first (server.closed_orders_in_memory)
         self._reports_flushed = trio.Event()  # set after every journal commit of reports
         self.md_send, self.md_recv = trio.open_memory_channel[MarketData | VenueStatus](config.bus.md_queue)
         self.ev_send, self.ev_recv = trio.open_memory_channel[ReportItem](config.bus.event_queue)
