@@ -92,6 +92,9 @@ class PaperConfig:
     taker_fee: float = 0.001
     start_prices: dict[str, float] = field(default_factory=dict)  # default 100.0 (BTC: 60000)
     bench_rate: float = 0.0  # >0: emit this many tickers/s in total (bench mode); <0: as fast as possible
+    # bench mode at a set rate: "batch" wakes every millisecond and emits what is due (cheap; ticks
+    # leave in bursts); "spin" busy-waits to each tick's own time (a core, like a paced publisher)
+    bench_pacing: Literal["batch", "spin"] = "batch"
     # The paper account (orders, fills, positions) on disk, relative to run_dir, so that it survives a
     # server restart or kill -9 as a real exchange's would. "" keeps it in memory (lost on restart).
     state_path: str = "paper.sqlite"

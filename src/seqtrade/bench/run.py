@@ -76,6 +76,10 @@ PLANS = {
     ),
 }
 
+# Up to this rate the server paces each tick to its own time, as the raw publisher does (a busy wait
+# on one core); above it, the paper venue emits what is due every millisecond (Trio's timers are
+# millisecond-grained) and ticks leave in bursts.
+SPIN_PACING_MAX = 20_000
 PASS_FRACTION = 0.95  # a fan-out probe passes if nothing was lost and each got >= 95% of the rate
 
 
@@ -165,6 +169,7 @@ symbols = ["{SYMBOL}"]
 
 [venue.paper]
 bench_rate = {float(rate)}
+bench_pacing = "{"spin" if 0 < rate <= SPIN_PACING_MAX else "batch"}"
 tick_interval = {3600.0 if still else 0.25}
 tick_size = 0.1
 lot_size = 0.001

@@ -266,8 +266,16 @@ class PaperVenue(Venue):
         pos = 0
         sent = 0
         start = trio.current_time()
+        spin = rate > 0 and self._cfg.bench_pacing == "spin"
         while True:
-            if rate > 0:
+            if spin:
+                # Each tick at its own time: yield (so the feed task publishes the previous one at
+                # once) until it is due. Trio's timers are millisecond-grained, so sleeping cannot.
+                next_at = start + (sent + 1) / rate
+                while trio.current_time() < next_at:
+                    await trio.lowlevel.checkpoint()
+                due = 1
+            elif rate > 0:
                 await trio.sleep(_BENCH_WAKE)
                 due = int((trio.current_time() - start) * rate) - sent
             else:
