@@ -11,6 +11,7 @@ import trio
 from seqtrade.client import Endpoints
 from seqtrade.client.runner import _Session
 from seqtrade.client.strategy import Strategy
+from seqtrade.config import StrategyConfig
 from seqtrade.models import AmendRequest, CancelRequest, Hello, OrderReport, OrderStatus, Side, Welcome
 from seqtrade.server.accounts import Accounts
 from seqtrade.server.app import serve
@@ -164,5 +165,31 @@ async def test_closed_orders_leave_memory_and_stay_idempotent(nursery, base_dir,
         again = await p.next_message()
         assert again.seq == reports[1].seq and again.status == OrderStatus.FILLED
         assert server.counters.orders_sent == sent
+    p.close()
+    server.request_stop()
+
+
+async def test_malformed_frames_from_a_refused_strategy_leave_no_trace(nursery, base_dir, zctx):
+    """With allow_unknown_strategies = false, a bad frame from an unknown id is dropped: no journal
+    row, no report (it used to get both)."""
+    config = make_config(base_dir, "")
+    config = dataclasses.replace(
+        config,
+        server=dataclasses.replace(config.server, allow_unknown_strategies=False),
+        strategies=[StrategyConfig(id="ok", module="not.run", enabled=False)],
+    )
+    server = await nursery.start(serve, config, PaperVenue(config.venue.paper, list(config.venue.symbols)))
+    with trio.fail_after(10):
+        p = Peer(zctx, Endpoints.from_config(config), "ok")
+        await p.join()
+        bad = {"type": "order_request", "client_order_id": "x1", "strategy_id": "intruder", "symbol": S,
+               "side": "buy", "order_type": "limit", "price": -1.0, "quantity": 1.0, "timestamp": 1}  # fmt: skip
+        before = server.counters.bad_frames
+        await p.send_raw(b"order_request/intruder/" + msgpack.packb(bad))  # same socket: read in order
+        await server.venue.set_market(S, 100.0, 100.2)
+        await p.order(S, "buy", "market", None, 0.1)
+        assert (await p.report()).status == OrderStatus.ACCEPTED
+        assert server.counters.bad_frames == before + 1
+        assert server.journal.find_order("intruder", "x1") is None and "intruder" not in server.seqs
     p.close()
     server.request_stop()
