@@ -193,3 +193,25 @@ async def test_malformed_frames_from_a_refused_strategy_leave_no_trace(nursery, 
         assert server.journal.find_order("intruder", "x1") is None and "intruder" not in server.seqs
     p.close()
     server.request_stop()
+
+
+def test_maker_rebates_lower_the_fee_on_server_client_and_accounts():
+    """A fill with a rebate (negative cost) lowers the order's cumulative fee everywhere; it used to be
+    dropped because fees were only allowed to grow."""
+    from seqtrade.server.orders import OrderRecord, apply_event
+    from seqtrade.venues.base import OrderEvent
+
+    rec = OrderRecord("v1", "s1", "c1", S, "buy", "limit", 99.0, 2.0, 0)
+    first = apply_event(rec, OrderEvent("v1", OrderStatus.PARTIALLY_FILLED, filled_quantity=1.0, avg_price=99.0,
+                                        last_fill_quantity=1.0, last_fill_price=99.0, fee=0.05, trade_id="t1"))  # fmt: skip
+    second = apply_event(rec, OrderEvent("v1", OrderStatus.FILLED, filled_quantity=2.0, avg_price=99.0,
+                                         last_fill_quantity=1.0, last_fill_price=99.0, fee=0.03, trade_id="t2"))  # fmt: skip
+    assert first is not None and second is not None and second.fee == pytest.approx(0.03)
+    assert rec.fee == pytest.approx(0.03)
+    strategy, accounts = Strategy(), Accounts()
+    for seq, r in enumerate((first, second), 1):
+        r.seq = seq
+        strategy._apply_report(r)
+        accounts.apply(r)
+    assert strategy.fees == pytest.approx(0.03)
+    assert accounts.books[("s1", S)].fees == pytest.approx(0.03)

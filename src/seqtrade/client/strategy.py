@@ -233,13 +233,13 @@ class Strategy:
             self.open_orders.pop(coid, None)
         if r.symbol:
             pos = self.positions.get(r.symbol)
-            if pos is None and (r.last_fill_quantity > 0 or r.fee > 0):
+            if pos is None and (r.last_fill_quantity > 0 or r.fee != 0):
                 pos = self.positions[r.symbol] = Position()
             if pos is not None:
                 if r.last_fill_quantity > 0:
                     pos.apply_fill(r.side, r.last_fill_quantity, r.last_fill_price)
                 seen = self._fees_seen.get(coid, 0.0)
-                if r.fee > seen:
+                if r.fee != seen:  # reports come in seq order: the change is this report's fee (rebates < 0)
                     pos.fees += r.fee - seen
                     self._fees_seen[coid] = r.fee
 

@@ -78,14 +78,14 @@ class Accounts:
             return  # a reject of a request that never was an order
         key = (report.strategy_id, report.client_order_id)
         fee = report.fee - self._fees_seen.get(key, 0.0)
-        if report.last_fill_quantity > 0 or fee > _EPS:
+        if report.last_fill_quantity > 0 or abs(fee) > _EPS:
             book = self.books.setdefault((report.strategy_id, report.symbol), Book())
             if report.last_fill_quantity > 0:
                 book.apply_fill(report.side, report.last_fill_quantity, report.last_fill_price)
-            if fee > _EPS:
+            if abs(fee) > _EPS:  # a maker rebate is a negative cost
                 book.fees += fee
         # Kept after the order closes: a later report on it (a refused cancel) repeats the cumulative fee.
-        self._fees_seen[key] = max(report.fee, self._fees_seen.get(key, 0.0))
+        self._fees_seen[key] = report.fee
 
     def on_report(self, rec: OrderRecord | None, report: OrderReport) -> None:
         """The gateway's ``on_report`` hook."""

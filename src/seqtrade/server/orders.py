@@ -161,7 +161,10 @@ def apply_event(rec: OrderRecord, ev: OrderEvent) -> OrderReport | None:
     rec.filled_quantity = max(rec.filled_quantity, ev.filled_quantity)
     if ev.filled_quantity > 0:
         rec.avg_price = ev.avg_price
-    rec.fee = max(rec.fee, ev.fee)
+    if delta > _EPS or ev.fee > rec.fee:
+        # The venue's cumulative fee. A fill may lower it (a maker rebate is a negative cost); without
+        # a fill it only grows, so an event that leaves the fee out cannot erase what was charged.
+        rec.fee = ev.fee
     if ev.exchange_order_id:
         rec.exchange_order_id = ev.exchange_order_id
     if ev.price is not None and rec.order_type != OrderType.MARKET:
