@@ -107,15 +107,17 @@ def test_order_event_from_push_and_rest() -> None:
         OrderStatus.FILLED,
         "452197707845865472",
     )
+    # a stateless event is a snapshot: state and cumulative fields, never "this fill" (trade_id etc.)
     assert (e.filled_quantity, e.avg_price, e.last_fill_quantity, e.last_fill_price) == (
         0.001,
         31527.1,
-        0.001,
-        31527.1,
+        0.0,
+        0.0,
     )
-    assert e.fee == pytest.approx(0.02522168) and e.trade_id == "242589207" and e.ts == 1654084353264
+    assert e.fee == pytest.approx(0.02522168) and e.trade_id == "" and e.ts == 1654084353264
     rest = order_event_from_okx(load("order_details_market_filled.json")["data"][0])
-    assert rest is not None and rest.price is None and rest.fee == pytest.approx(0.00000192834)
+    # a spot buy's fee is charged in BTC: reported in USDT at avgPx (51858)
+    assert rest is not None and rest.price is None and rest.fee == pytest.approx(0.00000192834 * 51858)
 
 
 @pytest.mark.parametrize(

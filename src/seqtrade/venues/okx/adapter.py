@@ -113,6 +113,11 @@ class OkxVenue(Venue):
         self._private_ready = trio.Event()
         self._md_connected = False
         self._unresolved: dict[str, trio.Event] = {}  # place queued or in flight, outcome not known yet
+        self._deferred: dict[str, list[_Request]] = {}  # cancels/amends waiting for their place, in order
+        self._order_chain: dict[str, trio.Event] = {}  # per order: done-event of its last cancel/amend
+        self._private_gen = 0  # +1 each time the orders channel is (re)subscribed
+        self._stopping = False
+        self._shields: set[trio.CancelScope] = set()
         self._req_ids = itertools.count(1)
         self._caa_lock = trio.Lock()
         self._caa_last = float("-inf")
@@ -152,6 +157,7 @@ class OkxVenue(Venue):
                 await self._load_instruments()
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
+                    nursery.start_soon(self._unshield_on_stop)
                     await nursery.start(self._governor.run, self._dispatch)
                     nursery.start_soon(self._clock_task)
                     nursery.start_soon(self._public_task)
@@ -241,33 +247,67 @@ class OkxVenue(Venue):
         )
 
     async def _submit_after_place(self, req: _Request) -> None:
-        pending = self._unresolved.get(req.venue_order_id)
+        vid = req.venue_order_id
+        pending = self._unresolved.get(vid)
+        waiting = self._deferred.get(vid)
+        if waiting is not None:  # earlier requests of this order still wait: keep the order
+            waiting.append(req)
+            return
         if pending is not None:
             # the place is queued or in flight: a cancel/amend sent now could overtake it
             assert self._nursery is not None
-            self._nursery.start_soon(self._submit_when_resolved, req, pending)
+            self._deferred[vid] = [req]
+            self._nursery.start_soon(self._submit_when_resolved, vid, pending)
             return
         await self._submit(req)
 
-    async def _submit_when_resolved(self, req: _Request, pending: trio.Event) -> None:
+    async def _submit_when_resolved(self, vid: str, pending: trio.Event) -> None:
         await pending.wait()
-        if self._tracker.status(req.venue_order_id) is OrderStatus.REJECTED:
-            kind = EventKind.CANCEL_FAILED if req.op is Op.CANCEL else EventKind.AMEND_FAILED
-            await self._fail(req.venue_order_id, kind, "the order was rejected")
-            return
-        await self._submit(req)
+        reqs = self._deferred.pop(vid, [])
+        rejected = self._tracker.status(vid) is OrderStatus.REJECTED
+        failures: list[tuple[_Request, str]] = []
+        for req in reqs:  # submitted in the order they were asked for, without a checkpoint between
+            why = "the order was rejected" if rejected else self._governor.submit(req.op, req.symbol, req)
+            if why is not None:
+                failures.append((req, why))
+        for req, why in failures:
+            await self._fail(vid, self._failed_kind(req), why)
+
+    @staticmethod
+    def _failed_kind(req: _Request) -> EventKind:
+        return EventKind.CANCEL_FAILED if req.op is Op.CANCEL else EventKind.AMEND_FAILED
 
     async def _submit(self, req: _Request) -> None:
         refused = self._governor.submit(req.op, req.symbol, req)
         if refused is not None:
-            kind = EventKind.CANCEL_FAILED if req.op is Op.CANCEL else EventKind.AMEND_FAILED
-            await self._fail(req.venue_order_id, kind, refused)
+            await self._fail(req.venue_order_id, self._failed_kind(req), refused)
 
     def _dispatch(self, op: Op, req: _Request) -> None:
-        """Called by the governor for each released request: send it in a task of its own."""
+        """Called by the governor for each released request: send it in a task of its own.
+
+        Cancels and amends of one order are sent one at a time, in the order released (each after
+        the previous one's answer): two tasks started together may run in either order, and OKX
+        applies two amends of one order in the order it receives them.
+        """
         assert self._nursery is not None
-        send = {Op.PLACE: self._send_place, Op.CANCEL: self._send_cancel, Op.AMEND: self._send_amend}[op]
-        self._nursery.start_soon(send, req)
+        if op is Op.PLACE:
+            self._nursery.start_soon(self._send_place, req)
+            return
+        vid = req.venue_order_id
+        previous = self._order_chain.get(vid)
+        done = trio.Event()
+        self._order_chain[vid] = done
+        self._nursery.start_soon(self._send_in_turn, req, previous, done)
+
+    async def _send_in_turn(self, req: _Request, previous: trio.Event | None, done: trio.Event) -> None:
+        try:
+            if previous is not None:
+                await previous.wait()
+            await (self._send_cancel if req.op is Op.CANCEL else self._send_amend)(req)
+        finally:
+            done.set()
+            if self._order_chain.get(req.venue_order_id) is done:
+                del self._order_chain[req.venue_order_id]
 
     # ------------------------------------------------------------------ order entry (send tasks)
 
@@ -300,8 +340,13 @@ class OkxVenue(Venue):
             headers = {"expTime": str(exp_time_ms)} if exp_time_ms is not None else None
             env = dict(await self._rest.request("POST", path, body=build(False), headers=headers))
         code = str(env.get("code", ""))
-        if code in m.OUTCOME_UNKNOWN_CODES and not any("sCode" in d for d in env.get("data") or ()):
+        items = [d for d in env.get("data") or () if isinstance(d, dict) and "sCode" in d]
+        if code in m.OUTCOME_UNKNOWN_CODES and not items:
             raise VenueError(f"OKX {ws_op}: {code} {env.get('msg', '')} (outcome unknown)")
+        for d in items:
+            s_code = str(d.get("sCode", ""))
+            if s_code in m.OUTCOME_UNKNOWN_CODES:  # e.g. 50004 endpoint timeout: it may have been done
+                raise VenueError(f"OKX {ws_op}: {s_code} {d.get('sMsg', '')} (outcome unknown)")
         return env
 
     async def _send_place(self, req: _Request) -> None:
@@ -310,6 +355,28 @@ class OkxVenue(Venue):
         vid = order.venue_order_id
         spec = self._specs[order.symbol]
         exp = self._clock.now_ms() + self._cfg.exp_time_ms
+        session = self._private
+        gen = self._private_gen if session is not None and session.ready else None
+        await self._send_place_once(vid, order, spec, exp)
+        if gen is None or gen != self._private_gen:
+            await self._recheck_after_gap(vid, order.symbol)
+
+    async def _recheck_after_gap(self, vid: str, symbol: str) -> None:
+        """Query a placed order once when the orders channel was down or resubscribed meanwhile.
+
+        Its pushes may have been lost, and the reconnect's reconcile skipped it (not resolved yet).
+        """
+        if self._tracker.status(vid) not in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED):
+            return
+        try:
+            raw = await self._query_raw(vid, symbol)
+        except VenueError as exc:
+            log.warning("OKX query %s after a private socket gap failed: %s", vid, exc)
+            return
+        if raw is not None:
+            await self._emit(self._tracker.on_order(raw))
+
+    async def _send_place_once(self, vid: str, order: VenueOrder, spec: InstrumentSpec, exp: int) -> None:
         try:
             env = await self._write(
                 "order", m.PATH_PLACE, lambda ws: place_args(order, spec, self._cfg.td_mode, ws=ws), spec, exp
@@ -575,8 +642,13 @@ class OkxVenue(Venue):
             log.info("OKX %s connections on channel %s", msg.get("connCount"), msg.get("channel"))
         elif event == "channel-conn-count-error":
             log.error(
-                "OKX channel %s over its connection limit (%s)", msg.get("channel"), msg.get("connCount")
+                "OKX %s socket: channel %s refused, over its connection limit (%s); reconnecting",
+                session.name,
+                msg.get("channel"),
+                msg.get("connCount"),
             )
+            if session.name == "private":  # no orders channel: the session is useless, retry later
+                session.end(f"channel-conn-count-error on {msg.get('channel')}")
         else:
             log.debug("OKX %s socket event %s", session.name, event)
 
@@ -604,9 +676,11 @@ class OkxVenue(Venue):
         if answer.get("event") != "subscribe":
             raise VenueError(f"OKX orders subscribe refused: {answer.get('code')} {answer.get('msg', '')}")
         self._private = session
+        self._private_gen += 1
         session.ready = True
         await self._reconcile()
-        self._private_ready.set()
+        if session.alive:
+            self._private_ready.set()
 
     def _private_down(self, reason: str) -> None:
         self._private = None
@@ -668,7 +742,28 @@ class OkxVenue(Venue):
         await self._emit(self._tracker.request_failed(venue_order_id, kind, reason, self._clock.now_ms()))
 
     async def _emit(self, events: list[OrderEvent]) -> None:
+        """Hand ``events`` to the sink; the tracker already counts them as reported.
+
+        Shielded: the end of a socket session (which cancels its tasks) must not drop an event the
+        sink is still taking (backpressure). Only stopping the whole venue cancels a delivery.
+        """
         sink = self._sink
         assert sink is not None
-        for event in events:
-            await sink.order_event(event)
+        if not events:
+            return
+        with trio.CancelScope(shield=not self._stopping) as cs:
+            self._shields.add(cs)
+            try:
+                for event in events:
+                    await sink.order_event(event)
+            finally:
+                self._shields.discard(cs)
+
+    async def _unshield_on_stop(self) -> None:
+        """Runs as long as the venue: when run() is cancelled, let pending deliveries be cancelled too."""
+        try:
+            await trio.sleep_forever()
+        finally:
+            self._stopping = True
+            for cs in list(self._shields):
+                cs.shield = False

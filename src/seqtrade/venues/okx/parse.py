@@ -29,6 +29,7 @@ __all__ = [
     "trade_from_okx",
     "status_from_okx",
     "order_event_from_okx",
+    "fee_cost",
     "format_on_grid",
     "check_order",
     "place_args",
@@ -217,8 +218,35 @@ def _cancel_reason(d: Mapping[str, Any]) -> str:
     return f"cancelSource {src}: {_CANCEL_SOURCES.get(src, 'canceled by the exchange')}"
 
 
+def _base_ccy(d: Mapping[str, Any]) -> str:
+    """The base currency of a spot/margin order or fill (``BTC`` of ``BTC-USDT``); "" otherwise."""
+    if str(d.get("instType") or "SPOT") not in ("SPOT", "MARGIN"):
+        return ""
+    return str(d.get("instId") or "").split("-")[0]
+
+
+def fee_cost(d: Mapping[str, Any], price: Decimal) -> Decimal:
+    """The fee of an OKX order/fill as a positive cost in the quote currency.
+
+    OKX charges spot buys in the base currency (``feeCcy`` BTC for BTC-USDT) and sells in the quote:
+    a base-currency fee is converted at ``price`` (the fill price for one fill, ``avgPx`` for the
+    cumulative fee of an order), so that every :attr:`OrderEvent.fee` of a venue is in one currency.
+    Known limitation: the base actually received on such a buy is smaller than the filled quantity by
+    the fee, so a position built from fills differs from the account balance by it.
+    """
+    fee = -_dec(d.get("fee"))
+    ccy = str(d.get("feeCcy") or "")
+    if fee and ccy and ccy == _base_ccy(d) and price > 0:
+        fee *= price
+    return fee
+
+
 def order_event_from_okx(d: Mapping[str, Any]) -> OrderEvent | None:
-    """A stateless event from one OKX order (REST order/pending item or push); None if unparseable."""
+    """A stateless event from one OKX order (REST order/pending item); None if unparseable.
+
+    A snapshot reports the order's state, not a fill: ``trade_id`` and ``last_fill_*`` stay empty even
+    when the item carries its last fill's fields (the receiver derives fills from the cumulative ones).
+    """
     status = status_from_okx(str(d.get("state", "")))
     if status is None:
         return None
@@ -231,10 +259,7 @@ def order_event_from_okx(d: Mapping[str, Any]) -> OrderEvent | None:
         quantity=_f(d.get("sz")) or None,
         filled_quantity=_f(d.get("accFillSz")),
         avg_price=_f(d.get("avgPx")),
-        last_fill_quantity=_f(d.get("fillSz")),
-        last_fill_price=_f(d.get("fillPx")),
-        fee=float(-_dec(d.get("fee"))),
-        trade_id=str(d.get("tradeId") or ""),
+        fee=float(fee_cost(d, _dec(d.get("avgPx")))),
         error_msg=_cancel_reason(d) if status is OrderStatus.CANCELLED else "",
         ts=_i(d.get("uTime")) or _i(d.get("cTime")),
     )
@@ -484,7 +509,7 @@ class OrderTracker:
             if acc > o.filled or _dec(d.get("avgPx")) > 0:
                 o.avg_price = _dec(d.get("avgPx")) or o.avg_price
             o.filled = acc
-            o.fee = -_dec(d.get("fee"))
+            o.fee = fee_cost(d, o.avg_price)
         if fresh:
             o.utime = ts
             px = _dec(d.get("px"))
@@ -520,7 +545,7 @@ class OrderTracker:
         total = o.fill_sum
         o.avg_price = (o.avg_price * o.filled + px * (total - o.filled)) / total
         o.filled = total
-        o.fee += -_dec(d.get("fee"))
+        o.fee += fee_cost(d, px)
         if o.quantity is not None and total >= o.quantity:
             o.status = OrderStatus.FILLED
         elif _RANK[o.status] < 1:
