@@ -60,7 +60,7 @@ def config(base_dir: Path) -> Config:
 def zctx() -> Iterator[zmq.Context]:
     ctx = zmq.Context()
     yield ctx
-    ctx.term()
+    ctx.destroy(linger=0)  # closes any socket a failed test left open, so teardown cannot hang
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import msgpack
@@ -151,8 +152,7 @@ async def test_closed_orders_leave_memory_and_stay_idempotent(nursery, base_dir,
     config = dataclasses.replace(config, server=dataclasses.replace(config.server, closed_orders_in_memory=2))
     venue = PaperVenue(config.venue.paper, list(config.venue.symbols))
     server = await nursery.start(serve, config, venue)
-    with trio.fail_after(10):
-        p = Peer(zctx, Endpoints.from_config(config), "s1")
+    with contextlib.closing(Peer(zctx, Endpoints.from_config(config), "s1")) as p, trio.fail_after(10):
         await p.join()
         await server.venue.set_market(S, 100.0, 100.2)
         first = await p.order(S, "buy", "market", None, 0.1)
@@ -165,7 +165,6 @@ async def test_closed_orders_leave_memory_and_stay_idempotent(nursery, base_dir,
         again = await p.next_message()
         assert again.seq == reports[1].seq and again.status == OrderStatus.FILLED
         assert server.counters.orders_sent == sent
-    p.close()
     server.request_stop()
 
 
@@ -179,8 +178,7 @@ async def test_malformed_frames_from_a_refused_strategy_leave_no_trace(nursery, 
         strategies=[StrategyConfig(id="ok", module="not.run", enabled=False)],
     )
     server = await nursery.start(serve, config, PaperVenue(config.venue.paper, list(config.venue.symbols)))
-    with trio.fail_after(10):
-        p = Peer(zctx, Endpoints.from_config(config), "ok")
+    with contextlib.closing(Peer(zctx, Endpoints.from_config(config), "ok")) as p, trio.fail_after(10):
         await p.join()
         bad = {"type": "order_request", "client_order_id": "x1", "strategy_id": "intruder", "symbol": S,
                "side": "buy", "order_type": "limit", "price": -1.0, "quantity": 1.0, "timestamp": 1}  # fmt: skip
@@ -191,7 +189,6 @@ async def test_malformed_frames_from_a_refused_strategy_leave_no_trace(nursery, 
         assert (await p.report()).status == OrderStatus.ACCEPTED
         assert server.counters.bad_frames == before + 1
         assert server.journal.find_order("intruder", "x1") is None and "intruder" not in server.seqs
-    p.close()
     server.request_stop()
 
 

@@ -249,6 +249,7 @@ async def test_replay_on_hello_and_open_orders_in_welcome(server, peers):
         q.close()
         # and one that has handled up to 2 gets only 3
         del peers["s1"]
+        late.close()
         mid = peers["s1"]
         await mid.join(last_seq=2)
         assert [r.seq for r in mid.reports] == [3]
