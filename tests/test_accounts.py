@@ -172,4 +172,4 @@ async def test_accounts_survive_a_restart_and_a_lost_venue_is_reported(nursery, 
                 gw.request_stop()
                 await done.wait()
     finally:
-        ctx.term()
+        ctx.destroy(linger=0)

@@ -159,7 +159,7 @@ async def test_shutdown_policy(nursery: trio.Nursery, base_dir: Path, policy: st
             await done.wait()
         finally:
             p.close()
-            ctx.term()
+            ctx.destroy(linger=0)
         assert len(await gw.venue.open_orders()) == (0 if policy == "cancel" else 1)
 
 

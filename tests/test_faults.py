@@ -423,7 +423,7 @@ async def test_sigstop_strategy_does_not_slow_others_and_catches_up(rig):
                 await trio.sleep(0.05)
         finally:
             push.close()
-            ctx.term()
+            ctx.destroy(linger=0)
         during = [c for c in tick_counts(rig, "other") if c["t"] > before[-1]["t"]]
         frozen.send_signal(signal.SIGCONT)
         status = await rig.server_ready()

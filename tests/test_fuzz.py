@@ -146,7 +146,7 @@ class Target:
     def close(self) -> None:
         self.push.close()
         self.sub.close()
-        self.ctx.term()
+        self.ctx.destroy(linger=0)
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(15)
