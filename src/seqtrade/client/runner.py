@@ -194,29 +194,31 @@ class _Session:
     # -------------------------------------------------------------- market data
 
     def on_md_frame(self, frame: bytes) -> None:
-        # Fast path for tickers (most of the traffic): the specialised decoder, the gap check and the
-        # callback inline. Anything else, or a ticker the fast decoder does not take, goes the long way.
+        # Tickers are most of the traffic: the specialised decoder, the gap check and the callback
+        # inline. Anything else, or a ticker the fast decoder does not take, is decoded the long way.
         t = _decode_ticker(frame)
-        if t is not None:
-            last = self.ticker_seq.get(t.symbol)
-            if last is not None and t.seq > last + 1:
-                self.s.md_gaps += t.seq - last - 1
-            self.ticker_seq[t.symbol] = t.seq
+        if t is None:
             try:
-                self.s.on_ticker(t)
-            except Exception:  # a strategy's bug must not end its process silently mid-trade
-                self.errors += 1
-                log.exception("on_ticker raised")
-            return
+                msg = wire.decode_message(frame)
+            except WireError as exc:
+                log.warning("dropped a bad market-data frame: %s", exc)
+                return
+            if not isinstance(msg, Ticker):
+                self._on_other_md(msg)
+                return
+            t = msg
+        last = self.ticker_seq.get(t.symbol)
+        if last is not None and t.seq > last + 1:
+            self.s.md_gaps += t.seq - last - 1
+        self.ticker_seq[t.symbol] = t.seq
         try:
-            msg = wire.decode_message(frame)
-        except WireError as exc:
-            log.warning("dropped a bad market-data frame: %s", exc)
-            return
-        if isinstance(msg, Ticker):
-            self._ticker_gap(msg.symbol, msg.seq)
-            self.call(self.s.on_ticker, msg)
-        elif isinstance(msg, Book):
+            self.s.on_ticker(t)
+        except Exception:  # a strategy's bug must not end its process silently mid-trade
+            self.errors += 1
+            log.exception("on_ticker raised")
+
+    def _on_other_md(self, msg: Any) -> None:
+        if isinstance(msg, Book):
             self._gap("book", msg.symbol, msg.seq)
             self.call(self.s.on_book, msg)
         elif isinstance(msg, Trade):
@@ -229,12 +231,6 @@ class _Session:
                 self.hello()
             self.status_seq = msg.seq
             self.call(self.s.on_status, msg)
-
-    def _ticker_gap(self, symbol: str, seq: int) -> None:
-        last = self.ticker_seq.get(symbol)
-        if last is not None and seq > last + 1:
-            self.s.md_gaps += seq - last - 1
-        self.ticker_seq[symbol] = seq
 
     def _gap(self, kind: str, symbol: str, seq: int) -> None:
         key = (kind, symbol)

@@ -130,6 +130,10 @@ class Gateway:
         self.by_vid: dict[str, OrderRecord] = {}
         self.seqs: dict[str, int] = journal.last_seqs()
         self.known: set[int] = {hash(k) for k in journal.order_keys()}
+        # None: any strategy id may trade; else only these (server.allow_unknown_strategies = false)
+        self._allowed: frozenset[str] | None = (
+            None if config.server.allow_unknown_strategies else frozenset(s.id for s in config.strategies)
+        )
         # Open orders from the journal are known before the venue starts, so that the events it sends
         # for them while starting are applied, not dropped; ``recover`` then queries each one.
         for jo in journal.open_orders():
@@ -206,7 +210,6 @@ class Gateway:
         counters = self.counters
         encode = wire.encode_message
         encode_ticker = wire.encode_ticker
-        ticker_topics: dict[str, bytes] = {}
         time_ns = time.time_ns
         while True:
             batch = [await recv.receive()]
@@ -216,25 +219,17 @@ class Gateway:
             except trio.WouldBlock:
                 pass
             for msg in batch:
-                if type(msg) is Ticker:  # the bulk of the traffic: a shorter path, same frames
-                    t = ticker_topics.get(msg.symbol)
-                    if t is None:
-                        t = ticker_topics[msg.symbol] = wire.topic("ticker", msg.symbol)
-                    seq = seqs.get(t, 0) + 1
-                    seqs[t] = seq
-                    msg.seq = seq
-                    msg.gw_ns = time_ns()
-                    send(encode_ticker(t, msg))
-                    continue
-                key = (type(msg), msg.venue if isinstance(msg, VenueStatus) else msg.symbol)
+                cls = type(msg)
+                key = (cls, msg.venue if isinstance(msg, VenueStatus) else msg.symbol)
                 t = topics.get(key)
                 if t is None:
-                    t = topics[key] = wire.topic(_MD_KIND[key[0]], key[1])
+                    t = topics[key] = wire.topic(_MD_KIND[cls], key[1])
                 seq = seqs.get(t, 0) + 1
                 seqs[t] = seq
                 msg.seq = seq
-                msg.gw_ns = time.time_ns()
-                send(encode(msg))
+                msg.gw_ns = time_ns()
+                # Tickers are the bulk of the traffic: a specialised encoder, same frames.
+                send(encode_ticker(t, msg) if isinstance(msg, Ticker) else encode(msg))
             counters.md_out += len(batch)
 
     # ================================================================== orders
@@ -329,10 +324,6 @@ class Gateway:
         info = self.strategies.get(sid)
         t = trio.current_time()
         if info is None:
-            if not self.config.server.allow_unknown_strategies and sid not in {
-                s.id for s in self.config.strategies
-            }:
-                return
             self.strategies[sid] = StrategyInfo(sid, t)
             log.info("strategy %s connected", sid)
         else:
@@ -342,7 +333,7 @@ class Gateway:
             info.alive = True
 
     def strategy_allowed(self, sid: str) -> bool:
-        return self.config.server.allow_unknown_strategies or any(s.id == sid for s in self.config.strategies)
+        return self._allowed is None or sid in self._allowed
 
     def lookup(self, sid: str, coid: str) -> OrderRecord | None:
         """The record of (strategy, client_order_id), from memory or from the journal.
