@@ -305,8 +305,14 @@ class Exchange:
         self.caa_times_in_ms = False  # §2.13 / §9: triggerTime/ts units unverified; docs show seconds
         self.exp_time_code = "50102"  # §1.2: code of an expTime drop is not in the sheet
         self.max_amends_in_flight = 3  # §2.5: 51513
+        # §5.6 shows `live` first only for a resting order ("IOC partial: partially_filled push(es)
+        # then canceled"; a market order may arrive as `filled`): False pushes `live` only for an
+        # order that rests unfilled after its first match, so an order that trades at once is first
+        # seen filled / partially filled / canceled.
+        self.push_live_first = True
 
         self._rl: dict[tuple[str, str], deque[float]] = {}
+        self.rate_limited: list[tuple[str, str, float]] = []  # observation: (kind, key, time) refused
         self._next_ord = 2896576259728695296  # §3.3: IDs exceed 2^53
         self._next_trade = 9007199254740993  # 2^53 + 1: a float parse would corrupt it
         self._next_bill = 9007199254740993 * 7
@@ -353,6 +359,7 @@ class Exchange:
         while window and window[0] <= now - 2.0:
             window.popleft()
         if len(window) + n > limit:
+            self.rate_limited.append((kind, inst_id, now))
             return False
         window.extend([now] * n)
         return True
@@ -534,9 +541,12 @@ class Exchange:
         return order
 
     def _after_accept(self, order: Order) -> None:
-        self._push(order)  # state live (§5.6 lifecycle)
+        if self.push_live_first:
+            self._push(order)  # state live (§5.6 lifecycle)
         self.sink.balance_update()
         self._match_taker(order)
+        if not self.push_live_first and order.state == "live":
+            self._push(order)  # it rests untouched: its first push is `live`
 
     # ------------------------------------------------------------------ matching
 

@@ -168,6 +168,11 @@ class FakeOkx:
         return self.exchange.caa
 
     @property
+    def rate_limited(self) -> list[tuple[str, str, float]]:
+        """Every request refused with 50011: (bucket kind, instId or "", trio time at receipt)."""
+        return list(self.exchange.rate_limited)
+
+    @property
     def fills(self) -> list[dict[str, Any]]:
         return list(self.exchange.fills)
 

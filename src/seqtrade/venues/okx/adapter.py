@@ -68,6 +68,7 @@ class _Request:
     order: VenueOrder | None = None
     price: float | None = None
     quantity: float | None = None
+    holds_slot: bool = False  # released by the governor; its rate slot is ours until _slot_done
 
 
 def _raise_single(eg: BaseExceptionGroup[Any]) -> None:
@@ -104,7 +105,7 @@ class OkxVenue(Venue):
         self._specs: dict[str, InstrumentSpec] = {}
         self._instruments: dict[str, Instrument] = {}
         self._tracker = OrderTracker()
-        self._governor: Governor[_Request] = Governor(max_queue=max_queue)
+        self._governor: Governor[_Request] = Governor(max_queue=max_queue, count_until_done=True)
         self._clock = ExchangeClock()
         self._rest: OkxRestClient | None = None
         self._sink: VenueSink | None = None
@@ -290,6 +291,7 @@ class OkxVenue(Venue):
         applies two amends of one order in the order it receives them.
         """
         assert self._nursery is not None
+        req.holds_slot = self._governor.count_until_done
         if op is Op.PLACE:
             self._nursery.start_soon(self._send_place, req)
             return
@@ -305,6 +307,7 @@ class OkxVenue(Venue):
                 await previous.wait()
             await (self._send_cancel if req.op is Op.CANCEL else self._send_amend)(req)
         finally:
+            self._slot_done(req)
             done.set()
             if self._order_chain.get(req.venue_order_id) is done:
                 del self._order_chain[req.venue_order_id]
@@ -329,16 +332,24 @@ class OkxVenue(Venue):
         build: Callable[[bool], dict[str, Any]],
         spec: InstrumentSpec,
         exp_time_ms: int | None,
+        req: _Request | None = None,
     ) -> dict[str, Any]:
         """One write over the private socket or REST. Raises VenueError when the outcome is unknown
-        (no answer, lost connection, or an answer such as 50004 that does not say)."""
+        (no answer, lost connection, or an answer such as 50004 that does not say).
+
+        ``req``'s rate slot is given back as soon as the answer (or the failure) is in.
+        """
         session = self._use_ws(spec)
-        if session is not None:
-            env = await session.op(ws_op, [build(True)], self._cfg.request_timeout, exp_time_ms)
-        else:
-            assert self._rest is not None
-            headers = {"expTime": str(exp_time_ms)} if exp_time_ms is not None else None
-            env = dict(await self._rest.request("POST", path, body=build(False), headers=headers))
+        try:
+            if session is not None:
+                env = await session.op(ws_op, [build(True)], self._cfg.request_timeout, exp_time_ms)
+            else:
+                assert self._rest is not None
+                headers = {"expTime": str(exp_time_ms)} if exp_time_ms is not None else None
+                env = dict(await self._rest.request("POST", path, body=build(False), headers=headers))
+        finally:
+            if req is not None:
+                self._slot_done(req)
         code = str(env.get("code", ""))
         items = [d for d in env.get("data") or () if isinstance(d, dict) and "sCode" in d]
         if code in m.OUTCOME_UNKNOWN_CODES and not items:
@@ -357,7 +368,10 @@ class OkxVenue(Venue):
         exp = self._clock.now_ms() + self._cfg.exp_time_ms
         session = self._private
         gen = self._private_gen if session is not None and session.ready else None
-        await self._send_place_once(vid, order, spec, exp)
+        try:
+            await self._send_place_once(req, order, spec, exp)
+        finally:
+            self._slot_done(req)
         if gen is None or gen != self._private_gen:
             await self._recheck_after_gap(vid, order.symbol)
 
@@ -376,10 +390,18 @@ class OkxVenue(Venue):
         if raw is not None:
             await self._emit(self._tracker.on_order(raw))
 
-    async def _send_place_once(self, vid: str, order: VenueOrder, spec: InstrumentSpec, exp: int) -> None:
+    async def _send_place_once(
+        self, req: _Request, order: VenueOrder, spec: InstrumentSpec, exp: int
+    ) -> None:
+        vid = order.venue_order_id
         try:
             env = await self._write(
-                "order", m.PATH_PLACE, lambda ws: place_args(order, spec, self._cfg.td_mode, ws=ws), spec, exp
+                "order",
+                m.PATH_PLACE,
+                lambda ws: place_args(order, spec, self._cfg.td_mode, ws=ws),
+                spec,
+                exp,
+                req,
             )
         except VenueError as exc:
             log.warning("OKX place %s: %s; resolving by query", vid, exc)
@@ -728,6 +750,12 @@ class OkxVenue(Venue):
         await self._emit(events)
 
     # ------------------------------------------------------------------ helpers
+
+    def _slot_done(self, req: _Request) -> None:
+        """Give ``req``'s rate slot back to the governor, once (it then counts for one more period)."""
+        if req.holds_slot:
+            req.holds_slot = False
+            self._governor.done(req.op, req.symbol)
 
     def _resolved(self, venue_order_id: str) -> None:
         pending = self._unresolved.pop(venue_order_id, None)

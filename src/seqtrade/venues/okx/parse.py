@@ -393,6 +393,10 @@ class OrderTracker:
     fill seen over REST and later pushed, duplicate pushes): fills are keyed by ``tradeId`` and applied
     once, the cumulative fill and the status only move forward, price/quantity follow ``uTime``.
     Terminal orders are forgotten after ``keep_terminal`` newer ones.
+
+    The first event of every order is ACCEPTED or REJECTED: when the first news of an order is a fill
+    or a cancel (OKX pushed it before it answered the place, or a REST fill/snapshot came first), an
+    ACCEPTED event with nothing filled goes before it; the place answer then adds nothing.
     """
 
     def __init__(self, keep_terminal: int = 10_000) -> None:
@@ -595,11 +599,27 @@ class OrderTracker:
         key = (o.status, o.filled, o.price, o.quantity)
         if fill is None and key == o.emitted:
             return []
+        out: list[OrderEvent] = []
+        if o.emitted is None and o.status not in (OrderStatus.ACCEPTED, OrderStatus.REJECTED):
+            out.append(self._accepted_first(o, ts))
         o.emitted = key
         if _RANK[o.status] == 2:
             self._terminal.append(o.venue_order_id)
             self._forget_old()
-        return [self._event(o, ts, fill=fill, error_msg=error_msg)]
+        out.append(self._event(o, ts, fill=fill, error_msg=error_msg))
+        return out
+
+    @staticmethod
+    def _accepted_first(o: _Tracked, ts: int) -> OrderEvent:
+        """The ACCEPTED event owed before an order's first fill or cancel: nothing filled yet."""
+        return OrderEvent(
+            venue_order_id=o.venue_order_id,
+            status=OrderStatus.ACCEPTED,
+            exchange_order_id=o.exchange_order_id,
+            price=float(o.price) if o.price is not None else None,
+            quantity=float(o.quantity) if o.quantity is not None else None,
+            ts=ts,
+        )
 
     def _forget_old(self) -> None:
         while len(self._terminal) > self._keep_terminal:
