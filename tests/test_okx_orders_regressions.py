@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import logging
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -19,7 +21,7 @@ from seqtrade.venues.okx import OkxVenue
 from seqtrade.venues.okx.governor import Governor, Op
 
 from .fakeokx import open_fake_okx
-from .test_okx_venue import CREDS, SYMBOLS, Collector, config, order
+from .test_okx_venue import CREDS, SYMBOLS, Collector, config, order, running
 
 # --------------------------------------------------------------------------- 6. slow loop
 
@@ -202,3 +204,175 @@ async def test_accepted_first_when_the_fill_push_beats_the_place_answer(transpor
                     assert statuses[-1][0] is final
                     assert fake.place_count(vid) == 1
                 nursery.cancel_scope.cancel()
+
+
+# --------------------------------------------------------------------------- 4. fills paging
+
+
+async def test_reconcile_reports_every_missed_fill_across_pages() -> None:
+    """250 fills while the orders channel was down: each is reported with its own size (three pages of
+    trade/fills, paged by billId), not the newest 100 plus one jump."""
+    n = 250
+    with trio.fail_after(60):
+        async with open_fake_okx() as fake, running(fake, order_transport="rest") as (venue, sink):
+            fake.set_market("BTC-USDT", bid=100.0, ask=100.5, bid_sz=1.0, ask_sz=1.0)
+            await venue.place_order(order("pg1", OrderType.LIMIT, Side.BUY, 100.1, 1.0))
+            await sink.final("pg1", OrderStatus.ACCEPTED)
+            fake.private_pushes_paused = True
+            sizes = [Decimal("0.001") * (1 + i % 3) for i in range(n)]
+            for sz in sizes:
+                fake.print_trade("BTC-USDT", px=100.1, sz=str(sz), side="sell")
+            fills_before = sum(r.path == "/api/v5/trade/fills" for r in fake.requests)
+            await fake.disconnect(which="private")
+            fake.private_pushes_paused = False
+            total = float(sum(sizes))
+            await sink.until(lambda: any(e.filled_quantity == pytest.approx(total) for e in sink.of("pg1")))
+            at_okx = {f["tradeId"]: Decimal(f["fillSz"]) for f in fake.fills if f["clOrdId"] == "pg1"}
+            assert len(at_okx) == n
+            reported = [e for e in sink.of("pg1") if e.trade_id]
+            assert len(reported) == n  # before the fix: 100 (the newest page) and one jump
+            assert {e.trade_id for e in reported} == set(at_okx)
+            for e in reported:
+                assert e.last_fill_quantity == pytest.approx(float(at_okx[e.trade_id]))
+                assert e.last_fill_price == pytest.approx(100.1)
+            cumulative = [e.filled_quantity for e in reported]
+            assert cumulative == sorted(cumulative) and cumulative[-1] == pytest.approx(total)
+            reads = [r for r in fake.requests if r.path == "/api/v5/trade/fills"][fills_before:]
+            assert len(reads) == 3 and "after" not in reads[0].query
+            assert all(r.query.get("after") for r in reads[1:])
+            assert fake.rate_limited == []
+
+
+def _fill_rows(first: int, count: int, ts0: int) -> list[dict[str, Any]]:
+    """``count`` fills rows newest first, billIds first+count-1 .. first, one second apart."""
+    rows = []
+    for k in reversed(range(first, first + count)):
+        ms = str(ts0 + k * 1000)
+        rows.append(
+            {"billId": str(k), "tradeId": f"t{k}", "ordId": "1", "fillSz": "1", "ts": ms, "fillTime": ms}
+        )
+    return rows
+
+
+def test_fill_pager_pages_back_until_the_gap_is_covered() -> None:
+    from seqtrade.venues.okx.parse import FillPager
+
+    day = 24 * 3600 * 1000
+    now = 10 * day
+    # a gap of 2.5 minutes with 250 fills one second apart: three pages, then a row older than the gap
+    pager = FillPager("SPOT", since_ms=now - 150_000, now_ms=now, max_pages=30)
+    ts0 = now - 250_000
+    assert pager.request() == ("/api/v5/trade/fills", {"instType": "SPOT", "limit": "100"})
+    pager.feed(_fill_rows(150, 100, ts0))
+    assert pager.request() == ("/api/v5/trade/fills", {"instType": "SPOT", "limit": "100", "after": "150"})
+    pager.feed(_fill_rows(50, 100, ts0))
+    assert pager.request() is None and not pager.exceeded  # row 50 is older than the gap
+    assert [f["billId"] for f in pager.fills()] == [str(k) for k in range(50, 250)]
+
+    # fewer than 100 rows: nothing older exists
+    short = FillPager("SPOT", since_ms=now - 3600_000, now_ms=now, max_pages=30)
+    short.feed(_fill_rows(0, 40, now - 100_000))
+    assert short.request() is None and len(short.fills()) == 40
+
+
+def test_fill_pager_goes_on_in_fills_history_past_three_days() -> None:
+    from seqtrade.venues.okx.parse import FillPager
+
+    day = 24 * 3600 * 1000
+    now = 100 * day
+    pager = FillPager("SPOT", since_ms=now - 5 * day, now_ms=now, max_pages=30)
+    pager.feed(_fill_rows(900, 100, now - 2 * day))
+    pager.feed(_fill_rows(870, 30, now - 2 * day - 100_000))  # trade/fills has no more (3 days)
+    assert pager.request() == (
+        "/api/v5/trade/fills-history",
+        {"instType": "SPOT", "limit": "100", "after": "870"},
+    )
+    pager.feed(_fill_rows(800, 70, now - 4 * day))  # fewer than 100: the history has no more either
+    assert pager.request() is None and not pager.exceeded
+    assert len(pager.fills()) == 200
+    # within 3 days trade/fills running out is the end
+    recent = FillPager("SPOT", since_ms=now - 2 * day, now_ms=now, max_pages=30)
+    recent.feed(_fill_rows(0, 30, now - day))
+    assert recent.request() is None
+
+
+def test_fill_pager_stops_at_its_bound() -> None:
+    from seqtrade.venues.okx.parse import FillPager
+
+    pager = FillPager("SPOT", since_ms=0, now_ms=10**9, max_pages=2)
+    pager.feed(_fill_rows(500, 100, 10**8))
+    assert pager.request() is not None
+    pager.feed(_fill_rows(400, 100, 10**8))
+    assert pager.request() is None and pager.exceeded
+
+
+async def test_too_many_pages_of_fills_fall_back_to_snapshots(caplog: pytest.LogCaptureFixture) -> None:
+    """Past its bound the reconcile logs an ERROR and reports each order's cumulative state instead."""
+    caplog.set_level(logging.ERROR, logger="seqtrade.venues.okx")
+    n = 250
+    with trio.fail_after(60):
+        async with open_fake_okx() as fake, running(fake, order_transport="rest") as (venue, sink):
+            venue.max_fill_pages = 2  # 250 fills need 3 pages
+            fake.set_market("BTC-USDT", bid=100.0, ask=100.5, bid_sz=1.0, ask_sz=1.0)
+            await venue.place_order(order("pb1", OrderType.LIMIT, Side.BUY, 100.1, 1.0))
+            await sink.final("pb1", OrderStatus.ACCEPTED)
+            fake.private_pushes_paused = True
+            for _ in range(n):
+                fake.print_trade("BTC-USDT", px=100.1, sz="0.002", side="sell")
+            await fake.disconnect(which="private")
+            fake.private_pushes_paused = False
+            await sink.until(lambda: any(e.filled_quantity == pytest.approx(0.5) for e in sink.of("pb1")))
+            last = sink.of("pb1")[-1]
+            assert last.status is OrderStatus.PARTIALLY_FILLED and last.avg_price == pytest.approx(100.1)
+            assert len(sink.of("pb1")) == 2  # accepted, then one jump to the total (not one by one)
+            assert any(
+                "pages of fills" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR
+            )
+            reads = [r for r in fake.requests if r.path == "/api/v5/trade/fills"]
+            assert len(reads) >= 2 and fake.rate_limited == []
+
+
+async def test_fake_fills_history_and_read_limits() -> None:
+    """The fake as the sheet has it: trade/fills = 3 days, fills-history = 3 months (instType
+    required), both newest first paged by billId, read limits 60 and 10 per 2 s."""
+    from seqtrade.venues.okx.rest import ExchangeClock, open_rest_client
+
+    with trio.fail_after(30):
+        async with open_fake_okx() as fake:
+            fake.set_market("BTC-USDT", bid=100.0, ask=100.5, bid_sz=5.0, ask_sz=5.0)
+            async with open_rest_client(fake.rest_url, CREDS, ExchangeClock(), demo=True, timeout=5) as rest:
+                for i in range(3):
+                    env = await rest.request(
+                        "POST",
+                        "/api/v5/trade/order",
+                        body={"instId": "BTC-USDT", "tdMode": "cash", "clOrdId": f"h{i}", "side": "buy"}
+                        | {"ordType": "limit", "px": "100.5", "sz": "0.01"},
+                    )
+                    assert env["code"] == "0", env
+                assert len(fake.fills) == 3
+                fake.exchange.age_fills(4 * 24 * 3600 * 1000)
+                assert await rest.checked("GET", "/api/v5/trade/fills", params={"instType": "SPOT"}) == []
+                hist = await rest.checked(
+                    "GET", "/api/v5/trade/fills-history", params={"instType": "SPOT", "limit": "2"}
+                )
+                assert [f["clOrdId"] for f in hist] == ["h2", "h1"]
+                older = await rest.checked(
+                    "GET",
+                    "/api/v5/trade/fills-history",
+                    params={"instType": "SPOT", "after": hist[-1]["billId"]},
+                )
+                assert [f["clOrdId"] for f in older] == ["h0"]
+                env = await rest.request("GET", "/api/v5/trade/fills-history", params={"limit": "1"})
+                assert env["code"] == "50014"
+                codes = [
+                    (await rest.request("GET", "/api/v5/trade/fills-history", params={"instType": "SPOT"}))[
+                        "code"
+                    ]
+                    for _ in range(10)
+                ]
+                assert "50011" in codes  # 10 per 2 s, and 3 were used just now
+                codes = [
+                    (await rest.request("GET", "/api/v5/trade/fills", params={"instType": "SPOT"}))["code"]
+                    for _ in range(61)
+                ]
+                assert codes.count("50011") >= 1

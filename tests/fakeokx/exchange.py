@@ -310,6 +310,11 @@ class Exchange:
         # order that rests unfilled after its first match, so an order that trades at once is first
         # seen filled / partially filled / canceled.
         self.push_live_first = True
+        # §2.8 / §7: GET trade/fills covers the last 3 days (60 req / 2 s per UID); fills-history
+        # 3 months (10 req / 2 s per UID, instType required). Both newest first, <= 100 rows.
+        self.fills_recent_ms = 3 * 24 * 3600 * 1000
+        self.fills_history_ms = 90 * 24 * 3600 * 1000
+        self.query_rate_limits = {"fills": 60, "fills-history": 10}  # per 2 s per UID
 
         self._rl: dict[tuple[str, str], deque[float]] = {}
         self.rate_limited: list[tuple[str, str, float]] = []  # observation: (kind, key, time) refused
@@ -362,6 +367,21 @@ class Exchange:
             self.rate_limited.append((kind, inst_id, now))
             return False
         window.extend([now] * n)
+        return True
+
+    def query_rate_ok(self, kind: str) -> bool:
+        """Count one read request of ``kind`` (a ``query_rate_limits`` key) for the account (UID)."""
+        limit = self.query_rate_limits.get(kind)
+        if limit is None:
+            return True
+        now = self.mono()
+        window = self._rl.setdefault((kind, ""), deque())
+        while window and window[0] <= now - 2.0:
+            window.popleft()
+        if len(window) >= limit:
+            self.rate_limited.append((kind, "", now))
+            return False
+        window.append(now)
         return True
 
     # ------------------------------------------------------------------ place (§2.1, §3)
@@ -1189,9 +1209,11 @@ class Exchange:
         orders.sort(key=lambda o: int(o.ord_id), reverse=True)  # newest first
         return [self.order_rest(o) for o in orders[: _limit(params)]]
 
-    def fills_query(self, params: dict[str, str]) -> list[dict[str, Any]]:
-        """§2.8 fills (last 3 days) with instType/instId/ordId/after/before/begin/end/limit."""
-        fills = list(self.fills)
+    def fills_query(self, params: dict[str, str], *, history: bool = False) -> list[dict[str, Any]]:
+        """§2.8 fills (last 3 days; ``history``: fills-history, 3 months) with
+        instType/instId/ordId/after/before (billId cursors)/begin/end (ms on ts)/limit (<= 100)."""
+        oldest = self.now_ms() - (self.fills_history_ms if history else self.fills_recent_ms)
+        fills = [f for f in self.fills if int(f["ts"]) >= oldest]
         if params.get("instType") and params["instType"] != "SPOT":
             fills = []
         for key in ("instId", "ordId"):
@@ -1254,6 +1276,12 @@ class Exchange:
             if inst.base_ccy == ccy and inst.quote_ccy == "USDT" and m.bid is not None and m.ask is not None:
                 return (m.bid + m.ask) / 2
         return None
+
+    def age_fills(self, ms: int) -> None:
+        """Test helper: make every fill so far ``ms`` older (``ts``/``fillTime``), as after a long outage."""
+        for f in self.fills:
+            f["ts"] = str(int(f["ts"]) - ms)
+            f["fillTime"] = str(int(f["fillTime"]) - ms)
 
     # ------------------------------------------------------------------ cancel-all-after (§2.13)
 

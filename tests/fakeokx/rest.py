@@ -460,8 +460,21 @@ def _orders_pending(ctx: _Ctx) -> _Payload:
 
 
 def _fills(ctx: _Ctx) -> _Payload:
-    """§2.8."""
-    return _ok(ctx.fake.exchange.fills_query(ctx.query))
+    """§2.8: the last 3 days; 60 req / 2 s per UID (§7)."""
+    ex = ctx.fake.exchange
+    if not ex.query_rate_ok("fills"):
+        raise OkxError("50011", ex.msg("50011"))
+    return _ok(ex.fills_query(ctx.query))
+
+
+def _fills_history(ctx: _Ctx) -> _Payload:
+    """§2.8 (3-month history): instType required; 10 req / 2 s per UID (§7)."""
+    ex = ctx.fake.exchange
+    if not ctx.query.get("instType"):
+        raise OkxError("50014", "Parameter instType can not be empty")
+    if not ex.query_rate_ok("fills-history"):
+        raise OkxError("50011", ex.msg("50011"))
+    return _ok(ex.fills_query(ctx.query, history=True))
 
 
 def _balance(ctx: _Ctx) -> _Payload:
@@ -519,6 +532,7 @@ _ROUTES: dict[tuple[str, str], tuple[bool, _Handler]] = {
     ("GET", "/api/v5/trade/order"): (True, _get_order),
     ("GET", "/api/v5/trade/orders-pending"): (True, _orders_pending),
     ("GET", "/api/v5/trade/fills"): (True, _fills),
+    ("GET", "/api/v5/trade/fills-history"): (True, _fills_history),
     ("GET", "/api/v5/account/balance"): (True, _balance),
     ("POST", "/api/v5/trade/cancel-all-after"): (True, _cancel_all_after),
 }

@@ -32,8 +32,9 @@ from ...models import OrderStatus
 from ..base import EventKind, Instrument, OrderEvent, Venue, VenueOrder, VenueSink
 from . import messages as m
 from .auth import OkxCredentials, ws_login_args
-from .governor import Governor, Op
+from .governor import Governor, Op, RateWindow, take_slot
 from .parse import (
+    FillPager,
     InstrumentSpec,
     OrderTracker,
     amend_args,
@@ -57,6 +58,11 @@ log = logging.getLogger(__name__)
 CLOCK_SYNC_INTERVAL = 60.0  # seconds between public/time checks
 EXP_GRACE_MS = 1_000  # an order still unknown this long after its expTime was never placed
 CAA_MIN_INTERVAL = 1.05  # cancel-all-after: 1 request per second
+# Reconcile reads at most this many pages of missed fills (100 each); beyond, it logs an ERROR and
+# reports the orders' cumulative state from snapshots instead (totals right, fills not one by one).
+MAX_FILL_PAGES = 30
+FILL_GAP_MARGIN_MS = 5_000  # read fills from this long before the private stream was last known good
+FILLS_PER_2S, FILLS_HISTORY_PER_2S = 60, 10  # okx-v5.md §7, per account
 _RETRYABLE_LOGIN_CODES = {"60004", "60006"}  # timestamp problems: resync and retry, not fatal
 
 
@@ -117,6 +123,12 @@ class OkxVenue(Venue):
         self._deferred: dict[str, list[_Request]] = {}  # cancels/amends waiting for their place, in order
         self._order_chain: dict[str, trio.Event] = {}  # per order: done-event of its last cancel/amend
         self._private_gen = 0  # +1 each time the orders channel is (re)subscribed
+        self._gap_since_ms: int | None = None  # exchange ms the private stream is not known good from
+        self.max_fill_pages = MAX_FILL_PAGES  # bound of one reconcile's fills reads (tests lower it)
+        self._fills_windows = {
+            m.PATH_FILLS: RateWindow(FILLS_PER_2S, self._governor.period),
+            m.PATH_FILLS_HISTORY: RateWindow(FILLS_HISTORY_PER_2S, self._governor.period),
+        }
         self._stopping = False
         self._shields: set[trio.CancelScope] = set()
         self._req_ids = itertools.count(1)
@@ -214,7 +226,7 @@ class OkxVenue(Venue):
                 [OrderEvent(vid, OrderStatus.REJECTED, error_msg=reason, ts=self._clock.now_ms())]
             )
             return
-        self._tracker.track(order)
+        self._tracker.track(order, self._clock.now_ms())
         self._unresolved[vid] = trio.Event()
         refused = self._governor.submit(
             Op.PLACE, order.symbol, _Request(Op.PLACE, order.symbol, vid, order=order)
@@ -705,6 +717,10 @@ class OkxVenue(Venue):
             self._private_ready.set()
 
     def _private_down(self, reason: str) -> None:
+        if self._private is not None and self._gap_since_ms is None:
+            # a dead connection is noticed within two ping intervals of silence (ws.read_loop)
+            silent_ms = int(2 * self._cfg.ping_interval * 1000) + FILL_GAP_MARGIN_MS
+            self._gap_since_ms = self._clock.now_ms() - silent_ms
         self._private = None
 
     async def _private_message(self, session: WsSession, msg: dict[str, Any]) -> None:
@@ -719,10 +735,12 @@ class OkxVenue(Venue):
         """Emit every order change missed while the private socket was down (each once).
 
         The orders channel sends no snapshot, so: open orders (orders-pending), each order we think
-        is open but OKX does not list (GET trade/order by clOrdId) and recent fills (trade/fills);
-        fills go first so that each missed fill is reported with its own quantity and price.
+        is open but OKX does not list (GET trade/order by clOrdId) and the fills of the gap
+        (:meth:`_missed_fills`); fills go first so that each missed fill is reported with its own
+        quantity and price, then the snapshots bring every order to its current state.
         """
         assert self._rest is not None
+        gap_since = self._gap_since_ms
         pending = await self._pending_raw()
         listed = {str(d.get("clOrdId", "")) for d in pending}
         snapshots: list[dict[str, Any]] = list(pending)
@@ -734,12 +752,7 @@ class OkxVenue(Venue):
                 snapshots.append(raw)
             else:
                 log.warning("OKX reconcile: order %s we took for open is unknown to OKX", vid)
-        fills: list[dict[str, Any]] = []
-        if self._tracker.open_ids():
-            fills = await self._rest.checked(
-                "GET", m.PATH_FILLS, params={"instType": self._cfg.inst_type, "limit": "100"}
-            )
-            fills.sort(key=lambda f: (int(f.get("fillTime") or f.get("ts") or 0), str(f.get("tradeId", ""))))
+        fills = await self._missed_fills(gap_since) if self._tracker.open_ids() else []
         events: list[OrderEvent] = []
         for f in fills:
             events += self._tracker.on_fill(f)
@@ -748,6 +761,36 @@ class OkxVenue(Venue):
         if events:
             log.info("OKX reconcile: %d missed order changes", len(events))
         await self._emit(events)
+        if self._gap_since_ms == gap_since:
+            self._gap_since_ms = None  # covered
+
+    async def _missed_fills(self, gap_since: int | None) -> list[dict[str, Any]]:
+        """The fills since the private stream was last known good, oldest first, every page of them.
+
+        Covers back to ``gap_since`` (None: the first connect), but no further than the oldest open
+        order we track was created. Paged with ``after`` = billId, from trade/fills and, for a gap
+        older than its 3 days, trade/fills-history, each under its rate limit. Past ``max_fill_pages``
+        pages: an ERROR and no fills (the snapshots that follow still report the right totals).
+        """
+        assert self._rest is not None
+        oldest = self._tracker.oldest_open_ms()
+        since = 0 if gap_since is None else gap_since
+        if oldest is not None:
+            since = max(since, oldest - FILL_GAP_MARGIN_MS)
+        pager = FillPager(self._cfg.inst_type, since, self._clock.now_ms(), self.max_fill_pages)
+        while (req := pager.request()) is not None:
+            path, params = req
+            await take_slot(self._fills_windows[path])
+            pager.feed(await self._rest.checked("GET", path, params=params))
+        if pager.exceeded:
+            log.error(
+                "OKX reconcile: more than %d pages of fills since %d; reporting the orders' state "
+                "from snapshots (totals right, missed fills not one by one)",
+                self.max_fill_pages,
+                since,
+            )
+            return []
+        return pager.fills()
 
     # ------------------------------------------------------------------ helpers
 

@@ -21,6 +21,7 @@ __all__ = [
     "PATH_ORDER",
     "PATH_PENDING",
     "PATH_FILLS",
+    "PATH_FILLS_HISTORY",
     "PATH_CANCEL_ALL_AFTER",
     "PUBLIC_CHANNELS",
     "CODE_ORDER_NOT_FOUND",
@@ -54,7 +55,8 @@ PATH_CANCEL: Final = "/api/v5/trade/cancel-order"
 PATH_AMEND: Final = "/api/v5/trade/amend-order"
 PATH_ORDER: Final = "/api/v5/trade/order"
 PATH_PENDING: Final = "/api/v5/trade/orders-pending"
-PATH_FILLS: Final = "/api/v5/trade/fills"
+PATH_FILLS: Final = "/api/v5/trade/fills"  # last 3 days, 60 req / 2 s per UID
+PATH_FILLS_HISTORY: Final = "/api/v5/trade/fills-history"  # last 3 months, 10 req / 2 s per UID
 PATH_CANCEL_ALL_AFTER: Final = "/api/v5/trade/cancel-all-after"
 
 PUBLIC_CHANNELS: Final = ("tickers", "books5", "trades")
@@ -165,12 +167,13 @@ class OkxOrder(TypedDict, total=False):
 
 
 class OkxFill(TypedDict, total=False):
-    """One item of GET trade/fills (§2.8)."""
+    """One item of GET trade/fills or trade/fills-history (§2.8), newest first."""
 
     instId: str
     tradeId: str
     ordId: str
     clOrdId: str
+    billId: str  # the paging cursor (after / before)
     fillPx: str
     fillSz: str
     side: str

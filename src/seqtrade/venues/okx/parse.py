@@ -5,7 +5,8 @@ No I/O, no trio/httpx. Three parts:
 - market data and instruments: ``*_from_okx`` functions;
 - order entry: request arguments formatted exactly on the tick/lot grid (Decimal, never float text);
 - :class:`OrderTracker`: the per-order state that turns orders-channel pushes, REST order snapshots and
-  REST fills (in any order, duplicated or late) into :class:`OrderEvent` objects, each change once.
+  REST fills (in any order, duplicated or late) into :class:`OrderEvent` objects, each change once;
+- :class:`FillPager`: which pages of ``trade/fills`` / ``trade/fills-history`` cover a gap.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from ...models import Book, OrderStatus, OrderType, Side, Ticker, Trade
 from ..base import EventKind, Instrument, OrderEvent, VenueOrder
+from .messages import PATH_FILLS, PATH_FILLS_HISTORY
 
 __all__ = [
     "InstrumentSpec",
@@ -39,6 +41,9 @@ __all__ = [
     "dumps",
     "decode_ws",
     "OrderTracker",
+    "FillPager",
+    "FILLS_PAGE_LIMIT",
+    "RECENT_FILLS_MS",
     "CLORDID_RE",
     "ORD_TYPES",
 ]
@@ -381,6 +386,7 @@ class _Tracked:
     fee: Decimal = _ZERO  # positive = cost
     fill_sum: Decimal = _ZERO  # total of the fills known one by one (by tradeId)
     utime: int = 0
+    created_ms: int = 0  # exchange ms: when we sent it, or its cTime; 0 unknown
     trade_ids: set[str] = field(default_factory=set)
     amend_failures: set[str] = field(default_factory=set)
     emitted: tuple[Any, ...] | None = None  # (status, filled, price, quantity) last reported
@@ -427,15 +433,23 @@ class OrderTracker:
     def venue_order_id_of(self, ord_id: str) -> str | None:
         return self._by_ord_id.get(ord_id)
 
+    def oldest_open_ms(self) -> int | None:
+        """When the oldest open order was created (exchange ms); None if none is open or one is unknown."""
+        times = [self._orders[vid].created_ms for vid in self.open_ids()]
+        if not times or 0 in times:
+            return None
+        return min(times)
+
     # -- inputs from our own requests
 
-    def track(self, order: VenueOrder) -> None:
-        """A new order about to be sent."""
+    def track(self, order: VenueOrder, created_ms: int = 0) -> None:
+        """A new order about to be sent (``created_ms``: the exchange time now)."""
         self._orders[order.venue_order_id] = _Tracked(
             venue_order_id=order.venue_order_id,
             symbol=order.symbol,
             price=Decimal(str(order.price)) if order.price is not None else None,
             quantity=Decimal(str(order.quantity)),
+            created_ms=created_ms,
         )
 
     def placed(self, venue_order_id: str, ord_id: str, ts: int) -> list[OrderEvent]:
@@ -489,6 +503,8 @@ class OrderTracker:
         if ord_id:
             o.exchange_order_id = ord_id
             self._by_ord_id[ord_id] = vid
+        if not o.created_ms:
+            o.created_ms = _i(d.get("cTime"))
         ts = _i(d.get("uTime")) or _i(d.get("cTime"))
         events: list[OrderEvent] = []
 
@@ -628,3 +644,85 @@ class OrderTracker:
             if o is not None and _RANK[o.status] == 2:
                 del self._orders[vid]
                 self._by_ord_id.pop(o.exchange_order_id, None)
+
+
+# --------------------------------------------------------------------------- missed fills
+
+FILLS_PAGE_LIMIT = 100  # rows per page of trade/fills and trade/fills-history (§2.8)
+RECENT_FILLS_MS = 3 * 24 * 3600 * 1000  # trade/fills covers the last 3 days; older: fills-history
+
+
+def _fill_ms(d: Mapping[str, Any]) -> int:
+    return _i(d.get("ts")) or _i(d.get("fillTime"))
+
+
+class FillPager:
+    """Plans the reads that cover the fills of a gap, from now back to ``since_ms`` (exchange ms).
+
+    Pure: the caller sends each :meth:`request` and hands the page to :meth:`feed` until
+    :meth:`request` returns None. Rows come newest first, at most 100 a page; the next (older) page is
+    asked for with ``after`` = the billId of the oldest row so far. Once ``trade/fills`` has no more and
+    the gap reaches further back than its 3 days, paging goes on in ``trade/fills-history`` from the
+    same cursor. It stops when a row older than ``since_ms`` was seen (everything newer is then in
+    hand), when the exchange has no more, or after ``max_pages`` pages: then :attr:`exceeded` is True
+    and the rows are incomplete (the caller must not rely on them).
+    """
+
+    def __init__(
+        self,
+        inst_type: str,
+        since_ms: int,
+        now_ms: int,
+        max_pages: int,
+        *,
+        recent_ms: int = RECENT_FILLS_MS,
+    ) -> None:
+        self.inst_type = inst_type
+        self.since_ms = since_ms
+        self.now_ms = now_ms
+        self.max_pages = max_pages
+        self.recent_ms = recent_ms
+        self.path = PATH_FILLS
+        self.pages = 0
+        self.exceeded = False
+        self.done = False
+        self._after = ""
+        self._rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def request(self) -> tuple[str, dict[str, str]] | None:
+        """The next read: (path, query parameters), or None when the gap is covered."""
+        if self.done:
+            return None
+        params = {"instType": self.inst_type, "limit": str(FILLS_PAGE_LIMIT)}
+        if self._after:
+            params["after"] = self._after
+        return self.path, params
+
+    def feed(self, page: list[dict[str, Any]]) -> None:
+        """The answer to the last :meth:`request` (its ``data``, newest first)."""
+        self.pages += 1
+        for row in page:
+            bill = str(row.get("billId") or "")
+            key = (bill, "", "") if bill else ("", str(row.get("tradeId", "")), str(row.get("ordId", "")))
+            self._rows[key] = row
+        cursor = str(page[-1].get("billId") or "") if page else ""
+        if cursor:
+            self._after = cursor
+        if page and min(_fill_ms(r) for r in page) < self.since_ms:
+            self.done = True  # reached back past the start of the gap
+            return
+        if len(page) < FILLS_PAGE_LIMIT or not cursor:  # this endpoint has no more
+            if self.path == PATH_FILLS and self.since_ms < self.now_ms - self.recent_ms:
+                self.path = PATH_FILLS_HISTORY
+            else:
+                self.done = True
+                return
+        if self.pages >= self.max_pages:
+            self.exceeded = self.done = True
+
+    def fills(self) -> list[dict[str, Any]]:
+        """Every row read, once, oldest first (by fill time, then tradeId)."""
+        return sorted(
+            self._rows.values(),
+            key=lambda f: (_i(f.get("fillTime")) or _fill_ms(f), str(f.get("tradeId", ""))),
+        )
