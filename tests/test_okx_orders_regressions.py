@@ -77,7 +77,7 @@ def test_slow_event_loop_never_provokes_50011() -> None:
     slow = SlowLoop(clock, 0.004)
 
     async def main() -> None:
-        with trio.fail_after(600):
+        with trio.fail_after(120):
             async with open_fake_okx() as fake:
                 cfg = config(fake, order_transport="rest", request_timeout=60.0, ping_interval=60.0)
                 venue = OkxVenue(cfg, SYMBOLS, CREDS, max_queue=n)
