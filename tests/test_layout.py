@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +41,56 @@ def test_client_public_surface():
     ])  # fmt: skip
     for name in c.__all__:
         assert hasattr(c, name)
+
+
+VENUE_KINDS = ("paper", "okx")
+# Where a venue kind may be named: the venues package, the config's section definitions, and the
+# benchmark's market feed (a paper venue by design: seqtrade.bench.feed).
+KIND_ALLOWED = ("venues/", "config.py", "bench/feed.py")
+
+
+def kind_mentions(path: Path) -> list[str]:
+    """Where a module's code (not its comments or docstrings) names a venue kind: a string equal to
+    one, an attribute or a name that contains one, an import of a venue's module."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        words: list[str] = []
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            words = [node.value] if node.value.lower() in VENUE_KINDS else []
+        elif isinstance(node, ast.Attribute):
+            words = [node.attr]
+        elif isinstance(node, ast.Name):
+            words = [node.id]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            words = [node.name]
+        elif isinstance(node, ast.ImportFrom):
+            words = [node.module or "", *(a.name for a in node.names)]
+        elif isinstance(node, ast.Import):
+            words = [a.name for a in node.names]
+        for w in words:
+            if any(k in w.lower() for k in VENUE_KINDS):
+                found.append(f"{path}:{getattr(node, 'lineno', '?')}: {w}")
+    return found
+
+
+def test_no_module_outside_venues_names_a_venue_kind():
+    src = Path(__file__).resolve().parents[1] / "src" / "seqtrade"
+    offenders = []
+    for path in sorted(src.rglob("*.py")):
+        rel = path.relative_to(src).as_posix()
+        if not rel.startswith(KIND_ALLOWED) and rel not in KIND_ALLOWED:
+            offenders += kind_mentions(path)
+    assert offenders == []
+
+
+def test_the_kind_check_sees_a_branch_on_the_kind(tmp_path):
+    """The check above is not vacuous: a branch on the kind, a venue's section or its module is seen."""
+    module = tmp_path / "m.py"
+    module.write_text('"""okx in a docstring is fine."""\nfrom seqtrade.venues.okx import OkxVenue  # okx\n'
+                      'def f(c):\n    return c.venue.kind == "okx" or c.venue.okx.demo\n')  # fmt: skip
+    assert [m.rsplit(": ", 1)[1] for m in kind_mentions(module)] == [
+        "seqtrade.venues.okx",
+        "OkxVenue",
+        "okx",
+        "okx",
+    ]
