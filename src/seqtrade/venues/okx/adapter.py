@@ -1,6 +1,6 @@
 """``OkxVenue``: the OKX v5 exchange behind the :class:`~seqtrade.venues.base.Venue` interface.
 
-Composition (okx-v5.md section numbers in brackets):
+Composition (docs/okx.md section numbers in brackets):
 
 - REST (:mod:`.rest`): clock sync against ``public/time`` [2.12], instruments [2.11], order queries
   [2.6-2.8], the dead man's switch [2.13], and order entry when ``order_transport = "rest"`` [2.1-2.5];
