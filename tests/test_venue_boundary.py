@@ -92,3 +92,14 @@ async def test_okx_balances_and_no_positions_against_the_fake() -> None:
                 assert await venue.positions() is None  # spot: reconciliation is skipped, as before
                 nursery.cancel_scope.cancel()
             assert any(r.path == "/api/v5/account/balance" for r in fake.requests)
+
+
+def test_check_warns_about_a_deprecated_key(tmp_path, capsys) -> None:
+    from seqtrade.cli import main
+
+    path = tmp_path / "config.toml"
+    path.write_text("[venue]\nkind = 'okx'\n[venue.okx]\ncancel_all_after = 30\n")
+    assert main(["check", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: venue.okx.cancel_all_after is deprecated" in out
+    assert out.splitlines()[0] == "venue: okx (demo trading)"
