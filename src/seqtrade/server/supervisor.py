@@ -16,9 +16,8 @@ The children inherit the server's environment minus the server's secrets: the se
 secret key, every variable a venue section names for its keys (``Venue.secret_env_vars``), and any
 other variable whose name says it holds a secret (a ``SECRET``, ``TOKEN``, ``PASSWORD``, ``PASSPHRASE``,
 ``API_KEY``, ``PRIVATE_KEY`` or ``CREDENTIALS`` part, like ``DB_PASSWORD``), each also with a ``_FILE``
-suffix. A strategy trades through the
-server, never around it. The one secret a strategy may need, its own CurveZMQ key
-(``security.client_secret_key_env``), stays.
+suffix. A strategy trades through the server, never around it. The one secret a strategy may need,
+its own CurveZMQ key (``security.client_secret_key_env``), stays.
 
 Strategies that are not in the config may still connect on their own (``server.
 allow_unknown_strategies``); ``seqtrade strategies`` lists them as ``external``.
