@@ -1,6 +1,6 @@
 """A protocol-level strategy peer for tests: real ZeroMQ sockets driven from Trio, raw frames.
 
-It speaks PROTOCOL.md directly (not through seqtrade.client), so tests check the server against the
+It speaks docs/protocol.md directly (not through seqtrade.client), so tests check the server against the
 protocol text rather than against our own client library.
 """
 
@@ -89,7 +89,7 @@ class Peer:
                     self.last_seq = msg.seq
                     self.reports.append(msg)
                 # A report past a gap while joining: our subscription went live in the middle of a
-                # replay (slow joiner). PROTOCOL.md: keep saying hello; the next replay brings it.
+                # replay (slow joiner). docs/protocol.md: keep saying hello; the next replay brings it.
 
     async def report(self) -> OrderReport:
         """The next new report (duplicates by seq are dropped, as a client must)."""

@@ -134,9 +134,10 @@ def test_switch_timeout_defaults() -> None:
     assert venue_switch_timeout(paper) == 0.0
     okx = parse_config("[venue]\nkind = 'okx'\n")
     assert venue_switch_timeout(okx) == 60.0
+    # the deprecated venue.okx.cancel_all_after is read as server.cancel_all_after: the server owns the switch
     assert (
         venue_switch_timeout(parse_config("[venue]\nkind = 'okx'\n[venue.okx]\ncancel_all_after = 30\n"))
-        == 0.0
+        == 30.0
     )
     assert (
         venue_switch_timeout(parse_config("[server]\ncancel_all_after = 15\n[venue]\nkind = 'okx'\n")) == 15.0

@@ -1,6 +1,6 @@
 """The fake OKX itself, exercised with raw httpx / trio-websocket clients (no seqtrade code).
 
-Every expectation cites okx-v5.md.  Synchronisation is by awaiting messages, never by sleeping
+Every expectation cites docs/okx.md.  Synchronisation is by awaiting messages, never by sleeping
 (sleeps appear only to move virtual time under ``autojump_clock``).
 """
 

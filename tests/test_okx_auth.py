@@ -1,4 +1,4 @@
-"""Signing against the known vectors of okx-v5.md §1.4, credentials handling, the httpx.Auth flow."""
+"""Signing against the known vectors of docs/okx.md §1.4, credentials handling, the httpx.Auth flow."""
 
 from __future__ import annotations
 

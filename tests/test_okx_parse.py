@@ -1,4 +1,4 @@
-"""Pure OKX conversions against payloads from okx-v5.md (tests/fixtures/okx/*.json)."""
+"""Pure OKX conversions against payloads from docs/okx.md (tests/fixtures/okx/*.json)."""
 
 from __future__ import annotations
 

@@ -53,9 +53,12 @@ class Collector:
 
 @asynccontextmanager
 async def running(
-    cfg: PaperConfig, symbols: tuple[str, ...] = (SYM,), sink: Collector | None = None
+    cfg: PaperConfig,
+    symbols: tuple[str, ...] = (SYM,),
+    sink: Collector | None = None,
+    cls: type[PaperVenue] = PaperVenue,
 ) -> AsyncIterator[tuple[PaperVenue, Collector]]:
-    venue = PaperVenue(cfg, list(symbols))
+    venue = cls(cfg, list(symbols))
     sink = sink or Collector()
     async with trio.open_nursery() as nursery:
         await nursery.start(venue.run, sink)
@@ -365,39 +368,3 @@ async def test_cancel_all_after_zero_disarms(autojump_clock: trio.testing.MockCl
             await venue.cancel_all_after(0)
             await trio.sleep(30)
             assert len(await venue.open_orders()) == 1
-
-
-# ----------------------------------------------------------------------------- bench mode
-
-
-async def test_bench_mode_emits_the_set_rate_of_tickers(autojump_clock: trio.testing.MockClock) -> None:
-    cfg = PaperConfig(bench_rate=20_000)
-    with trio.fail_after(10):
-        async with running(cfg, (SYM, "ETH-USDT")) as (venue, sink):
-            await trio.sleep(1.0005)
-            n = len(sink.market)
-            await trio.sleep(1.0)
-            n2 = len(sink.market)
-            # orders still work: a market order fills against the current synthetic book
-            await venue.place_order(limit("m1", Side.BUY, None, 0.5, OrderType.MARKET))
-            assert sink.of("m1")[-1].status is OrderStatus.FILLED
-    assert n == pytest.approx(20_000, abs=20)
-    assert n2 - n == pytest.approx(20_000, abs=20)
-    assert all(type(m) is Ticker for m in sink.market)
-    symbols = [m.symbol for m in sink.market[:6]]
-    assert symbols == [SYM, "ETH-USDT"] * 3
-    assert all(m.bid_price < m.ask_price for m in sink.market if isinstance(m, Ticker))
-
-
-async def test_bench_mode_as_fast_as_possible() -> None:
-    done = trio.Event()
-
-    def count(_: MarketData) -> None:
-        if len(sink.market) >= 50_000:
-            done.set()
-
-    sink = Collector(on_market=count)
-    with trio.fail_after(10):
-        async with running(PaperConfig(bench_rate=-1), sink=sink):
-            await done.wait()
-    assert all(type(m) is Ticker for m in sink.market)

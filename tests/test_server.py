@@ -156,7 +156,7 @@ async def test_garbage_frames_are_dropped_and_counted(server, peers):
         await server.venue.set_market(S, 100.0, 100.2)
         await p.order(S, "buy", "market", None, 0.1)
         # "hello/s1/<garbage>" and "order_request/s1/<deep nesting>" name a strategy: each gets a
-        # rejected report saying why (PROTOCOL.md); the rest name nobody and are dropped.
+        # rejected report saying why (docs/protocol.md); the rest name nobody and are dropped.
         for _ in range(2):
             r = await p.report()
             assert r.status == OrderStatus.REJECTED and "MessagePack" in r.error_msg

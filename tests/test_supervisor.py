@@ -254,6 +254,19 @@ def test_children_do_not_inherit_the_servers_secrets(base_dir):
     assert child == {"PATH": "/bin", "SEQTRADE_CLIENT_SECRET_KEY": "c", "PYTHONUNBUFFERED": "1"}
 
 
+def test_children_lose_every_venue_secret_and_secret_looking_names(base_dir):
+    """The filter asks the venues for their secret names (not one exchange's), and strips any variable
+    whose name says it is a secret; the strategy host's own CurveZMQ key stays."""
+    config = write_config(base_dir, '[[strategies]]\nid = "m"\nmodule = "x"\n'
+                                    "[venue.okx]\napi_key_env = 'EX_K'\nsecret_key_env = 'EX_S'\npassphrase_env = 'EX_P'\n")  # fmt: skip
+    secret = {"EX_K": "k", "EX_S": "s", "EX_P_FILE": "/p", "DB_PASSWORD": "x", "GITHUB_TOKEN": "t",
+              "AWS_SECRET_ACCESS_KEY": "a", "OKX_API_KEY": "k", "SEQTRADE_SERVER_SECRET_KEY": "z"}  # fmt: skip
+    kept = {"PATH": "/bin", "HOME": "/root", "MONKEY": "1", "KEYBOARD_LAYOUT": "us", "TOKENIZERS_PARALLELISM": "1",
+            "SEQTRADE_CLIENT_SECRET_KEY": "c", "SEQTRADE_CLIENT_SECRET_KEY_FILE": "/c"}  # fmt: skip
+    child = Supervisor(config, None, secret | kept).child_env()
+    assert child == kept | {"PYTHONUNBUFFERED": "1"}
+
+
 def test_supervised_strategies_need_a_config_file(base_dir):
     from .conftest import make_config
 

@@ -1,6 +1,6 @@
 """Trio <-> ZeroMQ: socket ownership, waiting on the edge-triggered FD, endpoints and the run directory.
 
-pyzmq has no Trio integration, so this module is the bridge. The rules (PERF-NOTES.md):
+pyzmq has no Trio integration, so this module is the bridge. The rules:
 
 - Each socket has exactly one owner task. A send from another task consumes the edge the owner is
   waiting for, and two waiters raise ``BusyResourceError``.
@@ -8,6 +8,10 @@ pyzmq has no Trio integration, so this module is the bridge. The rules (PERF-NOT
   until ``zmq.Again`` before waiting again; check ``zmq.EVENTS`` before every wait.
 - Never a blocking send inside Trio: sends are ``NOBLOCK``; the caller decides what ``zmq.Again`` means.
 - Closing calls ``trio.lowlevel.notify_closing`` first so a waiter gets ``ClosedResourceError``.
+
+Errors enter here and leave as the project's: a bind that fails is a :class:`TransportError`, a run
+directory that cannot be made or locked a :class:`RunDirError` (:class:`RunDirLocked` when another
+server holds it).
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ from typing import Any
 import trio
 import zmq
 
-from .errors import RunDirLocked
+from .errors import RunDirError, RunDirLocked, TransportError
 
-__all__ = ["TrioSocket", "ipc_path", "prepare_run_dir", "bind_secure", "lock_run_dir"]
+__all__ = ["TrioSocket", "ipc_path", "prepare_run_dir", "bind_secure", "lock_run_dir", "IPC_PATH_MAX"]
+
+# The longest ipc path the system takes (sizeof(sockaddr_un.sun_path) - 1: 107 on Linux, 103 on macOS).
+IPC_PATH_MAX: int = getattr(zmq, "IPC_PATH_MAX_LEN", 0) or 107
 
 
 class TrioSocket:
@@ -121,8 +128,11 @@ def ipc_path(endpoint: str) -> Path | None:
 
 def prepare_run_dir(run_dir: Path) -> None:
     """Create the run directory with mode 0700 (and tighten it if it already exists and is ours)."""
-    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(run_dir, 0o700)
+    try:
+        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(run_dir, 0o700)
+    except OSError as exc:
+        raise RunDirError(f"cannot create the run directory {run_dir}: {exc.strerror or exc}") from exc
 
 
 @contextlib.contextmanager
@@ -134,7 +144,10 @@ def lock_run_dir(run_dir: Path) -> Iterator[Path]:
     server killed with SIGKILL leaves no stale lock behind.
     """
     path = run_dir / "server.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise RunDirError(f"cannot create the lock file {path}: {exc.strerror or exc}") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -147,7 +160,7 @@ def lock_run_dir(run_dir: Path) -> Iterator[Path]:
                 f"another seqtrade server (pid {holder or '?'}) is running on {run_dir}; "
                 "stop it first or use another server.run_dir"
             ) from None
-        raise
+        raise RunDirError(f"cannot lock {path}: {exc.strerror or exc}") from exc
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -159,16 +172,31 @@ def lock_run_dir(run_dir: Path) -> Iterator[Path]:
 
 
 def bind_secure(sock: zmq.Socket[Any], endpoint: str) -> None:
-    """Bind; an ipc socket file is created 0600 whatever the umask (and a stale file is replaced)."""
+    """Bind; an ipc socket file is created 0600 whatever the umask (and a stale file is replaced).
+
+    Raises :class:`TransportError` when the endpoint cannot be bound (its message names it).
+    """
     path = ipc_path(endpoint)
     if path is None:
-        sock.bind(endpoint)
+        _bind(sock, endpoint)
         return
+    if len(os.fsencode(path)) > IPC_PATH_MAX:
+        raise TransportError(
+            f"cannot bind {endpoint}: the ipc path is {len(os.fsencode(path))} bytes, the system allows"
+            f" {IPC_PATH_MAX}; use a shorter server.run_dir (or bus.*_endpoint)"
+        )
     with contextlib.suppress(FileNotFoundError):
         path.unlink()  # a stale file from a server that was killed; the run-dir lock proves it is stale
     old = os.umask(0o177)
     try:
-        sock.bind(endpoint)
+        _bind(sock, endpoint)
     finally:
         os.umask(old)
     os.chmod(path, 0o600)
+
+
+def _bind(sock: zmq.Socket[Any], endpoint: str) -> None:
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        raise TransportError(f"cannot bind {endpoint}: {exc.strerror}") from exc

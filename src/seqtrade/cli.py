@@ -1,7 +1,9 @@
 """The ``seqtrade`` command: ``serve``, ``run``, ``check``, ``bench``, ...
 
 ``main(argv) -> int`` is testable without a subprocess. This is the only module that reads files and
-the environment on the server side (config file, OKX keys).
+the environment on the server side (config file, venue keys). Every :class:`~seqtrade.errors.SeqtradeError`
+ends a command with one ``seqtrade: error: ...`` line on stderr and exit code 2, start-up failures of
+``serve`` included (a locked run dir, an ipc path too long, a journal that cannot be opened).
 """
 
 from __future__ import annotations
@@ -54,14 +56,15 @@ def setup_logging(level: str = "INFO", *, json_logs: bool = False) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import trio
 
+    from .security import server_keypair
     from .server.app import run_until_signal
-    from .venues import make_venue
+    from .venues import venue_from_config
 
     config = load_config(args.config)
     setup_logging(args.log_level or config.server.log_level, json_logs=config.server.log_json)
-    venue = make_venue(config, os.environ)
-    from .security import server_keypair
-
+    for note in config.deprecations:
+        log.warning("%s", note)
+    venue = venue_from_config(config, os.environ)
     curve_keys = server_keypair(config, os.environ)  # None unless an endpoint is tcp://
     log.info(
         "seqtrade serving %s on %s (run dir %s)",
@@ -69,12 +72,32 @@ def _serve(args: argparse.Namespace) -> int:
         ", ".join(config.venue.symbols),
         config.run_dir,
     )
-    return trio.run(functools.partial(run_until_signal, config, venue, curve_keys=curve_keys))
+    try:
+        return trio.run(functools.partial(run_until_signal, config, venue, curve_keys=curve_keys))
+    except BaseExceptionGroup as eg:
+        raise _lone_error(eg) from None
+
+
+def _lone_error(eg: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one SeqtradeError a failed start-up left in Trio's exception groups; the group itself
+    (re-raised, with its traceback) when it holds anything else: that is a bug, not a start-up failure."""
+    leaves: list[BaseException] = []
+    todo: list[BaseException] = [eg]
+    while todo:
+        exc = todo.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            todo.extend(exc.exceptions)
+        else:
+            leaves.append(exc)
+    errors = [e for e in leaves if isinstance(e, SeqtradeError)]
+    return errors[0] if errors and len(errors) == len(leaves) else eg
 
 
 def _check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     print(describe(config))
+    for note in config.deprecations:
+        print(f"warning: {note}")
     for line in check_keys(config, os.environ):
         print(line)
     return 0
@@ -82,11 +105,11 @@ def _check(args: argparse.Namespace) -> int:
 
 def describe(config: Config) -> str:
     """What a config would do, in words (``seqtrade check``)."""
+    from .venues import venue_class
+
     v = config.venue
     lines = [
-        f"venue: {v.kind} ({'demo' if v.okx.demo else 'LIVE'} trading)"
-        if v.kind == "okx"
-        else f"venue: {v.kind}",
+        *venue_class(v.kind).describe(v),
         f"symbols: {', '.join(v.symbols)}",
         f"run dir: {config.run_dir} (0700; sockets 0600)",
         f"market data: {config.endpoint('md')}",
@@ -98,10 +121,6 @@ def describe(config: Config) -> str:
         f"on shutdown: {config.server.shutdown_policy} open orders",
         f"unknown strategies: {'allowed' if config.server.allow_unknown_strategies else 'refused'}",
     ]
-    if v.kind == "okx":
-        o = v.okx
-        lines.append(f"okx: rest {o.rest_url}, orders over {o.order_transport}, keys from ${o.api_key_env}, "
-                     f"${o.secret_key_env}, ${o.passphrase_env}")  # fmt: skip
     if config.strategies:
         sv = config.supervisor
         lines.append(
@@ -331,8 +350,4 @@ def console_main() -> None:
 
 
 if __name__ == "__main__":  # `python -m seqtrade.cli`: how the supervisor starts strategies
-    console_main()
-
-
-if __name__ == "__main__":
     console_main()

@@ -3,7 +3,7 @@
 Pure: parses text that the CLI read. Every section is a frozen dataclass; the loader walks the
 dataclass fields, so an unknown key, a wrong type or a missing required key is a
 :class:`~seqtrade.errors.ConfigError` that names the key (``venue.paper.seed: expected an integer``).
-Secrets never live here: the OKX keys come from the environment (see ``venues/okx``).
+Secrets never live here: a venue's keys come from the environment variables its section names.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ __all__ = [
     "ServerConfig",
     "BusConfig",
     "VenueConfig",
+    "VenueKind",
     "PaperConfig",
     "OkxConfig",
     "JournalConfig",
@@ -58,7 +59,8 @@ class ServerConfig:
     log_fills: bool = True  # one INFO line per fill in the server log
     closed_orders_in_memory: int = 50_000  # older closed orders are looked up in the journal
     # The venue's dead-man's switch, refreshed by the server every third of it (seconds; 0 = off).
-    # Unset: 60 s on OKX (unless venue.okx.cancel_all_after has the adapter keep its own), off on paper.
+    # Unset: the venue's default (Venue.default_cancel_all_after: 60 s on OKX, off on paper). The server
+    # is its one owner; the old venue.okx.cancel_all_after is read as this key (docs/operations.md).
     cancel_all_after: float | None = None
 
 
@@ -91,7 +93,9 @@ class PaperConfig:
     maker_fee: float = 0.0008  # fraction of notional
     taker_fee: float = 0.001
     start_prices: dict[str, float] = field(default_factory=dict)  # default 100.0 (BTC: 60000)
-    bench_rate: float = 0.0  # >0: emit this many tickers/s in total (bench mode); <0: as fast as possible
+    # Not 0: the benchmark's market feed replaces the random walk (seqtrade.bench.feed): only tickers,
+    # this many per second in total (bench mode); <0: as fast as possible.
+    bench_rate: float = 0.0
     # bench mode at a set rate: "batch" wakes every millisecond and emits what is due (cheap; ticks
     # leave in bursts); "spin" busy-waits to each tick's own time (a core, like a paced publisher)
     bench_pacing: Literal["batch", "spin"] = "batch"
@@ -114,16 +118,20 @@ class OkxConfig:
     ping_interval: float = 20.0
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
-    cancel_all_after: float = 0.0  # seconds; 0 = off, else 10..120
+    # Deprecated: read as server.cancel_all_after (the server owns the switch); 0 = unset, else 10..120.
+    cancel_all_after: float = 0.0
     # environment variable names: the keys themselves never appear in a file
     api_key_env: str = "OKX_API_KEY"
     secret_key_env: str = "OKX_SECRET_KEY"
     passphrase_env: str = "OKX_PASSPHRASE"
 
 
+VenueKind = Literal["paper", "okx"]  # one case each in venues.venue_class
+
+
 @dataclass(frozen=True)
 class VenueConfig:
-    kind: Literal["paper", "okx"] = "paper"
+    kind: VenueKind = "paper"
     symbols: list[str] = field(default_factory=lambda: ["BTC-USDT"])
     paper: PaperConfig = field(default_factory=PaperConfig)
     okx: OkxConfig = field(default_factory=OkxConfig)
@@ -235,6 +243,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     base_dir: str = "."  # the config file's directory; set by the loader, not a TOML key
     source_path: str = ""  # the file it was loaded from (load_config sets it); not a TOML key
+    deprecations: tuple[str, ...] = ()  # deprecated keys found and how they were read; not a TOML key
 
     @property
     def run_dir(self) -> Path:
@@ -274,8 +283,29 @@ def parse_config(text: str, *, base_dir: str = ".", source: str = "<config>") ->
     cfg: Config = _build(Config, data, "")
     cfg = dataclasses.replace(cfg, base_dir=base_dir)
     _check(cfg)
+    cfg = _read_deprecated(cfg)
     _check_deployment(cfg)
     return cfg
+
+
+def _read_deprecated(cfg: Config) -> Config:
+    """Deprecated keys, read as their replacements; each one found is named in ``cfg.deprecations``."""
+    okx_caa = cfg.venue.okx.cancel_all_after
+    if not okx_caa:
+        return cfg
+    if cfg.venue.kind != "okx":  # as before: the key only ever applied to the OKX venue
+        note = "venue.okx.cancel_all_after is deprecated and, with venue.kind = 'paper', ignored"
+        return dataclasses.replace(cfg, deprecations=(*cfg.deprecations, note))
+    if cfg.server.cancel_all_after is not None:
+        raise ConfigError("server.cancel_all_after and venue.okx.cancel_all_after: set only one"
+                          " (venue.okx.cancel_all_after is deprecated: keep server.cancel_all_after)")  # fmt: skip
+    note = (
+        "venue.okx.cancel_all_after is deprecated (the server keeps the venue's cancel-all-after armed):"
+        f" read as server.cancel_all_after = {okx_caa:g}"
+    )
+    venue = dataclasses.replace(cfg.venue, okx=dataclasses.replace(cfg.venue.okx, cancel_all_after=0.0))
+    server = dataclasses.replace(cfg.server, cancel_all_after=okx_caa)
+    return dataclasses.replace(cfg, venue=venue, server=server, deprecations=(*cfg.deprecations, note))
 
 
 def _check(cfg: Config) -> None:
@@ -320,8 +350,6 @@ def _check_risk(cfg: Config) -> None:
     if caa and cfg.venue.kind == "okx":
         if not 10 <= caa <= 120:
             raise ConfigError("server.cancel_all_after: OKX allows 0 (off) or 10 to 120 seconds")
-        if cfg.venue.okx.cancel_all_after:
-            raise ConfigError("server.cancel_all_after and venue.okx.cancel_all_after: set only one")
     r = cfg.risk
     if not r.rate_window > 0:
         raise ConfigError("risk.rate_window: must be > 0")
@@ -340,7 +368,7 @@ def _check_risk(cfg: Config) -> None:
             )
 
 
-_LOADER_KEYS = ("base_dir", "source_path")  # Config fields the loader sets; refused in TOML
+_LOADER_KEYS = ("base_dir", "source_path", "deprecations")  # Config fields the loader sets; refused in TOML
 _Z85_RE = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}\Z")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")

@@ -4,14 +4,19 @@
 
     SeqtradeError
     ├── ConfigError          a bad config file or value; the message names the key
-    ├── WireError            a frame or message that breaks PROTOCOL.md; the message says what is wrong
-    ├── RunDirLocked         another server owns the run directory
+    ├── WireError            a frame or message that breaks docs/protocol.md; the message says what is wrong
+    ├── RunDirError          the run directory cannot be created or locked
+    │   └── RunDirLocked     another server owns the run directory
+    ├── TransportError       a ZeroMQ socket cannot bind (an ipc path too long, an address in use)
     ├── JournalError         the journal cannot be opened or written
     └── VenueError           the venue failed in a way the server cannot recover from
         └── VenueAuthError   the exchange refused our credentials (missing keys, bad signature)
 
-Third-party exceptions (zmq, httpx, trio_websocket, sqlite3) are mapped to these at the one place
-where they enter; business rejections from an exchange are never exceptions but ``rejected`` reports.
+Third-party exceptions (zmq, httpx, trio_websocket, sqlite3, OSError) are mapped to these at the one
+place where they enter (zmq and the run directory: ``bus.py``; sqlite3: ``server/journal.py`` and
+``venues/paper_store.py``; httpx and trio_websocket: ``venues/okx``); business rejections from an
+exchange are never exceptions but ``rejected`` reports. The ``seqtrade`` command ends with one
+``seqtrade: error: ...`` line and exit code 2 for any of them.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ __all__ = [
     "SeqtradeError",
     "ConfigError",
     "WireError",
+    "RunDirError",
     "RunDirLocked",
+    "TransportError",
     "JournalError",
     "VenueError",
     "VenueAuthError",
@@ -39,8 +46,16 @@ class WireError(SeqtradeError):
     """A frame or message breaks the wire protocol."""
 
 
-class RunDirLocked(SeqtradeError):
+class RunDirError(SeqtradeError):
+    """The run directory cannot be created, or its lock cannot be taken."""
+
+
+class RunDirLocked(RunDirError):
     """Another server already owns this run directory."""
+
+
+class TransportError(SeqtradeError):
+    """A ZeroMQ socket cannot bind to its endpoint."""
 
 
 class JournalError(SeqtradeError):

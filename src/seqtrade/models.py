@@ -1,6 +1,6 @@
 """Plain data shared by the wire codec, the server, the venues and the client.
 
-Pure: no I/O, no trio, no zmq. Field names follow PROTOCOL.md exactly, so that
+Pure: no I/O, no trio, no zmq. Field names follow docs/protocol.md exactly, so that
 ``dataclasses.asdict``-style conversion in :mod:`seqtrade.wire` is a straight copy.
 """
 

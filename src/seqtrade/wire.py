@@ -1,4 +1,4 @@
-"""The wire protocol, version 1 (PROTOCOL.md), as a pure codec: bytes in, typed messages out.
+"""The wire protocol, version 1 (docs/protocol.md), as a pure codec: bytes in, typed messages out.
 
 Every frame is ``<kind>/<key>/`` (ASCII) followed directly by one MessagePack map whose ``type`` is
 ``<kind>`` (reports and welcomes share the ``report/<strategy_id>/`` topic). No I/O happens here.

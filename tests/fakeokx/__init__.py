@@ -1,6 +1,6 @@
 """A faithful local fake of the OKX v5 API (REST + WebSocket) for seqtrade's tests.
 
-Written from /work/shared/okx-v5.md only (see README.md for what it models, the knobs, and every
+Written from docs/okx.md only (see README.md for what it models, the knobs, and every
 place where the sheet was silent or unverified).
 
     from tests.fakeokx import open_fake_okx, FakeOkx

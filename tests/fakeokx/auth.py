@@ -1,6 +1,6 @@
 """Pure signing and credential checks for the fake OKX (no I/O).
 
-Everything here follows okx-v5.md §1 (REST) and §4.3 (WS login).  Functions take the clock as an
+Everything here follows docs/okx.md §1 (REST) and §4.3 (WS login).  Functions take the clock as an
 argument so they are deterministic and testable with the §1.4 vectors.
 """
 

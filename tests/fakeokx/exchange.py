@@ -4,7 +4,7 @@ Everything that touches the outside world goes through ``Sink`` (pushes, timers)
 clocks are injected: ``now_ms()`` = exchange wall clock (wall + offset), ``mono()`` = trio time
 (rate-limit windows).  The transports (``rest.py``, ``ws.py``) turn the results into envelopes.
 
-Section numbers refer to /work/shared/okx-v5.md.
+Section numbers refer to docs/okx.md.
 """
 
 from __future__ import annotations

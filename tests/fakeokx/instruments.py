@@ -1,4 +1,4 @@
-"""Instrument table of the fake (okx-v5.md §2.11) -- pure data, no I/O."""
+"""Instrument table of the fake (docs/okx.md §2.11) -- pure data, no I/O."""
 
 from __future__ import annotations
 

@@ -202,13 +202,6 @@ def server_counters(d: Path) -> dict[str, Any]:
         return {"error": str(exc)}
 
 
-def merge(hists: list[HdrHistogram]) -> HdrHistogram:
-    h = new_hist()
-    for x in hists:
-        h.add(x)
-    return h
-
-
 # ---------------------------------------------------------------------------- scenarios
 
 

@@ -2,7 +2,7 @@
 
 The loop is a plain blocking ``zmq.Poller`` loop on the strategy's own thread, not Trio or asyncio:
 a strategy's callback latency is the product, and a blocking wait is what raw pyzmq measures
-(PERF-NOTES.md: an async loop adds 20-50 µs per wake-up). Timers and the heartbeat are driven by the
+(bench/README.md, "The strategy's event loop": an async loop costs tens of µs per wake-up). Timers and the heartbeat are driven by the
 poll timeout. ``seqtrade bench`` measures the result against raw pyzmq in the same run.
 """
 
@@ -39,8 +39,8 @@ __all__ = ["Endpoints", "Connection", "run_strategy", "run", "load_strategy", "m
 log = logging.getLogger("seqtrade.client")
 _decode_ticker = wire.decode_ticker_frame
 
-HELLO_INTERVAL = 0.1  # PROTOCOL.md: re-send hello every 100 ms until welcome
-HEARTBEAT_INTERVAL = 1.0  # PROTOCOL.md: a heartbeat every second
+HELLO_INTERVAL = 0.1  # docs/protocol.md: re-send hello every 100 ms until welcome
+HEARTBEAT_INTERVAL = 1.0  # docs/protocol.md: a heartbeat every second
 # A hello now and then, even with no gap in sight: a report the server's PUB dropped at the end of a
 # burst leaves no gap until the next report arrives. The welcome's last_seq shows it, and the server
 # replays it. One journal query per strategy per interval on the server.
@@ -257,7 +257,7 @@ def run_strategy(
 ) -> int:
     """Run ``strategy`` until it stops; returns a process exit code.
 
-    Joins as PROTOCOL.md says (hello every 100 ms until the welcome with our nonce; every report
+    Joins as docs/protocol.md says (hello every 100 ms until the welcome with our nonce; every report
     replayed while joining updates state without calling ``on_order``), then calls ``on_start`` and
     dispatches until ``stop()``, SIGINT or SIGTERM. ``join_timeout`` None waits for the server for ever.
     """

@@ -272,7 +272,7 @@ class Gateway:
         known = self.lookup(sid, coid) if coid else None
         if known is not None:
             # A malformed request about an order we hold (a duplicate order_request, a bad amend or
-            # cancel) must not change that order's story: answer with its status as it is (PROTOCOL.md:
+            # cancel) must not change that order's story: answer with its status as it is (docs/protocol.md:
             # a failed cancel or amend leaves the status as it was), never with "rejected".
             what = {"amend_request": "amend failed: ", "cancel_request": "cancel failed: "}.get(typ or "", "")
             dup = " (client_order_id already used)" if typ == "order_request" else ""
@@ -507,7 +507,7 @@ class Gateway:
         price = round_price(req.price, inst, Side(rec.side)) if req.price is not None else None
         qty = round_quantity(req.quantity, inst) if req.quantity is not None else None
         if (price is None or price == rec.price) and (qty is None or qty == rec.quantity):
-            # Nothing changes after rounding: the amend succeeds as it stands (PROTOCOL.md: reported with
+            # Nothing changes after rounding: the amend succeeds as it stands (docs/protocol.md: reported with
             # the order's current status, price and quantity); the venue is not asked.
             await self.ev_send.send(_Reply(None, rec))
             return

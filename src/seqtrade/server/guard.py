@@ -24,6 +24,7 @@ from typing import Any
 import trio
 
 from ..config import STRATEGY_ID_RE, Config
+from ..venues import venue_class
 from ..venues.base import Venue
 from .accounts import Accounts
 from .control import ControlCommands
@@ -35,21 +36,17 @@ __all__ = ["Guard", "format_guard_status", "run_venue_switch", "venue_switch_tim
 log = logging.getLogger(__name__)
 
 _STATES_KEY = "risk.trading_states"
-OKX_DEFAULT_CANCEL_ALL_AFTER = 60.0
 RECONCILE_SETTLE = 1.0  # seconds: a mismatch must still be there this much later to be reported
 
 
 def venue_switch_timeout(config: Config) -> float:
     """The cancel-all-after timeout the server keeps armed (0: the server does not).
 
-    ``server.cancel_all_after`` if set; otherwise 60 s on OKX, unless ``venue.okx.cancel_all_after``
-    has the adapter keep its own switch; off on the paper venue.
+    ``server.cancel_all_after`` if set; otherwise the venue's ``default_cancel_all_after``.
     """
     if config.server.cancel_all_after is not None:
         return config.server.cancel_all_after
-    if config.venue.kind == "okx" and not config.venue.okx.cancel_all_after:
-        return OKX_DEFAULT_CANCEL_ALL_AFTER
-    return 0.0
+    return venue_class(config.venue.kind).default_cancel_all_after
 
 
 async def run_venue_switch(
@@ -139,18 +136,18 @@ class Guard:
         A difference must survive ``RECONCILE_SETTLE`` seconds (a fill on its way is not a mismatch).
         Returns the warnings. Venues that cannot tell their positions are skipped.
         """
-        positions = getattr(self.gw.venue, "positions", None)
+        positions = await self.gw.venue.positions()
         if positions is None:
             log.debug("venue %s does not report positions: reconciliation skipped", self.gw.venue.name)
             return []
         tol = self.config.risk.reconcile_tolerance
-        if not self.accounts.mismatches(await positions(), tol):
+        if not self.accounts.mismatches(positions, tol):
             return []
         await trio.sleep(RECONCILE_SETTLE)
         warnings = [
             f"position mismatch in {m.symbol}: the strategies hold {m.strategies:g} in total, "
             f"the venue {self.gw.venue.name} holds {m.venue:g} (difference {m.venue - m.strategies:+g})"
-            for m in self.accounts.mismatches(await positions(), tol)
+            for m in self.accounts.mismatches(await self.gw.venue.positions() or {}, tol)
         ]
         for w in warnings:
             log.warning("%s", w)

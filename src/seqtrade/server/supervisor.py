@@ -12,8 +12,12 @@ again). A restarted strategy joins with ``last_seq`` 0 and gets every report it 
 On shutdown the strategies stop in reverse config order, one at a time: SIGTERM to the process group
 (the client library then calls ``on_stop`` and exits), SIGKILL after ``stop_grace`` seconds.
 
-The children inherit the server's environment minus the server's secrets (the server's CurveZMQ
-secret and the OKX keys): a strategy trades through the server, never around it.
+The children inherit the server's environment minus the server's secrets: the server's CurveZMQ
+secret key, every variable a venue section names for its keys (``Venue.secret_env_vars``), and any
+other variable whose name says it holds a secret (a ``SECRET``, ``TOKEN``, ``PASSWORD``, ``PASSPHRASE``,
+``API_KEY``, ``PRIVATE_KEY`` or ``CREDENTIALS`` part, like ``DB_PASSWORD``), each also with a ``_FILE``
+suffix. A strategy trades through the server, never around it. The one secret a strategy may need,
+its own CurveZMQ key (``security.client_secret_key_env``), stays.
 
 Strategies that are not in the config may still connect on their own (``server.
 allow_unknown_strategies``); ``seqtrade strategies`` lists them as ``external``.
@@ -25,6 +29,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,6 +46,7 @@ import trio
 
 from ..config import Config, StrategyConfig
 from ..errors import ConfigError
+from ..venues import secret_env_vars
 from .control import ControlCommands
 
 if TYPE_CHECKING:
@@ -49,6 +55,11 @@ if TYPE_CHECKING:
 __all__ = ["Supervisor", "Supervised", "toml_value", "strategy_command"]
 
 log = logging.getLogger(__name__)
+
+# A variable whose name says it holds a secret never reaches a strategy (with the venues' own names).
+_SECRET_NAME = re.compile(
+    r"(^|_)(API_?KEY|SECRET|TOKEN|PASSWORD|PASSWD|PASSPHRASE|PRIVATE_KEY|CREDENTIALS?)(_|$)", re.IGNORECASE
+)
 
 
 def toml_value(v: Any) -> str:
@@ -143,12 +154,14 @@ class Supervisor:
 
     def child_env(self) -> dict[str, str]:
         """The server's environment without the server's secrets, unbuffered output."""
-        env = dict(self._environ)
-        okx = self.config.venue.okx
-        for name in (self.config.security.server_secret_key_env, okx.api_key_env, okx.secret_key_env,
-                     okx.passphrase_env):  # fmt: skip
-            env.pop(name, None)
-            env.pop(f"{name}_FILE", None)
+        sec = self.config.security
+        secrets = {sec.server_secret_key_env, *secret_env_vars(self.config.venue)}
+        keep = {sec.client_secret_key_env, f"{sec.client_secret_key_env}_FILE"}
+
+        def secret(name: str) -> bool:
+            return name.removesuffix("_FILE") in secrets or _SECRET_NAME.search(name) is not None
+
+        env = {k: v for k, v in self._environ.items() if k in keep or not secret(k)}
         env["PYTHONUNBUFFERED"] = "1"
         return env
 

@@ -15,6 +15,13 @@ Contract for implementations:
   rejection, arrives later as an :class:`OrderEvent`. They never raise for business errors.
 - An order is never sent to the exchange twice. A request whose outcome is unknown (timeout, dropped
   connection) is resolved by ``query_order``, never by sending it again.
+- What the server asks of every venue besides orders: its ``positions`` and ``balances`` (None when the
+  venue cannot tell), the environment variables that hold its secrets (``secret_env_vars``: the
+  supervisor keeps them out of strategy processes), a description for ``seqtrade check`` (``describe``)
+  and how long the server keeps its cancel-all-after armed by default (``default_cancel_all_after``).
+  The last three are class methods of the venue's config section: ``check`` runs without keys and
+  without a connection. Nothing outside ``venues/`` names a venue kind: ``venues.venue_class`` is the
+  one ``match`` on it.
 - Every ``OrderEvent`` for one order carries the order's full current state (cumulative fill, average
   price, cumulative fee), so that a duplicate or a late event is harmless: the server applies an event
   only when it moves the order forward.
@@ -27,6 +34,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from ..config import VenueConfig
 from ..models import Book, OrderStatus, OrderType, Side, Ticker, Trade
 
 __all__ = [
@@ -104,6 +112,19 @@ class Venue(abc.ABC):
     """An exchange, real or simulated, behind one interface."""
 
     name: str = "venue"
+    # Seconds the server keeps the venue's cancel-all-after armed when ``server.cancel_all_after`` is
+    # unset (0: off). The server owns the switch; a venue only arms what it is told (docs/operations.md).
+    default_cancel_all_after: float = 0.0
+
+    @classmethod
+    def describe(cls, config: VenueConfig) -> list[str]:
+        """What this venue would do with ``config``, in words (``seqtrade check``), first line ``venue: ...``."""
+        return [f"venue: {cls.name}"]
+
+    @classmethod
+    def secret_env_vars(cls, config: VenueConfig) -> tuple[str, ...]:
+        """The environment variables that hold this venue's secrets (never their values)."""
+        return ()
 
     @property
     @abc.abstractmethod
@@ -136,6 +157,15 @@ class Venue(abc.ABC):
     async def open_orders(self) -> list[OrderEvent]:
         """Every open order of the account at the venue (for reconciliation)."""
 
+    async def positions(self) -> dict[str, float] | None:
+        """Net position per symbol in base units (+ long) for reconciliation; None: the venue cannot
+        tell (the server then skips reconciliation)."""
+        return None
+
+    async def balances(self) -> dict[str, float] | None:
+        """Cash per currency in the account; None: the venue cannot tell."""
+        return None
+
     async def cancel_all_after(self, timeout_s: float) -> None:  # pragma: no cover - optional
-        """Arm (or with 0, disarm) the venue's dead-man's switch. Optional."""
+        """Arm (or with 0, disarm) the venue's dead-man's switch. Optional; called by the server only."""
         return None

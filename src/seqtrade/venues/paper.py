@@ -29,13 +29,6 @@ __all__ = ["PaperVenue"]
 log = logging.getLogger(__name__)
 
 BOOK_DEPTH = 5
-_BENCH_RING = 1024  # precomputed market states per symbol that bench mode cycles through
-_BENCH_WAKE = 0.001  # seconds between bench batches
-_BENCH_YIELD_EVERY = 256  # messages between checkpoints when bench_rate < 0
-
-
-# symbol, last, bid, ask, bid size, ask size, volume, bids, asks
-_BenchState = tuple[str, float, float, float, float, float, float, list[list[float]], list[list[float]]]
 
 
 def _now_ms() -> int:
@@ -177,9 +170,8 @@ class PaperVenue(Venue):
         """Publish the synthetic market and fill resting orders until cancelled.
 
         Owns the market loop and the dead-man's switch; reports started (orders may be placed) after
-        ``sink.set_connected(True)`` and the first market snapshot. Cancel it to stop; it reports ``set_connected(False)`` on the way
-        out. In bench mode (``bench_rate != 0``) only tickers are published, ``bench_rate`` per second
-        in total across the symbols, round robin (``< 0``: as fast as possible).
+        ``sink.set_connected(True)`` and the first market snapshot. Cancel it to stop; it reports
+        ``set_connected(False)`` on the way out.
         """
         self._sink = sink
         if self._state_path is not None and self._store is None:
@@ -188,18 +180,18 @@ class PaperVenue(Venue):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._run_dead_mans_switch)
                 sink.set_connected(True)
-                if self._cfg.bench_rate:
-                    ring = self._bench_ring()
-                    task_status.started()
-                    await self._run_bench(sink, ring)
-                else:
-                    ts = _now_ms()
-                    for walk in self._walks.values():
-                        await self._publish_walk(sink, walk, ts)
-                    task_status.started()
-                    await self._run_walk(sink)
+                await self._run_market(sink, task_status)
         finally:
             sink.set_connected(False)
+
+    async def _run_market(self, sink: VenueSink, task_status: trio.TaskStatus[None]) -> None:
+        """The market loop: one snapshot of every symbol, ``started``, then a random-walk step of every
+        symbol each ``tick_interval``. (The benchmark's feed, :mod:`seqtrade.bench.feed`, replaces it.)"""
+        ts = _now_ms()
+        for walk in self._walks.values():
+            await self._publish_walk(sink, walk, ts)
+        task_status.started()
+        await self._run_walk(sink)
 
     async def _run_walk(self, sink: VenueSink) -> None:
         interval = self._cfg.tick_interval
@@ -230,68 +222,6 @@ class PaperVenue(Venue):
             sink.publish_market(Trade(walk.symbol, ts, engine.next_trade_id(), price, size, str(side)))
         if events:
             await self._deliver(events)
-
-    def _bench_ring(self) -> list[_BenchState]:
-        """Precomputed market states, interleaved so that walking the list is the round robin over
-        the symbols; the engine's book starts at each symbol's first state."""
-        per_symbol = []
-        for walk in self._walks.values():
-            states = []
-            for _ in range(_BENCH_RING):
-                walk.step()
-                bids, asks = walk.book()
-                walk.maybe_trade(bids, asks)
-                states.append(
-                    (
-                        walk.symbol,
-                        walk.last,
-                        bids[0][0],
-                        asks[0][0],
-                        bids[0][1],
-                        asks[0][1],
-                        walk.volume,
-                        bids,
-                        asks,
-                    )
-                )
-            self._engine.set_book(walk.symbol, states[0][7], states[0][8], _now_ms())
-            per_symbol.append(states)
-        return [states[i] for i in range(_BENCH_RING) for states in per_symbol]
-
-    async def _run_bench(self, sink: VenueSink, ring: list[_BenchState]) -> None:
-        size = len(ring)
-        publish = sink.publish_market
-        set_book = self._engine.set_book
-        rate = self._cfg.bench_rate
-        pos = 0
-        sent = 0
-        start = trio.current_time()
-        spin = rate > 0 and self._cfg.bench_pacing == "spin"
-        while True:
-            if spin:
-                # Each tick at its own time: yield (so the feed task publishes the previous one at
-                # once) until it is due. Trio's timers are millisecond-grained, so sleeping cannot.
-                next_at = start + (sent + 1) / rate
-                while trio.current_time() < next_at:
-                    await trio.lowlevel.checkpoint()
-                due = 1
-            elif rate > 0:
-                await trio.sleep(_BENCH_WAKE)
-                due = int((trio.current_time() - start) * rate) - sent
-            else:
-                await trio.lowlevel.checkpoint()
-                due = _BENCH_YIELD_EVERY
-            ts = _now_ms()
-            for _ in range(due):
-                sym, last, bid, ask, bid_size, ask_size, volume, bids, asks = ring[pos]
-                pos += 1
-                if pos == size:
-                    pos = 0
-                publish(Ticker(sym, ts, last, bid, ask, bid_size, ask_size, volume))
-                events = set_book(sym, bids, asks, ts)
-                if events:
-                    await self._deliver(events)
-            sent += due
 
     async def _run_dead_mans_switch(self) -> None:
         while True:

@@ -115,22 +115,24 @@ class PaperStore:
         the newest ``max_closed`` closed ones, positions, cash and the id counters."""
         store = cls(path, engine)
         db = store.db
-        meta = dict(db.execute("SELECT key, value FROM meta"))
-        open_rows = db.execute(
-            f"SELECT {_COLS} FROM orders WHERE status IN ('accepted', 'partially_filled') ORDER BY rowid"
-        ).fetchall()
-        closed_rows = db.execute(
-            f"SELECT {_COLS} FROM orders WHERE status NOT IN ('accepted', 'partially_filled')"
-            " ORDER BY rowid DESC LIMIT ?",
-            (max_closed,),
-        ).fetchall()
+        try:
+            meta = dict(db.execute("SELECT key, value FROM meta"))
+            open_rows = db.execute(
+                f"SELECT {_COLS} FROM orders WHERE status IN ('accepted', 'partially_filled') ORDER BY rowid"
+            ).fetchall()
+            closed_rows = db.execute(
+                f"SELECT {_COLS} FROM orders WHERE status NOT IN ('accepted', 'partially_filled')"
+                " ORDER BY rowid DESC LIMIT ?",
+                (max_closed,),
+            ).fetchall()
+            positions = dict(db.execute("SELECT symbol, lots FROM positions"))
+            cash = dict(db.execute("SELECT currency, amount FROM cash"))
+        except sqlite3.Error as exc:
+            db.close()
+            raise JournalError(f"cannot read the paper account {path}: {exc}") from exc
         orders = [_order(r) for r in reversed(closed_rows)] + [_order(r) for r in open_rows]
         engine.restore(
-            orders,
-            dict(db.execute("SELECT symbol, lots FROM positions")),
-            dict(db.execute("SELECT currency, amount FROM cash")),
-            int(meta.get("next_order_id", 1)),
-            int(meta.get("next_trade_id", 1)),
+            orders, positions, cash, int(meta.get("next_order_id", 1)), int(meta.get("next_trade_id", 1))
         )
         store._saved = engine.account_state()
         if orders:

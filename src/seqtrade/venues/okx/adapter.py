@@ -1,6 +1,6 @@
 """``OkxVenue``: the OKX v5 exchange behind the :class:`~seqtrade.venues.base.Venue` interface.
 
-Composition (okx-v5.md section numbers in brackets):
+Composition (docs/okx.md section numbers in brackets):
 
 - REST (:mod:`.rest`): clock sync against ``public/time`` [2.12], instruments [2.11], order queries
   [2.6-2.8], the dead man's switch [2.13], and order entry when ``order_transport = "rest"`` [2.1-2.5];
@@ -26,11 +26,12 @@ from typing import Any
 import httpx
 import trio
 
-from ...config import OkxConfig
+from ...config import OkxConfig, VenueConfig
 from ...errors import VenueAuthError, VenueError
 from ...models import OrderStatus
 from ..base import EventKind, Instrument, OrderEvent, Venue, VenueOrder, VenueSink
 from . import messages as m
+from .account import PATH_BALANCE, balances_from_okx
 from .auth import OkxCredentials, ws_login_args
 from .governor import Governor, Op, RateWindow, take_slot
 from .parse import (
@@ -94,6 +95,23 @@ class OkxVenue(Venue):
     """
 
     name = "okx"
+    default_cancel_all_after = 60.0  # the server keeps OKX's switch armed unless server.cancel_all_after says
+
+    @classmethod
+    def describe(cls, config: VenueConfig) -> list[str]:
+        o = config.okx
+        return [f"venue: okx ({'demo' if o.demo else 'LIVE'} trading)",
+                f"okx: rest {o.rest_url}, orders over {o.order_transport}, keys from ${o.api_key_env}, "
+                f"${o.secret_key_env}, ${o.passphrase_env}"]  # fmt: skip
+
+    @classmethod
+    def secret_env_vars(cls, config: VenueConfig) -> tuple[str, ...]:
+        return (config.okx.api_key_env, config.okx.secret_key_env, config.okx.passphrase_env)
+
+    async def balances(self) -> dict[str, float]:
+        """Cash per currency, from ``GET /api/v5/account/balance`` (docs/okx.md §2.9)."""
+        assert self._rest is not None, "run() first"
+        return balances_from_okx(await self._rest.checked("GET", PATH_BALANCE))
 
     def __init__(
         self,

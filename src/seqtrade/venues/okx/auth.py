@@ -1,4 +1,4 @@
-"""OKX v5 signing: credentials, prehash strings and HMAC-SHA256 signatures (okx-v5.md §1, §4.3).
+"""OKX v5 signing: credentials, prehash strings and HMAC-SHA256 signatures (docs/okx.md §1, §4.3).
 
 Pure: no I/O, no trio, no httpx. The ``httpx.Auth`` flow that puts these on the wire lives in
 :mod:`seqtrade.venues.okx.rest`. Secrets are never logged and never appear in a ``repr``.

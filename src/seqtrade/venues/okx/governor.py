@@ -1,4 +1,4 @@
-"""Keeps order entry under OKX's per-instrument rate limits (okx-v5.md §7).
+"""Keeps order entry under OKX's per-instrument rate limits (docs/okx.md §7).
 
 Place, cancel and amend each allow 60 requests per 2 s per account and instrument, REST and WS
 together. The :class:`Governor` holds one bounded queue per (operation, symbol) and releases a request

@@ -1,4 +1,4 @@
-"""Payload shapes and constants of the OKX v5 API (okx-v5.md §2, §4-§6).
+"""Payload shapes and constants of the OKX v5 API (docs/okx.md §2, §4-§6).
 
 Pure: no I/O. ``TypedDict`` shapes document what the adapter reads; every OKX number is a string
 (§3.3) except the few noted. Nothing here validates: :mod:`.parse` converts defensively.

@@ -1,4 +1,4 @@
-"""Pure conversions between OKX v5 JSON and seqtrade models (okx-v5.md §2-§6).
+"""Pure conversions between OKX v5 JSON and seqtrade models (docs/okx.md §2-§6).
 
 No I/O, no trio/httpx. Three parts:
 
@@ -302,7 +302,7 @@ def check_order(order: VenueOrder, spec: InstrumentSpec | None) -> str | None:
 
 
 def _id_arg(spec: InstrumentSpec, ws: bool) -> dict[str, Any]:
-    # WS trading ops take the integer instIdCode, REST takes instId (okx-v5.md §0)
+    # WS trading ops take the integer instIdCode, REST takes instId (docs/okx.md §0)
     return {"instIdCode": spec.code} if ws else {"instId": spec.symbol}
 
 

@@ -43,7 +43,7 @@ class ExchangeClock:
 
 
 class OkxAuth(httpx.Auth):
-    """Signs private requests (okx-v5.md §1.2-§1.3) over the exact target and body bytes sent."""
+    """Signs private requests (docs/okx.md §1.2-§1.3) over the exact target and body bytes sent."""
 
     def __init__(self, creds: OkxCredentials, clock: ExchangeClock) -> None:
         self._creds = creds

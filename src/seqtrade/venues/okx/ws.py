@@ -1,6 +1,6 @@
 """OKX WebSocket plumbing on trio-websocket: one session per socket, keepalive, reconnects.
 
-- :class:`WsSession` wraps one connected socket: one reader task (text ``ping`` keepalive, okx-v5.md
+- :class:`WsSession` wraps one connected socket: one reader task (text ``ping`` keepalive, docs/okx.md
   §4.4), request/answer matching for login, subscribe and trading ops, and the reason it ended.
 - :func:`run_reconnecting` connects, runs a session until it is lost, and connects again after a
   :class:`Backoff` delay (immediately after a 64008 service-upgrade notice).

@@ -1,0 +1,57 @@
+"""The benchmark's market feed (seqtrade.bench.feed): the paper venue publishing tickers at a set rate."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from seqtrade.bench.feed import BenchPaperVenue
+from seqtrade.config import PaperConfig, parse_config
+from seqtrade.models import OrderStatus, OrderType, Side, Ticker
+from seqtrade.venues import venue_from_config
+from seqtrade.venues.base import MarketData
+from seqtrade.venues.paper import PaperVenue
+
+from .test_paper_venue import SYM, Collector, limit, running
+
+
+async def test_bench_mode_emits_the_set_rate_of_tickers(autojump_clock: trio.testing.MockClock) -> None:
+    cfg = PaperConfig(bench_rate=20_000)
+    with trio.fail_after(10):
+        async with running(cfg, (SYM, "ETH-USDT"), cls=BenchPaperVenue) as (venue, sink):
+            await trio.sleep(1.0005)
+            n = len(sink.market)
+            await trio.sleep(1.0)
+            n2 = len(sink.market)
+            # orders still work: a market order fills against the current synthetic book
+            await venue.place_order(limit("m1", Side.BUY, None, 0.5, OrderType.MARKET))
+            assert sink.of("m1")[-1].status is OrderStatus.FILLED
+    assert n == pytest.approx(20_000, abs=20)
+    assert n2 - n == pytest.approx(20_000, abs=20)
+    assert all(type(m) is Ticker for m in sink.market)
+    symbols = [m.symbol for m in sink.market[:6]]
+    assert symbols == [SYM, "ETH-USDT"] * 3
+    assert all(m.bid_price < m.ask_price for m in sink.market if isinstance(m, Ticker))
+
+
+async def test_bench_mode_as_fast_as_possible() -> None:
+    done = trio.Event()
+
+    def count(_: MarketData) -> None:
+        if len(sink.market) >= 50_000:
+            done.set()
+
+    sink = Collector(on_market=count)
+    with trio.fail_after(10):
+        async with running(PaperConfig(bench_rate=-1), sink=sink, cls=BenchPaperVenue):
+            await done.wait()
+    assert all(type(m) is Ticker for m in sink.market)
+
+
+def test_the_config_key_selects_the_feed(tmp_path) -> None:
+    """``venue.paper.bench_rate`` (what ``seqtrade bench`` writes) selects the feed; 0 the random walk."""
+    bench = parse_config("[venue.paper]\nbench_rate = 1000.0\n", base_dir=str(tmp_path))
+    plain = parse_config("", base_dir=str(tmp_path))
+    assert type(venue_from_config(bench, {})) is BenchPaperVenue
+    assert type(venue_from_config(plain, {})) is PaperVenue
