@@ -105,17 +105,17 @@ class OkxRestClient:
         A private request answered ``50102`` (signed more than 30 s off the exchange clock, refused
         before processing) re-syncs the clock at once (:meth:`resync_soon`). If ``retry_on_clock``
         (default: for GET, which changes nothing) it then waits for that re-sync and is sent once
-        more, freshly signed, no sooner than ``retry_spacing`` s after the first try (for endpoints
-        allowed once per interval); the second answer is returned whatever it is. Callers pass True
+        more, freshly signed, no sooner than ``retry_spacing`` s after the refusal came back (for
+        endpoints allowed once per interval); the second answer is returned whatever it is. Callers pass True
         for writes that are safe to repeat (a cancel, a cancel-all-after refresh) and leave places and
         amends at False: never re-sent (an order is never sent twice); their 50102 is returned and
         reported as a rejection (nothing was done at OKX), and the clock is re-synced all the same.
         """
-        sent_at = trio.current_time()
         clock_gen = self.clock.syncs
         env = await self._send(method, path, params, body, private, headers, timeout)
         if env["code"] != CODE_TIMESTAMP_EXPIRED or not private:
             return env
+        refused_at = trio.current_time()
         retry = method == "GET" if retry_on_clock is None else retry_on_clock
         log.warning(
             "OKX %s %s refused: %s %s (clock offset %.0f ms); re-syncing the clock%s",
@@ -130,7 +130,7 @@ class OkxRestClient:
         if not retry:
             return env
         await done.wait()
-        await trio.sleep_until(sent_at + retry_spacing)
+        await trio.sleep_until(refused_at + retry_spacing)
         return await self._send(method, path, params, body, private, headers, timeout)
 
     async def _send(

@@ -80,6 +80,7 @@ class SocketStats:
 
     up: bool = False  # a session is ready now
     ready_sessions: int = 0  # sessions that got ready, since start
+    opened: int = 0  # sessions whose open handler finished (private: login, subscribe and reconcile)
     drops: int = 0  # sessions lost (or connects failed), since start
     recent: deque[Drop] = field(default_factory=lambda: deque(maxlen=100))  # the latest drops
 
@@ -248,6 +249,8 @@ async def _run_connection(
             nursery.start_soon(session.read_loop, on_message, ping_interval)
             try:
                 await on_open(session)
+                if stats is not None and session.alive:
+                    stats.opened += 1
             except VenueAuthError as exc:
                 session.end(str(exc), fatal=exc)
             except VenueError as exc:
