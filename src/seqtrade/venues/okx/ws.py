@@ -5,7 +5,7 @@
 - :func:`run_reconnecting` connects, runs a session until it is lost, and connects again after a
   :class:`Backoff` delay (immediately after a 64008 service-upgrade notice). A session that got
   ready (logged in and subscribed) resets the backoff, however short it lived: the next connect
-  comes within ``reconnect_min``. :class:`SocketStats` records each loss and delay (for status).
+  comes within the backoff's minimum. :class:`SocketStats` records each loss and delay (for status).
 
 trio_websocket exceptions enter seqtrade here: a lost connection ends the session (and fails its
 in-flight requests with :class:`VenueError`, outcome unknown); only :class:`VenueAuthError` is fatal.
@@ -283,12 +283,12 @@ async def run_reconnecting(
     Owns the socket. ``on_open`` runs after each connect (login, subscribe; set ``session.ready`` when
     done); ``on_message`` gets every push and event. After a loss ``on_down(reason)`` is called, then it
     waits a backoff delay and connects again: none after a service-upgrade notice; the first step
-    (``backoff.min_s``/2 to ``min_s``) after a session that got ready, however short it lived. A
-    session that got ready and died within ms is still counted as good: the issue asked that every
-    ready session reconnect within the minimum, and a peer that keeps accepting the login and then
-    dropping is still never hammered (one connect per ``min_s``/2 at the most; each drop is logged
-    with the session's lifetime and kept in ``stats``). Connects or logins that fail get a growing
-    delay. ``stats`` (optional) records every drop. Cancel to stop; raises only
+    (``backoff.min_s``/2 to ``min_s``) after a session that got ready, however short it lived.
+    Chosen so: a session that got ready and died within ms counts as good too, so that every drop
+    after a working session is followed by a prompt reconnect; a peer that keeps accepting the
+    login and then dropping is still never hammered (one connect per ``min_s``/2 at the most), and
+    each drop is logged with the session's lifetime and kept in ``stats`` so flapping shows.
+    Connects or logins that fail get a growing delay. ``stats`` (optional) records every drop. Cancel to stop; raises only
     :class:`VenueAuthError`.
     """
     while True:
