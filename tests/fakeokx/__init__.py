@@ -12,10 +12,11 @@ place where the sheet was silent or unverified).
 from .auth import rest_prehash, sign, ws_login_prehash
 from .exchange import CANCEL_SOURCE_REASONS, DEFAULT_MESSAGES, OkxError
 from .instruments import DEFAULT_INSTRUMENTS
-from .server import FakeOkx, RecordedRequest, Stall, open_fake_okx
+from .server import ClockRefusal, FakeOkx, RecordedRequest, Stall, open_fake_okx
 
 __all__ = [
     "CANCEL_SOURCE_REASONS",
+    "ClockRefusal",
     "DEFAULT_INSTRUMENTS",
     "DEFAULT_MESSAGES",
     "FakeOkx",

@@ -202,6 +202,7 @@ async def handle(
         )
     )
     result = _dispatch(fake, method, target, path, query, headers, body_text, parsed, parse_error, in_time_us)
+    fake.note_answers(fake.requests[-1], [result[1]])  # no checkpoint since it was appended
     stall = fake.take_stall("rest", method, path, None)
     if stall is not None:
         await trio.sleep(stall.seconds)

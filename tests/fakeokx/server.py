@@ -25,7 +25,7 @@ from .auth import Credentials
 from .exchange import CancelAllAfter, Exchange
 from .instruments import DEFAULT_INSTRUMENTS
 
-__all__ = ["FakeOkx", "RecordedRequest", "Stall", "open_fake_okx"]
+__all__ = ["ClockRefusal", "FakeOkx", "RecordedRequest", "Stall", "open_fake_okx"]
 
 DEFAULT_BALANCES = {"USDT": "100000", "BTC": "1", "ETH": "10"}
 FAKE_UID = "614488474791936"  # the docs example uid (§5.6)
@@ -45,6 +45,25 @@ class RecordedRequest:
     headers: dict[str, str] = field(default_factory=dict)
     raw: str = ""  # raw request target + body (REST) or raw text (WS)
     conn_id: str = ""
+
+
+@dataclass
+class ClockRefusal:
+    """A request refused for its timestamp or dropped for its deadline (for assertions in tests).
+
+    ``kind``: ``"auth"`` -- a private REST request whose OK-ACCESS-TIMESTAMP was more than 30 s from
+    the exchange clock (§1.5, top-level 50102, nothing processed); ``"login"`` -- a WS login whose
+    timestamp was more than 30 s away (§4.3, 60006, then close 4001); ``"expTime"`` -- a place/amend
+    dropped because the exchange clock was past its ``expTime`` (§1.2; per-item ``exp_time_code``).
+    """
+
+    code: str
+    kind: str
+    request: RecordedRequest
+
+
+# §4.3: the login refusal that means "timestamp more than 30 s away" (60004 is a malformed one)
+_LOGIN_CLOCK_CODES = ("60006",)
 
 
 @dataclass
@@ -105,6 +124,7 @@ class FakeOkx:
         self.ws_queue_size = 10_000
         # ---- observation
         self.requests: list[RecordedRequest] = []
+        self.clock_refusals: list[ClockRefusal] = []  # see ClockRefusal; filled by note_answers
         self.order_pushes: list[dict[str, Any]] = []  # every orders-channel item generated
         self.dropped_pushes: list[dict[str, Any]] = []  # generated while private_pushes_paused
         self.rest_url = ""
@@ -122,6 +142,30 @@ class FakeOkx:
     def now_ms(self) -> int:
         """Exchange clock: wall clock + clock_offset_ms (§1.5)."""
         return int(time.time() * 1000) + int(self.clock_offset_ms)
+
+    def step_clock(self, delta_ms: int) -> None:
+        """Move the exchange clock by ``delta_ms`` (an NTP step at OKX, or at the client: §1.5).
+
+        Requests signed with the old clock are then refused (50102 / 60006) until the client
+        re-measures it with ``GET public/time``."""
+        self.clock_offset_ms += delta_ms
+
+    def note_answers(self, request: RecordedRequest, answers: list[Any]) -> None:
+        """Record in ``clock_refusals`` each refusal among ``answers`` (the messages produced for
+        ``request``: REST envelope, WS op answer or login event)."""
+        for answer in answers:
+            if not isinstance(answer, dict):
+                continue
+            code = str(answer.get("code", ""))
+            if code == "50102" and request.transport == "rest":
+                self.clock_refusals.append(ClockRefusal(code, "auth", request))
+            elif code in _LOGIN_CLOCK_CODES and answer.get("event") == "error" and request.op == "login":
+                self.clock_refusals.append(ClockRefusal(code, "login", request))
+            elif any(
+                isinstance(d, dict) and d.get("sCode") == self.exchange.exp_time_code
+                for d in answer.get("data") or ()
+            ):
+                self.clock_refusals.append(ClockRefusal(self.exchange.exp_time_code, "expTime", request))
 
     # ------------------------------------------------------------------ knobs proxied to the engine
 

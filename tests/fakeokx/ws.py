@@ -261,6 +261,7 @@ async def _reader(conn: WsConn, nursery: trio.Nursery) -> None:
             out: list[Any] = [_error_event(conn, None, "60012", f"Invalid request: {text}")]
         else:
             out = _dispatch(conn, op, msg, in_us)
+            fake.note_answers(fake.requests[-1], out)  # no checkpoint since it was appended
         stall = fake.take_stall("ws", "WS", conn.path, op)
         if stall is None:
             _emit(conn, out)

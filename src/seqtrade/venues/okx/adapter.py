@@ -12,7 +12,15 @@ Composition (docs/okx.md section numbers in brackets):
 
 Tasks (all in the nursery of :meth:`OkxVenue.run`): the governor's release loop, one send task per
 released request, the public and private reconnect loops, the clock sync loop and, when configured,
-the cancel-all-after refresher.
+the cancel-all-after refresher. Clock re-syncs run in the REST client's nursery (same lifetime).
+
+The exchange clock: measured at start and every CLOCK_SYNC_INTERVAL s, and at once whenever OKX
+says a request was signed off its clock -- a REST ``50102`` on any request, a place/amend dropped
+for its expTime (``50102`` on the WS too), a WS login refused for its timestamp (60004/60006). Requests
+safe to repeat (queries, pending lists, cancels, cancel-all-after refreshes) are sent once more after
+the re-sync; places and amends never are (reported as refused: nothing was done at OKX). A WS login
+refused for its timestamp is followed by OKX closing the socket (4001): its re-sync outlives that
+session and the next login waits for it. Reconnect delays are in :attr:`OkxVenue.socket_stats`.
 """
 
 from __future__ import annotations
@@ -50,7 +58,7 @@ from .parse import (
     write_error,
 )
 from .rest import ExchangeClock, OkxRestClient, open_rest_client
-from .ws import Backoff, WsSession, run_reconnecting
+from .ws import Backoff, SocketStats, WsSession, run_reconnecting
 
 __all__ = ["OkxVenue"]
 
@@ -64,7 +72,7 @@ CAA_MIN_INTERVAL = 1.05  # cancel-all-after: 1 request per second
 MAX_FILL_PAGES = 30
 FILL_GAP_MARGIN_MS = 5_000  # read fills from this long before the private stream was last known good
 FILLS_PER_2S, FILLS_HISTORY_PER_2S = 60, 10  # okx-v5.md §7, per account
-_RETRYABLE_LOGIN_CODES = {"60004", "60006"}  # timestamp problems: resync and retry, not fatal
+_CLOCK_LOGIN_CODES = {"60004", "60006"}  # WS login timestamp invalid / expired (§4.3): re-sync, retry
 
 
 @dataclass(slots=True)
@@ -152,6 +160,7 @@ class OkxVenue(Venue):
         self._req_ids = itertools.count(1)
         self._caa_lock = trio.Lock()
         self._caa_last = float("-inf")
+        self.socket_stats = {"public": SocketStats(), "private": SocketStats()}  # reconnects, for status
         self.rest_url = cfg.rest_url
         self.ws_public_url = cfg.ws_public_url or (m.DEMO_WS_PUBLIC if cfg.demo else m.LIVE_WS_PUBLIC)
         self.ws_private_url = cfg.ws_private_url or (m.DEMO_WS_PRIVATE if cfg.demo else m.LIVE_WS_PRIVATE)
@@ -162,6 +171,16 @@ class OkxVenue(Venue):
     @property
     def instruments(self) -> dict[str, Instrument]:
         return self._instruments
+
+    @property
+    def clock_offset_ms(self) -> float:
+        """The measured offset of OKX's clock to ours (ms), for status."""
+        return self._clock.offset_ms
+
+    @property
+    def clock_syncs(self) -> int:
+        """How many times the exchange clock was measured since start (at least once once running)."""
+        return self._clock.syncs
 
     # ------------------------------------------------------------------ run
 
@@ -363,25 +382,38 @@ class OkxVenue(Venue):
         spec: InstrumentSpec,
         exp_time_ms: int | None,
         req: _Request | None = None,
+        *,
+        retry_on_clock: bool = False,
     ) -> dict[str, Any]:
         """One write over the private socket or REST. Raises VenueError when the outcome is unknown
         (no answer, lost connection, or an answer such as 50004 that does not say).
 
         ``req``'s rate slot is given back as soon as the answer (or the failure) is in.
+        ``retry_on_clock`` (cancels only): sent once more after a REST ``50102``, see
+        :meth:`OkxRestClient.request` (within the same held slot). A ``50102`` anywhere in the answer
+        (REST auth, or an item dropped for its expTime on either transport: the expTime came from a
+        clock that is off) re-syncs the clock.
         """
+        assert self._rest is not None
+        clock_gen = self._clock.syncs  # the expTime (if any) was computed just before, with this clock
         session = self._use_ws(spec)
         try:
             if session is not None:
                 env = await session.op(ws_op, [build(True)], self._cfg.request_timeout, exp_time_ms)
             else:
-                assert self._rest is not None
                 headers = {"expTime": str(exp_time_ms)} if exp_time_ms is not None else None
-                env = dict(await self._rest.request("POST", path, body=build(False), headers=headers))
+                env = dict(
+                    await self._rest.request(
+                        "POST", path, body=build(False), headers=headers, retry_on_clock=retry_on_clock
+                    )
+                )
         finally:
             if req is not None:
                 self._slot_done(req)
         code = str(env.get("code", ""))
         items = [d for d in env.get("data") or () if isinstance(d, dict) and "sCode" in d]
+        if m.CODE_TIMESTAMP_EXPIRED in (code, *(str(d.get("sCode", "")) for d in items)):
+            self._rest.resync_soon(since=clock_gen)
         if code in m.OUTCOME_UNKNOWN_CODES and not items:
             raise VenueError(f"OKX {ws_op}: {code} {env.get('msg', '')} (outcome unknown)")
         for d in items:
@@ -442,9 +474,7 @@ class OkxVenue(Venue):
         ts = int(data[0].get("ts") or 0) or self._clock.now_ms()
         if err is None:
             events = self._tracker.placed(vid, str(data[0].get("ordId", "")), ts)
-        else:
-            if err.startswith(m.CODE_TIMESTAMP_EXPIRED):
-                self._nursery_soon(self._sync_clock_once)
+        else:  # a 50102 (clock off) too: refused before processing, so surely not placed; never re-sent
             events = self._tracker.rejected(vid, err, ts)
         self._resolved(vid)
         await self._emit(events)
@@ -495,7 +525,13 @@ class OkxVenue(Venue):
         vid = req.venue_order_id
         try:
             env = await self._write(
-                "cancel-order", m.PATH_CANCEL, lambda ws: cancel_args(vid, spec, ws=ws), spec, None
+                "cancel-order",
+                m.PATH_CANCEL,
+                lambda ws: cancel_args(vid, spec, ws=ws),
+                spec,
+                None,
+                req,
+                retry_on_clock=True,  # refused before processing, and a cancel is safe to repeat
             )
         except VenueError as exc:
             log.warning("OKX cancel %s: %s; checking the order", vid, exc)
@@ -518,6 +554,7 @@ class OkxVenue(Venue):
                 lambda ws: amend_args(vid, spec, req.price, req.quantity, req_id, ws=ws),
                 spec,
                 exp,
+                req,
             )
         except VenueError as exc:
             log.warning("OKX amend %s: %s; checking the order", vid, exc)
@@ -580,19 +617,27 @@ class OkxVenue(Venue):
     async def cancel_all_after(self, timeout_s: float) -> None:
         """Arm (``timeout_s`` 10..120) or disarm (0) OKX's cancel-all-after [2.13]. Logs failures.
 
-        Calls are spaced at least 1 s apart (OKX allows 1 per second).
+        Calls are spaced at least 1 s apart (OKX allows 1 per second), a call sent again after a
+        ``50102`` (clock re-synced, see :meth:`OkxRestClient.request`) included.
         """
         assert self._rest is not None, "run() first"
         async with self._caa_lock:
             await trio.sleep_until(self._caa_last + CAA_MIN_INTERVAL)
             self._caa_last = trio.current_time()
-            await self._cancel_all_after_call(timeout_s)
+            try:
+                await self._cancel_all_after_call(timeout_s)
+            finally:  # the call may have been sent twice: space the next from the later one
+                self._caa_last = trio.current_time()
 
     async def _cancel_all_after_call(self, timeout_s: float) -> None:
         assert self._rest is not None
         try:
             data = await self._rest.checked(
-                "POST", m.PATH_CANCEL_ALL_AFTER, body={"timeOut": str(int(timeout_s))}
+                "POST",
+                m.PATH_CANCEL_ALL_AFTER,
+                body={"timeOut": str(int(timeout_s))},
+                retry_on_clock=True,  # arming again is harmless; a missed refresh cancels every order
+                retry_spacing=CAA_MIN_INTERVAL,
             )
             log.debug("OKX cancel-all-after %s s armed: %s", int(timeout_s), data)
         except VenueAuthError:
@@ -603,17 +648,14 @@ class OkxVenue(Venue):
     # ------------------------------------------------------------------ background tasks
 
     async def _clock_task(self) -> None:
-        """Re-measure the exchange clock offset every CLOCK_SYNC_INTERVAL s. Cancelled with run()."""
+        """Re-measure the exchange clock offset every CLOCK_SYNC_INTERVAL s. Cancelled with run().
+
+        Between these, any request OKX refuses for its timestamp re-syncs at once (module docstring).
+        """
+        assert self._rest is not None
         while True:
             await trio.sleep(CLOCK_SYNC_INTERVAL)
-            await self._sync_clock_once()
-
-    async def _sync_clock_once(self) -> None:
-        assert self._rest is not None
-        try:
-            await self._rest.sync_clock()
-        except VenueError as exc:
-            log.warning("OKX clock sync failed: %s", exc)
+            await self._rest.resync_clock()  # shared with a re-sync in flight; failures are logged
 
     async def _cancel_all_after_task(self) -> None:
         """Keep the dead man's switch armed: refresh every timeout/3 s. Cancelled with run()."""
@@ -633,6 +675,7 @@ class OkxVenue(Venue):
             backoff=Backoff(self._cfg.reconnect_min, self._cfg.reconnect_max),
             ping_interval=self._cfg.ping_interval,
             connect_timeout=max(self._cfg.request_timeout, 1.0),
+            stats=self.socket_stats["public"],
         )
 
     async def _private_task(self) -> None:
@@ -649,6 +692,7 @@ class OkxVenue(Venue):
             backoff=Backoff(self._cfg.reconnect_min, self._cfg.reconnect_max),
             ping_interval=self._cfg.ping_interval,
             connect_timeout=max(self._cfg.request_timeout, 1.0),
+            stats=self.socket_stats["private"],
         )
 
     # ------------------------------------------------------------------ public socket
@@ -707,7 +751,16 @@ class OkxVenue(Venue):
     # ------------------------------------------------------------------ private socket
 
     async def _private_open(self, session: WsSession) -> None:
+        """Log in, subscribe to ``orders``, reconcile; then the session is ready.
+
+        A login refused for its timestamp (60004/60006) starts a clock re-sync that outlives this
+        session (OKX closes it with 4001 right after the refusal); the next login waits for the
+        re-sync in flight before signing, so it signs with the corrected clock.
+        """
+        assert self._rest is not None
         timeout = self._cfg.request_timeout
+        await self._rest.clock_settled()
+        clock_gen = self._clock.syncs
         answer = await session.call(
             {"op": "login", "args": [ws_login_args(self._creds, self._clock.now_ms() // 1000)]},
             lambda msg: msg.get("event") in ("login", "error"),
@@ -716,9 +769,9 @@ class OkxVenue(Venue):
         if answer.get("event") != "login" or str(answer.get("code", "0")) != "0":
             code = str(answer.get("code"))
             why = f"OKX login refused: {code} {answer.get('msg', '')}"
-            if code in _RETRYABLE_LOGIN_CODES:
-                await self._sync_clock_once()
-                raise VenueError(why)
+            if code in _CLOCK_LOGIN_CODES:
+                self._rest.resync_soon(since=clock_gen)  # in the REST client's nursery, not this session's
+                raise VenueError(f"{why}; re-syncing the clock")
             raise VenueAuthError(why)
         answer = await session.call(
             {"op": "subscribe", "args": [{"channel": "orders", "instType": self._cfg.inst_type}]},
@@ -822,10 +875,6 @@ class OkxVenue(Venue):
         pending = self._unresolved.pop(venue_order_id, None)
         if pending is not None:
             pending.set()
-
-    def _nursery_soon(self, fn: Callable[[], Any]) -> None:
-        if self._nursery is not None:
-            self._nursery.start_soon(fn)
 
     async def _fail(self, venue_order_id: str, kind: EventKind, reason: str) -> None:
         await self._emit(self._tracker.request_failed(venue_order_id, kind, reason, self._clock.now_ms()))

@@ -3,7 +3,9 @@
 - :class:`WsSession` wraps one connected socket: one reader task (text ``ping`` keepalive, docs/okx.md
   §4.4), request/answer matching for login, subscribe and trading ops, and the reason it ended.
 - :func:`run_reconnecting` connects, runs a session until it is lost, and connects again after a
-  :class:`Backoff` delay (immediately after a 64008 service-upgrade notice).
+  :class:`Backoff` delay (immediately after a 64008 service-upgrade notice). A session that got
+  ready (logged in and subscribed) resets the backoff, however short it lived: the next connect
+  comes within the backoff's minimum. :class:`SocketStats` records each loss and delay (for status).
 
 trio_websocket exceptions enter seqtrade here: a lost connection ends the session (and fails its
 in-flight requests with :class:`VenueError`, outcome unknown); only :class:`VenueAuthError` is fatal.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -24,7 +27,15 @@ from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 from ...errors import VenueAuthError, VenueError
 from .parse import decode_ws, dumps
 
-__all__ = ["Backoff", "WsSession", "run_reconnecting", "MessageHandler", "OpenHandler"]
+__all__ = [
+    "Backoff",
+    "Drop",
+    "MessageHandler",
+    "OpenHandler",
+    "SocketStats",
+    "WsSession",
+    "run_reconnecting",
+]
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +44,10 @@ OpenHandler = Callable[["WsSession"], Awaitable[None]]
 
 
 class Backoff:
-    """Exponential reconnect delays with jitter: the n-th is uniform in [d/2, d], d = min*2^n <= max."""
+    """Exponential reconnect delays with jitter: the n-th is uniform in [d/2, d], d = min*2^n <= max.
+
+    The first delay (and the first after :meth:`reset`) is at most ``min_s``.
+    """
 
     def __init__(self, min_s: float, max_s: float, rng: Callable[[], float] = random.random) -> None:
         self.min_s = min_s
@@ -50,6 +64,31 @@ class Backoff:
         self._attempt = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """One lost session: why, whether it had got ready, how long it lived, the delay before the next try."""
+
+    reason: str
+    got_ready: bool
+    lifetime: float  # seconds from connect to loss (0 when the connect itself failed)
+    delay: float  # seconds waited before connecting again
+
+
+@dataclass(slots=True)
+class SocketStats:
+    """What one reconnect loop did, for status reports and tests. Updated by :func:`run_reconnecting`."""
+
+    up: bool = False  # a session is ready now
+    ready_sessions: int = 0  # sessions that got ready, since start
+    opened: int = 0  # sessions whose open handler finished (private: login, subscribe and reconcile)
+    drops: int = 0  # sessions lost (or connects failed), since start
+    recent: deque[Drop] = field(default_factory=lambda: deque(maxlen=100))  # the latest drops
+
+    @property
+    def last(self) -> Drop | None:
+        return self.recent[-1] if self.recent else None
+
+
 @dataclass(slots=True)
 class _Waiter:
     match: Callable[[dict[str, Any]], bool]
@@ -62,14 +101,37 @@ class WsSession:
 
     _ids = itertools.count(1)
 
-    def __init__(self, ws: WebSocketConnection, name: str, cancel_scope: trio.CancelScope) -> None:
+    def __init__(
+        self,
+        ws: WebSocketConnection,
+        name: str,
+        cancel_scope: trio.CancelScope,
+        stats: SocketStats | None = None,
+    ) -> None:
         self.name = name
         self._ws = ws
         self._scope = cancel_scope
+        self._stats = stats
         self._waiters: list[_Waiter] = []
-        self.ready = False
+        self._ready = False
+        self.got_ready = False  # ever ready: stays True after end() (the backoff reset reads it)
+        self.started_at = trio.current_time()
         self.end_reason = ""
         self.fatal: VenueAuthError | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Set by the open handler once the session is usable; cleared by :meth:`end`."""
+        return self._ready
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        if value and not self._ready and not self.end_reason:
+            self.got_ready = True
+            if self._stats is not None:
+                self._stats.up = True
+                self._stats.ready_sessions += 1
+        self._ready = value and not self.end_reason
 
     @property
     def alive(self) -> bool:
@@ -81,7 +143,9 @@ class WsSession:
             return
         self.end_reason = reason
         self.fatal = fatal
-        self.ready = False
+        self._ready = False  # got_ready keeps the record that it was
+        if self._stats is not None:
+            self._stats.up = False
         for w in self._waiters:
             w.done.set()
         self._scope.cancel()
@@ -170,8 +234,9 @@ async def _run_connection(
     on_message: MessageHandler,
     ping_interval: float,
     connect_timeout: float,
-) -> tuple[str, bool]:
-    """One connection from connect to loss; returns (why it ended, whether it got ready)."""
+    stats: SocketStats | None,
+) -> tuple[str, WsSession | None]:
+    """One connection from connect to loss; returns why it ended and its session (None: no connect)."""
     session: WsSession | None = None
     try:
         async with (
@@ -180,10 +245,12 @@ async def _run_connection(
             ) as ws,
             trio.open_nursery() as nursery,
         ):
-            session = WsSession(ws, name, nursery.cancel_scope)
+            session = WsSession(ws, name, nursery.cancel_scope, stats)
             nursery.start_soon(session.read_loop, on_message, ping_interval)
             try:
                 await on_open(session)
+                if stats is not None and session.alive:
+                    stats.opened += 1
             except VenueAuthError as exc:
                 session.end(str(exc), fatal=exc)
             except VenueError as exc:
@@ -191,12 +258,12 @@ async def _run_connection(
     except (HandshakeError, ConnectionClosed, OSError) as exc:
         reason = f"{type(exc).__name__}: {exc}"
         if session is None:
-            return f"connect failed: {reason}", False
+            return f"connect failed: {reason}", None
         session.end(reason)
     assert session is not None
     if session.fatal is not None:
         raise session.fatal
-    return session.end_reason or "closed", session.ready
+    return session.end_reason or "closed", session
 
 
 async def run_reconnecting(
@@ -209,21 +276,41 @@ async def run_reconnecting(
     backoff: Backoff,
     ping_interval: float,
     connect_timeout: float = 10.0,
+    stats: SocketStats | None = None,
 ) -> NoReturn:
     """Keep one session to ``url`` alive for ever.
 
     Owns the socket. ``on_open`` runs after each connect (login, subscribe; set ``session.ready`` when
     done); ``on_message`` gets every push and event. After a loss ``on_down(reason)`` is called, then it
-    waits a backoff delay (reset by a session that got ready; none after a service-upgrade notice) and
-    connects again. Cancel to stop; raises only :class:`VenueAuthError`.
+    waits a backoff delay and connects again: none after a service-upgrade notice; the first step
+    (``backoff.min_s``/2 to ``min_s``) after a session that got ready, however short it lived.
+    Chosen so: a session that got ready and died within ms counts as good too, so that every drop
+    after a working session is followed by a prompt reconnect; a peer that keeps accepting the
+    login and then dropping is still never hammered (one connect per ``min_s``/2 at the most), and
+    each drop is logged with the session's lifetime and kept in ``stats`` so flapping shows.
+    Connects or logins that fail get a growing delay. ``stats`` (optional) records every drop. Cancel to stop; raises only
+    :class:`VenueAuthError`.
     """
     while True:
-        reason, was_ready = await _run_connection(
-            url, name, on_open, on_message, ping_interval, connect_timeout
+        reason, session = await _run_connection(
+            url, name, on_open, on_message, ping_interval, connect_timeout, stats
         )
         on_down(reason)
-        if was_ready:
+        got_ready = session is not None and session.got_ready
+        if got_ready:
             backoff.reset()
         delay = 0.0 if reason.startswith("notice") else backoff.next()
-        log.warning("OKX %s socket down (%s); reconnecting in %.2f s", name, reason, delay)
+        lifetime = trio.current_time() - session.started_at if session is not None else 0.0
+        if stats is not None:
+            stats.up = False
+            stats.drops += 1
+            stats.recent.append(Drop(reason, got_ready, lifetime, delay))
+        log.warning(
+            "OKX %s socket down (%s) after %.3f s%s; reconnecting in %.2f s",
+            name,
+            reason,
+            lifetime,
+            "" if got_ready else " (never ready)",
+            delay,
+        )
         await trio.sleep(delay)
