@@ -71,7 +71,7 @@ CAA_MIN_INTERVAL = 1.05  # cancel-all-after: 1 request per second
 # reports the orders' cumulative state from snapshots instead (totals right, fills not one by one).
 MAX_FILL_PAGES = 30
 FILL_GAP_MARGIN_MS = 5_000  # read fills from this long before the private stream was last known good
-FILLS_PER_2S, FILLS_HISTORY_PER_2S = 60, 10  # okx-v5.md §7, per account
+FILLS_PER_2S, FILLS_HISTORY_PER_2S = 60, 10  # docs/okx.md §7, per account
 _CLOCK_LOGIN_CODES = {"60004", "60006"}  # WS login timestamp invalid / expired (§4.3): re-sync, retry
 
 

@@ -6,7 +6,7 @@ httpx exceptions enter seqtrade here and nowhere else: a transport failure or ti
 Business answers, successful or not, are returned as the parsed envelope.
 
 The exchange clock is kept here too, in one place: any ``50102 Timestamp request expired`` (the
-request was signed more than 30 s off the exchange clock and refused before processing, okx-v5.md
+request was signed more than 30 s off the exchange clock and refused before processing, docs/okx.md
 §1.5) re-measures it at once against ``public/time``, and requests that are safe to repeat are sent
 once more (:meth:`OkxRestClient.request`). Re-syncs are coalesced (one ``public/time`` call however
 many requests fail together) and run in the client's own nursery, so that a re-sync outlives the
