@@ -122,6 +122,14 @@ def test_welcome_ahead_of_us_is_not_a_join_but_a_new_hello():
     assert isinstance(ev, Synced) and ev.first and p.last_seq == 3
 
 
+def test_a_server_of_another_protocol_version_is_named_in_the_log(caplog):
+    p = protocol()
+    p.hello(0.0)
+    ev = p.receive_report_frame(frame(Welcome(SID, "n1", 0, [], protocol=2)), 0.0)
+    assert isinstance(ev, Synced)  # keys and types a client does not know are ignored, not fatal
+    assert [r.getMessage() for r in caplog.records] == ["the server speaks protocol 2, this client 1"]
+
+
 def test_duplicate_reports_are_dropped():
     p = joined(protocol(last_seq=3), last_seq=3)
     for seq in (1, 2, 3):

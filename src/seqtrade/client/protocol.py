@@ -48,7 +48,17 @@ from typing import Any
 
 from .. import wire
 from ..errors import WireError
-from ..models import Book, Heartbeat, Hello, OrderReport, Ticker, Trade, VenueStatus, Welcome
+from ..models import (
+    PROTOCOL_VERSION,
+    Book,
+    Heartbeat,
+    Hello,
+    OrderReport,
+    Ticker,
+    Trade,
+    VenueStatus,
+    Welcome,
+)
 
 __all__ = [
     "ClientProtocol",
@@ -227,6 +237,9 @@ class ClientProtocol:
                           msg.last_seq, self.last_seq)  # fmt: skip
                 self.last_seq = msg.last_seq
             first = not self.joined
+            if first and msg.protocol != PROTOCOL_VERSION:
+                # A change a client of our version could misread bumps the number (docs/protocol.md).
+                log.warning("the server speaks protocol %s, this client %d", msg.protocol, PROTOCOL_VERSION)
             self.joined = True
             return Synced(msg, first)
         return None  # a welcome for another hello (ours or not), or a type we do not know

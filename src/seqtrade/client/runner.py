@@ -31,10 +31,10 @@ from ..config import Config
 from ..errors import SeqtradeError
 from ..models import Book, Ticker, Trade, VenueStatus
 from ..security import ClientCurve, apply_client_curve, client_curve
-from .protocol import HELLO_INTERVAL, SYNC_INTERVAL, ClientProtocol, Report
+from .protocol import HELLO_INTERVAL, ClientProtocol, Report
 from .strategy import Strategy
 
-__all__ = ["Endpoints", "Connection", "run_strategy", "SYNC_INTERVAL"]
+__all__ = ["Endpoints", "Connection", "run_strategy"]
 
 log = logging.getLogger("seqtrade.client")
 
@@ -162,13 +162,14 @@ class _Shell:
     def drain_md(self, sock: zmq.Socket[Any], limit: int = MD_BATCH) -> None:
         # The per-message path of the strategy: decode, gap check, callback. Keep it short.
         recv, receive, s = sock.recv, self.proto.receive_md_frame, self.s
+        noblock, ticker = zmq.NOBLOCK, Ticker
         for _ in range(limit):
             try:
-                frame = recv(zmq.NOBLOCK)
+                frame = recv(noblock)
             except zmq.Again:
                 return
             msg = receive(frame)
-            if msg.__class__ is Ticker:
+            if msg.__class__ is ticker:
                 try:
                     s.on_ticker(msg)
                 except Exception:  # a strategy's bug must not end its process silently mid-trade
