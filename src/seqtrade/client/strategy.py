@@ -32,6 +32,7 @@ from ..models import (
 )
 
 if TYPE_CHECKING:
+    from .protocol import ClientProtocol
     from .runner import Connection
 
 __all__ = ["Strategy", "Position", "OrderIdGenerator"]
@@ -106,8 +107,8 @@ class Strategy:
         self.open_orders: dict[str, OrderReport] = {}
         self.orders: dict[str, OrderReport] = {}  # every order's latest report
         self.positions: dict[str, Position] = {}
-        self.md_gaps = 0  # market-data messages dropped on the way (seen as seq jumps)
         self._conn: Connection | None = None
+        self._protocol: ClientProtocol | None = None
         self._ids = OrderIdGenerator()
         self._timers: list[_Timer] = []
         self._timer_seq = itertools.count()
@@ -207,6 +208,11 @@ class Strategy:
 
     # ------------------------------------------------------------------ state
 
+    @property
+    def md_gaps(self) -> int:
+        """Market-data messages dropped on the way (seen as seq jumps), since the strategy started."""
+        return self._protocol.md_gaps if self._protocol is not None else 0
+
     def position(self, symbol: str) -> float:
         p = self.positions.get(symbol)
         return p.quantity if p else 0.0
@@ -246,8 +252,9 @@ class Strategy:
     def _reset_open_orders(self, open_orders: Mapping[str, OrderReport]) -> None:
         self.open_orders = dict(open_orders)
 
-    def _run_due_timers(self, now: float) -> float | None:
-        """Run timers that are due; the time of the next one."""
+    def _run_due_timers(self, now: float, call: Callable[[Callable[[], Any]], None]) -> float | None:
+        """Run the timers that are due, each through ``call`` (the runner's guard, which logs an
+        exception and goes on); the time of the next one."""
         timers = self._timers
         while timers and timers[0].when <= now:
             t = heapq.heappop(timers)
@@ -256,7 +263,7 @@ class Strategy:
             if t.repeat:
                 t.when = max(t.when + t.interval, now)
                 heapq.heappush(timers, t)
-            t.callback()
+            call(t.callback)
             if self._stop:
                 break
         while timers and timers[0].cancelled:
