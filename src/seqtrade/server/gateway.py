@@ -50,7 +50,7 @@ from ..models import (
 )
 from ..venues.base import MarketData, OrderEvent, Venue, VenueOrder
 from .control import ControlCommands
-from .journal import Journal, JournalOrder
+from .journal import Journal
 from .orders import IdGenerator, OrderRecord, apply_event, report_for, round_price, round_quantity
 
 __all__ = ["Gateway", "Counters"]
@@ -137,7 +137,7 @@ class Gateway:
         # Open orders from the journal are known before the venue starts, so that the events it sends
         # for them while starting are applied, not dropped; ``recover`` then queries each one.
         for jo in journal.open_orders():
-            self._register(self.record_from_journal(jo))
+            self._register(jo)
         self.strategies: dict[str, StrategyInfo] = {}
         self.venue_connected = False
         self.accepting = trio.Event()  # set once restart recovery is done
@@ -343,31 +343,9 @@ class Gateway:
         """
         rec = self.by_key.get((sid, coid))
         if rec is None and hash((sid, coid)) in self.known:
-            jo = self.journal.find_order(sid, coid)
-            if jo is not None:
-                rec = self.record_from_journal(jo)
+            rec = self.journal.find_order(sid, coid)
+            if rec is not None:
                 self._register(rec)
-        return rec
-
-    @staticmethod
-    def record_from_journal(jo: JournalOrder) -> OrderRecord:
-        rec = OrderRecord(
-            jo.venue_order_id, jo.strategy_id, jo.client_order_id, jo.symbol, jo.side, jo.order_type,
-            jo.price, jo.quantity, jo.created_ms, trade_ids=jo.trade_ids,
-        )  # fmt: skip
-        r = jo.last_report
-        if r is not None:
-            rec.status = r.status
-            rec.exchange_order_id = r.exchange_order_id
-            rec.filled_quantity = r.filled_quantity
-            rec.avg_price = r.filled_price
-            rec.fee = r.fee
-            rec.last_report = r
-            if r.price:
-                rec.price = r.price
-            rec.quantity = r.quantity or rec.quantity
-        elif not jo.sent:
-            rec.status = OrderStatus.REJECTED
         return rec
 
     async def handle_request(self, req: wire.Request) -> None:

@@ -88,7 +88,7 @@ class Guard:
             instrument=lambda symbol: gw.venue.instruments.get(symbol),
             clock=trio.current_time,
         )
-        self.gate.seed(gw.record_from_journal(jo) for jo in gw.journal.open_orders())
+        self.gate.seed(gw.journal.open_orders())
         self._load_states()
         self.switch_timeout = venue_switch_timeout(gw.config)
         self._switch_armed = False
