@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -62,6 +62,8 @@ __all__ = [
     "RECOVERED",
     "Pending",
     "Commit",
+    "ReportItem",
+    "ReportStep",
     "REPLAY_LIMIT",
     "MAX_VALUE",
 ]
@@ -153,7 +155,7 @@ class _Recovered:
 
 RECOVERED: Final = _Recovered()
 
-ReportItem = OrderEvent | Reply | Replay | _Recovered
+ReportItem = OrderEvent | Reply | Replay | _Recovered  # what the report stage is fed, in order
 
 
 @dataclass(slots=True)
@@ -186,6 +188,9 @@ class Commit:
     @property
     def reports(self) -> list[OrderReport]:
         return [r for _, r, _ in self.pending]
+
+
+ReportStep = Commit | Reply | Replay | _Recovered  # Reply: a re-send
 
 
 # ---------------------------------------------------------------------------------------- the engine
@@ -483,6 +488,39 @@ class Engine:
 
     # ------------------------------------------------------------------ reports
 
+    def report_steps(self, batch: Iterable[ReportItem]) -> Iterator[ReportStep]:
+        """The report stage for a batch of items, as steps for the shell to perform in order.
+
+        A :class:`Commit` (journal its rows, then :meth:`committed`, then publish), a :class:`Reply`
+        to re-send as it was, a :class:`Replay` to answer, :data:`RECOVERED` (open the order
+        channel). Reports are gathered into as few commits as possible; anything that reads the
+        journal or depends on what came before (a replay, a re-send, the end of recovery) first
+        closes the commit in progress. Resume the iterator only after performing its last step.
+        """
+        pending: list[Pending] = []
+        for item in batch:
+            p: Pending | None
+            if isinstance(item, OrderEvent):
+                p = self.on_venue_event(item)
+            elif isinstance(item, Reply):
+                p = self.on_reply(item)
+                if p is None:  # a re-send: published as it was, after everything before it
+                    if pending:
+                        yield self.number(pending)
+                        pending = []
+                    yield item
+                    continue
+            else:
+                if pending:
+                    yield self.number(pending)
+                    pending = []
+                yield item
+                continue
+            if p is not None:
+                pending.append(p)
+        if pending:
+            yield self.number(pending)
+
     def on_venue_event(self, ev: OrderEvent) -> Pending | None:
         """Apply a venue event; the report it makes, or None (unknown order, or nothing changes)."""
         rec = self.by_vid.get(ev.venue_order_id)
@@ -496,7 +534,7 @@ class Engine:
 
     def on_reply(self, item: Reply) -> Pending | None:
         """The report of a request-stage reply (None for a re-send: publish ``item.report`` as it is)."""
-        if item.resend:
+        if item.resend and item.report is not None:
             return None
         if item.report is None and item.record is not None:
             rec = item.record

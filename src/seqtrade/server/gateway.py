@@ -42,10 +42,10 @@ from .engine import (
     RECOVERED,
     Amend,
     Cancel,
+    Commit,
     Counters,
     Engine,
     Output,
-    Pending,
     Place,
     Replay,
     Reply,
@@ -262,38 +262,25 @@ class Gateway:
                     batch.append(recv.receive_nowait())
             except trio.WouldBlock:
                 pass
-            pending: list[Pending] = []
-            for item in batch:
-                p: Pending | None
-                if isinstance(item, OrderEvent):
-                    p = engine.on_venue_event(item)
-                elif isinstance(item, Reply):
-                    p = engine.on_reply(item)
-                    if p is None and item.report is not None:  # a re-send: as it was, after what came before
-                        self._flush(pub, pending)
-                        pending = []
-                        self._send_report(pub, item.report)
+            for step in engine.report_steps(batch):
+                if isinstance(step, Commit):
+                    self._flush(pub, step)
+                elif isinstance(step, Reply):
+                    assert step.report is not None
+                    self._send_report(pub, step.report)
+                elif isinstance(step, Replay):
+                    self._replay(pub, step.hello)
                 else:
-                    self._flush(pub, pending)
-                    pending = []
-                    if isinstance(item, Replay):
-                        self._replay(pub, item.hello)
-                    elif item is RECOVERED:
-                        self.accepting.set()
-                    continue
-                if p is not None:
-                    pending.append(p)
-            self._flush(pub, pending)
+                    self.accepting.set()  # RECOVERED: every recovery event before it is applied
 
-    def _flush(self, pub: TrioSocket, pending: list[Pending]) -> None:
-        if not pending:
-            return
-        commit = self.engine.number(pending)
+    def _flush(self, pub: TrioSocket, commit: Commit) -> None:
+        """Journal, then let the engine follow, then publish."""
         t0 = time.perf_counter()
         self.journal.add_reports(commit.rows, commit.fills)
         self.journal_commit_s = time.perf_counter() - t0  # metrics: the last commit's duration ...
         self._reports_flushed.set()
         self.engine.committed(commit)
+        pending = commit.pending
         self.journal_lag_s = max(
             0.0, time.time() - min(r.timestamp for _, r, _ in pending) / 1000
         )  # ... event -> commit
