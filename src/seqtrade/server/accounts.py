@@ -81,7 +81,7 @@ class Accounts:
                 book.fees += fee
 
     def on_report(self, rec: OrderRecord | None, report: OrderReport) -> None:
-        """The gateway's ``on_report`` hook."""
+        """Follow one journaled report (``rec`` None: a reject of something that never was an order)."""
         if rec is not None:
             self.apply(report)
 

@@ -26,7 +26,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from ..config import Config
 from ..errors import WireError
@@ -291,22 +291,23 @@ class Engine:
             )
             return out
         out.strategy = sid
-        kind = type(req).__name__
+        cls = type(req)
+        kind = cls.__name__
         by_kind = self.counters.by_kind
         by_kind[kind] = by_kind.get(kind, 0) + 1
-        if isinstance(req, OrderRequest):
-            self._new_order(req, now_ms, out)
-        elif isinstance(req, CancelRequest):
-            self._cancel(req, now_ms, out)
-        elif isinstance(req, AmendRequest):
-            self._amend(req, now_ms, out)
-        elif isinstance(req, CancelAll):
-            for rec in [r for r in self.by_key.values() if r.strategy_id == sid and r.is_open]:
-                if req.symbol is None or rec.symbol == req.symbol:
-                    out.venue.append(Cancel(rec.venue_order_id, rec.symbol))
-        elif isinstance(req, Hello):
-            out.replies.append(Replay(req))
+        _HANDLERS[cls](self, req, now_ms, out)
         return out
+
+    def _cancel_all(self, req: CancelAll, now_ms: int, out: Output) -> None:
+        for rec in [r for r in self.by_key.values() if r.strategy_id == req.strategy_id and r.is_open]:
+            if req.symbol is None or rec.symbol == req.symbol:
+                out.venue.append(Cancel(rec.venue_order_id, rec.symbol))
+
+    def _hello(self, req: Hello, now_ms: int, out: Output) -> None:
+        out.replies.append(Replay(req))  # answered by the report stage, after what is queued before it
+
+    def _heartbeat(self, req: Heartbeat, now_ms: int, out: Output) -> None:
+        pass  # the shell has marked the strategy alive
 
     def on_bad_frame(self, exc: WireError, now_ms: int) -> Output:
         """A frame that is not a valid request: answered when it names a strategy that may trade."""
@@ -595,3 +596,14 @@ class Engine:
             and rec.last_report.status in OPEN_STATUSES
         ]
         return Welcome(sid, hello.nonce, self.seqs.get(sid, 0), open_orders, gw_ns=gw_ns)
+
+
+# A request's handler by its type (the shell has parsed the frame into one of these).
+_HANDLERS: dict[type, Callable[[Engine, Any, int, Output], None]] = {
+    OrderRequest: Engine._new_order,
+    CancelRequest: Engine._cancel,
+    AmendRequest: Engine._amend,
+    CancelAll: Engine._cancel_all,
+    Hello: Engine._hello,
+    Heartbeat: Engine._heartbeat,
+}

@@ -1,9 +1,10 @@
 """The risk gate: pre-trade limits and trading states, checked on every order, amend and cancel.
 
 Pure apart from a clock passed in (``trio.current_time`` in the server, anything in tests): no I/O,
-no trio, no sockets. The gateway calls :meth:`RiskGate.check` for every new order and amend and
-:meth:`RiskGate.check_cancel` for every cancel, between two awaits, and feeds every journaled report
-to :meth:`RiskGate.on_report`, so the gate's view of open orders is always the gateway's.
+no trio, no sockets. The engine (:mod:`seqtrade.server.engine`, which takes the gate as a constructor
+argument) asks :meth:`RiskGate.refusal` about every new order and amend and
+:meth:`RiskGate.cancel_refusal` about every cancel, and feeds every journaled report to
+:meth:`RiskGate.on_report`, so the gate's view of open orders is always the engine's.
 
 Limits come in layers (docs/risk.md): ``[risk]`` applies to every strategy and symbol,
 ``[risk.strategies.<id>]`` to one strategy, ``[risk.symbols.<symbol>]`` to one symbol. Layers do not
@@ -14,7 +15,7 @@ Trading states (active, reducing, halted) are set globally and per strategy; the
 applies. Reducing lets through only orders that shrink the strategy's position in the symbol and
 cannot flip it, counting its open orders on the same side. Cancels always pass the states.
 
-A refusal is a sentence that names the rule, the layer and the numbers; the gateway sends it to the
+A refusal is a sentence that names the rule, the layer and the numbers; the server sends it to the
 strategy as the ``error_msg`` of a ``rejected`` report (or of the refused amend or cancel).
 """
 
@@ -88,7 +89,7 @@ class Quotes:
 
 @dataclass(slots=True)
 class OrderTerms:
-    """The terms of a new order or of an order as an amend would leave it (rounded like the gateway)."""
+    """The terms of a new order or of an order as an amend would leave it (rounded like the engine)."""
 
     strategy_id: str
     client_order_id: str
@@ -153,14 +154,14 @@ class RiskGate:
     # ------------------------------------------------------------------ open orders
 
     def seed(self, records: Iterable[OrderRecord]) -> None:
-        """Start from the orders the gateway holds as open (restart)."""
+        """Start from the orders the engine holds as open (restart)."""
         for rec in records:
             if rec.is_open:
                 self._track(rec.strategy_id, rec.client_order_id, rec.symbol, rec.side,
                             rec.quantity - rec.filled_quantity)  # fmt: skip
 
     def on_report(self, rec: OrderRecord | None, report: OrderReport) -> None:
-        """Follow an order's remaining quantity from its reports (the gateway's ``on_report`` hook)."""
+        """Follow an order's remaining quantity from its journaled reports, in seq order."""
         if rec is None:
             return  # a reject of something that is not an order of ours
         key = (rec.strategy_id, rec.client_order_id)
@@ -194,7 +195,7 @@ class RiskGate:
         """
         order = self._terms(req, rec)
         if order is None:
-            return None  # the gateway rejects it for its own reasons
+            return None  # the engine rejects it for its own reasons
         return self.refusal(order)
 
     def refusal(self, o: OrderTerms) -> str | None:
