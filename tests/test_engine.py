@@ -497,7 +497,7 @@ async def test_orders_are_accepted_only_once_every_recovery_event_is_applied(bas
                 await nursery.start(gw.report_task, TrioSocket(pub))
                 await gw.accepting.wait()
                 # accepting: the fill is applied everywhere
-                assert gw.lookup("s1", "c1").status is OrderStatus.FILLED  # type: ignore[union-attr]
+                assert gw.engine.lookup("s1", "c1").status is OrderStatus.FILLED  # type: ignore[union-attr]
                 assert guard.accounts.position("s1", S) == 1.0
                 out = gw.engine.on_request(order("s1", "c2", "sell", 99.0, 2.0), now_ms())
                 assert not out.replies and [type(c) for c in out.venue] == [Place]

@@ -362,6 +362,7 @@ class Engine:
         out.replies.append(Reply(report_for(rec, OrderStatus.REJECTED, error_msg=msg), rec))
 
     def _new_order(self, req: OrderRequest, now_ms: int, out: Output) -> None:
+        """A new order: idempotency first, then :meth:`check_order`, then persist and send."""
         self.counters.orders_in += 1
         existing = self.lookup(req.strategy_id, req.client_order_id)
         if existing is not None:

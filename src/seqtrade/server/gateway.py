@@ -37,7 +37,6 @@ from ..errors import WireError
 from ..models import Book, Hello, OrderReport, Ticker, Trade, VenueStatus
 from ..venues.base import MarketData, OrderEvent, Venue
 from . import recovery
-from .control import ControlCommands
 from .engine import (
     RECOVERED,
     Amend,
@@ -108,15 +107,8 @@ class Gateway:
     def by_key(self) -> dict[tuple[str, str], OrderRecord]:
         return self.engine.by_key
 
-    @property
-    def by_vid(self) -> dict[str, OrderRecord]:
-        return self.engine.by_vid
-
     def open_records(self, strategy_id: str | None = None) -> list[OrderRecord]:
         return self.engine.open_records(strategy_id)
-
-    def lookup(self, sid: str, coid: str) -> OrderRecord | None:
-        return self.engine.lookup(sid, coid)
 
     # ================================================================== venue sink
 
@@ -382,14 +374,6 @@ class Gateway:
                 for sid, info in sorted(self.strategies.items())
             },
         }
-
-    def register_commands(self, commands: ControlCommands) -> None:
-        """The gateway's control commands: ``status``."""
-
-        async def status(_: dict[str, Any]) -> dict[str, Any]:
-            return self.status()
-
-        commands.register("status", status)
 
     def request_stop(self) -> None:
         """Ask ``serve`` to stop cleanly (applies the shutdown policy first)."""
