@@ -505,3 +505,20 @@ async def test_orders_are_accepted_only_once_every_recovery_event_is_applied(bas
         finally:
             pub.close(linger=0)
             journal.close()
+
+
+def test_recovery_decisions() -> None:
+    from seqtrade.server import recovery
+    from seqtrade.server.orders import OrderRecord
+
+    never_acked = OrderRecord("v1", "s1", "c1", S, "buy", "limit", 99.0, 1.0, 0)
+    acked = OrderRecord("v2", "s1", "c2", S, "buy", "limit", 99.0, 2.0, 0, status=OrderStatus.PARTIALLY_FILLED,
+                        filled_quantity=1.0, avg_price=99.0, fee=0.1)  # fmt: skip
+    done = OrderRecord("v3", "s1", "c3", S, "buy", "limit", 99.0, 1.0, 0, status=OrderStatus.FILLED)
+    assert recovery.to_query([never_acked, acked, done]) == [never_acked, acked]
+    ev = recovery.resolve(never_acked, None)  # the venue never saw it: rejected, never sent again
+    assert (ev.status, ev.error_msg) == (OrderStatus.REJECTED, recovery.NEVER_SENT)
+    ev = recovery.resolve(acked, None)  # the venue lost it: cancelled with the fills we have
+    assert (ev.status, ev.filled_quantity, ev.avg_price, ev.fee) == (OrderStatus.CANCELLED, 1.0, 99.0, 0.1)
+    answer = OrderEvent("v2", OrderStatus.FILLED, filled_quantity=2.0, avg_price=99.0)
+    assert recovery.resolve(acked, answer) is answer  # the venue knows: its word
