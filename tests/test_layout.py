@@ -13,7 +13,9 @@ import pytest
 IO_LIBS = ("trio", "zmq", "httpx", "trio_websocket", "sqlite3")
 PURE = ["seqtrade.models", "seqtrade.wire", "seqtrade.config", "seqtrade.venues.matching",
         "seqtrade.venues.okx.parse", "seqtrade.venues.okx.messages", "seqtrade.server.orders",
-        "seqtrade.client.protocol", "seqtrade.client.strategy"]  # fmt: skip
+        "seqtrade.client.protocol", "seqtrade.client.strategy",
+        "seqtrade.server.engine", "seqtrade.server.recovery", "seqtrade.server.risk",
+        "seqtrade.server.accounts", "seqtrade.positions"]  # fmt: skip
 
 
 def loaded_after_import(module: str) -> set[str]:
