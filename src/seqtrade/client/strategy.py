@@ -30,6 +30,7 @@ from ..models import (
     Trade,
     VenueStatus,
 )
+from ..positions import FeeLedger, apply_fill
 
 if TYPE_CHECKING:
     from .protocol import ClientProtocol
@@ -59,22 +60,9 @@ class Position:
     fees: float = 0.0
 
     def apply_fill(self, side: str, qty: float, price: float) -> None:
-        signed = qty if side == "buy" else -qty
-        pos = self.quantity
-        if pos == 0 or (pos > 0) == (signed > 0):
-            total = abs(pos) + qty
-            self.avg_price = (abs(pos) * self.avg_price + qty * price) / total
-            self.quantity = pos + signed
-            return
-        closed = min(abs(pos), qty)
-        direction = 1.0 if pos > 0 else -1.0
-        self.realized_pnl += closed * (price - self.avg_price) * direction
-        self.quantity = pos + signed
-        if abs(self.quantity) < 1e-12:
-            self.quantity = 0.0
-            self.avg_price = 0.0
-        elif (self.quantity > 0) != (pos > 0):
-            self.avg_price = price  # flipped: the remainder opened at this price
+        """Apply one fill (the maths the server's accounts use too: :mod:`seqtrade.positions`)."""
+        self.quantity, self.avg_price, pnl = apply_fill(self.quantity, self.avg_price, side, qty, price)
+        self.realized_pnl += pnl
 
 
 @dataclass(order=True, slots=True)
@@ -112,7 +100,7 @@ class Strategy:
         self._ids = OrderIdGenerator()
         self._timers: list[_Timer] = []
         self._timer_seq = itertools.count()
-        self._fees_seen: dict[str, float] = {}
+        self._fees = FeeLedger()  # cumulative fee per order: a report's fee becomes its delta
         self._stop = False
 
     # ------------------------------------------------------------------ callbacks
@@ -244,10 +232,7 @@ class Strategy:
             if pos is not None:
                 if r.last_fill_quantity > 0:
                     pos.apply_fill(r.side, r.last_fill_quantity, r.last_fill_price)
-                seen = self._fees_seen.get(coid, 0.0)
-                if r.fee != seen:  # reports come in seq order: the change is this report's fee (rebates < 0)
-                    pos.fees += r.fee - seen
-                    self._fees_seen[coid] = r.fee
+                pos.fees += self._fees.change(coid, r.fee)  # reports come in seq order (rebates < 0)
 
     def _reset_open_orders(self, open_orders: Mapping[str, OrderReport]) -> None:
         self.open_orders = dict(open_orders)
