@@ -15,7 +15,8 @@ PURE = ["seqtrade.models", "seqtrade.wire", "seqtrade.config", "seqtrade.venues.
         "seqtrade.venues.okx.parse", "seqtrade.venues.okx.messages", "seqtrade.server.orders",
         "seqtrade.client.protocol", "seqtrade.client.strategy",
         "seqtrade.server.engine", "seqtrade.server.recovery", "seqtrade.server.risk",
-        "seqtrade.server.accounts", "seqtrade.positions"]  # fmt: skip
+        "seqtrade.server.accounts", "seqtrade.positions", "seqtrade.venues.okx.auth",
+        "seqtrade.venues.okx.account"]  # fmt: skip
 
 
 def loaded_after_import(module: str) -> set[str]:
