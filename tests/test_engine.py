@@ -164,16 +164,18 @@ class Shell:
     # the venue
     def venue_step(self, i: int, what: int, amount: float) -> None:
         """The venue moves order ``i``: ``what`` 0 acknowledges it (or fills part of it once it is),
-        1 fills, 2 cancels, 3 rejects it if it was not acknowledged yet."""
+        1 fills, 2 cancels, 3 rejects it if it was not acknowledged yet (else cancels). A fill or a
+        cancel may come before any acknowledgement, as a venue's push can overtake its answer."""
         if not self.venue:
             return
         v = list(self.venue.values())[i % len(self.venue)]
         if not v.open:
             return
-        if v.status is None:
+        if v.status is None and what in (0, 3):
             v.status = OrderStatus.REJECTED if what == 3 else OrderStatus.ACCEPTED
             self.queue.append(v.event())
-        elif what == 2:
+        elif what == 2 or (what == 3 and v.status is not None):
+            # a cancel, also of an order not acknowledged yet (its push overtook the place's answer)
             v.status = OrderStatus.CANCELLED
             self.queue.append(v.event())
         else:
@@ -309,7 +311,7 @@ def test_cancel_all_and_a_dead_strategy(shell: Shell) -> None:
 def test_a_replay_ends_with_a_welcome_that_names_the_last_seq_and_the_open_orders(shell: Shell) -> None:
     shell.request(order("a", "c1"))
     shell.request(order("a", "c2"))
-    shell.venue_step(0, 2, 0.0)
+    shell.venue_step(0, 0, 0.0)  # c1 accepted
     shell.venue_step(1, 0, 0.0)
     shell.venue_step(1, 2, 0.0)  # c2 cancelled
     shell.request(Hello("a", 1, "n1"))
@@ -366,11 +368,15 @@ def _check(shell: Shell) -> None:
         assert [r.seq for r in journaled] == list(range(1, len(journaled) + 1))
         assert [r.seq for r in shell.published[sid]] == [r.seq for r in journaled]
         assert shell.engine.seqs.get(sid, 0) == len(journaled)
-        # a filled, cancelled or rejected order never reopens
+        # a filled, cancelled or rejected order never reopens; every order is first accepted or rejected
         closed: set[str] = set()
+        seen: set[str] = set()
         for r in journaled:
             if not r.symbol:
                 continue  # a reject of something that never was an order
+            if r.client_order_id not in seen:
+                seen.add(r.client_order_id)
+                assert r.status in (OrderStatus.ACCEPTED, OrderStatus.REJECTED), f"first report: {r}"
             assert not (r.client_order_id in closed and r.status in OPEN_STATUSES), f"reopened: {r}"
             if r.status in TERMINAL_STATUSES:
                 closed.add(r.client_order_id)

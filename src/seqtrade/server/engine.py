@@ -44,7 +44,7 @@ from ..models import (
     Side,
     Welcome,
 )
-from ..venues.base import Instrument, OrderEvent, VenueOrder
+from ..venues.base import EventKind, Instrument, OrderEvent, VenueOrder
 from .accounts import Accounts
 from .orders import IdGenerator, OrderRecord, apply_event, report_for, round_price, round_quantity
 from .risk import RiskGate
@@ -503,7 +503,8 @@ class Engine:
         for item in batch:
             p: Pending | None
             if isinstance(item, OrderEvent):
-                p = self.on_venue_event(item)
+                pending.extend(self.on_venue_event(item))
+                continue
             elif isinstance(item, Reply):
                 p = self.on_reply(item)
                 if p is None:  # a re-send: published as it was, after everything before it
@@ -523,16 +524,34 @@ class Engine:
         if pending:
             yield self.number(pending)
 
-    def on_venue_event(self, ev: OrderEvent) -> Pending | None:
-        """Apply a venue event; the report it makes, or None (unknown order, or nothing changes)."""
+    def on_venue_event(self, ev: OrderEvent) -> list[Pending]:
+        """Apply a venue event; the reports it makes (none: unknown order, or nothing changes).
+
+        Every order is reported ``accepted`` (or ``rejected``) before anything else, whatever order
+        the venue's messages come in (docs/protocol.md): a first event that is already a fill or a
+        cancel (a push that overtook the place's answer, a state found by recovery) is preceded by
+        an ``accepted`` report with nothing filled.
+        """
         rec = self.by_vid.get(ev.venue_order_id)
         if rec is None:
             log.warning("event for an order this server does not know: %s", ev)
-            return None
+            return []
+        out: list[Pending] = []
+        if (
+            rec.status is None
+            and ev.kind is EventKind.UPDATE
+            and ev.status not in (OrderStatus.ACCEPTED, OrderStatus.REJECTED)
+        ):
+            ack = OrderEvent(
+                rec.venue_order_id, OrderStatus.ACCEPTED, exchange_order_id=ev.exchange_order_id, ts=ev.ts
+            )
+            first = apply_event(rec, ack)
+            if first is not None:
+                out.append((rec, first, ""))
         report = apply_event(rec, ev)
-        if report is None:
-            return None
-        return rec, report, ev.trade_id if report.last_fill_quantity > 0 else ""
+        if report is not None:
+            out.append((rec, report, ev.trade_id if report.last_fill_quantity > 0 else ""))
+        return out
 
     def on_reply(self, item: Reply) -> Pending | None:
         """The report of a request-stage reply (None for a re-send: publish ``item.report`` as it is)."""
