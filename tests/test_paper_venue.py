@@ -19,7 +19,14 @@ from seqtrade.venues.paper import PaperVenue
 
 SYM = "BTC-USDT"
 # A market that keeps still: the walk's next step is an hour away, and no public trades.
-QUIET = PaperConfig(tick_interval=3600.0, trade_probability=0.0, lot_size=0.001, min_size=0.001)
+# Its account is rich enough for any order of these tests (money: tests/test_paper_account.py).
+QUIET = PaperConfig(
+    tick_interval=3600.0,
+    trade_probability=0.0,
+    lot_size=0.001,
+    min_size=0.001,
+    balances={"USDT": 10_000_000.0, "BTC": 1000.0},
+)
 
 
 class Collector:
@@ -184,7 +191,9 @@ async def test_limit_rests_then_fills_partially_and_fully_as_maker() -> None:
             assert len({e.trade_id for e in sink.of("l1") if e.trade_id}) == 2
             assert await venue.open_orders() == []
             assert await venue.positions() == {SYM: pytest.approx(3.0)}
-            assert (await venue.balances())["USDT"] == pytest.approx(-3 * 100.1 * (1 + QUIET.maker_fee))
+            paid = 3 * 100.1 * (1 + QUIET.maker_fee)
+            assert (await venue.balances())["USDT"] == pytest.approx(QUIET.balances["USDT"] - paid)
+            assert (await venue.balances())["BTC"] == pytest.approx(QUIET.balances["BTC"] + 3)
             # published market data: tickers and books from set_market, the trade
             assert isinstance(sink.market[-1], Trade) and sink.market[-1].price == 100.1
             tickers = sink.of_type(Ticker)

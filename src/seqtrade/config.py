@@ -41,6 +41,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "STRATEGY_ID_RE",
+    "DEFAULT_PAPER_BALANCES",
 ]
 
 STRATEGY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
@@ -79,6 +80,10 @@ class BusConfig:
     spin_us: int = 0  # busy-poll the order socket this long before sleeping (0 = off)
 
 
+# The paper account's starting balances when [venue.paper] sets none (docs/risk.md "The paper account").
+DEFAULT_PAPER_BALANCES: dict[str, float] = {"USDT": 100_000.0, "BTC": 1.0, "ETH": 10.0}
+
+
 @dataclass(frozen=True)
 class PaperConfig:
     seed: int = 42
@@ -102,6 +107,10 @@ class PaperConfig:
     # The paper account (orders, fills, positions) on disk, relative to run_dir, so that it survives a
     # server restart or kill -9 as a real exchange's would. "" keeps it in memory (lost on restart).
     state_path: str = "paper.sqlite"
+    # Starting balances per currency of a new paper account (a persisted account keeps its own; `seqtrade
+    # reset` starts over). A buy needs the quote currency, a sell the base coins. Replaces the default
+    # as a whole: a currency not named starts at 0.
+    balances: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PAPER_BALANCES))
 
 
 @dataclass(frozen=True)
@@ -323,6 +332,9 @@ def _check(cfg: Config) -> None:
     for name in ("tick_size", "lot_size", "min_size", "level_size", "tick_interval"):
         if not getattr(p, name) > 0:
             raise ConfigError(f"venue.paper.{name}: must be > 0")
+    for ccy, amount in p.balances.items():
+        if amount < 0:
+            raise ConfigError(f"venue.paper.balances.{ccy}: must be >= 0")
     if not 0 <= p.trade_probability <= 1:
         raise ConfigError("venue.paper.trade_probability: must be between 0 and 1")
     if cfg.venue.okx.cancel_all_after and not 10 <= cfg.venue.okx.cancel_all_after <= 120:

@@ -22,6 +22,7 @@ from ..config import PaperConfig
 from ..models import Book, Side, Ticker, Trade
 from .base import Instrument, OrderEvent, Venue, VenueOrder, VenueSink
 from .matching import MatchingEngine
+from .paper_account import Balance
 from .paper_store import PaperStore
 
 __all__ = ["PaperVenue"]
@@ -128,7 +129,7 @@ class PaperVenue(Venue):
     """The embedded paper exchange: a seeded synthetic market and a matching engine, no network.
 
     Owns the market simulation of ``symbols``, the paper account's orders, its net positions and its
-    quote cash. :meth:`run` is the one long-running task: it publishes market data, fills resting
+    balances (``venue.paper.balances`` to start; orders the account cannot pay for are rejected). :meth:`run` is the one long-running task: it publishes market data, fills resting
     orders as the market moves and runs the ``cancel_all_after`` dead-man's switch, until cancelled.
     Order requests are matched inline: ``place_order``/``cancel_order``/``amend_order`` compute their
     events at once and await ``sink.order_event`` for each, in the order they were computed across all
@@ -150,7 +151,9 @@ class PaperVenue(Venue):
         self._instruments = {
             sym: Instrument(sym, cfg.tick_size, cfg.lot_size, cfg.min_size, code=None) for sym in symbols
         }
-        self._engine = MatchingEngine(self._instruments, maker_fee=cfg.maker_fee, taker_fee=cfg.taker_fee)
+        self._engine = MatchingEngine(
+            self._instruments, maker_fee=cfg.maker_fee, taker_fee=cfg.taker_fee, balances=cfg.balances
+        )
         self._walks = {sym: _Walk(sym, i, cfg) for i, sym in enumerate(symbols)}
         self._sink: VenueSink | None = None
         self._outbox: deque[OrderEvent] = deque()
@@ -278,8 +281,13 @@ class PaperVenue(Venue):
         return self._engine.positions()
 
     async def balances(self) -> dict[str, float]:
-        """Quote cash per currency, starting at 0: proceeds of sales minus costs of buys and fees."""
+        """Total per currency (available + frozen by open orders): the starting balances
+        (``venue.paper.balances``) plus what was bought and sold, minus fees."""
         return self._engine.balances()
+
+    def account(self) -> dict[str, Balance]:
+        """Available and frozen per currency."""
+        return self._engine.account()
 
     async def cancel_all_after(self, timeout_s: float) -> None:
         """Arm the dead-man's switch for ``timeout_s`` seconds from now (re-arming moves it), or
