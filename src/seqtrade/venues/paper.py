@@ -18,7 +18,7 @@ from pathlib import Path
 
 import trio
 
-from ..config import PaperConfig
+from ..config import PaperConfig, VenueConfig
 from ..models import Book, Side, Ticker, Trade
 from .base import Instrument, OrderEvent, Venue, VenueOrder, VenueSink
 from .matching import MatchingEngine
@@ -160,6 +160,24 @@ class PaperVenue(Venue):
         self._delivering = False
         self._dms_deadline = math.inf  # trio time at which cancel-all-after fires
         self._dms_scope: trio.CancelScope | None = None
+
+    simulated = True
+
+    @classmethod
+    def state_files(cls, config: VenueConfig, run_dir: Path) -> list[Path]:
+        path = config.paper.state_path
+        return [run_dir / path] if path else []
+
+    @classmethod
+    def describe(cls, config: VenueConfig) -> list[str]:
+        p = config.paper
+        balances = ", ".join(f"{v:g} {k}" for k, v in p.balances.items()) or "nothing"
+        kept = f"kept in <run dir>/{p.state_path}" if p.state_path else "in memory, lost on restart"
+        return [
+            "venue: paper",
+            f"paper account (simulated: no keys, no network): starts with {balances} ({kept}; `seqtrade reset` starts over);"
+            " buys need the quote currency, sells the coins",
+        ]
 
     @property
     def instruments(self) -> dict[str, Instrument]:
