@@ -279,3 +279,14 @@ def test_a_second_ctrl_c_says_what_it_skipped_and_exits_non_zero(base_dir: Path)
     db = sqlite3.connect(base_dir / "run" / "paper.sqlite")
     (n,) = db.execute("SELECT count(*) FROM orders WHERE status = 'accepted'").fetchone()
     assert n == 1  # what the message says: the order is still open at the venue
+
+
+def test_check_does_not_hang_on_a_module_that_runs_at_import(tmp_path: Path) -> None:
+    from seqtrade.cli import check_strategies
+
+    write(
+        tmp_path / "runs.py", "import threading\nthreading.Event().wait()  # what run(...) at import does\n"
+    )
+    cfg = write(tmp_path / "config.toml", '[venue]\n[[strategies]]\nid = "r"\npath = "runs.py"\n')
+    (error,) = check_strategies(load_config(cfg), timeout=3.0)
+    assert error.startswith("strategies[0] (id 'r'): loading ") and "did not finish within 3 s" in error

@@ -144,38 +144,57 @@ def limit_warnings(config: Config) -> list[str]:
     ]
 
 
-def check_strategies(config: Config) -> list[str]:
+def check_strategies(config: Config, *, timeout: float = 60.0) -> list[str]:
     """The ``[[strategies]]`` the server could not start: a path that does not exist (resolved
     relative to the config file's directory, as the supervisor does) or a file or module that does not
-    define a Strategy. Each is loaded the way ``seqtrade run`` loads it (its module code runs; no
-    callback does)."""
-    from .client.runner import load_strategy  # the client package; the loader may move within it
+    load or defines no Strategy. Each is loaded as ``seqtrade run`` loads it, in a child process in the
+    config file's directory with the venue's secrets kept out (as the supervisor starts it): its module
+    code runs, no callback does, and a module that runs at import cannot hang ``check``."""
+    import subprocess
+
+    from .venues import secret_env_vars
 
     errors = []
     base = Path(config.base_dir)
+    secrets = {config.security.server_secret_key_env, *secret_env_vars(config.venue)}
+    env = {k: v for k, v in os.environ.items() if k.removesuffix("_FILE") not in secrets}
     for i, s in enumerate(config.strategies):
         if not s.enabled:
             continue
         where = f"strategies[{i}] (id {s.id!r})"
-        if s.path:
-            target = (base / os.path.expanduser(s.path)).resolve()
-            if not target.is_file():
-                errors.append(f"{where}: path {s.path!r} does not exist (resolved relative to the config"
-                              f" file's directory {base}: {target})")  # fmt: skip
-                continue
-            what = str(target)
-        else:
-            what = s.module
-        sys.path.insert(0, str(base))  # the supervisor starts strategies in the config file's directory
+        target = (base / os.path.expanduser(s.path)).resolve() if s.path else None
+        if target is not None and not target.is_file():
+            errors.append(f"{where}: path {s.path!r} does not exist (resolved relative to the config"
+                          f" file's directory {base}: {target})")  # fmt: skip
+            continue
+        what = str(target) if target is not None else s.module
         try:
-            load_strategy(what)
-        except SeqtradeError as exc:
-            errors.append(f"{where}: {exc}")
-        except Exception as exc:  # noqa: BLE001 - user code: whatever its import raises is the answer
-            errors.append(f"{where}: {what} cannot be loaded: {type(exc).__name__}: {exc}")
-        finally:
-            sys.path.remove(str(base))
+            r = subprocess.run([sys.executable, "-c", _LOAD_STRATEGY, what], cwd=base, env=env,
+                               capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            errors.append(f"{where}: loading {what} did not finish within {timeout:g} s (does the module"
+                          " run the strategy at import? guard that with `if __name__ == \"__main__\":`)")  # fmt: skip
+            continue
+        if r.returncode != 0:
+            last = (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1]
+            errors.append(
+                f"{where}: {last}" if r.returncode == 3 else f"{where}: {what} cannot be loaded: {last}"
+            )
     return errors
+
+
+# How `check` loads a strategy: in a child process, with the loader `seqtrade run` uses (the client
+# package's; it may move within it). Exit 3: the loader refused it, its reason on stderr.
+_LOAD_STRATEGY = """import sys
+sys.path.insert(0, "")
+from seqtrade.client.runner import load_strategy
+from seqtrade.errors import SeqtradeError
+try:
+    load_strategy(sys.argv[1])
+except SeqtradeError as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(3)
+"""
 
 
 def describe(config: Config) -> str:
