@@ -118,6 +118,20 @@ def test_check_warns_loudly_about_a_live_venue_without_limits(tmp_path: Path) ->
     assert block[-1] == "WARNING: set them in [risk] or [risk.symbols.<symbol>] (docs/risk.md)"
 
 
+def test_serve_logs_the_warning_block_at_start_up(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "config.toml", '[server]\nrun_dir = "run"\n[venue]\nkind = "okx"\n'
+                '[risk]\nmax_order_quantity = 1.0\n')  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OKX_")}
+    r = subprocess.run(
+        [*CLI, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert r.returncode == 2 and "OKX_API_KEY" in r.stderr  # no keys: it stops, after the warning
+    warned = [line.split(": ", 1)[1] for line in r.stderr.splitlines() if " WARNING " in line]
+    assert warned[0].startswith("venue okx (a live account) runs with these pre-trade limits unset")
+    assert "  max_order_notional" in warned and "  max_cancels_per_window" in warned
+    assert "  max_order_quantity" not in warned
+
+
 def test_check_notes_a_paper_venue_without_limits_in_one_line(tmp_path: Path) -> None:
     cfg = write(tmp_path / "config.toml", '[venue]\nkind = "paper"\n')
     r = seqtrade("check", "--config", str(cfg))
@@ -175,6 +189,7 @@ def test_new_strategy_writes_a_file_that_runs_against_the_paper_server(base_dir:
         base_dir / "config.toml", QUIET_MARKET.replace("tick_interval = 3600.0", "tick_interval = 0.1")
     )
     with started("serve", "--config", str(cfg)) as server:
+        server.until("note: no risk limit for max_order_quantity")  # the paper venue's one-line note
         server.until("venue paper ready")
         with started("run", str(path), "--id", "my_first", "--config", str(cfg)) as strat:
             strat.until("my_first on BTC-USDT: size 0.001")
@@ -258,7 +273,7 @@ def test_a_second_ctrl_c_says_what_it_skipped_and_exits_non_zero(base_dir: Path)
     cfg = write(base_dir / "config.toml", QUIET_MARKET.replace("tick_interval = 3600.0", "tick_interval = 0.1")
                 .replace("status_interval = 0", "status_interval = 0.2")
                 .replace('shutdown_policy = "leave"', 'shutdown_policy = "cancel"')
-                + '[supervisor]\nstop_grace = 60.0\n[[strategies]]\nid = "stub"\npath = "stubborn.py"\n')  # fmt: skip
+                + '[supervisor]\nstop_grace = 10.0\n[[strategies]]\nid = "stub"\npath = "stubborn.py"\n')  # fmt: skip
     try:
         with started("serve", "--config", str(cfg)) as server:
             server.until(" open=1 ")  # the strategy's order rests at the venue
@@ -274,8 +289,10 @@ def test_a_second_ctrl_c_says_what_it_skipped_and_exits_non_zero(base_dir: Path)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid_file.read_text()), signal.SIGKILL)
     line = next(line for line in out.splitlines() if "received SIGINT again" in line)
-    assert "without finishing the shutdown policy (cancel open orders)" in line
-    assert "1 open order(s) left at the venue paper" in line
+    assert (
+        "without finishing the shutdown policy (cancel open orders): 1 open order(s) left at the venue paper"
+        in line
+    )
     db = sqlite3.connect(base_dir / "run" / "paper.sqlite")
     (n,) = db.execute("SELECT count(*) FROM orders WHERE status = 'accepted'").fetchone()
     assert n == 1  # what the message says: the order is still open at the venue

@@ -150,5 +150,5 @@ async def _what_is_skipped(config: Config, venue: Venue) -> str:
     left = (
         "an unknown number of open orders (the venue did not answer)" if n is None else f"{n} open order(s)"
     )
-    return (f"without finishing the shutdown policy ({config.server.shutdown_policy} open orders) or stopping"
-            f" the strategies cleanly: {left} left at the venue {venue.name}")  # fmt: skip
+    return (f"without finishing the shutdown policy ({config.server.shutdown_policy} open orders): {left} left"
+            f" at the venue {venue.name}")  # fmt: skip

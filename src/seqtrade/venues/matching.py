@@ -337,6 +337,9 @@ class MatchingEngine:
         for ccy in set(total) | set(frozen) | set(self._account):
             f = frozen.get(ccy, 0.0)
             self._account[ccy] = Balance(total.get(ccy, 0.0) - f, f)
+            if total.get(ccy, 0.0) < f - 1e-9 * max(1.0, f):  # open orders from before balances existed
+                log.warning("paper account: open orders hold %g %s but the account has %g; cancel them or"
+                            " start over with `seqtrade reset`", f, ccy, total.get(ccy, 0.0))  # fmt: skip
         for sym, lots in position_lots.items():
             if sym in self._position_lots:
                 self._position_lots[sym] = lots
