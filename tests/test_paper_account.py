@@ -6,6 +6,7 @@ orders, amends, cancels and market moves and check after every step what an exch
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -259,3 +260,37 @@ def test_a_new_account_starts_with_the_configured_balances(tmp_path: Path) -> No
     eng = engine({"USDT": 9.0})  # nothing traded yet, but the account was made with 7
     PaperStore.open(path, eng).close()
     assert eng.balances()["USDT"] == 7.0
+
+
+def test_an_account_from_before_balances_starts_with_the_configured_ones(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A paper.sqlite written before balances existed (no balances, cash relative to 0): the starting
+    balances apply, and its resting orders freeze their part of them."""
+    path = tmp_path / "paper.sqlite"
+    eng = engine({"USDT": 1e6, "BTC": 10.0})
+    store = PaperStore.open(path, eng)
+    store.save(eng.submit(order("b1", Side.BUY, OrderType.LIMIT, 99.0, 2.0), ts=1), "b1")
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM balances")
+    db.execute("DELETE FROM meta WHERE key = 'balances'")
+    db.commit()
+    db.close()
+
+    eng2 = engine({"USDT": 500.0})
+    PaperStore.open(path, eng2).close()
+    frozen = 198.0 * (1 + TAKER)
+    assert eng2.account()["USDT"] == Balance(pytest.approx(500.0 - frozen), pytest.approx(frozen))
+    eng3 = engine({"USDT": 500.0})
+    PaperStore.open(path, eng3).close()  # the second open reads what the first one wrote
+    assert eng3.account()["USDT"] == eng2.account()["USDT"]
+    assert "paper account:" not in caplog.text
+
+    db = sqlite3.connect(path)  # once more from before balances, now with too little to cover b1
+    db.execute("DELETE FROM balances")
+    db.execute("DELETE FROM meta WHERE key = 'balances'")
+    db.commit()
+    db.close()
+    PaperStore.open(path, engine({"USDT": 100.0})).close()
+    assert "paper account: open orders hold 198.198 USDT but the account has 100" in caplog.text
