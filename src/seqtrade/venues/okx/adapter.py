@@ -150,6 +150,7 @@ class OkxVenue(Venue):
         self._order_chain: dict[str, trio.Event] = {}  # per order: done-event of its last cancel/amend
         self._private_gen = 0  # +1 each time the orders channel is (re)subscribed
         self._gap_since_ms: int | None = None  # exchange ms the private stream is not known good from
+        self._held_pushes: list[dict[str, Any]] | None = None  # orders pushes kept back during a reconcile
         self.max_fill_pages = MAX_FILL_PAGES  # bound of one reconcile's fills reads (tests lower it)
         self._fills_windows = {
             m.PATH_FILLS: RateWindow(FILLS_PER_2S, self._governor.period),
@@ -799,6 +800,9 @@ class OkxVenue(Venue):
             self._on_event(session, msg)
             return
         if (msg.get("arg") or {}).get("channel") == "orders":
+            if self._held_pushes is not None:  # after the reconcile's missed fills (see _reconcile)
+                self._held_pushes.extend(msg.get("data") or ())
+                return
             for d in msg.get("data") or ():
                 await self._emit(self._tracker.on_order(d))
 
@@ -809,29 +813,39 @@ class OkxVenue(Venue):
         is open but OKX does not list (GET trade/order by clOrdId) and the fills of the gap
         (:meth:`_missed_fills`); fills go first so that each missed fill is reported with its own
         quantity and price, then the snapshots bring every order to its current state.
+
+        Orders pushes that arrive meanwhile are kept back and applied after the missed fills: a push
+        carries the cumulative fill, and applied first it would fold the missed fills into one jump.
         """
         assert self._rest is not None
         gap_since = self._gap_since_ms
-        pending = await self._pending_raw()
-        listed = {str(d.get("clOrdId", "")) for d in pending}
-        snapshots: list[dict[str, Any]] = list(pending)
-        for vid in self._tracker.open_ids():
-            if vid in listed or vid in self._unresolved:
-                continue
-            raw = await self._query_raw(vid, self._tracker.symbol(vid) or "")
-            if raw is not None:
-                snapshots.append(raw)
-            else:
-                log.warning("OKX reconcile: order %s we took for open is unknown to OKX", vid)
-        fills = await self._missed_fills(gap_since) if self._tracker.open_ids() else []
         events: list[OrderEvent] = []
-        for f in fills:
-            events += self._tracker.on_fill(f)
-        for d in snapshots:
-            events += self._tracker.on_order(d)
-        if events:
-            log.info("OKX reconcile: %d missed order changes", len(events))
-        await self._emit(events)
+        held: list[dict[str, Any]] = []
+        self._held_pushes = held
+        try:
+            pending = await self._pending_raw()
+            listed = {str(d.get("clOrdId", "")) for d in pending}
+            snapshots: list[dict[str, Any]] = list(pending)
+            for vid in self._tracker.open_ids():
+                if vid in listed or vid in self._unresolved:
+                    continue
+                raw = await self._query_raw(vid, self._tracker.symbol(vid) or "")
+                if raw is not None:
+                    snapshots.append(raw)
+                else:
+                    log.warning("OKX reconcile: order %s we took for open is unknown to OKX", vid)
+            fills = await self._missed_fills(gap_since) if self._tracker.open_ids() else []
+            for f in fills:
+                events += self._tracker.on_fill(f)
+            for d in snapshots:
+                events += self._tracker.on_order(d)
+            if events:
+                log.info("OKX reconcile: %d missed order changes", len(events))
+        finally:  # the pushes kept back are reported whatever happened (shielded, see _emit)
+            self._held_pushes = None
+            for d in held:
+                events += self._tracker.on_order(d)
+            await self._emit(events)
         if self._gap_since_ms == gap_since:
             self._gap_since_ms = None  # covered
 
