@@ -51,3 +51,27 @@ async def test_fill_pushed_during_reconcile_paging_keeps_every_missed_fill() -> 
                 assert e.last_fill_quantity == pytest.approx(float(at_okx[e.trade_id]))
             cumulative = [e.filled_quantity for e in reported]
             assert cumulative == sorted(cumulative) and cumulative[-1] == pytest.approx(total)
+
+
+def most_in_one_second(times: list[float]) -> int:
+    """The most of ``times`` (seconds, sorted) inside any 1 s window."""
+    return max((sum(1 for u in times if t <= u < t + 1.0) for t in times), default=0)
+
+
+async def test_a_session_that_gets_ready_and_drops_at_once_never_exceeds_three_connects_a_second() -> None:
+    """The orders channel is over its connection limit: every private session is logged in and
+    subscribed (ready), then told channel-conn-count-error and ended. The backoff resets after every
+    ready session, so it reconnected each backoff minimum (here 0.1-0.2 s: 5-10 connects a second);
+    OKX allows 3 new connections a second per IP (docs/okx.md §4.5), both sockets together."""
+    with trio.fail_after(30):
+        async with (
+            open_fake_okx() as fake,
+            running(fake, order_transport="rest", reconnect_min=0.2, reconnect_max=5.0) as (venue, _),
+        ):
+            fake.max_private_channel_conns = 0
+            start = len(fake.ws_connects)
+            await fake.disconnect(which="all")  # the public socket reconnects at the same time
+            await poll(lambda: venue.socket_stats["private"].drops >= 9)
+            flapping = fake.ws_connects[start:]
+            assert all(d.got_ready for d in list(venue.socket_stats["private"].recent)[1:])
+            assert most_in_one_second(flapping) <= 3

@@ -127,6 +127,7 @@ class FakeOkx:
         self.clock_refusals: list[ClockRefusal] = []  # see ClockRefusal; filled by note_answers
         self.order_pushes: list[dict[str, Any]] = []  # every orders-channel item generated
         self.dropped_pushes: list[dict[str, Any]] = []  # generated while private_pushes_paused
+        self.ws_connects: list[float] = []  # trio time of each WS connection accepted (§4.5: 3 / s / IP)
         self.rest_url = ""
         self.ws_public_url = ""
         self.ws_private_url = ""

@@ -192,6 +192,7 @@ async def _handle(fake: FakeOkx, request: WebSocketRequest) -> None:
         return
     ws = await request.accept()
     conn = WsConn(fake, ws, kind, path)
+    fake.ws_connects.append(trio.current_time())
     fake._conns.add(conn)
     try:
         async with trio.open_nursery() as nursery:

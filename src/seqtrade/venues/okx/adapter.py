@@ -72,6 +72,8 @@ CAA_MIN_INTERVAL = 1.05  # cancel-all-after: 1 request per second
 MAX_FILL_PAGES = 30
 FILL_GAP_MARGIN_MS = 5_000  # read fills from this long before the private stream was last known good
 FILLS_PER_2S, FILLS_HISTORY_PER_2S = 60, 10  # docs/okx.md §7, per account
+# new WS connections: 3 per second per IP, both sockets together (docs/okx.md §4.5); 0.1 s margin
+WS_CONNECTS, WS_CONNECTS_PERIOD = 3, 1.1
 _CLOCK_LOGIN_CODES = {"60004", "60006"}  # WS login timestamp invalid / expired (§4.3): re-sync, retry
 
 
@@ -162,6 +164,7 @@ class OkxVenue(Venue):
         self._caa_lock = trio.Lock()
         self._caa_last = float("-inf")
         self.socket_stats = {"public": SocketStats(), "private": SocketStats()}  # reconnects, for status
+        self._ws_connects = RateWindow(WS_CONNECTS, WS_CONNECTS_PERIOD)
         self.rest_url = cfg.rest_url
         self.ws_public_url = cfg.ws_public_url or (m.DEMO_WS_PUBLIC if cfg.demo else m.LIVE_WS_PUBLIC)
         self.ws_private_url = cfg.ws_private_url or (m.DEMO_WS_PRIVATE if cfg.demo else m.LIVE_WS_PRIVATE)
@@ -677,6 +680,7 @@ class OkxVenue(Venue):
             ping_interval=self._cfg.ping_interval,
             connect_timeout=max(self._cfg.request_timeout, 1.0),
             stats=self.socket_stats["public"],
+            connects=self._ws_connects,
         )
 
     async def _private_task(self) -> None:
@@ -694,6 +698,7 @@ class OkxVenue(Venue):
             ping_interval=self._cfg.ping_interval,
             connect_timeout=max(self._cfg.request_timeout, 1.0),
             stats=self.socket_stats["private"],
+            connects=self._ws_connects,
         )
 
     # ------------------------------------------------------------------ public socket
