@@ -2,7 +2,9 @@
 
 1. a fill pushed while the reconcile pages missed fills must not swallow the missed fills one by one;
 2. a socket that keeps getting ready and dropping must not open more than 3 connections a second
-   (docs/okx.md §4.5, per IP: both sockets together).
+   (docs/okx.md §4.5, per IP: both sockets together);
+3. the missed fills of an order are read back to its creation at the exchange, also when our
+   estimate of the exchange clock is off by less than the 30 s that OKX would refuse.
 """
 
 from __future__ import annotations
@@ -76,3 +78,28 @@ async def test_a_session_that_gets_ready_and_drops_at_once_never_exceeds_three_c
             assert all(d.got_ready for d in list(venue.socket_stats["private"].recent)[1:])
             # 3 a second; the 0.1 s short of it leaves room for handshake times that differ
             assert most_within(flapping, 0.9) <= 3
+
+
+async def test_missed_fills_are_read_back_to_the_orders_creation_at_the_exchange() -> None:
+    """The exchange clock is 20 s behind our estimate of it (an NTP step here or there: under 30 s,
+    so nothing is refused and nothing re-syncs before the periodic sync). 150 fills of a new order
+    while the orders channel is down: two pages. Before the fix the reconcile took the order's
+    creation time from our clock (20 s late), stopped after the first page, and folded 50 fills into
+    one jump."""
+    n = 150
+    with trio.fail_after(30):
+        async with open_fake_okx() as fake, running(fake, order_transport="rest") as (venue, sink):
+            fake.step_clock(-20_000)
+            fake.set_market("BTC-USDT", bid=100.0, ask=100.5, bid_sz=1.0, ask_sz=1.0)
+            await venue.place_order(order("sk1", OrderType.LIMIT, Side.BUY, 100.1, 1.0))
+            await sink.final("sk1", OrderStatus.ACCEPTED)
+            fake.private_pushes_paused = True
+            for _ in range(n):
+                fake.print_trade("BTC-USDT", px=100.1, sz="0.001", side="sell")
+            await fake.disconnect(which="private")
+            fake.private_pushes_paused = False
+            await poll(lambda: any(e.filled_quantity == pytest.approx(0.15) for e in sink.of("sk1")))
+            reported = [e for e in sink.of("sk1") if e.trade_id]
+            assert len(reported) == n
+            assert {e.trade_id for e in reported} == {f["tradeId"] for f in fake.fills}
+            assert all(e.last_fill_quantity == pytest.approx(0.001) for e in reported)
