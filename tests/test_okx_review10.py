@@ -3,8 +3,9 @@
 1. a fill pushed while the reconcile pages missed fills must not swallow the missed fills one by one;
 2. a socket that keeps getting ready and dropping must not open more than 3 connections a second
    (docs/okx.md §4.5, per IP: both sockets together);
-3. the missed fills of an order are read back to its creation at the exchange, also when our
-   estimate of the exchange clock is off by less than the 30 s that OKX would refuse.
+3. the missed fills are read back to the order's creation at the exchange, and to the start of the
+   silence before a drop, also when our estimate of the exchange clock is off by less than the 30 s
+   that OKX would refuse.
 """
 
 from __future__ import annotations
@@ -103,3 +104,28 @@ async def test_missed_fills_are_read_back_to_the_orders_creation_at_the_exchange
             assert len(reported) == n
             assert {e.trade_id for e in reported} == {f["tradeId"] for f in fake.fills}
             assert all(e.last_fill_quantity == pytest.approx(0.001) for e in reported)
+
+
+async def test_missed_fills_are_read_back_past_the_drop_when_our_clock_is_ahead() -> None:
+    """As above, for an order older than the gap: our clock 20 s ahead of the exchange, the start of
+    the gap (the drop less two ping intervals, here 1 s, less a margin) was taken 20 s late -- after
+    the missed fills, with a margin of 5 s -- so the paging stopped after one page."""
+    n = 150
+    with trio.fail_after(30):
+        async with (
+            open_fake_okx() as fake,
+            running(fake, order_transport="rest", ping_interval=0.5) as (venue, sink),
+        ):
+            fake.set_market("BTC-USDT", bid=100.0, ask=100.5, bid_sz=1.0, ask_sz=1.0)
+            await venue.place_order(order("sk2", OrderType.LIMIT, Side.BUY, 100.1, 1.0))
+            await sink.final("sk2", OrderStatus.ACCEPTED)
+            fake.step_clock(-20_000)
+            fake.private_pushes_paused = True
+            for _ in range(n):
+                fake.print_trade("BTC-USDT", px=100.1, sz="0.001", side="sell")
+            await fake.disconnect(which="private")
+            fake.private_pushes_paused = False
+            await poll(lambda: any(e.filled_quantity == pytest.approx(0.15) for e in sink.of("sk2")))
+            reported = [e for e in sink.of("sk2") if e.trade_id]
+            assert len(reported) == n
+            assert {e.trade_id for e in reported} == {f["tradeId"] for f in fake.fills}

@@ -70,7 +70,10 @@ CAA_MIN_INTERVAL = 1.05  # cancel-all-after: 1 request per second
 # Reconcile reads at most this many pages of missed fills (100 each); beyond, it logs an ERROR and
 # reports the orders' cumulative state from snapshots instead (totals right, fills not one by one).
 MAX_FILL_PAGES = 30
-FILL_GAP_MARGIN_MS = 5_000  # read fills from this long before the private stream was last known good
+# Read fills from this long before the private stream was last known good: 5 s, plus 30 s because
+# our estimate of the exchange clock (which that moment is taken from) can be up to 30 s off without
+# OKX refusing anything (50102), so without a re-sync until the periodic one.
+FILL_GAP_MARGIN_MS = 35_000
 FILLS_PER_2S, FILLS_HISTORY_PER_2S = 60, 10  # docs/okx.md §7, per account
 # new WS connections: 3 per second per IP, both sockets together (docs/okx.md §4.5); 0.1 s margin
 WS_CONNECTS, WS_CONNECTS_PERIOD = 3, 1.1
