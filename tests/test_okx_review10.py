@@ -81,19 +81,22 @@ async def test_a_session_that_gets_ready_and_drops_at_once_never_exceeds_three_c
             assert most_within(flapping, 0.9) <= 3
 
 
-async def test_missed_fills_are_read_back_to_the_orders_creation_at_the_exchange() -> None:
-    """The exchange clock is 20 s behind our estimate of it (an NTP step here or there: under 30 s,
-    so nothing is refused and nothing re-syncs before the periodic sync). 150 fills of a new order
-    while the orders channel is down: two pages. Before the fix the reconcile took the order's
-    creation time from our clock (20 s late), stopped after the first page, and folded 50 fills into
-    one jump."""
+async def missed_fills_reported(ping_interval: float, *, step_before_place: bool) -> None:
+    """150 fills of one order while the orders channel is down (two pages), the exchange clock 20 s
+    behind our estimate of it (stepped before or after the place); each fill must be reported."""
     n = 150
     with trio.fail_after(30):
-        async with open_fake_okx() as fake, running(fake, order_transport="rest") as (venue, sink):
-            fake.step_clock(-20_000)
+        async with (
+            open_fake_okx() as fake,
+            running(fake, order_transport="rest", ping_interval=ping_interval) as (venue, sink),
+        ):
+            if step_before_place:
+                fake.step_clock(-20_000)
             fake.set_market("BTC-USDT", bid=100.0, ask=100.5, bid_sz=1.0, ask_sz=1.0)
             await venue.place_order(order("sk1", OrderType.LIMIT, Side.BUY, 100.1, 1.0))
             await sink.final("sk1", OrderStatus.ACCEPTED)
+            if not step_before_place:
+                fake.step_clock(-20_000)
             fake.private_pushes_paused = True
             for _ in range(n):
                 fake.print_trade("BTC-USDT", px=100.1, sz="0.001", side="sell")
@@ -106,26 +109,16 @@ async def test_missed_fills_are_read_back_to_the_orders_creation_at_the_exchange
             assert all(e.last_fill_quantity == pytest.approx(0.001) for e in reported)
 
 
+async def test_missed_fills_are_read_back_to_the_orders_creation_at_the_exchange() -> None:
+    """The exchange clock is 20 s behind our estimate of it (an NTP step here or there: under 30 s,
+    so nothing is refused and nothing re-syncs before the periodic sync). Before the fix the
+    reconcile took the new order's creation time from our clock (20 s late), stopped after the first
+    page, and folded 50 fills into one jump."""
+    await missed_fills_reported(20.0, step_before_place=True)
+
+
 async def test_missed_fills_are_read_back_past_the_drop_when_our_clock_is_ahead() -> None:
-    """As above, for an order older than the gap: our clock 20 s ahead of the exchange, the start of
-    the gap (the drop less two ping intervals, here 1 s, less a margin) was taken 20 s late -- after
-    the missed fills, with a margin of 5 s -- so the paging stopped after one page."""
-    n = 150
-    with trio.fail_after(30):
-        async with (
-            open_fake_okx() as fake,
-            running(fake, order_transport="rest", ping_interval=0.5) as (venue, sink),
-        ):
-            fake.set_market("BTC-USDT", bid=100.0, ask=100.5, bid_sz=1.0, ask_sz=1.0)
-            await venue.place_order(order("sk2", OrderType.LIMIT, Side.BUY, 100.1, 1.0))
-            await sink.final("sk2", OrderStatus.ACCEPTED)
-            fake.step_clock(-20_000)
-            fake.private_pushes_paused = True
-            for _ in range(n):
-                fake.print_trade("BTC-USDT", px=100.1, sz="0.001", side="sell")
-            await fake.disconnect(which="private")
-            fake.private_pushes_paused = False
-            await poll(lambda: any(e.filled_quantity == pytest.approx(0.15) for e in sink.of("sk2")))
-            reported = [e for e in sink.of("sk2") if e.trade_id]
-            assert len(reported) == n
-            assert {e.trade_id for e in reported} == {f["tradeId"] for f in fake.fills}
+    """As above, for an order older than the gap: the start of the gap (the drop less two ping
+    intervals, here 1 s, less a margin) was taken 20 s late -- after the missed fills, with a margin
+    of 5 s -- so the paging stopped after one page."""
+    await missed_fills_reported(0.5, step_before_place=False)
