@@ -5,7 +5,9 @@
    (docs/okx.md §4.5, per IP: both sockets together);
 3. the missed fills are read back to the order's creation at the exchange, and to the start of the
    silence before a drop, also when our estimate of the exchange clock is off by less than the 30 s
-   that OKX would refuse.
+   that OKX would refuse;
+4. a place whose answer never came is taken for never placed only once the exchange's clock, not
+   just ours, is past its expTime.
 """
 
 from __future__ import annotations
@@ -122,3 +124,22 @@ async def test_missed_fills_are_read_back_past_the_drop_when_our_clock_is_ahead(
     intervals, here 1 s, less a margin) was taken 20 s late -- after the missed fills, with a margin
     of 5 s -- so the paging stopped after one page."""
     await missed_fills_reported(0.5, step_before_place=False)
+
+
+async def test_unknown_place_is_not_rejected_before_the_exchange_passed_its_exp_time() -> None:
+    """Our clock is 8 s ahead of the exchange's (under 30 s: nothing refused, no re-sync). A place
+    reaches OKX's engine 5 s late (inside its expTime of 3 s, which is 11 s away at the exchange);
+    its answer is not in within the 2 s request timeout. Before the fix the adapter queried, found
+    nothing, and at expTime + 1 s by its own clock (4 s after sending) reported it REJECTED ("never
+    placed"); a second later OKX placed it: a live order the strategy took for rejected."""
+    with trio.fail_after(40):
+        async with open_fake_okx() as fake, running(fake, exp_time_ms=3_000) as (venue, sink):
+            fake.set_market("BTC-USDT", bid=100.0, ask=100.5, bid_sz=1.0, ask_sz=1.0)
+            fake.step_clock(-8_000)
+            late = fake.process_late_next("order", 5.0)
+            await venue.place_order(order("lt1", OrderType.LIMIT, Side.BUY, 99.0, 0.01))
+            await late.hit.wait()
+            await poll(lambda: fake.place_count("lt1") == 1 and bool(sink.of("lt1")))
+            first = await sink.final("lt1", OrderStatus.ACCEPTED, OrderStatus.REJECTED)
+            assert first.status is OrderStatus.ACCEPTED
+            assert [e.status for e in sink.of("lt1")] == [OrderStatus.ACCEPTED]

@@ -490,10 +490,16 @@ class OkxVenue(Venue):
         """Settle a place whose answer never came: query by clOrdId until found or surely never placed.
 
         Never re-sends. A 51603 once the exchange clock is past expTime (plus a grace) means the
-        exchange dropped it: REJECTED. Query failures are retried with backoff.
+        exchange dropped it: REJECTED. That is judged by a measurement of the exchange clock taken
+        after its answer was given up on (one is taken, and the order queried again, before
+        concluding): our estimate may be ahead of the exchange by up to 30 s without OKX refusing
+        anything, and OKX still places the order until *its* clock passes expTime. Query failures
+        are retried with backoff.
         """
         assert self._rest is not None
         backoff = Backoff(0.1, 2.0)
+        clock_gen = self._clock.syncs
+        measured = False
         try:
             while self._tracker.status(vid) is None:
                 try:
@@ -516,7 +522,10 @@ class OkxVenue(Venue):
                 elif env.get("code") in (m.CODE_ORDER_NOT_FOUND, "0"):
                     now = self._clock.now_ms()
                     deadline = exp_time_ms + EXP_GRACE_MS
-                    if now >= deadline:
+                    if now >= deadline and not measured:
+                        await self._rest.resync_clock(since=clock_gen)  # then query again
+                        measured = True  # (a failed measurement is logged: judge by the clock we have)
+                    elif now >= deadline:
                         reason = f"{m.CODE_ORDER_NOT_FOUND} not at OKX after its expTime passed: never placed"
                         await self._emit(self._tracker.rejected(vid, reason, now))
                     else:
