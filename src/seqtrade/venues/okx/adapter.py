@@ -70,8 +70,13 @@ CAA_MIN_INTERVAL = 1.05  # cancel-all-after: 1 request per second
 # Reconcile reads at most this many pages of missed fills (100 each); beyond, it logs an ERROR and
 # reports the orders' cumulative state from snapshots instead (totals right, fills not one by one).
 MAX_FILL_PAGES = 30
-FILL_GAP_MARGIN_MS = 5_000  # read fills from this long before the private stream was last known good
+# Read fills from this long before the private stream was last known good: 5 s, plus 30 s because
+# our estimate of the exchange clock (which that moment is taken from) can be up to 30 s off without
+# OKX refusing anything (50102), so without a re-sync until the periodic one.
+FILL_GAP_MARGIN_MS = 35_000
 FILLS_PER_2S, FILLS_HISTORY_PER_2S = 60, 10  # docs/okx.md §7, per account
+# new WS connections: 3 per second per IP, both sockets together (docs/okx.md §4.5); 0.1 s margin
+WS_CONNECTS, WS_CONNECTS_PERIOD = 3, 1.1
 _CLOCK_LOGIN_CODES = {"60004", "60006"}  # WS login timestamp invalid / expired (§4.3): re-sync, retry
 
 
@@ -150,6 +155,7 @@ class OkxVenue(Venue):
         self._order_chain: dict[str, trio.Event] = {}  # per order: done-event of its last cancel/amend
         self._private_gen = 0  # +1 each time the orders channel is (re)subscribed
         self._gap_since_ms: int | None = None  # exchange ms the private stream is not known good from
+        self._held_pushes: list[dict[str, Any]] | None = None  # orders pushes kept back during a reconcile
         self.max_fill_pages = MAX_FILL_PAGES  # bound of one reconcile's fills reads (tests lower it)
         self._fills_windows = {
             m.PATH_FILLS: RateWindow(FILLS_PER_2S, self._governor.period),
@@ -161,6 +167,7 @@ class OkxVenue(Venue):
         self._caa_lock = trio.Lock()
         self._caa_last = float("-inf")
         self.socket_stats = {"public": SocketStats(), "private": SocketStats()}  # reconnects, for status
+        self._ws_connects = RateWindow(WS_CONNECTS, WS_CONNECTS_PERIOD)
         self.rest_url = cfg.rest_url
         self.ws_public_url = cfg.ws_public_url or (m.DEMO_WS_PUBLIC if cfg.demo else m.LIVE_WS_PUBLIC)
         self.ws_private_url = cfg.ws_private_url or (m.DEMO_WS_PRIVATE if cfg.demo else m.LIVE_WS_PRIVATE)
@@ -483,10 +490,16 @@ class OkxVenue(Venue):
         """Settle a place whose answer never came: query by clOrdId until found or surely never placed.
 
         Never re-sends. A 51603 once the exchange clock is past expTime (plus a grace) means the
-        exchange dropped it: REJECTED. Query failures are retried with backoff.
+        exchange dropped it: REJECTED. That is judged by a measurement of the exchange clock taken
+        after its answer was given up on (one is taken, and the order queried again, before
+        concluding): our estimate may be ahead of the exchange by up to 30 s without OKX refusing
+        anything, and OKX still places the order until *its* clock passes expTime. Query failures
+        are retried with backoff.
         """
         assert self._rest is not None
         backoff = Backoff(0.1, 2.0)
+        clock_gen = self._clock.syncs
+        measured = False
         try:
             while self._tracker.status(vid) is None:
                 try:
@@ -509,7 +522,10 @@ class OkxVenue(Venue):
                 elif env.get("code") in (m.CODE_ORDER_NOT_FOUND, "0"):
                     now = self._clock.now_ms()
                     deadline = exp_time_ms + EXP_GRACE_MS
-                    if now >= deadline:
+                    if now >= deadline and not measured:
+                        await self._rest.resync_clock(since=clock_gen)  # then query again
+                        measured = True  # (a failed measurement is logged: judge by the clock we have)
+                    elif now >= deadline:
                         reason = f"{m.CODE_ORDER_NOT_FOUND} not at OKX after its expTime passed: never placed"
                         await self._emit(self._tracker.rejected(vid, reason, now))
                     else:
@@ -676,6 +692,7 @@ class OkxVenue(Venue):
             ping_interval=self._cfg.ping_interval,
             connect_timeout=max(self._cfg.request_timeout, 1.0),
             stats=self.socket_stats["public"],
+            connects=self._ws_connects,
         )
 
     async def _private_task(self) -> None:
@@ -693,6 +710,7 @@ class OkxVenue(Venue):
             ping_interval=self._cfg.ping_interval,
             connect_timeout=max(self._cfg.request_timeout, 1.0),
             stats=self.socket_stats["private"],
+            connects=self._ws_connects,
         )
 
     # ------------------------------------------------------------------ public socket
@@ -799,6 +817,9 @@ class OkxVenue(Venue):
             self._on_event(session, msg)
             return
         if (msg.get("arg") or {}).get("channel") == "orders":
+            if self._held_pushes is not None:  # after the reconcile's missed fills (see _reconcile)
+                self._held_pushes.extend(msg.get("data") or ())
+                return
             for d in msg.get("data") or ():
                 await self._emit(self._tracker.on_order(d))
 
@@ -809,29 +830,39 @@ class OkxVenue(Venue):
         is open but OKX does not list (GET trade/order by clOrdId) and the fills of the gap
         (:meth:`_missed_fills`); fills go first so that each missed fill is reported with its own
         quantity and price, then the snapshots bring every order to its current state.
+
+        Orders pushes that arrive meanwhile are kept back and applied after the missed fills: a push
+        carries the cumulative fill, and applied first it would fold the missed fills into one jump.
         """
         assert self._rest is not None
         gap_since = self._gap_since_ms
-        pending = await self._pending_raw()
-        listed = {str(d.get("clOrdId", "")) for d in pending}
-        snapshots: list[dict[str, Any]] = list(pending)
-        for vid in self._tracker.open_ids():
-            if vid in listed or vid in self._unresolved:
-                continue
-            raw = await self._query_raw(vid, self._tracker.symbol(vid) or "")
-            if raw is not None:
-                snapshots.append(raw)
-            else:
-                log.warning("OKX reconcile: order %s we took for open is unknown to OKX", vid)
-        fills = await self._missed_fills(gap_since) if self._tracker.open_ids() else []
         events: list[OrderEvent] = []
-        for f in fills:
-            events += self._tracker.on_fill(f)
-        for d in snapshots:
-            events += self._tracker.on_order(d)
-        if events:
-            log.info("OKX reconcile: %d missed order changes", len(events))
-        await self._emit(events)
+        held: list[dict[str, Any]] = []
+        self._held_pushes = held
+        try:
+            pending = await self._pending_raw()
+            listed = {str(d.get("clOrdId", "")) for d in pending}
+            snapshots: list[dict[str, Any]] = list(pending)
+            for vid in self._tracker.open_ids():
+                if vid in listed or vid in self._unresolved:
+                    continue
+                raw = await self._query_raw(vid, self._tracker.symbol(vid) or "")
+                if raw is not None:
+                    snapshots.append(raw)
+                else:
+                    log.warning("OKX reconcile: order %s we took for open is unknown to OKX", vid)
+            fills = await self._missed_fills(gap_since) if self._tracker.open_ids() else []
+            for f in fills:
+                events += self._tracker.on_fill(f)
+            for d in snapshots:
+                events += self._tracker.on_order(d)
+            if events:
+                log.info("OKX reconcile: %d missed order changes", len(events))
+        finally:  # the pushes kept back are reported whatever happened (shielded, see _emit)
+            self._held_pushes = None
+            for d in held:
+                events += self._tracker.on_order(d)
+            await self._emit(events)
         if self._gap_since_ms == gap_since:
             self._gap_since_ms = None  # covered
 

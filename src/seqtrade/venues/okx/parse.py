@@ -386,7 +386,9 @@ class _Tracked:
     fee: Decimal = _ZERO  # positive = cost
     fill_sum: Decimal = _ZERO  # total of the fills known one by one (by tradeId)
     utime: int = 0
-    created_ms: int = 0  # exchange ms: when we sent it, or its cTime; 0 unknown
+    created_ms: int = (
+        0  # exchange ms: the earliest of when we sent it, its place answer, its cTime; 0 unknown
+    )
     trade_ids: set[str] = field(default_factory=set)
     amend_failures: set[str] = field(default_factory=set)
     emitted: tuple[Any, ...] | None = None  # (status, filled, price, quantity) last reported
@@ -460,6 +462,7 @@ class OrderTracker:
         if ord_id:
             o.exchange_order_id = ord_id
             self._by_ord_id[ord_id] = venue_order_id
+        self._created(o, ts)
         if o.status is None:
             o.status = OrderStatus.ACCEPTED
         return self._emit(o, ts)
@@ -503,8 +506,7 @@ class OrderTracker:
         if ord_id:
             o.exchange_order_id = ord_id
             self._by_ord_id[ord_id] = vid
-        if not o.created_ms:
-            o.created_ms = _i(d.get("cTime"))
+        self._created(o, _i(d.get("cTime")))
         ts = _i(d.get("uTime")) or _i(d.get("cTime"))
         events: list[OrderEvent] = []
 
@@ -574,6 +576,13 @@ class OrderTracker:
         return self._emit(o, ts, fill=(sz, px, trade_id))
 
     # -- internals
+
+    @staticmethod
+    def _created(o: _Tracked, exchange_ms: int) -> None:
+        """The earliest creation time known: the exchange's own stamps (the place answer's ``ts``, a
+        ``cTime``) beat our estimate of its clock at sending, which may be late by a clock step."""
+        if exchange_ms and (not o.created_ms or exchange_ms < o.created_ms):
+            o.created_ms = exchange_ms
 
     def _event(
         self,

@@ -25,6 +25,7 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
 from ...errors import VenueAuthError, VenueError
+from .governor import RateWindow, take_slot
 from .parse import decode_ws, dumps
 
 __all__ = [
@@ -277,6 +278,7 @@ async def run_reconnecting(
     ping_interval: float,
     connect_timeout: float = 10.0,
     stats: SocketStats | None = None,
+    connects: RateWindow | None = None,
 ) -> NoReturn:
     """Keep one session to ``url`` alive for ever.
 
@@ -286,12 +288,16 @@ async def run_reconnecting(
     (``backoff.min_s``/2 to ``min_s``) after a session that got ready, however short it lived.
     Chosen so: a session that got ready and died within ms counts as good too, so that every drop
     after a working session is followed by a prompt reconnect; a peer that keeps accepting the
-    login and then dropping is still never hammered (one connect per ``min_s``/2 at the most), and
+    login and then dropping is still never hammered (``connects`` bounds the rate), and
     each drop is logged with the session's lifetime and kept in ``stats`` so flapping shows.
-    Connects or logins that fail get a growing delay. ``stats`` (optional) records every drop. Cancel to stop; raises only
-    :class:`VenueAuthError`.
+    Connects or logins that fail get a growing delay. ``stats`` (optional) records every drop.
+    ``connects`` (optional, shared by the sockets of one IP): every connect first takes a slot in it,
+    so that however the sessions flap, OKX's limit on new connections (docs/okx.md §4.5) holds.
+    Cancel to stop; raises only :class:`VenueAuthError`.
     """
     while True:
+        if connects is not None:
+            await take_slot(connects)
         reason, session = await _run_connection(
             url, name, on_open, on_message, ping_interval, connect_timeout, stats
         )
