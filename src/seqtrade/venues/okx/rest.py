@@ -188,7 +188,11 @@ class OkxRestClient:
         sent = time.time() * 1000
         data = await self.checked("GET", PATH_TIME, private=False)
         received = time.time() * 1000
-        self.clock.update(int(data[0]["ts"]), sent, received)
+        try:
+            server_ms = int(data[0]["ts"])
+        except (IndexError, KeyError, TypeError, ValueError):
+            raise VenueError(f"OKX {PATH_TIME}: unexpected answer {data!r:.200}") from None
+        self.clock.update(server_ms, sent, received)
         log.debug("OKX clock offset %.0f ms", self.clock.offset_ms)
 
     def resync_soon(self, *, since: int | None = None) -> trio.Event:
