@@ -1,4 +1,4 @@
-"""The wire codec against PROTOCOL.md: round trips, prefix exactness, and every kind of bad input."""
+"""The wire codec against docs/protocol.md: round trips, prefix exactness, and every kind of bad input."""
 
 from __future__ import annotations
 

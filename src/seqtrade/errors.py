@@ -4,7 +4,7 @@
 
     SeqtradeError
     ├── ConfigError          a bad config file or value; the message names the key
-    ├── WireError            a frame or message that breaks PROTOCOL.md; the message says what is wrong
+    ├── WireError            a frame or message that breaks docs/protocol.md; the message says what is wrong
     ├── RunDirLocked         another server owns the run directory
     ├── JournalError         the journal cannot be opened or written
     └── VenueError           the venue failed in a way the server cannot recover from
@@ -36,7 +36,31 @@ class ConfigError(SeqtradeError):
 
 
 class WireError(SeqtradeError):
-    """A frame or message breaks the wire protocol."""
+    """A frame or message breaks the wire protocol.
+
+    When it comes from :func:`seqtrade.wire.parse_request` it carries what could be read of the request
+    (None otherwise), so that the server can address a ``rejected`` report: ``strategy_id``,
+    ``client_order_id`` and ``request_type`` (the topic's kind, e.g. ``"order_request"``). ``str(exc)``
+    is the message alone.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        strategy_id: str | None = None,
+        client_order_id: str | None = None,
+        request_type: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.strategy_id = strategy_id
+        self.client_order_id = client_order_id
+        self.request_type = request_type
+
+    @property
+    def type(self) -> str | None:
+        """The same as ``request_type`` (the name callers used before it was a field)."""
+        return self.request_type
 
 
 class RunDirLocked(SeqtradeError):

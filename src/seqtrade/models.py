@@ -1,7 +1,7 @@
 """Plain data shared by the wire codec, the server, the venues and the client.
 
-Pure: no I/O, no trio, no zmq. Field names follow PROTOCOL.md exactly, so that
-``dataclasses.asdict``-style conversion in :mod:`seqtrade.wire` is a straight copy.
+Pure: no I/O, no trio, no zmq. Field names follow docs/protocol.md exactly: each model's entry in the
+codec table of :mod:`seqtrade.wire` copies them to and from the body map key by key.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ __all__ = [
     "Side",
     "OrderType",
     "OrderStatus",
-    "TERMINAL_STATUSES",
     "OPEN_STATUSES",
     "Ticker",
     "Book",
@@ -54,7 +53,6 @@ class OrderStatus(StrEnum):
     REJECTED = "rejected"
 
 
-TERMINAL_STATUSES = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED})
 OPEN_STATUSES = frozenset({OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED})
 
 
