@@ -593,9 +593,9 @@ def codec_for(cls: type) -> Codec[Any]:
 def dispatch_table(table: Mapping[str, Codec[Any]], handlers: Mapping[type, H]) -> dict[type, H]:
     """``handlers`` (model class -> handler) checked to cover exactly the models of ``table``.
 
-    Returned as a new dict for ``table[type(msg)](msg)``. Raises ValueError naming the message types
-    that have no handler, or the classes that are not in the table, so that a receiver built against
-    an older table fails when it is constructed.
+    Returns a new dict; the receiver calls ``handlers[type(msg)](msg)``. Raises ValueError naming the
+    message types that have no handler, or the classes that are not in the table, so that a receiver
+    built against an older table fails when it is constructed, not at its first such message.
     """
     want = {c.model for c in table.values()}
     missing = [c.type for c in table.values() if c.model not in handlers]
