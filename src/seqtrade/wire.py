@@ -22,7 +22,8 @@ Adding a message type means three things:
 
 1. the model, a dataclass in :mod:`seqtrade.models`;
 2. one entry here: its body encoder and decoder next to each other, and the entry in the table of the
-   channel it travels on (``_MARKET_DATA``, ``_REPORTS`` or ``_REQUESTS`` at the bottom);
+   channel it travels on (``_MARKET_DATA``, ``_REPORTS`` or ``_REQUESTS`` at the bottom; a request's
+   model also joins the ``Request`` type union, for the type checker);
 3. one handler, in the ``dispatch_table`` of the receiver of that channel (the server's request
    handlers for a request; the client's market-data or report handlers for what the server sends).
 
