@@ -194,7 +194,7 @@ class Codec(Generic[M]):
 # --------------------------------------------------------------------------- server -> strategy
 
 
-def _ticker_body(t: Ticker, float: type[float] = float) -> dict[str, Any]:  # float: a local, for speed
+def _ticker_body(t: Ticker) -> dict[str, Any]:
     return {
         "type": "ticker", "symbol": t.symbol, "ts": t.ts, "last_price": float(t.last_price),
         "bid_price": float(t.bid_price), "ask_price": float(t.ask_price), "bid_size": float(t.bid_size),
@@ -654,7 +654,12 @@ _TICKER_PREFIX = b"ticker/"
 
 def encode_ticker(topic_prefix: bytes, t: Ticker) -> bytes:
     """``encode_message(t)`` for a Ticker whose topic (``topic("ticker", t.symbol)``) the caller holds."""
-    packed: bytes = _pack(_ticker_body(t))
+    # _ticker_body inlined: the call costs 2-3 % here. The tests hold both to the same golden bytes.
+    packed: bytes = _pack({
+        "type": "ticker", "symbol": t.symbol, "ts": t.ts, "last_price": float(t.last_price),
+        "bid_price": float(t.bid_price), "ask_price": float(t.ask_price), "bid_size": float(t.bid_size),
+        "ask_size": float(t.ask_size), "volume_24h": float(t.volume_24h), "seq": t.seq, "gw_ns": t.gw_ns,
+    })  # fmt: skip
     return topic_prefix + packed
 
 
