@@ -586,6 +586,7 @@ REQUEST_TYPES: Mapping[str, Codec[Any]] = {c.type: c for c in _REQUESTS}
 :func:`parse_request` reads. Iterating it gives the type names in protocol order."""
 CODECS: Mapping[type, Codec[Any]] = {c.model: c for c in (*_MARKET_DATA, *_REPORTS, *_REQUESTS)}
 """Every entry by its model class: what :func:`encode_message` uses."""
+_ENCODE = {c.model: (c.kind, c.key, c.encode) for c in CODECS.values()}  # what encode_message reads, unpacked
 
 
 def codec_for(cls: type) -> Codec[Any]:
@@ -621,11 +622,11 @@ def dispatch_table(table: Mapping[str, Codec[Any]], handlers: Mapping[type, H]) 
 def encode_message(msg: Any) -> bytes:
     """Encode any protocol message model into one frame."""
     try:
-        c = CODECS[type(msg)]
+        kind, key, body = _ENCODE[type(msg)]
     except KeyError:
         c = codec_for(type(msg))
-    t = topic(c.kind, getattr(msg, c.key))
-    frame: bytes = t + _pack(c.encode(msg))
+        kind, key, body = c.kind, c.key, c.encode
+    frame: bytes = topic(kind, getattr(msg, key)) + _pack(body(msg))
     return frame
 
 
