@@ -13,6 +13,7 @@ __all__ = [
     "Side",
     "OrderType",
     "OrderStatus",
+    "TERMINAL_STATUSES",
     "OPEN_STATUSES",
     "Ticker",
     "Book",
@@ -53,6 +54,7 @@ class OrderStatus(StrEnum):
     REJECTED = "rejected"
 
 
+TERMINAL_STATUSES = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED})
 OPEN_STATUSES = frozenset({OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED})
 
 
