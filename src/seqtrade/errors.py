@@ -4,7 +4,7 @@
 
     SeqtradeError
     ├── ConfigError          a bad config file or value; the message names the key
-    ├── WireError            a frame or message that breaks docs/protocol.md; the message says what is wrong
+    ├── WireError            a frame or message that breaks PROTOCOL.md; the message says what is wrong
     ├── RunDirLocked         another server owns the run directory
     ├── JournalError         the journal cannot be opened or written
     └── VenueError           the venue failed in a way the server cannot recover from

@@ -1,7 +1,7 @@
 """Plain data shared by the wire codec, the server, the venues and the client.
 
-Pure: no I/O, no trio, no zmq. Field names follow docs/protocol.md exactly: each model's entry in the
-codec table of :mod:`seqtrade.wire` copies them to and from the body map key by key.
+Pure: no I/O, no trio, no zmq. Field names follow docs/protocol.md exactly, so that
+``dataclasses.asdict``-style conversion in :mod:`seqtrade.wire` is a straight copy.
 """
 
 from __future__ import annotations
