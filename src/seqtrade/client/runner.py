@@ -51,6 +51,8 @@ STALL = 1.0  # a loop iteration this late (SIGSTOP, a slow callback): re-join, t
 
 @dataclass(frozen=True)
 class Endpoints:
+    """Where the server's three sockets are: market data, orders, reports (docs/protocol.md)."""
+
     md: str
     order: str
     report: str
