@@ -139,7 +139,9 @@ class Strategy:
     rejected with the reason, a failed cancel or amend) arrives later as an
     [`OrderReport`][seqtrade.client.OrderReport] in ``on_order``. The server rounds prices to the
     instrument's tick (buys down, sells up) and quantities down to its lot, and checks the risk limits
-    of its config; an order it refuses gets a ``rejected`` report whose ``error_msg`` says why.
+    of its config; an order it refuses gets a ``rejected`` report whose ``error_msg`` says why. The
+    helpers raise ``RuntimeError`` when called before the strategy runs (in ``__init__``), and
+    ``SeqtradeError`` when the server has not read the strategy's requests for a second.
 
     **Parameters.** ``Strategy(**params)`` keeps its keyword arguments in
     [`params`][seqtrade.client.Strategy.params]; the runner passes each ``--param KEY=VALUE`` of the
@@ -311,6 +313,8 @@ class Strategy:
         Raises:
             ValueError: ``order_type`` is not one of the four.
             RuntimeError: Called before the strategy runs (e.g. in ``__init__``).
+            seqtrade.errors.SeqtradeError: The order channel stayed full for a second: the server is
+                not reading requests (is it running?).
         """
         return self._order(symbol, Side.BUY, OrderType(order_type), price, quantity)
 
