@@ -14,10 +14,13 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
 import trio
 
-from seqtrade.config import Config
+from seqtrade.config import Config, parse_config
 from seqtrade.server.gateway import Gateway
+
+from .conftest import QUIET_MARKET
 
 ROOT = Path(__file__).resolve().parent.parent
 TUTORIAL = str(ROOT / "examples" / "tutorial.py")
@@ -33,6 +36,17 @@ PARAMS = [
     "--param",
     "max_position=0.001",
 ]
+
+
+@pytest.fixture
+def config(base_dir: Path) -> Config:
+    """The shared still market, with the orders of a strategy that has gone left resting (as the
+    tutorial sets it before its last step), so that the next process gets them back."""
+    text = QUIET_MARKET.replace(
+        'shutdown_policy = "leave"', 'shutdown_policy = "leave"\ndead_strategy_policy = "leave"'
+    )
+    assert 'dead_strategy_policy = "leave"' in text
+    return parse_config(text, base_dir=str(base_dir))
 
 
 class LoggedProcess:
@@ -88,6 +102,7 @@ class LoggedProcess:
 
 
 async def test_the_tutorial_strategy_joins_quotes_amends_trades_and_resumes(server: Gateway, config: Config):
+    assert config.server.dead_strategy_policy == "leave"
     run_dir = config.run_dir
     venue = server.venue
 
