@@ -1,12 +1,14 @@
-"""A protocol-level strategy peer for tests: real ZeroMQ sockets driven from Trio, raw frames.
+"""A protocol-level strategy peer for tests: real ZeroMQ sockets driven from Trio.
 
-It speaks docs/protocol.md directly (not through seqtrade.client), so tests check the server against the
-protocol text rather than against our own client library.
+It joins, de-duplicates and re-joins through :class:`seqtrade.client.protocol.ClientProtocol`, the
+object the product's strategy loop drives, so server tests exercise the protocol the product runs.
+It sends and reads raw frames otherwise (no ``Strategy``), and it never starts the protocol's run
+phase: no heartbeats or periodic hellos interleave with what a test sends.
 """
 
 from __future__ import annotations
 
-import secrets
+import math
 import time
 from typing import Any
 
@@ -16,13 +18,14 @@ import zmq
 from seqtrade import wire
 from seqtrade.bus import TrioSocket
 from seqtrade.client import Endpoints
-from seqtrade.models import Hello, OrderReport, OrderRequest, OrderType, Side, Welcome
+from seqtrade.client.protocol import ClientProtocol, Report, Synced
+from seqtrade.models import OrderReport, OrderRequest, OrderType, Side, Welcome
 from seqtrade.security import apply_client_curve
 
 
 class Peer:
     def __init__(self, ctx: zmq.Context, endpoints: Endpoints, strategy_id: str) -> None:
-        self.sid = strategy_id
+        self.proto = ClientProtocol(strategy_id)
         push = ctx.socket(zmq.PUSH)
         push.setsockopt(zmq.LINGER, 0)
         curve = endpoints.curve
@@ -41,11 +44,28 @@ class Peer:
             apply_client_curve(md, endpoints.md, curve)
         md.connect(endpoints.md)
         self.push, self.sub, self.mdsub = TrioSocket(push), TrioSocket(sub), TrioSocket(md)
-        self.pending: list[Any] = []
+        self.pending: list[Any] = []  # report-channel messages received, not yet read
         self.md_pending: list[Any] = []
-        self.last_seq = 0
-        self.reports: list[OrderReport] = []
+        self.reports: list[OrderReport] = []  # every report the protocol handed over, in seq order
         self.n = 0
+
+    # The strategy id and the last seq handled are the protocol's; a test may set them (a peer that
+    # takes another id, or starts as a process that has handled some reports already).
+    @property
+    def sid(self) -> str:
+        return self.proto.strategy_id
+
+    @sid.setter
+    def sid(self, strategy_id: str) -> None:
+        self.proto = ClientProtocol(strategy_id, last_seq=self.proto.last_seq)
+
+    @property
+    def last_seq(self) -> int:
+        return self.proto.last_seq
+
+    @last_seq.setter
+    def last_seq(self, seq: int) -> None:
+        self.proto.last_seq = seq
 
     def close(self) -> None:
         for s in (self.push, self.sub, self.mdsub):
@@ -58,6 +78,7 @@ class Peer:
         await self.push.send(wire.encode_message(msg))
 
     async def next_message(self) -> Any:
+        """The next message on the report channel, raw (the protocol does not see it)."""
         while not self.pending:
             self.pending.extend(wire.decode_message(f) for f in await self.sub.recv_batch())
         return self.pending.pop(0)
@@ -67,39 +88,50 @@ class Peer:
             self.md_pending.extend(wire.decode_message(f) for f in await self.mdsub.recv_batch())
         return self.md_pending.pop(0)
 
+    async def _flush(self) -> None:
+        for msg in self.proto.requests_to_send():
+            await self.send(msg)
+
+    async def _next_event(self) -> Report | Synced:
+        """Feed the protocol until it hands over an event, sending what it asks for on the way
+        (a hello every 100 ms while one is in flight, as the product's loop does)."""
+        while True:
+            self.proto.tick(trio.current_time(), time.time_ns() // 1_000_000)
+            await self._flush()
+            wake = self.proto.next_wakeup()
+            with trio.move_on_at(math.inf if wake is None else wake) as waited:
+                msg = await self.next_message()
+            if waited.cancelled_caught:
+                continue
+            ev = self.proto.receive_report(msg, trio.current_time())
+            await self._flush()
+            if ev is not None:
+                return ev
+
     async def join(self, last_seq: int | None = None) -> Welcome:
-        """Hello every 100 ms until our welcome; reports before it are collected in order."""
-        nonce = secrets.token_hex(6)
+        """Join as the product does: hello until the welcome that proves we have every report; the
+        reports replayed before it are collected in order."""
         if last_seq is not None:
             self.last_seq = last_seq
-
-        async def keep_saying_hello() -> None:
-            while True:
-                await self.send(Hello(self.sid, self.last_seq, nonce))
-                await trio.sleep(0.1)
-
-        async with trio.open_nursery() as n:
-            n.start_soon(keep_saying_hello)
-            while True:
-                msg = await self.next_message()
-                if isinstance(msg, Welcome) and msg.nonce == nonce:
-                    n.cancel_scope.cancel()
-                    return msg
-                if isinstance(msg, OrderReport) and msg.seq == self.last_seq + 1:
-                    self.last_seq = msg.seq
-                    self.reports.append(msg)
-                # A report past a gap while joining: our subscription went live in the middle of a
-                # replay (slow joiner). docs/protocol.md: keep saying hello; the next replay brings it.
+        self.proto.hello(trio.current_time())
+        await self._flush()
+        while True:
+            ev = await self._next_event()
+            if isinstance(ev, Report):
+                self.reports.append(ev.report)
+            else:
+                return ev.welcome
 
     async def report(self) -> OrderReport:
-        """The next new report (duplicates by seq are dropped, as a client must)."""
+        """The next new report (duplicates by seq are dropped, as a client must). Once joined, the
+        server must never leave a gap: one fails the test."""
+        gaps = self.proto.report_gaps
         while True:
-            msg = await self.next_message()
-            if isinstance(msg, OrderReport) and msg.seq > self.last_seq:
-                assert msg.seq == self.last_seq + 1, f"gap: {self.last_seq} -> {msg.seq}"
-                self.last_seq = msg.seq
-                self.reports.append(msg)
-                return msg
+            ev = await self._next_event()
+            assert self.proto.report_gaps == gaps, f"gap after report seq {self.last_seq}"
+            if isinstance(ev, Report):
+                self.reports.append(ev.report)
+                return ev.report
 
     def coid(self) -> str:
         self.n += 1

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from seqtrade.client import Position, Strategy
-from seqtrade.client.runner import load_strategy
+from seqtrade.client import Position, Strategy, load_strategy
 from seqtrade.client.strategy import OrderIdGenerator
 from seqtrade.errors import SeqtradeError
 from seqtrade.models import OrderStatus
@@ -153,7 +152,7 @@ async def test_late_joining_strategy_completes_the_handshake(server, config, pee
 async def test_a_report_lost_at_the_end_of_a_burst_arrives_with_the_periodic_sync(server, config):
     """A report the server journaled but the strategy never received (PUB drops silently), with no
     later report to reveal the gap, reaches the strategy through its periodic hello."""
-    from seqtrade.client.runner import SYNC_INTERVAL
+    from seqtrade.client.protocol import SYNC_INTERVAL
     from seqtrade.models import OrderReport
 
     with trio.fail_after(SYNC_INTERVAL + 15):
@@ -167,3 +166,41 @@ async def test_a_report_lost_at_the_end_of_a_burst_arrives_with_the_periodic_syn
         got = await proc.event("order", coid="lost-1")
         assert got["seq"] == seq and got["open"] == ["lost-1"]
         assert (await proc.stop())[0] == 0
+
+
+async def test_a_timer_that_raises_is_logged_and_the_strategy_goes_on(server, endpoints, zctx, caplog):
+    """In process, against a real server: a timer callback that raises is logged with its traceback
+    and counted like any other callback; the loop, the other timers and on_stop carry on (it used to
+    end the strategy's process)."""
+    import logging
+
+    from seqtrade.client import run_strategy
+
+    class Boom(Strategy):
+        def on_start(self) -> None:
+            self.booms = self.ticks = 0
+            self.stopped = False
+            self.set_timer(0.01, self.boom)
+            self.set_timer(0.02, self.tick)
+
+        def boom(self) -> None:
+            self.booms += 1
+            raise RuntimeError(f"boom {self.booms}")
+
+        def tick(self) -> None:
+            self.ticks += 1
+            if self.booms >= 3 and self.ticks >= 3:
+                self.stop()
+
+        def on_stop(self) -> None:
+            self.stopped = True
+
+    caplog.set_level(logging.ERROR, logger="seqtrade.client")
+    s = Boom()
+    with trio.fail_after(20):
+        code = await trio.to_thread.run_sync(
+            lambda: run_strategy(s, "boom", endpoints, join_timeout=10, context=zctx)
+        )
+    assert code == 0 and s.booms >= 3 and s.ticks >= 3 and s.stopped
+    raised = [r for r in caplog.records if r.getMessage() == "boom raised"]
+    assert len(raised) == s.booms and all(r.exc_info and "boom" in str(r.exc_info[1]) for r in raised)

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from seqtrade.client import Endpoints
-from seqtrade.client.runner import _Session
+from seqtrade.client.protocol import ClientProtocol, Report, Synced
 from seqtrade.client.strategy import Strategy
 from seqtrade.config import StrategyConfig
 from seqtrade.models import AmendRequest, CancelRequest, Hello, OrderReport, OrderStatus, Side, Welcome
@@ -116,18 +116,6 @@ def test_rounding_never_goes_the_wrong_way():
     assert round_price(1.5e-12, tiny, Side.BUY) == 1.5e-12
 
 
-class _Sent:
-    """A stand-in for the client's order connection that keeps what was sent."""
-
-    strategy_id = "s1"
-
-    def __init__(self) -> None:
-        self.sent: list[object] = []
-
-    def send(self, msg: object) -> None:
-        self.sent.append(msg)
-
-
 def _report(seq: int, status: OrderStatus = OrderStatus.ACCEPTED) -> OrderReport:
     return OrderReport(seq, f"c{seq}", "", "s1", S, "buy", "limit", 1.0, 1.0, status)
 
@@ -135,15 +123,13 @@ def _report(seq: int, status: OrderStatus = OrderStatus.ACCEPTED) -> OrderReport
 def test_client_follows_a_server_whose_journal_is_behind():
     from seqtrade import wire
 
-    conn = _Sent()
-    sess = _Session(Strategy(), conn)  # type: ignore[arg-type]
-    sess.last_seq = 5
-    sess.hello()
-    nonce = sess.nonce
-    sess.on_report_frame(wire.encode_message(Welcome("s1", nonce, 3, [])))
-    assert sess.last_seq == 3
-    sess.on_report_frame(wire.encode_message(_report(4)))
-    assert sess.last_seq == 4 and "c4" in sess.s.orders  # not dropped as a duplicate
+    proto = ClientProtocol("s1", last_seq=5)
+    proto.hello(0.0)
+    nonce = proto.nonce
+    ev = proto.receive_report_frame(wire.encode_message(Welcome("s1", nonce, 3, [])), 0.0)
+    assert isinstance(ev, Synced) and proto.last_seq == 3
+    ev = proto.receive_report_frame(wire.encode_message(_report(4)), 0.0)
+    assert isinstance(ev, Report) and ev.report.seq == 4 and proto.last_seq == 4  # not dropped as a duplicate
 
 
 async def test_closed_orders_leave_memory_and_stay_idempotent(nursery, base_dir, zctx):

@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "run":
-        from .client.runner import main as run_main
+        from .client.cli import main as run_main
 
         return run_main(argv[1:])
     if argv and argv[0] == "bench":

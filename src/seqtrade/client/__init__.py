@@ -11,11 +11,25 @@ class Momentum(Strategy):
 
 if __name__ == "__main__":
     raise SystemExit(run(Momentum))
+
+Modules: ``strategy`` (the Strategy base class), ``protocol`` (the client side of the wire protocol,
+sans-io), ``runner`` (sockets and the poll loop that drive it), ``loading`` and ``cli`` (finding a
+strategy, command lines). The names that need ZeroMQ are imported on first use, so the pure modules
+can be imported without it.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ..models import Book, OrderReport, OrderStatus, Ticker, Trade, VenueStatus
-from .runner import Endpoints, load_strategy, run, run_strategy
 from .strategy import Position, Strategy
+
+if TYPE_CHECKING:
+    from .cli import run
+    from .loading import load_strategy
+    from .runner import Endpoints, run_strategy
 
 __all__ = [
     "Strategy",
@@ -31,3 +45,14 @@ __all__ = [
     "OrderReport",
     "OrderStatus",
 ]
+
+_LAZY = {"run": ".cli", "load_strategy": ".loading", "run_strategy": ".runner", "Endpoints": ".runner"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

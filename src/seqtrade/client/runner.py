@@ -1,52 +1,45 @@
-"""The strategy process: sockets, the join handshake, seq de-duplication and the event loop.
+"""The strategy process's I/O shell: its three sockets, the poll loop, the clock and signals.
+
+Every protocol rule (join, de-duplication, gaps, re-joins, heartbeats) lives in
+:class:`~seqtrade.client.protocol.ClientProtocol`; this module feeds it frames and the time, sends
+the requests it queues and calls the strategy's callbacks for the events it returns. Each callback
+(``on_*`` and timers alike) is called through one guard: an exception is logged with its traceback
+and counted, and the strategy goes on.
 
 The loop is a plain blocking ``zmq.Poller`` loop on the strategy's own thread, not Trio or asyncio:
-a strategy's callback latency is the product, and a blocking wait is what raw pyzmq measures
-(bench/README.md, "The strategy's event loop": an async loop costs tens of µs per wake-up). Timers and the heartbeat are driven by the
+a strategy's callback latency is the product, and a blocking wait is what raw pyzmq measures (an
+async loop adds 20-50 µs per wake-up; bench/README.md). Timers and the heartbeat are driven by the
 poll timeout. ``seqtrade bench`` measures the result against raw pyzmq in the same run.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import importlib.util
-import inspect
 import logging
 import os
-import secrets
 import signal
-import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import zmq
 
 from .. import wire
-from ..config import Config, load_config
-from ..errors import SeqtradeError, WireError
-from ..models import Book, Heartbeat, Hello, OrderReport, Ticker, Trade, VenueStatus, Welcome
+from ..config import Config
+from ..errors import SeqtradeError
+from ..models import Book, Ticker, Trade, VenueStatus
 from ..security import ClientCurve, apply_client_curve, client_curve
+from .protocol import HELLO_INTERVAL, ClientProtocol, Report
 from .strategy import Strategy
 
-__all__ = ["Endpoints", "Connection", "run_strategy", "run", "load_strategy", "main"]
+__all__ = ["Endpoints", "Connection", "run_strategy"]
 
 log = logging.getLogger("seqtrade.client")
-_decode_ticker = wire.decode_ticker_frame
 
-HELLO_INTERVAL = 0.1  # docs/protocol.md: re-send hello every 100 ms until welcome
-HEARTBEAT_INTERVAL = 1.0  # docs/protocol.md: a heartbeat every second
-# A hello now and then, even with no gap in sight: a report the server's PUB dropped at the end of a
-# burst leaves no gap until the next report arrives. The welcome's last_seq shows it, and the server
-# replays it. One journal query per strategy per interval on the server.
-SYNC_INTERVAL = 5.0
 MAX_POLL = 0.25  # the longest the loop sleeps: bounds how late stop() is noticed
-STALL = 1.0  # a loop iteration this late (SIGSTOP, a slow callback): re-join, the tail may have been dropped
+MD_BATCH = 4096  # market-data frames handled between two looks at the report socket and the clock
 
 
 @dataclass(frozen=True)
@@ -125,128 +118,67 @@ def _overrides(strategy: Strategy, name: str) -> bool:
     return getattr(type(strategy), name) is not getattr(Strategy, name)
 
 
-class _Session:
-    """Handshake, report de-duplication and dispatch for one running strategy."""
+_MD_CALLBACK = {Book: "on_book", Trade: "on_trade", VenueStatus: "on_status"}
 
-    def __init__(self, strategy: Strategy, conn: Connection) -> None:
+
+class _Shell:
+    """Between the protocol and the strategy: sends what the protocol queues, calls the callbacks."""
+
+    def __init__(self, strategy: Strategy, conn: Connection, proto: ClientProtocol) -> None:
         self.s = strategy
         self.conn = conn
-        self.last_seq = 0
-        self.nonce: str = ""
-        self.joined = False
-        self.next_hello = 0.0
-        self.status_seq = 0
-        self.md_seq: dict[tuple[str, str], int] = {}
-        self.ticker_seq: dict[str, int] = {}  # the fast path's own seq per symbol
-        self.errors = 0
+        self.proto = proto
+        self.errors = 0  # callbacks that raised
 
-    # -------------------------------------------------------------- reports
-
-    def hello(self) -> None:
-        self.nonce = secrets.token_hex(8)
-        self.conn.send(Hello(self.conn.strategy_id, self.last_seq, self.nonce))
-        self.next_hello = time.monotonic() + HELLO_INTERVAL
-
-    def resend_hello_if_due(self, now: float) -> None:
-        if self.nonce and now >= self.next_hello:
-            # Same nonce is not required; the newest last_seq is what matters.
-            self.conn.send(Hello(self.conn.strategy_id, self.last_seq, self.nonce))
-            self.next_hello = now + HELLO_INTERVAL
-
-    def on_report_frame(self, frame: bytes) -> None:
-        try:
-            msg = wire.decode_message(frame)
-        except WireError as exc:
-            log.warning("dropped a bad report frame: %s", exc)
-            return
-        if isinstance(msg, Welcome):
-            if msg.nonce == self.nonce:
-                if msg.last_seq > self.last_seq:
-                    # Part of the replay was dropped on the way (PUB high-water mark): ask again.
-                    log.info("welcome at seq %d but we have %d: re-joining", msg.last_seq, self.last_seq)
-                    self.hello()
-                    return
-                self.nonce = ""
-                if msg.last_seq < self.last_seq:
-                    # The server's journal is behind us (an OS crash with synchronous=normal, or a reset):
-                    # its next reports reuse seqs we saw. Follow the server, or we would drop them as
-                    # duplicates.
-                    log.error("server holds reports up to seq %d but we handled %d: following the server",
-                              msg.last_seq, self.last_seq)  # fmt: skip
-                    self.last_seq = msg.last_seq
-                self.s._reset_open_orders({r.client_order_id: r for r in msg.open_orders})
-                if not self.joined:
-                    self.joined = True
-            return
-        if not isinstance(msg, OrderReport):
-            return
-        if msg.seq <= self.last_seq:
-            return  # a duplicate: already handled
-        if msg.seq != self.last_seq + 1:
-            # A gap: something was dropped on the way. Ask again from where we are.
-            if not self.nonce:
-                log.info("report gap: have %d, got %d: re-joining", self.last_seq, msg.seq)
-                self.hello()
-            return
-        self.last_seq = msg.seq
-        self.s._apply_report(msg)
-        if self.joined:
-            self.call(self.s.on_order, msg)
-
-    # -------------------------------------------------------------- market data
-
-    def on_md_frame(self, frame: bytes) -> None:
-        # Tickers are most of the traffic: the specialised decoder, the gap check and the callback
-        # inline. Anything else, or a ticker the fast decoder does not take, is decoded the long way.
-        t = _decode_ticker(frame)
-        if t is None:
-            try:
-                msg = wire.decode_message(frame)
-            except WireError as exc:
-                log.warning("dropped a bad market-data frame: %s", exc)
-                return
-            if not isinstance(msg, Ticker):
-                self._on_other_md(msg)
-                return
-            t = msg
-        last = self.ticker_seq.get(t.symbol)
-        if last is not None and t.seq > last + 1:
-            self.s.md_gaps += t.seq - last - 1
-        self.ticker_seq[t.symbol] = t.seq
-        try:
-            self.s.on_ticker(t)
-        except Exception:  # a strategy's bug must not end its process silently mid-trade
-            self.errors += 1
-            log.exception("on_ticker raised")
-
-    def _on_other_md(self, msg: Any) -> None:
-        if isinstance(msg, Book):
-            self._gap("book", msg.symbol, msg.seq)
-            self.call(self.s.on_book, msg)
-        elif isinstance(msg, Trade):
-            self._gap("trade", msg.symbol, msg.seq)
-            self.call(self.s.on_trade, msg)
-        elif isinstance(msg, VenueStatus):
-            if msg.seq < self.status_seq and not self.nonce:
-                # The server restarted: re-join so nothing published before we reconnected is lost.
-                log.info("server restarted: re-joining from seq %d", self.last_seq)
-                self.hello()
-            self.status_seq = msg.seq
-            self.call(self.s.on_status, msg)
-
-    def _gap(self, kind: str, symbol: str, seq: int) -> None:
-        key = (kind, symbol)
-        last = self.md_seq.get(key)
-        if last is not None and seq > last + 1:
-            self.s.md_gaps += seq - last - 1
-        self.md_seq[key] = seq
-
-    def call(self, fn: Any, *args: Any) -> None:
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Call one strategy callback; an exception is logged and counted, never fatal."""
         try:
             fn(*args)
         except Exception:  # a strategy's bug must not end its process silently mid-trade
             self.errors += 1
             log.exception("%s raised", getattr(fn, "__name__", fn))
+
+    def flush(self) -> None:
+        for msg in self.proto.requests_to_send():
+            self.conn.send(msg)
+
+    def drain_reports(self, sock: zmq.Socket[Any], limit: int = 100_000) -> None:
+        receive, s = self.proto.receive_report_frame, self.s
+        now = time.monotonic()
+        for _ in range(limit):
+            try:
+                frame = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            ev = receive(frame, now)
+            if ev is None:
+                continue
+            if isinstance(ev, Report):
+                s._apply_report(ev.report)
+                if not ev.joining:
+                    self.call(s.on_order, ev.report)
+            else:  # Synced: the welcome's open orders are the open orders
+                s._reset_open_orders({r.client_order_id: r for r in ev.welcome.open_orders})
+        self.flush()
+
+    def drain_md(self, sock: zmq.Socket[Any], limit: int = MD_BATCH) -> None:
+        # The per-message path of the strategy: decode, gap check, callback. Keep it short.
+        recv, receive, s = sock.recv, self.proto.receive_md_frame, self.s
+        noblock, ticker = zmq.NOBLOCK, Ticker
+        for _ in range(limit):
+            try:
+                frame = recv(noblock)
+            except zmq.Again:
+                return
+            msg = receive(frame)
+            if msg.__class__ is ticker:
+                try:
+                    s.on_ticker(msg)
+                except Exception:  # a strategy's bug must not end its process silently mid-trade
+                    self.errors += 1
+                    log.exception("on_ticker raised")
+            elif msg is not None:
+                self.call(getattr(s, _MD_CALLBACK[msg.__class__]), msg)
 
 
 def run_strategy(
@@ -266,9 +198,11 @@ def run_strategy(
     if not wire.STRATEGY_ID_RE.match(strategy_id):
         raise SeqtradeError(f"strategy id {strategy_id!r} must match [A-Za-z0-9_-]{{1,32}}")
     conn = Connection(endpoints, strategy_id, context=context)
+    proto = ClientProtocol(strategy_id)
     strategy.strategy_id = strategy_id
     strategy._conn = conn
-    sess = _Session(strategy, conn)
+    strategy._protocol = proto
+    shell = _Shell(strategy, conn, proto)
     subscribed = []
     for sym in strategy.symbols:
         conn.subscribe("ticker", sym)
@@ -282,14 +216,16 @@ def run_strategy(
     poller.register(conn.reports, zmq.POLLIN)
     poller.register(conn.md, zmq.POLLIN)
     poller.register(conn.report_events, zmq.POLLIN)
-    rep_sock, md_sock = conn.reports, conn.md
+    rep_sock, md_sock, events = conn.reports, conn.md, conn.report_events
     restore = _install_stop_signals(strategy)
     started = False
     try:
         # ---------------------------------------------------------- join
-        sess.hello()
-        deadline = None if join_timeout is None else time.monotonic() + join_timeout
-        while not sess.joined and not strategy._stop:
+        now = time.monotonic()
+        proto.hello(now)
+        shell.flush()
+        deadline = None if join_timeout is None else now + join_timeout
+        while not proto.joined and not strategy._stop:
             now = time.monotonic()
             if deadline is not None and now > deadline:
                 log.error(
@@ -298,73 +234,62 @@ def run_strategy(
                     endpoints.report,
                 )
                 return 2
-            sess.resend_hello_if_due(now)
-            if rep_sock.poll(int(HELLO_INTERVAL * 1000), zmq.POLLIN):
-                _drain(rep_sock, sess.on_report_frame)
+            proto.tick(now, time.time_ns() // 1_000_000)
+            shell.flush()
+            wake = proto.next_wakeup()
+            timeout = HELLO_INTERVAL if wake is None else max(0.0, wake - now)
+            if rep_sock.poll(int(timeout * 1000), zmq.POLLIN):
+                shell.drain_reports(rep_sock)
         if strategy._stop:
             return 0
         log.info("%s joined as %s: last seq %d, %d open orders, symbols %s", type(strategy).__name__, strategy_id,
-                 sess.last_seq, len(strategy.open_orders), ", ".join(subscribed) or "-")  # fmt: skip
-        _drain(conn.report_events, lambda _: None)  # the first connection: the join covered it
+                 proto.last_seq, len(strategy.open_orders), ", ".join(subscribed) or "-")  # fmt: skip
+        _drain(events)  # the first connection: the join covered it
         started = True
-        sess.call(strategy.on_start)
+        shell.call(strategy.on_start)
         # ---------------------------------------------------------- run
-        next_hb = 0.0
-        last_loop = time.monotonic()
-        next_sync = last_loop + SYNC_INTERVAL
+        proto.start(time.monotonic())
         while not strategy._stop:
             now = time.monotonic()
-            if now - last_loop > STALL and not sess.nonce:
-                # Reports dropped at the PUB high-water mark while we were not reading leave no gap
-                # if nothing follows them: ask for everything after the last one we handled.
-                log.info(
-                    "event loop stalled for %.1f s: re-joining from seq %d", now - last_loop, sess.last_seq
-                )
-                sess.hello()
-            last_loop = now
-            if now >= next_sync:
-                if not sess.nonce:
-                    sess.hello()
-                next_sync = now + SYNC_INTERVAL
-            if now >= next_hb:
-                conn.send(Heartbeat(strategy_id, time.time_ns() // 1_000_000))
-                next_hb = now + HEARTBEAT_INTERVAL
-            sess.resend_hello_if_due(now)
-            next_timer = strategy._run_due_timers(now) if strategy._timers else None
-            wake = min(next_hb, now + MAX_POLL, next_timer if next_timer is not None else next_hb)
-            if sess.nonce:
-                wake = min(wake, sess.next_hello)
+            proto.tick(now, time.time_ns() // 1_000_000)
+            shell.flush()
+            wake = now + MAX_POLL
+            if strategy._timers:
+                next_timer = strategy._run_due_timers(now, shell.call)
+                if next_timer is not None:
+                    wake = min(wake, next_timer)
+            due = proto.next_wakeup()
+            if due is not None:
+                wake = min(wake, due)
             timeout = max(0, int((wake - time.monotonic()) * 1000))
             ready = dict(poller.poll(timeout))
             if rep_sock in ready:
-                _drain(rep_sock, sess.on_report_frame)
+                shell.drain_reports(rep_sock)
             if md_sock in ready:
-                _drain(md_sock, sess.on_md_frame, 4096)
-            if conn.report_events in ready:
-                _drain(conn.report_events, lambda _: None)
-                if not sess.nonce:
-                    log.info("report channel (re)connected: re-joining from seq %d", sess.last_seq)
-                    sess.hello()
+                shell.drain_md(md_sock)
+            if events in ready:
+                _drain(events)
+                proto.reconnected(time.monotonic())
+                shell.flush()
         return 0
     finally:
         if started:
-            sess.call(strategy.on_stop)
+            shell.call(strategy.on_stop)
         restore()
         conn.close()
         strategy._conn = None
 
 
-def _drain(sock: zmq.Socket[Any], handle: Any, limit: int = 100_000) -> None:
-    recv = sock.recv
-    for _ in range(limit):
+def _drain(sock: zmq.Socket[Any]) -> None:
+    """Discard every frame ready on ``sock`` (socket monitor events: only their arrival matters)."""
+    while True:
         try:
-            frame = recv(zmq.NOBLOCK)
+            sock.recv(zmq.NOBLOCK)
         except zmq.Again:
             return
-        handle(frame)
 
 
-def _install_stop_signals(strategy: Strategy) -> Any:
+def _install_stop_signals(strategy: Strategy) -> Callable[[], None]:
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
@@ -378,117 +303,3 @@ def _install_stop_signals(strategy: Strategy) -> Any:
             signal.signal(s, h)
 
     return restore
-
-
-# ---------------------------------------------------------------------- entry points
-
-
-def load_strategy(target: str) -> type[Strategy]:
-    """The Strategy subclass in a ``.py`` file or an importable module (exactly one, or one named by ``:``)."""
-    name = None
-    if ":" in target and not (len(target) > 1 and target[1] == ":"):
-        target, name = target.rsplit(":", 1)
-    module: ModuleType
-    if target.endswith(".py") or os.sep in target:
-        path = Path(target)
-        if not path.is_file():
-            raise SeqtradeError(f"strategy file not found: {target}")
-        spec = importlib.util.spec_from_file_location(f"seqtrade_user_{path.stem}", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(target)
-    if name is not None:
-        cls = getattr(module, name, None)
-        if not (inspect.isclass(cls) and issubclass(cls, Strategy)):
-            raise SeqtradeError(f"{target} has no Strategy subclass named {name!r}")
-        return cls
-    found = [
-        c for c in vars(module).values()
-        if inspect.isclass(c) and issubclass(c, Strategy) and c is not Strategy and c.__module__ == module.__name__
-    ]  # fmt: skip
-    if len(found) != 1:
-        names = ", ".join(c.__name__ for c in found) or "none"
-        raise SeqtradeError(
-            f"{target} must define exactly one Strategy subclass (found {names}); name one with file.py:Class"
-        )
-    return found[0]
-
-
-def _parse_param(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"--param takes KEY=VALUE, got {text!r}")
-    import tomllib
-
-    try:
-        parsed = tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError:
-        parsed = value
-    return key, parsed
-
-
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--id", dest="strategy_id", help="strategy id (default: the class name in lower case)")
-    p.add_argument(
-        "--config",
-        default=None,
-        help="server config file, for its endpoints (default: ./config.toml if present)",
-    )
-    p.add_argument("--run-dir", default=None, help="the server's run directory (instead of --config)")
-    p.add_argument("--param", action="append", default=[], type=_parse_param, metavar="KEY=VALUE",
-                   help="a strategy parameter (TOML value); repeatable")  # fmt: skip
-    p.add_argument(
-        "--join-timeout", type=float, default=None, help="give up if the server does not answer (seconds)"
-    )
-    p.add_argument("-v", "--verbose", action="store_true")
-
-
-def endpoints_from_args(args: argparse.Namespace) -> Endpoints:
-    if args.run_dir:
-        return Endpoints.from_run_dir(args.run_dir)
-    cfg_path = args.config or ("config.toml" if Path("config.toml").is_file() else None)
-    if cfg_path:
-        return Endpoints.from_config(load_config(cfg_path))
-    return Endpoints.from_run_dir("run")
-
-
-def run_from_args(
-    cls: type[Strategy], args: argparse.Namespace, extra_params: dict[str, Any] | None = None
-) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    params = dict(extra_params or {})
-    params.update(dict(args.param))
-    strategy = cls(**params)
-    sid = args.strategy_id or cls.__name__.lower()[:32]
-    return run_strategy(strategy, sid, endpoints_from_args(args), join_timeout=args.join_timeout)
-
-
-def run(cls: type[Strategy], argv: Sequence[str] | None = None) -> int:
-    """Entry point for ``python -m my_strategy``: ``if __name__ == "__main__": sys.exit(run(MyStrategy))``."""
-    p = argparse.ArgumentParser(description=f"run the {cls.__name__} strategy")
-    add_run_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return run_from_args(cls, args)
-    except SeqtradeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``seqtrade run path/to/strategy.py [--id NAME]``."""
-    p = argparse.ArgumentParser(prog="seqtrade run", description="run a strategy against a running server")
-    p.add_argument("target", help="a strategy .py file or an importable module (optionally :ClassName)")
-    add_run_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return run_from_args(load_strategy(args.target), args)
-    except SeqtradeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2

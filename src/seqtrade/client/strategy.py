@@ -30,8 +30,10 @@ from ..models import (
     Trade,
     VenueStatus,
 )
+from ..positions import FeeLedger, apply_fill
 
 if TYPE_CHECKING:
+    from .protocol import ClientProtocol
     from .runner import Connection
 
 __all__ = ["Strategy", "Position", "OrderIdGenerator"]
@@ -78,23 +80,12 @@ class Position:
     fees: float = 0.0
 
     def apply_fill(self, side: str, qty: float, price: float) -> None:
-        """Apply one fill of ``qty`` (base units, > 0) at ``price``; ``side`` is ``"buy"`` or ``"sell"``."""
-        signed = qty if side == "buy" else -qty
-        pos = self.quantity
-        if pos == 0 or (pos > 0) == (signed > 0):
-            total = abs(pos) + qty
-            self.avg_price = (abs(pos) * self.avg_price + qty * price) / total
-            self.quantity = pos + signed
-            return
-        closed = min(abs(pos), qty)
-        direction = 1.0 if pos > 0 else -1.0
-        self.realized_pnl += closed * (price - self.avg_price) * direction
-        self.quantity = pos + signed
-        if abs(self.quantity) < 1e-12:
-            self.quantity = 0.0
-            self.avg_price = 0.0
-        elif (self.quantity > 0) != (pos > 0):
-            self.avg_price = price  # flipped: the remainder opened at this price
+        """Apply one fill of ``qty`` (base units, > 0) at ``price``; ``side`` is ``"buy"`` or ``"sell"``.
+
+        The maths the server's accounts use too (``seqtrade.positions``).
+        """
+        self.quantity, self.avg_price, pnl = apply_fill(self.quantity, self.avg_price, side, qty, price)
+        self.realized_pnl += pnl
 
 
 @dataclass(order=True, slots=True)
@@ -125,7 +116,7 @@ class Strategy:
        ([`set_timer`][seqtrade.client.Strategy.set_timer]) when due.
     4. [`on_stop`][seqtrade.client.Strategy.on_stop], once, after ``stop()``, SIGINT or SIGTERM.
 
-    An exception raised by an ``on_*`` callback is logged with its traceback and the strategy goes
+    An exception raised by a callback or a timer is logged with its traceback and the strategy goes
     on. Callbacks should return quickly: market data that arrives meanwhile queues up.
 
     **Orders.** The order helpers ([`buy_limit`][seqtrade.client.Strategy.buy_limit],
@@ -153,8 +144,6 @@ class Strategy:
             Rebuilt from the replayed reports at every start, so a restarted strategy keeps its
             position; [`position`][seqtrade.client.Strategy.position] and
             [`avg_price`][seqtrade.client.Strategy.avg_price] read it.
-        md_gaps: Market-data messages dropped on the way, seen as jumps in their per-topic ``seq``.
-            Market data is never replayed (the server never slows down for a slow reader).
     """
 
     symbols: Sequence[str] = ()
@@ -202,12 +191,12 @@ class Strategy:
         Includes the history replayed at start-up.
         """
         self.positions: dict[str, Position] = {}
-        self.md_gaps = 0  # market-data messages dropped on the way (seen as seq jumps)
         self._conn: Connection | None = None
+        self._protocol: ClientProtocol | None = None
         self._ids = OrderIdGenerator()
         self._timers: list[_Timer] = []
         self._timer_seq = itertools.count()
-        self._fees_seen: dict[str, float] = {}
+        self._fees = FeeLedger()  # cumulative fee per order: a report's fee becomes its delta
         self._stop = False
 
     # ------------------------------------------------------------------ callbacks
@@ -465,6 +454,14 @@ class Strategy:
 
     # ------------------------------------------------------------------ state
 
+    @property
+    def md_gaps(self) -> int:
+        """Market-data messages dropped on the way (seen as seq jumps), since the strategy started.
+
+        Market data is never replayed: the server never slows down for a slow reader.
+        """
+        return self._protocol.md_gaps if self._protocol is not None else 0
+
     def position(self, symbol: str) -> float:
         """This strategy's net position in ``symbol``, in base units (+ long, - short, 0.0 if none).
 
@@ -507,16 +504,14 @@ class Strategy:
             if pos is not None:
                 if r.last_fill_quantity > 0:
                     pos.apply_fill(r.side, r.last_fill_quantity, r.last_fill_price)
-                seen = self._fees_seen.get(coid, 0.0)
-                if r.fee != seen:  # reports come in seq order: the change is this report's fee (rebates < 0)
-                    pos.fees += r.fee - seen
-                    self._fees_seen[coid] = r.fee
+                pos.fees += self._fees.change(coid, r.fee)  # reports come in seq order (rebates < 0)
 
     def _reset_open_orders(self, open_orders: Mapping[str, OrderReport]) -> None:
         self.open_orders = dict(open_orders)
 
-    def _run_due_timers(self, now: float) -> float | None:
-        """Run timers that are due; the time of the next one."""
+    def _run_due_timers(self, now: float, call: Callable[[Callable[[], Any]], None]) -> float | None:
+        """Run the timers that are due, each through ``call`` (the runner's guard, which logs an
+        exception and goes on); the time of the next one."""
         timers = self._timers
         while timers and timers[0].when <= now:
             t = heapq.heappop(timers)
@@ -525,7 +520,7 @@ class Strategy:
             if t.repeat:
                 t.when = max(t.when + t.interval, now)
                 heapq.heappush(timers, t)
-            t.callback()
+            call(t.callback)
             if self._stop:
                 break
         while timers and timers[0].cancelled:

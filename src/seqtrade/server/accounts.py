@@ -9,22 +9,20 @@ A fill is a report with ``last_fill_quantity > 0``; a report's ``fee`` is the or
 so the fee of one report is the growth since the order's previous report. Nothing is stored apart from
 the journal: :meth:`Accounts.rebuild` replays its reports at start, so the numbers survive restarts.
 
-Realised PnL uses the average-cost method: a fill that adds to a position moves the average price; one
-that reduces it realises (fill price - average) x quantity, long or short; one that flips it closes the
-old side and opens the rest at the fill price.
+Realised PnL uses the average-cost method of :mod:`seqtrade.positions` (shared with the client).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from ..models import OrderReport, Side
-from .journal import Journal
+from ..models import OrderReport
+from ..positions import FeeLedger, apply_fill
 from .orders import OrderRecord
 
-__all__ = ["Accounts", "Book", "Mismatch"]
+__all__ = ["Accounts", "Book", "Mismatch", "ReportSource"]
 
 _EPS = 1e-12
 _PAGE = 10_000
@@ -41,21 +39,19 @@ class Book:
     fills: int = 0
 
     def apply_fill(self, side: str, quantity: float, price: float) -> None:
-        signed = quantity if side == Side.BUY else -quantity
-        pos = self.position
-        if pos == 0 or (pos > 0) == (signed > 0):
-            total = abs(pos) + quantity
-            self.avg_price = (abs(pos) * self.avg_price + quantity * price) / total
-            self.position = pos + signed
-        else:
-            closed = min(quantity, abs(pos))
-            self.realized_pnl += closed * (price - self.avg_price) * (1 if pos > 0 else -1)
-            self.position = pos + signed
-            if abs(self.position) <= _EPS:
-                self.position, self.avg_price = 0.0, 0.0
-            elif (self.position > 0) != (pos > 0):
-                self.avg_price = price  # flipped: the rest is a new position at this price
+        self.position, self.avg_price, realised = apply_fill(
+            self.position, self.avg_price, side, quantity, price
+        )
+        self.realized_pnl += realised
         self.fills += 1
+
+
+class ReportSource(Protocol):
+    """Where journaled reports are read back from (the journal)."""
+
+    def last_seqs(self) -> dict[str, int]: ...
+
+    def reports_after(self, strategy_id: str, seq: int, limit: int) -> list[OrderReport]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,29 +66,26 @@ class Accounts:
 
     def __init__(self) -> None:
         self.books: dict[tuple[str, str], Book] = {}  # (strategy_id, symbol)
-        self._fees_seen: dict[tuple[str, str], float] = {}  # open orders: cumulative fee so far
+        self._fees = FeeLedger()  # per (strategy_id, client_order_id)
 
     def apply(self, report: OrderReport) -> None:
         """Attribute one report's fill and fee to its strategy."""
         if not report.symbol:
             return  # a reject of a request that never was an order
-        key = (report.strategy_id, report.client_order_id)
-        fee = report.fee - self._fees_seen.get(key, 0.0)
+        fee = self._fees.change((report.strategy_id, report.client_order_id), report.fee)
         if report.last_fill_quantity > 0 or abs(fee) > _EPS:
             book = self.books.setdefault((report.strategy_id, report.symbol), Book())
             if report.last_fill_quantity > 0:
                 book.apply_fill(report.side, report.last_fill_quantity, report.last_fill_price)
             if abs(fee) > _EPS:  # a maker rebate is a negative cost
                 book.fees += fee
-        # Kept after the order closes: a later report on it (a refused cancel) repeats the cumulative fee.
-        self._fees_seen[key] = report.fee
 
     def on_report(self, rec: OrderRecord | None, report: OrderReport) -> None:
-        """The gateway's ``on_report`` hook."""
+        """Follow one journaled report (``rec`` None: a reject of something that never was an order)."""
         if rec is not None:
             self.apply(report)
 
-    def rebuild(self, journal: Journal) -> int:
+    def rebuild(self, journal: ReportSource) -> int:
         """Replay every journaled report (each strategy in seq order); the number of reports read."""
         n = 0
         for sid in sorted(journal.last_seqs()):

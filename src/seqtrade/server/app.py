@@ -14,15 +14,19 @@ from ..bus import TrioSocket, bind_secure, ipc_path, lock_run_dir, prepare_run_d
 from ..config import Config
 from ..security import KeyPair
 from ..venues.base import Venue
+from . import recovery
+from .accounts import Accounts
 from .auth import TcpSecurity
 from .control import ControlCommands, control_task
+from .engine import Engine
 from .gateway import Gateway
 from .guard import Guard
 from .journal import Journal
 from .metrics import metrics_task, render_metrics
+from .risk import Quotes, RiskGate
 from .supervisor import Supervisor
 
-__all__ = ["serve", "run_until_signal"]
+__all__ = ["build", "serve", "run_until_signal"]
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +56,7 @@ async def serve(
         journal = Journal(config.journal_path, synchronous=config.journal.synchronous)
         ctx: zmq.Context[Any] = zmq.Context()
         try:
-            gw = Gateway(config, venue, journal)
-            guard = Guard(gw)
+            gw, guard = build(config, venue, journal)
             tcp = TcpSecurity(config, curve_keys)  # checks keys and allow-list before any socket exists
             supervisor = Supervisor(config, gw)
             bus = config.bus
@@ -71,7 +74,11 @@ async def serve(
             ctl.setsockopt(zmq.LINGER, 0)
             ctl.setsockopt(zmq.MAXMSGSIZE, 65536)
             commands = ControlCommands()
-            gw.register_commands(commands)
+
+            async def status(_: dict[str, Any]) -> dict[str, Any]:
+                return {**gw.status(), **guard.status()}
+
+            commands.register("status", status)
             guard.register_commands(commands)
             supervisor.register_commands(commands)
             with (
@@ -116,6 +123,32 @@ async def serve(
                     with contextlib.suppress(OSError):
                         path.unlink()
     log.info("server stopped")
+
+
+def build(config: Config, venue: Venue, journal: Journal) -> tuple[Gateway, Guard]:
+    """The server's parts, from what the journal holds: accounts and risk gate, the engine that checks
+    every order with them, the gateway (its shell) and the guard (trading states, switch, reconciliation)."""
+    accounts = Accounts()
+    restored = recovery.restore(journal, accounts)
+    quotes = Quotes()
+    gate = RiskGate(
+        config.risk,
+        positions=accounts,
+        mid=quotes.mid,
+        instrument=lambda symbol: venue.instruments.get(symbol),
+        clock=trio.current_time,
+    )
+    engine = Engine(
+        config,
+        instruments=lambda: venue.instruments,
+        risk=gate,
+        accounts=accounts,
+        find_order=journal.find_order,
+        seqs=restored.seqs,
+        known_keys=restored.known_keys,
+        open_orders=restored.open_orders,
+    )
+    return Gateway(config, venue, journal, engine, quotes), Guard(config, venue, journal, gate, accounts)
 
 
 async def run_until_signal(config: Config, venue: Venue, *, curve_keys: KeyPair | None = None) -> int:

@@ -1,14 +1,16 @@
-"""The guard: the risk gate, per-strategy accounts and both dead-man's switches, wired into a gateway.
+"""The guard: trading states, the venue's dead-man's switch and the accounts' reconciliation.
 
-:class:`Guard` installs itself in the gateway's hooks (pre-trade and cancel checks, reports, dead
-strategies, status), registers the ``halt``/``reduce``/``resume`` control commands, and runs one task
+The risk gate and the accounts are the engine's (:mod:`seqtrade.server.engine` checks every order with
+them and feeds them every journaled report); the guard owns what happens around them: the
+``halt``/``reduce``/``resume`` control commands, the guard's part of ``status``, and one task
 (:meth:`Guard.run`) that keeps the venue's cancel-all-after armed and reconciles the accounts with the
 venue's positions. Trading states are kept in the journal's meta table, so a halt survives a restart.
 
 The two dead-man's switches:
 
-- a strategy whose heartbeats stop is handled by ``server.dead_strategy_policy``: its open orders are
-  cancelled (``cancel``) or left (``leave``);
+- a strategy whose heartbeats stop is handled by ``server.dead_strategy_policy`` (the engine's
+  :meth:`~seqtrade.server.engine.Engine.on_strategy_dead`): its open orders are cancelled (``cancel``)
+  or left (``leave``);
 - the server itself: :func:`run_venue_switch` re-arms the venue's cancel-all-after every third of
   ``server.cancel_all_after`` seconds, so that if the server or its network dies, the exchange cancels
   our orders. A clean stop disarms it (:meth:`Guard.stop`), so that ``shutdown_policy = "leave"``
@@ -28,7 +30,7 @@ from ..venues import venue_class
 from ..venues.base import Venue
 from .accounts import Accounts
 from .control import ControlCommands
-from .gateway import Gateway
+from .journal import Journal
 from .risk import RiskGate, TradingState
 
 __all__ = ["Guard", "format_guard_status", "run_venue_switch", "venue_switch_timeout"]
@@ -69,38 +71,19 @@ async def run_venue_switch(
 
 
 class Guard:
-    """Risk gate + accounts + dead-man's switches for one gateway. Built by ``serve``."""
+    """Trading states, the venue's switch and reconciliation around one gate and its accounts. Built by ``serve``."""
 
-    def __init__(self, gw: Gateway) -> None:
-        self.gw = gw
-        self.config = gw.config
-        self.accounts = Accounts()
-        n = self.accounts.rebuild(gw.journal)
-        if n:
-            log.info("accounts rebuilt from %d journaled reports", n)
-        self.gate = RiskGate(
-            gw.config.risk,
-            positions=self.accounts,
-            mid=self._mid,
-            instrument=lambda symbol: gw.venue.instruments.get(symbol),
-            clock=trio.current_time,
-        )
-        self.gate.seed(gw.record_from_journal(jo) for jo in gw.journal.open_orders())
+    def __init__(
+        self, config: Config, venue: Venue, journal: Journal, gate: RiskGate, accounts: Accounts
+    ) -> None:
+        self.config = config
+        self.venue = venue
+        self.journal = journal
+        self.gate = gate
+        self.accounts = accounts
         self._load_states()
-        self.switch_timeout = venue_switch_timeout(gw.config)
+        self.switch_timeout = venue_switch_timeout(config)
         self._switch_armed = False
-        gw.pre_trade_checks.append(self.gate.check)
-        gw.cancel_checks.append(self.gate.check_cancel)
-        gw.on_report.append(self.accounts.on_report)
-        gw.on_report.append(self.gate.on_report)
-        gw.on_strategy_dead.append(self.strategy_dead)
-        gw.status_extras.append(self.status)
-
-    def _mid(self, symbol: str) -> float | None:
-        t = self.gw.last_ticker.get(symbol)
-        if t is None or t.bid_price <= 0 or t.ask_price <= 0:
-            return None
-        return (t.bid_price + t.ask_price) / 2
 
     # ------------------------------------------------------------------ tasks
 
@@ -112,7 +95,7 @@ class Guard:
         """
         async with trio.open_nursery() as nursery:
             if self.switch_timeout > 0:
-                await nursery.start(run_venue_switch, self.gw.venue, self.switch_timeout)
+                await nursery.start(run_venue_switch, self.venue, self.switch_timeout)
                 self._switch_armed = True
             if self.config.risk.reconcile_interval > 0:
                 nursery.start_soon(self._reconcile_loop)
@@ -121,9 +104,9 @@ class Guard:
     async def stop(self) -> None:
         """On a clean stop: disarm the venue's switch (the shutdown policy has done its work)."""
         if self._switch_armed:
-            await self.gw.venue.cancel_all_after(0)
+            await self.venue.cancel_all_after(0)
             self._switch_armed = False
-            log.info("venue %s: cancel-all-after disarmed", self.gw.venue.name)
+            log.info("venue %s: cancel-all-after disarmed", self.venue.name)
 
     async def _reconcile_loop(self) -> None:
         while True:
@@ -136,9 +119,9 @@ class Guard:
         A difference must survive ``RECONCILE_SETTLE`` seconds (a fill on its way is not a mismatch).
         Returns the warnings. Venues that cannot tell their positions are skipped.
         """
-        positions = await self.gw.venue.positions()
+        positions = await self.venue.positions()
         if positions is None:
-            log.debug("venue %s does not report positions: reconciliation skipped", self.gw.venue.name)
+            log.debug("venue %s does not report positions: reconciliation skipped", self.venue.name)
             return []
         tol = self.config.risk.reconcile_tolerance
         if not self.accounts.mismatches(positions, tol):
@@ -146,32 +129,17 @@ class Guard:
         await trio.sleep(RECONCILE_SETTLE)
         warnings = [
             f"position mismatch in {m.symbol}: the strategies hold {m.strategies:g} in total, "
-            f"the venue {self.gw.venue.name} holds {m.venue:g} (difference {m.venue - m.strategies:+g})"
-            for m in self.accounts.mismatches(await self.gw.venue.positions() or {}, tol)
+            f"the venue {self.venue.name} holds {m.venue:g} (difference {m.venue - m.strategies:+g})"
+            for m in self.accounts.mismatches(await self.venue.positions() or {}, tol)
         ]
         for w in warnings:
             log.warning("%s", w)
         return warnings
 
-    # ------------------------------------------------------------------ dead strategies
-
-    async def strategy_dead(self, strategy_id: str) -> None:
-        """The gateway's ``on_strategy_dead`` hook: apply ``server.dead_strategy_policy``."""
-        n = len(self.gw.open_records(strategy_id))
-        if not n:
-            return
-        if self.config.server.dead_strategy_policy == "cancel":
-            log.warning("strategy %s is dead: cancelling its %d open orders (server.dead_strategy_policy = 'cancel')",
-                        strategy_id, n)  # fmt: skip
-            await self.gw.cancel_open_orders(strategy_id)
-        else:
-            log.warning("strategy %s is dead: leaving its %d open orders (server.dead_strategy_policy = 'leave')",
-                        strategy_id, n)  # fmt: skip
-
     # ------------------------------------------------------------------ trading states and commands
 
     def _load_states(self) -> None:
-        raw = self.gw.journal.get_meta(_STATES_KEY)
+        raw = self.journal.get_meta(_STATES_KEY)
         if raw is None:
             return
         saved = json.loads(raw)
@@ -184,7 +152,7 @@ class Guard:
     def _save_states(self) -> None:
         data = {"global": str(self.gate.global_state),
                 "strategies": {k: str(v) for k, v in self.gate.strategy_states.items()}}  # fmt: skip
-        self.gw.journal.set_meta(_STATES_KEY, json.dumps(data))
+        self.journal.set_meta(_STATES_KEY, json.dumps(data))
 
     def _states_line(self) -> str:
         own = "; ".join(f"{sid} {st}" for sid, st in sorted(self.gate.strategy_states.items()))

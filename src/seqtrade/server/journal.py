@@ -16,18 +16,21 @@ order of events (no locks, no threads).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
 from ..errors import JournalError
-from ..models import OrderReport
+from ..models import OrderReport, OrderStatus
 from ..wire import report_from_body, report_to_body
+from .orders import OrderRecord
 
-__all__ = ["Journal", "JournalOrder"]
+__all__ = ["Journal"]
+
+_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -62,35 +65,29 @@ CREATE TABLE IF NOT EXISTS fills (
 """
 
 
-@dataclass(slots=True)
-class JournalOrder:
-    venue_order_id: str
-    strategy_id: str
-    client_order_id: str
-    symbol: str
-    side: str
-    order_type: str
-    price: float | None
-    quantity: float
-    created_ms: int
-    sent: bool
-    open: bool
-    last_report: OrderReport | None
-    trade_ids: set[str]
+@contextmanager
+def _mapped(what: str, path: Path) -> Iterator[None]:
+    """sqlite3 errors enter here and leave as :class:`JournalError`, saying what failed and where."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise JournalError(f"journal {path}: {what} failed: {exc}") from exc
 
 
 class Journal:
     """SQLite journal. Not thread-safe: one owner (the server's Trio thread)."""
 
     def __init__(self, path: Path, *, synchronous: str = "normal") -> None:
+        self.path = path
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self.db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
-            raise JournalError(f"cannot open journal {path}: {exc}") from exc
-        self.path = path
+            raise JournalError(
+                f"cannot open journal {path}: {exc} (is its directory writable, the disk not full?)"
+            ) from exc
         self._packer = msgpack.Packer(use_bin_type=True)
 
     def close(self) -> None:
@@ -113,7 +110,7 @@ class Journal:
         sent: bool,
     ) -> None:
         """Commit a new order before it is sent (``sent`` False: rejected locally, never sent)."""
-        try:
+        with _mapped("write", self.path):
             self.db.execute(
                 "INSERT INTO orders (venue_order_id, strategy_id, client_order_id, symbol, side, order_type,"
                 " price, quantity, created_ms, sent, open) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -122,8 +119,14 @@ class Journal:
                     price, quantity, created_ms, int(sent), int(sent),
                 ),
             )  # fmt: skip
-        except sqlite3.Error as exc:
-            raise JournalError(f"journal write failed: {exc}") from exc
+
+    def add_record(self, rec: OrderRecord, *, sent: bool) -> None:
+        """:meth:`add_order` for a record."""
+        self.add_order(
+            venue_order_id=rec.venue_order_id, strategy_id=rec.strategy_id, client_order_id=rec.client_order_id,
+            symbol=rec.symbol, side=rec.side, order_type=rec.order_type, price=rec.price, quantity=rec.quantity,
+            created_ms=rec.created_ms, sent=sent,
+        )  # fmt: skip
 
     def add_reports(
         self,
@@ -138,39 +141,44 @@ class Journal:
             rows.append((r.strategy_id, r.seq, vid, pack(report_to_body(r))))
             if vid:
                 states.append((int(is_open), r.seq, vid))
-        try:
-            with self.db:
-                self.db.execute("BEGIN")
-                self.db.executemany(
-                    "INSERT INTO reports (strategy_id, seq, venue_order_id, body) VALUES (?,?,?,?)", rows
-                )
-                self.db.executemany("UPDATE orders SET open=?, last_seq=? WHERE venue_order_id=?", states)
-                self.db.executemany("INSERT OR IGNORE INTO fills VALUES (?,?)", list(trade_ids))
-        except sqlite3.Error as exc:
-            raise JournalError(f"journal write failed: {exc}") from exc
+        with _mapped("write", self.path), self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT INTO reports (strategy_id, seq, venue_order_id, body) VALUES (?,?,?,?)", rows
+            )
+            self.db.executemany("UPDATE orders SET open=?, last_seq=? WHERE venue_order_id=?", states)
+            self.db.executemany("INSERT OR IGNORE INTO fills VALUES (?,?)", list(trade_ids))
 
     def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value))
+        with _mapped("write", self.path):
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value))
 
     def get_meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        row = self._read(lambda db: db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone())
         return None if row is None else str(row[0])
+
+    def _read(self, query: Callable[[sqlite3.Connection], _T]) -> _T:
+        with _mapped("read", self.path):
+            return query(self.db)
 
     # ------------------------------------------------------------------ reads
 
     def last_seqs(self) -> dict[str, int]:
-        return dict(self.db.execute("SELECT strategy_id, MAX(seq) FROM reports GROUP BY strategy_id"))
+        return self._read(
+            lambda db: dict(db.execute("SELECT strategy_id, MAX(seq) FROM reports GROUP BY strategy_id"))
+        )
 
     def order_keys(self) -> list[tuple[str, str]]:
         """Every (strategy_id, client_order_id) the journal knows (loaded once at start)."""
-        return [
-            (str(a), str(b)) for a, b in self.db.execute("SELECT strategy_id, client_order_id FROM orders")
-        ]
+        rows = self._read(lambda db: db.execute("SELECT strategy_id, client_order_id FROM orders").fetchall())
+        return [(str(a), str(b)) for a, b in rows]
 
     def reports_after(self, strategy_id: str, seq: int, limit: int) -> list[OrderReport]:
-        rows = self.db.execute(
-            "SELECT body FROM reports WHERE strategy_id=? AND seq>? ORDER BY seq LIMIT ?",
-            (strategy_id, seq, limit),
+        rows = self._read(
+            lambda db: db.execute(
+                "SELECT body FROM reports WHERE strategy_id=? AND seq>? ORDER BY seq LIMIT ?",
+                (strategy_id, seq, limit),
+            ).fetchall()
         )
         return [report_from_body(msgpack.unpackb(b, raw=False)) for (b,) in rows]
 
@@ -180,27 +188,42 @@ class Journal:
         ).fetchone()
         return None if row is None else report_from_body(msgpack.unpackb(row[0], raw=False))
 
-    def _order_from_row(self, row: Any) -> JournalOrder:
-        (vid, sid, coid, symbol, side, ot, price, qty, created, sent, is_open, last_seq) = row
+    def _order_from_row(self, row: Any) -> OrderRecord:
+        """The order as the server holds it: its terms, brought up to date by its last report."""
+        (vid, sid, coid, symbol, side, ot, price, qty, created, sent, _open, last_seq) = row
         tids = {t for (t,) in self.db.execute("SELECT trade_id FROM fills WHERE venue_order_id=?", (vid,))}
-        return JournalOrder(
-            vid, sid, coid, symbol, side, ot, price, qty, created, bool(sent), bool(is_open),
-            self._report(sid, last_seq) if last_seq else None, tids,
-        )  # fmt: skip
+        rec = OrderRecord(vid, sid, coid, symbol, side, ot, price, qty, created, trade_ids=tids)
+        r = self._report(sid, last_seq) if last_seq else None
+        if r is not None:
+            rec.status = r.status
+            rec.exchange_order_id = r.exchange_order_id
+            rec.filled_quantity = r.filled_quantity
+            rec.avg_price = r.filled_price
+            rec.fee = r.fee
+            rec.last_report = r
+            if r.price:
+                rec.price = r.price
+            rec.quantity = r.quantity or rec.quantity
+        elif not sent:
+            rec.status = OrderStatus.REJECTED
+        return rec
 
     _COLS = (
         "venue_order_id, strategy_id, client_order_id, symbol, side, order_type, price, quantity,"
         " created_ms, sent, open, last_seq"
     )
 
-    def find_order(self, strategy_id: str, client_order_id: str) -> JournalOrder | None:
-        row = self.db.execute(
-            f"SELECT {self._COLS} FROM orders WHERE strategy_id=? AND client_order_id=?",
-            (strategy_id, client_order_id),
-        ).fetchone()
-        return None if row is None else self._order_from_row(row)
+    def find_order(self, strategy_id: str, client_order_id: str) -> OrderRecord | None:
+        def query(db: sqlite3.Connection) -> OrderRecord | None:
+            row = db.execute(
+                f"SELECT {self._COLS} FROM orders WHERE strategy_id=? AND client_order_id=?",
+                (strategy_id, client_order_id),
+            ).fetchone()
+            return None if row is None else self._order_from_row(row)
 
-    def open_orders(self) -> list[JournalOrder]:
+        return self._read(query)
+
+    def open_orders(self) -> list[OrderRecord]:
         """Orders the journal holds as open or in flight (for restart recovery)."""
-        rows = self.db.execute(f"SELECT {self._COLS} FROM orders WHERE open=1").fetchall()
-        return [self._order_from_row(r) for r in rows]
+        rows = self._read(lambda db: db.execute(f"SELECT {self._COLS} FROM orders WHERE open=1").fetchall())
+        return self._read(lambda _: [self._order_from_row(r) for r in rows])

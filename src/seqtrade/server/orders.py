@@ -1,7 +1,7 @@
 """Order book-keeping: the server's record of every order, and the pure rules it applies.
 
 No I/O: the gateway owns the sockets, the journal and the venue; this module turns requests and venue
-events into records and reports. Every function here is synchronous, so the gateway can call it
+events into records and reports. Every function here is synchronous, so the engine can call it
 between two awaits and nobody sees a half-updated record.
 """
 

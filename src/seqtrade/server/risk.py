@@ -1,9 +1,10 @@
 """The risk gate: pre-trade limits and trading states, checked on every order, amend and cancel.
 
 Pure apart from a clock passed in (``trio.current_time`` in the server, anything in tests): no I/O,
-no trio, no sockets. The gateway calls :meth:`RiskGate.check` for every new order and amend and
-:meth:`RiskGate.check_cancel` for every cancel, between two awaits, and feeds every journaled report
-to :meth:`RiskGate.on_report`, so the gate's view of open orders is always the gateway's.
+no trio, no sockets. The engine (:mod:`seqtrade.server.engine`, which takes the gate as a constructor
+argument) asks :meth:`RiskGate.refusal` about every new order and amend and
+:meth:`RiskGate.cancel_refusal` about every cancel, and feeds every journaled report to
+:meth:`RiskGate.on_report`, so the gate's view of open orders is always the engine's.
 
 Limits come in layers (docs/risk.md): ``[risk]`` applies to every strategy and symbol,
 ``[risk.strategies.<id>]`` to one strategy, ``[risk.symbols.<symbol>]`` to one symbol. Layers do not
@@ -14,7 +15,7 @@ Trading states (active, reducing, halted) are set globally and per strategy; the
 applies. Reducing lets through only orders that shrink the strategy's position in the symbol and
 cannot flip it, counting its open orders on the same side. Cancels always pass the states.
 
-A refusal is a sentence that names the rule, the layer and the numbers; the gateway sends it to the
+A refusal is a sentence that names the rule, the layer and the numbers; the server sends it to the
 strategy as the ``error_msg`` of a ``rejected`` report (or of the refused amend or cancel).
 """
 
@@ -27,11 +28,20 @@ from enum import StrEnum
 from typing import Protocol
 
 from ..config import RiskConfig, RiskLimits
-from ..models import OPEN_STATUSES, AmendRequest, CancelRequest, OrderReport, OrderRequest, OrderType, Side
+from ..models import (
+    OPEN_STATUSES,
+    AmendRequest,
+    CancelRequest,
+    OrderReport,
+    OrderRequest,
+    OrderType,
+    Side,
+    Ticker,
+)
 from ..venues.base import Instrument
 from .orders import OrderRecord, round_price, round_quantity
 
-__all__ = ["PositionSource", "RiskGate", "TradingState"]
+__all__ = ["OrderTerms", "PositionSource", "Quotes", "RiskGate", "TradingState"]
 
 _REL = 1e-9  # relative tolerance: a value "at the limit" passes despite float rounding
 
@@ -62,9 +72,24 @@ class _Open:
     remaining: float
 
 
+class Quotes:
+    """The newest ticker per symbol, for the mid price the band and notional rules need."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: dict[str, Ticker] = {}
+
+    def mid(self, symbol: str) -> float | None:
+        t = self.last.get(symbol)
+        if t is None or t.bid_price <= 0 or t.ask_price <= 0:
+            return None
+        return (t.bid_price + t.ask_price) / 2
+
+
 @dataclass(slots=True)
-class _Order:
-    """The terms of a new order or of an order as an amend would leave it (rounded like the gateway)."""
+class OrderTerms:
+    """The terms of a new order or of an order as an amend would leave it (rounded like the engine)."""
 
     strategy_id: str
     client_order_id: str
@@ -129,14 +154,14 @@ class RiskGate:
     # ------------------------------------------------------------------ open orders
 
     def seed(self, records: Iterable[OrderRecord]) -> None:
-        """Start from the orders the gateway holds as open (restart)."""
+        """Start from the orders the engine holds as open (restart)."""
         for rec in records:
             if rec.is_open:
                 self._track(rec.strategy_id, rec.client_order_id, rec.symbol, rec.side,
                             rec.quantity - rec.filled_quantity)  # fmt: skip
 
     def on_report(self, rec: OrderRecord | None, report: OrderReport) -> None:
-        """Follow an order's remaining quantity from its reports (the gateway's ``on_report`` hook)."""
+        """Follow an order's remaining quantity from its journaled reports, in seq order."""
         if rec is None:
             return  # a reject of something that is not an order of ours
         key = (rec.strategy_id, rec.client_order_id)
@@ -162,23 +187,59 @@ class RiskGate:
     # ------------------------------------------------------------------ the checks
 
     def check(self, req: OrderRequest | AmendRequest, rec: OrderRecord | None) -> str | None:
-        """The gateway's pre-trade hook: None lets the order (or amend) through, else the refusal.
+        """Every rule at once: None lets the order (or amend) through, else the refusal.
 
-        An order that passes is counted at once (rate windows, open exposure), before the venue
-        has acknowledged it, so a burst of orders is checked as a whole.
+        For a request on its own (the engine calls :meth:`refusal` with the terms it rounded). An order that passes is counted at once
+        (rate windows, open exposure), before the venue has acknowledged it, so a burst of orders is
+        checked as a whole.
         """
         order = self._terms(req, rec)
         if order is None:
-            return None  # the gateway rejects it for its own reasons
-        reason = self._check_state(order) or self._check_limits(order)
-        if reason is None:
-            self._admit(order)
-        return reason
+            return None  # the engine rejects it for its own reasons
+        return self.refusal(order)
+
+    def refusal(self, o: OrderTerms) -> str | None:
+        """The rules, in order: the trading state, then per layer (``[risk]``, the strategy's, the
+        symbol's) the order's size and notional, the price band, the worst-case positions (strategy and
+        account) and the counts (open orders, orders per window). None: it passes, and is counted."""
+        reason = self.check_state(o)
+        if reason:
+            return reason
+        for name, lim, symbol in self.layers(o.strategy_id, o.symbol):
+            reason = (
+                self.check_size(o, name, lim)
+                or self.check_band(o, name, lim)
+                or self.check_positions(o, name, lim)
+                or self.check_counts(o, name, lim, symbol)
+            )
+            if reason:
+                return reason
+        self.admit(o)
+        return None
 
     def check_cancel(self, req: CancelRequest, rec: OrderRecord) -> str | None:
-        """The gateway's cancel hook: only the cancel rate applies (cancels pass every trading state)."""
+        """Only the cancel rate applies to a cancel (cancels pass every trading state)."""
+        return self.cancel_refusal(rec)
+
+    def terms(
+        self,
+        rec: OrderRecord,
+        *,
+        price: float | None = None,
+        quantity: float | None = None,
+        amend: bool = False,
+    ) -> OrderTerms:
+        """The terms of a new order's record (already rounded), or of ``rec`` as an amend to the
+        (rounded) ``price`` and ``quantity`` would leave it."""
+        p = price if price is not None else rec.price
+        q = quantity if quantity is not None else rec.quantity
+        remaining = max(q - rec.filled_quantity, 0.0) if amend else q
+        return OrderTerms(rec.strategy_id, rec.client_order_id, rec.symbol, rec.side, p, q, remaining, amend)
+
+    def cancel_refusal(self, rec: OrderRecord) -> str | None:
+        """The cancel rate of every layer; a cancel that passes is counted."""
         now = self._clock()
-        for name, lim, symbol in self._layers(rec.strategy_id, rec.symbol):
+        for name, lim, symbol in self.layers(rec.strategy_id, rec.symbol):
             if lim.max_cancels_per_window:
                 n = self._count(self._cancels, (rec.strategy_id, symbol), now)
                 if n + 1 > lim.max_cancels_per_window:
@@ -187,7 +248,7 @@ class RiskGate:
         self._stamp(self._cancels, rec.strategy_id, rec.symbol, now)
         return None
 
-    def _terms(self, req: OrderRequest | AmendRequest, rec: OrderRecord | None) -> _Order | None:
+    def _terms(self, req: OrderRequest | AmendRequest, rec: OrderRecord | None) -> OrderTerms | None:
         if isinstance(req, OrderRequest):
             inst = self._instrument(req.symbol)
             if inst is None:
@@ -196,7 +257,7 @@ class RiskGate:
             if req.order_type is not OrderType.MARKET and req.price is not None:
                 price = round_price(req.price, inst, req.side)
             qty = round_quantity(req.quantity, inst)
-            return _Order(
+            return OrderTerms(
                 req.strategy_id, req.client_order_id, req.symbol, str(req.side), price, qty, qty, False
             )
         assert rec is not None
@@ -206,9 +267,11 @@ class RiskGate:
         price = round_price(req.price, inst, Side(rec.side)) if req.price is not None else rec.price
         qty = round_quantity(req.quantity, inst) if req.quantity is not None else rec.quantity
         remaining = max(qty - rec.filled_quantity, 0.0)
-        return _Order(rec.strategy_id, rec.client_order_id, rec.symbol, rec.side, price, qty, remaining, True)
+        return OrderTerms(
+            rec.strategy_id, rec.client_order_id, rec.symbol, rec.side, price, qty, remaining, True
+        )
 
-    def _layers(self, sid: str, symbol: str) -> list[tuple[str, RiskLimits, str | None]]:
+    def layers(self, sid: str, symbol: str) -> list[tuple[str, RiskLimits, str | None]]:
         """(name, limits, the symbol its counts are scoped to or None for all) of every layer that applies."""
         out: list[tuple[str, RiskLimits, str | None]] = [("risk", self.config, None)]
         if (lim := self.config.strategies.get(sid)) is not None:
@@ -217,7 +280,7 @@ class RiskGate:
             out.append((f"risk.symbols.{symbol}", lim, symbol))
         return out
 
-    def _check_state(self, o: _Order) -> str | None:
+    def check_state(self, o: OrderTerms) -> str | None:
         state, scope = self.state_of(o.strategy_id)
         if state is TradingState.HALTED:
             return f"trading is halted ({scope}): new orders and amends are refused, cancels pass"
@@ -234,19 +297,7 @@ class RiskGate:
                         f"{pos:g} in {o.symbol} (open {o.side}s {same_side:g}); only orders that shrink it pass")  # fmt: skip
         return None
 
-    def _check_limits(self, o: _Order) -> str | None:
-        for name, lim, symbol in self._layers(o.strategy_id, o.symbol):
-            reason = (
-                self._check_size(o, name, lim)
-                or self._check_band(o, name, lim)
-                or self._check_positions(o, name, lim)
-                or self._check_counts(o, name, lim, symbol)
-            )
-            if reason:
-                return reason
-        return None
-
-    def _check_size(self, o: _Order, name: str, lim: RiskLimits) -> str | None:
+    def check_size(self, o: OrderTerms, name: str, lim: RiskLimits) -> str | None:
         if lim.max_order_quantity and _over(o.quantity, lim.max_order_quantity):
             return f"max_order_quantity ({name}): quantity {o.quantity:g} is over the limit {lim.max_order_quantity:g}"
         if lim.max_order_notional:
@@ -261,7 +312,7 @@ class RiskGate:
                         f"{lim.max_order_notional:g}")  # fmt: skip
         return None
 
-    def _check_band(self, o: _Order, name: str, lim: RiskLimits) -> str | None:
+    def check_band(self, o: OrderTerms, name: str, lim: RiskLimits) -> str | None:
         if not lim.price_band_bps or o.price is None:
             return None
         mid = self._mid(o.symbol)
@@ -273,7 +324,7 @@ class RiskGate:
                     f"band {lim.price_band_bps:g} bps")  # fmt: skip
         return None
 
-    def _check_positions(self, o: _Order, name: str, lim: RiskLimits) -> str | None:
+    def check_positions(self, o: OrderTerms, name: str, lim: RiskLimits) -> str | None:
         key = (o.strategy_id, o.client_order_id)
         checks = (
             ("max_position", lim.max_position, o.strategy_id, "position"),
@@ -291,7 +342,7 @@ class RiskGate:
                         f"limit {limit:g}")  # fmt: skip
         return None
 
-    def _check_counts(self, o: _Order, name: str, lim: RiskLimits, symbol: str | None) -> str | None:
+    def check_counts(self, o: OrderTerms, name: str, lim: RiskLimits, symbol: str | None) -> str | None:
         if lim.max_open_orders and not o.is_amend:
             n = self._open_count(o.strategy_id, symbol)
             if n + 1 > lim.max_open_orders:
@@ -322,7 +373,7 @@ class RiskGate:
             self._count(windows, key, now)
             windows.setdefault(key, deque()).append(now)
 
-    def _admit(self, o: _Order) -> None:
+    def admit(self, o: OrderTerms) -> None:
         self._stamp(self._orders, o.strategy_id, o.symbol, self._clock())
         book = self._open.setdefault(o.symbol, {})
         key = (o.strategy_id, o.client_order_id)

@@ -1,0 +1,61 @@
+"""Position maths, once for the server's accounts and the client's positions: average cost, realised
+PnL and fee deltas.
+
+Pure: numbers in, numbers out. The average-cost method: a fill that adds to a position moves the
+average entry price; one that reduces it realises (fill price - average) x quantity, long or short;
+one that flips it closes the old side and opens the rest at the fill price. Realised PnL is gross of
+fees.
+
+Fees: a report carries the order's *cumulative* fee, so the fee a report brings is the change since
+the order's previous report (negative for a maker rebate). :class:`FeeLedger` remembers the last
+cumulative fee of each order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+__all__ = ["FLAT", "apply_fill", "FeeLedger"]
+
+FLAT = 1e-12  # a position this close to zero is flat
+
+
+def apply_fill(
+    position: float, avg_price: float, side: str, quantity: float, price: float
+) -> tuple[float, float, float]:
+    """One fill of ``quantity`` (> 0) at ``price`` on ``side`` ("buy" or "sell").
+
+    Returns (new position, new average entry price, realised PnL of this fill). Position is in base
+    units, + long; a flat position has average price 0.
+    """
+    signed = quantity if side == "buy" else -quantity
+    if position == 0 or (position > 0) == (signed > 0):
+        total = abs(position) + quantity
+        return position + signed, (abs(position) * avg_price + quantity * price) / total, 0.0
+    closed = min(quantity, abs(position))
+    realised = closed * (price - avg_price) * (1.0 if position > 0 else -1.0)
+    after = position + signed
+    if abs(after) <= FLAT:
+        return 0.0, 0.0, realised
+    if (after > 0) != (position > 0):
+        return after, price, realised  # flipped: the rest is a new position at this price
+    return after, avg_price, realised
+
+
+class FeeLedger:
+    """The cumulative fee seen so far per order; :meth:`change` turns a report's fee into its delta."""
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[Hashable, float] = {}
+
+    def change(self, order_key: Hashable, cumulative_fee: float) -> float:
+        """The fee this report adds (cumulative - previous), remembered for the next report.
+
+        Reports of one order must come in order. Kept after the order closes: a later report on it
+        (a refused cancel) repeats the cumulative fee and adds nothing.
+        """
+        delta = cumulative_fee - self._seen.get(order_key, 0.0)
+        self._seen[order_key] = cumulative_fee
+        return delta

@@ -1,0 +1,629 @@
+"""The gateway engine: every order and report rule of the server, as a state machine without I/O.
+
+No Trio, no ZeroMQ, no SQLite: requests, venue events and the time go in; plain data comes out, which
+the shell (:mod:`seqtrade.server.gateway`) performs. The engine decides; the shell does.
+
+Two stages, as in the server's two tasks:
+
+- **Requests** (:meth:`Engine.on_request`, :meth:`Engine.on_bad_frame`, ...) give an :class:`Output`:
+  new orders to journal, items for the report stage, venue commands. The shell performs them in that
+  order (*persist, then send*: an order row is committed before the order goes to the venue).
+- **Reports** run in one place so that seqs are given in the order reports are journaled and
+  published. The report stage takes the items of the request stage (:class:`Reply`, :class:`Replay`),
+  venue events and the end of recovery (:data:`RECOVERED`), each turned into :class:`Pending` reports
+  (:meth:`Engine.on_venue_event`, :meth:`Engine.on_reply`); :meth:`Engine.number` gives them their
+  per-strategy seqs and the journal rows; the shell commits the rows, tells :meth:`Engine.committed`
+  (the risk gate and the accounts follow the reports there), and only then publishes.
+
+The risk gate and the accounts are constructor arguments; :meth:`Engine.check_order` and
+:meth:`Engine.check_amend` list every check an order or an amend passes, in order. Orders that left
+memory are read back through ``find_order`` (the journal, read-only).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ..config import Config
+from ..errors import WireError
+from ..models import (
+    OPEN_STATUSES,
+    AmendRequest,
+    CancelAll,
+    CancelRequest,
+    Heartbeat,
+    Hello,
+    OrderReport,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+    Welcome,
+)
+from ..venues.base import EventKind, Instrument, OrderEvent, VenueOrder
+from .accounts import Accounts
+from .orders import IdGenerator, OrderRecord, apply_event, report_for, round_price, round_quantity
+from .risk import RiskGate
+
+__all__ = [
+    "Engine",
+    "Counters",
+    "Output",
+    "Place",
+    "Cancel",
+    "Amend",
+    "VenueCommand",
+    "Reply",
+    "Replay",
+    "RECOVERED",
+    "Pending",
+    "Commit",
+    "ReportItem",
+    "ReportStep",
+    "REPLAY_LIMIT",
+    "MAX_VALUE",
+]
+
+log = logging.getLogger("seqtrade.server.gateway")
+
+REPLAY_LIMIT = 10_000  # reports per hello; a client further behind gets the rest on its next hello
+MAX_VALUE = 1e15  # a price or quantity above this is a mistake, whatever the instrument
+
+
+def _out_of_range(price: float | None, quantity: float | None) -> str:
+    """Why a price or quantity is beyond any sane value ("" when it is not)."""
+    for name, v in (("price", price), ("quantity", quantity)):
+        if v is not None and v > MAX_VALUE:
+            return f"{name} {v:g} is out of range (> {MAX_VALUE:g})"
+    return ""
+
+
+@dataclass
+class Counters:
+    md_out: int = 0
+    md_dropped: int = 0
+    orders_in: int = 0
+    orders_sent: int = 0
+    rejected: int = 0
+    bad_frames: int = 0
+    reports_out: int = 0
+    replays: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------- outputs
+
+
+@dataclass(slots=True)
+class Place:
+    """Send a new order (its record is in the same output's ``journal``: commit it first)."""
+
+    order: VenueOrder
+
+
+@dataclass(slots=True)
+class Cancel:
+    venue_order_id: str
+    symbol: str
+
+
+@dataclass(slots=True)
+class Amend:
+    venue_order_id: str
+    symbol: str
+    price: float | None
+    quantity: float | None
+
+
+VenueCommand = Place | Cancel | Amend
+
+
+@dataclass(slots=True)
+class Reply:
+    """A report the request stage wants sent (a reject, a refused cancel, a re-sent report).
+
+    ``report`` None: a report on ``record`` as it stands when the report stage gets to it, with
+    ``error_msg``. It must be built there, after every venue event queued before it was applied: a
+    snapshot taken at the request could be older than the order's newest report.
+    """
+
+    report: OrderReport | None
+    record: OrderRecord | None = None
+    resend: bool = False  # already journaled with its seq: publish as it was
+    error_msg: str = ""
+
+
+@dataclass(slots=True)
+class Replay:
+    """A hello: replay the strategy's reports after ``hello.last_seq``, then welcome it."""
+
+    hello: Hello
+
+
+class _Recovered:
+    """The end of start-up recovery: every event queued before it has been applied."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "RECOVERED"
+
+
+RECOVERED: Final = _Recovered()
+
+ReportItem = OrderEvent | Reply | Replay | _Recovered  # what the report stage is fed, in order
+
+
+@dataclass(slots=True)
+class Output:
+    """What one request asks of the shell, performed in this order.
+
+    ``journal``: new orders to commit first ((record, sent): sent False for a local reject);
+    ``replies``: items for the report stage; ``venue``: commands for the venue.
+    ``strategy``: the strategy id, when the request came from a strategy allowed to trade (the shell
+    marks it alive).
+    """
+
+    strategy: str | None = None
+    journal: list[tuple[OrderRecord, bool]] = field(default_factory=list)
+    replies: list[Reply | Replay] = field(default_factory=list)
+    venue: list[VenueCommand] = field(default_factory=list)
+
+
+Pending = tuple[OrderRecord | None, OrderReport, str]  # (record, report, trade id of its fill or "")
+
+
+@dataclass(slots=True)
+class Commit:
+    """Numbered reports: journal ``rows`` and ``fills`` in one transaction, then publish ``reports``."""
+
+    pending: list[Pending]
+    rows: list[tuple[str, OrderReport, bool]]  # (venue_order_id, report, order still open)
+    fills: list[tuple[str, str]]  # (venue_order_id, trade_id) applied
+
+    @property
+    def reports(self) -> list[OrderReport]:
+        return [r for _, r, _ in self.pending]
+
+
+ReportStep = Commit | Reply | Replay | _Recovered  # Reply: a re-send
+
+
+# ---------------------------------------------------------------------------------------- the engine
+
+
+class Engine:
+    """The server's order book-keeping and rules. Synchronous: call it between two awaits."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        instruments: Callable[[], Mapping[str, Instrument]],
+        risk: RiskGate,
+        accounts: Accounts,
+        find_order: Callable[[str, str], OrderRecord | None],
+        seqs: Mapping[str, int] = {},
+        known_keys: Iterable[tuple[str, str]] = (),
+        open_orders: Iterable[OrderRecord] = (),
+        ids: IdGenerator | None = None,
+    ) -> None:
+        """``seqs``, ``known_keys`` and ``open_orders``: what the journal holds (restart, see
+        :func:`seqtrade.server.recovery.restore`). Open orders are known before the venue starts, so
+        that the events it sends for them while starting are applied, not dropped."""
+        self.config = config
+        self.instruments = instruments
+        self.risk = risk
+        self.accounts = accounts
+        self._find_order = find_order
+        self.ids = ids if ids is not None else IdGenerator()
+        self.counters = Counters()
+        self.by_key: dict[tuple[str, str], OrderRecord] = {}
+        self.by_vid: dict[str, OrderRecord] = {}
+        self.seqs: dict[str, int] = dict(seqs)
+        self.known: set[int] = {hash(k) for k in known_keys}
+        # None: any strategy id may trade; else only these (server.allow_unknown_strategies = false)
+        self.allowed: frozenset[str] | None = (
+            None if config.server.allow_unknown_strategies else frozenset(s.id for s in config.strategies)
+        )
+        self._closed: deque[OrderRecord] = deque()  # closed orders, oldest first
+        opened = [rec for rec in open_orders]
+        for rec in opened:
+            self._register(rec)
+        risk.seed(opened)
+
+    # ------------------------------------------------------------------ the order book
+
+    def _register(self, rec: OrderRecord) -> None:
+        key = (rec.strategy_id, rec.client_order_id)
+        self.known.add(hash(key))
+        self.by_key[key] = rec
+        self.by_vid[rec.venue_order_id] = rec
+
+    def _forget(self, rec: OrderRecord) -> None:
+        """Drop a closed order from memory; ``lookup`` finds it in the journal if it is asked about."""
+        key = (rec.strategy_id, rec.client_order_id)
+        if self.by_key.get(key) is rec:
+            del self.by_key[key]
+        if self.by_vid.get(rec.venue_order_id) is rec:
+            del self.by_vid[rec.venue_order_id]
+
+    def lookup(self, sid: str, coid: str) -> OrderRecord | None:
+        """The record of (strategy, client_order_id), from memory or from the journal.
+
+        ``known`` holds a hash of every key the journal has, so a new id (the common case on the
+        order path) costs a set lookup instead of a read; a hash hit is confirmed in the journal.
+        """
+        rec = self.by_key.get((sid, coid))
+        if rec is None and hash((sid, coid)) in self.known:
+            rec = self._find_order(sid, coid)
+            if rec is not None:
+                self._register(rec)
+        return rec
+
+    def open_records(self, strategy_id: str | None = None) -> list[OrderRecord]:
+        return [
+            r
+            for r in self.by_vid.values()
+            if r.is_open and (strategy_id is None or r.strategy_id == strategy_id)
+        ]
+
+    def strategy_allowed(self, sid: str) -> bool:
+        return self.allowed is None or sid in self.allowed
+
+    # ------------------------------------------------------------------ requests
+
+    def on_request(self, req: OrderRequest | CancelRequest | AmendRequest | CancelAll | Hello | Heartbeat,
+                   now_ms: int) -> Output:  # fmt: skip
+        """One parsed request from a strategy."""
+        sid = req.strategy_id
+        out = Output()
+        if not self.strategy_allowed(sid):
+            self.counters.bad_frames += 1
+            log.warning(
+                "refused %s from unknown strategy %s (allow_unknown_strategies = false)",
+                type(req).__name__,
+                sid,
+            )
+            return out
+        out.strategy = sid
+        cls = type(req)
+        kind = cls.__name__
+        by_kind = self.counters.by_kind
+        by_kind[kind] = by_kind.get(kind, 0) + 1
+        _HANDLERS[cls](self, req, now_ms, out)
+        return out
+
+    def _cancel_all(self, req: CancelAll, now_ms: int, out: Output) -> None:
+        for rec in [r for r in self.by_key.values() if r.strategy_id == req.strategy_id and r.is_open]:
+            if req.symbol is None or rec.symbol == req.symbol:
+                out.venue.append(Cancel(rec.venue_order_id, rec.symbol))
+
+    def _hello(self, req: Hello, now_ms: int, out: Output) -> None:
+        out.replies.append(Replay(req))  # answered by the report stage, after what is queued before it
+
+    def _heartbeat(self, req: Heartbeat, now_ms: int, out: Output) -> None:
+        pass  # the shell has marked the strategy alive
+
+    def on_bad_frame(self, exc: WireError, now_ms: int) -> Output:
+        """A frame that is not a valid request: answered when it names a strategy that may trade."""
+        self.counters.bad_frames += 1
+        out = Output()
+        sid = getattr(exc, "strategy_id", None)
+        typ = getattr(exc, "type", None)
+        if sid is None or not self.strategy_allowed(sid):
+            log.warning("dropped a bad frame: %s", exc)
+            return out
+        coid = getattr(exc, "client_order_id", None) or ""
+        log.info("rejected %s from %s: %s", typ, sid, exc)
+        known = self.lookup(sid, coid) if coid else None
+        if known is not None:
+            # A malformed request about an order we hold (a duplicate order_request, a bad amend or
+            # cancel) must not change that order's story: answer with its status as it is (a failed
+            # cancel or amend leaves the status as it was), never with "rejected".
+            what = {"amend_request": "amend failed: ", "cancel_request": "cancel failed: "}.get(typ or "", "")
+            dup = " (client_order_id already used)" if typ == "order_request" else ""
+            out.replies.append(Reply(None, known, error_msg=f"{what}{exc}{dup}"))
+        elif typ == "order_request" and coid:
+            rec = OrderRecord(self.ids.next(), sid, coid, "", "", "", None, 0.0, now_ms)
+            self._reject_record(rec, str(exc), out)
+        else:
+            self._reject_raw(sid, coid, str(exc), now_ms, out)
+        return out
+
+    def on_internal_error(self, req: object, exc: Exception, now_ms: int) -> Output:
+        """A bug while handling ``req``: answer with a reject rather than let it end the server."""
+        self.counters.bad_frames += 1
+        out = Output()
+        sid = getattr(req, "strategy_id", "")
+        self._reject_raw(sid, getattr(req, "client_order_id", ""), f"internal error: {exc}", now_ms, out)
+        return out
+
+    def _reject_raw(self, sid: str, coid: str, msg: str, now_ms: int, out: Output) -> None:
+        """A rejected report for something that is not (or not yet) an order of ours."""
+        self.counters.rejected += 1
+        report = OrderReport(
+            seq=0, client_order_id=coid, exchange_order_id="", strategy_id=sid, symbol="", side="",
+            order_type="", price=0.0, quantity=0.0, status=OrderStatus.REJECTED, error_msg=msg,
+            timestamp=now_ms,
+        )  # fmt: skip
+        out.replies.append(Reply(report))
+
+    def _reject_record(self, rec: OrderRecord, msg: str, out: Output) -> None:
+        """Reject a new order: remember its id (a re-send gets the same answer), never send it."""
+        self.counters.rejected += 1
+        out.journal.append((rec, False))
+        rec.status = OrderStatus.REJECTED
+        self._register(rec)
+        out.replies.append(Reply(report_for(rec, OrderStatus.REJECTED, error_msg=msg), rec))
+
+    def _new_order(self, req: OrderRequest, now_ms: int, out: Output) -> None:
+        """A new order: idempotency first, then :meth:`check_order`, then persist and send."""
+        self.counters.orders_in += 1
+        existing = self.lookup(req.strategy_id, req.client_order_id)
+        if existing is not None:
+            # Idempotency: never send again; re-send the latest report as it was (original seq).
+            if existing.last_report is not None:
+                out.replies.append(Reply(existing.last_report, existing, resend=True))
+            return
+        rec = OrderRecord(
+            self.ids.next(), req.strategy_id, req.client_order_id, req.symbol, str(req.side),
+            str(req.order_type), req.price, req.quantity, now_ms,
+        )  # fmt: skip
+        reason = self.check_order(req, rec, now_ms)
+        if reason is not None:
+            self._reject_record(rec, reason, out)
+            return
+        # Persist, then send.
+        out.journal.append((rec, True))
+        self._register(rec)
+        self.counters.orders_sent += 1
+        out.venue.append(
+            Place(
+                VenueOrder(rec.venue_order_id, rec.symbol, req.side, req.order_type, rec.price, rec.quantity)
+            )
+        )
+
+    def check_order(self, req: OrderRequest, rec: OrderRecord, now_ms: int) -> str | None:
+        """Every check a new order passes, in order: None lets it through, else why not.
+
+        Rounds ``rec``'s price and quantity on the way; an order that passes is counted by the risk
+        gate at once (rate windows, open exposure). Idempotency comes before (:meth:`on_request`).
+        """
+        orders = self.config.orders
+        age = now_ms - req.timestamp
+        if age > orders.max_age_ms:
+            return f"stale order request: {age} ms old (limit {orders.max_age_ms} ms)"
+        if -age > orders.max_future_ms:
+            return f"order timestamp is {-age} ms in the future: check the strategy's clock"
+        too_big = _out_of_range(req.price, req.quantity)
+        if too_big:
+            return too_big
+        instruments = self.instruments()
+        inst = instruments.get(req.symbol)
+        if inst is None:
+            return f"unknown symbol {req.symbol!r} (this server trades {', '.join(sorted(instruments))})"
+        if req.order_type is not OrderType.MARKET:
+            assert req.price is not None
+            rec.price = round_price(req.price, inst, req.side)
+            if rec.price <= 0:
+                return f"price {req.price} rounds to 0 at tick {inst.tick_size}"
+        else:
+            rec.price = None
+        rec.quantity = round_quantity(req.quantity, inst)
+        if rec.quantity < inst.min_size - 1e-12:
+            return f"quantity {req.quantity} is below the minimum {inst.min_size} after rounding to the lot {inst.lot_size}"
+        # The risk gate (docs/risk.md): trading state; per layer size and notional, price band,
+        # worst-case positions, open orders and order rate. What passes is counted at once.
+        return self.risk.refusal(self.risk.terms(rec))
+
+    def _cancel(self, req: CancelRequest, now_ms: int, out: Output) -> None:
+        rec = self.lookup(req.strategy_id, req.client_order_id)
+        if rec is None:
+            msg = f"cancel failed: unknown client_order_id {req.client_order_id!r}"
+            self._reject_raw(req.strategy_id, req.client_order_id, msg, now_ms, out)
+        elif not rec.is_open:
+            out.replies.append(Reply(None, rec, error_msg=f"cancel failed: order is already {rec.status}"))
+        elif reason := self.risk.cancel_refusal(rec):
+            out.replies.append(Reply(None, rec, error_msg=f"cancel failed: {reason}"))
+        else:
+            out.venue.append(Cancel(rec.venue_order_id, rec.symbol))
+
+    def _amend(self, req: AmendRequest, now_ms: int, out: Output) -> None:
+        rec = self.lookup(req.strategy_id, req.client_order_id)
+        if rec is None:
+            msg = f"amend failed: unknown client_order_id {req.client_order_id!r}"
+            self._reject_raw(req.strategy_id, req.client_order_id, msg, now_ms, out)
+            return
+        result = self.check_amend(req, rec)
+        if isinstance(result, Amend):
+            out.venue.append(result)
+        else:
+            out.replies.append(Reply(None, rec, error_msg=f"amend failed: {result}" if result else ""))
+
+    def check_amend(self, req: AmendRequest, rec: OrderRecord) -> Amend | str:
+        """Every check an amend passes, in order: the venue command, or why not ("": nothing changes
+        after rounding, so the amend succeeds as it stands and the venue is not asked)."""
+        if not rec.is_open:
+            return f"order is already {rec.status}"
+        if rec.order_type == OrderType.MARKET:
+            return "a market order cannot be amended"
+        inst = self.instruments()[rec.symbol]
+        too_big = _out_of_range(req.price, req.quantity)
+        if too_big:
+            return too_big
+        price = round_price(req.price, inst, Side(rec.side)) if req.price is not None else None
+        qty = round_quantity(req.quantity, inst) if req.quantity is not None else None
+        if (price is None or price == rec.price) and (qty is None or qty == rec.quantity):
+            return ""
+        if price is not None and price <= 0:
+            return f"price {req.price} rounds to 0 at tick {inst.tick_size}"
+        if qty is not None and qty < inst.min_size - 1e-12:
+            return f"quantity {req.quantity} is below the minimum {inst.min_size}"
+        reason = self.risk.refusal(self.risk.terms(rec, price=price, quantity=qty, amend=True))
+        if reason:
+            return reason
+        return Amend(rec.venue_order_id, rec.symbol, price, qty)
+
+    def cancel_open(self, strategy_id: str | None = None) -> Output:
+        """Cancel every open order (of one strategy): shutdown, a dead strategy."""
+        out = Output()
+        out.venue.extend(Cancel(rec.venue_order_id, rec.symbol) for rec in self.open_records(strategy_id))
+        return out
+
+    def on_strategy_dead(self, strategy_id: str) -> Output:
+        """A strategy's heartbeats stopped: ``server.dead_strategy_policy`` says what happens to its orders."""
+        n = len(self.open_records(strategy_id))
+        if not n:
+            return Output()
+        if self.config.server.dead_strategy_policy == "cancel":
+            log.warning("strategy %s is dead: cancelling its %d open orders (server.dead_strategy_policy = 'cancel')",
+                        strategy_id, n)  # fmt: skip
+            return self.cancel_open(strategy_id)
+        log.warning("strategy %s is dead: leaving its %d open orders (server.dead_strategy_policy = 'leave')",
+                    strategy_id, n)  # fmt: skip
+        return Output()
+
+    # ------------------------------------------------------------------ reports
+
+    def report_steps(self, batch: Iterable[ReportItem]) -> Iterator[ReportStep]:
+        """The report stage for a batch of items, as steps for the shell to perform in order.
+
+        A :class:`Commit` (journal its rows, then :meth:`committed`, then publish), a :class:`Reply`
+        to re-send as it was, a :class:`Replay` to answer, :data:`RECOVERED` (open the order
+        channel). Reports are gathered into as few commits as possible; anything that reads the
+        journal or depends on what came before (a replay, a re-send, the end of recovery) first
+        closes the commit in progress. Resume the iterator only after performing its last step.
+        """
+        pending: list[Pending] = []
+        for item in batch:
+            p: Pending | None
+            if isinstance(item, OrderEvent):
+                pending.extend(self.on_venue_event(item))
+                continue
+            elif isinstance(item, Reply):
+                p = self.on_reply(item)
+                if p is None:  # a re-send: published as it was, after everything before it
+                    if pending:
+                        yield self.number(pending)
+                        pending = []
+                    yield item
+                    continue
+            else:
+                if pending:
+                    yield self.number(pending)
+                    pending = []
+                yield item
+                continue
+            if p is not None:
+                pending.append(p)
+        if pending:
+            yield self.number(pending)
+
+    def on_venue_event(self, ev: OrderEvent) -> list[Pending]:
+        """Apply a venue event; the reports it makes (none: unknown order, or nothing changes).
+
+        Every order is reported ``accepted`` (or ``rejected``) before anything else, whatever order
+        the venue's messages come in (docs/protocol.md): a first event that is already a fill or a
+        cancel (a push that overtook the place's answer, a state found by recovery) is preceded by
+        an ``accepted`` report with nothing filled.
+        """
+        rec = self.by_vid.get(ev.venue_order_id)
+        if rec is None:
+            log.warning("event for an order this server does not know: %s", ev)
+            return []
+        out: list[Pending] = []
+        if (
+            rec.status is None
+            and ev.kind is EventKind.UPDATE
+            and ev.status not in (OrderStatus.ACCEPTED, OrderStatus.REJECTED)
+        ):
+            ack = OrderEvent(
+                rec.venue_order_id, OrderStatus.ACCEPTED, exchange_order_id=ev.exchange_order_id, ts=ev.ts
+            )
+            first = apply_event(rec, ack)
+            if first is not None:
+                out.append((rec, first, ""))
+        report = apply_event(rec, ev)
+        if report is not None:
+            out.append((rec, report, ev.trade_id if report.last_fill_quantity > 0 else ""))
+        return out
+
+    def on_reply(self, item: Reply) -> Pending | None:
+        """The report of a request-stage reply (None for a re-send: publish ``item.report`` as it is)."""
+        if item.resend and item.report is not None:
+            return None
+        if item.report is None and item.record is not None:
+            rec = item.record
+            status = rec.status if rec.status is not None else OrderStatus.ACCEPTED
+            return rec, report_for(rec, status, error_msg=item.error_msg), ""
+        assert item.report is not None
+        return item.record, item.report, ""
+
+    def number(self, pending: list[Pending]) -> Commit:
+        """Give each report the next seq of its strategy, in order; what to journal."""
+        rows = []
+        fills = []
+        seqs = self.seqs
+        for rec, r, trade_id in pending:
+            seq = seqs.get(r.strategy_id, 0) + 1
+            seqs[r.strategy_id] = seq
+            r.seq = seq
+            if rec is not None:
+                rec.last_report = r
+                if trade_id:
+                    fills.append((rec.venue_order_id, trade_id))
+                if not rec.is_open and not rec.retiring:
+                    rec.retiring = True
+                    self._closed.append(rec)
+                rows.append((rec.venue_order_id, r, rec.is_open))
+            else:
+                rows.append(("", r, False))
+        return Commit(pending, rows, fills)
+
+    def committed(self, commit: Commit) -> None:
+        """The reports are in the journal: the accounts and the risk gate follow them (in seq order);
+        closed orders beyond ``server.closed_orders_in_memory`` leave memory."""
+        keep = self.config.server.closed_orders_in_memory
+        while len(self._closed) > keep:
+            self._forget(self._closed.popleft())
+        accounts, risk = self.accounts, self.risk
+        for rec, r, _ in commit.pending:
+            if rec is not None:
+                accounts.apply(r)
+                risk.on_report(rec, r)
+
+    def on_hello(self, hello: Hello) -> tuple[str, int, int]:
+        """A hello reaches the report stage: (strategy, replay the reports after this seq, at most this many)."""
+        self.counters.replays += 1
+        return hello.strategy_id, hello.last_seq, REPLAY_LIMIT
+
+    def welcome(self, hello: Hello, replayed: int, gw_ns: int) -> Welcome | None:
+        """After the replay of ``replayed`` reports: the welcome, or None when the strategy is so far
+        behind that it must ask again from where it got to."""
+        if replayed >= REPLAY_LIMIT:
+            return None
+        sid = hello.strategy_id
+        open_orders = [
+            rec.last_report
+            for rec in self.by_key.values()
+            if rec.strategy_id == sid
+            and rec.last_report is not None
+            and rec.last_report.status in OPEN_STATUSES
+        ]
+        return Welcome(sid, hello.nonce, self.seqs.get(sid, 0), open_orders, gw_ns=gw_ns)
+
+
+# A request's handler by its type (the shell has parsed the frame into one of these).
+_HANDLERS: dict[type, Callable[[Engine, Any, int, Output], None]] = {
+    OrderRequest: Engine._new_order,
+    CancelRequest: Engine._cancel,
+    AmendRequest: Engine._amend,
+    CancelAll: Engine._cancel_all,
+    Hello: Engine._hello,
+    Heartbeat: Engine._heartbeat,
+}
