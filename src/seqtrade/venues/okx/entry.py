@@ -40,7 +40,16 @@ from .rest import OkxRestClient
 from .tracking import OrderTracker
 from .ws import Backoff, WsSession
 
-__all__ = ["CancelAllAfter", "Emit", "OrderEntry", "PrivateLink", "Query", "Request", "EXP_GRACE_MS"]
+__all__ = [
+    "CancelAllAfter",
+    "Emit",
+    "ModifyOp",
+    "MODIFY_OPS",
+    "OrderEntry",
+    "PrivateLink",
+    "Query",
+    "Request",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +70,24 @@ class PrivateLink:
     def ready(self) -> WsSession | None:
         s = self.session
         return s if s is not None and s.ready else None
+
+
+@dataclass(frozen=True, slots=True)
+class ModifyOp:
+    """How one kind of request on an existing order is sent and what its failure is reported as."""
+
+    ws_op: str  # the WS trading op (§6)
+    path: str  # the REST endpoint
+    failed: EventKind
+    retry_on_clock: bool  # sent once more after a REST 50102 (refused before processing)
+    exp_time: bool  # carries an expTime (dropped by OKX past it)
+
+
+MODIFY_OPS: dict[Op, ModifyOp] = {
+    # refused before processing, and a cancel is safe to repeat
+    Op.CANCEL: ModifyOp("cancel-order", m.PATH_CANCEL, EventKind.CANCEL_FAILED, True, False),
+    Op.AMEND: ModifyOp("amend-order", m.PATH_AMEND, EventKind.AMEND_FAILED, False, True),  # never re-sent
+}
 
 
 @dataclass(slots=True)
@@ -179,16 +206,12 @@ class OrderEntry:
             if why is not None:
                 failures.append((req, why))
         for req, why in failures:
-            await self._fail(vid, self._failed_kind(req), why)
-
-    @staticmethod
-    def _failed_kind(req: Request) -> EventKind:
-        return EventKind.CANCEL_FAILED if req.op is Op.CANCEL else EventKind.AMEND_FAILED
+            await self._fail(vid, MODIFY_OPS[req.op].failed, why)
 
     async def _submit(self, req: Request) -> None:
         refused = self._governor.submit(req.op, req.symbol, req)
         if refused is not None:
-            await self._fail(req.venue_order_id, self._failed_kind(req), refused)
+            await self._fail(req.venue_order_id, MODIFY_OPS[req.op].failed, refused)
 
     def dispatch(self, op: Op, req: Request) -> None:
         """Called by the governor for each released request: send it in a task of its own.
@@ -211,7 +234,7 @@ class OrderEntry:
         try:
             if previous is not None:
                 await previous.wait()
-            await (self._send_cancel if req.op is Op.CANCEL else self._send_amend)(req)
+            await self._send_modify(req)
         finally:
             self._slot_done(req)
             done.set()
@@ -375,49 +398,32 @@ class OrderEntry:
         finally:
             self._resolved(vid)
 
-    async def _send_cancel(self, req: Request) -> None:
-        spec = self._specs[req.symbol]
+    def _modify_args(self, req: Request, spec: InstrumentSpec) -> Callable[[bool], dict[str, Any]]:
         vid = req.venue_order_id
-        try:
-            answer = await self._write(
-                "cancel-order",
-                m.PATH_CANCEL,
-                lambda ws: cancel_args(vid, spec, ws=ws),
-                spec,
-                None,
-                req,
-                retry_on_clock=True,  # refused before processing, and a cancel is safe to repeat
-            )
-        except VenueError as exc:
-            log.warning("OKX cancel %s: %s; checking the order", vid, exc)
-            await self._settle_unknown(req, EventKind.CANCEL_FAILED, str(exc))
-            return
-        err = answer.error()
-        if err is not None:
-            await self._fail(vid, EventKind.CANCEL_FAILED, err)
-        # success = accepted only; the cancel itself arrives on the orders channel (or via reconcile)
-
-    async def _send_amend(self, req: Request) -> None:
-        spec = self._specs[req.symbol]
-        vid = req.venue_order_id
+        if req.op is Op.CANCEL:
+            return lambda ws: cancel_args(vid, spec, ws=ws)
         req_id = f"a{next(self._req_ids)}"
-        exp = self._clock.now_ms() + self._cfg.exp_time_ms
+        return lambda ws: amend_args(vid, spec, req.price, req.quantity, req_id, ws=ws)
+
+    async def _send_modify(self, req: Request) -> None:
+        """Send one cancel or amend (:data:`MODIFY_OPS`). Success = accepted only: the change itself
+        arrives on the orders channel (or via the reconcile)."""
+        op = MODIFY_OPS[req.op]
+        spec = self._specs[req.symbol]
+        vid = req.venue_order_id
+        build = self._modify_args(req, spec)
+        exp = self._clock.now_ms() + self._cfg.exp_time_ms if op.exp_time else None
         try:
             answer = await self._write(
-                "amend-order",
-                m.PATH_AMEND,
-                lambda ws: amend_args(vid, spec, req.price, req.quantity, req_id, ws=ws),
-                spec,
-                exp,
-                req,
+                op.ws_op, op.path, build, spec, exp, req, retry_on_clock=op.retry_on_clock
             )
         except VenueError as exc:
-            log.warning("OKX amend %s: %s; checking the order", vid, exc)
-            await self._settle_unknown(req, EventKind.AMEND_FAILED, str(exc))
+            log.warning("OKX %s %s: %s; checking the order", req.op, vid, exc)
+            await self._settle_unknown(req, op.failed, str(exc))
             return
         err = answer.error()
         if err is not None:
-            await self._fail(vid, EventKind.AMEND_FAILED, err)
+            await self._fail(vid, op.failed, err)
 
     async def _settle_unknown(self, req: Request, kind: EventKind, why: str) -> None:
         """A cancel/amend with no answer: report the order's state; if unchanged, that it failed."""

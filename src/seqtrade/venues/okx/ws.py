@@ -9,6 +9,9 @@
 
 trio_websocket exceptions enter seqtrade here: a lost connection ends the session (and fails its
 in-flight requests with :class:`VenueError`, outcome unknown); only :class:`VenueAuthError` is fatal.
+Frames are decoded here too, once, into the typed messages of :mod:`.messages` (:func:`.messages.ws_message`):
+the handlers and the answers to :meth:`WsSession.call` are :class:`.messages.WsEvent`,
+:class:`.messages.WsPush` or :class:`.messages.WriteAnswer`.
 """
 
 from __future__ import annotations
