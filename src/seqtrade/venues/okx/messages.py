@@ -71,15 +71,14 @@ ORDERS_CHANNEL: Final = "orders"
 
 
 class Envelope(TypedDict, total=False):
-    """Every REST response and WS op response: string ``code``, ``msg``, ``data`` list (§2.0)."""
+    """Every REST response: string ``code``, ``msg``, ``data`` list (§2.0). (A WS op answer has the
+    same fields plus ``id`` and ``op``: decoded into :class:`WriteAnswer`.)"""
 
     code: str
     msg: str
     data: list[Any]
     inTime: str
     outTime: str
-    id: str  # WS op responses only
-    op: str  # WS op responses only
 
 
 class WriteResult(TypedDict, total=False):
