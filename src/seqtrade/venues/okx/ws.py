@@ -9,6 +9,9 @@
 
 trio_websocket exceptions enter seqtrade here: a lost connection ends the session (and fails its
 in-flight requests with :class:`VenueError`, outcome unknown); only :class:`VenueAuthError` is fatal.
+Frames are decoded here too, once, into the typed messages of :mod:`.messages` (:func:`.messages.ws_message`):
+the handlers and the answers to :meth:`WsSession.call` are :class:`.messages.WsEvent`,
+:class:`.messages.WsPush` or :class:`.messages.WriteAnswer`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection
 
 from ...errors import VenueAuthError, VenueError
 from .governor import RateWindow, take_slot
-from .parse import decode_ws, dumps
+from .messages import WriteAnswer, WsMessage, ws_message
+from .parse import dumps
 
 __all__ = [
     "Backoff",
@@ -40,7 +44,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MessageHandler = Callable[["WsSession", dict[str, Any]], Awaitable[None]]
+MessageHandler = Callable[["WsSession", WsMessage], Awaitable[None]]
 OpenHandler = Callable[["WsSession"], Awaitable[None]]
 
 
@@ -92,9 +96,9 @@ class SocketStats:
 
 @dataclass(slots=True)
 class _Waiter:
-    match: Callable[[dict[str, Any]], bool]
+    match: Callable[[WsMessage], bool]
     done: trio.Event = field(default_factory=trio.Event)
-    answer: dict[str, Any] | None = None
+    answer: WsMessage | None = None
 
 
 class WsSession:
@@ -161,8 +165,8 @@ class WsSession:
             raise VenueError(f"OKX {self.name} socket closed while sending") from exc
 
     async def call(
-        self, msg: dict[str, Any], match: Callable[[dict[str, Any]], bool], timeout: float
-    ) -> dict[str, Any]:
+        self, msg: dict[str, Any], match: Callable[[WsMessage], bool], timeout: float
+    ) -> WsMessage:
         """Send ``msg`` and wait for the first message that ``match`` accepts.
 
         Raises :class:`VenueError` when no answer comes within ``timeout`` or the socket is lost: the
@@ -183,15 +187,17 @@ class WsSession:
 
     async def op(
         self, op: str, args: list[dict[str, Any]], timeout: float, exp_time_ms: int | None = None
-    ) -> dict[str, Any]:
+    ) -> WriteAnswer:
         """A trading op (§6): ``{"id","op","args"[,"expTime"]}``; returns the answer with the same id."""
         req_id = f"{op.replace('-', '')[:8]}{next(self._ids)}"
         msg: dict[str, Any] = {"id": req_id, "op": op, "args": args}
         if exp_time_ms is not None:
             msg["expTime"] = str(exp_time_ms)
-        return await self.call(msg, lambda m: m.get("id") == req_id and "event" not in m, timeout)
+        answer = await self.call(msg, lambda m: isinstance(m, WriteAnswer) and m.id == req_id, timeout)
+        assert isinstance(answer, WriteAnswer)
+        return answer
 
-    def _resolve(self, msg: dict[str, Any]) -> bool:
+    def _resolve(self, msg: WsMessage) -> bool:
         for w in self._waiters:
             if w.answer is None and w.match(msg):
                 w.answer = msg
@@ -219,7 +225,7 @@ class WsSession:
                     awaiting_pong = True
                     continue
                 awaiting_pong = False
-                msg = decode_ws(raw)
+                msg = ws_message(raw)
                 if msg is None or self._resolve(msg):
                     continue
                 await on_message(self, msg)
