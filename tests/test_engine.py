@@ -321,6 +321,30 @@ def test_a_replay_ends_with_a_welcome_that_names_the_last_seq_and_the_open_order
     assert [r.client_order_id for r in welcome.open_orders] == ["c1"]
 
 
+def test_an_amend_of_an_order_on_a_symbol_no_longer_served_fails_and_leaves_the_order_as_it_is(
+    shell: Shell,
+) -> None:
+    """A restart with another symbol list leaves an order open on a symbol the server no longer trades.
+    An amend of it must fail with the order's status and a reason. It used to raise KeyError, which
+    the order task answers with a ``rejected`` report: the strategy dropped an order still live."""
+    from seqtrade.server.orders import OrderRecord
+
+    live = OrderRecord("v1", "a", "c1", "ETH-USDT", "buy", "limit", 99.0, 1.0, 0, status=OrderStatus.ACCEPTED)
+    engine = Engine(
+        shell.config, instruments=lambda: INSTRUMENTS, risk=shell.risk, accounts=shell.accounts,
+        find_order=shell.journal.find_order, known_keys=[("a", "c1")], open_orders=[live],
+    )  # fmt: skip
+    out = engine.on_request(AmendRequest("a", "c1", 98.0, None), now_ms())
+    assert not out.venue and not out.journal
+    (reply,) = out.replies
+    assert isinstance(reply, Reply)
+    pending = engine.on_reply(reply)
+    assert pending is not None
+    _, report, _ = pending
+    assert report.status is OrderStatus.ACCEPTED and report.client_order_id == "c1"
+    assert report.error_msg == "amend failed: unknown symbol 'ETH-USDT' (this server trades BTC-USDT)"
+
+
 # ----------------------------------------------------------------------------- properties
 
 _KINDS = ["order"] * 3 + ["venue"] * 4 + ["again"] * 2 + ["cancel", "amend", "hello", "drain", "drain"]

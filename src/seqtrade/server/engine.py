@@ -453,7 +453,10 @@ class Engine:
             return f"order is already {rec.status}"
         if rec.order_type == OrderType.MARKET:
             return "a market order cannot be amended"
-        inst = self.instruments()[rec.symbol]
+        instruments = self.instruments()
+        inst = instruments.get(rec.symbol)
+        if inst is None:  # left open by a run that traded it (a restart with another symbol list)
+            return f"unknown symbol {rec.symbol!r} (this server trades {', '.join(sorted(instruments))})"
         too_big = _out_of_range(req.price, req.quantity)
         if too_big:
             return too_big
