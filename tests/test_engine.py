@@ -150,6 +150,9 @@ class Shell:
                     self.queue.append(v.event())
                 elif v.status is not None:
                     self.queue.append(v.event(EventKind.CANCEL_FAILED, error_msg="already closed"))
+                else:  # not acknowledged yet: refused as a venue that does not know it yet would
+                    self.queue.append(OrderEvent(cmd.venue_order_id, OrderStatus.REJECTED, EventKind.CANCEL_FAILED,
+                                                 error_msg="order not acknowledged yet"))  # fmt: skip
             elif isinstance(cmd, Amend):
                 v = self.venue[cmd.venue_order_id]
                 if v.status is not None and v.open and (cmd.quantity is None or cmd.quantity > v.filled):
@@ -343,6 +346,22 @@ def test_an_amend_of_an_order_on_a_symbol_no_longer_served_fails_and_leaves_the_
     _, report, _ = pending
     assert report.status is OrderStatus.ACCEPTED and report.client_order_id == "c1"
     assert report.error_msg == "amend failed: unknown symbol 'ETH-USDT' (this server trades BTC-USDT)"
+
+
+def test_a_refusal_before_the_acknowledgement_is_told_after_it_and_never_reopens(shell: Shell) -> None:
+    """A cancel refused (even as "rejected") before the venue acknowledged the order says nothing of
+    the order's status: the strategy hears "accepted" first, then the refusal, never "rejected" then
+    "accepted"."""
+    shell.request(order("a", "c1"))
+    shell.request(CancelRequest("a", "c1"))  # the venue does not know it yet: refused
+    shell.drain()
+    assert shell.published["a"] == []
+    shell.venue_step(0, 0, 0.0)  # accepted
+    shell.drain()
+    first, second = shell.published["a"]
+    assert first.status is OrderStatus.ACCEPTED and first.error_msg == ""
+    assert second.status is OrderStatus.ACCEPTED and "not acknowledged" in second.error_msg
+    assert shell.engine.lookup("a", "c1").is_open  # type: ignore[union-attr]
 
 
 # ----------------------------------------------------------------------------- properties

@@ -73,6 +73,7 @@ log = logging.getLogger("seqtrade.server.gateway")
 
 REPLAY_LIMIT = 10_000  # reports per hello; a client further behind gets the rest on its next hello
 MAX_VALUE = 1e15  # a price or quantity above this is a mistake, whatever the instrument
+MAX_HELD = 16  # refusals kept per order until the venue acknowledges it (OrderRecord.held)
 
 
 def _out_of_range(price: float | None, quantity: float | None) -> str:
@@ -510,6 +511,10 @@ class Engine:
                 pending.extend(self.on_venue_event(item))
                 continue
             elif isinstance(item, Reply):
+                if item.report is None and item.record is not None and item.record.status is None:
+                    # about an order in flight: told once the venue has acknowledged (or rejected) it
+                    self._hold(item.record, item.error_msg, 0)
+                    continue
                 p = self.on_reply(item)
                 if p is None:  # a re-send: published as it was, after everything before it
                     if pending:
@@ -540,6 +545,11 @@ class Engine:
         if rec is None:
             log.warning("event for an order this server does not know: %s", ev)
             return []
+        if rec.status is None and ev.kind is not EventKind.UPDATE:
+            # A refused cancel/amend before the order was acknowledged: its status is not known yet,
+            # so the refusal is told after the first report, not as a made-up "accepted" now.
+            self._hold(rec, ev.error_msg or f"{ev.kind} by the venue", ev.ts)
+            return []
         out: list[Pending] = []
         if (
             rec.status is None
@@ -555,7 +565,19 @@ class Engine:
         report = apply_event(rec, ev)
         if report is not None:
             out.append((rec, report, ev.trade_id if report.last_fill_quantity > 0 else ""))
+        if rec.held and rec.status is not None:
+            for why, ts in rec.held:
+                out.append((rec, report_for(rec, rec.status, error_msg=why, timestamp=ts), ""))
+            rec.held.clear()
         return out
+
+    @staticmethod
+    def _hold(rec: OrderRecord, why: str, ts: int) -> None:
+        if len(rec.held) >= MAX_HELD:
+            log.warning("order %s: more than %d refusals before its acknowledgement; dropped: %s",
+                        rec.venue_order_id, MAX_HELD, why)  # fmt: skip
+            return
+        rec.held.append((why, ts))
 
     def on_reply(self, item: Reply) -> Pending | None:
         """The report of a request-stage reply (None for a re-send: publish ``item.report`` as it is)."""
@@ -563,8 +585,8 @@ class Engine:
             return None
         if item.report is None and item.record is not None:
             rec = item.record
-            status = rec.status if rec.status is not None else OrderStatus.ACCEPTED
-            return rec, report_for(rec, status, error_msg=item.error_msg), ""
+            assert rec.status is not None, "held by report_steps until the order is acknowledged"
+            return rec, report_for(rec, rec.status, error_msg=item.error_msg), ""
         assert item.report is not None
         return item.record, item.report, ""
 

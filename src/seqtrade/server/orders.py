@@ -55,6 +55,9 @@ class OrderRecord:
     last_report: OrderReport | None = None
     trade_ids: set[str] = field(default_factory=set)
     retiring: bool = False  # closed, and queued to leave memory (the journal keeps it)
+    # Refusals of a cancel/amend that came before the venue acknowledged the order: (why, ts), told
+    # right after its first report (accepted or rejected), never before it. At most MAX_HELD.
+    held: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def is_open(self) -> bool:
