@@ -294,3 +294,72 @@ def test_an_account_from_before_balances_starts_with_the_configured_ones(
     db.close()
     PaperStore.open(path, engine({"USDT": 100.0})).close()
     assert "paper account: open orders hold 198.198 USDT but the account has 100" in caplog.text
+
+
+# ----------------------------------------------------------------------------- review: the freeze's slack
+
+
+def _whole_balance_buy(eng_balance: float, asks: list[list[float]], maker: float = MAKER) -> MatchingEngine:
+    eng = MatchingEngine({SYM: INST}, maker_fee=maker, taker_fee=TAKER, balances={"USDT": eng_balance})
+    eng.set_book(SYM, [[99.9, 1e6]], asks, 0)
+    return eng
+
+
+# 999 BTC at 100.0 with the taker fee: 99999.9 USDT. The account has 50 micro-USDT less: within the
+# float slack freeze() allows (1e-9 of the amount), so the order is accepted and its reservation is
+# 50 micro-USDT short of what it spends.
+_NEED = 999 * 100.0 * (1 + TAKER)
+_SHORT = _NEED - 5e-5
+
+
+@pytest.mark.parametrize(
+    "asks",
+    [
+        [[100.0, 1e6]],  # filled at once
+        [[100.0, 500.0]],  # half now, the rest as maker later (the maker fee as high as the taker's)
+    ],
+)
+def test_a_buy_of_the_whole_balance_within_the_slack_never_leaves_available_negative(
+    asks: list[list[float]],
+) -> None:
+    eng = _whole_balance_buy(_SHORT, asks, maker=TAKER)
+    eng.submit(order("b1", Side.BUY, OrderType.LIMIT, 100.0, 999.0), ts=1)
+    eng.set_book(SYM, [[99.9, 1e6]], [[100.0, 1e6]], 2)  # the rest fills as maker
+    o = eng.order("b1")
+    assert o is not None and o.status is OrderStatus.FILLED
+    assert eng.account()["USDT"].available >= 0
+    assert eng.account()["USDT"].frozen == 0
+
+
+def test_a_market_buy_of_the_whole_balance_beyond_the_depth_never_leaves_available_negative() -> None:
+    need = 998.002 * 100.0 * (1 + TAKER)
+    eng = _whole_balance_buy(need - 5e-5, [[100.0, 998.002]])  # 999 BTC asked, 998.002 shown
+    evs = eng.submit(order("m1", Side.BUY, OrderType.MARKET, None, 999.0), ts=1)
+    assert evs[-1].status is OrderStatus.CANCELLED and evs[-1].filled_quantity == pytest.approx(998.002)
+    assert eng.account()["USDT"].available >= 0
+
+
+def test_a_restart_with_a_whole_balance_buy_resting_never_leaves_available_negative(tmp_path: Path) -> None:
+    path = tmp_path / "paper.sqlite"
+    eng = _whole_balance_buy(_SHORT, [[100.1, 1e6]])  # rests at 100.0
+    store = PaperStore.open(path, eng)
+    store.save(eng.submit(order("b1", Side.BUY, OrderType.LIMIT, 100.0, 999.0), ts=1), "b1")
+    store.close()
+    eng2 = _whole_balance_buy(1.0, [[100.1, 1e6]])
+    PaperStore.open(path, eng2).close()
+    assert eng2.account()["USDT"].available >= 0
+    assert eng2.balances()["USDT"] == pytest.approx(_SHORT)
+    eng2.set_book(SYM, [[99.9, 1e6]], [[100.0, 1e6]], 2)  # fills as maker
+    assert eng2.account()["USDT"].available >= 0 and eng2.account()["USDT"].frozen == 0
+    eng3 = _whole_balance_buy(1.0, [[100.1, 1e6]])
+    PaperStore.open(path, eng3).close()
+    eng3.cancel("b1", ts=3)  # a cancel after the restart gives back what the account had, no more
+    assert eng3.balances()["USDT"] <= _SHORT
+
+
+def test_a_sell_of_the_whole_coins_within_the_slack_never_leaves_available_negative() -> None:
+    eng = MatchingEngine({SYM: INST}, maker_fee=MAKER, taker_fee=TAKER, balances={"BTC": 10.0 - 5e-9})
+    eng.set_book(SYM, [[99.9, 5.0]], [[100.0, 1e6]], 0)
+    eng.submit(order("s1", Side.SELL, OrderType.LIMIT, 99.9, 10.0), ts=1)  # 5 now, 5 as maker
+    eng.set_book(SYM, [[99.9, 1e6]], [[100.0, 1e6]], 2)
+    assert eng.account()["BTC"] == Balance(0.0, 0.0)

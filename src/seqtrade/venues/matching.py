@@ -336,6 +336,8 @@ class MatchingEngine:
                 self._remember_closed(o)
         for ccy in set(total) | set(frozen) | set(self._account):
             f = frozen.get(ccy, 0.0)
+            if f - 1e-9 * max(1.0, f) <= total.get(ccy, 0.0) < f:  # freeze()'s slack: they hold all there is
+                f = total.get(ccy, 0.0)
             self._account[ccy] = Balance(total.get(ccy, 0.0) - f, f)
             if total.get(ccy, 0.0) < f - 1e-9 * max(1.0, f):  # open orders from before balances existed
                 log.warning("paper account: open orders hold %g %s but the account has %g; cancel them or"
@@ -716,6 +718,9 @@ class MatchingEngine:
                 notional=notional,
                 fee=fee,
                 unfreeze=unfreeze,
+                order_amount=buy_reservation(o.notional + o.quantity * (o.price or 0.0), self._reserve_fee)
+                if buy
+                else o.quantity,
             )
         )
         self._position_lots[o.symbol] += lots if buy else -lots
