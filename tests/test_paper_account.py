@@ -363,3 +363,31 @@ def test_a_sell_of_the_whole_coins_within_the_slack_never_leaves_available_negat
     eng.submit(order("s1", Side.SELL, OrderType.LIMIT, 99.9, 10.0), ts=1)  # 5 now, 5 as maker
     eng.set_book(SYM, [[99.9, 1e6]], [[100.0, 1e6]], 2)
     assert eng.account()["BTC"] == Balance(0.0, 0.0)
+
+
+def test_an_open_order_of_a_symbol_no_longer_served_keeps_its_funds_and_can_be_cancelled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restart with ETH-USDT dropped from venue.symbols: its resting buy cannot fill any more, but
+    it still holds its USDT (not spendable twice), a cancel releases them, an amend is refused."""
+    eth = Instrument("ETH-USDT", tick_size=0.1, lot_size=0.001, min_size=0.001)
+    path = tmp_path / "paper.sqlite"
+    eng = MatchingEngine(
+        {SYM: INST, "ETH-USDT": eth}, maker_fee=MAKER, taker_fee=TAKER, balances={"USDT": 1000.0}
+    )
+    store = PaperStore.open(path, eng)
+    eng.set_book("ETH-USDT", [[99.0, 1.0]], [[101.0, 1.0]], 0)
+    store.save(eng.submit(VenueOrder("e1", "ETH-USDT", Side.BUY, OrderType.LIMIT, 100.0, 1.0), ts=1), "e1")
+    before = eng.account()["USDT"]
+    assert before.frozen == pytest.approx(100.0 * (1 + TAKER))
+    store.close()
+
+    eng2 = engine({"USDT": 1000.0})  # BTC-USDT only
+    PaperStore.open(path, eng2).close()
+    assert eng2.account()["USDT"] == Balance(pytest.approx(before.available), pytest.approx(before.frozen))
+    assert "e1" in caplog.text and "ETH-USDT" in caplog.text
+    (am,) = eng2.amend("e1", 99.0, None, ts=2)
+    assert am.kind == "amend_failed" and "ETH-USDT" in am.error_msg
+    ev = eng2.cancel("e1", ts=3)
+    assert ev.status is OrderStatus.CANCELLED
+    assert eng2.account()["USDT"] == Balance(1000.0, 0.0)
