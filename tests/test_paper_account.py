@@ -391,3 +391,13 @@ def test_an_open_order_of_a_symbol_no_longer_served_keeps_its_funds_and_can_be_c
     ev = eng2.cancel("e1", ts=3)
     assert ev.status is OrderStatus.CANCELLED
     assert eng2.account()["USDT"] == Balance(1000.0, 0.0)
+
+
+@pytest.mark.parametrize("key", ["maker_fee", "taker_fee"])
+@pytest.mark.parametrize("value", [1.0, 1.5, -1.0])
+def test_a_fee_that_is_not_a_fraction_of_the_notional_is_refused(key: str, value: float) -> None:
+    """A fee of 1 or more (a percentage written as a number: 1.5 for 1.5 %) made a sale cost more than
+    it brought: USDT available went to -50 on a 100 USDT market sell. -1 or less made a buy pay out."""
+    with pytest.raises(ConfigError, match=rf"venue.paper.{key}: .*fraction"):
+        parse_config(f"[venue.paper]\n{key} = {value}\n")
+    assert parse_config(f"[venue.paper]\n{key} = -0.0002\n")  # a maker rebate is fine
