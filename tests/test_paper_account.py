@@ -7,6 +7,7 @@ orders, amends, cancels and market moves and check after every step what an exch
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from seqtrade.config import DEFAULT_PAPER_BALANCES, PaperConfig, parse_config
 from seqtrade.errors import ConfigError
 from seqtrade.models import OrderStatus, OrderType, Side
-from seqtrade.venues.base import Instrument, VenueOrder
+from seqtrade.venues.base import Instrument, OrderEvent, VenueOrder
 from seqtrade.venues.matching import MatchingEngine
 from seqtrade.venues.paper_account import Balance, freeze, release, settle_fill
 from seqtrade.venues.paper_store import PaperStore
@@ -401,3 +402,75 @@ def test_a_fee_that_is_not_a_fraction_of_the_notional_is_refused(key: str, value
     with pytest.raises(ConfigError, match=rf"venue.paper.{key}: .*fraction"):
         parse_config(f"[venue.paper]\n{key} = {value}\n")
     assert parse_config(f"[venue.paper]\n{key} = -0.0002\n")  # a maker rebate is fine
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    actions=_actions,
+    restarts=st.sets(st.integers(min_value=0, max_value=40)),  # before which actions
+    usdt=st.sampled_from([50.0, 1e5, 100.3 * (1 + TAKER) - 5e-8]),  # the last: 1 BTC at 100.3, nearly
+    btc=st.sampled_from([0.5, 3.0 - 2e-9]),  # the last: 3 BTC, nearly
+    fees=st.sampled_from([(MAKER, TAKER), (-0.0002, 0.0005), (0.002, 0.001)]),
+)
+def test_restarts_in_the_middle_of_random_trading_keep_the_account(
+    actions: list[tuple],  # type: ignore[type-arg]
+    restarts: set[int],
+    usdt: float,
+    btc: float,
+    fees: tuple[float, float],
+) -> None:
+    """Review: a restart (the account reloaded from paper.sqlite, frozen funds recomputed from the open
+    orders) at any point gives back the same available and frozen; after it, every open order holds
+    what it needs, a closed one nothing, and no balance is below zero."""
+    start = {"USDT": usdt, "BTC": btc}
+    maker, taker = fees
+    bids, asks = book(100.0, -0.1), book(100.2, 0.1)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "paper.sqlite"
+
+        def load() -> tuple[MatchingEngine, PaperStore]:
+            eng = MatchingEngine({SYM: INST}, maker_fee=maker, taker_fee=taker, balances=start)
+            return eng, PaperStore.open(path, eng)
+
+        eng, store = load()
+        eng.set_book(SYM, bids, asks, 0)
+        ids: list[str] = []
+        for ts, a in enumerate(actions, start=1):
+            if ts - 1 in restarts:
+                before, positions = eng.account(), eng.positions()
+                store.close()
+                eng, store = load()
+                after = eng.account()
+                for ccy, b in before.items():
+                    assert after[ccy].available == pytest.approx(b.available, abs=1e-6), ccy
+                    assert after[ccy].frozen == pytest.approx(b.frozen, abs=1e-6), ccy
+                assert eng.positions() == positions
+                store.save(eng.set_book(SYM, bids, asks, ts))  # the market again: may fill what rests
+            evs: list[OrderEvent] = []
+            oid = ""
+            if a[0] == "submit":
+                _, side, kind, px, lots = a
+                oid = f"o{len(ids)}"
+                ids.append(oid)
+                price = None if kind is OrderType.MARKET else round(px * 0.1, 1)
+                evs = eng.submit(order(oid, side, kind, price, round(lots * 0.001, 3)), ts)
+            elif a[0] == "cancel" and ids:
+                evs = [eng.cancel(ids[a[1] % len(ids)], ts)]
+            elif a[0] == "amend" and ids:
+                evs = eng.amend(ids[a[1] % len(ids)], round(a[2] * 0.1, 1), round(a[3] * 0.001, 3), ts)
+            elif a[0] == "book":
+                bids, asks = book(round((a[1] - 1) * 0.1, 1), -0.1), book(round((a[1] + 1) * 0.1, 1), 0.1)
+                evs = list(eng.set_book(SYM, bids, asks, ts))
+            elif a[0] == "trade":
+                evs = list(eng.on_trade(SYM, round(a[1] * 0.1, 1), 0.7, a[2], ts))
+            store.save(evs, oid)
+            for ccy, b in eng.account().items():
+                assert b.available >= 0 and b.frozen >= 0, (ccy, b)
+            for ev in eng.open_orders():
+                o = eng.order(ev.venue_order_id)
+                assert o is not None
+                need = (o.lots - o.filled_lots) * INST.lot_size
+                if o.side is Side.BUY:
+                    need *= (o.price or 0.0) * (1 + max(maker, taker, 0.0))
+                assert o.reserved == pytest.approx(need, abs=1e-6)
+        store.close()
