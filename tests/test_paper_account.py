@@ -7,6 +7,7 @@ orders, amends, cancels and market moves and check after every step what an exch
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from seqtrade.config import DEFAULT_PAPER_BALANCES, PaperConfig, parse_config
 from seqtrade.errors import ConfigError
 from seqtrade.models import OrderStatus, OrderType, Side
-from seqtrade.venues.base import Instrument, VenueOrder
+from seqtrade.venues.base import Instrument, OrderEvent, VenueOrder
 from seqtrade.venues.matching import MatchingEngine
 from seqtrade.venues.paper_account import Balance, freeze, release, settle_fill
 from seqtrade.venues.paper_store import PaperStore
@@ -294,3 +295,182 @@ def test_an_account_from_before_balances_starts_with_the_configured_ones(
     db.close()
     PaperStore.open(path, engine({"USDT": 100.0})).close()
     assert "paper account: open orders hold 198.198 USDT but the account has 100" in caplog.text
+
+
+# ----------------------------------------------------------------------------- review: the freeze's slack
+
+
+def _whole_balance_buy(eng_balance: float, asks: list[list[float]], maker: float = MAKER) -> MatchingEngine:
+    eng = MatchingEngine({SYM: INST}, maker_fee=maker, taker_fee=TAKER, balances={"USDT": eng_balance})
+    eng.set_book(SYM, [[99.9, 1e6]], asks, 0)
+    return eng
+
+
+# 999 BTC at 100.0 with the taker fee: 99999.9 USDT. The account has 50 micro-USDT less: within the
+# float slack freeze() allows (1e-9 of the amount), so the order is accepted and its reservation is
+# 50 micro-USDT short of what it spends.
+_NEED = 999 * 100.0 * (1 + TAKER)
+_SHORT = _NEED - 5e-5
+
+
+@pytest.mark.parametrize(
+    "asks",
+    [
+        [[100.0, 1e6]],  # filled at once
+        [[100.0, 500.0]],  # half now, the rest as maker later (the maker fee as high as the taker's)
+    ],
+)
+def test_a_buy_of_the_whole_balance_within_the_slack_never_leaves_available_negative(
+    asks: list[list[float]],
+) -> None:
+    eng = _whole_balance_buy(_SHORT, asks, maker=TAKER)
+    eng.submit(order("b1", Side.BUY, OrderType.LIMIT, 100.0, 999.0), ts=1)
+    eng.set_book(SYM, [[99.9, 1e6]], [[100.0, 1e6]], 2)  # the rest fills as maker
+    o = eng.order("b1")
+    assert o is not None and o.status is OrderStatus.FILLED
+    assert eng.account()["USDT"].available >= 0
+    assert eng.account()["USDT"].frozen == 0
+
+
+def test_a_market_buy_of_the_whole_balance_beyond_the_depth_never_leaves_available_negative() -> None:
+    need = 998.002 * 100.0 * (1 + TAKER)
+    eng = _whole_balance_buy(need - 5e-5, [[100.0, 998.002]])  # 999 BTC asked, 998.002 shown
+    evs = eng.submit(order("m1", Side.BUY, OrderType.MARKET, None, 999.0), ts=1)
+    assert evs[-1].status is OrderStatus.CANCELLED and evs[-1].filled_quantity == pytest.approx(998.002)
+    assert eng.account()["USDT"].available >= 0
+
+
+def test_a_restart_with_a_whole_balance_buy_resting_never_leaves_available_negative(tmp_path: Path) -> None:
+    path = tmp_path / "paper.sqlite"
+    eng = _whole_balance_buy(_SHORT, [[100.1, 1e6]])  # rests at 100.0
+    store = PaperStore.open(path, eng)
+    store.save(eng.submit(order("b1", Side.BUY, OrderType.LIMIT, 100.0, 999.0), ts=1), "b1")
+    store.close()
+    eng2 = _whole_balance_buy(1.0, [[100.1, 1e6]])
+    PaperStore.open(path, eng2).close()
+    assert eng2.account()["USDT"].available >= 0
+    assert eng2.balances()["USDT"] == pytest.approx(_SHORT)
+    eng2.set_book(SYM, [[99.9, 1e6]], [[100.0, 1e6]], 2)  # fills as maker
+    assert eng2.account()["USDT"].available >= 0 and eng2.account()["USDT"].frozen == 0
+    eng3 = _whole_balance_buy(1.0, [[100.1, 1e6]])
+    PaperStore.open(path, eng3).close()
+    eng3.cancel("b1", ts=3)  # a cancel after the restart gives back what the account had, no more
+    assert eng3.balances()["USDT"] <= _SHORT
+
+
+def test_a_sell_of_the_whole_coins_within_the_slack_never_leaves_available_negative() -> None:
+    eng = MatchingEngine({SYM: INST}, maker_fee=MAKER, taker_fee=TAKER, balances={"BTC": 10.0 - 5e-9})
+    eng.set_book(SYM, [[99.9, 5.0]], [[100.0, 1e6]], 0)
+    eng.submit(order("s1", Side.SELL, OrderType.LIMIT, 99.9, 10.0), ts=1)  # 5 now, 5 as maker
+    eng.set_book(SYM, [[99.9, 1e6]], [[100.0, 1e6]], 2)
+    assert eng.account()["BTC"] == Balance(0.0, 0.0)
+
+
+def test_an_open_order_of_a_symbol_no_longer_served_keeps_its_funds_and_can_be_cancelled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restart with ETH-USDT dropped from venue.symbols: its resting buy cannot fill any more, but
+    it still holds its USDT (not spendable twice), a cancel releases them, an amend is refused."""
+    eth = Instrument("ETH-USDT", tick_size=0.1, lot_size=0.001, min_size=0.001)
+    path = tmp_path / "paper.sqlite"
+    eng = MatchingEngine(
+        {SYM: INST, "ETH-USDT": eth}, maker_fee=MAKER, taker_fee=TAKER, balances={"USDT": 1000.0}
+    )
+    store = PaperStore.open(path, eng)
+    eng.set_book("ETH-USDT", [[99.0, 1.0]], [[101.0, 1.0]], 0)
+    store.save(eng.submit(VenueOrder("e1", "ETH-USDT", Side.BUY, OrderType.LIMIT, 100.0, 1.0), ts=1), "e1")
+    before = eng.account()["USDT"]
+    assert before.frozen == pytest.approx(100.0 * (1 + TAKER))
+    store.close()
+
+    eng2 = engine({"USDT": 1000.0})  # BTC-USDT only
+    PaperStore.open(path, eng2).close()
+    assert eng2.account()["USDT"] == Balance(pytest.approx(before.available), pytest.approx(before.frozen))
+    assert "e1" in caplog.text and "ETH-USDT" in caplog.text
+    (am,) = eng2.amend("e1", 99.0, None, ts=2)
+    assert am.kind == "amend_failed" and "ETH-USDT" in am.error_msg
+    ev = eng2.cancel("e1", ts=3)
+    assert ev.status is OrderStatus.CANCELLED
+    assert eng2.account()["USDT"] == Balance(1000.0, 0.0)
+
+
+@pytest.mark.parametrize("key", ["maker_fee", "taker_fee"])
+@pytest.mark.parametrize("value", [1.0, 1.5, -1.0])
+def test_a_fee_that_is_not_a_fraction_of_the_notional_is_refused(key: str, value: float) -> None:
+    """A fee of 1 or more (a percentage written as a number: 1.5 for 1.5 %) made a sale cost more than
+    it brought: USDT available went to -50 on a 100 USDT market sell. -1 or less made a buy pay out."""
+    with pytest.raises(ConfigError, match=rf"venue.paper.{key}: .*fraction"):
+        parse_config(f"[venue.paper]\n{key} = {value}\n")
+    assert parse_config(f"[venue.paper]\n{key} = -0.0002\n")  # a maker rebate is fine
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    actions=_actions,
+    restarts=st.sets(st.integers(min_value=0, max_value=40)),  # before which actions
+    usdt=st.sampled_from([50.0, 1e5, 100.3 * (1 + TAKER) - 5e-8]),  # the last: 1 BTC at 100.3, nearly
+    btc=st.sampled_from([0.5, 3.0 - 2e-9]),  # the last: 3 BTC, nearly
+    fees=st.sampled_from([(MAKER, TAKER), (-0.0002, 0.0005), (0.002, 0.001)]),
+)
+def test_restarts_in_the_middle_of_random_trading_keep_the_account(
+    actions: list[tuple],  # type: ignore[type-arg]
+    restarts: set[int],
+    usdt: float,
+    btc: float,
+    fees: tuple[float, float],
+) -> None:
+    """Review: a restart (the account reloaded from paper.sqlite, frozen funds recomputed from the open
+    orders) at any point gives back the same available and frozen; after it, every open order holds
+    what it needs, a closed one nothing, and no balance is below zero."""
+    start = {"USDT": usdt, "BTC": btc}
+    maker, taker = fees
+    bids, asks = book(100.0, -0.1), book(100.2, 0.1)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "paper.sqlite"
+
+        def load() -> tuple[MatchingEngine, PaperStore]:
+            eng = MatchingEngine({SYM: INST}, maker_fee=maker, taker_fee=taker, balances=start)
+            return eng, PaperStore.open(path, eng)
+
+        eng, store = load()
+        eng.set_book(SYM, bids, asks, 0)
+        ids: list[str] = []
+        for ts, a in enumerate(actions, start=1):
+            if ts - 1 in restarts:
+                before, positions = eng.account(), eng.positions()
+                store.close()
+                eng, store = load()
+                after = eng.account()
+                for ccy, b in before.items():
+                    assert after[ccy].available == pytest.approx(b.available, abs=1e-6), ccy
+                    assert after[ccy].frozen == pytest.approx(b.frozen, abs=1e-6), ccy
+                assert eng.positions() == positions
+                store.save(eng.set_book(SYM, bids, asks, ts))  # the market again: may fill what rests
+            evs: list[OrderEvent] = []
+            oid = ""
+            if a[0] == "submit":
+                _, side, kind, px, lots = a
+                oid = f"o{len(ids)}"
+                ids.append(oid)
+                price = None if kind is OrderType.MARKET else round(px * 0.1, 1)
+                evs = eng.submit(order(oid, side, kind, price, round(lots * 0.001, 3)), ts)
+            elif a[0] == "cancel" and ids:
+                evs = [eng.cancel(ids[a[1] % len(ids)], ts)]
+            elif a[0] == "amend" and ids:
+                evs = eng.amend(ids[a[1] % len(ids)], round(a[2] * 0.1, 1), round(a[3] * 0.001, 3), ts)
+            elif a[0] == "book":
+                bids, asks = book(round((a[1] - 1) * 0.1, 1), -0.1), book(round((a[1] + 1) * 0.1, 1), 0.1)
+                evs = list(eng.set_book(SYM, bids, asks, ts))
+            elif a[0] == "trade":
+                evs = list(eng.on_trade(SYM, round(a[1] * 0.1, 1), 0.7, a[2], ts))
+            store.save(evs, oid)
+            for ccy, b in eng.account().items():
+                assert b.available >= 0 and b.frozen >= 0, (ccy, b)
+            for ev in eng.open_orders():
+                o = eng.order(ev.venue_order_id)
+                assert o is not None
+                need = (o.lots - o.filled_lots) * INST.lot_size
+                if o.side is Side.BUY:
+                    need *= (o.price or 0.0) * (1 + max(maker, taker, 0.0))
+                assert o.reserved == pytest.approx(need, abs=1e-6)
+        store.close()

@@ -338,6 +338,11 @@ def _check(cfg: Config) -> None:
     for ccy, amount in p.balances.items():
         if amount < 0:
             raise ConfigError(f"venue.paper.balances.{ccy}: must be >= 0")
+    for name in ("maker_fee", "taker_fee"):
+        if not -1 < getattr(p, name) < 1:
+            raise ConfigError(
+                f"venue.paper.{name}: must be a fraction of the notional (0.001 = 0.1 %), above -1 and below 1"
+            )
     if not 0 <= p.trade_probability <= 1:
         raise ConfigError("venue.paper.trade_probability: must be between 0 and 1")
     if cfg.venue.okx.cancel_all_after and not 10 <= cfg.venue.okx.cancel_all_after <= 120:

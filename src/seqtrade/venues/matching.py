@@ -334,8 +334,18 @@ class MatchingEngine:
             elif not _is_open(o.status):
                 o.reserved = 0.0
                 self._remember_closed(o)
+            else:  # open, of a symbol no longer served: it cannot fill, but holds its funds until cancelled
+                left = max(o.quantity - o.filled, 0.0)
+                buy = o.side is _BUY
+                o.reserved = buy_reservation(left * (o.price or 0.0), self._reserve_fee) if buy else left
+                ccy = quote_currency(o.symbol) if buy else base_currency(o.symbol)
+                frozen[ccy] = frozen.get(ccy, 0.0) + o.reserved
+                log.warning("paper account: open order %s of %s, which venue.symbols does not serve, holds"
+                            " %g %s until it is cancelled", o.venue_order_id, o.symbol, o.reserved, ccy)  # fmt: skip
         for ccy in set(total) | set(frozen) | set(self._account):
             f = frozen.get(ccy, 0.0)
+            if f - 1e-9 * max(1.0, f) <= total.get(ccy, 0.0) < f:  # freeze()'s slack: they hold all there is
+                f = total.get(ccy, 0.0)
             self._account[ccy] = Balance(total.get(ccy, 0.0) - f, f)
             if total.get(ccy, 0.0) < f - 1e-9 * max(1.0, f):  # open orders from before balances existed
                 log.warning("paper account: open orders hold %g %s but the account has %g; cancel them or"
@@ -496,7 +506,9 @@ class MatchingEngine:
             )
         if not _is_open(o.status):
             return self._event(o, ts, kind=EventKind.CANCEL_FAILED, error_msg=f"order is already {o.status}")
-        self._symbols[o.symbol].unrest(o)
+        st = self._symbols.get(o.symbol)
+        if st is not None:  # None: an order restored for a symbol no longer served
+            st.unrest(o)
         return self._close(o, _CANCELLED, reason, ts)
 
     def cancel_all(self, ts: int, *, reason: str = "") -> list[OrderEvent]:
@@ -524,7 +536,9 @@ class MatchingEngine:
                     ts=ts,
                 )
             ]
-        st = self._symbols[o.symbol]
+        st = self._symbols.get(o.symbol)
+        if st is None:
+            return [self._event(o, ts, kind=EventKind.AMEND_FAILED, error_msg=f"{o.symbol} is not served")]
         reason = self._amend_refusal(o, st, price, quantity)
         if reason:
             return [self._event(o, ts, kind=EventKind.AMEND_FAILED, error_msg=reason)]
@@ -599,11 +613,15 @@ class MatchingEngine:
         o.reserved += changed[currency].frozen - before
         return ""
 
-    def _release(self, st: _Symbol, o: PaperOrder, amount: float) -> None:
+    def _release(self, st: _Symbol | None, o: PaperOrder, amount: float) -> None:
         amount = min(amount, o.reserved)
         if amount <= 0:
             return
-        self._account.update(release(self._account, st.quote if o.side is _BUY else st.base, amount))
+        if st is None:  # an order restored for a symbol no longer served
+            ccy = quote_currency(o.symbol) if o.side is _BUY else base_currency(o.symbol)
+        else:
+            ccy = st.quote if o.side is _BUY else st.base
+        self._account.update(release(self._account, ccy, amount))
         o.reserved -= amount
 
     def _refreeze(self, st: _Symbol, o: PaperOrder, lots: int, price: float | None) -> str:
@@ -716,6 +734,9 @@ class MatchingEngine:
                 notional=notional,
                 fee=fee,
                 unfreeze=unfreeze,
+                order_amount=buy_reservation(o.notional + o.quantity * (o.price or 0.0), self._reserve_fee)
+                if buy
+                else o.quantity,
             )
         )
         self._position_lots[o.symbol] += lots if buy else -lots
@@ -729,7 +750,7 @@ class MatchingEngine:
 
     def _close(self, o: PaperOrder, status: OrderStatus, reason: str, ts: int) -> OrderEvent:
         if o.reserved:
-            self._release(self._symbols[o.symbol], o, o.reserved)
+            self._release(self._symbols.get(o.symbol), o, o.reserved)
         o.status = status
         o.error_msg = reason
         o.ts = ts

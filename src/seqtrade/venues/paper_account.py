@@ -107,10 +107,15 @@ def settle_fill(
     notional: float,
     fee: float,
     unfreeze: float,
+    order_amount: float = 0.0,
 ) -> dict[str, Balance]:
     """The balances after one fill of ``quantity`` base for ``notional`` quote and ``fee`` (quote,
     + = cost), where the order gives up ``unfreeze`` of its reservation (quote for a buy, base for a sell;
-    at least what the fill spends). The rest of ``unfreeze`` returns to available."""
+    at least what the fill spends). The rest of ``unfreeze`` returns to available.
+
+    ``order_amount``: a bound on what the order ever had to freeze. :func:`freeze` accepts an order
+    that needs up to its slack more than is available and freezes what there is; the payer's balance
+    that ends that little below zero is zero (the slack is forgiven on the fill that spends it)."""
     b, q = account.get(base, Balance()), account.get(quote, Balance())
     unfreeze_ = min(unfreeze, (q if buy else b).frozen)
     if buy:
@@ -120,14 +125,15 @@ def settle_fill(
     else:
         b2 = Balance(b.available + unfreeze_ - quantity, b.frozen - unfreeze_)
         q2 = Balance(q.available + notional - fee, q.frozen)
-    return {base: _no_dust(b2), quote: _no_dust(q2)}
+    slack = _TOL * max(1.0, order_amount)
+    return {base: _no_dust(b2, 0.0 if buy else slack), quote: _no_dust(q2, slack if buy else 0.0)}
 
 
-def _no_dust(b: Balance) -> Balance:
+def _no_dust(b: Balance, slack: float = 0.0) -> Balance:
     """Float sums of the same fills in another order differ in the last bits: a balance a rounding
-    error below zero is zero."""
+    error (or ``slack``) below zero is zero."""
     avail, frozen = b.available, b.frozen
-    if -_TOL * max(1.0, abs(frozen)) < avail < 0:
+    if -max(_TOL * max(1.0, abs(frozen)), slack) <= avail < 0:
         avail = 0.0
     if -_TOL < frozen < 0:
         frozen = 0.0
