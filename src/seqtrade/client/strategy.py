@@ -132,8 +132,16 @@ class Strategy:
        ([`set_timer`][seqtrade.client.Strategy.set_timer]) when due.
     4. [`on_stop`][seqtrade.client.Strategy.on_stop], once, after ``stop()``, SIGINT or SIGTERM.
 
-    An exception raised by a callback or a timer is logged with its traceback and the strategy goes
-    on. Callbacks should return quickly: market data that arrives meanwhile queues up.
+    An exception raised by a callback or a timer never ends the strategy: the first of each callback
+    is logged with its traceback, later ones are counted and logged in one line per callback every
+    10 s, and the counts are shown by ``seqtrade status`` and ``seqtrade strategies``. Callbacks
+    should return quickly: market data that arrives meanwhile queues up.
+
+    **Symbols.** [`symbols`][seqtrade.client.Strategy.symbols] (a class attribute, replaced by a
+    ``symbol`` or ``symbols`` param) is what the strategy receives prices for and may trade;
+    [`symbol`][seqtrade.client.Strategy.symbol] is the first of them, for a one-symbol strategy.
+    ``--param symbol=ETH-USDT`` thus changes both; an order for a symbol outside a non-empty
+    ``symbols`` raises ``ValueError`` at the call.
 
     **Orders.** The order helpers ([`buy_limit`][seqtrade.client.Strategy.buy_limit],
     [`sell_limit`][seqtrade.client.Strategy.sell_limit],
