@@ -69,3 +69,24 @@ def test_a_heartbeat_carries_the_counts_and_a_bad_errors_map_is_refused() -> Non
                 {f"cb{i}": 1 for i in range(65)}, {"on_ticker": 2**64 - 1}):  # fmt: skip
         with pytest.raises(WireError):
             wire.parse_request(frame(bad))
+
+
+def test_what_the_heartbeat_carries_is_always_a_valid_errors_map() -> None:
+    """Many timers, long names (a functools.partial's repr): the map stays within what the server
+    accepts, or every heartbeat would be refused and the strategy taken for dead."""
+    from seqtrade import wire
+    from seqtrade.models import Heartbeat
+
+    e = CallbackErrors()
+    for i in range(100):
+        for _ in range(i + 1):
+            e.record(f"timer_{i:03d}", ValueError(), 0.0)
+    e.record(
+        "functools.partial(<bound method X.y of <x.X object at 0x7f>>, " + "a" * 100 + ")", ValueError(), 0.0
+    )
+    e.record("", ValueError(), 0.0)
+    sent = e.for_heartbeat()
+    assert len(sent) == 64 and all(0 < len(k) <= 64 for k in sent)
+    assert sent["timer_099"] == 100 and "timer_000" not in sent  # the largest counts are kept
+    hb = Heartbeat("s1", 1, sent)
+    assert wire.parse_request(wire.encode_message(hb)) == hb

@@ -563,7 +563,7 @@ def _heartbeat_body(h: Heartbeat) -> dict[str, Any]:
     return body
 
 
-MAX_ERROR_KEYS = 64  # callback names in one heartbeat's optional 'errors' map
+MAX_ERROR_KEYS = 64  # callback names in one heartbeat's optional 'errors' map (client.errorlog.MAX_NAMES)
 
 
 def _heartbeat_from_body(d: dict[str, Any]) -> Heartbeat:

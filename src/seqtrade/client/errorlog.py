@@ -17,6 +17,8 @@ from dataclasses import dataclass
 __all__ = ["CallbackErrors", "SUMMARY_INTERVAL"]
 
 SUMMARY_INTERVAL = 10.0  # seconds between two summary lines of one callback
+MAX_NAMES = 64  # what a heartbeat's 'errors' map may hold (docs/protocol.md): names ...
+MAX_NAME_LENGTH = 64  # ... of at most this many characters
 
 
 @dataclass(slots=True)
@@ -50,6 +52,16 @@ class CallbackErrors:
         p.count += 1
         p.last = f"{type(exc).__name__}: {exc}"[:300]
         return False
+
+    def for_heartbeat(self) -> dict[str, int]:
+        """``counts`` as the heartbeat's ``errors`` map may carry it: names cut to 64 characters, the
+        64 largest counts. A heartbeat the server refused would make the strategy look dead."""
+        out: dict[str, int] = {}
+        for name, n in sorted(self.counts.items(), key=lambda kv: -kv[1]):
+            key = name[:MAX_NAME_LENGTH] or "?"
+            if key in out or len(out) < MAX_NAMES:
+                out[key] = out.get(key, 0) + n
+        return out
 
     def due(self, now: float) -> list[str]:
         """The summary lines due at ``now``: for each callback that raised since its last line, at

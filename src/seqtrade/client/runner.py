@@ -159,7 +159,7 @@ class _Shell:
             self.summarise_errors()
         for msg in self.proto.requests_to_send():
             if isinstance(msg, Heartbeat):
-                msg.errors = dict(self.errlog.counts)
+                msg.errors = self.errlog.for_heartbeat()
             self.conn.send(msg)
 
     def drain_reports(self, sock: zmq.Socket[Any], limit: int = 100_000) -> None:
