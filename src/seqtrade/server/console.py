@@ -147,6 +147,8 @@ class LiveConsole:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._last is not None:  # the server has gone: keep its last state, saying so
+            self._live.update(self._render(*self._last, note="the server has stopped; its last state above"))
         self._live.stop()
 
     def _run(self) -> None:
@@ -156,9 +158,9 @@ class LiveConsole:
             except (ConnectionError, RuntimeError) as exc:
                 last = self._last
                 self._live.update(
-                    self._render(*last, waiting=str(exc))
+                    self._render(*last, note=f"no answer from the server: {exc}")
                     if last
-                    else self._render(None, None, waiting=str(exc))
+                    else self._render(None, None, note=str(exc))
                 )
             else:
                 self._last = (status, strategies)
@@ -171,16 +173,16 @@ class LiveConsole:
         return None if last is None or now <= last[0] else (n - last[1]) / (now - last[0])
 
     def _render(
-        self, status: dict[str, Any] | None, strategies: list[dict[str, Any]] | None, *, waiting: str = ""
+        self, status: dict[str, Any] | None, strategies: list[dict[str, Any]] | None, *, note: str = ""
     ) -> Group:
         if status is None:
-            head = Text(f"starting: waiting for the server's first status ({waiting})" if waiting
+            head = Text(f"starting: waiting for the server's first status ({note})" if note
                         else "starting ...", style="dim")  # fmt: skip
             return Group(head)
         table = Table(*HEADER, box=None, pad_edge=False, header_style="bold")
         for row in view_rows(status, strategies):
             table.add_row(*row)
-        foot = f"no answer from the server: {waiting}" if waiting else "Ctrl-C stops the server"
+        foot = note or "Ctrl-C stops the server"
         if self.log_file:
             foot += f"; the full log, fills included: {self.log_file}"
         parts: list[Any] = [Text(venue_line(status, self._md_rate(status)))]
