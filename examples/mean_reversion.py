@@ -1,6 +1,6 @@
 """Mean reversion: rest a bid below the moving average; once filled, rest an ask above the entry.
 
-    seqtrade run examples/mean_reversion.py --id mr1 [--param symbol="ETH-USDT"]
+    seqtrade run examples/mean_reversion.py --id mr1 [--param symbol=BTC-USDT]
 
 Quotes follow the average with ``amend_order`` rather than cancel-and-replace.
 """
@@ -13,10 +13,9 @@ from seqtrade.client import OrderReport, Strategy, Ticker, run
 
 
 class MeanReversion(Strategy):
-    symbols = ["ETH-USDT"]
+    symbols = ["ETH-USDT"]  # the default; --param symbol=BTC-USDT replaces it (self.symbol follows)
 
     def on_start(self) -> None:
-        self.symbol = self.params.get("symbol", self.symbols[0])
         self.size = float(self.params.get("size", 0.05))
         self.window = int(self.params.get("window", 30))
         self.edge = float(self.params.get("edge", 0.0004))  # how far from the average we quote

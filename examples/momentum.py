@@ -1,6 +1,6 @@
 """Momentum: buy when the mid runs above its moving average, sell when it falls back below.
 
-    seqtrade run examples/momentum.py --id mom1 [--param size=0.01 --param window=20]
+    seqtrade run examples/momentum.py --id mom1 [--param symbol=ETH-USDT --param size=0.01 --param window=20]
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from seqtrade.client import OrderReport, Strategy, Ticker, run
 
 
 class Momentum(Strategy):
-    symbols = ["BTC-USDT"]
+    symbols = ["BTC-USDT"]  # the default; --param symbol=ETH-USDT replaces it (self.symbol follows)
 
     def on_start(self) -> None:
-        self.symbol = self.params.get("symbol", self.symbols[0])
         self.size = float(self.params.get("size", 0.01))
         self.window = int(self.params.get("window", 20))
         self.threshold = float(self.params.get("threshold", 0.0002))  # relative distance from the average

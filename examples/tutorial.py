@@ -16,10 +16,10 @@ from seqtrade.client import OrderReport, Strategy, Ticker, run
 
 
 class Quoter(Strategy):
+    symbols = ["BTC-USDT"]  # the default: --param symbol=ETH-USDT replaces it, and self.symbol follows
+
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self.symbol = str(self.params.get("symbol", "BTC-USDT"))
-        self.symbols = [self.symbol]  # market data for the symbol this strategy trades
         self.size = float(self.params.get("size", 0.001))
         self.edge = float(self.params.get("edge", 0.0002))
         self.profit = float(self.params.get("profit", 0.0004))

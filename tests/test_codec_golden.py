@@ -94,6 +94,7 @@ MESSAGES: dict[str, Any] = {
     "hello_int_nonce": Hello("s1", 0, 12345, 1),
     "hello_big": Hello("s" * 32, 2**63 - 1, "n" * 128, 1),
     "heartbeat": Heartbeat("s1", 1_700_000_000_000),
+    "heartbeat_errors": Heartbeat("s1", 1_700_000_000_000, {"on_ticker": 1234, "on_order": 0}),
 }
 
 REQUESTS = (OrderRequest, CancelRequest, AmendRequest, CancelAll, Hello, Heartbeat)

@@ -3,12 +3,16 @@
 ``main(argv) -> int`` is testable without a subprocess. This is the only module that reads files and
 the environment on the server side (config file, venue keys). Every :class:`~seqtrade.errors.SeqtradeError`
 ends a command with one ``seqtrade: error: ...`` line on stderr and exit code 2, start-up failures of
-``serve`` included (a locked run dir, an ipc path too long, a journal that cannot be opened).
+``serve`` included (a locked run dir, an ipc path too long, a journal that cannot be opened). A reader
+that goes away (``seqtrade status | head``) ends a command quietly with exit code 141, as SIGPIPE
+ends a Unix tool.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -41,14 +45,17 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
-def setup_logging(level: str = "INFO", *, json_logs: bool = False) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if json_logs:
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+_LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def setup_logging(
+    level: str = "INFO", *, json_logs: bool = False, handlers: Sequence[logging.Handler] | None = None
+) -> None:
+    """Log to stderr (plain or JSON lines), or to ``handlers`` (the serve console's), all formatted alike."""
+    for handler in handlers if handlers is not None else [logging.StreamHandler(sys.stderr)]:
+        handler.setFormatter(_JsonFormatter() if json_logs else logging.Formatter(_LOG_FORMAT))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = handlers if handlers is not None else [handler]
     root.setLevel(level.upper())
     for noisy in ("httpx", "httpcore", "trio-websocket"):  # one line per request: too much at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -63,7 +70,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     require_venue(config)
-    setup_logging(args.log_level or config.server.log_level, json_logs=config.server.log_json)
+    live = not args.plain and not config.server.log_json and sys.stdout.isatty() and sys.stderr.isatty()
+    console = _live_console(config) if live else None
+    setup_logging(args.log_level or config.server.log_level, json_logs=config.server.log_json,
+                  handlers=console.handlers if console is not None else None)  # fmt: skip
     for note in config.deprecations:
         log.warning("%s", note)
     for line in limit_warnings(config):
@@ -77,9 +87,41 @@ def _serve(args: argparse.Namespace) -> int:
         config.run_dir,
     )
     try:
-        return trio.run(functools.partial(run_until_signal, config, venue, curve_keys=curve_keys))
+        with console.live if console is not None else contextlib.nullcontext():
+            return trio.run(functools.partial(run_until_signal, config, venue, curve_keys=curve_keys))
     except BaseExceptionGroup as eg:
         raise _lone_error(eg) from None
+
+
+@dataclasses.dataclass
+class _Console:
+    live: Any  # a seqtrade.server.console.LiveConsole
+    handlers: list[logging.Handler]
+
+
+def _live_console(config: Config) -> _Console:
+    """The serve console on a terminal (seqtrade.server.console): the live view, log lines above it
+    except the flood, and every line, fills included, in ``<run_dir>/logs/serve.log``."""
+    from rich.console import Console
+
+    from .bus import prepare_run_dir
+    from .server.console import ConsoleLogHandler, LiveConsole
+    from .server.control import request
+
+    prepare_run_dir(config.run_dir)
+    log_dir = Path(config.run_dir, "logs")
+    log_dir.mkdir(mode=0o700, exist_ok=True)
+    log_file = log_dir / "serve.log"
+    file_handler = logging.FileHandler(log_file, encoding="utf-8")
+    os.chmod(log_file, 0o600)
+    console = Console(file=sys.stdout)
+    endpoint = f"ipc://{config.run_dir / 'control.ipc'}"
+
+    def fetch() -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
+        return request(endpoint, "status", timeout=1.0), request(endpoint, "strategies", timeout=1.0)
+
+    live = LiveConsole(console, fetch, log_file=str(log_file))
+    return _Console(live, [ConsoleLogHandler(console), file_handler])
 
 
 def _lone_error(eg: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -260,10 +302,11 @@ def format_status(st: dict) -> str:  # type: ignore[type-arg]
     ]
     strategies = st.get("strategies", {})
     if strategies:
-        lines.append(f"{'strategy':<20} {'alive':<6} {'heartbeat':>9} {'seq':>7} {'open':>5}")
+        lines.append(f"{'strategy':<20} {'alive':<6} {'heartbeat':>9} {'seq':>7} {'open':>5} {'errors':>8}")
         for sid, s in strategies.items():
             lines.append(f"{sid:<20} {'yes' if s['alive'] else 'NO':<6} {s['heartbeat_age']:>8.1f}s"
-                         f" {s['last_seq']:>7} {s['open_orders']:>5}")  # fmt: skip
+                         f" {s['last_seq']:>7} {s['open_orders']:>5} {sum(s.get('errors', {}).values()):>8}")  # fmt: skip
+        lines.extend(callback_error_lines({sid: s.get("errors", {}) for sid, s in strategies.items()}))
     from .server.guard import format_guard_status
 
     lines.extend(format_guard_status(st))
@@ -346,7 +389,18 @@ def format_strategies(rows: list[dict]) -> str:  # type: ignore[type-arg]
         pid = "-" if r["pid"] is None else str(r["pid"])
         code = "-" if r["exit_code"] is None else str(r["exit_code"])
         lines.append(f"{r['id']:<20} {r['state']:<18} {pid:>7} {r['restarts']:>8} {code:>5} {hb:>9}")
+    lines.extend(callback_error_lines({r["id"]: r.get("errors", {}) for r in rows}))
     return "\n".join(lines)
+
+
+def callback_error_lines(errors: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """One line per strategy whose callbacks raised: which, and how often (from its heartbeats)."""
+    return [
+        f"{sid}: callbacks raised: {', '.join(f'{name} {n:,}' for name, n in sorted(e.items()))}"
+        " (the strategy's log has the first traceback of each)"
+        for sid, e in errors.items()
+        if e and any(e.values())
+    ]
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -450,6 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the gateway server")
     s.add_argument("--config", default="config.toml", help=_CONFIG_HELP)
     s.add_argument("--log-level", default=None)
+    s.add_argument("--plain", action="store_true",
+                   help="plain log lines even on a terminal (default there: a live view; docs/operations.md)")  # fmt: skip
     s.set_defaults(func=_serve)
 
     r = sub.add_parser(
@@ -522,10 +578,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # here, not at exit: a reader that went away is handled below
+        return code
     except SeqtradeError as exc:
         print(f"seqtrade: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """stdout's reader went away (``seqtrade status | head``): stop quietly, as Unix tools do. stdout
+    now points at /dev/null so that the interpreter's last flush at exit finds nowhere to fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + 13  # killed by SIGPIPE, as the shell reports it: the output was cut short
 
 
 def console_main() -> None:

@@ -242,10 +242,16 @@ class Hello:
 
 @dataclass(slots=True)
 class Heartbeat:
-    """A strategy's sign of life, every second; without them the server takes it for dead."""
+    """A strategy's sign of life, every second; without them the server takes it for dead.
+
+    ``errors``: optional, how many times each callback of the strategy raised since the process
+    started (callback name -> count); the server keeps the last map per strategy for ``seqtrade
+    status`` and ``seqtrade strategies``. None: not sent (the field is an optional extension).
+    """
 
     strategy_id: str
     timestamp: int
+    errors: dict[str, int] | None = None
 
 
 # --------------------------------------------------------------------------- server -> strategy

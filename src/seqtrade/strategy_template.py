@@ -24,13 +24,13 @@ from seqtrade.client import OrderReport, Strategy, Ticker, run
 
 
 class {cls}(Strategy):
-    # The symbols whose market data this strategy receives (the server must serve them: see
-    # `seqtrade check`). on_start reads the one to trade from the params.
+    # The symbols whose market data this strategy receives and which it trades (the server must
+    # serve them: see `seqtrade check`). A `symbol` param replaces the default: --param symbol=ETH-USDT
+    # changes the prices it sees and self.symbol (symbols[0]), the one it trades, together.
     symbols = ["BTC-USDT"]
 
     def on_start(self) -> None:
         # self.params: the [[strategies]] params of the config, or --param KEY=VALUE on the command line
-        self.symbol = str(self.params.get("symbol", self.symbols[0]))
         self.size = float(self.params.get("size", 0.001))  # base units (BTC for BTC-USDT)
         self.offset = float(self.params.get("offset", 0.001))  # how far below the bid: 0.001 = 0.1 %
         self.order_id: str | None = None  # the client_order_id of our resting order, if any

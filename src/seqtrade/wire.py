@@ -557,11 +557,28 @@ _HELLO = Codec("hello", Hello, "strategy_id", _hello_body, _hello_from_body)
 
 
 def _heartbeat_body(h: Heartbeat) -> dict[str, Any]:
-    return {"type": "heartbeat", "strategy_id": h.strategy_id, "timestamp": h.timestamp}
+    body = {"type": "heartbeat", "strategy_id": h.strategy_id, "timestamp": h.timestamp}
+    if h.errors is not None:
+        body["errors"] = h.errors
+    return body
+
+
+MAX_ERROR_KEYS = 64  # callback names in one heartbeat's optional 'errors' map (client.errorlog.MAX_NAMES)
 
 
 def _heartbeat_from_body(d: dict[str, Any]) -> Heartbeat:
-    return Heartbeat(d["strategy_id"], _timestamp(d, "heartbeat", "timestamp"))
+    errors = d.get("errors")
+    if errors is not None:
+        if not isinstance(errors, dict) or len(errors) > MAX_ERROR_KEYS:
+            raise WireError(
+                f"heartbeat: 'errors' must be a map of at most {MAX_ERROR_KEYS} callback names to counts"
+            )
+        for name in errors:
+            if not isinstance(name, str) or not 0 < len(name) <= 64:
+                raise WireError("heartbeat: 'errors' keys must be callback names (1-64 characters)")
+            _integer(errors, "heartbeat errors", name)
+        errors = dict(errors)
+    return Heartbeat(d["strategy_id"], _timestamp(d, "heartbeat", "timestamp"), errors)
 
 
 _HEARTBEAT = Codec("heartbeat", Heartbeat, "strategy_id", _heartbeat_body, _heartbeat_from_body)

@@ -3,8 +3,10 @@
 Every protocol rule (join, de-duplication, gaps, re-joins, heartbeats) lives in
 :class:`~seqtrade.client.protocol.ClientProtocol`; this module feeds it frames and the time, sends
 the requests it queues and calls the strategy's callbacks for the events it returns. Each callback
-(``on_*`` and timers alike) is called through one guard: an exception is logged with its traceback
-and counted, and the strategy goes on.
+(``on_*`` and timers alike) is called through one guard: the first exception of each callback is
+logged with its traceback, later ones are counted and summarised in one line per 10 s
+(:mod:`seqtrade.client.errorlog`), the counts go to the server with every heartbeat, and the
+strategy goes on.
 
 The loop is a plain blocking ``zmq.Poller`` loop on the strategy's own thread, not Trio or asyncio:
 a strategy's callback latency is the product, and a blocking wait is what raw pyzmq measures (an
@@ -29,8 +31,9 @@ import zmq
 from .. import wire
 from ..config import Config
 from ..errors import SeqtradeError
-from ..models import Book, Ticker, Trade, VenueStatus
+from ..models import Book, Heartbeat, Ticker, Trade, VenueStatus
 from ..security import ClientCurve, apply_client_curve, client_curve
+from .errorlog import SUMMARY_INTERVAL, CallbackErrors
 from .protocol import HELLO_INTERVAL, ClientProtocol, Report
 from .strategy import Strategy
 
@@ -129,17 +132,34 @@ class _Shell:
         self.conn = conn
         self.proto = proto
         self.errors = 0  # callbacks that raised
+        self.errlog = CallbackErrors()
 
     def call(self, fn: Callable[..., Any], *args: Any) -> None:
         """Call one strategy callback; an exception is logged and counted, never fatal."""
         try:
             fn(*args)
-        except Exception:  # a strategy's bug must not end its process silently mid-trade
-            self.errors += 1
-            log.exception("%s raised", getattr(fn, "__name__", fn))
+        except Exception as exc:  # a strategy's bug must not end its process silently mid-trade
+            self.raised(getattr(fn, "__name__", str(fn)), exc)
+
+    def raised(self, name: str, exc: Exception) -> None:
+        """Count one exception of callback ``name`` (called in its ``except`` block): the first of
+        each callback is logged with its traceback, the others in the summary lines of ``flush``."""
+        self.errors += 1
+        if self.errlog.record(name, exc, time.monotonic()):
+            log.exception("%s raised (counted from now on: one line per %g s, and in `seqtrade status`)",
+                          name, SUMMARY_INTERVAL)  # fmt: skip
+
+    def summarise_errors(self, *, final: bool = False) -> None:
+        now = time.monotonic()
+        for line in self.errlog.final(now) if final else self.errlog.due(now):
+            log.error("%s", line)
 
     def flush(self) -> None:
+        if self.errors:
+            self.summarise_errors()
         for msg in self.proto.requests_to_send():
+            if isinstance(msg, Heartbeat):
+                msg.errors = self.errlog.for_heartbeat()
             self.conn.send(msg)
 
     def drain_reports(self, sock: zmq.Socket[Any], limit: int = 100_000) -> None:
@@ -174,9 +194,8 @@ class _Shell:
             if msg.__class__ is ticker:
                 try:
                     s.on_ticker(msg)
-                except Exception:  # a strategy's bug must not end its process silently mid-trade
-                    self.errors += 1
-                    log.exception("on_ticker raised")
+                except Exception as exc:  # a strategy's bug must not end its process silently mid-trade
+                    self.raised("on_ticker", exc)
             elif msg is not None:
                 self.call(getattr(s, _MD_CALLBACK[msg.__class__]), msg)
 
@@ -275,6 +294,7 @@ def run_strategy(
     finally:
         if started:
             shell.call(strategy.on_stop)
+        shell.summarise_errors(final=True)
         restore()
         conn.close()
         strategy._conn = None

@@ -39,6 +39,22 @@ if TYPE_CHECKING:
 __all__ = ["Strategy", "Position", "OrderIdGenerator"]
 
 
+def _symbols_from_params(params: Mapping[str, Any]) -> list[str] | None:
+    """The symbols the params name (``symbols``: a list or one string; ``symbol``: one), or None."""
+    if "symbols" in params:
+        value = params["symbols"]
+        chosen = [value] if isinstance(value, str) else list(value)
+        if "symbol" in params and params["symbol"] not in chosen:
+            raise ValueError(f"param symbol={params['symbol']!r} is not in param symbols={chosen!r}")
+    elif "symbol" in params:
+        chosen = [params["symbol"]]
+    else:
+        return None
+    if not chosen or not all(isinstance(x, str) and x for x in chosen):
+        raise ValueError(f"params: symbols must be non-empty strings, got {chosen!r}")
+    return chosen
+
+
 class OrderIdGenerator:
     """client_order_ids that never repeat, also across restarts: start time in µs (base 36) + counter.
 
@@ -116,8 +132,16 @@ class Strategy:
        ([`set_timer`][seqtrade.client.Strategy.set_timer]) when due.
     4. [`on_stop`][seqtrade.client.Strategy.on_stop], once, after ``stop()``, SIGINT or SIGTERM.
 
-    An exception raised by a callback or a timer is logged with its traceback and the strategy goes
-    on. Callbacks should return quickly: market data that arrives meanwhile queues up.
+    An exception raised by a callback or a timer never ends the strategy: the first of each callback
+    is logged with its traceback, later ones are counted and logged in one line per callback every
+    10 s, and the counts are shown by ``seqtrade status`` and ``seqtrade strategies``. Callbacks
+    should return quickly: market data that arrives meanwhile queues up.
+
+    **Symbols.** [`symbols`][seqtrade.client.Strategy.symbols] (a class attribute, replaced by a
+    ``symbol`` or ``symbols`` param) is what the strategy receives prices for and may trade;
+    [`symbol`][seqtrade.client.Strategy.symbol] is the first of them, for a one-symbol strategy.
+    ``--param symbol=ETH-USDT`` thus changes both; an order for a symbol outside a non-empty
+    ``symbols`` raises ``ValueError`` at the call.
 
     **Orders.** The order helpers ([`buy_limit`][seqtrade.client.Strategy.buy_limit],
     [`sell_limit`][seqtrade.client.Strategy.sell_limit],
@@ -147,12 +171,20 @@ class Strategy:
     """
 
     symbols: Sequence[str] = ()
-    """The symbols whose market data this strategy receives, e.g. ``["BTC-USDT"]`` (empty: none).
+    """The symbols this strategy receives market data for and trades, e.g. ``["BTC-USDT"]``.
+
+    A class attribute gives the default; the params override it: ``symbols`` (a list, or one
+    string; ``--param symbols='["BTC-USDT","ETH-USDT"]'``) or ``symbol`` (one:
+    ``--param symbol=ETH-USDT``) replace it for this object, so the symbol a strategy is run with is
+    the one it receives prices for. Read after ``__init__``: the runner subscribes before
+    ``on_start``, so set it in the class or in ``__init__``, not later.
 
     Tickers are subscribed to for each symbol; books and public trades only when the subclass
     overrides [`on_book`][seqtrade.client.Strategy.on_book] or
-    [`on_trade`][seqtrade.client.Strategy.on_trade]. Orders may be placed on any symbol the server
-    serves, listed here or not.
+    [`on_trade`][seqtrade.client.Strategy.on_trade]. An order helper called for a symbol that is not
+    in a non-empty ``symbols`` raises ``ValueError`` naming both: a strategy never trades at a price
+    it cannot see. (A strategy with no symbols receives no market data and may order any symbol the
+    server serves.)
     """
 
     def __init__(self, **params: Any) -> None:
@@ -164,6 +196,16 @@ class Strategy:
         float, ``n=3`` an int, ``on=true`` a bool, ``xs=[1,2]`` a list, ``symbol='"ETH-USDT"'`` a
         string; text that is not valid TOML is kept as a string (``symbol=ETH-USDT``). Read them with
         defaults: ``self.params.get("size", 0.01)``.
+        """
+        chosen = _symbols_from_params(self.params)
+        if chosen is not None:
+            self.symbols = chosen
+        self.symbol: str = self.symbols[0] if self.symbols else ""
+        """The strategy's first (often only) symbol: ``symbols[0]``, or ``""`` when it has none.
+
+        A convenience for a strategy that trades one symbol: ``self.buy_limit(self.symbol, ...)``.
+        Follows ``--param symbol=...`` (see [`symbols`][seqtrade.client.Strategy.symbols]); a
+        subclass that sets ``symbols`` in its own ``__init__`` sets this too.
         """
         self.strategy_id: str = ""
         """The id this process trades as: ``--id``, or the class name in lower case.
@@ -275,6 +317,11 @@ class Strategy:
     def _order(
         self, symbol: str, side: Side, order_type: OrderType, price: float | None, quantity: float
     ) -> str:
+        if self.symbols and symbol not in self.symbols:
+            raise ValueError(
+                f"{side} {symbol}: not one of this strategy's symbols ({', '.join(self.symbols)}), so it"
+                f" receives no prices for it; add it to `symbols` (or run with --param symbol={symbol})"
+            )
         coid = self._ids.next()
         self._send(
             OrderRequest(
@@ -300,7 +347,8 @@ class Strategy:
                 [`orders`][seqtrade.client.Strategy.orders] and of every report on the order.
 
         Raises:
-            ValueError: ``order_type`` is not one of the four.
+            ValueError: ``order_type`` is not one of the four, or ``symbol`` is not one of a
+                non-empty [`symbols`][seqtrade.client.Strategy.symbols].
             RuntimeError: Called before the strategy runs (e.g. in ``__init__``).
             seqtrade.errors.SeqtradeError: The order channel stayed full for a second: the server is
                 not reading requests (is it running?).
@@ -323,7 +371,8 @@ class Strategy:
             The order's client_order_id.
 
         Raises:
-            ValueError: ``order_type`` is not one of the four.
+            ValueError: ``order_type`` is not one of the four, or ``symbol`` is not one of a
+                non-empty [`symbols`][seqtrade.client.Strategy.symbols].
             RuntimeError: Called before the strategy runs.
         """
         return self._order(symbol, Side.SELL, OrderType(order_type), price, quantity)
@@ -337,6 +386,10 @@ class Strategy:
 
         Returns:
             The order's client_order_id.
+
+        Raises:
+            ValueError: ``symbol`` is not one of a non-empty
+                [`symbols`][seqtrade.client.Strategy.symbols].
         """
         return self._order(symbol, Side.BUY, OrderType.MARKET, None, quantity)
 
@@ -349,6 +402,10 @@ class Strategy:
 
         Returns:
             The order's client_order_id.
+
+        Raises:
+            ValueError: ``symbol`` is not one of a non-empty
+                [`symbols`][seqtrade.client.Strategy.symbols].
         """
         return self._order(symbol, Side.SELL, OrderType.MARKET, None, quantity)
 

@@ -227,6 +227,7 @@ class Engine:
         self.by_key: dict[tuple[str, str], OrderRecord] = {}
         self.by_vid: dict[str, OrderRecord] = {}
         self.seqs: dict[str, int] = dict(seqs)
+        self.callback_errors: dict[str, dict[str, int]] = {}  # the last heartbeat's 'errors', per strategy
         self.known: set[int] = {hash(k) for k in known_keys}
         # None: any strategy id may trade; else only these (server.allow_unknown_strategies = false)
         self.allowed: frozenset[str] | None = (
@@ -309,7 +310,9 @@ class Engine:
         out.replies.append(Replay(req))  # answered by the report stage, after what is queued before it
 
     def _heartbeat(self, req: Heartbeat, now_ms: int, out: Output) -> None:
-        pass  # the shell has marked the strategy alive
+        # the shell has marked the strategy alive; keep its callback error counts for `status`
+        if req.errors is not None:
+            self.callback_errors[req.strategy_id] = req.errors
 
     def on_bad_frame(self, exc: WireError, now_ms: int) -> Output:
         """A frame that is not a valid request: answered when it names a strategy that may trade."""

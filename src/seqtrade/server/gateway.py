@@ -367,6 +367,7 @@ class Gateway:
                     "heartbeat_age": round(trio.current_time() - info.last_seen, 3),
                     "last_seq": self.seqs.get(sid, 0),
                     "open_orders": len(self.open_records(sid)),
+                    "errors": self.engine.callback_errors.get(sid, {}),  # callback -> times raised
                 }
                 for sid, info in sorted(self.strategies.items())
             },

@@ -327,6 +327,7 @@ class Supervisor:
         """Every strategy: the supervised ones in config order, then those that connected on their own."""
         now = trio.current_time()
         known = self.gateway.strategies if self.gateway is not None else {}
+        errors = self.gateway.engine.callback_errors if self.gateway is not None else {}
         out: list[dict[str, Any]] = []
         for e in self.entries:
             info = known.get(e.id)
@@ -334,6 +335,7 @@ class Supervisor:
                 "id": e.id, "supervised": True, "state": e.state, "pid": e.pid, "restarts": e.restarts,
                 "exit_code": e.exit_code, "restart": e.cfg.restart, "log": str(e.log_path),
                 "heartbeat_age": None if info is None else round(now - info.last_seen, 3),
+                "errors": errors.get(e.id, {}),
             })  # fmt: skip
         supervised = {e.id for e in self.entries}
         for sid, info in sorted(known.items()):
@@ -342,6 +344,7 @@ class Supervisor:
                     "id": sid, "supervised": False, "state": "external" if info.alive else "external (silent)",
                     "pid": None, "restarts": 0, "exit_code": None, "restart": "", "log": "",
                     "heartbeat_age": round(now - info.last_seen, 3),
+                    "errors": errors.get(sid, {}),
                 })  # fmt: skip
         return out
 
