@@ -364,6 +364,22 @@ def test_a_refusal_before_the_acknowledgement_is_told_after_it_and_never_reopens
     assert shell.engine.lookup("a", "c1").is_open  # type: ignore[union-attr]
 
 
+def test_an_internal_error_on_a_cancel_leaves_a_live_order_as_it_is(shell: Shell) -> None:
+    """The shell answers a request whose handling raised with ``on_internal_error``: for a cancel of an
+    acknowledged order, the order's own state with the reason, never a "rejected" for a live order."""
+    shell.request(order("a", "c1"))
+    shell.venue_step(0, 0, 0.0)
+    shell.drain()
+    out = shell.engine.on_internal_error(CancelRequest("a", "c1"), KeyError("boom"), now_ms())
+    shell.perform(out)
+    shell.drain()
+    last = shell.published["a"][-1]
+    assert last.status is OrderStatus.ACCEPTED and "internal error" in last.error_msg
+    out = shell.engine.on_internal_error(order("a", "c9"), KeyError("boom"), now_ms())
+    (reply,) = out.replies
+    assert reply.report is not None and reply.report.status is OrderStatus.REJECTED
+
+
 # ----------------------------------------------------------------------------- properties
 
 _KINDS = ["order"] * 3 + ["venue"] * 4 + ["again"] * 2 + ["cancel", "amend", "hello", "drain", "drain"]

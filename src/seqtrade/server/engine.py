@@ -345,7 +345,14 @@ class Engine:
         self.counters.bad_frames += 1
         out = Output()
         sid = getattr(req, "strategy_id", "")
-        self._reject_raw(sid, getattr(req, "client_order_id", ""), f"internal error: {exc}", now_ms, out)
+        coid = getattr(req, "client_order_id", "")
+        known = self.by_key.get((sid, coid)) if coid else None
+        if known is not None and known.status is not None and not isinstance(req, OrderRequest):
+            # A cancel/amend of an order the venue acknowledged: the order is as it was; say so rather
+            # than tell the strategy a live order was "rejected".
+            out.replies.append(Reply(None, known, error_msg=f"internal error: {exc}"))
+            return out
+        self._reject_raw(sid, coid, f"internal error: {exc}", now_ms, out)
         return out
 
     def _reject_raw(self, sid: str, coid: str, msg: str, now_ms: int, out: Output) -> None:
