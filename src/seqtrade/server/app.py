@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import trio
 import zmq
 
-from ..bus import TrioSocket, bind_secure, ipc_path, lock_run_dir, prepare_run_dir
+from ..bus import TrioSocket, bind_secure, ipc_path, lock_run_dir, prepare_run_dir, private_files
 from ..config import Config
 from ..security import KeyPair
 from ..venues.base import Venue
@@ -24,6 +26,8 @@ from .guard import Guard
 from .journal import Journal
 from .metrics import metrics_task, render_metrics
 from .risk import Quotes, RiskGate
+from .snapshot import Snapshots
+from .snapshot import read as read_snapshot
 from .supervisor import Supervisor
 
 __all__ = ["build", "serve", "run_until_signal"]
@@ -57,6 +61,8 @@ async def serve(
         ctx: zmq.Context[Any] = zmq.Context()
         try:
             gw, guard = build(config, venue, journal)
+            snapshots = Snapshots(gw.engine, journal, config.snapshot_path,
+                                  interval=config.server.snapshot_interval, reports=config.server.snapshot_reports)  # fmt: skip
             tcp = TcpSecurity(config, curve_keys)  # checks keys and allow-list before any socket exists
             supervisor = Supervisor(config, gw)
             bus = config.bus
@@ -69,7 +75,9 @@ async def serve(
             pull = ctx.socket(zmq.PULL)
             pull.setsockopt(zmq.RCVHWM, bus.order_rcvhwm)
             pull.setsockopt(zmq.LINGER, 0)
-            pull.setsockopt(zmq.MAXMSGSIZE, bus.max_frame_bytes * 4)
+            # Bounded: at most order_rcvhwm frames of at most max_frame_bytes queued per connection
+            # (docs/operations.md, "Memory"); libzmq drops a larger frame (and that connection) itself.
+            pull.setsockopt(zmq.MAXMSGSIZE, bus.max_frame_bytes)
             ctl = ctx.socket(zmq.REP)
             ctl.setsockopt(zmq.LINGER, 0)
             ctl.setsockopt(zmq.MAXMSGSIZE, 65536)
@@ -108,11 +116,14 @@ async def serve(
                             metrics_task, config.metrics, lambda: render_metrics(gw, supervisor, auth)
                         )
                     await nursery.start(supervisor.run)
+                    await nursery.start(snapshots.run)
+                    _private_files(config)
                     task_status.started(gw)
                     await gw.stop_requested.wait()
                     await supervisor.stop()  # strategies first, in reverse order
                     await gw.shutdown()
-                    await guard.stop()
+                    await snapshots.write_now()  # a clean stop: the next start reads no journal tail
+                    await guard.stop()  # last: nothing may wait (and refresh the switch) after it
                     nursery.cancel_scope.cancel()
         finally:
             journal.close()
@@ -125,11 +136,22 @@ async def serve(
     log.info("server stopped")
 
 
+def _private_files(config: Config) -> None:
+    """The server's files are 0600 whatever the umask of an in-process caller (the command sets its
+    umask to 077 first, :func:`run_until_signal`): the journal, SQLite's -wal and -shm, the paper
+    venue's state."""
+    paper = config.venue.paper.state_path
+    private_files(config.journal_path, *([Path(config.run_dir, paper)] if paper else []))
+
+
 def build(config: Config, venue: Venue, journal: Journal) -> tuple[Gateway, Guard]:
     """The server's parts, from what the journal holds: accounts and risk gate, the engine that checks
     every order with them, the gateway (its shell) and the guard (trading states, switch, reconciliation)."""
     accounts = Accounts()
-    restored = recovery.restore(journal, accounts)
+    journal.identity()  # named once, before anything is written (snapshots name the journal)
+    restored = recovery.restore(
+        journal, accounts, read_snapshot(config.snapshot_path), filter_bytes=config.server.key_filter_bytes
+    )
     quotes = Quotes()
     gate = RiskGate(
         config.risk,
@@ -147,12 +169,18 @@ def build(config: Config, venue: Venue, journal: Journal) -> tuple[Gateway, Guar
         seqs=restored.seqs,
         known_keys=restored.known_keys,
         open_orders=restored.open_orders,
+        key_filter=restored.key_filter,
     )
     return Gateway(config, venue, journal, engine, quotes), Guard(config, venue, journal, gate, accounts)
 
 
 async def run_until_signal(config: Config, venue: Venue, *, curve_keys: KeyPair | None = None) -> int:
-    """``serve`` until SIGINT or SIGTERM, then stop cleanly; the process exit code."""
+    """``serve`` until SIGINT or SIGTERM, then stop cleanly; the process exit code.
+
+    The process's umask becomes 077 first: every file and directory the server, SQLite or a strategy
+    it starts creates is private to its user (0600, 0700), whatever umask it was started with.
+    """
+    os.umask(0o077)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
