@@ -180,7 +180,14 @@ async def run_until_signal(config: Config, venue: Venue, *, curve_keys: KeyPair 
     The process's umask becomes 077 first: every file and directory the server, SQLite or a strategy
     it starts creates is private to its user (0600, 0700), whatever umask it was started with.
     """
-    os.umask(0o077)
+    umask = os.umask(0o077)
+    try:
+        return await _run_until_signal(config, venue, curve_keys)
+    finally:
+        os.umask(umask)
+
+
+async def _run_until_signal(config: Config, venue: Venue, curve_keys: KeyPair | None) -> int:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
