@@ -57,7 +57,7 @@ class ServerConfig:
     shutdown_policy: Literal["cancel", "leave"] = "leave"
     allow_unknown_strategies: bool = True
     log_fills: bool = True  # one INFO line per fill in the server log
-    closed_orders_in_memory: int = 50_000  # older closed orders are looked up in the journal
+    closed_orders_in_memory: int = 5_000  # older closed orders are looked up in the journal
     key_filter_bytes: int = 4 << 20  # the filter of every order key (docs/operations.md, "Memory")
     bad_frame_rate: float = 20.0  # bad frames per second a strategy may send (answered) ...
     bad_frame_burst: float = 200.0  # ... after a burst of this many; beyond: dropped, logged once per 10 s
