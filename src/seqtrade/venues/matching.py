@@ -218,7 +218,7 @@ class MatchingEngine:
         *,
         maker_fee: float,
         taker_fee: float,
-        max_closed: int = 100_000,
+        max_closed: int = 10_000,  # its memory: about 0.6 kB an order (docs/operations.md, "Memory")
     ) -> None:
         self.maker_fee = maker_fee
         self.taker_fee = taker_fee
