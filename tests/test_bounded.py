@@ -262,3 +262,21 @@ def test_random_keys_are_stable_across_filters() -> None:
     for k in reversed(keys):
         b.add(*k)
     assert a.data() == b.data()  # order-free and process-free: what a snapshot may store
+
+
+# ----------------------------------------------------------------------------- reconciliation
+
+
+def test_a_difference_within_the_orders_in_flight_is_not_a_mismatch() -> None:
+    from seqtrade.server.orders import OrderRecord
+
+    acc = Accounts()
+    acc.apply(_report("a", "c1", 1, OrderStatus.FILLED, 1.0, 1.0, 0.0))  # the books: +1
+    buy = OrderRecord("v2", "a", "c2", S, "buy", "market", None, 0.5, 0)  # open, nothing heard yet
+    sell = OrderRecord("v3", "a", "c3", S, "sell", "limit", 99.0, 0.3, 0, filled_quantity=0.1)
+    # the venue already filled c2 (its report is on its way): +1.5 at the venue
+    assert acc.mismatches({S: 1.5}, 1e-9) != []  # without the orders in flight: a false alarm
+    assert acc.mismatches({S: 1.5}, 1e-9, [buy, sell]) == []
+    assert acc.mismatches({S: 0.8}, 1e-9, [buy, sell]) == []  # c3's remaining 0.2 sold
+    assert [m.symbol for m in acc.mismatches({S: 1.6}, 1e-9, [buy, sell])] == [S]  # beyond: a mismatch
+    assert [m.symbol for m in acc.mismatches({S: 0.7}, 1e-9, [buy, sell])] == [S]

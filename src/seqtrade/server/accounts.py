@@ -16,7 +16,7 @@ Realised PnL uses the average-cost method of :mod:`seqtrade.positions` (shared w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -155,14 +155,28 @@ class Accounts:
             out[sym] = out.get(sym, 0.0) + b.position
         return out
 
-    def mismatches(self, venue_positions: Mapping[str, float], tolerance: float) -> list[Mismatch]:
-        """Symbols where the strategies' positions do not add up to the venue's."""
+    def mismatches(
+        self, venue_positions: Mapping[str, float], tolerance: float, in_flight: Iterable[OrderRecord] = ()
+    ) -> list[Mismatch]:
+        """Symbols where the strategies' positions do not add up to the venue's.
+
+        ``in_flight``: the orders open as the server sees them when the venue's positions were read. A
+        fill of one of them may be done at the venue and not yet in these books (its report on its
+        way): a difference within what they may still fill (buys up, sells down) is not a mismatch.
+        """
         ours = self.nets()
-        return [
-            Mismatch(sym, ours.get(sym, 0.0), venue_positions.get(sym, 0.0))
-            for sym in sorted(set(ours) | set(venue_positions))
-            if abs(ours.get(sym, 0.0) - venue_positions.get(sym, 0.0)) > tolerance
-        ]
+        up: dict[str, float] = {}
+        down: dict[str, float] = {}
+        for rec in in_flight:
+            room = max(rec.quantity - rec.filled_quantity, 0.0)
+            side = up if rec.side == "buy" else down
+            side[rec.symbol] = side.get(rec.symbol, 0.0) + room
+        out = []
+        for sym in sorted(set(ours) | set(venue_positions)):
+            diff = venue_positions.get(sym, 0.0) - ours.get(sym, 0.0)
+            if not -down.get(sym, 0.0) - tolerance <= diff <= up.get(sym, 0.0) + tolerance:
+                out.append(Mismatch(sym, ours.get(sym, 0.0), venue_positions.get(sym, 0.0)))
+        return out
 
     def snapshot(self) -> dict[str, Any]:
         """For the ``status`` command: each strategy's books and the account's totals per symbol."""

@@ -171,7 +171,8 @@ def build(config: Config, venue: Venue, journal: Journal) -> tuple[Gateway, Guar
         open_orders=restored.open_orders,
         key_filter=restored.key_filter,
     )
-    return Gateway(config, venue, journal, engine, quotes), Guard(config, venue, journal, gate, accounts)
+    guard = Guard(config, venue, journal, gate, accounts, in_flight=engine.open_records)
+    return Gateway(config, venue, journal, engine, quotes), guard
 
 
 async def run_until_signal(config: Config, venue: Venue, *, curve_keys: KeyPair | None = None) -> int:
