@@ -280,3 +280,58 @@ def test_a_difference_within_the_orders_in_flight_is_not_a_mismatch() -> None:
     assert acc.mismatches({S: 0.8}, 1e-9, [buy, sell]) == []  # c3's remaining 0.2 sold
     assert [m.symbol for m in acc.mismatches({S: 1.6}, 1e-9, [buy, sell])] == [S]  # beyond: a mismatch
     assert [m.symbol for m in acc.mismatches({S: 0.7}, 1e-9, [buy, sell])] == [S]
+
+
+# ----------------------------------------------------------------------------- the archive
+
+
+def test_the_archive_still_answers_replays_audits_and_restarts(tmp_path: Path) -> None:
+    import trio
+
+    from seqtrade.server.archive import archive_pass
+
+    shell = Shell(make_config(tmp_path), tmp_path)
+    shell.journal.attach_archive(tmp_path / "archive.sqlite")
+    shell.request(order("a", "resting", price=90.0))  # open all along: never archived
+    shell.venue_step(0, 0, 0.0)
+    shell.drain()
+    _fill_and_close(shell, 300, "x")
+    shell.request(order("b", "b1", price=None, qty=0.01))
+    shell.drain()
+    journal = shell.journal
+    replay = {sid: journal.reports_after(sid, 0, 10_000) for sid in ("a", "b")}
+    seqs = journal.last_seqs()
+    keys = sorted(journal.order_keys())
+    old = journal.find_order("a", "x7")
+    whole, _ = _restart(journal, None, 1 << 16)
+    before = journal.db.execute(
+        "SELECT (SELECT COUNT(*) FROM orders), (SELECT COUNT(*) FROM reports)"
+    ).fetchone()
+    # a copy interrupted by a crash before its delete: rows in both files, read once
+    journal.db.execute(
+        "INSERT OR IGNORE INTO arch.reports SELECT * FROM reports WHERE strategy_id='a' AND seq<=50"
+    )
+    assert journal.reports_after("a", 0, 10_000) == replay["a"]
+    tomorrow = int(time.time() * 1000) + 86_400_000  # everything is older than that
+    moved = trio.run(archive_pass, journal, tomorrow, dict(seqs))
+    after = journal.db.execute(
+        "SELECT (SELECT COUNT(*) FROM orders), (SELECT COUNT(*) FROM reports)"
+    ).fetchone()
+    # every closed order (the resting one and b's stay: open), every report but a's newest (its last seq)
+    assert before == (302, 601) and moved == (300, 600) and after == (2, 1)
+    # replays from seq 1, audits of old ids, the last seqs, the open orders, the keys: all as before
+    assert {sid: journal.reports_after(sid, 0, 10_000) for sid in ("a", "b")} == replay
+    assert journal.reports_after("a", 100, 5) == replay["a"][100:105]
+    assert journal.last_seqs() == seqs
+    assert sorted(journal.order_keys()) == keys
+    rec = journal.find_order("a", "x7")
+    assert rec is not None and old is not None
+    assert (rec.status, rec.filled_quantity, rec.trade_ids, rec.last_report) == (
+        old.status, old.filled_quantity, old.trade_ids, old.last_report)  # fmt: skip
+    assert [r.client_order_id for r in journal.open_orders()] == ["resting", "b1"]
+    again, _ = _restart(journal, None, 1 << 16)  # a restart without a snapshot reads the archive too
+    assert _books(again) == _books(whole) == _books(shell.accounts)
+    shell.engine.by_key.clear()
+    out = shell.engine.on_request(order("a", "x7", price=None, qty=0.01), int(time.time() * 1000))
+    assert not out.venue and not out.journal  # an archived id is still never sent again
+    shell.journal.close()

@@ -18,6 +18,7 @@ from ..security import KeyPair
 from ..venues.base import Venue
 from . import recovery
 from .accounts import Accounts
+from .archive import archive_task
 from .auth import TcpSecurity
 from .control import ControlCommands, control_task
 from .engine import Engine
@@ -60,6 +61,7 @@ async def serve(
         journal = Journal(config.journal_path, synchronous=config.journal.synchronous)
         ctx: zmq.Context[Any] = zmq.Context()
         try:
+            _attach_archive(config, journal)
             gw, guard = build(config, venue, journal)
             snapshots = Snapshots(gw.engine, journal, config.snapshot_path,
                                   interval=config.server.snapshot_interval, reports=config.server.snapshot_reports)  # fmt: skip
@@ -117,6 +119,8 @@ async def serve(
                         )
                     await nursery.start(supervisor.run)
                     await nursery.start(snapshots.run)
+                    if config.journal.archive_after_days > 0:
+                        await nursery.start(archive_task, journal, config, gw.engine.seqs)
                     _private_files(config)
                     task_status.started(gw)
                     await gw.stop_requested.wait()
@@ -134,6 +138,13 @@ async def serve(
                     with contextlib.suppress(OSError):
                         path.unlink()
     log.info("server stopped")
+
+
+def _attach_archive(config: Config, journal: Journal) -> None:
+    """The archive answers replays and audits of what was moved there (also once archiving is off)."""
+    if config.journal.archive_after_days > 0 or config.archive_path.exists():
+        journal.attach_archive(config.archive_path)
+        private_files(config.archive_path)
 
 
 def _private_files(config: Config) -> None:
