@@ -61,8 +61,8 @@ class ServerConfig:
     key_filter_bytes: int = 4 << 20  # the filter of every order key (docs/operations.md, "Memory")
     bad_frame_rate: float = 20.0  # bad frames per second a strategy may send (answered) ...
     bad_frame_burst: float = 200.0  # ... after a burst of this many; beyond: dropped, logged once per 10 s
-    snapshot_interval: float = 10.0  # seconds between account snapshots (0 = only at a clean stop) ...
-    snapshot_reports: int = 50_000  # ... or sooner, after this many reports
+    snapshot_interval: float = 5.0  # seconds between account snapshots (0 = only at a clean stop) ...
+    snapshot_reports: int = 20_000  # ... or sooner, after this many reports (checked once a second)
     # The venue's dead-man's switch, refreshed by the server every third of it (seconds; 0 = off).
     # Unset: the venue's default (Venue.default_cancel_all_after: 60 s on OKX, off on paper). The server
     # is its one owner; the old venue.okx.cancel_all_after is read as this key (docs/operations.md).
