@@ -129,12 +129,14 @@ class Snapshots:
             self.written += 1
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Cancelled with the server. Checks once a second whether a snapshot is due."""
+        """Cancelled with the server. Checks once a second (or every ``interval``, if shorter) whether
+        a snapshot is due."""
         task_status.started()
         last_t = trio.current_time()
         last_n = self._applied()
+        period = min(1.0, self.interval) if self.interval > 0 else 1.0
         while True:
-            await trio.sleep(1.0)
+            await trio.sleep(period)
             n = self._applied()
             t = trio.current_time()
             due_time = self.interval > 0 and t - last_t >= self.interval
