@@ -11,7 +11,8 @@ control socket answers: recovery done, orders accepted) on the journal it built:
 - the same journal with the code of another source tree (``--baseline-src``, e.g. main's), which reads
   every journaled report at start.
 
-    python bench/scale.py --checkpoints 10000,100000,300000 [--baseline-src /tmp/main-src] [--json out.json]
+    python bench/scale.py --checkpoints 10000,100000,300000 [--baseline-src /tmp/main/src] [--json out.json]
+    python bench/scale.py --src /tmp/main/src ...    # the same with another tree's server (before/after)
 
 Speed is measured here, never asserted in tests. Progress on stderr, the figures as JSON on stdout.
 """
@@ -143,8 +144,18 @@ class Client:
     def order(self, side: Side, order_type: OrderType, price: float | None, prefix: str) -> None:
         self.n += 1
         self.push.send(
-            wire.encode_message(OrderRequest(SID, f"{prefix}{self.n}", SYMBOL, side, order_type, price, 0.001,
-                                             time.time_ns() // 1_000_000))  # fmt: skip
+            wire.encode_message(
+                OrderRequest(
+                    SID,
+                    f"{prefix}{self.n}",
+                    SYMBOL,
+                    side,
+                    order_type,
+                    price,
+                    0.001,
+                    time.time_ns() // 1_000_000,
+                )
+            )  # fmt: skip
         )
 
     def closed_reports(self, timeout_ms: int = 10_000) -> int:
@@ -186,6 +197,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=500, help="orders in flight")
     ap.add_argument("--tail", type=int, default=20_000, help="orders after the last snapshot before kill -9")
     ap.add_argument("--baseline-src", default=None, help="a source tree (its src/) to time the restart with")
+    ap.add_argument("--src", default=None, help="run the whole bench with the server of this source tree")
     ap.add_argument("--dir", default=None, help="keep the run here (default: a temp dir, removed)")
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args()
@@ -194,7 +206,7 @@ def main() -> None:
     base.mkdir(parents=True, exist_ok=True)
     (base / "config.toml").write_text(CONFIG)  # keys the baseline code knows too
     out: dict[str, Any] = {"checkpoints": [], "restart": {}}
-    server = Server(base)
+    server = Server(base, args.src)
     try:
         out["first_start_s"] = server.start()
         assert server.proc is not None
@@ -210,7 +222,9 @@ def main() -> None:
             row = {"orders": traded, "rss_kb": rss_kb(server.proc.pid), "orders_per_s": round(rate),
                    "open": st["strategies"].get(SID, {}).get("open_orders")}  # fmt: skip
             out["checkpoints"].append(row)
-            log(f"{traded:>9,} orders: RSS {row['rss_kb'] / 1024:.1f} MiB, {rate:,.0f} orders/s, open {row['open']}")
+            log(
+                f"{traded:>9,} orders: RSS {row['rss_kb'] / 1024:.1f} MiB, {rate:,.0f} orders/s, open {row['open']}"
+            )
         client.close()
         server.stop()  # clean: the snapshot covers everything
         journal = server.run / "journal.sqlite"
@@ -224,7 +238,9 @@ def main() -> None:
         server.stop(signal.SIGKILL)
         out["restart"]["kill9_tail_orders"] = args.tail
         out["restart"]["kill9_s"] = server.start()
-        log(f"restart after kill -9 with up to {args.tail:,} orders after the snapshot: {out['restart']['kill9_s']:.3f} s")
+        log(
+            f"restart after kill -9 with up to {args.tail:,} orders after the snapshot: {out['restart']['kill9_s']:.3f} s"
+        )
         server.stop()
         if args.baseline_src:
             (server.run / "snapshot.sqlite").unlink(missing_ok=True)  # (the other code ignores it anyway)

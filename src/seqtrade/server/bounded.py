@@ -6,7 +6,7 @@ recent, not on every order ever traded. Pure: no I/O; time comes in as an argume
   confirmed by one SELECT on the journal's unique index (strategy_id, client_order_id). Its memory is
   fixed (``server.key_filter_bytes``, 4 MiB by default); what grows with history is only its false
   positive rate, and a false positive costs one indexed SELECT, never a wrong answer. Figures for the
-  default, k = 6 probes: 0.07 % at 2M keys, 1.5 % at 5M, 33 % at 10M keys (raise the size if the
+  default, k = 6 probes: 0.002 % at 1M keys, 0.07 % at 2M, 4 % at 5M, 33 % at 10M keys (raise the size if the
   journal holds that many ids). Its bytes are stable across processes (blake2b, not ``hash``), so the
   snapshot stores them and a restart does not read every key.
 - :class:`Budget`: per-peer token buckets for bad frames, with a bounded number of peers tracked.
