@@ -6,7 +6,6 @@ import contextlib
 import logging
 import os
 import signal
-from pathlib import Path
 from typing import Any
 
 import trio
@@ -15,6 +14,7 @@ import zmq
 from ..bus import TrioSocket, bind_secure, ipc_path, lock_run_dir, prepare_run_dir, private_files
 from ..config import Config
 from ..security import KeyPair
+from ..venues import state_files
 from ..venues.base import Venue
 from . import recovery
 from .accounts import Accounts
@@ -126,7 +126,7 @@ async def serve(
                     await gw.stop_requested.wait()
                     await supervisor.stop()  # strategies first, in reverse order
                     await gw.shutdown()
-                    await snapshots.write_now()  # a clean stop: the next start reads no journal tail
+                    snapshots.write_at_stop()  # a clean stop: the next start reads no journal tail
                     await guard.stop()  # last: nothing may wait (and refresh the switch) after it
                     nursery.cancel_scope.cancel()
         finally:
@@ -149,10 +149,9 @@ def _attach_archive(config: Config, journal: Journal) -> None:
 
 def _private_files(config: Config) -> None:
     """The server's files are 0600 whatever the umask of an in-process caller (the command sets its
-    umask to 077 first, :func:`run_until_signal`): the journal, SQLite's -wal and -shm, the paper
-    venue's state."""
-    paper = config.venue.paper.state_path
-    private_files(config.journal_path, *([Path(config.run_dir, paper)] if paper else []))
+    umask to 077 first, :func:`run_until_signal`): the journal, SQLite's -wal and -shm, the venue's
+    state files."""
+    private_files(config.journal_path, *state_files(config))
 
 
 def build(config: Config, venue: Venue, journal: Journal) -> tuple[Gateway, Guard]:

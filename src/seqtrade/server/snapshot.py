@@ -121,12 +121,19 @@ class Snapshots:
         return sum(self.engine.accounts.seqs.values())
 
     async def write_now(self) -> None:
+        """Capture now, write in a worker thread (the server keeps serving meanwhile)."""
         async with self._lock:
             snap = capture(self.engine, self.journal)  # on the Trio thread, between two awaits
             t0 = time.perf_counter()
             await trio.to_thread.run_sync(write, self.path, snap)
             self.last_write_s = time.perf_counter() - t0
             self.written += 1
+
+    def write_at_stop(self) -> None:
+        """The clean stop's snapshot, written on the spot: nothing is served any more, and no other task
+        gets to run (a refresh of the venue's switch, say) while it is written."""
+        write(self.path, capture(self.engine, self.journal))
+        self.written += 1
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Cancelled with the server. Checks once a second (or every ``interval``, if shorter) whether
