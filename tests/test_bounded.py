@@ -335,3 +335,20 @@ def test_the_archive_still_answers_replays_audits_and_restarts(tmp_path: Path) -
     out = shell.engine.on_request(order("a", "x7", price=None, qty=0.01), int(time.time() * 1000))
     assert not out.venue and not out.journal  # an archived id is still never sent again
     shell.journal.close()
+
+
+def test_an_archive_of_another_journal_is_refused(tmp_path: Path) -> None:
+    from seqtrade.errors import JournalError
+    from seqtrade.server.journal import Journal
+
+    first = Journal(tmp_path / "j1.sqlite")
+    first.attach_archive(tmp_path / "archive.sqlite")
+    first.close()
+    again = Journal(tmp_path / "j1.sqlite")
+    again.attach_archive(tmp_path / "archive.sqlite")  # the same journal: fine
+    again.close()
+    other = Journal(tmp_path / "j2.sqlite")  # the journal deleted and made anew, the archive left behind
+    with pytest.raises(JournalError, match="belongs to another journal"):
+        other.attach_archive(tmp_path / "archive.sqlite")
+    assert not other.archived
+    other.close()

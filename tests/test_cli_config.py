@@ -12,6 +12,7 @@ from seqtrade.cli import main
 from seqtrade.security import keygen, read_public_key
 
 SERVER, CLIENT = keygen(), keygen()
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "momentum.py"
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -27,6 +28,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 MULTI_HOST = f"""
+[venue]
+kind = "paper"
+
 [bus]
 order_endpoint = "tcp://0.0.0.0:5557"
 report_endpoint = "tcp://0.0.0.0:5558"
@@ -57,6 +61,8 @@ params = {{ size = 0.01 }}
 
 def test_check_describes_supervision_tcp_and_metrics(tmp_path, capsys, monkeypatch):
     (tmp_path / "hostb.pub").write_text(CLIENT.public.decode() + "\n")
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "momentum.py").write_text(EXAMPLE.read_text())  # check loads it
     path = write(tmp_path, MULTI_HOST)
     monkeypatch.setenv("SEQTRADE_SERVER_SECRET_KEY", SERVER.secret.decode())
     monkeypatch.delenv("SEQTRADE_CLIENT_SECRET_KEY", raising=False)

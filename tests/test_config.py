@@ -43,3 +43,21 @@ def test_errors_name_the_key(text, message):
 def test_missing_file():
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config("/nonexistent/seqtrade.toml")
+
+
+def test_missing_limits_names_each_unset_limit_and_the_symbols_a_partial_cover_misses() -> None:
+    from seqtrade.config import missing_limits
+
+    cfg = parse_config(
+        '[venue]\nsymbols = ["A-USDT", "B-USDT"]\n[risk]\nmax_order_notional = 10.0\n'
+        "[risk.symbols.A-USDT]\nmax_position = 1.0\n[risk.strategies.s1]\nmax_open_orders = 3\n"
+    )
+    assert missing_limits(cfg) == [
+        "max_order_quantity",
+        "max_position (not set for B-USDT)",
+        "max_account_position",
+        "price_band_bps",
+        "max_open_orders",  # a strategy's table does not cover the others
+        "max_orders_per_window",
+        "max_cancels_per_window",
+    ]

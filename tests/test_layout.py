@@ -16,7 +16,7 @@ PURE = ["seqtrade.models", "seqtrade.wire", "seqtrade.config", "seqtrade.venues.
         "seqtrade.client.protocol", "seqtrade.client.strategy",
         "seqtrade.server.engine", "seqtrade.server.recovery", "seqtrade.server.risk",
         "seqtrade.server.accounts", "seqtrade.positions", "seqtrade.venues.okx.auth",
-        "seqtrade.venues.okx.account"]  # fmt: skip
+        "seqtrade.venues.okx.account", "seqtrade.venues.okx.tracking", "seqtrade.venues.okx.errors"]  # fmt: skip
 
 
 def loaded_after_import(module: str) -> set[str]:

@@ -7,6 +7,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -23,7 +24,11 @@ MAKER = 0.0008
 TAKER = 0.001
 
 
-def engine(**kw: int) -> MatchingEngine:
+BIG = {"USDT": 1e9, "BTC": 1e6}  # the matching tests are not about money: an account that pays for all
+
+
+def engine(**kw: Any) -> MatchingEngine:
+    kw.setdefault("balances", BIG)
     eng = MatchingEngine({SYM: INST}, maker_fee=MAKER, taker_fee=TAKER, **kw)
     # bid 100.0 x 1, 99.9 x 2, ...; ask 100.2 x 1, 100.3 x 2, ...
     eng.set_book(SYM, book(100.0, -0.1), book(100.2, 0.1), 0)
@@ -70,12 +75,15 @@ def test_market_buy_walks_the_book_and_pays_taker_fee() -> None:
     assert eng.best_bid(SYM) == pytest.approx(100.0)
 
 
-def test_market_beyond_the_visible_book_fills_at_the_worst_level() -> None:
+def test_market_beyond_the_visible_book_takes_each_level_and_cancels_the_rest() -> None:
     eng = engine()
     evs = eng.submit(order("m1", Side.SELL, OrderType.MARKET, None, 20.0), ts=1)  # book holds 15
-    assert fills(evs)[-1] == (5.0, 99.6)
-    assert evs[-1].status is OrderStatus.FILLED
-    assert evs[-1].filled_quantity == pytest.approx(20.0)
+    assert fills(evs) == [(1.0, 100.0), (2.0, 99.9), (3.0, 99.8), (4.0, 99.7), (5.0, 99.6)]
+    last = evs[-1]
+    assert last.status is OrderStatus.CANCELLED and last.filled_quantity == pytest.approx(15.0)
+    assert "beyond the visible book" in last.error_msg and "remaining 5 cancelled" in last.error_msg
+    assert eng.positions()[SYM] == pytest.approx(-15.0)
+    assert eng.best_bid(SYM) is None  # the visible bids are used up until the next book
 
 
 def test_market_without_a_book_is_rejected() -> None:
@@ -321,7 +329,7 @@ def test_query_positions_and_balances() -> None:
     assert eng.positions() == {SYM: pytest.approx(1.5)}
     cost = (100.2 + 100.3) * (1 + TAKER)
     proceeds = 50.0 * (1 - TAKER)
-    assert eng.balances() == {"USDT": pytest.approx(proceeds - cost)}
+    assert eng.balances() == {"USDT": pytest.approx(BIG["USDT"] + proceeds - cost), "BTC": BIG["BTC"] + 1.5}
     q = eng.query("b")
     assert q is not None and q.status is OrderStatus.FILLED and q.filled_quantity == pytest.approx(2.0)
     q = eng.query("s")

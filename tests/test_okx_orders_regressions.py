@@ -127,7 +127,7 @@ def _statuses(events: list[Any]) -> list[tuple[OrderStatus, float]]:
 
 
 def test_tracker_reports_accepted_before_a_fill_that_beats_the_place_answer() -> None:
-    from seqtrade.venues.okx.parse import OrderTracker
+    from seqtrade.venues.okx.tracking import OrderTracker
 
     tracker = OrderTracker()
     tracker.track(order("f1", OrderType.MARKET, Side.BUY, None, 1.0))
@@ -255,7 +255,7 @@ def _fill_rows(first: int, count: int, ts0: int) -> list[dict[str, Any]]:
 
 
 def test_fill_pager_pages_back_until_the_gap_is_covered() -> None:
-    from seqtrade.venues.okx.parse import FillPager
+    from seqtrade.venues.okx.tracking import FillPager
 
     day = 24 * 3600 * 1000
     now = 10 * day
@@ -276,7 +276,7 @@ def test_fill_pager_pages_back_until_the_gap_is_covered() -> None:
 
 
 def test_fill_pager_goes_on_in_fills_history_past_three_days() -> None:
-    from seqtrade.venues.okx.parse import FillPager
+    from seqtrade.venues.okx.tracking import FillPager
 
     day = 24 * 3600 * 1000
     now = 100 * day
@@ -297,7 +297,7 @@ def test_fill_pager_goes_on_in_fills_history_past_three_days() -> None:
 
 
 def test_fill_pager_stops_at_its_bound() -> None:
-    from seqtrade.venues.okx.parse import FillPager
+    from seqtrade.venues.okx.tracking import FillPager
 
     pager = FillPager("SPOT", since_ms=0, now_ms=10**9, max_pages=2)
     pager.feed(_fill_rows(500, 100, 10**8))

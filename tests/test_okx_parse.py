@@ -16,7 +16,6 @@ from seqtrade.models import OrderStatus, OrderType, Side
 from seqtrade.venues.base import EventKind, VenueOrder
 from seqtrade.venues.okx import parse
 from seqtrade.venues.okx.parse import (
-    OrderTracker,
     amend_args,
     book_from_okx,
     cancel_args,
@@ -29,6 +28,7 @@ from seqtrade.venues.okx.parse import (
     trade_from_okx,
     write_error,
 )
+from seqtrade.venues.okx.tracking import OrderTracker
 
 FIX = Path(__file__).parent / "fixtures" / "okx"
 
@@ -42,7 +42,7 @@ SPEC = instrument_from_okx(load("instruments_spot.json")["data"][0])
 
 def test_pure_modules_import_no_io_libraries() -> None:
     src = Path(parse.__file__).parent
-    for name in ("messages.py", "parse.py", "auth.py"):
+    for name in ("messages.py", "parse.py", "auth.py", "tracking.py", "errors.py"):
         tree = ast.parse((src / name).read_text())
         for node in ast.walk(tree):
             mods = []

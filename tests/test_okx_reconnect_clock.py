@@ -353,3 +353,23 @@ async def test_soak_drops_and_clock_steps() -> None:
     """Issue 10, done means: 20 drops and two clock steps; every session that got ready reconnects
     within the minimum backoff, and no request is refused twice for the clock."""
     await soak(20, {6: "trade", 13: "drop"})
+
+
+@pytest.mark.parametrize("body", [{"code": "0", "data": []}, {"code": "0", "data": [{"ts": "soon"}]}])
+async def test_a_malformed_public_time_answer_is_a_venue_error_not_a_crash(body: dict[str, object]) -> None:
+    """A re-sync that meets a malformed answer must fail as VenueError (logged, retried later): an
+    IndexError/ValueError would escape the re-sync task and stop the whole venue."""
+    import httpx
+
+    from seqtrade.errors import VenueError
+    from seqtrade.venues.okx.auth import OkxCredentials
+    from seqtrade.venues.okx.rest import ExchangeClock, open_rest_client
+
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
+    creds = OkxCredentials("k", "s", "p")
+    with trio.fail_after(5):
+        async with open_rest_client("http://okx.test", creds, ExchangeClock(), demo=True, timeout=1.0,
+                                    transport=transport) as rest:  # fmt: skip
+            with pytest.raises(VenueError, match="unexpected answer"):
+                await rest.sync_clock()
+            await rest.resync_clock()  # the background re-sync logs it and ends; nothing escapes

@@ -254,7 +254,7 @@ async def test_spot_buy_fee_reported_in_quote() -> None:
 
 
 async def test_fee_of_a_rest_fill_converted_at_its_fill_price() -> None:
-    from seqtrade.venues.okx.parse import OrderTracker
+    from seqtrade.venues.okx.tracking import OrderTracker
 
     tracker = OrderTracker()
     vo = order("t1", OrderType.LIMIT, Side.BUY, 101.0, 2.0)

@@ -7,19 +7,27 @@ import dataclasses
 import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
-from seqtrade.config import PaperConfig
+from seqtrade.config import PaperConfig, load_config
 from seqtrade.models import Book, OrderStatus, OrderType, Side, Ticker, Trade
 from seqtrade.venues.base import EventKind, MarketData, OrderEvent, Venue, VenueOrder
 from seqtrade.venues.paper import PaperVenue
 
 SYM = "BTC-USDT"
 # A market that keeps still: the walk's next step is an hour away, and no public trades.
-QUIET = PaperConfig(tick_interval=3600.0, trade_probability=0.0, lot_size=0.001, min_size=0.001)
+# Its account is rich enough for any order of these tests (money: tests/test_paper_account.py).
+QUIET = PaperConfig(
+    tick_interval=3600.0,
+    trade_probability=0.0,
+    lot_size=0.001,
+    min_size=0.001,
+    balances={"USDT": 10_000_000.0, "BTC": 1000.0},
+)
 
 
 class Collector:
@@ -184,7 +192,9 @@ async def test_limit_rests_then_fills_partially_and_fully_as_maker() -> None:
             assert len({e.trade_id for e in sink.of("l1") if e.trade_id}) == 2
             assert await venue.open_orders() == []
             assert await venue.positions() == {SYM: pytest.approx(3.0)}
-            assert (await venue.balances())["USDT"] == pytest.approx(-3 * 100.1 * (1 + QUIET.maker_fee))
+            paid = 3 * 100.1 * (1 + QUIET.maker_fee)
+            assert (await venue.balances())["USDT"] == pytest.approx(QUIET.balances["USDT"] - paid)
+            assert (await venue.balances())["BTC"] == pytest.approx(QUIET.balances["BTC"] + 3)
             # published market data: tickers and books from set_market, the trade
             assert isinstance(sink.market[-1], Trade) and sink.market[-1].price == 100.1
             tickers = sink.of_type(Ticker)
@@ -368,3 +378,40 @@ async def test_cancel_all_after_zero_disarms(autojump_clock: trio.testing.MockCl
             await venue.cancel_all_after(0)
             await trio.sleep(30)
             assert len(await venue.open_orders()) == 1
+
+
+# ----------------------------------------------------------------------------- the shipped config (issue 14)
+
+SHIPPED = Path(__file__).resolve().parents[1] / "config.toml"
+
+
+async def test_the_shipped_config_refuses_a_million_btc_market_sell() -> None:
+    cfg = dataclasses.replace(load_config(SHIPPED).venue.paper, tick_interval=3600.0, state_path="")
+    with trio.fail_after(5):
+        async with running(cfg, ("BTC-USDT", "ETH-USDT")) as (venue, sink):
+            await venue.place_order(limit("m1", Side.SELL, None, 1e6, OrderType.MARKET))
+            (ev,) = sink.of("m1")
+            assert ev.status is OrderStatus.REJECTED and ev.filled_quantity == 0
+            assert ev.error_msg == "insufficient BTC balance (code 51008): needed 1000000, available 1"
+            assert await venue.positions() == {"BTC-USDT": 0.0, "ETH-USDT": 0.0}
+
+
+async def test_with_the_coins_a_million_btc_market_sell_takes_the_visible_depth_only() -> None:
+    shipped = load_config(SHIPPED).venue.paper
+    cfg = dataclasses.replace(shipped, tick_interval=3600.0, state_path="", balances={"BTC": 2e6})
+    with trio.fail_after(5):
+        async with running(cfg, ("BTC-USDT",)) as (venue, sink):
+            book = sink.of_type(Book)[-1]
+            assert isinstance(book, Book)
+            await venue.place_order(limit("m1", Side.SELL, None, 1e6, OrderType.MARKET))
+            evs = sink.of("m1")
+            fills = [(e.last_fill_quantity, e.last_fill_price) for e in evs if e.trade_id]
+            assert [p for _, p in fills] == [lv[0] for lv in book.bids]  # one fill per level, its price
+            assert [q for q, _ in fills] == pytest.approx([lv[1] for lv in book.bids])
+            visible = sum(lv[1] for lv in book.bids)
+            assert evs[-1].status is OrderStatus.CANCELLED and evs[-1].filled_quantity == pytest.approx(
+                visible
+            )
+            assert "beyond the visible book" in evs[-1].error_msg
+            assert (await venue.balances())["BTC"] == pytest.approx(2e6 - visible)  # the rest is free again
+            assert venue.account()["BTC"].frozen == 0

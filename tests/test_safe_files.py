@@ -92,3 +92,17 @@ def test_every_file_is_0600_under_umask_000(base_dir: Path) -> None:
     assert made and all(_mode(p) == (0o700 if p.is_dir() else 0o600) for p in made), [
         (p.name, oct(_mode(p))) for p in made
     ]
+
+
+def test_reset_deletes_the_snapshot_and_the_archive_with_the_journal(base_dir: Path) -> None:
+    """They belong to the journal: a new journal with the old archive would mix two histories."""
+    run = base_dir / "run"
+    run.mkdir(mode=0o700)
+    cfg = write_config(base_dir, run)
+    files = [run / n for n in ("journal.sqlite", "snapshot.sqlite", "archive.sqlite")]
+    for f in files:
+        f.write_bytes(b"")
+    r = subprocess.run([sys.executable, "-m", "seqtrade.cli", "reset", "--config", str(cfg), "--yes"],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0 and "deleted 3 file(s)" in r.stdout, r.stdout + r.stderr
+    assert not any(f.exists() for f in files)

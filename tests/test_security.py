@@ -296,7 +296,7 @@ def test_socket_and_run_dir_modes_under_umask_000(base_dir):
             symbols = ["BTC-USDT"]
     """))  # fmt: skip
     cfg = base_dir / "config.toml"
-    cfg.write_text('[server]\nrun_dir = "run"\nstatus_interval = 0\n[metrics]\nenabled = false\n'
+    cfg.write_text('[server]\nrun_dir = "run"\nstatus_interval = 0\n[venue]\n[metrics]\nenabled = false\n'
                    '[[strategies]]\nid = "idle"\npath = "s.py"\n')  # fmt: skip
     code = "import os, sys; os.umask(0); from seqtrade.cli import main; sys.exit(main(sys.argv[1:]))"
     err = base_dir / "server.err"

@@ -64,12 +64,14 @@ def test_the_deprecated_okx_cancel_all_after_is_read_as_the_servers() -> None:
 async def test_paper_positions_and_balances() -> None:
     with trio.fail_after(10):
         async with running(QUIET) as (venue, _sink):
-            assert await venue.positions() == {SYM: 0.0} and await venue.balances() == {"USDT": 0.0}
+            assert await venue.positions() == {SYM: 0.0} and await venue.balances() == QUIET.balances
             await venue.set_market(SYM, 99.0, 101.0)
             await venue.place_order(VenueOrder("m1", SYM, Side.BUY, OrderType.MARKET, None, 1.0))
             assert await venue.positions() == {SYM: 1.0}
             balances = await venue.balances()
-            assert balances is not None and balances["USDT"] < -101.0  # paid 101 and the fee
+            assert (
+                balances is not None and balances["USDT"] < QUIET.balances["USDT"] - 101.0
+            )  # paid 101 and the fee
 
 
 def test_okx_balances_from_a_recorded_detail() -> None:

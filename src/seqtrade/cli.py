@@ -1,4 +1,4 @@
-"""The ``seqtrade`` command: ``serve``, ``run``, ``check``, ``bench``, ...
+"""The ``seqtrade`` command: ``serve``, ``run``, ``check``, ``reset``, ``new-strategy``, ``bench``, ...
 
 ``main(argv) -> int`` is testable without a subprocess. This is the only module that reads files and
 the environment on the server side (config file, venue keys). Every :class:`~seqtrade.errors.SeqtradeError`
@@ -16,9 +16,10 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from .config import Config, load_config
+from .config import Config, load_config, missing_limits
 from .errors import ConfigError, SeqtradeError
 
 __all__ = ["main", "console_main", "setup_logging"]
@@ -61,9 +62,12 @@ def _serve(args: argparse.Namespace) -> int:
     from .venues import venue_from_config
 
     config = load_config(args.config)
+    require_venue(config)
     setup_logging(args.log_level or config.server.log_level, json_logs=config.server.log_json)
     for note in config.deprecations:
         log.warning("%s", note)
+    for line in limit_warnings(config):
+        (log.warning if line.startswith("WARNING") else log.info)("%s", line.removeprefix("WARNING: "))
     venue = venue_from_config(config, os.environ)
     curve_keys = server_keypair(config, os.environ)  # None unless an endpoint is tcp://
     log.info(
@@ -95,12 +99,102 @@ def _lone_error(eg: BaseExceptionGroup[BaseException]) -> BaseException:
 
 def _check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    require_venue(config)
     print(describe(config))
     for note in config.deprecations:
         print(f"warning: {note}")
     for line in check_keys(config, os.environ):
         print(line)
-    return 0
+    for line in limit_warnings(config):
+        print(line)
+    errors = check_strategies(config)
+    for line in errors:
+        print(f"seqtrade: error: {line}", file=sys.stderr)
+    return 2 if errors else 0
+
+
+def require_venue(config: Config) -> None:
+    """``serve`` and ``check`` refuse a config file without ``[venue]``: which exchange to trade on
+    (and which symbols) is never a default the person did not see. (Other commands, and a strategy
+    host's config, need no venue.)"""
+    if config.source_path and "venue" not in config.sections:
+        raise ConfigError(
+            f"{config.source_path}: no [venue] section: say which exchange to trade on and which symbols,"
+            ' e.g.\n  [venue]\n  kind = "paper"   # or "okx"\n  symbols = ["BTC-USDT"]'
+        )
+
+
+def limit_warnings(config: Config) -> list[str]:
+    """The pre-trade limits a config leaves unset: a WARNING block naming each one on a live venue,
+    one note on the paper venue (whose balances still bound every order); one line when all are set."""
+    from .venues import venue_class
+
+    missing = missing_limits(config)
+    if not missing:
+        return ["risk: every pre-trade limit is set (docs/risk.md)"]
+    kind = config.venue.kind
+    if venue_class(kind).simulated:
+        return [f"note: no risk limit for {', '.join(missing)} ({kind} venue: simulated, and its balances"
+                " still refuse what the account cannot pay for; docs/risk.md)"]  # fmt: skip
+    return [
+        f"WARNING: venue {kind} (a live account) runs with these pre-trade limits unset"
+        " (0 = no limit: any size, any price, any rate passes the server):",
+        *(f"WARNING:   {name}" for name in missing),
+        "WARNING: set them in [risk] or [risk.symbols.<symbol>] (docs/risk.md)",
+    ]
+
+
+def check_strategies(config: Config, *, timeout: float = 60.0) -> list[str]:
+    """The ``[[strategies]]`` the server could not start: a path that does not exist (resolved
+    relative to the config file's directory, as the supervisor does) or a file or module that does not
+    load or defines no Strategy. Each is loaded as ``seqtrade run`` loads it, in a child process in the
+    config file's directory with the venue's secrets kept out (as the supervisor starts it): its module
+    code runs, no callback does, and a module that runs at import cannot hang ``check``."""
+    import subprocess
+
+    from .venues import secret_env_vars
+
+    errors = []
+    base = Path(config.base_dir)
+    secrets = {config.security.server_secret_key_env, *secret_env_vars(config.venue)}
+    env = {k: v for k, v in os.environ.items() if k.removesuffix("_FILE") not in secrets}
+    for i, s in enumerate(config.strategies):
+        if not s.enabled:
+            continue
+        where = f"strategies[{i}] (id {s.id!r})"
+        target = (base / os.path.expanduser(s.path)).resolve() if s.path else None
+        if target is not None and not target.is_file():
+            errors.append(f"{where}: path {s.path!r} does not exist (resolved relative to the config"
+                          f" file's directory {base}: {target})")  # fmt: skip
+            continue
+        what = str(target) if target is not None else s.module
+        try:
+            r = subprocess.run([sys.executable, "-c", _LOAD_STRATEGY, what], cwd=base, env=env,
+                               capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            errors.append(f"{where}: loading {what} did not finish within {timeout:g} s (does the module"
+                          " run the strategy at import? guard that with `if __name__ == \"__main__\":`)")  # fmt: skip
+            continue
+        if r.returncode != 0:
+            last = (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1]
+            errors.append(
+                f"{where}: {last}" if r.returncode == 3 else f"{where}: {what} cannot be loaded: {last}"
+            )
+    return errors
+
+
+# How `check` loads a strategy: in a child process, with the loader `seqtrade run` uses (the client
+# package's; it may move within it). Exit 3: the loader refused it, its reason on stderr.
+_LOAD_STRATEGY = """import sys
+sys.path.insert(0, "")
+from seqtrade.client.loading import load_strategy
+from seqtrade.errors import SeqtradeError
+try:
+    load_strategy(sys.argv[1])
+except SeqtradeError as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(3)
+"""
 
 
 def describe(config: Config) -> str:
@@ -277,12 +371,84 @@ def _keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+_CONFIG_HELP = "the config file (default: config.toml in the current directory)"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("seqtrade")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def _reset(args: argparse.Namespace) -> int:
+    """``seqtrade reset``: delete the paper account and the journal (after asking), never while a
+    server runs on the run dir; an exchange's journal only with ``--live-journal``."""
+    from .bus import lock_run_dir
+    from .venues import venue_class
+
+    config = load_config(args.config)
+    run_dir = config.run_dir
+    venue = venue_class(config.venue.kind)
+    files = venue.state_files(config.venue, run_dir)
+    if venue.simulated or args.live_journal:
+        files += [config.journal_path, config.snapshot_path, config.archive_path]  # the journal's own
+    kept = ""
+    if not (venue.simulated or args.live_journal):
+        kept = (f"kept: {config.journal_path} (venue {config.venue.kind}: the journal maps the orders at the"
+                " exchange; pass --live-journal to delete it, after cancelling them there)")  # fmt: skip
+    present = [f for base in files for f in (base, Path(f"{base}-wal"), Path(f"{base}-shm")) if f.exists()]
+    if kept:
+        print(kept)
+    if not present:
+        print(f"nothing to reset in {run_dir}")
+        return 0
+    with lock_run_dir(run_dir):  # RunDirLocked (exit 2) while a server runs there
+        print("seqtrade reset deletes:")
+        for f in present:
+            print(f"  {f} ({f.stat().st_size} bytes)")
+        if not args.yes:
+            try:
+                answer = input("delete these files? [y/N] ")
+            except EOFError:
+                answer = ""
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing deleted")
+                return 1
+        for f in present:
+            f.unlink()
+    print(f"deleted {len(present)} file(s)")
+    return 0
+
+
+def _new_strategy(args: argparse.Namespace) -> int:
+    from .strategy_template import NAME_RE, render_strategy
+
+    if not NAME_RE.match(args.name):
+        raise SeqtradeError(
+            f"new-strategy: {args.name!r} is not a valid name (a letter, then letters, digits or '_'; at most 32)"
+        )
+    path = Path(args.dir, f"{args.name}.py")
+    if path.exists():
+        raise SeqtradeError(f"new-strategy: {path} exists; not overwritten")
+    try:
+        with open(path, "x", encoding="utf-8") as f:
+            f.write(render_strategy(args.name))
+    except OSError as exc:
+        raise SeqtradeError(f"new-strategy: cannot write {path}: {exc.strerror or exc}") from None
+    print(f"wrote {path}\nrun it against a running server:  seqtrade run {path} --id {args.name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seqtrade", description="live-trading gateway for Python strategies")
+    p.add_argument("--version", action="version", version=f"seqtrade {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="run the gateway server")
-    s.add_argument("--config", default="config.toml")
+    s.add_argument("--config", default="config.toml", help=_CONFIG_HELP)
     s.add_argument("--log-level", default=None)
     s.set_defaults(func=_serve)
 
@@ -292,11 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=None)
 
     c = sub.add_parser("check", help="validate a config and print what it would do")
-    c.add_argument("--config", default="config.toml")
+    c.add_argument("--config", default="config.toml", help=_CONFIG_HELP)
     c.set_defaults(func=_check)
 
     st = sub.add_parser("status", help="show a running server's state (venue, strategies, accounts)")
-    st.add_argument("--config", default="config.toml")
+    st.add_argument("--config", default="config.toml", help=_CONFIG_HELP)
     st.add_argument("--json", action="store_true", help="print the raw answer as JSON")
     st.set_defaults(func=_status)
 
@@ -304,17 +470,34 @@ def build_parser() -> argparse.ArgumentParser:
                        ("reduce", "let through only orders that shrink a position"),
                        ("resume", "back to active trading")):  # fmt: skip
         t = sub.add_parser(name, help=f"{what}: globally, or for one strategy")
-        t.add_argument("--config", default="config.toml")
+        t.add_argument("--config", default="config.toml", help=_CONFIG_HELP)
         t.add_argument("--strategy", default=None, metavar="ID", help="only this strategy")
         t.set_defaults(func=_trading_state)
 
     sp = sub.add_parser("strategies", help="list strategies: supervised state, pid, restarts, last heartbeat")
-    sp.add_argument("--config", default="config.toml")
+    sp.add_argument("--config", default="config.toml", help=_CONFIG_HELP)
     sp.add_argument("--json", action="store_true", help="print the raw answer as JSON")
     sp.add_argument(
         "--restart", metavar="ID", default=None, help="start a stopped or crash-looping strategy again"
     )
     sp.set_defaults(func=_strategies)
+
+    rs = sub.add_parser(
+        "reset", help="delete the paper account and the journal of a config's run dir (asks first)"
+    )
+    rs.add_argument("--config", default="config.toml", help=_CONFIG_HELP)
+    rs.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
+    rs.add_argument(
+        "--live-journal",
+        action="store_true",
+        help="with venue.kind other than paper: delete the journal too (it maps the orders at the exchange)",
+    )
+    rs.set_defaults(func=_reset)
+
+    ns = sub.add_parser("new-strategy", help="write a commented starting point for a strategy: NAME.py")
+    ns.add_argument("name", metavar="NAME", help="file and class name, e.g. my_strategy")
+    ns.add_argument("--dir", default=".", help="where to write NAME.py (default: the current directory)")
+    ns.set_defaults(func=_new_strategy)
 
     k = sub.add_parser("keygen", help="make a CurveZMQ key pair for tcp:// endpoints")
     k.add_argument("--out", metavar="NAME", default=None, help="write the public key to NAME.pub")

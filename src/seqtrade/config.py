@@ -41,6 +41,8 @@ __all__ = [
     "load_config",
     "parse_config",
     "STRATEGY_ID_RE",
+    "DEFAULT_PAPER_BALANCES",
+    "missing_limits",
 ]
 
 STRATEGY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
@@ -84,6 +86,10 @@ class BusConfig:
     spin_us: int = 0  # busy-poll the order socket this long before sleeping (0 = off)
 
 
+# The paper account's starting balances when [venue.paper] sets none (docs/risk.md "The paper account").
+DEFAULT_PAPER_BALANCES: dict[str, float] = {"USDT": 100_000.0, "BTC": 1.0, "ETH": 10.0}
+
+
 @dataclass(frozen=True)
 class PaperConfig:
     seed: int = 42
@@ -107,6 +113,10 @@ class PaperConfig:
     # The paper account (orders, fills, positions) on disk, relative to run_dir, so that it survives a
     # server restart or kill -9 as a real exchange's would. "" keeps it in memory (lost on restart).
     state_path: str = "paper.sqlite"
+    # Starting balances per currency of a new paper account (a persisted account keeps its own; `seqtrade
+    # reset` starts over). A buy needs the quote currency, a sell the base coins. Replaces the default
+    # as a whole: a currency not named starts at 0.
+    balances: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PAPER_BALANCES))
 
 
 @dataclass(frozen=True)
@@ -252,6 +262,7 @@ class Config:
     base_dir: str = "."  # the config file's directory; set by the loader, not a TOML key
     source_path: str = ""  # the file it was loaded from (load_config sets it); not a TOML key
     deprecations: tuple[str, ...] = ()  # deprecated keys found and how they were read; not a TOML key
+    sections: tuple[str, ...] = ()  # the top-level tables the file has (load_config sets it); not a TOML key
 
     @property
     def run_dir(self) -> Path:
@@ -285,7 +296,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except OSError as exc:
         raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from exc
     cfg = parse_config(text, base_dir=str(p.resolve().parent), source=str(p))
-    return dataclasses.replace(cfg, source_path=str(p.resolve()))
+    sections = tuple(tomllib.loads(text))  # valid TOML: parse_config read it
+    return dataclasses.replace(cfg, source_path=str(p.resolve()), sections=sections)
 
 
 def parse_config(text: str, *, base_dir: str = ".", source: str = "<config>") -> Config:
@@ -339,6 +351,9 @@ def _check(cfg: Config) -> None:
     for name in ("tick_size", "lot_size", "min_size", "level_size", "tick_interval"):
         if not getattr(p, name) > 0:
             raise ConfigError(f"venue.paper.{name}: must be > 0")
+    for ccy, amount in p.balances.items():
+        if amount < 0:
+            raise ConfigError(f"venue.paper.balances.{ccy}: must be >= 0")
     if not 0 <= p.trade_probability <= 1:
         raise ConfigError("venue.paper.trade_probability: must be between 0 and 1")
     if cfg.venue.okx.cancel_all_after and not 10 <= cfg.venue.okx.cancel_all_after <= 120:
@@ -384,7 +399,29 @@ def _check_risk(cfg: Config) -> None:
             )
 
 
-_LOADER_KEYS = ("base_dir", "source_path", "deprecations")  # Config fields the loader sets; refused in TOML
+def missing_limits(cfg: Config) -> list[str]:
+    """The pre-trade limits (docs/risk.md) that leave some symbol's orders unbounded: set neither in
+    ``[risk]`` nor in ``[risk.symbols.<symbol>]`` of every served symbol. A ``[risk.strategies.*]`` table
+    does not count (a strategy it does not name escapes it). Each entry: the key, and the symbols it
+    misses when only some are covered."""
+    out = []
+    for f in dataclasses.fields(RiskLimits):
+        if getattr(cfg.risk, f.name):
+            continue
+        bare = [s for s in cfg.venue.symbols if not getattr(cfg.risk.symbols.get(s, RiskLimits()), f.name)]
+        if len(bare) == len(cfg.venue.symbols):
+            out.append(f.name)
+        elif bare:
+            out.append(f"{f.name} (not set for {', '.join(bare)})")
+    return out
+
+
+_LOADER_KEYS = (
+    "base_dir",
+    "source_path",
+    "deprecations",
+    "sections",
+)  # Config fields the loader sets; refused in TOML
 _Z85_RE = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}\Z")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")

@@ -43,7 +43,31 @@ class ConfigError(SeqtradeError):
 
 
 class WireError(SeqtradeError):
-    """A frame or message breaks the wire protocol."""
+    """A frame or message breaks the wire protocol.
+
+    When it comes from :func:`seqtrade.wire.parse_request` it carries what could be read of the request
+    (None otherwise), so that the server can address a ``rejected`` report: ``strategy_id``,
+    ``client_order_id`` and ``request_type`` (the topic's kind, e.g. ``"order_request"``). ``str(exc)``
+    is the message alone.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        strategy_id: str | None = None,
+        client_order_id: str | None = None,
+        request_type: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.strategy_id = strategy_id
+        self.client_order_id = client_order_id
+        self.request_type = request_type
+
+    @property
+    def type(self) -> str | None:
+        """The same as ``request_type`` (the name callers used before it was a field)."""
+        return self.request_type
 
 
 class RunDirError(SeqtradeError):

@@ -34,24 +34,47 @@ PROTOCOL_VERSION = 1
 
 
 class Side(StrEnum):
+    """An order's side. A ``StrEnum``: each member equals its string (``Side.BUY == "buy"``)."""
+
     BUY = "buy"
+    """``"buy"``"""
     SELL = "sell"
+    """``"sell"``"""
 
 
 class OrderType(StrEnum):
+    """An order's type: the ``order_type`` of a request and of its reports."""
+
     LIMIT = "limit"
+    """``"limit"``: trades at the limit price or better; the rest rests in the book until cancelled."""
     MARKET = "market"
+    """``"market"``: trades at once at the best prices available; no price."""
     POST_ONLY = "post_only"
+    """``"post_only"``: a limit order that only adds liquidity; rejected if it would trade at once."""
     IOC = "ioc"
+    """``"ioc"``, immediate or cancel: trades what it can at once, the rest is cancelled."""
     FOK = "fok"
+    """``"fok"``, fill or kill: trades its whole quantity at once, or nothing and is cancelled."""
 
 
 class OrderStatus(StrEnum):
+    """The status of an order in an [`OrderReport`][seqtrade.client.OrderReport].
+
+    A ``StrEnum``: ``report.status == "filled"`` works. An order starts ``accepted`` or ``rejected``
+    (every order gets exactly one of the two first), may go ``partially_filled``, and ends
+    ``filled``, ``cancelled`` or ``rejected``; an order that ended never opens again.
+    """
+
     ACCEPTED = "accepted"
+    """``"accepted"``: the venue took the order; open, nothing filled (or the fill is on its way)."""
     PARTIALLY_FILLED = "partially_filled"
+    """``"partially_filled"``: open, part of the quantity filled."""
     FILLED = "filled"
+    """``"filled"``: done, the whole quantity filled."""
     CANCELLED = "cancelled"
+    """``"cancelled"``: done, cancelled (by a request, ``ioc``/``fok`` rules, or the server's policy); may have filled in part."""
     REJECTED = "rejected"
+    """``"rejected"``: refused by the server (rounding, risk limits, a stale request) or the venue; ``error_msg`` says why."""
 
 
 TERMINAL_STATUSES = frozenset({OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED})
@@ -63,6 +86,23 @@ OPEN_STATUSES = frozenset({OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED})
 
 @dataclass(slots=True)
 class Ticker:
+    """The best bid and ask and the last trade of one symbol (``on_ticker``).
+
+    Attributes:
+        symbol: The instrument, e.g. ``"BTC-USDT"``.
+        ts: The venue's time of this data, in ms since the epoch.
+        last_price: Price of the last trade.
+        bid_price: Best bid (the highest price someone buys at).
+        ask_price: Best ask (the lowest price someone sells at).
+        bid_size: Quantity at the best bid, in base units.
+        ask_size: Quantity at the best ask, in base units.
+        volume_24h: Volume traded in the last 24 hours, as the venue reports it (base units on spot).
+        seq: Counts messages of this topic (kind and symbol), 1, 2, 3, ...; a jump means messages
+            were dropped on the way.
+        gw_ns: The server's ``time.time_ns()`` when it sent the message (compare with yours for the
+            latency from the server, on the same host).
+    """
+
     symbol: str
     ts: int
     last_price: float
@@ -77,6 +117,19 @@ class Ticker:
 
 @dataclass(slots=True)
 class Book:
+    """The top of the order book of one symbol, up to 5 levels a side (``on_book``).
+
+    Attributes:
+        symbol: The instrument.
+        ts: The venue's time of this snapshot, in ms since the epoch.
+        bids: ``[[price, size], ...]``, best (highest) first, sizes in base units.
+        asks: ``[[price, size], ...]``, best (lowest) first.
+        seq: Counts messages of this topic (kind and symbol), 1, 2, 3, ...; a jump means messages
+            were dropped on the way.
+        gw_ns: The server's ``time.time_ns()`` when it sent the message (compare with yours for the
+            latency from the server, on the same host).
+    """
+
     symbol: str
     ts: int
     bids: list[list[float]]
@@ -87,6 +140,21 @@ class Book:
 
 @dataclass(slots=True)
 class Trade:
+    """One public trade of one symbol on the venue, anyone's (``on_trade``).
+
+    Attributes:
+        symbol: The instrument.
+        ts: The venue's time of the trade, in ms since the epoch.
+        trade_id: The venue's id of the trade (a string).
+        price: The trade's price.
+        size: The trade's quantity, in base units.
+        side: The taker's side, ``"buy"`` or ``"sell"``.
+        seq: Counts messages of this topic (kind and symbol), 1, 2, 3, ...; a jump means messages
+            were dropped on the way.
+        gw_ns: The server's ``time.time_ns()`` when it sent the message (compare with yours for the
+            latency from the server, on the same host).
+    """
+
     symbol: str
     ts: int
     trade_id: str
@@ -99,6 +167,18 @@ class Trade:
 
 @dataclass(slots=True)
 class VenueStatus:
+    """The server's connection to its venue, once a second and on every change (``on_status``).
+
+    Attributes:
+        venue: The venue's kind, ``"paper"`` or ``"okx"``.
+        connected: False while the server has lost the venue: market data is stale, and orders wait
+            or fail.
+        symbols: The symbols the server serves.
+        ts: The server's time, in ms since the epoch.
+        seq: Counts status messages; a seq lower than the last one means the server restarted.
+        gw_ns: The server's ``time.time_ns()`` when it sent the message.
+    """
+
     venue: str
     connected: bool
     symbols: list[str]
@@ -112,6 +192,8 @@ class VenueStatus:
 
 @dataclass(slots=True)
 class OrderRequest:
+    """A new order, strategy -> server (``order_request`` in docs/protocol.md); the order helpers make it."""
+
     strategy_id: str
     client_order_id: str
     symbol: str
@@ -124,12 +206,16 @@ class OrderRequest:
 
 @dataclass(slots=True)
 class CancelRequest:
+    """Cancel one order, strategy -> server (``cancel_request``)."""
+
     strategy_id: str
     client_order_id: str
 
 
 @dataclass(slots=True)
 class AmendRequest:
+    """Change an order's price and/or total quantity, strategy -> server (``amend_request``)."""
+
     strategy_id: str
     client_order_id: str
     price: float | None = None
@@ -138,12 +224,16 @@ class AmendRequest:
 
 @dataclass(slots=True)
 class CancelAll:
+    """Cancel a strategy's open orders, of one symbol or all, strategy -> server (``cancel_all``)."""
+
     strategy_id: str
     symbol: str | None = None
 
 
 @dataclass(slots=True)
 class Hello:
+    """Join or re-join: "send me every report after ``last_seq``, then a welcome with this nonce"."""
+
     strategy_id: str
     last_seq: int
     nonce: str | int
@@ -152,6 +242,8 @@ class Hello:
 
 @dataclass(slots=True)
 class Heartbeat:
+    """A strategy's sign of life, every second; without them the server takes it for dead."""
+
     strategy_id: str
     timestamp: int
 
@@ -161,6 +253,42 @@ class Heartbeat:
 
 @dataclass(slots=True)
 class OrderReport:
+    """What became of an order: one per change, to the strategy that owns it (``on_order``).
+
+    Every order gets ``accepted`` or ``rejected`` first, then a report for each fill, for its end
+    and for each failed cancel or amend. A strategy's reports are numbered by ``seq`` with no gap,
+    across restarts of the server and of the strategy, and each is handed to ``on_order`` once.
+
+    Attributes:
+        seq: This report's number among the strategy's reports: 1, 2, 3, ... with no gap.
+        client_order_id: The order's id, as the order helper returned it (empty in the rejection of
+            a request so malformed that it could not be read).
+        exchange_order_id: The venue's id of the order (empty until the venue has one).
+        strategy_id: The strategy that owns the order.
+        symbol: The instrument.
+        side: ``"buy"`` or ``"sell"``.
+        order_type: ``"limit"``, ``"market"``, ``"post_only"``, ``"ioc"`` or ``"fok"``.
+        price: The limit price after rounding to the tick (0.0 for a market order).
+        quantity: The order's total quantity after rounding to the lot, in base units (the new total
+            after an amend).
+        status: The order's status: ``accepted``, ``partially_filled``, ``filled``, ``cancelled``
+            or ``rejected`` ([`OrderStatus`][seqtrade.client.OrderStatus]). A failed cancel or
+            amend leaves it as it was.
+        filled_quantity: Quantity filled so far, cumulative.
+        filled_price: Average price of all fills so far (0.0 before the first).
+        last_fill_quantity: The fill this report announces, in base units; 0.0 if it announces none.
+            After a venue reconnect, fills missed meanwhile may arrive as one report whose last fill
+            is their sum.
+        last_fill_price: The price of that fill (such that ``filled_price`` stays right).
+        fee: Fees paid on this order so far, **cumulative**, in quote units, positive (a rebate
+            is negative). One fill's fee is the difference from the order's previous report.
+        error_msg: Why an order was rejected, or why a cancel or amend failed (``"amend failed:
+            ..."``); empty otherwise.
+        timestamp: The time of the event it reports (the venue's if it gave one, else the
+            server's), in ms since the epoch.
+        gw_ns: The server's ``time.time_ns()`` when it sent the report.
+    """
+
     seq: int
     client_order_id: str
     exchange_order_id: str
@@ -182,11 +310,14 @@ class OrderReport:
 
     @property
     def is_open(self) -> bool:
+        """True while the order is open: status ``accepted`` or ``partially_filled``."""
         return self.status in OPEN_STATUSES
 
 
 @dataclass(slots=True)
 class Welcome:
+    """The server's answer to a hello, after the replay: the join is complete (``welcome``)."""
+
     strategy_id: str
     nonce: str | int
     last_seq: int

@@ -127,11 +127,13 @@ class FakeOkx:
         self.clock_refusals: list[ClockRefusal] = []  # see ClockRefusal; filled by note_answers
         self.order_pushes: list[dict[str, Any]] = []  # every orders-channel item generated
         self.dropped_pushes: list[dict[str, Any]] = []  # generated while private_pushes_paused
+        self.ws_connects: list[float] = []  # trio time of each WS connection accepted (§4.5: 3 / s / IP)
         self.rest_url = ""
         self.ws_public_url = ""
         self.ws_private_url = ""
         self.ws_business_url = ""
         self._stalls: list[Stall] = []
+        self._lates: list[Stall] = []  # process_late_next
         self._conns: set[ws.WsConn] = set()
         self._nursery: trio.Nursery | None = None
         self._caa_scopes: dict[str, trio.CancelScope] = {}
@@ -300,6 +302,22 @@ class FakeOkx:
         stall = Stall(op_or_path, seconds, drop, error_code)
         self._stalls.append(stall)
         return stall
+
+    def process_late_next(self, op: str, seconds: float) -> Stall:
+        """The next WS request with ``op`` reaches the engine ``seconds`` (trio time) after it came in,
+        as after a delay inside OKX (what ``expTime`` is for, §1.2): its expTime is checked, and it is
+        carried out and answered, only then. ``await stall.hit.wait()`` tells when it came in."""
+        late = Stall(op, seconds)
+        self._lates.append(late)
+        return late
+
+    def take_late(self, op: str | None) -> Stall | None:
+        for late in self._lates:
+            if late.matches("ws", "WS", "", op):
+                self._lates.remove(late)
+                late.hit.set()
+                return late
+        return None
 
     def take_stall(self, transport: str, method: str, path: str, op: str | None) -> Stall | None:
         for stall in self._stalls:

@@ -192,6 +192,7 @@ async def _handle(fake: FakeOkx, request: WebSocketRequest) -> None:
         return
     ws = await request.accept()
     conn = WsConn(fake, ws, kind, path)
+    fake.ws_connects.append(trio.current_time())
     fake._conns.add(conn)
     try:
         async with trio.open_nursery() as nursery:
@@ -259,6 +260,9 @@ async def _reader(conn: WsConn, nursery: trio.Nursery) -> None:
         if op is None or not isinstance(msg, dict):
             # §4.2: invalid JSON, or JSON {"op":"ping"}... -> 60012 (an "op":"ping" lands below)
             out: list[Any] = [_error_event(conn, None, "60012", f"Invalid request: {text}")]
+        elif (late := fake.take_late(op)) is not None:
+            nursery.start_soon(_late, conn, late.seconds, op, msg, fake.requests[-1])
+            continue
         else:
             out = _dispatch(conn, op, msg, in_us)
             fake.note_answers(fake.requests[-1], out)  # no checkpoint since it was appended
@@ -275,6 +279,14 @@ def _emit(conn: WsConn, out: list[Any]) -> None:
             conn.request_close(item.code, item.reason, abrupt=item.abrupt)
         else:
             conn.send_json(item)
+
+
+async def _late(conn: WsConn, seconds: float, op: str, msg: dict[str, Any], request: Any) -> None:
+    """``process_late_next``: carry the request out (and answer it) ``seconds`` after it came in."""
+    await trio.sleep(seconds)
+    out = _dispatch(conn, op, msg, time.time_ns() // 1000 + conn.fake.clock_offset_ms * 1000)
+    conn.fake.note_answers(request, out)
+    _emit(conn, out)
 
 
 async def _stalled(conn: WsConn, stall: Any, out: list[Any], msg: dict[str, Any], op: str | None) -> None:

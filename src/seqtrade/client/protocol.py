@@ -130,6 +130,15 @@ class ClientProtocol:
         self._status_seq = 0
         self._md_seq: dict[tuple[str, str], int] = {}
         self._ticker_seq: dict[str, int] = {}  # the ticker path's own seq per symbol
+        # Dispatch by message type, checked against the codec's tables (a new type needs a handler).
+        self._report_handlers: dict[type, Callable[[Any, float], Report | Synced | None]] = (
+            wire.dispatch_table(wire.REPORT_TYPES, {OrderReport: self._on_report, Welcome: self._on_welcome})
+        )
+        self._md_handlers: dict[type, Callable[[Any], Book | Trade | VenueStatus | None]] = wire.dispatch_table(
+            wire.MARKET_DATA_TYPES,
+            {Ticker: self._ticker_via_table, Book: self._book_or_trade, Trade: self._book_or_trade,
+             VenueStatus: self._status},
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ requests out
 
@@ -208,41 +217,46 @@ class ClientProtocol:
 
     def receive_report(self, msg: Any, now: float) -> Report | Synced | None:
         """One decoded message from the report channel."""
-        if isinstance(msg, OrderReport):
-            if msg.seq <= self.last_seq:
-                return None  # a duplicate: already handled
-            if msg.seq != self.last_seq + 1:
-                # A gap: something was dropped on the way (or our subscription went live in the
-                # middle of a replay). Ask again from where we are, unless a hello is in flight.
-                if not self.nonce:
-                    self.report_gaps += 1
-                    log.info("report gap: have %d, got %d: re-joining", self.last_seq, msg.seq)
-                    self.hello(now)
-                return None
-            self.last_seq = msg.seq
-            return Report(msg, not self.joined)
-        if isinstance(msg, Welcome) and self.nonce and msg.nonce == self.nonce:
-            if msg.last_seq > self.last_seq:
-                # Part of the replay was dropped on the way (PUB high-water mark, or a subscription
-                # that went live mid-replay): the welcome proves nothing yet. Ask again.
-                log.info("welcome at seq %d but we have %d: re-joining", msg.last_seq, self.last_seq)
+        handler = self._report_handlers.get(type(msg))
+        return handler(msg, now) if handler is not None else None
+
+    def _on_report(self, msg: OrderReport, now: float) -> Report | None:
+        if msg.seq <= self.last_seq:
+            return None  # a duplicate: already handled
+        if msg.seq != self.last_seq + 1:
+            # A gap: something was dropped on the way (or our subscription went live in the
+            # middle of a replay). Ask again from where we are, unless a hello is in flight.
+            if not self.nonce:
+                self.report_gaps += 1
+                log.info("report gap: have %d, got %d: re-joining", self.last_seq, msg.seq)
                 self.hello(now)
-                return None
-            self.nonce = ""
-            if msg.last_seq < self.last_seq:
-                # The server's journal is behind us (an OS crash with synchronous=normal, or a reset):
-                # its next reports reuse seqs we saw. Follow the server, or we would drop them as
-                # duplicates.
-                log.error("server holds reports up to seq %d but we handled %d: following the server",
-                          msg.last_seq, self.last_seq)  # fmt: skip
-                self.last_seq = msg.last_seq
-            first = not self.joined
-            if first and msg.protocol != PROTOCOL_VERSION:
-                # A change a client of our version could misread bumps the number (docs/protocol.md).
-                log.warning("the server speaks protocol %s, this client %d", msg.protocol, PROTOCOL_VERSION)
-            self.joined = True
-            return Synced(msg, first)
-        return None  # a welcome for another hello (ours or not), or a type we do not know
+            return None
+        self.last_seq = msg.seq
+        return Report(msg, not self.joined)
+
+    def _on_welcome(self, msg: Welcome, now: float) -> Synced | None:
+        if not (self.nonce and msg.nonce == self.nonce):
+            return None  # a welcome for another hello (ours or not)
+        if msg.last_seq > self.last_seq:
+            # Part of the replay was dropped on the way (PUB high-water mark, or a subscription
+            # that went live mid-replay): the welcome proves nothing yet. Ask again.
+            log.info("welcome at seq %d but we have %d: re-joining", msg.last_seq, self.last_seq)
+            self.hello(now)
+            return None
+        self.nonce = ""
+        if msg.last_seq < self.last_seq:
+            # The server's journal is behind us (an OS crash with synchronous=normal, or a reset):
+            # its next reports reuse seqs we saw. Follow the server, or we would drop them as
+            # duplicates.
+            log.error("server holds reports up to seq %d but we handled %d: following the server",
+                      msg.last_seq, self.last_seq)  # fmt: skip
+            self.last_seq = msg.last_seq
+        first = not self.joined
+        if first and msg.protocol != PROTOCOL_VERSION:
+            # A change a client of our version could misread bumps the number (docs/protocol.md).
+            log.warning("the server speaks protocol %s, this client %d", msg.protocol, PROTOCOL_VERSION)
+        self.joined = True
+        return Synced(msg, first)
 
     # ------------------------------------------------------------------ market data in
 
@@ -267,18 +281,24 @@ class ClientProtocol:
         return t
 
     def _other_md(self, msg: Any) -> Book | Trade | VenueStatus | None:
-        if isinstance(msg, (Book, Trade)):
-            key = ("book" if isinstance(msg, Book) else "trade", msg.symbol)
-            last = self._md_seq.get(key)
-            if last is not None and msg.seq > last + 1:
-                self.md_gaps += msg.seq - last - 1
-            self._md_seq[key] = msg.seq
-            return msg
-        if isinstance(msg, VenueStatus):
-            if msg.seq < self._status_seq and not self.nonce:
-                # The server restarted: re-join so nothing published before we reconnected is lost.
-                log.info("server restarted: re-joining from seq %d", self.last_seq)
-                self._rejoin = True
-            self._status_seq = msg.seq
-            return msg
-        return None
+        handler = self._md_handlers.get(type(msg))
+        return handler(msg) if handler is not None else None
+
+    def _ticker_via_table(self, msg: Ticker) -> None:
+        raise AssertionError("tickers take the fast path in receive_md_frame")  # pragma: no cover
+
+    def _book_or_trade(self, msg: Book | Trade) -> Book | Trade:
+        key = ("book" if type(msg) is Book else "trade", msg.symbol)
+        last = self._md_seq.get(key)
+        if last is not None and msg.seq > last + 1:
+            self.md_gaps += msg.seq - last - 1
+        self._md_seq[key] = msg.seq
+        return msg
+
+    def _status(self, msg: VenueStatus) -> VenueStatus:
+        if msg.seq < self._status_seq and not self.nonce:
+            # The server restarted: re-join so nothing published before we reconnected is lost.
+            log.info("server restarted: re-joining from seq %d", self.last_seq)
+            self._rejoin = True
+        self._status_seq = msg.seq
+        return msg

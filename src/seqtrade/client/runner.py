@@ -44,6 +44,8 @@ MD_BATCH = 4096  # market-data frames handled between two looks at the report so
 
 @dataclass(frozen=True)
 class Endpoints:
+    """Where the server's three sockets are: market data, orders, reports (docs/protocol.md)."""
+
     md: str
     order: str
     report: str

@@ -40,19 +40,39 @@ __all__ = ["Strategy", "Position", "OrderIdGenerator"]
 
 
 class OrderIdGenerator:
-    """client_order_ids that never repeat, also across restarts: start time in µs (base 36) + counter."""
+    """client_order_ids that never repeat, also across restarts: start time in µs (base 36) + counter.
+
+    Each strategy object has one. Its prefix is the wall-clock time at which the object was made, in
+    microseconds, written in base 36 (``mh4kq2zq5c``); each id adds a counter: ``mh4kq2zq5c-1``,
+    ``mh4kq2zq5c-2``, ... A restarted process starts from a later time, so its ids differ from every
+    id the previous process used (unless the clock went back), and the server never sends an order
+    whose id it already knows: it re-sends that order's latest report instead.
+    """
 
     def __init__(self) -> None:
         self.prefix = base36(time.time_ns() // 1000)
         self._n = itertools.count(1)
 
     def next(self) -> str:
+        """The next id: ``<prefix>-<counter>``, at most 64 characters of ``[0-9a-z-]``."""
         return f"{self.prefix}-{next(self._n)}"
 
 
 @dataclass(slots=True)
 class Position:
-    """Net position of one symbol, from this strategy's own fills."""
+    """Net position of one symbol, from this strategy's own fills (never another strategy's).
+
+    Kept by the strategy from the fills in its reports, at average cost: buying adds to a long
+    position at the average price, selling it realises ``(price - avg_price) * quantity``; a trade that
+    crosses zero realises the closed part and opens the rest at the trade's price. Fees are kept apart
+    from the realised PnL.
+
+    Attributes:
+        quantity: Net quantity in base units: positive long, negative short, 0.0 flat.
+        avg_price: Average entry price of the open quantity (0.0 when flat).
+        realized_pnl: Profit realised by closing trades, in quote units, gross of fees.
+        fees: Fees paid on this symbol's orders, in quote units (a rebate counts negative).
+    """
 
     quantity: float = 0.0  # + long, - short
     avg_price: float = 0.0  # average entry price of the open quantity
@@ -60,7 +80,10 @@ class Position:
     fees: float = 0.0
 
     def apply_fill(self, side: str, qty: float, price: float) -> None:
-        """Apply one fill (the maths the server's accounts use too: :mod:`seqtrade.positions`)."""
+        """Apply one fill of ``qty`` (base units, > 0) at ``price``; ``side`` is ``"buy"`` or ``"sell"``.
+
+        The maths the server's accounts use too (``seqtrade.positions``).
+        """
         self.quantity, self.avg_price, pnl = apply_fill(self.quantity, self.avg_price, side, qty, price)
         self.realized_pnl += pnl
 
@@ -78,22 +101,95 @@ class _Timer:
 class Strategy:
     """Base class of a strategy. Override the ``on_*`` callbacks you need.
 
-    Class attributes:
-        symbols: the symbols whose market data this strategy receives (empty: none).
-        Book and trade data are subscribed to only when ``on_book``/``on_trade`` are overridden.
+    **When callbacks run.** All on the strategy's own thread, one at a time, never re-entered:
 
-    State the strategy can read at any time: :attr:`open_orders` (client_order_id -> latest report),
-    :meth:`position`, :attr:`realized_pnl`, :attr:`fees`, :attr:`positions`.
+    1. The process connects and joins the server (the *join handshake*, docs/protocol.md). Every
+       report the server holds for this strategy id and the process has not seen is replayed first:
+       it updates [`orders`][seqtrade.client.Strategy.orders],
+       [`open_orders`][seqtrade.client.Strategy.open_orders] and
+       ``positions`` *without* calling ``on_order``.
+    2. [`on_start`][seqtrade.client.Strategy.on_start], once: state is up to date, order helpers work.
+    3. Until the strategy stops: [`on_ticker`][seqtrade.client.Strategy.on_ticker],
+       [`on_book`][seqtrade.client.Strategy.on_book], [`on_trade`][seqtrade.client.Strategy.on_trade]
+       and [`on_status`][seqtrade.client.Strategy.on_status] as market data arrives,
+       [`on_order`][seqtrade.client.Strategy.on_order] for each new report, and timers
+       ([`set_timer`][seqtrade.client.Strategy.set_timer]) when due.
+    4. [`on_stop`][seqtrade.client.Strategy.on_stop], once, after ``stop()``, SIGINT or SIGTERM.
+
+    An exception raised by a callback or a timer is logged with its traceback and the strategy goes
+    on. Callbacks should return quickly: market data that arrives meanwhile queues up.
+
+    **Orders.** The order helpers ([`buy_limit`][seqtrade.client.Strategy.buy_limit],
+    [`sell_limit`][seqtrade.client.Strategy.sell_limit],
+    [`buy_market`][seqtrade.client.Strategy.buy_market],
+    [`sell_market`][seqtrade.client.Strategy.sell_market],
+    [`cancel_order`][seqtrade.client.Strategy.cancel_order],
+    [`amend_order`][seqtrade.client.Strategy.amend_order],
+    [`cancel_all`][seqtrade.client.Strategy.cancel_all]) never block and never wait for an answer:
+    each queues one request to the server and returns. Every outcome (accepted, filled, cancelled,
+    rejected with the reason, a failed cancel or amend) arrives later as an
+    [`OrderReport`][seqtrade.client.OrderReport] in ``on_order``. The server rounds prices to the
+    instrument's tick (buys down, sells up) and quantities down to its lot, and checks the risk limits
+    of its config; an order it refuses gets a ``rejected`` report whose ``error_msg`` says why. The
+    helpers raise ``RuntimeError`` when called before the strategy runs (in ``__init__``), and
+    ``SeqtradeError`` when the server has not read the strategy's requests for a second.
+
+    **Parameters.** ``Strategy(**params)`` keeps its keyword arguments in
+    [`params`][seqtrade.client.Strategy.params]; the runner passes each ``--param KEY=VALUE`` of the
+    command line and each entry of ``params = {...}`` in the config's ``[[strategies]]`` table. A
+    subclass that defines ``__init__`` must call ``super().__init__(**params)``.
+
+    Attributes:
+        positions: symbol -> [`Position`][seqtrade.client.Position], from this strategy's own fills.
+            Rebuilt from the replayed reports at every start, so a restarted strategy keeps its
+            position; [`position`][seqtrade.client.Strategy.position] and
+            [`avg_price`][seqtrade.client.Strategy.avg_price] read it.
     """
 
     symbols: Sequence[str] = ()
+    """The symbols whose market data this strategy receives, e.g. ``["BTC-USDT"]`` (empty: none).
+
+    Tickers are subscribed to for each symbol; books and public trades only when the subclass
+    overrides [`on_book`][seqtrade.client.Strategy.on_book] or
+    [`on_trade`][seqtrade.client.Strategy.on_trade]. Orders may be placed on any symbol the server
+    serves, listed here or not.
+    """
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = dict(params)
+        """The strategy's parameters, by name (the keyword arguments of ``Strategy(**params)``).
+
+        From ``--param KEY=VALUE`` on the command line, or ``params = {...}`` in the config's
+        ``[[strategies]]`` entry. A command-line value is read as a TOML value: ``size=0.01`` is a
+        float, ``n=3`` an int, ``on=true`` a bool, ``xs=[1,2]`` a list, ``symbol='"ETH-USDT"'`` a
+        string; text that is not valid TOML is kept as a string (``symbol=ETH-USDT``). Read them with
+        defaults: ``self.params.get("size", 0.01)``.
+        """
         self.strategy_id: str = ""
+        """The id this process trades as: ``--id``, or the class name in lower case.
+
+        Set when the strategy starts running (empty in ``__init__``). Reports, positions and the
+        journal are kept per id: a process restarted with the same id picks up where the last one
+        left off.
+        """
         self.log = logging.getLogger(f"seqtrade.strategy.{type(self).__name__}")
+        """A ``logging.Logger`` named ``seqtrade.strategy.<ClassName>``.
+
+        ``seqtrade run`` logs INFO and above to standard error (DEBUG with ``-v``); a strategy the
+        server starts itself writes to ``<run_dir>/logs/<id>.log``.
+        """
         self.open_orders: dict[str, OrderReport] = {}
+        """The orders open now (``accepted`` or ``partially_filled``): client_order_id -> latest report.
+
+        Replaced by the server's list at every join, so after a restart it holds the orders the
+        previous process left open; then kept up to date by each report, before ``on_order`` is
+        called.
+        """
         self.orders: dict[str, OrderReport] = {}  # every order's latest report
+        """Every order of this strategy id that had a report, open or done: client_order_id -> latest report.
+
+        Includes the history replayed at start-up.
+        """
         self.positions: dict[str, Position] = {}
         self._conn: Connection | None = None
         self._protocol: ClientProtocol | None = None
@@ -106,25 +202,68 @@ class Strategy:
     # ------------------------------------------------------------------ callbacks
 
     def on_start(self) -> None:
-        """Called once, after the join handshake: open orders and positions are up to date."""
+        """Called once, after the join handshake: open orders and positions are up to date.
+
+        The place to read [`params`][seqtrade.client.Strategy.params], set timers, and pick up what
+        a previous process of the same id left: [`open_orders`][seqtrade.client.Strategy.open_orders]
+        holds the orders still open at the server, [`position`][seqtrade.client.Strategy.position]
+        the position from every fill so far. Reports replayed while joining have been applied
+        without ``on_order``.
+        """
 
     def on_ticker(self, ticker: Ticker) -> None:
-        """A ticker of a subscribed symbol."""
+        """A ticker of a subscribed symbol: best bid and ask and the last trade price.
+
+        Args:
+            ticker: The newest [`Ticker`][seqtrade.client.Ticker] of one of
+                [`symbols`][seqtrade.client.Strategy.symbols].
+        """
 
     def on_book(self, book: Book) -> None:
-        """A 5-level book of a subscribed symbol."""
+        """A 5-level book of a subscribed symbol (subscribed to only if this method is overridden).
+
+        Args:
+            book: The newest [`Book`][seqtrade.client.Book] snapshot of one of
+                [`symbols`][seqtrade.client.Strategy.symbols].
+        """
 
     def on_trade(self, trade: Trade) -> None:
-        """A public trade of a subscribed symbol."""
+        """A public trade of a subscribed symbol (subscribed to only if this method is overridden).
+
+        Args:
+            trade: One [`Trade`][seqtrade.client.Trade] on the venue, anyone's.
+        """
 
     def on_order(self, report: OrderReport) -> None:
-        """A report on one of this strategy's orders (state already applied)."""
+        """A report on one of this strategy's orders (state already applied).
+
+        Called once for every new report, in ``seq`` order, with none skipped: reports missed while
+        the process was not reading are replayed by the server. By the time it is called,
+        [`orders`][seqtrade.client.Strategy.orders],
+        [`open_orders`][seqtrade.client.Strategy.open_orders] and
+        ``positions`` already include it. A fill is a report with
+        ``last_fill_quantity > 0``; a refused order, cancel or amend has ``error_msg`` set.
+
+        Args:
+            report: The [`OrderReport`][seqtrade.client.OrderReport].
+        """
 
     def on_status(self, status: VenueStatus) -> None:
-        """Venue connectivity: ``status.connected`` False means market data is stale."""
+        """Venue connectivity, once a second and on every change.
+
+        Args:
+            status: The [`VenueStatus`][seqtrade.client.VenueStatus]; ``status.connected`` False
+                means the server has lost the exchange and market data is stale.
+        """
 
     def on_stop(self) -> None:
-        """Called once when the strategy stops (signal, ``stop()``, or server gone)."""
+        """Called once when the strategy stops: after ``stop()``, SIGINT (Ctrl-C) or SIGTERM.
+
+        Only if ``on_start`` was called. Order helpers still work here, and the requests they queue
+        are sent before the process exits: ``self.cancel_all()`` leaves nothing resting. Orders left
+        open stay open at the exchange (the server's ``dead_strategy_policy`` decides what happens to
+        them once heartbeats stop).
+        """
 
     # ------------------------------------------------------------------ orders
 
@@ -145,76 +284,209 @@ class Strategy:
         return coid
 
     def buy_limit(self, symbol: str, price: float, quantity: float, *, order_type: str = "limit") -> str:
-        """Buy at ``price`` or better. ``order_type``: limit, post_only, ioc or fok. Returns the client_order_id."""
+        """Buy at ``price`` or better. ``order_type``: limit, post_only, ioc or fok. Returns the client_order_id.
+
+        Args:
+            symbol: The instrument, e.g. ``"BTC-USDT"``.
+            price: The limit price, in quote units; rounded down to the tick.
+            quantity: In base units; rounded down to the lot.
+            order_type: ``"limit"`` (rests until filled or cancelled), ``"post_only"`` (rejected if it
+                would trade at once), ``"ioc"`` (fills what it can at once, the rest is cancelled) or
+                ``"fok"`` (fills completely at once or is cancelled).
+
+        Returns:
+            The order's client_order_id, made by this strategy (see
+                [how ids are made][seqtrade.client.strategy.OrderIdGenerator]): the key of
+                [`orders`][seqtrade.client.Strategy.orders] and of every report on the order.
+
+        Raises:
+            ValueError: ``order_type`` is not one of the four.
+            RuntimeError: Called before the strategy runs (e.g. in ``__init__``).
+            seqtrade.errors.SeqtradeError: The order channel stayed full for a second: the server is
+                not reading requests (is it running?).
+        """
         return self._order(symbol, Side.BUY, OrderType(order_type), price, quantity)
 
     def sell_limit(self, symbol: str, price: float, quantity: float, *, order_type: str = "limit") -> str:
-        """Sell at ``price`` or better. ``order_type``: limit, post_only, ioc or fok. Returns the client_order_id."""
+        """Sell at ``price`` or better. ``order_type``: limit, post_only, ioc or fok. Returns the client_order_id.
+
+        The mirror of [`buy_limit`][seqtrade.client.Strategy.buy_limit]; the price is rounded up to
+        the tick, the quantity down to the lot.
+
+        Args:
+            symbol: The instrument, e.g. ``"BTC-USDT"``.
+            price: The limit price, in quote units.
+            quantity: In base units.
+            order_type: ``"limit"``, ``"post_only"``, ``"ioc"`` or ``"fok"``.
+
+        Returns:
+            The order's client_order_id.
+
+        Raises:
+            ValueError: ``order_type`` is not one of the four.
+            RuntimeError: Called before the strategy runs.
+        """
         return self._order(symbol, Side.SELL, OrderType(order_type), price, quantity)
 
     def buy_market(self, symbol: str, quantity: float) -> str:
-        """Buy ``quantity`` (base units) at the market. Returns the client_order_id."""
+        """Buy ``quantity`` (base units) at the market. Returns the client_order_id.
+
+        Args:
+            symbol: The instrument.
+            quantity: In base units (not quote), rounded down to the lot.
+
+        Returns:
+            The order's client_order_id.
+        """
         return self._order(symbol, Side.BUY, OrderType.MARKET, None, quantity)
 
     def sell_market(self, symbol: str, quantity: float) -> str:
-        """Sell ``quantity`` (base units) at the market. Returns the client_order_id."""
+        """Sell ``quantity`` (base units) at the market. Returns the client_order_id.
+
+        Args:
+            symbol: The instrument.
+            quantity: In base units, rounded down to the lot.
+
+        Returns:
+            The order's client_order_id.
+        """
         return self._order(symbol, Side.SELL, OrderType.MARKET, None, quantity)
 
     def cancel_order(self, client_order_id: str) -> str:
-        """Request a cancel; the outcome arrives in ``on_order``. Returns the client_order_id."""
+        """Request a cancel; the outcome arrives in ``on_order``. Returns the client_order_id.
+
+        A cancelled order's report has status ``cancelled`` (it may have filled in part before). A
+        cancel that fails (the order filled meanwhile) does not change the order: its report keeps the
+        order's status and says why in ``error_msg``. A cancel for an id the server does not know gets
+        a ``rejected`` report. Cancels pass every trading state (a halted strategy can still cancel).
+
+        Args:
+            client_order_id: The id an order helper returned.
+
+        Returns:
+            The same client_order_id.
+        """
         self._send(CancelRequest(self.strategy_id, client_order_id))
         return client_order_id
 
     def amend_order(
         self, client_order_id: str, *, price: float | None = None, quantity: float | None = None
     ) -> str:
-        """Change price and/or total quantity; the outcome arrives in ``on_order``."""
+        """Change price and/or total quantity; the outcome arrives in ``on_order``.
+
+        The order keeps its client_order_id. If the amend succeeds, the next report on the order shows
+        the new ``price`` and ``quantity`` with its status unchanged; if it fails (the order is done,
+        the new price would cross the book on a ``post_only`` order, a risk limit), the report keeps
+        the old values and its ``error_msg`` starts with ``amend failed:``. An amend is checked against
+        the risk limits like a new order and counts towards the order rate limit.
+
+        ``quantity`` is the new **total** quantity, including what has filled already, not the
+        remaining quantity: amending an order of 1.0 that has filled 0.4 to ``quantity=0.5`` leaves
+        0.1 to fill; a quantity at or below what has filled completes the order as ``filled``. On the
+        paper exchange a new price, or a larger quantity, loses the order's place in the queue, and a
+        new price that crosses the book trades at once.
+
+        Args:
+            client_order_id: The open order to change.
+            price: The new limit price, or None to keep it.
+            quantity: The new total quantity in base units, or None to keep it.
+
+        Returns:
+            The same client_order_id.
+
+        Raises:
+            ValueError: Neither ``price`` nor ``quantity`` is given.
+        """
         if price is None and quantity is None:
             raise ValueError("amend_order needs a price and/or a quantity")
         self._send(AmendRequest(self.strategy_id, client_order_id, price, quantity))
         return client_order_id
 
     def cancel_all(self, symbol: str | None = None) -> None:
-        """Cancel every open order of this strategy (of one symbol if given)."""
+        """Cancel every open order of this strategy (of one symbol if given).
+
+        Each cancelled order gets its own ``cancelled`` report. Passes every trading state and every
+        rate limit: it is the way out.
+
+        Args:
+            symbol: Only this symbol's orders; None (the default) for all.
+        """
         self._send(CancelAll(self.strategy_id, symbol))
 
     # ------------------------------------------------------------------ timers and control
 
     def set_timer(self, interval: float, callback: Callable[[], Any], *, repeat: bool = True) -> _Timer:
-        """Call ``callback`` after ``interval`` seconds (and every ``interval`` if ``repeat``)."""
+        """Call ``callback`` after ``interval`` seconds (and every ``interval`` if ``repeat``).
+
+        Timers run on the strategy's thread between messages, like the other callbacks, on the
+        monotonic clock. A repeating timer that fell behind (a slow callback) runs once, not once per
+        missed interval. Timers run only while the strategy runs: one set in ``__init__`` fires first
+        after ``on_start``.
+
+        Args:
+            interval: Seconds until the first call, and between calls if ``repeat``.
+            callback: Called with no arguments, e.g. a bound method or a ``lambda``.
+            repeat: True (the default): every ``interval`` seconds until cancelled; False: once.
+
+        Returns:
+            A handle for [`cancel_timer`][seqtrade.client.Strategy.cancel_timer].
+        """
         t = _Timer(time.monotonic() + interval, next(self._timer_seq), interval, callback, repeat)
         heapq.heappush(self._timers, t)
         return t
 
     @staticmethod
     def cancel_timer(timer: _Timer) -> None:
+        """Cancel a timer: its callback is not called again (cancelling it twice is harmless).
+
+        Args:
+            timer: What [`set_timer`][seqtrade.client.Strategy.set_timer] returned.
+        """
         timer.cancelled = True
 
     def stop(self) -> None:
-        """Stop after the current callback (``on_stop`` is called). Thread-safe."""
+        """Stop after the current callback (``on_stop`` is called). Thread-safe.
+
+        The process then leaves: ``on_stop`` runs, the sockets close and
+        [`run`][seqtrade.client.run] returns 0. Open orders stay open unless ``on_stop`` cancels them.
+        """
         self._stop = True
 
     # ------------------------------------------------------------------ state
 
     @property
     def md_gaps(self) -> int:
-        """Market-data messages dropped on the way (seen as seq jumps), since the strategy started."""
+        """Market-data messages dropped on the way (seen as seq jumps), since the strategy started.
+
+        Market data is never replayed: the server never slows down for a slow reader.
+        """
         return self._protocol.md_gaps if self._protocol is not None else 0
 
     def position(self, symbol: str) -> float:
+        """This strategy's net position in ``symbol``, in base units (+ long, - short, 0.0 if none).
+
+        Counts this strategy's fills only; the same symbol traded by another strategy on the same
+        account is not in it (``seqtrade status`` shows every strategy's and the account's net).
+        """
         p = self.positions.get(symbol)
         return p.quantity if p else 0.0
 
     def avg_price(self, symbol: str) -> float:
+        """Average entry price of the open position in ``symbol`` (0.0 when flat)."""
         p = self.positions.get(symbol)
         return p.avg_price if p else 0.0
 
     @property
     def realized_pnl(self) -> float:
+        """Realised profit over all symbols, in quote units, gross of fees (subtract [`fees`][seqtrade.client.Strategy.fees]).
+
+        Only closed trades count; the open position's unrealised PnL is not in it.
+        """
         return sum(p.realized_pnl for p in self.positions.values())
 
     @property
     def fees(self) -> float:
+        """Fees paid over all symbols, in quote units (positive: paid; a rebate lowers it)."""
         return sum(p.fees for p in self.positions.values())
 
     def _apply_report(self, r: OrderReport) -> None:

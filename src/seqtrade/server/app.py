@@ -14,7 +14,7 @@ import zmq
 from ..bus import TrioSocket, bind_secure, ipc_path, lock_run_dir, prepare_run_dir, private_files
 from ..config import Config
 from ..security import KeyPair
-from ..venues import state_files
+from ..venues import venue_class
 from ..venues.base import Venue
 from . import recovery
 from .accounts import Accounts
@@ -151,7 +151,9 @@ def _private_files(config: Config) -> None:
     """The server's files are 0600 whatever the umask of an in-process caller (the command sets its
     umask to 077 first, :func:`run_until_signal`): the journal, SQLite's -wal and -shm, the venue's
     state files."""
-    private_files(config.journal_path, *state_files(config))
+    private_files(
+        config.journal_path, *venue_class(config.venue.kind).state_files(config.venue, config.run_dir)
+    )
 
 
 def build(config: Config, venue: Venue, journal: Journal) -> tuple[Gateway, Guard]:
@@ -186,7 +188,8 @@ def build(config: Config, venue: Venue, journal: Journal) -> tuple[Gateway, Guar
 
 
 async def run_until_signal(config: Config, venue: Venue, *, curve_keys: KeyPair | None = None) -> int:
-    """``serve`` until SIGINT or SIGTERM, then stop cleanly; the process exit code.
+    """``serve`` until SIGINT or SIGTERM, then stop cleanly; the process exit code: 0, or 130 when a
+    second signal cut the clean stop short (what it skipped is logged).
 
     The process's umask becomes 077 first: every file and directory the server, SQLite or a strategy
     it starts creates is private to its user (0600, 0700), whatever umask it was started with.
@@ -199,6 +202,7 @@ async def run_until_signal(config: Config, venue: Venue, *, curve_keys: KeyPair 
 
 
 async def _run_until_signal(config: Config, venue: Venue, curve_keys: KeyPair | None) -> int:
+    code = 0
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
@@ -209,9 +213,23 @@ async def _run_until_signal(config: Config, venue: Venue, curve_keys: KeyPair | 
             gw: Gateway = await nursery.start(serve_then_stop)
             async for sig in signals:
                 if gw.stop_requested.is_set():
-                    log.warning("received %s again: stopping now", signal.Signals(sig).name)
+                    log.warning("received %s again: stopping now, %s", signal.Signals(sig).name,
+                                await _what_is_skipped(config, venue))  # fmt: skip
+                    code = 130
                     nursery.cancel_scope.cancel()
                     break
                 log.info("received %s: stopping", signal.Signals(sig).name)
                 gw.request_stop()
-    return 0
+    return code
+
+
+async def _what_is_skipped(config: Config, venue: Venue) -> str:
+    """For a stop cut short: the shutdown policy not finished and the open orders left at the venue."""
+    n: int | None = None
+    with trio.move_on_after(2.0):
+        n = len(await venue.open_orders())
+    left = (
+        "an unknown number of open orders (the venue did not answer)" if n is None else f"{n} open order(s)"
+    )
+    return (f"without finishing the shutdown policy ({config.server.shutdown_policy} open orders): {left} left"
+            f" at the venue {venue.name}")  # fmt: skip

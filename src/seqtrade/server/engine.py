@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .. import wire
 from ..config import Config
 from ..errors import WireError
 from ..models import (
@@ -657,12 +658,16 @@ class Engine:
         return Welcome(sid, hello.nonce, self.seqs.get(sid, 0), open_orders, gw_ns=gw_ns)
 
 
-# A request's handler by its type (the shell has parsed the frame into one of these).
-_HANDLERS: dict[type, Callable[[Engine, Any, int, Output], None]] = {
-    OrderRequest: Engine._new_order,
-    CancelRequest: Engine._cancel,
-    AmendRequest: Engine._amend,
-    CancelAll: Engine._cancel_all,
-    Hello: Engine._hello,
-    Heartbeat: Engine._heartbeat,
-}
+# A request's handler by its type (the shell has parsed the frame into one of these). Checked against
+# the codec's table when the module loads: a request type with no handler here fails at import.
+_HANDLERS: dict[type, Callable[[Engine, Any, int, Output], None]] = wire.dispatch_table(
+    wire.REQUEST_TYPES,
+    {
+        OrderRequest: Engine._new_order,
+        CancelRequest: Engine._cancel,
+        AmendRequest: Engine._amend,
+        CancelAll: Engine._cancel_all,
+        Hello: Engine._hello,
+        Heartbeat: Engine._heartbeat,
+    },
+)

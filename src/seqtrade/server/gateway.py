@@ -34,7 +34,7 @@ from .. import wire
 from ..bus import TrioSocket
 from ..config import Config
 from ..errors import WireError
-from ..models import Book, Hello, OrderReport, Ticker, Trade, VenueStatus
+from ..models import Hello, OrderReport, Ticker, VenueStatus
 from ..venues.base import MarketData, OrderEvent, Venue
 from . import recovery
 from .engine import (
@@ -68,9 +68,6 @@ class StrategyInfo:
     strategy_id: str
     last_seen: float  # trio.current_time()
     alive: bool = True
-
-
-_MD_KIND: dict[type, str] = {Ticker: "ticker", Book: "book", Trade: "trade", VenueStatus: "status"}
 
 
 class Gateway:
@@ -170,7 +167,7 @@ class Gateway:
                 key = (cls, msg.venue if isinstance(msg, VenueStatus) else msg.symbol)
                 t = topics.get(key)
                 if t is None:
-                    t = topics[key] = wire.topic(_MD_KIND[cls], key[1])
+                    t = topics[key] = wire.CODECS[cls].topic(msg)
                 seq = seqs.get(t, 0) + 1
                 seqs[t] = seq
                 msg.seq = seq

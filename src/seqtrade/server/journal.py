@@ -307,6 +307,19 @@ class Journal:
             self.db.execute("ATTACH DATABASE ? AS arch", (str(path),))
             self.db.execute("PRAGMA arch.journal_mode=WAL")
             self.db.executescript(_SCHEMA.replace("IF NOT EXISTS ", "IF NOT EXISTS arch."))
+        jid = self.identity()
+        row = self._read(
+            lambda db: db.execute("SELECT value FROM arch.meta WHERE key='journal_id'").fetchone()
+        )
+        if row is None:
+            with _mapped("write the archive", path):
+                self.db.execute("INSERT INTO arch.meta VALUES ('journal_id', ?)", (jid,))
+        elif row[0] != jid:  # the journal was replaced: its seqs start again, the archive's would mix in
+            self.db.execute("DETACH DATABASE arch")
+            raise JournalError(
+                f"the archive {path} belongs to another journal than {self.path}; move it away (or put its"
+                " journal back) and start again"
+            )
         self.archived = True
 
     def archive_reports(self, strategy_id: str, before_ms: int, limit: int) -> int:

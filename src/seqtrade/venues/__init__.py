@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Mapping
-from pathlib import Path
 
 from ..config import Config, VenueConfig, VenueKind
 from .base import Venue
 
-__all__ = ["venue_class", "venue_from_config", "secret_env_vars", "state_files"]
+__all__ = ["venue_class", "venue_from_config", "secret_env_vars"]
 
 
 def venue_class(kind: VenueKind) -> type[Venue]:
@@ -49,14 +48,6 @@ def venue_from_config(config: Config, environ: Mapping[str, str]) -> Venue:
 
             return OkxVenue(v.okx, list(v.symbols), OkxCredentials.from_env(v.okx, environ))
     raise AssertionError(v.kind)  # pragma: no cover - config validation forbids it
-
-
-def state_files(config: Config) -> list[Path]:
-    """The files the venue keeps its state in, in the run directory (the server makes them 0600)."""
-    v = config.venue
-    if v.kind == "paper" and v.paper.state_path:
-        return [config.run_dir / v.paper.state_path]
-    return []
 
 
 def secret_env_vars(config: VenueConfig) -> set[str]:

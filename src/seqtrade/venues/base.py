@@ -32,6 +32,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..config import VenueConfig
@@ -115,6 +116,15 @@ class Venue(abc.ABC):
     # Seconds the server keeps the venue's cancel-all-after armed when ``server.cancel_all_after`` is
     # unset (0: off). The server owns the switch; a venue only arms what it is told (docs/operations.md).
     default_cancel_all_after: float = 0.0
+    # A simulated exchange, no money at stake: `seqtrade check` notes missing risk limits in one line
+    # instead of a warning block, and `seqtrade reset` deletes its journal without being told twice.
+    simulated: bool = False
+
+    @classmethod
+    def state_files(cls, config: VenueConfig, run_dir: Path) -> list[Path]:
+        """Files the venue itself keeps in ``run_dir`` (a simulated account): what ``seqtrade reset``
+        deletes besides the journal."""
+        return []
 
     @classmethod
     def describe(cls, config: VenueConfig) -> list[str]:

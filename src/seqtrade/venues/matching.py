@@ -17,6 +17,12 @@ The model, in short:
   through it (a better price, or its price with the opposite taker side; limited by the trade's size).
   Resting orders share that liquidity in price-time priority; an amend of price or a larger quantity
   loses time priority.
+- A market order takes the visible book level by level, each level a fill at its own price; what the
+  visible depth cannot fill is cancelled (the order ends ``cancelled`` with what it filled), never
+  filled at an invented price.
+- The account has balances (:mod:`seqtrade.venues.paper_account`): an order the account cannot pay for
+  is rejected as an exchange would (a buy needs the quote currency, a sell the base coins), a resting
+  order freezes what it may spend, and a cancel releases it.
 """
 
 from __future__ import annotations
@@ -27,10 +33,26 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ..config import DEFAULT_PAPER_BALANCES
 from ..models import OrderStatus, OrderType, Side
 from .base import EventKind, Instrument, OrderEvent, VenueOrder
+from .paper_account import (
+    Balance,
+    base_currency,
+    buy_reservation,
+    freeze,
+    quote_currency,
+    release,
+    settle_fill,
+    totals,
+)
 
-__all__ = ["MatchingEngine", "PaperOrder", "check_order", "quote_currency"]
+__all__ = [
+    "MatchingEngine",
+    "PaperOrder",
+    "check_order",
+    "quote_currency",
+]  # quote_currency: from paper_account
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +67,6 @@ _UPDATE = EventKind.UPDATE
 _REL_TOL = 1e-9  # how far off the tick or lot grid a value may be, relative to the value in steps
 _MAX_LOTS = 2**53  # beyond this, lots are no longer exact in a float (and overflow SQLite's INTEGER)
 _NO_EVENTS: tuple[OrderEvent, ...] = ()
-
-
-def quote_currency(symbol: str) -> str:
-    """The quote currency of an OKX-style symbol: ``BTC-USDT`` and ``BTC-USDT-SWAP`` -> ``USDT``."""
-    parts = symbol.split("-")
-    return parts[1] if len(parts) > 1 else "QUOTE"
 
 
 def _is_open(status: OrderStatus) -> bool:
@@ -116,6 +132,7 @@ class PaperOrder:
     fee: float = 0.0  # cumulative, positive = cost
     error_msg: str = ""  # why the order was rejected or cancelled
     ts: int = 0  # ms of the last change
+    reserved: float = 0.0  # what the order holds frozen: quote for a buy, base for a sell
 
 
 class _Level:
@@ -132,6 +149,7 @@ class _Symbol:
 
     __slots__ = (
         "asks",
+        "base",
         "bids",
         "buy_bound",
         "buys",
@@ -150,6 +168,7 @@ class _Symbol:
         self.lot = inst.lot_size
         self.eps = inst.tick_size * 1e-6
         self.quote = quote_currency(inst.symbol)
+        self.base = base_currency(inst.symbol)
         self.src_bids: Sequence[Sequence[float]] = ()
         self.src_asks: Sequence[Sequence[float]] = ()
         self.bids: list[_Level] | None = None  # working copies, made on first use after set_book
@@ -219,9 +238,11 @@ class MatchingEngine:
         maker_fee: float,
         taker_fee: float,
         max_closed: int = 10_000,  # its memory: about 0.6 kB an order (docs/operations.md, "Memory")
+        balances: Mapping[str, float] | None = None,
     ) -> None:
         self.maker_fee = maker_fee
         self.taker_fee = taker_fee
+        self._reserve_fee = max(maker_fee, taker_fee)  # a buy holds its notional and the higher fee
         self._symbols = {sym: _Symbol(inst) for sym, inst in instruments.items()}
         self._orders: dict[str, PaperOrder] = {}
         self._closed: deque[str] = deque()
@@ -229,9 +250,12 @@ class MatchingEngine:
         self._next_order_id = 1
         self._next_trade_id = 1
         self._position_lots: dict[str, int] = dict.fromkeys(instruments, 0)
-        self._cash: dict[str, float] = {}
+        start = DEFAULT_PAPER_BALANCES if balances is None else balances
+        self._start_balances = dict(start)
+        self._account: dict[str, Balance] = {ccy: Balance(float(v)) for ccy, v in start.items()}
         for st in self._symbols.values():
-            self._cash[st.quote] = 0.0
+            self._account.setdefault(st.quote, Balance())
+            self._account.setdefault(st.base, Balance())
 
     # ------------------------------------------------------------------ state
 
@@ -246,8 +270,13 @@ class MatchingEngine:
         return {sym: n * self._symbols[sym].lot for sym, n in self._position_lots.items()}
 
     def balances(self) -> dict[str, float]:
-        """Quote cash per currency: sale proceeds minus purchase costs minus fees (starts at 0)."""
-        return dict(self._cash)
+        """Total per currency (available + frozen): the starting balances, plus what fills bought and
+        sold, minus fees."""
+        return totals(self._account)
+
+    def account(self) -> dict[str, Balance]:
+        """Available and frozen per currency."""
+        return dict(self._account)
 
     def best_bid(self, symbol: str) -> float | None:
         """The best bid of the working book with size left, or None."""
@@ -278,30 +307,42 @@ class MatchingEngine:
         return self._orders.get(venue_order_id)
 
     def account_state(self) -> tuple[dict[str, int], dict[str, float], int, int]:
-        """(position lots per symbol, cash per currency, next exchange order id, next trade id)."""
-        return dict(self._position_lots), dict(self._cash), self._next_order_id, self._next_trade_id
+        """(position lots per symbol, total balance per currency, next exchange order id, next trade id)."""
+        return dict(self._position_lots), totals(self._account), self._next_order_id, self._next_trade_id
 
     def restore(
         self,
         orders: Sequence[PaperOrder],
         position_lots: Mapping[str, int],
-        cash: Mapping[str, float],
+        balances: Mapping[str, float] | None,
         next_order_id: int,
         next_trade_id: int,
     ) -> None:
         """Load a saved account into a fresh engine: ``orders`` oldest first (open ones rest again in
-        that order); ids continue from the saved counters so that none repeats."""
+        that order, freezing what they hold); ``balances``: the saved totals per currency (None: a new
+        account, the starting balances); ids continue from the saved counters so that none repeats."""
+        total = dict(self._start_balances if balances is None else balances)
+        frozen: dict[str, float] = {}
         for o in orders:
             self._orders[o.venue_order_id] = o
             st = self._symbols.get(o.symbol)
             if _is_open(o.status) and st is not None and o.price is not None:
                 st.rest(o)
+                o.reserved = self._reservation(st, o, o.lots, o.price)
+                ccy = st.quote if o.side is _BUY else st.base
+                frozen[ccy] = frozen.get(ccy, 0.0) + o.reserved
             elif not _is_open(o.status):
+                o.reserved = 0.0
                 self._remember_closed(o)
+        for ccy in set(total) | set(frozen) | set(self._account):
+            f = frozen.get(ccy, 0.0)
+            self._account[ccy] = Balance(total.get(ccy, 0.0) - f, f)
+            if total.get(ccy, 0.0) < f - 1e-9 * max(1.0, f):  # open orders from before balances existed
+                log.warning("paper account: open orders hold %g %s but the account has %g; cancel them or"
+                            " start over with `seqtrade reset`", f, ccy, total.get(ccy, 0.0))  # fmt: skip
         for sym, lots in position_lots.items():
             if sym in self._position_lots:
                 self._position_lots[sym] = lots
-        self._cash.update(cash)
         self._next_order_id = max(self._next_order_id, next_order_id)
         self._next_trade_id = max(self._next_trade_id, next_trade_id)
 
@@ -407,9 +448,22 @@ class MatchingEngine:
             best = self._best(levels)
             if best is not None and self._crosses(side, best, o.price, st.eps):
                 return [self._close(o, _REJECTED, f"post_only order would cross the book at {best}", ts)]
+        if kind is _MARKET and side is _BUY:
+            need = buy_reservation(self._sweep_cost(st, levels, o.lots), self._reserve_fee)
+        else:
+            need = self._reservation(st, o, o.lots, o.price)
+        refusal = self._freeze(st.quote if side is _BUY else st.base, need, o)
+        if refusal:
+            return [self._close(o, _REJECTED, refusal, ts)]
         events = [self._event(o, ts)]
         if kind is _MARKET:
             self._take(st, o, levels, None, ts, events)
+            if _is_open(o.status):
+                msg = (
+                    f"market order beyond the visible book: {o.filled:g} filled,"
+                    f" the remaining {(o.lots - o.filled_lots) * st.lot:g} cancelled"
+                )
+                events.append(self._close(o, _CANCELLED, msg, ts))
         elif kind is _LIMIT or kind is _POST_ONLY:
             if kind is _LIMIT:
                 self._take(st, o, levels, o.price, ts, events)
@@ -480,6 +534,9 @@ class MatchingEngine:
             o.lots = o.filled_lots
             o.quantity = o.lots * st.lot
             return [self._close(o, _FILLED, "", ts)]
+        refusal = self._refreeze(st, o, new_lots, o.price if price is None else price)
+        if refusal:
+            return [self._event(o, ts, kind=EventKind.AMEND_FAILED, error_msg=refusal)]
         requeue = (price is not None and price != o.price) or new_lots > o.lots  # loses time priority
         if requeue:
             st.unrest(o)
@@ -512,6 +569,53 @@ class MatchingEngine:
             return _check_quantity(quantity, st.inst, enforce_min=False)
         return ""
 
+    # ------------------------------------------------------------------ the account
+
+    def _reservation(self, st: _Symbol, o: PaperOrder, lots: int, price: float | None) -> float:
+        """What ``o`` must hold frozen for ``lots`` total at ``price``: its unfilled part (quote with the
+        taker fee for a buy, base coins for a sell)."""
+        left = (lots - o.filled_lots) * st.lot
+        if o.side is _SELL:
+            return left
+        return buy_reservation(left * (price or 0.0), self._reserve_fee)
+
+    def _sweep_cost(self, st: _Symbol, levels: list[_Level], lots: int) -> float:
+        """The notional of taking ``lots`` from ``levels`` (as far as they go)."""
+        cost = 0.0
+        for lv in levels:
+            if lots <= 0:
+                break
+            n = min(lots, max(lv.lots, 0))
+            cost += n * st.lot * lv.price
+            lots -= n
+        return cost
+
+    def _freeze(self, currency: str, amount: float, o: PaperOrder) -> str:
+        changed = freeze(self._account, currency, amount)
+        if isinstance(changed, str):
+            return changed
+        before = self._account.get(currency, Balance()).frozen
+        self._account.update(changed)
+        o.reserved += changed[currency].frozen - before
+        return ""
+
+    def _release(self, st: _Symbol, o: PaperOrder, amount: float) -> None:
+        amount = min(amount, o.reserved)
+        if amount <= 0:
+            return
+        self._account.update(release(self._account, st.quote if o.side is _BUY else st.base, amount))
+        o.reserved -= amount
+
+    def _refreeze(self, st: _Symbol, o: PaperOrder, lots: int, price: float | None) -> str:
+        """Adjust ``o``'s reservation to ``lots`` at ``price`` (an amend), or why the account cannot."""
+        need = self._reservation(st, o, lots, price)
+        if need > o.reserved:
+            return self._freeze(st.quote if o.side is _BUY else st.base, need - o.reserved, o)
+        self._release(st, o, o.reserved - need)
+        return ""
+
+    # ------------------------------------------------------------------ matching helpers
+
     @staticmethod
     def _crosses(side: Side, level_price: float, limit: float, eps: float) -> bool:
         """Whether a ``side`` order at ``limit`` trades with a book level at ``level_price``."""
@@ -540,11 +644,8 @@ class MatchingEngine:
         ts: int,
         events: list[OrderEvent],
     ) -> None:
-        """Fill ``o`` as taker against ``levels`` up to ``limit`` (None: a market order).
-
-        A market order whose quantity exceeds the visible book fills the remainder at the worst visible
-        level's price: the synthetic book is taken to be deep there.
-        """
+        """Fill ``o`` as taker against ``levels`` up to ``limit`` (None: a market order), level by
+        level, each a fill at the level's price. Whatever the levels cannot fill is left to the caller."""
         left = o.lots - o.filled_lots
         for lv in levels:
             if left <= 0:
@@ -557,8 +658,6 @@ class MatchingEngine:
             lv.lots -= n
             left -= n
             self._fill(st, o, n, lv.price, self.taker_fee, ts, events)
-        if left > 0 and limit is None:
-            self._fill(st, o, left, levels[-1].price, self.taker_fee, ts, events)
 
     def _match_resting_on_book(self, st: _Symbol, side: Side, ts: int, events: list[OrderEvent]) -> None:
         if not st.resting(side):
@@ -596,12 +695,30 @@ class MatchingEngine:
         o.notional += notional
         o.fee += fee
         o.ts = ts
-        if o.side is _BUY:
-            self._position_lots[o.symbol] += lots
-            self._cash[st.quote] -= notional + fee
+        buy = o.side is _BUY
+        if o.filled_lots >= o.lots:
+            unfreeze = o.reserved  # the last fill: whatever the order still holds
+        elif not buy:
+            unfreeze = qty
+        elif o.price is None:  # a market buy holds the cost of its sweep
+            unfreeze = buy_reservation(notional, self._reserve_fee)
         else:
-            self._position_lots[o.symbol] -= lots
-            self._cash[st.quote] += notional - fee
+            unfreeze = buy_reservation(qty * o.price, self._reserve_fee)
+        unfreeze = min(unfreeze, o.reserved)
+        o.reserved -= unfreeze
+        self._account.update(
+            settle_fill(
+                self._account,
+                st.base,
+                st.quote,
+                buy=buy,
+                quantity=qty,
+                notional=notional,
+                fee=fee,
+                unfreeze=unfreeze,
+            )
+        )
+        self._position_lots[o.symbol] += lots if buy else -lots
         if o.filled_lots >= o.lots:
             o.status = _FILLED
             st.unrest(o)
@@ -611,6 +728,8 @@ class MatchingEngine:
         events.append(self._event(o, ts, last_qty=qty, last_price=price, trade_id=self.next_trade_id()))
 
     def _close(self, o: PaperOrder, status: OrderStatus, reason: str, ts: int) -> OrderEvent:
+        if o.reserved:
+            self._release(self._symbols[o.symbol], o, o.reserved)
         o.status = status
         o.error_msg = reason
         o.ts = ts

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import trio
 
-from ..config import PaperConfig
+from ..config import PaperConfig, VenueConfig
 from ..models import Book, Side, Ticker, Trade
 from .base import Instrument, OrderEvent, Venue, VenueOrder, VenueSink
 from .matching import MatchingEngine
+from .paper_account import Balance
 from .paper_store import PaperStore
 
 __all__ = ["PaperVenue"]
@@ -128,7 +129,7 @@ class PaperVenue(Venue):
     """The embedded paper exchange: a seeded synthetic market and a matching engine, no network.
 
     Owns the market simulation of ``symbols``, the paper account's orders, its net positions and its
-    quote cash. :meth:`run` is the one long-running task: it publishes market data, fills resting
+    balances (``venue.paper.balances`` to start; orders the account cannot pay for are rejected). :meth:`run` is the one long-running task: it publishes market data, fills resting
     orders as the market moves and runs the ``cancel_all_after`` dead-man's switch, until cancelled.
     Order requests are matched inline: ``place_order``/``cancel_order``/``amend_order`` compute their
     events at once and await ``sink.order_event`` for each, in the order they were computed across all
@@ -150,13 +151,33 @@ class PaperVenue(Venue):
         self._instruments = {
             sym: Instrument(sym, cfg.tick_size, cfg.lot_size, cfg.min_size, code=None) for sym in symbols
         }
-        self._engine = MatchingEngine(self._instruments, maker_fee=cfg.maker_fee, taker_fee=cfg.taker_fee)
+        self._engine = MatchingEngine(
+            self._instruments, maker_fee=cfg.maker_fee, taker_fee=cfg.taker_fee, balances=cfg.balances
+        )
         self._walks = {sym: _Walk(sym, i, cfg) for i, sym in enumerate(symbols)}
         self._sink: VenueSink | None = None
         self._outbox: deque[OrderEvent] = deque()
         self._delivering = False
         self._dms_deadline = math.inf  # trio time at which cancel-all-after fires
         self._dms_scope: trio.CancelScope | None = None
+
+    simulated = True
+
+    @classmethod
+    def state_files(cls, config: VenueConfig, run_dir: Path) -> list[Path]:
+        path = config.paper.state_path
+        return [run_dir / path] if path else []
+
+    @classmethod
+    def describe(cls, config: VenueConfig) -> list[str]:
+        p = config.paper
+        balances = ", ".join(f"{v:g} {k}" for k, v in p.balances.items()) or "nothing"
+        kept = f"kept in <run dir>/{p.state_path}" if p.state_path else "in memory, lost on restart"
+        return [
+            "venue: paper",
+            f"paper account (simulated: no keys, no network): starts with {balances} ({kept}; `seqtrade reset` starts over);"
+            " buys need the quote currency, sells the coins",
+        ]
 
     @property
     def instruments(self) -> dict[str, Instrument]:
@@ -278,8 +299,13 @@ class PaperVenue(Venue):
         return self._engine.positions()
 
     async def balances(self) -> dict[str, float]:
-        """Quote cash per currency, starting at 0: proceeds of sales minus costs of buys and fees."""
+        """Total per currency (available + frozen by open orders): the starting balances
+        (``venue.paper.balances``) plus what was bought and sold, minus fees."""
         return self._engine.balances()
+
+    def account(self) -> dict[str, Balance]:
+        """Available and frozen per currency."""
+        return self._engine.account()
 
     async def cancel_all_after(self, timeout_s: float) -> None:
         """Arm the dead-man's switch for ``timeout_s`` seconds from now (re-arming moves it), or

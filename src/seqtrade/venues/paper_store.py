@@ -3,7 +3,8 @@
 A real exchange keeps its orders when the gateway dies; the paper exchange must too, or restart
 recovery and the "never sent twice" promise cannot be tested against it. :class:`PaperStore` holds
 every order the paper venue has seen (its full state and how many times it was submitted), the net
-position per symbol, the quote cash per currency and the id counters.
+position per symbol, the balance (total) per currency and the id counters; what open orders
+freeze is recomputed from them on load.
 
 The paper venue calls :meth:`PaperStore.save` with the events a request or a market update caused,
 *before* it delivers them: what a strategy is told has happened is on disk. One small transaction per
@@ -54,6 +55,7 @@ CREATE TABLE IF NOT EXISTS orders (
 CREATE INDEX IF NOT EXISTS orders_open ON orders (status) WHERE status IN ('accepted', 'partially_filled');
 CREATE TABLE IF NOT EXISTS positions (symbol TEXT PRIMARY KEY, lots INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS cash (currency TEXT PRIMARY KEY, amount REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS balances (currency TEXT PRIMARY KEY, total REAL NOT NULL);
 """
 
 _UPSERT = (
@@ -126,14 +128,20 @@ class PaperStore:
                 (max_closed,),
             ).fetchall()
             positions = dict(db.execute("SELECT symbol, lots FROM positions"))
-            cash = dict(db.execute("SELECT currency, amount FROM cash"))
+            balances = dict(db.execute("SELECT currency, total FROM balances"))
         except sqlite3.Error as exc:
             db.close()
             raise JournalError(f"cannot read the paper account {path}: {exc}") from exc
         orders = [_order(r) for r in reversed(closed_rows)] + [_order(r) for r in open_rows]
         engine.restore(
-            orders, positions, cash, int(meta.get("next_order_id", 1)), int(meta.get("next_trade_id", 1))
+            orders,
+            positions,
+            balances if "balances" in meta else None,  # None: a new account (or one from before balances)
+            int(meta.get("next_order_id", 1)),
+            int(meta.get("next_trade_id", 1)),
         )
+        if "balances" not in meta:
+            store._save_balances()
         store._saved = engine.account_state()
         if orders:
             log.info(
@@ -143,6 +151,17 @@ class PaperStore:
                 len(closed_rows),
             )
         return store
+
+    def _save_balances(self) -> None:
+        """Write every balance (a new account's starting ones) and mark the account as having them."""
+        _, totals, _, _ = self.engine.account_state()
+        try:
+            with self.db:
+                self.db.execute("BEGIN")
+                self.db.executemany("INSERT OR REPLACE INTO balances VALUES (?,?)", list(totals.items()))
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('balances', 1)")
+        except sqlite3.Error as exc:
+            raise JournalError(f"paper account write failed: {exc}") from exc
 
     def close(self) -> None:
         self.db.close()
@@ -164,8 +183,8 @@ class PaperStore:
         if not rows:
             return
         state = self.engine.account_state()
-        lots, cash, next_oid, next_tid = state
-        old_lots, old_cash, old_oid, old_tid = self._saved
+        lots, totals, next_oid, next_tid = state
+        old_lots, old_totals, old_oid, old_tid = self._saved
         try:
             with self.db:
                 self.db.execute("BEGIN")
@@ -173,9 +192,9 @@ class PaperStore:
                 if lots != old_lots:
                     self.db.executemany("INSERT OR REPLACE INTO positions VALUES (?,?)",
                                         [kv for kv in lots.items() if old_lots.get(kv[0]) != kv[1]])  # fmt: skip
-                if cash != old_cash:
-                    self.db.executemany("INSERT OR REPLACE INTO cash VALUES (?,?)",
-                                        [kv for kv in cash.items() if old_cash.get(kv[0]) != kv[1]])  # fmt: skip
+                if totals != old_totals:
+                    self.db.executemany("INSERT OR REPLACE INTO balances VALUES (?,?)",
+                                        [kv for kv in totals.items() if old_totals.get(kv[0]) != kv[1]])  # fmt: skip
                 if (next_oid, next_tid) != (old_oid, old_tid):
                     self.db.execute(
                         "INSERT OR REPLACE INTO meta VALUES ('next_order_id', ?), ('next_trade_id', ?)",

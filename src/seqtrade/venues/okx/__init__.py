@@ -1,7 +1,8 @@
 """OKX v5 venue: market data and order entry (see :mod:`.adapter` for how the parts fit).
 
 ``OkxVenue`` is loaded on first use, so that importing the pure submodules (``parse``,
-``messages``, ``auth``) does not pull in trio, httpx or trio_websocket.
+``messages``, ``errors``, ``tracking``, ``auth``, ``account``) does not pull in trio, httpx or
+trio_websocket.
 """
 
 from __future__ import annotations

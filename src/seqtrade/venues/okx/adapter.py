@@ -1,14 +1,17 @@
 """``OkxVenue``: the OKX v5 exchange behind the :class:`~seqtrade.venues.base.Venue` interface.
 
-Composition (docs/okx.md section numbers in brackets):
+Composition only (docs/okx.md section numbers in brackets); the parts:
 
 - REST (:mod:`.rest`): clock sync against ``public/time`` [2.12], instruments [2.11], order queries
   [2.6-2.8], the dead man's switch [2.13], and order entry when ``order_transport = "rest"`` [2.1-2.5];
+- order entry (:mod:`.entry`): place, cancel and amend through the :class:`.governor.Governor` [7],
+  over the private socket's trading ops [6] (the default) or REST;
+- reconciliation (:mod:`.reconcile`): after every (re)connect, the order changes missed meanwhile;
+- order tracking (:mod:`.tracking`): turns pushes, REST snapshots and REST fills into each change once;
 - the public socket (:mod:`.ws`): ``tickers``, ``books5``, ``trades`` [5.1-5.4] to ``sink.publish_market``;
-- the private socket: login [4.3], the ``orders`` channel [5.6], and WS trading ops [6] when
-  ``order_transport = "ws"`` (the default); after every (re)connect: login, subscribe, reconcile;
-- :class:`.governor.Governor`: place/cancel/amend rate limits per instrument [7];
-- :class:`.parse.OrderTracker`: turns pushes, REST snapshots and REST fills into each change once.
+- the private socket: login [4.3], the ``orders`` channel [5.6]; after every (re)connect: login,
+  subscribe, reconcile. Frames arrive decoded into the typed messages of :mod:`.messages`; OKX codes
+  are classified by the one table of :mod:`.errors`.
 
 Tasks (all in the nursery of :meth:`OkxVenue.run`): the governor's release loop, one send task per
 released request, the public and private reconnect loops, the clock sync loop and, when configured,
@@ -25,10 +28,8 @@ session and the next login waits for it. Reconnect delays are in :attr:`OkxVenue
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -36,54 +37,27 @@ import trio
 
 from ...config import OkxConfig, VenueConfig
 from ...errors import VenueAuthError, VenueError
-from ...models import OrderStatus
-from ..base import EventKind, Instrument, OrderEvent, Venue, VenueOrder, VenueSink
+from ..base import Instrument, OrderEvent, Venue, VenueOrder, VenueSink
 from . import messages as m
 from .account import PATH_BALANCE, balances_from_okx
 from .auth import OkxCredentials, ws_login_args
-from .governor import Governor, Op, RateWindow, take_slot
-from .parse import (
-    FillPager,
-    InstrumentSpec,
-    OrderTracker,
-    amend_args,
-    book_from_okx,
-    cancel_args,
-    check_order,
-    instrument_from_okx,
-    order_event_from_okx,
-    place_args,
-    ticker_from_okx,
-    trade_from_okx,
-    write_error,
-)
+from .entry import CancelAllAfter, OrderEntry, PrivateLink, Request
+from .errors import SUCCESS, CodeClass, code_class
+from .governor import Governor, RateWindow
+from .messages import WsEvent, WsMessage, WsPush
+from .parse import MARKET_CHANNELS, InstrumentSpec, instrument_from_okx, order_event_from_okx
+from .reconcile import MAX_FILL_PAGES, OrderReads, Reconciler
 from .rest import ExchangeClock, OkxRestClient, open_rest_client
-from .ws import Backoff, SocketStats, WsSession, run_reconnecting
+from .tracking import OrderTracker
+from .ws import Backoff, MessageHandler, OpenHandler, SocketStats, WsSession, run_reconnecting
 
 __all__ = ["OkxVenue"]
 
 log = logging.getLogger(__name__)
 
 CLOCK_SYNC_INTERVAL = 60.0  # seconds between public/time checks
-EXP_GRACE_MS = 1_000  # an order still unknown this long after its expTime was never placed
-CAA_MIN_INTERVAL = 1.05  # cancel-all-after: 1 request per second
-# Reconcile reads at most this many pages of missed fills (100 each); beyond, it logs an ERROR and
-# reports the orders' cumulative state from snapshots instead (totals right, fills not one by one).
-MAX_FILL_PAGES = 30
-FILL_GAP_MARGIN_MS = 5_000  # read fills from this long before the private stream was last known good
-FILLS_PER_2S, FILLS_HISTORY_PER_2S = 60, 10  # docs/okx.md §7, per account
-_CLOCK_LOGIN_CODES = {"60004", "60006"}  # WS login timestamp invalid / expired (§4.3): re-sync, retry
-
-
-@dataclass(slots=True)
-class _Request:
-    op: Op
-    symbol: str
-    venue_order_id: str
-    order: VenueOrder | None = None
-    price: float | None = None
-    quantity: float | None = None
-    holds_slot: bool = False  # released by the governor; its rate slot is ours until _slot_done
+# new WS connections: 3 per second per IP, both sockets together (docs/okx.md §4.5); 0.1 s margin
+WS_CONNECTS, WS_CONNECTS_PERIOD = 3, 1.1
 
 
 def _raise_single(eg: BaseExceptionGroup[Any]) -> None:
@@ -94,6 +68,39 @@ def _raise_single(eg: BaseExceptionGroup[Any]) -> None:
         while isinstance(leaf, BaseExceptionGroup):
             leaf = leaf.exceptions[0]
         raise leaf from None
+
+
+class _Emitter:
+    """Hands order events to the sink; the tracker already counts them as reported.
+
+    Shielded: the end of a socket session (which cancels its tasks) must not drop an event the
+    sink is still taking (backpressure). Only stopping the whole venue cancels a delivery.
+    """
+
+    def __init__(self, sink: VenueSink) -> None:
+        self._sink = sink
+        self._stopping = False
+        self._shields: set[trio.CancelScope] = set()
+
+    async def __call__(self, events: list[OrderEvent]) -> None:
+        if not events:
+            return
+        with trio.CancelScope(shield=not self._stopping) as cs:
+            self._shields.add(cs)
+            try:
+                for event in events:
+                    await self._sink.order_event(event)
+            finally:
+                self._shields.discard(cs)
+
+    async def unshield_on_stop(self) -> None:
+        """Runs as long as the venue: when run() is cancelled, let pending deliveries be cancelled too."""
+        try:
+            await trio.sleep_forever()
+        finally:
+            self._stopping = True
+            for cs in list(self._shields):
+                cs.shield = False
 
 
 class OkxVenue(Venue):
@@ -137,30 +144,21 @@ class OkxVenue(Venue):
         self._specs: dict[str, InstrumentSpec] = {}
         self._instruments: dict[str, Instrument] = {}
         self._tracker = OrderTracker()
-        self._governor: Governor[_Request] = Governor(max_queue=max_queue, count_until_done=True)
+        self._governor: Governor[Request] = Governor(max_queue=max_queue, count_until_done=True)
         self._clock = ExchangeClock()
-        self._rest: OkxRestClient | None = None
-        self._sink: VenueSink | None = None
-        self._nursery: trio.Nursery | None = None
-        self._private: WsSession | None = None
+        self._link = PrivateLink()
         self._private_ready = trio.Event()
         self._md_connected = False
-        self._unresolved: dict[str, trio.Event] = {}  # place queued or in flight, outcome not known yet
-        self._deferred: dict[str, list[_Request]] = {}  # cancels/amends waiting for their place, in order
-        self._order_chain: dict[str, trio.Event] = {}  # per order: done-event of its last cancel/amend
-        self._private_gen = 0  # +1 each time the orders channel is (re)subscribed
-        self._gap_since_ms: int | None = None  # exchange ms the private stream is not known good from
-        self.max_fill_pages = MAX_FILL_PAGES  # bound of one reconcile's fills reads (tests lower it)
-        self._fills_windows = {
-            m.PATH_FILLS: RateWindow(FILLS_PER_2S, self._governor.period),
-            m.PATH_FILLS_HISTORY: RateWindow(FILLS_HISTORY_PER_2S, self._governor.period),
-        }
-        self._stopping = False
-        self._shields: set[trio.CancelScope] = set()
-        self._req_ids = itertools.count(1)
-        self._caa_lock = trio.Lock()
-        self._caa_last = float("-inf")
+        self._max_fill_pages = MAX_FILL_PAGES
+        # the parts that need the REST client and the nursery: made by run()
+        self._rest: OkxRestClient | None = None
+        self._sink: VenueSink | None = None
+        self._entry: OrderEntry | None = None
+        self._reads: OrderReads | None = None
+        self._reconciler: Reconciler | None = None
+        self._cancel_all_after: CancelAllAfter | None = None
         self.socket_stats = {"public": SocketStats(), "private": SocketStats()}  # reconnects, for status
+        self._ws_connects = RateWindow(WS_CONNECTS, WS_CONNECTS_PERIOD)
         self.rest_url = cfg.rest_url
         self.ws_public_url = cfg.ws_public_url or (m.DEMO_WS_PUBLIC if cfg.demo else m.LIVE_WS_PUBLIC)
         self.ws_private_url = cfg.ws_private_url or (m.DEMO_WS_PRIVATE if cfg.demo else m.LIVE_WS_PRIVATE)
@@ -182,6 +180,17 @@ class OkxVenue(Venue):
         """How many times the exchange clock was measured since start (at least once once running)."""
         return self._clock.syncs
 
+    @property
+    def max_fill_pages(self) -> int:
+        """Bound of one reconcile's fills reads (tests lower it)."""
+        return self._max_fill_pages
+
+    @max_fill_pages.setter
+    def max_fill_pages(self, pages: int) -> None:
+        self._max_fill_pages = pages
+        if self._reconciler is not None:
+            self._reconciler.max_fill_pages = pages
+
     # ------------------------------------------------------------------ run
 
     async def run(self, sink: VenueSink, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -193,6 +202,7 @@ class OkxVenue(Venue):
         :class:`VenueError` for an unknown symbol and :class:`VenueAuthError` for refused keys.
         """
         self._sink = sink
+        emit = _Emitter(sink)
         try:
             async with open_rest_client(
                 self.rest_url,
@@ -204,12 +214,35 @@ class OkxVenue(Venue):
             ) as rest:
                 self._rest = rest
                 await rest.sync_clock()
-                await self._load_instruments()
+                await self._load_instruments(rest)
                 async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
-                    nursery.start_soon(self._unshield_on_stop)
-                    await nursery.start(self._governor.run, self._dispatch)
-                    nursery.start_soon(self._clock_task)
+                    reads = self._reads = OrderReads(rest, self._governor, self._cfg.inst_type)
+                    entry = self._entry = OrderEntry(
+                        self._cfg,
+                        self._specs,
+                        self._tracker,
+                        self._governor,
+                        rest,
+                        self._link,
+                        emit,
+                        reads.one,
+                        nursery,
+                    )
+                    self._reconciler = Reconciler(
+                        rest,
+                        self._tracker,
+                        reads,
+                        emit,
+                        entry.unresolved,
+                        inst_type=self._cfg.inst_type,
+                        ping_interval=self._cfg.ping_interval,
+                        rate_period=self._governor.period,
+                        max_fill_pages=self._max_fill_pages,
+                    )
+                    self._cancel_all_after = CancelAllAfter(rest)
+                    nursery.start_soon(emit.unshield_on_stop)
+                    await nursery.start(self._governor.run, entry.dispatch)
+                    nursery.start_soon(self._clock_task, rest)
                     nursery.start_soon(self._public_task)
                     nursery.start_soon(self._private_task)
                     await self._private_ready.wait()
@@ -226,20 +259,18 @@ class OkxVenue(Venue):
             _raise_single(eg)
             raise
         finally:
-            self._nursery = None
-            self._private = None
+            self._link.session = None
 
-    async def _load_instruments(self) -> None:
-        assert self._rest is not None
+    async def _load_instruments(self, rest: OkxRestClient) -> None:
         for symbol in self._symbols:
-            env = await self._rest.request(
+            env = await rest.request(
                 "GET",
                 m.PATH_INSTRUMENTS,
                 params={"instType": self._cfg.inst_type, "instId": symbol},
                 private=False,
             )
             data = env.get("data") or []
-            if env.get("code") != "0" or not data:
+            if env.get("code") != SUCCESS or not data:
                 raise VenueError(
                     f"OKX has no {self._cfg.inst_type} instrument {symbol!r} "
                     f"({env.get('code')} {env.get('msg', '')})".rstrip()
@@ -250,412 +281,55 @@ class OkxVenue(Venue):
             self._specs[symbol] = spec
             self._instruments[symbol] = spec.to_instrument()
 
-    # ------------------------------------------------------------------ order entry (callers)
+    # ------------------------------------------------------------------ the Venue interface
+
+    def _running(self) -> OrderEntry:
+        assert self._entry is not None, "run() first"
+        return self._entry
 
     async def place_order(self, order: VenueOrder) -> None:
         """Queue ``order`` for sending; returns at once. Outcome: ACCEPTED/REJECTED/... events."""
-        vid = order.venue_order_id
-        reason = check_order(order, self._specs.get(order.symbol))
-        if reason is None and vid in self._tracker:
-            reason = f"venue_order_id {vid} was already used: an order is never sent twice"
-        if reason is not None:
-            await self._emit(
-                [OrderEvent(vid, OrderStatus.REJECTED, error_msg=reason, ts=self._clock.now_ms())]
-            )
-            return
-        self._tracker.track(order, self._clock.now_ms())
-        self._unresolved[vid] = trio.Event()
-        refused = self._governor.submit(
-            Op.PLACE, order.symbol, _Request(Op.PLACE, order.symbol, vid, order=order)
-        )
-        if refused is not None:
-            self._resolved(vid)
-            await self._emit(self._tracker.rejected(vid, refused, self._clock.now_ms()))
+        await self._running().place(order)
 
     async def cancel_order(self, venue_order_id: str, symbol: str) -> None:
         """Queue a cancel (cancels go before new orders); returns at once."""
-        if symbol not in self._specs:
-            await self._fail(venue_order_id, EventKind.CANCEL_FAILED, f"unknown symbol {symbol!r}")
-            return
-        queued = self._governor.remove(Op.PLACE, symbol, lambda r: r.venue_order_id == venue_order_id)
-        if queued is not None:  # never left us: nothing to cancel at the exchange
-            self._resolved(venue_order_id)
-            await self._emit(self._tracker.cancelled_unsent(venue_order_id, self._clock.now_ms()))
-            return
-        await self._submit_after_place(_Request(Op.CANCEL, symbol, venue_order_id))
+        await self._running().cancel(venue_order_id, symbol)
 
     async def amend_order(
         self, venue_order_id: str, symbol: str, price: float | None, quantity: float | None
     ) -> None:
         """Queue an amend (new price and/or new total quantity); returns at once."""
-        if symbol not in self._specs or (price is None and quantity is None):
-            why = f"unknown symbol {symbol!r}" if symbol not in self._specs else "nothing to amend"
-            await self._fail(venue_order_id, EventKind.AMEND_FAILED, why)
-            return
-        await self._submit_after_place(
-            _Request(Op.AMEND, symbol, venue_order_id, price=price, quantity=quantity)
-        )
-
-    async def _submit_after_place(self, req: _Request) -> None:
-        vid = req.venue_order_id
-        pending = self._unresolved.get(vid)
-        waiting = self._deferred.get(vid)
-        if waiting is not None:  # earlier requests of this order still wait: keep the order
-            waiting.append(req)
-            return
-        if pending is not None:
-            # the place is queued or in flight: a cancel/amend sent now could overtake it
-            assert self._nursery is not None
-            self._deferred[vid] = [req]
-            self._nursery.start_soon(self._submit_when_resolved, vid, pending)
-            return
-        await self._submit(req)
-
-    async def _submit_when_resolved(self, vid: str, pending: trio.Event) -> None:
-        await pending.wait()
-        reqs = self._deferred.pop(vid, [])
-        rejected = self._tracker.status(vid) is OrderStatus.REJECTED
-        failures: list[tuple[_Request, str]] = []
-        for req in reqs:  # submitted in the order they were asked for, without a checkpoint between
-            why = "the order was rejected" if rejected else self._governor.submit(req.op, req.symbol, req)
-            if why is not None:
-                failures.append((req, why))
-        for req, why in failures:
-            await self._fail(vid, self._failed_kind(req), why)
-
-    @staticmethod
-    def _failed_kind(req: _Request) -> EventKind:
-        return EventKind.CANCEL_FAILED if req.op is Op.CANCEL else EventKind.AMEND_FAILED
-
-    async def _submit(self, req: _Request) -> None:
-        refused = self._governor.submit(req.op, req.symbol, req)
-        if refused is not None:
-            await self._fail(req.venue_order_id, self._failed_kind(req), refused)
-
-    def _dispatch(self, op: Op, req: _Request) -> None:
-        """Called by the governor for each released request: send it in a task of its own.
-
-        Cancels and amends of one order are sent one at a time, in the order released (each after
-        the previous one's answer): two tasks started together may run in either order, and OKX
-        applies two amends of one order in the order it receives them.
-        """
-        assert self._nursery is not None
-        req.holds_slot = self._governor.count_until_done
-        if op is Op.PLACE:
-            self._nursery.start_soon(self._send_place, req)
-            return
-        vid = req.venue_order_id
-        previous = self._order_chain.get(vid)
-        done = trio.Event()
-        self._order_chain[vid] = done
-        self._nursery.start_soon(self._send_in_turn, req, previous, done)
-
-    async def _send_in_turn(self, req: _Request, previous: trio.Event | None, done: trio.Event) -> None:
-        try:
-            if previous is not None:
-                await previous.wait()
-            await (self._send_cancel if req.op is Op.CANCEL else self._send_amend)(req)
-        finally:
-            self._slot_done(req)
-            done.set()
-            if self._order_chain.get(req.venue_order_id) is done:
-                del self._order_chain[req.venue_order_id]
-
-    # ------------------------------------------------------------------ order entry (send tasks)
-
-    def _use_ws(self, spec: InstrumentSpec) -> WsSession | None:
-        session = self._private
-        if (
-            self._cfg.order_transport == "ws"
-            and spec.code is not None
-            and session is not None
-            and session.ready
-        ):
-            return session
-        return None
-
-    async def _write(
-        self,
-        ws_op: str,
-        path: str,
-        build: Callable[[bool], dict[str, Any]],
-        spec: InstrumentSpec,
-        exp_time_ms: int | None,
-        req: _Request | None = None,
-        *,
-        retry_on_clock: bool = False,
-    ) -> dict[str, Any]:
-        """One write over the private socket or REST. Raises VenueError when the outcome is unknown
-        (no answer, lost connection, or an answer such as 50004 that does not say).
-
-        ``req``'s rate slot is given back as soon as the answer (or the failure) is in.
-        ``retry_on_clock`` (cancels only): sent once more after a REST ``50102``, see
-        :meth:`OkxRestClient.request` (within the same held slot). A ``50102`` anywhere in the answer
-        (REST auth, or an item dropped for its expTime on either transport: the expTime came from a
-        clock that is off) re-syncs the clock.
-        """
-        assert self._rest is not None
-        clock_gen = self._clock.syncs  # the expTime (if any) was computed just before, with this clock
-        session = self._use_ws(spec)
-        try:
-            if session is not None:
-                env = await session.op(ws_op, [build(True)], self._cfg.request_timeout, exp_time_ms)
-            else:
-                headers = {"expTime": str(exp_time_ms)} if exp_time_ms is not None else None
-                env = dict(
-                    await self._rest.request(
-                        "POST", path, body=build(False), headers=headers, retry_on_clock=retry_on_clock
-                    )
-                )
-        finally:
-            if req is not None:
-                self._slot_done(req)
-        code = str(env.get("code", ""))
-        items = [d for d in env.get("data") or () if isinstance(d, dict) and "sCode" in d]
-        if m.CODE_TIMESTAMP_EXPIRED in (code, *(str(d.get("sCode", "")) for d in items)):
-            self._rest.resync_soon(since=clock_gen)
-        if code in m.OUTCOME_UNKNOWN_CODES and not items:
-            raise VenueError(f"OKX {ws_op}: {code} {env.get('msg', '')} (outcome unknown)")
-        for d in items:
-            s_code = str(d.get("sCode", ""))
-            if s_code in m.OUTCOME_UNKNOWN_CODES:  # e.g. 50004 endpoint timeout: it may have been done
-                raise VenueError(f"OKX {ws_op}: {s_code} {d.get('sMsg', '')} (outcome unknown)")
-        return env
-
-    async def _send_place(self, req: _Request) -> None:
-        order = req.order
-        assert order is not None
-        vid = order.venue_order_id
-        spec = self._specs[order.symbol]
-        exp = self._clock.now_ms() + self._cfg.exp_time_ms
-        session = self._private
-        gen = self._private_gen if session is not None and session.ready else None
-        try:
-            await self._send_place_once(req, order, spec, exp)
-        finally:
-            self._slot_done(req)
-        if gen is None or gen != self._private_gen:
-            await self._recheck_after_gap(vid, order.symbol)
-
-    async def _recheck_after_gap(self, vid: str, symbol: str) -> None:
-        """Query a placed order once when the orders channel was down or resubscribed meanwhile.
-
-        Its pushes may have been lost, and the reconnect's reconcile skipped it (not resolved yet).
-        """
-        if self._tracker.status(vid) not in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED):
-            return
-        try:
-            raw = await self._query_raw(vid, symbol)
-        except VenueError as exc:
-            log.warning("OKX query %s after a private socket gap failed: %s", vid, exc)
-            return
-        if raw is not None:
-            await self._emit(self._tracker.on_order(raw))
-
-    async def _send_place_once(
-        self, req: _Request, order: VenueOrder, spec: InstrumentSpec, exp: int
-    ) -> None:
-        vid = order.venue_order_id
-        try:
-            env = await self._write(
-                "order",
-                m.PATH_PLACE,
-                lambda ws: place_args(order, spec, self._cfg.td_mode, ws=ws),
-                spec,
-                exp,
-                req,
-            )
-        except VenueError as exc:
-            log.warning("OKX place %s: %s; resolving by query", vid, exc)
-            await self._resolve_unknown_place(vid, order.symbol, exp)
-            return
-        err = write_error(env)
-        data = env.get("data") or [{}]
-        ts = int(data[0].get("ts") or 0) or self._clock.now_ms()
-        if err is None:
-            events = self._tracker.placed(vid, str(data[0].get("ordId", "")), ts)
-        else:  # a 50102 (clock off) too: refused before processing, so surely not placed; never re-sent
-            events = self._tracker.rejected(vid, err, ts)
-        self._resolved(vid)
-        await self._emit(events)
-
-    async def _resolve_unknown_place(self, vid: str, symbol: str, exp_time_ms: int) -> None:
-        """Settle a place whose answer never came: query by clOrdId until found or surely never placed.
-
-        Never re-sends. A 51603 once the exchange clock is past expTime (plus a grace) means the
-        exchange dropped it: REJECTED. Query failures are retried with backoff.
-        """
-        assert self._rest is not None
-        backoff = Backoff(0.1, 2.0)
-        try:
-            while self._tracker.status(vid) is None:
-                try:
-                    await self._governor.acquire(Op.QUERY, symbol)
-                    env = await self._rest.request(
-                        "GET", m.PATH_ORDER, params={"instId": symbol, "clOrdId": vid}
-                    )
-                except VenueError as exc:
-                    log.warning("OKX query %s failed (%s); retrying", vid, exc)
-                    await trio.sleep(backoff.next())
-                    continue
-                data = env.get("data") or []
-                if env.get("code") == "0" and data:
-                    events = self._tracker.on_order(data[0])
-                    if self._tracker.status(vid) is None:  # an unexpected state: take it as placed
-                        events += self._tracker.placed(
-                            vid, str(data[0].get("ordId", "")), self._clock.now_ms()
-                        )
-                    await self._emit(events)
-                elif env.get("code") in (m.CODE_ORDER_NOT_FOUND, "0"):
-                    now = self._clock.now_ms()
-                    deadline = exp_time_ms + EXP_GRACE_MS
-                    if now >= deadline:
-                        reason = f"{m.CODE_ORDER_NOT_FOUND} not at OKX after its expTime passed: never placed"
-                        await self._emit(self._tracker.rejected(vid, reason, now))
-                    else:
-                        await trio.sleep((deadline - now) / 1000)
-                else:
-                    log.warning("OKX query %s: %s %s; retrying", vid, env.get("code"), env.get("msg"))
-                    await trio.sleep(backoff.next())
-        finally:
-            self._resolved(vid)
-
-    async def _send_cancel(self, req: _Request) -> None:
-        spec = self._specs[req.symbol]
-        vid = req.venue_order_id
-        try:
-            env = await self._write(
-                "cancel-order",
-                m.PATH_CANCEL,
-                lambda ws: cancel_args(vid, spec, ws=ws),
-                spec,
-                None,
-                req,
-                retry_on_clock=True,  # refused before processing, and a cancel is safe to repeat
-            )
-        except VenueError as exc:
-            log.warning("OKX cancel %s: %s; checking the order", vid, exc)
-            await self._settle_unknown(req, EventKind.CANCEL_FAILED, str(exc))
-            return
-        err = write_error(env)
-        if err is not None:
-            await self._fail(vid, EventKind.CANCEL_FAILED, err)
-        # success = accepted only; the cancel itself arrives on the orders channel (or via reconcile)
-
-    async def _send_amend(self, req: _Request) -> None:
-        spec = self._specs[req.symbol]
-        vid = req.venue_order_id
-        req_id = f"a{next(self._req_ids)}"
-        exp = self._clock.now_ms() + self._cfg.exp_time_ms
-        try:
-            env = await self._write(
-                "amend-order",
-                m.PATH_AMEND,
-                lambda ws: amend_args(vid, spec, req.price, req.quantity, req_id, ws=ws),
-                spec,
-                exp,
-                req,
-            )
-        except VenueError as exc:
-            log.warning("OKX amend %s: %s; checking the order", vid, exc)
-            await self._settle_unknown(req, EventKind.AMEND_FAILED, str(exc))
-            return
-        err = write_error(env)
-        if err is not None:
-            await self._fail(vid, EventKind.AMEND_FAILED, err)
-
-    async def _settle_unknown(self, req: _Request, kind: EventKind, why: str) -> None:
-        """A cancel/amend with no answer: report the order's state; if unchanged, that it failed."""
-        try:
-            raw = await self._query_raw(req.venue_order_id, req.symbol)
-        except VenueError as exc:
-            log.warning("OKX query %s failed: %s", req.venue_order_id, exc)
-            raw = None
-        if raw is not None:
-            events = self._tracker.on_order(raw)
-            await self._emit(events)
-            if events:
-                return
-        await self._fail(req.venue_order_id, kind, f"outcome unknown ({why}); order unchanged at OKX")
-
-    # ------------------------------------------------------------------ queries
+        await self._running().amend(venue_order_id, symbol, price, quantity)
 
     async def query_order(self, venue_order_id: str, symbol: str) -> OrderEvent | None:
         """GET trade/order by clOrdId; None when OKX does not know it (51603)."""
-        raw = await self._query_raw(venue_order_id, symbol)
+        assert self._reads is not None, "run() first"
+        raw = await self._reads.one(venue_order_id, symbol)
         return order_event_from_okx(raw) if raw is not None else None
-
-    async def _query_raw(self, venue_order_id: str, symbol: str) -> dict[str, Any] | None:
-        """The OKX order fields, None for 51603; VenueError for anything else."""
-        assert self._rest is not None, "run() first"
-        await self._governor.acquire(Op.QUERY, symbol)
-        env = await self._rest.request(
-            "GET", m.PATH_ORDER, params={"instId": symbol, "clOrdId": venue_order_id}
-        )
-        data = env.get("data") or []
-        if env.get("code") == m.CODE_ORDER_NOT_FOUND or (env.get("code") == "0" and not data):
-            return None
-        if env.get("code") != "0":
-            raise VenueError(f"OKX order query {venue_order_id}: {env.get('code')} {env.get('msg', '')}")
-        return dict(data[0])
 
     async def open_orders(self) -> list[OrderEvent]:
         """Every live/partially filled order of the account for ``cfg.inst_type`` (paged)."""
-        return [e for d in await self._pending_raw() if (e := order_event_from_okx(d)) is not None]
-
-    async def _pending_raw(self) -> list[dict[str, Any]]:
-        assert self._rest is not None, "run() first"
-        out: list[dict[str, Any]] = []
-        params = {"instType": self._cfg.inst_type, "limit": "100"}
-        while True:
-            page = await self._rest.checked("GET", m.PATH_PENDING, params=params)
-            out.extend(page)
-            if len(page) < 100:
-                return out
-            params = params | {"after": str(page[-1].get("ordId", ""))}
+        assert self._reads is not None, "run() first"
+        return [e for d in await self._reads.pending() if (e := order_event_from_okx(d)) is not None]
 
     async def cancel_all_after(self, timeout_s: float) -> None:
         """Arm (``timeout_s`` 10..120) or disarm (0) OKX's cancel-all-after [2.13]. Logs failures.
 
-        Calls are spaced at least 1 s apart (OKX allows 1 per second), a call sent again after a
-        ``50102`` (clock re-synced, see :meth:`OkxRestClient.request`) included.
+        Calls are spaced at least 1 s apart (:class:`.entry.CancelAllAfter`).
         """
-        assert self._rest is not None, "run() first"
-        async with self._caa_lock:
-            await trio.sleep_until(self._caa_last + CAA_MIN_INTERVAL)
-            self._caa_last = trio.current_time()
-            try:
-                await self._cancel_all_after_call(timeout_s)
-            finally:  # the call may have been sent twice: space the next from the later one
-                self._caa_last = trio.current_time()
-
-    async def _cancel_all_after_call(self, timeout_s: float) -> None:
-        assert self._rest is not None
-        try:
-            data = await self._rest.checked(
-                "POST",
-                m.PATH_CANCEL_ALL_AFTER,
-                body={"timeOut": str(int(timeout_s))},
-                retry_on_clock=True,  # arming again is harmless; a missed refresh cancels every order
-                retry_spacing=CAA_MIN_INTERVAL,
-            )
-            log.debug("OKX cancel-all-after %s s armed: %s", int(timeout_s), data)
-        except VenueAuthError:
-            raise
-        except VenueError as exc:
-            log.warning("OKX cancel-all-after(%s) failed: %s", timeout_s, exc)
+        assert self._cancel_all_after is not None, "run() first"
+        await self._cancel_all_after(timeout_s)
 
     # ------------------------------------------------------------------ background tasks
 
-    async def _clock_task(self) -> None:
+    async def _clock_task(self, rest: OkxRestClient) -> None:
         """Re-measure the exchange clock offset every CLOCK_SYNC_INTERVAL s. Cancelled with run().
 
         Between these, any request OKX refuses for its timestamp re-syncs at once (module docstring).
         """
-        assert self._rest is not None
         while True:
             await trio.sleep(CLOCK_SYNC_INTERVAL)
-            await self._rest.resync_clock()  # shared with a re-sync in flight; failures are logged
+            await rest.resync_clock()  # shared with a re-sync in flight; failures are logged
 
     async def _cancel_all_after_task(self) -> None:
         """Keep the dead man's switch armed: refresh every timeout/3 s. Cancelled with run()."""
@@ -666,33 +340,36 @@ class OkxVenue(Venue):
 
     async def _public_task(self) -> None:
         """The public socket for ever: subscribe, publish market data, reconnect. Never blocks on the sink."""
-        await run_reconnecting(
-            self.ws_public_url,
-            name="public",
-            on_open=self._public_open,
-            on_message=self._public_message,
-            on_down=self._public_down,
-            backoff=Backoff(self._cfg.reconnect_min, self._cfg.reconnect_max),
-            ping_interval=self._cfg.ping_interval,
-            connect_timeout=max(self._cfg.request_timeout, 1.0),
-            stats=self.socket_stats["public"],
-        )
+        await self._reconnecting("public", self.ws_public_url, self._public_open, self._public_message,
+                                 self._public_down)  # fmt: skip
 
     async def _private_task(self) -> None:
         """The private socket for ever: login, orders channel, reconcile, WS trading ops, reconnect.
 
         Waits on ``sink.order_event`` (backpressure: the socket is not read meanwhile).
         """
+        await self._reconnecting("private", self.ws_private_url, self._private_open, self._private_message,
+                                 self._private_down)  # fmt: skip
+
+    async def _reconnecting(
+        self,
+        name: str,
+        url: str,
+        on_open: OpenHandler,
+        on_message: MessageHandler,
+        on_down: Callable[[str], None],
+    ) -> None:
         await run_reconnecting(
-            self.ws_private_url,
-            name="private",
-            on_open=self._private_open,
-            on_message=self._private_message,
-            on_down=self._private_down,
+            url,
+            name=name,
+            on_open=on_open,
+            on_message=on_message,
+            on_down=on_down,
             backoff=Backoff(self._cfg.reconnect_min, self._cfg.reconnect_max),
             ping_interval=self._cfg.ping_interval,
             connect_timeout=max(self._cfg.request_timeout, 1.0),
-            stats=self.socket_stats["private"],
+            stats=self.socket_stats[name],
+            connects=self._ws_connects,
         )
 
     # ------------------------------------------------------------------ public socket
@@ -707,46 +384,38 @@ class OkxVenue(Venue):
             self._sink.set_connected(False)
         self._md_connected = False
 
-    async def _public_message(self, session: WsSession, msg: dict[str, Any]) -> None:
-        if "event" in msg:
-            self._on_event(session, msg)
-            if msg["event"] == "subscribe" and not self._md_connected and self._sink is not None:
-                self._md_connected = True
-                self._sink.set_connected(True)
-            return
-        arg = msg.get("arg") or {}
-        channel = arg.get("channel")
+    async def _public_message(self, session: WsSession, msg: WsMessage) -> None:
         sink = self._sink
         assert sink is not None
-        for d in msg.get("data") or ():
-            if channel == "tickers":
-                sink.publish_market(ticker_from_okx(d))
-            elif channel == "books5":
-                sink.publish_market(book_from_okx(d, str(arg.get("instId", ""))))
-            elif channel == "trades":
-                sink.publish_market(trade_from_okx(d))
+        if isinstance(msg, WsEvent):
+            self._on_event(session, msg)
+            if msg.event == "subscribe" and not self._md_connected:
+                self._md_connected = True
+                sink.set_connected(True)
+        elif isinstance(msg, WsPush) and (convert := MARKET_CHANNELS.get(msg.channel)) is not None:
+            for d in msg.data:
+                sink.publish_market(convert(d, msg.inst_id))
 
-    def _on_event(self, session: WsSession, msg: dict[str, Any]) -> None:
-        event = msg.get("event")
-        if event == "error":
-            log.error("OKX %s socket error %s: %s", session.name, msg.get("code"), msg.get("msg"))
-        elif event == "notice":
-            log.warning("OKX %s socket notice %s: %s", session.name, msg.get("code"), msg.get("msg"))
-            if msg.get("code") == m.NOTICE_SERVICE_UPGRADE:
-                session.end(f"notice {m.NOTICE_SERVICE_UPGRADE}: service upgrade")
-        elif event == "channel-conn-count":
-            log.info("OKX %s connections on channel %s", msg.get("connCount"), msg.get("channel"))
-        elif event == "channel-conn-count-error":
+    def _on_event(self, session: WsSession, msg: WsEvent) -> None:
+        if msg.event == "error":
+            log.error("OKX %s socket error %s: %s", session.name, msg.code, msg.msg)
+        elif msg.event == "notice":
+            log.warning("OKX %s socket notice %s: %s", session.name, msg.code, msg.msg)
+            if code_class(msg.code) is CodeClass.RETRIABLE:  # 64008: the connection closes soon
+                session.end(f"notice {msg.code}: service upgrade")
+        elif msg.event == "channel-conn-count":
+            log.info("OKX %s connections on channel %s", msg.conn_count, msg.channel)
+        elif msg.event == "channel-conn-count-error":
             log.error(
                 "OKX %s socket: channel %s refused, over its connection limit (%s); reconnecting",
                 session.name,
-                msg.get("channel"),
-                msg.get("connCount"),
+                msg.channel,
+                msg.conn_count,
             )
             if session.name == "private":  # no orders channel: the session is useless, retry later
-                session.end(f"channel-conn-count-error on {msg.get('channel')}")
+                session.end(f"channel-conn-count-error on {msg.channel}")
         else:
-            log.debug("OKX %s socket event %s", session.name, event)
+            log.debug("OKX %s socket event %s", session.name, msg.event)
 
     # ------------------------------------------------------------------ private socket
 
@@ -757,151 +426,45 @@ class OkxVenue(Venue):
         session (OKX closes it with 4001 right after the refusal); the next login waits for the
         re-sync in flight before signing, so it signs with the corrected clock.
         """
-        assert self._rest is not None
+        assert self._rest is not None and self._reconciler is not None
         timeout = self._cfg.request_timeout
         await self._rest.clock_settled()
         clock_gen = self._clock.syncs
         answer = await session.call(
             {"op": "login", "args": [ws_login_args(self._creds, self._clock.now_ms() // 1000)]},
-            lambda msg: msg.get("event") in ("login", "error"),
+            lambda msg: isinstance(msg, WsEvent) and msg.event in ("login", "error"),
             timeout,
         )
-        if answer.get("event") != "login" or str(answer.get("code", "0")) != "0":
-            code = str(answer.get("code"))
-            why = f"OKX login refused: {code} {answer.get('msg', '')}"
-            if code in _CLOCK_LOGIN_CODES:
+        assert isinstance(answer, WsEvent)
+        if answer.event != "login" or answer.code != SUCCESS:
+            why = f"OKX login refused: {answer.code} {answer.msg}"
+            if code_class(answer.code) is CodeClass.CLOCK:
                 self._rest.resync_soon(since=clock_gen)  # in the REST client's nursery, not this session's
                 raise VenueError(f"{why}; re-syncing the clock")
             raise VenueAuthError(why)
         answer = await session.call(
-            {"op": "subscribe", "args": [{"channel": "orders", "instType": self._cfg.inst_type}]},
-            lambda msg: msg.get("event") in ("subscribe", "error"),
+            {"op": "subscribe", "args": [{"channel": m.ORDERS_CHANNEL, "instType": self._cfg.inst_type}]},
+            lambda msg: isinstance(msg, WsEvent) and msg.event in ("subscribe", "error"),
             timeout,
         )
-        if answer.get("event") != "subscribe":
-            raise VenueError(f"OKX orders subscribe refused: {answer.get('code')} {answer.get('msg', '')}")
-        self._private = session
-        self._private_gen += 1
+        assert isinstance(answer, WsEvent)
+        if answer.event != "subscribe":
+            raise VenueError(f"OKX orders subscribe refused: {answer.code} {answer.msg}")
+        self._link.session = session
+        self._link.generation += 1
         session.ready = True
-        await self._reconcile()
+        await self._reconciler.run()
         if session.alive:
             self._private_ready.set()
 
     def _private_down(self, reason: str) -> None:
-        if self._private is not None and self._gap_since_ms is None:
-            # a dead connection is noticed within two ping intervals of silence (ws.read_loop)
-            silent_ms = int(2 * self._cfg.ping_interval * 1000) + FILL_GAP_MARGIN_MS
-            self._gap_since_ms = self._clock.now_ms() - silent_ms
-        self._private = None
+        if self._link.session is not None and self._reconciler is not None:
+            self._reconciler.stream_lost()
+        self._link.session = None
 
-    async def _private_message(self, session: WsSession, msg: dict[str, Any]) -> None:
-        if "event" in msg:
+    async def _private_message(self, session: WsSession, msg: WsMessage) -> None:
+        if isinstance(msg, WsEvent):
             self._on_event(session, msg)
-            return
-        if (msg.get("arg") or {}).get("channel") == "orders":
-            for d in msg.get("data") or ():
-                await self._emit(self._tracker.on_order(d))
-
-    async def _reconcile(self) -> None:
-        """Emit every order change missed while the private socket was down (each once).
-
-        The orders channel sends no snapshot, so: open orders (orders-pending), each order we think
-        is open but OKX does not list (GET trade/order by clOrdId) and the fills of the gap
-        (:meth:`_missed_fills`); fills go first so that each missed fill is reported with its own
-        quantity and price, then the snapshots bring every order to its current state.
-        """
-        assert self._rest is not None
-        gap_since = self._gap_since_ms
-        pending = await self._pending_raw()
-        listed = {str(d.get("clOrdId", "")) for d in pending}
-        snapshots: list[dict[str, Any]] = list(pending)
-        for vid in self._tracker.open_ids():
-            if vid in listed or vid in self._unresolved:
-                continue
-            raw = await self._query_raw(vid, self._tracker.symbol(vid) or "")
-            if raw is not None:
-                snapshots.append(raw)
-            else:
-                log.warning("OKX reconcile: order %s we took for open is unknown to OKX", vid)
-        fills = await self._missed_fills(gap_since) if self._tracker.open_ids() else []
-        events: list[OrderEvent] = []
-        for f in fills:
-            events += self._tracker.on_fill(f)
-        for d in snapshots:
-            events += self._tracker.on_order(d)
-        if events:
-            log.info("OKX reconcile: %d missed order changes", len(events))
-        await self._emit(events)
-        if self._gap_since_ms == gap_since:
-            self._gap_since_ms = None  # covered
-
-    async def _missed_fills(self, gap_since: int | None) -> list[dict[str, Any]]:
-        """The fills since the private stream was last known good, oldest first, every page of them.
-
-        Covers back to ``gap_since`` (None: the first connect), but no further than the oldest open
-        order we track was created. Paged with ``after`` = billId, from trade/fills and, for a gap
-        older than its 3 days, trade/fills-history, each under its rate limit. Past ``max_fill_pages``
-        pages: an ERROR and no fills (the snapshots that follow still report the right totals).
-        """
-        assert self._rest is not None
-        oldest = self._tracker.oldest_open_ms()
-        since = 0 if gap_since is None else gap_since
-        if oldest is not None:
-            since = max(since, oldest - FILL_GAP_MARGIN_MS)
-        pager = FillPager(self._cfg.inst_type, since, self._clock.now_ms(), self.max_fill_pages)
-        while (req := pager.request()) is not None:
-            path, params = req
-            await take_slot(self._fills_windows[path])
-            pager.feed(await self._rest.checked("GET", path, params=params))
-        if pager.exceeded:
-            log.error(
-                "OKX reconcile: more than %d pages of fills since %d; reporting the orders' state "
-                "from snapshots (totals right, missed fills not one by one)",
-                self.max_fill_pages,
-                since,
-            )
-            return []
-        return pager.fills()
-
-    # ------------------------------------------------------------------ helpers
-
-    def _slot_done(self, req: _Request) -> None:
-        """Give ``req``'s rate slot back to the governor, once (it then counts for one more period)."""
-        if req.holds_slot:
-            req.holds_slot = False
-            self._governor.done(req.op, req.symbol)
-
-    def _resolved(self, venue_order_id: str) -> None:
-        pending = self._unresolved.pop(venue_order_id, None)
-        if pending is not None:
-            pending.set()
-
-    async def _fail(self, venue_order_id: str, kind: EventKind, reason: str) -> None:
-        await self._emit(self._tracker.request_failed(venue_order_id, kind, reason, self._clock.now_ms()))
-
-    async def _emit(self, events: list[OrderEvent]) -> None:
-        """Hand ``events`` to the sink; the tracker already counts them as reported.
-
-        Shielded: the end of a socket session (which cancels its tasks) must not drop an event the
-        sink is still taking (backpressure). Only stopping the whole venue cancels a delivery.
-        """
-        sink = self._sink
-        assert sink is not None
-        if not events:
-            return
-        with trio.CancelScope(shield=not self._stopping) as cs:
-            self._shields.add(cs)
-            try:
-                for event in events:
-                    await sink.order_event(event)
-            finally:
-                self._shields.discard(cs)
-
-    async def _unshield_on_stop(self) -> None:
-        """Runs as long as the venue: when run() is cancelled, let pending deliveries be cancelled too."""
-        try:
-            await trio.sleep_forever()
-        finally:
-            self._stopping = True
-            for cs in list(self._shields):
-                cs.shield = False
+        elif isinstance(msg, WsPush) and msg.channel == m.ORDERS_CHANNEL:
+            assert self._reconciler is not None
+            await self._reconciler.on_orders(msg.orders())

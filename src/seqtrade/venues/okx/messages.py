@@ -1,12 +1,21 @@
-"""Payload shapes and constants of the OKX v5 API (docs/okx.md §2, §4-§6).
+"""Payload shapes and constants of the OKX v5 API (docs/okx.md §2, §4-§6), and the typed messages
+of the WebSocket.
 
-Pure: no I/O. ``TypedDict`` shapes document what the adapter reads; every OKX number is a string
-(§3.3) except the few noted. Nothing here validates: :mod:`.parse` converts defensively.
+Pure: no I/O. ``TypedDict`` shapes document the items the adapter reads (every OKX number is a string,
+§3.3, except the few noted); nothing there validates: :mod:`.parse` converts defensively. A WebSocket
+frame is decoded once, at the socket boundary (:func:`ws_message`), into one of :class:`WsEvent`,
+:class:`WsPush` or :class:`WriteAnswer` (a trading op's answer; the REST answer to a write decodes
+into the same, :func:`write_answer`), so that handlers read typed fields.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final, TypedDict
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, TypedDict, cast
+
+from .errors import SUCCESS
 
 __all__ = [
     "LIVE_WS_PUBLIC",
@@ -24,12 +33,7 @@ __all__ = [
     "PATH_FILLS_HISTORY",
     "PATH_CANCEL_ALL_AFTER",
     "PUBLIC_CHANNELS",
-    "CODE_ORDER_NOT_FOUND",
-    "CODE_TIMESTAMP_EXPIRED",
-    "CODE_RATE_LIMIT",
-    "CODE_CANCEL_FAILED",
-    "NOTICE_SERVICE_UPGRADE",
-    "OUTCOME_UNKNOWN_CODES",
+    "ORDERS_CHANNEL",
     "Envelope",
     "WriteResult",
     "OkxInstrument",
@@ -40,7 +44,10 @@ __all__ = [
     "OkxFill",
     "WsEvent",
     "WsPush",
-    "WsOpResponse",
+    "WriteAnswer",
+    "WsMessage",
+    "ws_message",
+    "write_answer",
 ]
 
 LIVE_WS_PUBLIC: Final = "wss://ws.okx.com:8443/ws/v5/public"
@@ -60,26 +67,18 @@ PATH_FILLS_HISTORY: Final = "/api/v5/trade/fills-history"  # last 3 months, 10 r
 PATH_CANCEL_ALL_AFTER: Final = "/api/v5/trade/cancel-all-after"
 
 PUBLIC_CHANNELS: Final = ("tickers", "books5", "trades")
-
-CODE_ORDER_NOT_FOUND: Final = "51603"
-CODE_TIMESTAMP_EXPIRED: Final = "50102"
-CODE_RATE_LIMIT: Final = "50011"
-CODE_CANCEL_FAILED: Final = "51400"
-NOTICE_SERVICE_UPGRADE: Final = "64008"
-# top-level answers that do not say whether a write was carried out (§2.14): resolve by query
-OUTCOME_UNKNOWN_CODES: Final = frozenset({"50001", "50004", "50013", "50026"})
+ORDERS_CHANNEL: Final = "orders"
 
 
 class Envelope(TypedDict, total=False):
-    """Every REST response and WS op response: string ``code``, ``msg``, ``data`` list (§2.0)."""
+    """Every REST response: string ``code``, ``msg``, ``data`` list (§2.0). (A WS op answer has the
+    same fields plus ``id`` and ``op``: decoded into :class:`WriteAnswer`.)"""
 
     code: str
     msg: str
     data: list[Any]
     inTime: str
     outTime: str
-    id: str  # WS op responses only
-    op: str  # WS op responses only
 
 
 class WriteResult(TypedDict, total=False):
@@ -183,28 +182,124 @@ class OkxFill(TypedDict, total=False):
     fillTime: str
 
 
-class WsEvent(TypedDict, total=False):
-    event: str  # subscribe | unsubscribe | login | error | notice | channel-conn-count(-error)
-    code: str
-    msg: str
-    arg: dict[str, Any]
+# --------------------------------------------------------------------------- WebSocket messages
+
+
+@dataclass(frozen=True, slots=True)
+class WsEvent:
+    """An ``event`` message (§4.2-§4.5): subscribe | unsubscribe | login | error | notice |
+    channel-conn-count | channel-conn-count-error. ``code`` is ``"0"`` when the message has none."""
+
+    event: str
+    code: str = SUCCESS
+    msg: str = ""
+    channel: str = ""  # channel-conn-count(-error)
+    conn_count: str = ""
+    id: str = ""  # the request it answers, for errors of trading ops
+
+
+@dataclass(frozen=True, slots=True)
+class WsPush:
+    """A channel push (§5): ``arg`` says which channel and instrument, ``data`` holds the items."""
+
     channel: str
-    connCount: str
-    connId: str
-    id: str
+    inst_id: str  # the push's ``arg.instId`` ("" for channels subscribed by instType)
+    data: tuple[Mapping[str, Any], ...]
+
+    def orders(self) -> tuple[OkxOrder, ...]:
+        """The items of an ``orders`` push (§5.6)."""
+        return self.data  # type: ignore[return-value]
 
 
-class WsPush(TypedDict, total=False):
-    arg: dict[str, Any]
-    action: str
-    data: list[Any]
+@dataclass(frozen=True, slots=True)
+class WriteAnswer:
+    """The answer to one place, cancel or amend: a REST envelope (§2.0) or a WS op answer (§6).
 
+    ``data`` holds the items as received; :attr:`items` those that carry a per-item ``sCode``.
+    """
 
-class WsOpResponse(TypedDict, total=False):
-    id: str
-    op: str
     code: str
-    msg: str
-    data: list[WriteResult]
-    inTime: str
-    outTime: str
+    msg: str = ""
+    data: tuple[Any, ...] = ()
+    id: str = ""  # WS only: the request id echoed
+    op: str = ""  # WS only
+
+    @property
+    def items(self) -> list[WriteResult]:
+        return [cast(WriteResult, d) for d in self.data if isinstance(d, Mapping) and "sCode" in d]
+
+    @property
+    def first(self) -> WriteResult:
+        """The first item (a single write has one), or an empty one."""
+        return self.data[0] if self.data and isinstance(self.data[0], Mapping) else {}  # type: ignore[return-value]
+
+    def error(self) -> str | None:
+        """``"<sCode> <sMsg>"`` of a failed single write, or None when it succeeded.
+
+        The per-item ``sCode`` is the real reason (§2.0); an answer without items (auth, 50011, 60013)
+        reports its top-level ``code``/``msg``. A non-empty ``sMsg`` with ``sCode "0"`` is success.
+        """
+        item = self.first
+        if "sCode" in item:
+            s_code = str(item.get("sCode", ""))
+            if s_code == SUCCESS:
+                return None
+            return f"{s_code} {item.get('sMsg', '')}".strip()
+        if self.code == SUCCESS:
+            return None
+        return f"{self.code} {self.msg}".strip()
+
+
+WsMessage = WsEvent | WsPush | WriteAnswer
+
+
+def _text(d: Mapping[str, Any], key: str, default: str = "") -> str:
+    value = d.get(key)
+    return default if value is None else str(value)
+
+
+def write_answer(env: Mapping[str, Any]) -> WriteAnswer:
+    """A write's answer (REST envelope or WS op answer) as a :class:`WriteAnswer`."""
+    data = env.get("data")
+    return WriteAnswer(
+        code=_text(env, "code"),
+        msg=_text(env, "msg"),
+        data=tuple(data) if isinstance(data, list) else (),
+        id=_text(env, "id"),
+        op=_text(env, "op"),
+    )
+
+
+def ws_message(text: str | bytes) -> WsMessage | None:
+    """One WebSocket frame, typed; None for ``pong`` and for anything not a JSON object.
+
+    ``event`` messages are :class:`WsEvent`; messages with an ``id`` (and no ``event``) answer a
+    trading op (:class:`WriteAnswer`); the rest are channel pushes (:class:`WsPush`).
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    if text == "pong":
+        return None
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    if "event" in obj:
+        return WsEvent(
+            event=_text(obj, "event"),
+            code=_text(obj, "code", SUCCESS),
+            msg=_text(obj, "msg"),
+            channel=_text(obj, "channel"),
+            conn_count=_text(obj, "connCount"),
+            id=_text(obj, "id"),
+        )
+    if "id" in obj:
+        return write_answer(obj)
+    arg = obj.get("arg")
+    if not isinstance(arg, Mapping):
+        arg = {}
+    data = obj.get("data")
+    items = tuple(d for d in data if isinstance(d, Mapping)) if isinstance(data, list) else ()
+    return WsPush(channel=_text(arg, "channel"), inst_id=_text(arg, "instId"), data=items)

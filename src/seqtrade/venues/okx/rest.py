@@ -28,7 +28,8 @@ import trio
 
 from ...errors import VenueAuthError, VenueError
 from .auth import OkxCredentials, iso_timestamp, rest_sign
-from .messages import CODE_TIMESTAMP_EXPIRED, PATH_TIME, Envelope
+from .errors import SUCCESS, is_auth, is_clock
+from .messages import PATH_TIME, Envelope
 from .parse import dumps
 
 __all__ = ["ExchangeClock", "OkxAuth", "OkxRestClient", "open_rest_client"]
@@ -113,7 +114,7 @@ class OkxRestClient:
         """
         clock_gen = self.clock.syncs
         env = await self._send(method, path, params, body, private, headers, timeout)
-        if env["code"] != CODE_TIMESTAMP_EXPIRED or not private:
+        if not is_clock(env["code"]) or not private:
             return env
         refused_at = trio.current_time()
         retry = method == "GET" if retry_on_clock is None else retry_on_clock
@@ -166,7 +167,7 @@ class OkxRestClient:
         if not isinstance(env, dict):
             raise VenueError(f"OKX {method} {path}: HTTP {resp.status_code}, unexpected body")
         env["code"] = str(env.get("code", ""))  # older servers sent a number (§1.6)
-        if env["code"] != "0":
+        if env["code"] != SUCCESS:
             log.debug(
                 "OKX %s %s -> HTTP %s code %s %s", method, path, resp.status_code, env["code"], env.get("msg")
             )
@@ -176,10 +177,10 @@ class OkxRestClient:
         """Like :meth:`request` but any non-zero code is an error; returns ``data``."""
         env = await self.request(method, path, **kwargs)
         code = env.get("code", "")
-        if code == "0":
+        if code == SUCCESS:
             return list(env.get("data") or [])
         msg = f"OKX {method} {path}: {code} {env.get('msg', '')}".strip()
-        if code.startswith(("501", "6000")) and code not in ("50102", "50112"):  # clock: not fatal
+        if is_auth(code):  # 501xx but the clock's 50102 and 50112 (docs/okx.md §1.6)
             raise VenueAuthError(msg)
         raise VenueError(msg)
 
@@ -188,7 +189,11 @@ class OkxRestClient:
         sent = time.time() * 1000
         data = await self.checked("GET", PATH_TIME, private=False)
         received = time.time() * 1000
-        self.clock.update(int(data[0]["ts"]), sent, received)
+        try:
+            server_ms = int(data[0]["ts"])
+        except (IndexError, KeyError, TypeError, ValueError):
+            raise VenueError(f"OKX {PATH_TIME}: unexpected answer {data!r:.200}") from None
+        self.clock.update(server_ms, sent, received)
         log.debug("OKX clock offset %.0f ms", self.clock.offset_ms)
 
     def resync_soon(self, *, since: int | None = None) -> trio.Event:

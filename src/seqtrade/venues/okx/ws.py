@@ -9,6 +9,9 @@
 
 trio_websocket exceptions enter seqtrade here: a lost connection ends the session (and fails its
 in-flight requests with :class:`VenueError`, outcome unknown); only :class:`VenueAuthError` is fatal.
+Frames are decoded here too, once, into the typed messages of :mod:`.messages` (:func:`.messages.ws_message`):
+the handlers and the answers to :meth:`WsSession.call` are :class:`.messages.WsEvent`,
+:class:`.messages.WsPush` or :class:`.messages.WriteAnswer`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
 from ...errors import VenueAuthError, VenueError
-from .parse import decode_ws, dumps
+from .governor import RateWindow, take_slot
+from .messages import WriteAnswer, WsMessage, ws_message
+from .parse import dumps
 
 __all__ = [
     "Backoff",
@@ -39,7 +44,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MessageHandler = Callable[["WsSession", dict[str, Any]], Awaitable[None]]
+MessageHandler = Callable[["WsSession", WsMessage], Awaitable[None]]
 OpenHandler = Callable[["WsSession"], Awaitable[None]]
 
 
@@ -91,9 +96,9 @@ class SocketStats:
 
 @dataclass(slots=True)
 class _Waiter:
-    match: Callable[[dict[str, Any]], bool]
+    match: Callable[[WsMessage], bool]
     done: trio.Event = field(default_factory=trio.Event)
-    answer: dict[str, Any] | None = None
+    answer: WsMessage | None = None
 
 
 class WsSession:
@@ -160,8 +165,8 @@ class WsSession:
             raise VenueError(f"OKX {self.name} socket closed while sending") from exc
 
     async def call(
-        self, msg: dict[str, Any], match: Callable[[dict[str, Any]], bool], timeout: float
-    ) -> dict[str, Any]:
+        self, msg: dict[str, Any], match: Callable[[WsMessage], bool], timeout: float
+    ) -> WsMessage:
         """Send ``msg`` and wait for the first message that ``match`` accepts.
 
         Raises :class:`VenueError` when no answer comes within ``timeout`` or the socket is lost: the
@@ -182,15 +187,17 @@ class WsSession:
 
     async def op(
         self, op: str, args: list[dict[str, Any]], timeout: float, exp_time_ms: int | None = None
-    ) -> dict[str, Any]:
+    ) -> WriteAnswer:
         """A trading op (§6): ``{"id","op","args"[,"expTime"]}``; returns the answer with the same id."""
         req_id = f"{op.replace('-', '')[:8]}{next(self._ids)}"
         msg: dict[str, Any] = {"id": req_id, "op": op, "args": args}
         if exp_time_ms is not None:
             msg["expTime"] = str(exp_time_ms)
-        return await self.call(msg, lambda m: m.get("id") == req_id and "event" not in m, timeout)
+        answer = await self.call(msg, lambda m: isinstance(m, WriteAnswer) and m.id == req_id, timeout)
+        assert isinstance(answer, WriteAnswer)
+        return answer
 
-    def _resolve(self, msg: dict[str, Any]) -> bool:
+    def _resolve(self, msg: WsMessage) -> bool:
         for w in self._waiters:
             if w.answer is None and w.match(msg):
                 w.answer = msg
@@ -218,7 +225,7 @@ class WsSession:
                     awaiting_pong = True
                     continue
                 awaiting_pong = False
-                msg = decode_ws(raw)
+                msg = ws_message(raw)
                 if msg is None or self._resolve(msg):
                     continue
                 await on_message(self, msg)
@@ -277,6 +284,7 @@ async def run_reconnecting(
     ping_interval: float,
     connect_timeout: float = 10.0,
     stats: SocketStats | None = None,
+    connects: RateWindow | None = None,
 ) -> NoReturn:
     """Keep one session to ``url`` alive for ever.
 
@@ -286,12 +294,16 @@ async def run_reconnecting(
     (``backoff.min_s``/2 to ``min_s``) after a session that got ready, however short it lived.
     Chosen so: a session that got ready and died within ms counts as good too, so that every drop
     after a working session is followed by a prompt reconnect; a peer that keeps accepting the
-    login and then dropping is still never hammered (one connect per ``min_s``/2 at the most), and
+    login and then dropping is still never hammered (``connects`` bounds the rate), and
     each drop is logged with the session's lifetime and kept in ``stats`` so flapping shows.
-    Connects or logins that fail get a growing delay. ``stats`` (optional) records every drop. Cancel to stop; raises only
-    :class:`VenueAuthError`.
+    Connects or logins that fail get a growing delay. ``stats`` (optional) records every drop.
+    ``connects`` (optional, shared by the sockets of one IP): every connect first takes a slot in it,
+    so that however the sessions flap, OKX's limit on new connections (docs/okx.md §4.5) holds.
+    Cancel to stop; raises only :class:`VenueAuthError`.
     """
     while True:
+        if connects is not None:
+            await take_slot(connects)
         reason, session = await _run_connection(
             url, name, on_open, on_message, ping_interval, connect_timeout, stats
         )

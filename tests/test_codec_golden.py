@@ -1,0 +1,224 @@
+"""The codec's bytes and words, pinned: every frame the wire carries today, and what the decoders say
+about thousands of broken ones, must stay exactly as they are whatever the codec looks like inside.
+
+``tests/fixtures/wire/frames.json`` holds the frame of every message below as hex, and
+``tests/fixtures/wire/outcomes.json`` what :func:`wire.parse_request`, :func:`wire.decode_message` and
+:func:`wire.decode_ticker_frame` made of every mutated frame (the model's repr, or the error's message and
+fields). Both were written by the codec before it became table-driven. Regenerate them only for a
+deliberate change of docs/protocol.md, and say so in the commit::
+
+    python -c "from tests.test_codec_golden import write_fixtures; write_fixtures()"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+
+from seqtrade import wire
+from seqtrade.errors import WireError
+from seqtrade.models import (
+    AmendRequest,
+    Book,
+    CancelAll,
+    CancelRequest,
+    Heartbeat,
+    Hello,
+    OrderReport,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+    Ticker,
+    Trade,
+    VenueStatus,
+    Welcome,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "wire"
+
+
+def _report(seq: int, status: OrderStatus = OrderStatus.ACCEPTED, **over: Any) -> OrderReport:
+    r = OrderReport(seq, f"c-{seq}", f"ex-{seq}", "s1", "BTC-USDT", "buy", "limit", 100.5, 2.0, status,
+                    1.0, 100.25, 0.5, 100.0, 0.0125, "", 1_700_000_000_000, 1_700_000_000_000_000_123)  # fmt: skip
+    for k, v in over.items():
+        setattr(r, k, v)
+    return r
+
+
+# Every message type in every shape its encoder distinguishes (optional keys present and absent, ints
+# where floats go, enums and plain strings, empty and full lists, unicode, the largest integers).
+MESSAGES: dict[str, Any] = {
+    "ticker": Ticker("BTC-USDT", 1_700_000_000_000, 50000.5, 50000.0, 50001.0, 1.5, 2.5, 12345.75, 17, 99),
+    "ticker_ints": Ticker("ETH-USDT-SWAP", 0, 3000, 2999, 3001, 1, 2, 0, 0, 0),
+    "ticker_big": Ticker("X", 2**63 - 1, 1e-12, 1e300, 5e-324, 0.1, 0.2, 0.3, 2**40, 2**63 - 1),
+    "book": Book("BTC-USDT", 1, [[100.0, 1.0], [99.5, 2.0]], [[100.5, 0.5]], 3, 4),
+    "book_empty": Book("BTC-USDT", 1, [], [], 0, 0),
+    "book_ints": Book("B", 5, [[1, 2]], [[3, 4], [5, 6]], 1, 2),
+    "trade": Trade("BTC-USDT", 7, "t-77", 1.5, 2.5, "sell", 4, 5),
+    "trade_side_enum": Trade("BTC-USDT", 7, "78", 2, 3, Side.BUY, 0, 0),
+    "status": VenueStatus("paper", True, ["BTC-USDT", "ETH-USDT"], 5, 6, 7),
+    "status_down": VenueStatus("okx", False, [], 0, 1, 0),
+    "status_tuple": VenueStatus("okx", True, ("A", "B"), 1, 1, 1),  # type: ignore[arg-type]
+    **{f"report_{s.value}": _report(i + 1, s) for i, s in enumerate(OrderStatus)},
+    "report_error": _report(9, OrderStatus.REJECTED, error_msg="price 1e9 ± outside the band: ünïcode"),
+    "report_enums": _report(10, side=Side.SELL, order_type=OrderType.POST_ONLY),
+    "report_ints": _report(11, price=100, quantity=3, filled_quantity=0, filled_price=0, fee=0),
+    "report_big": _report(2**63 - 1, gw_ns=2**64 - 1, timestamp=2**63 - 1),
+    "welcome": Welcome("s1", "nonce-1", 12, [_report(3), _report(5, OrderStatus.PARTIALLY_FILLED)], 1, 8),
+    "welcome_empty": Welcome("s-2", 123456, 0, [], 1, 0),
+    "order_limit": OrderRequest(
+        "s1", "c-1", "BTC-USDT", Side.BUY, OrderType.LIMIT, 100.5, 2.0, 1_700_000_000_000
+    ),
+    "order_market": OrderRequest("s1", "c:2.x", "BTC-USDT", Side.SELL, OrderType.MARKET, None, 0.001, 0),
+    "order_market_price": OrderRequest("s1", "c3", "ETH-USDT", Side.SELL, OrderType.MARKET, 5.0, 1.0, 1),
+    "order_ints": OrderRequest("A_b-9", "x" * 64, "S", Side.BUY, OrderType.FOK, 7, 3, 2**53),
+    **{
+        f"order_{ot.value}": OrderRequest("s1", f"c-{ot.value}", "BTC-USDT", Side.BUY, ot, 1.25, 4.0, 5)
+        for ot in OrderType
+        if ot is not OrderType.MARKET
+    },
+    "cancel": CancelRequest("s1", "c-1"),
+    "amend_price": AmendRequest("s1", "c-1", 10.5, None),
+    "amend_quantity": AmendRequest("s1", "c-1", None, 2.0),
+    "amend_both": AmendRequest("s1", "c-1", 11, 3),
+    "cancel_all": CancelAll("s1", None),
+    "cancel_all_symbol": CancelAll("s1", "ETH-USDT"),
+    "hello": Hello("s1", 7, "abc", 1),
+    "hello_int_nonce": Hello("s1", 0, 12345, 1),
+    "hello_big": Hello("s" * 32, 2**63 - 1, "n" * 128, 1),
+    "heartbeat": Heartbeat("s1", 1_700_000_000_000),
+}
+
+REQUESTS = (OrderRequest, CancelRequest, AmendRequest, CancelAll, Hello, Heartbeat)
+
+# Values that break each key in its own way: absent, null, booleans, negatives, zero, fractions,
+# non-finite numbers, huge integers, long and empty strings, lists, maps, bytes.
+HOSTILE: dict[str, Any] = {
+    "none": None, "true": True, "false": False, "neg": -1, "zero": 0, "half": 0.5, "nan": float("nan"),
+    "inf": float("inf"), "ninf": float("-inf"), "int64": 2**63, "uint64": 2**64 - 1, "str": "x",
+    "long": "y" * 200, "empty": "", "list": [1], "map": {"a": 1}, "bytes": b"\x00\xff", "limit": "limit",
+    "slash": "A/B", "sell": "sell", "neg_int64": -(2**63),
+}  # fmt: skip
+
+
+# The frames mutated key by key: one of each message type, and each optional key present and absent.
+MUTATED = ("ticker", "book", "trade", "status", "report_accepted", "welcome", "order_limit", "order_market",
+           "cancel", "amend_price", "amend_both", "cancel_all", "cancel_all_symbol", "hello",
+           "hello_int_nonce", "heartbeat")  # fmt: skip
+
+
+def _cases() -> Iterator[tuple[str, bytes]]:
+    """(name, frame): each golden frame as it is, and the ones in MUTATED with each key removed or
+    replaced, their topic changed, their body truncated; built with msgpack directly, so the codec under
+    test does not build its own input."""
+    for name, hexed in sorted(FRAMES.items()):
+        frame = bytes.fromhex(hexed)
+        yield name, frame
+        if name not in MUTATED:
+            continue
+        kind, key, raw = wire.split_frame(frame)
+        body = msgpack.unpackb(raw, raw=False)
+        prefix = f"{kind}/{key}/".encode()
+        yield f"{name}:truncated", frame[:-3]
+        yield f"{name}:trailing", frame + b"\x00"
+        yield f"{name}:not-a-map", prefix + msgpack.packb([body])
+        yield f"{name}:other-key", f"{kind}/other/".encode() + raw
+        yield f"{name}:bad-key", f"{kind}/bad key!/".encode() + raw
+        yield f"{name}:other-kind", f"order_request/{key}/".encode() + raw
+        yield f"{name}:extra", prefix + msgpack.packb({**body, "future": [1, {"x": 2}]})
+        for k in body:
+            yield f"{name}:-{k}", prefix + msgpack.packb({kk: v for kk, v in body.items() if kk != k})
+            for vname, v in HOSTILE.items():
+                yield f"{name}:{k}={vname}", prefix + msgpack.packb({**body, k: v})
+        for k in ("price", "quantity", "symbol"):
+            if k not in body and isinstance(MESSAGES[name], REQUESTS):
+                for vname, v in HOSTILE.items():
+                    yield f"{name}:+{k}={vname}", prefix + msgpack.packb({**body, k: v})
+
+
+def _outcome(fn: Any, frame: bytes) -> list[Any]:
+    """What fn made of frame: the error's message and fields, or a digest of the model's repr."""
+    try:
+        got = fn(frame)
+    except WireError as exc:
+        fields = [getattr(exc, a, None) for a in ("strategy_id", "client_order_id", "type")]
+        return ["error", str(exc), *fields]
+    return ["ok", hashlib.blake2b(repr(got).encode(), digest_size=8).hexdigest(), repr(got)[:40]]
+
+
+def _outcomes() -> dict[str, list[Any]]:
+    """Each case through the decoders that meet it in the product: requests through parse_request,
+    server messages through decode_message (and tickers through decode_ticker_frame); every frame as
+    it is through all three."""
+    out: dict[str, list[Any]] = {}
+    for name, frame in _cases():
+        base = name.split(":")[0]
+        request = isinstance(MESSAGES[base], REQUESTS)
+        if request or ":" not in name:
+            out[f"parse_request {name}"] = _outcome(wire.parse_request, frame)
+        if not request or ":" not in name:
+            out[f"decode_message {name}"] = _outcome(wire.decode_message, frame)
+        if frame.startswith(b"ticker/") or ":" not in name:
+            out[f"decode_ticker_frame {name}"] = _outcome(wire.decode_ticker_frame, frame)
+    return out
+
+
+def write_fixtures() -> None:  # pragma: no cover - run by hand, see the module docstring
+    global FRAMES
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    FRAMES = {name: wire.encode_message(m).hex() for name, m in MESSAGES.items()}
+    (FIXTURES / "frames.json").write_text(json.dumps(FRAMES, indent=1, sort_keys=True) + "\n")
+    lines = [f"{json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in sorted(_outcomes().items())]
+    (FIXTURES / "outcomes.json").write_text("{\n" + ",\n".join(lines) + "\n}\n")
+
+
+def _load(name: str) -> dict[str, Any]:
+    path = FIXTURES / name
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+FRAMES: dict[str, str] = _load("frames.json")
+
+
+def test_fixtures_cover_every_message_and_every_type_in_the_tables():
+    assert set(FRAMES) == set(MESSAGES)
+    assert {type(m) for m in MESSAGES.values()} == set(wire.CODECS)
+
+
+@pytest.mark.parametrize("name", sorted(MESSAGES))
+def test_frame_is_byte_for_byte_as_before(name: str):
+    msg = MESSAGES[name]
+    golden = bytes.fromhex(FRAMES[name])
+    assert wire.encode_message(msg) == golden
+    if isinstance(msg, Ticker):
+        assert wire.encode_ticker(wire.topic("ticker", msg.symbol), msg) == golden
+    if isinstance(msg, OrderReport):
+        assert wire.encode(wire.topic("report", msg.strategy_id), wire.report_to_body(msg)) == golden
+
+
+@pytest.mark.parametrize("name", sorted(MESSAGES))
+def test_golden_frame_decodes_to_its_message(name: str):
+    msg = MESSAGES[name]
+    golden = bytes.fromhex(FRAMES[name])
+    got = wire.parse_request(golden) if isinstance(msg, REQUESTS) else wire.decode_message(golden)
+    assert type(got) is type(msg)
+    if isinstance(msg, VenueStatus):
+        msg = VenueStatus(msg.venue, msg.connected, list(msg.symbols), msg.ts, msg.seq, msg.gw_ns)
+    assert got == msg
+    if isinstance(msg, OrderReport):
+        assert wire.report_from_body(wire.report_to_body(msg)) == msg
+
+
+def test_every_mutated_frame_decodes_or_fails_exactly_as_before():
+    golden = _load("outcomes.json")
+    got = json.loads(json.dumps(_outcomes()))  # the same JSON round trip the fixture went through
+    assert len(got) > 3000 and set(got) == set(golden)
+    differ = [k for k in golden if golden[k] != got[k]]
+    assert not differ, "\n".join(f"{k}:\n  was {golden[k]}\n  now {got[k]}" for k in differ[:20])
