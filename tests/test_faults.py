@@ -46,6 +46,8 @@ status_interval = 0
 heartbeat_timeout = 60.0
 dead_strategy_policy = "leave"
 shutdown_policy = "leave"
+snapshot_interval = 0.3  # snapshots all the time: kill -9 lands before, during and after them
+snapshot_reports = 50
 
 [bus]
 report_sndhwm = {report_hwm}
@@ -207,11 +209,14 @@ async def finale(rig: Rig) -> dict[str, Any]:
     for p in rig.strategies.values():
         p.send_signal(signal.SIGTERM)
         assert await wait_exit(p) == 0
+    status = await trio.to_thread.run_sync(lambda: request(f"ipc://{rig.run_dir / 'control.ipc'}", "status"))
     await rig.stop_server()
-    return check_consistency(rig, finals)
+    return check_consistency(rig, finals, status["accounts"]["strategies"])
 
 
-def check_consistency(rig: Rig, finals: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def check_consistency(
+    rig: Rig, finals: dict[str, dict[str, Any]], server_books: dict[str, Any] | None = None
+) -> dict[str, Any]:
     journal = sqlite3.connect(rig.run_dir / "journal.sqlite")
     paper = sqlite3.connect(rig.run_dir / "paper.sqlite")
     # -- the journal: per strategy, seqs 1..N without a gap
@@ -272,6 +277,11 @@ def check_consistency(rig: Rig, finals: dict[str, dict[str, Any]]) -> dict[str, 
             assert pos == pytest.approx(want_pos[sid][sym], abs=1e-9), (
                 f"{sid} {sym}: position {pos} != venue {want_pos[sid][sym]}"
             )
+    # the server's accounts, rebuilt by every restart from the snapshot and the journal after it
+    for sid, pos in want_pos.items():
+        for sym, want in pos.items():
+            got = (server_books or {}).get(sid, {}).get(sym, {}).get("position", 0.0)
+            assert server_books is None or got == pytest.approx(want, abs=1e-9), (sid, sym, got, want)
     # the server's view too: each journaled order's last report matches the venue's state
     for vid, (sid, coid, sent, _) in orders.items():
         if vid in venue:
@@ -294,6 +304,7 @@ def check_consistency(rig: Rig, finals: dict[str, dict[str, Any]]) -> dict[str, 
         "reports applied by strategy processes (all incarnations)": applied,
         "idempotent re-sends by strategies": sum(f["resends"] for f in finals.values()),
         "recoveries with open orders": log.count("recovery: reconciled"),
+        "restarts from a snapshot and the journal after it": log.count("accounts from the snapshot"),
         "open at the end": sum(len(v) for v in want_open.values()),
         "positions": {sid: {s: round(p, 6) for s, p in pos.items()} for sid, pos in want_pos.items()},
     }
@@ -340,6 +351,7 @@ async def test_server_kill9_cycles(rig):
         figures = await kill_server_cycles(rig, 20, seed=20240601)
     show("server kill -9 while 3 strategies trade", figures)
     assert figures["venue orders"] > 50 and figures["fills"] > 20
+    assert figures["restarts from a snapshot and the journal after it"] > 0
 
 
 @pytest.mark.slow

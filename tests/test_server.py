@@ -149,7 +149,7 @@ async def test_garbage_frames_are_dropped_and_counted(server, peers):
             b"",
             b"\x00\xff" * 50,
             b"hello/s1/\xc1",
-            b"x" * 100_000,
+            b"x" * 60_000,  # (a frame over bus.max_frame_bytes never reaches the server: libzmq drops it)
             b"order_request/s1/" + b"\x91" * 5000,
         ):
             await p.send_raw(junk)

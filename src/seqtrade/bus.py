@@ -20,6 +20,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +31,16 @@ import zmq
 
 from .errors import RunDirError, RunDirLocked, TransportError
 
-__all__ = ["TrioSocket", "ipc_path", "prepare_run_dir", "bind_secure", "lock_run_dir", "IPC_PATH_MAX"]
+__all__ = [
+    "TrioSocket",
+    "ipc_path",
+    "prepare_run_dir",
+    "run_dir_refusal",
+    "private_files",
+    "bind_secure",
+    "lock_run_dir",
+    "IPC_PATH_MAX",
+]
 
 # The longest ipc path the system takes (sizeof(sockaddr_un.sun_path) - 1: 107 on Linux, 103 on macOS).
 IPC_PATH_MAX: int = getattr(zmq, "IPC_PATH_MAX_LEN", 0) or 107
@@ -127,12 +137,49 @@ def ipc_path(endpoint: str) -> Path | None:
 
 
 def prepare_run_dir(run_dir: Path) -> None:
-    """Create the run directory with mode 0700 (and tighten it if it already exists and is ours)."""
+    """Create the run directory with mode 0700, or check the one that exists and tighten it to 0700.
+
+    Refused (:class:`RunDirError`, one line saying why): a run directory that is not a directory (a
+    symlink included), that another user owns, or that group or others may write. Whoever can write
+    to it can replace ``order.ipc`` and receive our orders, or plant the journal; a shared /tmp makes
+    that easy, so the server never uses such a directory, it does not repair it.
+    """
     try:
         run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(run_dir, 0o700)
+        st = os.lstat(run_dir)
     except OSError as exc:
         raise RunDirError(f"cannot create the run directory {run_dir}: {exc.strerror or exc}") from exc
+    why = run_dir_refusal(st.st_mode, st.st_uid, os.geteuid())
+    if why:
+        raise RunDirError(f"refusing the run directory {run_dir}: {why}")
+    try:
+        os.chmod(run_dir, 0o700)
+    except OSError as exc:
+        raise RunDirError(
+            f"cannot set the mode of the run directory {run_dir}: {exc.strerror or exc}"
+        ) from exc
+
+
+def run_dir_refusal(mode: int, uid: int, euid: int) -> str:
+    """Why a run directory with this ``lstat`` mode and owner may not be used ("" when it may)."""
+    if stat.S_ISLNK(mode):
+        return "it is a symbolic link (use the real path)"
+    if not stat.S_ISDIR(mode):
+        return "it is not a directory"
+    if uid != euid:
+        return f"it is owned by uid {uid}, not by this user (uid {euid}); use a directory of your own"
+    if mode & 0o022:
+        return (f"group or others may write to it (mode {stat.S_IMODE(mode):04o}); "
+                f"chmod 700 it or use another server.run_dir")  # fmt: skip
+    return ""
+
+
+def private_files(*paths: Path) -> None:
+    """Make files the server created (and SQLite's -wal/-shm beside them) 0600, whatever the umask."""
+    for path in paths:
+        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(p, 0o600)
 
 
 @contextlib.contextmanager

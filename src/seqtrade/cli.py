@@ -448,7 +448,7 @@ def _reset(args: argparse.Namespace) -> int:
     venue = venue_class(config.venue.kind)
     files = venue.state_files(config.venue, run_dir)
     if venue.simulated or args.live_journal:
-        files.append(config.journal_path)
+        files += [config.journal_path, config.snapshot_path, config.archive_path]  # the journal's own
     kept = ""
     if not (venue.simulated or args.live_journal):
         kept = (f"kept: {config.journal_path} (venue {config.venue.kind}: the journal maps the orders at the"

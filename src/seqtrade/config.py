@@ -59,7 +59,12 @@ class ServerConfig:
     shutdown_policy: Literal["cancel", "leave"] = "leave"
     allow_unknown_strategies: bool = True
     log_fills: bool = True  # one INFO line per fill in the server log
-    closed_orders_in_memory: int = 50_000  # older closed orders are looked up in the journal
+    closed_orders_in_memory: int = 5_000  # older closed orders are looked up in the journal
+    key_filter_bytes: int = 4 << 20  # the filter of every order key (docs/operations.md, "Memory")
+    bad_frame_rate: float = 20.0  # bad frames per second a strategy may send (answered) ...
+    bad_frame_burst: float = 200.0  # ... after a burst of this many; beyond: dropped, logged once per 10 s
+    snapshot_interval: float = 5.0  # seconds between account snapshots (0 = only at a clean stop) ...
+    snapshot_reports: int = 20_000  # ... or sooner, after this many reports (checked once a second)
     # The venue's dead-man's switch, refreshed by the server every third of it (seconds; 0 = off).
     # Unset: the venue's default (Venue.default_cancel_all_after: 60 s on OKX, off on paper). The server
     # is its one owner; the old venue.okx.cancel_all_after is read as this key (docs/operations.md).
@@ -73,7 +78,7 @@ class BusConfig:
     report_endpoint: str = ""  # "" = ipc://<run_dir>/report.ipc
     md_sndhwm: int = 100_000
     report_sndhwm: int = 100_000
-    order_rcvhwm: int = 100_000
+    order_rcvhwm: int = 1_000  # frames queued per connection: worst case x max_frame_bytes (64 MiB)
     linger_ms: int = 0
     max_frame_bytes: int = 65_536
     md_queue: int = 100_000  # venue -> feed task queue; market data beyond it is dropped and counted
@@ -151,6 +156,9 @@ class VenueConfig:
 class JournalConfig:
     path: str = "journal.sqlite"  # relative to run_dir
     synchronous: Literal["full", "normal", "off"] = "normal"
+    snapshot_path: str = "snapshot.sqlite"  # relative to run_dir (docs/operations.md, "Restarts")
+    archive_path: str = "archive.sqlite"  # relative to run_dir: closed orders moved out of the journal
+    archive_after_days: float = 0.0  # closed orders older than this move to the archive (0 = never)
 
 
 @dataclass(frozen=True)
@@ -267,6 +275,14 @@ class Config:
     @property
     def journal_path(self) -> Path:
         return Path(self.run_dir, self.journal.path)
+
+    @property
+    def snapshot_path(self) -> Path:
+        return Path(self.run_dir, self.journal.snapshot_path)
+
+    @property
+    def archive_path(self) -> Path:
+        return Path(self.run_dir, self.journal.archive_path)
 
 
 # --------------------------------------------------------------------------- loading

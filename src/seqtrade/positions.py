@@ -8,7 +8,8 @@ fees.
 
 Fees: a report carries the order's *cumulative* fee, so the fee a report brings is the change since
 the order's previous report (negative for a maker rebate). :class:`FeeLedger` remembers the last
-cumulative fee of each order.
+cumulative fee of each order while it is open: :meth:`FeeLedger.close` drops it when the order
+closes, so the ledger holds one number per *open* order, whatever the history.
 """
 
 from __future__ import annotations
@@ -53,9 +54,32 @@ class FeeLedger:
     def change(self, order_key: Hashable, cumulative_fee: float) -> float:
         """The fee this report adds (cumulative - previous), remembered for the next report.
 
-        Reports of one order must come in order. Kept after the order closes: a later report on it
-        (a refused cancel) repeats the cumulative fee and adds nothing.
+        Reports of one order must come in order. The client keeps every order's fee this way; the
+        server calls :meth:`close` for an order's final report instead.
         """
         delta = cumulative_fee - self._seen.get(order_key, 0.0)
         self._seen[order_key] = cumulative_fee
         return delta
+
+    def close(self, order_key: Hashable, cumulative_fee: float, new_fill: bool) -> float:
+        """The fee a *final* report (filled, cancelled, rejected) adds, and forget the order.
+
+        A closed order's fee is final. An order not in the ledger is one that closed before (a later
+        report on it, such as a refused cancel, repeats its cumulative fee and no new fill): it adds
+        nothing. The exception is a first report that is already final and brings a fill (an order
+        filled before any report on it was seen): its whole fee is new.
+        """
+        prev = self._seen.pop(order_key, None)
+        if prev is None:
+            return cumulative_fee if new_fill else 0.0
+        return cumulative_fee - prev
+
+    def open_fees(self) -> dict[Hashable, float]:
+        """The cumulative fee of every order in the ledger (for a snapshot)."""
+        return dict(self._seen)
+
+    def restore(self, fees: dict[Hashable, float]) -> None:
+        self._seen = dict(fees)
+
+    def __len__(self) -> int:
+        return len(self._seen)

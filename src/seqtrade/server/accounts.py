@@ -6,19 +6,21 @@ Pure: reports in, numbers out. The server attributes every fill to the strategy 
 The account's net is the sum over strategies.
 
 A fill is a report with ``last_fill_quantity > 0``; a report's ``fee`` is the order's cumulative fee,
-so the fee of one report is the growth since the order's previous report. Nothing is stored apart from
-the journal: :meth:`Accounts.rebuild` replays its reports at start, so the numbers survive restarts.
+so the fee of one report is the growth since the order's previous report; only open orders' fees are
+remembered (a closed order's fee is final). The numbers survive restarts through the snapshot
+(:mod:`seqtrade.server.snapshot`: :meth:`Accounts.state` at a journal position) and the journal's reports
+after it (:meth:`Accounts.rebuild` from the snapshot's seqs), or every journaled report without one.
 
 Realised PnL uses the average-cost method of :mod:`seqtrade.positions` (shared with the client).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from ..models import OrderReport
+from ..models import OPEN_STATUSES, OrderReport
 from ..positions import FeeLedger, apply_fill
 from .orders import OrderRecord
 
@@ -66,13 +68,19 @@ class Accounts:
 
     def __init__(self) -> None:
         self.books: dict[tuple[str, str], Book] = {}  # (strategy_id, symbol)
-        self._fees = FeeLedger()  # per (strategy_id, client_order_id)
+        self._fees = FeeLedger()  # per (strategy_id, client_order_id), open orders only
+        self.seqs: dict[str, int] = {}  # the last seq applied per strategy (a snapshot's position)
 
     def apply(self, report: OrderReport) -> None:
         """Attribute one report's fill and fee to its strategy."""
+        self.seqs[report.strategy_id] = report.seq
         if not report.symbol:
             return  # a reject of a request that never was an order
-        fee = self._fees.change((report.strategy_id, report.client_order_id), report.fee)
+        key = (report.strategy_id, report.client_order_id)
+        if report.status in OPEN_STATUSES:
+            fee = self._fees.change(key, report.fee)
+        else:
+            fee = self._fees.close(key, report.fee, report.last_fill_quantity > 0)
         if report.last_fill_quantity > 0 or abs(fee) > _EPS:
             book = self.books.setdefault((report.strategy_id, report.symbol), Book())
             if report.last_fill_quantity > 0:
@@ -85,17 +93,51 @@ class Accounts:
         if rec is not None:
             self.apply(report)
 
-    def rebuild(self, journal: ReportSource) -> int:
-        """Replay every journaled report (each strategy in seq order); the number of reports read."""
+    def rebuild(self, journal: ReportSource, after: Mapping[str, int] | None = None) -> int:
+        """Replay the journaled reports (each strategy in seq order) after ``after[strategy]`` (every
+        report without it: a restart without a snapshot); the number of reports read."""
         n = 0
+        start = after or {}
         for sid in sorted(journal.last_seqs()):
-            seq = 0
+            seq = start.get(sid, 0)
             while page := journal.reports_after(sid, seq, _PAGE):
                 for r in page:
                     self.apply(r)
                 n += len(page)
                 seq = page[-1].seq
         return n
+
+    def open_fee_count(self) -> int:
+        """How many orders' fees are remembered (the open ones)."""
+        return len(self._fees)
+
+    # ------------------------------------------------------------------ snapshot
+
+    def state(self) -> dict[str, Any]:
+        """Everything the accounts hold, as plain data (for the snapshot)."""
+        return {
+            "books": [
+                [sid, sym, b.position, b.avg_price, b.realized_pnl, b.fees, b.fills]
+                for (sid, sym), b in self.books.items()
+            ],  # fmt: skip
+            "fees": [[*key, fee] for key, fee in self._fees.open_fees().items()],  # type: ignore[misc]
+            "seqs": dict(self.seqs),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Accounts:
+        acc = cls()
+        for sid, sym, pos, avg, pnl, fees, fills in state["books"]:
+            acc.books[(sid, sym)] = Book(pos, avg, pnl, fees, fills)
+        acc._fees.restore({(sid, coid): fee for sid, coid, fee in state["fees"]})
+        acc.seqs = dict(state.get("seqs", {}))
+        return acc
+
+    def load(self, other: Accounts) -> None:
+        """Take ``other``'s numbers (the risk gate holds this object: it is filled in place)."""
+        self.books = other.books
+        self._fees = other._fees
+        self.seqs = other.seqs
 
     # ------------------------------------------------------------------ reading
 
@@ -113,14 +155,28 @@ class Accounts:
             out[sym] = out.get(sym, 0.0) + b.position
         return out
 
-    def mismatches(self, venue_positions: Mapping[str, float], tolerance: float) -> list[Mismatch]:
-        """Symbols where the strategies' positions do not add up to the venue's."""
+    def mismatches(
+        self, venue_positions: Mapping[str, float], tolerance: float, in_flight: Iterable[OrderRecord] = ()
+    ) -> list[Mismatch]:
+        """Symbols where the strategies' positions do not add up to the venue's.
+
+        ``in_flight``: the orders open as the server sees them when the venue's positions were read. A
+        fill of one of them may be done at the venue and not yet in these books (its report on its
+        way): a difference within what they may still fill (buys up, sells down) is not a mismatch.
+        """
         ours = self.nets()
-        return [
-            Mismatch(sym, ours.get(sym, 0.0), venue_positions.get(sym, 0.0))
-            for sym in sorted(set(ours) | set(venue_positions))
-            if abs(ours.get(sym, 0.0) - venue_positions.get(sym, 0.0)) > tolerance
-        ]
+        up: dict[str, float] = {}
+        down: dict[str, float] = {}
+        for rec in in_flight:
+            room = max(rec.quantity - rec.filled_quantity, 0.0)
+            side = up if rec.side == "buy" else down
+            side[rec.symbol] = side.get(rec.symbol, 0.0) + room
+        out = []
+        for sym in sorted(set(ours) | set(venue_positions)):
+            diff = venue_positions.get(sym, 0.0) - ours.get(sym, 0.0)
+            if not -down.get(sym, 0.0) - tolerance <= diff <= up.get(sym, 0.0) + tolerance:
+                out.append(Mismatch(sym, ours.get(sym, 0.0), venue_positions.get(sym, 0.0)))
+        return out
 
     def snapshot(self) -> dict[str, Any]:
         """For the ``status`` command: each strategy's books and the account's totals per symbol."""

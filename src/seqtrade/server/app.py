@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 from typing import Any
 
 import trio
 import zmq
 
-from ..bus import TrioSocket, bind_secure, ipc_path, lock_run_dir, prepare_run_dir
+from ..bus import TrioSocket, bind_secure, ipc_path, lock_run_dir, prepare_run_dir, private_files
 from ..config import Config
 from ..security import KeyPair
+from ..venues import venue_class
 from ..venues.base import Venue
 from . import recovery
 from .accounts import Accounts
+from .archive import archive_task
 from .auth import TcpSecurity
 from .control import ControlCommands, control_task
 from .engine import Engine
@@ -24,6 +27,8 @@ from .guard import Guard
 from .journal import Journal
 from .metrics import metrics_task, render_metrics
 from .risk import Quotes, RiskGate
+from .snapshot import Snapshots
+from .snapshot import read as read_snapshot
 from .supervisor import Supervisor
 
 __all__ = ["build", "serve", "run_until_signal"]
@@ -56,7 +61,10 @@ async def serve(
         journal = Journal(config.journal_path, synchronous=config.journal.synchronous)
         ctx: zmq.Context[Any] = zmq.Context()
         try:
+            _attach_archive(config, journal)
             gw, guard = build(config, venue, journal)
+            snapshots = Snapshots(gw.engine, journal, config.snapshot_path,
+                                  interval=config.server.snapshot_interval, reports=config.server.snapshot_reports)  # fmt: skip
             tcp = TcpSecurity(config, curve_keys)  # checks keys and allow-list before any socket exists
             supervisor = Supervisor(config, gw)
             bus = config.bus
@@ -69,7 +77,9 @@ async def serve(
             pull = ctx.socket(zmq.PULL)
             pull.setsockopt(zmq.RCVHWM, bus.order_rcvhwm)
             pull.setsockopt(zmq.LINGER, 0)
-            pull.setsockopt(zmq.MAXMSGSIZE, bus.max_frame_bytes * 4)
+            # Bounded: at most order_rcvhwm frames of at most max_frame_bytes queued per connection
+            # (docs/operations.md, "Memory"); libzmq drops a larger frame (and that connection) itself.
+            pull.setsockopt(zmq.MAXMSGSIZE, bus.max_frame_bytes)
             ctl = ctx.socket(zmq.REP)
             ctl.setsockopt(zmq.LINGER, 0)
             ctl.setsockopt(zmq.MAXMSGSIZE, 65536)
@@ -108,11 +118,16 @@ async def serve(
                             metrics_task, config.metrics, lambda: render_metrics(gw, supervisor, auth)
                         )
                     await nursery.start(supervisor.run)
+                    await nursery.start(snapshots.run)
+                    if config.journal.archive_after_days > 0:
+                        await nursery.start(archive_task, journal, config, gw.engine.seqs)
+                    _private_files(config)
                     task_status.started(gw)
                     await gw.stop_requested.wait()
                     await supervisor.stop()  # strategies first, in reverse order
                     await gw.shutdown()
-                    await guard.stop()
+                    snapshots.write_at_stop()  # a clean stop: the next start reads no journal tail
+                    await guard.stop()  # last: nothing may wait (and refresh the switch) after it
                     nursery.cancel_scope.cancel()
         finally:
             journal.close()
@@ -125,11 +140,30 @@ async def serve(
     log.info("server stopped")
 
 
+def _attach_archive(config: Config, journal: Journal) -> None:
+    """The archive answers replays and audits of what was moved there (also once archiving is off)."""
+    if config.journal.archive_after_days > 0 or config.archive_path.exists():
+        journal.attach_archive(config.archive_path)
+        private_files(config.archive_path)
+
+
+def _private_files(config: Config) -> None:
+    """The server's files are 0600 whatever the umask of an in-process caller (the command sets its
+    umask to 077 first, :func:`run_until_signal`): the journal, SQLite's -wal and -shm, the venue's
+    state files."""
+    private_files(
+        config.journal_path, *venue_class(config.venue.kind).state_files(config.venue, config.run_dir)
+    )
+
+
 def build(config: Config, venue: Venue, journal: Journal) -> tuple[Gateway, Guard]:
     """The server's parts, from what the journal holds: accounts and risk gate, the engine that checks
     every order with them, the gateway (its shell) and the guard (trading states, switch, reconciliation)."""
     accounts = Accounts()
-    restored = recovery.restore(journal, accounts)
+    journal.identity()  # named once, before anything is written (snapshots name the journal)
+    restored = recovery.restore(
+        journal, accounts, read_snapshot(config.snapshot_path), filter_bytes=config.server.key_filter_bytes
+    )
     quotes = Quotes()
     gate = RiskGate(
         config.risk,
@@ -147,13 +181,27 @@ def build(config: Config, venue: Venue, journal: Journal) -> tuple[Gateway, Guar
         seqs=restored.seqs,
         known_keys=restored.known_keys,
         open_orders=restored.open_orders,
+        key_filter=restored.key_filter,
     )
-    return Gateway(config, venue, journal, engine, quotes), Guard(config, venue, journal, gate, accounts)
+    guard = Guard(config, venue, journal, gate, accounts, in_flight=engine.open_records)
+    return Gateway(config, venue, journal, engine, quotes), guard
 
 
 async def run_until_signal(config: Config, venue: Venue, *, curve_keys: KeyPair | None = None) -> int:
     """``serve`` until SIGINT or SIGTERM, then stop cleanly; the process exit code: 0, or 130 when a
-    second signal cut the clean stop short (what it skipped is logged)."""
+    second signal cut the clean stop short (what it skipped is logged).
+
+    The process's umask becomes 077 first: every file and directory the server, SQLite or a strategy
+    it starts creates is private to its user (0600, 0700), whatever umask it was started with.
+    """
+    umask = os.umask(0o077)
+    try:
+        return await _run_until_signal(config, venue, curve_keys)
+    finally:
+        os.umask(umask)
+
+
+async def _run_until_signal(config: Config, venue: Venue, curve_keys: KeyPair | None) -> int:
     code = 0
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:

@@ -47,6 +47,7 @@ from ..models import (
 )
 from ..venues.base import EventKind, Instrument, OrderEvent, VenueOrder
 from .accounts import Accounts
+from .bounded import Budget, KeyFilter, RateLimitedLog
 from .orders import IdGenerator, OrderRecord, apply_event, report_for, round_price, round_quantity
 from .risk import RiskGate
 
@@ -92,6 +93,7 @@ class Counters:
     orders_sent: int = 0
     rejected: int = 0
     bad_frames: int = 0
+    bad_frames_dropped: int = 0  # over a peer's budget: dropped unanswered
     reports_out: int = 0
     replays: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
@@ -213,6 +215,7 @@ class Engine:
         known_keys: Iterable[tuple[str, str]] = (),
         open_orders: Iterable[OrderRecord] = (),
         ids: IdGenerator | None = None,
+        key_filter: KeyFilter | None = None,
     ) -> None:
         """``seqs``, ``known_keys`` and ``open_orders``: what the journal holds (restart, see
         :func:`seqtrade.server.recovery.restore`). Open orders are known before the venue starts, so
@@ -228,7 +231,7 @@ class Engine:
         self.by_vid: dict[str, OrderRecord] = {}
         self.seqs: dict[str, int] = dict(seqs)
         self.callback_errors: dict[str, dict[str, int]] = {}  # the last heartbeat's 'errors', per strategy
-        self.known: set[int] = {hash(k) for k in known_keys}
+        self._init_bounded(key_filter, known_keys)
         # None: any strategy id may trade; else only these (server.allow_unknown_strategies = false)
         self.allowed: frozenset[str] | None = (
             None if config.server.allow_unknown_strategies else frozenset(s.id for s in config.strategies)
@@ -241,11 +244,39 @@ class Engine:
 
     # ------------------------------------------------------------------ the order book
 
+    # Bounded state (docs/operations.md, "Memory"): in memory are the open orders, the newest
+    # ``server.closed_orders_in_memory`` closed ones, a fixed-size filter of every key the journal
+    # holds, and the open orders indexed by strategy; anything older is read from the journal.
+
+    def _init_bounded(self, key_filter: KeyFilter | None, known_keys: Iterable[tuple[str, str]]) -> None:
+        server = self.config.server
+        self.known = key_filter if key_filter is not None else KeyFilter(server.key_filter_bytes)
+        for sid, coid in known_keys:
+            self.known.add(sid, coid)
+        self._open_by_sid: dict[str, dict[str, OrderRecord]] = {}  # strategy -> vid -> open record
+        self.bad_frame_budget = Budget(server.bad_frame_rate, server.bad_frame_burst)
+        self._dropped_log = RateLimitedLog(
+            log, "bad frames dropped (over a peer's budget, or naming no strategy that may trade)"
+        )
+        self._refused_log = RateLimitedLog(log, "requests refused (allow_unknown_strategies = false)")
+
     def _register(self, rec: OrderRecord) -> None:
         key = (rec.strategy_id, rec.client_order_id)
-        self.known.add(hash(key))
+        self.known.add(*key)
         self.by_key[key] = rec
         self.by_vid[rec.venue_order_id] = rec
+        if rec.is_open:
+            self._open_by_sid.setdefault(rec.strategy_id, {})[rec.venue_order_id] = rec
+
+    def _retire(self, rec: OrderRecord) -> None:
+        """A record closed: out of the open index, queued to leave memory."""
+        rec.retiring = True
+        self._closed.append(rec)
+        mine = self._open_by_sid.get(rec.strategy_id)
+        if mine is not None:
+            mine.pop(rec.venue_order_id, None)
+            if not mine:
+                del self._open_by_sid[rec.strategy_id]
 
     def _forget(self, rec: OrderRecord) -> None:
         """Drop a closed order from memory; ``lookup`` finds it in the journal if it is asked about."""
@@ -258,22 +289,36 @@ class Engine:
     def lookup(self, sid: str, coid: str) -> OrderRecord | None:
         """The record of (strategy, client_order_id), from memory or from the journal.
 
-        ``known`` holds a hash of every key the journal has, so a new id (the common case on the
-        order path) costs a set lookup instead of a read; a hash hit is confirmed in the journal.
+        ``known`` (a :class:`KeyFilter`) holds every key the journal has, so a new id (the common case
+        on the order path) costs a few hash probes instead of a read; a hit is confirmed in the journal
+        (one SELECT on its unique index). A record read back is closed (open ones never leave
+        memory): it joins the closed orders that leave memory in turn.
         """
         rec = self.by_key.get((sid, coid))
-        if rec is None and hash((sid, coid)) in self.known:
+        if rec is None and (sid, coid) in self.known:
             rec = self._find_order(sid, coid)
             if rec is not None:
                 self._register(rec)
+                if not rec.is_open and not rec.retiring:
+                    self._retire(rec)
         return rec
 
     def open_records(self, strategy_id: str | None = None) -> list[OrderRecord]:
-        return [
-            r
-            for r in self.by_vid.values()
-            if r.is_open and (strategy_id is None or r.strategy_id == strategy_id)
-        ]
+        """Open orders (of one strategy): O(open orders), from the index by strategy."""
+        if strategy_id is not None:
+            return [r for r in self._open_by_sid.get(strategy_id, {}).values() if r.is_open]
+        return [r for mine in self._open_by_sid.values() for r in mine.values() if r.is_open]
+
+    def bad_frame_allowed(self, sid: str | None, now_ms: int) -> bool:
+        """Charge a bad frame to its peer's budget (``server.bad_frame_rate``/``bad_frame_burst``);
+        False: drop it unanswered, counted and logged at most once per interval. Frames naming no
+        strategy that may trade share one budget. O(1)."""
+        peer = sid if sid is not None and self.strategy_allowed(sid) else ""
+        if peer and self.bad_frame_budget.allow(peer, now_ms / 1000):
+            return True
+        self.counters.bad_frames_dropped += 1
+        self._dropped_log.event(now_ms / 1000, peer or "no strategy")
+        return False
 
     def strategy_allowed(self, sid: str) -> bool:
         return self.allowed is None or sid in self.allowed
@@ -287,11 +332,7 @@ class Engine:
         out = Output()
         if not self.strategy_allowed(sid):
             self.counters.bad_frames += 1
-            log.warning(
-                "refused %s from unknown strategy %s (allow_unknown_strategies = false)",
-                type(req).__name__,
-                sid,
-            )
+            self._refused_log.event(now_ms / 1000, f"{type(req).__name__} from unknown strategy {sid}")
             return out
         out.strategy = sid
         cls = type(req)
@@ -302,7 +343,7 @@ class Engine:
         return out
 
     def _cancel_all(self, req: CancelAll, now_ms: int, out: Output) -> None:
-        for rec in [r for r in self.by_key.values() if r.strategy_id == req.strategy_id and r.is_open]:
+        for rec in self.open_records(req.strategy_id):
             if req.symbol is None or rec.symbol == req.symbol:
                 out.venue.append(Cancel(rec.venue_order_id, rec.symbol))
 
@@ -320,8 +361,7 @@ class Engine:
         out = Output()
         sid = getattr(exc, "strategy_id", None)
         typ = getattr(exc, "type", None)
-        if sid is None or not self.strategy_allowed(sid):
-            log.warning("dropped a bad frame: %s", exc)
+        if not self.bad_frame_allowed(sid, now_ms) or sid is None:
             return out
         coid = getattr(exc, "client_order_id", None) or ""
         log.info("rejected %s from %s: %s", typ, sid, exc)
@@ -614,8 +654,7 @@ class Engine:
                 if trade_id:
                     fills.append((rec.venue_order_id, trade_id))
                 if not rec.is_open and not rec.retiring:
-                    rec.retiring = True
-                    self._closed.append(rec)
+                    self._retire(rec)
                 rows.append((rec.venue_order_id, r, rec.is_open))
             else:
                 rows.append(("", r, False))

@@ -336,11 +336,25 @@ class Gateway:
                         "strategy %s silent for %.1f s: taken for dead", info.strategy_id, t - info.last_seen
                     )
                     await self.perform(self.engine.on_strategy_dead(info.strategy_id))
+            self._prune_strategies(t)
             if interval > 0 and t >= next_line:
                 rate = (self.counters.md_out - last_md) / max(t - last_t, 1e-9)
                 last_md, last_t = self.counters.md_out, t
                 next_line = t + interval
                 log.info("%s", self.status_line(rate))
+
+    def _prune_strategies(self, t: float) -> None:
+        """Forget strategies dead for a while and holding no open order (they come back as new when
+        they talk again): the monitor's scan is over the strategies seen lately, not ever."""
+        keep = max(60.0, 10 * self.config.server.heartbeat_timeout)
+        gone = [
+            sid
+            for sid, info in self.strategies.items()
+            if not info.alive and t - info.last_seen > keep and not self.engine.open_records(sid)
+        ]
+        for sid in gone:
+            del self.strategies[sid]
+            self.engine.callback_errors.pop(sid, None)
 
     def status_line(self, md_rate: float) -> str:
         c = self.counters

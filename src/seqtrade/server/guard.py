@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -31,6 +32,7 @@ from ..venues.base import Venue
 from .accounts import Accounts
 from .control import ControlCommands
 from .journal import Journal
+from .orders import OrderRecord
 from .risk import RiskGate, TradingState
 
 __all__ = ["Guard", "format_guard_status", "run_venue_switch", "venue_switch_timeout"]
@@ -74,13 +76,21 @@ class Guard:
     """Trading states, the venue's switch and reconciliation around one gate and its accounts. Built by ``serve``."""
 
     def __init__(
-        self, config: Config, venue: Venue, journal: Journal, gate: RiskGate, accounts: Accounts
+        self,
+        config: Config,
+        venue: Venue,
+        journal: Journal,
+        gate: RiskGate,
+        accounts: Accounts,
+        in_flight: Callable[[], list[OrderRecord]] = list,
     ) -> None:
+        """``in_flight``: the orders open as the server sees them (the engine's ``open_records``)."""
         self.config = config
         self.venue = venue
         self.journal = journal
         self.gate = gate
         self.accounts = accounts
+        self.in_flight = in_flight
         self._load_states()
         self.switch_timeout = venue_switch_timeout(config)
         self._switch_armed = False
@@ -116,25 +126,36 @@ class Guard:
     async def reconcile(self) -> list[str]:
         """Compare the strategies' positions with the venue's; log a WARNING per symbol that disagrees.
 
-        A difference must survive ``RECONCILE_SETTLE`` seconds (a fill on its way is not a mismatch).
-        Returns the warnings. Venues that cannot tell their positions are skipped.
+        A fill on its way is not a mismatch: a difference within what the orders open when the venue
+        was asked may still fill is not one (their fills may be done at the venue, their reports not
+        yet applied), and a difference must survive ``RECONCILE_SETTLE`` seconds. Returns the
+        warnings. Venues that cannot tell their positions are skipped.
         """
-        positions = await self.venue.positions()
+        tol = self.config.risk.reconcile_tolerance
+        positions, in_flight = await self._positions()
         if positions is None:
             log.debug("venue %s does not report positions: reconciliation skipped", self.venue.name)
             return []
-        tol = self.config.risk.reconcile_tolerance
-        if not self.accounts.mismatches(positions, tol):
+        if not self.accounts.mismatches(positions, tol, in_flight):
             return []
         await trio.sleep(RECONCILE_SETTLE)
+        positions, in_flight = await self._positions()
         warnings = [
             f"position mismatch in {m.symbol}: the strategies hold {m.strategies:g} in total, "
             f"the venue {self.venue.name} holds {m.venue:g} (difference {m.venue - m.strategies:+g})"
-            for m in self.accounts.mismatches(await self.venue.positions() or {}, tol)
+            for m in self.accounts.mismatches(positions or {}, tol, in_flight)
         ]
         for w in warnings:
             log.warning("%s", w)
         return warnings
+
+    async def _positions(self) -> tuple[dict[str, float] | None, list[OrderRecord]]:
+        """The venue's positions, and every order that may have a fill in them not yet in the books:
+        those open before the venue was asked and those open after (sent while it answered)."""
+        before = self.in_flight()
+        positions = await self.venue.positions()
+        seen = {id(r) for r in before}
+        return positions, before + [r for r in self.in_flight() if id(r) not in seen]
 
     # ------------------------------------------------------------------ trading states and commands
 

@@ -15,6 +15,7 @@ order of events (no locks, no threads).
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -74,6 +75,24 @@ def _mapped(what: str, path: Path) -> Iterator[None]:
         raise JournalError(f"journal {path}: {what} failed: {exc}") from exc
 
 
+# A copy interrupted by a crash leaves a row in both files: UNION keeps one (the rows are identical).
+_ARCHIVED_REPORTS_AFTER = """
+SELECT seq, body FROM reports WHERE strategy_id=? AND seq>?
+UNION
+SELECT seq, body FROM arch.reports WHERE strategy_id=? AND seq>?
+ORDER BY seq LIMIT ?
+"""
+
+_LAST_SEQS = """
+WITH RECURSIVE s(id) AS (
+    SELECT (SELECT MIN(strategy_id) FROM reports)
+    UNION ALL
+    SELECT (SELECT MIN(strategy_id) FROM reports WHERE strategy_id > s.id) FROM s WHERE s.id IS NOT NULL
+)
+SELECT id, (SELECT MAX(seq) FROM reports WHERE strategy_id = s.id) FROM s WHERE id IS NOT NULL
+"""
+
+
 class Journal:
     """SQLite journal. Not thread-safe: one owner (the server's Trio thread)."""
 
@@ -89,6 +108,7 @@ class Journal:
                 f"cannot open journal {path}: {exc} (is its directory writable, the disk not full?)"
             ) from exc
         self._packer = msgpack.Packer(use_bin_type=True)
+        self.archived = False  # an archive is attached (:meth:`attach_archive`)
 
     def close(self) -> None:
         self.db.close()
@@ -164,34 +184,48 @@ class Journal:
     # ------------------------------------------------------------------ reads
 
     def last_seqs(self) -> dict[str, int]:
-        return self._read(
-            lambda db: dict(db.execute("SELECT strategy_id, MAX(seq) FROM reports GROUP BY strategy_id"))
-        )
+        """Each strategy's last seq: O(strategies x log reports), never a scan of the reports (a skip
+        scan over the primary key, then one MAX per strategy)."""
+        return self._read(lambda db: dict(db.execute(_LAST_SEQS)))
 
     def order_keys(self) -> list[tuple[str, str]]:
         """Every (strategy_id, client_order_id) the journal knows (loaded once at start)."""
-        rows = self._read(lambda db: db.execute("SELECT strategy_id, client_order_id FROM orders").fetchall())
+        sql = "SELECT strategy_id, client_order_id FROM orders"
+        if self.archived:
+            sql += " UNION SELECT strategy_id, client_order_id FROM arch.orders"
+        rows = self._read(lambda db: db.execute(sql).fetchall())
         return [(str(a), str(b)) for a, b in rows]
 
     def reports_after(self, strategy_id: str, seq: int, limit: int) -> list[OrderReport]:
-        rows = self._read(
-            lambda db: db.execute(
-                "SELECT body FROM reports WHERE strategy_id=? AND seq>? ORDER BY seq LIMIT ?",
-                (strategy_id, seq, limit),
-            ).fetchall()
-        )
-        return [report_from_body(msgpack.unpackb(b, raw=False)) for (b,) in rows]
+        """The strategy's reports after ``seq``, in order (from the archive too, when one is attached)."""
+        if self.archived:
+            sql = _ARCHIVED_REPORTS_AFTER
+            args: tuple[Any, ...] = (strategy_id, seq, strategy_id, seq, limit)
+        else:
+            sql = "SELECT seq, body FROM reports WHERE strategy_id=? AND seq>? ORDER BY seq LIMIT ?"
+            args = (strategy_id, seq, limit)
+        rows = self._read(lambda db: db.execute(sql, args).fetchall())
+        return [report_from_body(msgpack.unpackb(b, raw=False)) for (_, b) in rows]
 
     def _report(self, strategy_id: str, seq: int) -> OrderReport | None:
         row = self.db.execute(
             "SELECT body FROM reports WHERE strategy_id=? AND seq=?", (strategy_id, seq)
         ).fetchone()
+        if row is None and self.archived:
+            row = self.db.execute(
+                "SELECT body FROM arch.reports WHERE strategy_id=? AND seq=?", (strategy_id, seq)
+            ).fetchone()
         return None if row is None else report_from_body(msgpack.unpackb(row[0], raw=False))
 
     def _order_from_row(self, row: Any) -> OrderRecord:
         """The order as the server holds it: its terms, brought up to date by its last report."""
         (vid, sid, coid, symbol, side, ot, price, qty, created, sent, _open, last_seq) = row
         tids = {t for (t,) in self.db.execute("SELECT trade_id FROM fills WHERE venue_order_id=?", (vid,))}
+        if self.archived:
+            tids.update(
+                t
+                for (t,) in self.db.execute("SELECT trade_id FROM arch.fills WHERE venue_order_id=?", (vid,))
+            )
         rec = OrderRecord(vid, sid, coid, symbol, side, ot, price, qty, created, trade_ids=tids)
         r = self._report(sid, last_seq) if last_seq else None
         if r is not None:
@@ -219,6 +253,11 @@ class Journal:
                 f"SELECT {self._COLS} FROM orders WHERE strategy_id=? AND client_order_id=?",
                 (strategy_id, client_order_id),
             ).fetchone()
+            if row is None and self.archived:  # an audit of an old id: the archive's unique index
+                row = db.execute(
+                    f"SELECT {self._COLS} FROM arch.orders WHERE strategy_id=? AND client_order_id=?",
+                    (strategy_id, client_order_id),
+                ).fetchone()
             return None if row is None else self._order_from_row(row)
 
         return self._read(query)
@@ -227,3 +266,125 @@ class Journal:
         """Orders the journal holds as open or in flight (for restart recovery)."""
         rows = self._read(lambda db: db.execute(f"SELECT {self._COLS} FROM orders WHERE open=1").fetchall())
         return self._read(lambda _: [self._order_from_row(r) for r in rows])
+
+    # ------------------------------------------------------------------ restart from a snapshot (reads)
+
+    def identity(self) -> str:
+        """A random id given to this journal file when first asked (a snapshot names the journal it
+        belongs to, so that one of another journal is never applied)."""
+        jid = self.get_meta("journal_id")
+        if jid is None:
+            jid = secrets.token_hex(16)
+            self.set_meta("journal_id", jid)
+        return jid
+
+    def max_order_rowid(self) -> int:
+        row = self._read(lambda db: db.execute("SELECT MAX(rowid) FROM orders").fetchone())
+        return int(row[0] or 0)
+
+    def keys_after(self, rowid: int) -> list[tuple[str, str]]:
+        """The (strategy_id, client_order_id) of the orders journaled after ``rowid`` (a snapshot's)."""
+        rows = self._read(
+            lambda db: db.execute(
+                "SELECT strategy_id, client_order_id FROM orders WHERE rowid > ?", (rowid,)
+            ).fetchall()
+        )
+        return [(str(a), str(b)) for a, b in rows]
+
+    # ------------------------------------------------------------------ the archive (journal maintenance)
+    #
+    # Closed orders older than ``journal.archive_after_days`` move, with their fills, to another SQLite
+    # file attached as ``arch`` (same tables), and so do each strategy's reports older than that (by
+    # their timestamp), except its newest one. The reads above look there too, so replays from seq 1
+    # and lookups of old client_order_ids still answer. A move copies committed rows (INSERT OR IGNORE)
+    # in one transaction on the archive, then deletes them in another on the journal: a crash between
+    # the two leaves identical rows in both, which the reads take once and the next pass deletes.
+    # Never moved: open orders, the order with the highest rowid (the snapshot's position in the orders
+    # table), each strategy's newest report (its last seq).
+
+    def attach_archive(self, path: Path) -> None:
+        with _mapped("attach the archive", path):
+            self.db.execute("ATTACH DATABASE ? AS arch", (str(path),))
+            self.db.execute("PRAGMA arch.journal_mode=WAL")
+            self.db.executescript(_SCHEMA.replace("IF NOT EXISTS ", "IF NOT EXISTS arch."))
+        jid = self.identity()
+        row = self._read(
+            lambda db: db.execute("SELECT value FROM arch.meta WHERE key='journal_id'").fetchone()
+        )
+        if row is None:
+            with _mapped("write the archive", path):
+                self.db.execute("INSERT INTO arch.meta VALUES ('journal_id', ?)", (jid,))
+        elif row[0] != jid:  # the journal was replaced: its seqs start again, the archive's would mix in
+            self.db.execute("DETACH DATABASE arch")
+            raise JournalError(
+                f"the archive {path} belongs to another journal than {self.path}; move it away (or put its"
+                " journal back) and start again"
+            )
+        self.archived = True
+
+    def archive_reports(self, strategy_id: str, before_ms: int, limit: int) -> int:
+        """Move up to ``limit`` of the strategy's oldest reports timestamped before ``before_ms``
+        (never its newest); how many moved."""
+
+        def horizon(db: sqlite3.Connection) -> int:
+            lo, hi = db.execute(
+                "SELECT MIN(seq), MAX(seq) FROM reports WHERE strategy_id=?", (strategy_id,)
+            ).fetchone()
+            if lo is None:
+                return 0
+            top = min(hi - 1, lo + limit - 1)
+            best = lo - 1
+            while lo <= top:  # the last seq whose report is older than before_ms (timestamps rise with seq)
+                mid = (lo + top) // 2
+                row = db.execute(
+                    "SELECT body FROM reports WHERE strategy_id=? AND seq>=? ORDER BY seq LIMIT 1",
+                    (strategy_id, mid),
+                ).fetchone()
+                ts = int(msgpack.unpackb(row[0], raw=False).get("timestamp", 0))
+                if ts < before_ms:
+                    best, lo = mid, mid + 1
+                else:
+                    top = mid - 1
+            return int(best)
+
+        upto = self._read(horizon)
+        if not upto:
+            return 0
+        args = (strategy_id, upto)
+        with _mapped("archive", self.path), self.db:
+            self.db.execute("BEGIN")
+            self.db.execute(
+                "INSERT OR IGNORE INTO arch.reports SELECT * FROM reports WHERE strategy_id=? AND seq<=?",
+                args,
+            )
+        with _mapped("archive", self.path), self.db:
+            self.db.execute("BEGIN")
+            n = self.db.execute("DELETE FROM reports WHERE strategy_id=? AND seq<=?", args).rowcount
+        return int(n)
+
+    def archive_orders(self, before_ms: int, limit: int) -> int:
+        """Move up to ``limit`` closed orders created before ``before_ms`` (and their fills); how many."""
+        rows = self._read(
+            lambda db: db.execute(
+                "SELECT rowid, venue_order_id FROM orders WHERE open=0 AND created_ms<?"
+                " AND rowid < (SELECT MAX(rowid) FROM orders) ORDER BY rowid LIMIT ?",
+                (before_ms, limit),
+            ).fetchall()
+        )
+        if not rows:
+            return 0
+        rowids = [(r,) for r, _ in rows]
+        vids = [(v,) for _, v in rows]
+        with _mapped("archive", self.path), self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT OR IGNORE INTO arch.orders SELECT * FROM orders WHERE rowid=?", rowids
+            )
+            self.db.executemany(
+                "INSERT OR IGNORE INTO arch.fills SELECT * FROM fills WHERE venue_order_id=?", vids
+            )
+        with _mapped("archive", self.path), self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("DELETE FROM fills WHERE venue_order_id=?", vids)
+            self.db.executemany("DELETE FROM orders WHERE rowid=?", rowids)
+        return len(rows)

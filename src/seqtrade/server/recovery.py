@@ -4,9 +4,12 @@ that were open when it stopped.
 Pure: the journal is read through :class:`JournalReader` (the shell passes the real one), the venue's
 answers come in as values. The order of a restart (:mod:`seqtrade.server.app`):
 
-1. :func:`restore` reads the journal: each strategy's last seq, every order key ever used, the orders
-   still open or in flight, and the accounts (every journaled report replayed). The engine starts
-   from them, so that events the venue sends while it starts are applied, not dropped.
+1. :func:`restore` reads the journal: each strategy's last seq, the order keys, the orders still open
+   or in flight, and the accounts. With a valid :class:`Snapshot` (accounts, open orders' fees and
+   the key filter as of a journal position) only the journal after it is read: the reports after its
+   seqs and the order keys after its order rowid; without one (or one that does not match the
+   journal), every journaled report and key. The engine starts from them, so that events the venue
+   sends while it starts are applied, not dropped.
 2. Once the venue runs, the shell asks it about each order of :func:`to_query` and feeds
    :func:`resolve`'s event to the report stage, like any venue event: an order that filled or was
    cancelled while the server was down gets its reports; an order journaled but never acknowledged is
@@ -21,15 +24,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from ..models import OrderReport, OrderStatus
 from ..venues.base import OrderEvent
 from .accounts import Accounts
+from .bounded import KeyFilter
 from .orders import OrderRecord
 
-__all__ = ["JournalReader", "Restored", "restore", "to_query", "resolve"]
+__all__ = ["JournalReader", "Restored", "Snapshot", "snapshot_refusal", "restore", "to_query", "resolve"]
 
 log = logging.getLogger("seqtrade.server.gateway")
 
@@ -48,6 +52,23 @@ class JournalReader(Protocol):
 
     def reports_after(self, strategy_id: str, seq: int, limit: int) -> list[OrderReport]: ...
 
+    def identity(self) -> str: ...
+
+    def keys_after(self, rowid: int) -> list[tuple[str, str]]: ...
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """The accounts and the key filter as of a journal position: every report up to ``seqs[strategy]``
+    applied, every order up to ``order_rowid`` in the filter. Written by :mod:`seqtrade.server.snapshot`."""
+
+    journal_id: str
+    seqs: dict[str, int]
+    order_rowid: int
+    accounts: dict[str, Any]
+    key_filter: bytes
+    written_ms: int = 0
+
 
 @dataclass(slots=True)
 class Restored:
@@ -56,14 +77,54 @@ class Restored:
     seqs: dict[str, int]
     known_keys: list[tuple[str, str]]
     open_orders: list[OrderRecord]
+    key_filter: KeyFilter | None = None  # from the snapshot (``known_keys`` are the ones after it)
+    reports_read: int = 0
+    snapshot_used: bool = False
+    notes: list[str] = field(default_factory=list)
 
 
-def restore(journal: JournalReader, accounts: Accounts) -> Restored:
-    """Read back what the journal holds; rebuild ``accounts`` from every journaled report."""
-    n = accounts.rebuild(journal)
-    if n:
-        log.info("accounts rebuilt from %d journaled reports", n)
-    return Restored(journal.last_seqs(), journal.order_keys(), journal.open_orders())
+def snapshot_refusal(snap: Snapshot, journal_id: str, last_seqs: dict[str, int], filter_bytes: int) -> str:
+    """Why a snapshot may not be used with this journal ("" when it may)."""
+    if snap.journal_id != journal_id:
+        return "it belongs to another journal"
+    if len(snap.key_filter) != filter_bytes:
+        return f"its key filter is {len(snap.key_filter)} bytes, server.key_filter_bytes is {filter_bytes}"
+    ahead = sorted(sid for sid, seq in snap.seqs.items() if seq > last_seqs.get(sid, 0))
+    if ahead:
+        # Only after an OS crash with journal.synchronous = normal: commits the snapshot saw were lost.
+        return f"it is ahead of the journal for {', '.join(ahead[:5])}"
+    return ""
+
+
+def restore(
+    journal: JournalReader, accounts: Accounts, snapshot: Snapshot | None = None, *, filter_bytes: int = 0
+) -> Restored:
+    """Read back what the journal holds; ``accounts`` from the snapshot and the reports after it, or
+    from every journaled report when there is no usable snapshot."""
+    last = journal.last_seqs()
+    notes = []
+    if snapshot is not None:
+        why = snapshot_refusal(snapshot, journal.identity(), last, filter_bytes)
+        if why:
+            notes.append(f"snapshot not used: {why}; reading the whole journal")
+            log.warning("%s", notes[-1])
+            snapshot = None
+    if snapshot is None:
+        n = accounts.rebuild(journal)
+        if n:
+            log.info("accounts rebuilt from %d journaled reports", n)
+        return Restored(last, journal.order_keys(), journal.open_orders(), reports_read=n, notes=notes)
+    accounts.load(Accounts.from_state(snapshot.accounts))
+    n = accounts.rebuild(journal, after=snapshot.seqs)
+    log.info("accounts from the snapshot and the %d reports after it", n)
+    return Restored(
+        last,
+        journal.keys_after(snapshot.order_rowid),
+        journal.open_orders(),
+        key_filter=KeyFilter(len(snapshot.key_filter), snapshot.key_filter),
+        reports_read=n,
+        snapshot_used=True,
+    )
 
 
 def to_query(records: Iterable[OrderRecord]) -> list[OrderRecord]:

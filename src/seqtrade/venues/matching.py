@@ -237,7 +237,7 @@ class MatchingEngine:
         *,
         maker_fee: float,
         taker_fee: float,
-        max_closed: int = 100_000,
+        max_closed: int = 10_000,  # its memory: about 0.6 kB an order (docs/operations.md, "Memory")
         balances: Mapping[str, float] | None = None,
     ) -> None:
         self.maker_fee = maker_fee

@@ -112,7 +112,7 @@ class PaperStore:
         self._saved: tuple[dict[str, int], dict[str, float], int, int] = ({}, {}, 0, 0)
 
     @classmethod
-    def open(cls, path: Path, engine: MatchingEngine, *, max_closed: int = 100_000) -> PaperStore:
+    def open(cls, path: Path, engine: MatchingEngine, *, max_closed: int = 10_000) -> PaperStore:
         """Open (or create) the account at ``path`` and load it into ``engine``: every open order and
         the newest ``max_closed`` closed ones, positions, cash and the id counters."""
         store = cls(path, engine)
