@@ -22,6 +22,7 @@ from array import array
 from collections.abc import Sequence
 from typing import Any
 
+from .. import trace
 from ..client import Endpoints, OrderReport, Strategy, Ticker, run_strategy
 from .hist import write_result
 
@@ -112,11 +113,15 @@ class OrderBench(Strategy):
             self.stop()
             return
         self.i += 1
+        if trace.ON:
+            t_call = time.time_ns()
         self.t0 = time.perf_counter_ns()
         if self.i & 1:
             self.coid = self.buy_market(self.symbol, self.quantity)
         else:
             self.coid = self.sell_market(self.symbol, self.quantity)
+        if trace.ON:
+            trace.mark(self.coid, "c_call", t_call)
 
     def on_order(self, report: OrderReport) -> None:
         t = time.perf_counter_ns()

@@ -93,9 +93,11 @@ class Procs:
         self.work = work
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, args: list[str], extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.work / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(extra_env or {}))
         p = subprocess.Popen([sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         self.procs.append((name, p))
@@ -185,11 +187,17 @@ synchronous = "{journal_sync}"
 
 
 def start_server(
-    d: Path, procs: Procs, *, rate: float, spin_us: int = 0, journal_sync: str = "normal"
+    d: Path,
+    procs: Procs,
+    *,
+    rate: float,
+    spin_us: int = 0,
+    journal_sync: str = "normal",
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     cfg = d / "server.toml"
     cfg.write_text(server_config(rate=rate, spin_us=spin_us, journal_sync=journal_sync))
-    return procs.start("server", ["-m", "seqtrade.cli", "serve", "--config", str(cfg)])
+    return procs.start("server", ["-m", "seqtrade.cli", "serve", "--config", str(cfg)], extra_env)
 
 
 def server_counters(d: Path) -> dict[str, Any]:
@@ -301,15 +309,22 @@ def ticks_raw(root: Path, tag: str, rate: float, n: int, warmup: float, duration
 
 
 def round_trip_seqtrade(
-    root: Path, tag: str, count: int, warmup: int, spin_us: int, journal_sync: str = "normal"
+    root: Path,
+    tag: str,
+    count: int,
+    warmup: int,
+    spin_us: int,
+    journal_sync: str = "normal",
+    trace_dir: Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, HdrHistogram]]:
+    env = {"SEQTRADE_TRACE": str(trace_dir)} if trace_dir is not None else None
     with scenario(root, tag) as (d, procs):
-        server = start_server(d, procs, rate=0, spin_us=spin_us, journal_sync=journal_sync)
+        server = start_server(d, procs, rate=0, spin_us=spin_us, journal_sync=journal_sync, extra_env=env)
         out = d / "orders.json"
         p = procs.start("strategy", [
             "-m", "seqtrade.bench._strategy", "orders", "--run-dir", str(d / "run"), "--id", "benchorders",
             "--out", str(out), "--symbols", SYMBOL, "--count", str(count), "--warmup-orders", str(warmup),
-        ])  # fmt: skip
+        ], env)  # fmt: skip
         procs.wait([("strategy", p)], 60 + count * 0.01)
         procs.stop("server", server)
         res, hists = read_result(out)
@@ -333,6 +348,54 @@ def round_trip_raw(root: Path, tag: str, count: int, warmup: int) -> HdrHistogra
         procs.stop("echo", echo)
         _, hists = read_result(out)
         return hists["round_trip"]
+
+
+# The order round trip in stages (seqtrade.trace marks): (label, from mark, to mark); a mark with
+# ":" is taken on the "accepted" report of the order, the others on the request.
+STAGES = (
+    ("strategy: build, encode, send", "c_call", "c_sent"),
+    ("transport + server wake-up", "c_sent", "s_wake"),
+    ("server: decode", "s_wake", "s_decoded"),
+    ("server: checks (engine)", "s_decoded", "s_checked"),
+    ("server: journal the order (commit)", "s_checked", "s_journaled"),
+    ("server: venue hand-off + paper fill", "s_journaled", "s_placed"),
+    ("server: to the report stage", "s_placed", ":r_wake"),
+    ("server: number + journal reports (commit)", ":r_wake", ":r_committed"),
+    ("server: report encode + publish", ":r_committed", ":r_published"),
+    ("transport + strategy wake-up", ":r_published", ":c_recv"),
+    ("strategy: decode", ":c_recv", ":c_decoded"),
+    ("strategy: on_order callback", ":c_decoded", ":c_done"),
+    ("total: call -> on_order(accepted) returned", "c_call", ":c_done"),
+)
+
+
+def read_trace(trace_dir: Path, warmup: int) -> dict[str, dict[str, float]]:
+    """Per stage: µs percentiles over the orders (the first ``warmup`` orders left out)."""
+    marks: dict[str, dict[str, int]] = {}
+    for f in trace_dir.glob("*.trace"):
+        for line in f.read_text().splitlines():
+            key, stage, ns = line.split(" ")
+            marks.setdefault(key, {})[stage] = int(ns)
+    orders = sorted((m["c_call"], k) for k, m in marks.items() if "c_call" in m and ":" not in k)
+    out: dict[str, dict[str, float]] = {}
+    for label, a, b in STAGES:
+        h = new_hist()
+        for _, coid in orders[warmup:]:
+            req, acc = marks[coid], marks.get(f"{coid}:accepted", {})
+            ta = acc.get(a[1:]) if a.startswith(":") else req.get(a)
+            tb = acc.get(b[1:]) if b.startswith(":") else req.get(b)
+            if ta is not None and tb is not None:
+                h.record_value(max(tb - ta, 1))  # a clock step backwards counts as ~0
+        out[label] = summary(h)
+    return out
+
+
+def stage_breakdown(root: Path, count: int, warmup: int, journal_sync: str) -> dict[str, Any]:
+    """The round trip with ``SEQTRADE_TRACE`` set in the server and the strategy: time per stage."""
+    trace_dir = root / "trace"
+    trace_dir.mkdir()
+    res, hists = round_trip_seqtrade(root, "stages", count, warmup, 0, journal_sync, trace_dir)
+    return {"stages": read_trace(trace_dir, warmup), "accepted": summary(hists["accepted"])}
 
 
 def codec_cost(number: int) -> dict[str, float]:
@@ -499,6 +562,10 @@ def run_bench(
             results["order_round_trip"] = {"raw": s_raw, "raw_design": "PUSH->PULL, echo, PUB->SUB (one reply)",
                                            "seqtrade": runs}  # fmt: skip
 
+        if only in ("", "stages"):
+            progress(f"order round trip in stages (SEQTRADE_TRACE), {plan.rt_count} market orders")
+            results["stages"] = stage_breakdown(root, plan.rt_count, plan.rt_warmup, journal_sync)
+
         # 3. fan-out
         if only in ("", "fanout"):
             fan: dict[str, Any] = {}
@@ -638,6 +705,13 @@ def format_table(r: dict[str, Any]) -> str:
                     f"{'  ratio':<22}{'':>15}" + "".join(f"{_x(run['ratio_' + what][c]):>9}" for c in cols)
                 )
         lines.append("")
+    st = r.get("stages")
+    if st:
+        lines += ["2b. Order round trip in stages (accepted report; SEQTRADE_TRACE marks, wall clock), µs",
+                  f"{'stage':<44}{'p50':>9}{'p90':>9}{'p99':>9}"]  # fmt: skip
+        for label, s in st["stages"].items():
+            lines.append(f"{label:<44}" + "".join(f"{_us(s[c + '_us']):>9}" for c in ("p50", "p90", "p99")))
+        lines.append("")
     fan = r.get("fanout")
     if fan:
         lines += ["3. Fan-out: highest rate each subscriber receives with zero loss (ticks/s per subscriber)",
@@ -718,7 +792,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument(
         "--only",
-        choices=["ticks", "orders", "fanout", "codec"],
+        choices=["ticks", "orders", "stages", "tick2trade", "fanout", "codec"],
         default="",
         help="run one scenario only (for profiling and before/after comparisons)",
     )

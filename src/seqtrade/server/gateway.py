@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from .. import wire
+from .. import trace, wire
 from ..bus import TrioSocket
 from ..config import Config
 from ..errors import WireError
@@ -87,10 +88,19 @@ class Gateway:
         self.stop_requested = trio.Event()
         self._reports_flushed = trio.Event()  # set after every journal commit of reports
         self.md_send, self.md_recv = trio.open_memory_channel[MarketData | VenueStatus](config.bus.md_queue)
-        self.ev_send, self.ev_recv = trio.open_memory_channel[ReportItem](config.bus.event_queue)
+        # The report stage's queue: items in the order they must be numbered, journaled and published.
+        # Whichever task drains it does so synchronously (``_run_report_stage``), so the order is kept
+        # whether the report task or the order task (inline, for events a venue produced during a
+        # request) gets there first.
+        self._report_q: deque[ReportItem] = deque()
+        self._report_max = config.bus.event_queue
+        self._report_lot = trio.lowlevel.ParkingLot()  # the report task waits here for items
+        self._room_lot = trio.lowlevel.ParkingLot()  # producers wait here while the queue is full
+        self._report_pub: TrioSocket | None = None
         self._md_seq: dict[bytes, int] = {}
         self.journal_commit_s = 0.0  # for the metrics endpoint (seqtrade.server.metrics)
         self.journal_lag_s = 0.0
+        self._trace_wake = 0  # seqtrade.trace: when the report task last woke
 
     @property
     def counters(self) -> Counters:
@@ -119,11 +129,16 @@ class Gateway:
 
     async def order_event(self, event: OrderEvent) -> None:
         # No checkpoint while there is room: the events a venue produces inline for one request
-        # (accepted, then fills) reach the report task together and share one journal commit.
-        try:
-            self.ev_send.send_nowait(event)
-        except trio.WouldBlock:
-            await self.ev_send.send(event)
+        # (accepted, then fills) reach the report stage together and share one journal commit.
+        await self._queue_report(event)
+
+    async def _queue_report(self, item: ReportItem) -> None:
+        """Queue one item for the report stage; waits (a checkpoint) only while the queue is full."""
+        q = self._report_q
+        while len(q) >= self._report_max:
+            await self._room_lot.park()
+        q.append(item)
+        self._report_lot.unpark()
 
     def set_connected(self, connected: bool) -> None:
         if connected != self.venue_connected:
@@ -189,28 +204,45 @@ class Gateway:
         max_bytes = self.config.bus.max_frame_bytes
         engine = self.engine
         while True:
-            for frame in await pull.recv_batch():
+            frames = await pull.recv_batch()
+            if trace.ON:
+                t_wake = time.time_ns()
+            for frame in frames:
                 try:
                     req = wire.parse_request(frame, max_bytes=max_bytes)
                 except WireError as exc:
                     await self.perform(engine.on_bad_frame(exc, now_ms()))
                     continue
+                if trace.ON:
+                    coid = getattr(req, "client_order_id", "")
+                    trace.mark(coid, "s_wake", t_wake)
+                    trace.mark(coid, "s_decoded")
                 try:
                     out = engine.on_request(req, now_ms())
+                    if trace.ON:
+                        trace.mark(coid, "s_checked")
                     if out.strategy is not None:
                         self._seen(out.strategy)
                     await self.perform(out)
+                    if trace.ON:
+                        trace.mark(coid, "s_placed")
                 except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
                     # A bug must not let one strategy's message kill the server for everyone.
                     log.exception("internal error handling %s from %s", type(req).__name__, req.strategy_id)
                     await self.perform(engine.on_internal_error(req, exc, now_ms()))
+            # What the batch's requests produced (replies, and the events a venue like the paper one
+            # answers with at once) is journaled and published here, without a hop to the report task.
+            if self._report_q and self._report_pub is not None:
+                self._run_report_stage(self._report_pub)
 
     async def perform(self, out: Output) -> None:
         """Do what the engine decided: journal new orders, then queue replies, then call the venue."""
         for rec, sent in out.journal:
             self.journal.add_record(rec, sent=sent)
+            if trace.ON:
+                trace.mark(rec.client_order_id, "s_journaled")
         for item in out.replies:
-            await self.ev_send.send(item)
+            await self._queue_report(item)
         venue = self.venue
         for cmd in out.venue:
             if isinstance(cmd, Place):
@@ -241,16 +273,24 @@ class Gateway:
         Backpressure: a full PUB queue drops a report on the wire only; it is in the journal, and the
         strategy sees the gap in its seq and asks for it again with a ``hello``.
         """
+        self._report_pub = pub
         task_status.started()
-        recv = self.ev_recv
-        engine = self.engine
+        q = self._report_q
         while True:
-            batch = [await recv.receive()]
-            try:
-                while len(batch) < 1024:
-                    batch.append(recv.receive_nowait())
-            except trio.WouldBlock:
-                pass
+            while not q:
+                await self._report_lot.park()
+            self._run_report_stage(pub)
+
+    def _run_report_stage(self, pub: TrioSocket) -> None:
+        """Everything queued for the report stage, in order, in batches: synchronous (no await), so
+        two tasks calling it never interleave."""
+        q = self._report_q
+        engine = self.engine
+        if trace.ON:
+            self._trace_wake = time.time_ns()
+        while q:
+            n = min(len(q), 1024)
+            batch = [q.popleft() for _ in range(n)]
             for step in engine.report_steps(batch):
                 if isinstance(step, Commit):
                     self._flush(pub, step)
@@ -261,12 +301,17 @@ class Gateway:
                     self._replay(pub, step.hello)
                 else:
                     self.accepting.set()  # RECOVERED: every recovery event before it is applied
+        self._room_lot.unpark_all()
 
     def _flush(self, pub: TrioSocket, commit: Commit) -> None:
         """Journal, then let the engine follow, then publish."""
         t0 = time.perf_counter()
         self.journal.add_reports(commit.rows, commit.fills)
         self.journal_commit_s = time.perf_counter() - t0  # metrics: the last commit's duration ...
+        if trace.ON:
+            for _, r, _ in commit.pending:
+                trace.mark(f"{r.client_order_id}:{r.status}", "r_wake", self._trace_wake)
+                trace.mark(f"{r.client_order_id}:{r.status}", "r_committed")
         self._reports_flushed.set()
         self.engine.committed(commit)
         pending = commit.pending
@@ -276,6 +321,8 @@ class Gateway:
         log_fills = self.config.server.log_fills and log.isEnabledFor(logging.INFO)
         for _, r, _ in pending:
             self._send_report(pub, r)
+            if trace.ON:
+                trace.mark(f"{r.client_order_id}:{r.status}", "r_published")
             if log_fills and r.last_fill_quantity > 0:
                 log.info("fill %s %s %s %s %g @ %g (%s, fee %g)", r.strategy_id, r.client_order_id, r.symbol,
                          r.side, r.last_fill_quantity, r.last_fill_price, r.status, r.fee)  # fmt: skip
@@ -303,8 +350,8 @@ class Gateway:
         to_query = recovery.to_query(self.engine.open_records())
         for rec in to_query:
             answer = await self.venue.query_order(rec.venue_order_id, rec.symbol)
-            await self.ev_send.send(recovery.resolve(rec, answer))
-        await self.ev_send.send(RECOVERED)
+            await self._queue_report(recovery.resolve(rec, answer))
+        await self._queue_report(RECOVERED)
         await self.accepting.wait()
         if to_query:
             log.info("recovery: reconciled %d open orders with the venue", len(to_query))
