@@ -122,6 +122,8 @@ class Gateway:
     def publish_market(self, msg: MarketData) -> None:
         if type(msg) is Ticker:
             self.quotes.last[msg.symbol] = msg
+            if trace.ON:  # the tick-to-trade clock starts here; feed_task marks it before its own stamp
+                msg.gw_ns = time.time_ns()
         try:
             self.md_send.send_nowait(msg)
         except trio.WouldBlock:
@@ -170,6 +172,7 @@ class Gateway:
         encode = wire.encode_message
         encode_ticker = wire.encode_ticker
         time_ns = time.time_ns
+        tracing = trace.ON
         while True:
             batch = [await recv.receive()]
             try:
@@ -186,6 +189,8 @@ class Gateway:
                 seq = seqs.get(t, 0) + 1
                 seqs[t] = seq
                 msg.seq = seq
+                if tracing and isinstance(msg, Ticker):
+                    trace.mark(f"{msg.symbol}#{seq}", "v_tick", msg.gw_ns)
                 msg.gw_ns = time_ns()
                 # Tickers are the bulk of the traffic: a specialised encoder, same frames.
                 send(encode_ticker(t, msg) if isinstance(msg, Ticker) else encode(msg))
