@@ -46,6 +46,7 @@ from .engine import (
     Counters,
     Engine,
     Output,
+    Pending,
     Place,
     Replay,
     Reply,
@@ -309,26 +310,31 @@ class Gateway:
         self._room_lot.unpark_all()
 
     def _flush(self, pub: TrioSocket, commit: Commit) -> None:
-        """Journal, then let the engine follow, then publish."""
+        """Journal, then publish, then let the engine follow (all of it before the next await, so no
+        request is checked before the accounts and the risk gate have followed these reports)."""
         t0 = time.perf_counter()
         self.journal.add_reports(commit.rows, commit.fills)
         self.journal_commit_s = time.perf_counter() - t0  # metrics: the last commit's duration ...
+        pending = commit.pending
         if trace.ON:
-            for _, r, _ in commit.pending:
+            for _, r, _ in pending:
                 trace.mark(f"{r.client_order_id}:{r.status}", "r_wake", self._trace_wake)
                 trace.mark(f"{r.client_order_id}:{r.status}", "r_committed")
-        self._reports_flushed.set()
-        self.engine.committed(commit)
-        pending = commit.pending
-        self.journal_lag_s = max(
-            0.0, time.time() - min(r.timestamp for _, r, _ in pending) / 1000
-        )  # ... event -> commit
-        log_fills = self.config.server.log_fills and log.isEnabledFor(logging.INFO)
         for _, r, _ in pending:
             self._send_report(pub, r)
             if trace.ON:
                 trace.mark(f"{r.client_order_id}:{r.status}", "r_published")
-            if log_fills and r.last_fill_quantity > 0:
+        self._reports_flushed.set()
+        self.engine.committed(commit)
+        self.journal_lag_s = max(
+            0.0, time.time() - min(r.timestamp for _, r, _ in pending) / 1000
+        )  # ... event -> commit
+        if self.config.server.log_fills and log.isEnabledFor(logging.INFO):
+            self._log_fills(pending)
+
+    def _log_fills(self, pending: list[Pending]) -> None:
+        for _, r, _ in pending:
+            if r.last_fill_quantity > 0:
                 log.info("fill %s %s %s %s %g @ %g (%s, fee %g)", r.strategy_id, r.client_order_id, r.symbol,
                          r.side, r.last_fill_quantity, r.last_fill_price, r.status, r.fee)  # fmt: skip
 
