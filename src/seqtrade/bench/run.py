@@ -12,9 +12,16 @@ Scenarios (see bench/README.md for how to read them):
    raw: PUB -> SUB, blocking ``recv`` + ``unpackb``, same pacing and message.
 2. order round trip: ``buy_market``/``sell_market`` call -> ``on_order`` with ``accepted`` and with
    ``filled``, journal on (``synchronous = "normal"``); raw: PUSH -> PULL echo -> PUB -> SUB.
+   2b. the same round trip in stages (``--only stages``): :mod:`seqtrade.trace` marks in the server
+   and the strategy (``SEQTRADE_TRACE``), per-stage percentiles.
+   2c. tick-to-trade (``--only tick2trade``): the venue hands the server a ticker -> the venue is
+   handed the order ``on_ticker`` sent; raw: PUB -> SUB -> PUSH -> PULL.
 3. fan-out: the highest rate that 1 and 3 subscribers each receive with zero loss (doubling, then
    bisecting); raw: the same search with the raw publisher and subscribers.
 4. codec: encode + decode of one ticker, JSON vs MessagePack (and seqtrade's own wire functions).
+
+Every run records the machine's load (1-minute average per core) before and during it and warns when
+it was too busy for the figures to mean much.
 """
 
 from __future__ import annotations
