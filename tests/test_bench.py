@@ -59,6 +59,7 @@ def test_order_round_trip(smoke: dict) -> None:
         assert_ordered(run["accepted"])
         assert_ordered(run["filled"])
         assert run["ratio_accepted"]["p50"] > 0 and run["ratio_filled"]["p50"] > 0
+        assert run["server_cpu_us_per_order"] is None or run["server_cpu_us_per_order"] >= 0
 
 
 def test_tick_to_trade(smoke: dict) -> None:

@@ -119,6 +119,7 @@ PLANS = {
 # on one core); above it, the paper venue emits what is due every millisecond (Trio's timers are
 # millisecond-grained) and ticks leave in bursts.
 SPIN_PACING_MAX = 20_000
+SERVER_PATH = ""  # --server-path
 PASS_FRACTION = 0.95  # a fan-out probe passes if nothing was lost and each got >= 95% of the rate
 
 
@@ -238,6 +239,8 @@ def start_server(
 ) -> subprocess.Popen[bytes]:
     cfg = d / "server.toml"
     cfg.write_text(server_config(rate=rate, spin_us=spin_us, journal_sync=journal_sync, pacing=pacing))
+    if SERVER_PATH:  # --server-path: this run's servers from another source tree (A/B comparisons)
+        extra_env = {**(extra_env or {}), "PYTHONPATH": SERVER_PATH}
     return procs.start("server", ["-m", "seqtrade.cli", "serve", "--config", str(cfg)], extra_env)
 
 
@@ -361,17 +364,36 @@ def round_trip_seqtrade(
     env = {"SEQTRADE_TRACE": str(trace_dir)} if trace_dir is not None else None
     with scenario(root, tag) as (d, procs):
         server = start_server(d, procs, rate=0, spin_us=spin_us, journal_sync=journal_sync, extra_env=env)
+        # The server's CPU time per order: from when it listens (its start-up left out) to the end.
+        deadline = time.monotonic() + 30
+        while (
+            not (d / "run" / "order.ipc").exists() and server.poll() is None and time.monotonic() < deadline
+        ):
+            time.sleep(0.02)
+        cpu0 = process_cpu_s(server.pid)
         out = d / "orders.json"
         p = procs.start("strategy", [
             "-m", "seqtrade.bench._strategy", "orders", "--run-dir", str(d / "run"), "--id", "benchorders",
             "--out", str(out), "--symbols", SYMBOL, "--count", str(count), "--warmup-orders", str(warmup),
         ], env)  # fmt: skip
         procs.wait([("strategy", p)], 60 + count * 0.01)
+        cpu1 = process_cpu_s(server.pid)
         procs.stop("server", server)
         res, hists = read_result(out)
         if res.get("errors"):
             raise BenchError(f"orders were rejected: {res.get('error_samples')}")
+        if cpu0 is not None and cpu1 is not None and res.get("orders"):
+            res["server_cpu_us_per_order"] = round((cpu1 - cpu0) / res["orders"] * 1e6, 1)
         return res, hists
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a live process (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def round_trip_raw(root: Path, tag: str, count: int, warmup: int) -> HdrHistogram:
@@ -678,6 +700,7 @@ def run_bench(
                 )
                 acc, fill = summary(h["accepted"]), summary(h["filled"])
                 runs.append({"spin_us": spin, "journal_synchronous": journal_sync, "accepted": acc, "filled": fill, "orders": res["orders"],
+                             "server_cpu_us_per_order": res.get("server_cpu_us_per_order"),
                              "ratio_accepted": _ratios(acc, s_raw), "ratio_filled": _ratios(fill, s_raw)})  # fmt: skip
                 hists[f"round trip seqtrade accepted (spin {spin})"] = h["accepted"]
                 hists[f"round trip seqtrade filled (spin {spin})"] = h["filled"]
@@ -859,6 +882,9 @@ def format_table(r: dict[str, Any]) -> str:
                 lines.append(
                     f"{'  ratio':<22}{'':>15}" + "".join(f"{_x(run['ratio_' + what][c]):>9}" for c in cols)
                 )
+            if run.get("server_cpu_us_per_order") is not None:
+                lines.append(f"  server CPU (user + system) per order, spin={run['spin_us']}: "
+                             f"{run['server_cpu_us_per_order']:,.0f} µs")  # fmt: skip
         lines.append("")
     t2t = r.get("tick_to_trade")
     if t2t:
@@ -971,7 +997,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run one scenario only (for profiling and before/after comparisons)",
     )
     p.add_argument("-q", "--no-progress", action="store_true", help="no progress lines on stderr")
+    p.add_argument(
+        "--server-path",
+        metavar="SRC",
+        default="",
+        help="run the seqtrade servers from this source tree (PYTHONPATH), e.g. a pristine checkout's src/ "
+        "for a before/after comparison in one invocation",
+    )
     args = p.parse_args(list(argv) if argv is not None else None)
+    global SERVER_PATH
+    SERVER_PATH = str(Path(args.server_path).resolve()) if args.server_path else ""
     if args.plot:
         try:
             import matplotlib  # noqa: F401
