@@ -886,6 +886,13 @@ def format_table(r: dict[str, Any]) -> str:
                 lines.append(f"  server CPU (user + system) per order, spin={run['spin_us']}: "
                              f"{run['server_cpu_us_per_order']:,.0f} µs")  # fmt: skip
         lines.append("")
+    st = r.get("stages")
+    if st:
+        lines += ["2b. Order round trip in stages (accepted report; SEQTRADE_TRACE marks, wall clock), µs",
+                  f"{'stage':<44}{'p50':>9}{'p90':>9}{'p99':>9}"]  # fmt: skip
+        for label, s in st["stages"].items():
+            lines.append(f"{label:<44}" + "".join(f"{_us(s[c + '_us']):>9}" for c in ("p50", "p90", "p99")))
+        lines.append("")
     t2t = r.get("tick_to_trade")
     if t2t:
         lines += [f"2c. Tick-to-trade at {t2t['rate']} ticks/s: venue hands the server a ticker -> the venue is "
@@ -896,13 +903,6 @@ def format_table(r: dict[str, Any]) -> str:
                 f"{name:<22}{s['count']:>9}{'':>6}" + "".join(f"{_us(s[c + '_us']):>9}" for c in cols)
             )
         lines.append(f"{'ratio':<22}{'':>15}" + "".join(f"{_x(t2t['ratio'][c]):>9}" for c in cols))
-        lines.append("")
-    st = r.get("stages")
-    if st:
-        lines += ["2b. Order round trip in stages (accepted report; SEQTRADE_TRACE marks, wall clock), µs",
-                  f"{'stage':<44}{'p50':>9}{'p90':>9}{'p99':>9}"]  # fmt: skip
-        for label, s in st["stages"].items():
-            lines.append(f"{label:<44}" + "".join(f"{_us(s[c + '_us']):>9}" for c in ("p50", "p90", "p99")))
         lines.append("")
     fan = r.get("fanout")
     if fan:
