@@ -12,9 +12,13 @@ Tasks (all children of one nursery in :func:`seqtrade.server.app.serve`):
   queue drops (and counts) when full, and PUB drops at its high-water mark (strategies see the gap in
   the per-topic ``seq``).
 - ``order_task`` owns the order PULL socket: frames -> engine -> journal, report stage, venue. A bad
-  frame is dropped or answered with a ``rejected`` report; it never ends the task.
+  frame is dropped or answered with a ``rejected`` report; it never ends the task. After each batch
+  it runs the report stage itself for what the batch queued (the paper venue's events come during
+  ``place_order``), so those reports need no hop to the report task.
 - ``report_task`` owns the report PUB socket: venue events and the order task's replies -> reports with
-  a per-strategy seq, journaled before they are published; replays on ``hello``.
+  a per-strategy seq, journaled before they are published; replays on ``hello``. The report stage is
+  synchronous, so whichever of the two tasks runs it keeps the queue's order; nobody waits on the
+  report socket's FD (sends are NOBLOCK), so the order task's sends on it consume no edge.
 - ``monitor_task``: venue status once a second, the status line, dead strategies.
 
 All of them run on one Trio thread and share the state below without locks: every state change
