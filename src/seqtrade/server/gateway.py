@@ -217,11 +217,14 @@ class Gateway:
             frames = await pull.recv_batch()
             if trace.ON:
                 t_wake = time.time_ns()
+            # The engine decides on the whole batch first, so that its new orders share one journal
+            # commit; then, in the batch's order, replies and venue commands (persist, then send).
+            decided: list[tuple[Any, Output]] = []
             for frame in frames:
                 try:
                     req = wire.parse_request(frame, max_bytes=max_bytes)
                 except WireError as exc:
-                    await self.perform(engine.on_bad_frame(exc, now_ms()))
+                    decided.append((None, engine.on_bad_frame(exc, now_ms())))
                     continue
                 if trace.ON:
                     coid = getattr(req, "client_order_id", "")
@@ -229,28 +232,46 @@ class Gateway:
                     trace.mark(coid, "s_decoded")
                 try:
                     out = engine.on_request(req, now_ms())
-                    if trace.ON:
-                        trace.mark(coid, "s_checked")
-                    if out.strategy is not None:
-                        self._seen(out.strategy)
-                    await self.perform(out)
-                    if trace.ON:
-                        trace.mark(coid, "s_placed")
                 except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
-                    # A bug must not let one strategy's message kill the server for everyone.
-                    log.exception("internal error handling %s from %s", type(req).__name__, req.strategy_id)
-                    await self.perform(engine.on_internal_error(req, exc, now_ms()))
+                    out = self._internal_error(req, exc)
+                if trace.ON:
+                    trace.mark(coid, "s_checked")
+                if out.strategy is not None:
+                    self._seen(out.strategy)
+                decided.append((req, out))
+            self._journal_new_orders([row for _, out in decided for row in out.journal])
+            for req, out in decided:
+                try:
+                    await self.perform(out, journaled=True)
+                except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
+                    if req is None:
+                        raise
+                    await self.perform(self._internal_error(req, exc))
+                if trace.ON and req is not None:
+                    trace.mark(getattr(req, "client_order_id", ""), "s_placed")
             # What the batch's requests produced (replies, and the events a venue like the paper one
             # answers with at once) is journaled and published here, without a hop to the report task.
             if self._report_q and self._report_pub is not None:
                 self._run_report_stage(self._report_pub)
 
-    async def perform(self, out: Output) -> None:
-        """Do what the engine decided: journal new orders, then queue replies, then call the venue."""
-        for rec, sent in out.journal:
-            self.journal.add_record(rec, sent=sent)
+    def _internal_error(self, req: Any, exc: Exception) -> Output:
+        # A bug must not let one strategy's message kill the server for everyone.
+        log.exception("internal error handling %s from %s", type(req).__name__, req.strategy_id)
+        return self.engine.on_internal_error(req, exc, now_ms())
+
+    def _journal_new_orders(self, rows: list[tuple[OrderRecord, bool]]) -> None:
+        """Commit new order rows (one transaction for all of them) before any of them is sent."""
+        if rows:
+            self.journal.add_records(rows)
             if trace.ON:
-                trace.mark(rec.client_order_id, "s_journaled")
+                for rec, _ in rows:
+                    trace.mark(rec.client_order_id, "s_journaled")
+
+    async def perform(self, out: Output, *, journaled: bool = False) -> None:
+        """Do what the engine decided: journal new orders (unless ``journaled``: the caller did), then
+        queue replies, then call the venue."""
+        if not journaled:
+            self._journal_new_orders(out.journal)
         for item in out.replies:
             await self._queue_report(item)
         venue = self.venue
