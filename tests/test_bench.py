@@ -59,6 +59,38 @@ def test_order_round_trip(smoke: dict) -> None:
         assert_ordered(run["accepted"])
         assert_ordered(run["filled"])
         assert run["ratio_accepted"]["p50"] > 0 and run["ratio_filled"]["p50"] > 0
+        assert run["server_cpu_us_per_order"] is None or run["server_cpu_us_per_order"] >= 0
+
+
+def test_tick_to_trade(smoke: dict) -> None:
+    t2t = smoke["tick_to_trade"]
+    assert t2t["rate"] == smoke["plan"]["t2t_rate"]
+    for name in ("seqtrade", "raw"):
+        assert_ordered(t2t[name])
+        # every measured order answered a ticker; a few at the end may not reach the venue in time
+        assert t2t[name]["count"] <= smoke["plan"]["t2t_count"]
+    assert all(t2t["ratio"][k] is not None and t2t["ratio"][k] > 0 for k in ("p50", "p99"))
+    assert {t["target"] for t in smoke["targets"]} >= {
+        "tick-to-trade p50 <= 1.5x raw",
+        "tick-to-trade p99 <= 2.0x raw",
+    }
+
+
+def test_stage_breakdown(smoke: dict) -> None:
+    stages = smoke["stages"]["stages"]
+    assert len(stages) >= 12
+    for label, stats in stages.items():
+        # every order passed every stage (a mark missing would leave a stage short)
+        assert stats["count"] == smoke["plan"]["rt_count"], label
+    total = stages["total: call -> on_order(accepted) returned"]
+    assert total["p50_us"] >= max(s["p50_us"] for s in stages.values())
+
+
+def test_load_is_reported(smoke: dict) -> None:
+    ld = smoke["load"]
+    assert ld["cores"] and ld["before_per_core"] >= 0 and ld["during_max_per_core"] >= 0
+    assert ld["busy"] == (ld["before_per_core"] > 0.5)
+    assert bool(ld["warning"]) == ld["busy"]
 
 
 def test_fanout(smoke: dict) -> None:

@@ -13,6 +13,9 @@
   one packed report on topic ``report/<id>/``.
 - ``rt``: PUSH connects to ``--order``, SUB to ``--report``; ping-pong ``--count`` requests, each timed
   from before packing the request to after unpacking its reply (``perf_counter_ns``).
+- ``venue`` / ``trader`` (tick-to-trade): the venue PUBs a ticker at ``--rate`` and PULLs orders;
+  the trader SUBs and answers every ticker with one order on PUSH; the venue times each ticker from
+  just before its send to the order that answers it arriving (``recv`` returned).
 
 Each measuring role writes its result file (see :mod:`seqtrade.bench.hist`) and exits.
 """
@@ -228,6 +231,98 @@ def run_rt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ticker_body(seq: int, ts: int) -> dict[str, Any]:
+    return {
+        "type": "ticker", "symbol": SYMBOL, "ts": ts, "last_price": 60_000.0, "bid_price": 59_999.9,
+        "ask_price": 60_000.1, "bid_size": 0.5123, "ask_size": 0.8765, "volume_24h": 1234.5678,
+        "seq": seq, "gw_ns": time.time_ns(),
+    }  # fmt: skip
+
+
+def run_venue(args: argparse.Namespace) -> int:
+    """Tick-to-trade, the venue's end: PUB ticks at ``--rate``, PULL the orders that answer them."""
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(args.md)
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.LINGER, 0)
+    pull.bind(args.order)
+    packb = msgpack.Packer(use_bin_type=True).pack
+    unpackb = msgpack.unpackb
+    time_ns = time.time_ns
+    sent_at: dict[int, int] = {}
+    lat = array("q")
+    seq = answered = 0
+    interval = 1.0 / args.rate
+    next_tick = time.monotonic()
+    deadline = next_tick + args.timeout
+    n_topic = len(b"order_request/raw/")
+    while answered < args.warmup + args.count and time.monotonic() < deadline:
+        wait_ms = max(0, int((next_tick - time.monotonic()) * 1000))
+        if pull.poll(wait_ms):
+            while True:
+                try:
+                    frame = pull.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                t = time_ns()
+                d = unpackb(memoryview(frame)[n_topic:])
+                t0 = sent_at.pop(d["n"], None)
+                if t0 is not None:
+                    answered += 1
+                    if answered > args.warmup:
+                        lat.append(t - t0)
+        if time.monotonic() >= next_tick:
+            seq += 1
+            t0 = time_ns()  # the venue hands the tick over
+            pub.send(TOPIC + packb(_ticker_body(seq, t0 // 1_000_000)))
+            sent_at[seq] = t0
+            next_tick += interval
+            if len(sent_at) > 10_000:
+                sent_at.pop(next(iter(sent_at)))
+    write_result(args.out, {"count": len(lat), "ticks": seq}, {"tick_to_trade": lat})
+    pub.close()
+    pull.close()
+    ctx.term()
+    return 0 if len(lat) else 2
+
+
+def run_trader(args: argparse.Namespace) -> int:
+    """Tick-to-trade, the strategy's end: SUB ticks, answer each with one order on PUSH."""
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"ticker/")
+    sub.setsockopt(zmq.RCVTIMEO, 200)
+    sub.connect(args.md)
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    push.connect(args.order)
+    stop = _stop_on_term()
+    packb = msgpack.Packer(use_bin_type=True).pack
+    unpackb = msgpack.unpackb
+    n = len(TOPIC)
+    order_topic = b"order_request/raw/"
+    i = 0
+    while not stop[0]:
+        try:
+            frame = sub.recv()
+        except zmq.Again:
+            continue
+        d = unpackb(memoryview(frame)[n:])
+        i += 1
+        push.send(order_topic + packb({
+            "type": "order_request", "client_order_id": f"raw-{i}", "strategy_id": "raw", "symbol": SYMBOL,
+            "side": "buy" if i % 2 else "sell", "order_type": "market", "quantity": 0.001,
+            "timestamp": time.time_ns() // 1_000_000, "n": d["seq"],
+        }))  # fmt: skip
+    sub.close()
+    push.close()
+    ctx.term()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seqtrade.bench._raw")
     sub = p.add_subparsers(dest="role", required=True)
@@ -255,6 +350,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--timeout", type=float, default=10.0)
     d.add_argument("--out", required=True)
     d.set_defaults(func=run_rt)
+    e = sub.add_parser("venue")
+    e.add_argument("--md", required=True)
+    e.add_argument("--order", required=True)
+    e.add_argument("--rate", type=float, required=True)
+    e.add_argument("--count", type=int, required=True)
+    e.add_argument("--warmup", type=int, default=100)
+    e.add_argument("--timeout", type=float, default=60.0)
+    e.add_argument("--out", required=True)
+    e.set_defaults(func=run_venue)
+    f = sub.add_parser("trader")
+    f.add_argument("--md", required=True)
+    f.add_argument("--order", required=True)
+    f.set_defaults(func=run_trader)
     args = p.parse_args(argv)
     return int(args.func(args))
 

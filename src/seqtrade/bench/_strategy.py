@@ -9,6 +9,8 @@
 - ``orders``: ping-pong of ``--count`` market orders (buy, sell, buy, ...), each timed from before the
   ``buy_market``/``sell_market`` call to ``on_order`` seeing ``accepted`` and ``filled``
   (``perf_counter_ns``: one process, one clock).
+- ``t2t``: answers each ticker with a market order; the server, run with ``SEQTRADE_TRACE``, takes
+  the time from the venue handing it the ticker to the venue being handed the order.
 
 On stop it writes its result file (JSON with HdrHistogram-encoded histograms) and exits.
 """
@@ -22,6 +24,7 @@ from array import array
 from collections.abc import Sequence
 from typing import Any
 
+from .. import trace
 from ..client import Endpoints, OrderReport, Strategy, Ticker, run_strategy
 from .hist import write_result
 
@@ -112,11 +115,15 @@ class OrderBench(Strategy):
             self.stop()
             return
         self.i += 1
+        if trace.ON:
+            t_call = time.time_ns()
         self.t0 = time.perf_counter_ns()
         if self.i & 1:
             self.coid = self.buy_market(self.symbol, self.quantity)
         else:
             self.coid = self.sell_market(self.symbol, self.quantity)
+        if trace.ON:
+            trace.mark(self.coid, "c_call", t_call)
 
     def on_order(self, report: OrderReport) -> None:
         t = time.perf_counter_ns()
@@ -148,9 +155,47 @@ class OrderBench(Strategy):
         )
 
 
+class TickToTradeBench(Strategy):
+    """Answers every ticker with a market order (buy, sell, buy, ...), ``--count`` after
+    ``--warmup-orders``, then stops. The time is taken in the server (``seqtrade.trace``): the mark
+    made here ties each order to the ticker it answers."""
+
+    def __init__(self, *, symbol: str, count: int, warmup: int, quantity: float, give_up: float) -> None:
+        super().__init__()
+        self.symbols = [symbol]
+        self.total = count + warmup
+        self.quantity = quantity
+        self.give_up = give_up
+        self.i = 0
+        self.last_tick_at = 0.0
+
+    def on_start(self) -> None:
+        self.last_tick_at = time.monotonic()
+        self.set_timer(0.25, self._watchdog)
+
+    def _watchdog(self) -> None:
+        if time.monotonic() - self.last_tick_at > self.give_up:
+            self.log.error("no ticker for %.1f s: giving up", self.give_up)
+            self.stop()
+
+    def on_ticker(self, ticker: Ticker) -> None:
+        if self.i >= self.total:
+            self.stop()
+            return
+        self.i += 1
+        if self.i & 1:
+            coid = self.buy_market(ticker.symbol, self.quantity)
+        else:
+            coid = self.sell_market(ticker.symbol, self.quantity)
+        if trace.ON:
+            trace.mark(coid, f"answers:{ticker.symbol}#{ticker.seq}")
+        if not self.i & 63:
+            self.last_tick_at = time.monotonic()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seqtrade.bench._strategy")
-    p.add_argument("mode", choices=["ticks", "orders"])
+    p.add_argument("mode", choices=["ticks", "orders", "t2t"])
     p.add_argument("--run-dir", required=True)
     p.add_argument("--id", required=True)
     p.add_argument("--out", required=True)
@@ -166,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.mode == "ticks":
         strategy = TickBench(symbols=args.symbols.split(","), warmup=args.warmup, duration=args.duration,
                              out=args.out, give_up=5.0)  # fmt: skip
+    elif args.mode == "t2t":
+        strategy = TickToTradeBench(symbol=args.symbols.split(",")[0], count=args.count,
+                                    warmup=args.warmup_orders, quantity=args.quantity, give_up=5.0)  # fmt: skip
     else:
         strategy = OrderBench(symbol=args.symbols.split(",")[0], count=args.count, warmup=args.warmup_orders,
                               quantity=args.quantity, out=args.out)  # fmt: skip

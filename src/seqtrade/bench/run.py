@@ -12,9 +12,16 @@ Scenarios (see bench/README.md for how to read them):
    raw: PUB -> SUB, blocking ``recv`` + ``unpackb``, same pacing and message.
 2. order round trip: ``buy_market``/``sell_market`` call -> ``on_order`` with ``accepted`` and with
    ``filled``, journal on (``synchronous = "normal"``); raw: PUSH -> PULL echo -> PUB -> SUB.
+   2b. the same round trip in stages (``--only stages``): :mod:`seqtrade.trace` marks in the server
+   and the strategy (``SEQTRADE_TRACE``), per-stage percentiles.
+   2c. tick-to-trade (``--only tick2trade``): the venue hands the server a ticker -> the venue is
+   handed the order ``on_ticker`` sent; raw: PUB -> SUB -> PUSH -> PULL.
 3. fan-out: the highest rate that 1 and 3 subscribers each receive with zero loss (doubling, then
    bisecting); raw: the same search with the raw publisher and subscribers.
 4. codec: encode + decode of one ticker, JSON vs MessagePack (and seqtrade's own wire functions).
+
+Every run records the machine's load (1-minute average per core) before and during it and warns when
+it was too busy for the figures to mean much.
 """
 
 from __future__ import annotations
@@ -62,6 +69,9 @@ class Plan:
     fan_duration: float
     fan_subscribers: tuple[int, ...] = (1, 3)
     codec_number: int = 100_000
+    t2t_rate: int = 200  # ticks/s; each one answered with an order
+    t2t_count: int = 2_000
+    t2t_warmup: int = 200
 
 
 PLANS = {
@@ -69,10 +79,39 @@ PLANS = {
         "full", (1_000, 10_000, 100_000), 1.0, 5.0, 5_000, 500, (0, 30), 50_000, 3_200_000, 3, 0.5, 2.0
     ),
     "quick": Plan(
-        "quick", (1_000, 10_000, 100_000), 0.3, 1.0, 1_000, 200, (0,), 100_000, 1_600_000, 0, 0.3, 0.8
+        "quick",
+        (1_000, 10_000, 100_000),
+        0.3,
+        1.0,
+        1_000,
+        200,
+        (0,),
+        100_000,
+        1_600_000,
+        0,
+        0.3,
+        0.8,
+        t2t_count=600,
+        t2t_warmup=100,
     ),
     "smoke": Plan(
-        "smoke", (1_000, 10_000), 0.2, 0.5, 200, 50, (0,), 20_000, 20_000, 0, 0.2, 0.5, (1, 3), 20_000
+        "smoke",
+        (1_000, 10_000),
+        0.2,
+        0.5,
+        200,
+        50,
+        (0,),
+        20_000,
+        20_000,
+        0,
+        0.2,
+        0.5,
+        (1, 3),
+        20_000,
+        200,
+        100,
+        20,
     ),
 }
 
@@ -80,6 +119,7 @@ PLANS = {
 # on one core); above it, the paper venue emits what is due every millisecond (Trio's timers are
 # millisecond-grained) and ticks leave in bursts.
 SPIN_PACING_MAX = 20_000
+SERVER_PATH = ""  # --server-path
 PASS_FRACTION = 0.95  # a fan-out probe passes if nothing was lost and each got >= 95% of the rate
 
 
@@ -93,9 +133,11 @@ class Procs:
         self.work = work
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, args: list[str], extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.work / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(extra_env or {}))
         p = subprocess.Popen([sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         self.procs.append((name, p))
@@ -150,8 +192,9 @@ def scenario(root: Path, name: str) -> Iterator[tuple[Path, Procs]]:
         procs.close()
 
 
-def server_config(*, rate: float, spin_us: int = 0, journal_sync: str = "normal") -> str:
+def server_config(*, rate: float, spin_us: int = 0, journal_sync: str = "normal", pacing: str = "") -> str:
     still = rate == 0
+    pacing = pacing or ("spin" if 0 < rate <= SPIN_PACING_MAX else "batch")
     return f"""
 [server]
 run_dir = "run"
@@ -169,7 +212,7 @@ symbols = ["{SYMBOL}"]
 
 [venue.paper]
 bench_rate = {float(rate)}
-bench_pacing = "{"spin" if 0 < rate <= SPIN_PACING_MAX else "batch"}"
+bench_pacing = "{pacing}"
 tick_interval = {3600.0 if still else 0.25}
 tick_size = 0.1
 lot_size = 0.001
@@ -185,11 +228,20 @@ synchronous = "{journal_sync}"
 
 
 def start_server(
-    d: Path, procs: Procs, *, rate: float, spin_us: int = 0, journal_sync: str = "normal"
+    d: Path,
+    procs: Procs,
+    *,
+    rate: float,
+    spin_us: int = 0,
+    journal_sync: str = "normal",
+    extra_env: dict[str, str] | None = None,
+    pacing: str = "",
 ) -> subprocess.Popen[bytes]:
     cfg = d / "server.toml"
-    cfg.write_text(server_config(rate=rate, spin_us=spin_us, journal_sync=journal_sync))
-    return procs.start("server", ["-m", "seqtrade.cli", "serve", "--config", str(cfg)])
+    cfg.write_text(server_config(rate=rate, spin_us=spin_us, journal_sync=journal_sync, pacing=pacing))
+    if SERVER_PATH:  # --server-path: this run's servers from another source tree (A/B comparisons)
+        extra_env = {**(extra_env or {}), "PYTHONPATH": SERVER_PATH}
+    return procs.start("server", ["-m", "seqtrade.cli", "serve", "--config", str(cfg)], extra_env)
 
 
 def server_counters(d: Path) -> dict[str, Any]:
@@ -301,21 +353,47 @@ def ticks_raw(root: Path, tag: str, rate: float, n: int, warmup: float, duration
 
 
 def round_trip_seqtrade(
-    root: Path, tag: str, count: int, warmup: int, spin_us: int, journal_sync: str = "normal"
+    root: Path,
+    tag: str,
+    count: int,
+    warmup: int,
+    spin_us: int,
+    journal_sync: str = "normal",
+    trace_dir: Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, HdrHistogram]]:
+    env = {"SEQTRADE_TRACE": str(trace_dir)} if trace_dir is not None else None
     with scenario(root, tag) as (d, procs):
-        server = start_server(d, procs, rate=0, spin_us=spin_us, journal_sync=journal_sync)
+        server = start_server(d, procs, rate=0, spin_us=spin_us, journal_sync=journal_sync, extra_env=env)
+        # The server's CPU time per order: from when it listens (its start-up left out) to the end.
+        deadline = time.monotonic() + 30
+        while (
+            not (d / "run" / "order.ipc").exists() and server.poll() is None and time.monotonic() < deadline
+        ):
+            time.sleep(0.02)
+        cpu0 = process_cpu_s(server.pid)
         out = d / "orders.json"
         p = procs.start("strategy", [
             "-m", "seqtrade.bench._strategy", "orders", "--run-dir", str(d / "run"), "--id", "benchorders",
             "--out", str(out), "--symbols", SYMBOL, "--count", str(count), "--warmup-orders", str(warmup),
-        ])  # fmt: skip
+        ], env)  # fmt: skip
         procs.wait([("strategy", p)], 60 + count * 0.01)
+        cpu1 = process_cpu_s(server.pid)
         procs.stop("server", server)
         res, hists = read_result(out)
         if res.get("errors"):
             raise BenchError(f"orders were rejected: {res.get('error_samples')}")
+        if cpu0 is not None and cpu1 is not None and res.get("orders"):
+            res["server_cpu_us_per_order"] = round((cpu1 - cpu0) / res["orders"] * 1e6, 1)
         return res, hists
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a live process (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def round_trip_raw(root: Path, tag: str, count: int, warmup: int) -> HdrHistogram:
@@ -333,6 +411,105 @@ def round_trip_raw(root: Path, tag: str, count: int, warmup: int) -> HdrHistogra
         procs.stop("echo", echo)
         _, hists = read_result(out)
         return hists["round_trip"]
+
+
+# The order round trip in stages (seqtrade.trace marks): (label, from mark, to mark); a mark with
+# ":" is taken on the "accepted" report of the order, the others on the request.
+STAGES = (
+    ("strategy: build, encode, send", "c_call", "c_sent"),
+    ("transport + server wake-up", "c_sent", "s_wake"),
+    ("server: decode", "s_wake", "s_decoded"),
+    ("server: checks (engine)", "s_decoded", "s_checked"),
+    ("server: journal the order (commit)", "s_checked", "s_journaled"),
+    ("server: venue hand-off + paper fill", "s_journaled", "s_placed"),
+    ("server: to the report stage", "s_placed", ":r_wake"),
+    ("server: number + journal reports (commit)", ":r_wake", ":r_committed"),
+    ("server: report encode + publish", ":r_committed", ":r_published"),
+    ("transport + strategy wake-up", ":r_published", ":c_recv"),
+    ("strategy: decode", ":c_recv", ":c_decoded"),
+    ("strategy: on_order callback", ":c_decoded", ":c_done"),
+    ("total: call -> on_order(accepted) returned", "c_call", ":c_done"),
+)
+
+
+def read_trace(trace_dir: Path, warmup: int) -> dict[str, dict[str, float]]:
+    """Per stage: µs percentiles over the orders (the first ``warmup`` orders left out)."""
+    marks = _read_marks(trace_dir)
+    orders = sorted((m["c_call"], k) for k, m in marks.items() if "c_call" in m and ":" not in k)
+    out: dict[str, dict[str, float]] = {}
+    for label, a, b in STAGES:
+        h = new_hist()
+        for _, coid in orders[warmup:]:
+            req, acc = marks[coid], marks.get(f"{coid}:accepted", {})
+            ta = acc.get(a[1:]) if a.startswith(":") else req.get(a)
+            tb = acc.get(b[1:]) if b.startswith(":") else req.get(b)
+            if ta is not None and tb is not None:
+                h.record_value(max(tb - ta, 1))  # a clock step backwards counts as ~0
+        out[label] = summary(h)
+    return out
+
+
+def stage_breakdown(root: Path, count: int, warmup: int, journal_sync: str) -> dict[str, Any]:
+    """The round trip with ``SEQTRADE_TRACE`` set in the server and the strategy: time per stage."""
+    trace_dir = root / "trace"
+    trace_dir.mkdir()
+    res, hists = round_trip_seqtrade(root, "stages", count, warmup, 0, journal_sync, trace_dir)
+    return {"stages": read_trace(trace_dir, warmup), "accepted": summary(hists["accepted"])}
+
+
+def _read_marks(trace_dir: Path) -> dict[str, dict[str, int]]:
+    marks: dict[str, dict[str, int]] = {}
+    for f in trace_dir.glob("*.trace"):
+        for line in f.read_text().splitlines():
+            key, stage, ns = line.split(" ")
+            marks.setdefault(key, {})[stage] = int(ns)
+    return marks
+
+
+def tick_to_trade_seqtrade(root: Path, rate: int, count: int, warmup: int, journal_sync: str) -> HdrHistogram:
+    """Venue hands the server a ticker (``publish_market``) -> the venue is handed the order a strategy
+    sent from ``on_ticker`` (``place_order``; the order row is journaled by then). Timed from the
+    server's ``seqtrade.trace`` marks, so the server runs with them on."""
+    trace_dir = root / "t2t-trace"
+    trace_dir.mkdir()
+    env = {"SEQTRADE_TRACE": str(trace_dir)}
+    with scenario(root, "t2t") as (d, procs):
+        server = start_server(d, procs, rate=rate, journal_sync=journal_sync, extra_env=env, pacing="batch")
+        p = procs.start("strategy", [
+            "-m", "seqtrade.bench._strategy", "t2t", "--run-dir", str(d / "run"), "--id", "benchtrader",
+            "--out", str(d / "unused.json"), "--symbols", SYMBOL, "--count", str(count),
+            "--warmup-orders", str(warmup),
+        ], env)  # fmt: skip
+        procs.wait([("strategy", p)], 60 + (count + warmup) / rate)
+        procs.stop("server", server)
+    marks = _read_marks(trace_dir)
+    answered = []
+    for m in marks.values():
+        tick = next((st.split(":", 1)[1] for st in m if st.startswith("answers:")), None)
+        t0 = marks.get(tick, {}).get("v_tick") if tick else None
+        t1 = m.get("s_journaled")
+        if t0 is not None and t1 is not None:
+            answered.append((t0, t1 - t0))
+    answered.sort()
+    h = new_hist()
+    for _, ns in answered[warmup:]:
+        h.record_value(max(ns, 1))
+    return h
+
+
+def tick_to_trade_raw(root: Path, rate: int, count: int, warmup: int) -> HdrHistogram:
+    with scenario(root, "t2traw") as (d, procs):
+        md, order = f"ipc://{d / 'md.ipc'}", f"ipc://{d / 'order.ipc'}"
+        out = d / "t2t.json"
+        venue = procs.start("venue", [
+            "-m", "seqtrade.bench._raw", "venue", "--md", md, "--order", order, "--rate", str(rate),
+            "--count", str(count), "--warmup", str(warmup), "--out", str(out),
+        ])  # fmt: skip
+        trader = procs.start("trader", ["-m", "seqtrade.bench._raw", "trader", "--md", md, "--order", order])
+        procs.wait([("venue", venue)], 70 + (count + warmup) / rate)
+        procs.stop("trader", trader)
+        _, hists = read_result(out)
+        return hists["tick_to_trade"]
 
 
 def codec_cost(number: int) -> dict[str, float]:
@@ -367,14 +544,46 @@ def codec_cost(number: int) -> dict[str, float]:
 # ---------------------------------------------------------------------------- the run
 
 
+BUSY_PER_CORE = 0.5  # 1-minute load per core before the start above which the figures mean little
+
+
+def load_per_core() -> float:
+    return round(os.getloadavg()[0] / (os.cpu_count() or 1), 2)
+
+
 class Progress:
+    """Progress lines on stderr; also samples the machine's load at each step (``loads``)."""
+
     def __init__(self, enabled: bool = True) -> None:
         self.t0 = time.monotonic()
         self.enabled = enabled
+        self.loads: list[float] = []  # 1-minute load average per core, at each progress line
 
     def __call__(self, msg: str) -> None:
+        self.loads.append(load_per_core())
         if self.enabled:
-            print(f"[{time.monotonic() - self.t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+            print(f"[{time.monotonic() - self.t0:6.1f}s] {msg} (load {self.loads[-1]:.2f}/core)", file=sys.stderr,
+                  flush=True)  # fmt: skip
+
+
+def load_verdict(before: float, during: list[float]) -> dict[str, Any]:
+    """The machine's load around a run, and whether it was too busy for the figures to mean much.
+
+    ``before``: the 1-minute load average per core when the run started (other processes only);
+    ``during``: samples while it ran (they include the benchmark's own processes)."""
+    busy = before > BUSY_PER_CORE
+    return {
+        "cores": os.cpu_count(),
+        "before_per_core": before,
+        "during_max_per_core": max(during, default=before),
+        "during_mean_per_core": round(sum(during) / len(during), 2) if during else before,
+        "busy": busy,
+        "warning": (
+            f"the machine was busy: 1-minute load {before:.2f} per core before the start (> {BUSY_PER_CORE}); "
+            "other processes share the cores, so latencies (p99 most) and ceilings say little: compare "
+            "ratios within this run only, and repeat on an idle machine"
+        ) if busy else "",
+    }  # fmt: skip
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -452,6 +661,7 @@ def run_bench(
 ) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="stb-", dir="/tmp"))  # ipc paths must stay short
     t_start = time.monotonic()
+    load_before = load_per_core()
     results: dict[str, Any] = {"plan": asdict(plan), "machine": machine_info(),
                                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
     hists: dict[str, HdrHistogram] = {}
@@ -490,6 +700,7 @@ def run_bench(
                 )
                 acc, fill = summary(h["accepted"]), summary(h["filled"])
                 runs.append({"spin_us": spin, "journal_synchronous": journal_sync, "accepted": acc, "filled": fill, "orders": res["orders"],
+                             "server_cpu_us_per_order": res.get("server_cpu_us_per_order"),
                              "ratio_accepted": _ratios(acc, s_raw), "ratio_filled": _ratios(fill, s_raw)})  # fmt: skip
                 hists[f"round trip seqtrade accepted (spin {spin})"] = h["accepted"]
                 hists[f"round trip seqtrade filled (spin {spin})"] = h["filled"]
@@ -498,6 +709,27 @@ def run_bench(
                 )
             results["order_round_trip"] = {"raw": s_raw, "raw_design": "PUSH->PULL, echo, PUB->SUB (one reply)",
                                            "seqtrade": runs}  # fmt: skip
+
+        if only in ("", "tick2trade"):
+            n, w, rate = plan.t2t_count, plan.t2t_warmup, plan.t2t_rate
+            progress(f"tick-to-trade: raw pyzmq PUB -> SUB -> PUSH -> PULL, {n} orders at {rate} ticks/s")
+            raw_t = tick_to_trade_raw(root, rate, n, w)
+            progress(f"tick-to-trade: seqtrade (journal {journal_sync}), {n} orders at {rate} ticks/s")
+            st_t = tick_to_trade_seqtrade(root, rate, n, w, journal_sync)
+            s_st, s_raw = summary(st_t), summary(raw_t)
+            hists["tick-to-trade seqtrade"] = st_t
+            hists["tick-to-trade raw"] = raw_t
+            results["tick_to_trade"] = {
+                "rate": rate,
+                "seqtrade": s_st,
+                "raw": s_raw,
+                "ratio": _ratios(s_st, s_raw),
+            }
+            progress(f"  p50 {s_st['p50_us']} µs vs raw {s_raw['p50_us']} µs")
+
+        if only in ("", "stages"):
+            progress(f"order round trip in stages (SEQTRADE_TRACE), {plan.rt_count} market orders")
+            results["stages"] = stage_breakdown(root, plan.rt_count, plan.rt_warmup, journal_sync)
 
         # 3. fan-out
         if only in ("", "fanout"):
@@ -519,6 +751,7 @@ def run_bench(
     finally:
         shutil.rmtree(root, ignore_errors=True)
     results["elapsed_s"] = round(time.monotonic() - t_start, 1)
+    results["load"] = load_verdict(load_before, [*progress.loads, load_per_core()])
     results["targets"] = targets(results)
     results["histograms"] = {k: h.encode().decode("ascii") for k, h in hists.items()}
     return results
@@ -538,6 +771,12 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
             v = run["ratio_accepted"]["p50"]
             out.append({"target": f"order round trip (accepted) p50 <= 2.5x raw round trip, spin_us={run['spin_us']}",
                         "value": v, "met": v is not None and v <= 2.5})  # fmt: skip
+    t2t = r.get("tick_to_trade")
+    if t2t:
+        for key, limit in (("p50", 1.5), ("p99", 2.0)):
+            v = t2t["ratio"][key]
+            out.append({"target": f"tick-to-trade {key} <= {limit}x raw", "value": v,
+                        "met": v is not None and v <= limit})  # fmt: skip
     f3 = r.get("fanout", {}).get("3")
     if f3:
         rate = f3["seqtrade"]["max_zero_loss_rate"]
@@ -598,8 +837,14 @@ def format_table(r: dict[str, Any]) -> str:
         f"seqtrade bench ({r['plan']['name']}), {r.get('elapsed_s', '?')} s, {r.get('started', '')}",
         f"machine: {m['cpu']}, {m['cores']} cores, {m['os']}, {m['python']}, pyzmq {m['pyzmq']} / libzmq "
         f"{m['libzmq']}, msgpack {m['msgpack']}",
-        "",
     ]
+    ld = r.get("load")
+    if ld:
+        lines.append(f"load (1-minute average per core, {ld['cores']} cores): {ld['before_per_core']:.2f} before the start, "
+                     f"{ld['during_mean_per_core']:.2f} mean / {ld['during_max_per_core']:.2f} max during the run")  # fmt: skip
+        if ld["warning"]:
+            lines.append(f"WARNING: {ld['warning']}")
+    lines.append("")
     cols = ("p50", "p90", "p99", "p99_9", "max")
     head = f"{'':<22}{'msgs':>9}{'lost':>6}" + "".join(f"{c.replace('_', '.'):>9}" for c in cols)
     if r.get("tick_latency"):
@@ -637,6 +882,27 @@ def format_table(r: dict[str, Any]) -> str:
                 lines.append(
                     f"{'  ratio':<22}{'':>15}" + "".join(f"{_x(run['ratio_' + what][c]):>9}" for c in cols)
                 )
+            if run.get("server_cpu_us_per_order") is not None:
+                lines.append(f"  server CPU (user + system) per order, spin={run['spin_us']}: "
+                             f"{run['server_cpu_us_per_order']:,.0f} µs")  # fmt: skip
+        lines.append("")
+    st = r.get("stages")
+    if st:
+        lines += ["2b. Order round trip in stages (accepted report; SEQTRADE_TRACE marks, wall clock), µs",
+                  f"{'stage':<44}{'p50':>9}{'p90':>9}{'p99':>9}"]  # fmt: skip
+        for label, s in st["stages"].items():
+            lines.append(f"{label:<44}" + "".join(f"{_us(s[c + '_us']):>9}" for c in ("p50", "p90", "p99")))
+        lines.append("")
+    t2t = r.get("tick_to_trade")
+    if t2t:
+        lines += [f"2c. Tick-to-trade at {t2t['rate']} ticks/s: venue hands the server a ticker -> the venue is "
+                  "handed the order on_ticker sent, µs (raw: PUB -> SUB -> PUSH -> PULL)", head]  # fmt: skip
+        for name in ("seqtrade", "raw"):
+            s = t2t[name]
+            lines.append(
+                f"{name:<22}{s['count']:>9}{'':>6}" + "".join(f"{_us(s[c + '_us']):>9}" for c in cols)
+            )
+        lines.append(f"{'ratio':<22}{'':>15}" + "".join(f"{_x(t2t['ratio'][c]):>9}" for c in cols))
         lines.append("")
     fan = r.get("fanout")
     if fan:
@@ -673,16 +939,24 @@ def plot(r: dict[str, Any], path: str) -> None:
     import matplotlib.pyplot as plt
 
     hists = {k: HdrHistogram.decode(v.encode("ascii")) for k, v in r["histograms"].items()}
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    fig, axes = plt.subplots(1, 3, figsize=(20, 5.5))
     pcts = [50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99]
     xs = [1 / (1 - p / 100) for p in pcts]
-    for ax, prefix, title in ((axes[0], "tick", "tick latency (PUB send -> callback)"),
-                              (axes[1], "round trip", "order round trip")):  # fmt: skip
+    colours: dict[str, Any] = {}  # a seqtrade series and its raw baseline share a colour
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, prefix, title in ((axes[0], "tick ", "tick latency (PUB send -> callback)"),
+                              (axes[1], "round trip", "order round trip"),
+                              (axes[2], "tick-to-trade", "tick-to-trade (venue tick -> venue order)")):  # fmt: skip
         for name, h in hists.items():
             if not name.startswith(prefix) or not h.get_total_count():
                 continue
+            pair = name.replace(" seqtrade", "").replace(" raw", "")
+            if prefix == "round trip":
+                pair = "round trip"  # every seqtrade run against the one raw round trip
+            colour = colours.setdefault(pair, cycle[len(colours) % len(cycle)])
             ys = [h.get_value_at_percentile(p) / 1000 for p in pcts]
-            ax.plot(xs, ys, marker="o", markersize=3, linestyle="--" if " raw" in name else "-", label=name)
+            ax.plot(xs, ys, marker="s" if "filled" in name else "o", markersize=3, linestyle="--" if " raw" in name else "-", label=name,
+                    color=colour)  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(xs)
@@ -718,12 +992,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument(
         "--only",
-        choices=["ticks", "orders", "fanout", "codec"],
+        choices=["ticks", "orders", "stages", "tick2trade", "fanout", "codec"],
         default="",
         help="run one scenario only (for profiling and before/after comparisons)",
     )
     p.add_argument("-q", "--no-progress", action="store_true", help="no progress lines on stderr")
+    p.add_argument(
+        "--server-path",
+        metavar="SRC",
+        default="",
+        help="run the seqtrade servers from this source tree (PYTHONPATH), e.g. a pristine checkout's src/ "
+        "for a before/after comparison in one invocation",
+    )
     args = p.parse_args(list(argv) if argv is not None else None)
+    global SERVER_PATH
+    SERVER_PATH = str(Path(args.server_path).resolve()) if args.server_path else ""
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -746,4 +1029,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(results, indent=2))
     if args.plot:
         plot(results, args.plot)
+        print(f"plot: {Path(args.plot).resolve()}")
+    if args.json:
+        print(f"results: {Path(args.json).resolve()}")
     return 0

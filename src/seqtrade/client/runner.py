@@ -28,7 +28,7 @@ from typing import Any
 
 import zmq
 
-from .. import wire
+from .. import trace, wire
 from ..config import Config
 from ..errors import SeqtradeError
 from ..models import Book, Heartbeat, Ticker, Trade, VenueStatus
@@ -102,6 +102,8 @@ class Connection:
         frame = wire.encode_message(msg)
         try:
             self.push.send(frame, zmq.NOBLOCK)
+            if trace.ON:
+                trace.mark(getattr(msg, "client_order_id", ""), "c_sent")
         except zmq.Again:
             if not self.push.poll(1000, zmq.POLLOUT):
                 raise SeqtradeError(
@@ -170,13 +172,21 @@ class _Shell:
                 frame = sock.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
+            if trace.ON:
+                t_recv = time.time_ns()
             ev = receive(frame, now)
             if ev is None:
                 continue
             if isinstance(ev, Report):
                 s._apply_report(ev.report)
                 if not ev.joining:
+                    if trace.ON:
+                        key = f"{ev.report.client_order_id}:{ev.report.status}"
+                        trace.mark(key, "c_recv", t_recv)
+                        trace.mark(key, "c_decoded")
                     self.call(s.on_order, ev.report)
+                    if trace.ON:
+                        trace.mark(key, "c_done")
             else:  # Synced: the welcome's open orders are the open orders
                 s._reset_open_orders({r.client_order_id: r for r in ev.welcome.open_orders})
         self.flush()

@@ -12,9 +12,13 @@ Tasks (all children of one nursery in :func:`seqtrade.server.app.serve`):
   queue drops (and counts) when full, and PUB drops at its high-water mark (strategies see the gap in
   the per-topic ``seq``).
 - ``order_task`` owns the order PULL socket: frames -> engine -> journal, report stage, venue. A bad
-  frame is dropped or answered with a ``rejected`` report; it never ends the task.
+  frame is dropped or answered with a ``rejected`` report; it never ends the task. After each batch
+  it runs the report stage itself for what the batch queued (the paper venue's events come during
+  ``place_order``), so those reports need no hop to the report task.
 - ``report_task`` owns the report PUB socket: venue events and the order task's replies -> reports with
-  a per-strategy seq, journaled before they are published; replays on ``hello``.
+  a per-strategy seq, journaled before they are published; replays on ``hello``. The report stage is
+  synchronous, so whichever of the two tasks runs it keeps the queue's order; nobody waits on the
+  report socket's FD (sends are NOBLOCK), so the order task's sends on it consume no edge.
 - ``monitor_task``: venue status once a second, the status line, dead strategies.
 
 All of them run on one Trio thread and share the state below without locks: every state change
@@ -25,12 +29,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from .. import wire
+from .. import trace, wire
 from ..bus import TrioSocket
 from ..config import Config
 from ..errors import WireError
@@ -45,6 +50,7 @@ from .engine import (
     Counters,
     Engine,
     Output,
+    Pending,
     Place,
     Replay,
     Reply,
@@ -87,10 +93,19 @@ class Gateway:
         self.stop_requested = trio.Event()
         self._reports_flushed = trio.Event()  # set after every journal commit of reports
         self.md_send, self.md_recv = trio.open_memory_channel[MarketData | VenueStatus](config.bus.md_queue)
-        self.ev_send, self.ev_recv = trio.open_memory_channel[ReportItem](config.bus.event_queue)
+        # The report stage's queue: items in the order they must be numbered, journaled and published.
+        # Whichever task drains it does so synchronously (``_run_report_stage``), so the order is kept
+        # whether the report task or the order task (inline, for events a venue produced during a
+        # request) gets there first.
+        self._report_q: deque[ReportItem] = deque()
+        self._report_max = config.bus.event_queue
+        self._report_lot = trio.lowlevel.ParkingLot()  # the report task waits here for items
+        self._room_lot = trio.lowlevel.ParkingLot()  # producers wait here while the queue is full
+        self._report_pub: TrioSocket | None = None
         self._md_seq: dict[bytes, int] = {}
         self.journal_commit_s = 0.0  # for the metrics endpoint (seqtrade.server.metrics)
         self.journal_lag_s = 0.0
+        self._trace_wake = 0  # seqtrade.trace: when the report task last woke
 
     @property
     def counters(self) -> Counters:
@@ -112,6 +127,8 @@ class Gateway:
     def publish_market(self, msg: MarketData) -> None:
         if type(msg) is Ticker:
             self.quotes.last[msg.symbol] = msg
+            if trace.ON:  # the tick-to-trade clock starts here; feed_task marks it before its own stamp
+                msg.gw_ns = time.time_ns()
         try:
             self.md_send.send_nowait(msg)
         except trio.WouldBlock:
@@ -119,11 +136,16 @@ class Gateway:
 
     async def order_event(self, event: OrderEvent) -> None:
         # No checkpoint while there is room: the events a venue produces inline for one request
-        # (accepted, then fills) reach the report task together and share one journal commit.
-        try:
-            self.ev_send.send_nowait(event)
-        except trio.WouldBlock:
-            await self.ev_send.send(event)
+        # (accepted, then fills) reach the report stage together and share one journal commit.
+        await self._queue_report(event)
+
+    async def _queue_report(self, item: ReportItem) -> None:
+        """Queue one item for the report stage; waits (a checkpoint) only while the queue is full."""
+        q = self._report_q
+        while len(q) >= self._report_max:
+            await self._room_lot.park()
+        q.append(item)
+        self._report_lot.unpark()
 
     def set_connected(self, connected: bool) -> None:
         if connected != self.venue_connected:
@@ -155,6 +177,7 @@ class Gateway:
         encode = wire.encode_message
         encode_ticker = wire.encode_ticker
         time_ns = time.time_ns
+        tracing = trace.ON
         while True:
             batch = [await recv.receive()]
             try:
@@ -171,6 +194,8 @@ class Gateway:
                 seq = seqs.get(t, 0) + 1
                 seqs[t] = seq
                 msg.seq = seq
+                if tracing and isinstance(msg, Ticker):
+                    trace.mark(f"{msg.symbol}#{seq}", "v_tick", msg.gw_ns)
                 msg.gw_ns = time_ns()
                 # Tickers are the bulk of the traffic: a specialised encoder, same frames.
                 send(encode_ticker(t, msg) if isinstance(msg, Ticker) else encode(msg))
@@ -189,28 +214,66 @@ class Gateway:
         max_bytes = self.config.bus.max_frame_bytes
         engine = self.engine
         while True:
-            for frame in await pull.recv_batch():
+            frames = await pull.recv_batch()
+            if trace.ON:
+                t_wake = time.time_ns()
+            # The engine decides on the whole batch first, so that its new orders share one journal
+            # commit; then, in the batch's order, replies and venue commands (persist, then send).
+            decided: list[tuple[Any, Output]] = []
+            for frame in frames:
                 try:
                     req = wire.parse_request(frame, max_bytes=max_bytes)
                 except WireError as exc:
-                    await self.perform(engine.on_bad_frame(exc, now_ms()))
+                    decided.append((None, engine.on_bad_frame(exc, now_ms())))
                     continue
+                if trace.ON:
+                    coid = getattr(req, "client_order_id", "")
+                    trace.mark(coid, "s_wake", t_wake)
+                    trace.mark(coid, "s_decoded")
                 try:
                     out = engine.on_request(req, now_ms())
-                    if out.strategy is not None:
-                        self._seen(out.strategy)
-                    await self.perform(out)
                 except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
-                    # A bug must not let one strategy's message kill the server for everyone.
-                    log.exception("internal error handling %s from %s", type(req).__name__, req.strategy_id)
-                    await self.perform(engine.on_internal_error(req, exc, now_ms()))
+                    out = self._internal_error(req, exc)
+                if trace.ON:
+                    trace.mark(coid, "s_checked")
+                if out.strategy is not None:
+                    self._seen(out.strategy)
+                decided.append((req, out))
+            self._journal_new_orders([row for _, out in decided for row in out.journal])
+            for req, out in decided:
+                try:
+                    await self.perform(out, journaled=True)
+                except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
+                    if req is None:
+                        raise
+                    await self.perform(self._internal_error(req, exc))
+                if trace.ON and req is not None:
+                    trace.mark(getattr(req, "client_order_id", ""), "s_placed")
+            # What the batch's requests produced (replies, and the events a venue like the paper one
+            # answers with at once) is journaled and published here, without a hop to the report task.
+            if self._report_q and self._report_pub is not None:
+                self._run_report_stage(self._report_pub)
 
-    async def perform(self, out: Output) -> None:
-        """Do what the engine decided: journal new orders, then queue replies, then call the venue."""
-        for rec, sent in out.journal:
-            self.journal.add_record(rec, sent=sent)
+    def _internal_error(self, req: Any, exc: Exception) -> Output:
+        # A bug must not let one strategy's message kill the server for everyone.
+        log.exception("internal error handling %s from %s", type(req).__name__, req.strategy_id)
+        return self.engine.on_internal_error(req, exc, now_ms())
+
+    def _journal_new_orders(self, rows: list[tuple[OrderRecord, bool]]) -> None:
+        """Commit new order rows (one transaction for all of them) before any of them is sent."""
+        if rows:
+            self.journal.add_records(rows)
+            if trace.ON:
+                for rec, _ in rows:
+                    trace.mark(rec.client_order_id, "s_journaled")
+
+    async def perform(self, out: Output, *, journaled: bool = False) -> None:
+        """Do what the engine decided: journal new orders (unless ``journaled``: the caller did), then
+        queue replies, then call the venue."""
+        if not journaled:
+            self._journal_new_orders(out.journal)
         for item in out.replies:
-            await self.ev_send.send(item)
+            await self._queue_report(item)
         venue = self.venue
         for cmd in out.venue:
             if isinstance(cmd, Place):
@@ -241,16 +304,24 @@ class Gateway:
         Backpressure: a full PUB queue drops a report on the wire only; it is in the journal, and the
         strategy sees the gap in its seq and asks for it again with a ``hello``.
         """
+        self._report_pub = pub
         task_status.started()
-        recv = self.ev_recv
-        engine = self.engine
+        q = self._report_q
         while True:
-            batch = [await recv.receive()]
-            try:
-                while len(batch) < 1024:
-                    batch.append(recv.receive_nowait())
-            except trio.WouldBlock:
-                pass
+            while not q:
+                await self._report_lot.park()
+            self._run_report_stage(pub)
+
+    def _run_report_stage(self, pub: TrioSocket) -> None:
+        """Everything queued for the report stage, in order, in batches: synchronous (no await), so
+        two tasks calling it never interleave."""
+        q = self._report_q
+        engine = self.engine
+        if trace.ON:
+            self._trace_wake = time.time_ns()
+        while q:
+            n = min(len(q), 1024)
+            batch = [q.popleft() for _ in range(n)]
             for step in engine.report_steps(batch):
                 if isinstance(step, Commit):
                     self._flush(pub, step)
@@ -261,22 +332,34 @@ class Gateway:
                     self._replay(pub, step.hello)
                 else:
                     self.accepting.set()  # RECOVERED: every recovery event before it is applied
+        self._room_lot.unpark_all()
 
     def _flush(self, pub: TrioSocket, commit: Commit) -> None:
-        """Journal, then let the engine follow, then publish."""
+        """Journal, then publish, then let the engine follow (all of it before the next await, so no
+        request is checked before the accounts and the risk gate have followed these reports)."""
         t0 = time.perf_counter()
         self.journal.add_reports(commit.rows, commit.fills)
         self.journal_commit_s = time.perf_counter() - t0  # metrics: the last commit's duration ...
+        pending = commit.pending
+        if trace.ON:
+            for _, r, _ in pending:
+                trace.mark(f"{r.client_order_id}:{r.status}", "r_wake", self._trace_wake)
+                trace.mark(f"{r.client_order_id}:{r.status}", "r_committed")
+        for _, r, _ in pending:
+            self._send_report(pub, r)
+            if trace.ON:
+                trace.mark(f"{r.client_order_id}:{r.status}", "r_published")
         self._reports_flushed.set()
         self.engine.committed(commit)
-        pending = commit.pending
         self.journal_lag_s = max(
             0.0, time.time() - min(r.timestamp for _, r, _ in pending) / 1000
         )  # ... event -> commit
-        log_fills = self.config.server.log_fills and log.isEnabledFor(logging.INFO)
+        if self.config.server.log_fills and log.isEnabledFor(logging.INFO):
+            self._log_fills(pending)
+
+    def _log_fills(self, pending: list[Pending]) -> None:
         for _, r, _ in pending:
-            self._send_report(pub, r)
-            if log_fills and r.last_fill_quantity > 0:
+            if r.last_fill_quantity > 0:
                 log.info("fill %s %s %s %s %g @ %g (%s, fee %g)", r.strategy_id, r.client_order_id, r.symbol,
                          r.side, r.last_fill_quantity, r.last_fill_price, r.status, r.fee)  # fmt: skip
 
@@ -303,8 +386,8 @@ class Gateway:
         to_query = recovery.to_query(self.engine.open_records())
         for rec in to_query:
             answer = await self.venue.query_order(rec.venue_order_id, rec.symbol)
-            await self.ev_send.send(recovery.resolve(rec, answer))
-        await self.ev_send.send(RECOVERED)
+            await self._queue_report(recovery.resolve(rec, answer))
+        await self._queue_report(RECOVERED)
         await self.accepting.wait()
         if to_query:
             log.info("recovery: reconciled %d open orders with the venue", len(to_query))

@@ -66,6 +66,12 @@ CREATE TABLE IF NOT EXISTS fills (
 """
 
 
+_INSERT_ORDER = (
+    "INSERT INTO orders (venue_order_id, strategy_id, client_order_id, symbol, side, order_type,"
+    " price, quantity, created_ms, sent, open) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
 @contextmanager
 def _mapped(what: str, path: Path) -> Iterator[None]:
     """sqlite3 errors enter here and leave as :class:`JournalError`, saying what failed and where."""
@@ -132,8 +138,7 @@ class Journal:
         """Commit a new order before it is sent (``sent`` False: rejected locally, never sent)."""
         with _mapped("write", self.path):
             self.db.execute(
-                "INSERT INTO orders (venue_order_id, strategy_id, client_order_id, symbol, side, order_type,"
-                " price, quantity, created_ms, sent, open) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                _INSERT_ORDER,
                 (
                     venue_order_id, strategy_id, client_order_id, symbol, side, order_type,
                     price, quantity, created_ms, int(sent), int(sent),
@@ -147,6 +152,24 @@ class Journal:
             symbol=rec.symbol, side=rec.side, order_type=rec.order_type, price=rec.price, quantity=rec.quantity,
             created_ms=rec.created_ms, sent=sent,
         )  # fmt: skip
+
+    def add_records(self, records: list[tuple[OrderRecord, bool]]) -> None:
+        """:meth:`add_record` for several (record, sent) in one transaction (one commit for a batch)."""
+        if len(records) == 1:
+            rec, sent = records[0]
+            self.add_record(rec, sent=sent)
+            return
+        rows = [
+            (r.venue_order_id, r.strategy_id, r.client_order_id, r.symbol, r.side, r.order_type, r.price,
+             r.quantity, r.created_ms, int(sent), int(sent))
+            for r, sent in records
+        ]  # fmt: skip
+        with _mapped("write", self.path), self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                _INSERT_ORDER,
+                rows,
+            )
 
     def add_reports(
         self,
