@@ -191,6 +191,10 @@ class Strategy:
         Includes the history replayed at start-up.
         """
         self.positions: dict[str, Position] = {}
+        self.unserved_symbols: list[str] = []
+        """The symbols of [`symbols`][seqtrade.client.Strategy.symbols] that the server does not serve
+        (from its welcome; logged once as an error at the join): no market data comes for them.
+        """
         self._conn: Connection | None = None
         self._protocol: ClientProtocol | None = None
         self._ids = OrderIdGenerator()
@@ -254,6 +258,21 @@ class Strategy:
         Args:
             status: The [`VenueStatus`][seqtrade.client.VenueStatus]; ``status.connected`` False
                 means the server has lost the exchange and market data is stale.
+        """
+
+    def on_server_lost(self) -> None:
+        """Called when nothing has come from the server for a few seconds (no status message, which
+        it sends every second, and no report): it stopped or cannot be reached.
+
+        Market data and positions are stale from here; orders sent now wait in the order channel and
+        may be rejected as stale when they arrive. The process keeps trying to re-join (a notice is
+        logged) and calls [`on_server_back`][seqtrade.client.Strategy.on_server_back] when it has.
+        """
+
+    def on_server_back(self) -> None:
+        """Called when the process has re-joined a server it had lost
+        ([`on_server_lost`][seqtrade.client.Strategy.on_server_lost]): reports missed meanwhile have
+        been applied (``open_orders`` and ``positions`` are up to date) and market data flows again.
         """
 
     def on_stop(self) -> None:

@@ -14,7 +14,9 @@ Tasks (all children of one nursery in :func:`seqtrade.server.app.serve`):
 - ``order_task`` owns the order PULL socket: frames -> engine -> journal, report stage, venue. A bad
   frame is dropped or answered with a ``rejected`` report; it never ends the task.
 - ``report_task`` owns the report PUB socket: venue events and the order task's replies -> reports with
-  a per-strategy seq, journaled before they are published; replays on ``hello``.
+  a per-strategy seq, journaled before they are published; the welcome of a ``hello``.
+- ``replay_task`` sends the replays the welcomes announced, a bounded chunk a step between the other
+  tasks' work (it publishes on the report task's socket, between two of its batches).
 - ``monitor_task``: venue status once a second, the status line, dead strategies.
 
 All of them run on one Trio thread and share the state below without locks: every state change
@@ -34,7 +36,7 @@ from .. import wire
 from ..bus import TrioSocket
 from ..config import Config
 from ..errors import WireError
-from ..models import Hello, OrderReport, Ticker, VenueStatus
+from ..models import OrderReport, Ticker, VenueStatus
 from ..venues.base import MarketData, OrderEvent, Venue
 from . import recovery
 from .engine import (
@@ -91,6 +93,7 @@ class Gateway:
         self._md_seq: dict[bytes, int] = {}
         self.journal_commit_s = 0.0  # for the metrics endpoint (seqtrade.server.metrics)
         self.journal_lag_s = 0.0
+        self._replay_wake = trio.Event()  # set when a replay starts
 
     @property
     def counters(self) -> Counters:
@@ -209,6 +212,8 @@ class Gateway:
         """Do what the engine decided: journal new orders, then queue replies, then call the venue."""
         for rec, sent in out.journal:
             self.journal.add_record(rec, sent=sent)
+        if out.departed is not None:
+            self._departed(out.departed)
         for item in out.replies:
             await self.ev_send.send(item)
         venue = self.venue
@@ -225,7 +230,7 @@ class Gateway:
         t = trio.current_time()
         if info is None:
             self.strategies[sid] = StrategyInfo(sid, t)
-            log.info("strategy %s connected", sid)
+            self.engine.rate_log("connected", now_ms(), logging.INFO, "strategy %s connected", sid)
         else:
             if not info.alive:
                 log.info("strategy %s is back", sid)
@@ -258,7 +263,7 @@ class Gateway:
                     assert step.report is not None
                     self._send_report(pub, step.report)
                 elif isinstance(step, Replay):
-                    self._replay(pub, step.hello)
+                    self._replay(pub, step)
                 else:
                     self.accepting.set()  # RECOVERED: every recovery event before it is applied
 
@@ -285,15 +290,52 @@ class Gateway:
         pub.send_nowait(wire.encode_message(r))
         self.counters.reports_out += 1
 
-    def _replay(self, pub: TrioSocket, hello: Hello) -> None:
-        self._seen(hello.strategy_id)
-        sid, after, limit = self.engine.on_hello(hello)
-        reports = self.journal.reports_after(sid, after, limit)
-        for r in reports:
-            self._send_report(pub, r)
-        welcome = self.engine.welcome(hello, len(reports), time.time_ns())
-        if welcome is not None:  # None: more to come, the strategy asks again from where it got to
+    # ================================================================== joins and replays
+
+    def _replay(self, pub: TrioSocket, step: Replay) -> None:
+        """A hello in the report stage: its refusal, or its welcome (the replay follows, paced by
+        ``replay_task``), or nothing (coalesced into the replay in flight)."""
+        if step.refusal is not None:
+            pub.send_nowait(wire.encode_message(step.refusal))
+            return
+        self._seen(step.hello.strategy_id)
+        welcome = self.engine.on_hello(step.hello, time.time_ns())
+        if welcome is not None:
             pub.send_nowait(wire.encode_message(welcome))
+        if self.engine.replays.active:
+            self._replay_wake.set()
+
+    async def replay_task(self, pub: TrioSocket, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Send the replays in flight: one bounded step (``joins.REPLAY_STEP`` reports over every
+        strategy catching up) at a time, with a checkpoint between steps, so that orders and reports
+        of other strategies are handled between them. Publishes on the report task's socket: every
+        report it reads was committed before (commits happen between the report task's awaits)."""
+        task_status.started()
+        engine = self.engine
+        while True:
+            await self._replay_wake.wait()
+            self._replay_wake = trio.Event()
+            while engine.replays.active:
+                self.replay_step(pub)
+                await trio.lowlevel.checkpoint()
+
+    def replay_step(self, pub: TrioSocket) -> int:
+        """One step of the replays in flight; the number of reports sent."""
+        n = 0
+        t = now_ms()
+        for sid, after, limit in self.engine.replay_chunks():
+            reports = self.journal.reports_after(sid, after, limit)
+            for r in reports:
+                self._send_report(pub, r)
+            self.engine.replayed(sid, after, limit, reports, t)
+            n += len(reports)
+        return n
+
+    def _departed(self, sid: str) -> None:
+        """A strategy said goodbye: not alive, and not to be taken for dead later."""
+        info = self.strategies.get(sid)
+        if info is not None:
+            info.alive = False
 
     # ================================================================== recovery and monitoring
 
@@ -332,9 +374,11 @@ class Gateway:
             for info in list(self.strategies.values()):
                 if info.alive and t - info.last_seen > timeout:
                     info.alive = False
-                    log.warning(
-                        "strategy %s silent for %.1f s: taken for dead", info.strategy_id, t - info.last_seen
-                    )
+                    self.engine.rate_log(
+                        "dead" if self.engine.open_records(info.strategy_id) == [] else f"dead:{info.strategy_id}",
+                        now_ms(), logging.WARNING,
+                        "strategy %s silent for %.1f s: taken for dead", info.strategy_id, t - info.last_seen,
+                    )  # fmt: skip
                     await self.perform(self.engine.on_strategy_dead(info.strategy_id))
             if interval > 0 and t >= next_line:
                 rate = (self.counters.md_out - last_md) / max(t - last_t, 1e-9)
