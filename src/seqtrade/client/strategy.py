@@ -116,6 +116,10 @@ class Strategy:
        ([`set_timer`][seqtrade.client.Strategy.set_timer]) when due.
     4. [`on_stop`][seqtrade.client.Strategy.on_stop], once, after ``stop()``, SIGINT or SIGTERM.
 
+    If the server falls silent while the strategy runs,
+    [`on_server_lost`][seqtrade.client.Strategy.on_server_lost] is called, and
+    [`on_server_back`][seqtrade.client.Strategy.on_server_back] once the process has re-joined.
+
     An exception raised by a callback or a timer is logged with its traceback and the strategy goes
     on. Callbacks should return quickly: market data that arrives meanwhile queues up.
 

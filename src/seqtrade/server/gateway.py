@@ -52,6 +52,7 @@ from .engine import (
     Reply,
     ReportItem,
 )
+from .joins import REPLAY_SLICE_S, REPLAY_STEP_MAX
 from .journal import Journal
 from .orders import OrderRecord
 from .risk import Quotes
@@ -306,29 +307,46 @@ class Gateway:
             self._replay_wake.set()
 
     async def replay_task(self, pub: TrioSocket, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Send the replays in flight: one bounded step (``joins.REPLAY_STEP`` reports over every
-        strategy catching up) at a time, with a checkpoint between steps, so that orders and reports
-        of other strategies are handled between them. Publishes on the report task's socket: every
-        report it reads was committed before (commits happen between the report task's awaits)."""
+        """Send the replays in flight, a short step at a time (:meth:`replay_step`) with a checkpoint
+        between steps, so that orders and reports of other strategies are handled between them; a
+        step is skipped while the report stage has work queued (at most 8 in a row, so a replay
+        always moves on). Publishes on the report task's socket: every report it reads was committed
+        before (commits happen between the report task's awaits)."""
         task_status.started()
         engine = self.engine
+        waiting = self.ev_recv.statistics
         while True:
             await self._replay_wake.wait()
             self._replay_wake = trio.Event()
+            deferred = 0
             while engine.replays.active:
-                self.replay_step(pub)
+                if deferred < 8 and waiting().current_buffer_used:
+                    deferred += 1
+                else:
+                    deferred = 0
+                    self.replay_step(pub)
                 await trio.lowlevel.checkpoint()
 
     def replay_step(self, pub: TrioSocket) -> int:
-        """One step of the replays in flight; the number of reports sent."""
+        """One step of the replays in flight: passes of ``joins.REPLAY_STEP`` reports over every
+        strategy catching up, until ``REPLAY_SLICE_S`` has passed or ``REPLAY_STEP_MAX`` reports were
+        sent. Returns the number sent."""
         n = 0
         t = now_ms()
-        for sid, after, limit in self.engine.replay_chunks():
-            reports = self.journal.reports_after(sid, after, limit)
-            for r in reports:
-                self._send_report(pub, r)
-            self.engine.replayed(sid, after, limit, reports, t)
-            n += len(reports)
+        end = time.perf_counter() + REPLAY_SLICE_S
+        engine = self.engine
+        while n < REPLAY_STEP_MAX:
+            chunks = engine.replay_chunks()
+            if not chunks:
+                break
+            for sid, after, limit in chunks:
+                reports = self.journal.reports_after(sid, after, limit)
+                for r in reports:
+                    self._send_report(pub, r)
+                engine.replayed(sid, after, limit, reports, t)
+                n += len(reports)
+            if time.perf_counter() >= end:
+                break
         return n
 
     def _departed(self, sid: str) -> None:

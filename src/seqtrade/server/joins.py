@@ -32,6 +32,8 @@ __all__ = [
     "NEW_IDS_PER_WINDOW",
     "NEW_ID_WINDOW_MS",
     "REPLAY_STEP",
+    "REPLAY_STEP_MAX",
+    "REPLAY_SLICE_S",
     "SESSION_SILENCE_MS",
     "REPLAY_COOLDOWN_MS",
 ]
@@ -39,7 +41,9 @@ __all__ = [
 NEW_IDS_PER_WINDOW = 200  # strategy ids never seen before, admitted per window
 NEW_ID_WINDOW_MS = 1_000
 SESSION_SILENCE_MS = 3_000  # an owner whose last heartbeat is older than this may be taken over
-REPLAY_STEP = 256  # reports replayed per step of the replay task, over every strategy catching up
+REPLAY_STEP = 16  # reports read and sent per pass, over every strategy catching up
+REPLAY_STEP_MAX = 256  # reports per step of the replay task at most (a step is also cut by time)
+REPLAY_SLICE_S = 0.0001  # a step of the replay task ends after the pass that crosses this
 # After a replay ends, the next one for that strategy starts no sooner than this: hellos queued
 # during a replay (a burst, or a client that says hello every 100 ms with fresh nonces) would
 # otherwise each start a new one as soon as it ends. They are coalesced; the client repeats.
