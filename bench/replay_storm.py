@@ -30,32 +30,12 @@ from typing import Any
 import zmq
 
 from seqtrade import wire
+from seqtrade.bench.run import SYMBOL as S
+from seqtrade.bench.run import server_config
 from seqtrade.config import parse_config
 from seqtrade.models import Hello, OrderReport, OrderRequest, OrderStatus, OrderType, Side, Welcome
 from seqtrade.server.control import request as control_request
 from seqtrade.server.journal import Journal
-
-S = "BTC-USDT"
-CONFIG = """
-[server]
-run_dir = "run"
-status_interval = 0
-heartbeat_timeout = 30.0
-shutdown_policy = "leave"
-log_level = "WARNING"
-
-[venue]
-kind = "paper"
-symbols = ["BTC-USDT"]
-
-[venue.paper]
-tick_interval = 3600.0
-tick_size = 0.1
-lot_size = 0.001
-min_size = 0.001
-level_size = 1000000.0
-state_path = ""
-"""
 
 
 def prefill(journal_path: Path, n: int) -> None:
@@ -179,8 +159,9 @@ def main() -> int:
     server = None
     try:
         cfg_path = d / "server.toml"
-        cfg_path.write_text(CONFIG)
-        config = parse_config(CONFIG, base_dir=str(d))
+        text = server_config(rate=0)  # the bench's still paper market, journal as shipped
+        cfg_path.write_text(text)
+        config = parse_config(text, base_dir=str(d))
         config.run_dir.mkdir(mode=0o700)
         t = time.perf_counter()
         prefill(config.journal_path, args.history)

@@ -8,7 +8,7 @@ two functions that turn the model into a body map and back, written side by side
 directions dispatch through the tables, never through ``isinstance`` chains:
 
 - :data:`MARKET_DATA_TYPES` (ticker, book, trade, status) and :data:`REPORT_TYPES` (order_report,
-  welcome) are what the server publishes; :data:`MESSAGE_TYPES` is both, what :func:`decode_message`
+  welcome, refusal) are what the server publishes; :data:`MESSAGE_TYPES` is both, what :func:`decode_message`
   reads.
 - :data:`REQUEST_TYPES` is what strategies send; :func:`parse_request` reads it.
 - :data:`CODECS` maps each model class to its entry; :func:`encode_message` uses it.

@@ -8,6 +8,9 @@ Two stages, as in the server's two tasks:
 - **Requests** (:meth:`Engine.on_request`, :meth:`Engine.on_bad_frame`, ...) give an :class:`Output`:
   new orders to journal, items for the report stage, venue commands. The shell performs them in that
   order (*persist, then send*: an order row is committed before the order goes to the venue).
+- **Joins** (:meth:`Engine.on_hello`): a welcome first, then the replay it announces, in paced
+  chunks (:meth:`Engine.replay_chunks`), at most one per strategy; sessions, goodbyes and the budget
+  for new strategy ids are :mod:`seqtrade.server.joins`'s rules.
 - **Reports** run in one place so that seqs are given in the order reports are journaled and
   published. The report stage takes the items of the request stage (:class:`Reply`, :class:`Replay`),
   venue events and the end of recovery (:data:`RECOVERED`), each turned into :class:`Pending` reports
