@@ -283,9 +283,9 @@ class Strategy:
         """Called once when the strategy stops: after ``stop()``, SIGINT (Ctrl-C) or SIGTERM.
 
         Only if ``on_start`` was called. Order helpers still work here, and the requests they queue
-        are sent before the process exits: ``self.cancel_all()`` leaves nothing resting. Orders left
-        open stay open at the exchange (the server's ``dead_strategy_policy`` decides what happens to
-        them once heartbeats stop).
+        are sent before the process exits: ``self.cancel_all()`` leaves nothing resting. Then the
+        process says goodbye to the server, which applies its ``dead_strategy_policy`` to the orders
+        left open at once (cancel them, or leave them open at the exchange).
         """
 
     # ------------------------------------------------------------------ orders
