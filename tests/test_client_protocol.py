@@ -204,8 +204,11 @@ def test_hellos_and_heartbeats_name_the_session_and_a_refusal_for_it_stops_the_j
     r.hello(0.0)
     r.receive_report_frame(frame(Refusal(SID, "n1", "sess-a", "in use", 1.0)), 0.0)
     r.tick(1.5, 0)
-    assert isinstance(r.receive_report_frame(frame(Welcome(SID, "n1", 0, [])), 1.6), Synced)
-    assert r.joined and r.refused is None and not r.gave_up
+    assert r.receive_report_frame(frame(Welcome(SID, "n1", 1, [])), 1.6) is None  # let in, catching up
+    r.tick(2.5, 0)  # past the refusal's deadline: not given up, the welcome came
+    assert not r.gave_up and r.refused is None
+    ev = r.receive_report_frame(frame(report(1)), 2.6)
+    assert isinstance(ev, Report) and ev.synced is not None and r.joined
     q = joined(protocol(session="sess-a"))
     q.tick(1.0, 5)
     q.goodbye()

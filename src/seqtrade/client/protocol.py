@@ -372,6 +372,9 @@ class ClientProtocol:
     def _on_welcome(self, msg: Welcome, now: float) -> Synced | None:
         if not (self.nonce and msg.nonce == self.nonce):
             return None  # a welcome for another hello (ours or not)
+        if self.refused is not None:
+            log.info("the id's previous process is gone: joining in its place")
+            self.refused = None
         if self.target is not None:
             # A repeated welcome for the hello we catch up with (the server answers a repeat of
             # the hello with its welcome again): the replay goes on to the newer seq.
@@ -397,9 +400,6 @@ class ClientProtocol:
             log.error("server holds reports up to seq %d but we handled %d: following the server",
                       msg.last_seq, self.last_seq)  # fmt: skip
             self.last_seq = msg.last_seq
-        if self.refused is not None:
-            log.info("the id's previous process is gone: joined in its place")
-            self.refused = None
         first = not self.joined
         if first and msg.protocol != PROTOCOL_VERSION:
             # A change a client of our version could misread bumps the number (docs/protocol.md).
