@@ -18,8 +18,8 @@ import zmq
 from seqtrade import wire
 from seqtrade.bus import TrioSocket
 from seqtrade.client import Endpoints
-from seqtrade.client.protocol import ClientProtocol, Report, Synced
-from seqtrade.models import OrderReport, OrderRequest, OrderType, Side, Welcome
+from seqtrade.client.protocol import ClientProtocol, Refused, Report, Synced
+from seqtrade.models import OrderReport, OrderRequest, OrderType, Refusal, Side, Welcome
 from seqtrade.security import apply_client_curve
 
 
@@ -92,7 +92,7 @@ class Peer:
         for msg in self.proto.requests_to_send():
             await self.send(msg)
 
-    async def _next_event(self) -> Report | Synced:
+    async def _next_event(self) -> Report | Synced | Refused:
         """Feed the protocol until it hands over an event, sending what it asks for on the way
         (a hello every 100 ms while one is in flight, as the product's loop does)."""
         while True:
@@ -109,8 +109,14 @@ class Peer:
                 return ev
 
     async def join(self, last_seq: int | None = None) -> Welcome:
-        """Join as the product does: hello until the welcome that proves we have every report; the
-        reports replayed before it are collected in order."""
+        """Join as the product does: hello until the welcome, then the reports up to its last seq,
+        collected in order; returns the welcome once we hold them all."""
+        welcome = await self.try_join(last_seq)
+        assert isinstance(welcome, Welcome), f"refused: {welcome.reason}"
+        return welcome
+
+    async def try_join(self, last_seq: int | None = None) -> Welcome | Refusal:
+        """:meth:`join`, or the server's refusal."""
         if last_seq is not None:
             self.last_seq = last_seq
         self.proto.hello(trio.current_time())
@@ -119,8 +125,12 @@ class Peer:
             ev = await self._next_event()
             if isinstance(ev, Report):
                 self.reports.append(ev.report)
-            else:
+                if ev.synced is not None:
+                    return ev.synced.welcome
+            elif isinstance(ev, Synced):
                 return ev.welcome
+            else:
+                return ev.refusal
 
     async def report(self) -> OrderReport:
         """The next new report (duplicates by seq are dropped, as a client must). Once joined, the
@@ -132,6 +142,7 @@ class Peer:
             if isinstance(ev, Report):
                 self.reports.append(ev.report)
                 return ev.report
+            assert not isinstance(ev, Refused), f"refused: {ev.refusal.reason}"
 
     def coid(self) -> str:
         self.n += 1

@@ -9,20 +9,26 @@ from hypothesis import strategies as st
 
 from seqtrade import wire
 from seqtrade.client.protocol import (
+    CATCHUP_STALL,
     HEARTBEAT_INTERVAL,
     HELLO_INTERVAL,
+    SERVER_SILENT,
     STALL,
     SYNC_INTERVAL,
     ClientProtocol,
+    Refused,
     Report,
+    ServerLost,
     Synced,
 )
 from seqtrade.models import (
     Book,
+    Goodbye,
     Heartbeat,
     Hello,
     OrderReport,
     OrderStatus,
+    Refusal,
     Ticker,
     Trade,
     VenueStatus,
@@ -41,9 +47,11 @@ def frame(msg: object) -> bytes:
     return wire.encode_message(msg)
 
 
-def protocol(last_seq: int = 0) -> ClientProtocol:
+def protocol(last_seq: int = 0, session: str = "") -> ClientProtocol:
+    """A protocol with nonces n1, n2, ... and (unless given) no session, as a client that does not
+    name its session: the hellos below compare equal to Hello(SID, seq, nonce)."""
     n = itertools.count(1)
-    return ClientProtocol(SID, last_seq=last_seq, nonce_factory=lambda: f"n{next(n)}")
+    return ClientProtocol(SID, last_seq=last_seq, nonce_factory=lambda: f"n{next(n)}", session=session)
 
 
 def hellos(proto: ClientProtocol) -> list[Hello]:
@@ -105,21 +113,135 @@ def test_welcome_with_another_nonce_is_ignored():
     assert isinstance(p.receive_report_frame(frame(Welcome(SID, "n1", 0, [])), 0.2), Synced)
 
 
-def test_welcome_ahead_of_us_is_not_a_join_but_a_new_hello():
-    """The cause of the flaky server test: a subscription that goes live in the middle of a replay
-    gets the welcome without the reports before it. The welcome's last_seq shows it: hello again."""
+def test_welcome_ahead_of_us_starts_the_catch_up_and_the_last_report_completes_the_join():
+    """The welcome comes first and names the server's last seq; the join completes on the report
+    that brings us to it, and no hello is sent while the replay comes."""
     p = protocol()
     p.hello(0.0)
     hellos(p)
-    assert p.receive_report_frame(frame(report(3)), 0.01) is None  # past a gap while joining: no hello yet
+    assert p.receive_report_frame(frame(Welcome(SID, "n1", 3, [report(3)])), 0.01) is None
+    assert not p.joined and p.target == 3
+    p.tick(0.5, 0)
+    assert p.requests_to_send() == []  # catching up: no hello
+    assert p.receive_report_frame(frame(report(1)), 0.02) == Report(report(1), joining=True)
+    assert p.receive_report_frame(frame(report(5)), 0.02) is None  # live, beyond 3: the replay brings it
+    assert p.requests_to_send() == [] and p.report_gaps == 0
+    assert p.receive_report_frame(frame(report(2)), 0.02) == Report(report(2), joining=True)
+    ev = p.receive_report_frame(frame(report(3)), 0.03)
+    assert isinstance(ev, Report) and ev.joining and isinstance(ev.synced, Synced) and ev.synced.first
+    assert ev.synced.welcome.open_orders == [report(3)]
+    assert p.joined and p.nonce == "" and p.target is None
+    assert p.receive_report_frame(frame(report(4)), 0.04) == Report(report(4), joining=False)
+
+
+def test_a_gap_while_catching_up_asks_again_with_a_fresh_nonce():
+    """A report lost from the replay: what follows is dropped, and one hello asks again from where we
+    are (the server answers it once the replay in flight has ended)."""
+    p = protocol()
+    p.hello(0.0)
+    hellos(p)
+    assert p.receive_report_frame(frame(Welcome(SID, "n1", 10, [])), 0.0) is None
+    assert p.receive_report_frame(frame(report(1)), 0.0) is not None
+    assert p.receive_report_frame(frame(report(3)), 0.0) is None  # 2 lost
+    assert hellos(p) == [Hello(SID, 1, "n2")] and p.report_gaps == 1 and p.target is None
+    assert p.receive_report_frame(frame(report(4)), 0.0) is None  # the rest of that replay: dropped
+    assert p.requests_to_send() == [] and p.report_gaps == 1
+    p.tick(HELLO_INTERVAL, 0)
+    assert hellos(p) == [Hello(SID, 1, "n2")]  # re-sent until its welcome
+    assert p.receive_report_frame(frame(Welcome(SID, "n2", 10, [])), 0.2) is None
+    for seq in range(2, 10):
+        assert p.receive_report_frame(frame(report(seq)), 0.2) == Report(report(seq), joining=True)
+    ev = p.receive_report_frame(frame(report(10)), 0.2)
+    assert isinstance(ev, Report) and ev.synced is not None and p.joined
+
+
+def test_a_catch_up_that_stops_is_asked_again():
+    """The replay stopped coming (the server restarted mid-replay): after CATCHUP_STALL, a hello."""
+    p = protocol()
+    p.hello(0.0)
+    hellos(p)
+    p.receive_report_frame(frame(Welcome(SID, "n1", 5, [])), 0.0)
+    p.receive_report_frame(frame(report(1)), 1.0)
+    assert p.next_wakeup() == 1.0 + CATCHUP_STALL
+    p.tick(1.0 + CATCHUP_STALL - 0.01, 0)
     assert p.requests_to_send() == []
-    assert p.receive_report_frame(frame(Welcome(SID, "n1", 3, [])), 0.01) is None
-    assert not p.joined and hellos(p) == [Hello(SID, 0, "n2")]
-    for seq in (1, 2, 3):
-        assert p.receive_report_frame(frame(report(seq)), 0.02) == Report(report(seq), joining=True)
-    assert p.receive_report_frame(frame(Welcome(SID, "n1", 3, [])), 0.02) is None  # the old nonce
-    ev = p.receive_report_frame(frame(Welcome(SID, "n2", 3, [])), 0.02)
-    assert isinstance(ev, Synced) and ev.first and p.last_seq == 3
+    p.tick(1.0 + CATCHUP_STALL + 0.01, 0)
+    assert hellos(p) == [Hello(SID, 1, "n2")]
+
+
+def test_a_repeated_welcome_only_moves_the_target_on():
+    p = protocol()
+    p.hello(0.0)
+    hellos(p)
+    p.receive_report_frame(frame(Welcome(SID, "n1", 2, [])), 0.0)
+    assert p.receive_report_frame(frame(Welcome(SID, "n1", 3, [report(3)])), 0.0) is None
+    assert p.receive_report_frame(frame(Welcome(SID, "n1", 1, [])), 0.0) is None  # an older copy
+    assert p.target == 3 and p.last_seq == 0
+    p.receive_report_frame(frame(report(1)), 0.0)
+    assert p.receive_report_frame(frame(report(2)), 0.0) == Report(report(2), joining=True)
+    ev = p.receive_report_frame(frame(report(3)), 0.0)
+    assert isinstance(ev, Report) and ev.synced is not None and ev.synced.welcome.last_seq == 3
+
+
+def test_hellos_and_heartbeats_name_the_session_and_a_refusal_for_it_stops_the_join():
+    p = protocol(session="sess-a")
+    p.hello(0.0)
+    (h,) = hellos(p)
+    assert h.session == "sess-a"
+    assert p.receive_report_frame(frame(Refusal(SID, "n1", "sess-b", "in use")), 0.0) is None  # not ours
+    ev = p.receive_report_frame(frame(Refusal(SID, "n1", "sess-a", "in use by another process", 2.0)), 0.0)
+    assert isinstance(ev, Refused) and ev.first and ev.refusal.reason == "in use by another process"
+    # asked again once a second until the owner could have been taken over (2 s + 1 s), then given up
+    sent = []
+    for i in range(1, 41):
+        p.tick(i / 10, 0)
+        sent += hellos(p)
+        ev = p.receive_report_frame(frame(Refusal(SID, "n1", "sess-a", "in use", 2.0 - i / 10)), i / 10)
+        assert ev is None or (isinstance(ev, Refused) and not ev.first)
+    assert 2 <= len(sent) <= 4 and p.gave_up and p.nonce == ""
+    # a process that was refused a while, then let in (the owner was gone): joined
+    r = protocol(session="sess-a")
+    r.hello(0.0)
+    r.receive_report_frame(frame(Refusal(SID, "n1", "sess-a", "in use", 1.0)), 0.0)
+    r.tick(1.5, 0)
+    assert r.receive_report_frame(frame(Welcome(SID, "n1", 1, [])), 1.6) is None  # let in, catching up
+    r.tick(2.5, 0)  # past the refusal's deadline: not given up, the welcome came
+    assert not r.gave_up and r.refused is None
+    ev = r.receive_report_frame(frame(report(1)), 2.6)
+    assert isinstance(ev, Report) and ev.synced is not None and r.joined
+    q = joined(protocol(session="sess-a"))
+    q.tick(1.0, 5)
+    q.goodbye()
+    assert [m for m in q.requests_to_send() if not isinstance(m, Hello)] == [
+        Heartbeat(SID, 5, "sess-a"), Goodbye(SID, "sess-a")
+    ]  # fmt: skip
+
+
+def test_a_silent_server_is_lost_once_then_rejoined_and_back():
+    p = joined(protocol(last_seq=2), now=0.0, last_seq=2)
+    status = VenueStatus("paper", True, [S], 1, seq=1)
+    t = 0.0
+    while t < 3.0:  # status every second: alive
+        p.receive_md_frame(frame(status))
+        assert p.tick(t, 0) is None
+        t += 0.25
+    p.requests_to_send()
+    lost = []
+    after_loss: list[Hello] = []
+    while t < 3.0 + SERVER_SILENT + 3.0:  # silence
+        ev = p.tick(t, 0)
+        if ev is not None:
+            lost.append((t, ev))
+        sent = [m for m in p.requests_to_send() if isinstance(m, Hello)]
+        if lost:
+            after_loss += sent
+        t = round(t + 0.25, 2)
+    ((t_lost, ev),) = lost
+    assert isinstance(ev, ServerLost) and ev.silent > SERVER_SILENT and p.lost
+    assert after_loss[0].nonce == p.nonce and after_loss[0].last_seq == 2
+    assert len(after_loss) <= 4  # one hello a second while lost (about 3 s here), not ten a second
+    ev2 = p.receive_report_frame(frame(Welcome(SID, p.nonce, 2, [])), t)
+    assert isinstance(ev2, Synced) and ev2.back and not ev2.first and not p.lost
 
 
 def test_a_server_of_another_protocol_version_is_named_in_the_log(caplog):
@@ -291,13 +413,13 @@ def test_market_data_seq_gaps_are_counted_per_topic():
 
 
 class _Server:
-    """A journal of ``n`` reports answering hellos as the server does: replay after last_seq, welcome."""
+    """A journal of ``n`` reports answering hellos as the server does: welcome, replay after last_seq."""
 
     def __init__(self, n: int) -> None:
         self.journal = [report(seq) for seq in range(1, n + 1)]
 
     def answer(self, hello: Hello) -> list[object]:
-        return [*self.journal[hello.last_seq :], Welcome(SID, hello.nonce, len(self.journal), [])]
+        return [Welcome(SID, hello.nonce, len(self.journal), []), *self.journal[hello.last_seq :]]
 
 
 OPS = st.lists(
@@ -329,8 +451,9 @@ def test_any_delivery_hands_each_report_over_once_in_seq_order(n, ops):
         ev = p.receive_report_frame(frame(msg), now)
         if isinstance(ev, Report):
             handed.append(ev)
-        elif isinstance(ev, Synced):
-            assert p.last_seq == ev.welcome.last_seq == len(server.journal), "a welcome accepted too soon"
+            ev = ev.synced
+        if isinstance(ev, Synced):
+            assert p.last_seq == ev.welcome.last_seq, "a join completed before we held the welcome's seq"
             assert ev.first == (syncs == 0)
             syncs += 1
             if ev.first:

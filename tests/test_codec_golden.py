@@ -28,12 +28,14 @@ from seqtrade.models import (
     Book,
     CancelAll,
     CancelRequest,
+    Goodbye,
     Heartbeat,
     Hello,
     OrderReport,
     OrderRequest,
     OrderStatus,
     OrderType,
+    Refusal,
     Side,
     Ticker,
     Trade,
@@ -73,6 +75,8 @@ MESSAGES: dict[str, Any] = {
     "report_big": _report(2**63 - 1, gw_ns=2**64 - 1, timestamp=2**63 - 1),
     "welcome": Welcome("s1", "nonce-1", 12, [_report(3), _report(5, OrderStatus.PARTIALLY_FILLED)], 1, 8),
     "welcome_empty": Welcome("s-2", 123456, 0, [], 1, 0),
+    "welcome_symbols": Welcome("s1", "n", 3, [], 1, 2, ["BTC-USDT", "ETH-USDT"]),
+    "refusal": Refusal("s1", "nonce-2", "sess-b", "strategy id 's1' is in use by another live process", 2.5),
     "order_limit": OrderRequest(
         "s1", "c-1", "BTC-USDT", Side.BUY, OrderType.LIMIT, 100.5, 2.0, 1_700_000_000_000
     ),
@@ -94,10 +98,14 @@ MESSAGES: dict[str, Any] = {
     "hello_int_nonce": Hello("s1", 0, 12345, 1),
     "hello_big": Hello("s" * 32, 2**63 - 1, "n" * 128, 1),
     "heartbeat": Heartbeat("s1", 1_700_000_000_000),
-    "heartbeat_errors": Heartbeat("s1", 1_700_000_000_000, {"on_ticker": 1234, "on_order": 0}),
+    "heartbeat_errors": Heartbeat("s1", 1_700_000_000_000, errors={"on_ticker": 1234, "on_order": 0}),
+    "hello_session": Hello("s1", 7, "abc", 1, "sess-a"),
+    "heartbeat_session": Heartbeat("s1", 1_700_000_000_000, "sess-a"),
+    "goodbye": Goodbye("s1"),
+    "goodbye_session": Goodbye("s1", "sess-a"),
 }
 
-REQUESTS = (OrderRequest, CancelRequest, AmendRequest, CancelAll, Hello, Heartbeat)
+REQUESTS = (OrderRequest, CancelRequest, AmendRequest, CancelAll, Hello, Heartbeat, Goodbye)
 
 # Values that break each key in its own way: absent, null, booleans, negatives, zero, fractions,
 # non-finite numbers, huge integers, long and empty strings, lists, maps, bytes.

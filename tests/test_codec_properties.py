@@ -19,12 +19,14 @@ from seqtrade.models import (
     Book,
     CancelAll,
     CancelRequest,
+    Goodbye,
     Heartbeat,
     Hello,
     OrderReport,
     OrderRequest,
     OrderStatus,
     OrderType,
+    Refusal,
     Side,
     Ticker,
     Trade,
@@ -55,7 +57,16 @@ MESSAGES: dict[type, st.SearchStrategy[Any]] = {
     Trade: st.builds(Trade, symbols, u63, texts, floats, floats, side_names, u63, u64),
     VenueStatus: st.builds(VenueStatus, ids, st.booleans(), st.lists(symbols, max_size=5), u63, u63, u64),
     OrderReport: reports,
-    Welcome: st.builds(Welcome, ids, texts | u63, u63, st.lists(reports, max_size=3), st.just(1), u64),
+    Welcome: st.builds(
+        Welcome,
+        ids,
+        texts | u63,
+        u63,
+        st.lists(reports, max_size=3),
+        st.just(1),
+        u64,
+        st.lists(symbols, max_size=3),
+    ),
     OrderRequest: st.one_of(
         st.builds(
             OrderRequest,
@@ -92,8 +103,13 @@ MESSAGES: dict[type, st.SearchStrategy[Any]] = {
         u63,
         st.text(max_size=128) | st.integers(-(2**63), 2**64 - 1),
         st.just(wire.PROTOCOL_VERSION),
+        st.just("") | st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True),
     ),
-    Heartbeat: st.builds(Heartbeat, ids, u63),
+    Heartbeat: st.builds(
+        Heartbeat, ids, u63, st.just("") | st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)
+    ),
+    Goodbye: st.builds(Goodbye, ids, st.just("") | st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)),
+    Refusal: st.builds(Refusal, ids, texts | u63, texts, texts, floats),
 }
 any_message = st.sampled_from(sorted(MESSAGES, key=lambda c: c.__name__)).flatmap(lambda cls: MESSAGES[cls])
 
@@ -105,10 +121,10 @@ def test_every_table_entry_has_a_strategy():
 
 def test_tables_are_split_by_channel_and_keep_the_protocol_order():
     assert list(wire.REQUEST_TYPES) == [
-        "order_request", "cancel_request", "amend_request", "cancel_all", "hello", "heartbeat"
+        "order_request", "cancel_request", "amend_request", "cancel_all", "hello", "heartbeat", "goodbye"
     ]  # fmt: skip
     assert list(wire.MARKET_DATA_TYPES) == ["ticker", "book", "trade", "status"]
-    assert list(wire.REPORT_TYPES) == ["order_report", "welcome"]
+    assert list(wire.REPORT_TYPES) == ["order_report", "welcome", "refusal"]
     assert wire.MESSAGE_TYPES == {**wire.MARKET_DATA_TYPES, **wire.REPORT_TYPES}
     assert all(c.kind == "report" for c in wire.REPORT_TYPES.values())
     assert all(c.kind == c.type for c in (*wire.MARKET_DATA_TYPES.values(), *wire.REQUEST_TYPES.values()))

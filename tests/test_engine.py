@@ -130,6 +130,7 @@ class Shell:
             tuple[Welcome, list[OrderReport], int]
         ] = []  # (welcome, replayed, hello.last_seq)
         self.accepting = False
+        self.replay_ms = 0
 
     # the request stage
     def request(self, req: object) -> None:
@@ -216,10 +217,16 @@ class Shell:
             elif isinstance(step, Reply):
                 assert step.report is not None and step.resend
             elif isinstance(step, Replay):
-                sid, after, limit = self.engine.on_hello(step.hello)
-                replayed = self.journal.reports_after(sid, after, limit)
-                welcome = self.engine.welcome(step.hello, len(replayed), 0)
-                assert welcome is not None
+                # the welcome first, then the replay it announces (here all of it at once)
+                self.replay_ms += 10_000  # hellos far apart: no replay cooldown in the way
+                welcome = self.engine.on_hello(step.hello, self.replay_ms * 1_000_000)
+                assert welcome is not None and step.refusal is None
+                replayed = []
+                while chunks := self.engine.replay_chunks():
+                    for sid, after, limit in chunks:
+                        got = self.journal.reports_after(sid, after, limit)
+                        self.engine.replayed(sid, after, limit, got, self.replay_ms)
+                        replayed += got
                 self.welcomes.append((welcome, replayed, step.hello.last_seq))
             else:
                 assert step is RECOVERED
@@ -311,7 +318,7 @@ def test_cancel_all_and_a_dead_strategy(shell: Shell) -> None:
     assert cancel == Cancel(shell.engine.open_records("b")[0].venue_order_id, S)
 
 
-def test_a_replay_ends_with_a_welcome_that_names_the_last_seq_and_the_open_orders(shell: Shell) -> None:
+def test_a_welcome_names_the_last_seq_and_the_open_orders_and_the_replay_follows(shell: Shell) -> None:
     shell.request(order("a", "c1"))
     shell.request(order("a", "c2"))
     shell.venue_step(0, 0, 0.0)  # c1 accepted
@@ -455,7 +462,7 @@ def _check(shell: Shell) -> None:
                 assert rec.filled_quantity == pytest.approx(shell.venue[rec.venue_order_id].filled, abs=1e-9)
             position += r.filled_quantity if r.side == "buy" else -r.filled_quantity
         assert shell.accounts.position(sid, S) == pytest.approx(position, abs=1e-9)
-    # every welcome follows a replay of exactly the reports after the hello's seq, and names the last seq
+    # every welcome names the last seq, and the replay after it is exactly the reports after the hello's seq
     for welcome, replayed, after in shell.welcomes:
         assert [r.seq for r in replayed] == list(range(after + 1, welcome.last_seq + 1))
 

@@ -55,7 +55,7 @@ def test_a_heartbeat_carries_the_counts_and_a_bad_errors_map_is_refused() -> Non
     from seqtrade.errors import WireError
     from seqtrade.models import Heartbeat
 
-    hb = Heartbeat("s1", 1_700_000_000_000, {"on_ticker": 1234})
+    hb = Heartbeat("s1", 1_700_000_000_000, errors={"on_ticker": 1234})
     assert wire.parse_request(wire.encode_message(hb)) == hb
     plain = Heartbeat("s1", 1_700_000_000_000)
     assert b"errors" not in wire.encode_message(plain)  # optional: absent unless sent
@@ -88,5 +88,5 @@ def test_what_the_heartbeat_carries_is_always_a_valid_errors_map() -> None:
     sent = e.for_heartbeat()
     assert len(sent) == 64 and all(0 < len(k) <= 64 for k in sent)
     assert sent["timer_099"] == 100 and "timer_000" not in sent  # the largest counts are kept
-    hb = Heartbeat("s1", 1, sent)
+    hb = Heartbeat("s1", 1, errors=sent)
     assert wire.parse_request(wire.encode_message(hb)) == hb

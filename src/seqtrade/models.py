@@ -25,8 +25,10 @@ __all__ = [
     "CancelAll",
     "Hello",
     "Heartbeat",
+    "Goodbye",
     "OrderReport",
     "Welcome",
+    "Refusal",
     "PROTOCOL_VERSION",
 ]
 
@@ -232,12 +234,17 @@ class CancelAll:
 
 @dataclass(slots=True)
 class Hello:
-    """Join or re-join: "send me every report after ``last_seq``, then a welcome with this nonce"."""
+    """Join or re-join: "a welcome with this nonce, then every report after ``last_seq``".
+
+    ``session`` names the strategy process (the same for every hello and heartbeat it sends; "" for
+    a client that does not say): the server refuses a second live session for one strategy id.
+    """
 
     strategy_id: str
     last_seq: int
     nonce: str | int
     protocol: int = PROTOCOL_VERSION
+    session: str = ""
 
 
 @dataclass(slots=True)
@@ -251,7 +258,16 @@ class Heartbeat:
 
     strategy_id: str
     timestamp: int
+    session: str = ""  # the sending process's session, as in its hello
     errors: dict[str, int] | None = None
+
+
+@dataclass(slots=True)
+class Goodbye:
+    """A strategy leaves cleanly (``goodbye``): the server applies its dead-strategy policy at once."""
+
+    strategy_id: str
+    session: str = ""
 
 
 # --------------------------------------------------------------------------- server -> strategy
@@ -322,7 +338,9 @@ class OrderReport:
 
 @dataclass(slots=True)
 class Welcome:
-    """The server's answer to a hello, after the replay: the join is complete (``welcome``)."""
+    """The server's answer to a hello, before the replay (``welcome``): the server holds reports up
+    to ``last_seq``; the ones after the hello's ``last_seq`` follow in order. ``open_orders`` are as
+    of ``last_seq``; ``symbols`` are the symbols the server serves (empty from an older server)."""
 
     strategy_id: str
     nonce: str | int
@@ -330,3 +348,17 @@ class Welcome:
     open_orders: list[OrderReport] = field(default_factory=list)
     protocol: int = PROTOCOL_VERSION
     gw_ns: int = 0
+    symbols: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Refusal:
+    """The server's answer to a hello it will not serve (``refusal``), for the process whose hello
+    had this ``nonce`` and ``session``: another live session owns the strategy id. ``retry_after``:
+    seconds until the owner may be taken over if it stays silent from now."""
+
+    strategy_id: str
+    nonce: str | int
+    session: str
+    reason: str
+    retry_after: float = 0.0

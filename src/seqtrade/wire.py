@@ -8,7 +8,7 @@ two functions that turn the model into a body map and back, written side by side
 directions dispatch through the tables, never through ``isinstance`` chains:
 
 - :data:`MARKET_DATA_TYPES` (ticker, book, trade, status) and :data:`REPORT_TYPES` (order_report,
-  welcome) are what the server publishes; :data:`MESSAGE_TYPES` is both, what :func:`decode_message`
+  welcome, refusal) are what the server publishes; :data:`MESSAGE_TYPES` is both, what :func:`decode_message`
   reads.
 - :data:`REQUEST_TYPES` is what strategies send; :func:`parse_request` reads it.
 - :data:`CODECS` maps each model class to its entry; :func:`encode_message` uses it.
@@ -58,12 +58,14 @@ from .models import (
     Book,
     CancelAll,
     CancelRequest,
+    Goodbye,
     Heartbeat,
     Hello,
     OrderReport,
     OrderRequest,
     OrderStatus,
     OrderType,
+    Refusal,
     Side,
     Ticker,
     Trade,
@@ -100,7 +102,7 @@ STRATEGY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
 CLIENT_ORDER_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
 _MAX_TOPIC = 160  # kind (<= 32) + key (symbols <= 64, strategy ids <= 32) + slashes, with room
 
-Request = OrderRequest | CancelRequest | AmendRequest | CancelAll | Hello | Heartbeat
+Request = OrderRequest | CancelRequest | AmendRequest | CancelAll | Hello | Heartbeat | Goodbye
 
 _pack = msgpack.Packer(use_bin_type=True).pack
 _unpackb = msgpack.unpackb
@@ -330,7 +332,7 @@ _ORDER_REPORT = Codec(
 
 
 def _welcome_body(w: Welcome) -> dict[str, Any]:
-    return {
+    body: dict[str, Any] = {
         "type": "welcome",
         "strategy_id": w.strategy_id,
         "nonce": w.nonce,
@@ -339,6 +341,9 @@ def _welcome_body(w: Welcome) -> dict[str, Any]:
         "protocol": w.protocol,
         "gw_ns": w.gw_ns,
     }
+    if w.symbols:  # an extension of version 1: absent when empty
+        body["symbols"] = list(w.symbols)
+    return body
 
 
 def _welcome_from_body(d: dict[str, Any]) -> Welcome:
@@ -349,10 +354,24 @@ def _welcome_from_body(d: dict[str, Any]) -> Welcome:
         open_orders=[report_from_body(r) for r in d.get("open_orders", [])],
         protocol=d.get("protocol", PROTOCOL_VERSION),
         gw_ns=d.get("gw_ns", 0),
+        symbols=[str(x) for x in d.get("symbols", [])],
     )
 
 
 _WELCOME = Codec("welcome", Welcome, "strategy_id", _welcome_body, _welcome_from_body, kind="report")
+
+
+def _refusal_body(r: Refusal) -> dict[str, Any]:
+    return {"type": "refusal", "strategy_id": r.strategy_id, "nonce": r.nonce, "session": r.session,
+            "reason": r.reason, "retry_after": float(r.retry_after)}  # fmt: skip
+
+
+def _refusal_from_body(d: dict[str, Any]) -> Refusal:
+    return Refusal(d["strategy_id"], d["nonce"], d.get("session", ""), d.get("reason", ""),
+                   d.get("retry_after", 0.0))  # fmt: skip
+
+
+_REFUSAL = Codec("refusal", Refusal, "strategy_id", _refusal_body, _refusal_from_body, kind="report")
 
 
 # --------------------------------------------------------------------------- strategy -> server
@@ -526,13 +545,23 @@ _CANCEL_ALL = Codec("cancel_all", CancelAll, "strategy_id", _cancel_all_body, _c
 
 
 def _hello_body(h: Hello) -> dict[str, Any]:
-    return {
+    body: dict[str, Any] = {
         "type": "hello",
         "strategy_id": h.strategy_id,
         "last_seq": h.last_seq,
         "nonce": h.nonce,
         "protocol": h.protocol,
     }
+    if h.session:  # an extension of version 1: absent for a client that does not say
+        body["session"] = h.session
+    return body
+
+
+_SESSION_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
+
+
+def _session(d: dict[str, Any], typ: str) -> str:
+    return _string(d, typ, "session", _SESSION_RE) if "session" in d else ""
 
 
 def _hello_from_body(d: dict[str, Any]) -> Hello:
@@ -550,16 +579,18 @@ def _hello_from_body(d: dict[str, Any]) -> Hello:
         or (isinstance(nonce, str) and len(nonce) > 128)
     ):
         raise WireError("hello: 'nonce' must be a string (<= 128 chars) or an integer")
-    return Hello(d["strategy_id"], _integer(d, "hello", "last_seq"), nonce, protocol)
+    return Hello(d["strategy_id"], _integer(d, "hello", "last_seq"), nonce, protocol, _session(d, "hello"))
 
 
 _HELLO = Codec("hello", Hello, "strategy_id", _hello_body, _hello_from_body)
 
 
 def _heartbeat_body(h: Heartbeat) -> dict[str, Any]:
-    body = {"type": "heartbeat", "strategy_id": h.strategy_id, "timestamp": h.timestamp}
+    body: dict[str, Any] = {"type": "heartbeat", "strategy_id": h.strategy_id, "timestamp": h.timestamp}
     if h.errors is not None:
         body["errors"] = h.errors
+    if h.session:
+        body["session"] = h.session
     return body
 
 
@@ -578,18 +609,34 @@ def _heartbeat_from_body(d: dict[str, Any]) -> Heartbeat:
                 raise WireError("heartbeat: 'errors' keys must be callback names (1-64 characters)")
             _integer(errors, "heartbeat errors", name)
         errors = dict(errors)
-    return Heartbeat(d["strategy_id"], _timestamp(d, "heartbeat", "timestamp"), errors)
+    return Heartbeat(
+        d["strategy_id"], _timestamp(d, "heartbeat", "timestamp"), _session(d, "heartbeat"), errors
+    )
 
 
 _HEARTBEAT = Codec("heartbeat", Heartbeat, "strategy_id", _heartbeat_body, _heartbeat_from_body)
 
 
+def _goodbye_body(g: Goodbye) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": "goodbye", "strategy_id": g.strategy_id}
+    if g.session:
+        body["session"] = g.session
+    return body
+
+
+def _goodbye_from_body(d: dict[str, Any]) -> Goodbye:
+    return Goodbye(d["strategy_id"], _session(d, "goodbye"))
+
+
+_GOODBYE = Codec("goodbye", Goodbye, "strategy_id", _goodbye_body, _goodbye_from_body)
+
+
 # --------------------------------------------------------------------------- the tables
 
 _MARKET_DATA: tuple[Codec[Any], ...] = (_TICKER, _BOOK, _TRADE, _STATUS)
-_REPORTS: tuple[Codec[Any], ...] = (_ORDER_REPORT, _WELCOME)
+_REPORTS: tuple[Codec[Any], ...] = (_ORDER_REPORT, _WELCOME, _REFUSAL)
 _REQUESTS: tuple[Codec[Any], ...] = (
-    _ORDER_REQUEST, _CANCEL_REQUEST, _AMEND_REQUEST, _CANCEL_ALL, _HELLO, _HEARTBEAT
+    _ORDER_REQUEST, _CANCEL_REQUEST, _AMEND_REQUEST, _CANCEL_ALL, _HELLO, _HEARTBEAT, _GOODBYE
 )  # fmt: skip
 
 MARKET_DATA_TYPES: Mapping[str, Codec[Any]] = {c.type: c for c in _MARKET_DATA}

@@ -13,7 +13,7 @@ from typing import Any
 from ..config import load_config
 from ..errors import SeqtradeError
 from .loading import load_strategy
-from .runner import Endpoints, run_strategy
+from .runner import DEFAULT_JOIN_TIMEOUT, Endpoints, run_strategy
 from .strategy import Strategy
 
 __all__ = ["add_run_arguments", "endpoints_from_args", "run_from_args", "run", "main"]
@@ -41,8 +41,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", action="append", default=[], type=_parse_param, metavar="KEY=VALUE",
                    help="a strategy parameter (TOML value); repeatable")  # fmt: skip
     p.add_argument(
-        "--join-timeout", type=float, default=None, help="give up if the server does not answer (seconds)"
-    )
+        "--join-timeout", type=float, default=DEFAULT_JOIN_TIMEOUT, metavar="SECONDS",
+        help=f"give up (exit code 2) if the server has not answered by then; 0: wait for ever "
+             f"(default: {DEFAULT_JOIN_TIMEOUT:g})",
+    )  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -66,7 +68,8 @@ def run_from_args(
     params.update(dict(args.param))
     strategy = cls(**params)
     sid = args.strategy_id or cls.__name__.lower()[:32]
-    return run_strategy(strategy, sid, endpoints_from_args(args), join_timeout=args.join_timeout)
+    join_timeout = args.join_timeout if args.join_timeout > 0 else None
+    return run_strategy(strategy, sid, endpoints_from_args(args), join_timeout=join_timeout)
 
 
 def run(cls: type[Strategy], argv: Sequence[str] | None = None) -> int:

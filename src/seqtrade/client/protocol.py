@@ -1,12 +1,13 @@
 """The client side of the wire protocol (docs/protocol.md) as one sans-io object.
 
 :class:`ClientProtocol` holds every rule a strategy process follows on the report and market-data
-channels: the join handshake (hello with a fresh nonce, re-sent every 100 ms until the welcome with
-that nonce, the welcome accepted only once the replay before it reached us), report de-duplication by
-seq, a hello on a report gap, after a stall of the loop, after the report socket reconnected, after a
+channels: the join handshake (hello with a fresh nonce and this process's session, re-sent every 100 ms
+until the welcome with that nonce; the welcome names the server's last seq and the reports up to it
+follow, the join complete once we hold it), report de-duplication by seq, a hello on a report gap, after a stall of the loop, after the report socket reconnected, after a
 server restart (the status seq going backwards) and every :data:`SYNC_INTERVAL` seconds, a heartbeat
-every second, following a server whose journal is behind us, and market-data seq gaps counted per
-topic. It owns no socket, reads no clock and starts no thread: frames and the time go in, events and
+every second, following a server whose journal is behind us, market-data seq gaps counted per
+topic, a server that fell silent (:class:`ServerLost`, then a re-join) and a refusal of our session
+(:class:`Refused`). It owns no socket, reads no clock and starts no thread: frames and the time go in, events and
 requests come out. The blocking loop in :mod:`seqtrade.client.runner`, the test peer and the unit
 tests all drive this same object.
 
@@ -16,11 +17,12 @@ How it is driven (all times are one monotonic clock, in seconds, chosen by the c
     proto.hello(now)                          # start the join
     for msg in proto.requests_to_send():      # Hello / Heartbeat models: encode and PUSH them
         ...
-    ev = proto.receive_report_frame(frame, now)   # Report | Synced | None
+    ev = proto.receive_report_frame(frame, now)   # Report | Synced | Refused | None
     md = proto.receive_md_frame(frame)            # Ticker | Book | Trade | VenueStatus | None
     proto.start(now)                          # the strategy started: heartbeats, sync and stall from here
-    proto.tick(now, wall_ms)                  # due hellos and heartbeats; call by proto.next_wakeup()
+    lost = proto.tick(now, wall_ms)           # due hellos and heartbeats; ServerLost | None
     proto.reconnected(now)                    # the report socket (re)connected
+    proto.goodbye()                           # leaving cleanly: queue the goodbye
 
 One frame is one message, so each ``receive_*`` call returns at most one event and the caller
 dispatches the return value directly: no event queue sits on the market-data path, whose latency is
@@ -32,9 +34,24 @@ Events:
 
 - :class:`Report`: the next report in seq order, each seq exactly once. ``joining`` is True while
   the first join is in progress: the report is part of the replay that rebuilds the strategy's state
-  and is not news to it (no ``on_order``).
-- :class:`Synced`: a welcome with our nonce after we had every report it counts: the open orders
-  are those of ``welcome.open_orders``. ``first`` is True for the welcome that completes the join.
+  and is not news to it (no ``on_order``). ``synced`` is set on the report that completes a join
+  (we now hold the welcome's last seq).
+- :class:`Synced`: a join complete: a welcome with our nonce and every report up to its
+  ``last_seq`` handled (returned by itself when the welcome needs no report, else as
+  ``Report.synced``). The open orders are those of ``welcome.open_orders``. ``first`` is True for
+  the join that started the strategy, ``back`` for one that ends a :class:`ServerLost`.
+- :class:`Refused`: the server refused our hello (another live process owns the strategy id).
+  ``first`` on the first one: we keep asking (a hello a second) until the refusal's
+  ``retry_after`` has passed once more, in case that process is gone (killed without a goodbye);
+  then :attr:`ClientProtocol.gave_up` is True and nothing more is sent.
+- :class:`ServerLost` (from :meth:`ClientProtocol.tick`): nothing heard from the server for
+  :data:`SERVER_SILENT` seconds while running; the protocol re-joins by itself.
+
+Catching up (docs/protocol.md, "Joining"): after the welcome, a report beyond the next seq but not
+beyond the welcome's ``last_seq`` is a gap in the replay (reports lost on the way): we drop what
+follows and ask again with a fresh nonce, which the server answers when the replay in flight has
+ended. A report beyond the welcome's ``last_seq`` is a live report the replay will bring again in
+order: dropped silently.
 - Market data: the decoded model itself.
 """
 
@@ -51,9 +68,11 @@ from ..errors import WireError
 from ..models import (
     PROTOCOL_VERSION,
     Book,
+    Goodbye,
     Heartbeat,
     Hello,
     OrderReport,
+    Refusal,
     Ticker,
     Trade,
     VenueStatus,
@@ -64,7 +83,12 @@ __all__ = [
     "ClientProtocol",
     "Report",
     "Synced",
+    "Refused",
+    "ServerLost",
     "HELLO_INTERVAL",
+    "LOST_HELLO_INTERVAL",
+    "SERVER_SILENT",
+    "CATCHUP_STALL",
     "HEARTBEAT_INTERVAL",
     "SYNC_INTERVAL",
     "STALL",
@@ -80,14 +104,12 @@ HEARTBEAT_INTERVAL = 1.0  # a heartbeat every second
 # replays it. One journal query per strategy per interval on the server.
 SYNC_INTERVAL = 5.0
 STALL = 1.0  # ticks this far apart (SIGSTOP, a slow callback): re-join, the tail may have been dropped
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """The next report of this strategy, in seq order, each seq once."""
-
-    report: OrderReport
-    joining: bool  # arrived before the first welcome: state to rebuild, not news for on_order
+# Nothing from the server (no status message, which comes every second, and no report) for this
+# long while running: the server is gone. Re-join, with a hello every LOST_HELLO_INTERVAL (a PUSH
+# socket queues what it cannot deliver: a long outage must not leave thousands of hellos queued).
+SERVER_SILENT = 5.0
+LOST_HELLO_INTERVAL = 1.0
+CATCHUP_STALL = 3.0  # catching up and no report for this long: the replay was lost; ask again
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +118,31 @@ class Synced:
 
     welcome: Welcome
     first: bool  # this welcome completes the join
+    back: bool = False  # this join ends a ServerLost
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The next report of this strategy, in seq order, each seq once."""
+
+    report: OrderReport
+    joining: bool  # arrived before the first join completed: state to rebuild, not news for on_order
+    synced: Synced | None = None  # this report completes a join
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The server refused our hello: another live process owns this strategy id."""
+
+    refusal: Refusal
+    first: bool  # the first refusal of this join
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLost:
+    """Nothing heard from the server for ``silent`` seconds while running."""
+
+    silent: float
 
 
 def new_nonce() -> str:
@@ -105,23 +152,41 @@ def new_nonce() -> str:
 class ClientProtocol:
     """The protocol state of one strategy id: see the module docstring for how it is driven.
 
-    ``last_seq`` is the seq of the last report handled (0: none). ``nonce`` is the nonce of the hello
-    in flight ("" when none is: the strategy is in sync as far as it knows). ``md_gaps`` counts market
-    data messages dropped on the way; ``report_gaps`` the report gaps seen (each answered by a hello).
+    ``last_seq`` is the seq of the last report handled (0: none). ``nonce`` is the nonce of the join
+    in progress ("" when none is: the strategy is in sync as far as it knows); ``target`` is None
+    while its hello waits for the welcome, then the welcome's last seq while we catch up to it.
+    ``session`` names this process to the server (one live session per strategy id). ``md_gaps``
+    counts market data messages dropped on the way; ``report_gaps`` the report gaps seen (each
+    answered by a hello).
     """
 
     def __init__(
-        self, strategy_id: str, *, last_seq: int = 0, nonce_factory: Callable[[], str] = new_nonce
+        self,
+        strategy_id: str,
+        *,
+        last_seq: int = 0,
+        nonce_factory: Callable[[], str] = new_nonce,
+        session: str | None = None,
     ) -> None:
         self.strategy_id = strategy_id
         self.last_seq = last_seq
         self.nonce: str = ""
-        self.joined = False  # the first welcome arrived
+        self.target: int | None = None
+        self.session = session if session is not None else new_nonce()
+        self.joined = False  # the first join completed
+        self.lost = False  # the server fell silent; cleared by the join that follows
+        self.refused: Refusal | None = None  # the last refusal of the join in progress
+        self.gave_up = False  # refused for longer than the owner needed to be taken over
+        self._refused_until = 0.0
+        self._welcome: Welcome | None = None  # the welcome we catch up to
+        self._progress = 0.0  # when the catch-up last advanced
+        self._heard = False  # something came from the server since the last tick
+        self._last_heard = 0.0
         self.running = False  # start() was called: heartbeats, periodic sync and stall detection
         self.md_gaps = 0
         self.report_gaps = 0
         self._new_nonce = nonce_factory
-        self._requests: list[Hello | Heartbeat] = []
+        self._requests: list[Hello | Heartbeat | Goodbye] = []
         self._next_hello = 0.0
         self._next_sync = 0.0
         self._next_heartbeat = 0.0
@@ -131,8 +196,11 @@ class ClientProtocol:
         self._md_seq: dict[tuple[str, str], int] = {}
         self._ticker_seq: dict[str, int] = {}  # the ticker path's own seq per symbol
         # Dispatch by message type, checked against the codec's tables (a new type needs a handler).
-        self._report_handlers: dict[type, Callable[[Any, float], Report | Synced | None]] = (
-            wire.dispatch_table(wire.REPORT_TYPES, {OrderReport: self._on_report, Welcome: self._on_welcome})
+        self._report_handlers: dict[type, Callable[[Any, float], Report | Synced | Refused | None]] = (
+            wire.dispatch_table(
+                wire.REPORT_TYPES,
+                {OrderReport: self._on_report, Welcome: self._on_welcome, Refusal: self._on_refusal},
+            )
         )
         self._md_handlers: dict[type, Callable[[Any], Book | Trade | VenueStatus | None]] = wire.dispatch_table(
             wire.MARKET_DATA_TYPES,
@@ -142,7 +210,7 @@ class ClientProtocol:
 
     # ------------------------------------------------------------------ requests out
 
-    def requests_to_send(self) -> list[Hello | Heartbeat]:
+    def requests_to_send(self) -> list[Hello | Heartbeat | Goodbye]:
         """The requests queued since the last call, oldest first."""
         out = self._requests
         if out:
@@ -152,48 +220,88 @@ class ClientProtocol:
     def hello(self, now: float) -> None:
         """Start a (re-)join: a hello with a fresh nonce and our last seq, re-sent until the welcome."""
         self.nonce = self._new_nonce()
-        self._requests.append(Hello(self.strategy_id, self.last_seq, self.nonce))
-        self._next_hello = now + HELLO_INTERVAL
+        self.target = None
+        self._welcome = None
+        self._requests.append(self._hello_msg())
+        self._next_hello = now + self._hello_interval()
+
+    def _hello_msg(self) -> Hello:
+        return Hello(self.strategy_id, self.last_seq, self.nonce, session=self.session)
+
+    def _hello_interval(self) -> float:
+        return LOST_HELLO_INTERVAL if self.lost or self.refused is not None else HELLO_INTERVAL
+
+    def goodbye(self) -> None:
+        """We leave cleanly: queue a goodbye (the server applies its dead-strategy policy at once)."""
+        self._requests.append(Goodbye(self.strategy_id, self.session))
 
     def start(self, now: float) -> None:
         """The strategy is running (its ``on_start`` returned): from now on :meth:`tick` also sends a
         heartbeat every second (the first at once), a hello every SYNC_INTERVAL and one after a stall."""
         self.running = True
         self._last_tick = now
+        self._last_heard = now
         self._next_sync = now + SYNC_INTERVAL
         self._next_heartbeat = now
 
-    def tick(self, now: float, wall_ms: int) -> None:
-        """What is due at ``now``; ``wall_ms`` (epoch milliseconds) stamps a heartbeat."""
+    def tick(self, now: float, wall_ms: int) -> ServerLost | None:
+        """What is due at ``now``; ``wall_ms`` (epoch milliseconds) stamps a heartbeat. Returns
+        :class:`ServerLost` once when the server falls silent while running."""
+        lost = None
         if self.running:
-            if now - self._last_tick > STALL and not self.nonce:
-                # Reports dropped at the PUB high-water mark while we were not reading leave no gap
-                # if nothing follows them: ask for everything after the last one we handled.
-                log.info("event loop stalled for %.1f s: re-joining from seq %d", now - self._last_tick,
-                         self.last_seq)  # fmt: skip
-                self.hello(now)
+            if now - self._last_tick > STALL:
+                self._last_heard = now  # we were not listening: no verdict on the server from that
+                if not self.nonce:
+                    # Reports dropped at the PUB high-water mark while we were not reading leave no
+                    # gap if nothing follows them: ask for everything after the last one we handled.
+                    log.info("event loop stalled for %.1f s: re-joining from seq %d", now - self._last_tick,
+                             self.last_seq)  # fmt: skip
+                    self.hello(now)
             self._last_tick = now
+            if self._heard:
+                self._heard = False
+                self._last_heard = now
+            elif not self.lost and now - self._last_heard > SERVER_SILENT:
+                self.lost = True
+                lost = ServerLost(now - self._last_heard)
+                log.warning("no word from the server for %.1f s (no status, no report): it is gone or "
+                            "unreachable; re-joining, a hello every %.0f s", lost.silent, LOST_HELLO_INTERVAL)  # fmt: skip
+                self.hello(now)
             if now >= self._next_sync:
                 if not self.nonce:
                     self.hello(now)
                 self._next_sync = now + SYNC_INTERVAL
             if now >= self._next_heartbeat:
-                self._requests.append(Heartbeat(self.strategy_id, wall_ms))
+                self._requests.append(Heartbeat(self.strategy_id, wall_ms, self.session))
                 self._next_heartbeat = now + HEARTBEAT_INTERVAL
         if self._rejoin:
             self._rejoin = False
             if not self.nonce:
                 self.hello(now)
-        if self.nonce and now >= self._next_hello:
+        if self.refused is not None and now > self._refused_until and self.nonce:
+            log.error(
+                "still refused after %.1f s: giving up",
+                now - self._refused_until + self.refused.retry_after + 1,
+            )
+            self.nonce = ""
+            self.gave_up = True
+        if self.nonce and self.target is None and now >= self._next_hello:
             # The same nonce: a welcome for any of these hellos will do; the newest last_seq matters.
-            self._requests.append(Hello(self.strategy_id, self.last_seq, self.nonce))
-            self._next_hello = now + HELLO_INTERVAL
+            self._requests.append(self._hello_msg())
+            self._next_hello = now + self._hello_interval()
+        elif self.target is not None and now - self._progress > CATCHUP_STALL:
+            log.info("catching up: no report for %.1f s at seq %d of %d: asking again", now - self._progress,
+                     self.last_seq, self.target)  # fmt: skip
+            self.hello(now)
+        return lost
 
     def next_wakeup(self) -> float | None:
         """The latest time :meth:`tick` must be called at (None: nothing is scheduled)."""
         times = []
-        if self.nonce:
+        if self.nonce and self.target is None:
             times.append(self._next_hello)
+        elif self.target is not None:
+            times.append(self._progress + CATCHUP_STALL)
         if self.running:
             times += (self._next_heartbeat, self._next_sync)
         return min(times) if times else None
@@ -206,7 +314,7 @@ class ClientProtocol:
 
     # ------------------------------------------------------------------ reports in
 
-    def receive_report_frame(self, frame: bytes, now: float) -> Report | Synced | None:
+    def receive_report_frame(self, frame: bytes, now: float) -> Report | Synced | Refused | None:
         """One frame from ``report/<strategy_id>/``; a bad frame is logged and dropped."""
         try:
             msg = wire.decode_message(frame)
@@ -215,8 +323,9 @@ class ClientProtocol:
             return None
         return self.receive_report(msg, now)
 
-    def receive_report(self, msg: Any, now: float) -> Report | Synced | None:
+    def receive_report(self, msg: Any, now: float) -> Report | Synced | Refused | None:
         """One decoded message from the report channel."""
+        self._heard = True
         handler = self._report_handlers.get(type(msg))
         return handler(msg, now) if handler is not None else None
 
@@ -224,26 +333,66 @@ class ClientProtocol:
         if msg.seq <= self.last_seq:
             return None  # a duplicate: already handled
         if msg.seq != self.last_seq + 1:
-            # A gap: something was dropped on the way (or our subscription went live in the
-            # middle of a replay). Ask again from where we are, unless a hello is in flight.
-            if not self.nonce:
+            target = self.target
+            if target is not None:
+                if msg.seq <= target:
+                    # A gap in the replay we catch up with: lost on the way. What follows is of no
+                    # use; ask again from where we are (answered once that replay has ended).
+                    self.report_gaps += 1
+                    log.info("report gap while catching up: have %d, got %d (of %d): asking again",
+                             self.last_seq, msg.seq, target)  # fmt: skip
+                    self.hello(now)
+                # else a live report beyond the welcome's last seq: the replay brings it in order
+            elif not self.nonce:
+                # A gap: something was dropped on the way. Ask again from where we are.
                 self.report_gaps += 1
                 log.info("report gap: have %d, got %d: re-joining", self.last_seq, msg.seq)
                 self.hello(now)
             return None
         self.last_seq = msg.seq
-        return Report(msg, not self.joined)
+        self._progress = now
+        joining = not self.joined
+        if self.target is not None and msg.seq >= self.target:
+            assert self._welcome is not None
+            return Report(msg, joining, self._synced(self._welcome))
+        return Report(msg, joining)
+
+    def _on_refusal(self, msg: Refusal, now: float) -> Refused | None:
+        if msg.session != self.session or not self.nonce or self.gave_up:
+            return None  # another process's hello was refused, not ours (or we stopped asking)
+        first = self.refused is None
+        if first:
+            # The owner may be a process killed without a goodbye: ask again until it could have
+            # been taken over, a hello a second; then give up.
+            self._refused_until = now + msg.retry_after + 1.0
+            self._next_hello = now + LOST_HELLO_INTERVAL
+        self.refused = msg
+        return Refused(msg, first)
 
     def _on_welcome(self, msg: Welcome, now: float) -> Synced | None:
         if not (self.nonce and msg.nonce == self.nonce):
             return None  # a welcome for another hello (ours or not)
-        if msg.last_seq > self.last_seq:
-            # Part of the replay was dropped on the way (PUB high-water mark, or a subscription
-            # that went live mid-replay): the welcome proves nothing yet. Ask again.
-            log.info("welcome at seq %d but we have %d: re-joining", msg.last_seq, self.last_seq)
-            self.hello(now)
+        if self.refused is not None:
+            log.info("the id's previous process is gone: joining in its place")
+            self.refused = None
+        if self.target is not None:
+            # A repeated welcome for the hello we catch up with (the server answers a repeat of
+            # the hello with its welcome again): the replay goes on to the newer seq.
+            if msg.last_seq > self.target:
+                self.target, self._welcome = msg.last_seq, msg
             return None
+        if msg.last_seq > self.last_seq:
+            # The reports up to msg.last_seq follow: catch up.
+            self._progress = now
+            self.target = msg.last_seq
+            self._welcome = msg
+            return None
+        return self._synced(msg)
+
+    def _synced(self, msg: Welcome) -> Synced:
         self.nonce = ""
+        self.target = None
+        self._welcome = None
         if msg.last_seq < self.last_seq:
             # The server's journal is behind us (an OS crash with synchronous=normal, or a reset):
             # its next reports reuse seqs we saw. Follow the server, or we would drop them as
@@ -256,7 +405,8 @@ class ClientProtocol:
             # A change a client of our version could misread bumps the number (docs/protocol.md).
             log.warning("the server speaks protocol %s, this client %d", msg.protocol, PROTOCOL_VERSION)
         self.joined = True
-        return Synced(msg, first)
+        back, self.lost = self.lost, False
+        return Synced(msg, first, back)
 
     # ------------------------------------------------------------------ market data in
 
@@ -296,6 +446,7 @@ class ClientProtocol:
         return msg
 
     def _status(self, msg: VenueStatus) -> VenueStatus:
+        self._heard = True
         if msg.seq < self._status_seq and not self.nonce:
             # The server restarted: re-join so nothing published before we reconnected is lost.
             log.info("server restarted: re-joining from seq %d", self.last_seq)

@@ -34,15 +34,26 @@ from ..errors import SeqtradeError
 from ..models import Book, Heartbeat, Ticker, Trade, VenueStatus
 from ..security import ClientCurve, apply_client_curve, client_curve
 from .errorlog import SUMMARY_INTERVAL, CallbackErrors
-from .protocol import HELLO_INTERVAL, ClientProtocol, Report
+from .protocol import HELLO_INTERVAL, ClientProtocol, Refused, Report, ServerLost, Synced
 from .strategy import Strategy
 
-__all__ = ["Endpoints", "Connection", "run_strategy"]
+__all__ = [
+    "Endpoints",
+    "Connection",
+    "run_strategy",
+    "DEFAULT_JOIN_TIMEOUT",
+    "EXIT_NO_SERVER",
+    "EXIT_REFUSED",
+]
 
 log = logging.getLogger("seqtrade.client")
 
 MAX_POLL = 0.25  # the longest the loop sleeps: bounds how late stop() is noticed
 MD_BATCH = 4096  # market-data frames handled between two looks at the report socket and the clock
+DEFAULT_JOIN_TIMEOUT = 60.0  # seconds without a welcome before ``seqtrade run`` gives up
+WAIT_NOTICE = 5.0  # while waiting for the server: a status line this often
+EXIT_NO_SERVER = 2  # the server never answered the join
+EXIT_REFUSED = 3  # the server refused the join: another live process trades as this id
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,7 @@ class _Shell:
         self.proto = proto
         self.errors = 0  # callbacks that raised
         self.errlog = CallbackErrors()
+        self.refused = ""  # why the server refused our session ("": it did not)
 
     def call(self, fn: Callable[..., Any], *args: Any) -> None:
         """Call one strategy callback; an exception is logged and counted, never fatal."""
@@ -187,9 +199,43 @@ class _Shell:
                     self.call(s.on_order, ev.report)
                     if trace.ON:
                         trace.mark(key, "c_done")
-            else:  # Synced: the welcome's open orders are the open orders
-                s._reset_open_orders({r.client_order_id: r for r in ev.welcome.open_orders})
+                if ev.synced is not None:
+                    self.synced(ev.synced)
+            elif isinstance(ev, Synced):
+                self.synced(ev)
+            else:
+                self.refuse(ev)
         self.flush()
+
+    def synced(self, ev: Synced) -> None:
+        """A join completed: the welcome's open orders are the open orders; the served symbols are
+        checked once; a join that ends a lost server is told to the strategy."""
+        s = self.s
+        s._reset_open_orders({r.client_order_id: r for r in ev.welcome.open_orders})
+        served = ev.welcome.symbols
+        if ev.first and served:
+            unserved = [sym for sym in s.symbols if sym not in served]
+            s.unserved_symbols = unserved
+            if unserved:
+                log.error("the server does not serve %s (it serves %s): no market data will come for %s",
+                          ", ".join(unserved), ", ".join(served), "it" if len(unserved) == 1 else "them")  # fmt: skip
+        if ev.back:
+            log.warning("server back: re-joined as %s at seq %d", self.proto.strategy_id, self.proto.last_seq)
+            self.call(s.on_server_back)
+
+    def refuse(self, ev: Refused) -> None:
+        """Refused: another live process trades as this id. Said at once; the protocol asks again
+        until that process could have been taken over, then gives up (see :func:`_join`)."""
+        self.refused = ev.refusal.reason
+        if ev.first:
+            log.error("the server refused to let this process join as %s: %s", self.proto.strategy_id,
+                      ev.refusal.reason)  # fmt: skip
+            log.info("asking again for %.0f s in case that process is gone", ev.refusal.retry_after + 1)
+
+    def tick(self, now: float) -> None:
+        """The protocol's due work; a server that fell silent is told to the strategy."""
+        if isinstance(self.proto.tick(now, time.time_ns() // 1_000_000), ServerLost):
+            self.call(self.s.on_server_lost)
 
     def drain_md(self, sock: zmq.Socket[Any], limit: int = MD_BATCH) -> None:
         # The per-message path of the strategy: decode, gap check, callback. Keep it short.
@@ -220,9 +266,12 @@ def run_strategy(
 ) -> int:
     """Run ``strategy`` until it stops; returns a process exit code.
 
-    Joins as docs/protocol.md says (hello every 100 ms until the welcome with our nonce; every report
-    replayed while joining updates state without calling ``on_order``), then calls ``on_start`` and
-    dispatches until ``stop()``, SIGINT or SIGTERM. ``join_timeout`` None waits for the server for ever.
+    Joins as docs/protocol.md says (hello every 100 ms until the welcome with our nonce, then the
+    reports up to its last seq; every report replayed while joining updates state without calling
+    ``on_order``), then calls ``on_start`` and dispatches until ``stop()``, SIGINT or SIGTERM, and
+    says goodbye. While waiting for the server it says so at once and every few seconds;
+    ``join_timeout`` None waits for ever. Exit codes: 0, :data:`EXIT_NO_SERVER` (no answer within
+    ``join_timeout``), :data:`EXIT_REFUSED` (another live process trades as this id).
     """
     if not wire.STRATEGY_ID_RE.match(strategy_id):
         raise SeqtradeError(f"strategy id {strategy_id!r} must match [A-Za-z0-9_-]{{1,32}}")
@@ -250,27 +299,9 @@ def run_strategy(
     started = False
     try:
         # ---------------------------------------------------------- join
-        now = time.monotonic()
-        proto.hello(now)
-        shell.flush()
-        deadline = None if join_timeout is None else now + join_timeout
-        while not proto.joined and not strategy._stop:
-            now = time.monotonic()
-            if deadline is not None and now > deadline:
-                log.error(
-                    "no welcome from the server within %.1f s (is it running at %s?)",
-                    join_timeout,
-                    endpoints.report,
-                )
-                return 2
-            proto.tick(now, time.time_ns() // 1_000_000)
-            shell.flush()
-            wake = proto.next_wakeup()
-            timeout = HELLO_INTERVAL if wake is None else max(0.0, wake - now)
-            if rep_sock.poll(int(timeout * 1000), zmq.POLLIN):
-                shell.drain_reports(rep_sock)
-        if strategy._stop:
-            return 0
+        code = _join(shell, endpoints, join_timeout)
+        if code is not None:
+            return code
         log.info("%s joined as %s: last seq %d, %d open orders, symbols %s", type(strategy).__name__, strategy_id,
                  proto.last_seq, len(strategy.open_orders), ", ".join(subscribed) or "-")  # fmt: skip
         _drain(events)  # the first connection: the join covered it
@@ -280,8 +311,15 @@ def run_strategy(
         proto.start(time.monotonic())
         while not strategy._stop:
             now = time.monotonic()
-            proto.tick(now, time.time_ns() // 1_000_000)
+            shell.tick(now)
             shell.flush()
+            if proto.gave_up:  # another process took this id over while we were away
+                log.error(
+                    "stopping: strategy id %s belongs to another live process (%s)",
+                    strategy_id,
+                    shell.refused,
+                )
+                break
             wake = now + MAX_POLL
             if strategy._timers:
                 next_timer = strategy._run_due_timers(now, shell.call)
@@ -300,14 +338,66 @@ def run_strategy(
                 _drain(events)
                 proto.reconnected(time.monotonic())
                 shell.flush()
-        return 0
+        return EXIT_REFUSED if proto.gave_up else 0
     finally:
         if started:
             shell.call(strategy.on_stop)
+            _goodbye(shell)
         shell.summarise_errors(final=True)
         restore()
         conn.close()
         strategy._conn = None
+
+
+def _join(shell: _Shell, endpoints: Endpoints, join_timeout: float | None) -> int | None:
+    """The join, saying what it waits for; None once joined, else the exit code."""
+    proto, strategy, rep_sock = shell.proto, shell.s, shell.conn.reports
+    start = now = time.monotonic()
+    proto.hello(now)
+    shell.flush()
+    limit = "waiting for ever" if join_timeout is None else f"giving up after {join_timeout:g} s"
+    log.info("joining as %s: waiting for the server at %s (%s)", proto.strategy_id, endpoints.report, limit)
+    deadline = None if join_timeout is None else now + join_timeout
+    next_notice = now + WAIT_NOTICE
+    while not proto.joined and not strategy._stop:
+        now = time.monotonic()
+        if proto.gave_up:
+            log.error("not joined: strategy id %s belongs to another live process (%s)", proto.strategy_id,
+                      shell.refused)  # fmt: skip
+            return EXIT_REFUSED
+        if deadline is not None and now > deadline:
+            log.error("no answer from the server at %s within %g s: is it running (seqtrade serve), and is this "
+                      "the right --config or --run-dir? (--join-timeout sets how long to wait)",
+                      endpoints.report, join_timeout)  # fmt: skip
+            return EXIT_NO_SERVER
+        if now >= next_notice:
+            if proto.target is not None:
+                log.info("joining as %s: catching up, at seq %d of %d", proto.strategy_id, proto.last_seq,
+                         proto.target)  # fmt: skip
+            else:
+                log.warning(
+                    "still waiting for the server at %s (%.0f s, %s)", endpoints.report, now - start, limit
+                )
+            next_notice = now + WAIT_NOTICE
+        proto.tick(now, time.time_ns() // 1_000_000)
+        shell.flush()
+        wake = proto.next_wakeup()
+        timeout = HELLO_INTERVAL if wake is None else max(0.0, min(wake, next_notice) - now)
+        if rep_sock.poll(int(timeout * 1000), zmq.POLLIN):
+            shell.drain_reports(rep_sock)
+    if strategy._stop:
+        return 0
+    shell.refused = ""
+    return None
+
+
+def _goodbye(shell: _Shell) -> None:
+    """Leaving cleanly: tell the server (its dead-strategy policy applies at once, logged as a departure)."""
+    shell.proto.goodbye()
+    try:
+        shell.flush()
+    except SeqtradeError:  # the server is not reading: it will take us for dead instead
+        log.warning("could not say goodbye: the server is not reading")
 
 
 def _drain(sock: zmq.Socket[Any]) -> None:

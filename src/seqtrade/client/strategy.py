@@ -132,6 +132,10 @@ class Strategy:
        ([`set_timer`][seqtrade.client.Strategy.set_timer]) when due.
     4. [`on_stop`][seqtrade.client.Strategy.on_stop], once, after ``stop()``, SIGINT or SIGTERM.
 
+    If the server falls silent while the strategy runs,
+    [`on_server_lost`][seqtrade.client.Strategy.on_server_lost] is called, and
+    [`on_server_back`][seqtrade.client.Strategy.on_server_back] once the process has re-joined.
+
     An exception raised by a callback or a timer never ends the strategy: the first of each callback
     is logged with its traceback, later ones are counted and logged in one line per callback every
     10 s, and the counts are shown by ``seqtrade status`` and ``seqtrade strategies``. Callbacks
@@ -233,6 +237,10 @@ class Strategy:
         Includes the history replayed at start-up.
         """
         self.positions: dict[str, Position] = {}
+        self.unserved_symbols: list[str] = []
+        """The symbols of [`symbols`][seqtrade.client.Strategy.symbols] that the server does not serve
+        (from its welcome; logged once as an error at the join): no market data comes for them.
+        """
         self._conn: Connection | None = None
         self._protocol: ClientProtocol | None = None
         self._ids = OrderIdGenerator()
@@ -298,13 +306,28 @@ class Strategy:
                 means the server has lost the exchange and market data is stale.
         """
 
+    def on_server_lost(self) -> None:
+        """Called when nothing has come from the server for a few seconds (no status message, which
+        it sends every second, and no report): it stopped or cannot be reached.
+
+        Market data and positions are stale from here; orders sent now wait in the order channel and
+        may be rejected as stale when they arrive. The process keeps trying to re-join (a notice is
+        logged) and calls [`on_server_back`][seqtrade.client.Strategy.on_server_back] when it has.
+        """
+
+    def on_server_back(self) -> None:
+        """Called when the process has re-joined a server it had lost
+        ([`on_server_lost`][seqtrade.client.Strategy.on_server_lost]): reports missed meanwhile have
+        been applied (``open_orders`` and ``positions`` are up to date) and market data flows again.
+        """
+
     def on_stop(self) -> None:
         """Called once when the strategy stops: after ``stop()``, SIGINT (Ctrl-C) or SIGTERM.
 
         Only if ``on_start`` was called. Order helpers still work here, and the requests they queue
-        are sent before the process exits: ``self.cancel_all()`` leaves nothing resting. Orders left
-        open stay open at the exchange (the server's ``dead_strategy_policy`` decides what happens to
-        them once heartbeats stop).
+        are sent before the process exits: ``self.cancel_all()`` leaves nothing resting. Then the
+        process says goodbye to the server, which applies its ``dead_strategy_policy`` to the orders
+        left open at once (cancel them, or leave them open at the exchange).
         """
 
     # ------------------------------------------------------------------ orders

@@ -8,6 +8,9 @@ Two stages, as in the server's two tasks:
 - **Requests** (:meth:`Engine.on_request`, :meth:`Engine.on_bad_frame`, ...) give an :class:`Output`:
   new orders to journal, items for the report stage, venue commands. The shell performs them in that
   order (*persist, then send*: an order row is committed before the order goes to the venue).
+- **Joins** (:meth:`Engine.on_hello`): a welcome first, then the replay it announces, in paced
+  chunks (:meth:`Engine.replay_chunks`), at most one per strategy; sessions, goodbyes and the budget
+  for new strategy ids are :mod:`seqtrade.server.joins`'s rules.
 - **Reports** run in one place so that seqs are given in the order reports are journaled and
   published. The report stage takes the items of the request stage (:class:`Reply`, :class:`Replay`),
   venue events and the end of recovery (:data:`RECOVERED`), each turned into :class:`Pending` reports
@@ -36,18 +39,21 @@ from ..models import (
     AmendRequest,
     CancelAll,
     CancelRequest,
+    Goodbye,
     Heartbeat,
     Hello,
     OrderReport,
     OrderRequest,
     OrderStatus,
     OrderType,
+    Refusal,
     Side,
     Welcome,
 )
 from ..venues.base import EventKind, Instrument, OrderEvent, VenueOrder
 from .accounts import Accounts
 from .bounded import Budget, KeyFilter, RateLimitedLog
+from .joins import NEW_IDS_PER_WINDOW, KeyedRateLog, Replays, Sessions
 from .orders import IdGenerator, OrderRecord, apply_event, report_for, round_price, round_quantity
 from .risk import RiskGate
 
@@ -66,13 +72,11 @@ __all__ = [
     "Commit",
     "ReportItem",
     "ReportStep",
-    "REPLAY_LIMIT",
     "MAX_VALUE",
 ]
 
 log = logging.getLogger("seqtrade.server.gateway")
 
-REPLAY_LIMIT = 10_000  # reports per hello; a client further behind gets the rest on its next hello
 MAX_VALUE = 1e15  # a price or quantity above this is a mistake, whatever the instrument
 MAX_HELD = 16  # refusals kept per order until the venue acknowledges it (OrderRecord.held)
 
@@ -95,7 +99,10 @@ class Counters:
     bad_frames: int = 0
     bad_frames_dropped: int = 0  # over a peer's budget: dropped unanswered
     reports_out: int = 0
-    replays: int = 0
+    replays: int = 0  # replays started
+    hellos_coalesced: int = 0  # hellos answered by the replay in flight
+    hellos_throttled: int = 0  # hellos from new strategy ids over the budget, dropped
+    refused: int = 0  # hellos refused: another live session owns the strategy id
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
@@ -143,9 +150,11 @@ class Reply:
 
 @dataclass(slots=True)
 class Replay:
-    """A hello: replay the strategy's reports after ``hello.last_seq``, then welcome it."""
+    """A hello: welcome it, then replay the strategy's reports after ``hello.last_seq`` (paced, see
+    :meth:`Engine.on_hello`); or, with ``refusal``, refuse it."""
 
     hello: Hello
+    refusal: Refusal | None = None
 
 
 class _Recovered:
@@ -173,6 +182,7 @@ class Output:
     """
 
     strategy: str | None = None
+    departed: str | None = None  # a strategy that said goodbye (the shell stops watching it)
     journal: list[tuple[OrderRecord, bool]] = field(default_factory=list)
     replies: list[Reply | Replay] = field(default_factory=list)
     venue: list[VenueCommand] = field(default_factory=list)
@@ -237,6 +247,10 @@ class Engine:
             None if config.server.allow_unknown_strategies else frozenset(s.id for s in config.strategies)
         )
         self._closed: deque[OrderRecord] = deque()  # closed orders, oldest first
+        self.by_sid: dict[str, dict[str, OrderRecord]] = {}  # the records in memory, by strategy
+        self.sessions = Sessions(int(config.server.heartbeat_timeout * 1000), set(self.seqs))
+        self.replays = Replays()
+        self.rate_log = KeyedRateLog(log)
         opened = [rec for rec in open_orders]
         for rec in opened:
             self._register(rec)
@@ -265,6 +279,7 @@ class Engine:
         self.known.add(*key)
         self.by_key[key] = rec
         self.by_vid[rec.venue_order_id] = rec
+        self.by_sid.setdefault(rec.strategy_id, {})[rec.venue_order_id] = rec
         if rec.is_open:
             self._open_by_sid.setdefault(rec.strategy_id, {})[rec.venue_order_id] = rec
 
@@ -285,6 +300,11 @@ class Engine:
             del self.by_key[key]
         if self.by_vid.get(rec.venue_order_id) is rec:
             del self.by_vid[rec.venue_order_id]
+        mine = self.by_sid.get(rec.strategy_id)
+        if mine is not None and mine.get(rec.venue_order_id) is rec:
+            del mine[rec.venue_order_id]
+            if not mine:
+                del self.by_sid[rec.strategy_id]
 
     def lookup(self, sid: str, coid: str) -> OrderRecord | None:
         """The record of (strategy, client_order_id), from memory or from the journal.
@@ -325,8 +345,7 @@ class Engine:
 
     # ------------------------------------------------------------------ requests
 
-    def on_request(self, req: OrderRequest | CancelRequest | AmendRequest | CancelAll | Hello | Heartbeat,
-                   now_ms: int) -> Output:  # fmt: skip
+    def on_request(self, req: wire.Request, now_ms: int) -> Output:
         """One parsed request from a strategy."""
         sid = req.strategy_id
         out = Output()
@@ -348,12 +367,52 @@ class Engine:
                 out.venue.append(Cancel(rec.venue_order_id, rec.symbol))
 
     def _hello(self, req: Hello, now_ms: int, out: Output) -> None:
-        out.replies.append(Replay(req))  # answered by the report stage, after what is queued before it
+        """Admit (new ids within their budget), check the session, then let the report stage answer
+        (after what is queued before it). Costs the same whatever the number of orders or ids seen."""
+        sid = req.strategy_id
+        if not self.sessions.admit_new(sid, now_ms):
+            self.counters.hellos_throttled += 1
+            out.strategy = None  # not a strategy yet: the shell does not track it
+            self.rate_log("new-ids", now_ms, logging.WARNING,
+                          "too many new strategy ids (more than %d a second): hello from %s dropped",
+                          NEW_IDS_PER_WINDOW, sid)  # fmt: skip
+            return
+        refusal, note = self.sessions.hello(sid, req.session, now_ms)
+        if refusal:
+            self.counters.refused += 1
+            out.strategy = None  # the owner's liveness is its own heartbeats
+            self.rate_log(
+                f"refused:{sid}", now_ms, logging.WARNING, "refused a hello from %s: %s", sid, refusal
+            )
+            retry = self.sessions.retry_after(sid, now_ms)
+            out.replies.append(Replay(req, Refusal(sid, req.nonce, req.session, refusal, retry)))
+            return
+        if note:
+            log.info("strategy %s: %s", sid, note)
+        out.replies.append(Replay(req))
 
     def _heartbeat(self, req: Heartbeat, now_ms: int, out: Output) -> None:
-        # the shell has marked the strategy alive; keep its callback error counts for `status`
+        self.sessions.heartbeat(req.strategy_id, req.session, now_ms)  # the shell marks it alive
+        # keep its callback error counts for `status`
         if req.errors is not None:
             self.callback_errors[req.strategy_id] = req.errors
+
+    def _goodbye(self, req: Goodbye, now_ms: int, out: Output) -> None:
+        """A strategy leaves cleanly: a departure, and ``server.dead_strategy_policy`` at once."""
+        sid = req.strategy_id
+        out.strategy = None
+        if not self.sessions.goodbye(sid, req.session):
+            log.info("ignored a goodbye for %s from session %s, which does not own it", sid, req.session)
+            return
+        out.departed = sid
+        self.replays.cancel(sid)
+        n = len(self.open_records(sid))
+        policy = self.config.server.dead_strategy_policy
+        log.info("strategy %s left (goodbye)%s", sid,
+                 f": {'cancelling' if policy == 'cancel' else 'leaving'} its {n} open orders "
+                 f"(server.dead_strategy_policy = {policy!r})" if n else "")  # fmt: skip
+        if n and policy == "cancel":
+            out.venue.extend(self.cancel_open(sid).venue)
 
     def on_bad_frame(self, exc: WireError, now_ms: int) -> Output:
         """A frame that is not a valid request: answered when it names a strategy that may trade."""
@@ -672,25 +731,41 @@ class Engine:
                 accounts.apply(r)
                 risk.on_report(rec, r)
 
-    def on_hello(self, hello: Hello) -> tuple[str, int, int]:
-        """A hello reaches the report stage: (strategy, replay the reports after this seq, at most this many)."""
-        self.counters.replays += 1
-        return hello.strategy_id, hello.last_seq, REPLAY_LIMIT
-
-    def welcome(self, hello: Hello, replayed: int, gw_ns: int) -> Welcome | None:
-        """After the replay of ``replayed`` reports: the welcome, or None when the strategy is so far
-        behind that it must ask again from where it got to."""
-        if replayed >= REPLAY_LIMIT:
+    def on_hello(self, hello: Hello, gw_ns: int) -> Welcome | None:
+        """A hello reaches the report stage: the welcome to send now (None: coalesced into the replay
+        in flight, nothing to send). The reports after ``hello.last_seq`` follow it, in paced chunks
+        (:meth:`replay_chunks`); at most one replay is in flight per strategy (docs/protocol.md)."""
+        sid = hello.strategy_id
+        last = self.seqs.get(sid, 0)
+        started = self.replays.started
+        what = self.replays.hello(sid, hello.last_seq, hello.nonce, last, gw_ns // 1_000_000)
+        self.counters.replays += self.replays.started - started
+        if what == "coalesced":
+            self.counters.hellos_coalesced += 1
             return None
+        return self.welcome(hello, gw_ns)
+
+    def welcome(self, hello: Hello, gw_ns: int) -> Welcome:
+        """The welcome of a hello: the last seq, the open orders (as of that seq) and the symbols served."""
         sid = hello.strategy_id
         open_orders = [
             rec.last_report
-            for rec in self.by_key.values()
-            if rec.strategy_id == sid
-            and rec.last_report is not None
-            and rec.last_report.status in OPEN_STATUSES
+            for rec in self.by_sid.get(sid, {}).values()
+            if rec.last_report is not None and rec.last_report.status in OPEN_STATUSES
         ]
-        return Welcome(sid, hello.nonce, self.seqs.get(sid, 0), open_orders, gw_ns=gw_ns)
+        open_orders.sort(key=lambda r: r.seq)
+        return Welcome(sid, hello.nonce, self.seqs.get(sid, 0), open_orders, gw_ns=gw_ns,
+                       symbols=sorted(self.instruments()) or list(self.config.venue.symbols))  # fmt: skip
+
+    def replay_chunks(self) -> list[tuple[str, int, int]]:
+        """The next step of the replays in flight: (strategy, the reports after this seq, at most this
+        many). Read them from the journal, publish them, then tell :meth:`replayed`."""
+        return self.replays.chunks()
+
+    def replayed(self, sid: str, after: int, limit: int, reports: list[OrderReport], now_ms: int) -> None:
+        """A chunk of :meth:`replay_chunks` was sent (``now_ms``: when; a replay that ends starts
+        the cooldown before the next one of that strategy)."""
+        self.replays.sent(sid, after, limit, reports[-1].seq if reports else None, now_ms)
 
 
 # A request's handler by its type (the shell has parsed the frame into one of these). Checked against
@@ -704,5 +779,6 @@ _HANDLERS: dict[type, Callable[[Engine, Any, int, Output], None]] = wire.dispatc
         CancelAll: Engine._cancel_all,
         Hello: Engine._hello,
         Heartbeat: Engine._heartbeat,
+        Goodbye: Engine._goodbye,
     },
 )

@@ -16,9 +16,11 @@ Tasks (all children of one nursery in :func:`seqtrade.server.app.serve`):
   it runs the report stage itself for what the batch queued (the paper venue's events come during
   ``place_order``), so those reports need no hop to the report task.
 - ``report_task`` owns the report PUB socket: venue events and the order task's replies -> reports with
-  a per-strategy seq, journaled before they are published; replays on ``hello``. The report stage is
-  synchronous, so whichever of the two tasks runs it keeps the queue's order; nobody waits on the
-  report socket's FD (sends are NOBLOCK), so the order task's sends on it consume no edge.
+  a per-strategy seq, journaled before they are published; the welcome of a ``hello``. The report
+  stage is synchronous, so whichever of the two tasks runs it keeps the queue's order; nobody waits on
+  the report socket's FD (sends are NOBLOCK), so the order task's sends on it consume no edge.
+- ``replay_task`` sends the replays the welcomes announced, a bounded chunk a step between the other
+  tasks' work (it publishes on the report task's socket, between two of its batches).
 - ``monitor_task``: venue status once a second, the status line, dead strategies.
 
 All of them run on one Trio thread and share the state below without locks: every state change
@@ -39,7 +41,7 @@ from .. import trace, wire
 from ..bus import TrioSocket
 from ..config import Config
 from ..errors import WireError
-from ..models import Hello, OrderReport, Ticker, VenueStatus
+from ..models import OrderReport, Ticker, VenueStatus
 from ..venues.base import MarketData, OrderEvent, Venue
 from . import recovery
 from .engine import (
@@ -56,6 +58,7 @@ from .engine import (
     Reply,
     ReportItem,
 )
+from .joins import REPLAY_SLICE_S, REPLAY_STEP_MAX
 from .journal import Journal
 from .orders import OrderRecord
 from .risk import Quotes
@@ -106,6 +109,7 @@ class Gateway:
         self.journal_commit_s = 0.0  # for the metrics endpoint (seqtrade.server.metrics)
         self.journal_lag_s = 0.0
         self._trace_wake = 0  # seqtrade.trace: when the report task last woke
+        self._replay_wake = trio.Event()  # set when a replay starts
 
     @property
     def counters(self) -> Counters:
@@ -272,6 +276,8 @@ class Gateway:
         queue replies, then call the venue."""
         if not journaled:
             self._journal_new_orders(out.journal)
+        if out.departed is not None:
+            self._departed(out.departed)
         for item in out.replies:
             await self._queue_report(item)
         venue = self.venue
@@ -288,7 +294,7 @@ class Gateway:
         t = trio.current_time()
         if info is None:
             self.strategies[sid] = StrategyInfo(sid, t)
-            log.info("strategy %s connected", sid)
+            self.engine.rate_log("connected", now_ms(), logging.INFO, "strategy %s connected", sid)
         else:
             if not info.alive:
                 log.info("strategy %s is back", sid)
@@ -329,7 +335,7 @@ class Gateway:
                     assert step.report is not None
                     self._send_report(pub, step.report)
                 elif isinstance(step, Replay):
-                    self._replay(pub, step.hello)
+                    self._replay(pub, step)
                 else:
                     self.accepting.set()  # RECOVERED: every recovery event before it is applied
         self._room_lot.unpark_all()
@@ -368,15 +374,69 @@ class Gateway:
         pub.send_nowait(wire.encode_message(r))
         self.counters.reports_out += 1
 
-    def _replay(self, pub: TrioSocket, hello: Hello) -> None:
-        self._seen(hello.strategy_id)
-        sid, after, limit = self.engine.on_hello(hello)
-        reports = self.journal.reports_after(sid, after, limit)
-        for r in reports:
-            self._send_report(pub, r)
-        welcome = self.engine.welcome(hello, len(reports), time.time_ns())
-        if welcome is not None:  # None: more to come, the strategy asks again from where it got to
+    # ================================================================== joins and replays
+
+    def _replay(self, pub: TrioSocket, step: Replay) -> None:
+        """A hello in the report stage: its refusal, or its welcome (the replay follows, paced by
+        ``replay_task``), or nothing (coalesced into the replay in flight)."""
+        if step.refusal is not None:
+            pub.send_nowait(wire.encode_message(step.refusal))
+            return
+        self._seen(step.hello.strategy_id)
+        welcome = self.engine.on_hello(step.hello, time.time_ns())
+        if welcome is not None:
             pub.send_nowait(wire.encode_message(welcome))
+        if self.engine.replays.active:
+            self._replay_wake.set()
+
+    async def replay_task(self, pub: TrioSocket, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Send the replays in flight, a short step at a time (:meth:`replay_step`) with a checkpoint
+        between steps, so that orders and reports of other strategies are handled between them; a
+        step is skipped while the report stage has work queued (at most 8 in a row, so a replay
+        always moves on). Publishes on the report task's socket: every report it reads was committed
+        before (commits happen between the report task's awaits)."""
+        task_status.started()
+        engine = self.engine
+        waiting = self.ev_recv.statistics
+        while True:
+            await self._replay_wake.wait()
+            self._replay_wake = trio.Event()
+            deferred = 0
+            while engine.replays.active:
+                if deferred < 8 and waiting().current_buffer_used:
+                    deferred += 1
+                else:
+                    deferred = 0
+                    self.replay_step(pub)
+                await trio.lowlevel.checkpoint()
+
+    def replay_step(self, pub: TrioSocket) -> int:
+        """One step of the replays in flight: passes of ``joins.REPLAY_STEP`` reports over every
+        strategy catching up, until ``REPLAY_SLICE_S`` has passed or ``REPLAY_STEP_MAX`` reports were
+        sent. Returns the number sent."""
+        n = 0
+        t = now_ms()
+        end = time.perf_counter() + REPLAY_SLICE_S
+        engine = self.engine
+        while n < REPLAY_STEP_MAX:
+            chunks = engine.replay_chunks()
+            if not chunks:
+                break
+            for sid, after, limit in chunks:
+                reports = self.journal.reports_after(sid, after, limit)
+                for r in reports:
+                    self._send_report(pub, r)
+                engine.replayed(sid, after, limit, reports, t)
+                n += len(reports)
+            if time.perf_counter() >= end:
+                break
+        return n
+
+    def _departed(self, sid: str) -> None:
+        """A strategy said goodbye: not alive, and not to be taken for dead later."""
+        info = self.strategies.get(sid)
+        if info is not None:
+            info.alive = False
 
     # ================================================================== recovery and monitoring
 
@@ -415,9 +475,11 @@ class Gateway:
             for info in list(self.strategies.values()):
                 if info.alive and t - info.last_seen > timeout:
                     info.alive = False
-                    log.warning(
-                        "strategy %s silent for %.1f s: taken for dead", info.strategy_id, t - info.last_seen
-                    )
+                    self.engine.rate_log(
+                        "dead" if self.engine.open_records(info.strategy_id) == [] else f"dead:{info.strategy_id}",
+                        now_ms(), logging.WARNING,
+                        "strategy %s silent for %.1f s: taken for dead", info.strategy_id, t - info.last_seen,
+                    )  # fmt: skip
                     await self.perform(self.engine.on_strategy_dead(info.strategy_id))
             self._prune_strategies(t)
             if interval > 0 and t >= next_line:
