@@ -492,7 +492,7 @@ def tick_to_trade_seqtrade(root: Path, rate: int, count: int, warmup: int, journ
             answered.append((t0, t1 - t0))
     answered.sort()
     h = new_hist()
-    for _, ns in answered[warmup:]:
+    for _, ns in answered[warmup : warmup + count]:  # the strategy may answer a few ticks past the plan
         h.record_value(max(ns, 1))
     return h
 
