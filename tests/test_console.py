@@ -170,6 +170,34 @@ def test_a_callback_that_raises_on_every_tick_is_told_once_and_counted_in_status
     )
 
 
+BROKEN = """
+raise RuntimeError("no exchange key for this strategy")
+"""
+
+
+def test_a_supervised_strategy_that_dies_at_start_shows_why_in_the_live_view_and_in_strategies(
+    base_dir: Path,
+) -> None:
+    """The first line a person looks for in the strategy's log, without opening it (issue 14)."""
+    write(base_dir / "broken.py", BROKEN)
+    cfg = serve_config(base_dir, '[[strategies]]\nid = "broken"\npath = "broken.py"\nrestart = "never"\n')
+    term = Terminal([*CLI, "serve", "--config", str(cfg)], cwd=base_dir)
+    try:
+        why = r"exited with code \d+: RuntimeError: no exchange key for this strategy"
+        term.read_until(lambda t: re.search(r"^broken failed: " + why, t, re.M))
+        # the warning above the view says it too
+        assert re.search(
+            r"strategy broken exited with code \d+ after [\d.]+ s \(RuntimeError: no exchange", term.text()
+        )
+        sp = seqtrade("strategies", "--config", str(cfg))
+        assert re.search(r"^broken: last failed exit: " + why + "$", sp.stdout, re.M), sp.stdout
+        term.proc.send_signal(signal.SIGINT)
+        term.read_until(lambda t: "server stopped" in t)
+        assert term.proc.wait(timeout=30) == 0
+    finally:
+        term.close()
+
+
 def test_status_into_a_pipe_whose_reader_is_gone_exits_quietly(base_dir: Path) -> None:
     """``seqtrade status | head -1``: the reader leaves after one line; no traceback, no noise."""
     cfg = serve_config(base_dir, BUYER)

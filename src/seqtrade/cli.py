@@ -389,6 +389,7 @@ def format_strategies(rows: list[dict]) -> str:  # type: ignore[type-arg]
         pid = "-" if r["pid"] is None else str(r["pid"])
         code = "-" if r["exit_code"] is None else str(r["exit_code"])
         lines.append(f"{r['id']:<20} {r['state']:<18} {pid:>7} {r['restarts']:>8} {code:>5} {hb:>9}")
+    lines.extend(f"{r['id']}: last failed exit: {r['last_error']}" for r in rows if r.get("last_error"))
     lines.extend(callback_error_lines({r["id"]: r.get("errors", {}) for r in rows}))
     return "\n".join(lines)
 
