@@ -198,6 +198,35 @@ def test_a_supervised_strategy_that_dies_at_start_shows_why_in_the_live_view_and
         term.close()
 
 
+QUITTER = """
+from seqtrade.client import Strategy
+
+class Quitter(Strategy):
+    symbols = ["BTC-USDT"]
+
+    def on_start(self):
+        self.stop()
+"""
+
+
+def test_a_strategy_that_said_goodbye_is_shown_as_left_not_as_silent(base_dir: Path) -> None:
+    """A clean departure is not a strategy gone quiet: ``status`` and ``strategies`` tell them apart."""
+    write(base_dir / "quitter.py", QUITTER)
+    cfg = serve_config(base_dir, "")
+    with started("serve", "--config", str(cfg)) as server:
+        server.until("venue paper ready")
+        run = seqtrade("run", str(base_dir / "quitter.py"), "--id", "quitter", "--config", str(cfg))
+        assert run.returncode == 0, run.stderr
+        server.until("strategy quitter left (goodbye)")
+        st = seqtrade("status", "--config", str(cfg))
+        assert re.search(r"^quitter +left +\d+\.\ds ", st.stdout, re.M), st.stdout
+        sp = seqtrade("strategies", "--config", str(cfg))
+        assert re.search(r"^quitter +external \(left\) ", sp.stdout, re.M), sp.stdout
+        server.proc.send_signal(signal.SIGINT)
+        server.rest()
+    assert server.proc.returncode == 0
+
+
 def test_status_into_a_pipe_whose_reader_is_gone_exits_quietly(base_dir: Path) -> None:
     """``seqtrade status | head -1``: the reader leaves after one line; no traceback, no noise."""
     cfg = serve_config(base_dir, BUYER)
@@ -246,3 +275,13 @@ def test_the_view_has_one_row_per_strategy_with_position_net_pnl_open_orders_hea
         "venue paper: connected | symbols BTC-USDT, ETH-USDT | orders 12 in, 11 sent, 1 rejected"
         " | reports 30 | market data 25/s | trading active"
     )
+
+
+def test_the_view_tells_a_strategy_that_left_from_one_gone_silent() -> None:
+    def row(**g: object) -> tuple[str, ...]:
+        base = {"alive": False, "heartbeat_age": 9.0, "last_seq": 1, "open_orders": 0, "errors": {}}
+        return view_rows({"strategies": {"q": {**base, **g}}}, None)[0]
+
+    assert row(left=True)[1] == "left"
+    assert row()[1] == "silent"
+    assert row(alive=True)[1] == "connected"

@@ -304,7 +304,8 @@ def format_status(st: dict) -> str:  # type: ignore[type-arg]
     if strategies:
         lines.append(f"{'strategy':<20} {'alive':<6} {'heartbeat':>9} {'seq':>7} {'open':>5} {'errors':>8}")
         for sid, s in strategies.items():
-            lines.append(f"{sid:<20} {'yes' if s['alive'] else 'NO':<6} {s['heartbeat_age']:>8.1f}s"
+            alive = "yes" if s["alive"] else "left" if s.get("left") else "NO"
+            lines.append(f"{sid:<20} {alive:<6} {s['heartbeat_age']:>8.1f}s"
                          f" {s['last_seq']:>7} {s['open_orders']:>5} {sum(s.get('errors', {}).values()):>8}")  # fmt: skip
         lines.extend(callback_error_lines({sid: s.get("errors", {}) for sid, s in strategies.items()}))
     from .server.guard import format_guard_status

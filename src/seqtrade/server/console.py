@@ -78,7 +78,7 @@ def view_rows(
         if r:
             state = r["state"]
         elif g:
-            state = "connected" if g.get("alive") else "silent"
+            state = "connected" if g.get("alive") else "left" if g.get("left") else "silent"
         else:
             state = "-"
         if sid in own:

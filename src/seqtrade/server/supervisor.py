@@ -132,6 +132,10 @@ def _describe_exit(rc: int | None) -> str:
     return f"exited with code {rc}"
 
 
+def _external_state(alive: bool, left: bool) -> str:
+    return "external" if alive else "external (left)" if left else "external (silent)"
+
+
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pid, sig)
@@ -363,7 +367,7 @@ class Supervisor:
         for sid, info in sorted(known.items()):
             if sid not in supervised:
                 out.append({
-                    "id": sid, "supervised": False, "state": "external" if info.alive else "external (silent)",
+                    "id": sid, "supervised": False, "state": _external_state(info.alive, info.left),
                     "pid": None, "restarts": 0, "exit_code": None, "restart": "", "log": "", "last_error": None,
                     "heartbeat_age": round(now - info.last_seen, 3),
                     "errors": errors.get(sid, {}),
