@@ -217,6 +217,24 @@ def test_hellos_and_heartbeats_name_the_session_and_a_refusal_for_it_stops_the_j
     ]  # fmt: skip
 
 
+def test_a_process_that_gave_up_sends_nothing_more_when_the_owners_reports_pass_by(caplog):
+    """Refused, given up: the reports the owner of the id receives are no gap of ours to fill."""
+    p = protocol(session="sess-a")
+    p.hello(0.0)
+    hellos(p)
+    p.receive_report_frame(frame(Refusal(SID, "n1", "sess-a", "in use", 0.5)), 0.0)
+    for i in range(1, 21):
+        p.tick(i / 10, 0)
+    assert p.gave_up
+    hellos(p)
+    caplog.set_level("INFO", logger="seqtrade.client")
+    caplog.clear()
+    assert p.receive_report_frame(frame(report(68)), 2.1) is None
+    p.tick(2.2, 0)
+    assert hellos(p) == [] and p.last_seq == 0
+    assert "report gap" not in caplog.text
+
+
 def test_a_silent_server_is_lost_once_then_rejoined_and_back():
     p = joined(protocol(last_seq=2), now=0.0, last_seq=2)
     status = VenueStatus("paper", True, [S], 1, seq=1)

@@ -343,7 +343,7 @@ class ClientProtocol:
                              self.last_seq, msg.seq, target)  # fmt: skip
                     self.hello(now)
                 # else a live report beyond the welcome's last seq: the replay brings it in order
-            elif not self.nonce:
+            elif not self.nonce and not self.gave_up:  # given up: the id's reports are another's
                 # A gap: something was dropped on the way. Ask again from where we are.
                 self.report_gaps += 1
                 log.info("report gap: have %d, got %d: re-joining", self.last_seq, msg.seq)
