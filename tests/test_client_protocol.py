@@ -262,6 +262,23 @@ def test_a_silent_server_is_lost_once_then_rejoined_and_back():
     assert isinstance(ev2, Synced) and ev2.back and not ev2.first and not p.lost
 
 
+def test_a_new_server_after_a_loss_is_joined_once_not_twice(caplog):
+    """Lost, re-joined with the new server: its first status (seq from 0) is no second restart."""
+    p = joined(protocol(last_seq=2), now=0.0, last_seq=2)
+    p.receive_md_frame(frame(VenueStatus("paper", True, [S], 1, seq=50)))  # the old server's count
+    t = 0.0
+    while not p.lost:
+        p.tick(t, 0)
+        t = round(t + 0.25, 2)
+    p.requests_to_send()
+    assert isinstance(p.receive_report_frame(frame(Welcome(SID, p.nonce, 2, [])), t), Synced)
+    caplog.set_level("INFO", logger="seqtrade.client")
+    p.receive_md_frame(frame(VenueStatus("paper", True, [S], 2, seq=1)))  # the new server's first
+    p.tick(t + 0.1, 0)
+    assert [m for m in p.requests_to_send() if isinstance(m, Hello)] == []
+    assert "server restarted" not in caplog.text
+
+
 def test_a_server_of_another_protocol_version_is_named_in_the_log(caplog):
     p = protocol()
     p.hello(0.0)

@@ -263,6 +263,7 @@ class ClientProtocol:
                 self._last_heard = now
             elif not self.lost and now - self._last_heard > SERVER_SILENT:
                 self.lost = True
+                self._status_seq = 0  # a server that comes back may be a new one, counting from 0
                 lost = ServerLost(now - self._last_heard)
                 log.warning("no word from the server for %.1f s (no status, no report): it is gone or "
                             "unreachable; re-joining, a hello every %.0f s", lost.silent, LOST_HELLO_INTERVAL)  # fmt: skip
