@@ -217,6 +217,24 @@ def test_hellos_and_heartbeats_name_the_session_and_a_refusal_for_it_stops_the_j
     ]  # fmt: skip
 
 
+def test_a_process_that_gave_up_sends_nothing_more_when_the_owners_reports_pass_by(caplog):
+    """Refused, given up: the reports the owner of the id receives are no gap of ours to fill."""
+    p = protocol(session="sess-a")
+    p.hello(0.0)
+    hellos(p)
+    p.receive_report_frame(frame(Refusal(SID, "n1", "sess-a", "in use", 0.5)), 0.0)
+    for i in range(1, 21):
+        p.tick(i / 10, 0)
+    assert p.gave_up
+    hellos(p)
+    caplog.set_level("INFO", logger="seqtrade.client")
+    caplog.clear()
+    assert p.receive_report_frame(frame(report(68)), 2.1) is None
+    p.tick(2.2, 0)
+    assert hellos(p) == [] and p.last_seq == 0
+    assert "report gap" not in caplog.text
+
+
 def test_a_silent_server_is_lost_once_then_rejoined_and_back():
     p = joined(protocol(last_seq=2), now=0.0, last_seq=2)
     status = VenueStatus("paper", True, [S], 1, seq=1)
@@ -242,6 +260,23 @@ def test_a_silent_server_is_lost_once_then_rejoined_and_back():
     assert len(after_loss) <= 4  # one hello a second while lost (about 3 s here), not ten a second
     ev2 = p.receive_report_frame(frame(Welcome(SID, p.nonce, 2, [])), t)
     assert isinstance(ev2, Synced) and ev2.back and not ev2.first and not p.lost
+
+
+def test_a_new_server_after_a_loss_is_joined_once_not_twice(caplog):
+    """Lost, re-joined with the new server: its first status (seq from 0) is no second restart."""
+    p = joined(protocol(last_seq=2), now=0.0, last_seq=2)
+    p.receive_md_frame(frame(VenueStatus("paper", True, [S], 1, seq=50)))  # the old server's count
+    t = 0.0
+    while not p.lost:
+        p.tick(t, 0)
+        t = round(t + 0.25, 2)
+    p.requests_to_send()
+    assert isinstance(p.receive_report_frame(frame(Welcome(SID, p.nonce, 2, [])), t), Synced)
+    caplog.set_level("INFO", logger="seqtrade.client")
+    p.receive_md_frame(frame(VenueStatus("paper", True, [S], 2, seq=1)))  # the new server's first
+    p.tick(t + 0.1, 0)
+    assert [m for m in p.requests_to_send() if isinstance(m, Hello)] == []
+    assert "server restarted" not in caplog.text
 
 
 def test_a_server_of_another_protocol_version_is_named_in_the_log(caplog):

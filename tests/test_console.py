@@ -170,6 +170,63 @@ def test_a_callback_that_raises_on_every_tick_is_told_once_and_counted_in_status
     )
 
 
+BROKEN = """
+raise RuntimeError("no exchange key for this strategy")
+"""
+
+
+def test_a_supervised_strategy_that_dies_at_start_shows_why_in_the_live_view_and_in_strategies(
+    base_dir: Path,
+) -> None:
+    """The first line a person looks for in the strategy's log, without opening it (issue 14)."""
+    write(base_dir / "broken.py", BROKEN)
+    cfg = serve_config(base_dir, '[[strategies]]\nid = "broken"\npath = "broken.py"\nrestart = "never"\n')
+    term = Terminal([*CLI, "serve", "--config", str(cfg)], cwd=base_dir)
+    try:
+        why = r"exited with code \d+: RuntimeError: no exchange key for this strategy"
+        term.read_until(lambda t: re.search(r"^broken failed: " + why, t, re.M))
+        # the warning above the view says it too
+        assert re.search(
+            r"strategy broken exited with code \d+ after [\d.]+ s \(RuntimeError: no exchange", term.text()
+        )
+        sp = seqtrade("strategies", "--config", str(cfg))
+        assert re.search(r"^broken: last failed exit: " + why + "$", sp.stdout, re.M), sp.stdout
+        term.proc.send_signal(signal.SIGINT)
+        term.read_until(lambda t: "server stopped" in t)
+        assert term.proc.wait(timeout=30) == 0
+    finally:
+        term.close()
+
+
+QUITTER = """
+from seqtrade.client import Strategy
+
+class Quitter(Strategy):
+    symbols = ["BTC-USDT"]
+
+    def on_start(self):
+        self.stop()
+"""
+
+
+def test_a_strategy_that_said_goodbye_is_shown_as_left_not_as_silent(base_dir: Path) -> None:
+    """A clean departure is not a strategy gone quiet: ``status`` and ``strategies`` tell them apart."""
+    write(base_dir / "quitter.py", QUITTER)
+    cfg = serve_config(base_dir, "")
+    with started("serve", "--config", str(cfg)) as server:
+        server.until("venue paper ready")
+        run = seqtrade("run", str(base_dir / "quitter.py"), "--id", "quitter", "--config", str(cfg))
+        assert run.returncode == 0, run.stderr
+        server.until("strategy quitter left (goodbye)")
+        st = seqtrade("status", "--config", str(cfg))
+        assert re.search(r"^quitter +left +\d+\.\ds ", st.stdout, re.M), st.stdout
+        sp = seqtrade("strategies", "--config", str(cfg))
+        assert re.search(r"^quitter +external \(left\) ", sp.stdout, re.M), sp.stdout
+        server.proc.send_signal(signal.SIGINT)
+        server.rest()
+    assert server.proc.returncode == 0
+
+
 def test_status_into_a_pipe_whose_reader_is_gone_exits_quietly(base_dir: Path) -> None:
     """``seqtrade status | head -1``: the reader leaves after one line; no traceback, no noise."""
     cfg = serve_config(base_dir, BUYER)
@@ -218,3 +275,13 @@ def test_the_view_has_one_row_per_strategy_with_position_net_pnl_open_orders_hea
         "venue paper: connected | symbols BTC-USDT, ETH-USDT | orders 12 in, 11 sent, 1 rejected"
         " | reports 30 | market data 25/s | trading active"
     )
+
+
+def test_the_view_tells_a_strategy_that_left_from_one_gone_silent() -> None:
+    def row(**g: object) -> tuple[str, ...]:
+        base = {"alive": False, "heartbeat_age": 9.0, "last_seq": 1, "open_orders": 0, "errors": {}}
+        return view_rows({"strategies": {"q": {**base, **g}}}, None)[0]
+
+    assert row(left=True)[1] == "left"
+    assert row()[1] == "silent"
+    assert row(alive=True)[1] == "connected"

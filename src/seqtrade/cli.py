@@ -304,7 +304,8 @@ def format_status(st: dict) -> str:  # type: ignore[type-arg]
     if strategies:
         lines.append(f"{'strategy':<20} {'alive':<6} {'heartbeat':>9} {'seq':>7} {'open':>5} {'errors':>8}")
         for sid, s in strategies.items():
-            lines.append(f"{sid:<20} {'yes' if s['alive'] else 'NO':<6} {s['heartbeat_age']:>8.1f}s"
+            alive = "yes" if s["alive"] else "left" if s.get("left") else "NO"
+            lines.append(f"{sid:<20} {alive:<6} {s['heartbeat_age']:>8.1f}s"
                          f" {s['last_seq']:>7} {s['open_orders']:>5} {sum(s.get('errors', {}).values()):>8}")  # fmt: skip
         lines.extend(callback_error_lines({sid: s.get("errors", {}) for sid, s in strategies.items()}))
     from .server.guard import format_guard_status
@@ -389,6 +390,7 @@ def format_strategies(rows: list[dict]) -> str:  # type: ignore[type-arg]
         pid = "-" if r["pid"] is None else str(r["pid"])
         code = "-" if r["exit_code"] is None else str(r["exit_code"])
         lines.append(f"{r['id']:<20} {r['state']:<18} {pid:>7} {r['restarts']:>8} {code:>5} {hb:>9}")
+    lines.extend(f"{r['id']}: last failed exit: {r['last_error']}" for r in rows if r.get("last_error"))
     lines.extend(callback_error_lines({r["id"]: r.get("errors", {}) for r in rows}))
     return "\n".join(lines)
 

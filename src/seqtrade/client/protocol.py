@@ -263,6 +263,7 @@ class ClientProtocol:
                 self._last_heard = now
             elif not self.lost and now - self._last_heard > SERVER_SILENT:
                 self.lost = True
+                self._status_seq = 0  # a server that comes back may be a new one, counting from 0
                 lost = ServerLost(now - self._last_heard)
                 log.warning("no word from the server for %.1f s (no status, no report): it is gone or "
                             "unreachable; re-joining, a hello every %.0f s", lost.silent, LOST_HELLO_INTERVAL)  # fmt: skip
@@ -343,7 +344,7 @@ class ClientProtocol:
                              self.last_seq, msg.seq, target)  # fmt: skip
                     self.hello(now)
                 # else a live report beyond the welcome's last seq: the replay brings it in order
-            elif not self.nonce:
+            elif not self.nonce and not self.gave_up:  # given up: the id's reports are another's
                 # A gap: something was dropped on the way. Ask again from where we are.
                 self.report_gaps += 1
                 log.info("report gap: have %d, got %d: re-joining", self.last_seq, msg.seq)

@@ -1,7 +1,8 @@
 """The serve console: what ``seqtrade serve`` shows on a terminal, a compact view refreshed in place.
 
 On a terminal (stdout and stderr both), ``serve`` shows one line for the venue and one per strategy
-(state, position, realised PnL net of fees, open orders, heartbeat age, callback errors), refreshed
+(state, position, realised PnL net of fees, open orders, heartbeat age, callback errors), then a line
+per supervised strategy left down by a failure with the line of its log that says why, refreshed
 twice a second with ``rich``'s Live display; warnings and notable log lines print above it; fill lines
 and the periodic status line do not (the view shows their effect), and the whole log, fills included,
 goes to ``<run_dir>/logs/serve.log``. When the output is not a terminal (CI, a log file, a pipe) or
@@ -27,7 +28,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["view_rows", "venue_line", "LiveConsole", "ConsoleLogHandler", "is_flood", "HEADER"]
+__all__ = ["fatal_notes", "view_rows", "venue_line", "LiveConsole", "ConsoleLogHandler", "is_flood", "HEADER"]
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def view_rows(
         if r:
             state = r["state"]
         elif g:
-            state = "connected" if g.get("alive") else "silent"
+            state = "connected" if g.get("alive") else "left" if g.get("left") else "silent"
         else:
             state = "-"
         if sid in own:
@@ -95,6 +96,16 @@ def view_rows(
             ", ".join(f"{name} {n:,}" for name, n in sorted(errors.items()) if n) or "-",
         ))  # fmt: skip
     return out
+
+
+def fatal_notes(strategies: Sequence[Mapping[str, Any]] | None) -> list[str]:
+    """One line per supervised strategy that is not running because its last run failed: its id,
+    state and why (``last_error``: the exit and the fatal line of its log)."""
+    return [
+        f"{r['id']} {r['state']}: {r['last_error']}"
+        for r in strategies or ()
+        if r.get("last_error") and r.get("state") not in ("running", "stopping", "stopped")
+    ]
 
 
 def is_flood(record: logging.LogRecord) -> bool:
@@ -187,5 +198,6 @@ class LiveConsole:
             foot += f"; the full log, fills included: {self.log_file}"
         parts: list[Any] = [Text(venue_line(status, self._md_rate(status)))]
         parts.append(table if table.row_count else Text("no strategies yet", style="dim"))
+        parts.extend(Text(line, style="bold red") for line in fatal_notes(strategies))
         parts.append(Text(foot, style="dim"))
         return Group(*parts)

@@ -77,6 +77,7 @@ class StrategyInfo:
     strategy_id: str
     last_seen: float  # trio.current_time()
     alive: bool = True
+    left: bool = False  # said goodbye: not alive, and not silent either
 
 
 class Gateway:
@@ -300,6 +301,7 @@ class Gateway:
                 log.info("strategy %s is back", sid)
             info.last_seen = t
             info.alive = True
+            info.left = False
 
     # ================================================================== reports
 
@@ -436,7 +438,7 @@ class Gateway:
         """A strategy said goodbye: not alive, and not to be taken for dead later."""
         info = self.strategies.get(sid)
         if info is not None:
-            info.alive = False
+            info.alive, info.left = False, True
 
     # ================================================================== recovery and monitoring
 
@@ -523,6 +525,7 @@ class Gateway:
             "strategies": {
                 sid: {
                     "alive": info.alive,
+                    "left": info.left,  # not alive because it said goodbye
                     "heartbeat_age": round(trio.current_time() - info.last_seen, 3),
                     "last_seq": self.seqs.get(sid, 0),
                     "open_orders": len(self.open_records(sid)),

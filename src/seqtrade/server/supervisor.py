@@ -7,7 +7,10 @@ in a new session (its own process group), with stdout and stderr appended to
 Restarts wait ``backoff_min`` seconds, doubled for every exit within ``crash_loop_window``, up to
 ``backoff_max``; ``crash_loop_count`` exits within the window is a crash loop: the strategy is left
 stopped in state ``crash-loop`` and an ERROR is logged (``seqtrade strategies --restart ID`` tries
-again). A restarted strategy joins with ``last_seq`` 0 and gets every report it missed replayed.
+again). Every failed exit also reads the tail of the strategy's log for the line that says why
+(:func:`.exitline.fatal_line`, e.g. a traceback's ``ValueError: ...``): it is in the log line of the
+exit and in ``last_error`` of the ``strategies`` answer, which ``seqtrade strategies`` and the serve
+console show. A restarted strategy joins with ``last_seq`` 0 and gets every report it missed replayed.
 
 On shutdown the strategies stop in reverse config order, one at a time: SIGTERM to the process group
 (the client library then calls ``on_stop`` and exits), SIGKILL after ``stop_grace`` seconds.
@@ -48,6 +51,7 @@ from ..config import Config, StrategyConfig
 from ..errors import ConfigError
 from ..venues import secret_env_vars
 from .control import ControlCommands
+from .exitline import fatal_line
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -55,6 +59,8 @@ if TYPE_CHECKING:
 __all__ = ["Supervisor", "Supervised", "toml_value", "strategy_command"]
 
 log = logging.getLogger(__name__)
+
+LOG_TAIL = 64 * 1024  # bytes of a strategy's log read after a failed exit, for its fatal line
 
 # A variable whose name says it holds a secret never reaches a strategy (with the venues' own names).
 _SECRET_NAME = re.compile(
@@ -105,6 +111,7 @@ class Supervised:
     starts: int = 0
     restarts: int = 0
     exit_code: int | None = None  # negative: killed by that signal
+    last_error: str | None = None  # why its last failed run ended: the exit and the log's fatal line
     started_at: float = 0.0  # trio.current_time()
     exits: deque[float] = field(default_factory=deque)  # exit times inside the crash-loop window
     proc: trio.Process | None = None
@@ -123,6 +130,10 @@ def _describe_exit(rc: int | None) -> str:
         except ValueError:
             return f"was killed by signal {-rc}"
     return f"exited with code {rc}"
+
+
+def _external_state(alive: bool, left: bool) -> str:
+    return "external" if alive else "external (left)" if left else "external (silent)"
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -220,15 +231,19 @@ class Supervisor:
             e.exit_code, e.pid = rc, None
             t = trio.current_time()
             ran = t - e.started_at if ok else 0.0
+            line = None if rc == 0 else self._fatal_line(e)
+            e.last_error = None if rc == 0 else _describe_exit(rc) + (f": {line}" if line else "")
+            why = f" ({line})" if line else ""
             self._log_line(e, f"{e.id} {_describe_exit(rc)} after {ran:.1f} s")
             policy = e.cfg.restart
             if policy == "never" or (policy == "on-failure" and rc == 0):
                 e.state = "exited" if rc == 0 else "failed"
                 (log.info if rc == 0 else log.warning)(
-                    "strategy %s %s after %.1f s; not restarted (restart = %r)",
+                    "strategy %s %s after %.1f s%s; not restarted (restart = %r)",
                     e.id,
                     _describe_exit(rc),
                     ran,
+                    why,
                     policy,
                 )
                 return
@@ -238,17 +253,27 @@ class Supervisor:
             if len(e.exits) >= cfg.crash_loop_count:
                 e.state = "crash-loop"
                 log.error(
-                    "strategy %s %s: %d exits within %.0f s, a crash loop: not restarting it (see %s; "
+                    "strategy %s %s%s: %d exits within %.0f s, a crash loop: not restarting it (see %s; "
                     "`seqtrade strategies --restart %s` tries again)",
-                    e.id, _describe_exit(rc), len(e.exits), cfg.crash_loop_window, e.log_path, e.id,
+                    e.id, _describe_exit(rc), why, len(e.exits), cfg.crash_loop_window, e.log_path, e.id,
                 )  # fmt: skip
                 return
             delay = min(cfg.backoff_max, cfg.backoff_min * 2 ** (len(e.exits) - 1))
             e.state = "backoff"
-            log.warning("strategy %s %s after %.1f s; restarting in %.2f s (see %s)", e.id, _describe_exit(rc), ran,
-                        delay, e.log_path)  # fmt: skip
+            log.warning("strategy %s %s after %.1f s%s; restarting in %.2f s (see %s)", e.id, _describe_exit(rc), ran,
+                        why, delay, e.log_path)  # fmt: skip
             await trio.sleep(delay)
             e.restarts += 1
+
+    def _fatal_line(self, e: Supervised) -> str | None:
+        """The line of the strategy's log that says why its last run ended (:func:`.exitline.fatal_line`)."""
+        try:
+            with open(e.log_path, "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - LOG_TAIL))
+                line = fatal_line(f.read().decode(errors="replace"))
+        except OSError:
+            return None
+        return line
 
     async def _terminate(self, e: Supervised) -> None:
         proc = e.proc
@@ -334,6 +359,7 @@ class Supervisor:
             out.append({
                 "id": e.id, "supervised": True, "state": e.state, "pid": e.pid, "restarts": e.restarts,
                 "exit_code": e.exit_code, "restart": e.cfg.restart, "log": str(e.log_path),
+                "last_error": e.last_error,
                 "heartbeat_age": None if info is None else round(now - info.last_seen, 3),
                 "errors": errors.get(e.id, {}),
             })  # fmt: skip
@@ -341,8 +367,8 @@ class Supervisor:
         for sid, info in sorted(known.items()):
             if sid not in supervised:
                 out.append({
-                    "id": sid, "supervised": False, "state": "external" if info.alive else "external (silent)",
-                    "pid": None, "restarts": 0, "exit_code": None, "restart": "", "log": "",
+                    "id": sid, "supervised": False, "state": _external_state(info.alive, info.left),
+                    "pid": None, "restarts": 0, "exit_code": None, "restart": "", "log": "", "last_error": None,
                     "heartbeat_age": round(now - info.last_seen, 3),
                     "errors": errors.get(sid, {}),
                 })  # fmt: skip
