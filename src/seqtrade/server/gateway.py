@@ -397,13 +397,13 @@ class Gateway:
         before (commits happen between the report task's awaits)."""
         task_status.started()
         engine = self.engine
-        waiting = self.ev_recv.statistics
+        queued = self._report_q
         while True:
             await self._replay_wake.wait()
             self._replay_wake = trio.Event()
             deferred = 0
             while engine.replays.active:
-                if deferred < 8 and waiting().current_buffer_used:
+                if deferred < 8 and queued:
                     deferred += 1
                 else:
                     deferred = 0
