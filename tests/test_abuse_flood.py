@@ -17,10 +17,14 @@ import sys
 from pathlib import Path
 
 import msgpack
+import trio
+import zmq
 
 from seqtrade import wire
+from seqtrade.bus import TrioSocket
 from seqtrade.errors import WireError
 from seqtrade.models import Hello
+from seqtrade.server.gateway import ORDER_BATCH
 
 from .test_engine import Shell, now_ms, server_config
 
@@ -62,6 +66,35 @@ def test_a_strategy_with_a_history_keeps_its_own_budget(tmp_path: Path) -> None:
     for i in range(100):
         engine.on_bad_frame(bad_frame(f"g{i}"), t)
     assert sum(bool(engine.on_bad_frame(bad_frame("old"), t).replies) for _ in range(2 * BURST)) == BURST
+
+
+async def test_the_order_task_reads_a_flood_a_bounded_batch_at_a_time(
+    tmp_path: Path, zctx: zmq.Context
+) -> None:
+    """A valid order behind a flood waits for the batch being decided and its own, no more: the
+    order task reads at most ``ORDER_BATCH`` frames before it performs them (the rest stay queued)."""
+    pull = zctx.socket(zmq.PULL)
+    push = zctx.socket(zmq.PUSH)
+    for s in (pull, push):
+        s.setsockopt(zmq.LINGER, 0)
+    try:
+        pull.bind(f"ipc://{tmp_path}/o.ipc")
+        push.connect(f"ipc://{tmp_path}/o.ipc")
+        n = 3 * ORDER_BATCH + 5
+        for i in range(n):
+            push.send(b"junk%d" % i)
+        sock = TrioSocket(pull)
+        got: list[bytes] = []
+        with trio.fail_after(10):
+            while len(got) < n:
+                batch = await sock.recv_batch(ORDER_BATCH)
+                assert 1 <= len(batch) <= ORDER_BATCH
+                got.extend(batch)
+        assert got == [b"junk%d" % i for i in range(n)]
+        assert 1 <= ORDER_BATCH <= 256  # a batch is decided in well under a few ms at ~10 us a frame
+    finally:
+        push.close()
+        pull.close()
 
 
 def test_abuse_bench_smoke(tmp_path: Path) -> None:
