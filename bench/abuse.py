@@ -13,8 +13,9 @@ own process with a PUSH socket sending as fast as it can:
 - ``all``: the hellos and the garbage (other ids) at once.
 
 During each flood ``status`` is asked on the control socket every 0.5 s (what ``seqtrade status``
-does, timeout 5 s) and the ``seqtrade status`` command itself is run once. At the end a hello flood
-starts again and the server gets SIGINT during it: the time until the process exits.
+does, timeout 5 s) and the ``seqtrade status`` command itself is run once. At the end a longer hello
+flood starts and, once the server has dropped 1,000 of its hellos, the server gets SIGINT: the time
+until the process exits.
 
     .venv/bin/python bench/abuse.py [--quick | --smoke] [--json out.json]
 
@@ -198,6 +199,18 @@ def log_lines(path: Path) -> int:
         return sum(1 for _ in f)
 
 
+def shutdown_marks(path: Path, wall0: float) -> dict[str, float | None]:
+    """Seconds from SIGINT to the server's "received SIGINT" and "server stopped" log lines."""
+    marks: dict[str, float | None] = {"logged_received_s": None, "logged_stopped_s": None}
+    for line in path.read_text(errors="replace").splitlines()[-200:]:
+        key = ("logged_received_s" if "received SIGINT" in line
+               else "logged_stopped_s" if "server stopped" in line else None)  # fmt: skip
+        if key:
+            t = time.mktime(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")) + int(line[20:23]) / 1000
+            marks[key] = round(t - wall0, 3)
+    return marks
+
+
 def orders_result(results: list[tuple[str, float]]) -> dict[str, Any]:
     counts = {k: sum(1 for r, _ in results if r == k) for k in ("ok", "stale", "rejected", "lost")}
     return {"sent": len(results), **counts, **pct([us for r, us in results if r == "ok"])}
@@ -219,10 +232,10 @@ def run_flood(name: str, procs: list[Any], out: Any, go: Any, good: Good, cfg_pa
         results.append(good.round_trip())
         time.sleep(ORDER_GAP_S)
         if not cli and time.perf_counter() - t0 > 0.3:  # the command itself, once, during the flood
-            c0 = time.perf_counter()
+            c0, started_during = time.perf_counter(), any(p.is_alive() for p in procs)
             r = subprocess.run([sys.executable, "-m", "seqtrade.cli", "status", "--config", str(cfg_path)],
                                capture_output=True, text=True, timeout=30)  # fmt: skip
-            cli = {"rc": r.returncode, "s": round(time.perf_counter() - c0, 2), "during_flood": any(p.is_alive() for p in procs)}  # fmt: skip
+            cli = {"rc": r.returncode, "s": round(time.perf_counter() - c0, 2), "started_during_flood": started_during, "ended_during_flood": any(p.is_alive() for p in procs)}  # fmt: skip
         if t_end is None and not any(p.is_alive() for p in procs):
             t_end = time.perf_counter()
         if t_end is not None and time.perf_counter() - t_end > 0.5:
@@ -307,26 +320,33 @@ def main() -> int:
             report["floods"].append(r)
         report["rss_mb"] = {"start": rss_start["VmRSS"], "end": rss_mb(server.pid)["VmRSS"],
                             "peak": rss_mb(server.pid)["VmHWM"]}  # fmt: skip
-        # SIGINT while a hello flood is on
+        # SIGINT while a hello flood is on (ten times longer, so that it still runs): once the server
+        # has been dropping its hellos for a while
         out, go = mpc.Queue(), mpc.Event()
-        p = mpc.Process(target=hello_flood, args=(run_dir, n_hellos, "z", go, out))
+        p = mpc.Process(target=hello_flood, args=(run_dir, 10 * n_hellos, "z", go, out))
         p.start()
-        time.sleep(1.0)
+        endpoint = f"ipc://{run_dir}/control.ipc"
+        throttled = control_request(endpoint, "status", timeout=10.0)["counters"]["hellos_throttled"]
         go.set()
-        time.sleep(0.3)
-        t0 = time.perf_counter()
+        while control_request(endpoint, "status", timeout=10.0)["counters"][
+            "hellos_throttled"
+        ] < throttled + min(1_000, n_hellos // 2):
+            time.sleep(0.05)
+        flood_on = p.is_alive()
+        t0, wall0 = time.perf_counter(), time.time()
         server.send_signal(signal.SIGINT)
         try:
             rc = server.wait(timeout=30)
             report["sigint"] = {
                 "exit_s": round(time.perf_counter() - t0, 3),
                 "rc": rc,
-                "flood_on": p.is_alive(),
+                "flood_on": flood_on,
             }
         except subprocess.TimeoutExpired:
-            report["sigint"] = {"exit_s": None, "rc": None, "flood_on": p.is_alive()}
+            report["sigint"] = {"exit_s": None, "rc": None, "flood_on": flood_on}
         p.kill()
         p.join()
+        report["sigint"].update(shutdown_marks(log_path, wall0))
         report["log_lines_total"] = log_lines(log_path)
         report["log_bytes_total"] = log_path.stat().st_size
         report["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -366,7 +386,7 @@ def format_table(r: dict[str, Any]) -> str:
              "server counters after each flood: " + "; ".join(f"{f['flood']} {f['server_counters']}" for f in r["floods"]),
              f"server RSS MB: start {r['rss_mb']['start']}, end {r['rss_mb']['end']}, peak {r['rss_mb']['peak']}",
              f"log: {r['log_lines_total']} lines, {r['log_bytes_total']} bytes in all",
-             f"SIGINT during a hello flood -> exit: {r['sigint']['exit_s']} s (rc {r['sigint']['rc']})"]  # fmt: skip
+             f"SIGINT during a hello flood (flood on: {r['sigint']['flood_on']}) -> exit: {r['sigint']['exit_s']} s (rc {r['sigint']['rc']}; logged 'received' at {r['sigint']['logged_received_s']} s, 'stopped' at {r['sigint']['logged_stopped_s']} s)"]  # fmt: skip
     return "\n".join(rows)
 
 
