@@ -22,9 +22,12 @@ import zmq
 
 from seqtrade import wire
 from seqtrade.bus import TrioSocket
+from seqtrade.client import Endpoints
 from seqtrade.errors import WireError
 from seqtrade.models import Hello
+from seqtrade.server.app import serve
 from seqtrade.server.gateway import ORDER_BATCH
+from seqtrade.venues.paper import PaperVenue
 
 from .test_engine import Shell, now_ms, server_config
 
@@ -95,6 +98,47 @@ async def test_the_order_task_reads_a_flood_a_bounded_batch_at_a_time(
     finally:
         push.close()
         pull.close()
+
+
+FLOOD = """
+import sys, zmq
+from seqtrade import wire
+from seqtrade.models import Hello
+push = zmq.Context().socket(zmq.PUSH)
+push.connect(sys.argv[1])
+frames = [wire.encode_message(Hello(f"f{sys.argv[2]}x{i}", 0, "n")) for i in range(10_000)]
+while True:
+    for f in frames:
+        push.send(f)
+"""
+
+
+async def test_a_stop_is_honoured_while_a_flood_never_lets_the_order_socket_empty(base_dir: Path) -> None:
+    """The order task used to take a cancellation only when the socket was empty: under a flood from
+    another process the server's stop waited for the flood to end (forever, for an endless one)."""
+    config = server_config(base_dir)
+    floods = []
+    try:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                gw = await nursery.start(
+                    serve, config, PaperVenue(config.venue.paper, list(config.venue.symbols))
+                )
+                for i in range(3):  # together faster than the server reads
+                    floods.append(
+                        await trio.lowlevel.open_process(
+                            [sys.executable, "-c", FLOOD, Endpoints.from_config(config).order, str(i)]
+                        )
+                    )
+                while gw.counters.hellos_throttled < 50_000:  # the flood is on, the server reading it
+                    await trio.sleep(0.01)
+                gw.request_stop()
+            assert all(f.poll() is None for f in floods)  # serve returned while the flood was on
+    finally:
+        for flood in floods:
+            flood.kill()
+            with trio.move_on_after(10):
+                await flood.wait()
 
 
 def test_abuse_bench_smoke(tmp_path: Path) -> None:

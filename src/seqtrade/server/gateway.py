@@ -224,6 +224,10 @@ class Gateway:
         max_bytes = self.config.bus.max_frame_bytes
         engine = self.engine
         while True:
+            # recv_batch yields without taking a cancellation while frames are ready (it never drops
+            # what it read): without this, a flood that never lets the socket empty would keep the
+            # task, and the server's stop, going until the flood ends.
+            await trio.lowlevel.checkpoint_if_cancelled()
             frames = await pull.recv_batch(ORDER_BATCH)
             if trace.ON:
                 t_wake = time.time_ns()
