@@ -3,7 +3,9 @@
 A bad frame naming a strategy the server has never admitted (no hello let in, no history) is charged
 to one budget shared by all such ids: a flood that names a new id in every frame is answered (a
 journaled ``rejected`` report and an INFO line each) ``bad_frame_burst`` times in all, not that many
-times per id. A strategy that has joined keeps a budget of its own.
+times per id. A strategy that has joined keeps a budget of its own. The order task reads a bounded
+batch at a time, and takes a cancellation between batches: a stop is honoured under a flood that
+never lets the order socket empty.
 
 The bench run is a smoke test: it completes and reports every figure; no figure is asserted (speed
 depends on the machine: docs/operations.md has the full run's).
