@@ -79,6 +79,7 @@ log = logging.getLogger("seqtrade.server.gateway")
 
 MAX_VALUE = 1e15  # a price or quantity above this is a mistake, whatever the instrument
 MAX_HELD = 16  # refusals kept per order until the venue acknowledges it (OrderRecord.held)
+NEW_IDS_PEER = "(new ids)"  # not a valid strategy id: the bad-frame budget of ids never admitted
 
 
 def _out_of_range(price: float | None, quantity: float | None) -> str:
@@ -332,8 +333,14 @@ class Engine:
     def bad_frame_allowed(self, sid: str | None, now_ms: int) -> bool:
         """Charge a bad frame to its peer's budget (``server.bad_frame_rate``/``bad_frame_burst``);
         False: drop it unanswered, counted and logged at most once per interval. Frames naming no
-        strategy that may trade share one budget. O(1)."""
-        peer = sid if sid is not None and self.strategy_allowed(sid) else ""
+        strategy that may trade share one budget. O(1).
+
+        Ids the server has never admitted (no hello let in, no history) share one budget too: a
+        bucket per id would answer (journal, publish, log) ``bad_frame_burst`` frames of every fresh
+        id, so a flood naming a new id in each frame would be answered frame by frame."""
+        peer = ""
+        if sid is not None and self.strategy_allowed(sid):
+            peer = sid if sid in self.sessions.known else NEW_IDS_PEER
         if peer and self.bad_frame_budget.allow(peer, now_ms / 1000):
             return True
         self.counters.bad_frames_dropped += 1
