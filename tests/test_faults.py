@@ -511,7 +511,7 @@ async def test_order_journaled_but_never_sent_is_rejected_by_recovery_and_never_
 
 
 async def test_replay_of_a_25k_backlog_to_a_real_strategy_process(rig):
-    """A strategy that was away for a long time: 25,000 reports (more than REPLAY_LIMIT per hello)
+    """A strategy that was away for a long time: 25,000 reports (a replay paced in many steps)
     arrive in order, once each, before on_start."""
     from seqtrade.models import OrderReport, OrderStatus
     from seqtrade.server.journal import Journal

@@ -103,8 +103,6 @@ def test_the_kind_check_sees_a_branch_on_the_kind(tmp_path):
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTSIDE = re.compile(r"\.\./shared|/work/|okx-v5|PROTOCOL\.md|STYLE\.md|PERF-NOTES")
-# Left for the integrator: docs/protocol.md is edited on another branch (its intro names PROTOCOL.md).
-OUTSIDE_KNOWN: set[str] = set()
 
 
 def repo_texts() -> list[Path]:
@@ -119,7 +117,7 @@ def test_the_repository_refers_to_no_document_outside_it():
     for p in repo_texts():
         for n, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
             where = f"{p.relative_to(ROOT)}:{n}"
-            if OUTSIDE.search(line) and where not in OUTSIDE_KNOWN and p.name != "test_layout.py":
+            if OUTSIDE.search(line) and p.name != "test_layout.py":
                 found.append(f"{where}: {line.strip()}")
     assert found == []
 

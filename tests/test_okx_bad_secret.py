@@ -11,24 +11,13 @@ import trio
 
 from tests.fakeokx import open_fake_okx
 
+from .test_okx_e2e import write_okx_config
+
 
 async def test_a_wrong_okx_secret_ends_serve_with_one_line(base_dir: Path) -> None:
     with trio.fail_after(60):
         async with open_fake_okx() as fake:
-            cfg = base_dir / "okx.toml"
-            cfg.write_text(f"""
-[server]
-run_dir = "run"
-status_interval = 0
-[venue]
-kind = "okx"
-symbols = ["BTC-USDT"]
-[venue.okx]
-demo = true
-rest_url = "{fake.rest_url}"
-ws_public_url = "{fake.ws_public_url}"
-ws_private_url = "{fake.ws_private_url}"
-""")
+            cfg = write_okx_config(base_dir, fake)
             env = dict(os.environ, OKX_API_KEY="fake-key", OKX_SECRET_KEY="wrong", OKX_PASSPHRASE="fake-pass")
             r = await trio.run_process(
                 [sys.executable, "-m", "seqtrade.cli", "serve", "--config", str(cfg)],

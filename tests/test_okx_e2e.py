@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -16,12 +17,10 @@ from tests.fakeokx import open_fake_okx
 from .test_client import StrategyProcess
 
 
-async def test_strategy_trades_through_okx_adapter_against_fake(base_dir: Path):
-    with trio.fail_after(40):
-        async with open_fake_okx() as fake:
-            fake.set_market("BTC-USDT", bid=100.0, ask=100.2, bid_sz=1.0, ask_sz=1.0)
-            cfg = base_dir / "okx.toml"
-            cfg.write_text(f"""
+def write_okx_config(base_dir: Path, fake: Any) -> Path:
+    """A server config that trades BTC-USDT on ``fake`` (the fake OKX exchange), in demo mode."""
+    cfg = base_dir / "okx.toml"
+    cfg.write_text(f"""
 [server]
 run_dir = "run"
 status_interval = 0
@@ -34,6 +33,14 @@ rest_url = "{fake.rest_url}"
 ws_public_url = "{fake.ws_public_url}"
 ws_private_url = "{fake.ws_private_url}"
 """)
+    return cfg
+
+
+async def test_strategy_trades_through_okx_adapter_against_fake(base_dir: Path):
+    with trio.fail_after(40):
+        async with open_fake_okx() as fake:
+            fake.set_market("BTC-USDT", bid=100.0, ask=100.2, bid_sz=1.0, ask_sz=1.0)
+            cfg = write_okx_config(base_dir, fake)
             env = dict(
                 os.environ, OKX_API_KEY="fake-key", OKX_SECRET_KEY="fake-secret", OKX_PASSPHRASE="fake-pass"
             )
