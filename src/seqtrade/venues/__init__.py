@@ -42,7 +42,8 @@ def venue_from_config(config: Config, environ: Mapping[str, str]) -> Venue:
                 from ..bench.feed import BenchPaperVenue
 
                 return BenchPaperVenue(v.paper, list(v.symbols), state_path=state)
-            return PaperVenue(v.paper, list(v.symbols), state_path=state)
+            return PaperVenue(v.paper, list(v.symbols), state_path=state, bars=config.candles.bars,
+                              keep=config.candles.keep)  # fmt: skip
         case "okx":
             from .okx import OkxCredentials, OkxVenue
 
