@@ -14,12 +14,16 @@ last call, each transition once, so the caller logs each once. ``snapshot(now)``
 :class:`FeedStatus` (for ``seqtrade status``, the metrics and the ``feed_status`` bus message).
 
 A feed exists from its first message, gap or resubscription. Channels are the wire kinds
-(``ticker``, ``book``, ``trade``) and ``candle:<bar>`` for candles.
+(``ticker``, ``book``, ``trade``) and ``candle:<bar>`` for candles. A candle feed may be quiet for a
+whole bar (a bar without trades is only sent when it closes): it is stale after ``stale_after`` plus
+its bar's length.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from .candles import BARS
 
 __all__ = ["FeedHealth", "FeedStatus", "FeedsStatus", "Transition", "DEFAULT_STALE_AFTER"]
 
@@ -158,7 +162,7 @@ class FeedHealth:
             f.mark_count = f.count
             f.max_delay, f.window_max = f.window_max, f.delay if f.last >= 0 else 0
             silent = now - f.last if f.last >= 0 else None
-            stale = silent is not None and silent >= self.stale_after
+            stale = silent is not None and silent >= self.stale_after + _quiet(channel)
             if stale != f.stale and silent is not None:
                 f.stale = stale
                 self.changed = True
@@ -182,3 +186,10 @@ class FeedHealth:
             )  # fmt: skip
             for (channel, symbol), f in sorted(self._feeds.items(), key=lambda kv: (kv[0][1], kv[0][0]))
         ]
+
+
+def _quiet(channel: str) -> float:
+    """Seconds a feed may be silent by nature: a candle feed, its bar's length."""
+    if channel.startswith("candle:"):
+        return BARS.get(channel[7:], 0) / 1000
+    return 0.0

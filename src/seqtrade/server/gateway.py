@@ -506,10 +506,13 @@ class Gateway:
         task_status.started()
         async with trio.open_nursery() as nursery:
             async for req in self._history_recv:
-                await limiter.acquire_on_behalf_of(req)
-                nursery.start_soon(self._answer_history, req, limiter)
+                token = object()
+                await limiter.acquire_on_behalf_of(token)
+                nursery.start_soon(self._answer_history, req, limiter, token)
 
-    async def _answer_history(self, req: HistoryRequest, limiter: trio.CapacityLimiter) -> None:
+    async def _answer_history(
+        self, req: HistoryRequest, limiter: trio.CapacityLimiter, token: object
+    ) -> None:
         answer = History(req.strategy_id, req.request_id, req.symbol, req.bar)
         try:
             if req.symbol not in self.venue.instruments:
@@ -528,7 +531,7 @@ class Gateway:
             log.warning("history %s %s for %s failed: %s", req.symbol, req.bar, req.strategy_id, exc)
             answer.error = f"the venue failed: {type(exc).__name__}: {exc}"
         finally:
-            limiter.release_on_behalf_of(req)
+            limiter.release_on_behalf_of(token)
         self._send_history(answer)
 
     def _send_history(self, answer: History) -> None:
