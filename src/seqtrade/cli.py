@@ -308,8 +308,10 @@ def format_status(st: dict) -> str:  # type: ignore[type-arg]
             lines.append(f"{sid:<20} {alive:<6} {s['heartbeat_age']:>8.1f}s"
                          f" {s['last_seq']:>7} {s['open_orders']:>5} {sum(s.get('errors', {}).values()):>8}")  # fmt: skip
         lines.extend(callback_error_lines({sid: s.get("errors", {}) for sid, s in strategies.items()}))
+    from .feedhealth import format_feeds
     from .server.guard import format_guard_status
 
+    lines.extend(format_feeds(st.get("feeds", [])))
     lines.extend(format_guard_status(st))
     for extra in st.get("sections", []):
         lines.append(extra)

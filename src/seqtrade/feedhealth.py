@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from .candles import BARS
 
-__all__ = ["FeedHealth", "FeedStatus", "FeedsStatus", "Transition", "DEFAULT_STALE_AFTER"]
+__all__ = ["FeedHealth", "FeedStatus", "FeedsStatus", "Transition", "DEFAULT_STALE_AFTER", "format_feeds"]
 
 DEFAULT_STALE_AFTER = 10.0
 
@@ -193,3 +193,20 @@ def _quiet(channel: str) -> float:
     if channel.startswith("candle:"):
         return BARS.get(channel[7:], 0) / 1000
     return 0.0
+
+
+def format_feeds(rows: list[dict[str, object]]) -> list[str]:
+    """The feed table of ``seqtrade status`` from the ``feeds`` rows of its answer (``FeedStatus.row``)."""
+    if not rows:
+        return []
+    out = [
+        f"{'feed':<14} {'symbol':<18} {'rate/s':>8} {'age':>8} {'gaps':>5} {'resub':>5} {'delay ms':>9}  state"
+    ]
+    for r in rows:
+        age = float(r["age"])  # type: ignore[arg-type]
+        out.append(
+            f"{r['channel']!s:<14} {r['symbol']!s:<18} {float(r['rate']):>8.1f} "  # type: ignore[arg-type]
+            f"{(f'{age:.1f}s' if age >= 0 else '-'):>8} {r['gaps']!s:>5} {r['resubscriptions']!s:>5} "
+            f"{r['delay_ms']!s:>9}  {'STALE' if r['stale'] else 'ok'}"
+        )
+    return out

@@ -100,6 +100,23 @@ def render_metrics(gw: Gateway, supervisor: Supervisor | None = None, auth: Auth
                  [({"strategy": e.id}, 1.0 if e.pid is not None else 0.0) for e in supervisor.entries])  # fmt: skip
         w.metric("strategy_crash_loop", "gauge", "1 when a supervised strategy was stopped as a crash loop.",
                  [({"strategy": e.id}, 1.0 if e.state == "crash-loop" else 0.0) for e in supervisor.entries])  # fmt: skip
+    feeds = gw.feed_health.snapshot(now)
+    if feeds:
+        fl = [{"channel": f.channel, "symbol": f.symbol} for f in feeds]
+        w.metric("feed_messages_total", "counter", "Market-data messages per feed (channel and symbol).",
+                 [(lab, f.messages) for lab, f in zip(fl, feeds, strict=True)])  # fmt: skip
+        w.metric("feed_rate", "gauge", "Messages per second of each feed over the last second.",
+                 [(lab, f.rate) for lab, f in zip(fl, feeds, strict=True)])  # fmt: skip
+        w.metric("feed_age_seconds", "gauge", "Seconds since each feed's last message.",
+                 [(lab, f.age) for lab, f in zip(fl, feeds, strict=True)])  # fmt: skip
+        w.metric("feed_gaps_total", "counter", "Holes the venue found in each feed (sequence gaps, bad checksums).",
+                 [(lab, f.gaps) for lab, f in zip(fl, feeds, strict=True)])  # fmt: skip
+        w.metric("feed_resubscriptions_total", "counter", "Times the venue subscribed each feed again.",
+                 [(lab, f.resubscriptions) for lab, f in zip(fl, feeds, strict=True)])  # fmt: skip
+        w.metric("feed_delay_ms", "gauge", "Exchange-to-gateway delay of each feed's last message (ms).",
+                 [(lab, f.delay_ms) for lab, f in zip(fl, feeds, strict=True)])  # fmt: skip
+        w.metric("feed_stale", "gauge", "1 while a feed is stale (silent for feeds.stale_after).",
+                 [(lab, 1.0 if f.stale else 0.0) for lab, f in zip(fl, feeds, strict=True)])  # fmt: skip
     if auth is not None:
         w.metric("auth_accepted_total", "counter", "CURVE handshakes accepted.", [({}, auth.accepted)])
         w.metric("auth_refused_total", "counter", "Connections, requests and subscriptions refused, by reason.",
