@@ -128,6 +128,7 @@ class OkxConfig:
     rest_url: str = "https://www.okx.com"
     ws_public_url: str = ""  # "" = the live or demo default
     ws_private_url: str = ""
+    ws_business_url: str = ""  # candles ([candles] bars); "" = the live or demo default
     inst_type: str = "SPOT"
     td_mode: str = "cash"
     order_transport: Literal["ws", "rest"] = "ws"

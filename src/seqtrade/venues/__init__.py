@@ -47,7 +47,9 @@ def venue_from_config(config: Config, environ: Mapping[str, str]) -> Venue:
         case "okx":
             from .okx import OkxCredentials, OkxVenue
 
-            return OkxVenue(v.okx, list(v.symbols), OkxCredentials.from_env(v.okx, environ))
+            return OkxVenue(
+                v.okx, list(v.symbols), OkxCredentials.from_env(v.okx, environ), bars=config.candles.bars
+            )
     raise AssertionError(v.kind)  # pragma: no cover - config validation forbids it
 
 
