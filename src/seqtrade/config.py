@@ -253,7 +253,7 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class CandlesConfig:
-    """Candles the server serves (docs/market-data.md): these bars of every symbol, live and as history."""
+    """Candles the server serves (docs/candles.md): these bars of every symbol, live and as history."""
 
     bars: list[str] = field(default_factory=list)  # e.g. ["1m", "5m"]; [] serves no candles
     keep: int = 1440  # paper venue: closed bars kept in memory per symbol and bar (its history)
@@ -261,7 +261,7 @@ class CandlesConfig:
 
 @dataclass(frozen=True)
 class FeedsConfig:
-    """Feed health (docs/market-data.md): a feed silent this long is stale (logged once, and once more
+    """Feed health (docs/candles.md): a feed silent this long is stale (logged once, and once more
     when it recovers; shown in status, metrics and the ``feed_status`` bus message)."""
 
     stale_after: float = 10.0

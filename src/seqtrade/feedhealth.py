@@ -60,6 +60,7 @@ class FeedStatus:
     stale: bool = False
 
     def row(self) -> dict[str, object]:
+        """The map this status is sent as (in ``feed_status`` and the ``status`` command)."""
         return {
             "channel": self.channel, "symbol": self.symbol, "rate": float(self.rate),
             "age": float(self.age), "messages": self.messages, "gaps": self.gaps,

@@ -203,7 +203,7 @@ class Strategy:
     ``[candles] bars``. Bars are OKX's names (``1s``, ``1m``, ``3m``, ``5m``, ``15m``, ``30m``,
     ``1H``, ``2H``, ``4H``, ``6Hutc``, ``12Hutc``, ``1Dutc``). Warm up with
     [`history`][seqtrade.client.Strategy.history] in ``on_start``: the live bars continue it with no
-    bar missing and none twice (docs/market-data.md).
+    bar missing and none twice (docs/candles.md).
     """
 
     def __init__(self, **params: Any) -> None:
