@@ -25,7 +25,15 @@ from dataclasses import dataclass, field
 
 from .candles import BARS
 
-__all__ = ["FeedHealth", "FeedStatus", "FeedsStatus", "Transition", "DEFAULT_STALE_AFTER", "format_feeds"]
+__all__ = [
+    "FeedHealth",
+    "Feed",
+    "FeedStatus",
+    "FeedsStatus",
+    "Transition",
+    "DEFAULT_STALE_AFTER",
+    "format_feeds",
+]
 
 DEFAULT_STALE_AFTER = 10.0
 
@@ -102,7 +110,10 @@ class Transition:
     silent_s: float
 
 
-class _Feed:
+class Feed:
+    """The counters of one feed; :meth:`seen` is the per-message path (a caller that publishes many
+    messages holds the handle from :meth:`FeedHealth.feed`)."""
+
     __slots__ = ("count", "last", "delay", "max_delay", "gaps", "resubs", "stale", "rate",
                  "mark_count", "window_max")  # fmt: skip
 
@@ -118,6 +129,15 @@ class _Feed:
         self.rate = 0.0
         self.mark_count = 0
 
+    def seen(self, exchange_ts_ms: int, recv_ts_ms: int, now: float) -> None:
+        """One message: its exchange time and receive time (epoch ms), ``now`` (monotonic s)."""
+        self.count += 1
+        self.last = now
+        d = recv_ts_ms - exchange_ts_ms
+        self.delay = d
+        if d > self.window_max:
+            self.window_max = d
+
 
 class FeedHealth:
     """The health of every feed; see the module docstring. ``stale_after`` in seconds (> 0)."""
@@ -126,25 +146,25 @@ class FeedHealth:
         if not stale_after > 0:
             raise ValueError(f"stale_after must be > 0, got {stale_after}")
         self.stale_after = stale_after
-        self._feeds: dict[tuple[str, str], _Feed] = {}
+        self._feeds: dict[tuple[str, str], Feed] = {}
         self._mark: float | None = None  # when check() last rolled the rates
         self.changed = False  # a transition since the last snapshot was taken for the bus
 
-    def _feed(self, channel: str, symbol: str) -> _Feed:
+    def feed(self, channel: str, symbol: str) -> Feed:
+        """The handle of one feed (made on first use)."""
+        return self._feed(channel, symbol)
+
+    def _feed(self, channel: str, symbol: str) -> Feed:
         key = (channel, symbol)
         f = self._feeds.get(key)
         if f is None:
-            f = self._feeds[key] = _Feed()
+            f = self._feeds[key] = Feed()
         return f
 
     def on_message(self, channel: str, symbol: str, exchange_ts_ms: int, recv_ts_ms: int, now: float) -> None:
-        f = self._feeds.get((channel, symbol)) or self._feed(channel, symbol)
-        f.count += 1
-        f.last = now
-        d = recv_ts_ms - exchange_ts_ms
-        f.delay = d
-        if d > f.window_max:
-            f.window_max = d
+        (self._feeds.get((channel, symbol)) or self._feed(channel, symbol)).seen(
+            exchange_ts_ms, recv_ts_ms, now
+        )
 
     def on_gap(self, channel: str, symbol: str) -> None:
         self._feed(channel, symbol).gaps += 1

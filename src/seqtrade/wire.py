@@ -451,6 +451,13 @@ def _string(d: dict[str, Any], typ: str, key: str, pattern: re.Pattern[str] | No
     return v
 
 
+def _symbol(d: dict[str, Any], typ: str) -> str:
+    symbol = _string(d, typ, "symbol")
+    if not symbol or "/" in symbol or len(symbol) > 64:
+        raise WireError(f"{typ}: 'symbol' {symbol[:80]!r} is not a valid symbol")
+    return symbol
+
+
 def _optional_string(d: dict[str, Any], typ: str, key: str) -> str | None:
     return _string(d, typ, key) if key in d else None
 
@@ -520,9 +527,7 @@ _ORDER_TYPES = ", ".join(OrderType)
 def _order_from_body(d: dict[str, Any]) -> OrderRequest:
     typ = "order_request"
     coid = _string(d, typ, "client_order_id", CLIENT_ORDER_ID_RE)
-    symbol = _string(d, typ, "symbol")
-    if not symbol or "/" in symbol or len(symbol) > 64:
-        raise WireError(f"order_request: 'symbol' {symbol[:80]!r} is not a valid symbol")
+    symbol = _symbol(d, typ)
     side_s = _string(d, typ, "side")
     try:
         side = Side(side_s)
@@ -699,9 +704,7 @@ _BARS = ", ".join(BARS)
 def _history_request_from_body(d: dict[str, Any]) -> HistoryRequest:
     typ = "history_request"
     rid = _string(d, typ, "request_id", REQUEST_ID_RE)
-    symbol = _string(d, typ, "symbol")
-    if not symbol or "/" in symbol or len(symbol) > 64:
-        raise WireError(f"history_request: 'symbol' {symbol[:80]!r} is not a valid symbol")
+    symbol = _symbol(d, typ)
     bar = _string(d, typ, "bar")
     if bar not in BARS:
         raise WireError(f"history_request: 'bar' must be one of {_BARS}, got {bar[:40]!r}")

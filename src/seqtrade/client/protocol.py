@@ -446,20 +446,18 @@ class ClientProtocol:
         raise AssertionError("tickers take the fast path in receive_md_frame")  # pragma: no cover
 
     def _book_or_trade(self, msg: Book | Trade) -> Book | Trade:
-        key = ("book" if type(msg) is Book else "trade", msg.symbol)
-        last = self._md_seq.get(key)
-        if last is not None and msg.seq > last + 1:
-            self.md_gaps += msg.seq - last - 1
-        self._md_seq[key] = msg.seq
+        self._seq_gap(("book" if type(msg) is Book else "trade", msg.symbol), msg.seq)
         return msg
 
     def _candle(self, msg: Candle) -> Candle:
-        key = ("candle", msg.stream)
-        last = self._md_seq.get(key)
-        if last is not None and msg.seq > last + 1:
-            self.md_gaps += msg.seq - last - 1
-        self._md_seq[key] = msg.seq
+        self._seq_gap(("candle", msg.stream), msg.seq)
         return msg
+
+    def _seq_gap(self, key: tuple[str, str], seq: int) -> None:
+        last = self._md_seq.get(key)
+        if last is not None and seq > last + 1:
+            self.md_gaps += seq - last - 1
+        self._md_seq[key] = seq
 
     def _feeds(self, msg: FeedsStatus) -> FeedsStatus:
         return msg

@@ -402,9 +402,13 @@ class Strategy:
         conn.send(HistoryRequest(self.strategy_id, rid, symbol, bar, n))
         deadline = time.monotonic() + timeout
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not conn.reports.poll(max(1, int(left * 1000))):
+            now = time.monotonic()
+            self._keep_alive(now)
+            left = deadline - now
+            if left <= 0:
                 raise TimeoutError(f"history {symbol} {bar}: no answer from the server within {timeout:g} s")
+            if not conn.reports.poll(max(1, int(min(left, 0.5) * 1000))):
+                continue
             frame = conn.reports.recv()
             try:
                 _, _, body = wire.decode_frame(frame)
@@ -419,6 +423,16 @@ class Strategy:
                                  answer.error)  # fmt: skip
             candles: list[Candle] = answer.candles
             return candles
+
+    def _keep_alive(self, now: float) -> None:
+        """While history() waits: the heartbeats (and any hello) the protocol has due, so that a long
+        wait never gets the strategy taken for dead."""
+        proto, conn = self._protocol, self._conn
+        if proto is None or conn is None or not proto.running:
+            return
+        proto.tick(now, time.time_ns() // 1_000_000)
+        for msg in proto.requests_to_send():
+            conn.send(msg)
 
     # ------------------------------------------------------------------ orders
 

@@ -45,7 +45,7 @@ from ..bus import TrioSocket
 from ..candles import History, HistoryRequest
 from ..config import Config
 from ..errors import WireError
-from ..feedhealth import FeedHealth, FeedsStatus
+from ..feedhealth import Feed, FeedHealth, FeedsStatus
 from ..models import OrderReport, Ticker, VenueStatus
 from ..venues.base import MarketData, OrderEvent, Venue
 from . import recovery
@@ -213,9 +213,8 @@ class Gateway:
         recv = self.md_recv
         seqs = self._md_seq
         topics: dict[tuple[type, str], bytes] = {}
-        channels: dict[tuple[type, str], str] = {}  # feed health's channel name ("" for server messages)
+        feeds: dict[tuple[type, str], Feed | None] = {}  # feed health's handle (None: server messages)
         keys = {cls: c.key for cls, c in wire.CODECS.items()}
-        on_message = self.feed_health.on_message
         send = md_pub.send_nowait
         counters = self.counters
         encode = wire.encode_message
@@ -236,16 +235,17 @@ class Gateway:
                 t = topics.get(key)
                 if t is None:
                     t = topics[key] = wire.CODECS[cls].topic(msg)
-                    channels[key] = _feed_channel(msg)
+                    channel = _feed_channel(msg)
+                    feeds[key] = self.feed_health.feed(channel, msg.symbol) if channel else None  # type: ignore[union-attr]
                 seq = seqs.get(t, 0) + 1
                 seqs[t] = seq
                 msg.seq = seq
                 if tracing and isinstance(msg, Ticker):
                     trace.mark(f"{msg.symbol}#{seq}", "v_tick", msg.gw_ns)
                 gw_ns = msg.gw_ns = time_ns()
-                channel = channels[key]
-                if channel:
-                    on_message(channel, msg.symbol, msg.ts, gw_ns // 1_000_000, now)  # type: ignore[union-attr]
+                feed = feeds[key]
+                if feed is not None:
+                    feed.seen(msg.ts, gw_ns // 1_000_000, now)
                 # Tickers are the bulk of the traffic: a specialised encoder, same frames.
                 send(encode_ticker(t, msg) if isinstance(msg, Ticker) else encode(msg))
             counters.md_out += len(batch)
