@@ -1,7 +1,7 @@
 """Candles against the fake OKX: the business socket's candle channel and REST history within OKX's
 limits (page sizes, the 1,440-row reach of market/candles, history-candles beyond it), through a real
 server to a strategy peer: history then live candles form one unbroken series. Also the fake's own
-rules (written from the fact sheet) and the adapter's row parsing."""
+rules (written from docs/okx.md §5.5) and the adapter's row parsing."""
 
 from __future__ import annotations
 

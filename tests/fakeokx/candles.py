@@ -1,4 +1,4 @@
-"""Candles of the fake OKX (fact sheet §5.5, derivatives sheet §6.5): the business WebSocket's
+"""Candles of the fake OKX (docs/okx.md §5.5, §7): the business WebSocket's
 ``candle<bar>`` channels and REST ``GET /api/v5/market/candles`` and ``/market/history-candles``.
 
 The test drives the bars: :meth:`FakeCandles.push` stores one bar (replacing the row of the same

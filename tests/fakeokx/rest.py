@@ -335,7 +335,7 @@ def _time(ctx: _Ctx) -> _Payload:
 
 
 def _candles(ctx: _Ctx) -> _Payload:
-    """§6.5 GET market/candles and market/history-candles (candles.py holds the rules)."""
+    """§5.5 GET market/candles and market/history-candles (candles.py holds the rules)."""
     try:
         return _ok(ctx.fake.candles.answer(ctx.path, ctx.query))  # type: ignore[arg-type]
     except CandleError as exc:
