@@ -4,6 +4,7 @@ and on the paper venue through a real server: history then live candles form one
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -258,5 +259,37 @@ async def test_a_strategy_warms_up_on_history_and_continues_live_without_a_break
         assert code == 0 and strategy.done.is_set()
         assert strategy.history_len == 3
         assert_unbroken(strategy.series, 1000)
+    finally:
+        gw.request_stop()
+
+
+class _LosesBars(_Bars):
+    """Warms up, then misses the live bars of a few seconds (its candle subscription dropped, as a
+    connection that lost them would): the client must fetch what it missed before going on."""
+
+    def on_start(self) -> None:
+        super().on_start()
+        assert self._conn is not None
+        topic = wire.topic("candle", f"{S}@1s")
+        self._conn.md.setsockopt(zmq.UNSUBSCRIBE, topic)  # the test's stand-in for lost messages
+        time.sleep(2.6)
+        self._conn.md.setsockopt(zmq.SUBSCRIBE, topic)
+
+
+async def test_bars_lost_on_the_way_are_fetched_before_the_next_live_one(
+    nursery: trio.Nursery, base_dir: Path
+) -> None:
+    config = _paper_config(base_dir, '["1s"]')
+    gw, venue = await _serve_paper(nursery, config)
+    try:
+        await trio.sleep(3.5)
+        strategy = _LosesBars()
+        code = await trio.to_thread.run_sync(
+            lambda: run_strategy(strategy, "bars2", Endpoints.from_config(config), join_timeout=20)
+        )
+        assert code == 0 and strategy.done.is_set()
+        assert_unbroken(strategy.series, 1000)
+        assert len(strategy.series) >= 3 + 3
+        assert gw.counters.by_kind["HistoryRequest"] >= 2  # the warm-up, and the fetch of the lost bars
     finally:
         gw.request_stop()

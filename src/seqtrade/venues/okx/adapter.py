@@ -164,7 +164,9 @@ class OkxVenue(Venue):
         self._reads: OrderReads | None = None
         self._reconciler: Reconciler | None = None
         self._cancel_all_after: CancelAllAfter | None = None
-        self.socket_stats = {"public": SocketStats(), "private": SocketStats(), "business": SocketStats()}
+        self.socket_stats = {"public": SocketStats(), "private": SocketStats()}  # reconnects, for status
+        if self._bars:
+            self.socket_stats["business"] = SocketStats()  # only with candles: the third socket
         self._ws_connects = RateWindow(WS_CONNECTS, WS_CONNECTS_PERIOD)
         self.rest_url = cfg.rest_url
         self.ws_public_url = cfg.ws_public_url or (m.DEMO_WS_PUBLIC if cfg.demo else m.LIVE_WS_PUBLIC)
