@@ -256,6 +256,8 @@ def describe(config: Config) -> str:
         f"dead strategy: silent > {config.server.heartbeat_timeout:g} s -> {config.server.dead_strategy_policy} its orders",
         f"on shutdown: {config.server.shutdown_policy} open orders",
         f"unknown strategies: {'allowed' if config.server.allow_unknown_strategies else 'refused'}",
+        f"candles: {', '.join(config.candles.bars) or 'none'} of every symbol, with history;"
+        f" a feed silent {config.feeds.stale_after:g} s is stale",
     ]
     if config.strategies:
         sv = config.supervisor
