@@ -33,6 +33,7 @@ def test_rate_age_delay_and_counts_per_feed():
     for i in range(20):
         fh.on_message("ticker", S, 1_000 + i, 1_030 + i + (50 if i == 7 else 0), now=i * 0.1)
     fh.on_message("trade", S, 5_000, 5_002, now=1.5)
+    fh.on_message("candle:1m", S, 0, 59_000, now=1.5)  # a bar's ts is its open time: no delay
     fh.on_gap("book", S)
     fh.on_gap("book", S)
     fh.on_resubscribe("book", S)
@@ -42,6 +43,7 @@ def test_rate_age_delay_and_counts_per_feed():
     assert (t.messages, t.rate, t.delay_ms, t.max_delay_ms, t.stale) == (20, 10.0, 30, 80, False)
     assert t.age == pytest.approx(0.1)
     assert by[("trade", S)].delay_ms == 2
+    assert (by[("candle:1m", S)].delay_ms, by[("candle:1m", S)].messages) == (0, 1)
     b = by[("book", S)]
     assert (b.gaps, b.resubscriptions, b.messages, b.age) == (2, 1, 0, -1.0)
     fh.check(3.0)

@@ -115,6 +115,22 @@ async def test_okx_history_then_live_candles_are_unbroken(nursery: trio.Nursery,
                 assert len(series) == 1443 and series[-1].close == 103
                 feeds = {(f["channel"], f["symbol"]): f for f in gw.status()["feeds"]}
                 assert feeds[("candle:1m", S)]["messages"] >= 6
+                assert feeds[("candle:1m", S)]["resubscriptions"] == 0
+                # The business socket drops: the adapter reconnects, subscribes again and says so.
+                await fake.disconnect(which="business")
+                while not (row := _feed(gw, "candle:1m"))["resubscriptions"]:
+                    await trio.sleep(0.01)
+                assert row["resubscriptions"] == 1
+                fake.candles.push(S, "1m", open_ts + 4 * M, 100, 101, 99, 104, 1.0, True)
+                c = await peer.next_md()
+                while not c.confirm:
+                    c = await peer.next_md()
+                assert join.accept(c) is not None and c.ts == open_ts + 4 * M  # live again, the next bar
             finally:
                 peer.close()
                 gw.request_stop()
+
+
+def _feed(gw: object, channel: str) -> dict[str, object]:
+    rows = gw.status()["feeds"]  # type: ignore[attr-defined]
+    return next(r for r in rows if (r["channel"], r["symbol"]) == (channel, S))

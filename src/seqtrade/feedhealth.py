@@ -51,7 +51,8 @@ class FeedStatus:
         gaps: Holes the venue found in this feed (sequence gaps, bad checksums).
         resubscriptions: Times the venue subscribed this feed again.
         delay_ms: Exchange-to-gateway delay of the last message: the server's receive time minus the
-            exchange's timestamp (clocks of two hosts: compare it with itself over time).
+            exchange's timestamp (clocks of two hosts: compare it with itself over time). Always 0 for
+            a candle feed, whose ``ts`` is the bar's open time, not the time of the message.
         max_delay_ms: The largest such delay over the last interval.
         stale: No message for ``stale_after`` seconds.
     """
@@ -115,9 +116,10 @@ class Feed:
     messages holds the handle from :meth:`FeedHealth.feed`)."""
 
     __slots__ = ("count", "last", "delay", "max_delay", "gaps", "resubs", "stale", "rate",
-                 "mark_count", "window_max")  # fmt: skip
+                 "mark_count", "window_max", "timed")  # fmt: skip
 
-    def __init__(self) -> None:
+    def __init__(self, timed: bool = True) -> None:
+        self.timed = timed  # its messages' ts is when they happened (not a candle's open time)
         self.count = 0
         self.last = -1.0  # monotonic time of the last message
         self.delay = 0
@@ -133,10 +135,11 @@ class Feed:
         """One message: its exchange time and receive time (epoch ms), ``now`` (monotonic s)."""
         self.count += 1
         self.last = now
-        d = recv_ts_ms - exchange_ts_ms
-        self.delay = d
-        if d > self.window_max:
-            self.window_max = d
+        if self.timed:
+            d = recv_ts_ms - exchange_ts_ms
+            self.delay = d
+            if d > self.window_max:
+                self.window_max = d
 
 
 class FeedHealth:
@@ -158,7 +161,7 @@ class FeedHealth:
         key = (channel, symbol)
         f = self._feeds.get(key)
         if f is None:
-            f = self._feeds[key] = Feed()
+            f = self._feeds[key] = Feed(timed=not channel.startswith("candle:"))
         return f
 
     def on_message(self, channel: str, symbol: str, exchange_ts_ms: int, recv_ts_ms: int, now: float) -> None:
