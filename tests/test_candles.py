@@ -3,6 +3,7 @@ and on the paper venue through a real server: history then live candles form one
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from seqtrade.candles import (
     HistoryRequest,
     merge_pages,
 )
-from seqtrade.client import Endpoints, Strategy, run_strategy
+from seqtrade.client import Endpoints, Strategy, load_strategy, run_strategy
 from seqtrade.models import Side
 from seqtrade.server.app import serve
 from seqtrade.server.gateway import Gateway
@@ -293,3 +294,16 @@ async def test_bars_lost_on_the_way_are_fetched_before_the_next_live_one(
         assert gw.counters.by_kind["HistoryRequest"] >= 2  # the warm-up, and the fetch of the lost bars
     finally:
         gw.request_stop()
+
+
+def test_the_strategies_of_the_candles_page_load(tmp_path: Path) -> None:
+    """docs/candles.md's examples are strategies ``seqtrade run`` can load, using the names they show."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "candles.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "(Strategy):" in b]
+    assert len(blocks) == 2
+    for i, code in enumerate(blocks):
+        path = tmp_path / f"example{i}.py"
+        path.write_text(code)
+        cls = load_strategy(str(path))
+        assert issubclass(cls, Strategy)
+    assert load_strategy(str(tmp_path / "example0.py")).bars == ["1m"]
