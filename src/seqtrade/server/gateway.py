@@ -33,7 +33,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -62,6 +62,9 @@ from .joins import REPLAY_SLICE_S, REPLAY_STEP_MAX
 from .journal import Journal
 from .orders import OrderRecord
 from .risk import Quotes
+
+if TYPE_CHECKING:
+    from ..recorder import Recorder
 
 __all__ = ["Gateway", "Counters"]
 
@@ -117,6 +120,7 @@ class Gateway:
         self.journal_lag_s = 0.0
         self._trace_wake = 0  # seqtrade.trace: when the report task last woke
         self._replay_wake = trio.Event()  # set when a replay starts
+        self.recorder: Recorder | None = None  # [recorder]: what the feed publishes, order latencies
 
     @property
     def counters(self) -> Counters:
@@ -146,6 +150,8 @@ class Gateway:
             self.counters.md_dropped += 1
 
     async def order_event(self, event: OrderEvent) -> None:
+        if self.recorder is not None:
+            self.recorder.order_event(event)
         # No checkpoint while there is room: the events a venue produces inline for one request
         # (accepted, then fills) reach the report stage together and share one journal commit.
         await self._queue_report(event)
@@ -189,6 +195,7 @@ class Gateway:
         encode_ticker = wire.encode_ticker
         time_ns = time.time_ns
         tracing = trace.ON
+        rec = self.recorder
         while True:
             batch = [await recv.receive()]
             try:
@@ -196,6 +203,7 @@ class Gateway:
                     batch.append(recv.receive_nowait())
             except trio.WouldBlock:
                 pass
+            record = rec.md.append if rec is not None else None
             for msg in batch:
                 cls = type(msg)
                 key = (cls, msg.venue if isinstance(msg, VenueStatus) else msg.symbol)
@@ -209,7 +217,12 @@ class Gateway:
                     trace.mark(f"{msg.symbol}#{seq}", "v_tick", msg.gw_ns)
                 msg.gw_ns = time_ns()
                 # Tickers are the bulk of the traffic: a specialised encoder, same frames.
-                send(encode_ticker(t, msg) if isinstance(msg, Ticker) else encode(msg))
+                frame = encode_ticker(t, msg) if isinstance(msg, Ticker) else encode(msg)
+                send(frame)
+                if record is not None:
+                    record(frame)  # a deque.append: bounded by rec.trim() below (seqtrade.recorder)
+            if rec is not None:
+                rec.trim()
             counters.md_out += len(batch)
 
     # ================================================================== orders
@@ -294,6 +307,8 @@ class Gateway:
         venue = self.venue
         for cmd in out.venue:
             if isinstance(cmd, Place):
+                if self.recorder is not None:
+                    self.recorder.order_sent(cmd.order)
                 await venue.place_order(cmd.order)
             elif isinstance(cmd, Cancel):
                 await venue.cancel_order(cmd.venue_order_id, cmd.symbol)
