@@ -268,5 +268,31 @@ def test_keys_and_days() -> None:
     assert safe_key("BTC-USDT-SWAP") == "BTC-USDT-SWAP"
     assert safe_key("..") == "_.." and safe_key("a b/c") == "a_b_c"
     assert day_of(1_790_000_000_000_000_000) == "2026-09-21"
-    lat = OrderLatencies()
+    lat = OrderLatencies(max_pending=2)
     assert lat.event(5, "nope", "accepted", "") is None
+    assert lat.sent(1, "a", S, "buy", "limit", 1.0, 1.0) is None
+    assert lat.sent(2, "b", S, "buy", "limit", 1.0, 1.0) is None
+    old = lat.sent(3, "c", S, "buy", "limit", 1.0, 1.0)  # a third waiting: the oldest is given up
+    assert old is not None and (old["venue_order_id"], old["ack_ns"]) == ("a", 0)
+    assert lat.event(4, "a", "accepted", "") is None and lat.event(4, "b", "accepted", "x") is not None
+    assert [r["venue_order_id"] for r in lat.close()] == ["c"]
+
+
+async def test_a_type_the_recorder_never_heard_of_is_recorded_as_its_map(tmp_path: Path) -> None:
+    """Nothing is coded per type: a frame of any type is recorded under its type and key."""
+    rec = Recorder(RecorderConfig(enabled=True), tmp_path, "paper")
+    body = {
+        "type": "candle",
+        "symbol": S,
+        "ts": 1,
+        "bar": "1m",
+        "open": 1.0,
+        "close": 2.0,
+        "seq": 1,
+        "gw_ns": 7,
+    }
+    rec.md.append(wire.encode(wire.topic("candle", S), body))
+    rec.md.append(b"not a frame")  # the server publishes only frames: skipped, not a failure
+    await rec.close()
+    assert read(tmp_path, "candle") == [body]
+    assert (tmp_path / "candle" / day_of(7) / S).is_dir()

@@ -13,7 +13,7 @@ import trio
 import zmq
 
 from seqtrade.config import parse_config
-from seqtrade.models import Ticker
+from seqtrade.models import Ticker, VenueStatus
 from seqtrade.replay import ReplayVenue, read_day, recorded_days, to_message, with_run_dir
 
 from .test_recorder import LIVELY, start
@@ -118,11 +118,16 @@ async def test_paced_replay_keeps_the_recorded_spacing(
     t0 = trio.current_time()
     nursery.start_soon(venue.run, sink)
     await venue.finished.wait()
-    first = rows[0]["gw_ns"]
-    assert [m.last_price for _, m in sink.got] == [r["last_price"] for r in rows]
-    for (t, _), r in zip(sink.got, rows, strict=True):
+    ticks = [r for r in rows if r["type"] == "ticker"]
+    first = ticks[0]["gw_ns"]
+    assert [m.last_price for _, m in sink.got] == [r["last_price"] for r in ticks]
+    for (t, _), r in zip(sink.got, ticks, strict=True):
         assert abs((t - t0) - (r["gw_ns"] - first) / 2e9) < 1e-6
+    # The recorded loss of the venue, replayed at its recorded time (half of it at speed 2).
+    assert [c for _, c in sink.connected] == [True, False, True]
+    assert [round(t - t0, 6) for t, _ in sink.connected[1:]] == [0.375, 0.625]
     assert to_message({"type": "candle_from_the_future", "symbol": "X"}) is None
+    assert to_message({"type": "status", "venue": "paper", "connected": True, "ts": 1}) is None
 
 
 class _Sink:
@@ -130,6 +135,7 @@ class _Sink:
 
     def __init__(self) -> None:
         self.got: list[tuple[float, Any]] = []
+        self.connected: list[tuple[float, bool]] = []
 
     def publish_market(self, msg: Any) -> None:
         self.got.append((trio.current_time(), msg))
@@ -138,7 +144,7 @@ class _Sink:
         pass
 
     def set_connected(self, connected: bool) -> None:
-        pass
+        self.connected.append((trio.current_time(), connected))
 
 
 async def record_offline(base_dir: Path) -> Path:
@@ -150,11 +156,13 @@ async def record_offline(base_dir: Path) -> Path:
     rec = Recorder(RecorderConfig(enabled=True), base_dir / "rec", "paper")
     t0 = 1_790_000_000_000_000_000
     for i in range(8):
+        ns = t0 + i * 250_000_000
         rec.md.append(
-            wire.encode_message(
-                Ticker("BTC-USDT", t0 // 10**6, 100.0 + i, 99.0, 101.0, 1, 1, 1, i + 1, t0 + i * 250_000_000)
-            )
+            wire.encode_message(Ticker("BTC-USDT", ns // 10**6, 100.0 + i, 99.0, 101.0, 1, 1, 1, i + 1, ns))
         )
+        # the venue was lost from the 4th to the 6th tick (a status per tick, as a server says it)
+        connected = not 3 <= i < 5
+        rec.md.append(wire.encode_message(VenueStatus("paper", connected, ["BTC-USDT"], 0, i + 1, ns + 1)))
     await rec.close()
     return base_dir / "rec"
 

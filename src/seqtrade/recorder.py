@@ -61,6 +61,7 @@ class Recorder:
         self._episode = 0  # messages dropped in the episode being logged; 0: not dropping
         self._latency = OrderLatencies()
         self._writer = _Writer(root, config, venue)
+        self._lock = trio.Lock()
         self._closed = False
 
     # ------------------------------------------------------------------ hooks (the Trio thread)
@@ -76,14 +77,18 @@ class Recorder:
 
     def order_sent(self, order: VenueOrder) -> None:
         """The server hands ``order`` to the venue now."""
-        self._latency.sent(time.time_ns(), order.venue_order_id, order.symbol, str(order.side),
-                           str(order.order_type), order.price, order.quantity)  # fmt: skip
+        evicted = self._latency.sent(time.time_ns(), order.venue_order_id, order.symbol, str(order.side),
+                                     str(order.order_type), order.price, order.quantity)  # fmt: skip
+        if evicted is not None:  # never answered, and too many others waiting: recorded unanswered
+            self._queue_order(evicted)
 
     def order_event(self, event: OrderEvent) -> None:
         """An order event from the venue: the first one of an order sent is its acknowledgement."""
         row = self._latency.event(time.time_ns(), event.venue_order_id, event.status, event.exchange_order_id)
-        if row is None:
-            return
+        if row is not None:
+            self._queue_order(row)
+
+    def _queue_order(self, row: dict[str, Any]) -> None:
         if len(self.orders) < self.max:
             self.orders.append(row)
         else:
@@ -106,7 +111,12 @@ class Recorder:
             await self.flush()
 
     async def flush(self, *, final: bool = False) -> None:
-        """Hand what is queued to the writer thread; ``final``: then close every file."""
+        """Hand what is queued to the writer thread; ``final``: then close every file. One at a time
+        (the last flush at the stop may come while the periodic one is writing)."""
+        async with self._lock:
+            await self._flush(final)
+
+    async def _flush(self, final: bool) -> None:
         md, self.md = self.md, deque()
         orders, self.orders = self.orders, deque()
         if final:

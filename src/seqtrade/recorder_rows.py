@@ -130,15 +130,22 @@ class OrderLatencies:
     (``ack_ns`` 0). The latency is what the server measured: send to first answer, on its clock.
     """
 
+    max_pending: int = 100_000  # orders waiting for an answer; beyond, the oldest is given up
     _pending: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def sent(self, ns: int, venue_order_id: str, symbol: str, side: str, order_type: str,
-             price: float | None, quantity: float) -> None:  # fmt: skip
+             price: float | None, quantity: float) -> dict[str, Any] | None:  # fmt: skip
+        """Remember the send; returns the row of the oldest order still unanswered when more than
+        ``max_pending`` wait (it is recorded as never answered)."""
+        evicted = None
+        if len(self._pending) >= self.max_pending:
+            evicted = self._pending.pop(next(iter(self._pending)))
         self._pending[venue_order_id] = {
             "venue_order_id": venue_order_id, "symbol": symbol, "side": side, "order_type": order_type,
             "price": float(price) if price is not None else None, "quantity": float(quantity),
             "send_ns": ns, "ack_ns": 0, "latency_ns": 0, "ack_status": "", "exchange_order_id": "",
         }  # fmt: skip
+        return evicted
 
     def event(
         self, ns: int, venue_order_id: str, status: str, exchange_order_id: str

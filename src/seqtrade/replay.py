@@ -67,9 +67,10 @@ def read_day(data: Path, day: str, symbols: list[str]) -> list[dict[str, Any]]:
 
 def to_message(row: dict[str, Any]) -> Any:
     """The protocol message a recorded row was (its ``type``'s codec); None for a type this version
-    does not know (recorded by a newer server)."""
+    does not know (recorded by a newer server) and for what the server itself says about its venue
+    (types keyed by venue, not symbol: the replay server says its own)."""
     codec = wire.MARKET_DATA_TYPES.get(str(row.get("type")))
-    if codec is None:
+    if codec is None or codec.key != "symbol":
         return None
     return codec.decode({k: v for k, v in row.items() if v is not None})
 
