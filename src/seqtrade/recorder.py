@@ -33,11 +33,22 @@ from .errors import WireError
 from .recorder_rows import GAPS, ORDERS, GapTracker, OrderLatencies, day_of, frame_row, safe_key
 from .venues.base import OrderEvent, VenueOrder
 
-__all__ = ["Recorder", "ROW_GROUP"]
+__all__ = ["Recorder", "ROW_GROUP", "CHUNK"]
 
 log = logging.getLogger(__name__)
 
 ROW_GROUP = 16_384  # rows buffered per file before a row group is written
+# The writer thread shares the GIL with the Trio thread. Every time the feed's thread releases it (a
+# socket call), a busy writer would take it for up to the interpreter's switch interval (5 ms): the
+# feed would stall for that long many times a batch. So the writer works in chunks of CHUNK rows
+# (about a millisecond) and sleeps PAUSE_S between them, when the feed's thread takes the GIL back.
+CHUNK = 256
+PAUSE_S = 0.0002
+_DAY_NS = 86_400 * 1_000_000_000
+
+
+def _pause() -> None:
+    time.sleep(PAUSE_S)
 
 
 class Recorder:
@@ -187,14 +198,21 @@ class _Writer:
     ) -> int:  # fmt: skip
         groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         gaps = self.gaps
-        for frame in frames:
+        days: dict[int, str] = {}
+        for i, frame in enumerate(frames):
+            if i % CHUNK == CHUNK - 1:
+                _pause()
             try:
                 typ, key, row = frame_row(frame)
             except WireError:  # the server publishes only protocol frames: nothing to record
                 continue
             if typ == "status":
                 self._gap_rows += gaps.status(row)
-            groups.setdefault((typ, day_of(row.get("gw_ns") or now_ns), key), []).append(row)
+            ns = row.get("gw_ns") or now_ns
+            day = days.get(ns // _DAY_NS)
+            if day is None:
+                day = days[ns // _DAY_NS] = day_of(ns)
+            groups.setdefault((typ, day, key), []).append(row)
         for row in orders:
             groups.setdefault((ORDERS, day_of(row["send_ns"]), row["symbol"]), []).append(row)
         for kind, n in drops.items():
@@ -302,21 +320,40 @@ class _Part:
 
 def _table(rows: list[dict[str, Any]], schema: Any) -> Any:
     """The rows as a pyarrow Table (columns: the union of their keys; a key a row lacks is null), with
-    ``schema`` if given; None when they do not fit it."""
+    ``schema`` if given, else one inferred from them; None when they do not fit it.
+
+    Converted :data:`CHUNK` rows per call: a conversion holds the GIL, and the feed's thread waits for
+    it no longer than one chunk takes (a few ms on a loaded machine)."""
     import pyarrow as pa
 
-    if schema is None:
-        names: dict[str, None] = {}
-        for row in rows:
-            names.update(dict.fromkeys(row))
-        try:
-            return pa.table({k: pa.array([r.get(k) for r in rows]) for k in names})
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            return None
-    if any(k not in schema.names for row in rows for k in row):
-        return None
+    shapes = sorted({tuple(row) for row in rows})  # the key lists (a few), in a stable order
+    names = dict.fromkeys(k for shape in shapes for k in shape)
     try:
-        cols = [pa.array([r.get(f.name) for r in rows], type=f.type) for f in schema]
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        if schema is None:
+            schema = _infer(rows, names)
+        elif any(k not in schema.names for k in names):
+            return None
+        parts = []
+        for i in range(0, len(rows), CHUNK):
+            if i:
+                _pause()
+            parts.append(pa.Table.from_pylist(rows[i : i + CHUNK], schema=schema))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
         return None
-    return pa.Table.from_arrays(cols, schema=schema)
+    return pa.concat_tables(parts)
+
+
+def _infer(rows: list[dict[str, Any]], names: dict[str, None]) -> Any:
+    """A schema for ``rows``: each column's type from the first chunk, or from its first value found
+    further on when the first chunk has only nulls in it."""
+    import pyarrow as pa
+
+    head = rows[:CHUNK]
+    fields = []
+    for k in names:
+        t = pa.array([r.get(k) for r in head]).type
+        if t == pa.null():
+            v = next((r[k] for r in rows if r.get(k) is not None), None)
+            t = pa.array([v]).type
+        fields.append(pa.field(k, t))
+    return pa.schema(fields)
