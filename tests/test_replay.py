@@ -14,7 +14,7 @@ import zmq
 
 from seqtrade.config import parse_config
 from seqtrade.models import Ticker, VenueStatus
-from seqtrade.replay import ReplayVenue, read_day, recorded_days, to_message, with_run_dir
+from seqtrade.replay import ReplayVenue, read_rows, to_message, with_run_dir
 
 from .test_recorder import LIVELY, start
 
@@ -112,7 +112,7 @@ async def test_paced_replay_keeps_the_recorded_spacing(
     """At ``speed`` 2 the replay venue publishes each message at half its recorded offset, on the clock
     it runs on (here Trio's virtual one)."""
     data = await record_offline(base_dir)
-    rows = read_day(data, recorded_days(data)[0], ["BTC-USDT"])
+    rows = list(read_rows(data, ["BTC-USDT"]))
     venue = ReplayVenue(data, ["BTC-USDT"], speed=2.0, stop_at_end=False)
     sink = _Sink()
     t0 = trio.current_time()
@@ -177,3 +177,28 @@ def test_the_strategies_config_names_the_replay_run_dir() -> None:
         assert {k: v for k, v in out.items() if k != "server"} == {
             k: v for k, v in tomllib.loads(text).items() if k != "server"
         }
+
+
+async def test_rows_stream_in_recorded_order_across_files_types_and_symbols(tmp_path: Path) -> None:
+    from seqtrade import wire
+    from seqtrade.config import RecorderConfig
+    from seqtrade.models import Trade
+    from seqtrade.recorder import Recorder
+
+    rec = Recorder(RecorderConfig(enabled=True, roll_seconds=1e-9), tmp_path, "paper")  # a file per flush
+    t0 = 1_790_000_000_000_000_000
+    for i in range(12):
+        ns = t0 + i * 1000
+        sym = ("BTC-USDT", "ETH-USDT", "SOL-USDT")[i % 3]
+        msg = (
+            Ticker(sym, i, 1.0 + i, 1, 1, 1, 1, 1, i, ns)
+            if i % 2
+            else Trade(sym, i, str(i), 1.0 + i, 1, "buy", i, ns)
+        )
+        rec.md.append(wire.encode_message(msg))
+        if i % 4 == 3:
+            await rec.flush()
+    await rec.close()
+    assert len(list(tmp_path.rglob("*.parquet"))) > 6
+    rows = list(read_rows(tmp_path, ["BTC-USDT", "ETH-USDT"]))  # SOL-USDT is not replayed
+    assert [r["ts"] for r in rows] == [i for i in range(12) if i % 3 != 2]

@@ -10,10 +10,11 @@ thread (``trio.to_thread``), which decodes the frames and writes them; while a w
 queue fills and the recorder drops, the feed does not. A write that fails (a full disk, a directory
 that cannot be made) drops that batch, counted and logged once, and the next batch tries again.
 
-Files: ``<root>/<table>/<UTC day>/<key>/<HHMMSS>-<pid>-<n>.parquet``, zstd-compressed Parquet. A file
-is written as ``...parquet.partial`` and renamed when it is closed (after ``recorder.roll_seconds``, at
-a schema change, or when the server stops), so a reader globbing ``*.parquet`` only ever sees complete
-files; a crash loses the open ones (at most ``roll_seconds`` of data).
+Files: ``<root>/<table>/<UTC day>/<key>/<HHMMSS>-<pid>-<nnnnnn>.parquet`` (in time order by name),
+zstd-compressed Parquet. A file is written as ``...parquet.partial`` and renamed when it is closed
+(after ``recorder.roll_seconds``, at a schema change, or when the server stops), so a reader globbing
+``*.parquet`` only ever sees complete files; a crash loses the open ones (at most ``roll_seconds`` of
+data).
 """
 
 from __future__ import annotations
@@ -251,7 +252,7 @@ class _Writer:
     def _open(self, key: tuple[str, str, str], now_ns: int) -> _Part:
         table, day, k = key
         self.n += 1
-        stem = time.strftime("%H%M%S", time.gmtime(now_ns // 1_000_000_000)) + f"-{os.getpid()}-{self.n}"
+        stem = time.strftime("%H%M%S", time.gmtime(now_ns // 1_000_000_000)) + f"-{os.getpid()}-{self.n:06d}"
         return _Part(self.root / safe_key(table) / day / safe_key(k), stem, self.compression, now_ns)
 
     def abandon(self) -> None:

@@ -14,6 +14,7 @@ What strategies see: the recorded fields as they were (``ts`` is the exchange's 
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import math
@@ -31,7 +32,7 @@ from .models import OrderStatus
 from .recorder_rows import RESERVED, safe_key
 from .venues.base import EventKind, Instrument, OrderEvent, Venue, VenueOrder, VenueSink
 
-__all__ = ["ReplayVenue", "recorded_days", "read_day", "to_message", "with_run_dir"]
+__all__ = ["ReplayVenue", "recorded_days", "read_rows", "to_message", "with_run_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -48,21 +49,28 @@ def recorded_days(data: Path) -> list[str]:
     return sorted(days)
 
 
-def read_day(data: Path, day: str, symbols: list[str]) -> list[dict[str, Any]]:
-    """Every market-data row of one day for ``symbols`` (and every ``status``), in recorded order: by
-    ``gw_ns``, then table and ``seq`` (a stable order for rows stamped alike)."""
+def read_rows(data: Path, symbols: list[str]) -> Iterator[dict[str, Any]]:
+    """Every market-data row of the recording for ``symbols`` (and every ``status``), in recorded
+    order: by ``gw_ns``, then type and ``seq``. Streamed: each file is read a batch at a time, and the
+    files of each type and key (in time order within themselves) are merged, so a recording of any
+    size replays in bounded memory."""
+    keys = {safe_key(s) for s in symbols}
+    chains: dict[tuple[str, str], list[Path]] = {}
+    for table in sorted(t for t in data.iterdir() if t.is_dir() and t.name not in RESERVED):
+        for day in sorted(d for d in table.iterdir() if d.is_dir()):
+            for key in sorted(k for k in day.iterdir() if k.is_dir()):
+                if table.name == _STATUS or key.name in keys:
+                    chains.setdefault((table.name, key.name), []).extend(sorted(key.glob("*.parquet")))
+    streams = [_file_rows(files) for _, files in sorted(chains.items())]
+    return heapq.merge(*streams, key=lambda r: (r.get("gw_ns") or 0, str(r.get("type")), r.get("seq") or 0))
+
+
+def _file_rows(files: list[Path]) -> Iterator[dict[str, Any]]:
     import pyarrow.parquet as pq
 
-    keys = {safe_key(s) for s in symbols}
-    rows: list[dict[str, Any]] = []
-    for table in sorted(t for t in data.iterdir() if t.is_dir() and t.name not in RESERVED):
-        for d in sorted((table / day).glob("*")):
-            if table.name != _STATUS and d.name not in keys:
-                continue
-            for f in sorted(d.glob("*.parquet")):
-                rows += pq.read_table(f).to_pylist()
-    rows.sort(key=lambda r: (r.get("gw_ns") or 0, str(r.get("type")), r.get("seq") or 0))
-    return rows
+    for f in files:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=4096):
+            yield from batch.to_pylist()
 
 
 def to_message(row: dict[str, Any]) -> Any:
@@ -126,8 +134,7 @@ class ReplayVenue(Venue):
         await self._wait_for_strategies(sink)
         log.info("replay: %s, %s, at %s", self.data, ", ".join(self.days) or "no data",
                  "full speed" if self._full_speed else f"{self.speed:g}x the recorded pace")  # fmt: skip
-        for day in self.days:
-            await self._play(sink, read_day(self.data, day, self.symbols))
+        await self._play(sink, read_rows(self.data, self.symbols))
         log.info("replay finished: %d messages", self.published)
         self.finished.set()
         if self.stop_at_end:
@@ -153,7 +160,7 @@ class ReplayVenue(Venue):
             await trio.sleep(0.05)
         await trio.sleep(self.grace)
 
-    async def _play(self, sink: VenueSink, rows: list[dict[str, Any]]) -> None:
+    async def _play(self, sink: VenueSink, rows: Iterator[dict[str, Any]]) -> None:
         full = self._full_speed
         start = trio.current_time()
         first: int | None = None
@@ -174,7 +181,7 @@ class ReplayVenue(Venue):
                 sink.publish_market(msg)
             self.published += 1
 
-    def _messages(self, rows: list[dict[str, Any]]) -> Iterator[tuple[int, Any]]:
+    def _messages(self, rows: Iterator[dict[str, Any]]) -> Iterator[tuple[int, Any]]:
         """(recorded ns, message) of each row: a market-data model, or True/False for a recorded
         change of the venue's connection (other status rows repeat the state: skipped)."""
         connected = True
