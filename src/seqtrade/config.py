@@ -41,6 +41,7 @@ __all__ = [
     "MetricsConfig",
     "CandlesConfig",
     "FeedsConfig",
+    "RecorderConfig",
     "load_config",
     "parse_config",
     "STRATEGY_ID_RE",
@@ -268,6 +269,19 @@ class FeedsConfig:
 
 
 @dataclass(frozen=True)
+class RecorderConfig:
+    """The market recorder (docs/backtesting.md): every market-data message the server publishes and
+    every order's send and acknowledgement times, in Parquet files by type, day and symbol."""
+
+    enabled: bool = False
+    dir: str = "recordings"  # relative to run_dir
+    queue: int = 200_000  # messages waiting to be written; beyond it recording drops (counted, logged)
+    flush_interval: float = 1.0  # seconds between batches handed to the writer thread
+    roll_seconds: float = 300.0  # a file is closed (and readable) after this long; a crash loses at most this
+    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     bus: BusConfig = field(default_factory=BusConfig)
@@ -281,6 +295,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     candles: CandlesConfig = field(default_factory=CandlesConfig)
     feeds: FeedsConfig = field(default_factory=FeedsConfig)
+    recorder: RecorderConfig = field(default_factory=RecorderConfig)
     base_dir: str = "."  # the config file's directory; set by the loader, not a TOML key
     source_path: str = ""  # the file it was loaded from (load_config sets it); not a TOML key
     deprecations: tuple[str, ...] = ()  # deprecated keys found and how they were read; not a TOML key
@@ -305,6 +320,10 @@ class Config:
     @property
     def archive_path(self) -> Path:
         return Path(self.run_dir, self.journal.archive_path)
+
+    @property
+    def recorder_path(self) -> Path:
+        return Path(self.run_dir, os.path.expanduser(self.recorder.dir))
 
 
 # --------------------------------------------------------------------------- loading
@@ -403,6 +422,7 @@ def _check(cfg: Config) -> None:
     if cfg.server.heartbeat_timeout <= 0:
         raise ConfigError("server.heartbeat_timeout: must be > 0")
     _check_risk(cfg)
+    _check_recorder(cfg.recorder)
     seen: set[str] = set()
     for i, s in enumerate(cfg.strategies):
         if not STRATEGY_ID_RE.match(s.id):
@@ -412,6 +432,16 @@ def _check(cfg: Config) -> None:
         seen.add(s.id)
         if bool(s.path) == bool(s.module):
             raise ConfigError(f"strategies[{i}]: give exactly one of 'path' or 'module'")
+
+
+def _check_recorder(rec: RecorderConfig) -> None:
+    if not rec.dir:
+        raise ConfigError("recorder.dir: must not be empty")
+    if rec.queue <= 0:
+        raise ConfigError("recorder.queue: must be > 0")
+    for name in ("flush_interval", "roll_seconds"):
+        if not getattr(rec, name) > 0:
+            raise ConfigError(f"recorder.{name}: must be > 0")
 
 
 def _check_risk(cfg: Config) -> None:

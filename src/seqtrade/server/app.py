@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 import zmq
@@ -30,6 +30,9 @@ from .risk import Quotes, RiskGate
 from .snapshot import Snapshots
 from .snapshot import read as read_snapshot
 from .supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from ..recorder import Recorder
 
 __all__ = ["build", "serve", "run_until_signal"]
 
@@ -63,6 +66,7 @@ async def serve(
         try:
             _attach_archive(config, journal)
             gw, guard = build(config, venue, journal)
+            recorder = _recorder(config, gw)
             snapshots = Snapshots(gw.engine, journal, config.snapshot_path,
                                   interval=config.server.snapshot_interval, reports=config.server.snapshot_reports)  # fmt: skip
             tcp = TcpSecurity(config, curve_keys)  # checks keys and allow-list before any socket exists
@@ -86,7 +90,8 @@ async def serve(
             commands = ControlCommands()
 
             async def status(_: dict[str, Any]) -> dict[str, Any]:
-                return {**gw.status(), **guard.status()}
+                rec = {"recorder": recorder.status()} if recorder is not None else {}
+                return {**gw.status(), **guard.status(), **rec}
 
             commands.register("status", status)
             guard.register_commands(commands)
@@ -103,6 +108,8 @@ async def serve(
                 log.info("listening: md %s, orders %s, reports %s", *endpoints)
                 async with trio.open_nursery() as nursery:
                     await tcp.start(nursery)
+                    if recorder is not None:
+                        await nursery.start(recorder.run)
                     await nursery.start(gw.feed_task, md_s)
                     await nursery.start(gw.report_task, rep_s)
                     await nursery.start(gw.replay_task, rep_s)
@@ -130,6 +137,8 @@ async def serve(
                     await gw.shutdown()
                     snapshots.write_at_stop()  # a clean stop: the next start reads no journal tail
                     await guard.stop()  # last: nothing may wait (and refresh the switch) after it
+                    if recorder is not None:
+                        await recorder.close()  # what is queued is written, every file closed
                     nursery.cancel_scope.cancel()
         finally:
             journal.close()
@@ -140,6 +149,20 @@ async def serve(
                     with contextlib.suppress(OSError):
                         path.unlink()
     log.info("server stopped")
+
+
+def _recorder(config: Config, gw: Gateway) -> Recorder | None:
+    """The market recorder ([recorder] enabled), hooked into the gateway."""
+    if not config.recorder.enabled:
+        return None
+    from ..recorder import Recorder
+
+    rec = Recorder(
+        config.recorder, config.recorder_path, gw.venue.name, md_dropped=lambda: gw.counters.md_dropped
+    )
+    gw.recorder = rec
+    log.info("recording market data to %s", config.recorder_path)
+    return rec
 
 
 def _attach_archive(config: Config, journal: Journal) -> None:

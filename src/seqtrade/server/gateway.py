@@ -36,7 +36,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -67,6 +67,9 @@ from .joins import REPLAY_SLICE_S, REPLAY_STEP_MAX
 from .journal import Journal
 from .orders import OrderRecord
 from .risk import Quotes
+
+if TYPE_CHECKING:
+    from ..recorder import Recorder
 
 __all__ = ["Gateway", "Counters"]
 
@@ -130,6 +133,7 @@ class Gateway:
         self.feed_health = FeedHealth(config.feeds.stale_after)
         venue.feed_health = self.feed_health  # the venue reports its gaps and resubscriptions
         self._history_send, self._history_recv = trio.open_memory_channel[HistoryRequest](HISTORY_QUEUE)
+        self.recorder: Recorder | None = None  # [recorder]: what the feed publishes, order latencies
 
     @property
     def counters(self) -> Counters:
@@ -159,6 +163,8 @@ class Gateway:
             self.counters.md_dropped += 1
 
     async def order_event(self, event: OrderEvent) -> None:
+        if self.recorder is not None:
+            self.recorder.order_event(event)
         # No checkpoint while there is room: the events a venue produces inline for one request
         # (accepted, then fills) reach the report stage together and share one journal commit.
         await self._queue_report(event)
@@ -221,6 +227,7 @@ class Gateway:
         encode_ticker = wire.encode_ticker
         time_ns = time.time_ns
         tracing = trace.ON
+        rec = self.recorder
         while True:
             batch = [await recv.receive()]
             try:
@@ -229,6 +236,7 @@ class Gateway:
             except trio.WouldBlock:
                 pass
             now = trio.current_time()
+            record = rec.md.append if rec is not None else None
             for msg in batch:
                 cls = type(msg)
                 key = (cls, getattr(msg, keys[cls]))
@@ -247,7 +255,12 @@ class Gateway:
                 if feed is not None:
                     feed.seen(msg.ts, gw_ns // 1_000_000, now)
                 # Tickers are the bulk of the traffic: a specialised encoder, same frames.
-                send(encode_ticker(t, msg) if isinstance(msg, Ticker) else encode(msg))
+                frame = encode_ticker(t, msg) if isinstance(msg, Ticker) else encode(msg)
+                send(frame)
+                if record is not None:
+                    record(frame)  # a deque.append: bounded by rec.trim() below (seqtrade.recorder)
+            if rec is not None:
+                rec.trim()
             counters.md_out += len(batch)
 
     # ================================================================== orders
@@ -334,6 +347,8 @@ class Gateway:
         venue = self.venue
         for cmd in out.venue:
             if isinstance(cmd, Place):
+                if self.recorder is not None:
+                    self.recorder.order_sent(cmd.order)
                 await venue.place_order(cmd.order)
             elif isinstance(cmd, Cancel):
                 await venue.cancel_order(cmd.venue_order_id, cmd.symbol)
