@@ -227,7 +227,11 @@ class Accounts:
         return out
 
     def mismatches(
-        self, venue_positions: Mapping[str, float], tolerance: float, in_flight: Iterable[OrderRecord] = ()
+        self,
+        venue_positions: Mapping[str, float],
+        tolerance: float,
+        in_flight: Iterable[OrderRecord] = (),
+        symbols: set[str] | None = None,
     ) -> list[Mismatch]:
         """Symbols where the strategies' positions do not add up to the venue's.
 
@@ -244,6 +248,8 @@ class Accounts:
             side[rec.symbol] = side.get(rec.symbol, 0.0) + room
         out = []
         for sym in sorted(set(ours) | set(venue_positions)):
+            if symbols is not None and sym not in symbols:
+                continue  # the venue does not tell this symbol's position (spot at OKX)
             diff = venue_positions.get(sym, 0.0) - ours.get(sym, 0.0)
             if not -down.get(sym, 0.0) - tolerance <= diff <= up.get(sym, 0.0) + tolerance:
                 out.append(Mismatch(sym, ours.get(sym, 0.0), venue_positions.get(sym, 0.0)))

@@ -159,13 +159,14 @@ class Guard:
         if positions is None:
             log.debug("venue %s does not report positions: reconciliation skipped", self.venue.name)
             return []
-        if not self.accounts.mismatches(positions, tol, in_flight):
+        only = self.venue.position_symbols()
+        if not self.accounts.mismatches(positions, tol, in_flight, only):
             self._resolved(set())
             self._adjusted = True
             return []
         await trio.sleep(RECONCILE_SETTLE)
         positions, in_flight = await self._positions()
-        found = self.accounts.mismatches(positions or {}, tol, in_flight)
+        found = self.accounts.mismatches(positions or {}, tol, in_flight, only)
         if not self._adjusted and self.sink is not None:
             # A position in an instrument no strategy ever traded predates seqtrade: external.
             fresh = [m for m in found if not self.accounts.ever_held(m.symbol)]
