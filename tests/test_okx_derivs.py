@@ -294,3 +294,96 @@ async def test_two_strategies_opposite_sides_and_a_position_opened_by_hand_recon
                     SWAP
                 ) == pytest.approx(1.5)
                 assert await gw_guard_reconcile(gw) == []
+
+
+async def test_a_server_stopped_hard_during_a_funding_and_a_fill_reconciles_after_its_restart(
+    base_dir: Path, zctx: Any
+) -> None:
+    """The server dies (its task group cancelled: nothing more is journaled, no shutdown policy, no
+    snapshot, as with kill -9) after OKX settled a funding and filled an order whose pushes it never
+    saw. Restarted, it learns both from OKX (the order by query, the funding from the bills), applies
+    each once, and the strategy's position equals the exchange's; a second restart changes nothing."""
+    with trio.fail_after(40):
+        async with open_fake_okx() as fake:
+            fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
+            fake.set_mark_price(SWAP, 60000.0)
+            config = okx_config(base_dir, fake, [SWAP])
+            async with server(config) as gw:
+                a = Peer(zctx, Endpoints.from_config(config), "a")
+                await a.join()
+                await trade(a, SWAP, "buy", 2)
+                fake.private_pushes_paused = True  # from here the server hears nothing of its account
+                coid = a.coid()
+                await a.send(OrderRequest("a", coid, SWAP, Side.BUY, OrderType.MARKET, None, 1.0,
+                                          time.time_ns() // 1_000_000))  # fmt: skip
+                while not any(
+                    o["clOrdId"] and o["state"] == "filled" and o["sz"] == "1" for o in fake.orders.values()
+                ):
+                    await trio.sleep(0.01)
+                (bill,) = fake.settle_funding(SWAP, 0.0001)
+                assert gw.engine.accounts.position("a", SWAP) == 2  # the fill and the funding are unknown
+                a.close()
+            # ... the server is gone (hard). OKX carries on; the pushes it held are lost.
+            fake.private_pushes_paused = False
+            for run in range(2):
+                async with server(config) as gw:
+                    while not gw.accepting.is_set():
+                        await trio.sleep(0.01)
+                    acc = gw.engine.accounts
+                    while acc.position("a", SWAP) != 3 or not acc.books[("a", SWAP)].funding:
+                        await trio.sleep(0.01)
+                    assert acc.books[("a", SWAP)].funding == pytest.approx(float(bill["balChg"]))
+                    assert await gw.venue.positions() == {SWAP: 3.0}
+                    assert await gw_guard_reconcile(gw) == []
+                    events = [r for r in gw.journal.reports_after("a", 0, 100) if isinstance(r, AccountEvent)]
+                    assert [(e.kind, e.event_id) for e in events] == [("funding", f"bill:{bill['billId']}")]
+                    p = Peer(zctx, Endpoints.from_config(config), "a")
+                    await p.join()
+                    assert sum(isinstance(r, AccountEvent) for r in p.reports) == 1, run
+                    p.close()
+
+
+async def test_mark_funding_and_price_limits_on_the_bus_the_gate_refuses_outside_them_and_warnings_reach_owners(
+    base_dir: Path, zctx: Any
+) -> None:
+    with trio.fail_after(30):
+        async with open_fake_okx() as fake:
+            fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
+            config = okx_config(base_dir, fake, [SWAP])
+            async with server(config) as gw:
+                a = Peer(zctx, Endpoints.from_config(config), "a")
+                for kind in ("mark", "funding", "price_limit"):
+                    a.mdsub.sock.setsockopt(zmq.SUBSCRIBE, f"{kind}/{SWAP}/".encode())
+                await a.join()
+                fake.set_funding_rate(SWAP, 0.0002, interval_h=8)
+                fake.set_mark_price(SWAP, 60000.0, 59990.0)
+                fake.set_price_limit(SWAP, 61200.0, 58800.0)
+                seen: dict[str, Any] = {}
+                while (
+                    len(seen) < 3
+                    or seen["price_limit"].buy_limit != 61200.0
+                    or seen["mark"].mark_price != 60000.0
+                ):
+                    msg = await a.next_md()
+                    seen[type(msg).__name__.replace("MarkPrice", "mark").replace("FundingRate", "funding")
+                         .replace("PriceLimit", "price_limit")] = msg  # fmt: skip
+                assert seen["funding"].funding_rate == pytest.approx(0.0002)
+                assert (
+                    seen["funding"].interval_ms == 8 * 3600 * 1000 and seen["funding"].next_funding_time > 0
+                )
+                # the gate knows OKX's limits: a buy above 61200 is refused here, never sent
+                await a.send(OrderRequest("a", "hi", SWAP, Side.BUY, OrderType.LIMIT, 61300.0, 1.0,
+                                          time.time_ns() // 1_000_000))  # fmt: skip
+                r = await a.report()
+                assert isinstance(r, OrderReport) and r.status is OrderStatus.REJECTED
+                assert (
+                    r.error_msg
+                    == "price limit: a buy at 61300 is above the venue's buy limit 61200 for BTC-USDT-SWAP"
+                )
+                assert order_bodies(fake) == []
+                # a liquidation warning on a's position reaches a (and the log), and changes nothing
+                await trade(a, SWAP, "buy", 1)
+                assert fake.send_liquidation_warning(SWAP) == 1
+                warn = await next_event(a)
+                assert (warn.kind, warn.symbol, warn.quantity) == ("liquidation_warning", SWAP, 0.0)
+                assert gw.engine.accounts.position("a", SWAP) == 1
