@@ -387,3 +387,41 @@ async def test_mark_funding_and_price_limits_on_the_bus_the_gate_refuses_outside
                 warn = await next_event(a)
                 assert (warn.kind, warn.symbol, warn.quantity) == ("liquidation_warning", SWAP, 0.0)
                 assert gw.engine.accounts.position("a", SWAP) == 1
+
+
+async def test_a_mismatch_names_the_instrument_the_difference_and_since_when_and_moves_holders_to_reducing(
+    base_dir: Path, zctx: Any
+) -> None:
+    from seqtrade.server.guard import Guard, format_guard_status
+    from seqtrade.server.risk import TradingState
+
+    with trio.fail_after(30):
+        async with open_fake_okx() as fake:
+            fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
+            config = okx_config(base_dir, fake, [SWAP], '[venue.derivatives]\non_mismatch = "reducing"')
+            async with server(config) as gw:
+                a = Peer(zctx, Endpoints.from_config(config), "a")
+                await a.join()
+                await trade(a, SWAP, "buy", 2)
+                fake.set_mark_price(SWAP, 61000.0)
+                fake.private_pushes_paused = True  # a trade by hand the server never hears of
+                fake.order_by_hand(SWAP, "sell", 0.5, 60000.0)
+                guard = Guard(gw.config, gw.venue, gw.journal, gw.engine.risk, gw.engine.accounts,
+                              in_flight=gw.engine.open_records, sink=gw, marks={SWAP: 61000.0})  # fmt: skip
+                guard._adjusted = True  # a check after start
+                (warning,) = await guard.reconcile()
+                assert warning.startswith(
+                    "position mismatch in BTC-USDT-SWAP: the strategies and external hold 2 in total, "
+                    "the venue okx holds 1.5 (off by -0.5, since "
+                ) and warning.endswith(" UTC)")
+                assert gw.engine.risk.state_of("a")[0] is TradingState.REDUCING
+                lines = "\n".join(format_guard_status(guard.status()))
+                assert "BTC-USDT-SWAP" in lines and "MISMATCH" in lines
+                # a's unrealised PnL at mark, in USDT: (61000 - 60000.1) x 2 x 0.01
+                row = guard.status()["accounts"]["strategies"]["a"][SWAP]
+                assert row["unrealised_pnl"] == pytest.approx((61000 - 60000.1) * 2 * 0.01)
+                assert row["currency"] == "USDT"
+                details = guard.status()["venue_details"]
+                assert [(d["symbol"], d["quantity"], d["margin_mode"]) for d in details] == [
+                    (SWAP, 1.5, "cross")
+                ]
