@@ -425,3 +425,50 @@ async def test_a_mismatch_names_the_instrument_the_difference_and_since_when_and
                 assert [(d["symbol"], d["quantity"], d["margin_mode"]) for d in details] == [
                     (SWAP, 1.5, "cross")
                 ]
+
+
+async def test_a_dated_future_delivered_and_a_funding_missed_while_the_socket_was_down_arrive_once(
+    base_dir: Path, zctx: Any
+) -> None:
+    with trio.fail_after(30):
+        async with open_fake_okx() as fake:
+            future = next(
+                i for i in fake.exchange.instruments if i.startswith("BTC-USD-") and not i.endswith("SWAP")
+            )
+            for sym in (future, SWAP):
+                fake.set_market(sym, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
+                fake.set_mark_price(sym, 60000.0)
+            config = okx_config(base_dir, fake, [SWAP, future])
+            async with server(config) as gw:
+                a = Peer(zctx, Endpoints.from_config(config), "a")
+                welcome = await a.join()
+                facts = {i.symbol: i for i in welcome.instruments}
+                assert (
+                    facts[future].kind == "futures" and facts[future].expiry_ms > 0 and facts[future].inverse
+                )
+                await trade(a, future, "buy", 10)
+                await trade(a, SWAP, "sell", 1)
+                # the private socket drops; OKX settles funding meanwhile; the reconnect reads the bills
+                fake.private_pushes_paused = True
+                await fake.disconnect("private")
+                (bill,) = fake.settle_funding(SWAP, 0.0001)
+                fake.private_pushes_paused = False
+                ev = await next_event(a)
+                assert (ev.kind, ev.event_id, ev.amount) == (
+                    "funding",
+                    f"bill:{bill['billId']}",
+                    pytest.approx(0.06),
+                )
+                (dbill,) = fake.deliver(future, 61000.0)
+                ev = await next_event(a)
+                assert (ev.kind, ev.symbol, ev.quantity, ev.price, ev.currency) == (
+                    "delivery",
+                    future,
+                    -10.0,
+                    61000.0,
+                    "BTC",
+                )
+                assert ev.amount == pytest.approx(float(dbill["balChg"]))
+                assert gw.engine.accounts.position("a", future) == 0.0
+                events = [r for r in gw.journal.reports_after("a", 0, 100) if isinstance(r, AccountEvent)]
+                assert [e.kind for e in events] == ["funding", "delivery"]
