@@ -640,7 +640,8 @@ class Strategy:
         return self._protocol.md_gaps if self._protocol is not None else 0
 
     def position(self, symbol: str) -> float:
-        """This strategy's net position in ``symbol``, in base units (+ long, - short, 0.0 if none).
+        """This strategy's net position in ``symbol`` (+ long, - short, 0.0 if none), in the
+        instrument's unit: base currency for spot, contracts for swaps and futures.
 
         Counts this strategy's fills only; the same symbol traded by another strategy on the same
         account is not in it (``seqtrade status`` shows every strategy's and the account's net).
@@ -668,7 +669,10 @@ class Strategy:
 
     @property
     def realized_pnl(self) -> float:
-        """Realised profit over all symbols, in quote units, gross of fees (subtract [`fees`][seqtrade.client.Strategy.fees]).
+        """Realised profit over all symbols, gross of fees (subtract [`fees`][seqtrade.client.Strategy.fees]).
+
+        A plain sum: with instruments settled in different currencies (USDT and BTC) read
+        ``positions[symbol].realized_pnl`` and its ``currency`` instead.
 
         Only closed trades count; the open position's unrealised PnL is not in it.
         """

@@ -355,6 +355,7 @@ class OkxVenue(Venue):
         return set(self._deriv_symbols)
 
     async def position_details(self) -> list[VenuePosition] | None:
+        """A REST snapshot (the same truth reconciliation compares with)."""
         return await self._position_rows() if self._deriv_symbols else None
 
     async def _read_bills(self) -> None:
