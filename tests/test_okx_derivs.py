@@ -472,3 +472,108 @@ async def test_a_dated_future_delivered_and_a_funding_missed_while_the_socket_wa
                 assert gw.engine.accounts.position("a", future) == 0.0
                 events = [r for r in gw.journal.reports_after("a", 0, 100) if isinstance(r, AccountEvent)]
                 assert [e.kind for e in events] == ["funding", "delivery"]
+
+
+def config_file(base_dir: Path, fake: Any) -> Path:
+    path = base_dir / "okx-swap.toml"
+    path.write_text(f"""
+[server]
+run_dir = "run"
+status_interval = 0
+heartbeat_timeout = 30.0
+shutdown_policy = "leave"
+[risk]
+reconcile_interval = 0
+[venue]
+kind = "okx"
+symbols = ["{SWAP}"]
+[venue.okx]
+demo = true
+rest_url = "{fake.rest_url}"
+ws_public_url = "{fake.ws_public_url}"
+ws_private_url = "{fake.ws_private_url}"
+reconnect_min = 0.05
+reconnect_max = 0.2
+""")
+    return path
+
+
+async def test_kill_9_of_the_server_process_during_a_funding_and_a_fill_then_every_position_reconciles(
+    base_dir: Path, zctx: Any
+) -> None:
+    """The real thing: ``seqtrade serve`` as a process, SIGKILL while OKX has settled a funding and
+    filled an order whose pushes the server never received; a new process applies both, once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from seqtrade.server.control import request
+
+    with trio.fail_after(60):
+        async with open_fake_okx() as fake:
+            fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
+            fake.set_mark_price(SWAP, 60000.0)
+            path = config_file(base_dir, fake)
+            config = parse_config(path.read_text(), base_dir=str(base_dir))
+            env = dict(
+                os.environ, OKX_API_KEY="fake-key", OKX_SECRET_KEY="fake-secret", OKX_PASSPHRASE="fake-pass"
+            )
+            control = f"ipc://{config.run_dir / 'control.ipc'}"
+
+            async def start() -> trio.Process:
+                proc = await trio.lowlevel.open_process(
+                    [sys.executable, "-m", "seqtrade.cli", "serve", "--config", str(path)],
+                    env=env, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+                while True:  # ready once the control socket answers
+                    try:
+                        with trio.fail_after(1):
+                            await trio.to_thread.run_sync(lambda: request(control, "status", timeout=0.5))
+                        return proc
+                    except (ConnectionError, trio.TooSlowError):  # not up yet
+                        await trio.sleep(0.1)
+
+            async def status() -> dict[str, Any]:
+                return await trio.to_thread.run_sync(lambda: request(control, "status"))  # type: ignore[no-any-return]
+
+            proc = await start()
+            try:
+                a = Peer(zctx, Endpoints.from_config(config), "a")
+                await a.join()
+                await trade(a, SWAP, "buy", 2)
+                fake.private_pushes_paused = True
+                await a.send(OrderRequest("a", a.coid(), SWAP, Side.BUY, OrderType.MARKET, None, 1.0,
+                                          time.time_ns() // 1_000_000))  # fmt: skip
+                while not any(
+                    o["clOrdId"] and o["sz"] == "1" and o["state"] == "filled" for o in fake.orders.values()
+                ):
+                    await trio.sleep(0.01)
+                (bill,) = fake.settle_funding(SWAP, 0.0001)
+                st = await status()
+                assert st["accounts"]["strategies"]["a"][SWAP]["position"] == 2  # neither is known yet
+                proc.send_signal(signal.SIGKILL)
+                assert await proc.wait() == -signal.SIGKILL
+                a.close()
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            fake.private_pushes_paused = False
+            for run in range(2):  # a second restart must not apply anything twice
+                proc = await start()
+                try:
+                    while True:
+                        book = (await status())["accounts"]["strategies"]["a"][SWAP]
+                        if book["position"] == 3 and book["funding"]:
+                            break
+                        await trio.sleep(0.05)
+                    assert book["funding"] == pytest.approx(float(bill["balChg"])), run
+                    assert fake.position(SWAP)["pos"] == "3"
+                    p = Peer(zctx, Endpoints.from_config(config), "a")
+                    await p.join()
+                    assert [r.kind for r in p.reports if isinstance(r, AccountEvent)] == ["funding"], run
+                    p.close()
+                finally:
+                    proc.send_signal(signal.SIGINT)
+                    assert await proc.wait() == 0
