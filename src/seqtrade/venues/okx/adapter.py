@@ -77,7 +77,7 @@ BILLS_LOOKBACK_MS = 24 * 3600 * 1000  # at start and after a reconnect: the acco
 # balance_and_position events whose bills say what happened to a position (D§5.2)
 _EVENT_TYPES = frozenset({"funding_fee", "liquidation", "adl", "delivered", "claw_back", "settlement"})
 _OKX_INST_TYPE = {InstrumentKind.SWAP: "SWAP", InstrumentKind.FUTURES: "FUTURES"}
-INDEX_CHANNEL = "index-tickers"  # the index price of a derivative's underlying (D§6.4)
+INDEX_CHANNEL = "index-tickers"  # the index price of a derivative's underlying (docs/okx.md §11.6)
 # new WS connections: 3 per second per IP, both sockets together (docs/okx.md §4.5); 0.1 s margin
 WS_CONNECTS, WS_CONNECTS_PERIOD = 3, 1.1
 
