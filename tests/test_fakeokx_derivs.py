@@ -611,3 +611,246 @@ async def test_position_opened_by_hand() -> None:
             assert (row["pos"], row["avgPx"], row["posSide"]) == ("-4", "3000", "net")
             [pos] = (await get(client, fake, "/api/v5/account/positions"))["data"]
             assert pos["pos"] == "-4" and pos["instId"] == "ETH-USDT-SWAP"
+
+
+# ---------------------------------------------------------------------------- channels
+
+
+async def test_public_derivative_channels() -> None:
+    """D§6.1-6.3: mark-price, funding-rate and price-limit push the current value after the ack and
+    on every change; funding-rate exists for swaps only (a dated future -> 60018)."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake, open_websocket_url(fake.ws_public_url) as ws:
+            fake.set_mark_price(SWAP, "60000", index_px="60010")
+            args = [
+                {"channel": "mark-price", "instId": SWAP},
+                {"channel": "funding-rate", "instId": SWAP},
+                {"channel": "price-limit", "instId": SWAP},
+            ]
+            await ws.send_message(json.dumps({"id": "sub1", "op": "subscribe", "args": args}))
+            got: dict[str, Any] = {}
+            while len(got) < 3:
+                msg = await recv(ws)
+                if "data" in msg:
+                    got[msg["arg"]["channel"]] = msg["data"][0]
+            assert got["mark-price"] == {
+                "instType": "SWAP",
+                "instId": SWAP,
+                "markPx": "60000",
+                "ts": got["mark-price"]["ts"],
+            }
+            funding = got["funding-rate"]
+            assert int(funding["nextFundingTime"]) - int(funding["fundingTime"]) == 8 * 3600 * 1000
+            assert (
+                int(funding["fundingTime"]) % (8 * 3600 * 1000) == 0 and funding["method"] == "current_period"
+            )
+            limits = got["price-limit"]
+            assert (limits["buyLmt"], limits["sellLmt"], limits["enabled"]) == ("63000", "57000", True)
+            fake.set_mark_price(SWAP, "61000")
+            mark = await next_on(ws, "mark-price")
+            assert mark["data"][0]["markPx"] == "61000"
+            assert (await next_on(ws, "price-limit"))["data"][0]["buyLmt"] == "64050"
+            fake.set_funding_rate(SWAP, "-0.0003")
+            assert (await next_on(ws, "funding-rate"))["data"][0]["fundingRate"] == "-0.0003"
+            fake.set_price_limit(SWAP, None, None, enabled=False)
+            off = (await next_on(ws, "price-limit"))["data"][0]
+            assert (off["buyLmt"], off["sellLmt"], off["enabled"]) == ("", "", False)
+            fut = next(i for i in fake.exchange.instruments if i.startswith("BTC-USD-2"))
+            await ws.send_message(
+                json.dumps({"op": "subscribe", "args": [{"channel": "funding-rate", "instId": fut}]})
+            )
+            error = await recv_until(ws, lambda m: m.get("event") == "error")
+            assert error["code"] == "60018"
+
+
+async def test_positions_snapshot_pages_filters_and_account_snapshot() -> None:
+    """D§5.1: the snapshot is paged (curPage int, lastPage bool) and filtered by instType /
+    instFamily / instId; D§5.3: the account channel starts with a snapshot (top-level eventType)."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake:
+            fake.exchange.positions_page_size = 2
+            fake.order_by_hand(SWAP, "buy", "1", "60000")
+            fake.order_by_hand("ETH-USDT-SWAP", "buy", "1", "3000")
+            fake.order_by_hand(INV, "sell", "7", "60000")
+            fut = next(i for i in fake.exchange.instruments if i.startswith("BTC-USDT-2"))
+            fake.order_by_hand(fut, "buy", "0.5", "61000")
+            async with private_ws(
+                fake, {"channel": "positions", "instType": "ANY"}, {"channel": "account"}
+            ) as (ws, snaps):
+                pages = snaps["positions"]
+                assert [(p["curPage"], p["lastPage"]) for p in pages] == [(1, False), (2, True)]
+                assert sorted(r["instId"] for p in pages for r in p["data"]) == sorted(
+                    [SWAP, "ETH-USDT-SWAP", INV, fut]
+                )
+                account = await next_on(ws, "account")
+                assert account["eventType"] == "snapshot" and account["data"][0]["details"]
+                for arg, expected in (
+                    ({"channel": "positions", "instType": "SWAP", "instFamily": "BTC-USD"}, [INV]),
+                    ({"channel": "positions", "instType": "FUTURES"}, [fut]),
+                    (
+                        {"channel": "positions", "instType": "SWAP", "instId": "ETH-USDT-SWAP"},
+                        ["ETH-USDT-SWAP"],
+                    ),
+                ):
+                    await ws.send_message(json.dumps({"op": "subscribe", "args": [arg]}))
+                    snap = await recv_until(
+                        ws,
+                        lambda m, arg=arg: (
+                            m.get("eventType") == "snapshot" and m["arg"] == {**arg, "uid": fake.uid}
+                        ),
+                    )
+                    assert [r["instId"] for r in snap["data"]] == expected
+                fake.order_by_hand(INV, "buy", "7", "60000")
+                # the first subscription (ANY) and the BTC-USD family one each get the pos "0" row
+                updates = [await next_on(ws, "positions"), await next_on(ws, "positions")]
+                assert sorted(u["arg"].get("instFamily", "") for u in updates) == ["", "BTC-USD"]
+                assert all(u["data"][0]["pos"] == "0" and u["eventType"] == "event_update" for u in updates)
+
+
+async def test_push_order_is_a_knob() -> None:
+    """D§5.7 / D§10.15: no cross-channel order; ``push_order`` permutes the pushes of one fill."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake:
+            fake.exchange.push_live_first = False
+            fake.exchange.push_order = ("positions", "account", "balance_and_position", "orders")
+            async with private_ws(
+                fake,
+                {"channel": "orders", "instType": "ANY"},
+                {"channel": "positions", "instType": "ANY"},
+                {"channel": "balance_and_position"},
+                {"channel": "account"},
+            ) as (ws, _):
+                await next_on(ws, "account")  # the subscription snapshot
+                fake.order_by_hand(SWAP, "buy", "1", "60000")
+                seen = [(await recv(ws))["arg"]["channel"] for _ in range(4)]
+            assert seen == ["positions", "account", "balance_and_position", "orders"]
+
+
+async def test_liquidation_warning_and_partial_liquidation_long_short() -> None:
+    """D§5.6 warning items for the position; D§10.13 a partial liquidation of the short side in
+    long/short mode: category partial_liquidation, bill subType 101, the long side untouched."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake, rest_client(fake) as client:
+            await post(client, fake, "/api/v5/account/set-position-mode", {"posMode": "long_short_mode"})
+            fake.order_by_hand(SWAP, "sell", "3", "60000", td_mode="isolated")
+            fake.order_by_hand(SWAP, "buy", "2", "60000", td_mode="isolated")
+            short = fake.position(SWAP, "short", "isolated")
+            assert short is not None and short["pos"] == "3" and dec(short["liqPx"]) > dec("60000")
+            async with private_ws(
+                fake,
+                {"channel": "liquidation-warning", "instType": "SWAP"},
+                {"channel": "orders", "instType": "SWAP"},
+            ) as (ws, _):
+                fake.set_mark_price(SWAP, "65000")
+                assert fake.send_liquidation_warning(SWAP, pos_side="short") == 1
+                warning = (await next_on(ws, "liquidation-warning"))["data"][0]
+                assert (warning["posSide"], warning["pos"], warning["markPx"], warning["mgnMode"]) == (
+                    "short",
+                    "3",
+                    "65000",
+                    "isolated",
+                )
+                fake.liquidate(SWAP, pos_side="short", sz="1", px="65500")
+                item = (await next_on(ws, "orders"))["data"][0]
+            assert (item["category"], item["posSide"], item["side"], item["fillSz"]) == (
+                "partial_liquidation",
+                "short",
+                "buy",
+                "1",
+            )
+            assert dec(item["fillPnl"]) == (dec("60000") - dec("65500")) * dec("0.01")
+            [bill] = (await get(client, fake, "/api/v5/account/bills?type=5"))["data"]
+            assert bill["subType"] == "101"
+            rows = {p["posSide"]: p["pos"] for p in fake.positions()}
+            assert rows == {"short": "2", "long": "2"}
+
+
+async def test_close_position_and_amend_margin() -> None:
+    """D§4.4 close-position: answer without ordId; with a pending close order and no autoCxl ->
+    ``close_pending_code``.  Amending an opening order beyond the margin -> amendResult -1, 51008."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx(balances={"USDT": "1000", "BTC": "1"}) as fake, rest_client(fake) as client:
+            fake.set_market(SWAP, bid=60000, ask=60000.1, bid_sz=100, ask_sz=100)
+            fake.order_by_hand(SWAP, "buy", "1", "60000")
+            _, body = await place(client, fake, order("sell", "0.5", "61000", reduce_only=True))
+            assert body["code"] == "0"
+            status, body = await post(
+                client, fake, "/api/v5/trade/close-position", {"instId": SWAP, "mgnMode": "cross"}
+            )
+            assert (status, body["code"]) == (200, "51115")
+            status, body = await post(
+                client,
+                fake,
+                "/api/v5/trade/close-position",
+                {"instId": SWAP, "mgnMode": "cross", "autoCxl": True},
+            )
+            assert body == {
+                "code": "0",
+                "msg": "",
+                "data": [{"clOrdId": "", "instId": SWAP, "posSide": "net", "tag": ""}],
+            }
+            assert fake.positions() == []
+            # 1000 USDT at lever 10 carries at most ~16 contracts at 60000 (0.01 BTC each)
+            _, body = await place(client, fake, order("buy", "20", "59000"))
+            assert (body["data"][0]["sCode"], body["data"][0]["subCode"]) == ("51008", "1001")
+            assert body["data"][0]["sMsg"] == "Order failed. Insufficient USDT margin in account "
+            _, body = await place(client, fake, order("buy", "5", "59000", cl="amendme"))
+            assert body["code"] == "0"
+            async with private_ws(fake, {"channel": "orders", "instType": "SWAP"}) as (ws, _):
+                _, answer = await post(
+                    client,
+                    fake,
+                    "/api/v5/trade/amend-order",
+                    {"instId": SWAP, "clOrdId": "amendme", "newSz": "30"},
+                )
+                assert answer["data"][0]["sCode"] == "0"
+                push = (await next_on(ws, "orders"))["data"][0]
+                assert (push["amendResult"], push["code"]) == ("-1", "51008")
+                _, answer = await post(
+                    client,
+                    fake,
+                    "/api/v5/trade/amend-order",
+                    {"instId": SWAP, "clOrdId": "amendme", "newSz": "6"},
+                )
+                push = (await next_on(ws, "orders"))["data"][0]
+                assert (push["amendResult"], push["sz"]) == ("0", "6")
+            pending = (await get(client, fake, "/api/v5/trade/orders-pending?instType=SWAP"))["data"]
+            assert [o["clOrdId"] for o in pending] == ["amendme"]
+            assert (await get(client, fake, "/api/v5/trade/orders-pending?instType=SPOT"))["data"] == []
+            balance = (await get(client, fake, "/api/v5/account/balance?ccy=USDT"))["data"][0]["details"][0]
+            margin = dec("6") * dec("0.01") * dec("59000") / 10
+            assert (
+                dec(balance["ordFrozen"]) == margin and dec(balance["availEq"]) == dec(balance["eq"]) - margin
+            )
+
+
+async def test_unverified_switches() -> None:
+    """The UNVERIFIED readings of the sheet are switchable: isolated refused (D§3.2), posData in
+    funding_fee (D§7), a category "delivery" order push (D§7), subType 1/2 in long/short mode (D§8)."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake, rest_client(fake) as client:
+            ex = fake.exchange
+            fake.set_market(SWAP, bid=60000, ask=60000.1, bid_sz=100, ask_sz=100)
+            ex.isolated_derivs = False
+            _, body = await place(client, fake, order("buy", "1", "59000", td="isolated"))
+            assert (body["code"], body["data"][0]["sCode"]) == ("1", "51000")
+            ex.funding_pos_data = True
+            fake.order_by_hand(SWAP, "buy", "1", "60000")
+            fake.settle_funding(SWAP)
+            assert (
+                fake.bap_pushes[-1]["eventType"] == "funding_fee"
+                and fake.bap_pushes[-1]["posData"][0]["pos"] == "1"
+            )
+            ex.delivery_order_push = True
+            fut = next(i for i in ex.instruments if i.startswith("BTC-USD-2"))
+            fake.order_by_hand(fut, "sell", "3", "61000")
+            fake.deliver(fut, "60000")
+            delivery = [p for p in fake.order_pushes if p["category"] == "delivery"]
+            assert len(delivery) == 1 and delivery[0]["side"] == "buy" and delivery[0]["fillSz"] == "3"
+            assert [b["subType"] for b in fake.bills if b["type"] == "3"] == ["113"]
+            fake.order_by_hand(SWAP, "sell", "1", "60000")  # flat again
+            await post(client, fake, "/api/v5/account/set-position-mode", {"posMode": "long_short_mode"})
+            fake.order_by_hand(SWAP, "buy", "1", "60000")
+            ex.subtypes_by_mode = False
+            fake.order_by_hand(SWAP, "buy", "1", "60000")
+            assert [f["subType"] for f in fake.fills[-2:]] == ["3", "1"]

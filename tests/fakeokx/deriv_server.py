@@ -44,6 +44,8 @@ class DerivControls:
         self.position_pushes: list[dict[str, Any]] = []  # positions rows (event_update)
         self.bap_pushes: list[dict[str, Any]] = []  # balance_and_position data[0] items
         self.public_deriv_pushes: list[tuple[str, dict[str, Any]]] = []  # (channel, item)
+        # D§5.3: the account channel pushes an initial snapshot (False: the older reading, §9)
+        self.account_snapshot = True
 
     # ------------------------------------------------------------------ observation
 
@@ -193,6 +195,11 @@ class DerivControls:
             }
             for n, page in enumerate(pages)
         ]
+
+    def account_snapshot_message(self, arg: dict[str, Any]) -> dict[str, Any]:
+        """D§5.3: top-level eventType "snapshot" with curPage / lastPage."""
+        record = self.exchange.balance_record()
+        return {"arg": arg, "eventType": "snapshot", "curPage": 1, "lastPage": True, "data": [record]}
 
     def bap_snapshot(self) -> dict[str, Any]:
         """D§5.2: non-zero balances and positions, ``eventType`` inside data[0]."""

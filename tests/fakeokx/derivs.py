@@ -291,6 +291,8 @@ class DerivExchange(Exchange):
         self.subtypes_by_mode = True  # UNVERIFIED (D§8): trade subType 1/2 net, 3-6 long/short
         self.rest_zero_positions = False  # §2.10: pos "0" rows in REST positions (valid posId <= 30 days)
         self.positions_page_size = 100  # CHOICE: rows per positions snapshot page (D§5.1 paging)
+        # D§5.7 / D§10.15: no cross-channel order is guaranteed; pushes of one event go in this order
+        self.push_order: tuple[str, ...] = ("orders", "balance_and_position", "positions", "account")
 
     # ------------------------------------------------------------------ helpers
 
@@ -657,8 +659,7 @@ class DerivExchange(Exchange):
                 exec_type=exec_type,
             )
         )
-        self._push(order, fill=fill)
-        self.position_event(pos, event, trade_ids=[trade_id])
+        self.position_event(pos, event, trade_ids=[trade_id], order_push=lambda: self._push(order, fill=fill))
 
     def _apply_fill(
         self, order: DerivOrder, qty: Decimal, px: Decimal, fee: Decimal, now: int, trade_id: str
@@ -729,24 +730,38 @@ class DerivExchange(Exchange):
             return "3" if order.pos_side == "long" else "4"
         return "5" if order.pos_side == "long" else "6"
 
-    def position_event(self, pos: Position | None, event: str, *, trade_ids: list[str] | None = None) -> None:
-        """After a change: sweep reduce-only orders that no longer fit, then push
-        balance_and_position (``event``), positions and account."""
-        if pos is not None:
-            self._sweep_closing(pos)
-        now = self.now_ms()
-        ccys = [_settle(pos.inst)] if pos is not None else []
+    def position_event(
+        self,
+        pos: Position,
+        event: str,
+        *,
+        trade_ids: list[str] | None = None,
+        order_push: Callable[[], None] | None = None,
+        pos_data: bool = True,
+    ) -> None:
+        """After a change of ``pos``: push the orders item (``order_push``), balance_and_position
+        (``event``; balData of the settlement currency, posData unless ``pos_data`` is False),
+        positions (the changed row) and account, in the order of ``push_order`` (D§5.7, D§10.15);
+        then cancel the closing orders that no longer fit the position."""
         item = {
-            "pTime": str(now),
+            "pTime": str(self.now_ms()),
             "eventType": event,
-            "balData": [self.bal_data(c) for c in ccys],
-            "posData": [self.pos_data(pos)] if pos is not None else [],
-            "trades": [{"instId": pos.inst.inst_id, "tradeId": t} for t in trade_ids or []] if pos else [],
+            "balData": [self.bal_data(_settle(pos.inst))],
+            "posData": [self.pos_data(pos)] if pos_data else [],
+            "trades": [{"instId": pos.inst.inst_id, "tradeId": t} for t in trade_ids or []],
         }
-        self.dsink.balance_and_position(item)
-        if pos is not None:
-            self.dsink.position_rows([self.position_row(pos)])
-        self.sink.balance_update()
+        row = self.position_row(pos)
+        emits: dict[str, Callable[[], None]] = {
+            "balance_and_position": lambda: self.dsink.balance_and_position(item),
+            "positions": lambda: self.dsink.position_rows([row]),
+            "account": self.sink.balance_update,
+        }
+        if order_push is not None:
+            emits["orders"] = order_push
+        for name in [*self.push_order, *(n for n in emits if n not in self.push_order)]:
+            if name in emits:
+                emits[name]()
+        self._sweep_closing(pos)
 
     def _sweep_closing(self, pos: Position) -> None:
         """Closing orders may never open: cancel (cancelSource 0, CHOICE) those beyond the position."""
@@ -1375,7 +1390,7 @@ class DerivExchange(Exchange):
             )
             self.bills.append(bill)
             bills.append(bill)
-            self._funding_event(pos)
+            self.position_event(pos, "funding_fee", pos_data=self.funding_pos_data)
         state.funding_time += state.interval_ms
         state.sett_rate = used
         state.sett_state = "settled"
@@ -1392,18 +1407,6 @@ class DerivExchange(Exchange):
         )
         self.dsink.deriv_public("funding-rate", inst_id, self.funding_item(inst_id))
         return bills
-
-    def _funding_event(self, pos: Position) -> None:
-        item = {
-            "pTime": str(self.now_ms()),
-            "eventType": "funding_fee",
-            "balData": [self.bal_data(_settle(pos.inst))],
-            "posData": [self.pos_data(pos)] if self.funding_pos_data else [],
-            "trades": [],
-        }
-        self.dsink.balance_and_position(item)
-        self.dsink.position_rows([self.position_row(pos)])
-        self.sink.balance_update()
 
     def _find_position(self, inst_id: str, pos_side: str, mgn_mode: str | None) -> Position:
         candidates = [
