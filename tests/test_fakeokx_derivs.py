@@ -1,7 +1,7 @@
 """The fake OKX's derivatives (SWAP / FUTURES), exercised with raw signed REST calls and WebSocket
 subscriptions (no seqtrade code), so that the adapter's tests can rely on each rule and event.
 
-Expectations come from the derivatives sheet (D§ numbers in tests/fakeokx/README.md); arithmetic
+Expectations come from OKX's docs (bracketed page names, as in tests/fakeokx/README.md); arithmetic
 is recomputed here from OKX's formulas (linear / inverse), not read back from the fake.
 """
 
@@ -114,8 +114,8 @@ def dec(text: str) -> Decimal:
 
 
 async def test_instruments_and_account_config() -> None:
-    """D§1.3 rows (strings, instIdCode int, unknown extra fields), dated futures at 08:00 UTC
-    on a Friday; D§3.1 config with string acctLv / posMode and Boolean autoLoan."""
+    """[get instruments: captured rows] rows (strings, instIdCode int, unknown extra fields), dated futures at 08:00 UTC
+    on a Friday; [get account configuration] config with string acctLv / posMode and Boolean autoLoan."""
     with trio.fail_after(TIMEOUT):
         async with open_fake_okx() as fake, rest_client(fake) as client:
             swaps = (await client.get("/api/v5/public/instruments?instType=SWAP")).json()["data"]
@@ -230,9 +230,9 @@ async def test_net_mode_open_close_linear_pnl_fees_and_pushes() -> None:
 
 
 async def test_pos_side_rules_and_position_mode() -> None:
-    """D§10.2 / D§4.5: long/short mode + posSide missing or "net" -> per-item sCode 51000
+    """[place order: posSide] / [error codes]: long/short mode + posSide missing or "net" -> per-item sCode 51000
     "Parameter posSide error " (top code "1", "All operations failed", HTTP 200); net mode refuses
-    long/short the same way.  D§10.9: set-position-mode refused (59000) with a position open."""
+    long/short the same way.  [set position mode]: set-position-mode refused (59000) with a position open."""
     with trio.fail_after(TIMEOUT):
         async with open_fake_okx() as fake, rest_client(fake) as client:
             fake.set_market(SWAP, bid=60000, ask=60000.1, bid_sz=100, ask_sz=100)
@@ -285,9 +285,9 @@ async def test_pos_side_rules_and_position_mode() -> None:
 
 
 async def test_reduce_only_sizes_and_price_limit() -> None:
-    """D§4.2: reduce-only without a position 51169, same direction 51170, oversize rejected 51148
-    (``reduce_only_oversize="trim"``: trimmed, amendSource "4"); D§1.2 sz in contracts, lot 51121;
-    D§6.3 a price outside the band 51006 with both limits in sMsg; public price-limit agrees."""
+    """[place order: reduceOnly]: reduce-only without a position 51169, same direction 51170, oversize rejected 51148
+    (``reduce_only_oversize="trim"``: trimmed, amendSource "4"); [get instruments] sz in contracts, lot 51121;
+    [price limit] a price outside the band 51006 with both limits in sMsg; public price-limit agrees."""
     with trio.fail_after(TIMEOUT):
         async with open_fake_okx() as fake, rest_client(fake) as client:
             fake.set_market(SWAP, bid=60000, ask=60000.1, bid_sz=100, ask_sz=100)
@@ -334,7 +334,7 @@ async def test_reduce_only_sizes_and_price_limit() -> None:
 
 
 async def test_inverse_swap_pnl_in_coin_and_ws_order_by_inst_id_code() -> None:
-    """D§2 inverse: sz in contracts of 100 USD, fee and pnl in BTC:
+    """[units, PnL and fees] inverse: sz in contracts of 100 USD, fee and pnl in BTC:
     fee = -(sz x ctVal / px x rate), pnl = (1/entry - 1/exit) x sz x ctVal.  The order goes over the
     WS ``order`` op with instIdCode (§0)."""
     with trio.fail_after(TIMEOUT):
@@ -386,7 +386,7 @@ async def test_inverse_swap_pnl_in_coin_and_ws_order_by_inst_id_code() -> None:
 
 
 async def test_set_leverage_and_leverage_info() -> None:
-    """D§10.8: posSide required only for isolated in long/short mode (top-level 51000
+    """[set leverage]: posSide required only for isolated in long/short mode (top-level 51000
     "Parameter posSide  error", HTTP 400); lever above the instrument's -> 59102; pending orders ->
     59107 (cross) / 59101 (isolated); leverage-info has one row per side in long/short mode."""
     with trio.fail_after(TIMEOUT):
@@ -449,7 +449,7 @@ async def test_set_leverage_and_leverage_info() -> None:
 
 
 async def test_funding_settlement_arrives_once() -> None:
-    """D§10.12: funding = position value at mark x rate, a long pays a positive rate: one
+    """[funding rate; bills]: funding = position value at mark x rate, a long pays a positive rate: one
     balance_and_position ``funding_fee`` push (balData only), positions fundingFee, exactly one bill
     type 8 subType 173 (expense) with px = mark; no orders push; fundingTime rolls 8 h."""
     with trio.fail_after(TIMEOUT):
@@ -500,7 +500,7 @@ async def test_funding_settlement_arrives_once() -> None:
 
 
 async def test_liquidation_cancels_orders_and_pushes_a_liquidation_order() -> None:
-    """D§10.13: pending orders cancelled with cancelSource 3; an exchange order (clOrdId "",
+    """[order channel: liquidation / ADL]: pending orders cancelled with cancelSource 3; an exchange order (clOrdId "",
     category full_liquidation) fills with a negative tradeId ("0" in order info); position -> pos
     "0"; balance_and_position ``liquidation``; bill type 5 (net long: 107 liq sell)."""
     with trio.fail_after(TIMEOUT):
@@ -547,8 +547,8 @@ async def test_liquidation_cancels_orders_and_pushes_a_liquidation_order() -> No
 
 
 async def test_adl_partial_and_delivery() -> None:
-    """D§10.13 ADL (category adl, other orders cancelSource 6, bill type 9 subType 128 for a net
-    long) and D§10.14 delivery of a dated future (orders cancelSource 7, bill type 3 subType 112,
+    """[order channel: liquidation / ADL] ADL (category adl, other orders cancelSource 6, bill type 9 subType 128 for a net
+    long) and [futures delivery] delivery of a dated future (orders cancelSource 7, bill type 3 subType 112,
     balance_and_position ``delivered``, instrument gone from public/instruments)."""
     with trio.fail_after(TIMEOUT):
         async with open_fake_okx() as fake, rest_client(fake) as client:
@@ -617,7 +617,7 @@ async def test_position_opened_by_hand() -> None:
 
 
 async def test_public_derivative_channels() -> None:
-    """D§6.1-6.3: mark-price, funding-rate and price-limit push the current value after the ack and
+    """[mark price channel]-6.3: mark-price, funding-rate and price-limit push the current value after the ack and
     on every change; funding-rate exists for swaps only (a dated future -> 60018)."""
     with trio.fail_after(TIMEOUT):
         async with open_fake_okx() as fake, open_websocket_url(fake.ws_public_url) as ws:
@@ -664,8 +664,8 @@ async def test_public_derivative_channels() -> None:
 
 
 async def test_positions_snapshot_pages_filters_and_account_snapshot() -> None:
-    """D§5.1: the snapshot is paged (curPage int, lastPage bool) and filtered by instType /
-    instFamily / instId; D§5.3: the account channel starts with a snapshot (top-level eventType)."""
+    """[positions channel]: the snapshot is paged (curPage int, lastPage bool) and filtered by instType /
+    instFamily / instId; [account channel]: the account channel starts with a snapshot (top-level eventType)."""
     with trio.fail_after(TIMEOUT):
         async with open_fake_okx() as fake:
             fake.exchange.positions_page_size = 2
@@ -708,7 +708,7 @@ async def test_positions_snapshot_pages_filters_and_account_snapshot() -> None:
 
 
 async def test_push_order_is_a_knob() -> None:
-    """D§5.7 / D§10.15: no cross-channel order; ``push_order`` permutes the pushes of one fill."""
+    """[cross-channel push order: not documented] / [cross-channel push order: not documented]: no cross-channel order; ``push_order`` permutes the pushes of one fill."""
     with trio.fail_after(TIMEOUT):
         async with open_fake_okx() as fake:
             fake.exchange.push_live_first = False
@@ -727,7 +727,7 @@ async def test_push_order_is_a_knob() -> None:
 
 
 async def test_liquidation_warning_and_partial_liquidation_long_short() -> None:
-    """D§5.6 warning items for the position; D§10.13 a partial liquidation of the short side in
+    """[position risk warning channel] warning items for the position; [order channel: liquidation / ADL] a partial liquidation of the short side in
     long/short mode: category partial_liquidation, bill subType 101, the long side untouched."""
     with trio.fail_after(TIMEOUT):
         async with open_fake_okx() as fake, rest_client(fake) as client:
@@ -766,7 +766,7 @@ async def test_liquidation_warning_and_partial_liquidation_long_short() -> None:
 
 
 async def test_close_position_and_amend_margin() -> None:
-    """D§4.4 close-position: answer without ordId; with a pending close order and no autoCxl ->
+    """[close positions] close-position: answer without ordId; with a pending close order and no autoCxl ->
     ``close_pending_code``.  Amending an opening order beyond the margin -> amendResult -1, 51008."""
     with trio.fail_after(TIMEOUT):
         async with open_fake_okx(balances={"USDT": "1000", "BTC": "1"}) as fake, rest_client(fake) as client:
@@ -825,8 +825,8 @@ async def test_close_position_and_amend_margin() -> None:
 
 
 async def test_unverified_switches() -> None:
-    """The UNVERIFIED readings of the sheet are switchable: isolated refused (D§3.2), posData in
-    funding_fee (D§7), a category "delivery" order push (D§7), subType 1/2 in long/short mode (D§8)."""
+    """The UNVERIFIED readings of the docs are switchable: isolated refused ([place order: tdMode per account mode]), posData in
+    funding_fee ([funding, liquidation, ADL, delivery]), a category "delivery" order push ([funding, liquidation, ADL, delivery]), subType 1/2 in long/short mode ([bills])."""
     with trio.fail_after(TIMEOUT):
         async with open_fake_okx() as fake, rest_client(fake) as client:
             ex = fake.exchange

@@ -375,7 +375,11 @@ class FakeOkx(DerivControls):
         record = self.exchange.balance_record()
         for conn in subscribers:
             assert conn.account_arg is not None
-            message = {"arg": conn.account_arg, "eventType": "event_update", "data": [record]}  # D§5.3
+            message = {
+                "arg": conn.account_arg,
+                "eventType": "event_update",
+                "data": [record],
+            }  # [account channel]
             conn.send_json(message, activity=True)
 
     def schedule(self, fn: Callable[[], None]) -> None:

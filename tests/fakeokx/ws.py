@@ -421,7 +421,7 @@ def _subscribe(conn: WsConn, op: str, msg: dict[str, Any]) -> list[Any]:
                     }
                 )
                 if channel == "account" and fake.account_snapshot and conn.account_arg is not None:
-                    out.append(fake.account_snapshot_message(conn.account_arg))  # D§5.3
+                    out.append(fake.account_snapshot_message(conn.account_arg))  # [account channel]
     return out
 
 
