@@ -854,3 +854,78 @@ async def test_unverified_switches() -> None:
             ex.subtypes_by_mode = False
             fake.order_by_hand(SWAP, "buy", "1", "60000")
             assert [f["subType"] for f in fake.fills[-2:]] == ["3", "1"]
+
+
+async def test_resting_orders_fill_as_makers_and_batch_items() -> None:
+    """A resting SWAP order crossed by the market fills as a maker at its own price (maker fee,
+    partially_filled then filled, accFillSz in contracts); a batch with one bad posSide item answers
+    top code "2" with that item's sCode 51000; set-position-mode is refused (59000) while an order
+    rests; cross and isolated positions of one instrument live side by side."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake, rest_client(fake) as client:
+            fake.set_market(SWAP, bid=60000, ask=60000.1, bid_sz=100, ask_sz=100)
+            batch = [
+                order("buy", "0.5", "59990", cl="rest2"),
+                order("buy", "1", "59990", pos_side="long"),
+                order("buy", "0.2", "60000.1", td="isolated"),
+            ]
+            r = await private(client, fake, "POST", "/api/v5/trade/batch-orders", batch)
+            body = r.json()
+            assert r.status_code == 200 and body["code"] == "2"
+            assert [i["sCode"] for i in body["data"]] == ["0", "51000", "0"]
+            status, answer = await post(
+                client, fake, "/api/v5/account/set-position-mode", {"posMode": "long_short_mode"}
+            )
+            assert answer["code"] == "59000"
+            async with private_ws(fake, {"channel": "orders", "instType": "SWAP", "instId": SWAP}) as (ws, _):
+                fake.set_market(SWAP, bid=59980, ask=59990, bid_sz=100, ask_sz=0.3)
+                first = (await next_on(ws, "orders"))["data"][0]
+                fake.set_market(SWAP, bid=59980, ask=59990, bid_sz=100, ask_sz=1)
+                second = (await next_on(ws, "orders"))["data"][0]
+            assert (first["state"], first["fillSz"], first["execType"]) == ("partially_filled", "0.3", "M")
+            assert (second["state"], second["fillSz"], second["accFillSz"]) == ("filled", "0.2", "0.5")
+            maker_fee = -(dec("0.3") * dec("0.01") * dec("59990") * dec("0.0008"))
+            assert dec(first["fillFee"]) == maker_fee
+            rows = {(p["mgnMode"], p["posSide"]): p for p in fake.positions()}
+            assert rows[("cross", "net")]["pos"] == "0.5" and rows[("isolated", "net")]["pos"] == "0.2"
+            iso = rows[("isolated", "net")]
+            assert dec(iso["margin"]) == dec("0.2") * dec("0.01") * dec("60000.1") / 10
+            assert rows[("cross", "net")]["margin"] == "" and rows[("cross", "net")]["liqPx"] == ""
+
+
+async def test_linear_future_long_short_isolated_round_trip() -> None:
+    """A dated linear future in long/short mode, isolated long: open, add (avgPx = contract-weighted
+    mean), close with the same posSide; REST fills subType 3 then 5; bills type 2."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake, rest_client(fake) as client:
+            fut = next(i for i in fake.exchange.instruments if i.startswith("BTC-USDT-2"))
+            await post(client, fake, "/api/v5/account/set-position-mode", {"posMode": "long_short_mode"})
+            await post(
+                client,
+                fake,
+                "/api/v5/account/set-leverage",
+                {"instId": fut, "lever": "20", "mgnMode": "isolated", "posSide": "long"},
+            )
+            fake.set_market(fut, bid=61000, ask=61000.1, bid_sz=100, ask_sz=100)
+            _, body = await place(
+                client, fake, order("buy", "0.2", "61000.1", inst=fut, td="isolated", pos_side="long")
+            )
+            assert body["code"] == "0"
+            fake.set_market(fut, bid=61999.9, ask=62000, bid_sz=100, ask_sz=100)
+            _, body = await place(
+                client, fake, order("buy", "0.3", "62000", inst=fut, td="isolated", pos_side="long")
+            )
+            assert body["code"] == "0"
+            pos = fake.position(fut, "long", "isolated")
+            assert pos is not None
+            avg = (dec("0.2") * dec("61000.1") + dec("0.3") * dec("62000")) / dec("0.5")
+            assert dec(pos["avgPx"]) == avg.quantize(dec("1e-10")) and pos["lever"] == "20"
+            _, body = await place(
+                client, fake, order("sell", "0.5", "61999.9", inst=fut, td="isolated", pos_side="long")
+            )
+            assert body["code"] == "0"
+            fills = (await get(client, fake, f"/api/v5/trade/fills?instId={fut}"))["data"]
+            assert [f["subType"] for f in fills] == ["5", "3", "3"]
+            pnl = (dec("61999.9") - avg.quantize(dec("1e-10"))) * dec("0.5") * dec("0.01")
+            assert dec(fills[0]["fillPnl"]) == pnl
+            assert fake.positions() == []
