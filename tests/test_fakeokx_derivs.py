@@ -929,3 +929,42 @@ async def test_linear_future_long_short_isolated_round_trip() -> None:
             pnl = (dec("61999.9") - avg.quantize(dec("1e-10"))) * dec("0.5") * dec("0.01")
             assert dec(fills[0]["fillPnl"]) == pnl
             assert fake.positions() == []
+
+
+async def test_market_orders_stay_inside_the_band_and_size_caps() -> None:
+    """Market / optimal_limit_ioc orders never trade beyond the price-limit band (remainder
+    cancelled, cancelSource 14); sz above maxMktSz -> ``max_size_code``; ``ccy`` on a SWAP order is
+    accepted and ignored; ``duplicate_pushes`` repeats an orders push with the same tradeId and fee."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake, rest_client(fake) as client:
+            fake.set_market(SWAP, bid=60000, ask=60000.1, bid_sz=100, ask_sz=100)
+            fake.set_price_limit(SWAP, "59999", "59000")  # the ask is above the max buy price
+            for ord_type in ("market", "optimal_limit_ioc"):
+                _, body = await place(
+                    client, fake, order("buy", "1", ord_type=ord_type, cl=f"band{ord_type[:3]}")
+                )
+                assert body["code"] == "0", body
+                ord_id = body["data"][0]["ordId"]
+                info = (await get(client, fake, f"/api/v5/trade/order?instId={SWAP}&ordId={ord_id}"))["data"][
+                    0
+                ]
+                assert (info["state"], info["accFillSz"], info["cancelSource"]) == ("canceled", "0", "14")
+            _, body = await place(client, fake, order("buy", "12000.01", ord_type="market"))
+            assert body["data"][0]["sCode"] == "51005"
+            fake.set_price_limit(SWAP, "61000", "59000")
+            fake.duplicate_pushes = True
+            async with private_ws(fake, {"channel": "orders", "instType": "SWAP"}) as (ws, _):
+                _, body = await place(
+                    client, fake, {**order("sell", "2", ord_type="optimal_limit_ioc"), "ccy": "USDT"}
+                )
+                assert body["code"] == "0"
+                fills = []
+                while len(fills) < 2:
+                    item = (await next_on(ws, "orders"))["data"][0]
+                    if item["tradeId"]:
+                        fills.append(item)
+            assert (
+                fills[0] == fills[1]
+                and fills[0]["fillPx"] == "60000"
+                and fills[0]["ordType"] == "optimal_limit_ioc"
+            )

@@ -1298,6 +1298,12 @@ class DerivExchange(Exchange):
 
     # ------------------------------------------------------------------ market data ([public data])
 
+    def set_market(self, inst_id: str, bid: Decimal, ask: Decimal, bid_sz: Decimal, ask_sz: Decimal) -> None:
+        before = self.mark(inst_id)
+        super().set_market(inst_id, bid, ask, bid_sz, ask_sz)
+        if self.is_deriv(inst_id) and inst_id not in self.marks and self.mark(inst_id) != before:
+            self.publish_marks(inst_id)  # the mark follows the mid: mark-price and price-limit move
+
     def set_mark(self, inst_id: str, mark_px: Decimal, index_px: Decimal | None = None) -> None:
         self.marks[inst_id] = mark_px
         if index_px is not None:
