@@ -114,7 +114,7 @@ def dec(text: str) -> Decimal:
 
 
 async def test_instruments_and_account_config() -> None:
-    """[get instruments: captured rows] rows (strings, instIdCode int, unknown extra fields), dated futures at 08:00 UTC
+    """[get instruments] captured rows (strings, instIdCode int, extra fields), dated futures at 08:00 UTC
     on a Friday; [get account configuration] config with string acctLv / posMode and Boolean autoLoan."""
     with trio.fail_after(TIMEOUT):
         async with open_fake_okx() as fake, rest_client(fake) as client:
@@ -285,7 +285,7 @@ async def test_pos_side_rules_and_position_mode() -> None:
 
 
 async def test_reduce_only_sizes_and_price_limit() -> None:
-    """[place order: reduceOnly]: reduce-only without a position 51169, same direction 51170, oversize rejected 51148
+    """[place order: reduceOnly]: no position 51169, same direction 51170, oversize rejected 51148
     (``reduce_only_oversize="trim"``: trimmed, amendSource "4"); [get instruments] sz in contracts, lot 51121;
     [price limit] a price outside the band 51006 with both limits in sMsg; public price-limit agrees."""
     with trio.fail_after(TIMEOUT):
@@ -500,7 +500,7 @@ async def test_funding_settlement_arrives_once() -> None:
 
 
 async def test_liquidation_cancels_orders_and_pushes_a_liquidation_order() -> None:
-    """[order channel: liquidation / ADL]: pending orders cancelled with cancelSource 3; an exchange order (clOrdId "",
+    """[order channel]: pending orders cancelled with cancelSource 3; an exchange order (clOrdId "",
     category full_liquidation) fills with a negative tradeId ("0" in order info); position -> pos
     "0"; balance_and_position ``liquidation``; bill type 5 (net long: 107 liq sell)."""
     with trio.fail_after(TIMEOUT):
@@ -547,7 +547,7 @@ async def test_liquidation_cancels_orders_and_pushes_a_liquidation_order() -> No
 
 
 async def test_adl_partial_and_delivery() -> None:
-    """[order channel: liquidation / ADL] ADL (category adl, other orders cancelSource 6, bill type 9 subType 128 for a net
+    """[order channel] ADL (category adl, other orders cancelSource 6, bill type 9 subType 128 for a net
     long) and [futures delivery] delivery of a dated future (orders cancelSource 7, bill type 3 subType 112,
     balance_and_position ``delivered``, instrument gone from public/instruments)."""
     with trio.fail_after(TIMEOUT):
@@ -708,7 +708,7 @@ async def test_positions_snapshot_pages_filters_and_account_snapshot() -> None:
 
 
 async def test_push_order_is_a_knob() -> None:
-    """[cross-channel push order: not documented] / [cross-channel push order: not documented]: no cross-channel order; ``push_order`` permutes the pushes of one fill."""
+    """[cross-channel push order: not documented]: ``push_order`` permutes the pushes of one fill."""
     with trio.fail_after(TIMEOUT):
         async with open_fake_okx() as fake:
             fake.exchange.push_live_first = False
@@ -727,7 +727,7 @@ async def test_push_order_is_a_knob() -> None:
 
 
 async def test_liquidation_warning_and_partial_liquidation_long_short() -> None:
-    """[position risk warning channel] warning items for the position; [order channel: liquidation / ADL] a partial liquidation of the short side in
+    """[position risk warning channel] items for the position; a partial liquidation of the short side in
     long/short mode: category partial_liquidation, bill subType 101, the long side untouched."""
     with trio.fail_after(TIMEOUT):
         async with open_fake_okx() as fake, rest_client(fake) as client:
@@ -825,15 +825,16 @@ async def test_close_position_and_amend_margin() -> None:
 
 
 async def test_unverified_switches() -> None:
-    """The UNVERIFIED readings of the docs are switchable: isolated refused ([place order: tdMode per account mode]), posData in
-    funding_fee ([funding, liquidation, ADL, delivery]), a category "delivery" order push ([funding, liquidation, ADL, delivery]), subType 1/2 in long/short mode ([bills])."""
+    """The UNVERIFIED readings of the docs are switchable: isolated refused ([place order]), posData
+    in funding_fee, a category "delivery" order push ([funding, liquidation, ADL, delivery]), subType
+    1/2 in long/short mode ([bills])."""
     with trio.fail_after(TIMEOUT):
         async with open_fake_okx() as fake, rest_client(fake) as client:
             ex = fake.exchange
             fake.set_market(SWAP, bid=60000, ask=60000.1, bid_sz=100, ask_sz=100)
             ex.isolated_derivs = False
             _, body = await place(client, fake, order("buy", "1", "59000", td="isolated"))
-            assert (body["code"], body["data"][0]["sCode"]) == ("1", "51000")
+            assert (body["code"], body["data"][0]["sCode"]) == ("1", "51010")
             ex.funding_pos_data = True
             fake.order_by_hand(SWAP, "buy", "1", "60000")
             fake.settle_funding(SWAP)

@@ -1,4 +1,5 @@
-"""REST endpoints of derivatives on the fake OKX ([account configuration], [close positions], [public data], [bills], §2.10).
+"""REST endpoints of derivatives on the fake OKX ([account configuration], [close positions],
+[public data], [bills], §2.10).
 
 Private: ``GET account/config``, ``POST account/set-position-mode``, ``POST account/set-leverage``,
 ``GET account/leverage-info``, ``GET account/positions``, ``GET account/bills`` (7 days) and
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DERIV_ROUTES"]
 
-# Top-level codes answered with HTTP 400 besides those of rest._STATUS ([set leverage / leverage info]: 59105 is "(HTTP 400)").
+# Top-level codes answered with HTTP 400 besides those of rest._STATUS ([set leverage]: 59105).
 _EXTRA_400 = ("59105",)
 
 

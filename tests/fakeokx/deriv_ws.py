@@ -3,8 +3,9 @@
 Public (``/ws/v5/public``): ``mark-price``, ``funding-rate``, ``price-limit`` ([mark price channel]-6.3), each
 pushing the current value right after the ack when there is one.  Private (``/ws/v5/private``, login
 first): ``positions`` (paged ``snapshot`` on subscribe, then ``event_update`` rows, [positions channel]),
-``balance_and_position`` (``snapshot`` in ``data[0].eventType``, [balance and position channel]) and ``liquidation-warning``
-([position risk warning channel]).  ``ws.py`` hands every subscribe / unsubscribe arg of these channels to ``subscribe`` here;
+``balance_and_position`` (``snapshot`` in ``data[0].eventType``, [balance and position channel])
+and ``liquidation-warning`` ([position risk warning channel]).  ``ws.py`` hands every subscribe /
+unsubscribe arg of these channels to ``subscribe`` here;
 the fan-out of later pushes is in ``deriv_server.DerivControls``.
 """
 

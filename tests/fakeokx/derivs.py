@@ -61,10 +61,12 @@ CANCEL_SOURCE_REASONS.update(
 
 DERIV_MESSAGES: dict[str, str] = {
     "51000_posSide": "Parameter posSide error ",  # [error codes] wire text, trailing space (huojichuanqi/ds#4)
-    "51000_posSide_lever": "Parameter posSide  error",  # [set leverage / leverage info] wire text, two spaces (freqtrade#7932)
+    # [set leverage] wire text, two spaces (freqtrade/freqtrade#7932)
+    "51000_posSide_lever": "Parameter posSide  error",
     "51006_deriv": "Order price is not within the price limit (max buy price: {buy} , min sell price: {sell} )",
     "51008_margin": "Order failed. Insufficient {ccy} margin in account ",  # [error codes] wire (python-okx#110)
-    "51010": "You can't complete this request under your current account mode. ",  # [place order: tdMode per account mode] wire
+    # wire text of 2026-02 (okxapi/python-okx#143)
+    "51010": "You can't complete this request under your current account mode. ",
     "51041": "Portfolio margin account only supports the Buy/Sell mode",
     "51112": "Close order size exceeds available size for this position.",
     "51115": "Cancel all pending close-orders before liquidation.",
@@ -125,7 +127,7 @@ class DerivSink(Sink, Protocol):
 
 @dataclass
 class AccountConfig:
-    """[get account configuration] ``account/config``; the knobs the rules read are ``acct_lv`` and ``pos_mode``."""
+    """``account/config`` ([get account configuration]); the rules read ``acct_lv`` and ``pos_mode``."""
 
     acct_lv: str = (
         "2"  # Futures mode: SPOT "cash", FUTURES/SWAP "cross" ([place order: tdMode per account mode])
@@ -279,7 +281,8 @@ class DerivExchange(Exchange):
 
         # ---- knobs (README.md "Derivatives")
         self.default_lever = Decimal(10)  # CHOICE: leverage of a never-set instrument
-        self.isolated_derivs = True  # UNVERIFIED ([place order: tdMode per account mode]): tdMode=isolated accepted on SWAP/FUTURES
+        # UNVERIFIED ([place order: tdMode per account mode]): tdMode=isolated accepted on SWAP/FUTURES
+        self.isolated_derivs = True
         self.reduce_only_oversize = (
             "reject"  # UNVERIFIED ([place order: reduceOnly]): "reject" (default) or "trim"
         )
@@ -294,7 +297,8 @@ class DerivExchange(Exchange):
         self.funding_price = (
             "mark"  # UNVERIFIED ([funding rate]): price of "position value": "mark" or "last"
         )
-        self.funding_pos_data = False  # UNVERIFIED ([funding, liquidation, ADL, delivery]): posData in the funding_fee balance_and_position
+        # UNVERIFIED ([funding, liquidation, ADL, delivery]): posData in the funding_fee balance_and_position
+        self.funding_pos_data = False
         self.delivery_order_push = (
             False  # UNVERIFIED ([funding, liquidation, ADL, delivery]): a category "delivery" orders push
         )
@@ -303,7 +307,7 @@ class DerivExchange(Exchange):
         self.positions_page_size = (
             100  # CHOICE: rows per positions snapshot page ([positions channel] paging)
         )
-        # [cross-channel push order: not documented] / [cross-channel push order: not documented]: no cross-channel order is guaranteed; pushes of one event go in this order
+        # [cross-channel push order: not documented]: the pushes of one event go in this order
         self.push_order: tuple[str, ...] = ("orders", "balance_and_position", "positions", "account")
 
     # ------------------------------------------------------------------ helpers
@@ -341,7 +345,7 @@ class DerivExchange(Exchange):
         return pos
 
     def lever_key(self, inst: Instrument, mgn_mode: str, pos_side: str) -> tuple[str, str, str]:
-        """[set leverage / leverage info] granularity: FUTURES cross = whole family; SWAP cross and isolated net = contract;
+        """[set leverage] granularity: FUTURES cross = whole family; SWAP cross and isolated net = contract;
         isolated long/short = contract + side."""
         scope = inst.inst_id
         if mgn_mode == "cross" and inst.record.get("instType") == "FUTURES":
@@ -456,12 +460,10 @@ class DerivExchange(Exchange):
         inst = self.instruments.get(spec["instId"])
         if inst is None or not is_derivative(inst):
             return super()._accept(spec, now, taken_cl_ids)
-        if self.account.acct_lv == "1":
-            raise self.err(
-                "51010"
-            )  # [place order: tdMode per account mode]: spot mode cannot trade derivatives
-        if spec["tdMode"] == "isolated" and not self.isolated_derivs:
-            raise OkxError("51000", "Parameter tdMode error")
+        # [place order: tdMode per account mode]: spot mode cannot trade derivatives (51010), and
+        # isolated derivatives may no longer exist (UNVERIFIED: ``isolated_derivs``; refused the same way)
+        if self.account.acct_lv == "1" or (spec["tdMode"] == "isolated" and not self.isolated_derivs):
+            raise self.err("51010")
         cl = spec["clOrdId"]
         if cl and (cl in self.pending_by_cl or (taken_cl_ids is not None and cl in taken_cl_ids)):
             raise self.err("51016")
@@ -494,9 +496,8 @@ class DerivExchange(Exchange):
         amend_source = ""
         if long_short:
             closing = (side == "sell") == (pos_side == "long")
-            if (
-                closing
-            ):  # [place order: side x posSide]: opposite side + same posSide closes, implicitly reduce-only
+            # [place order: side x posSide]: opposite side + same posSide closes, implicitly reduce-only
+            if closing:
                 if held == 0:
                     raise self.err("51169")
                 pending = self._pending_closing(inst.inst_id, spec["tdMode"], pos_side, side)
@@ -759,7 +760,7 @@ class DerivExchange(Exchange):
     ) -> None:
         """After a change of ``pos``: push the orders item (``order_push``), balance_and_position
         (``event``; balData of the settlement currency, posData unless ``pos_data`` is False),
-        positions (the changed row) and account, in the order of ``push_order`` ([cross-channel push order: not documented], [cross-channel push order: not documented]);
+        positions (the changed row) and account, in the order of ``push_order`` (the docs fix no order);
         then cancel the closing orders that no longer fit the position."""
         item = {
             "pTime": str(self.now_ms()),
@@ -826,7 +827,7 @@ class DerivExchange(Exchange):
         }
 
     def position_row(self, pos: Position) -> dict[str, Any]:
-        """§2.10 / [positions channel] position item (+ pTime).  Cross rows have availPos / liqPx / margin "" as in
+        """§2.10 / [positions channel] item (+ pTime).  Cross rows have availPos / liqPx / margin "" as in
         the captured demo row ([positions channel]); isolated rows carry them."""
         inst = pos.inst
         mark = self.mark(inst.inst_id)
@@ -1219,7 +1220,7 @@ class DerivExchange(Exchange):
         }
 
     def leverage_info(self, inst_ids: list[str], mgn_mode: str) -> list[dict[str, Any]]:
-        """[set leverage / leverage info]: one row per instrument (posSide "net"), one per side in long/short mode."""
+        """[leverage info]: one row per instrument (posSide "net"), one per side in long/short mode."""
         rows = []
         for inst_id in inst_ids:
             inst = self.instruments.get(inst_id)
@@ -1374,7 +1375,7 @@ class DerivExchange(Exchange):
             state.interval_ms = interval_ms
         self.dsink.deriv_public("funding-rate", inst_id, self.funding_item(inst_id))
 
-    # ------------------------------------------------------------------ the exchange's own events ([funding, liquidation, ADL, delivery])
+    # ------------------------------------------------------------------ the exchange's own events
 
     def settle_funding(self, inst_id: str, rate: Decimal | None = None) -> list[dict[str, Any]]:
         """[funding rate; bills]: every open position of ``inst_id`` pays / receives value x rate (long pays when
@@ -1457,7 +1458,7 @@ class DerivExchange(Exchange):
         sz: Decimal | None = None,
         px: Decimal | None = None,
     ) -> DerivOrder:
-        """A liquidation (``kind`` "liquidation") or an ADL (``kind`` "adl") of one position ([order channel: liquidation / ADL]):
+        """A liquidation (``kind`` "liquidation") or an ADL (``kind`` "adl") of one position:
         pending orders of the instrument are cancelled (cancelSource 3 / 6), then an exchange order
         (clOrdId "", category full_liquidation / partial_liquidation / adl) fills ``sz`` (default all)
         at ``px`` (default mark) with a negative tradeId; bills type 5 / 9; balance_and_position
