@@ -5,6 +5,7 @@ from the journal."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -223,3 +224,22 @@ def test_position_effect_in_net_mode_is_judged_against_the_account_not_the_strat
     e = position_effect(mode="net", symbol=SWAP, side="sell", quantity=1, reduce_only=False,
                         strategy_position=-1, account_position=-2, pending_reduce=0)  # fmt: skip
     assert e.pos_side == "" and not e.reduce_only and not e.refusal
+
+
+@pytest.mark.parametrize(
+    ("table", "error"),
+    [
+        ('"ETH-USDT-SWAP"]\nleverage = 5', "'ETH-USDT-SWAP' is not in venue.symbols"),
+        ('"BTC-USDT"]\nmargin_mode = "cross"', "'BTC-USDT' is spot; margin mode and leverage apply to swaps"),
+        ('"BTC-USDT-SWAP"]\nleverage = 200', "leverage: must be 0 (leave as set) or between 1 and 125"),
+        ('"BTC-USDT-SWAP"]\nmargin_mode = "portfolio"', "margin_mode"),
+    ],
+)
+def test_the_derivatives_config_names_what_is_wrong(tmp_path: Path, table: str, error: str) -> None:
+    from seqtrade.errors import ConfigError
+
+    text = CONFIG.format(mode="net") + f"[venue.derivatives.instruments.{table}\n"
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        parse_config(text, base_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="position_mode"):
+        parse_config(CONFIG.format(mode="hedge"), base_dir=str(tmp_path))

@@ -137,9 +137,23 @@ class OkxVenue(Venue):
     @classmethod
     def describe(cls, config: VenueConfig) -> list[str]:
         o = config.okx
-        return [f"venue: okx ({'demo' if o.demo else 'LIVE'} trading)",
-                f"okx: rest {o.rest_url}, orders over {o.order_transport}, keys from ${o.api_key_env}, "
-                f"${o.secret_key_env}, ${o.passphrase_env}"]  # fmt: skip
+        lines = [f"venue: okx ({'demo' if o.demo else 'LIVE'} trading)",
+                 f"okx: rest {o.rest_url}, orders over {o.order_transport}, keys from ${o.api_key_env}, "
+                 f"${o.secret_key_env}, ${o.passphrase_env}"]  # fmt: skip
+        derivs = [s for s in config.symbols if kind_of(s) is not InstrumentKind.SPOT]
+        if derivs:
+            d = config.derivatives
+            each = ", ".join(
+                f"{s} {d.setup(s).margin_mode}"
+                + (
+                    f" {d.setup(s).leverage:g}x"
+                    if d.setup(s).leverage
+                    else " (leverage as the account has it)"
+                )
+                for s in derivs
+            )
+            lines.append(f"okx derivatives: position mode {d.position_mode} (checked at start); {each}")
+        return lines
 
     @classmethod
     def secret_env_vars(cls, config: VenueConfig) -> tuple[str, ...]:
