@@ -421,6 +421,9 @@ async def test_a_mismatch_names_the_instrument_the_difference_and_since_when_and
                 row = guard.status()["accounts"]["strategies"]["a"][SWAP]
                 assert row["unrealised_pnl"] == pytest.approx((61000 - 60000.1) * 2 * 0.01)
                 assert row["currency"] == "USDT"
+                fees = guard.status()["accounts"]["currencies"]["USDT"]["fees"]
+                assert fees == pytest.approx(0.001 * 2 * 0.01 * 60000.1)  # taker fee in USDT, by currency
+                assert "account by currency" in lines
                 details = guard.status()["venue_details"]
                 assert [(d["symbol"], d["quantity"], d["margin_mode"]) for d in details] == [
                     (SWAP, 1.5, "cross")

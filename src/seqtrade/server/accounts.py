@@ -270,4 +270,13 @@ class Accounts:
             tot["realized_pnl"] += b.realized_pnl
             tot["fees"] += b.fees
             tot["funding"] += b.funding
-        return {"strategies": strategies, "account": account}
+        # money per currency over every book (USDT and BTC never add up): the account view
+        by_ccy: dict[str, dict[str, float]] = {}
+        for (_, sym), b in self.books.items():
+            inst = self.instrument(sym)
+            ccy = b.currency or (money_currency(inst) if inst is not None else "")
+            t = by_ccy.setdefault(ccy or "quote", {"realized_pnl": 0.0, "fees": 0.0, "funding": 0.0})
+            t["realized_pnl"] += b.realized_pnl
+            t["fees"] += b.fees
+            t["funding"] += b.funding
+        return {"strategies": strategies, "account": account, "currencies": by_ccy}

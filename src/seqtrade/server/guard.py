@@ -343,6 +343,13 @@ def _derivative_lines(st: dict[str, Any]) -> list[str]:
             lines.append(f"{name:<24} {d['symbol']:<16} {d['quantity']:>10.6g} {d['mark_price']:>10.6g}"
                          f" {d['liquidation_price']:>10.6g} {d['margin_ratio']:>12.4g} {d['unrealised_pnl']:>12.6g}"
                          f" {d['funding_paid']:>10.6g} {d['currency']}")  # fmt: skip
+    ccys = accounts.get("currencies") or {}
+    if any(c not in ("quote", "") for c in ccys):
+        lines.append(f"{'account by currency':<24} {'ccy':<8} {'realised':>14} {'fees':>12} {'funding':>12}")
+        for ccy, t in sorted(ccys.items()):
+            lines.append(
+                f"{'':<24} {ccy:<8} {t['realized_pnl']:>14.8g} {t['fees']:>12.6g} {t['funding']:>12.6g}"
+            )
     if funding:
         lines.append(
             f"{'per strategy':<24} {'symbol':<16} {'position':>10} {'upl at mark':>12} {'funding':>12} ccy"
