@@ -243,3 +243,18 @@ def test_the_derivatives_config_names_what_is_wrong(tmp_path: Path, table: str, 
         parse_config(text, base_dir=str(tmp_path))
     with pytest.raises(ConfigError, match="position_mode"):
         parse_config(CONFIG.format(mode="hedge"), base_dir=str(tmp_path))
+
+
+def test_an_event_after_a_fill_in_the_same_batch_is_split_by_the_position_after_the_fill(
+    net: Harness,
+) -> None:
+    net.order("a", "a1", "buy", 1)
+    net.fill("a1")
+    o = net.order("b", "b1", "buy", 3)
+    assert isinstance(o, VenueOrder)
+    fill_b = OrderEvent(o.venue_order_id, OrderStatus.FILLED, filled_quantity=3, avg_price=60000.0,
+                        last_fill_quantity=3, last_fill_price=60000.0, trade_id="t-b1")  # fmt: skip
+    funding = VenueAccountEvent(AccountEventKind.FUNDING, SWAP, "bill-9", amount=-0.4, currency="USDT")
+    net.drain([fill_b, funding])  # one batch: b's fill, then the funding on a position of 4
+    (fa,), (fb,) = net.events("a"), net.events("b")
+    assert (fa.amount, fb.amount) == pytest.approx((-0.1, -0.3))
