@@ -580,3 +580,27 @@ async def test_kill_9_of_the_server_process_during_a_funding_and_a_fill_then_eve
                 finally:
                     proc.send_signal(signal.SIGINT)
                     assert await proc.wait() == 0
+
+
+async def test_a_position_that_predates_seqtrade_is_taken_as_external_at_start_and_then_reconciles(
+    base_dir: Path, zctx: Any
+) -> None:
+    from seqtrade.server.guard import Guard
+
+    with trio.fail_after(30):
+        async with open_fake_okx() as fake:
+            fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
+            fake.order_by_hand(SWAP, "sell", 4, 60000.0)  # on okx.com, before seqtrade ever ran
+            config = okx_config(base_dir, fake, [SWAP])
+            async with server(config) as gw:
+                guard = Guard(gw.config, gw.venue, gw.journal, gw.engine.risk, gw.engine.accounts,
+                              in_flight=gw.engine.open_records, sink=gw)  # fmt: skip
+                assert await guard.reconcile() == []  # the first check after start: an adjustment
+                while gw.engine.accounts.position(EXTERNAL, SWAP) != -4:
+                    await trio.sleep(0.01)
+                a = Peer(zctx, Endpoints.from_config(config), "a")
+                await a.join()
+                await trade(a, SWAP, "buy", 1)
+                assert await guard.reconcile() == []  # exact: a +1, external -4, OKX -3
+                (adj,) = [r for r in gw.journal.reports_after(EXTERNAL, 0, 10) if isinstance(r, AccountEvent)]
+                assert (adj.kind, adj.quantity) == ("adjustment", -4.0)
