@@ -424,6 +424,8 @@ async def test_a_mismatch_names_the_instrument_the_difference_and_since_when_and
                 fees = guard.status()["accounts"]["currencies"]["USDT"]["fees"]
                 assert fees == pytest.approx(0.001 * 2 * 0.01 * 60000.1)  # taker fee in USDT, by currency
                 assert "account by currency" in lines
+                usdt = guard.status()["venue_account"]["USDT"]  # the exchange's own account view
+                assert usdt["equity"] > 0 and "unrealised_pnl" in usdt and "exchange account" in lines
                 details = guard.status()["venue_details"]
                 assert [(d["symbol"], d["quantity"], d["margin_mode"]) for d in details] == [
                     (SWAP, 1.5, "cross")
