@@ -18,6 +18,12 @@ Two stages, as in the server's two tasks:
   per-strategy seqs and the journal rows; the shell commits the rows, tells :meth:`Engine.committed`
   (the risk gate and the accounts follow the reports there), and only then publishes.
 
+Swaps and futures: :meth:`Engine.check_order` also refuses a price outside the venue's price limits
+and decides each order's ``pos_side`` and ``reduce_only`` against the ACCOUNT's position
+(:mod:`seqtrade.server.positions`); venue account events (funding, liquidation, ADL, delivery, warnings,
+adjustments) are split between the holders of the position (:meth:`Engine.on_account_event`) and
+numbered, journaled and published with the order reports, each event id once.
+
 The risk gate and the accounts are constructor arguments; :meth:`Engine.check_order` and
 :meth:`Engine.check_amend` list every check an order or an amend passes, in order. Orders that left
 memory are read back through ``find_order`` (the journal, read-only).
