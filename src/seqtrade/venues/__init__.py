@@ -48,7 +48,11 @@ def venue_from_config(config: Config, environ: Mapping[str, str]) -> Venue:
             from .okx import OkxCredentials, OkxVenue
 
             return OkxVenue(
-                v.okx, list(v.symbols), OkxCredentials.from_env(v.okx, environ), bars=config.candles.bars
+                v.okx,
+                list(v.symbols),
+                OkxCredentials.from_env(v.okx, environ),
+                bars=config.candles.bars,
+                derivatives=v.derivatives,
             )
     raise AssertionError(v.kind)  # pragma: no cover - config validation forbids it
 
