@@ -684,9 +684,8 @@ class DerivExchange(Exchange):
         """Move the position of ``order`` by a fill; returns (position, realised pnl of the fill)."""
         inst = order.inst
         pos = self.position(inst, order.td_mode, order.pos_side)
-        if (
-            pos.pos == 0
-        ):  # (re)opening: the accumulators restart ([positions channel] "fee ... resets when fully closed")
+        # (re)opening: the accumulators restart ([positions channel]: "fee ... resets when fully closed")
+        if pos.pos == 0:
             pos.pnl = pos.fee = pos.funding_fee = pos.liq_penalty = pos.settled_pnl = D0
             pos.margin = D0
             pos.c_time = now
