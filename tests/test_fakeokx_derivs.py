@@ -969,3 +969,72 @@ async def test_market_orders_stay_inside_the_band_and_size_caps() -> None:
                 and fills[0]["fillPx"] == "60000"
                 and fills[0]["ordType"] == "optimal_limit_ioc"
             )
+
+
+async def test_ws_amend_cancel_and_missed_pushes_recovered_by_rest() -> None:
+    """WS amend / cancel of a SWAP order by instIdCode; with private pushes paused (a client that
+    was down), a fill and a funding settlement are visible afterwards through REST only: positions,
+    fills and bills (type 2 and 8) -- what a restarted adapter reconciles from.  ``fills`` -> 64003."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake, rest_client(fake) as client:
+            fake.set_market(SWAP, bid=60000, ask=60000.1, bid_sz=100, ask_sz=100)
+            async with private_ws(fake, {"channel": "orders", "instType": "SWAP"}) as (ws, _):
+                place_msg = {
+                    "id": "p1",
+                    "op": "order",
+                    "args": [
+                        {
+                            "instIdCode": 10459,
+                            "tdMode": "cross",
+                            "side": "buy",
+                            "ordType": "limit",
+                            "px": "59000",
+                            "sz": "1",
+                            "clOrdId": "wsswap1",
+                        }
+                    ],
+                }
+                await ws.send_message(json.dumps(place_msg))
+                assert (await recv_until(ws, lambda m: m.get("id") == "p1"))["code"] == "0"
+                amend = {
+                    "id": "a1",
+                    "op": "amend-order",
+                    "args": [{"instIdCode": 10459, "clOrdId": "wsswap1", "newSz": "2"}],
+                }
+                await ws.send_message(json.dumps(amend))
+                pushed = await recv_until(
+                    ws,
+                    lambda m: (
+                        m.get("arg", {}).get("channel") == "orders" and m["data"][0]["amendResult"] == "0"
+                    ),
+                )
+                assert pushed["data"][0]["sz"] == "2" and pushed["data"][0]["posSide"] == "net"
+                cancel = {
+                    "id": "c1",
+                    "op": "cancel-order",
+                    "args": [{"instIdCode": 10459, "clOrdId": "wsswap1"}],
+                }
+                await ws.send_message(json.dumps(cancel))
+                gone = await recv_until(
+                    ws,
+                    lambda m: (
+                        m.get("arg", {}).get("channel") == "orders" and m["data"][0]["state"] == "canceled"
+                    ),
+                )
+                assert gone["data"][0]["cancelSource"] == "1"
+                await ws.send_message(json.dumps({"op": "subscribe", "args": [{"channel": "fills"}]}))
+                assert (await recv_until(ws, lambda m: m.get("event") == "error"))["code"] == "64003"
+            fake.private_pushes_paused = True
+            _, body = await place(client, fake, order("buy", "2", "60000.1"))
+            assert body["code"] == "0"
+            fake.settle_funding(SWAP, "0.0005")
+            fake.private_pushes_paused = False
+            [pos] = (await get(client, fake, "/api/v5/account/positions"))["data"]
+            assert pos["pos"] == "2" and dec(pos["fundingFee"]) < 0
+            bills = (await get(client, fake, f"/api/v5/account/bills?instId={SWAP}"))["data"]
+            assert [b["type"] for b in bills] == ["8", "2"]  # newest first
+            later = (
+                await get(client, fake, f"/api/v5/account/bills?instId={SWAP}&before={bills[1]['billId']}")
+            )["data"]
+            assert [b["billId"] for b in later] == [bills[0]["billId"]]
+            assert len((await get(client, fake, "/api/v5/trade/fills?instType=SWAP"))["data"]) == 1
