@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import trio
+import trio.testing
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from tests.fakeokx import FakeOkx, open_fake_okx
@@ -1038,3 +1039,31 @@ async def test_ws_amend_cancel_and_missed_pushes_recovered_by_rest() -> None:
             )["data"]
             assert [b["billId"] for b in later] == [bills[0]["billId"]]
             assert len((await get(client, fake, "/api/v5/trade/fills?instType=SWAP"))["data"]) == 1
+
+
+async def test_periodic_positions_snapshots_when_switched_on(autojump_clock: trio.testing.MockClock) -> None:
+    """[positions channel] periodic snapshots (``positions_periodic``): every updateInterval ms
+    ("2000"), none for "0" -- the event pushes alone."""
+    with trio.fail_after(60):
+        async with open_fake_okx(idle_timeout=1000) as fake:
+            fake.positions_periodic = True
+            fake.order_by_hand(SWAP, "buy", "1", "60000")
+            every_2s = {
+                "channel": "positions",
+                "instType": "SWAP",
+                "extraParams": '{"updateInterval": "2000"}',
+            }
+            events_only = {
+                "channel": "positions",
+                "instType": "ANY",
+                "extraParams": '{"updateInterval": "0"}',
+            }
+            async with private_ws(fake, every_2s, events_only) as (ws, _):
+                start = trio.current_time()
+                snaps = []
+                while len(snaps) < 3:
+                    msg = await next_on(ws, "positions")
+                    assert msg["arg"]["instType"] == "SWAP"  # never the events-only subscription
+                    snaps.append((msg["eventType"], trio.current_time() - start))
+            assert [kind for kind, _ in snaps] == ["snapshot"] * 3
+            assert [round(t) for _, t in snaps] == [2, 4, 6]

@@ -146,6 +146,7 @@ def subscribe(conn: WsConn, op: str, req_id: Any, arg: dict[str, Any]) -> list[A
     )
     if channel == "positions":
         out.extend(fake.positions_snapshot(arg))
+        fake.start_periodic_positions(conn, arg)
     elif channel == "balance_and_position":
         out.append(fake.bap_snapshot())
     return out
