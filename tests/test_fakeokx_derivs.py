@@ -19,7 +19,7 @@ import trio
 import trio.testing
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from tests.fakeokx import FakeOkx, open_fake_okx
+from tests.fakeokx import DEFAULT_INSTRUMENTS, FakeOkx, open_fake_okx
 
 from .test_fakeokx import login_msg, private, recv, recv_until, rest_client
 
@@ -1067,3 +1067,28 @@ async def test_periodic_positions_snapshots_when_switched_on(autojump_clock: tri
                     snaps.append((msg["eventType"], trio.current_time() - start))
             assert [kind for kind, _ in snaps] == ["snapshot"] * 3
             assert [round(t) for _, t in snaps] == [2, 4, 6]
+
+
+async def test_partial_derivative_rows_take_sizes_from_config() -> None:
+    """Lot / min sizes change over time: ``instruments=`` may give a partial row
+    (``{"instId": "BTC-USDT-SWAP", "lotSz": "0.1", "minSz": "0.1"}``, the older sizes); the rest comes
+    from the default row, and the order rules follow the given sizes."""
+    with trio.fail_after(TIMEOUT):
+        rows = [
+            DEFAULT_INSTRUMENTS[0],
+            {"instId": SWAP, "lotSz": "0.1", "minSz": "0.1"},
+        ]
+        async with open_fake_okx(instruments=rows) as fake, rest_client(fake) as client:
+            [row] = (await client.get("/api/v5/public/instruments?instType=SWAP")).json()["data"]
+            assert (row["instId"], row["lotSz"], row["minSz"], row["ctVal"], row["instIdCode"]) == (
+                SWAP,
+                "0.1",
+                "0.1",
+                "0.01",
+                10459,
+            )
+            fake.set_market(SWAP, bid=60000, ask=60000.1, bid_sz=100, ask_sz=100)
+            _, body = await place(client, fake, order("buy", "0.05", "59000"))
+            assert body["data"][0]["sCode"] == "51121"
+            _, body = await place(client, fake, order("buy", "0.2", "59000"))
+            assert body["code"] == "0"

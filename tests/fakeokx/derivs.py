@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Protocol
 
-from .deriv_instruments import deriv_instrument_from_dict, is_derivative
+from .deriv_instruments import complete_deriv_row, deriv_instrument_from_dict, is_derivative
 from .exchange import (
     CANCEL_SOURCE_REASONS,
     D0,
@@ -254,9 +254,11 @@ class DerivExchange(Exchange):
         mono: Callable[[], float],
         sink: DerivSink,
     ) -> None:
-        super().__init__(instruments, balances, uid=uid, now_ms=now_ms, mono=mono, sink=sink)
+        # a partial SWAP / FUTURES row is completed from the default rows (complete_deriv_row)
+        rows = [complete_deriv_row(raw) or raw for raw in instruments]
+        super().__init__(rows, balances, uid=uid, now_ms=now_ms, mono=mono, sink=sink)
         self.dsink = sink
-        for raw in instruments:
+        for raw in rows:
             if raw.get("instType") in ("SWAP", "FUTURES"):
                 inst = deriv_instrument_from_dict(raw)
                 self.instruments[inst.inst_id] = inst
