@@ -1092,3 +1092,33 @@ async def test_partial_derivative_rows_take_sizes_from_config() -> None:
             assert body["data"][0]["sCode"] == "51121"
             _, body = await place(client, fake, order("buy", "0.2", "59000"))
             assert body["code"] == "0"
+
+
+async def test_orders_history_and_opt_in_rate_limits() -> None:
+    """§2.7 orders-history (instType required) lists terminal orders, a liquidation findable by
+    ``category``; with ``deriv_rate_limits_on`` the derivative endpoints answer 50011 / HTTP 429 past
+    their budget (positions 10 / 2 s), counted on the engine's clock (frozen here, then moved)."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake, rest_client(fake) as client:
+            fake.order_by_hand(SWAP, "buy", "2", "60000")
+            fake.liquidate(SWAP, px="55000")
+            r = await private(client, fake, "GET", "/api/v5/trade/orders-history")
+            assert (r.status_code, r.json()["code"]) == (400, "50014")
+            history = (await get(client, fake, "/api/v5/trade/orders-history?instType=SWAP"))["data"]
+            assert [o["category"] for o in history] == ["full_liquidation", "normal"]
+            liq = (
+                await get(
+                    client, fake, "/api/v5/trade/orders-history?instType=SWAP&category=full_liquidation"
+                )
+            )["data"]
+            assert len(liq) == 1 and liq[0]["tradeId"] == "0" and liq[0]["state"] == "filled"
+            now = [1000.0]
+            fake.exchange.mono = lambda: now[0]
+            fake.exchange.deriv_rate_limits_on = True
+            for _ in range(10):
+                assert (await private(client, fake, "GET", "/api/v5/account/positions")).status_code == 200
+            r = await private(client, fake, "GET", "/api/v5/account/positions")
+            assert (r.status_code, r.json()["code"]) == (429, "50011")
+            now[0] += 2.0
+            assert (await private(client, fake, "GET", "/api/v5/account/positions")).status_code == 200
+            assert ("positions", "", 1000.0) in fake.rate_limited

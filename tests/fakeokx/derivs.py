@@ -17,6 +17,7 @@ listed in README.md ("Derivatives").
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -309,6 +310,19 @@ class DerivExchange(Exchange):
         self.positions_page_size = (
             100  # CHOICE: rows per positions snapshot page ([positions channel] paging)
         )
+        # Rate limits of the derivative endpoints (per UID; ``(requests, seconds)``), off by default.
+        self.deriv_rate_limits_on = False
+        self.deriv_rate_limits: dict[str, tuple[int, float]] = {
+            "config": (5, 2.0),
+            "set-position-mode": (5, 2.0),
+            "set-leverage": (20, 2.0),
+            "leverage-info": (20, 2.0),
+            "positions": (10, 2.0),
+            "bills": (5, 1.0),
+            "bills-archive": (5, 2.0),
+            "close-position": (20, 2.0),
+            "orders-history": (40, 2.0),
+        }
         # [cross-channel push order: not documented]: the pushes of one event go in this order
         self.push_order: tuple[str, ...] = ("orders", "balance_and_position", "positions", "account")
 
@@ -1034,6 +1048,56 @@ class DerivExchange(Exchange):
         except ValueError:
             limit = 100
         return rows[:limit]
+
+    def orders_history(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        """§2.7 ``trade/orders-history``: terminal orders of the last 7 days (canceled orders with no
+        fill for 2 hours), newest first; instType / instId / ordType / state / category / after /
+        before (ordId) / begin / end (cTime) / limit <= 100."""
+        now = self.now_ms()
+        rows = []
+        for order in self.orders.values():
+            if order.is_open or order.u_time < now - 7 * 24 * 3600 * 1000:
+                continue
+            if order.state == "canceled" and order.acc_fill_sz == 0 and order.u_time < now - 2 * 3600 * 1000:
+                continue
+            item = self.order_rest(order)
+            if any(
+                params.get(k) and item[k] != params[k] for k in ("instType", "instId", "state", "category")
+            ):
+                continue
+            if params.get("ordType") and item["ordType"] not in params["ordType"].split(","):
+                continue
+            if params.get("after") and int(order.ord_id) >= int(params["after"]):
+                continue
+            if params.get("before") and int(order.ord_id) <= int(params["before"]):
+                continue
+            if params.get("begin") and order.c_time <= int(params["begin"]):
+                continue
+            if params.get("end") and order.c_time >= int(params["end"]):
+                continue
+            rows.append(item)
+        rows.sort(key=lambda r: int(r["ordId"]), reverse=True)
+        try:
+            limit = max(1, min(100, int(params.get("limit") or 100)))
+        except ValueError:
+            limit = 100
+        return rows[:limit]
+
+    def rate_ok(self, kind: str) -> bool:
+        """``deriv_rate_limits`` (only when ``deriv_rate_limits_on``): ``(n, seconds)`` per UID."""
+        rule = self.deriv_rate_limits.get(kind)
+        if not self.deriv_rate_limits_on or rule is None:
+            return True
+        limit, seconds = rule
+        now = self.mono()
+        window = self._rl.setdefault((kind, ""), deque())
+        while window and window[0] <= now - seconds:
+            window.popleft()
+        if len(window) >= limit:
+            self.rate_limited.append((kind, "", now))
+            return False
+        window.append(now)
+        return True
 
     def _ct_type(self, inst_id: str) -> str:
         inst = self.instruments.get(inst_id) or self.delivered.get(inst_id)
