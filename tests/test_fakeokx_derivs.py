@@ -1122,3 +1122,30 @@ async def test_orders_history_and_opt_in_rate_limits() -> None:
             now[0] += 2.0
             assert (await private(client, fake, "GET", "/api/v5/account/positions")).status_code == 200
             assert ("positions", "", 1000.0) in fake.rate_limited
+
+
+async def test_account_setting_errors() -> None:
+    """A portfolio-margin account (acctLv "4") stays in net mode (51041); leverage below 1 -> 59105
+    (HTTP 400); a missing mgnMode -> 50014; an unknown instrument in leverage-info -> 51001."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake, rest_client(fake) as client:
+            fake.account.acct_lv = "4"
+            _, body = await post(
+                client, fake, "/api/v5/account/set-position-mode", {"posMode": "long_short_mode"}
+            )
+            assert body["code"] == "51041"
+            status, body = await post(
+                client,
+                fake,
+                "/api/v5/account/set-leverage",
+                {"instId": SWAP, "lever": "0.5", "mgnMode": "cross"},
+            )
+            assert (status, body["code"], body["data"]) == (400, "59105", [])
+            status, body = await post(
+                client, fake, "/api/v5/account/set-leverage", {"instId": SWAP, "lever": "5"}
+            )
+            assert (status, body["code"]) == (400, "50014")
+            r = await private(
+                client, fake, "GET", "/api/v5/account/leverage-info?instId=NOPE-USDT-SWAP&mgnMode=cross"
+            )
+            assert r.json()["code"] == "51001"

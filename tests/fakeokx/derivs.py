@@ -1433,8 +1433,14 @@ class DerivExchange(Exchange):
             "ts": str(self.now_ms()),
         }
 
+    def _funding_state(self, inst_id: str) -> FundingState:
+        state = self.funding.get(inst_id)
+        if state is None:
+            raise ValueError(f"{inst_id} pays no funding (perpetual swaps do)")
+        return state
+
     def set_funding_rate(self, inst_id: str, rate: Decimal, interval_ms: int | None = None) -> None:
-        state = self.funding[inst_id]
+        state = self._funding_state(inst_id)
         state.rate = rate
         if interval_ms is not None:
             state.interval_ms = interval_ms
@@ -1446,7 +1452,7 @@ class DerivExchange(Exchange):
         """[funding rate; bills]: every open position of ``inst_id`` pays / receives value x rate (long pays when
         rate > 0); bills type 8 subType 173 / 174; balance_and_position ``funding_fee``; positions
         ``fundingFee``; no orders push; fundingTime rolls by the interval.  Returns the bills."""
-        state = self.funding[inst_id]
+        state = self._funding_state(inst_id)
         if rate is not None:
             state.rate = rate
         used = state.rate
