@@ -545,44 +545,26 @@ class DerivExchange(Exchange):
                 need = contract_value(inst, opening, ref) / lever
                 if need > self.avail_eq(_settle(inst)):
                     raise OkxError("51008", self.msg("51008_margin", ccy=_settle(inst)), "1001")
-        self._seq += 1
-        order = DerivOrder(
-            ord_id=self._ord_id(),
-            cl_ord_id=cl,
-            tag=spec["tag"],
-            inst=inst,
-            side=side,
-            ord_type=ord_type,
+        order = self._new_order(
+            inst,
+            side,
+            sz,
             td_mode=spec["tdMode"],
+            pos_side=pos_side,
+            ord_type=ord_type,
             px=px,
             px_str=spec["px_str"],
-            sz=sz,
             sz_str=sz_str,
-            tgt_ccy="",
+            cl_ord_id=cl,
+            tag=spec["tag"],
             reduce_only=bool(spec["reduceOnly"]),
             stp_mode=spec["stpMode"],
-            c_time=now,
-            u_time=now,
-            seq=self._seq,
-            fee_ccy=_settle(inst),
-            rebate_ccy=_settle(inst),
-            pos_side=pos_side,
             lever=lever,
             closing=closing,
-            amend_source=amend_source,
         )
+        order.amend_source = amend_source
         self._register(order, taken_cl_ids)
         return order
-
-    def _register(self, order: Order, taken_cl_ids: set[str] | None) -> None:
-        self.orders[order.ord_id] = order
-        cl = order.cl_ord_id
-        if cl:
-            self.pending_by_cl[cl] = order.ord_id
-            self.latest_by_cl[cl] = order.ord_id
-            self.place_counts[cl] += 1
-            if taken_cl_ids is not None:
-                taken_cl_ids.add(cl)
 
     def _pending_closing(self, inst_id: str, mgn_mode: str, pos_side: str, side: str) -> Decimal:
         return sum(
@@ -1578,35 +1560,66 @@ class DerivExchange(Exchange):
         return order
 
     def _exchange_order(self, pos: Position, side: str, qty: Decimal, category: str) -> DerivOrder:
-        now = self.now_ms()
-        self._seq += 1
-        order = DerivOrder(
-            ord_id=self._ord_id(),
-            cl_ord_id="",
-            tag="",
-            inst=pos.inst,
-            side=side,
-            ord_type="market",
+        order = self._new_order(
+            pos.inst,
+            side,
+            qty,
             td_mode=pos.mgn_mode,
-            px=None,
-            px_str="",
-            sz=qty,
-            sz_str=fmt(qty),
-            tgt_ccy="",
-            reduce_only=pos.pos_side == "net",
-            stp_mode="cancel_maker",
-            c_time=now,
-            u_time=now,
-            seq=self._seq,
-            fee_ccy=_settle(pos.inst),
-            rebate_ccy=_settle(pos.inst),
             pos_side=pos.pos_side,
-            category=category,
+            reduce_only=pos.pos_side == "net",
             lever=pos.lever,
             closing=True,
         )
+        order.category = category
         self.orders[order.ord_id] = order
         return order
+
+    def _new_order(
+        self,
+        inst: Instrument,
+        side: str,
+        sz: Decimal,
+        *,
+        td_mode: str,
+        pos_side: str,
+        ord_type: str = "market",
+        px: Decimal | None = None,
+        px_str: str = "",
+        sz_str: str = "",
+        cl_ord_id: str = "",
+        tag: str = "",
+        reduce_only: bool = False,
+        stp_mode: str = "cancel_maker",
+        lever: Decimal = D0,
+        closing: bool = False,
+    ) -> DerivOrder:
+        """A new derivative order (not registered): fees in the settlement currency."""
+        now = self.now_ms()
+        self._seq += 1
+        return DerivOrder(
+            ord_id=self._ord_id(),
+            cl_ord_id=cl_ord_id,
+            tag=tag,
+            inst=inst,
+            side=side,
+            ord_type=ord_type,
+            td_mode=td_mode,
+            px=px,
+            px_str=px_str,
+            sz=sz,
+            sz_str=sz_str or fmt(sz),
+            tgt_ccy="",
+            reduce_only=reduce_only,
+            stp_mode=stp_mode,
+            c_time=now,
+            u_time=now,
+            seq=self._seq,
+            fee_ccy=_settle(inst),
+            rebate_ccy=_settle(inst),
+            pos_side=pos_side,
+            lever=lever or self.lever_for(inst, td_mode, pos_side),
+            closing=closing,
+        )
 
     def deliver(self, inst_id: str, px: Decimal | None = None) -> list[dict[str, Any]]:
         """[futures delivery] futures delivery: pending orders cancelled (cancelSource 7), each position closed
@@ -1670,33 +1683,8 @@ class DerivExchange(Exchange):
             pos_side = (
                 "net" if self.account.pos_mode == "net_mode" else ("long" if side == "buy" else "short")
             )
-        now = self.now_ms()
-        self._seq += 1
         closing = pos_side != "net" and (side == "sell") == (pos_side == "long")
-        order = DerivOrder(
-            ord_id=self._ord_id(),
-            cl_ord_id="",
-            tag="",
-            inst=inst,
-            side=side,
-            ord_type="market",
-            td_mode=td_mode,
-            px=None,
-            px_str="",
-            sz=sz,
-            sz_str=fmt(sz),
-            tgt_ccy="",
-            reduce_only=False,
-            stp_mode="cancel_maker",
-            c_time=now,
-            u_time=now,
-            seq=self._seq,
-            fee_ccy=_settle(inst),
-            rebate_ccy=_settle(inst),
-            pos_side=pos_side,
-            lever=self.lever_for(inst, td_mode, pos_side),
-            closing=closing,
-        )
+        order = self._new_order(inst, side, sz, td_mode=td_mode, pos_side=pos_side, closing=closing)
         self.orders[order.ord_id] = order
         if self.push_live_first:
             self._push(order)
