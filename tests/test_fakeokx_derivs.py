@@ -1149,3 +1149,18 @@ async def test_account_setting_errors() -> None:
                 client, fake, "GET", "/api/v5/account/leverage-info?instId=NOPE-USDT-SWAP&mgnMode=cross"
             )
             assert r.json()["code"] == "51001"
+
+
+async def test_x_perp_future_pays_funding() -> None:
+    """[funding rate]: a FUTURES row with ``ruleType "xperp"`` (an X-Perp) pays funding like a swap;
+    its funding-rate item says instType FUTURES."""
+    with trio.fail_after(TIMEOUT):
+        rows = [{"instId": "BTC-USDT-271231", "ruleType": "xperp", "expTime": ""}]
+        async with open_fake_okx(instruments=rows) as fake, rest_client(fake) as client:
+            item = (await client.get("/api/v5/public/funding-rate?instId=BTC-USDT-271231")).json()["data"][0]
+            assert item["instType"] == "FUTURES"
+            fake.order_by_hand("BTC-USDT-271231", "sell", "1", "60000")
+            fake.set_mark_price("BTC-USDT-271231", "60000")
+            [bill] = fake.settle_funding("BTC-USDT-271231", "0.0001")
+            assert (bill["instType"], bill["subType"]) == ("FUTURES", "174")
+            assert dec(bill["pnl"]) == dec("1") * dec("0.01") * dec("60000") * dec("0.0001")
