@@ -378,7 +378,7 @@ class DerivExchange(Exchange):
         if inst_id in self.limit_overrides:
             return self.limit_overrides[inst_id]
         mark = self.mark(inst_id)
-        if mark is None or self.deriv_price_limit_pct is None:
+        if mark is None or self.deriv_price_limit_pct is None or inst_id not in self.instruments:
             return None, None, False
         tick = self.instruments[inst_id].tick_sz
         buy = (mark * (1 + self.deriv_price_limit_pct)).quantize(tick, rounding=ROUND_FLOOR)
@@ -1349,7 +1349,8 @@ class DerivExchange(Exchange):
     def set_market(self, inst_id: str, bid: Decimal, ask: Decimal, bid_sz: Decimal, ask_sz: Decimal) -> None:
         before = self.mark(inst_id)
         super().set_market(inst_id, bid, ask, bid_sz, ask_sz)
-        if self.is_deriv(inst_id) and inst_id not in self.marks and self.mark(inst_id) != before:
+        moved = inst_id not in self.marks and self.mark(inst_id) != before
+        if moved and inst_id in self.instruments and self.is_deriv(inst_id):
             self.publish_marks(inst_id)  # the mark follows the mid: mark-price and price-limit move
 
     def set_mark(self, inst_id: str, mark_px: Decimal, index_px: Decimal | None = None) -> None:
@@ -1367,7 +1368,7 @@ class DerivExchange(Exchange):
 
     def mark_item(self, inst_id: str) -> dict[str, Any] | None:
         mark = self.mark(inst_id)
-        if mark is None or not self.is_deriv(inst_id):
+        if mark is None or inst_id not in self.instruments or not self.is_deriv(inst_id):
             return None
         inst = self.instruments[inst_id]
         return {
