@@ -764,6 +764,11 @@ async def test_liquidation_warning_and_partial_liquidation_long_short() -> None:
             assert bill["subType"] == "101"
             rows = {p["posSide"]: p["pos"] for p in fake.positions()}
             assert rows == {"short": "2", "long": "2"}
+            # upl at mark 65000 of the short (entry 60000): negative; literal formula reading: positive
+            upl = (dec("60000") - dec("65000")) * dec("2") * dec("0.01")
+            assert dec(fake.position(SWAP, "short", "isolated")["upl"]) == upl  # type: ignore[index]
+            fake.exchange.upl_short_flip = False
+            assert dec(fake.position(SWAP, "short", "isolated")["upl"]) == -upl  # type: ignore[index]
 
 
 async def test_close_position_and_amend_margin() -> None:

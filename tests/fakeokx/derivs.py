@@ -300,6 +300,8 @@ class DerivExchange(Exchange):
         self.funding_price = (
             "mark"  # UNVERIFIED ([funding rate]): price of "position value": "mark" or "last"
         )
+        # UNVERIFIED ([units, PnL and fees]): upl of a long/short-mode short has the short's sign
+        self.upl_short_flip = True
         # UNVERIFIED ([funding, liquidation, ADL, delivery]): posData in the funding_fee balance_and_position
         self.funding_pos_data = False
         self.delivery_order_push = (
@@ -402,10 +404,13 @@ class DerivExchange(Exchange):
         return contract_value(order.inst, order.remaining, px) / order.lever
 
     def upl(self, pos: Position) -> Decimal:
+        """Unrealised PnL at mark; a long/short-mode short counts as short unless ``upl_short_flip``
+        is False (the docs' formula taken literally with the positive ``pos``: UNVERIFIED)."""
         mark = self.mark(pos.inst.inst_id)
         if pos.pos == 0 or mark is None:
             return D0
-        return contract_pnl(pos.inst, pos.avg_px, mark, pos.size, pos.direction)
+        direction = pos.direction if self.upl_short_flip or pos.pos_side == "net" else 1
+        return contract_pnl(pos.inst, pos.avg_px, mark, pos.size, direction)
 
     def imr(self, pos: Position) -> Decimal:
         mark = self.mark(pos.inst.inst_id)
