@@ -551,14 +551,19 @@ class Exchange:
         bal = self.balance(need_ccy)
         bal.frozen += frozen
         bal.u_time = now
+        self._register(order, taken_cl_ids)
+        return order
+
+    def _register(self, order: Order, taken_cl_ids: set[str] | None) -> None:
+        """Keep an accepted order; its clOrdId is now pending (and taken within the batch)."""
         self.orders[order.ord_id] = order
+        cl = order.cl_ord_id
         if cl:
             self.pending_by_cl[cl] = order.ord_id
             self.latest_by_cl[cl] = order.ord_id
             self.place_counts[cl] += 1
             if taken_cl_ids is not None:
                 taken_cl_ids.add(cl)
-        return order
 
     def _after_accept(self, order: Order) -> None:
         if self.push_live_first:
