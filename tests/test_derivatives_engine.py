@@ -26,6 +26,7 @@ from seqtrade.models import (
 from seqtrade.server.accounts import Accounts
 from seqtrade.server.engine import Commit, Engine, Place, ReportItem
 from seqtrade.server.journal import Journal
+from seqtrade.server.orders import IdGenerator, OrderRecord
 from seqtrade.server.positions import EXTERNAL, attribute, position_effect
 from seqtrade.server.risk import Quotes, RiskGate
 from seqtrade.venues.base import OrderEvent, VenueAccountEvent, VenueOrder
@@ -59,16 +60,19 @@ class Harness:
         self.tmp = tmp
         self.config: Config = parse_config(CONFIG.format(mode=mode), base_dir=str(tmp))
         self.journal = Journal(tmp / "journal.sqlite", synchronous="off")
+        self.runs = 0
         self.start(Accounts())
 
-    def start(self, accounts: Accounts) -> None:
+    def start(self, accounts: Accounts, open_orders: list[OrderRecord] | None = None) -> None:
         self.accounts = accounts
         self.accounts.instrument = INSTRUMENTS.get
         self.quotes = Quotes()
         gate = RiskGate(self.config.risk, positions=self.accounts, mid=lambda _: 60000.0,
                         instrument=INSTRUMENTS.get, clock=lambda: 0.0)  # fmt: skip
         self.engine = Engine(self.config, instruments=lambda: INSTRUMENTS, risk=gate, accounts=self.accounts,
-                             find_order=self.journal.find_order, seqs=self.journal.last_seqs())  # fmt: skip
+                             find_order=self.journal.find_order, seqs=self.journal.last_seqs(),
+                             open_orders=open_orders or (), ids=IdGenerator(self.runs))  # fmt: skip
+        self.runs += 1  # a restart's venue order ids never repeat the previous run's
         self.engine.quotes = self.quotes
         self.sent: dict[str, VenueOrder] = {}
         self.published: list[OrderReport | AccountEvent] = []
@@ -258,3 +262,22 @@ def test_an_event_after_a_fill_in_the_same_batch_is_split_by_the_position_after_
     net.drain([fill_b, funding])  # one batch: b's fill, then the funding on a position of 4
     (fa,), (fb,) = net.events("a"), net.events("b")
     assert (fa.amount, fb.amount) == pytest.approx((-0.1, -0.3))
+
+
+@pytest.mark.parametrize("mode", ["net", "long_short"])
+def test_which_open_orders_are_reduce_only_or_closing_survives_a_restart(tmp_path: Path, mode: str) -> None:
+    """Right after a restart, the account-level judgment still counts the reduce-only (net) or closing
+    (long/short) orders left open before it: they are journaled with the order."""
+    h = Harness(tmp_path, mode)
+    h.order("a", "a1", "buy", 3)
+    h.fill("a1")
+    o = h.order("a", "a2", "sell", 2, reduce_only=True)  # open, not filled: 1 left to reduce
+    assert isinstance(o, VenueOrder) and (o.reduce_only or o.pos_side == "long")
+    h.start(Accounts(), open_orders=h.journal.open_orders())  # the server restarts
+    h.accounts.rebuild(h.journal)
+    assert h.accounts.position("a", SWAP) == 3
+    r = h.order("a", "a3", "sell", 2, reduce_only=True)  # with a2 still open: 4 > 3
+    assert isinstance(r, OrderReport) and r.status is OrderStatus.REJECTED, r
+    assert "a3" not in h.sent
+    o = h.order("a", "a4", "sell", 1, reduce_only=True)  # what is left: sent
+    assert isinstance(o, VenueOrder)

@@ -271,12 +271,12 @@ class Engine:
         self.sessions = Sessions(int(config.server.heartbeat_timeout * 1000), set(self.seqs))
         self.replays = Replays()
         self.rate_log = KeyedRateLog(log)
+        self._reduce_only: set[str] = set()  # open orders sent reduce-only / closing (OrderRecord.closing)
         opened = [rec for rec in open_orders]
         for rec in opened:
             self._register(rec)
         risk.seed(opened)
         self.quotes: Quotes | None = None  # the shell's market data (price limits), set by the shell
-        self._reduce_only: set[str] = set()  # venue order ids sent reduce-only / closing (this run)
         self._effects: dict[str, PositionEffect] = {}  # check_order -> _new_order, for one request
         self._events_in_flight: set[str] = set()  # account event ids numbered, not yet committed
 
@@ -306,6 +306,8 @@ class Engine:
         self.by_sid.setdefault(rec.strategy_id, {})[rec.venue_order_id] = rec
         if rec.is_open:
             self._open_by_sid.setdefault(rec.strategy_id, {})[rec.venue_order_id] = rec
+            if rec.closing:  # counted by the account-level reduce-only judgment (also after a restart)
+                self._reduce_only.add(rec.venue_order_id)
 
     def _retire(self, rec: OrderRecord) -> None:
         """A record closed: out of the open index, queued to leave memory."""
@@ -524,19 +526,16 @@ class Engine:
         if reason is not None:
             self._reject_record(rec, reason, out)
             return
-        # Persist, then send.
-        out.journal.append((rec, True))
-        self._register(rec)
-        self.counters.orders_sent += 1
         order = VenueOrder(rec.venue_order_id, rec.symbol, req.side, req.order_type, rec.price, rec.quantity)
         if effect is not None and (effect.pos_side or effect.reduce_only):
             order.pos_side, order.reduce_only = effect.pos_side, effect.reduce_only
-            if (
-                effect.reduce_only
-                or effect.pos_side in ("long", "short")
-                and _closes(req.side, effect.pos_side)
-            ):
-                self._reduce_only.add(rec.venue_order_id)
+            rec.closing = effect.reduce_only or (
+                effect.pos_side in ("long", "short") and _closes(req.side, effect.pos_side)
+            )
+        # Persist (with ``closing``: it outlives a restart), then send.
+        out.journal.append((rec, True))
+        self._register(rec)
+        self.counters.orders_sent += 1
         out.venue.append(Place(order))
 
     def _position_effect(self, req: OrderRequest, rec: OrderRecord) -> PositionEffect | None:

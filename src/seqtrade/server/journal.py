@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS orders (
     sent INTEGER NOT NULL DEFAULT 1,
     open INTEGER NOT NULL DEFAULT 1,
     last_seq INTEGER NOT NULL DEFAULT 0,
+    closing INTEGER NOT NULL DEFAULT 0,
     UNIQUE (strategy_id, client_order_id)
 );
 CREATE INDEX IF NOT EXISTS orders_open ON orders (open) WHERE open = 1;
@@ -68,7 +69,7 @@ CREATE TABLE IF NOT EXISTS fills (
 
 _INSERT_ORDER = (
     "INSERT INTO orders (venue_order_id, strategy_id, client_order_id, symbol, side, order_type,"
-    " price, quantity, created_ms, sent, open) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    " price, quantity, created_ms, sent, open, closing) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 
@@ -109,6 +110,9 @@ class Journal:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self.db.executescript(_SCHEMA)
+            columns = {str(r[1]) for r in self.db.execute("PRAGMA table_info(orders)")}
+            if "closing" not in columns:  # a journal from before swaps: no order of it was closing
+                self.db.execute("ALTER TABLE orders ADD COLUMN closing INTEGER NOT NULL DEFAULT 0")
         except sqlite3.Error as exc:
             raise JournalError(
                 f"cannot open journal {path}: {exc} (is its directory writable, the disk not full?)"
@@ -134,14 +138,16 @@ class Journal:
         quantity: float,
         created_ms: int,
         sent: bool,
+        closing: bool = False,
     ) -> None:
-        """Commit a new order before it is sent (``sent`` False: rejected locally, never sent)."""
+        """Commit a new order before it is sent (``sent`` False: rejected locally, never sent;
+        ``closing``: a derivative order sent reduce-only or closing a leg)."""
         with _mapped("write", self.path):
             self.db.execute(
                 _INSERT_ORDER,
                 (
                     venue_order_id, strategy_id, client_order_id, symbol, side, order_type,
-                    price, quantity, created_ms, int(sent), int(sent),
+                    price, quantity, created_ms, int(sent), int(sent), int(closing),
                 ),
             )  # fmt: skip
 
@@ -150,7 +156,7 @@ class Journal:
         self.add_order(
             venue_order_id=rec.venue_order_id, strategy_id=rec.strategy_id, client_order_id=rec.client_order_id,
             symbol=rec.symbol, side=rec.side, order_type=rec.order_type, price=rec.price, quantity=rec.quantity,
-            created_ms=rec.created_ms, sent=sent,
+            created_ms=rec.created_ms, sent=sent, closing=rec.closing,
         )  # fmt: skip
 
     def add_records(self, records: list[tuple[OrderRecord, bool]]) -> None:
@@ -161,7 +167,7 @@ class Journal:
             return
         rows = [
             (r.venue_order_id, r.strategy_id, r.client_order_id, r.symbol, r.side, r.order_type, r.price,
-             r.quantity, r.created_ms, int(sent), int(sent))
+             r.quantity, r.created_ms, int(sent), int(sent), int(r.closing))
             for r, sent in records
         ]  # fmt: skip
         with _mapped("write", self.path), self.db:
@@ -242,14 +248,15 @@ class Journal:
 
     def _order_from_row(self, row: Any) -> OrderRecord:
         """The order as the server holds it: its terms, brought up to date by its last report."""
-        (vid, sid, coid, symbol, side, ot, price, qty, created, sent, _open, last_seq) = row
+        (vid, sid, coid, symbol, side, ot, price, qty, created, sent, _open, last_seq, closing) = row
         tids = {t for (t,) in self.db.execute("SELECT trade_id FROM fills WHERE venue_order_id=?", (vid,))}
         if self.archived:
             tids.update(
                 t
                 for (t,) in self.db.execute("SELECT trade_id FROM arch.fills WHERE venue_order_id=?", (vid,))
             )
-        rec = OrderRecord(vid, sid, coid, symbol, side, ot, price, qty, created, trade_ids=tids)
+        rec = OrderRecord(vid, sid, coid, symbol, side, ot, price, qty, created, trade_ids=tids,
+                          closing=bool(closing))  # fmt: skip
         r = self._report(sid, last_seq) if last_seq else None
         if r is not None:
             rec.status = r.status
@@ -267,7 +274,7 @@ class Journal:
 
     _COLS = (
         "venue_order_id, strategy_id, client_order_id, symbol, side, order_type, price, quantity,"
-        " created_ms, sent, open, last_seq"
+        " created_ms, sent, open, last_seq, closing"
     )
 
     def find_order(self, strategy_id: str, client_order_id: str) -> OrderRecord | None:

@@ -58,6 +58,9 @@ class OrderRecord:
     # Refusals of a cancel/amend that came before the venue acknowledged the order: (why, ts), told
     # right after its first report (accepted or rejected), never before it. At most MAX_HELD.
     held: list[tuple[str, int]] = field(default_factory=list)
+    # Swaps and futures: sent reduce-only (net mode) or closing a leg (long/short mode). Journaled with
+    # the order, so that the account-level reduce-only judgment counts it after a restart too.
+    closing: bool = False
 
     @property
     def is_open(self) -> bool:
