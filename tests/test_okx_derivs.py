@@ -21,7 +21,7 @@ import zmq
 from seqtrade.client.runner import Endpoints
 from seqtrade.config import Config, parse_config
 from seqtrade.errors import VenueError
-from seqtrade.models import AccountEvent, OrderReport, OrderRequest, OrderStatus, OrderType, Side
+from seqtrade.models import AccountEvent, MarkPrice, OrderReport, OrderRequest, OrderStatus, OrderType, Side
 from seqtrade.server.app import serve
 from seqtrade.server.gateway import Gateway
 from seqtrade.server.positions import EXTERNAL
@@ -367,6 +367,13 @@ async def test_mark_funding_and_price_limits_on_the_bus_the_gate_refuses_outside
                     msg = await a.next_md()
                     seen[type(msg).__name__.replace("MarkPrice", "mark").replace("FundingRate", "funding")
                          .replace("PriceLimit", "price_limit")] = msg  # fmt: skip
+                # the index price of the underlying (index-tickers BTC-USDT) rides in the mark message
+                # (pushed before the mark on the same socket: the first mark with an index carries it)
+                mark = seen["mark"]
+                while not mark.index_price:
+                    if isinstance(msg := await a.next_md(), MarkPrice):
+                        mark = msg
+                assert mark.index_price == 59990.0
                 assert seen["funding"].funding_rate == pytest.approx(0.0002)
                 assert (
                     seen["funding"].interval_ms == 8 * 3600 * 1000 and seen["funding"].next_funding_time > 0

@@ -1,6 +1,7 @@
 """WebSocket channels of derivatives on the fake OKX ([private channels], [public data]).
 
-Public (``/ws/v5/public``): ``mark-price``, ``funding-rate``, ``price-limit`` ([mark price channel]-6.3), each
+Public (``/ws/v5/public``): ``mark-price``, ``funding-rate``, ``price-limit`` ([mark price channel]-6.3) and
+``index-tickers`` (by index id, e.g. ``BTC-USDT``: [index-tickers]), each
 pushing the current value right after the ack when there is one.  Private (``/ws/v5/private``, login
 first): ``positions`` (paged ``snapshot`` on subscribe, then ``event_update`` rows, [positions channel]),
 ``balance_and_position`` (``snapshot`` in ``data[0].eventType``, [balance and position channel])
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CHANNELS", "DerivSubs", "matches", "subscribe"]
 
-PUBLIC_CHANNELS = ("mark-price", "funding-rate", "price-limit")
+PUBLIC_CHANNELS = ("mark-price", "funding-rate", "price-limit", "index-tickers")
 PRIVATE_CHANNELS = ("positions", "balance_and_position", "liquidation-warning")
 CHANNELS = (*PUBLIC_CHANNELS, *PRIVATE_CHANNELS, "fills")
 _INST_TYPES = ("MARGIN", "SWAP", "FUTURES", "OPTION", "EVENTS", "ANY")
@@ -77,6 +78,8 @@ def _check(conn: WsConn, arg: dict[str, Any]) -> tuple[str, str] | None:
             return not_found()
         if not inst_id:
             return "60013", f"Invalid args: {json.dumps(arg, separators=(',', ':'))}"
+        if channel == "index-tickers":  # an index id (BTC-USDT), not an instrument ([index-tickers])
+            return None if ex.is_index(inst_id) else not_found()
         if inst_id not in ex.instruments or not ex.is_deriv(inst_id):
             return not_found()
         if channel == "funding-rate" and inst_id not in ex.funding:
@@ -127,6 +130,8 @@ def subscribe(conn: WsConn, op: str, req_id: Any, arg: dict[str, Any]) -> list[A
             first = ex.mark_item(inst_id)
         elif channel == "price-limit":
             first = ex.price_limit_item(inst_id)
+        elif channel == "index-tickers":
+            first = ex.index_item(inst_id)
         else:
             first = ex.funding_item(inst_id)
         if first is not None:

@@ -1362,7 +1362,27 @@ class DerivExchange(Exchange):
         self.marks[inst_id] = mark_px
         if index_px is not None:
             self.index_px[inst_id] = index_px
+            index_id = str(self.instruments[inst_id].record.get("uly") or "")
+            item = self.index_item(index_id)
+            if (
+                item is not None
+            ):  # [index-tickers]: pushed on change, keyed by the index (uly), not the instrument
+                self.dsink.deriv_public("index-tickers", index_id, item)
         self.publish_marks(inst_id)
+
+    def index_item(self, index_id: str) -> dict[str, Any] | None:
+        """[index-tickers] item of an index (``BTC-USDT``): the index price last set on an instrument of it."""
+        px = next((self.index_px[i] for i, inst in self.instruments.items()
+                   if i in self.index_px and inst.record.get("uly") == index_id), None)  # fmt: skip
+        if px is None:
+            return None
+        p = fmt(px)
+        return {"instId": index_id, "idxPx": p, "open24h": p, "high24h": p, "low24h": p, "sodUtc0": p,
+                "sodUtc8": p, "ts": str(self.now_ms())}  # fmt: skip
+
+    def is_index(self, index_id: str) -> bool:
+        """An index some derivative served here is on (its ``uly``)."""
+        return any(inst.record.get("uly") == index_id for inst in self.instruments.values())
 
     def publish_marks(self, inst_id: str) -> None:
         """Push mark-price and price-limit for ``inst_id`` (what changes with the mark)."""
