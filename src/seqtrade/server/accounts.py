@@ -76,8 +76,25 @@ class ReportSource(Protocol):
 @dataclass(frozen=True, slots=True)
 class Mismatch:
     symbol: str
-    strategies: float  # the sum of the strategies' positions
+    strategies: float  # the sum of the strategies' positions (of the leg's holders for a leg)
     venue: float
+    leg: str = ""  # long/short mode: "long" or "short" for one leg; "" the net position
+
+    @property
+    def key(self) -> str:
+        """``"BTC-USDT-SWAP"`` for the net, ``"BTC-USDT-SWAP long"`` for a leg."""
+        return f"{self.symbol} {self.leg}" if self.leg else self.symbol
+
+
+def _room(in_flight: Iterable[OrderRecord]) -> tuple[dict[str, float], dict[str, float]]:
+    """Per symbol, how much the orders in flight may still move a position up (buys) and down (sells)."""
+    up: dict[str, float] = {}
+    down: dict[str, float] = {}
+    for rec in in_flight:
+        room = max(rec.quantity - rec.filled_quantity, 0.0)
+        side = up if rec.side == "buy" else down
+        side[rec.symbol] = side.get(rec.symbol, 0.0) + room
+    return up, down
 
 
 class Accounts:
@@ -240,12 +257,7 @@ class Accounts:
         way): a difference within what they may still fill (buys up, sells down) is not a mismatch.
         """
         ours = self.nets()
-        up: dict[str, float] = {}
-        down: dict[str, float] = {}
-        for rec in in_flight:
-            room = max(rec.quantity - rec.filled_quantity, 0.0)
-            side = up if rec.side == "buy" else down
-            side[rec.symbol] = side.get(rec.symbol, 0.0) + room
+        up, down = _room(in_flight)
         out = []
         for sym in sorted(set(ours) | set(venue_positions)):
             if symbols is not None and sym not in symbols:
@@ -253,6 +265,35 @@ class Accounts:
             diff = venue_positions.get(sym, 0.0) - ours.get(sym, 0.0)
             if not -down.get(sym, 0.0) - tolerance <= diff <= up.get(sym, 0.0) + tolerance:
                 out.append(Mismatch(sym, ours.get(sym, 0.0), venue_positions.get(sym, 0.0)))
+        return out
+
+    def leg_mismatches(
+        self,
+        venue_legs: Mapping[tuple[str, str], float],
+        tolerance: float,
+        in_flight: Iterable[OrderRecord] = (),
+        symbols: set[str] | None = None,
+    ) -> list[Mismatch]:
+        """Long/short mode: per instrument and leg, the holders' positions against the venue's leg.
+
+        ``venue_legs``: (symbol, ``"long"``/``"short"``) -> the leg's signed size (a short is
+        negative). The long leg is held by the holders with a positive position, the short leg by
+        those with a negative one (each strategy holds one leg of an instrument at a time: an order
+        never closes and opens at once). In-flight orders give room as in :meth:`mismatches`.
+        """
+        ours: dict[tuple[str, str], float] = {}
+        for (_, sym), b in self.books.items():
+            if abs(b.position) > 1e-9:
+                key = (sym, "long" if b.position > 0 else "short")
+                ours[key] = ours.get(key, 0.0) + b.position
+        up, down = _room(in_flight)
+        out = []
+        for sym, leg in sorted(set(ours) | set(venue_legs)):
+            if symbols is not None and sym not in symbols:
+                continue
+            have, want = ours.get((sym, leg), 0.0), venue_legs.get((sym, leg), 0.0)
+            if not -down.get(sym, 0.0) - tolerance <= want - have <= up.get(sym, 0.0) + tolerance:
+                out.append(Mismatch(sym, have, want, leg))
         return out
 
     def snapshot(self, marks: Mapping[str, float] | None = None) -> dict[str, Any]:

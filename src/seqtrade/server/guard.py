@@ -156,32 +156,32 @@ class Guard:
         ``venue.derivatives.on_mismatch = "reducing"`` the strategies holding the instrument go to
         ``reducing``. Returns the warnings. Venues that cannot tell their positions are skipped.
         """
-        tol = self.config.risk.reconcile_tolerance
         positions, in_flight = await self._positions()
         if positions is None:
             log.debug("venue %s does not report positions: reconciliation skipped", self.venue.name)
             return []
-        only = self.venue.position_symbols()
-        if not self.accounts.mismatches(positions, tol, in_flight, only):
+        if not self._mismatches(positions, in_flight):
             self._resolved(set())
             self._adjusted = True
             return []
         await trio.sleep(RECONCILE_SETTLE)
         positions, in_flight = await self._positions()
-        found = self.accounts.mismatches(positions or {}, tol, in_flight, only)
+        found = self._mismatches(positions or {}, in_flight)
         if not self._adjusted and self.sink is not None:
             # A position in an instrument no strategy ever traded predates seqtrade: external.
-            fresh = [m for m in found if not self.accounts.ever_held(m.symbol)]
+            fresh = [m for m in found if not m.leg and not self.accounts.ever_held(m.symbol)]
             await self._adjust(fresh)
-            found = [m for m in found if m not in fresh]
+            adjusted = {m.symbol for m in fresh}
+            found = [m for m in found if m.symbol not in adjusted]
         self._adjusted = True
-        self._resolved({m.symbol for m in found})
+        self._resolved({m.key for m in found})
         now = int(time.time() * 1000)
         warnings = []
         for m in found:
-            since = self.mismatch_since.setdefault(m.symbol, now)
+            since = self.mismatch_since.setdefault(m.key, now)
+            what = f"{m.symbol} ({m.leg} leg)" if m.leg else m.symbol
             warnings.append(
-                f"position mismatch in {m.symbol}: the strategies and external hold {m.strategies:g} in total, "
+                f"position mismatch in {what}: the strategies and external hold {m.strategies:g} in total, "
                 f"the venue {self.venue.name} holds {m.venue:g} (off by {m.venue - m.strategies:+g}, since "
                 f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(since / 1000))} UTC)"
             )
@@ -190,6 +190,19 @@ class Guard:
         if found and self.config.venue.derivatives.on_mismatch == "reducing":
             self._reduce_holders(found)
         return warnings
+
+    def _mismatches(self, positions: dict[str, float], in_flight: list[OrderRecord]) -> list[Mismatch]:
+        """The net mismatches; in long/short mode also each leg's (from the venue's position rows)."""
+        tol = self.config.risk.reconcile_tolerance
+        only = self.venue.position_symbols()
+        found = self.accounts.mismatches(positions, tol, in_flight, only)
+        if self.config.venue.derivatives.position_mode == "long_short":
+            legs: dict[tuple[str, str], float] = {}
+            for p in self.venue_details:
+                if p.pos_side in ("long", "short"):
+                    legs[(p.symbol, p.pos_side)] = legs.get((p.symbol, p.pos_side), 0.0) + p.quantity
+            found += self.accounts.leg_mismatches(legs, tol, in_flight, only)
+        return found
 
     async def _adjust(self, found: list[Mismatch]) -> None:
         assert self.sink is not None
@@ -334,7 +347,7 @@ def _derivative_lines(st: dict[str, Any]) -> list[str]:
     mism = st.get("mismatches") or {}
     for sym in sorted(set(venue) | set(ours)):
         ex, at = venue.get(sym, 0.0), ours.get(sym, 0.0)
-        flag = "  MISMATCH" if sym in mism else ""
+        flag = "  MISMATCH" if any(k == sym or k.startswith(f"{sym} ") for k in mism) else ""
         lines.append(f"{'':<24} {sym:<16} {ex:>10.6g} {at:>10.6g} {ex - at:>+8.6g}{flag}")
     if details:
         lines.append(f"{'position':<24} {'symbol':<16} {'qty':>10} {'mark':>10} {'liq price':>10} {'margin ratio':>12} "

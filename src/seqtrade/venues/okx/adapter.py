@@ -40,7 +40,7 @@ from ...candles import Candle, bar_ms, merge_pages
 from ...config import DerivativesConfig, OkxConfig, VenueConfig
 from ...errors import VenueAuthError, VenueError
 from ...instruments import InstrumentKind, kind_of
-from ...models import AccountEventKind, MarkPrice
+from ...models import AccountEventKind, FundingRate, MarkPrice
 from ..base import Instrument, OrderEvent, Venue, VenueAccountEvent, VenueOrder, VenuePosition, VenueSink
 from . import candles as k
 from . import messages as m
@@ -49,8 +49,10 @@ from .auth import OkxCredentials, ws_login_args
 from .derivs import (
     BILL_TYPES,
     DERIVATIVE_CHANNELS,
+    LivePositions,
     event_from_bill,
     external_fill,
+    funding_leg,
     leverage_calls,
     net_positions,
     position_from_okx,
@@ -188,6 +190,8 @@ class OkxVenue(Venue):
         types = {_OKX_INST_TYPE.get(kind_of(s), cfg.inst_type) for s in self._symbols}
         self._inst_type = types.pop() if len(types) == 1 else ""  # "": several kinds, read them all
         self._seen_bills: set[str] = set()
+        self._live = LivePositions(self._deriv_symbols)  # the legs: REST at each (re)connect, then pushes
+        self._rates: dict[str, float] = {}  # the last funding rate published per swap (funding_leg)
         self._account: dict[str, dict[str, float]] = {}  # per currency: the account channel's view
         self._index_of: dict[str, str] = {}  # derivative symbol -> its index (BTC-USDT, BTC-USD)
         self._index_px: dict[str, float] = {}
@@ -371,8 +375,16 @@ class OkxVenue(Venue):
         rows = await self._rest.checked("GET", PATH_POSITIONS)
         return [position_from_okx(d) for d in rows if str(d.get("instId") or "") in self._deriv_symbols]
 
+    def live_positions(self) -> list[VenuePosition] | None:
+        """The account's legs as the ``positions`` channel keeps them (over the REST snapshot taken at
+        every private (re)connect), no REST call; None while the private socket is down (until the
+        next snapshot). They name the leg of a funding bill in long/short mode."""
+        return self._live.rows() if self._live.fresh else None
+
     async def positions(self) -> dict[str, float] | None:
-        """Net contracts per configured swap and future (long/short legs netted); None without any."""
+        """Net contracts per configured swap and future (long/short legs netted); None without any.
+        A REST snapshot: reconciliation compares with the exchange's position as of now (the channel's
+        pushes come ~50 ms after the fills, in no guaranteed order with the orders channel)."""
         if not self._deriv_symbols:
             return None
         return net_positions(await self._position_rows(), self._deriv_symbols)
@@ -387,7 +399,8 @@ class OkxVenue(Venue):
         return dict(self._account) if self._deriv_symbols else None
 
     async def position_details(self) -> list[VenuePosition] | None:
-        """A REST snapshot (the same truth reconciliation compares with)."""
+        """One row per leg with its margin facts: a REST snapshot, the same truth reconciliation
+        compares with (:meth:`live_positions`: the channel's view)."""
         return await self._position_rows() if self._deriv_symbols else None
 
     async def _read_bills(self) -> None:
@@ -408,6 +421,10 @@ class OkxVenue(Venue):
             event = event_from_bill(bill)
             if event is None or event.event_id in self._seen_bills or event.symbol not in self._deriv_symbols:
                 continue
+            if self._deriv.position_mode == "long_short":  # a funding bill names no leg: find it
+                rate = self._rates.get(event.symbol, 0.0)
+                leg = funding_leg(event, bill, self._live.leg_sizes(event.symbol), rate)
+                event = dataclasses.replace(event, pos_side=leg)
             self._seen_bills.add(event.event_id)
             await self._sink.account_event(event)
 
@@ -533,6 +550,8 @@ class OkxVenue(Venue):
                 md = deriv(d, msg.inst_id)
                 if isinstance(md, MarkPrice):  # the index of its underlying, from index-tickers
                     md.index_price = self._index_px.get(self._index_of.get(md.symbol, ""), 0.0)
+                elif isinstance(md, FundingRate):
+                    self._rates[md.symbol] = md.funding_rate
                 sink.publish_market(md)
         elif isinstance(msg, WsPush) and msg.channel == INDEX_CHANNEL:
             for d in msg.data:
@@ -661,8 +680,11 @@ class OkxVenue(Venue):
         if answer.event != "subscribe":
             raise VenueError(f"OKX orders subscribe refused: {answer.code} {answer.msg}")
         if self._deriv_symbols:
-            # positions, balances and the exchange's own events (funding, liquidation, ADL, delivery)
+            # positions, balances and the exchange's own events (funding, liquidation, ADL, delivery):
+            # the legs from REST first, then the positions channel (its snapshot is newer) keeps them
+            self._live.reset(await self._position_rows())
             args = [
+                {"channel": "positions", "instType": "ANY"},
                 {"channel": "balance_and_position"},
                 {"channel": "liquidation-warning", "instType": "ANY"},
                 {"channel": "account"},
@@ -699,6 +721,7 @@ class OkxVenue(Venue):
             )
 
     def _private_down(self, reason: str) -> None:
+        self._live.lost()  # pushes may be missed until the next REST snapshot
         if self._link.session is not None and self._reconciler is not None:
             self._reconciler.stream_lost()
         self._link.session = None
@@ -713,6 +736,8 @@ class OkxVenue(Venue):
                 event = external_fill(d)  # an order placed outside seqtrade: the external account's
                 if event is not None and event.symbol in self._deriv_symbols:
                     await self._sink.account_event(event)
+        elif isinstance(msg, WsPush) and msg.channel == "positions":
+            self._live.on_push(msg.event_type, msg.data, msg.cur_page, msg.last_page)
         elif isinstance(msg, WsPush) and msg.channel == "balance_and_position":
             if any(str(d.get("eventType") or "") in _EVENT_TYPES for d in msg.data):
                 await self._read_bills()

@@ -13,6 +13,12 @@ Pure: OKX items in, seqtrade values out (docs/okx.md, "Derivatives"). The adapte
   ``tradeId``; liquidation, ADL and delivery orders are not fills of anyone's: their bills tell them;
 - position rows (``GET /api/v5/account/positions``, the ``positions`` channel) become
   :class:`~seqtrade.venues.base.VenuePosition` (:func:`position_from_okx`) and net positions;
+  :class:`LivePositions` keeps the account's legs live from a REST snapshot (at start and after every
+  reconnect) and the channel's pushes (paged snapshot on subscribe, then ``event_update`` rows, a
+  ``pos "0"`` row for a leg that closed);
+- a funding bill carries no ``posSide``: in long/short mode :func:`funding_leg` names the leg it was
+  for from the legs the account holds (its ``sz`` is the leg's size), so that it is split between
+  that leg's holders only;
 - the public ``mark-price``, ``funding-rate`` and ``price-limit`` channels become
   :class:`~seqtrade.models.MarkPrice`, :class:`~seqtrade.models.FundingRate` and
   :class:`~seqtrade.models.PriceLimit` (:data:`DERIVATIVE_CHANNELS`).
@@ -38,6 +44,8 @@ __all__ = [
     "external_fill",
     "position_from_okx",
     "net_positions",
+    "funding_leg",
+    "LivePositions",
 ]
 
 OKX_POS_MODE = {"net": "net_mode", "long_short": "long_short_mode"}
@@ -156,6 +164,85 @@ def position_from_okx(d: Mapping[str, Any]) -> VenuePosition:
         margin_mode=str(d.get("mgnMode") or ""),
         leverage=float(decimal_of(d.get("lever"))),
     )
+
+
+class LivePositions:
+    """The account's position legs, (symbol, pos_side) -> row, for the configured ``symbols``.
+
+    :meth:`reset` takes a REST snapshot (at start and after every reconnect of the private socket);
+    :meth:`on_push` follows the ``positions`` channel: a paged ``snapshot`` (``curPage``/``lastPage``)
+    replaces every leg once its last page is in, an ``event_update`` changes only its rows, and a row
+    with ``pos "0"`` removes its leg (net mode: one row; long/short mode: each side on its own).
+    ``fresh`` is False from a loss of the socket until the next snapshot."""
+
+    def __init__(self, symbols: Iterable[str]) -> None:
+        self.symbols = set(symbols)
+        self.legs: dict[tuple[str, str], VenuePosition] = {}
+        self.fresh = False
+        self._pages: dict[tuple[str, str], VenuePosition] | None = None
+
+    def _put(self, into: dict[tuple[str, str], VenuePosition], p: VenuePosition) -> None:
+        if p.symbol not in self.symbols:
+            return
+        if abs(p.quantity) > 0:
+            into[(p.symbol, p.pos_side)] = p
+        else:
+            into.pop((p.symbol, p.pos_side), None)
+
+    def reset(self, rows: Iterable[VenuePosition]) -> None:
+        self.legs = {}
+        for p in rows:
+            self._put(self.legs, p)
+        self._pages = None
+        self.fresh = True
+
+    def lost(self) -> None:
+        self.fresh = False
+        self._pages = None
+
+    def on_push(self, event_type: str, items: Iterable[Mapping[str, Any]], cur_page: int = 1,
+                last_page: bool = True) -> None:  # fmt: skip
+        rows = [position_from_okx(d) for d in items]
+        if event_type == "snapshot":
+            if cur_page <= 1 or self._pages is None:
+                self._pages = {}
+            for p in rows:
+                self._put(self._pages, p)
+            if last_page:
+                self.legs, self._pages = self._pages, None
+            return
+        for p in rows:
+            self._put(self.legs, p)
+
+    def rows(self) -> list[VenuePosition]:
+        return [self.legs[k] for k in sorted(self.legs)]
+
+    def leg_sizes(self, symbol: str) -> dict[str, float]:
+        """pos_side -> the leg's size (positive) of ``symbol``."""
+        return {side: abs(p.quantity) for (sym, side), p in self.legs.items() if sym == symbol}
+
+
+def funding_leg(
+    event: VenueAccountEvent, bill: Mapping[str, Any], legs: Mapping[str, float], rate: float = 0.0
+) -> str:
+    """The leg (``"long"``/``"short"``) a funding bill was for in long/short mode, from the account's
+    legs of its instrument (pos_side -> size): the only leg held, or the one leg whose size is the
+    bill's ``sz``; with both legs of that size, the funding ``rate`` last published decides (above 0
+    the long pays: the expense, subType 173, is the long's; below 0 the short pays). "" when nothing
+    tells (the event is then split by the net position)."""
+    if event.kind is not AccountEventKind.FUNDING or event.pos_side:
+        return event.pos_side
+    held = {side: size for side, size in legs.items() if side in ("long", "short") and size > 0}
+    if len(held) == 1:
+        return next(iter(held))
+    size = abs(float(decimal_of(bill.get("sz"))))
+    same = [side for side, n in held.items() if size > 0 and abs(n - size) <= 1e-9 * max(size, 1.0)]
+    if len(same) == 1:
+        return same[0]
+    if len(same) == 2 and rate:
+        expense = str(bill.get("subType") or "") == "173" or event.amount < 0
+        return "long" if expense == (rate > 0) else "short"
+    return ""
 
 
 def net_positions(rows: Iterable[VenuePosition], symbols: Iterable[str]) -> dict[str, float]:

@@ -215,6 +215,11 @@ class WsPush:
     channel: str
     inst_id: str  # the push's ``arg.instId`` ("" for channels subscribed by instType)
     data: tuple[Mapping[str, Any], ...]
+    # the top-level ``eventType`` (``snapshot`` / ``event_update``), ``curPage`` and ``lastPage`` of
+    # pushes that have them (positions, account: §5, D§5.1); "" / 1 / True otherwise
+    event_type: str = ""
+    cur_page: int = 1
+    last_page: bool = True
 
     def orders(self) -> tuple[OkxOrder, ...]:
         """The items of an ``orders`` push (§5.6)."""
@@ -314,7 +319,10 @@ def ws_message(text: str | bytes) -> WsMessage | None:
     if isinstance(data, list) and _text(arg, "channel").startswith("candle"):  # rows are arrays (§5.5)
         data = [dict(zip(CANDLE_FIELDS, d, strict=False)) for d in data if isinstance(d, list)]
     items = tuple(d for d in data if isinstance(d, Mapping)) if isinstance(data, list) else ()
-    return WsPush(channel=_text(arg, "channel"), inst_id=_text(arg, "instId"), data=items)
+    page = obj.get("curPage", 1)
+    return WsPush(channel=_text(arg, "channel"), inst_id=_text(arg, "instId"), data=items,
+                  event_type=_text(obj, "eventType"), cur_page=page if isinstance(page, int) else 1,
+                  last_page=obj.get("lastPage", True) is not False)  # fmt: skip
 
 
 CANDLE_FIELDS: Final = ("ts", "o", "h", "l", "c", "vol", "volCcy", "volCcyQuote", "confirm")
