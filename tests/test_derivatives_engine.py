@@ -16,6 +16,7 @@ from seqtrade.instruments import Instrument, InstrumentKind
 from seqtrade.models import (
     AccountEvent,
     AccountEventKind,
+    AmendRequest,
     OrderReport,
     OrderRequest,
     OrderStatus,
@@ -281,3 +282,52 @@ def test_which_open_orders_are_reduce_only_or_closing_survives_a_restart(tmp_pat
     assert "a3" not in h.sent
     o = h.order("a", "a4", "sell", 1, reduce_only=True)  # what is left: sent
     assert isinstance(o, VenueOrder)
+
+
+def amend(h: Harness, sid: str, coid: str, price: float | None = None, qty: float | None = None) -> str:
+    """Send an amend: "sent" when it went to the venue, else the reason it was refused."""
+    out = h.engine.on_request(AmendRequest(sid, coid, price, qty), now_ms())
+    if out.venue:
+        return "sent"
+    (reply,) = out.replies
+    return reply.error_msg
+
+
+def test_an_amend_outside_the_price_limits_or_past_the_accounts_position_is_refused(net: Harness) -> None:
+    net.order("a", "a1", "buy", 3)
+    net.fill("a1")
+    assert isinstance(net.order("a", "a2", "sell", 1, price=61000.0, reduce_only=True), VenueOrder)
+    net.quotes.limits[SWAP] = PriceLimit(SWAP, 1, 61200.0, 60100.0)
+    assert amend(net, "a", "a2", price=60000.0) == (
+        "amend failed: price limit: a sell at 60000 is below the venue's sell limit 60100 for BTC-USDT-SWAP"
+    )
+    # a reduce-only order may grow only as far as the account's position (3, nothing else pending)
+    assert "exceeds the account's position +3" in amend(net, "a", "a2", qty=4)
+    assert amend(net, "a", "a2", qty=3) == "sent"
+    assert amend(net, "a", "a2", price=60500.0) == "sent"
+
+
+def test_long_short_mode_a_closing_order_may_not_grow_past_the_strategys_leg(tmp_path: Path) -> None:
+    h = Harness(tmp_path, "long_short")
+    h.order("a", "a1", "buy", 2)
+    h.fill("a1")
+    o = h.order("a", "a2", "sell", 1)  # closes part of a's long
+    assert isinstance(o, VenueOrder) and o.pos_side == "long"
+    assert "may not close and open at once" in amend(h, "a", "a2", qty=3)
+    assert amend(h, "a", "a2", qty=2) == "sent"
+
+
+def test_net_mode_an_event_on_a_leg_is_split_by_the_net_delivery_leaves_every_holder_flat(
+    net: Harness,
+) -> None:
+    """A delivery bill names the leg (subType 112 delivery long) in net mode too: the account's net
+    long of 2 is delivered, and every holder (long 3 and short 1) is flat afterwards."""
+    net.order("a", "a1", "buy", 3)
+    net.fill("a1")
+    net.order("b", "b1", "sell", 1)
+    net.fill("b1")
+    net.drain([VenueAccountEvent(AccountEventKind.DELIVERY, SWAP, "bill:d1", pos_side="long", quantity=-2.0,
+                                 price=61000.0, amount=0.0, currency="USDT")])  # fmt: skip
+    assert net.accounts.holders(SWAP) == {}
+    (da,), (db,) = net.events("a"), net.events("b")
+    assert (da.quantity, db.quantity, da.pos_side) == (-3.0, 1.0, "")

@@ -548,17 +548,22 @@ class Engine:
                     refusal=f"reduce_only applies to swaps and futures, not to {rec.symbol}"
                 )
             return None
+        return self._effect_of(rec, rec.quantity, req.reduce_only)
+
+    def _effect_of(self, rec: OrderRecord, quantity: float, reduce_only: bool) -> PositionEffect:
+        """:func:`position_effect` of ``quantity`` (still to fill) of ``rec``'s side, counting the
+        account's other open reduce-only / closing orders (not ``rec`` itself: an amend's)."""
         mode = self.config.venue.derivatives.position_mode
         sid = rec.strategy_id
         pending = 0.0
         for vid in self._reduce_only:
             o = self.by_vid.get(vid)
-            if o is None or not o.is_open or o.symbol != rec.symbol or o.side != rec.side:
+            if o is None or o is rec or not o.is_open or o.symbol != rec.symbol or o.side != rec.side:
                 continue
             if mode == "net" or o.strategy_id == sid:
                 pending += max(o.quantity - o.filled_quantity, 0.0)
         return position_effect(
-            mode=mode, symbol=rec.symbol, side=rec.side, quantity=rec.quantity, reduce_only=req.reduce_only,
+            mode=mode, symbol=rec.symbol, side=rec.side, quantity=quantity, reduce_only=reduce_only,
             strategy_position=self.accounts.position(sid, rec.symbol),
             account_position=self.accounts.net(rec.symbol), pending_reduce=pending,
         )  # fmt: skip
@@ -651,6 +656,14 @@ class Engine:
             return f"price {req.price} rounds to 0 at tick {inst.tick_size}"
         if qty is not None and qty < inst.min_size - 1e-12:
             return f"quantity {req.quantity} is below the minimum {inst.min_size}"
+        if price is not None and self.quotes is not None:
+            if why := self.quotes.outside_limits(rec.symbol, rec.side, price):
+                return why  # refused before the venue refuses it (OKX 51006)
+        if rec.closing and qty is not None and qty > rec.quantity:
+            # a reduce-only / closing order grows: still reduce-only for the ACCOUNT (or the leg)?
+            effect = self._effect_of(rec, max(qty - rec.filled_quantity, 0.0), True)
+            if effect.refusal:
+                return effect.refusal
         reason = self.risk.refusal(self.risk.terms(rec, price=price, quantity=qty, amend=True))
         if reason:
             return reason
@@ -776,13 +789,16 @@ class Engine:
         self._events_in_flight.add(ev.event_id)
         inst = self.instruments().get(ev.symbol)
         currency = ev.currency or (inst.settle_currency if inst is not None else "")
+        # net mode has one position per instrument: an event naming a leg (a delivery bill does) is
+        # on the net, split between every holder by their signed share of it
+        leg = ev.pos_side if self.config.venue.derivatives.position_mode == "long_short" else ""
         if ev.kind == AccountEventKind.ADJUSTMENT:
             shares = {EXTERNAL: (ev.quantity, ev.amount)}
         else:
-            shares = attribute(self.accounts.holders(ev.symbol), ev.quantity, ev.amount, ev.pos_side)
+            shares = attribute(self.accounts.holders(ev.symbol), ev.quantity, ev.amount, leg)
         out: list[Pending] = []
         for holder, (qty, amount) in sorted(shares.items()):
-            e = AccountEvent(holder, 0, ev.kind, ev.symbol, ev.pos_side, qty, ev.price, amount, currency,
+            e = AccountEvent(holder, 0, ev.kind, ev.symbol, leg, qty, ev.price, amount, currency,
                              ev.event_id, ev.ts)  # fmt: skip
             out.append((None, e, ev.event_id))
         if ev.kind == AccountEventKind.LIQUIDATION_WARNING:
