@@ -205,3 +205,40 @@ async def test_long_short_mode_reconciles_each_leg_not_only_the_net(base_dir: Pa
 
                 assert gw.engine.risk.state_of("a")[0] is TradingState.REDUCING
                 assert gw.engine.risk.state_of("b")[0] is TradingState.REDUCING
+
+
+async def test_a_fill_made_by_hand_while_the_private_socket_was_down_reaches_external_once(
+    base_dir: Path, zctx: Any
+) -> None:
+    from seqtrade.server.guard import Guard
+
+    with trio.fail_after(30):
+        async with open_fake_okx() as fake:
+            fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
+            config = okx_config(base_dir, fake, [SWAP])
+            async with server(config) as gw:
+                a = Peer(zctx, Endpoints.from_config(config), "a")
+                await a.join()
+                await trade(a, SWAP, "buy", 2)
+                guard = Guard(gw.config, gw.venue, gw.journal, gw.engine.risk, gw.engine.accounts,
+                              in_flight=gw.engine.open_records, sink=gw)  # fmt: skip
+                guard._adjusted = True  # a check after start
+                assert await guard.reconcile() == []
+                opened = gw.venue.socket_stats["private"].opened
+                fake.private_pushes_paused = True  # the socket is dying: its pushes never arrive
+                fake.order_by_hand(SWAP, "sell", 0.5, 60000.0)
+                await fake.disconnect("private")
+                fake.private_pushes_paused = False
+                # the reconnect reads the trade bills since the loss; the server applies the fill
+                while (
+                    gw.venue.socket_stats["private"].opened == opened
+                    or gw.engine.accounts.position(EXTERNAL, SWAP) != -0.5
+                ):
+                    await trio.sleep(0.01)  # a condition to reach, bounded by fail_after (no timing asserted)
+                assert await guard.reconcile() == []  # explained: the external account's fill
+                await fake.disconnect("private")  # a second reconnect reads the same bill: applied once
+                while gw.venue.socket_stats["private"].opened < opened + 2:
+                    await trio.sleep(0.01)
+                ext = [r for r in gw.journal.reports_after(EXTERNAL, 0, 100) if isinstance(r, AccountEvent)]
+                assert [(e.kind, e.quantity) for e in ext] == [("adjustment", -0.5)]
+                assert gw.engine.accounts.position(EXTERNAL, SWAP) == -0.5

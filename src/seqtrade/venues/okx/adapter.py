@@ -51,6 +51,7 @@ from .derivs import (
     DERIVATIVE_CHANNELS,
     LivePositions,
     event_from_bill,
+    external_bill_fill,
     external_fill,
     funding_leg,
     leverage_calls,
@@ -78,6 +79,8 @@ PATH_SET_LEVERAGE = "/api/v5/account/set-leverage"
 PATH_POSITIONS = "/api/v5/account/positions"
 PATH_BILLS = "/api/v5/account/bills"
 BILLS_LOOKBACK_MS = 24 * 3600 * 1000  # at start and after a reconnect: the account events of the last day
+TRADE_BILLS_MARGIN_MS = 60_000  # trade bills read from this long before the private socket was lost
+MAX_TRADE_BILL_PAGES = 20  # of 100 trade bills each, after one reconnect (bills: 5 requests/s)
 # balance_and_position events whose bills say what happened to a position (D§5.2)
 _EVENT_TYPES = frozenset({"funding_fee", "liquidation", "adl", "delivered", "claw_back", "settlement"})
 _OKX_INST_TYPE = {InstrumentKind.SWAP: "SWAP", InstrumentKind.FUTURES: "FUTURES"}
@@ -191,6 +194,7 @@ class OkxVenue(Venue):
         self._inst_type = types.pop() if len(types) == 1 else ""  # "": several kinds, read them all
         self._seen_bills: set[str] = set()
         self._live = LivePositions(self._deriv_symbols)  # the legs: REST at each (re)connect, then pushes
+        self._down_at = 0  # ms: when the private socket was last lost (0: not yet in this run)
         self._rates: dict[str, float] = {}  # the last funding rate published per swap (funding_leg)
         self._account: dict[str, dict[str, float]] = {}  # per currency: the account channel's view
         self._index_of: dict[str, str] = {}  # derivative symbol -> its index (BTC-USDT, BTC-USD)
@@ -403,22 +407,31 @@ class OkxVenue(Venue):
         compares with (:meth:`live_positions`: the channel's view)."""
         return await self._position_rows() if self._deriv_symbols else None
 
-    async def _read_bills(self) -> None:
+    async def _read_bills(self, *, trades: bool = False) -> None:
         """The account events of the last day (bills of types 8, 5, 9, 3), oldest first, each handed
-        to the server once per run (the server applies each bill id once, also across restarts)."""
+        to the server once per run (the server applies each bill id once, also across restarts).
+        ``trades`` (after every private reconnect): also the trade bills (type 2) since the socket was
+        lost, for fills made outside seqtrade meanwhile (they go to the external account)."""
         assert self._rest is not None and self._sink is not None
         since = self._clock.now_ms() - BILLS_LOOKBACK_MS
-        found = []
-        for bill_type in BILL_TYPES:
-            params = {"type": bill_type, "begin": str(since), "limit": "100"}
-            while True:
+        found: list[dict[str, Any]] = []
+        # not at start: a position opened by hand before seqtrade ran is taken whole at the first
+        # reconciliation (as external), which a part of its history read here would prevent
+        types = list(BILL_TYPES) + (["2"] if trades and self._down_at else [])
+        for bill_type in types:
+            begin = self._down_at - TRADE_BILLS_MARGIN_MS if bill_type == "2" else since
+            params = {"type": bill_type, "begin": str(begin), "limit": "100"}
+            for _ in range(MAX_TRADE_BILL_PAGES if bill_type == "2" else 1_000_000):
                 page = await self._rest.checked("GET", PATH_BILLS, params=params)
                 found += page
                 if len(page) < 100:
                     break
                 params = params | {"after": str(page[-1].get("billId", ""))}
+            else:
+                log.error("OKX: more than %d pages of trade bills since %d: fills made outside seqtrade "
+                          "before the newest of them are not looked for", MAX_TRADE_BILL_PAGES, begin)  # fmt: skip
         for bill in sorted(found, key=lambda b: int(b.get("billId") or 0)):
-            event = event_from_bill(bill)
+            event = event_from_bill(bill) or external_bill_fill(bill)
             if event is None or event.event_id in self._seen_bills or event.symbol not in self._deriv_symbols:
                 continue
             if self._deriv.position_mode == "long_short":  # a funding bill names no leg: find it
@@ -690,7 +703,7 @@ class OkxVenue(Venue):
                 {"channel": "account"},
             ]
             await session.send({"op": "subscribe", "args": args})
-            await self._read_bills()  # what happened while the socket was down (or the server was)
+            await self._read_bills(trades=True)  # what happened while the socket was down (or the server was)
             self._account = account_from_okx(await self._rest.checked("GET", PATH_BALANCE))  # then the pushes
         self._link.session = session
         self._link.generation += 1
@@ -721,6 +734,7 @@ class OkxVenue(Venue):
             )
 
     def _private_down(self, reason: str) -> None:
+        self._down_at = self._clock.now_ms()  # the trade bills from here are read after the reconnect
         self._live.lost()  # pushes may be missed until the next REST snapshot
         if self._link.session is not None and self._reconciler is not None:
             self._reconciler.stream_lost()

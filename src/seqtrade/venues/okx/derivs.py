@@ -42,6 +42,7 @@ __all__ = [
     "leverage_calls",
     "event_from_bill",
     "external_fill",
+    "external_bill_fill",
     "position_from_okx",
     "net_positions",
     "funding_leg",
@@ -133,13 +134,49 @@ def external_fill(d: Mapping[str, Any]) -> VenueAccountEvent | None:
     return VenueAccountEvent(
         kind=AccountEventKind.ADJUSTMENT,
         symbol=str(d.get("instId") or ""),
-        event_id=f"fill:{trade_id}",
+        event_id=f"fill:{d.get('instId') or ''}:{trade_id}",  # trade ids are per instrument
         pos_side=str(d.get("posSide") or "").replace("net", ""),
         quantity=size if str(d.get("side")) == "buy" else -size,
         price=float(decimal_of(d.get("fillPx"))),
         amount=float(decimal_of(d.get("fillPnl"))) + fee,
         currency=str(d.get("fillFeeCcy") or d.get("feeCcy") or ""),
         ts=int_of(d.get("fillTime")) or int_of(d.get("uTime")),
+    )
+
+
+# trade bill subType (D§8) -> (side, leg): 1 buy, 2 sell (net mode), 3-6 open/close long/short
+_TRADE_SUB_TYPES = {"1": ("buy", ""), "2": ("sell", ""), "3": ("buy", "long"), "4": ("sell", "short"),
+                    "5": ("sell", "long"), "6": ("buy", "short")}  # fmt: skip
+
+
+def external_bill_fill(bill: Mapping[str, Any]) -> VenueAccountEvent | None:
+    """A trade bill (type 2) of an order seqtrade did not place (no ``clOrdId``): the same
+    ``adjustment`` of the external account as :func:`external_fill` (same event id, so a fill both
+    pushed and billed is applied once). Read after a reconnect: a fill made by hand while the
+    private socket was down still reaches ``external``. None for anything else."""
+    if str(bill.get("type") or "") != "2" or str(bill.get("clOrdId") or ""):
+        return None
+    side_leg = _TRADE_SUB_TYPES.get(str(bill.get("subType") or ""))
+    trade_id = str(bill.get("tradeId") or "")
+    size = abs(float(decimal_of(bill.get("sz"))))
+    if (
+        side_leg is None
+        or not trade_id
+        or size <= 0
+        or str(bill.get("instType") or "") not in ("SWAP", "FUTURES")
+    ):
+        return None
+    side, leg = side_leg
+    return VenueAccountEvent(
+        kind=AccountEventKind.ADJUSTMENT,
+        symbol=str(bill.get("instId") or ""),
+        event_id=f"fill:{bill.get('instId') or ''}:{trade_id}",
+        pos_side=leg,
+        quantity=size if side == "buy" else -size,
+        price=float(decimal_of(bill.get("px"))),
+        amount=float(decimal_of(bill.get("pnl"))) + float(decimal_of(bill.get("fee"))),
+        currency=str(bill.get("ccy") or ""),
+        ts=int_of(bill.get("fillTime")) or int_of(bill.get("ts")),
     )
 
 
