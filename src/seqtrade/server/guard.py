@@ -142,8 +142,9 @@ class Guard:
             await trio.sleep(self.config.risk.reconcile_interval)
 
     async def reconcile(self) -> list[str]:
-        """Per instrument, the strategies' positions plus ``external`` must equal the venue's; a WARNING
-        per instrument that disagrees, with by how much and since when.
+        """Per instrument, the strategies' positions plus ``external`` must equal the venue's (in
+        long/short mode each leg too: :meth:`Accounts.leg_mismatches`); a WARNING per instrument (and
+        leg) that disagrees, with by how much and since when.
 
         A fill on its way is not a mismatch: a difference within what the orders open when the venue
         was asked may still fill is not one (their fills may be done at the venue, their reports not

@@ -10,7 +10,8 @@ Composition only (docs/okx.md section numbers in brackets); the parts:
 - order tracking (:mod:`.tracking`): turns pushes, REST snapshots and REST fills into each change once;
 - the public socket (:mod:`.ws`): ``tickers``, ``books5``, ``trades`` [5.1-5.4] to ``sink.publish_market``;
 - the private socket: login [4.3], the ``orders`` channel [5.6]; after every (re)connect: login,
-  subscribe, reconcile. Frames arrive decoded into the typed messages of :mod:`.messages`; OKX codes
+  subscribe, reconcile. With swaps or futures also ``positions`` (the live legs over a REST snapshot
+  taken first), ``balance_and_position``, ``account`` and ``liquidation-warning``, and the bills [11.5]. Frames arrive decoded into the typed messages of :mod:`.messages`; OKX codes
   are classified by the one table of :mod:`.errors`.
 
 Tasks (all in the nursery of :meth:`OkxVenue.run`): the governor's release loop, one send task per
