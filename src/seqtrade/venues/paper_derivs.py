@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "AccountChange",
     "ContractSpec",
     "DerivPosition",
     "Fill",
@@ -122,6 +123,24 @@ class Liquidation:
     realized_pnl: float
     fee: float  # the liquidation fee, + = cost (what the account could pay of it)
     cash_change: float  # what the cash moved by (never below zero after it)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountChange:
+    """What the exchange did to a position without an order: a funding settlement or a liquidation.
+
+    ``quantity``: the signed change of the position in contracts (0 for funding); ``price``: the mark
+    price it happened at; ``amount``: the money it moved, + received, in ``currency`` (funding; a
+    liquidation's realised PnL less its fee); ``event_id``: unique, the key that makes it apply once."""
+
+    kind: Literal["funding", "liquidation"]
+    symbol: str
+    event_id: str
+    quantity: float
+    price: float
+    amount: float
+    currency: str
+    ts: int
 
 
 # ----------------------------------------------------------------------------- units and money
