@@ -43,6 +43,7 @@ def test_client_public_surface():
     assert sorted(c.__all__) == sorted([
         "Strategy", "Position", "run", "run_strategy", "load_strategy", "Endpoints",
         "Ticker", "Book", "Trade", "VenueStatus", "OrderReport", "OrderStatus",
+        "AccountEvent", "AccountEventKind", "MarkPrice", "FundingRate", "PriceLimit", "Instrument", "InstrumentKind",
     ])  # fmt: skip
     for name in c.__all__:
         assert hasattr(c, name)

@@ -70,7 +70,12 @@ async def market_buy(venue: PaperVenue, sink: Sink, oid: str, sym: str, qty: flo
 def test_swap_instruments_carry_their_contract_facts() -> None:
     venue = PaperVenue(QUIET, [SWAP, INV, SPOT, "ETH-USDT-SWAP"])
     swap, inv, spot = venue.instruments[SWAP], venue.instruments[INV], venue.instruments[SPOT]
-    assert (swap.kind, swap.contract_value, swap.lot_size, swap.min_size) == (InstrumentKind.SWAP, 0.01, 0.01, 0.01)
+    assert (swap.kind, swap.contract_value, swap.lot_size, swap.min_size) == (
+        InstrumentKind.SWAP,
+        0.01,
+        0.01,
+        0.01,
+    )
     assert (swap.settle_currency, swap.contract_currency, swap.inverse) == ("USDT", "BTC", False)
     assert (inv.contract_value, inv.lot_size, inv.settle_currency, inv.contract_currency, inv.inverse) == (
         100.0, 1.0, "BTC", "USD", True,
@@ -110,7 +115,12 @@ async def test_a_swap_trades_in_contracts_and_publishes_its_mark_and_funding(aut
             assert ev.fee == pytest.approx(2 * 0.01 * 60000.2 * QUIET.taker_fee)  # USDT
             assert await venue.positions() == {SWAP: 2.0, INV: 0.0, SPOT: 0.0}
             (detail,) = await venue.position_details()
-            assert (detail.symbol, detail.quantity, detail.avg_price, detail.mark_price) == (SWAP, 2.0, 60000.2, 60000.1)
+            assert (detail.symbol, detail.quantity, detail.avg_price, detail.mark_price) == (
+                SWAP,
+                2.0,
+                60000.2,
+                60000.1,
+            )
             assert (detail.currency, detail.margin_mode, detail.leverage) == ("USDT", "cross", 10.0)
             assert detail.unrealised_pnl == pytest.approx(-0.1 * 0.02)
             assert 0 < detail.liquidation_price < 60000.0 and detail.margin_ratio > 1
@@ -143,7 +153,11 @@ async def test_a_liquidation_cancels_the_orders_and_reaches_the_sink_once(autoju
             (liq,) = sink.account
             assert liq.kind is AccountEventKind.LIQUIDATION and (liq.quantity, liq.price) == (-30.0, 56800.1)
             assert sink.of("tp")[-1].status is OrderStatus.CANCELLED
-            assert sink.events.index(sink.of("tp")[-1]) >= 0 and await venue.positions() == {SWAP: 0.0, INV: 0.0, SPOT: 0.0}
+            assert sink.events.index(sink.of("tp")[-1]) >= 0 and await venue.positions() == {
+                SWAP: 0.0,
+                INV: 0.0,
+                SPOT: 0.0,
+            }
             await venue.set_market(SWAP, 56000.0, 56000.2)
             assert len(sink.account) == 1  # nothing left to liquidate
             assert (await venue.balances())["USDT"] >= 0.0
@@ -166,7 +180,9 @@ async def test_an_account_event_not_taken_is_handed_over_again_after_a_restart(
             balances = await venue.balances()
         async with running(state=state) as (venue2, sink2):
             (ev,) = sink2.account  # handed over at the start, once
-            assert ev.kind is AccountEventKind.FUNDING and ev.amount == pytest.approx(-2 * 0.01 * 60000.1 * 0.001)
+            assert ev.kind is AccountEventKind.FUNDING and ev.amount == pytest.approx(
+                -2 * 0.01 * 60000.1 * 0.001
+            )
             assert await venue2.balances() == balances  # applied once, before the kill
             assert (await venue2.positions())[SWAP] == 2.0
         async with running(state=state) as (venue3, sink3):

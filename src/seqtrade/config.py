@@ -30,6 +30,8 @@ __all__ = [
     "PaperConfig",
     "PaperContract",
     "OkxConfig",
+    "DerivativesConfig",
+    "InstrumentSetup",
     "JournalConfig",
     "OrdersConfig",
     "RiskLimits",
@@ -168,11 +170,42 @@ VenueKind = Literal["paper", "okx"]  # one case each in venues.venue_class
 
 
 @dataclass(frozen=True)
+class InstrumentSetup:
+    """``[venue.derivatives.instruments."<symbol>"]``: how the account trades one swap or future."""
+
+    margin_mode: Literal["cross", "isolated"] = "cross"
+    leverage: float = 0.0  # set through the venue's API at start; 0 = leave the account's setting
+
+
+@dataclass(frozen=True)
+class DerivativesConfig:
+    """``[venue.derivatives]``: the account set-up for swaps and futures (docs/derivatives.md)."""
+
+    # The account's position mode, checked at start: the server refuses to start when the venue's
+    # account is in the other mode (it never switches it: that needs a flat account).
+    position_mode: Literal["net", "long_short"] = "net"
+    # A reconciliation mismatch on an instrument: "log" it, or also move the strategies holding a
+    # position in it to `reducing` (they may only reduce) until the operator resumes them.
+    on_mismatch: Literal["log", "reducing"] = "reducing"
+    # A liquidation warning: "log" it and tell the owning strategies (always), or also move them to
+    # `reducing`.
+    on_liquidation_warning: Literal["log", "reducing"] = "log"
+    instruments: dict[str, InstrumentSetup] = field(default_factory=dict)
+
+    def setup(self, symbol: str) -> InstrumentSetup:
+        """The set-up of ``symbol`` (the defaults when it has no table)."""
+        return self.instruments.get(symbol) or InstrumentSetup()
+
+
+@dataclass(frozen=True)
 class VenueConfig:
     kind: VenueKind = "paper"
+    # Every instrument the server trades, of any kind: the kind follows from the symbol
+    # (``BTC-USDT`` spot, ``BTC-USDT-SWAP`` swap, ``BTC-USD-261225`` futures).
     symbols: list[str] = field(default_factory=lambda: ["BTC-USDT"])
     paper: PaperConfig = field(default_factory=PaperConfig)
     okx: OkxConfig = field(default_factory=OkxConfig)
+    derivatives: DerivativesConfig = field(default_factory=DerivativesConfig)
 
 
 @dataclass(frozen=True)
@@ -385,6 +418,7 @@ def _check(cfg: Config) -> None:
     if not 0 <= p.trade_probability <= 1:
         raise ConfigError("venue.paper.trade_probability: must be between 0 and 1")
     _check_paper_derivatives(p)
+    _check_derivatives(cfg)
     if cfg.venue.okx.cancel_all_after and not 10 <= cfg.venue.okx.cancel_all_after <= 120:
         raise ConfigError("venue.okx.cancel_all_after: must be 0 (off) or between 10 and 120 seconds")
     if cfg.server.closed_orders_in_memory < 0:
@@ -420,6 +454,19 @@ def _check_paper_derivatives(p: PaperConfig) -> None:
                 raise ConfigError(f'venue.paper.contracts."{sym}".{name}: must be > 0 (0 = the default)')
         if not 1 <= c.max_leverage <= 125:
             raise ConfigError(f'venue.paper.contracts."{sym}".max_leverage: must be between 1 and 125')
+
+
+def _check_derivatives(cfg: Config) -> None:
+    from .instruments import is_derivative  # pure; imported here to keep config's imports minimal
+
+    for sym, setup in cfg.venue.derivatives.instruments.items():
+        key = f'venue.derivatives.instruments."{sym}"'
+        if sym not in cfg.venue.symbols:
+            raise ConfigError(f"{key}: {sym!r} is not in venue.symbols")
+        if not is_derivative(sym):
+            raise ConfigError(f"{key}: {sym!r} is spot; margin mode and leverage apply to swaps and futures")
+        if setup.leverage != 0 and not 1 <= setup.leverage <= 125:
+            raise ConfigError(f"{key}.leverage: must be 0 (leave as set) or between 1 and 125")
 
 
 def _check_risk(cfg: Config) -> None:

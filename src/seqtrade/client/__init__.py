@@ -23,7 +23,20 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ..models import Book, OrderReport, OrderStatus, Ticker, Trade, VenueStatus
+from ..instruments import Instrument, InstrumentKind
+from ..models import (
+    AccountEvent,
+    AccountEventKind,
+    Book,
+    FundingRate,
+    MarkPrice,
+    OrderReport,
+    OrderStatus,
+    PriceLimit,
+    Ticker,
+    Trade,
+    VenueStatus,
+)
 from .strategy import Position, Strategy
 
 if TYPE_CHECKING:
@@ -44,6 +57,13 @@ __all__ = [
     "VenueStatus",
     "OrderReport",
     "OrderStatus",
+    "AccountEvent",
+    "AccountEventKind",
+    "MarkPrice",
+    "FundingRate",
+    "PriceLimit",
+    "Instrument",
+    "InstrumentKind",
 ]
 
 _LAZY = {"run": ".cli", "load_strategy": ".loading", "run_strategy": ".runner", "Endpoints": ".runner"}

@@ -65,13 +65,18 @@ from typing import Any
 
 from .. import wire
 from ..errors import WireError
+from ..instruments import Instrument
 from ..models import (
     PROTOCOL_VERSION,
+    AccountEvent,
     Book,
+    FundingRate,
     Goodbye,
     Heartbeat,
     Hello,
+    MarkPrice,
     OrderReport,
+    PriceLimit,
     Refusal,
     Ticker,
     Trade,
@@ -125,7 +130,7 @@ class Synced:
 class Report:
     """The next report of this strategy, in seq order, each seq once."""
 
-    report: OrderReport
+    report: OrderReport | AccountEvent  # an account_event shares the order reports' seq
     joining: bool  # arrived before the first join completed: state to rebuild, not news for on_order
     synced: Synced | None = None  # this report completes a join
 
@@ -194,18 +199,25 @@ class ClientProtocol:
         self._rejoin = False  # decided where no time was given: the next tick() sends the hello
         self._status_seq = 0
         self._md_seq: dict[tuple[str, str], int] = {}
+        self.instruments: dict[str, Instrument] = {}  # from the newest welcome (empty: an older server)
         self._ticker_seq: dict[str, int] = {}  # the ticker path's own seq per symbol
         # Dispatch by message type, checked against the codec's tables (a new type needs a handler).
         self._report_handlers: dict[type, Callable[[Any, float], Report | Synced | Refused | None]] = (
             wire.dispatch_table(
                 wire.REPORT_TYPES,
-                {OrderReport: self._on_report, Welcome: self._on_welcome, Refusal: self._on_refusal},
+                {
+                    OrderReport: self._on_report,
+                    Welcome: self._on_welcome,
+                    Refusal: self._on_refusal,
+                    AccountEvent: self._on_report,
+                },  # fmt: skip
             )
         )
-        self._md_handlers: dict[type, Callable[[Any], Book | Trade | VenueStatus | None]] = wire.dispatch_table(
+        self._md_handlers: dict[type, Callable[[Any], Any]] = wire.dispatch_table(
             wire.MARKET_DATA_TYPES,
             {Ticker: self._ticker_via_table, Book: self._book_or_trade, Trade: self._book_or_trade,
-             VenueStatus: self._status},
+             VenueStatus: self._status, MarkPrice: self._book_or_trade, FundingRate: self._book_or_trade,
+             PriceLimit: self._book_or_trade},
         )  # fmt: skip
 
     # ------------------------------------------------------------------ requests out
@@ -330,7 +342,7 @@ class ClientProtocol:
         handler = self._report_handlers.get(type(msg))
         return handler(msg, now) if handler is not None else None
 
-    def _on_report(self, msg: OrderReport, now: float) -> Report | None:
+    def _on_report(self, msg: OrderReport | AccountEvent, now: float) -> Report | None:
         if msg.seq <= self.last_seq:
             return None  # a duplicate: already handled
         if msg.seq != self.last_seq + 1:
@@ -373,6 +385,8 @@ class ClientProtocol:
     def _on_welcome(self, msg: Welcome, now: float) -> Synced | None:
         if not (self.nonce and msg.nonce == self.nonce):
             return None  # a welcome for another hello (ours or not)
+        if msg.instruments:  # before the replay that follows: its fills need the contract facts
+            self.instruments = {i.symbol: i for i in msg.instruments}
         if self.refused is not None:
             log.info("the id's previous process is gone: joining in its place")
             self.refused = None
@@ -411,7 +425,7 @@ class ClientProtocol:
 
     # ------------------------------------------------------------------ market data in
 
-    def receive_md_frame(self, frame: bytes) -> Ticker | Book | Trade | VenueStatus | None:
+    def receive_md_frame(self, frame: bytes) -> Any:
         """One market-data frame, its seq gap counted; None for a bad frame or an unknown type."""
         # Tickers are most of the traffic: the specialised decoder and the gap check inline.
         t = _decode_ticker(frame)
@@ -431,15 +445,16 @@ class ClientProtocol:
         seqs[t.symbol] = t.seq
         return t
 
-    def _other_md(self, msg: Any) -> Book | Trade | VenueStatus | None:
+    def _other_md(self, msg: Any) -> Any:
         handler = self._md_handlers.get(type(msg))
         return handler(msg) if handler is not None else None
 
     def _ticker_via_table(self, msg: Ticker) -> None:
         raise AssertionError("tickers take the fast path in receive_md_frame")  # pragma: no cover
 
-    def _book_or_trade(self, msg: Book | Trade) -> Book | Trade:
-        key = ("book" if type(msg) is Book else "trade", msg.symbol)
+    def _book_or_trade(self, msg: Book | Trade | MarkPrice | FundingRate | PriceLimit) -> Any:
+        """Any per-symbol message but the ticker: its seq gap counted per topic."""
+        key = (msg.__class__.__name__, msg.symbol)
         last = self._md_seq.get(key)
         if last is not None and msg.seq > last + 1:
             self.md_gaps += msg.seq - last - 1

@@ -31,7 +31,17 @@ import zmq
 from .. import trace, wire
 from ..config import Config
 from ..errors import SeqtradeError
-from ..models import Book, Heartbeat, Ticker, Trade, VenueStatus
+from ..models import (
+    AccountEvent,
+    Book,
+    FundingRate,
+    Heartbeat,
+    MarkPrice,
+    PriceLimit,
+    Ticker,
+    Trade,
+    VenueStatus,
+)
 from ..security import ClientCurve, apply_client_curve, client_curve
 from .errorlog import SUMMARY_INTERVAL, CallbackErrors
 from .protocol import HELLO_INTERVAL, ClientProtocol, Refused, Report, ServerLost, Synced
@@ -134,7 +144,10 @@ def _overrides(strategy: Strategy, name: str) -> bool:
     return getattr(type(strategy), name) is not getattr(Strategy, name)
 
 
-_MD_CALLBACK = {Book: "on_book", Trade: "on_trade", VenueStatus: "on_status"}
+_MD_CALLBACK = {Book: "on_book", Trade: "on_trade", VenueStatus: "on_status", MarkPrice: "on_mark",
+                FundingRate: "on_funding", PriceLimit: "on_price_limit"}  # fmt: skip
+# The derivatives topics a strategy is subscribed to when it overrides the callback.
+_DERIVATIVE_MD = (("mark", "on_mark"), ("funding", "on_funding"), ("price_limit", "on_price_limit"))
 
 
 class _Shell:
@@ -190,15 +203,21 @@ class _Shell:
             if ev is None:
                 continue
             if isinstance(ev, Report):
-                s._apply_report(ev.report)
-                if not ev.joining:
-                    if trace.ON:
-                        key = f"{ev.report.client_order_id}:{ev.report.status}"
-                        trace.mark(key, "c_recv", t_recv)
-                        trace.mark(key, "c_decoded")
-                    self.call(s.on_order, ev.report)
-                    if trace.ON:
-                        trace.mark(key, "c_done")
+                r = ev.report
+                if isinstance(r, AccountEvent):
+                    s._apply_account_event(r)
+                    if not ev.joining:
+                        self.call(s.on_account_event, r)
+                else:
+                    s._apply_report(r)
+                    if not ev.joining:
+                        if trace.ON:
+                            key = f"{r.client_order_id}:{r.status}"
+                            trace.mark(key, "c_recv", t_recv)
+                            trace.mark(key, "c_decoded")
+                        self.call(s.on_order, r)
+                        if trace.ON:
+                            trace.mark(key, "c_done")
                 if ev.synced is not None:
                     self.synced(ev.synced)
             elif isinstance(ev, Synced):
@@ -288,6 +307,9 @@ def run_strategy(
             conn.subscribe("book", sym)
         if _overrides(strategy, "on_trade"):
             conn.subscribe("trade", sym)
+        for kind, callback in _DERIVATIVE_MD:
+            if _overrides(strategy, callback):
+                conn.subscribe(kind, sym)
         subscribed.append(sym)
     conn.md.setsockopt(zmq.SUBSCRIBE, b"status/")
     poller = zmq.Poller()

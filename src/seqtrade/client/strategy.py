@@ -16,21 +16,26 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..ids import base36
+from ..instruments import Instrument, money_currency
 from ..models import (
     OPEN_STATUSES,
+    AccountEvent,
     AmendRequest,
     Book,
     CancelAll,
     CancelRequest,
+    FundingRate,
+    MarkPrice,
     OrderReport,
     OrderRequest,
     OrderType,
+    PriceLimit,
     Side,
     Ticker,
     Trade,
     VenueStatus,
 )
-from ..positions import FeeLedger, apply_fill
+from ..positions import FeeLedger, apply_fill, apply_fill_to
 
 if TYPE_CHECKING:
     from .protocol import ClientProtocol
@@ -84,23 +89,39 @@ class Position:
     from the realised PnL.
 
     Attributes:
-        quantity: Net quantity in base units: positive long, negative short, 0.0 flat.
+        quantity: Net quantity in the instrument's unit (base currency for spot, contracts for swaps
+            and futures): positive long, negative short, 0.0 flat.
         avg_price: Average entry price of the open quantity (0.0 when flat).
-        realized_pnl: Profit realised by closing trades, in quote units, gross of fees.
-        fees: Fees paid on this symbol's orders, in quote units (a rebate counts negative).
+        realized_pnl: Profit realised by closing trades, gross of fees, in ``currency``.
+        fees: Fees paid on this symbol's orders, in ``currency`` (a rebate counts negative).
+        funding: Funding received (+) or paid (-) on this symbol, in ``currency``; liquidation and
+            ADL amounts count here too (``account_event`` reports).
+        currency: The currency of the money figures: the settlement currency (USDT for a linear
+            swap, BTC for ``BTC-USD-SWAP``, the quote currency for spot); "" when not known.
+        instrument: The instrument's facts the PnL is computed with (contract value, linear or
+            inverse); None when the server did not send them (PnL as for spot).
     """
 
     quantity: float = 0.0  # + long, - short
     avg_price: float = 0.0  # average entry price of the open quantity
     realized_pnl: float = 0.0  # gross of fees
     fees: float = 0.0
+    funding: float = 0.0
+    currency: str = ""
+    instrument: Instrument | None = field(default=None, repr=False)
 
     def apply_fill(self, side: str, qty: float, price: float) -> None:
-        """Apply one fill of ``qty`` (base units, > 0) at ``price``; ``side`` is ``"buy"`` or ``"sell"``.
+        """Apply one fill of ``qty`` (> 0, the instrument's unit) at ``price``; ``side`` is ``"buy"``
+        or ``"sell"``. PnL uses the contract value (and the inverse formula) when the instrument is known.
 
         The maths the server's accounts use too (``seqtrade.positions``).
         """
-        self.quantity, self.avg_price, pnl = apply_fill(self.quantity, self.avg_price, side, qty, price)
+        if self.instrument is not None:
+            self.quantity, self.avg_price, pnl = apply_fill_to(
+                self.instrument, self.quantity, self.avg_price, side, qty, price
+            )
+        else:
+            self.quantity, self.avg_price, pnl = apply_fill(self.quantity, self.avg_price, side, qty, price)
         self.realized_pnl += pnl
 
 
@@ -296,6 +317,38 @@ class Strategy:
 
         Args:
             report: The [`OrderReport`][seqtrade.client.OrderReport].
+        """
+
+    def on_account_event(self, event: AccountEvent) -> None:
+        """Something the venue did to this strategy's position: funding, a liquidation, an ADL, a
+        delivery or a liquidation warning (state already applied: ``positions`` includes it).
+
+        Numbered with the order reports, called once each, in ``seq`` order, like ``on_order``.
+
+        Args:
+            event: The [`AccountEvent`][seqtrade.client.AccountEvent].
+        """
+
+    def on_mark(self, mark: MarkPrice) -> None:
+        """The mark and index price of a subscribed swap or future (subscribed to only if overridden).
+
+        Args:
+            mark: The newest [`MarkPrice`][seqtrade.client.MarkPrice].
+        """
+
+    def on_funding(self, funding: FundingRate) -> None:
+        """The funding rate and the next funding time of a subscribed swap (only if overridden).
+
+        Args:
+            funding: The newest [`FundingRate`][seqtrade.client.FundingRate].
+        """
+
+    def on_price_limit(self, limit: PriceLimit) -> None:
+        """The venue's price limits of a subscribed swap or future (only if overridden): orders
+        outside them are refused.
+
+        Args:
+            limit: The newest [`PriceLimit`][seqtrade.client.PriceLimit].
         """
 
     def on_status(self, status: VenueStatus) -> None:
@@ -551,6 +604,19 @@ class Strategy:
         p = self.positions.get(symbol)
         return p.quantity if p else 0.0
 
+    def instrument(self, symbol: str) -> Instrument:
+        """The facts of ``symbol`` as the server gave them in its welcome: kind, tick, lot, minimum,
+        contract value and currency, linear or inverse, settlement currency, max leverage, expiry.
+
+        Never hard-code a contract size: ``self.instrument("BTC-USDT-SWAP").contract_value`` is 0.01
+        (BTC per contract) on OKX today. Raises ``KeyError`` for a symbol the server does not serve
+        (or before the join, or from a server too old to send them).
+        """
+        insts = self._protocol.instruments if self._protocol is not None else {}
+        if symbol not in insts:
+            raise KeyError(f"no instrument facts for {symbol!r}: the server did not send them")
+        return insts[symbol]
+
     def avg_price(self, symbol: str) -> float:
         """Average entry price of the open position in ``symbol`` (0.0 when flat)."""
         p = self.positions.get(symbol)
@@ -580,11 +646,28 @@ class Strategy:
         if r.symbol:
             pos = self.positions.get(r.symbol)
             if pos is None and (r.last_fill_quantity > 0 or r.fee != 0):
-                pos = self.positions[r.symbol] = Position()
+                pos = self.positions[r.symbol] = self._new_position(r.symbol)
             if pos is not None:
                 if r.last_fill_quantity > 0:
                     pos.apply_fill(r.side, r.last_fill_quantity, r.last_fill_price)
                 pos.fees += self._fees.change(coid, r.fee)  # reports come in seq order (rebates < 0)
+
+    def _new_position(self, symbol: str) -> Position:
+        inst = self._protocol.instruments.get(symbol) if self._protocol is not None else None
+        return Position(currency=money_currency(inst) if inst else "", instrument=inst)
+
+    def _apply_account_event(self, e: AccountEvent) -> None:
+        """Update ``positions`` from one account event (each applied once, in seq order)."""
+        pos = self.positions.get(e.symbol)
+        if pos is None:
+            if not e.quantity and not e.amount:
+                return
+            pos = self.positions[e.symbol] = self._new_position(e.symbol)
+        if e.quantity:
+            pos.quantity += e.quantity
+            if abs(pos.quantity) <= 1e-12:
+                pos.quantity, pos.avg_price = 0.0, 0.0
+        pos.funding += e.amount
 
     def _reset_open_orders(self, open_orders: Mapping[str, OrderReport]) -> None:
         self.open_orders = dict(open_orders)

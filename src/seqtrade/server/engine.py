@@ -761,8 +761,10 @@ class Engine:
             if rec.last_report is not None and rec.last_report.status in OPEN_STATUSES
         ]
         open_orders.sort(key=lambda r: r.seq)
+        insts = self.instruments()
         return Welcome(sid, hello.nonce, self.seqs.get(sid, 0), open_orders, gw_ns=gw_ns,
-                       symbols=sorted(self.instruments()) or list(self.config.venue.symbols))  # fmt: skip
+                       symbols=sorted(insts) or list(self.config.venue.symbols),
+                       instruments=[insts[s] for s in sorted(insts)])  # fmt: skip
 
     def replay_chunks(self) -> list[tuple[str, int, int]]:
         """The next step of the replays in flight: (strategy, the reports after this seq, at most this

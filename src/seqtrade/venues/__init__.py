@@ -42,7 +42,7 @@ def venue_from_config(config: Config, environ: Mapping[str, str]) -> Venue:
                 from ..bench.feed import BenchPaperVenue
 
                 return BenchPaperVenue(v.paper, list(v.symbols), state_path=state)
-            return PaperVenue(v.paper, list(v.symbols), state_path=state)
+            return PaperVenue(v.paper, list(v.symbols), state_path=state, derivatives=v.derivatives)
         case "okx":
             from .okx import OkxCredentials, OkxVenue
 

@@ -83,7 +83,9 @@ def paper_instrument(
                           quote_currency=quote)  # fmt: skip
         return inst, None
     if kind is not InstrumentKind.SWAP:
-        raise ConfigError(f"venue.symbols: {symbol} is a dated future; the paper venue trades spot and perpetual swaps")
+        raise ConfigError(
+            f"venue.symbols: {symbol} is a dated future; the paper venue trades spot and perpetual swaps"
+        )
     inverse = quote == "USD"
     c = cfg.contracts.get(symbol)
     if inverse:
@@ -92,7 +94,7 @@ def paper_instrument(
         ct_val, lot = {"BTC": 0.01, "ETH": 0.1}.get(base, 1.0), 0.01
     if c is not None:
         ct_val, lot = c.contract_value or ct_val, c.lot_size or lot
-    min_size = (c.min_size if c is not None and c.min_size else lot)
+    min_size = c.min_size if c is not None and c.min_size else lot
     max_lev = c.max_leverage if c is not None else 100.0
     settle = base if inverse else quote
     inst = Instrument(symbol, cfg.tick_size, lot, min_size, contract_value=ct_val, kind=kind,
@@ -101,7 +103,9 @@ def paper_instrument(
     setup = derivatives.setup(symbol) if derivatives is not None else None
     leverage = setup.leverage if setup is not None and setup.leverage else cfg.leverage
     if leverage > max_lev:
-        raise ConfigError(f"leverage of {symbol}: {leverage:g}x exceeds the paper venue's maximum {max_lev:g}x")
+        raise ConfigError(
+            f"leverage of {symbol}: {leverage:g}x exceeds the paper venue's maximum {max_lev:g}x"
+        )
     spec = ContractSpec(symbol, ct_val, lot, inverse=inverse, settle_currency=settle, leverage=leverage,
                         margin_mode=setup.margin_mode if setup is not None else "cross",
                         maintenance_margin_rate=cfg.maintenance_margin_rate,
@@ -352,7 +356,9 @@ class PaperVenue(Venue):
     def _funding_rates(self, funding_ms: int) -> dict[str, float]:
         cfg = self._cfg
         return {
-            sym: funding_rate(sym, funding_ms, base=cfg.funding_rate, jitter=cfg.funding_rate_jitter, seed=cfg.seed)
+            sym: funding_rate(
+                sym, funding_ms, base=cfg.funding_rate, jitter=cfg.funding_rate_jitter, seed=cfg.seed
+            )
             for sym in self._specs
         }
 
@@ -508,14 +514,14 @@ class PaperVenue(Venue):
     ) -> None:
         """Test hook: force the market of ``symbol`` and match resting orders against it.
 
-        The book becomes ``bid``/``ask`` with the given sizes (default ``level_size``) at the top and
+        The book becomes ``bid``/``ask`` with the given sizes (default ``level_size``, in contracts for a swap) at the top and
         four more levels a tick apart of ``level_size`` each; a ticker and the book are published. The
         random walk continues from this mid at its next step.
         """
         if not bid < ask:
             raise ValueError(f"set_market: bid {bid} must be below ask {ask}")
         walk = self._walks[symbol]
-        size = self._cfg.level_size
+        size = walk.level_size  # a swap's in contracts
         bids = [[bid, size if bid_size is None else bid_size]]
         asks = [[ask, size if ask_size is None else ask_size]]
         for i in range(1, BOOK_DEPTH):
