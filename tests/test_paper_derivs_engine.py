@@ -154,6 +154,25 @@ def test_liquidation_when_the_margin_runs_out_cancels_the_orders_and_closes_at_m
     assert eng.liquidations(ts=11) == ([], [])
 
 
+def test_reduce_only_is_refused_as_okx_refuses_it_in_net_mode() -> None:
+    eng = engine()
+    ro = VenueOrder("r0", SWAP, Side.SELL, OrderType.LIMIT, 61000.0, 1.0, reduce_only=True)
+    (rej,) = eng.submit(ro, ts=1)
+    assert rej.status is OrderStatus.REJECTED and "(code 51169)" in rej.error_msg  # no position
+    submit(eng, "b", SWAP, Side.BUY, 2.0)
+    same = VenueOrder("r1", SWAP, Side.BUY, OrderType.LIMIT, 59000.0, 1.0, reduce_only=True)
+    assert "(code 51170)" in eng.submit(same, ts=2)[0].error_msg  # the same direction
+    ok = VenueOrder("r2", SWAP, Side.SELL, OrderType.LIMIT, 61000.0, 1.5, reduce_only=True)
+    assert eng.submit(ok, ts=3)[0].status is OrderStatus.ACCEPTED
+    more = VenueOrder("r3", SWAP, Side.SELL, OrderType.LIMIT, 61000.0, 1.0, reduce_only=True)
+    (rej3,) = eng.submit(more, ts=4)  # 1.0 + the 1.5 resting > the position of 2
+    assert rej3.error_msg == "reduce-only: 1 with 1.5 reduce-only already resting exceeds the position of 2"
+    spot = VenueOrder("s", SPOT, Side.BUY, OrderType.LIMIT, 59000.0, 0.001, reduce_only=True)
+    assert "swaps in net mode only (code 51000)" in eng.submit(spot, ts=5)[0].error_msg
+    hedge = VenueOrder("h", SWAP, Side.BUY, OrderType.LIMIT, 59000.0, 1.0, pos_side="long")
+    assert "(code 51000)" in eng.submit(hedge, ts=6)[0].error_msg  # net mode: no long/short legs
+
+
 def test_the_store_keeps_positions_funding_and_undelivered_changes_through_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "paper.sqlite"
     eng = engine()

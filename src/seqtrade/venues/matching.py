@@ -153,6 +153,7 @@ class PaperOrder:
     error_msg: str = ""  # why the order was rejected or cancelled
     ts: int = 0  # ms of the last change
     reserved: float = 0.0  # what the order holds frozen: quote for a buy, base for a sell; swaps: margin
+    reduce_only: bool = False  # swaps: accepted as reduce-only (in memory: not kept by the store)
 
 
 class _Level:
@@ -501,6 +502,11 @@ class MatchingEngine:
             reason = check_order(order, st.inst)
             if not reason and kind is _MARKET and not st.levels(side):
                 reason = f"no market data for {order.symbol}"
+            if not reason and order.reduce_only and st.deriv is not None:
+                reason = self._reduce_only_refusal(st, side, order.quantity)
+                o.reduce_only = not reason
+            elif not reason and (order.pos_side or order.reduce_only):
+                reason = "pos_side and reduce_only apply to swaps in net mode only (code 51000)"
         if st is None or reason:
             return [self._close(o, _REJECTED, reason, ts)]
         o.lots = round(order.quantity / st.lot)
@@ -662,6 +668,24 @@ class MatchingEngine:
         return cost
 
     # ------------------------------------------------------------------ swaps: margin, funding, liquidation
+
+    def _reduce_only_refusal(self, st: _Symbol, side: Side, quantity: float) -> str:
+        """Why a reduce-only order of ``quantity`` on ``side`` is refused, as OKX refuses it in net
+        mode (no position; the same direction; more than the position with the reduce-only orders
+        already resting on that side), or ``""``."""
+        pos = self._position_lots[st.inst.symbol]
+        if not pos:
+            return "reduce-only: no position in this direction to reduce or close (code 51169)"
+        if (pos > 0) == (side is _BUY):
+            return "reduce-only: the order is in the same direction as the position (code 51170)"
+        resting = sum(o.lots - o.filled_lots for o in st.resting(side).values() if o.reduce_only)
+        lots = round(quantity / st.lot)
+        if lots + resting > abs(pos):
+            return (
+                f"reduce-only: {quantity:g} with {resting * st.lot:g} reduce-only already resting exceeds"
+                f" the position of {abs(pos) * st.lot:g}"
+            )
+        return ""
 
     def _margin_need(self, st: _Symbol, side: Side, lots: int, price: float) -> float:
         """The initial margin and fee of the part of ``lots`` on ``side`` that would open exposure

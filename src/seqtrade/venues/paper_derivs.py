@@ -39,8 +39,11 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+from ..instruments import Instrument, InstrumentKind, fee_amount, notional
+from ..instruments import unrealised_pnl as instrument_pnl
 
 __all__ = [
     "AccountChange",
@@ -87,6 +90,13 @@ class ContractSpec:
     margin_mode: MarginMode = "cross"
     maintenance_margin_rate: float = 0.004  # of the position value
     liquidation_fee_rate: float = 0.0005  # of the position value, charged on liquidation
+    # The instrument's facts as seqtrade.instruments' formulas (notional, PnL, fee) take them
+    instrument: Instrument = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        inst = Instrument(self.symbol, 0.0, self.lot_size, self.lot_size, contract_value=self.contract_value,
+                          kind=InstrumentKind.SWAP, settle_currency=self.settle_currency, inverse=self.inverse)  # fmt: skip
+        object.__setattr__(self, "instrument", inst)
 
 
 @dataclass(slots=True)
@@ -147,10 +157,10 @@ class AccountChange:
 
 
 def position_value(spec: ContractSpec, quantity: float, price: float) -> float:
-    """The value of ``quantity`` contracts at ``price`` in the settlement currency (>= 0)."""
-    if spec.inverse:
-        return abs(quantity) * spec.contract_value / price
-    return abs(quantity) * spec.contract_value * price
+    """The value of ``quantity`` contracts at ``price`` in the settlement currency (>= 0): the
+    notional, in coins for an inverse swap (whose notional is in USD)."""
+    value = notional(spec.instrument, quantity, price)
+    return value / price if spec.inverse else value
 
 
 def contracts_for(spec: ContractSpec, amount: float) -> float:
@@ -161,14 +171,12 @@ def contracts_for(spec: ContractSpec, amount: float) -> float:
 
 def fee(spec: ContractSpec, quantity: float, price: float, rate: float) -> float:
     """The fee of a fill of ``quantity`` contracts at ``price``, settlement currency, + = cost."""
-    return position_value(spec, quantity, price) * rate
+    return fee_amount(spec.instrument, quantity, price, rate)
 
 
 def _pnl(spec: ContractSpec, quantity: float, entry: float, exit_: float) -> float:
     """PnL of ``quantity`` signed contracts entered at ``entry`` and valued at ``exit_``."""
-    if spec.inverse:
-        return (1.0 / entry - 1.0 / exit_) * quantity * spec.contract_value
-    return (exit_ - entry) * quantity * spec.contract_value
+    return instrument_pnl(spec.instrument, quantity, entry, exit_)
 
 
 def unrealised_pnl(spec: ContractSpec, pos: DerivPosition, mark: float) -> float:
