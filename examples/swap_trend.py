@@ -29,6 +29,7 @@ class SwapTrend(Strategy):
         self.threshold = float(self.params.get("threshold", 0.0002))  # relative distance from the average
         self.marks: deque[float] = deque(maxlen=self.window)
         self.pending: str | None = None  # one order in flight at a time
+        self.pause = 0  # marks to let pass after a refusal before trying again
         self.set_timer(10.0, self.report)
         self.log.info("swap trend on %s: %g contracts of %g %s each (%s); position %g", self.symbol, self.size,
                       inst.contract_value, inst.contract_currency, "inverse" if inst.inverse else "linear",
@@ -38,6 +39,9 @@ class SwapTrend(Strategy):
         if m.symbol != self.symbol:
             return
         self.marks.append(m.mark_price)
+        if self.pause:
+            self.pause -= 1
+            return
         if len(self.marks) < self.window or self.pending is not None:
             return
         avg = sum(self.marks) / len(self.marks)
@@ -55,6 +59,7 @@ class SwapTrend(Strategy):
             self.pending = None
             if r.error_msg:
                 self.log.warning("%s %s: %s", r.client_order_id, r.status, r.error_msg)
+                self.pause = self.window  # refused (a risk limit, the margin): wait before trying again
 
     def on_account_event(self, e: AccountEvent) -> None:
         self.log.warning("%s on %s: %+g contracts at %.1f, %+.6f %s", e.kind, e.symbol, e.quantity, e.price,

@@ -173,6 +173,23 @@ def test_reduce_only_is_refused_as_okx_refuses_it_in_net_mode() -> None:
     assert "(code 51000)" in eng.submit(hedge, ts=6)[0].error_msg  # net mode: no long/short legs
 
 
+def test_limit_prices_beyond_the_price_limits_are_refused_with_51006() -> None:
+    eng = MatchingEngine(INSTS, maker_fee=0.0002, taker_fee=TAKER, balances={"USDT": 1000.0}, contracts=SPECS,
+                         price_limit_band=0.05)  # fmt: skip
+    market(eng, 60000.0)
+    assert eng.price_limits(SWAP) == (63000.0, 57000.0)
+    (rej,) = submit(eng, "hi", SWAP, Side.BUY, 0.01, 63000.1)
+    assert rej.error_msg == (
+        "Order price is not within the price limit (max buy price: 63000, min sell price: 57000) (code 51006)"
+    )
+    assert submit(eng, "lo", SWAP, Side.SELL, 0.01, 56999.9)[0].status is OrderStatus.REJECTED
+    (ok,) = submit(eng, "in", SWAP, Side.BUY, 0.01, 57000.0)
+    assert ok.status is OrderStatus.ACCEPTED
+    (failed,) = eng.amend("in", 63000.5, None, ts=2)
+    assert "(code 51006)" in failed.error_msg
+    assert submit(eng, "spot", SPOT, Side.BUY, 0.001, 50000.0)[0].status is OrderStatus.ACCEPTED  # spot: none
+
+
 def test_the_store_keeps_positions_funding_and_undelivered_changes_through_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "paper.sqlite"
     eng = engine()

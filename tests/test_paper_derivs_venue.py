@@ -16,7 +16,7 @@ import trio
 from seqtrade.config import DerivativesConfig, InstrumentSetup, PaperConfig, parse_config
 from seqtrade.errors import ConfigError
 from seqtrade.instruments import InstrumentKind
-from seqtrade.models import AccountEventKind, FundingRate, MarkPrice, OrderStatus, OrderType, Side
+from seqtrade.models import AccountEventKind, FundingRate, MarkPrice, OrderStatus, OrderType, PriceLimit, Side
 from seqtrade.venues.base import OrderEvent, VenueAccountEvent, VenueOrder
 from seqtrade.venues.paper import PaperVenue
 
@@ -110,6 +110,8 @@ async def test_a_swap_trades_in_contracts_and_publishes_its_mark_and_funding(aut
             funding = [m for m in sink.of_type(FundingRate) if m.symbol == SWAP]
             assert isinstance(funding[-1], FundingRate) and funding[-1].funding_rate == 0.0001
             assert funding[-1].interval_ms == 28_800_000 and funding[-1].next_funding_time % 28_800_000 == 0
+            (limit,) = [m for m in sink.of_type(PriceLimit) if m.symbol == SWAP][-1:]
+            assert isinstance(limit, PriceLimit) and (limit.buy_limit, limit.sell_limit) == (63000.1, 57000.1)
             ev = await market_buy(venue, sink, "b1", SWAP, 2.0)
             assert (ev.status, ev.filled_quantity, ev.avg_price) == (OrderStatus.FILLED, 2.0, 60000.2)
             assert ev.fee == pytest.approx(2 * 0.01 * 60000.2 * QUIET.taker_fee)  # USDT

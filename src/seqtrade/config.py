@@ -139,6 +139,7 @@ class PaperConfig:
     funding_interval: float = 28_800.0  # seconds between funding settlements (OKX: 8 h)
     funding_rate: float = 0.0001  # the rate settled each time (> 0: longs pay shorts) ...
     funding_rate_jitter: float = 0.0  # ... plus a seeded random part in [-jitter, jitter]
+    price_limit_band: float = 0.05  # a swap's limit price within this fraction of its mark (0: no limit)
     # Contract facts per swap; defaults: BTC-USDT-SWAP 0.01 BTC, ETH-USDT-SWAP 0.1 ETH (lot 0.01),
     # BTC-USD-SWAP 100 USD, other inverse 10 USD (lot 1), other linear 1 coin (lot 0.01).
     contracts: dict[str, PaperContract] = field(default_factory=dict)
@@ -444,6 +445,8 @@ def _check_paper_derivatives(p: PaperConfig) -> None:
         raise ConfigError("venue.paper.maintenance_margin_rate: must be a fraction (0.004 = 0.4 %) above 0")
     if not 0 <= p.liquidation_fee_rate < 1:
         raise ConfigError("venue.paper.liquidation_fee_rate: must be a fraction (0.0005 = 0.05 %), >= 0")
+    if not 0 <= p.price_limit_band < 1:
+        raise ConfigError("venue.paper.price_limit_band: must be a fraction (0.05 = 5 %), 0 for no limit")
     if not p.funding_interval > 0:
         raise ConfigError("venue.paper.funding_interval: must be > 0 (seconds)")
     if abs(p.funding_rate) > 0.00375 or not 0 <= p.funding_rate_jitter <= 0.00375:

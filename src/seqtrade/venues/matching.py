@@ -264,8 +264,12 @@ class MatchingEngine:
         max_closed: int = 10_000,  # its memory: about 0.6 kB an order (docs/operations.md, "Memory")
         balances: Mapping[str, float] | None = None,
         contracts: Mapping[str, ContractSpec] | None = None,
+        price_limit_band: float = 0.0,
     ) -> None:
-        """``contracts``: the symbols that are swaps, and their terms (the others are spot)."""
+        """``contracts``: the symbols that are swaps, and their terms (the others are spot).
+        ``price_limit_band``: a swap's limit prices must lie within this fraction of its mark (0: no
+        limit), as OKX's price limits (51006)."""
+        self.price_limit_band = price_limit_band
         self.maker_fee = maker_fee
         self.taker_fee = taker_fee
         self._reserve_fee = max(maker_fee, taker_fee)  # a buy holds its notional and the higher fee
@@ -502,6 +506,8 @@ class MatchingEngine:
             reason = check_order(order, st.inst)
             if not reason and kind is _MARKET and not st.levels(side):
                 reason = f"no market data for {order.symbol}"
+            if not reason and kind is not _MARKET:
+                reason = self._price_limit_refusal(st, side, order.price)
             if not reason and order.reduce_only and st.deriv is not None:
                 reason = self._reduce_only_refusal(st, side, order.quantity)
                 o.reduce_only = not reason
@@ -635,7 +641,7 @@ class MatchingEngine:
         if price is None and quantity is None:
             return "nothing to amend"
         if price is not None:
-            if reason := _check_price(price, st.inst):
+            if reason := _check_price(price, st.inst) or self._price_limit_refusal(st, o.side, price):
                 return reason
             best = self._best(st.levels(o.side))
             if o.order_type is _POST_ONLY and best is not None and self._crosses(o.side, best, price, st.eps):
@@ -732,6 +738,29 @@ class MatchingEngine:
     def set_mark(self, symbol: str, mark: float) -> None:
         """The swap's mark price (what unrealised PnL, margin, funding and liquidation use)."""
         self._marks[symbol] = mark
+
+    def price_limits(self, symbol: str) -> tuple[float, float] | None:
+        """(highest buy price, lowest sell price) of a swap: its mark +- ``price_limit_band``, on the
+        tick; None without a band or a mark."""
+        mark = self._marks.get(symbol)
+        if not self.price_limit_band or mark is None:
+            return None
+        tick = self._symbols[symbol].inst.tick_size
+        up = math.floor(mark * (1 + self.price_limit_band) / tick + 1e-9) * tick
+        down = math.ceil(mark * (1 - self.price_limit_band) / tick - 1e-9) * tick
+        return round(up, 9), round(down, 9)
+
+    def _price_limit_refusal(self, st: _Symbol, side: Side, price: float | None) -> str:
+        limits = None if st.deriv is None or price is None else self.price_limits(st.inst.symbol)
+        if limits is None or price is None:
+            return ""
+        up, down = limits
+        if (side is _BUY and price > up + st.eps) or (side is _SELL and price < down - st.eps):
+            return (
+                f"Order price is not within the price limit (max buy price: {up:g}, min sell price: {down:g})"
+                " (code 51006)"
+            )
+        return ""
 
     def settle_funding(self, funding_ms: int, rates: Mapping[str, float], ts: int) -> list[AccountChange]:
         """Pay or receive funding on every open swap position at its mark price and ``rates[symbol]``;

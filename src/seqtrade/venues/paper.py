@@ -31,7 +31,7 @@ import trio
 from ..config import DerivativesConfig, PaperConfig, VenueConfig
 from ..errors import ConfigError
 from ..instruments import InstrumentKind, kind_of
-from ..models import AccountEventKind, Book, FundingRate, MarkPrice, Side, Ticker, Trade
+from ..models import AccountEventKind, Book, FundingRate, MarkPrice, PriceLimit, Side, Ticker, Trade
 from .base import Instrument, OrderEvent, Venue, VenueAccountEvent, VenueOrder, VenuePosition, VenueSink
 from .matching import MatchingEngine
 from .paper_account import Balance
@@ -245,6 +245,7 @@ class PaperVenue(Venue):
             taker_fee=cfg.taker_fee,
             balances=cfg.balances,
             contracts=self._specs,
+            price_limit_band=cfg.price_limit_band,
         )
         self._walks = {sym: _Walk(sym, i, cfg, self._instruments[sym]) for i, sym in enumerate(symbols)}
         self._sink: VenueSink | None = None
@@ -383,10 +384,13 @@ class PaperVenue(Venue):
 
     def _publish_mark(self, sink: VenueSink, walk: _Walk, bid: float, ask: float, ts: int) -> None:
         """A swap's mark price (the mid of its book; the paper market has no other index) to the
-        engine and the bus; its funding rate once a second."""
+        engine and the bus with its price limits; its funding rate once a second."""
         mark = walk.price((bid + ask) / 2 / walk.tick)
         self._engine.set_mark(walk.symbol, mark)
         sink.publish_market(MarkPrice(walk.symbol, ts, mark, mark))
+        limits = self._engine.price_limits(walk.symbol)
+        if limits is not None:
+            sink.publish_market(PriceLimit(walk.symbol, ts, *limits))
         if ts - self._funding_published >= 1000 or ts < self._funding_published:
             self._funding_published = ts
             nxt = next_funding_time(ts, self._funding_interval_ms)
