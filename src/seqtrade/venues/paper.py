@@ -302,7 +302,11 @@ class PaperVenue(Venue):
         if self._state_path is not None and self._store is None:
             self._store = PaperStore.open(self._state_path, self._engine)
             self._funding_ms = self._store.funding_ms
-            self._outbox.extend(self._store.pending())  # taken by the server only after this start
+            pending = self._store.pending()
+            if pending:
+                log.warning("paper account: %d account changes not taken by the server before it stopped:"
+                            " handing them over again", len(pending))  # fmt: skip
+            self._outbox.extend(pending)  # taken by the server only after this start
         if not self._funding_ms:  # a new account: the first funding is the next one due
             self._funding_ms = _now_ms() // self._funding_interval_ms * self._funding_interval_ms
         try:
