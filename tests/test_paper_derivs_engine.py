@@ -154,6 +154,26 @@ def test_liquidation_when_the_margin_runs_out_cancels_the_orders_and_closes_at_m
     assert eng.liquidations(ts=11) == ([], [])
 
 
+def test_an_isolated_position_holds_its_own_margin_and_is_liquidated_alone() -> None:
+    iso = ContractSpec(SWAP, 0.01, 0.01, leverage=20.0, margin_mode="isolated")
+    eng = engine(usdt=1000.0, btc=0.01, specs={SWAP: iso, INV: SPECS[INV]})
+    submit(eng, "b", SWAP, Side.BUY, 10.0)  # 6000 USDT of position at 20x: 300 of margin held by it
+    pos = eng.deriv_positions()[SWAP]
+    assert pos.margin == pytest.approx(10 * 0.01 * 60000.1 / 20)
+    fee = 10 * 0.01 * 60000.1 * TAKER
+    assert eng.balances()["USDT"] == pytest.approx(1000.0 - pos.margin - fee)  # the margin left the cash
+    # its equity: 300 + (m - 60000.1) x 0.1; its maintenance 0.1 x m x 0.004: liquidated below ~57233
+    market(eng, 57300.0)
+    assert eng.liquidations(ts=2) == ([], [])
+    market(eng, 57200.0)
+    _, (liq,) = eng.liquidations(ts=3)
+    loss, penalty = (57200.0 - 60000.1) * 0.1, 0.1 * 57200.0 * 0.0005
+    assert liq.amount == pytest.approx(loss - penalty)
+    # the cash lost only what the margin did not cover: 300 back, the loss of 280 and the fee
+    assert eng.balances()["USDT"] == pytest.approx(1000.0 - fee + loss - penalty)
+    assert eng.deriv_positions()[SWAP].margin == 0.0
+
+
 def test_reduce_only_is_refused_as_okx_refuses_it_in_net_mode() -> None:
     eng = engine()
     ro = VenueOrder("r0", SWAP, Side.SELL, OrderType.LIMIT, 61000.0, 1.0, reduce_only=True)
