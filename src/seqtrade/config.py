@@ -187,7 +187,7 @@ class DerivativesConfig:
     position_mode: Literal["net", "long_short"] = "net"
     # A reconciliation mismatch on an instrument: "log" it, or also move the strategies holding a
     # position in it to `reducing` (they may only reduce) until the operator resumes them.
-    on_mismatch: Literal["log", "reducing"] = "reducing"
+    on_mismatch: Literal["log", "reducing"] = "log"
     # A liquidation warning: "log" it and tell the owning strategies (always), or also move them to
     # `reducing`.
     on_liquidation_warning: Literal["log", "reducing"] = "log"

@@ -446,6 +446,9 @@ class AccountEventKind(StrEnum):
     """``"delivery"``: a dated future (or a delisted swap) was delivered; the position is gone."""
     LIQUIDATION_WARNING = "liquidation_warning"
     """``"liquidation_warning"``: the position is close to liquidation; nothing changed yet."""
+    ADJUSTMENT = "adjustment"
+    """``"adjustment"``: a position seqtrade did not open (traded by hand or by another program),
+    taken into the ``external`` account; strategies never get one."""
 
 
 @dataclass(slots=True)
@@ -460,7 +463,8 @@ class AccountEvent:
     Attributes:
         strategy_id: The strategy this share of the event belongs to.
         seq: This report's number among the strategy's reports.
-        kind: ``funding``, ``liquidation``, ``adl``, ``delivery`` or ``liquidation_warning``.
+        kind: ``funding``, ``liquidation``, ``adl``, ``delivery`` or ``liquidation_warning``
+            (``adjustment`` only on the ``external`` account).
         symbol: The instrument.
         pos_side: ``""`` (net position), ``"long"`` or ``"short"`` (long/short mode).
         quantity: The signed change of the strategy's position, in the instrument's unit
@@ -487,6 +491,11 @@ class AccountEvent:
     event_id: str = ""
     ts: int = 0
     gw_ns: int = 0
+
+    @property
+    def timestamp(self) -> int:
+        """``ts``, under the name an order report gives its time."""
+        return self.ts
 
 
 @dataclass(slots=True)

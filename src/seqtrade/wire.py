@@ -104,6 +104,8 @@ __all__ = [
     "report_from_body",
     "account_event_to_body",
     "account_event_from_body",
+    "stored_report_to_body",
+    "stored_report_from_body",
 ]
 
 STRATEGY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
@@ -421,6 +423,17 @@ def account_event_from_body(d: dict[str, Any]) -> AccountEvent:
         ts=d.get("ts", 0),
         gw_ns=d.get("gw_ns", 0),
     )
+
+
+def stored_report_to_body(r: OrderReport | AccountEvent) -> dict[str, Any]:
+    """The body of any report numbered in a strategy's stream (what the journal stores)."""
+    return account_event_to_body(r) if type(r) is AccountEvent else report_to_body(r)  # type: ignore[arg-type]
+
+
+def stored_report_from_body(d: dict[str, Any]) -> OrderReport | AccountEvent:
+    """The report in a stored body: an ``account_event`` or an ``order_report`` (older rows have no
+    other type)."""
+    return account_event_from_body(d) if d.get("type") == "account_event" else report_from_body(d)
 
 
 _ACCOUNT_EVENT = Codec(

@@ -46,7 +46,9 @@ def venue_from_config(config: Config, environ: Mapping[str, str]) -> Venue:
         case "okx":
             from .okx import OkxCredentials, OkxVenue
 
-            return OkxVenue(v.okx, list(v.symbols), OkxCredentials.from_env(v.okx, environ))
+            return OkxVenue(
+                v.okx, list(v.symbols), OkxCredentials.from_env(v.okx, environ), derivatives=v.derivatives
+            )
     raise AssertionError(v.kind)  # pragma: no cover - config validation forbids it
 
 

@@ -225,6 +225,10 @@ class Venue(abc.ABC):
         cannot tell (the server then skips reconciliation)."""
         return None
 
+    def position_symbols(self) -> set[str] | None:
+        """The symbols whose positions :meth:`positions` tells (None: every symbol it trades)."""
+        return None
+
     async def position_details(self) -> list[VenuePosition] | None:
         """The account's derivative positions, one per instrument and leg, with their margin facts;
         None: the venue cannot tell."""

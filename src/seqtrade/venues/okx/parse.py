@@ -122,6 +122,8 @@ class InstrumentSpec:
     contract_value: Decimal = Decimal(1)
     # kind, currencies, linear or inverse, max leverage, expiry: the rest of the venue's facts
     facts: Instrument | None = None
+    td_mode: str = ""  # the trade mode of its orders ("": OkxConfig.td_mode); a derivative's margin mode
+    net_mode: bool = True  # derivatives: the account's position mode is net (else long/short)
 
     def to_instrument(self) -> Instrument:
         base = self.facts or Instrument(self.symbol, 0.0, 0.0, 0.0)
@@ -245,7 +247,7 @@ def cancel_reason(d: Mapping[str, Any]) -> str:
 def _base_ccy(d: Mapping[str, Any]) -> str:
     """The base currency of a spot/margin order or fill (``BTC`` of ``BTC-USDT``); "" otherwise."""
     if str(d.get("instType") or "SPOT") not in ("SPOT", "MARGIN"):
-        return ""
+        return ""  # swaps and futures: fees are in the settlement currency already
     return str(d.get("instId") or "").split("-")[0]
 
 
@@ -329,7 +331,7 @@ def place_args(order: VenueOrder, spec: InstrumentSpec, td_mode: str, *, ws: boo
     """Arguments of one place (REST body / WS ``args`` item), prices and sizes on the grid."""
     args = _id_arg(spec, ws)
     args.update(
-        tdMode=td_mode,
+        tdMode=spec.td_mode or td_mode,
         clOrdId=order.venue_order_id,
         side=order.side.value,
         ordType=ORD_TYPES[order.order_type],
@@ -342,6 +344,14 @@ def place_args(order: VenueOrder, spec: InstrumentSpec, td_mode: str, *, ws: boo
     else:
         assert order.price is not None
         args["px"] = format_on_grid(order.price, spec.tick)
+    if spec.inst_type in ("SWAP", "FUTURES"):
+        # posSide: never sent in net mode (OKX's default "net"); the leg in long/short mode, where it
+        # is mandatory (51000 otherwise). reduceOnly only in net mode, only when the server judged the
+        # order reduce-only for the account (server/positions.py).
+        if not spec.net_mode:
+            args["posSide"] = order.pos_side or ("long" if order.side is Side.BUY else "short")
+        elif order.reduce_only:
+            args["reduceOnly"] = True
     return args
 
 
