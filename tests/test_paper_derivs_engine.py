@@ -220,7 +220,7 @@ def test_the_store_keeps_positions_funding_and_undelivered_changes_through_a_res
     store.save([acc], "r")
     changes = eng.settle_funding(1000, {SWAP: 0.0002}, ts=2)
     store.save((), changes=changes, funding_ms=1000)
-    store.delivered(changes[0].event_id)
+    store.delivered([changes[0].event_id])
     more = eng.settle_funding(2000, {SWAP: 0.0002}, ts=3)
     store.save((), changes=more, funding_ms=2000)  # the server dies before it takes this one
     before = (eng.balances(), eng.account(), eng.deriv_state(), eng.positions())
@@ -232,6 +232,6 @@ def test_the_store_keeps_positions_funding_and_undelivered_changes_through_a_res
     assert store2.funding_ms == 2000
     assert store2.pending() == more
     store2.save((), changes=more)  # handed over again: stored once
-    store2.delivered(more[0].event_id)
+    store2.delivered([more[0].event_id])
     assert store2.pending() == []
     assert [o.venue_order_id for o in eng2.open_orders()] == ["r"]

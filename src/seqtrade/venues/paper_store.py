@@ -6,9 +6,9 @@ every order the paper venue has seen (its full state and how many times it was s
 position per symbol, the balance (total) per currency and the id counters; what open orders
 freeze is recomputed from them on load. For swaps also each position's average price, margin, PnL,
 fees and funding, the last funding time settled, and every funding or liquidation
-(:class:`~seqtrade.venues.paper_derivs.AccountChange`) with whether the server has taken it: one not yet
-taken when the server died is handed over again at the next start (the server applies an event id
-once), so none is lost and none counts twice.
+(:class:`~seqtrade.venues.paper_derivs.AccountChange`) with whether the server has surely journaled it
+(``delivered``): every one not marked so is handed over again at the next start (the server applies
+an event id once), so none is lost and none counts twice.
 
 The paper venue calls :meth:`PaperStore.save` with the events a request or a market update caused,
 *before* it delivers them: what a strategy is told has happened is on disk. One small transaction per
@@ -192,7 +192,7 @@ class PaperStore:
         self.db.close()
 
     def pending(self) -> list[AccountChange]:
-        """The account changes the server has not taken yet, oldest first."""
+        """The account changes not known to be journaled by the server, oldest first."""
         try:
             rows = self.db.execute(
                 "SELECT body FROM account_changes WHERE delivered = 0 ORDER BY rowid"
@@ -201,10 +201,14 @@ class PaperStore:
             raise JournalError(f"cannot read the paper account {self.path}: {exc}") from exc
         return [AccountChange(**json.loads(r[0])) for r in rows]
 
-    def delivered(self, event_id: str) -> None:
-        """The server has taken the account change ``event_id``."""
+    def delivered(self, event_ids: Iterable[str]) -> None:
+        """The server has surely journaled the account changes ``event_ids``: never handed over again."""
         try:
-            self.db.execute("UPDATE account_changes SET delivered = 1 WHERE event_id = ?", (event_id,))
+            with self.db:
+                self.db.execute("BEGIN")
+                self.db.executemany(
+                    "UPDATE account_changes SET delivered = 1 WHERE event_id = ?", [(e,) for e in event_ids]
+                )
         except sqlite3.Error as exc:
             raise JournalError(f"paper account write failed: {exc}") from exc
 
