@@ -11,6 +11,7 @@ position at a time (net mode), and logs every funding payment and liquidation th
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 
@@ -62,8 +63,9 @@ class SwapTrend(Strategy):
                 self.pause = self.window  # refused (a risk limit, the margin): wait before trying again
 
     def on_account_event(self, e: AccountEvent) -> None:
-        self.log.warning("%s on %s: %+g contracts at %.1f, %+.6f %s", e.kind, e.symbol, e.quantity, e.price,
-                         e.amount, e.currency)  # fmt: skip
+        level = logging.INFO if e.kind == "funding" else logging.WARNING  # a liquidation stands out
+        self.log.log(level, "%s on %s: %+g contracts at %.1f, %+.6f %s", e.kind, e.symbol, e.quantity, e.price,
+                     e.amount, e.currency)  # fmt: skip
 
     def report(self) -> None:
         p = self.positions.get(self.symbol)

@@ -93,6 +93,10 @@ def test_swap_instruments_carry_their_contract_facts() -> None:
 def test_net_mode_only_and_no_dated_futures() -> None:
     with pytest.raises(ConfigError, match="net mode only"):
         PaperVenue(QUIET, [SWAP], derivatives=DerivativesConfig(position_mode="long_short"))
+    ls = parse_config(
+        '[venue]\nsymbols = ["BTC-USDT-SWAP"]\n[venue.derivatives]\nposition_mode = "long_short"\n'
+    )
+    assert "refused at start: the paper venue runs net mode only" in "\n".join(PaperVenue.describe(ls.venue))
     with pytest.raises(ConfigError, match="dated future"):
         PaperVenue(QUIET, ["BTC-USD-261225"])
     lev = DerivativesConfig(instruments={SWAP: InstrumentSetup(leverage=125.0)})

@@ -281,6 +281,9 @@ class PaperVenue(Venue):
             " buys need the quote currency, sells the coins",
         ]
         swaps = [s for s in config.symbols if kind_of(s) is not InstrumentKind.SPOT]
+        if config.derivatives.position_mode != "net":
+            lines.append('venue.derivatives.position_mode = "long_short": refused at start: the paper venue runs'
+                         " net mode only")  # fmt: skip
         if swaps:
             lines.append(
                 f"paper swaps {', '.join(swaps)}: net mode, margin in the settlement currency, funding every"
@@ -359,7 +362,8 @@ class PaperVenue(Venue):
             changes += self._engine.settle_funding(t, self._funding_rates(t), ts)
             funding_ms = self._funding_ms = t
         for c in changes:
-            log.warning(
+            log.log(
+                logging.WARNING if c.kind == "liquidation" else logging.INFO,
                 "paper %s %s: %+g contracts at %g, %+.8g %s (%s)",
                 c.kind, c.symbol, c.quantity, c.price, c.amount, c.currency, c.event_id,
             )  # fmt: skip
