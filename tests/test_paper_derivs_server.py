@@ -7,6 +7,7 @@ server process during funding is in tests/test_paper_derivs_faults.py."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +16,15 @@ import pytest
 import trio
 
 from seqtrade.config import Config, parse_config
-from seqtrade.models import AccountEvent, AccountEventKind, OrderReport, OrderStatus
+from seqtrade.models import (
+    AccountEvent,
+    AccountEventKind,
+    OrderReport,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+)
 from seqtrade.server.app import serve
 from seqtrade.server.control import request
 from seqtrade.server.gateway import Gateway
@@ -24,7 +33,7 @@ from seqtrade.venues.paper import PaperVenue
 
 from .peer import Peer
 
-SWAP = "BTC-USDT-SWAP"
+SWAP, INV = "BTC-USDT-SWAP", "BTC-USD-SWAP"
 CONFIG = """
 [server]
 run_dir = "run"
@@ -34,13 +43,13 @@ shutdown_policy = "leave"
 
 [venue]
 kind = "paper"
-symbols = ["BTC-USDT", "BTC-USDT-SWAP"]
+symbols = ["BTC-USDT", "BTC-USDT-SWAP", "BTC-USD-SWAP"]
 
 [venue.paper]
 tick_interval = 3600.0   # the random walk stays still: the tests move the market with set_market
 trade_probability = 0.0
-balances = { USDT = 1000.0 }
-start_prices = { "BTC-USDT" = 60000.0, "BTC-USDT-SWAP" = 60000.0 }
+balances = { USDT = 1000.0, BTC = 0.1 }
+start_prices = { "BTC-USDT" = 60000.0, "BTC-USDT-SWAP" = 60000.0, "BTC-USD-SWAP" = 60000.0 }
 
 [venue.derivatives.instruments."BTC-USDT-SWAP"]
 margin_mode = "cross"
@@ -64,13 +73,17 @@ async def server(nursery: trio.Nursery, config: Config) -> AsyncIterator[Gateway
     gw.request_stop()
 
 
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 def paper(gw: Gateway) -> PaperVenue:
     assert isinstance(gw.venue, PaperVenue)
     return gw.venue
 
 
-async def trade(p: Peer, side: str, qty: float) -> OrderReport:
-    await p.order(SWAP, side, "market", None, qty)
+async def trade(p: Peer, side: str, qty: float, symbol: str = SWAP) -> OrderReport:
+    await p.order(symbol, side, "market", None, qty)
     while True:
         r = await p.report()
         assert isinstance(r, OrderReport), r
@@ -127,10 +140,10 @@ async def test_a_strategy_opens_and_closes_a_swap_position(server: Gateway, peer
         await paper(server).set_market(SWAP, 60000.0, 60000.2)
         buy = await trade(a, "buy", 2.0)  # 2 contracts = 0.02 BTC
         assert (buy.filled_quantity, buy.filled_price) == (2.0, 60000.2)
-        assert await paper(server).positions() == {"BTC-USDT": 0.0, SWAP: 2.0}
+        assert await paper(server).positions() == {"BTC-USDT": 0.0, SWAP: 2.0, INV: 0.0}
         await paper(server).set_market(SWAP, 61000.0, 61000.2)
         sell = await trade(a, "sell", 2.0)
-        assert await paper(server).positions() == {"BTC-USDT": 0.0, SWAP: 0.0}
+        assert await paper(server).positions() == {"BTC-USDT": 0.0, SWAP: 0.0, INV: 0.0}
         books = (await status(config))["accounts"]["strategies"]["a"][SWAP]
         assert books["position"] == 0.0
         assert books["realized_pnl"] == pytest.approx((61000.0 - 60000.2) * 2 * 0.01)  # USDT, with ctVal
@@ -163,7 +176,7 @@ async def test_funding_and_a_liquidation_each_reach_the_owner_once_and_the_journ
         await venue.set_market(SWAP, 56900.0, 56900.2)  # a loss of 930 + 18 of funding: liquidated
         liq = await account_event(a)
         assert (liq.kind, liq.quantity, liq.price) == (AccountEventKind.LIQUIDATION, -30.0, 56900.1)
-        assert await venue.positions() == {"BTC-USDT": 0.0, SWAP: 0.0}
+        assert await venue.positions() == {"BTC-USDT": 0.0, SWAP: 0.0, INV: 0.0}
         books = (await status(config))["accounts"]
         assert books["strategies"]["a"][SWAP]["position"] == 0.0
         assert b.reports == [] and b.pending == []  # b holds nothing: told nothing
@@ -203,3 +216,57 @@ async def test_two_strategies_on_opposite_sides_keep_their_own_and_the_net_match
         # the paper account's cash is what the two strategies' books say, to the cent
         made = books_a["realized_pnl"] + books_b["realized_pnl"] - books_a["fees"] - books_b["fees"]
         assert (await venue.balances())["USDT"] == pytest.approx(1000.0 + made + fa.amount + fb.amount)
+
+
+async def test_an_inverse_swap_trade_makes_its_pnl_in_btc(server: Gateway, peers, config: Config) -> None:
+    with trio.fail_after(15):
+        a = peers["a"]
+        welcome = await a.join()
+        (inst,) = [i for i in welcome.instruments if i.symbol == INV]
+        assert (inst.inverse, inst.contract_value, inst.contract_currency, inst.settle_currency) == (
+            True, 100.0, "USD", "BTC",
+        )  # fmt: skip
+        venue = paper(server)
+        await venue.set_market(INV, 60000.0, 60000.2)
+        buy = await trade(a, "buy", 10.0, INV)  # 10 contracts of 100 USD
+        await venue.set_market(INV, 66000.0, 66000.2)
+        sell = await trade(a, "sell", 10.0, INV)
+        books = (await status(config))["accounts"]["strategies"]["a"][INV]
+        pnl = (1 / 60000.2 - 1 / 66000.0) * 10 * 100  # BTC
+        assert books["realized_pnl"] == pytest.approx(pnl, rel=1e-9)
+        assert buy.fee == pytest.approx(1000 / 60000.2 * 0.001) and sell.fee == pytest.approx(
+            1000 / 66000.0 * 0.001
+        )
+        assert (await venue.balances())["BTC"] == pytest.approx(0.1 + pnl - buy.fee - sell.fee, abs=1e-12)
+        assert (await venue.balances())["USDT"] == 1000.0  # an inverse swap never touches the USDT
+
+
+async def test_a_reduce_only_order_is_sent_only_when_it_reduces_the_account(
+    server: Gateway, peers, config: Config
+) -> None:
+    with trio.fail_after(15):
+        a, b, venue = await two_strategies(server, peers)
+        await trade(a, "buy", 3.0)
+        await trade(b, "sell", 1.0)  # the account is long 2
+        # b "closes" its short reduce-only: a buy would add to the account's long: refused by the server
+        await b.send(
+            OrderRequest("b", "b-ro", SWAP, Side.BUY, OrderType.MARKET, None, 1.0, now_ms(), reduce_only=True)
+        )
+        refused = await b.report()
+        assert isinstance(refused, OrderReport) and refused.status is OrderStatus.REJECTED
+        assert "would not reduce the account's position" in refused.error_msg
+        # a's reduce-only sell of 2 reduces the account: sent, and the paper venue takes it as reduce-only
+        await a.send(
+            OrderRequest(
+                "a", "a-ro", SWAP, Side.SELL, OrderType.MARKET, None, 2.0, now_ms(), reduce_only=True
+            )
+        )
+        while (r := await a.report()).is_open:
+            pass
+        assert isinstance(r, OrderReport) and r.status is OrderStatus.FILLED
+        assert (await venue.positions())[SWAP] == 0.0
+        accounts = (await status(config))["accounts"]
+        assert (
+            accounts["strategies"]["a"][SWAP]["position"],
+            accounts["strategies"]["b"][SWAP]["position"],
+        ) == (1.0, -1.0)
