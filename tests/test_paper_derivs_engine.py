@@ -154,6 +154,38 @@ def test_liquidation_when_the_margin_runs_out_cancels_the_orders_and_closes_at_m
     assert eng.liquidations(ts=11) == ([], [])
 
 
+def test_a_liquidation_warning_once_below_the_ratio_and_again_only_after_it_recovered() -> None:
+    specs = {**SPECS, SWAP: ContractSpec(SWAP, 0.01, 0.01, leverage=50.0)}
+    eng = MatchingEngine(INSTS, maker_fee=0.0002, taker_fee=TAKER, balances={"USDT": 100.0}, contracts=specs,
+                         warning_ratio=3.0)  # fmt: skip
+    market(eng, 60000.0)
+    submit(eng, "b", SWAP, Side.BUY, 5.0)  # 0.05 BTC on ~98.5 USDT: margin ratio ~8 at 60000
+    cash = eng.balances()["USDT"]
+
+    def ratio(m: float) -> float:  # equity / maintenance at mark m
+        return (cash + (m - 60000.1) * 0.05) / (0.05 * m * 0.004)
+
+    assert ratio(59000.0) > 3 > ratio(58700.0) > 1
+    market(eng, 59000.0)
+    assert eng.liquidations(ts=1) == ([], [])
+    market(eng, 58700.0)
+    (_, (warn,)) = eng.liquidations(ts=2)
+    assert (warn.kind, warn.symbol, warn.quantity, warn.price, warn.amount) == (
+        "liquidation_warning",
+        SWAP,
+        0.0,
+        58700.0,
+        0.0,
+    )
+    assert eng.liquidations(ts=3) == ([], [])  # once
+    market(eng, 59500.0)
+    assert eng.liquidations(ts=4) == ([], [])  # recovered
+    market(eng, 58600.0)
+    (_, (again,)) = eng.liquidations(ts=5)
+    assert again.kind == "liquidation_warning" and again.event_id != warn.event_id
+    assert eng.positions()[SWAP] == 5.0  # a warning changes nothing
+
+
 def test_an_isolated_position_holds_its_own_margin_and_is_liquidated_alone() -> None:
     iso = ContractSpec(SWAP, 0.01, 0.01, leverage=20.0, margin_mode="isolated")
     eng = engine(usdt=1000.0, btc=0.01, specs={SWAP: iso, INV: SPECS[INV]})

@@ -1,6 +1,7 @@
 """Swaps on the paper venue through the real server: strategies (protocol peers on real ZeroMQ
-sockets) open and close a BTC-USDT-SWAP position; funding and a liquidation each reach the owning
-strategy once and are journaled once; two strategies on opposite sides of one swap (net mode) each
+sockets) open and close a BTC-USDT-SWAP position; funding, a liquidation warning and a liquidation
+each reach the owning strategy once and are journaled once; an inverse trade makes its PnL in BTC; a
+reduce-only order is judged against the account; two strategies on opposite sides of one swap (net mode) each
 keep their own position and PnL while the account's net matches the venue's. The kill -9 of a real
 server process during funding is in tests/test_paper_derivs_faults.py."""
 
@@ -172,7 +173,10 @@ async def test_funding_and_a_liquidation_each_reach_the_owner_once_and_the_journ
         again = VenueAccountEvent(AccountEventKind.FUNDING, SWAP, change.event_id, "", 0.0, change.price,
                                   change.amount, "USDT", change.ts)  # fmt: skip
         await server.account_event(again)
-        await venue.set_market(SWAP, 58000.0, 58000.2)  # a loss of 600: still above maintenance
+        await venue.set_market(SWAP, 58000.0, 58000.2)  # a loss of 600: margin ratio 5.2, no warning
+        await venue.set_market(SWAP, 57400.0, 57400.2)  # a loss of 780: margin ratio 2.7, under 3: warned
+        warn = await account_event(a)
+        assert (warn.kind, warn.quantity, warn.price) == (AccountEventKind.LIQUIDATION_WARNING, 0.0, 57400.1)
         await venue.set_market(SWAP, 56900.0, 56900.2)  # a loss of 930 + 18 of funding: liquidated
         liq = await account_event(a)
         assert (liq.kind, liq.quantity, liq.price) == (AccountEventKind.LIQUIDATION, -30.0, 56900.1)
@@ -182,7 +186,7 @@ async def test_funding_and_a_liquidation_each_reach_the_owner_once_and_the_journ
         assert b.reports == [] and b.pending == []  # b holds nothing: told nothing
         journaled = journaled_events(config)
         assert [(e["strategy_id"], e["event_id"]) for e in journaled] == [
-            ("a", change.event_id), ("a", liq.event_id),
+            ("a", change.event_id), ("a", warn.event_id), ("a", liq.event_id),
         ]  # fmt: skip
         assert [r.seq for r in a.reports] == list(range(1, len(a.reports) + 1))
 

@@ -136,6 +136,7 @@ class PaperConfig:
     leverage: float = 10.0
     maintenance_margin_rate: float = 0.004  # of the position value at mark: below it, liquidation
     liquidation_fee_rate: float = 0.0005  # of the position value, charged on a liquidation
+    liquidation_warning_ratio: float = 3.0  # a margin ratio (equity / maintenance) below it: warned once
     funding_interval: float = 28_800.0  # seconds between funding settlements (OKX: 8 h)
     funding_rate: float = 0.0001  # the rate settled each time (> 0: longs pay shorts) ...
     funding_rate_jitter: float = 0.0  # ... plus a seeded random part in [-jitter, jitter]
@@ -447,6 +448,10 @@ def _check_paper_derivatives(p: PaperConfig) -> None:
         raise ConfigError("venue.paper.liquidation_fee_rate: must be a fraction (0.0005 = 0.05 %), >= 0")
     if not 0 <= p.price_limit_band < 1:
         raise ConfigError("venue.paper.price_limit_band: must be a fraction (0.05 = 5 %), 0 for no limit")
+    if p.liquidation_warning_ratio != 0 and not p.liquidation_warning_ratio > 1:
+        raise ConfigError(
+            "venue.paper.liquidation_warning_ratio: must be above 1 (3 = 300 %), or 0 for no warning"
+        )
     if not p.funding_interval > 0:
         raise ConfigError("venue.paper.funding_interval: must be > 0 (seconds)")
     if abs(p.funding_rate) > 0.00375 or not 0 <= p.funding_rate_jitter <= 0.00375:

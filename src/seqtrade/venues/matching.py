@@ -62,6 +62,7 @@ from .paper_derivs import (
     funding_payment,
     initial_margin,
     liquidate,
+    margin_ratio,
     to_liquidate,
     unrealised_pnl,
 )
@@ -265,11 +266,15 @@ class MatchingEngine:
         balances: Mapping[str, float] | None = None,
         contracts: Mapping[str, ContractSpec] | None = None,
         price_limit_band: float = 0.0,
+        warning_ratio: float = 0.0,
     ) -> None:
         """``contracts``: the symbols that are swaps, and their terms (the others are spot).
         ``price_limit_band``: a swap's limit prices must lie within this fraction of its mark (0: no
-        limit), as OKX's price limits (51006)."""
+        limit), as OKX's price limits (51006). ``warning_ratio``: a position whose margin ratio falls
+        below it gets one liquidation warning (0: none)."""
         self.price_limit_band = price_limit_band
+        self.warning_ratio = warning_ratio
+        self._warned: set[str] = set()  # swaps warned, until their margin ratio recovers
         self.maker_fee = maker_fee
         self.taker_fee = taker_fee
         self._reserve_fee = max(maker_fee, taker_fee)  # a buy holds its notional and the higher fee
@@ -785,7 +790,8 @@ class MatchingEngine:
         """Liquidate every swap position whose margin has run out (equity below the maintenance
         margin, :func:`~seqtrade.venues.paper_derivs.to_liquidate`) at its mark price: first its open
         orders are cancelled (releasing what they hold), then it is closed. The order events and one
-        :class:`AccountChange` per position (id ``liquidation-<trade id>``)."""
+        :class:`AccountChange` per position (id ``liquidation-<trade id>``), then the liquidation
+        warnings of the positions left (``warning_ratio``)."""
         specs = self.contracts()
         if not any(p.quantity for p in self._derivs.values()):
             return [], []
@@ -809,7 +815,31 @@ class MatchingEngine:
                     "liquidation", sym, eid, liq.quantity, mark, liq.realized_pnl - liq.fee, ccy, ts
                 )
             )
+        if self.warning_ratio:
+            changes += self._warnings(specs, ts)
         return events, changes
+
+    def _warnings(self, specs: Mapping[str, ContractSpec], ts: int) -> list[AccountChange]:
+        """One ``liquidation_warning`` per position whose margin ratio has fallen below
+        ``warning_ratio``; again only once it has recovered above it."""
+        out = []
+        cash = totals(self._account)
+        for sym, pos in self._derivs.items():
+            mark = self._marks.get(sym)
+            if not pos.quantity or mark is None:
+                self._warned.discard(sym)
+                continue
+            if margin_ratio(specs, self._derivs, self._marks, cash, sym) >= self.warning_ratio:
+                self._warned.discard(sym)
+            elif sym not in self._warned:
+                self._warned.add(sym)
+                eid = f"liquidation_warning-{self.next_trade_id()}"
+                out.append(
+                    AccountChange(
+                        "liquidation_warning", sym, eid, 0.0, mark, 0.0, specs[sym].settle_currency, ts
+                    )
+                )
+        return out
 
     def _freeze(self, currency: str, amount: float, o: PaperOrder) -> str:
         st = self._symbols.get(o.symbol)

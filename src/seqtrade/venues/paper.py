@@ -250,6 +250,7 @@ class PaperVenue(Venue):
             balances=cfg.balances,
             contracts=self._specs,
             price_limit_band=cfg.price_limit_band,
+            warning_ratio=cfg.liquidation_warning_ratio,
         )
         self._walks = {sym: _Walk(sym, i, cfg, self._instruments[sym]) for i, sym in enumerate(symbols)}
         self._sink: VenueSink | None = None
@@ -363,7 +364,7 @@ class PaperVenue(Venue):
             funding_ms = self._funding_ms = t
         for c in changes:
             log.log(
-                logging.WARNING if c.kind == "liquidation" else logging.INFO,
+                logging.INFO if c.kind == "funding" else logging.WARNING,
                 "paper %s %s: %+g contracts at %g, %+.8g %s (%s)",
                 c.kind, c.symbol, c.quantity, c.price, c.amount, c.currency, c.event_id,
             )  # fmt: skip

@@ -137,13 +137,14 @@ class Liquidation:
 
 @dataclass(frozen=True, slots=True)
 class AccountChange:
-    """What the exchange did to a position without an order: a funding settlement or a liquidation.
+    """What the exchange did to a position without an order: a funding settlement, a liquidation, or a
+    warning that one is near (nothing changed).
 
     ``quantity``: the signed change of the position in contracts (0 for funding); ``price``: the mark
     price it happened at; ``amount``: the money it moved, + received, in ``currency`` (funding; a
     liquidation's realised PnL less its fee); ``event_id``: unique, the key that makes it apply once."""
 
-    kind: Literal["funding", "liquidation"]
+    kind: Literal["funding", "liquidation", "liquidation_warning"]
     symbol: str
     event_id: str
     quantity: float
