@@ -5,6 +5,7 @@ from the journal."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -223,3 +224,37 @@ def test_position_effect_in_net_mode_is_judged_against_the_account_not_the_strat
     e = position_effect(mode="net", symbol=SWAP, side="sell", quantity=1, reduce_only=False,
                         strategy_position=-1, account_position=-2, pending_reduce=0)  # fmt: skip
     assert e.pos_side == "" and not e.reduce_only and not e.refusal
+
+
+@pytest.mark.parametrize(
+    ("table", "error"),
+    [
+        ('"ETH-USDT-SWAP"]\nleverage = 5', "'ETH-USDT-SWAP' is not in venue.symbols"),
+        ('"BTC-USDT"]\nmargin_mode = "cross"', "'BTC-USDT' is spot; margin mode and leverage apply to swaps"),
+        ('"BTC-USDT-SWAP"]\nleverage = 200', "leverage: must be 0 (leave as set) or between 1 and 125"),
+        ('"BTC-USDT-SWAP"]\nmargin_mode = "portfolio"', "margin_mode"),
+    ],
+)
+def test_the_derivatives_config_names_what_is_wrong(tmp_path: Path, table: str, error: str) -> None:
+    from seqtrade.errors import ConfigError
+
+    text = CONFIG.format(mode="net") + f"[venue.derivatives.instruments.{table}\n"
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        parse_config(text, base_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="position_mode"):
+        parse_config(CONFIG.format(mode="hedge"), base_dir=str(tmp_path))
+
+
+def test_an_event_after_a_fill_in_the_same_batch_is_split_by_the_position_after_the_fill(
+    net: Harness,
+) -> None:
+    net.order("a", "a1", "buy", 1)
+    net.fill("a1")
+    o = net.order("b", "b1", "buy", 3)
+    assert isinstance(o, VenueOrder)
+    fill_b = OrderEvent(o.venue_order_id, OrderStatus.FILLED, filled_quantity=3, avg_price=60000.0,
+                        last_fill_quantity=3, last_fill_price=60000.0, trade_id="t-b1")  # fmt: skip
+    funding = VenueAccountEvent(AccountEventKind.FUNDING, SWAP, "bill-9", amount=-0.4, currency="USDT")
+    net.drain([fill_b, funding])  # one batch: b's fill, then the funding on a position of 4
+    (fa,), (fb,) = net.events("a"), net.events("b")
+    assert (fa.amount, fb.amount) == pytest.approx((-0.1, -0.3))

@@ -1,7 +1,7 @@
 """The fake OKX's derivatives (SWAP / FUTURES), exercised with raw signed REST calls and WebSocket
 subscriptions (no seqtrade code), so that the adapter's tests can rely on each rule and event.
 
-Expectations come from the derivatives sheet (D§ numbers in tests/fakeokx/README.md); arithmetic
+Expectations come from OKX's docs (bracketed page names, as in tests/fakeokx/README.md); arithmetic
 is recomputed here from OKX's formulas (linear / inverse), not read back from the fake.
 """
 
@@ -114,8 +114,8 @@ def dec(text: str) -> Decimal:
 
 
 async def test_instruments_and_account_config() -> None:
-    """D§1.3 rows (strings, instIdCode int, unknown extra fields), dated futures at 08:00 UTC
-    on a Friday; D§3.1 config with string acctLv / posMode and Boolean autoLoan."""
+    """[get instruments] captured rows (strings, instIdCode int, extra fields), dated futures at 08:00 UTC
+    on a Friday; [get account configuration] config with string acctLv / posMode and Boolean autoLoan."""
     with trio.fail_after(TIMEOUT):
         async with open_fake_okx() as fake, rest_client(fake) as client:
             swaps = (await client.get("/api/v5/public/instruments?instType=SWAP")).json()["data"]
@@ -230,9 +230,9 @@ async def test_net_mode_open_close_linear_pnl_fees_and_pushes() -> None:
 
 
 async def test_pos_side_rules_and_position_mode() -> None:
-    """D§10.2 / D§4.5: long/short mode + posSide missing or "net" -> per-item sCode 51000
+    """[place order: posSide] / [error codes]: long/short mode + posSide missing or "net" -> per-item sCode 51000
     "Parameter posSide error " (top code "1", "All operations failed", HTTP 200); net mode refuses
-    long/short the same way.  D§10.9: set-position-mode refused (59000) with a position open."""
+    long/short the same way.  [set position mode]: set-position-mode refused (59000) with a position open."""
     with trio.fail_after(TIMEOUT):
         async with open_fake_okx() as fake, rest_client(fake) as client:
             fake.set_market(SWAP, bid=60000, ask=60000.1, bid_sz=100, ask_sz=100)
@@ -285,9 +285,9 @@ async def test_pos_side_rules_and_position_mode() -> None:
 
 
 async def test_reduce_only_sizes_and_price_limit() -> None:
-    """D§4.2: reduce-only without a position 51169, same direction 51170, oversize rejected 51148
-    (``reduce_only_oversize="trim"``: trimmed, amendSource "4"); D§1.2 sz in contracts, lot 51121;
-    D§6.3 a price outside the band 51006 with both limits in sMsg; public price-limit agrees."""
+    """[place order: reduceOnly]: no position 51169, same direction 51170, oversize rejected 51148
+    (``reduce_only_oversize="trim"``: trimmed, amendSource "4"); [get instruments] sz in contracts, lot 51121;
+    [price limit] a price outside the band 51006 with both limits in sMsg; public price-limit agrees."""
     with trio.fail_after(TIMEOUT):
         async with open_fake_okx() as fake, rest_client(fake) as client:
             fake.set_market(SWAP, bid=60000, ask=60000.1, bid_sz=100, ask_sz=100)
@@ -334,7 +334,7 @@ async def test_reduce_only_sizes_and_price_limit() -> None:
 
 
 async def test_inverse_swap_pnl_in_coin_and_ws_order_by_inst_id_code() -> None:
-    """D§2 inverse: sz in contracts of 100 USD, fee and pnl in BTC:
+    """[units, PnL and fees] inverse: sz in contracts of 100 USD, fee and pnl in BTC:
     fee = -(sz x ctVal / px x rate), pnl = (1/entry - 1/exit) x sz x ctVal.  The order goes over the
     WS ``order`` op with instIdCode (§0)."""
     with trio.fail_after(TIMEOUT):
@@ -386,7 +386,7 @@ async def test_inverse_swap_pnl_in_coin_and_ws_order_by_inst_id_code() -> None:
 
 
 async def test_set_leverage_and_leverage_info() -> None:
-    """D§10.8: posSide required only for isolated in long/short mode (top-level 51000
+    """[set leverage]: posSide required only for isolated in long/short mode (top-level 51000
     "Parameter posSide  error", HTTP 400); lever above the instrument's -> 59102; pending orders ->
     59107 (cross) / 59101 (isolated); leverage-info has one row per side in long/short mode."""
     with trio.fail_after(TIMEOUT):
@@ -449,7 +449,7 @@ async def test_set_leverage_and_leverage_info() -> None:
 
 
 async def test_funding_settlement_arrives_once() -> None:
-    """D§10.12: funding = position value at mark x rate, a long pays a positive rate: one
+    """[funding rate; bills]: funding = position value at mark x rate, a long pays a positive rate: one
     balance_and_position ``funding_fee`` push (balData only), positions fundingFee, exactly one bill
     type 8 subType 173 (expense) with px = mark; no orders push; fundingTime rolls 8 h."""
     with trio.fail_after(TIMEOUT):
@@ -500,7 +500,7 @@ async def test_funding_settlement_arrives_once() -> None:
 
 
 async def test_liquidation_cancels_orders_and_pushes_a_liquidation_order() -> None:
-    """D§10.13: pending orders cancelled with cancelSource 3; an exchange order (clOrdId "",
+    """[order channel]: pending orders cancelled with cancelSource 3; an exchange order (clOrdId "",
     category full_liquidation) fills with a negative tradeId ("0" in order info); position -> pos
     "0"; balance_and_position ``liquidation``; bill type 5 (net long: 107 liq sell)."""
     with trio.fail_after(TIMEOUT):
@@ -547,8 +547,8 @@ async def test_liquidation_cancels_orders_and_pushes_a_liquidation_order() -> No
 
 
 async def test_adl_partial_and_delivery() -> None:
-    """D§10.13 ADL (category adl, other orders cancelSource 6, bill type 9 subType 128 for a net
-    long) and D§10.14 delivery of a dated future (orders cancelSource 7, bill type 3 subType 112,
+    """[order channel] ADL (category adl, other orders cancelSource 6, bill type 9 subType 128 for a net
+    long) and [futures delivery] delivery of a dated future (orders cancelSource 7, bill type 3 subType 112,
     balance_and_position ``delivered``, instrument gone from public/instruments)."""
     with trio.fail_after(TIMEOUT):
         async with open_fake_okx() as fake, rest_client(fake) as client:
@@ -611,3 +611,361 @@ async def test_position_opened_by_hand() -> None:
             assert (row["pos"], row["avgPx"], row["posSide"]) == ("-4", "3000", "net")
             [pos] = (await get(client, fake, "/api/v5/account/positions"))["data"]
             assert pos["pos"] == "-4" and pos["instId"] == "ETH-USDT-SWAP"
+
+
+# ---------------------------------------------------------------------------- channels
+
+
+async def test_public_derivative_channels() -> None:
+    """[mark price channel]-6.3: mark-price, funding-rate and price-limit push the current value after the ack and
+    on every change; funding-rate exists for swaps only (a dated future -> 60018)."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake, open_websocket_url(fake.ws_public_url) as ws:
+            fake.set_mark_price(SWAP, "60000", index_px="60010")
+            args = [
+                {"channel": "mark-price", "instId": SWAP},
+                {"channel": "funding-rate", "instId": SWAP},
+                {"channel": "price-limit", "instId": SWAP},
+            ]
+            await ws.send_message(json.dumps({"id": "sub1", "op": "subscribe", "args": args}))
+            got: dict[str, Any] = {}
+            while len(got) < 3:
+                msg = await recv(ws)
+                if "data" in msg:
+                    got[msg["arg"]["channel"]] = msg["data"][0]
+            assert got["mark-price"] == {
+                "instType": "SWAP",
+                "instId": SWAP,
+                "markPx": "60000",
+                "ts": got["mark-price"]["ts"],
+            }
+            funding = got["funding-rate"]
+            assert int(funding["nextFundingTime"]) - int(funding["fundingTime"]) == 8 * 3600 * 1000
+            assert (
+                int(funding["fundingTime"]) % (8 * 3600 * 1000) == 0 and funding["method"] == "current_period"
+            )
+            limits = got["price-limit"]
+            assert (limits["buyLmt"], limits["sellLmt"], limits["enabled"]) == ("63000", "57000", True)
+            fake.set_mark_price(SWAP, "61000")
+            mark = await next_on(ws, "mark-price")
+            assert mark["data"][0]["markPx"] == "61000"
+            assert (await next_on(ws, "price-limit"))["data"][0]["buyLmt"] == "64050"
+            fake.set_funding_rate(SWAP, "-0.0003")
+            assert (await next_on(ws, "funding-rate"))["data"][0]["fundingRate"] == "-0.0003"
+            fake.set_price_limit(SWAP, None, None, enabled=False)
+            off = (await next_on(ws, "price-limit"))["data"][0]
+            assert (off["buyLmt"], off["sellLmt"], off["enabled"]) == ("", "", False)
+            fut = next(i for i in fake.exchange.instruments if i.startswith("BTC-USD-2"))
+            await ws.send_message(
+                json.dumps({"op": "subscribe", "args": [{"channel": "funding-rate", "instId": fut}]})
+            )
+            error = await recv_until(ws, lambda m: m.get("event") == "error")
+            assert error["code"] == "60018"
+
+
+async def test_positions_snapshot_pages_filters_and_account_snapshot() -> None:
+    """[positions channel]: the snapshot is paged (curPage int, lastPage bool) and filtered by instType /
+    instFamily / instId; [account channel]: the account channel starts with a snapshot (top-level eventType)."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake:
+            fake.exchange.positions_page_size = 2
+            fake.order_by_hand(SWAP, "buy", "1", "60000")
+            fake.order_by_hand("ETH-USDT-SWAP", "buy", "1", "3000")
+            fake.order_by_hand(INV, "sell", "7", "60000")
+            fut = next(i for i in fake.exchange.instruments if i.startswith("BTC-USDT-2"))
+            fake.order_by_hand(fut, "buy", "0.5", "61000")
+            async with private_ws(
+                fake, {"channel": "positions", "instType": "ANY"}, {"channel": "account"}
+            ) as (ws, snaps):
+                pages = snaps["positions"]
+                assert [(p["curPage"], p["lastPage"]) for p in pages] == [(1, False), (2, True)]
+                assert sorted(r["instId"] for p in pages for r in p["data"]) == sorted(
+                    [SWAP, "ETH-USDT-SWAP", INV, fut]
+                )
+                account = await next_on(ws, "account")
+                assert account["eventType"] == "snapshot" and account["data"][0]["details"]
+                for arg, expected in (
+                    ({"channel": "positions", "instType": "SWAP", "instFamily": "BTC-USD"}, [INV]),
+                    ({"channel": "positions", "instType": "FUTURES"}, [fut]),
+                    (
+                        {"channel": "positions", "instType": "SWAP", "instId": "ETH-USDT-SWAP"},
+                        ["ETH-USDT-SWAP"],
+                    ),
+                ):
+                    await ws.send_message(json.dumps({"op": "subscribe", "args": [arg]}))
+                    snap = await recv_until(
+                        ws,
+                        lambda m, arg=arg: (
+                            m.get("eventType") == "snapshot" and m["arg"] == {**arg, "uid": fake.uid}
+                        ),
+                    )
+                    assert [r["instId"] for r in snap["data"]] == expected
+                fake.order_by_hand(INV, "buy", "7", "60000")
+                # the first subscription (ANY) and the BTC-USD family one each get the pos "0" row
+                updates = [await next_on(ws, "positions"), await next_on(ws, "positions")]
+                assert sorted(u["arg"].get("instFamily", "") for u in updates) == ["", "BTC-USD"]
+                assert all(u["data"][0]["pos"] == "0" and u["eventType"] == "event_update" for u in updates)
+
+
+async def test_push_order_is_a_knob() -> None:
+    """[cross-channel push order: not documented]: ``push_order`` permutes the pushes of one fill."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake:
+            fake.exchange.push_live_first = False
+            fake.exchange.push_order = ("positions", "account", "balance_and_position", "orders")
+            async with private_ws(
+                fake,
+                {"channel": "orders", "instType": "ANY"},
+                {"channel": "positions", "instType": "ANY"},
+                {"channel": "balance_and_position"},
+                {"channel": "account"},
+            ) as (ws, _):
+                await next_on(ws, "account")  # the subscription snapshot
+                fake.order_by_hand(SWAP, "buy", "1", "60000")
+                seen = [(await recv(ws))["arg"]["channel"] for _ in range(4)]
+            assert seen == ["positions", "account", "balance_and_position", "orders"]
+
+
+async def test_liquidation_warning_and_partial_liquidation_long_short() -> None:
+    """[position risk warning channel] items for the position; a partial liquidation of the short side in
+    long/short mode: category partial_liquidation, bill subType 101, the long side untouched."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake, rest_client(fake) as client:
+            await post(client, fake, "/api/v5/account/set-position-mode", {"posMode": "long_short_mode"})
+            fake.order_by_hand(SWAP, "sell", "3", "60000", td_mode="isolated")
+            fake.order_by_hand(SWAP, "buy", "2", "60000", td_mode="isolated")
+            short = fake.position(SWAP, "short", "isolated")
+            assert short is not None and short["pos"] == "3" and dec(short["liqPx"]) > dec("60000")
+            async with private_ws(
+                fake,
+                {"channel": "liquidation-warning", "instType": "SWAP"},
+                {"channel": "orders", "instType": "SWAP"},
+            ) as (ws, _):
+                fake.set_mark_price(SWAP, "65000")
+                assert fake.send_liquidation_warning(SWAP, pos_side="short") == 1
+                warning = (await next_on(ws, "liquidation-warning"))["data"][0]
+                assert (warning["posSide"], warning["pos"], warning["markPx"], warning["mgnMode"]) == (
+                    "short",
+                    "3",
+                    "65000",
+                    "isolated",
+                )
+                fake.liquidate(SWAP, pos_side="short", sz="1", px="65500")
+                item = (await next_on(ws, "orders"))["data"][0]
+            assert (item["category"], item["posSide"], item["side"], item["fillSz"]) == (
+                "partial_liquidation",
+                "short",
+                "buy",
+                "1",
+            )
+            assert dec(item["fillPnl"]) == (dec("60000") - dec("65500")) * dec("0.01")
+            [bill] = (await get(client, fake, "/api/v5/account/bills?type=5"))["data"]
+            assert bill["subType"] == "101"
+            rows = {p["posSide"]: p["pos"] for p in fake.positions()}
+            assert rows == {"short": "2", "long": "2"}
+
+
+async def test_close_position_and_amend_margin() -> None:
+    """[close positions] close-position: answer without ordId; with a pending close order and no autoCxl ->
+    ``close_pending_code``.  Amending an opening order beyond the margin -> amendResult -1, 51008."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx(balances={"USDT": "1000", "BTC": "1"}) as fake, rest_client(fake) as client:
+            fake.set_market(SWAP, bid=60000, ask=60000.1, bid_sz=100, ask_sz=100)
+            fake.order_by_hand(SWAP, "buy", "1", "60000")
+            _, body = await place(client, fake, order("sell", "0.5", "61000", reduce_only=True))
+            assert body["code"] == "0"
+            status, body = await post(
+                client, fake, "/api/v5/trade/close-position", {"instId": SWAP, "mgnMode": "cross"}
+            )
+            assert (status, body["code"]) == (200, "51115")
+            status, body = await post(
+                client,
+                fake,
+                "/api/v5/trade/close-position",
+                {"instId": SWAP, "mgnMode": "cross", "autoCxl": True},
+            )
+            assert body == {
+                "code": "0",
+                "msg": "",
+                "data": [{"clOrdId": "", "instId": SWAP, "posSide": "net", "tag": ""}],
+            }
+            assert fake.positions() == []
+            # 1000 USDT at lever 10 carries at most ~16 contracts at 60000 (0.01 BTC each)
+            _, body = await place(client, fake, order("buy", "20", "59000"))
+            assert (body["data"][0]["sCode"], body["data"][0]["subCode"]) == ("51008", "1001")
+            assert body["data"][0]["sMsg"] == "Order failed. Insufficient USDT margin in account "
+            _, body = await place(client, fake, order("buy", "5", "59000", cl="amendme"))
+            assert body["code"] == "0"
+            async with private_ws(fake, {"channel": "orders", "instType": "SWAP"}) as (ws, _):
+                _, answer = await post(
+                    client,
+                    fake,
+                    "/api/v5/trade/amend-order",
+                    {"instId": SWAP, "clOrdId": "amendme", "newSz": "30"},
+                )
+                assert answer["data"][0]["sCode"] == "0"
+                push = (await next_on(ws, "orders"))["data"][0]
+                assert (push["amendResult"], push["code"]) == ("-1", "51008")
+                _, answer = await post(
+                    client,
+                    fake,
+                    "/api/v5/trade/amend-order",
+                    {"instId": SWAP, "clOrdId": "amendme", "newSz": "6"},
+                )
+                push = (await next_on(ws, "orders"))["data"][0]
+                assert (push["amendResult"], push["sz"]) == ("0", "6")
+            pending = (await get(client, fake, "/api/v5/trade/orders-pending?instType=SWAP"))["data"]
+            assert [o["clOrdId"] for o in pending] == ["amendme"]
+            assert (await get(client, fake, "/api/v5/trade/orders-pending?instType=SPOT"))["data"] == []
+            balance = (await get(client, fake, "/api/v5/account/balance?ccy=USDT"))["data"][0]["details"][0]
+            margin = dec("6") * dec("0.01") * dec("59000") / 10
+            assert (
+                dec(balance["ordFrozen"]) == margin and dec(balance["availEq"]) == dec(balance["eq"]) - margin
+            )
+
+
+async def test_unverified_switches() -> None:
+    """The UNVERIFIED readings of the docs are switchable: isolated refused ([place order]), posData
+    in funding_fee, a category "delivery" order push ([funding, liquidation, ADL, delivery]), subType
+    1/2 in long/short mode ([bills])."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake, rest_client(fake) as client:
+            ex = fake.exchange
+            fake.set_market(SWAP, bid=60000, ask=60000.1, bid_sz=100, ask_sz=100)
+            ex.isolated_derivs = False
+            _, body = await place(client, fake, order("buy", "1", "59000", td="isolated"))
+            assert (body["code"], body["data"][0]["sCode"]) == ("1", "51010")
+            ex.funding_pos_data = True
+            fake.order_by_hand(SWAP, "buy", "1", "60000")
+            fake.settle_funding(SWAP)
+            assert (
+                fake.bap_pushes[-1]["eventType"] == "funding_fee"
+                and fake.bap_pushes[-1]["posData"][0]["pos"] == "1"
+            )
+            ex.delivery_order_push = True
+            fut = next(i for i in ex.instruments if i.startswith("BTC-USD-2"))
+            fake.order_by_hand(fut, "sell", "3", "61000")
+            fake.deliver(fut, "60000")
+            delivery = [p for p in fake.order_pushes if p["category"] == "delivery"]
+            assert len(delivery) == 1 and delivery[0]["side"] == "buy" and delivery[0]["fillSz"] == "3"
+            assert [b["subType"] for b in fake.bills if b["type"] == "3"] == ["113"]
+            fake.order_by_hand(SWAP, "sell", "1", "60000")  # flat again
+            await post(client, fake, "/api/v5/account/set-position-mode", {"posMode": "long_short_mode"})
+            fake.order_by_hand(SWAP, "buy", "1", "60000")
+            ex.subtypes_by_mode = False
+            fake.order_by_hand(SWAP, "buy", "1", "60000")
+            assert [f["subType"] for f in fake.fills[-2:]] == ["3", "1"]
+
+
+async def test_resting_orders_fill_as_makers_and_batch_items() -> None:
+    """A resting SWAP order crossed by the market fills as a maker at its own price (maker fee,
+    partially_filled then filled, accFillSz in contracts); a batch with one bad posSide item answers
+    top code "2" with that item's sCode 51000; set-position-mode is refused (59000) while an order
+    rests; cross and isolated positions of one instrument live side by side."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake, rest_client(fake) as client:
+            fake.set_market(SWAP, bid=60000, ask=60000.1, bid_sz=100, ask_sz=100)
+            batch = [
+                order("buy", "0.5", "59990", cl="rest2"),
+                order("buy", "1", "59990", pos_side="long"),
+                order("buy", "0.2", "60000.1", td="isolated"),
+            ]
+            r = await private(client, fake, "POST", "/api/v5/trade/batch-orders", batch)
+            body = r.json()
+            assert r.status_code == 200 and body["code"] == "2"
+            assert [i["sCode"] for i in body["data"]] == ["0", "51000", "0"]
+            status, answer = await post(
+                client, fake, "/api/v5/account/set-position-mode", {"posMode": "long_short_mode"}
+            )
+            assert answer["code"] == "59000"
+            async with private_ws(fake, {"channel": "orders", "instType": "SWAP", "instId": SWAP}) as (ws, _):
+                fake.set_market(SWAP, bid=59980, ask=59990, bid_sz=100, ask_sz=0.3)
+                first = (await next_on(ws, "orders"))["data"][0]
+                fake.set_market(SWAP, bid=59980, ask=59990, bid_sz=100, ask_sz=1)
+                second = (await next_on(ws, "orders"))["data"][0]
+            assert (first["state"], first["fillSz"], first["execType"]) == ("partially_filled", "0.3", "M")
+            assert (second["state"], second["fillSz"], second["accFillSz"]) == ("filled", "0.2", "0.5")
+            maker_fee = -(dec("0.3") * dec("0.01") * dec("59990") * dec("0.0008"))
+            assert dec(first["fillFee"]) == maker_fee
+            rows = {(p["mgnMode"], p["posSide"]): p for p in fake.positions()}
+            assert rows[("cross", "net")]["pos"] == "0.5" and rows[("isolated", "net")]["pos"] == "0.2"
+            iso = rows[("isolated", "net")]
+            assert dec(iso["margin"]) == dec("0.2") * dec("0.01") * dec("60000.1") / 10
+            assert rows[("cross", "net")]["margin"] == "" and rows[("cross", "net")]["liqPx"] == ""
+
+
+async def test_linear_future_long_short_isolated_round_trip() -> None:
+    """A dated linear future in long/short mode, isolated long: open, add (avgPx = contract-weighted
+    mean), close with the same posSide; REST fills subType 3 then 5; bills type 2."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake, rest_client(fake) as client:
+            fut = next(i for i in fake.exchange.instruments if i.startswith("BTC-USDT-2"))
+            await post(client, fake, "/api/v5/account/set-position-mode", {"posMode": "long_short_mode"})
+            await post(
+                client,
+                fake,
+                "/api/v5/account/set-leverage",
+                {"instId": fut, "lever": "20", "mgnMode": "isolated", "posSide": "long"},
+            )
+            fake.set_market(fut, bid=61000, ask=61000.1, bid_sz=100, ask_sz=100)
+            _, body = await place(
+                client, fake, order("buy", "0.2", "61000.1", inst=fut, td="isolated", pos_side="long")
+            )
+            assert body["code"] == "0"
+            fake.set_market(fut, bid=61999.9, ask=62000, bid_sz=100, ask_sz=100)
+            _, body = await place(
+                client, fake, order("buy", "0.3", "62000", inst=fut, td="isolated", pos_side="long")
+            )
+            assert body["code"] == "0"
+            pos = fake.position(fut, "long", "isolated")
+            assert pos is not None
+            avg = (dec("0.2") * dec("61000.1") + dec("0.3") * dec("62000")) / dec("0.5")
+            assert dec(pos["avgPx"]) == avg.quantize(dec("1e-10")) and pos["lever"] == "20"
+            _, body = await place(
+                client, fake, order("sell", "0.5", "61999.9", inst=fut, td="isolated", pos_side="long")
+            )
+            assert body["code"] == "0"
+            fills = (await get(client, fake, f"/api/v5/trade/fills?instId={fut}"))["data"]
+            assert [f["subType"] for f in fills] == ["5", "3", "3"]
+            pnl = (dec("61999.9") - avg.quantize(dec("1e-10"))) * dec("0.5") * dec("0.01")
+            assert dec(fills[0]["fillPnl"]) == pnl
+            assert fake.positions() == []
+
+
+async def test_market_orders_stay_inside_the_band_and_size_caps() -> None:
+    """Market / optimal_limit_ioc orders never trade beyond the price-limit band (remainder
+    cancelled, cancelSource 14); sz above maxMktSz -> ``max_size_code``; ``ccy`` on a SWAP order is
+    accepted and ignored; ``duplicate_pushes`` repeats an orders push with the same tradeId and fee."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake, rest_client(fake) as client:
+            fake.set_market(SWAP, bid=60000, ask=60000.1, bid_sz=100, ask_sz=100)
+            fake.set_price_limit(SWAP, "59999", "59000")  # the ask is above the max buy price
+            for ord_type in ("market", "optimal_limit_ioc"):
+                _, body = await place(
+                    client, fake, order("buy", "1", ord_type=ord_type, cl=f"band{ord_type[:3]}")
+                )
+                assert body["code"] == "0", body
+                ord_id = body["data"][0]["ordId"]
+                info = (await get(client, fake, f"/api/v5/trade/order?instId={SWAP}&ordId={ord_id}"))["data"][
+                    0
+                ]
+                assert (info["state"], info["accFillSz"], info["cancelSource"]) == ("canceled", "0", "14")
+            _, body = await place(client, fake, order("buy", "12000.01", ord_type="market"))
+            assert body["data"][0]["sCode"] == "51005"
+            fake.set_price_limit(SWAP, "61000", "59000")
+            fake.duplicate_pushes = True
+            async with private_ws(fake, {"channel": "orders", "instType": "SWAP"}) as (ws, _):
+                _, body = await place(
+                    client, fake, {**order("sell", "2", ord_type="optimal_limit_ioc"), "ccy": "USDT"}
+                )
+                assert body["code"] == "0"
+                fills = []
+                while len(fills) < 2:
+                    item = (await next_on(ws, "orders"))["data"][0]
+                    if item["tradeId"]:
+                        fills.append(item)
+            assert (
+                fills[0] == fills[1]
+                and fills[0]["fillPx"] == "60000"
+                and fills[0]["ordType"] == "optimal_limit_ioc"
+            )

@@ -294,3 +294,313 @@ async def test_two_strategies_opposite_sides_and_a_position_opened_by_hand_recon
                     SWAP
                 ) == pytest.approx(1.5)
                 assert await gw_guard_reconcile(gw) == []
+
+
+async def test_a_server_stopped_hard_during_a_funding_and_a_fill_reconciles_after_its_restart(
+    base_dir: Path, zctx: Any
+) -> None:
+    """The server dies (its task group cancelled: nothing more is journaled, no shutdown policy, no
+    snapshot, as with kill -9) after OKX settled a funding and filled an order whose pushes it never
+    saw. Restarted, it learns both from OKX (the order by query, the funding from the bills), applies
+    each once, and the strategy's position equals the exchange's; a second restart changes nothing."""
+    with trio.fail_after(40):
+        async with open_fake_okx() as fake:
+            fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
+            fake.set_mark_price(SWAP, 60000.0)
+            config = okx_config(base_dir, fake, [SWAP])
+            async with server(config) as gw:
+                a = Peer(zctx, Endpoints.from_config(config), "a")
+                await a.join()
+                await trade(a, SWAP, "buy", 2)
+                fake.private_pushes_paused = True  # from here the server hears nothing of its account
+                coid = a.coid()
+                await a.send(OrderRequest("a", coid, SWAP, Side.BUY, OrderType.MARKET, None, 1.0,
+                                          time.time_ns() // 1_000_000))  # fmt: skip
+                while not any(
+                    o["clOrdId"] and o["state"] == "filled" and o["sz"] == "1" for o in fake.orders.values()
+                ):
+                    await trio.sleep(0.01)
+                (bill,) = fake.settle_funding(SWAP, 0.0001)
+                assert gw.engine.accounts.position("a", SWAP) == 2  # the fill and the funding are unknown
+                a.close()
+            # ... the server is gone (hard). OKX carries on; the pushes it held are lost.
+            fake.private_pushes_paused = False
+            for run in range(2):
+                async with server(config) as gw:
+                    while not gw.accepting.is_set():
+                        await trio.sleep(0.01)
+                    acc = gw.engine.accounts
+                    while acc.position("a", SWAP) != 3 or not acc.books[("a", SWAP)].funding:
+                        await trio.sleep(0.01)
+                    assert acc.books[("a", SWAP)].funding == pytest.approx(float(bill["balChg"]))
+                    assert await gw.venue.positions() == {SWAP: 3.0}
+                    assert await gw_guard_reconcile(gw) == []
+                    events = [r for r in gw.journal.reports_after("a", 0, 100) if isinstance(r, AccountEvent)]
+                    assert [(e.kind, e.event_id) for e in events] == [("funding", f"bill:{bill['billId']}")]
+                    p = Peer(zctx, Endpoints.from_config(config), "a")
+                    await p.join()
+                    assert sum(isinstance(r, AccountEvent) for r in p.reports) == 1, run
+                    p.close()
+
+
+async def test_mark_funding_and_price_limits_on_the_bus_the_gate_refuses_outside_them_and_warnings_reach_owners(
+    base_dir: Path, zctx: Any
+) -> None:
+    with trio.fail_after(30):
+        async with open_fake_okx() as fake:
+            fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
+            config = okx_config(base_dir, fake, [SWAP])
+            async with server(config) as gw:
+                a = Peer(zctx, Endpoints.from_config(config), "a")
+                for kind in ("mark", "funding", "price_limit"):
+                    a.mdsub.sock.setsockopt(zmq.SUBSCRIBE, f"{kind}/{SWAP}/".encode())
+                await a.join()
+                fake.set_funding_rate(SWAP, 0.0002, interval_h=8)
+                fake.set_mark_price(SWAP, 60000.0, 59990.0)
+                fake.set_price_limit(SWAP, 61200.0, 58800.0)
+                seen: dict[str, Any] = {}
+                while (
+                    len(seen) < 3
+                    or seen["price_limit"].buy_limit != 61200.0
+                    or seen["mark"].mark_price != 60000.0
+                ):
+                    msg = await a.next_md()
+                    seen[type(msg).__name__.replace("MarkPrice", "mark").replace("FundingRate", "funding")
+                         .replace("PriceLimit", "price_limit")] = msg  # fmt: skip
+                assert seen["funding"].funding_rate == pytest.approx(0.0002)
+                assert (
+                    seen["funding"].interval_ms == 8 * 3600 * 1000 and seen["funding"].next_funding_time > 0
+                )
+                # the gate knows OKX's limits: a buy above 61200 is refused here, never sent
+                await a.send(OrderRequest("a", "hi", SWAP, Side.BUY, OrderType.LIMIT, 61300.0, 1.0,
+                                          time.time_ns() // 1_000_000))  # fmt: skip
+                r = await a.report()
+                assert isinstance(r, OrderReport) and r.status is OrderStatus.REJECTED
+                assert (
+                    r.error_msg
+                    == "price limit: a buy at 61300 is above the venue's buy limit 61200 for BTC-USDT-SWAP"
+                )
+                assert order_bodies(fake) == []
+                # a liquidation warning on a's position reaches a (and the log), and changes nothing
+                await trade(a, SWAP, "buy", 1)
+                assert fake.send_liquidation_warning(SWAP) == 1
+                warn = await next_event(a)
+                assert (warn.kind, warn.symbol, warn.quantity) == ("liquidation_warning", SWAP, 0.0)
+                assert gw.engine.accounts.position("a", SWAP) == 1
+
+
+async def test_a_mismatch_names_the_instrument_the_difference_and_since_when_and_moves_holders_to_reducing(
+    base_dir: Path, zctx: Any
+) -> None:
+    from seqtrade.server.guard import Guard, format_guard_status
+    from seqtrade.server.risk import TradingState
+
+    with trio.fail_after(30):
+        async with open_fake_okx() as fake:
+            fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
+            config = okx_config(base_dir, fake, [SWAP], '[venue.derivatives]\non_mismatch = "reducing"')
+            async with server(config) as gw:
+                a = Peer(zctx, Endpoints.from_config(config), "a")
+                await a.join()
+                await trade(a, SWAP, "buy", 2)
+                fake.set_mark_price(SWAP, 61000.0)
+                fake.private_pushes_paused = True  # a trade by hand the server never hears of
+                fake.order_by_hand(SWAP, "sell", 0.5, 60000.0)
+                guard = Guard(gw.config, gw.venue, gw.journal, gw.engine.risk, gw.engine.accounts,
+                              in_flight=gw.engine.open_records, sink=gw, marks={SWAP: 61000.0})  # fmt: skip
+                guard._adjusted = True  # a check after start
+                (warning,) = await guard.reconcile()
+                assert warning.startswith(
+                    "position mismatch in BTC-USDT-SWAP: the strategies and external hold 2 in total, "
+                    "the venue okx holds 1.5 (off by -0.5, since "
+                ) and warning.endswith(" UTC)")
+                assert gw.engine.risk.state_of("a")[0] is TradingState.REDUCING
+                lines = "\n".join(format_guard_status(guard.status()))
+                assert "BTC-USDT-SWAP" in lines and "MISMATCH" in lines
+                # a's unrealised PnL at mark, in USDT: (61000 - 60000.1) x 2 x 0.01
+                row = guard.status()["accounts"]["strategies"]["a"][SWAP]
+                assert row["unrealised_pnl"] == pytest.approx((61000 - 60000.1) * 2 * 0.01)
+                assert row["currency"] == "USDT"
+                fees = guard.status()["accounts"]["currencies"]["USDT"]["fees"]
+                assert fees == pytest.approx(0.001 * 2 * 0.01 * 60000.1)  # taker fee in USDT, by currency
+                assert "account by currency" in lines
+                details = guard.status()["venue_details"]
+                assert [(d["symbol"], d["quantity"], d["margin_mode"]) for d in details] == [
+                    (SWAP, 1.5, "cross")
+                ]
+
+
+async def test_a_dated_future_delivered_and_a_funding_missed_while_the_socket_was_down_arrive_once(
+    base_dir: Path, zctx: Any
+) -> None:
+    with trio.fail_after(30):
+        async with open_fake_okx() as fake:
+            future = next(
+                i for i in fake.exchange.instruments if i.startswith("BTC-USD-") and not i.endswith("SWAP")
+            )
+            for sym in (future, SWAP):
+                fake.set_market(sym, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
+                fake.set_mark_price(sym, 60000.0)
+            config = okx_config(base_dir, fake, [SWAP, future])
+            async with server(config) as gw:
+                a = Peer(zctx, Endpoints.from_config(config), "a")
+                welcome = await a.join()
+                facts = {i.symbol: i for i in welcome.instruments}
+                assert (
+                    facts[future].kind == "futures" and facts[future].expiry_ms > 0 and facts[future].inverse
+                )
+                await trade(a, future, "buy", 10)
+                await trade(a, SWAP, "sell", 1)
+                # the private socket drops; OKX settles funding meanwhile; the reconnect reads the bills
+                fake.private_pushes_paused = True
+                await fake.disconnect("private")
+                (bill,) = fake.settle_funding(SWAP, 0.0001)
+                fake.private_pushes_paused = False
+                ev = await next_event(a)
+                assert (ev.kind, ev.event_id, ev.amount) == (
+                    "funding",
+                    f"bill:{bill['billId']}",
+                    pytest.approx(0.06),
+                )
+                (dbill,) = fake.deliver(future, 61000.0)
+                ev = await next_event(a)
+                assert (ev.kind, ev.symbol, ev.quantity, ev.price, ev.currency) == (
+                    "delivery",
+                    future,
+                    -10.0,
+                    61000.0,
+                    "BTC",
+                )
+                assert ev.amount == pytest.approx(float(dbill["balChg"]))
+                assert gw.engine.accounts.position("a", future) == 0.0
+                events = [r for r in gw.journal.reports_after("a", 0, 100) if isinstance(r, AccountEvent)]
+                assert [e.kind for e in events] == ["funding", "delivery"]
+
+
+def config_file(base_dir: Path, fake: Any) -> Path:
+    path = base_dir / "okx-swap.toml"
+    path.write_text(f"""
+[server]
+run_dir = "run"
+status_interval = 0
+heartbeat_timeout = 30.0
+shutdown_policy = "leave"
+[risk]
+reconcile_interval = 0
+[venue]
+kind = "okx"
+symbols = ["{SWAP}"]
+[venue.okx]
+demo = true
+rest_url = "{fake.rest_url}"
+ws_public_url = "{fake.ws_public_url}"
+ws_private_url = "{fake.ws_private_url}"
+reconnect_min = 0.05
+reconnect_max = 0.2
+""")
+    return path
+
+
+async def test_kill_9_of_the_server_process_during_a_funding_and_a_fill_then_every_position_reconciles(
+    base_dir: Path, zctx: Any
+) -> None:
+    """The real thing: ``seqtrade serve`` as a process, SIGKILL while OKX has settled a funding and
+    filled an order whose pushes the server never received; a new process applies both, once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from seqtrade.server.control import request
+
+    with trio.fail_after(60):
+        async with open_fake_okx() as fake:
+            fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
+            fake.set_mark_price(SWAP, 60000.0)
+            path = config_file(base_dir, fake)
+            config = parse_config(path.read_text(), base_dir=str(base_dir))
+            env = dict(
+                os.environ, OKX_API_KEY="fake-key", OKX_SECRET_KEY="fake-secret", OKX_PASSPHRASE="fake-pass"
+            )
+            control = f"ipc://{config.run_dir / 'control.ipc'}"
+
+            async def start() -> trio.Process:
+                proc = await trio.lowlevel.open_process(
+                    [sys.executable, "-m", "seqtrade.cli", "serve", "--config", str(path)],
+                    env=env, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+                while True:  # ready once the control socket answers
+                    try:
+                        with trio.fail_after(1):
+                            await trio.to_thread.run_sync(lambda: request(control, "status", timeout=0.5))
+                        return proc
+                    except (ConnectionError, trio.TooSlowError):  # not up yet
+                        await trio.sleep(0.1)
+
+            async def status() -> dict[str, Any]:
+                return await trio.to_thread.run_sync(lambda: request(control, "status"))  # type: ignore[no-any-return]
+
+            proc = await start()
+            try:
+                a = Peer(zctx, Endpoints.from_config(config), "a")
+                await a.join()
+                await trade(a, SWAP, "buy", 2)
+                fake.private_pushes_paused = True
+                await a.send(OrderRequest("a", a.coid(), SWAP, Side.BUY, OrderType.MARKET, None, 1.0,
+                                          time.time_ns() // 1_000_000))  # fmt: skip
+                while not any(
+                    o["clOrdId"] and o["sz"] == "1" and o["state"] == "filled" for o in fake.orders.values()
+                ):
+                    await trio.sleep(0.01)
+                (bill,) = fake.settle_funding(SWAP, 0.0001)
+                st = await status()
+                assert st["accounts"]["strategies"]["a"][SWAP]["position"] == 2  # neither is known yet
+                proc.send_signal(signal.SIGKILL)
+                assert await proc.wait() == -signal.SIGKILL
+                a.close()
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            fake.private_pushes_paused = False
+            for run in range(2):  # a second restart must not apply anything twice
+                proc = await start()
+                try:
+                    while True:
+                        book = (await status())["accounts"]["strategies"]["a"][SWAP]
+                        if book["position"] == 3 and book["funding"]:
+                            break
+                        await trio.sleep(0.05)
+                    assert book["funding"] == pytest.approx(float(bill["balChg"])), run
+                    assert fake.position(SWAP)["pos"] == "3"
+                    p = Peer(zctx, Endpoints.from_config(config), "a")
+                    await p.join()
+                    assert [r.kind for r in p.reports if isinstance(r, AccountEvent)] == ["funding"], run
+                    p.close()
+                finally:
+                    proc.send_signal(signal.SIGINT)
+                    assert await proc.wait() == 0
+
+
+async def test_a_position_that_predates_seqtrade_is_taken_as_external_at_start_and_then_reconciles(
+    base_dir: Path, zctx: Any
+) -> None:
+    from seqtrade.server.guard import Guard
+
+    with trio.fail_after(30):
+        async with open_fake_okx() as fake:
+            fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
+            fake.order_by_hand(SWAP, "sell", 4, 60000.0)  # on okx.com, before seqtrade ever ran
+            config = okx_config(base_dir, fake, [SWAP])
+            async with server(config) as gw:
+                guard = Guard(gw.config, gw.venue, gw.journal, gw.engine.risk, gw.engine.accounts,
+                              in_flight=gw.engine.open_records, sink=gw)  # fmt: skip
+                assert await guard.reconcile() == []  # the first check after start: an adjustment
+                while gw.engine.accounts.position(EXTERNAL, SWAP) != -4:
+                    await trio.sleep(0.01)
+                a = Peer(zctx, Endpoints.from_config(config), "a")
+                await a.join()
+                await trade(a, SWAP, "buy", 1)
+                assert await guard.reconcile() == []  # exact: a +1, external -4, OKX -3
+                (adj,) = [r for r in gw.journal.reports_after(EXTERNAL, 0, 10) if isinstance(r, AccountEvent)]
+                assert (adj.kind, adj.quantity) == ("adjustment", -4.0)

@@ -1,11 +1,12 @@
 """Derivative instruments of the fake (SWAP and dated FUTURES) -- pure data, no I/O.
 
-The SWAP rows are the captured ``public/instruments`` rows of the derivatives sheet (D§1.3), extra
-unknown fields included (``maxPlatOILmt``, ``posLmtAmt``...: parsers must ignore them, D§10.16).
-The dated futures expire on the last Friday of a quarter at 08:00 UTC (D§1.1); their instId is
+The SWAP rows are ``public/instruments`` rows captured in nautilus_trader's test data ([get instruments]),
+extra
+unknown fields included (``maxPlatOILmt``, ``posLmtAmt``...: parsers must ignore them, [numbers as strings]).
+The dated futures expire on the last Friday of a quarter at 08:00 UTC ([general info]); their instId is
 computed from the exchange clock, so the default table always holds a future that is not expired.
 
-UNVERIFIED (D§1.3): no captured row exists for a dated *linear* BTC-USDT future; its ctVal / lotSz /
+UNVERIFIED: no captured row exists for a dated *linear* BTC-USDT future; its ctVal / lotSz /
 minSz / lever below are the fake's choice (same contract as BTC-USDT-SWAP, lever 50).
 """
 
@@ -29,7 +30,7 @@ __all__ = [
 
 DERIV_INST_TYPES = ("SWAP", "FUTURES")
 
-# D§1.3: captured rows (NT test_data), the ETH row = BTC-USDT-SWAP with the differing fields.
+# Captured rows (nautilus_trader test_data); the ETH row = BTC-USDT-SWAP with the differing fields.
 _BTC_USDT_SWAP: dict[str, Any] = {
     "alias": "",
     "auctionEndTime": "",
@@ -103,9 +104,9 @@ _BTC_USD_SWAP: dict[str, Any] = {
     "settleCcy": "BTC",
     "uly": "BTC-USD",
 }
-# D§1.3 captured BTC-USD-241220 row (inverse future), re-dated; instIdCode is the fake's own.
+# The captured BTC-USD-241220 row (inverse future), re-dated; instIdCode is the fake's own.
 _BTC_USD_FUTURE: dict[str, Any] = {
-    "alias": "",  # deprecated, "removed by the end of April 2026" (D§1.2)
+    "alias": "",  # deprecated, "removed by the end of April 2026" ([get instruments])
     "baseCcy": "",
     "category": "1",
     "ctMult": "1",
@@ -136,7 +137,7 @@ _BTC_USD_FUTURE: dict[str, Any] = {
     "uly": "BTC-USD",
     "instIdCode": 10601,
 }
-# UNVERIFIED (D§1.3): the grid of D§1.1 gives family / settleCcy / ctType / ctValCcy; the sizes are ours.
+# UNVERIFIED: [general info] gives family / settleCcy / ctType / ctValCcy; the sizes are ours.
 _BTC_USDT_FUTURE: dict[str, Any] = {
     **_BTC_USD_FUTURE,
     "ctType": "linear",
@@ -153,7 +154,7 @@ _BTC_USDT_FUTURE: dict[str, Any] = {
 
 
 def quarterly_expiry_ms(now_ms: int, *, min_days: int = 14) -> int:
-    """The first quarterly expiry (last Friday of Mar/Jun/Sep/Dec, 08:00 UTC, D§1.1) at least
+    """The first quarterly expiry (last Friday of Mar/Jun/Sep/Dec, 08:00 UTC, [general info]) at least
     ``min_days`` after ``now_ms``."""
     now = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
     earliest = now + timedelta(days=min_days)
@@ -191,7 +192,7 @@ def is_derivative(inst: Instrument) -> bool:
 
 def deriv_instrument_from_dict(overrides: dict[str, Any]) -> Instrument:
     """Build an Instrument from a SWAP/FUTURES row: the wire record keeps ``baseCcy``/``quoteCcy``
-    ``""`` and ``tradeQuoteCcyList`` ``[]`` as in the captured rows (D§1.3); ``base_ccy`` /
+    ``""`` and ``tradeQuoteCcyList`` ``[]`` as in the captured rows; ``base_ccy`` /
     ``quote_ccy`` of the Instrument are the family's two currencies (BTC / USDT, BTC / USD)."""
     inst = instrument_from_dict(overrides)
     record = inst.record

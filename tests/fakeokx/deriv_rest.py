@@ -1,4 +1,5 @@
-"""REST endpoints of derivatives on the fake OKX (D§3, D§4.4, D§6, D§8, §2.10).
+"""REST endpoints of derivatives on the fake OKX ([account configuration], [close positions],
+[public data], [bills], §2.10).
 
 Private: ``GET account/config``, ``POST account/set-position-mode``, ``POST account/set-leverage``,
 ``GET account/leverage-info``, ``GET account/positions``, ``GET account/bills`` (7 days) and
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DERIV_ROUTES"]
 
-# Top-level codes answered with HTTP 400 besides those of rest._STATUS (D§3.4: 59105 is "(HTTP 400)").
+# Top-level codes answered with HTTP 400 besides those of rest._STATUS ([set leverage]: 59105).
 _EXTRA_400 = ("59105",)
 
 
@@ -47,12 +48,12 @@ def _body(ctx: _Ctx) -> dict[str, object]:
 
 
 def _config(ctx: _Ctx) -> _Payload:
-    """D§3.1."""
+    """[get account configuration]."""
     return _ok([_ex(ctx).account.record(ctx.fake.uid)])
 
 
 def _set_position_mode(ctx: _Ctx) -> _Payload:
-    """D§3.3; 59000 when positions or pending orders exist."""
+    """[set position mode]; 59000 when positions or pending orders exist."""
     body = _body(ctx)
     if body.get("posMode") in (None, ""):
         raise OkxError("50014", "Parameter posMode can not be empty")
@@ -60,7 +61,7 @@ def _set_position_mode(ctx: _Ctx) -> _Payload:
 
 
 def _set_leverage(ctx: _Ctx) -> _Payload:
-    """D§3.4."""
+    """[set leverage / leverage info]."""
     try:
         return _ok([_ex(ctx).set_leverage(_body(ctx))])
     except OkxError as exc:
@@ -68,7 +69,7 @@ def _set_leverage(ctx: _Ctx) -> _Payload:
 
 
 def _leverage_info(ctx: _Ctx) -> _Payload:
-    """D§3.4: instId up to 20 comma-separated, mgnMode required."""
+    """[set leverage / leverage info]: instId up to 20 comma-separated, mgnMode required."""
     inst_ids = [i for i in ctx.query.get("instId", "").split(",") if i]
     mgn_mode = ctx.query.get("mgnMode", "")
     if not inst_ids:
@@ -88,17 +89,17 @@ def _positions(ctx: _Ctx) -> _Payload:
 
 
 def _bills(ctx: _Ctx) -> _Payload:
-    """D§8: the last 7 days, newest first."""
+    """[bills]: the last 7 days, newest first."""
     return _ok(list(_ex(ctx).bills_query(ctx.query)))
 
 
 def _bills_archive(ctx: _Ctx) -> _Payload:
-    """D§8: the last 3 months, newest first."""
+    """[bills]: the last 3 months, newest first."""
     return _ok(list(_ex(ctx).bills_query(ctx.query, archive=True)))
 
 
 def _close_position(ctx: _Ctx) -> _Payload:
-    """D§4.4: no ordId in the answer."""
+    """[close positions]: no ordId in the answer."""
     return _ok([_ex(ctx).close_position(_body(ctx))])
 
 
@@ -113,7 +114,7 @@ def _deriv_inst(ctx: _Ctx, name: str = "instId") -> str:
 
 
 def _mark_price(ctx: _Ctx) -> _Payload:
-    """D§6.1: instType required; instId optional."""
+    """[mark price channel]: instType required; instId optional."""
     ex = _ex(ctx)
     inst_type = ctx.query.get("instType", "")
     if not inst_type:
@@ -131,7 +132,7 @@ def _mark_price(ctx: _Ctx) -> _Payload:
 
 
 def _funding_rate(ctx: _Ctx) -> _Payload:
-    """D§6.2: one item for instId (or every funded instrument for ``ANY``)."""
+    """[funding rate]: one item for instId (or every funded instrument for ``ANY``)."""
     ex = _ex(ctx)
     if ctx.query.get("instId") == "ANY":
         return _ok([ex.funding_item(i) for i in ex.funding if i in ex.instruments])
@@ -142,7 +143,7 @@ def _funding_rate(ctx: _Ctx) -> _Payload:
 
 
 def _funding_history(ctx: _Ctx) -> _Payload:
-    """D§6.2: newest first, limit <= 400."""
+    """[funding rate]: newest first, limit <= 400."""
     ex = _ex(ctx)
     inst_id = _deriv_inst(ctx)
     if inst_id not in ex.funding:
@@ -156,7 +157,7 @@ def _funding_history(ctx: _Ctx) -> _Payload:
 
 
 def _price_limit(ctx: _Ctx) -> _Payload:
-    """D§6.3."""
+    """[price limit]."""
     return _ok([_ex(ctx).price_limit_item(_deriv_inst(ctx))])
 
 

@@ -44,6 +44,8 @@ class DerivControls:
         self.position_pushes: list[dict[str, Any]] = []  # positions rows (event_update)
         self.bap_pushes: list[dict[str, Any]] = []  # balance_and_position data[0] items
         self.public_deriv_pushes: list[tuple[str, dict[str, Any]]] = []  # (channel, item)
+        # [account channel]: the account channel pushes an initial snapshot (False: the older reading, §9)
+        self.account_snapshot = True
 
     # ------------------------------------------------------------------ observation
 
@@ -104,7 +106,7 @@ class DerivControls:
         self.exchange.set_funding_rate(inst_id, value, interval)
 
     def settle_funding(self, inst_id: str, rate: float | str | Decimal | None = None) -> list[dict[str, Any]]:
-        """A funding settlement now (D§7); returns its bills (type 8)."""
+        """A funding settlement now ([funding, liquidation, ADL, delivery]); returns its bills (type 8)."""
         return self.exchange.settle_funding(inst_id, _dec(rate))
 
     def liquidate(
@@ -173,7 +175,7 @@ class DerivControls:
     # ------------------------------------------------------------------ snapshots (on subscribe)
 
     def positions_snapshot(self, arg: dict[str, Any]) -> list[dict[str, Any]]:
-        """D§5.1: non-zero positions matching ``arg`` in pages (curPage int, lastPage bool)."""
+        """[positions channel]: non-zero positions matching ``arg`` in pages (curPage int, lastPage bool)."""
         ex = self.exchange
         rows = [
             ex.position_row(p)
@@ -194,8 +196,13 @@ class DerivControls:
             for n, page in enumerate(pages)
         ]
 
+    def account_snapshot_message(self, arg: dict[str, Any]) -> dict[str, Any]:
+        """[account channel]: top-level eventType "snapshot" with curPage / lastPage."""
+        record = self.exchange.balance_record()
+        return {"arg": arg, "eventType": "snapshot", "curPage": 1, "lastPage": True, "data": [record]}
+
     def bap_snapshot(self) -> dict[str, Any]:
-        """D§5.2: non-zero balances and positions, ``eventType`` inside data[0]."""
+        """[balance and position channel]: non-zero balances and positions, ``eventType`` inside data[0]."""
         ex = self.exchange
         item = {
             "pTime": str(ex.now_ms()),

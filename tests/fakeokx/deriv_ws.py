@@ -1,10 +1,11 @@
-"""WebSocket channels of derivatives on the fake OKX (D§5, D§6).
+"""WebSocket channels of derivatives on the fake OKX ([private channels], [public data]).
 
-Public (``/ws/v5/public``): ``mark-price``, ``funding-rate``, ``price-limit`` (D§6.1-6.3), each
+Public (``/ws/v5/public``): ``mark-price``, ``funding-rate``, ``price-limit`` ([mark price channel]-6.3), each
 pushing the current value right after the ack when there is one.  Private (``/ws/v5/private``, login
-first): ``positions`` (paged ``snapshot`` on subscribe, then ``event_update`` rows, D§5.1),
-``balance_and_position`` (``snapshot`` in ``data[0].eventType``, D§5.2) and ``liquidation-warning``
-(D§5.6).  ``ws.py`` hands every subscribe / unsubscribe arg of these channels to ``subscribe`` here;
+first): ``positions`` (paged ``snapshot`` on subscribe, then ``event_update`` rows, [positions channel]),
+``balance_and_position`` (``snapshot`` in ``data[0].eventType``, [balance and position channel])
+and ``liquidation-warning`` ([position risk warning channel]).  ``ws.py`` hands every subscribe /
+unsubscribe arg of these channels to ``subscribe`` here;
 the fan-out of later pushes is in ``deriv_server.DerivControls``.
 """
 
@@ -79,7 +80,7 @@ def _check(conn: WsConn, arg: dict[str, Any]) -> tuple[str, str] | None:
         if inst_id not in ex.instruments or not ex.is_deriv(inst_id):
             return not_found()
         if channel == "funding-rate" and inst_id not in ex.funding:
-            return not_found()  # dated futures pay no funding (X-Perps aside, D§6.2)
+            return not_found()  # dated futures pay no funding (X-Perps aside, [funding rate])
         return None
     if conn.kind != "private":
         return not_found()

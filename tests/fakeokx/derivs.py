@@ -1,7 +1,7 @@
 """Derivatives on the fake OKX (SWAP / FUTURES) -- pure, synchronous, no trio.
 
-``DerivExchange`` extends the spot engine (``exchange.Exchange``) with what the derivatives sheet
-(D§ numbers) asks a faithful fake to reproduce (D§10): the account configuration and position mode,
+``DerivExchange`` extends the spot engine (``exchange.Exchange``) with what OKX's docs (bracketed page
+names) say a faithful fake must reproduce: the account configuration and position mode,
 leverage per margin mode (and per side in long/short isolated), the order rules of FUTURES/SWAP
 (tdMode cross/isolated, posSide per position mode, reduce-only, sizes in contracts, price limits),
 positions with avgPx and realised PnL (linear and inverse), fees in the settlement currency, bills,
@@ -11,7 +11,7 @@ hand.  Spot instruments keep the spot engine's behaviour unchanged.
 Pushes go through ``DerivSink`` (implemented by ``deriv_server.DerivControls``): positions rows,
 balance_and_position items, public derivative channels and liquidation warnings.
 
-Choices where the sheet is silent or UNVERIFIED are marked ``CHOICE`` / ``UNVERIFIED`` here and
+Choices where the docs are silent or contradictory (UNVERIFIED) are marked ``CHOICE`` / ``UNVERIFIED`` here and
 listed in README.md ("Derivatives").
 """
 
@@ -49,7 +49,7 @@ _MONEY = Decimal("1e-16")  # CHOICE: money figures carry at most 16 decimals (as
 _AVG = Decimal("1e-10")  # CHOICE: avgPx precision
 _EIGHT_HOURS_MS = 8 * 3600 * 1000
 
-# D§5.4 cancelSource codes of derivatives; the texts are ours.
+# [order channel] cancelSource codes of derivatives; the texts are ours.
 CANCEL_SOURCE_REASONS.update(
     {
         "3": "Order canceled by system due to liquidation risk",
@@ -60,11 +60,13 @@ CANCEL_SOURCE_REASONS.update(
 )
 
 DERIV_MESSAGES: dict[str, str] = {
-    "51000_posSide": "Parameter posSide error ",  # D§4.5 wire text, trailing space (huojichuanqi/ds#4)
-    "51000_posSide_lever": "Parameter posSide  error",  # D§3.4 wire text, two spaces (freqtrade#7932)
+    "51000_posSide": "Parameter posSide error ",  # [error codes] wire text, trailing space (huojichuanqi/ds#4)
+    # [set leverage] wire text, two spaces (freqtrade/freqtrade#7932)
+    "51000_posSide_lever": "Parameter posSide  error",
     "51006_deriv": "Order price is not within the price limit (max buy price: {buy} , min sell price: {sell} )",
-    "51008_margin": "Order failed. Insufficient {ccy} margin in account ",  # D§4.5 wire (python-okx#110)
-    "51010": "You can't complete this request under your current account mode. ",  # D§3.2 wire
+    "51008_margin": "Order failed. Insufficient {ccy} margin in account ",  # [error codes] wire (python-okx#110)
+    # wire text of 2026-02 (okxapi/python-okx#143)
+    "51010": "You can't complete this request under your current account mode. ",
     "51041": "Portfolio margin account only supports the Buy/Sell mode",
     "51112": "Close order size exceeds available size for this position.",
     "51115": "Cancel all pending close-orders before liquidation.",
@@ -86,7 +88,7 @@ DERIV_MESSAGES: dict[str, str] = {
 
 
 def contract_value(inst: Instrument, qty: Decimal, px: Decimal) -> Decimal:
-    """Value of ``qty`` contracts at ``px`` in the settlement currency (D§2): linear
+    """Value of ``qty`` contracts at ``px`` in the settlement currency ([units, PnL and fees]): linear
     qty x ctVal x px (quote), inverse qty x ctVal / px (coin)."""
     ct_val = Decimal(str(inst.record["ctVal"]))
     if inst.record.get("ctType") == "inverse":
@@ -95,7 +97,7 @@ def contract_value(inst: Instrument, qty: Decimal, px: Decimal) -> Decimal:
 
 
 def contract_pnl(inst: Instrument, avg_px: Decimal, px: Decimal, qty: Decimal, direction: int) -> Decimal:
-    """PnL of closing ``qty`` contracts bought/sold at ``avg_px`` at ``px`` (D§2): linear
+    """PnL of closing ``qty`` contracts bought/sold at ``avg_px`` at ``px`` ([units, PnL and fees]): linear
     (px - avg) x qty x ctVal, inverse (1/avg - 1/px) x qty x ctVal; ``direction`` +1 long, -1 short."""
     ct_val = Decimal(str(inst.record["ctVal"]))
     if inst.record.get("ctType") == "inverse":
@@ -125,9 +127,11 @@ class DerivSink(Sink, Protocol):
 
 @dataclass
 class AccountConfig:
-    """D§3.1 ``account/config``; the knobs the rules read are ``acct_lv`` and ``pos_mode``."""
+    """``account/config`` ([get account configuration]); the rules read ``acct_lv`` and ``pos_mode``."""
 
-    acct_lv: str = "2"  # Futures mode: SPOT "cash", FUTURES/SWAP "cross" (D§3.2)
+    acct_lv: str = (
+        "2"  # Futures mode: SPOT "cash", FUTURES/SWAP "cross" ([place order: tdMode per account mode])
+    )
     pos_mode: str = "net_mode"
     auto_loan: bool = False
     ct_iso_mode: str = "automatic"
@@ -139,7 +143,7 @@ class AccountConfig:
         return {
             "acctLv": self.acct_lv,
             "acctStpMode": self.acct_stp_mode,
-            "autoLoan": self.auto_loan,  # Boolean (D§3.1)
+            "autoLoan": self.auto_loan,  # Boolean ([get account configuration])
             "ctIsoMode": self.ct_iso_mode,
             "enableSpotBorrow": False,
             "greeksType": "PA",
@@ -224,7 +228,7 @@ class DerivOrder(Order):
     closing: bool = False  # reduce-only (net) or a close (long/short): never opens
     amend_source: str = ""
     fill_mark_px: Decimal | None = None
-    order_info_trade_id: str = ""  # "0" for liquidation / ADL orders (D§5.4)
+    order_info_trade_id: str = ""  # "0" for liquidation / ADL orders ([order channel])
 
 
 @dataclass
@@ -277,20 +281,34 @@ class DerivExchange(Exchange):
 
         # ---- knobs (README.md "Derivatives")
         self.default_lever = Decimal(10)  # CHOICE: leverage of a never-set instrument
-        self.isolated_derivs = True  # UNVERIFIED (D§3.2): tdMode=isolated accepted on SWAP/FUTURES
-        self.reduce_only_oversize = "reject"  # UNVERIFIED (D§4.2): "reject" (default) or "trim"
-        self.max_size_code = "51005"  # UNVERIFIED (D§10.5): sz > maxLmtSz / maxMktSz
-        self.close_pending_code = "51115"  # UNVERIFIED (D§4.4): close-position with close orders pending
-        self.deriv_price_limit_pct: Decimal | None = Decimal("0.05")  # band around the mark (D§6.3)
+        # UNVERIFIED ([place order: tdMode per account mode]): tdMode=isolated accepted on SWAP/FUTURES
+        self.isolated_derivs = True
+        self.reduce_only_oversize = (
+            "reject"  # UNVERIFIED ([place order: reduceOnly]): "reject" (default) or "trim"
+        )
+        self.max_size_code = "51005"  # UNVERIFIED ([place order: size caps]): sz > maxLmtSz / maxMktSz
+        self.close_pending_code = (
+            "51115"  # UNVERIFIED ([close positions]): close-position with close orders pending
+        )
+        self.deriv_price_limit_pct: Decimal | None = Decimal("0.05")  # band around the mark ([price limit])
         self.mark_follows_mid = True  # a never-set mark price follows the set_market mid
         self.mmr_rate = Decimal("0.004")  # CHOICE: maintenance margin rate (mmr, liqPx, mgnRatio)
         self.liq_penalty_rate = Decimal("0.001")  # CHOICE: liqPenalty = -rate x value of the liquidated size
-        self.funding_price = "mark"  # UNVERIFIED (D§6.2): price of "position value": "mark" or "last"
-        self.funding_pos_data = False  # UNVERIFIED (D§7): posData in the funding_fee balance_and_position
-        self.delivery_order_push = False  # UNVERIFIED (D§7): a category "delivery" orders push
-        self.subtypes_by_mode = True  # UNVERIFIED (D§8): trade subType 1/2 net, 3-6 long/short
+        self.funding_price = (
+            "mark"  # UNVERIFIED ([funding rate]): price of "position value": "mark" or "last"
+        )
+        # UNVERIFIED ([funding, liquidation, ADL, delivery]): posData in the funding_fee balance_and_position
+        self.funding_pos_data = False
+        self.delivery_order_push = (
+            False  # UNVERIFIED ([funding, liquidation, ADL, delivery]): a category "delivery" orders push
+        )
+        self.subtypes_by_mode = True  # UNVERIFIED ([bills]): trade subType 1/2 net, 3-6 long/short
         self.rest_zero_positions = False  # §2.10: pos "0" rows in REST positions (valid posId <= 30 days)
-        self.positions_page_size = 100  # CHOICE: rows per positions snapshot page (D§5.1 paging)
+        self.positions_page_size = (
+            100  # CHOICE: rows per positions snapshot page ([positions channel] paging)
+        )
+        # [cross-channel push order: not documented]: the pushes of one event go in this order
+        self.push_order: tuple[str, ...] = ("orders", "balance_and_position", "positions", "account")
 
     # ------------------------------------------------------------------ helpers
 
@@ -327,7 +345,7 @@ class DerivExchange(Exchange):
         return pos
 
     def lever_key(self, inst: Instrument, mgn_mode: str, pos_side: str) -> tuple[str, str, str]:
-        """D§3.4 granularity: FUTURES cross = whole family; SWAP cross and isolated net = contract;
+        """[set leverage] granularity: FUTURES cross = whole family; SWAP cross and isolated net = contract;
         isolated long/short = contract + side."""
         scope = inst.inst_id
         if mgn_mode == "cross" and inst.record.get("instType") == "FUTURES":
@@ -406,10 +424,10 @@ class DerivExchange(Exchange):
         upl, imr, iso, ordf = self.margin_use(ccy)
         return bal.cash - bal.frozen + upl - imr - iso - ordf
 
-    # ------------------------------------------------------------------ place (D§4)
+    # ------------------------------------------------------------------ place ([place order])
 
     def validate_place(self, req: Any) -> dict[str, Any]:
-        """FUTURES/SWAP: tdMode cross / isolated, ``posSide`` checked later per item (D§4.5 wire:
+        """FUTURES/SWAP: tdMode cross / isolated, ``posSide`` checked later per item ([error codes] wire:
         the posSide 51000 is an sCode), ``optimal_limit_ioc`` allowed, ``tgtCcy`` / ``ccy`` ignored."""
         if not isinstance(req, dict):
             return super().validate_place(req)
@@ -442,17 +460,17 @@ class DerivExchange(Exchange):
         inst = self.instruments.get(spec["instId"])
         if inst is None or not is_derivative(inst):
             return super()._accept(spec, now, taken_cl_ids)
-        if self.account.acct_lv == "1":
-            raise self.err("51010")  # D§3.2: spot mode cannot trade derivatives
-        if spec["tdMode"] == "isolated" and not self.isolated_derivs:
-            raise OkxError("51000", "Parameter tdMode error")
+        # [place order: tdMode per account mode]: spot mode cannot trade derivatives (51010), and
+        # isolated derivatives may no longer exist (UNVERIFIED: ``isolated_derivs``; refused the same way)
+        if self.account.acct_lv == "1" or (spec["tdMode"] == "isolated" and not self.isolated_derivs):
+            raise self.err("51010")
         cl = spec["clOrdId"]
         if cl and (cl in self.pending_by_cl or (taken_cl_ids is not None and cl in taken_cl_ids)):
             raise self.err("51016")
         long_short = self.account.pos_mode == "long_short_mode"
         pos_side = spec["posSide"]
         if long_short and pos_side not in ("long", "short"):
-            raise OkxError("51000", self.msg("51000_posSide"))  # D§10.2
+            raise OkxError("51000", self.msg("51000_posSide"))  # [place order: posSide]
         if not long_short:
             if pos_side not in ("", "net"):
                 raise OkxError("51000", self.msg("51000_posSide"))
@@ -460,7 +478,7 @@ class DerivExchange(Exchange):
         side, ord_type, sz, px = spec["side"], spec["ordType"], spec["sz"], spec["px"]
         sz_str = spec["sz_str"]
         if sz < inst.min_sz or sz % inst.lot_sz != 0:
-            raise self.err("51121")  # D§1.2: contracts
+            raise self.err("51121")  # [get instruments]: contracts
         market_like = ord_type in ("market", "optimal_limit_ioc")
         max_sz = Decimal(str(inst.record["maxMktSz" if market_like else "maxLmtSz"] or "0"))
         if max_sz and sz > max_sz:
@@ -478,7 +496,8 @@ class DerivExchange(Exchange):
         amend_source = ""
         if long_short:
             closing = (side == "sell") == (pos_side == "long")
-            if closing:  # D§4.1: opposite side + same posSide closes, implicitly reduce-only
+            # [place order: side x posSide]: opposite side + same posSide closes, implicitly reduce-only
+            if closing:
                 if held == 0:
                     raise self.err("51169")
                 pending = self._pending_closing(inst.inst_id, spec["tdMode"], pos_side, side)
@@ -486,7 +505,7 @@ class DerivExchange(Exchange):
                     raise self.err("51112")
         else:
             closing = bool(spec["reduceOnly"])
-            if closing:  # D§4.2
+            if closing:  # [place order: reduceOnly]
                 if held == 0:
                     raise self.err("51169")
                 if (side == "buy") == (held > 0):
@@ -564,7 +583,7 @@ class DerivExchange(Exchange):
     def _crosses(self, order: Order, market: Any) -> bool:
         if not isinstance(order, DerivOrder) or order.px is not None:
             return super()._crosses(order, market)
-        # D§2: market / optimal_limit_ioc orders never trade beyond the price-limit band.
+        # [units, PnL and fees]: market / optimal_limit_ioc orders never trade beyond the price-limit band.
         buy_lmt, sell_lmt, enabled = self.price_limits(order.inst.inst_id)
         if enabled:
             if (
@@ -612,7 +631,7 @@ class DerivExchange(Exchange):
     ) -> None:
         """One fill of a derivative order: fee (settlement ccy, negative = charged), position
         (avgPx / pnl), cash, fills + bills records, then the pushes: orders, balance_and_position,
-        positions, account (the default order of D§5.7)."""
+        positions, account (the default order of [cross-channel push order: not documented])."""
         now = self.now_ms()
         inst = order.inst
         ccy = _settle(inst)
@@ -657,8 +676,7 @@ class DerivExchange(Exchange):
                 exec_type=exec_type,
             )
         )
-        self._push(order, fill=fill)
-        self.position_event(pos, event, trade_ids=[trade_id])
+        self.position_event(pos, event, trade_ids=[trade_id], order_push=lambda: self._push(order, fill=fill))
 
     def _apply_fill(
         self, order: DerivOrder, qty: Decimal, px: Decimal, fee: Decimal, now: int, trade_id: str
@@ -666,7 +684,9 @@ class DerivExchange(Exchange):
         """Move the position of ``order`` by a fill; returns (position, realised pnl of the fill)."""
         inst = order.inst
         pos = self.position(inst, order.td_mode, order.pos_side)
-        if pos.pos == 0:  # (re)opening: the accumulators restart (D§5.1 "fee ... resets when fully closed")
+        if (
+            pos.pos == 0
+        ):  # (re)opening: the accumulators restart ([positions channel] "fee ... resets when fully closed")
             pos.pnl = pos.fee = pos.funding_fee = pos.liq_penalty = pos.settled_pnl = D0
             pos.margin = D0
             pos.c_time = now
@@ -720,7 +740,7 @@ class DerivExchange(Exchange):
             pos.margin += _money(contract_value(pos.inst, qty, px) / pos.lever)
 
     def _trade_subtype(self, order: DerivOrder) -> str:
-        """D§8: 1 buy / 2 sell; 3-6 open long / open short / close long / close short (long/short
+        """[bills]: 1 buy / 2 sell; 3-6 open long / open short / close long / close short (long/short
         mode, UNVERIFIED: ``subtypes_by_mode``)."""
         if order.pos_side == "net" or not self.subtypes_by_mode:
             return "1" if order.side == "buy" else "2"
@@ -729,24 +749,38 @@ class DerivExchange(Exchange):
             return "3" if order.pos_side == "long" else "4"
         return "5" if order.pos_side == "long" else "6"
 
-    def position_event(self, pos: Position | None, event: str, *, trade_ids: list[str] | None = None) -> None:
-        """After a change: sweep reduce-only orders that no longer fit, then push
-        balance_and_position (``event``), positions and account."""
-        if pos is not None:
-            self._sweep_closing(pos)
-        now = self.now_ms()
-        ccys = [_settle(pos.inst)] if pos is not None else []
+    def position_event(
+        self,
+        pos: Position,
+        event: str,
+        *,
+        trade_ids: list[str] | None = None,
+        order_push: Callable[[], None] | None = None,
+        pos_data: bool = True,
+    ) -> None:
+        """After a change of ``pos``: push the orders item (``order_push``), balance_and_position
+        (``event``; balData of the settlement currency, posData unless ``pos_data`` is False),
+        positions (the changed row) and account, in the order of ``push_order`` (the docs fix no order);
+        then cancel the closing orders that no longer fit the position."""
         item = {
-            "pTime": str(now),
+            "pTime": str(self.now_ms()),
             "eventType": event,
-            "balData": [self.bal_data(c) for c in ccys],
-            "posData": [self.pos_data(pos)] if pos is not None else [],
-            "trades": [{"instId": pos.inst.inst_id, "tradeId": t} for t in trade_ids or []] if pos else [],
+            "balData": [self.bal_data(_settle(pos.inst))],
+            "posData": [self.pos_data(pos)] if pos_data else [],
+            "trades": [{"instId": pos.inst.inst_id, "tradeId": t} for t in trade_ids or []],
         }
-        self.dsink.balance_and_position(item)
-        if pos is not None:
-            self.dsink.position_rows([self.position_row(pos)])
-        self.sink.balance_update()
+        row = self.position_row(pos)
+        emits: dict[str, Callable[[], None]] = {
+            "balance_and_position": lambda: self.dsink.balance_and_position(item),
+            "positions": lambda: self.dsink.position_rows([row]),
+            "account": self.sink.balance_update,
+        }
+        if order_push is not None:
+            emits["orders"] = order_push
+        for name in [*self.push_order, *(n for n in emits if n not in self.push_order)]:
+            if name in emits:
+                emits[name]()
+        self._sweep_closing(pos)
 
     def _sweep_closing(self, pos: Position) -> None:
         """Closing orders may never open: cancel (cancelSource 0, CHOICE) those beyond the position."""
@@ -773,7 +807,7 @@ class DerivExchange(Exchange):
         return {"ccy": ccy, "cashBal": fmt(bal.cash), "uTime": str(bal.u_time or self.now_ms())}
 
     def pos_data(self, pos: Position) -> dict[str, Any]:
-        """D§5.2 posData item."""
+        """[balance and position channel] posData item."""
         return {
             "posId": pos.pos_id,
             "tradeId": pos.trade_id,
@@ -793,8 +827,8 @@ class DerivExchange(Exchange):
         }
 
     def position_row(self, pos: Position) -> dict[str, Any]:
-        """§2.10 / D§5.1 position item (+ pTime).  Cross rows have availPos / liqPx / margin "" as in
-        the captured demo row (D§5.1); isolated rows carry them."""
+        """§2.10 / [positions channel] item (+ pTime).  Cross rows have availPos / liqPx / margin "" as in
+        the captured demo row ([positions channel]); isolated rows carry them."""
         inst = pos.inst
         mark = self.mark(inst.inst_id)
         now = self.now_ms()
@@ -804,7 +838,7 @@ class DerivExchange(Exchange):
         isolated = pos.mgn_mode == "isolated"
         liq_px = ""
         if isolated and pos.pos != 0 and pos.lever > 0:
-            # CHOICE (not in the sheet): the bankruptcy price moved by the maintenance margin rate.
+            # CHOICE (not in the docs): the bankruptcy price moved by the maintenance margin rate.
             k = 1 / pos.lever - self.mmr_rate
             raw = pos.avg_px * (1 - k) if pos.direction > 0 else pos.avg_px * (1 + k)
             liq_px = fmt(raw.quantize(inst.tick_sz))
@@ -915,7 +949,7 @@ class DerivExchange(Exchange):
             "fee": fmt(fill.fee),
             "ts": str(fill.time_ms),
             "fillTime": str(fill.time_ms),
-            "feeRate": "",  # D§2: returned for SPOT/MARGIN only
+            "feeRate": "",  # [units, PnL and fees]: returned for SPOT/MARGIN only
             "tradeQuoteCcy": "",
         }
 
@@ -936,7 +970,7 @@ class DerivExchange(Exchange):
         trade_id: str = "",
         exec_type: str = "",
     ) -> dict[str, Any]:
-        """D§8 bill item; ``sz`` contracts, always positive; amounts in the settlement currency."""
+        """[bills] bill item; ``sz`` contracts, always positive; amounts in the settlement currency."""
         ccy = _settle(inst)
         now = self.now_ms()
         return {
@@ -977,7 +1011,7 @@ class DerivExchange(Exchange):
         }
 
     def bills_query(self, params: dict[str, str], *, archive: bool = False) -> list[dict[str, Any]]:
-        """D§8 bills (7 days) / bills-archive (3 months), newest first, billId cursors, limit <= 100."""
+        """[bills] bills (7 days) / bills-archive (3 months), newest first, billId cursors, limit <= 100."""
         oldest = self.now_ms() - (90 if archive else 7) * 24 * 3600 * 1000
         rows = [b for b in self.bills if int(b["ts"]) >= oldest]
         for key in ("instType", "instId", "ccy", "mgnMode", "type", "subType"):
@@ -1009,7 +1043,7 @@ class DerivExchange(Exchange):
         if isinstance(order, DerivOrder):
             item.update(self._deriv_order_fields(order))
             if order.order_info_trade_id and item["tradeId"]:
-                item["tradeId"] = order.order_info_trade_id  # D§5.4: "0" in order info
+                item["tradeId"] = order.order_info_trade_id  # [order channel]: "0" in order info
         return item
 
     def order_push(
@@ -1118,10 +1152,10 @@ class DerivExchange(Exchange):
             super()._refreeze(order, new_px)
         # derivative order margin is computed on the fly (order_margin): nothing is frozen
 
-    # ------------------------------------------------------------------ account settings (D§3)
+    # ------------------------------------------------------------------ account settings ([account configuration])
 
     def set_position_mode(self, mode: Any) -> dict[str, Any]:
-        """D§3.3: account-wide, only when flat with no pending FUTURES/SWAP orders (59000)."""
+        """[set position mode]: account-wide, only when flat with no pending FUTURES/SWAP orders (59000)."""
         if mode not in ("long_short_mode", "net_mode"):
             raise OkxError("51000", "Parameter posMode error")
         if mode == "long_short_mode" and self.account.acct_lv == "4":
@@ -1132,7 +1166,7 @@ class DerivExchange(Exchange):
         return {"posMode": mode}
 
     def set_leverage(self, body: dict[str, Any]) -> dict[str, Any]:
-        """D§3.4 set-leverage; errors are top level (raised)."""
+        """[set leverage / leverage info] set-leverage; errors are top level (raised)."""
         lever_raw, mgn_mode = body.get("lever"), body.get("mgnMode")
         if lever_raw in (None, ""):
             raise OkxError("50014", "Parameter lever can not be empty")
@@ -1186,7 +1220,7 @@ class DerivExchange(Exchange):
         }
 
     def leverage_info(self, inst_ids: list[str], mgn_mode: str) -> list[dict[str, Any]]:
-        """D§3.4: one row per instrument (posSide "net"), one per side in long/short mode."""
+        """[leverage info]: one row per instrument (posSide "net"), one per side in long/short mode."""
         rows = []
         for inst_id in inst_ids:
             inst = self.instruments.get(inst_id)
@@ -1206,7 +1240,7 @@ class DerivExchange(Exchange):
         return rows
 
     def close_position(self, body: dict[str, Any]) -> dict[str, Any]:
-        """D§4.4: a market order closing the whole position; no ordId in the answer."""
+        """[close positions]: a market order closing the whole position; no ordId in the answer."""
         inst_id, mgn_mode = body.get("instId"), body.get("mgnMode")
         if not inst_id:
             raise OkxError("50014", "Parameter instId can not be empty")
@@ -1263,7 +1297,13 @@ class DerivExchange(Exchange):
             raise OkxError(item["sCode"], item["sMsg"])
         return {"clOrdId": cl, "instId": inst.inst_id, "posSide": pos_side, "tag": tag}
 
-    # ------------------------------------------------------------------ market data (D§6)
+    # ------------------------------------------------------------------ market data ([public data])
+
+    def set_market(self, inst_id: str, bid: Decimal, ask: Decimal, bid_sz: Decimal, ask_sz: Decimal) -> None:
+        before = self.mark(inst_id)
+        super().set_market(inst_id, bid, ask, bid_sz, ask_sz)
+        if self.is_deriv(inst_id) and inst_id not in self.marks and self.mark(inst_id) != before:
+            self.publish_marks(inst_id)  # the mark follows the mid: mark-price and price-limit move
 
     def set_mark(self, inst_id: str, mark_px: Decimal, index_px: Decimal | None = None) -> None:
         self.marks[inst_id] = mark_px
@@ -1299,7 +1339,7 @@ class DerivExchange(Exchange):
             "buyLmt": fmt(buy) if enabled and buy is not None else "",
             "sellLmt": fmt(sell) if enabled and sell is not None else "",
             "ts": str(self.now_ms()),
-            "enabled": enabled,  # Boolean (D§6.3)
+            "enabled": enabled,  # Boolean ([price limit])
         }
 
     def set_price_limit(self, inst_id: str, buy: Decimal | None, sell: Decimal | None, enabled: bool) -> None:
@@ -1335,10 +1375,10 @@ class DerivExchange(Exchange):
             state.interval_ms = interval_ms
         self.dsink.deriv_public("funding-rate", inst_id, self.funding_item(inst_id))
 
-    # ------------------------------------------------------------------ the exchange's own events (D§7)
+    # ------------------------------------------------------------------ the exchange's own events
 
     def settle_funding(self, inst_id: str, rate: Decimal | None = None) -> list[dict[str, Any]]:
-        """D§10.12: every open position of ``inst_id`` pays / receives value x rate (long pays when
+        """[funding rate; bills]: every open position of ``inst_id`` pays / receives value x rate (long pays when
         rate > 0); bills type 8 subType 173 / 174; balance_and_position ``funding_fee``; positions
         ``fundingFee``; no orders push; fundingTime rolls by the interval.  Returns the bills."""
         state = self.funding[inst_id]
@@ -1375,7 +1415,7 @@ class DerivExchange(Exchange):
             )
             self.bills.append(bill)
             bills.append(bill)
-            self._funding_event(pos)
+            self.position_event(pos, "funding_fee", pos_data=self.funding_pos_data)
         state.funding_time += state.interval_ms
         state.sett_rate = used
         state.sett_state = "settled"
@@ -1392,18 +1432,6 @@ class DerivExchange(Exchange):
         )
         self.dsink.deriv_public("funding-rate", inst_id, self.funding_item(inst_id))
         return bills
-
-    def _funding_event(self, pos: Position) -> None:
-        item = {
-            "pTime": str(self.now_ms()),
-            "eventType": "funding_fee",
-            "balData": [self.bal_data(_settle(pos.inst))],
-            "posData": [self.pos_data(pos)] if self.funding_pos_data else [],
-            "trades": [],
-        }
-        self.dsink.balance_and_position(item)
-        self.dsink.position_rows([self.position_row(pos)])
-        self.sink.balance_update()
 
     def _find_position(self, inst_id: str, pos_side: str, mgn_mode: str | None) -> Position:
         candidates = [
@@ -1430,7 +1458,7 @@ class DerivExchange(Exchange):
         sz: Decimal | None = None,
         px: Decimal | None = None,
     ) -> DerivOrder:
-        """A liquidation (``kind`` "liquidation") or an ADL (``kind`` "adl") of one position (D§10.13):
+        """A liquidation (``kind`` "liquidation") or an ADL (``kind`` "adl") of one position:
         pending orders of the instrument are cancelled (cancelSource 3 / 6), then an exchange order
         (clOrdId "", category full_liquidation / partial_liquidation / adl) fills ``sz`` (default all)
         at ``px`` (default mark) with a negative tradeId; bills type 5 / 9; balance_and_position
@@ -1463,7 +1491,7 @@ class DerivExchange(Exchange):
             penalty = D0
         order = self._exchange_order(pos, side, qty, category)
         order.order_info_trade_id = "0"
-        trade_id = "-" + self._trade_id()  # D§5.4: negative tradeId in fill data
+        trade_id = "-" + self._trade_id()  # [order channel]: negative tradeId in fill data
         self.deriv_fill(
             order,
             qty,
@@ -1510,7 +1538,7 @@ class DerivExchange(Exchange):
         return order
 
     def deliver(self, inst_id: str, px: Decimal | None = None) -> list[dict[str, Any]]:
-        """D§10.14 futures delivery: pending orders cancelled (cancelSource 7), each position closed
+        """[futures delivery] futures delivery: pending orders cancelled (cancelSource 7), each position closed
         at ``px`` (default mark): bills type 3 subType 112 long / 113 short, balance_and_position
         ``delivered``, positions pos "0"; the instrument leaves public/instruments.  A category
         "delivery" orders push only with ``delivery_order_push`` (UNVERIFIED).  Returns the bills."""
@@ -1607,7 +1635,7 @@ class DerivExchange(Exchange):
     def liquidation_warning_items(
         self, inst_id: str, pos_side: str = "", mgn_mode: str | None = None
     ) -> list[dict[str, Any]]:
-        """D§5.6 items for the matching open positions."""
+        """[position risk warning channel] items for the matching open positions."""
         items = []
         now = str(self.now_ms())
         for pos in self.positions.values():

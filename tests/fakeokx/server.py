@@ -375,7 +375,12 @@ class FakeOkx(DerivControls):
         record = self.exchange.balance_record()
         for conn in subscribers:
             assert conn.account_arg is not None
-            conn.send_json({"arg": conn.account_arg, "data": [record]}, activity=True)
+            message = {
+                "arg": conn.account_arg,
+                "eventType": "event_update",
+                "data": [record],
+            }  # [account channel]
+            conn.send_json(message, activity=True)
 
     def schedule(self, fn: Callable[[], None]) -> None:
         if self._nursery is None:

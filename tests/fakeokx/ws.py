@@ -420,6 +420,8 @@ def _subscribe(conn: WsConn, op: str, msg: dict[str, Any]) -> list[Any]:
                         "connId": conn.conn_id,
                     }
                 )
+                if channel == "account" and fake.account_snapshot and conn.account_arg is not None:
+                    out.append(fake.account_snapshot_message(conn.account_arg))  # [account channel]
     return out
 
 

@@ -391,7 +391,13 @@ class Strategy:
         self._conn.send(msg)
 
     def _order(
-        self, symbol: str, side: Side, order_type: OrderType, price: float | None, quantity: float
+        self,
+        symbol: str,
+        side: Side,
+        order_type: OrderType,
+        price: float | None,
+        quantity: float,
+        reduce_only: bool = False,
     ) -> str:
         if self.symbols and symbol not in self.symbols:
             raise ValueError(
@@ -401,21 +407,41 @@ class Strategy:
         coid = self._ids.next()
         self._send(
             OrderRequest(
-                self.strategy_id, coid, symbol, side, order_type, price, quantity, time.time_ns() // 1_000_000
-            )
+                self.strategy_id,
+                coid,
+                symbol,
+                side,
+                order_type,
+                price,
+                quantity,
+                time.time_ns() // 1_000_000,
+                reduce_only,
+            )  # fmt: skip
         )
         return coid
 
-    def buy_limit(self, symbol: str, price: float, quantity: float, *, order_type: str = "limit") -> str:
+    def buy_limit(
+        self,
+        symbol: str,
+        price: float,
+        quantity: float,
+        *,
+        order_type: str = "limit",
+        reduce_only: bool = False,
+    ) -> str:
         """Buy at ``price`` or better. ``order_type``: limit, post_only, ioc or fok. Returns the client_order_id.
 
         Args:
             symbol: The instrument, e.g. ``"BTC-USDT"``.
             price: The limit price, in quote units; rounded down to the tick.
-            quantity: In base units; rounded down to the lot.
+            quantity: In the instrument's unit: base currency for spot, contracts for swaps and
+                futures ([`instrument`][seqtrade.client.Strategy.instrument]); rounded down to the lot.
             order_type: ``"limit"`` (rests until filled or cancelled), ``"post_only"`` (rejected if it
                 would trade at once), ``"ioc"`` (fills what it can at once, the rest is cancelled) or
                 ``"fok"`` (fills completely at once or is cancelled).
+            reduce_only: Swaps and futures: only if it reduces the **account's** position (every
+                strategy on the account and positions opened outside seqtrade); otherwise the server
+                rejects it with the reason and never sends it ([Derivatives](../derivatives.md)).
 
         Returns:
             The order's client_order_id, made by this strategy (see
@@ -429,9 +455,17 @@ class Strategy:
             seqtrade.errors.SeqtradeError: The order channel stayed full for a second: the server is
                 not reading requests (is it running?).
         """
-        return self._order(symbol, Side.BUY, OrderType(order_type), price, quantity)
+        return self._order(symbol, Side.BUY, OrderType(order_type), price, quantity, reduce_only)
 
-    def sell_limit(self, symbol: str, price: float, quantity: float, *, order_type: str = "limit") -> str:
+    def sell_limit(
+        self,
+        symbol: str,
+        price: float,
+        quantity: float,
+        *,
+        order_type: str = "limit",
+        reduce_only: bool = False,
+    ) -> str:
         """Sell at ``price`` or better. ``order_type``: limit, post_only, ioc or fok. Returns the client_order_id.
 
         The mirror of [`buy_limit`][seqtrade.client.Strategy.buy_limit]; the price is rounded up to
@@ -440,8 +474,11 @@ class Strategy:
         Args:
             symbol: The instrument, e.g. ``"BTC-USDT"``.
             price: The limit price, in quote units.
-            quantity: In base units.
+            quantity: In the instrument's unit (base currency, or contracts).
             order_type: ``"limit"``, ``"post_only"``, ``"ioc"`` or ``"fok"``.
+            reduce_only: Swaps and futures: only if it reduces the **account's** position (every
+                strategy on the account and positions opened outside seqtrade); otherwise the server
+                rejects it with the reason and never sends it ([Derivatives](../derivatives.md)).
 
         Returns:
             The order's client_order_id.
@@ -451,14 +488,18 @@ class Strategy:
                 non-empty [`symbols`][seqtrade.client.Strategy.symbols].
             RuntimeError: Called before the strategy runs.
         """
-        return self._order(symbol, Side.SELL, OrderType(order_type), price, quantity)
+        return self._order(symbol, Side.SELL, OrderType(order_type), price, quantity, reduce_only)
 
-    def buy_market(self, symbol: str, quantity: float) -> str:
+    def buy_market(self, symbol: str, quantity: float, *, reduce_only: bool = False) -> str:
         """Buy ``quantity`` (base units) at the market. Returns the client_order_id.
 
         Args:
             symbol: The instrument.
-            quantity: In base units (not quote), rounded down to the lot.
+            quantity: In the instrument's unit (base currency for spot, not quote; contracts for
+                swaps and futures), rounded down to the lot.
+            reduce_only: Swaps and futures: only if it reduces the **account's** position (every
+                strategy on the account and positions opened outside seqtrade); otherwise the server
+                rejects it with the reason and never sends it ([Derivatives](../derivatives.md)).
 
         Returns:
             The order's client_order_id.
@@ -467,14 +508,17 @@ class Strategy:
             ValueError: ``symbol`` is not one of a non-empty
                 [`symbols`][seqtrade.client.Strategy.symbols].
         """
-        return self._order(symbol, Side.BUY, OrderType.MARKET, None, quantity)
+        return self._order(symbol, Side.BUY, OrderType.MARKET, None, quantity, reduce_only)
 
-    def sell_market(self, symbol: str, quantity: float) -> str:
+    def sell_market(self, symbol: str, quantity: float, *, reduce_only: bool = False) -> str:
         """Sell ``quantity`` (base units) at the market. Returns the client_order_id.
 
         Args:
             symbol: The instrument.
-            quantity: In base units, rounded down to the lot.
+            quantity: In the instrument's unit, rounded down to the lot.
+            reduce_only: Swaps and futures: only if it reduces the **account's** position (every
+                strategy on the account and positions opened outside seqtrade); otherwise the server
+                rejects it with the reason and never sends it ([Derivatives](../derivatives.md)).
 
         Returns:
             The order's client_order_id.
@@ -483,7 +527,7 @@ class Strategy:
             ValueError: ``symbol`` is not one of a non-empty
                 [`symbols`][seqtrade.client.Strategy.symbols].
         """
-        return self._order(symbol, Side.SELL, OrderType.MARKET, None, quantity)
+        return self._order(symbol, Side.SELL, OrderType.MARKET, None, quantity, reduce_only)
 
     def cancel_order(self, client_order_id: str) -> str:
         """Request a cancel; the outcome arrives in ``on_order``. Returns the client_order_id.
@@ -596,7 +640,8 @@ class Strategy:
         return self._protocol.md_gaps if self._protocol is not None else 0
 
     def position(self, symbol: str) -> float:
-        """This strategy's net position in ``symbol``, in base units (+ long, - short, 0.0 if none).
+        """This strategy's net position in ``symbol`` (+ long, - short, 0.0 if none), in the
+        instrument's unit: base currency for spot, contracts for swaps and futures.
 
         Counts this strategy's fills only; the same symbol traded by another strategy on the same
         account is not in it (``seqtrade status`` shows every strategy's and the account's net).
@@ -624,7 +669,10 @@ class Strategy:
 
     @property
     def realized_pnl(self) -> float:
-        """Realised profit over all symbols, in quote units, gross of fees (subtract [`fees`][seqtrade.client.Strategy.fees]).
+        """Realised profit over all symbols, gross of fees (subtract [`fees`][seqtrade.client.Strategy.fees]).
+
+        A plain sum: with instruments settled in different currencies (USDT and BTC) read
+        ``positions[symbol].realized_pnl`` and its ``currency`` instead.
 
         Only closed trades count; the open position's unrealised PnL is not in it.
         """

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from ..instruments import Instrument, money_currency
+from ..instruments import Instrument, money_currency, unrealised_pnl
 from ..models import OPEN_STATUSES, AccountEvent, OrderReport
 from ..positions import FeeLedger, apply_fill, apply_fill_to
 from .orders import OrderRecord
@@ -255,15 +255,28 @@ class Accounts:
                 out.append(Mismatch(sym, ours.get(sym, 0.0), venue_positions.get(sym, 0.0)))
         return out
 
-    def snapshot(self) -> dict[str, Any]:
-        """For the ``status`` command: each strategy's books and the account's totals per symbol."""
+    def snapshot(self, marks: Mapping[str, float] | None = None) -> dict[str, Any]:
+        """For the ``status`` command: each strategy's books and the account's totals per symbol;
+        with ``marks`` (symbol -> mark price) each book's unrealised PnL at mark, in its currency."""
         strategies: dict[str, dict[str, Any]] = {}
         account: dict[str, dict[str, float]] = {}
         for (sid, sym), b in sorted(self.books.items()):
-            strategies.setdefault(sid, {})[sym] = asdict(b)
+            row = strategies.setdefault(sid, {})[sym] = asdict(b)
+            inst, mark = self.instrument(sym), (marks or {}).get(sym)
+            if inst is not None and mark:
+                row["unrealised_pnl"] = unrealised_pnl(inst, b.position, b.avg_price, mark)
             tot = account.setdefault(sym, {"position": 0.0, "realized_pnl": 0.0, "fees": 0.0, "funding": 0.0})
             tot["position"] += b.position
             tot["realized_pnl"] += b.realized_pnl
             tot["fees"] += b.fees
             tot["funding"] += b.funding
-        return {"strategies": strategies, "account": account}
+        # money per currency over every book (USDT and BTC never add up): the account view
+        by_ccy: dict[str, dict[str, float]] = {}
+        for (_, sym), b in self.books.items():
+            inst = self.instrument(sym)
+            ccy = b.currency or (money_currency(inst) if inst is not None else "")
+            t = by_ccy.setdefault(ccy or "quote", {"realized_pnl": 0.0, "fees": 0.0, "funding": 0.0})
+            t["realized_pnl"] += b.realized_pnl
+            t["fees"] += b.fees
+            t["funding"] += b.funding
+        return {"strategies": strategies, "account": account, "currencies": by_ccy}

@@ -193,7 +193,9 @@ def build(config: Config, venue: Venue, journal: Journal) -> tuple[Gateway, Guar
     )
     engine.quotes = quotes  # price limits: refused before the venue refuses them
     gw = Gateway(config, venue, journal, engine, quotes)
-    guard = Guard(config, venue, journal, gate, accounts, in_flight=engine.open_records, sink=gw)
+    guard = Guard(
+        config, venue, journal, gate, accounts, in_flight=engine.open_records, sink=gw, marks=quotes.marks
+    )
     return gw, guard
 
 

@@ -682,6 +682,9 @@ class Engine:
                 pending.extend(self.on_venue_event(item))
                 continue
             elif isinstance(item, VenueAccountEvent):
+                if pending:  # fills before it are applied first: it is split by the positions after them
+                    yield self.number(pending)
+                    pending = []
                 pending.extend(self.on_account_event(item))
                 continue
             elif isinstance(item, Reply):

@@ -41,7 +41,7 @@ from .. import trace, wire
 from ..bus import TrioSocket
 from ..config import Config
 from ..errors import WireError
-from ..models import AccountEvent, OrderReport, PriceLimit, Ticker, VenueStatus
+from ..models import AccountEvent, MarkPrice, OrderReport, PriceLimit, Ticker, VenueStatus
 from ..venues.base import MarketData, OrderEvent, Venue, VenueAccountEvent
 from . import recovery
 from .engine import (
@@ -144,6 +144,8 @@ class Gateway:
             self.quotes.last[msg.symbol] = msg
         elif type(msg) is PriceLimit:  # the risk gate refuses an order outside them (engine.check_order)
             self.quotes.limits[msg.symbol] = msg
+        elif type(msg) is MarkPrice:  # status: unrealised PnL at mark
+            self.quotes.marks[msg.symbol] = msg.mark_price
             if trace.ON:  # the tick-to-trade clock starts here; feed_task marks it before its own stamp
                 msg.gw_ns = time.time_ns()
         try:

@@ -93,6 +93,7 @@ class Guard:
         accounts: Accounts,
         in_flight: Callable[[], list[OrderRecord]] = list,
         sink: EventSink | None = None,
+        marks: dict[str, float] | None = None,
     ) -> None:
         """``in_flight``: the orders open as the server sees them (the engine's ``open_records``);
         ``sink``: where adjustments of the ``external`` account go (the gateway's report stage)."""
@@ -103,6 +104,7 @@ class Guard:
         self.accounts = accounts
         self.in_flight = in_flight
         self.sink = sink
+        self.marks = marks if marks is not None else {}  # symbol -> the venue's mark price (status)
         self._adjusted = False  # the first reconciliation after start took what remained as external
         self.mismatch_since: dict[str, int] = {}  # symbol -> when (ms) its mismatch was first seen
         self.venue_positions: dict[str, float] = {}  # the venue's, as of the last reconciliation
@@ -268,7 +270,7 @@ class Guard:
         """Merged into the ``status`` command's answer."""
         return {
             "trading": self.trading(),
-            "accounts": self.accounts.snapshot(),
+            "accounts": self.accounts.snapshot(self.marks),
             "cancel_all_after": self.switch_timeout if self._switch_armed else 0.0,
             "venue_positions": dict(self.venue_positions),
             "venue_details": [asdict(p) for p in self.venue_details],
@@ -322,7 +324,7 @@ def _derivative_lines(st: dict[str, Any]) -> list[str]:
     accounts = st.get("accounts") or {"strategies": {}, "account": {}}
     venue = st.get("venue_positions") or {}
     details = st.get("venue_details") or []
-    funding = {(sid, sym): b.get("funding", 0.0) for sid, books in accounts["strategies"].items()
+    funding = {(sid, sym): b for sid, books in accounts["strategies"].items()
                for sym, b in books.items() if b.get("funding") or b.get("currency")}  # fmt: skip
     if not details and not funding:
         return []
@@ -341,9 +343,19 @@ def _derivative_lines(st: dict[str, Any]) -> list[str]:
             lines.append(f"{name:<24} {d['symbol']:<16} {d['quantity']:>10.6g} {d['mark_price']:>10.6g}"
                          f" {d['liquidation_price']:>10.6g} {d['margin_ratio']:>12.4g} {d['unrealised_pnl']:>12.6g}"
                          f" {d['funding_paid']:>10.6g} {d['currency']}")  # fmt: skip
+    ccys = accounts.get("currencies") or {}
+    if any(c not in ("quote", "") for c in ccys):
+        lines.append(f"{'account by currency':<24} {'ccy':<8} {'realised':>14} {'fees':>12} {'funding':>12}")
+        for ccy, t in sorted(ccys.items()):
+            lines.append(
+                f"{'':<24} {ccy:<8} {t['realized_pnl']:>14.8g} {t['fees']:>12.6g} {t['funding']:>12.6g}"
+            )
     if funding:
-        lines.append(f"{'funding and events':<24} {'symbol':<16} {'amount':>12} ccy")
-        for (sid, sym), amount in sorted(funding.items()):
-            ccy = accounts["strategies"][sid][sym].get("currency", "")
-            lines.append(f"{sid:<24} {sym:<16} {amount:>12.6g} {ccy}")
+        lines.append(
+            f"{'per strategy':<24} {'symbol':<16} {'position':>10} {'upl at mark':>12} {'funding':>12} ccy"
+        )
+        for (sid, sym), b in sorted(funding.items()):
+            upl = b.get("unrealised_pnl")
+            lines.append(f"{sid:<24} {sym:<16} {b['position']:>10.6g} {'' if upl is None else f'{upl:.6g}':>12}"
+                         f" {b.get('funding', 0.0):>12.6g} {b.get('currency', '')}")  # fmt: skip
     return lines

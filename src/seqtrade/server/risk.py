@@ -78,11 +78,12 @@ class Quotes:
     """The newest ticker per symbol, for the mid price the band and notional rules need, and the
     venue's newest price limits of swaps and futures (``limits``)."""
 
-    __slots__ = ("last", "limits")
+    __slots__ = ("last", "limits", "marks")
 
     def __init__(self) -> None:
         self.last: dict[str, Ticker] = {}
         self.limits: dict[str, PriceLimit] = {}
+        self.marks: dict[str, float] = {}  # the venue's mark price of swaps and futures (status: PnL at mark)
 
     def outside_limits(self, symbol: str, side: str, price: float | None) -> str:
         """Why a limit price is outside the venue's price limits ("" when inside, or none known)."""

@@ -39,7 +39,7 @@ import trio
 from ...config import DerivativesConfig, OkxConfig, VenueConfig
 from ...errors import VenueAuthError, VenueError
 from ...instruments import InstrumentKind, kind_of
-from ...models import AccountEventKind
+from ...models import AccountEventKind, MarkPrice
 from ..base import Instrument, OrderEvent, Venue, VenueAccountEvent, VenueOrder, VenuePosition, VenueSink
 from . import messages as m
 from .account import PATH_BALANCE, balances_from_okx
@@ -58,7 +58,7 @@ from .entry import CancelAllAfter, OrderEntry, PrivateLink, Request
 from .errors import SUCCESS, CodeClass, code_class
 from .governor import Governor, RateWindow
 from .messages import WsEvent, WsMessage, WsPush
-from .parse import MARKET_CHANNELS, InstrumentSpec, instrument_from_okx, order_event_from_okx
+from .parse import MARKET_CHANNELS, InstrumentSpec, decimal_of, instrument_from_okx, order_event_from_okx
 from .reconcile import MAX_FILL_PAGES, OrderReads, Reconciler
 from .rest import ExchangeClock, OkxRestClient, open_rest_client
 from .tracking import OrderTracker
@@ -77,6 +77,7 @@ BILLS_LOOKBACK_MS = 24 * 3600 * 1000  # at start and after a reconnect: the acco
 # balance_and_position events whose bills say what happened to a position (D§5.2)
 _EVENT_TYPES = frozenset({"funding_fee", "liquidation", "adl", "delivered", "claw_back", "settlement"})
 _OKX_INST_TYPE = {InstrumentKind.SWAP: "SWAP", InstrumentKind.FUTURES: "FUTURES"}
+INDEX_CHANNEL = "index-tickers"  # the index price of a derivative's underlying (docs/okx.md §11.6)
 # new WS connections: 3 per second per IP, both sockets together (docs/okx.md §4.5); 0.1 s margin
 WS_CONNECTS, WS_CONNECTS_PERIOD = 3, 1.1
 
@@ -136,9 +137,23 @@ class OkxVenue(Venue):
     @classmethod
     def describe(cls, config: VenueConfig) -> list[str]:
         o = config.okx
-        return [f"venue: okx ({'demo' if o.demo else 'LIVE'} trading)",
-                f"okx: rest {o.rest_url}, orders over {o.order_transport}, keys from ${o.api_key_env}, "
-                f"${o.secret_key_env}, ${o.passphrase_env}"]  # fmt: skip
+        lines = [f"venue: okx ({'demo' if o.demo else 'LIVE'} trading)",
+                 f"okx: rest {o.rest_url}, orders over {o.order_transport}, keys from ${o.api_key_env}, "
+                 f"${o.secret_key_env}, ${o.passphrase_env}"]  # fmt: skip
+        derivs = [s for s in config.symbols if kind_of(s) is not InstrumentKind.SPOT]
+        if derivs:
+            d = config.derivatives
+            each = ", ".join(
+                f"{s} {d.setup(s).margin_mode}"
+                + (
+                    f" {d.setup(s).leverage:g}x"
+                    if d.setup(s).leverage
+                    else " (leverage as the account has it)"
+                )
+                for s in derivs
+            )
+            lines.append(f"okx derivatives: position mode {d.position_mode} (checked at start); {each}")
+        return lines
 
     @classmethod
     def secret_env_vars(cls, config: VenueConfig) -> tuple[str, ...]:
@@ -166,6 +181,8 @@ class OkxVenue(Venue):
         types = {_OKX_INST_TYPE.get(kind_of(s), cfg.inst_type) for s in self._symbols}
         self._inst_type = types.pop() if len(types) == 1 else ""  # "": several kinds, read them all
         self._seen_bills: set[str] = set()
+        self._index_of: dict[str, str] = {}  # derivative symbol -> its index (BTC-USDT, BTC-USD)
+        self._index_px: dict[str, float] = {}
         self._creds = credentials
         self._http_transport = http_transport
         self._specs: dict[str, InstrumentSpec] = {}
@@ -309,6 +326,9 @@ class OkxVenue(Venue):
             if spec.inst_type in ("SWAP", "FUTURES"):
                 spec = dataclasses.replace(spec, td_mode=self._deriv.setup(symbol).margin_mode,
                                            net_mode=self._deriv.position_mode == "net")  # fmt: skip
+                uly = str(data[0].get("uly") or "")
+                if uly:
+                    self._index_of[symbol] = uly
             if spec.code is None and self._cfg.order_transport == "ws":
                 log.warning("OKX %s has no instIdCode yet: its orders go over REST", symbol)
             self._specs[symbol] = spec
@@ -349,6 +369,7 @@ class OkxVenue(Venue):
         return set(self._deriv_symbols)
 
     async def position_details(self) -> list[VenuePosition] | None:
+        """A REST snapshot (the same truth reconciliation compares with)."""
         return await self._position_rows() if self._deriv_symbols else None
 
     async def _read_bills(self) -> None:
@@ -469,6 +490,7 @@ class OkxVenue(Venue):
         args = [{"channel": ch, "instId": s} for s in self._symbols for ch in m.PUBLIC_CHANNELS]
         args += [{"channel": ch, "instId": s} for s in self._deriv_symbols for ch in DERIVATIVE_CHANNELS
                  if ch != "funding-rate" or kind_of(s) is InstrumentKind.SWAP]  # fmt: skip
+        args += [{"channel": INDEX_CHANNEL, "instId": i} for i in sorted(set(self._index_of.values()))]
         await session.send({"op": "subscribe", "args": args})
         session.ready = True
 
@@ -490,7 +512,13 @@ class OkxVenue(Venue):
                 sink.publish_market(convert(d, msg.inst_id))
         elif isinstance(msg, WsPush) and (deriv := DERIVATIVE_CHANNELS.get(msg.channel)) is not None:
             for d in msg.data:
-                sink.publish_market(deriv(d, msg.inst_id))
+                md = deriv(d, msg.inst_id)
+                if isinstance(md, MarkPrice):  # the index of its underlying, from index-tickers
+                    md.index_price = self._index_px.get(self._index_of.get(md.symbol, ""), 0.0)
+                sink.publish_market(md)
+        elif isinstance(msg, WsPush) and msg.channel == INDEX_CHANNEL:
+            for d in msg.data:
+                self._index_px[str(d.get("instId") or msg.inst_id)] = float(decimal_of(d.get("idxPx")))
 
     def _on_event(self, session: WsSession, msg: WsEvent) -> None:
         if msg.event == "error":
