@@ -132,6 +132,22 @@ async def test_a_swap_trades_in_contracts_and_publishes_its_mark_and_funding(aut
             assert 0 < detail.liquidation_price < 60000.0 and detail.margin_ratio > 1
 
 
+async def test_an_isolated_swap_takes_its_margin_out_of_the_cash(autojump_clock: object) -> None:
+    iso = DerivativesConfig(instruments={SWAP: InstrumentSetup(margin_mode="isolated", leverage=20.0)})
+    with trio.fail_after(10):
+        async with running(derivatives=iso) as (venue, sink):
+            await venue.set_market(SWAP, 60000.0, 60000.2)
+            ev = await market_buy(venue, sink, "b1", SWAP, 5.0)  # 3000 USDT of position at 20x: 150 held
+            assert (await venue.balances())["USDT"] == pytest.approx(
+                1000.0 - 5 * 0.01 * 60000.2 / 20 - ev.fee
+            )
+            (detail,) = await venue.position_details()
+            assert (detail.margin_mode, detail.leverage) == ("isolated", 20.0)
+            # its own margin of 150 against its loss: liquidated alone near 57230, whatever the cash
+            margin = 5 * 0.01 * 60000.2 / 20
+            assert detail.liquidation_price == pytest.approx((0.05 * 60000.2 - margin) / (0.05 * (1 - 0.004)))
+
+
 async def test_funding_is_handed_over_as_an_account_event(autojump_clock: object) -> None:
     with trio.fail_after(10):
         async with running() as (venue, sink):

@@ -453,7 +453,8 @@ class PaperVenue(Venue):
 
         With a persistent account the state ``events`` and ``changes`` describe is committed first
         (``submitted``: the id of an order just submitted, counted; ``funding_ms``: a funding time
-        settled). An account change is marked taken in the store once the server has it."""
+        settled). An account change handed over is marked journaled in the store only
+        ``CONFIRM_AFTER`` seconds later (:meth:`_confirm_handed`)."""
         if self._store is not None and (events or submitted or changes or funding_ms is not None):
             events = list(events)
             self._store.save(events, submitted, changes=changes or (), funding_ms=funding_ms)
