@@ -1,10 +1,11 @@
-"""Swaps on the paper venue through kill -9 of the server during funding: every position still
-reconciles, and every funding reaches each owner exactly once.
+"""Swaps on the paper venue through kill -9 of the server during funding and fills: every position
+still reconciles, and every funding reaches each owner exactly once.
 
 Real processes, as in tests/test_faults.py (whose :class:`Rig` this reuses): ``seqtrade serve`` on the
 paper venue with BTC-USDT-SWAP funding every 0.3 s, and two ``seqtrade run`` strategies
 (tests/strategies/swapper.py) on opposite sides of the swap: A long 3 contracts, B short 1 (net mode:
-the paper account holds +2). The server is killed with SIGKILL again and again, half of the times the
+the paper account holds +2), and A also trades 0.01 contracts in and out every 0.1 s (fills while the
+server dies). The server is killed with SIGKILL again and again, half of the times the
 moment a new funding appears in the paper account (committed, most likely not yet taken by the
 server), and restarted. At the end, with the market still, each strategy's position, the server's
 books and the paper account agree; each funding the paper account settled is in the journal once per
@@ -73,12 +74,12 @@ def write_config(r: Rig, name: str, *, tick_interval: float, funding_interval: f
     return path
 
 
-def start_swapper(r: Rig, sid: str, side: str, size: float) -> None:
+def start_swapper(r: Rig, sid: str, side: str, size: float, churn: float = 0.0) -> None:
     out = r.base / f"{sid}.{len(r.outs[sid])}.jsonl"
     r.outs[sid].append(out)
     args = [sys.executable, "-m", "seqtrade.cli", "run", f"{SWAPPER}:Swapper", "--id", sid, "--run-dir",
             str(r.run_dir), "--param", f"out={json.dumps(str(out))}", "--param", f"side={json.dumps(side)}",
-            "--param", f"size={size}"]  # fmt: skip
+            "--param", f"size={size}", "--param", f"churn={churn}"]  # fmt: skip
     log = open(r.base / f"{sid}.log", "ab")  # noqa: SIM115 - the child holds it
     p = subprocess.Popen(args, stdout=log, stderr=log)
     log.close()
@@ -126,7 +127,7 @@ async def test_server_kill9_during_funding_positions_reconcile_and_funding_count
         walk = write_config(rig, "walk", tick_interval=0.02, funding_interval=0.3)
         rig.start_server(walk)
         await rig.server_ready()
-        start_swapper(rig, "A", "buy", 3.0)
+        start_swapper(rig, "A", "buy", 3.0, churn=0.1)
         start_swapper(rig, "B", "sell", 1.0)
         for sid in ("A", "B"):
             await wait_filled(rig, sid)
@@ -211,17 +212,29 @@ def check(rg: Rig, finals: dict[str, dict[str, Any]], accounts: dict[str, Any]) 
         "SELECT quantity, funding FROM deriv_positions WHERE symbol = ?", (SWAP,)
     ).fetchone()
     assert funding == pytest.approx(sum(funding_by_sid.values()), abs=1e-9)
-    # -- positions: each strategy's own, the server's books and the venue's net agree
-    assert (finals["A"]["position"], finals["B"]["position"]) == (3.0, -1.0)
-    assert accounts["strategies"]["A"][SWAP]["position"] == 3.0
-    assert accounts["strategies"]["B"][SWAP]["position"] == -1.0
-    assert qty == pytest.approx(2.0) and accounts["account"][SWAP]["position"] == pytest.approx(qty)
-    submits = [s for (s,) in paper.execute("SELECT submits FROM orders")]
-    assert submits == [1, 1], f"orders submitted more than once: {submits}"
+    # -- positions: each strategy's own, the server's books and the venue's net agree, fill by fill
+    owner = dict(journal.execute("SELECT venue_order_id, strategy_id FROM orders"))
+    want: dict[str, float] = defaultdict(float)
+    fills = 0
+    for vid, side, filled, submits in paper.execute(
+        "SELECT venue_order_id, side, filled, submits FROM orders"
+    ):
+        assert submits == 1, f"order {vid} submitted {submits} times"
+        assert vid in owner, f"venue order {vid} is not journaled"
+        want[owner[vid]] += filled if side == "buy" else -filled
+        fills += filled > 0
+    assert want["A"] == pytest.approx(finals["A"]["position"]) and want["B"] == pytest.approx(-1.0)
+    assert 3.0 <= finals["A"]["position"] <= 3.01 + 1e-9 and finals["B"]["position"] == -1.0
+    for sid in ("A", "B"):
+        assert accounts["strategies"][sid][SWAP]["position"] == pytest.approx(want[sid], abs=1e-9)
+    assert qty == pytest.approx(want["A"] + want["B"]) and accounts["account"][SWAP][
+        "position"
+    ] == pytest.approx(qty)
     assert changes, "no funding was settled: the test proves nothing"
     log = rg.log_tail(n=10**9)
     return {
         "server starts": rg.server_starts,
+        "orders filled at the venue": fills,
         "fundings settled by the paper account": len(changes),
         "funding reports journaled (A + B)": sum(
             len([r for r in v.values() if "event_id" in r]) for v in reports.values()

@@ -2,8 +2,11 @@
 
 ``Swapper`` sends one market order (``side``, ``size`` contracts of ``symbol``) under a fixed
 client_order_id, so that sending it again after a server restart is idempotent, then holds the
-position while the venue settles funding on it. It writes a JSON line to ``out`` for every report it
-applies (order reports and account events, replayed ones included, once each, in seq order). On
+position while the venue settles funding on it; with ``churn`` > 0 it also trades one lot in and out
+every ``churn`` seconds (market orders, buy then sell), re-sending a request that got no report within
+a second under the same client_order_id (idempotent), so that fills happen while the server dies. It
+writes a JSON line to ``out`` for every report it applies (order reports and account events, replayed
+ones included, once each, in seq order). On
 SIGUSR1 it sends a marker (a cancel of an id it never used, answered after everything before it) and
 writes its final view when the marker's report arrives: position and funding per symbol.
 """
@@ -26,6 +29,10 @@ class Swapper(Strategy):
         self.sym = str(params.get("symbol", "BTC-USDT-SWAP"))
         self.side = Side(str(params.get("side", "buy")))
         self.size = float(params.get("size", 1.0))  # type: ignore[arg-type]
+        self.churn = float(params.get("churn", 0.0))  # type: ignore[arg-type]
+        self.pending: dict[str, tuple[OrderRequest, float]] = {}  # sent, no report yet
+        self.n = 0
+        self.last_trade = 0.0
         self.quiet = False
         self.marker = ""
         signal.signal(signal.SIGUSR1, self._quiet)
@@ -35,6 +42,7 @@ class Swapper(Strategy):
 
     def _apply_report(self, r):  # every order report applied, once, in seq order
         super()._apply_report(r)
+        self.pending.pop(r.client_order_id, None)
         self.write(ev="r", seq=r.seq, coid=r.client_order_id, status=str(r.status), filled=r.filled_quantity)
         if self.marker and r.client_order_id == self.marker:
             p = self.positions.get(self.sym)
@@ -60,6 +68,22 @@ class Swapper(Strategy):
         self.set_timer(0.05, self.act)
 
     def act(self) -> None:
-        if self.quiet and not self.marker:
-            self.marker = f"final{os.getpid()}{time.time_ns()}"
-            self.cancel_order(self.marker)
+        if self.quiet:
+            if not self.marker:
+                self.marker = f"final{os.getpid()}{time.time_ns()}"
+                self.cancel_order(self.marker)
+            return
+        now = time.monotonic()
+        for coid, (req, sent) in list(self.pending.items()):
+            if now - sent > 1.0:  # no report: lost with a dead server, maybe; the same id again
+                req.timestamp = time.time_ns() // 1_000_000
+                self._send(req)
+                self.pending[coid] = (req, now)
+        if self.churn and not self.pending and now - self.last_trade >= self.churn:
+            self.last_trade = now
+            self.n += 1
+            side = Side.BUY if self.n % 2 else Side.SELL
+            req = OrderRequest(self.strategy_id, f"{self.strategy_id}c{os.getpid()}n{self.n}", self.sym, side,
+                               OrderType.MARKET, None, 0.01, time.time_ns() // 1_000_000)  # fmt: skip
+            self._send(req)
+            self.pending[req.client_order_id] = (req, now)
