@@ -424,6 +424,8 @@ async def test_a_mismatch_names_the_instrument_the_difference_and_since_when_and
                 fees = guard.status()["accounts"]["currencies"]["USDT"]["fees"]
                 assert fees == pytest.approx(0.001 * 2 * 0.01 * 60000.1)  # taker fee in USDT, by currency
                 assert "account by currency" in lines
+                usdt = guard.status()["venue_account"]["USDT"]  # the exchange's own account view
+                assert usdt["equity"] > 0 and "unrealised_pnl" in usdt and "exchange account" in lines
                 details = guard.status()["venue_details"]
                 assert [(d["symbol"], d["quantity"], d["margin_mode"]) for d in details] == [
                     (SWAP, 1.5, "cross")
@@ -604,3 +606,60 @@ async def test_a_position_that_predates_seqtrade_is_taken_as_external_at_start_a
                 assert await guard.reconcile() == []  # exact: a +1, external -4, OKX -3
                 (adj,) = [r for r in gw.journal.reports_after(EXTERNAL, 0, 10) if isinstance(r, AccountEvent)]
                 assert (adj.kind, adj.quantity) == ("adjustment", -4.0)
+
+
+async def test_a_strategy_process_sees_its_instrument_trades_contracts_reduce_only_and_gets_each_event_once(
+    base_dir: Path,
+) -> None:
+    """``seqtrade run`` of tests/strategies/swap_echo.py against the server on the fake: the welcome's
+    facts through ``self.instrument``, ``reduce_only`` from an order helper, ``on_account_event`` once
+    for a funding, ``positions`` with the funding in USDT, ``on_mark`` subscribed by overriding it."""
+    import subprocess
+    import sys
+
+    echo = str(Path(__file__).parent / "strategies" / "swap_echo.py")
+    with trio.fail_after(40):
+        async with open_fake_okx() as fake:
+            fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
+            config = okx_config(base_dir, fake, [SWAP])
+            async with server(config):
+                proc = await trio.lowlevel.open_process(
+                    [sys.executable, "-m", "seqtrade.cli", "run", echo, "--id", "sw", "--run-dir", str(config.run_dir)],
+                    stdout=subprocess.PIPE,
+                )  # fmt: skip
+                buf = b""
+                seen: list[dict[str, Any]] = []
+
+                async def event(name: str, **match: object) -> dict[str, Any]:
+                    nonlocal buf
+                    while True:
+                        while b"\n" in buf:
+                            line, buf = buf.split(b"\n", 1)
+                            ev = json.loads(line)
+                            seen.append(ev)
+                            if ev["event"] == name and all(ev.get(k) == v for k, v in match.items()):
+                                return ev  # type: ignore[no-any-return]
+                        assert proc.stdout is not None
+                        chunk = await proc.stdout.receive_some(65536)
+                        assert chunk, f"the strategy ended before {name}"
+                        buf += chunk
+
+                try:
+                    start = await event("start")
+                    assert (start["kind"], start["contract_value"], start["settle"]) == ("swap", 0.01, "USDT")
+                    await event("order", status="filled", filled=2.0)
+                    sold = await event("order", status="filled", filled=1.0)
+                    assert sold["position"] == 1.0 and order_bodies(fake)[-1]["reduceOnly"] is True
+                    fake.set_mark_price(SWAP, 61000.0)
+                    assert (await event("mark", mark=61000.0))["position"] == 1.0
+                    (bill,) = fake.settle_funding(SWAP, 0.0001)
+                    ev = await event("account_event", kind="funding")
+                    assert ev["amount"] == pytest.approx(float(bill["balChg"])) and ev["currency"] == "USDT"
+                    assert ev["funding"] == pytest.approx(ev["amount"])  # positions include it already
+                    proc.send_signal(15)
+                    await event("stop")
+                    assert [e["kind"] for e in seen if e["event"] == "account_event"] == ["funding"]
+                finally:
+                    if proc.returncode is None:
+                        proc.send_signal(15)
+                    await proc.wait()

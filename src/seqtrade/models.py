@@ -103,9 +103,11 @@ class Ticker:
         last_price: Price of the last trade.
         bid_price: Best bid (the highest price someone buys at).
         ask_price: Best ask (the lowest price someone sells at).
-        bid_size: Quantity at the best bid, in base units.
-        ask_size: Quantity at the best ask, in base units.
-        volume_24h: Volume traded in the last 24 hours, as the venue reports it (base units on spot).
+        bid_size: Quantity at the best bid, in the instrument's unit (base units; contracts for swaps
+            and futures).
+        ask_size: Quantity at the best ask, in the same unit.
+        volume_24h: Volume traded in the last 24 hours, as the venue reports it (base units on spot,
+            contracts on swaps and futures).
         seq: Counts messages of this topic (kind and symbol), 1, 2, 3, ...; a jump means messages
             were dropped on the way.
         gw_ns: The server's ``time.time_ns()`` when it sent the message (compare with yours for the
@@ -131,7 +133,8 @@ class Book:
     Attributes:
         symbol: The instrument.
         ts: The venue's time of this snapshot, in ms since the epoch.
-        bids: ``[[price, size], ...]``, best (highest) first, sizes in base units.
+        bids: ``[[price, size], ...]``, best (highest) first, sizes in the instrument's unit (base
+            units; contracts for swaps and futures).
         asks: ``[[price, size], ...]``, best (lowest) first.
         seq: Counts messages of this topic (kind and symbol), 1, 2, 3, ...; a jump means messages
             were dropped on the way.
@@ -156,7 +159,7 @@ class Trade:
         ts: The venue's time of the trade, in ms since the epoch.
         trade_id: The venue's id of the trade (a string).
         price: The trade's price.
-        size: The trade's quantity, in base units.
+        size: The trade's quantity, in the instrument's unit (base units; contracts for derivatives).
         side: The taker's side, ``"buy"`` or ``"sell"``.
         seq: Counts messages of this topic (kind and symbol), 1, 2, 3, ...; a jump means messages
             were dropped on the way.
@@ -370,19 +373,21 @@ class OrderReport:
         side: ``"buy"`` or ``"sell"``.
         order_type: ``"limit"``, ``"market"``, ``"post_only"``, ``"ioc"`` or ``"fok"``.
         price: The limit price after rounding to the tick (0.0 for a market order).
-        quantity: The order's total quantity after rounding to the lot, in base units (the new total
-            after an amend).
+        quantity: The order's total quantity after rounding to the lot, in the instrument's unit: base
+            units for spot, contracts for swaps and futures (the new total after an amend).
         status: The order's status: ``accepted``, ``partially_filled``, ``filled``, ``cancelled``
             or ``rejected`` ([`OrderStatus`][seqtrade.client.OrderStatus]). A failed cancel or
             amend leaves it as it was.
         filled_quantity: Quantity filled so far, cumulative.
         filled_price: Average price of all fills so far (0.0 before the first).
-        last_fill_quantity: The fill this report announces, in base units; 0.0 if it announces none.
+        last_fill_quantity: The fill this report announces, in the instrument's unit; 0.0 if it
+            announces none.
             After a venue reconnect, fills missed meanwhile may arrive as one report whose last fill
             is their sum.
         last_fill_price: The price of that fill (such that ``filled_price`` stays right).
-        fee: Fees paid on this order so far, **cumulative**, in quote units, positive (a rebate
-            is negative). One fill's fee is the difference from the order's previous report.
+        fee: Fees paid on this order so far, **cumulative**, in the instrument's settlement currency
+            (the quote currency for spot, USDT for a linear USDT swap, BTC for ``BTC-USD-SWAP``),
+            positive (a rebate is negative). One fill's fee is the difference from the order's previous report.
         error_msg: Why an order was rejected, or why a cancel or amend failed (``"amend failed:
             ..."``); empty otherwise.
         timestamp: The time of the event it reports (the venue's if it gave one, else the

@@ -274,6 +274,7 @@ class Guard:
             "cancel_all_after": self.switch_timeout if self._switch_armed else 0.0,
             "venue_positions": dict(self.venue_positions),
             "venue_details": [asdict(p) for p in self.venue_details],
+            "venue_account": self.venue.account_summary() or {},
             "mismatches": dict(self.mismatch_since),
         }
 
@@ -343,6 +344,15 @@ def _derivative_lines(st: dict[str, Any]) -> list[str]:
             lines.append(f"{name:<24} {d['symbol']:<16} {d['quantity']:>10.6g} {d['mark_price']:>10.6g}"
                          f" {d['liquidation_price']:>10.6g} {d['margin_ratio']:>12.4g} {d['unrealised_pnl']:>12.6g}"
                          f" {d['funding_paid']:>10.6g} {d['currency']}")  # fmt: skip
+    venue_account = st.get("venue_account") or {}
+    if venue_account:
+        lines.append(
+            f"{'exchange account':<24} {'ccy':<8} {'equity':>14} {'available':>14} {'upl':>12} {'margin ratio':>12}"
+        )
+        for ccy, a in sorted(venue_account.items()):
+            ratio = a.get("margin_ratio")
+            lines.append(f"{'':<24} {ccy:<8} {a.get('equity', 0.0):>14.8g} {a.get('available', 0.0):>14.8g}"
+                         f" {a.get('unrealised_pnl', 0.0):>12.6g} {'' if ratio is None else f'{ratio:.4g}':>12}")  # fmt: skip
     ccys = accounts.get("currencies") or {}
     if any(c not in ("quote", "") for c in ccys):
         lines.append(f"{'account by currency':<24} {'ccy':<8} {'realised':>14} {'fees':>12} {'funding':>12}")

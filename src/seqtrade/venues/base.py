@@ -229,6 +229,11 @@ class Venue(abc.ABC):
         """The symbols whose positions :meth:`positions` tells (None: every symbol it trades)."""
         return None
 
+    def account_summary(self) -> dict[str, dict[str, float]] | None:
+        """The account per currency as the venue last told it (equity, available, unrealised PnL,
+        margins, margin ratio); None: the venue cannot tell."""
+        return None
+
     async def position_details(self) -> list[VenuePosition] | None:
         """The account's derivative positions, one per instrument and leg, with their margin facts;
         None: the venue cannot tell."""

@@ -42,7 +42,7 @@ from ...instruments import InstrumentKind, kind_of
 from ...models import AccountEventKind, MarkPrice
 from ..base import Instrument, OrderEvent, Venue, VenueAccountEvent, VenueOrder, VenuePosition, VenueSink
 from . import messages as m
-from .account import PATH_BALANCE, balances_from_okx
+from .account import PATH_BALANCE, account_from_okx, balances_from_okx
 from .auth import OkxCredentials, ws_login_args
 from .derivs import (
     BILL_TYPES,
@@ -181,6 +181,7 @@ class OkxVenue(Venue):
         types = {_OKX_INST_TYPE.get(kind_of(s), cfg.inst_type) for s in self._symbols}
         self._inst_type = types.pop() if len(types) == 1 else ""  # "": several kinds, read them all
         self._seen_bills: set[str] = set()
+        self._account: dict[str, dict[str, float]] = {}  # per currency: the account channel's view
         self._index_of: dict[str, str] = {}  # derivative symbol -> its index (BTC-USDT, BTC-USD)
         self._index_px: dict[str, float] = {}
         self._creds = credentials
@@ -367,6 +368,11 @@ class OkxVenue(Venue):
     def position_symbols(self) -> set[str] | None:
         """Only swaps and futures have positions at OKX (spot holdings are balances)."""
         return set(self._deriv_symbols)
+
+    def account_summary(self) -> dict[str, dict[str, float]] | None:
+        """Per settlement currency: equity, available, unrealised PnL, margins and margin ratio (REST
+        at every private (re)connect, then the ``account`` channel); None without swaps or futures."""
+        return dict(self._account) if self._deriv_symbols else None
 
     async def position_details(self) -> list[VenuePosition] | None:
         """A REST snapshot (the same truth reconciliation compares with)."""
@@ -582,9 +588,11 @@ class OkxVenue(Venue):
             args = [
                 {"channel": "balance_and_position"},
                 {"channel": "liquidation-warning", "instType": "ANY"},
+                {"channel": "account"},
             ]
             await session.send({"op": "subscribe", "args": args})
             await self._read_bills()  # what happened while the socket was down (or the server was)
+            self._account = account_from_okx(await self._rest.checked("GET", PATH_BALANCE))  # then the pushes
         self._link.session = session
         self._link.generation += 1
         session.ready = True
@@ -633,3 +641,5 @@ class OkxVenue(Venue):
                 await self._read_bills()
         elif isinstance(msg, WsPush) and msg.channel == "liquidation-warning":
             await self._liquidation_warning(msg.data)
+        elif isinstance(msg, WsPush) and msg.channel == "account":
+            self._account.update(account_from_okx(msg.data))
