@@ -175,9 +175,10 @@ def run_dir_refusal(mode: int, uid: int, euid: int) -> str:
 
 
 def private_files(*paths: Path) -> None:
-    """Make files the server created (and SQLite's -wal/-shm beside them) 0600, whatever the umask."""
+    """Make files the server created (and SQLite's -wal/-shm and the journal's -log beside them) 0600,
+    whatever the umask."""
     for path in paths:
-        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        for p in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-log"))):
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(p, 0o600)
 
