@@ -45,6 +45,7 @@ import sqlite3
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -105,9 +106,9 @@ CREATE TABLE IF NOT EXISTS fills (
 """
 
 
-_INSERT_ORDER = (
+_INSERT_ORDER_STATE = (
     "INSERT INTO orders (venue_order_id, strategy_id, client_order_id, symbol, side, order_type,"
-    " price, quantity, created_ms, sent, open) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    " price, quantity, created_ms, sent, open, last_seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 
@@ -161,8 +162,19 @@ class Journal:
         self._pending: list[tuple[Any, ...]] = []
         self._pending_vids: set[str] = set()
         self._pending_keys: set[tuple[str, str]] = set()
+        # Handed to the index's thread and not known to be committed yet (the checks look here too).
+        self._inflight: Future[None] | None = None
+        self._inflight_vids: set[str] = set()
+        self._inflight_keys: set[tuple[str, str]] = set()
+        self._inflight_n = 0
         self.indexed = 0  # index transactions so far (status, tests)
         self._fd = -1
+        # The index's writes go through a connection of their own, used by one thread at a time: the
+        # index's thread while a batch is in flight (:meth:`index_soon`), else the owner's thread.
+        with _mapped("open", path):
+            self._wdb = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._wdb.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="journal-index")
         with _mapped("open the log", self.log_path):
             self._open_log()
         self._last_seq: dict[str, int] = self.last_seqs()
@@ -173,9 +185,11 @@ class Journal:
             if self._fd >= 0:
                 self.index()
         finally:
+            self._pool.shutdown(wait=True)
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+            self._wdb.close()
             self.db.close()
 
     # ------------------------------------------------------------------ the log
@@ -231,7 +245,6 @@ class Journal:
         self._fd = fd
         self._gen = gen
         self._offset = offset + good  # where the next frame goes
-        self._indexed_to = offset  # the index holds the log up to here
         for kind_rows in records:
             self._pending.extend(kind_rows)
         if self._pending:
@@ -266,7 +279,7 @@ class Journal:
         self._pending.extend(records)
 
     def due(self) -> bool:
-        """Enough is pending that the caller should :meth:`index` (once its sends are done)."""
+        """Enough is pending that the caller should :meth:`index_soon` (once its sends are done)."""
         return len(self._pending) >= INDEX_ENTRIES
 
     @property
@@ -276,50 +289,98 @@ class Journal:
 
     @property
     def pending(self) -> int:
-        """Records written to the log and not yet in the index."""
-        return len(self._pending)
+        """Records written to the log and not yet known to be in the index."""
+        return len(self._pending) + self._inflight_n
+
+    def index_soon(self) -> None:
+        """Hand what is pending to the index's thread, unless a batch is still in flight there (the
+        next call hands it); returns at once. The owner's thread goes on appending to the log and
+        serving while SQLite works (it releases the GIL while it steps)."""
+        if self._inflight is not None:
+            if not self._inflight.done():
+                return
+            self._finish()
+        if self._pending:
+            records, offset = self._take()
+            self._inflight = self._pool.submit(self._apply, records, offset)
+        else:
+            self._maybe_rotate()
 
     def index(self) -> None:
-        """Take every pending record into the SQLite index, in one transaction that also records how
-        far into the log the index stands; then start the log over if it is fully indexed and large."""
-        if not self._pending:
-            return
-        orders: list[tuple[Any, ...]] = []
+        """Bring the index up to date now: wait for the batch in flight, then take every pending
+        record on this thread. Every read does this first, so reads see every write."""
+        if self._inflight is not None:
+            self._finish()
+        if self._pending:
+            self._apply(*self._take())
+            self._inflight_vids.clear()
+            self._inflight_keys.clear()
+            self._inflight_n = 0
+        self._maybe_rotate()
+
+    def _take(self) -> tuple[list[tuple[Any, ...]], int]:
+        records, self._pending = self._pending, []
+        self._inflight_n = len(records)
+        self._inflight_vids, self._pending_vids = self._pending_vids, set()
+        self._inflight_keys, self._pending_keys = self._pending_keys, set()
+        return records, self._offset
+
+    def _finish(self) -> None:
+        """Wait for the batch in flight (if any); its error, if it failed, is this call's."""
+        fut, self._inflight = self._inflight, None
+        if fut is not None:
+            fut.result()  # a JournalError from the index's thread is raised here
+            self._inflight_vids.clear()
+            self._inflight_keys.clear()
+            self._inflight_n = 0
+
+    def _apply(self, records: list[tuple[Any, ...]], offset: int) -> None:
+        """Take ``records`` (the log up to ``offset``) into the index in one transaction, which also
+        records how far into the log the index stands. An order new in the batch is inserted with the
+        state its reports in the batch leave it in (no UPDATE for it)."""
+        new: dict[str, list[Any]] = {}
         reports: list[tuple[Any, ...]] = []
-        states: list[tuple[int, int, str]] = []
+        states: dict[str, tuple[int, int, str]] = {}
         fills: list[tuple[str, str]] = []
-        for rec in self._pending:
+        for rec in records:
             kind = rec[0]
             if kind == _REPORT:
                 _, sid, seq, vid, body, is_open = rec
                 reports.append((sid, seq, vid, body))
                 if vid and is_open >= 0:
-                    states.append((is_open, seq, vid))
+                    row = new.get(vid)
+                    if row is None:
+                        states[vid] = (is_open, seq, vid)
+                    else:
+                        row[10], row[11] = is_open, seq
             elif kind == _ORDER:
-                orders.append((*rec[1:], rec[-1]))  # sent, and open = sent
+                new[rec[1]] = [*rec[1:], rec[-1], 0]  # open = sent, last_seq 0 until a report
             else:
                 fills.append((rec[1], rec[2]))
-        rotate = self._offset >= self.rotate_bytes
-        pos = f"{self._gen + 1} {_HEADER}" if rotate else f"{self._gen} {self._offset}"
-        with _mapped("index", self.path), self.db:
-            self.db.execute("BEGIN")
-            self.db.executemany(_INSERT_ORDER, orders)
-            self.db.executemany(
+        db = self._wdb
+        with _mapped("index", self.path), db:
+            db.execute("BEGIN")
+            db.executemany(_INSERT_ORDER_STATE, new.values())
+            db.executemany(
                 "INSERT INTO reports (strategy_id, seq, venue_order_id, body) VALUES (?,?,?,?)", reports
             )
-            self.db.executemany("UPDATE orders SET open=?, last_seq=? WHERE venue_order_id=?", states)
-            self.db.executemany("INSERT OR IGNORE INTO fills VALUES (?,?)", fills)
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('log', ?)", (pos,))
-        self._pending = []
-        self._pending_vids.clear()
-        self._pending_keys.clear()
+            db.executemany("UPDATE orders SET open=?, last_seq=? WHERE venue_order_id=?", states.values())
+            db.executemany("INSERT OR IGNORE INTO fills VALUES (?,?)", fills)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('log', ?)", (f"{self._gen} {offset}",))
         self.indexed += 1
-        self._indexed_to = self._offset
-        if rotate:  # the index already says "log gen+1": a crash before this leaves a log it knows is taken
+
+    def _maybe_rotate(self) -> None:
+        """Start the log over under the next number once it is fully indexed and large (the index
+        says so first: a crash in between leaves an old-numbered log the restart knows is taken)."""
+        if self._inflight is not None or self._pending or self._offset < self.rotate_bytes:
+            return
+        with _mapped("start the log over", self.log_path):
+            self._wdb.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('log', ?)", (f"{self._gen + 1} {_HEADER}",)
+            )
             self._gen += 1
-            with _mapped("start the log over", self.log_path):
-                self._reset_log(self._fd, self._gen)
-            self._offset = self._indexed_to = _HEADER
+            self._reset_log(self._fd, self._gen)
+        self._offset = _HEADER
 
     # ------------------------------------------------------------------ writes
 
@@ -370,6 +431,8 @@ class Journal:
     def _known(self, vid: str, key: tuple[str, str]) -> bool:
         if vid in self._pending_vids or key in self._pending_keys:
             return True
+        if vid in self._inflight_vids or key in self._inflight_keys:
+            return True
         with _mapped("read", self.path):
             return (
                 self.db.execute(
@@ -418,6 +481,7 @@ class Journal:
     def set_meta(self, key: str, value: str) -> None:
         if key == "log":
             raise ValueError("meta 'log' is the journal's own")
+        self._finish()  # no batch in flight holds SQLite's write lock
         with _mapped("write", self.path):
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value))
 
