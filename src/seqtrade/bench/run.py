@@ -293,6 +293,7 @@ def ticks_seqtrade(
 ) -> tuple[Sink, dict[str, Any]]:
     with scenario(root, tag) as (d, procs):
         server = start_server(d, procs, rate=rate)
+        cpu0 = _cpu_when_listening(d, server)
         outs = [d / f"s{i}.json" for i in range(n)]
         strategies = [
             (
@@ -322,7 +323,12 @@ def ticks_seqtrade(
         ]
         procs.wait(strategies, 30 + warmup + duration)
         counters = server_counters(d)
+        cpu1 = process_cpu_s(server.pid)
         procs.stop("server", server)
+        md_out = counters.get("md_out")
+        if cpu0 is not None and cpu1 is not None and md_out:
+            # The server's CPU (all its threads, libzmq's included) per message it published.
+            counters["server_cpu_us_per_msg"] = round((cpu1 - cpu0) / md_out * 1e6, 2)
         return _collect(outs, "latency"), counters
 
 
@@ -370,13 +376,7 @@ def round_trip_seqtrade(
     env = {"SEQTRADE_TRACE": str(trace_dir)} if trace_dir is not None else None
     with scenario(root, tag) as (d, procs):
         server = start_server(d, procs, rate=0, spin_us=spin_us, journal_sync=journal_sync, extra_env=env)
-        # The server's CPU time per order: from when it listens (its start-up left out) to the end.
-        deadline = time.monotonic() + 30
-        while (
-            not (d / "run" / "order.ipc").exists() and server.poll() is None and time.monotonic() < deadline
-        ):
-            time.sleep(0.02)
-        cpu0 = process_cpu_s(server.pid)
+        cpu0 = _cpu_when_listening(d, server)  # the server's CPU time per order: from when it listens
         out = d / "orders.json"
         p = procs.start("strategy", [
             "-m", "seqtrade.bench._strategy", "orders", "--run-dir", str(d / "run"), "--id", "benchorders",
@@ -391,6 +391,14 @@ def round_trip_seqtrade(
         if cpu0 is not None and cpu1 is not None and res.get("orders"):
             res["server_cpu_us_per_order"] = round((cpu1 - cpu0) / res["orders"] * 1e6, 1)
         return res, hists
+
+
+def _cpu_when_listening(d: Path, server: subprocess.Popen[bytes]) -> float | None:
+    """The server's CPU seconds once it listens (its start-up left out of a per-message figure)."""
+    deadline = time.monotonic() + 30
+    while not (d / "run" / "order.ipc").exists() and server.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return process_cpu_s(server.pid)
 
 
 def process_cpu_s(pid: int) -> float | None:
@@ -438,12 +446,7 @@ def throughput_seqtrade(root: Path, k: int, n: int, window: int, journal_sync: s
     """``k`` strategies each keeping ``window`` market orders in flight until ``n`` are filled."""
     with scenario(root, "tp") as (d, procs):
         server = start_server(d, procs, rate=0, journal_sync=journal_sync)
-        deadline = time.monotonic() + 30
-        while (
-            not (d / "run" / "order.ipc").exists() and server.poll() is None and time.monotonic() < deadline
-        ):
-            time.sleep(0.02)
-        cpu0 = process_cpu_s(server.pid)
+        cpu0 = _cpu_when_listening(d, server)
         outs = [d / f"tp{i}.json" for i in range(k)]
         ps = [(f"blast{i}", procs.start(f"blast{i}", [
             "-m", "seqtrade.bench._strategy", "blast", "--run-dir", str(d / "run"), "--id", f"blast{i}",
@@ -740,7 +743,8 @@ def scenario_ticks(run: Run) -> None:
         progress(f"tick latency @ {_fmt_rate(rate)}/s: seqtrade")
         st, counters = ticks_seqtrade(root, f"t{rate}", rate, 1, plan.tick_warmup, plan.tick_duration)
         s_st, s_raw = summary(st.hist), summary(raw.hist)
-        s_st.update(lost=st.lost, achieved_rate=round(st.min_rate), server_dropped=counters.get("md_dropped"))
+        s_st.update(lost=st.lost, achieved_rate=round(st.min_rate), server_dropped=counters.get("md_dropped"),
+                    server_cpu_us_per_msg=counters.get("server_cpu_us_per_msg"))  # fmt: skip
         s_raw.update(lost=raw.lost, achieved_rate=round(raw.min_rate))
         tick.append({"rate": rate, "seqtrade": s_st, "raw": s_raw, "ratio": _ratios(s_st, s_raw)})
         run.hists[f"tick seqtrade {_fmt_rate(rate)}/s"] = st.hist
@@ -1012,6 +1016,10 @@ def format_table(r: dict[str, Any]) -> str:
             lines.append(
                 f"{rate + ' ratio':<22}{'':>15}" + "".join(f"{_x(row['ratio'][c]):>9}" for c in cols)
             )
+        cpu = [(row["rate"], row["seqtrade"].get("server_cpu_us_per_msg")) for row in r["tick_latency"]]
+        if any(c is not None for _, c in cpu):
+            lines.append("  server CPU (user + system) per message published: " + ", ".join(
+                f"{_fmt_rate(rate)}/s {c:.1f} µs" for rate, c in cpu if c is not None))  # fmt: skip
         lines.append("")
     rt = r.get("order_round_trip")
     if rt:
