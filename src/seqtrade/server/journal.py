@@ -47,6 +47,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -106,10 +107,21 @@ CREATE TABLE IF NOT EXISTS fills (
 """
 
 
-_INSERT_ORDER_STATE = (
+_INSERT_ORDER_STATE_HEAD = (
     "INSERT INTO orders (venue_order_id, strategy_id, client_order_id, symbol, side, order_type,"
-    " price, quantity, created_ms, sent, open, last_seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    " price, quantity, created_ms, sent, open, last_seq) VALUES "
 )
+_MAX_PARAMS = 30_000  # per statement (SQLite's limit is 32,766 since 3.32)
+
+
+def _many(db: sqlite3.Connection, head: str, tail: str, width: int, flat: list[Any]) -> None:
+    """``head`` + ``(?,...),(?,...)`` + ``tail`` over ``flat`` (``width`` values a row), in as few
+    statements as the parameter limit allows."""
+    per = _MAX_PARAMS // width * width
+    one = "(" + ",".join("?" * width) + ")"
+    for i in range(0, len(flat), per):
+        chunk = flat[i : i + per]
+        db.execute(head + ",".join([one] * (len(chunk) // width)) + tail, chunk)
 
 
 @contextmanager
@@ -139,6 +151,40 @@ SELECT id, (SELECT MAX(seq) FROM reports WHERE strategy_id = s.id) FROM s WHERE 
 """
 
 
+class _Batch:
+    """Records staged for one index transaction, already as the index's rows: an order new in the
+    batch carries the state its reports in the batch leave it in (no UPDATE for it); the other
+    orders' newest state, one UPDATE each."""
+
+    __slots__ = ("orders", "reports", "states", "fills", "n")
+
+    def __init__(self) -> None:
+        self.orders: dict[str, list[Any]] = {}
+        self.reports: list[Any] = []  # flat: strategy_id, seq, venue_order_id, body, ...
+        self.states: dict[str, tuple[int, int, str]] = {}
+        self.fills: list[str] = []  # flat: venue_order_id, trade_id, ...
+        self.n = 0  # records staged
+
+    def stage(self, records: list[tuple[Any, ...]]) -> None:
+        orders, states = self.orders, self.states
+        for rec in records:
+            kind = rec[0]
+            if kind == _REPORT:
+                _, sid, seq, vid, body, is_open = rec
+                self.reports += (sid, seq, vid, body)
+                if vid and is_open >= 0:
+                    row = orders.get(vid)
+                    if row is None:
+                        states[vid] = (is_open, seq, vid)
+                    else:
+                        row[10], row[11] = is_open, seq
+            elif kind == _ORDER:
+                orders[rec[1]] = [*rec[1:], rec[-1], 0]  # open = sent, last_seq 0 until a report
+            else:
+                self.fills += (rec[1], rec[2])
+        self.n += len(records)
+
+
 class Journal:
     """The journal (log + SQLite index). Not thread-safe: one owner (the server's Trio thread)."""
 
@@ -159,7 +205,7 @@ class Journal:
         self._packer = msgpack.Packer(use_bin_type=True)
         self.archived = False  # an archive is attached (:meth:`attach_archive`)
         # Written to the log, not yet in the index: records in log order, and what the write checks need.
-        self._pending: list[tuple[Any, ...]] = []
+        self._pending = _Batch()
         self._pending_vids: set[str] = set()
         self._pending_keys: set[tuple[str, str]] = set()
         # Handed to the index's thread and not known to be committed yet (the checks look here too).
@@ -245,9 +291,9 @@ class Journal:
         self._fd = fd
         self._gen = gen
         self._offset = offset + good  # where the next frame goes
-        for kind_rows in records:
-            self._pending.extend(kind_rows)
-        if self._pending:
+        for frame_records in records:
+            self._pending.stage(frame_records)
+        if self._pending.n:
             self.index()
 
     @staticmethod
@@ -276,11 +322,11 @@ class Journal:
                 self._fd = -1
             raise JournalError(f"journal {self.path}: write to {self.log_path} failed: {exc}") from exc
         self._offset += len(frame)
-        self._pending.extend(records)
+        self._pending.stage(records)
 
     def due(self) -> bool:
         """Enough is pending that the caller should :meth:`index_soon` (once its sends are done)."""
-        return len(self._pending) >= INDEX_ENTRIES
+        return self._pending.n >= INDEX_ENTRIES
 
     @property
     def log_number(self) -> int:
@@ -290,7 +336,7 @@ class Journal:
     @property
     def pending(self) -> int:
         """Records written to the log and not yet known to be in the index."""
-        return len(self._pending) + self._inflight_n
+        return self._pending.n + self._inflight_n
 
     def index_soon(self) -> None:
         """Hand what is pending to the index's thread, unless a batch is still in flight there (the
@@ -300,9 +346,9 @@ class Journal:
             if not self._inflight.done():
                 return
             self._finish()
-        if self._pending:
-            records, offset = self._take()
-            self._inflight = self._pool.submit(self._apply, records, offset)
+        if self._pending.n:
+            batch, offset = self._take()
+            self._inflight = self._pool.submit(self._apply, batch, offset)
         else:
             self._maybe_rotate()
 
@@ -311,16 +357,16 @@ class Journal:
         record on this thread. Every read does this first, so reads see every write."""
         if self._inflight is not None:
             self._finish()
-        if self._pending:
+        if self._pending.n:
             self._apply(*self._take())
             self._inflight_vids.clear()
             self._inflight_keys.clear()
             self._inflight_n = 0
         self._maybe_rotate()
 
-    def _take(self) -> tuple[list[tuple[Any, ...]], int]:
-        records, self._pending = self._pending, []
-        self._inflight_n = len(records)
+    def _take(self) -> tuple[_Batch, int]:
+        records, self._pending = self._pending, _Batch()
+        self._inflight_n = records.n
         self._inflight_vids, self._pending_vids = self._pending_vids, set()
         self._inflight_keys, self._pending_keys = self._pending_keys, set()
         return records, self._offset
@@ -334,45 +380,33 @@ class Journal:
             self._inflight_keys.clear()
             self._inflight_n = 0
 
-    def _apply(self, records: list[tuple[Any, ...]], offset: int) -> None:
-        """Take ``records`` (the log up to ``offset``) into the index in one transaction, which also
-        records how far into the log the index stands. An order new in the batch is inserted with the
-        state its reports in the batch leave it in (no UPDATE for it)."""
-        new: dict[str, list[Any]] = {}
-        reports: list[tuple[Any, ...]] = []
-        states: dict[str, tuple[int, int, str]] = {}
-        fills: list[tuple[str, str]] = []
-        for rec in records:
-            kind = rec[0]
-            if kind == _REPORT:
-                _, sid, seq, vid, body, is_open = rec
-                reports.append((sid, seq, vid, body))
-                if vid and is_open >= 0:
-                    row = new.get(vid)
-                    if row is None:
-                        states[vid] = (is_open, seq, vid)
-                    else:
-                        row[10], row[11] = is_open, seq
-            elif kind == _ORDER:
-                new[rec[1]] = [*rec[1:], rec[-1], 0]  # open = sent, last_seq 0 until a report
-            else:
-                fills.append((rec[1], rec[2]))
+    def _apply(self, batch: _Batch, offset: int) -> None:
+        """Take ``batch`` (the log up to ``offset``) into the index in one transaction, which also
+        records how far into the log the index stands. Each table's rows go in as one multi-row
+        statement (a few per batch): SQLite releases the GIL for a statement's whole step, so the
+        owner's thread, which needs the GIL to serve, is handed it a few times per batch, not once
+        per row (per-row statements from this thread made the owner's writes wait milliseconds)."""
         db = self._wdb
         with _mapped("index", self.path), db:
             db.execute("BEGIN")
-            db.executemany(_INSERT_ORDER_STATE, new.values())
-            db.executemany(
-                "INSERT INTO reports (strategy_id, seq, venue_order_id, body) VALUES (?,?,?,?)", reports
+            _many(db, _INSERT_ORDER_STATE_HEAD, "", 12, list(chain.from_iterable(batch.orders.values())))
+            _many(
+                db,
+                "INSERT INTO reports (strategy_id, seq, venue_order_id, body) VALUES ",
+                "",
+                4,
+                batch.reports,
             )
-            db.executemany("UPDATE orders SET open=?, last_seq=? WHERE venue_order_id=?", states.values())
-            db.executemany("INSERT OR IGNORE INTO fills VALUES (?,?)", fills)
+            _many(db, "UPDATE orders SET open=v.column1, last_seq=v.column2 FROM (VALUES ",
+                  ") AS v WHERE orders.venue_order_id=v.column3", 3, list(chain.from_iterable(batch.states.values())))  # fmt: skip
+            _many(db, "INSERT OR IGNORE INTO fills VALUES ", "", 2, batch.fills)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('log', ?)", (f"{self._gen} {offset}",))
         self.indexed += 1
 
     def _maybe_rotate(self) -> None:
         """Start the log over under the next number once it is fully indexed and large (the index
         says so first: a crash in between leaves an old-numbered log the restart knows is taken)."""
-        if self._inflight is not None or self._pending or self._offset < self.rotate_bytes:
+        if self._inflight is not None or self._pending.n or self._offset < self.rotate_bytes:
             return
         with _mapped("start the log over", self.log_path):
             self._wdb.execute(
