@@ -1,7 +1,7 @@
 """What a journal write costs: ``journal.synchronous`` = normal vs full (vs off), per order and per
 report batch. Real files in a temp directory (on the same disk as /tmp), real Journal code. The
 journal's SQLite index is handed its work after a write, outside the timing, as the server does
-(``index_soon`` when ``due``); with ``PYTHONPATH`` pointing at an older tree (whose writes were
+(``index`` when ``due``); with ``PYTHONPATH`` pointing at an older tree (whose writes were
 SQLite commits) the same script measures that tree's journal.
 
     .venv/bin/python bench/journal_bench.py [--n 2000] [--dir /path/on/the/journal/disk]
@@ -34,7 +34,7 @@ def run(directory: Path, sync: str, n: int) -> dict[str, tuple[float, float]]:
 
     def follow() -> None:  # the index's turn, after the write (a tree without one: nothing to do)
         if getattr(j, "due", lambda: False)():
-            j.index_soon()
+            j.index()
 
     out = {}
     ts = []

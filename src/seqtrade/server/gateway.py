@@ -4,7 +4,7 @@ The rules (validation, rounding, risk, idempotency, seqs, replays, recovery deci
 :mod:`seqtrade.server.engine` and :mod:`seqtrade.server.recovery`, which do no I/O; this module owns
 the sockets, the journal, the venue and the clock, and performs what the engine decides: *persist,
 then send* (an order row is persisted before the order goes to the venue, a report before it is
-published); the journal's SQLite index follows after the sends, in a thread (:meth:`Journal.index_soon`).
+published); the journal's SQLite index follows after the sends (:meth:`Journal.index`).
 
 Tasks (all children of one nursery in :func:`seqtrade.server.app.serve`):
 
@@ -294,8 +294,8 @@ class Gateway:
             # answers with at once) is journaled and published here, without a hop to the report task.
             if self._report_q and self._report_pub is not None:
                 self._run_report_stage(self._report_pub)
-            if journal.due():  # the SQLite index follows the log, after the batch's sends (a thread)
-                journal.index_soon()
+            if journal.due():  # the SQLite index follows the log, after the batch's sends
+                journal.index()
 
     def _internal_error(self, req: Any, exc: Exception) -> Output:
         # A bug must not let one strategy's message kill the server for everyone.
@@ -359,7 +359,7 @@ class Gateway:
                 await self._report_lot.park()
             self._run_report_stage(pub)
             if journal.due():
-                journal.index_soon()
+                journal.index()
 
     def _run_report_stage(self, pub: TrioSocket) -> None:
         """Everything queued for the report stage, in order, in batches: synchronous (no await), so
@@ -514,7 +514,7 @@ class Gateway:
         while True:
             await trio.sleep(1.0)
             self._publish_status()
-            self.journal.index_soon()  # what a quiet second left pending (a restart replays less log)
+            self.journal.index()  # what a quiet second left pending (a restart replays less log)
             t = trio.current_time()
             for info in list(self.strategies.values()):
                 if info.alive and t - info.last_seen > timeout:

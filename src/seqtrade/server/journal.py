@@ -45,7 +45,6 @@ import sqlite3
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
@@ -208,19 +207,8 @@ class Journal:
         self._pending = _Batch()
         self._pending_vids: set[str] = set()
         self._pending_keys: set[tuple[str, str]] = set()
-        # Handed to the index's thread and not known to be committed yet (the checks look here too).
-        self._inflight: Future[None] | None = None
-        self._inflight_vids: set[str] = set()
-        self._inflight_keys: set[tuple[str, str]] = set()
-        self._inflight_n = 0
         self.indexed = 0  # index transactions so far (status, tests)
         self._fd = -1
-        # The index's writes go through a connection of their own, used by one thread at a time: the
-        # index's thread while a batch is in flight (:meth:`index_soon`), else the owner's thread.
-        with _mapped("open", path):
-            self._wdb = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._wdb.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="journal-index")
         with _mapped("open the log", self.log_path):
             self._open_log()
         self._last_seq: dict[str, int] = self.last_seqs()
@@ -231,11 +219,9 @@ class Journal:
             if self._fd >= 0:
                 self.index()
         finally:
-            self._pool.shutdown(wait=True)
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
-            self._wdb.close()
             self.db.close()
 
     # ------------------------------------------------------------------ the log
@@ -325,7 +311,7 @@ class Journal:
         self._pending.stage(records)
 
     def due(self) -> bool:
-        """Enough is pending that the caller should :meth:`index_soon` (once its sends are done)."""
+        """Enough is pending that the caller should :meth:`index` (once its sends are done)."""
         return self._pending.n >= INDEX_ENTRIES
 
     @property
@@ -335,58 +321,34 @@ class Journal:
 
     @property
     def pending(self) -> int:
-        """Records written to the log and not yet known to be in the index."""
-        return self._pending.n + self._inflight_n
-
-    def index_soon(self) -> None:
-        """Hand what is pending to the index's thread, unless a batch is still in flight there (the
-        next call hands it); returns at once. The owner's thread goes on appending to the log and
-        serving while SQLite works (it releases the GIL while it steps)."""
-        if self._inflight is not None:
-            if not self._inflight.done():
-                return
-            self._finish()
-        if self._pending.n:
-            batch, offset = self._take()
-            self._inflight = self._pool.submit(self._apply, batch, offset)
-        else:
-            self._maybe_rotate()
+        """Records written to the log and not yet in the index."""
+        return self._pending.n
 
     def index(self) -> None:
-        """Bring the index up to date now: wait for the batch in flight, then take every pending
-        record on this thread. Every read does this first, so reads see every write."""
-        if self._inflight is not None:
-            self._finish()
-        if self._pending.n:
-            self._apply(*self._take())
-            self._inflight_vids.clear()
-            self._inflight_keys.clear()
-            self._inflight_n = 0
+        """Take every pending record into the SQLite index, in one transaction that also records how
+        far into the log the index stands; then start the log over if it is fully indexed and large.
+        Every read does this first, so reads see every write.
+
+        On the owner's thread, by design: an index built by a thread of its own (tried: a second
+        connection, one batch in flight) made the server slower, because every ZeroMQ send and SQLite
+        step releases the GIL and the two threads then queue for it (the report sends took twice as
+        long, order throughput fell by a third)."""
+        batch, self._pending = self._pending, _Batch()
+        if batch.n:
+            try:
+                self._apply(batch, self._offset)
+            except JournalError:
+                self._pending = batch  # nothing of it was taken: the next call tries again
+                raise
+            self._pending_vids.clear()
+            self._pending_keys.clear()
         self._maybe_rotate()
-
-    def _take(self) -> tuple[_Batch, int]:
-        records, self._pending = self._pending, _Batch()
-        self._inflight_n = records.n
-        self._inflight_vids, self._pending_vids = self._pending_vids, set()
-        self._inflight_keys, self._pending_keys = self._pending_keys, set()
-        return records, self._offset
-
-    def _finish(self) -> None:
-        """Wait for the batch in flight (if any); its error, if it failed, is this call's."""
-        fut, self._inflight = self._inflight, None
-        if fut is not None:
-            fut.result()  # a JournalError from the index's thread is raised here
-            self._inflight_vids.clear()
-            self._inflight_keys.clear()
-            self._inflight_n = 0
 
     def _apply(self, batch: _Batch, offset: int) -> None:
         """Take ``batch`` (the log up to ``offset``) into the index in one transaction, which also
-        records how far into the log the index stands. Each table's rows go in as one multi-row
-        statement (a few per batch): SQLite releases the GIL for a statement's whole step, so the
-        owner's thread, which needs the GIL to serve, is handed it a few times per batch, not once
-        per row (per-row statements from this thread made the owner's writes wait milliseconds)."""
-        db = self._wdb
+        records how far into the log the index stands: each table's rows in one multi-row statement
+        (a few statements per batch, not one per row)."""
+        db = self.db
         with _mapped("index", self.path), db:
             db.execute("BEGIN")
             _many(db, _INSERT_ORDER_STATE_HEAD, "", 12, list(chain.from_iterable(batch.orders.values())))
@@ -406,12 +368,10 @@ class Journal:
     def _maybe_rotate(self) -> None:
         """Start the log over under the next number once it is fully indexed and large (the index
         says so first: a crash in between leaves an old-numbered log the restart knows is taken)."""
-        if self._inflight is not None or self._pending.n or self._offset < self.rotate_bytes:
+        if self._pending.n or self._offset < self.rotate_bytes:
             return
         with _mapped("start the log over", self.log_path):
-            self._wdb.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('log', ?)", (f"{self._gen + 1} {_HEADER}",)
-            )
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('log', ?)", (f"{self._gen + 1} {_HEADER}",))
             self._gen += 1
             self._reset_log(self._fd, self._gen)
         self._offset = _HEADER
@@ -465,8 +425,6 @@ class Journal:
     def _known(self, vid: str, key: tuple[str, str]) -> bool:
         if vid in self._pending_vids or key in self._pending_keys:
             return True
-        if vid in self._inflight_vids or key in self._inflight_keys:
-            return True
         with _mapped("read", self.path):
             return (
                 self.db.execute(
@@ -515,7 +473,6 @@ class Journal:
     def set_meta(self, key: str, value: str) -> None:
         if key == "log":
             raise ValueError("meta 'log' is the journal's own")
-        self._finish()  # no batch in flight holds SQLite's write lock
         with _mapped("write", self.path):
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value))
 
