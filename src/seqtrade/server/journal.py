@@ -192,6 +192,7 @@ class Journal:
         self.rotate_bytes = rotate_bytes
         self.log_path = path.with_name(path.name + "-log")
         self._fsync = synchronous.lower() == "full"
+        self._durable = synchronous.lower() != "off"
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -367,11 +368,15 @@ class Journal:
 
     def _maybe_rotate(self) -> None:
         """Start the log over under the next number once it is fully indexed and large (the index
-        says so first: a crash in between leaves an old-numbered log the restart knows is taken)."""
+        says so first: a crash in between leaves an old-numbered log the restart knows is taken).
+        Before the log's records are dropped, the index is made durable (a checkpoint fsyncs SQLite's
+        WAL and database), so that even an OS crash cannot lose records the log no longer holds."""
         if self._pending.n or self._offset < self.rotate_bytes:
             return
         with _mapped("start the log over", self.log_path):
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('log', ?)", (f"{self._gen + 1} {_HEADER}",))
+            if self._durable:
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             self._gen += 1
             self._reset_log(self._fd, self._gen)
         self._offset = _HEADER
