@@ -1129,8 +1129,12 @@ def plot(r: dict[str, Any], path: str) -> None:
               if any(k.startswith(prefix) and h.get_total_count() for k, h in hists.items())]  # fmt: skip
     bars = _bar_rows(r)
     n = max(1, len(panels) + len(bars))
-    fig, axes_arr = plt.subplots(1, n, figsize=(6.5 * n, 5.5), squeeze=False)
-    axes = list(axes_arr[0])
+    cols = min(3, n)
+    nrows = -(-n // cols)
+    fig, axes_arr = plt.subplots(nrows, cols, figsize=(6.5 * cols, 5.5 * nrows), squeeze=False)
+    axes = [ax for row in axes_arr for ax in row]
+    for ax in axes[n:]:
+        ax.set_visible(False)
     pcts = [50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99]
     xs = [1 / (1 - p / 100) for p in pcts]
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
