@@ -205,3 +205,23 @@ def test_a_log_left_behind_by_a_replaced_journal_is_refused(tmp_path: Path) -> N
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     with pytest.raises(JournalError, match="does not belong to it"):
         Journal(path)
+
+
+def test_reports_indexed_after_their_order_update_its_state(tmp_path: Path) -> None:
+    """An order indexed in one batch and closed by reports of a later batch: the index's UPDATE path
+    (the fold into the INSERT covers only orders new in the same batch)."""
+    path = tmp_path / "j.sqlite"
+    j = Journal(path)
+    j.add_records([(rec(1), True), (rec(2), True)])
+    j.index()
+    assert sorted(r.venue_order_id for r in j.open_orders()) == ["v1", "v2"]
+    j.add_reports([("v1", report(1, 1, OrderStatus.ACCEPTED), True), ("v1", report(1, 2, OrderStatus.FILLED), False),
+                   ("v2", report(2, 3, OrderStatus.ACCEPTED), True)])  # fmt: skip
+    j.close()
+    j = Journal(path)
+    assert [r.venue_order_id for r in j.open_orders()] == ["v2"]
+    one = j.find_order("s1", "c1")
+    assert one is not None and one.status is OrderStatus.FILLED
+    two = j.find_order("s1", "c2")
+    assert two is not None and two.status is OrderStatus.ACCEPTED
+    j.close()
