@@ -331,3 +331,31 @@ def test_net_mode_an_event_on_a_leg_is_split_by_the_net_delivery_leaves_every_ho
     assert net.accounts.holders(SWAP) == {}
     (da,), (db,) = net.events("a"), net.events("b")
     assert (da.quantity, db.quantity, da.pos_side) == (-3.0, 1.0, "")
+
+
+def test_a_journal_and_an_archive_from_before_swaps_get_the_closing_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    from seqtrade.server import journal
+
+    old = journal._SCHEMA.replace("    closing INTEGER NOT NULL DEFAULT 0,\n", "")
+    assert old != journal._SCHEMA
+    for name in ("journal.sqlite", "archive.sqlite"):
+        db = sqlite3.connect(tmp_path / name)
+        db.executescript(old)
+        db.close()
+    j = Journal(tmp_path / "journal.sqlite", synchronous="off")
+    j.attach_archive(tmp_path / "archive.sqlite")
+    columns = [[r[1] for r in j.db.execute(f"PRAGMA {s}table_info(orders)")] for s in ("", "arch.")]
+    assert columns[0] == columns[1] and columns[0][-1] == "closing"  # archive copies (SELECT *) line up
+    j.add_record(
+        OrderRecord("v1", "a", "c1", SWAP, "sell", "limit", 60000.0, 1.0, 1, closing=True), sent=True
+    )
+    j.add_record(OrderRecord("v2", "a", "c2", SWAP, "buy", "limit", 60000.0, 1.0, 1), sent=True)
+    j.close()
+    j = Journal(tmp_path / "journal.sqlite", synchronous="off")
+    assert {r.venue_order_id: r.closing for r in j.open_orders()} == {"v1": True, "v2": False}
+    # an order record of a log written before swaps (no closing field) is indexed as not closing
+    batch = journal._Batch()
+    batch.stage([(journal._ORDER, "v3", "a", "c3", SWAP, "buy", "limit", 60000.0, 1.0, 1, 1)])
+    assert batch.orders["v3"][-4:] == [1, 1, 0, 0]  # sent, open, last_seq, closing

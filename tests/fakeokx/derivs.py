@@ -17,7 +17,6 @@ listed in README.md ("Derivatives").
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -1075,16 +1074,7 @@ class DerivExchange(Exchange):
         rule = self.deriv_rate_limits.get(kind)
         if not self.deriv_rate_limits_on or rule is None:
             return True
-        limit, seconds = rule
-        now = self.mono()
-        window = self._rl.setdefault((kind, ""), deque())
-        while window and window[0] <= now - seconds:
-            window.popleft()
-        if len(window) >= limit:
-            self.rate_limited.append((kind, "", now))
-            return False
-        window.append(now)
-        return True
+        return self.window_ok(kind, *rule)
 
     def _ct_type(self, inst_id: str) -> str:
         inst = self.instruments.get(inst_id) or self.delivered.get(inst_id)

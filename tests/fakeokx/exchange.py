@@ -372,11 +372,13 @@ class Exchange:
     def query_rate_ok(self, kind: str) -> bool:
         """Count one read request of ``kind`` (a ``query_rate_limits`` key) for the account (UID)."""
         limit = self.query_rate_limits.get(kind)
-        if limit is None:
-            return True
+        return limit is None or self.window_ok(kind, limit, 2.0)
+
+    def window_ok(self, kind: str, limit: int, seconds: float) -> bool:
+        """Count one request in the account-wide ``kind`` bucket: at most ``limit`` per ``seconds``."""
         now = self.mono()
         window = self._rl.setdefault((kind, ""), deque())
-        while window and window[0] <= now - 2.0:
+        while window and window[0] <= now - seconds:
             window.popleft()
         if len(window) >= limit:
             self.rate_limited.append((kind, "", now))

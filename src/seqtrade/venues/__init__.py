@@ -43,7 +43,7 @@ def venue_from_config(config: Config, environ: Mapping[str, str]) -> Venue:
 
                 return BenchPaperVenue(v.paper, list(v.symbols), state_path=state)
             return PaperVenue(v.paper, list(v.symbols), state_path=state, bars=config.candles.bars,
-                              keep=config.candles.keep)  # fmt: skip
+                              keep=config.candles.keep, derivatives=v.derivatives)  # fmt: skip
         case "okx":
             from .okx import OkxCredentials, OkxVenue
 
