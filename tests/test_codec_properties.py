@@ -35,6 +35,7 @@ from seqtrade.models import (
     VenueStatus,
     Welcome,
 )
+from seqtrade.vclock import Sync, SyncAck
 
 ids = st.from_regex(r"[A-Za-z0-9_-]{1,32}", fullmatch=True)
 coids = st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)
@@ -137,6 +138,10 @@ MESSAGES: dict[type, st.SearchStrategy[Any]] = {
         u64,
     ),  # fmt: skip
     HistoryRequest: st.builds(HistoryRequest, ids, coids, symbols, bars, st.integers(1, MAX_HISTORY)),
+    Sync: st.builds(Sync, ids, u63, u63, st.dictionaries(ids, u63, max_size=4), u63, u64),
+    SyncAck: st.builds(
+        SyncAck, ids, u63, u63, st.just("") | st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)
+    ),
 }
 any_message = st.sampled_from(sorted(MESSAGES, key=lambda c: c.__name__)).flatmap(lambda cls: MESSAGES[cls])
 
@@ -149,9 +154,17 @@ def test_every_table_entry_has_a_strategy():
 def test_tables_are_split_by_channel_and_keep_the_protocol_order():
     assert list(wire.REQUEST_TYPES) == [
         "order_request", "cancel_request", "amend_request", "cancel_all", "hello", "heartbeat", "goodbye",
-        "history_request",
+        "history_request", "sync_ack",
     ]  # fmt: skip
-    assert list(wire.MARKET_DATA_TYPES) == ["ticker", "book", "trade", "status", "candle", "feed_status"]
+    assert list(wire.MARKET_DATA_TYPES) == [
+        "ticker",
+        "book",
+        "trade",
+        "status",
+        "candle",
+        "feed_status",
+        "sync",
+    ]
     assert list(wire.REPORT_TYPES) == ["order_report", "welcome", "refusal", "history"]
     assert wire.MESSAGE_TYPES == {**wire.MARKET_DATA_TYPES, **wire.REPORT_TYPES}
     assert all(c.kind == "report" for c in wire.REPORT_TYPES.values())
@@ -238,14 +251,16 @@ def test_dispatch_table_covers_its_table_exactly():
     seen: list[Any] = []
     handlers = wire.dispatch_table(
         wire.MARKET_DATA_TYPES,
-        {m: seen.append for m in (Ticker, Book, Trade, VenueStatus, Candle, FeedsStatus)},
+        {m: seen.append for m in (Ticker, Book, Trade, VenueStatus, Candle, FeedsStatus, Sync)},
     )
     msgs = [Ticker("X", 1, 1, 1, 1, 1, 1, 1), Book("X", 1, [], []), Trade("X", 1, "t", 1, 1, "buy"),
             VenueStatus("paper", True, [], 1), Candle("X", "1m", 0, 1, 1, 1, 1, 0, True), FeedsStatus("paper", 1)]  # fmt: skip
     for m in msgs:
         handlers[type(m)](m)
     assert seen == msgs
-    with pytest.raises(ValueError, match=r"no handler for \['trade', 'status', 'candle', 'feed_status'\]"):
+    with pytest.raises(
+        ValueError, match=r"no handler for \['trade', 'status', 'candle', 'feed_status', 'sync'\]"
+    ):
         wire.dispatch_table(wire.MARKET_DATA_TYPES, {Ticker: print, Book: print})
     with pytest.raises(ValueError, match="not in the table: \\['Hello'\\]"):
         wire.dispatch_table(wire.REPORT_TYPES, {OrderReport: print, Welcome: print, Hello: print})

@@ -46,6 +46,7 @@ class SimExchange:
         # per order: (filled, notional, fee) as of the events handed out so far (the model's order is
         # already at its state after the whole step; each event must carry the state at its own time)
         self._cum: dict[str, tuple[float, float, float]] = {}
+        self._xids: dict[str, str] = {}  # venue order id -> the simulated exchange's order id
 
     # ------------------------------------------------------------------ orders
 
@@ -57,6 +58,7 @@ class SimExchange:
         sim = SimOrder(order.venue_order_id, order.symbol, str(order.side), str(order.order_type),
                        order.price, order.quantity)  # fmt: skip
         self.model.submit(sim, now_ns)
+        self._xids[order.venue_order_id] = f"sim{len(self._xids) + 1}"  # by submission: the same every run
         return []
 
     def cancel(self, venue_order_id: str, now_ns: int) -> list[OrderEvent]:
@@ -142,7 +144,7 @@ class SimExchange:
     def _state(self, o: SimOrder, status: OrderStatus, ts_ns: int) -> OrderEvent:
         """The order's event with its cumulative fill as of the events handed out so far."""
         filled, notional, fee = self._cum.get(o.order_id, (0.0, 0.0, 0.0))
-        return OrderEvent(o.order_id, status, exchange_order_id=o.order_id, price=o.price, quantity=o.quantity,
+        return OrderEvent(o.order_id, status, exchange_order_id=self._xids[o.order_id], price=o.price, quantity=o.quantity,
                           filled_quantity=filled, avg_price=notional / filled if filled else 0.0, fee=fee,
                           ts=ts_ns // 1_000_000)  # fmt: skip
 

@@ -82,6 +82,7 @@ from ..models import (
     VenueStatus,
     Welcome,
 )
+from ..vclock import Sync
 
 __all__ = [
     "ClientProtocol",
@@ -209,7 +210,7 @@ class ClientProtocol:
         self._md_handlers: dict[type, Callable[[Any], MdEvent]] = wire.dispatch_table(
             wire.MARKET_DATA_TYPES,
             {Ticker: self._ticker_via_table, Book: self._book_or_trade, Trade: self._book_or_trade,
-             VenueStatus: self._status, Candle: self._candle, FeedsStatus: self._feeds},
+             VenueStatus: self._status, Candle: self._candle, FeedsStatus: self._feeds, Sync: self._feeds},
         )  # fmt: skip
 
     # ------------------------------------------------------------------ requests out
@@ -459,7 +460,7 @@ class ClientProtocol:
             self.md_gaps += seq - last - 1
         self._md_seq[key] = seq
 
-    def _feeds(self, msg: FeedsStatus) -> FeedsStatus:
+    def _feeds(self, msg: FeedsStatus | Sync) -> FeedsStatus | Sync:
         return msg
 
     def _status(self, msg: VenueStatus) -> VenueStatus:
@@ -474,5 +475,5 @@ class ClientProtocol:
 
 ReportEvent = Report | Synced | Refused | History | None
 """What one report-channel frame gives: an event for the shell, or nothing."""
-MdEvent = Book | Trade | VenueStatus | Candle | FeedsStatus | None
+MdEvent = Book | Trade | VenueStatus | Candle | FeedsStatus | Sync | None
 """What one market-data frame other than a ticker gives."""

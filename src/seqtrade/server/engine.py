@@ -51,6 +51,7 @@ from ..models import (
     Side,
     Welcome,
 )
+from ..vclock import SyncAck
 from ..venues.base import EventKind, Instrument, OrderEvent, VenueOrder
 from .accounts import Accounts
 from .bounded import Budget, KeyFilter, RateLimitedLog
@@ -189,6 +190,7 @@ class Output:
     replies: list[Reply | Replay] = field(default_factory=list)
     venue: list[VenueCommand] = field(default_factory=list)
     history: HistoryRequest | None = None  # bars asked for (the shell fetches them from the venue)
+    synced: SyncAck | None = None  # a backtest's clock acknowledgement (the shell tells the venue)
 
 
 Pending = tuple[OrderRecord | None, OrderReport, str]  # (record, report, trade id of its fill or "")
@@ -409,6 +411,10 @@ class Engine:
     def _history(self, req: HistoryRequest, now_ms: int, out: Output) -> None:
         """Bars for a strategy: fetched by the shell, answered on its report topic (not journaled)."""
         out.history = req
+
+    def _sync_ack(self, req: SyncAck, now_ms: int, out: Output) -> None:
+        """A strategy's backtest clock acknowledgement: for the venue (``seqtrade.vclock``)."""
+        out.synced = req
 
     def _goodbye(self, req: Goodbye, now_ms: int, out: Output) -> None:
         """A strategy leaves cleanly: a departure, and ``server.dead_strategy_policy`` at once."""
@@ -794,5 +800,6 @@ _HANDLERS: dict[type, Callable[[Engine, Any, int, Output], None]] = wire.dispatc
         Heartbeat: Engine._heartbeat,
         Goodbye: Engine._goodbye,
         HistoryRequest: Engine._history,
+        SyncAck: Engine._sync_ack,
     },
 )

@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ from ..config import Config
 from ..errors import WireError
 from ..feedhealth import Feed, FeedHealth, FeedsStatus
 from ..models import OrderReport, Ticker, VenueStatus
+from ..vclock import Sync
 from ..venues.base import MarketData, OrderEvent, Venue
 from . import recovery
 from .engine import (
@@ -113,6 +115,8 @@ class Gateway:
         self.accepting = trio.Event()  # set once every recovery event is applied
         self.stop_requested = trio.Event()
         self._reports_flushed = trio.Event()  # set after every journal commit of reports
+        # What the engine is told the time is for requests: a backtest's venue sets the recording's.
+        self.clock_ms: Callable[[], int] = now_ms
         self.md_send, self.md_recv = trio.open_memory_channel[MarketData | VenueStatus | FeedsStatus](
             config.bus.md_queue
         )
@@ -276,6 +280,9 @@ class Gateway:
         max_bytes = self.config.bus.max_frame_bytes
         engine = self.engine
         while True:
+            clock = (
+                self.clock_ms
+            )  # the wall clock; a backtest's venue sets the recording's (one read a batch)
             # recv_batch yields without taking a cancellation while frames are ready (it never drops
             # what it read): without this, a flood that never lets the socket empty would keep the
             # task, and the server's stop, going until the flood ends.
@@ -297,7 +304,7 @@ class Gateway:
                     trace.mark(coid, "s_wake", t_wake)
                     trace.mark(coid, "s_decoded")
                 try:
-                    out = engine.on_request(req, now_ms())
+                    out = engine.on_request(req, clock())
                 except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
                     out = self._internal_error(req, exc)
                 if trace.ON:
@@ -342,6 +349,8 @@ class Gateway:
             self._departed(out.departed)
         if out.history is not None:
             self._queue_history(out.history)
+        if out.synced is not None:  # a backtest's clock (seqtrade.vclock): only its venue takes it
+            getattr(self.venue, "on_sync_ack", _ignore)(out.synced)
         for item in out.replies:
             await self._queue_report(item)
         venue = self.venue
@@ -683,10 +692,14 @@ class Gateway:
         return len(out.venue)
 
 
+def _ignore(_: Any) -> None:
+    return None
+
+
 def _feed_channel(msg: Any) -> str:
     """The feed-health channel of a market-data message: its kind (``candle:<bar>`` for candles);
-    "" for the server's own messages (status, feed status)."""
-    if isinstance(msg, VenueStatus | FeedsStatus):
+    "" for the server's own messages (status, feed status, a backtest's sync)."""
+    if isinstance(msg, VenueStatus | FeedsStatus | Sync):
         return ""
     kind = wire.CODECS[type(msg)].kind
     return f"candle:{msg.bar}" if kind == "candle" else kind
