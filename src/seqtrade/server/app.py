@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -13,6 +14,7 @@ import zmq
 
 from ..bus import TrioSocket, bind_secure, ipc_path, lock_run_dir, prepare_run_dir, private_files
 from ..config import Config
+from ..instruments import Instrument, instrument_from_map, instrument_to_map
 from ..security import KeyPair
 from ..venues import venue_class
 from ..venues.base import Venue
@@ -116,6 +118,7 @@ async def serve(
                     await nursery.start(gw.history_task)
                     await nursery.start(venue.run, gw)
                     log.info("venue %s ready: %s", venue.name, ", ".join(sorted(venue.instruments)))
+                    instruments_to_journal(journal, venue)
                     await nursery.start(gw.order_task, pull_s)
                     await gw.recover()
                     await nursery.start(gw.monitor_task)
@@ -185,6 +188,10 @@ def build(config: Config, venue: Venue, journal: Journal) -> tuple[Gateway, Guar
     """The server's parts, from what the journal holds: accounts and risk gate, the engine that checks
     every order with them, the gateway (its shell) and the guard (trading states, switch, reconciliation)."""
     accounts = Accounts()
+    # Contract facts for the books (PnL of contracts): the venue's once it runs; until then (the
+    # journal's reports are applied at start, before the venue is up) those it had last time.
+    known = instruments_from_journal(journal)
+    accounts.instrument = lambda symbol: venue.instruments.get(symbol) or known.get(symbol)
     journal.identity()  # named once, before anything is written (snapshots name the journal)
     restored = recovery.restore(
         journal, accounts, read_snapshot(config.snapshot_path), filter_bytes=config.server.key_filter_bytes
@@ -208,8 +215,28 @@ def build(config: Config, venue: Venue, journal: Journal) -> tuple[Gateway, Guar
         open_orders=restored.open_orders,
         key_filter=restored.key_filter,
     )
-    guard = Guard(config, venue, journal, gate, accounts, in_flight=engine.open_records)
-    return Gateway(config, venue, journal, engine, quotes), guard
+    engine.quotes = quotes  # price limits: refused before the venue refuses them
+    gw = Gateway(config, venue, journal, engine, quotes)
+    guard = Guard(
+        config, venue, journal, gate, accounts, in_flight=engine.open_records, sink=gw, marks=quotes.marks
+    )
+    return gw, guard
+
+
+INSTRUMENTS_META = "instruments"
+
+
+def instruments_from_journal(journal: Journal) -> dict[str, Instrument]:
+    """The instrument facts the venue gave in the previous run (journal meta), by symbol."""
+    raw = journal.get_meta(INSTRUMENTS_META)
+    if not raw:
+        return {}
+    return {d["symbol"]: instrument_from_map(d) for d in json.loads(raw)}
+
+
+def instruments_to_journal(journal: Journal, venue: Venue) -> None:
+    maps = [instrument_to_map(i) for _, i in sorted(venue.instruments.items())]
+    journal.set_meta(INSTRUMENTS_META, json.dumps(maps))
 
 
 async def run_until_signal(config: Config, venue: Venue, *, curve_keys: KeyPair | None = None) -> int:

@@ -47,9 +47,9 @@ from ..candles import History, HistoryRequest
 from ..config import Config
 from ..errors import WireError
 from ..feedhealth import Feed, FeedHealth, FeedsStatus
-from ..models import OrderReport, Ticker, VenueStatus
+from ..models import AccountEvent, MarkPrice, OrderReport, PriceLimit, Ticker, VenueStatus
 from ..vclock import Sync
-from ..venues.base import MarketData, OrderEvent, Venue
+from ..venues.base import MarketData, OrderEvent, Venue, VenueAccountEvent
 from . import recovery
 from .engine import (
     RECOVERED,
@@ -85,6 +85,10 @@ HISTORY_PARALLEL = 4  # history requests fetched from the venue at the same time
 HISTORY_TIMEOUT = 30.0  # seconds a venue may take to answer one
 
 log = logging.getLogger(__name__)
+
+
+def _trace_key(r: OrderReport | AccountEvent) -> str:
+    return f"{r.client_order_id}:{r.status}" if isinstance(r, OrderReport) else f"event:{r.event_id}"
 
 
 def now_ms() -> int:
@@ -159,6 +163,10 @@ class Gateway:
     def publish_market(self, msg: MarketData) -> None:
         if type(msg) is Ticker:
             self.quotes.last[msg.symbol] = msg
+        elif type(msg) is PriceLimit:  # the risk gate refuses an order outside them (engine.check_order)
+            self.quotes.limits[msg.symbol] = msg
+        elif type(msg) is MarkPrice:  # status: unrealised PnL at mark
+            self.quotes.marks[msg.symbol] = msg.mark_price
             if trace.ON:  # the tick-to-trade clock starts here; feed_task marks it before its own stamp
                 msg.gw_ns = time.time_ns()
         try:
@@ -171,6 +179,10 @@ class Gateway:
             self.recorder.order_event(event)
         # No checkpoint while there is room: the events a venue produces inline for one request
         # (accepted, then fills) reach the report stage together and share one journal commit.
+        await self._queue_report(event)
+
+    async def account_event(self, event: VenueAccountEvent) -> None:
+        # The same report stage as order events: numbered, journaled (idempotent by event id), published.
         await self._queue_report(event)
 
     async def _queue_report(self, item: ReportItem) -> None:
@@ -425,12 +437,12 @@ class Gateway:
         pending = commit.pending
         if trace.ON:
             for _, r, _ in pending:
-                trace.mark(f"{r.client_order_id}:{r.status}", "r_wake", self._trace_wake)
-                trace.mark(f"{r.client_order_id}:{r.status}", "r_committed")
+                trace.mark(_trace_key(r), "r_wake", self._trace_wake)
+                trace.mark(_trace_key(r), "r_committed")
         for _, r, _ in pending:
             self._send_report(pub, r)
             if trace.ON:
-                trace.mark(f"{r.client_order_id}:{r.status}", "r_published")
+                trace.mark(_trace_key(r), "r_published")
         self._reports_flushed.set()
         self.engine.committed(commit)
         self.journal_lag_s = max(
@@ -441,11 +453,11 @@ class Gateway:
 
     def _log_fills(self, pending: list[Pending]) -> None:
         for _, r, _ in pending:
-            if r.last_fill_quantity > 0:
+            if type(r) is OrderReport and r.last_fill_quantity > 0:
                 log.info("fill %s %s %s %s %g @ %g (%s, fee %g)", r.strategy_id, r.client_order_id, r.symbol,
                          r.side, r.last_fill_quantity, r.last_fill_price, r.status, r.fee)  # fmt: skip
 
-    def _send_report(self, pub: TrioSocket, r: OrderReport) -> None:
+    def _send_report(self, pub: TrioSocket, r: OrderReport | AccountEvent) -> None:
         r.gw_ns = time.time_ns()
         pub.send_nowait(wire.encode_message(r))
         self.counters.reports_out += 1
