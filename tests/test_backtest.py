@@ -92,3 +92,14 @@ async def test_a_recording_backtests_to_two_strategies_the_same_twice(
     nows = [d["now"] for d in lines if d["event"] == "timer"]
     assert nows and all(recorded_span[0] <= t <= recorded_span[1] + 1 for t in nows)  # the recording's time
     assert "mk1: net" in stdout and "account: net" in stdout
+    stops = [d for d in lines if d["event"] == "stop"]
+    assert len(stops) == 2  # both stopped cleanly, with the same final state in both runs (compared above)
+
+
+def test_the_replay_bench_measures_events_per_second(capsys) -> None:
+    from seqtrade.bench.replay import main
+
+    assert main(["--events", "400", "--per-ms", "10", "--strategies", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "recording: 400 events" in out
+    assert "1 strategy: 400 events in" in out and "events/s (41 windows of 1 ms" in out

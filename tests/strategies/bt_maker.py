@@ -53,5 +53,5 @@ class BtMaker(Strategy):
         )
 
     def on_stop(self) -> None:
-        self.write(event="stop", now=self.now(), position=self.position(self.sym), pnl=self.realized_pnl())
+        self.write(event="stop", now=self.now(), position=self.position(self.sym), pnl=self.realized_pnl)
         self.out.close()

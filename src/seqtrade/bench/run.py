@@ -992,7 +992,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument(
         "--only",
-        choices=["ticks", "orders", "stages", "tick2trade", "fanout", "codec"],
+        choices=["ticks", "orders", "stages", "tick2trade", "fanout", "codec", "replay"],
         default="",
         help="run one scenario only (for profiling and before/after comparisons)",
     )
@@ -1005,6 +1005,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "for a before/after comparison in one invocation",
     )
     args = p.parse_args(list(argv) if argv is not None else None)
+    if args.only == "replay":  # the backtest's throughput: its own module (seqtrade.bench.replay)
+        from .replay import main as replay_main
+
+        return replay_main(
+            ["--events", "5000"] if args.smoke else ["--events", "50000"] if args.quick else []
+        )
     global SERVER_PATH
     SERVER_PATH = str(Path(args.server_path).resolve()) if args.server_path else ""
     if args.plot:
