@@ -571,8 +571,8 @@ def _backtest(args: argparse.Namespace) -> int:
         if not venue.finished.is_set():
             return code or 1
         out = Path(args.out)
-        written = write_results(venue.results(args.sharpe_period), out, plot=not args.no_plot)
         r = venue.results(args.sharpe_period)
+        written = write_results(r, out, plot=not args.no_plot)
         for name, summary in [*r.strategies.items(), ("account", r.account)]:
             print(f"{name}: net {summary.net_pnl:.6g} (realised {summary.realised_pnl:.6g}, unrealised "
                   f"{summary.unrealised_pnl:.6g}, fees {summary.fees:.6g}), {summary.fills} fills, "

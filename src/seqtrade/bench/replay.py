@@ -60,7 +60,7 @@ def write_recording(root: Path, events: int, per_ms: int) -> Path:
     from ..recorder import Recorder
 
     async def write() -> None:
-        rec = Recorder(RecorderConfig(enabled=True, queue=events + 10), root, "paper")
+        rec = Recorder(RecorderConfig(enabled=True, queue=events + 10), root, "bench")
         t0 = 1_790_000_000_000_000_000
         for i in range(events):
             ns = t0 + (i // per_ms) * 1_000_000 + i % per_ms
