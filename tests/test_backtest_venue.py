@@ -94,3 +94,30 @@ def test_a_limit_that_takes_some_at_once_then_rests_reports_its_fill_not_a_step_
     assert summary(ev) == [("partially_filled", "update", 1.0, 1.0, 2)]  # no "accepted" with a fill
     assert [str(e.status) for e in x.open_orders()] == ["partially_filled"]
     assert x.open_orders()[0].filled_quantity == 1.0
+
+
+async def test_a_sync_not_answered_is_sent_again_every_second_until_it_is(autojump_clock, tmp_path):
+    import trio
+
+    from seqtrade.replay_backtest import BacktestVenue
+    from seqtrade.vclock import Sync, SyncAck
+
+    (tmp_path / "book" / "2026-11-30" / S).mkdir(parents=True)
+    venue = BacktestVenue(tmp_path, [S])
+    venue._strategies = ["a", "b"]
+    sent: list = []
+
+    class Sink:
+        def publish_market(self, msg) -> None:
+            sent.append(msg)
+
+    sync = Sync("backtest", 5 * MS, 1, {"a": 0, "b": 3})
+    async with trio.open_nursery() as n:
+        n.start_soon(venue._wait_acks, Sink(), sync)
+        await trio.sleep(0.5)
+        venue.on_sync_ack(SyncAck("a", 5 * MS, 1))
+        await trio.sleep(2.2)  # b answers only after two repeats
+        assert [(m.t_ns, m.step, m.reports) for m in sent] == [(5 * MS, 1, {"a": 0, "b": 3})] * 2
+        venue.on_sync_ack(SyncAck("b", 5 * MS, 1))
+        venue.on_sync_ack(SyncAck("b", 5 * MS, 1))  # a repeat's answer: harmless
+    assert len(sent) == 2

@@ -50,6 +50,7 @@ __all__ = ["BacktestVenue", "count_rows"]
 log = logging.getLogger(__name__)
 
 ACK_TIMEOUT_S = 60.0  # a strategy that does not answer a sync within this (wall) time ends the backtest
+SYNC_RESEND_S = 1.0  # a sync not answered by every strategy within this (wall) time is sent again
 
 
 def count_rows(data: Path, symbols: list[str]) -> int:
@@ -191,7 +192,7 @@ class BacktestVenue(ReplayVenue):
         seqs = getattr(sink, "seqs", {})
         sync = Sync(self.name, end, self.steps, {s: seqs.get(s, 0) for s in self._strategies})
         await self._publish(sink, sync)
-        await self._wait_acks(self.steps)
+        await self._wait_acks(sink, sync)
         inbox, self._inbox = self._inbox, []
         inbox.sort(key=lambda item: item[0])  # stable: each strategy's own in the order it sent them
         for _, _what, arg in inbox:
@@ -207,16 +208,21 @@ class BacktestVenue(ReplayVenue):
         while (report_q is not None and report_q) or (md is not None and md.statistics().current_buffer_used):  # noqa: ASYNC110
             await trio.lowlevel.checkpoint()
 
-    async def _wait_acks(self, step: int) -> None:
-        with trio.move_on_after(ACK_TIMEOUT_S) as scope:
-            while any(self._acks.get(s, 0) < step for s in self._strategies):
+    async def _wait_acks(self, sink: VenueSink, sync: Sync) -> None:
+        """Until every strategy answered ``sync``; sent again every second meanwhile (a subscription that
+        reached the server late, a process slow to start: a strategy answers a repeat as the first)."""
+        deadline = trio.current_time() + ACK_TIMEOUT_S
+        while missing := [s for s in self._strategies if self._acks.get(s, 0) < sync.step]:
+            if trio.current_time() > deadline:
+                raise SeqtradeError(
+                    f"backtest: {', '.join(missing)} did not answer sync {sync.step} within {ACK_TIMEOUT_S:g} s"
+                )
+            with trio.move_on_after(SYNC_RESEND_S) as scope:
                 await self._ack_wake.wait()
+            if scope.cancelled_caught:
+                await self._publish(sink, Sync(sync.venue, sync.t_ns, sync.step, dict(sync.reports)))
+            else:
                 self._ack_wake = trio.Event()
-        if scope.cancelled_caught:
-            late = [s for s in self._strategies if self._acks.get(s, 0) < step]
-            raise SeqtradeError(
-                f"backtest: {', '.join(late)} did not answer sync {step} within {ACK_TIMEOUT_S:g} s"
-            )
 
     def on_sync_ack(self, ack: SyncAck) -> None:
         """The server hands over a strategy's ``sync_ack``."""
