@@ -170,12 +170,9 @@ class BacktestVenue(ReplayVenue):
         window's start), wait while the server's market-data queue is full."""
         self._in_window += 1
         if self._in_window % 1024 == 0:
-            send = getattr(sink, "md_send", None)
+            q, limit = getattr(sink, "_md_q", None), getattr(sink, "_md_max", 0)
             # The server's tasks run between these checkpoints (one thread): no event to wait on.
-            while (
-                send is not None
-                and send.statistics().current_buffer_used >= send.statistics().max_buffer_size // 2
-            ):  # noqa: ASYNC110
+            while q is not None and len(q) >= limit // 2:  # noqa: ASYNC110
                 await trio.lowlevel.checkpoint()
         sink.publish_market(msg)
 
@@ -204,8 +201,8 @@ class BacktestVenue(ReplayVenue):
     async def _settle(self, sink: VenueSink) -> None:
         """Until the server has numbered and published every report and sent every market-data message."""
         report_q = getattr(sink, "_report_q", None)
-        md = getattr(sink, "md_send", None)
-        while (report_q is not None and report_q) or (md is not None and md.statistics().current_buffer_used):  # noqa: ASYNC110
+        md_q = getattr(sink, "_md_q", None)
+        while report_q or md_q:  # noqa: ASYNC110 - polled: the server's tasks run between checkpoints
             await trio.lowlevel.checkpoint()
 
     async def _wait_acks(self, sink: VenueSink, sync: Sync) -> None:

@@ -21,8 +21,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-__all__ = ["main", "write_recording"]
+__all__ = ["main", "write_recording", "scenario", "table_section"]
+
+EVENTS = {"smoke": 2_000, "quick": 50_000}  # by bench plan; the full plan: 200,000
+PER_MS = 100
+LOOKAHEAD_MS = 1.0
 
 STRATEGY = '''
 from seqtrade.client import Strategy
@@ -113,6 +118,37 @@ params = {{ symbol = "BTC-USDT" }}
 def _seconds(hms: str) -> float:
     h, m, s = hms.replace(",", ".").split(":")
     return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def scenario(run: Any) -> None:
+    """``seqtrade bench``'s replay scenario (registered in :data:`seqtrade.bench.run.SCENARIOS`): events/s
+    through the backtest to 1 and 3 strategies; ``run.results["replay"]``."""
+    events = EVENTS.get(run.plan.name, 200_000)
+    work = run.root / "replay"
+    work.mkdir(parents=True, exist_ok=True)
+    run.progress(f"replay: writing a recording of {events:,} events")
+    data = write_recording(work / "rec", events, PER_MS)
+    rows = []
+    for n in (1, 3):
+        run.progress(f"replay: backtest to {n} strateg{'y' if n == 1 else 'ies'}")
+        played, seconds, windows = run_backtest(work, data, n, LOOKAHEAD_MS)
+        rows.append({"strategies": n, "events": played, "seconds": round(seconds, 3), "windows": windows,
+                     "events_per_s": round(played / seconds) if seconds > 0 else None})  # fmt: skip
+    run.results["replay"] = {"events": events, "per_ms": PER_MS, "lookahead_ms": LOOKAHEAD_MS, "runs": rows}
+
+
+def table_section(r: dict[str, Any]) -> list[str]:
+    """The replay scenario's lines of the bench table."""
+    rep = r.get("replay")
+    if not rep:
+        return []
+    lines = [
+        f"backtest replay ({rep['events']:,} events, {rep['per_ms']} per ms, lookahead {rep['lookahead_ms']:g} ms):"
+    ]
+    for row in rep["runs"]:
+        lines.append(f"  {row['strategies']} strateg{'y' if row['strategies'] == 1 else 'ies'}: "
+                     f"{row['events_per_s'] or 0:,} events/s ({row['windows']:,} windows in {row['seconds']:.2f} s)")  # fmt: skip
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
