@@ -50,6 +50,7 @@ from seqtrade.models import (
     VenueStatus,
     Welcome,
 )
+from seqtrade.vclock import Sync, SyncAck
 
 FIXTURES = Path(__file__).parent / "fixtures" / "wire"
 
@@ -219,9 +220,14 @@ MESSAGES: dict[str, Any] = {
             ),
         ],
     ),  # fmt: skip
+    "sync": Sync("backtest", 1_700_000_000_001_000_000, 3, {"s1": 7, "s2": 0}, 4, 5),
+    "sync_no_strategies": Sync("backtest", 1, 1, {}, 1, 0),
+    "sync_ack": SyncAck("s1", 1_700_000_000_001_000_000, 3),
+    "sync_ack_session": SyncAck("s1", 1_700_000_000_001_000_000, 3, "sess-a"),
 }
 
-REQUESTS = (OrderRequest, CancelRequest, AmendRequest, CancelAll, Hello, Heartbeat, Goodbye, HistoryRequest)
+REQUESTS = (OrderRequest, CancelRequest, AmendRequest, CancelAll, Hello, Heartbeat, Goodbye, HistoryRequest,
+            SyncAck)  # fmt: skip
 
 # Values that break each key in its own way: absent, null, booleans, negatives, zero, fractions,
 # non-finite numbers, huge integers, long and empty strings, lists, maps, bytes.
@@ -237,7 +243,7 @@ HOSTILE: dict[str, Any] = {
 MUTATED = ("ticker", "book", "trade", "status", "report_accepted", "welcome", "order_limit", "order_market",
            "cancel", "amend_price", "amend_both", "cancel_all", "cancel_all_symbol", "hello",
            "hello_int_nonce", "heartbeat", "candle", "feed_status", "history", "history_request", "mark",
-           "funding", "price_limit", "account_event_funding", "order_reduce_only")  # fmt: skip
+           "funding", "price_limit", "account_event_funding", "order_reduce_only", "sync", "sync_ack")  # fmt: skip
 
 
 def _cases() -> Iterator[tuple[str, bytes]]:

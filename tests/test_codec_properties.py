@@ -41,6 +41,7 @@ from seqtrade.models import (
     VenueStatus,
     Welcome,
 )
+from seqtrade.vclock import Sync, SyncAck
 
 ids = st.from_regex(r"[A-Za-z0-9_-]{1,32}", fullmatch=True)
 coids = st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)
@@ -168,6 +169,10 @@ MESSAGES: dict[type, st.SearchStrategy[Any]] = {
         u64,
     ),  # fmt: skip
     HistoryRequest: st.builds(HistoryRequest, ids, coids, symbols, bars, st.integers(1, MAX_HISTORY)),
+    Sync: st.builds(Sync, ids, u63, u63, st.dictionaries(ids, u63, max_size=4), u63, u64),
+    SyncAck: st.builds(
+        SyncAck, ids, u63, u63, st.just("") | st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)
+    ),
 }
 any_message = st.sampled_from(sorted(MESSAGES, key=lambda c: c.__name__)).flatmap(lambda cls: MESSAGES[cls])
 
@@ -180,10 +185,10 @@ def test_every_table_entry_has_a_strategy():
 def test_tables_are_split_by_channel_and_keep_the_protocol_order():
     assert list(wire.REQUEST_TYPES) == [
         "order_request", "cancel_request", "amend_request", "cancel_all", "hello", "heartbeat", "goodbye",
-        "history_request",
+        "history_request", "sync_ack",
     ]  # fmt: skip
     assert list(wire.MARKET_DATA_TYPES) == [
-        "ticker", "book", "trade", "status", "candle", "feed_status", "mark", "funding", "price_limit"
+        "ticker", "book", "trade", "status", "candle", "feed_status", "mark", "funding", "price_limit", "sync"
     ]  # fmt: skip
     assert list(wire.REPORT_TYPES) == ["order_report", "welcome", "refusal", "history", "account_event"]
     assert wire.MESSAGE_TYPES == {**wire.MARKET_DATA_TYPES, **wire.REPORT_TYPES}
@@ -283,6 +288,7 @@ def test_dispatch_table_covers_its_table_exactly():
                 MarkPrice,
                 FundingRate,
                 PriceLimit,
+                Sync,
             )
         },  # fmt: skip
     )
@@ -293,7 +299,7 @@ def test_dispatch_table_covers_its_table_exactly():
     assert seen == msgs
     with pytest.raises(
         ValueError,
-        match=r"no handler for \['trade', 'status', 'candle', 'feed_status', 'mark', 'funding', 'price_limit'\]",
+        match=r"no handler for \['trade', 'status', 'candle', 'feed_status', 'mark', 'funding', 'price_limit', 'sync'\]",
     ):
         wire.dispatch_table(wire.MARKET_DATA_TYPES, {Ticker: print, Book: print})
     with pytest.raises(ValueError, match="not in the table: \\['Hello'\\]"):

@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -488,30 +488,40 @@ def _reset(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replay(args: argparse.Namespace) -> int:
-    """``seqtrade replay``: the server with a recording in place of the venue (docs/backtesting.md)."""
-    import trio
-
-    from .replay import ReplayVenue, with_run_dir
-    from .security import server_keypair
-    from .server.app import run_until_signal
+@contextlib.contextmanager
+def _replay_config(args: argparse.Namespace, what: str) -> Iterator[Config]:
+    """The config of a replay or a backtest: the one given, with its own run dir (never the live
+    journal) and no recorder. The supervised strategies read the config file for the server's sockets:
+    a copy beside it (its relative paths stay right) with that run dir, removed at the end."""
+    from .replay import with_run_dir
 
     config = load_config(args.config)
-    run_dir = args.run_dir or f"{config.server.run_dir.rstrip('/')}-replay"  # never the live journal
-    # The supervised strategies read the config file for the server's sockets: a copy beside it (its
-    # relative paths stay right) with the replay's run dir, removed at the end.
+    run_dir = args.run_dir or f"{config.server.run_dir.rstrip('/')}-{what}"
     source = Path(config.source_path)
-    derived = source.with_name(f".{source.stem}.replay.toml")
+    derived = source.with_name(f".{source.stem}.{what}.toml")
     try:
         derived.write_text(with_run_dir(source.read_text(encoding="utf-8"), run_dir), encoding="utf-8")
     except OSError as exc:
-        raise SeqtradeError(f"replay: cannot write {derived}: {exc.strerror or exc}") from None
+        raise SeqtradeError(f"{what}: cannot write {derived}: {exc.strerror or exc}") from None
     try:
-        config = dataclasses.replace(
+        yield dataclasses.replace(
             load_config(derived),
             source_path=str(derived),
             recorder=dataclasses.replace(config.recorder, enabled=False),  # a replay is not recorded again
         )
+    finally:
+        derived.unlink(missing_ok=True)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    """``seqtrade replay``: the server with a recording in place of the venue (docs/backtesting.md)."""
+    import trio
+
+    from .replay import ReplayVenue
+    from .security import server_keypair
+    from .server.app import run_until_signal
+
+    with _replay_config(args, "replay") as config:
         setup_logging(args.log_level or config.server.log_level, json_logs=config.server.log_json)
         wait_for = args.wait_for if args.wait_for is not None else sum(s.enabled for s in config.strategies)
         venue = ReplayVenue(Path(args.data), list(config.venue.symbols), speed=args.speed, wait_for=wait_for,
@@ -523,8 +533,57 @@ def _replay(args: argparse.Namespace) -> int:
             return trio.run(functools.partial(run_until_signal, config, venue, curve_keys=curve_keys))
         except BaseExceptionGroup as eg:
             raise _lone_error(eg) from None
-    finally:
-        derived.unlink(missing_ok=True)
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    """``seqtrade backtest``: strategies trade a recording on its clock (docs/backtesting.md)."""
+    import trio
+
+    from .backtest_report import write_results
+    from .backtest_results import progress_line
+    from .fill_model import ConstantLatency, Fees
+    from .replay_backtest import BacktestVenue
+    from .security import server_keypair
+    from .server.app import run_until_signal
+    from .vclock import VIRTUAL_CLOCK_ENV
+
+    with _replay_config(args, "backtest") as config:
+        setup_logging(args.log_level or config.server.log_level, json_logs=config.server.log_json)
+        live = load_config(args.config)
+        if config.run_dir == live.run_dir:
+            raise SeqtradeError("backtest: --run-dir must not be the live server's run dir")
+        # A backtest starts from an empty journal: the same run gives the same journal.
+        for f in config.journal_path.parent.glob(config.journal_path.name + "*"):
+            f.unlink()
+        os.environ[VIRTUAL_CLOCK_ENV] = "1"  # the supervised strategies' clock is the recording's
+        started = time.monotonic()
+
+        def progress(done: int, total: int) -> None:
+            if not args.quiet:
+                print(progress_line(done, total, time.monotonic() - started), file=sys.stderr, flush=True)
+
+        wait_for = sum(s.enabled for s in config.strategies)
+        latency_ns = int(args.latency_ms * 1e6)
+        venue = BacktestVenue(Path(args.data), list(config.venue.symbols),
+                              fees=Fees(maker=args.maker_fee, taker=args.taker_fee),
+                              latency=ConstantLatency(latency_ns), lookahead_ns=int(args.lookahead_ms * 1e6),
+                              wait_for=wait_for, progress=progress)  # fmt: skip
+        curve_keys = server_keypair(config, os.environ)
+        try:
+            code = trio.run(functools.partial(run_until_signal, config, venue, curve_keys=curve_keys))
+        except BaseExceptionGroup as eg:
+            raise _lone_error(eg) from None
+        if not venue.finished.is_set():
+            return code or 1
+        out = Path(args.out)
+        r = venue.results(args.sharpe_period)
+        written = write_results(r, out, plot=not args.no_plot)
+        for name, summary in [*r.strategies.items(), ("account", r.account)]:
+            print(f"{name}: net {summary.net_pnl:.6g} (realised {summary.realised_pnl:.6g}, unrealised "
+                  f"{summary.unrealised_pnl:.6g}, fees {summary.fees:.6g}), {summary.fills} fills, "
+                  f"{summary.trades} trades, max drawdown {summary.max_drawdown:.6g}")  # fmt: skip
+        print("results: " + ", ".join(str(p) for p in written))
+        return code
 
 
 def _new_strategy(args: argparse.Namespace) -> int:
@@ -621,6 +680,30 @@ def build_parser() -> argparse.ArgumentParser:
                     help="after the last message, this long before the server stops (default 1)")  # fmt: skip
     rp.add_argument("--log-level", default=None)
     rp.set_defaults(func=_replay)
+
+    bt = sub.add_parser("backtest", help="strategies trade a recording on its clock, fills by the fill model")
+    bt.add_argument("--data", required=True, metavar="DIR", help="a recording: the [recorder] dir")
+    bt.add_argument(
+        "--config", default="config.toml", help=_CONFIG_HELP + " (its symbols and [[strategies]])"
+    )
+    bt.add_argument(
+        "--run-dir", default=None, help="the backtest server's run dir (default: <run_dir>-backtest)"
+    )
+    bt.add_argument("--out", default="backtest-results", metavar="DIR",
+                    help="results.json and equity.png go here (default: backtest-results)")  # fmt: skip
+    bt.add_argument("--latency-ms", type=float, default=1.0, help="order and cancel latency (default 1 ms)")
+    bt.add_argument("--lookahead-ms", type=float, default=1.0,
+                    help="the simulation's window, at most the latency (default 1 ms)")  # fmt: skip
+    bt.add_argument(
+        "--maker-fee", type=float, default=0.0008, help="fraction of the notional (default 0.0008)"
+    )
+    bt.add_argument("--taker-fee", type=float, default=0.001, help="fraction of the notional (default 0.001)")
+    bt.add_argument("--sharpe-period", type=float, default=60.0, metavar="SECONDS",
+                    help="the equity's sampling period for the Sharpe ratio (default 60)")  # fmt: skip
+    bt.add_argument("--no-plot", action="store_true", help="no equity.png (no matplotlib needed)")
+    bt.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    bt.add_argument("--log-level", default=None)
+    bt.set_defaults(func=_backtest)
 
     k = sub.add_parser("keygen", help="make a CurveZMQ key pair for tcp:// endpoints")
     k.add_argument("--out", metavar="NAME", default=None, help="write the public key to NAME.pub")

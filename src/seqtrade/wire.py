@@ -8,8 +8,8 @@ two functions that turn the model into a body map and back, written side by side
 directions dispatch through the tables, never through ``isinstance`` chains:
 
 - :data:`MARKET_DATA_TYPES` (ticker, book, trade, status, candle, feed_status, mark, funding,
-  price_limit) and :data:`REPORT_TYPES` (order_report, welcome, refusal, history, account_event) are
-  what the server publishes; :data:`MESSAGE_TYPES` is both, what :func:`decode_message`
+  price_limit, sync) and :data:`REPORT_TYPES` (order_report, welcome, refusal, history, account_event)
+  are what the server publishes; :data:`MESSAGE_TYPES` is both, what :func:`decode_message`
   reads.
 - :data:`REQUEST_TYPES` is what strategies send; :func:`parse_request` reads it.
 - :data:`CODECS` maps each model class to its entry; :func:`encode_message` uses it.
@@ -81,6 +81,7 @@ from .models import (
     VenueStatus,
     Welcome,
 )
+from .vclock import Sync, SyncAck
 
 __all__ = [
     "STRATEGY_ID_RE",
@@ -116,7 +117,15 @@ CLIENT_ORDER_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
 _MAX_TOPIC = 160  # kind (<= 32) + key (symbols <= 64, strategy ids <= 32) + slashes, with room
 
 Request = (
-    OrderRequest | CancelRequest | AmendRequest | CancelAll | Hello | Heartbeat | Goodbye | HistoryRequest
+    OrderRequest
+    | CancelRequest
+    | AmendRequest
+    | CancelAll
+    | Hello
+    | Heartbeat
+    | Goodbye
+    | HistoryRequest
+    | SyncAck
 )
 
 _pack = msgpack.Packer(use_bin_type=True).pack
@@ -308,6 +317,20 @@ def _candle_from_body(d: dict[str, Any]) -> Candle:
 
 
 _CANDLE = Codec("candle", Candle, "stream", _candle_body, _candle_from_body)
+
+
+def _sync_body(s: Sync) -> dict[str, Any]:
+    return {"type": "sync", "venue": s.venue, "t": s.t_ns, "step": s.step, "reports": dict(s.reports),
+            "seq": s.seq, "gw_ns": s.gw_ns}  # fmt: skip
+
+
+def _sync_from_body(d: dict[str, Any]) -> Sync:
+    return Sync(
+        d["venue"], d["t"], d["step"], dict(d.get("reports") or {}), d.get("seq", 0), d.get("gw_ns", 0)
+    )
+
+
+_SYNC = Codec("sync", Sync, "venue", _sync_body, _sync_from_body)
 
 
 def _feeds_body(s: FeedsStatus) -> dict[str, Any]:
@@ -841,6 +864,21 @@ def _history_request_from_body(d: dict[str, Any]) -> HistoryRequest:
     return HistoryRequest(d["strategy_id"], rid, symbol, bar, n)
 
 
+def _sync_ack_body(a: SyncAck) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": "sync_ack", "strategy_id": a.strategy_id, "t": a.t_ns, "step": a.step}
+    if a.session:
+        body["session"] = a.session
+    return body
+
+
+def _sync_ack_from_body(d: dict[str, Any]) -> SyncAck:
+    return SyncAck(d["strategy_id"], _integer(d, "sync_ack", "t"), _integer(d, "sync_ack", "step"),
+                   _session(d, "sync_ack"))  # fmt: skip
+
+
+_SYNC_ACK = Codec("sync_ack", SyncAck, "strategy_id", _sync_ack_body, _sync_ack_from_body)
+
+
 _HISTORY_REQUEST = Codec(
     "history_request", HistoryRequest, "strategy_id", _history_request_body, _history_request_from_body
 )
@@ -849,12 +887,12 @@ _HISTORY_REQUEST = Codec(
 # --------------------------------------------------------------------------- the tables
 
 _MARKET_DATA: tuple[Codec[Any], ...] = (
-    _TICKER, _BOOK, _TRADE, _STATUS, _CANDLE, _FEED_STATUS, _MARK, _FUNDING, _PRICE_LIMIT
+    _TICKER, _BOOK, _TRADE, _STATUS, _CANDLE, _FEED_STATUS, _MARK, _FUNDING, _PRICE_LIMIT, _SYNC
 )  # fmt: skip
 _REPORTS: tuple[Codec[Any], ...] = (_ORDER_REPORT, _WELCOME, _REFUSAL, _HISTORY, _ACCOUNT_EVENT)
 _REQUESTS: tuple[Codec[Any], ...] = (
     _ORDER_REQUEST, _CANCEL_REQUEST, _AMEND_REQUEST, _CANCEL_ALL, _HELLO, _HEARTBEAT, _GOODBYE,
-    _HISTORY_REQUEST,
+    _HISTORY_REQUEST, _SYNC_ACK,
 )  # fmt: skip
 
 MARKET_DATA_TYPES: Mapping[str, Codec[Any]] = {c.type: c for c in _MARKET_DATA}

@@ -849,7 +849,14 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "throughput": scenario_throughput,
     "fanout": scenario_fanout,
     "codec": scenario_codec,
+    "replay": lambda run: _replay_bench().scenario(run),  # the backtest's events/s: seqtrade.bench.replay
 }
+
+
+def _replay_bench() -> Any:
+    from . import replay
+
+    return replay
 
 
 def run_bench(
@@ -977,7 +984,10 @@ def _throughput_section(r: dict[str, Any]) -> list[str]:
 
 # Sections of the table printed between the order path's and the fan-out's (one function of the
 # results each, returning its lines; empty when its scenario did not run). Scenarios add theirs here.
-TABLE_SECTIONS: list[Callable[[dict[str, Any]], list[str]]] = [_throughput_section]
+TABLE_SECTIONS: list[Callable[[dict[str, Any]], list[str]]] = [
+    _throughput_section,
+    lambda r: _replay_bench().table_section(r),
+]
 
 
 def format_table(r: dict[str, Any]) -> str:

@@ -87,6 +87,7 @@ from ..models import (
     VenueStatus,
     Welcome,
 )
+from ..vclock import Sync
 
 __all__ = [
     "ClientProtocol",
@@ -217,7 +218,7 @@ class ClientProtocol:
             {Ticker: self._ticker_via_table, Book: self._book_or_trade, Trade: self._book_or_trade,
              VenueStatus: self._status, Candle: self._candle, FeedsStatus: self._feeds,
              MarkPrice: self._book_or_trade, FundingRate: self._book_or_trade,
-             PriceLimit: self._book_or_trade},
+             PriceLimit: self._book_or_trade, Sync: self._feeds},
         )  # fmt: skip
 
     # ------------------------------------------------------------------ requests out
@@ -470,7 +471,7 @@ class ClientProtocol:
             self.md_gaps += seq - last - 1
         self._md_seq[key] = seq
 
-    def _feeds(self, msg: FeedsStatus) -> FeedsStatus:
+    def _feeds(self, msg: FeedsStatus | Sync) -> FeedsStatus | Sync:
         return msg
 
     def _status(self, msg: VenueStatus) -> VenueStatus:
@@ -485,5 +486,7 @@ class ClientProtocol:
 
 ReportEvent = Report | Synced | Refused | History | None
 """What one report-channel frame gives: an event for the shell, or nothing."""
-MdEvent = Book | Trade | VenueStatus | Candle | FeedsStatus | MarkPrice | FundingRate | PriceLimit | None
+MdEvent = (
+    Book | Trade | VenueStatus | Candle | FeedsStatus | MarkPrice | FundingRate | PriceLimit | Sync | None
+)
 """What one market-data frame other than a ticker gives."""

@@ -45,6 +45,7 @@ from ..models import (
     VenueStatus,
 )
 from ..security import ClientCurve, apply_client_curve, client_curve
+from ..vclock import Sync, SyncAck
 from .errorlog import SUMMARY_INTERVAL, CallbackErrors
 from .protocol import HELLO_INTERVAL, ClientProtocol, Refused, Report, ServerLost, Synced
 from .strategy import Strategy
@@ -61,6 +62,7 @@ __all__ = [
 log = logging.getLogger("seqtrade.client")
 
 MAX_POLL = 0.25  # the longest the loop sleeps: bounds how late stop() is noticed
+SYNC_WAIT_MS = 10_000  # a backtest's sync: how long to wait for the reports it names
 MD_BATCH = 4096  # market-data frames handled between two looks at the report socket and the clock
 DEFAULT_JOIN_TIMEOUT = 60.0  # seconds without a welcome before ``seqtrade run`` gives up
 WAIT_NOTICE = 5.0  # while waiting for the server: a status line this often
@@ -281,8 +283,26 @@ class _Shell:
                     self.raised("on_ticker", exc)
             elif msg.__class__ is Candle:
                 self.candle(msg)
+            elif msg.__class__ is Sync:
+                self.sync(msg)
             elif msg is not None:
                 self.call(getattr(s, _MD_CALLBACK[msg.__class__]), msg)
+
+    def sync(self, msg: Sync) -> None:
+        """A backtest's window ended (seqtrade.vclock): read our reports up to the seq it names, move
+        the clock to its time (the timers due by then run), then acknowledge behind what we sent."""
+        s, proto = self.s, self.proto
+        target = msg.reports.get(proto.strategy_id, 0)
+        while proto.last_seq < target:
+            if not self.conn.reports.poll(SYNC_WAIT_MS):
+                log.warning(
+                    "sync %d: reports up to seq %d did not come (at %d)", msg.step, target, proto.last_seq
+                )
+                break
+            self.drain_reports(self.conn.reports)
+        s._advance_clock(msg.t_ns, self.call)
+        self.flush()
+        self.conn.send(SyncAck(proto.strategy_id, msg.t_ns, msg.step, proto.session))
 
     def candle(self, c: Candle) -> None:
         """One live candle, joined to what the strategy has: a duplicate of a bar handed over is
@@ -340,6 +360,7 @@ def run_strategy(
                 conn.subscribe(kind, sym)
         subscribed.append(sym)
     conn.md.setsockopt(zmq.SUBSCRIBE, b"status/")
+    conn.md.setsockopt(zmq.SUBSCRIBE, b"sync/")  # a backtest's clock (seqtrade.vclock); never sent live
     if _overrides(strategy, "on_feed_status"):
         conn.md.setsockopt(zmq.SUBSCRIBE, b"feed_status/")
     poller = zmq.Poller()
@@ -373,7 +394,7 @@ def run_strategy(
                 )
                 break
             wake = now + MAX_POLL
-            if strategy._timers:
+            if strategy._timers and strategy._virtual_ns is None:  # a backtest's timers run on its syncs
                 next_timer = strategy._run_due_timers(now, shell.call)
                 if next_timer is not None:
                     wake = min(wake, next_timer)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from ..models import (
     VenueStatus,
 )
 from ..positions import FeeLedger, apply_fill, apply_fill_to
+from ..vclock import VIRTUAL_CLOCK_ENV
 
 if TYPE_CHECKING:
     from .protocol import ClientProtocol
@@ -74,8 +76,9 @@ class OrderIdGenerator:
     whose id it already knows: it re-sends that order's latest report instead.
     """
 
-    def __init__(self) -> None:
-        self.prefix = base36(time.time_ns() // 1000)
+    def __init__(self, *, virtual: bool = False) -> None:
+        # A backtest (seqtrade.vclock) starts from an empty journal: ids the same in every run.
+        self.prefix = "bt" if virtual else base36(time.time_ns() // 1000)
         self._n = itertools.count(1)
 
     def next(self) -> str:
@@ -279,7 +282,9 @@ class Strategy:
         """
         self._conn: Connection | None = None
         self._protocol: ClientProtocol | None = None
-        self._ids = OrderIdGenerator()
+        # The backtest clock (seqtrade.vclock): ns of the recording, 0 until the first sync; None live.
+        self._virtual_ns: int | None = 0 if os.environ.get(VIRTUAL_CLOCK_ENV) else None
+        self._ids = OrderIdGenerator(virtual=self._virtual_ns is not None)
         self._timers: list[_Timer] = []
         self._timer_seq = itertools.count()
         self._fees = FeeLedger()  # cumulative fee per order: a report's fee becomes its delta
@@ -518,7 +523,7 @@ class Strategy:
                 order_type,
                 price,
                 quantity,
-                time.time_ns() // 1_000_000,
+                self._now_ns() // 1_000_000,
                 reduce_only,
             )  # fmt: skip
         )
@@ -696,12 +701,38 @@ class Strategy:
 
     # ------------------------------------------------------------------ timers and control
 
+    def now(self) -> float:
+        """The time, in seconds since the epoch: the wall clock live, the recording's time in a backtest.
+
+        Use it (not ``time.time()``) wherever the strategy's decisions depend on the time: in a
+        backtest (`seqtrade backtest`) the wall clock has nothing to do with the market the strategy
+        sees, and reading it makes the run differ from one run to the next. In a backtest it moves
+        in steps of the lookahead (docs/backtesting.md): during a callback it is the start of the
+        window the message belongs to; timers ([`set_timer`][seqtrade.client.Strategy.set_timer])
+        run on it too.
+        """
+        return self._now_ns() / 1e9
+
+    def _now_ns(self) -> int:
+        return time.time_ns() if self._virtual_ns is None else self._virtual_ns
+
+    def _advance_clock(self, t_ns: int, call: Callable[[Callable[[], Any]], None]) -> None:
+        """A backtest's sync: the clock moves to ``t_ns`` and the timers due by then run. Timers set
+        before the first sync (the clock was 0) count from it."""
+        if self._virtual_ns == 0:
+            for t in self._timers:
+                t.when += t_ns / 1e9
+            heapq.heapify(self._timers)
+        self._virtual_ns = t_ns
+        if self._timers:
+            self._run_due_timers(t_ns / 1e9, call)
+
     def set_timer(self, interval: float, callback: Callable[[], Any], *, repeat: bool = True) -> _Timer:
         """Call ``callback`` after ``interval`` seconds (and every ``interval`` if ``repeat``).
 
         Timers run on the strategy's thread between messages, like the other callbacks, on the
-        monotonic clock. A repeating timer that fell behind (a slow callback) runs once, not once per
-        missed interval. Timers run only while the strategy runs: one set in ``__init__`` fires first
+        monotonic clock (in a backtest: the recording's, see `now()`). A repeating timer that fell
+        behind (a slow callback) runs once, not once per missed interval. Timers run only while the strategy runs: one set in ``__init__`` fires first
         after ``on_start``.
 
         Args:
@@ -712,7 +743,8 @@ class Strategy:
         Returns:
             A handle for [`cancel_timer`][seqtrade.client.Strategy.cancel_timer].
         """
-        t = _Timer(time.monotonic() + interval, next(self._timer_seq), interval, callback, repeat)
+        base = time.monotonic() if self._virtual_ns is None else self._virtual_ns / 1e9
+        t = _Timer(base + interval, next(self._timer_seq), interval, callback, repeat)
         heapq.heappush(self._timers, t)
         return t
 

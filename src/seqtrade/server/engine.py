@@ -59,6 +59,7 @@ from ..models import (
     Side,
     Welcome,
 )
+from ..vclock import SyncAck
 from ..venues.base import EventKind, Instrument, OrderEvent, VenueAccountEvent, VenueOrder
 from .accounts import Accounts
 from .bounded import Budget, KeyFilter, RateLimitedLog
@@ -204,6 +205,7 @@ class Output:
     replies: list[Reply | Replay] = field(default_factory=list)
     venue: list[VenueCommand] = field(default_factory=list)
     history: HistoryRequest | None = None  # bars asked for (the shell fetches them from the venue)
+    synced: SyncAck | None = None  # a backtest's clock acknowledgement (the shell tells the venue)
 
 
 # (record, report, trade id of its fill or ""); an account event has no record, and its event id
@@ -432,6 +434,10 @@ class Engine:
     def _history(self, req: HistoryRequest, now_ms: int, out: Output) -> None:
         """Bars for a strategy: fetched by the shell, answered on its report topic (not journaled)."""
         out.history = req
+
+    def _sync_ack(self, req: SyncAck, now_ms: int, out: Output) -> None:
+        """A strategy's backtest clock acknowledgement: for the venue (``seqtrade.vclock``)."""
+        out.synced = req
 
     def _goodbye(self, req: Goodbye, now_ms: int, out: Output) -> None:
         """A strategy leaves cleanly: a departure, and ``server.dead_strategy_policy`` at once."""
@@ -922,5 +928,6 @@ _HANDLERS: dict[type, Callable[[Engine, Any, int, Output], None]] = wire.dispatc
         Heartbeat: Engine._heartbeat,
         Goodbye: Engine._goodbye,
         HistoryRequest: Engine._history,
+        SyncAck: Engine._sync_ack,
     },
 )

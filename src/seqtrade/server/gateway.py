@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ from ..config import Config
 from ..errors import WireError
 from ..feedhealth import Feed, FeedHealth, FeedsStatus
 from ..models import AccountEvent, MarkPrice, OrderReport, PriceLimit, Ticker, VenueStatus
+from ..vclock import Sync
 from ..venues.base import MarketData, OrderEvent, Venue, VenueAccountEvent
 from . import recovery
 from .engine import (
@@ -118,6 +120,8 @@ class Gateway:
         self.accepting = trio.Event()  # set once every recovery event is applied
         self.stop_requested = trio.Event()
         self._reports_flushed = trio.Event()  # set after every journal commit of reports
+        # What the engine is told the time is for requests: a backtest's venue sets the recording's.
+        self.clock_ms: Callable[[], int] = now_ms
         # The feed's queue (venue -> feed task): a deque and a parking lot, not a memory channel, whose
         # send and receive cost a few µs per message at 100k messages/s.
         self._md_q: deque[MarketData | VenueStatus | FeedsStatus] = deque()
@@ -321,6 +325,9 @@ class Gateway:
         engine = self.engine
         journal = self.journal
         while True:
+            clock = (
+                self.clock_ms
+            )  # the wall clock; a backtest's venue sets the recording's (one read a batch)
             # recv_batch yields without taking a cancellation while frames are ready (it never drops
             # what it read): without this, a flood that never lets the socket empty would keep the
             # task, and the server's stop, going until the flood ends.
@@ -342,7 +349,7 @@ class Gateway:
                     trace.mark(coid, "s_wake", t_wake)
                     trace.mark(coid, "s_decoded")
                 try:
-                    out = engine.on_request(req, now_ms())
+                    out = engine.on_request(req, clock())
                 except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
                     out = self._internal_error(req, exc)
                 if trace.ON:
@@ -389,6 +396,8 @@ class Gateway:
             self._departed(out.departed)
         if out.history is not None:
             self._queue_history(out.history)
+        if out.synced is not None:  # a backtest's clock (seqtrade.vclock): only its venue takes it
+            getattr(self.venue, "on_sync_ack", _ignore)(out.synced)
         for item in out.replies:
             await self._queue_report(item)
         venue = self.venue
@@ -734,10 +743,14 @@ class Gateway:
         return len(out.venue)
 
 
+def _ignore(_: Any) -> None:
+    return None
+
+
 def _feed_channel(msg: Any) -> str:
     """The feed-health channel of a market-data message: its kind (``candle:<bar>`` for candles);
-    "" for the server's own messages (status, feed status)."""
-    if isinstance(msg, VenueStatus | FeedsStatus):
+    "" for the server's own messages (status, feed status, a backtest's sync)."""
+    if isinstance(msg, VenueStatus | FeedsStatus | Sync):
         return ""
     kind = wire.CODECS[type(msg)].kind
     return f"candle:{msg.bar}" if kind == "candle" else kind

@@ -1,0 +1,288 @@
+"""``seqtrade backtest``: the server plays a recording to strategy processes, on a virtual clock, and
+fills their orders with the fill model.
+
+:class:`BacktestVenue` is a :class:`~seqtrade.replay.ReplayVenue` that trades: orders and cancels go to
+a :class:`~seqtrade.replay_fills.SimExchange` (the fill model behind the venue contract) and its
+events come back as the venue's order events, through the server's ordinary path (risk gate, accounts,
+journal, reports). Time is the recording's (``gw_ns``, the server's receive time), never the wall
+clock, and the run goes as fast as the strategies can follow: a conservative discrete-event
+simulation with the order latency as its lookahead (docs/backtesting.md, "Backtesting"):
+
+1. A **window** starts at the next recorded message, ``w``, and ends at ``w + lookahead``. Its
+   messages are published, each after the fill model has seen it (a trade at ``t`` fills resting orders
+   at ``t``); the orders and cancels whose latency has passed by the window's end arrive.
+2. Once the window's reports are numbered and its market data is on its way, a ``sync`` (``t`` = the
+   window's end, each strategy's last report seq; :mod:`seqtrade.vclock`) follows the market data on
+   the market-data socket. Each strategy reads up to it, moves its clock there, runs its timers, and
+   answers ``sync_ack`` behind the orders it sent.
+3. When every strategy has answered, the orders and cancels of the window are handed to the fill model,
+   **strategy by strategy** (ids in order; each strategy's own in the order it sent them: the same in
+   every run, whatever order the processes' messages reached the server in), **as sent at the
+   window's end**. Nothing they do can take effect before one latency later, which is not before the
+   next window: that is why no strategy needs to see a message sooner, and why the lookahead must not
+   exceed the smallest latency.
+
+Deterministic: the same recording, config and strategy code give the same reports, fills and results
+in every run (the strategies read ``Strategy.now()``, not the wall clock).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .backtest_results import FillRecord, Mark, Results, results
+from .errors import SeqtradeError
+from .fill_model import ConstantLatency, Fees, Latency
+from .models import Book, Trade
+from .replay import ReplayVenue, read_rows
+from .replay_fills import SimExchange
+from .vclock import Sync, SyncAck
+from .venues.base import OrderEvent, VenueOrder, VenueSink
+
+__all__ = ["BacktestVenue", "count_rows"]
+
+log = logging.getLogger(__name__)
+
+ACK_TIMEOUT_S = 60.0  # a strategy that does not answer a sync within this (wall) time ends the backtest
+SYNC_RESEND_S = 1.0  # a sync not answered by every strategy within this (wall) time is sent again
+
+
+def count_rows(data: Path, symbols: list[str]) -> int:
+    """How many rows the replay will read (Parquet footers only): the progress line's total."""
+    import pyarrow.parquet as pq
+
+    from .recorder_rows import RESERVED, safe_key
+
+    keys = {safe_key(s) for s in symbols}
+    n = 0
+    for f in data.rglob("*.parquet"):
+        table, key = f.parts[-4], f.parts[-2]
+        if table not in RESERVED and (table == "status" or key in keys):
+            n += pq.ParquetFile(f).metadata.num_rows
+    return n
+
+
+class BacktestVenue(ReplayVenue):
+    """A recording that trades (see the module docstring). ``lookahead_ns`` must not exceed the smallest
+    latency ``latency`` can give (1 ms by default, the default constant latency)."""
+
+    name = "backtest"
+
+    def __init__(self, data: Path, symbols: list[str], *, fees: Fees | None = None,
+                 latency: Latency | None = None, lookahead_ns: int = 1_000_000, wait_for: int = 0,
+                 grace: float = 0.5, progress: Callable[[int, int], None] | None = None) -> None:  # fmt: skip
+        super().__init__(data, symbols, speed=0, wait_for=wait_for, grace=grace, stop_at_end=False)
+        latency = latency or ConstantLatency(lookahead_ns)
+        if isinstance(latency, ConstantLatency) and latency.ns < lookahead_ns:
+            raise SeqtradeError(
+                f"backtest: the lookahead ({lookahead_ns} ns) exceeds the latency ({latency.ns} ns)"
+            )
+        if lookahead_ns <= 0:
+            raise SeqtradeError("backtest: the lookahead must be > 0 ns")
+        self.sim = SimExchange(fees, latency)
+        self.lookahead_ns = lookahead_ns
+        self.progress = progress
+        self.owners: dict[str, tuple[str, str]] = {}  # venue order id -> (strategy id, client order id)
+        self.marks: list[Mark] = []
+        self.steps = 0
+        self.start_ns = 0
+        self.end_ns = 0
+        self._inbox: list[tuple[str, str, VenueOrder | str]] = []  # (strategy, "new" | "cancel", what)
+        self._acks: dict[str, int] = {}
+        self._ack_wake = trio.Event()
+        self._strategies: list[str] = []
+        self._clock_ns = 0
+        self._in_window = 0  # messages published since the last sync
+
+    # ------------------------------------------------------------------ the run
+
+    async def run(self, sink: VenueSink, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        self._sink = sink
+        msgs = self._messages(read_rows(self.data, self.symbols))
+        nxt = next(msgs, None)
+        if nxt is not None:
+            self.start_ns = nxt[0]
+            self._clock_ns = nxt[0] + self.lookahead_ns  # what strategies send before it: at its end
+        if hasattr(sink, "clock_ms"):
+            sink.clock_ms = self.clock_ms  # the server's time for requests: the recording's
+        sink.set_connected(True)
+        task_status.started()
+        await self._wait_for_strategies(sink)
+        connected = getattr(sink, "connected_strategies", None)
+        self._strategies = sorted(connected()) if connected is not None else []
+        log.info("backtest: %s (%s), strategies %s, lookahead %.3f ms", self.data, ", ".join(self.days) or "no data",
+                 ", ".join(self._strategies) or "none", self.lookahead_ns / 1e6)  # fmt: skip
+        total = count_rows(self.data, self.symbols) if self.progress is not None else 0
+        await self._simulate(sink, nxt, msgs, total)
+        log.info("backtest finished: %d messages in %d windows, %d fills", self.published, self.steps,
+                 len(self.sim.fills))  # fmt: skip
+        self.finished.set()
+        stop = getattr(sink, "request_stop", None)
+        if stop is not None:
+            stop()
+        await trio.sleep_forever()
+
+    def clock_ms(self) -> int:
+        """The server's time while a window is played: its end (what strategies send in it is sent then)."""
+        return self._clock_ns // 1_000_000
+
+    async def _simulate(self, sink: VenueSink, nxt: tuple[int, Any] | None, msgs: Iterator[tuple[int, Any]],
+                        total: int) -> None:  # fmt: skip
+        last_progress = time.monotonic()
+        while nxt is not None:
+            end = self._clock_ns = nxt[0] + self.lookahead_ns
+            while nxt is not None and nxt[0] < end:
+                ns, msg = nxt
+                if msg is True or msg is False:
+                    sink.set_connected(msg)
+                else:
+                    events = self.sim.on_market(msg, ns)
+                    self._mark(msg, ns)
+                    await self._publish(sink, msg)
+                    await self._deliver(sink, events)
+                self.published += 1
+                nxt = next(msgs, None)
+            await self._deliver(sink, self.sim.advance(end))
+            await self._barrier(sink, end)
+            if self.progress is not None and time.monotonic() - last_progress >= 1.0:
+                last_progress = time.monotonic()
+                self.progress(self.published, total)
+        # what is still on its way arrives: one more window after the last message
+        end = self._clock_ns = self._clock_ns + 2 * self.lookahead_ns + 10 * self._max_latency()
+        await self._deliver(sink, self.sim.advance(end))
+        await self._barrier(sink, end)
+        self.end_ns = end
+        if self.progress is not None:
+            self.progress(self.published, max(total, self.published))
+
+    def _max_latency(self) -> int:
+        lat = self.sim.model.latency
+        return lat.ns if isinstance(lat, ConstantLatency) else self.lookahead_ns
+
+    async def _publish(self, sink: VenueSink, msg: Any) -> None:
+        """Publish without ever dropping: every 1,024 messages of a window (the queue is empty at each
+        window's start), wait while the server's market-data queue is full."""
+        self._in_window += 1
+        if self._in_window % 1024 == 0:
+            q, limit = getattr(sink, "_md_q", None), getattr(sink, "_md_max", 0)
+            # The server's tasks run between these checkpoints (one thread): no event to wait on.
+            while q is not None and len(q) >= limit // 2:  # noqa: ASYNC110
+                await trio.lowlevel.checkpoint()
+        sink.publish_market(msg)
+
+    async def _deliver(self, sink: VenueSink, events: list[OrderEvent]) -> None:
+        for ev in events:
+            await sink.order_event(ev)
+
+    async def _barrier(self, sink: VenueSink, end: int) -> None:
+        """The window's end: reports numbered, market data sent, then ``sync`` and every answer; then
+        the window's orders go to the fill model, as sent at ``end``."""
+        await self._settle(sink)
+        self._in_window = 0
+        self.steps += 1
+        seqs = getattr(sink, "seqs", {})
+        sync = Sync(self.name, end, self.steps, {s: seqs.get(s, 0) for s in self._strategies})
+        await self._publish(sink, sync)
+        await self._wait_acks(sink, sync)
+        inbox, self._inbox = self._inbox, []
+        inbox.sort(key=lambda item: item[0])  # stable: each strategy's own in the order it sent them
+        for _, _what, arg in inbox:
+            if isinstance(arg, VenueOrder):
+                await self._deliver(sink, self.sim.submit(arg, end))
+            else:
+                await self._deliver(sink, self.sim.cancel(arg, end))
+
+    async def _settle(self, sink: VenueSink) -> None:
+        """Until the server has numbered and published every report and sent every market-data message."""
+        report_q = getattr(sink, "_report_q", None)
+        md_q = getattr(sink, "_md_q", None)
+        while report_q or md_q:  # noqa: ASYNC110 - polled: the server's tasks run between checkpoints
+            await trio.lowlevel.checkpoint()
+
+    async def _wait_acks(self, sink: VenueSink, sync: Sync) -> None:
+        """Until every strategy answered ``sync``; sent again every second meanwhile (a subscription that
+        reached the server late, a process slow to start: a strategy answers a repeat as the first)."""
+        deadline = trio.current_time() + ACK_TIMEOUT_S
+        while missing := [s for s in self._strategies if self._acks.get(s, 0) < sync.step]:
+            if trio.current_time() > deadline:
+                raise SeqtradeError(
+                    f"backtest: {', '.join(missing)} did not answer sync {sync.step} within {ACK_TIMEOUT_S:g} s"
+                )
+            with trio.move_on_after(SYNC_RESEND_S) as scope:
+                await self._ack_wake.wait()
+            if scope.cancelled_caught:
+                await self._publish(sink, Sync(sync.venue, sync.t_ns, sync.step, dict(sync.reports)))
+            else:
+                self._ack_wake = trio.Event()
+
+    def on_sync_ack(self, ack: SyncAck) -> None:
+        """The server hands over a strategy's ``sync_ack``."""
+        if ack.step > self._acks.get(ack.strategy_id, 0):
+            self._acks[ack.strategy_id] = ack.step
+            self._ack_wake.set()
+
+    def _mark(self, msg: Any, ns: int) -> None:
+        price = None
+        if isinstance(msg, Trade):
+            price = msg.price
+        elif isinstance(msg, Book) and msg.bids and msg.asks:
+            price = (msg.bids[0][0] + msg.asks[0][0]) / 2
+        if price is not None:
+            last = self.marks[-1] if self.marks else None
+            if last is None or last.symbol != msg.symbol or last.price != price:
+                self.marks.append(Mark(ns, msg.symbol, price))
+
+    # ------------------------------------------------------------------ orders: to the fill model
+
+    def _owner(self, venue_order_id: str) -> str:
+        if venue_order_id not in self.owners:
+            rec = getattr(getattr(self._sink, "engine", None), "by_vid", {}).get(venue_order_id)
+            self.owners[venue_order_id] = (
+                (rec.strategy_id, rec.client_order_id) if rec is not None else ("", "")
+            )
+        return self.owners[venue_order_id][0]
+
+    async def place_order(self, order: VenueOrder) -> None:
+        self._inbox.append((self._owner(order.venue_order_id), "new", order))
+
+    async def cancel_order(self, venue_order_id: str, symbol: str) -> None:
+        self._inbox.append((self._owner(venue_order_id), "cancel", venue_order_id))
+
+    async def amend_order(self, venue_order_id: str, symbol: str, price: float | None,
+                          quantity: float | None) -> None:  # fmt: skip
+        if self._sink is not None:
+            await self._deliver(self._sink, self.sim.amend(venue_order_id, self._clock_ns))
+
+    async def query_order(self, venue_order_id: str, symbol: str) -> OrderEvent | None:
+        return self.sim.query(venue_order_id)
+
+    async def open_orders(self) -> list[OrderEvent]:
+        return self.sim.open_orders()
+
+    async def positions(self) -> dict[str, float] | None:
+        return None
+
+    # ------------------------------------------------------------------ results
+
+    def results(self, period_s: float = 60.0) -> Results:
+        """Per strategy and for the account, from the fill model's fills and the recorded prices."""
+        fills = [
+            FillRecord(
+                f.ts_ns,
+                self.owners.get(f.strategy, ("?", ""))[0],
+                f.symbol,
+                f.side,
+                f.price,
+                f.quantity,
+                f.fee,
+            )
+            for f in self.sim.fills
+        ]
+        return results(fills, (), self.marks, strategies=self._strategies, start_ns=self.start_ns,
+                       end_ns=max(self.end_ns, self.start_ns), period_s=period_s)  # fmt: skip

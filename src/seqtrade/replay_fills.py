@@ -1,0 +1,159 @@
+"""The venue side of a backtest: orders the server sends, filled by the fill model against a recording.
+
+Pure: no I/O, no clock, no trio. :class:`SimExchange` speaks the venue contract's language
+(:class:`~seqtrade.venues.base.VenueOrder` in, :class:`~seqtrade.venues.base.OrderEvent` out, every
+event carrying the order's full cumulative state, as :mod:`seqtrade.venues.base` requires) and
+delegates every decision to :class:`~seqtrade.fill_model.FillModel` (queue position, the book walk,
+latency, fees, funding). The caller (a replay venue) passes the recording's market data in time order
+(:meth:`SimExchange.on_market`) and the time each order or cancel was sent (the recording's time, in
+ns), and hands the returned events to the server.
+
+What it keeps for the results: every fill as a :class:`~seqtrade.backtest_results.FillRecord` (the
+``strategy`` field is the venue order id here: the venue never knows strategies; the caller maps it)
+and every funding payment.
+
+Amends are not modelled (the fill model's queue would need a rule for them): an amend fails with
+:data:`AMEND_REFUSED` and the order stays as it was; cancel and place a new order instead.
+"""
+
+from __future__ import annotations
+
+from .backtest_results import FillRecord, FundingRecord
+from .fill_model import Event as ModelEvent
+from .fill_model import Fees, Fill, FillModel, Funding, Latency, SimOrder, Status
+from .models import Book, OrderStatus, Trade
+from .venues.base import EventKind, OrderEvent, VenueOrder
+
+__all__ = ["SimExchange", "AMEND_REFUSED"]
+
+AMEND_REFUSED = "backtest: amends are not modelled (cancel and place a new order)"
+_STATUS = {
+    "accepted": OrderStatus.ACCEPTED,
+    "filled": OrderStatus.FILLED,
+    "cancelled": OrderStatus.CANCELLED,
+    "rejected": OrderStatus.REJECTED,
+}
+
+
+class SimExchange:
+    """Simulated orders against a recording (see the module docstring)."""
+
+    def __init__(self, fees: Fees | None = None, latency: Latency | None = None) -> None:
+        self.model = FillModel(fees, latency)
+        self.fills: list[FillRecord] = []
+        self.funding: list[FundingRecord] = []
+        self._fill_no = 0
+        # per order: (filled, notional, fee) as of the events handed out so far (the model's order is
+        # already at its state after the whole step; each event must carry the state at its own time)
+        self._cum: dict[str, tuple[float, float, float]] = {}
+        self._xids: dict[str, str] = {}  # venue order id -> the simulated exchange's order id
+
+    # ------------------------------------------------------------------ orders
+
+    def submit(self, order: VenueOrder, now_ns: int) -> list[OrderEvent]:
+        """``order`` sent at ``now_ns``: nothing yet (it arrives one latency later), or a rejection
+        of what the model cannot take (an id it has seen: an order is never placed twice)."""
+        if order.venue_order_id in self.model.orders:
+            return [self._reject(order.venue_order_id, now_ns, "backtest: duplicate venue order id")]
+        sim = SimOrder(order.venue_order_id, order.symbol, str(order.side), str(order.order_type),
+                       order.price, order.quantity)  # fmt: skip
+        self.model.submit(sim, now_ns)
+        self._xids[order.venue_order_id] = f"sim{len(self._xids) + 1}"  # by submission: the same every run
+        return []
+
+    def cancel(self, venue_order_id: str, now_ns: int) -> list[OrderEvent]:
+        """A cancel sent at ``now_ns``; an order the model never saw fails at once."""
+        if venue_order_id not in self.model.orders:
+            return [OrderEvent(venue_order_id, OrderStatus.REJECTED, EventKind.CANCEL_FAILED,
+                               error_msg="unknown order", ts=now_ns // 1_000_000)]  # fmt: skip
+        self.model.cancel(venue_order_id, now_ns)
+        return []
+
+    def amend(self, venue_order_id: str, now_ns: int) -> list[OrderEvent]:
+        state = self.query(venue_order_id)
+        status = state.status if state is not None else OrderStatus.REJECTED
+        return [OrderEvent(venue_order_id, status, EventKind.AMEND_FAILED, error_msg=AMEND_REFUSED,
+                           ts=now_ns // 1_000_000)]  # fmt: skip
+
+    def query(self, venue_order_id: str) -> OrderEvent | None:
+        o = self.model.orders.get(venue_order_id)
+        if o is None:
+            return None
+        return self._state(o, _status_of(o), 0)
+
+    def open_orders(self) -> list[OrderEvent]:
+        return [self._state(o, _status_of(o), 0) for rs in self.model.resting.values() for o in rs]
+
+    # ------------------------------------------------------------------ the recording
+
+    def advance(self, now_ns: int) -> list[OrderEvent]:
+        """What arrives strictly before ``now_ns`` (orders and cancels whose latency has passed)."""
+        return self._events(self.model.advance(now_ns))
+
+    def on_market(self, msg: object, ns: int) -> list[OrderEvent]:
+        """One recorded market-data message received at ``ns``: books and trades move the model;
+        anything else only lets time pass."""
+        if isinstance(msg, Book):
+            return self._events(self.model.on_book(msg.symbol, msg.bids, msg.asks, ns))
+        if isinstance(msg, Trade):
+            return self._events(self.model.on_trade(msg.symbol, msg.price, msg.size, msg.side, ns))
+        return self.advance(ns)
+
+    def on_funding(self, symbol: str, rate: float, mark_price: float, ns: int) -> list[OrderEvent]:
+        return self._events(self.model.on_funding(symbol, rate, mark_price, ns))
+
+    # ------------------------------------------------------------------ model events -> venue events
+
+    def _events(self, events: list[ModelEvent]) -> list[OrderEvent]:
+        out: list[OrderEvent] = []
+        for e in events:
+            if isinstance(e, Funding):
+                self.funding.append(FundingRecord(e.ts_ns, "", e.symbol, e.amount))
+            elif isinstance(e, Fill):
+                o = self.model.orders[e.order_id]
+                self._fill_no += 1
+                self.fills.append(
+                    FillRecord(e.ts_ns, o.order_id, o.symbol, o.side, e.price, e.quantity, e.fee)
+                )
+                filled, notional, fee = self._cum.get(o.order_id, (0.0, 0.0, 0.0))
+                filled, notional, fee = filled + e.quantity, notional + e.price * e.quantity, fee + e.fee
+                self._cum[o.order_id] = (filled, notional, fee)
+                status = OrderStatus.FILLED if o.quantity - filled <= 1e-12 else OrderStatus.PARTIALLY_FILLED
+                ev = self._state(o, status, e.ts_ns)
+                ev.filled_quantity, ev.avg_price, ev.fee = filled, notional / filled, fee
+                ev.last_fill_quantity, ev.last_fill_price = e.quantity, e.price
+                ev.trade_id = f"bt{self._fill_no}"
+                out.append(ev)
+            elif e.status == "cancel_failed":
+                o = self.model.orders[e.order_id]
+                ev = self._state(o, _status_of(o), e.ts_ns)
+                ev.kind, ev.error_msg = EventKind.CANCEL_FAILED, e.reason
+                out.append(ev)
+            elif e.status == "filled" or (e.status == "accepted" and e.order_id in self._cum):
+                continue  # its fills said so already (a limit that took some at once, then rested)
+            else:
+                out.append(self._status(e))
+        return out
+
+    def _status(self, e: Status) -> OrderEvent:
+        o = self.model.orders[e.order_id]
+        ev = self._state(o, _STATUS[e.status], e.ts_ns)
+        ev.error_msg = e.reason if e.status != "accepted" else ""
+        return ev
+
+    def _state(self, o: SimOrder, status: OrderStatus, ts_ns: int) -> OrderEvent:
+        """The order's event with its cumulative fill as of the events handed out so far."""
+        filled, notional, fee = self._cum.get(o.order_id, (0.0, 0.0, 0.0))
+        return OrderEvent(o.order_id, status, exchange_order_id=self._xids[o.order_id], price=o.price, quantity=o.quantity,
+                          filled_quantity=filled, avg_price=notional / filled if filled else 0.0, fee=fee,
+                          ts=ts_ns // 1_000_000)  # fmt: skip
+
+    @staticmethod
+    def _reject(venue_order_id: str, ts_ns: int, reason: str) -> OrderEvent:
+        return OrderEvent(venue_order_id, OrderStatus.REJECTED, error_msg=reason, ts=ts_ns // 1_000_000)
+
+
+def _status_of(o: SimOrder) -> OrderStatus:
+    if o.status in ("pending", "open"):
+        return OrderStatus.PARTIALLY_FILLED if o.filled > 0 else OrderStatus.ACCEPTED
+    return _STATUS[o.status]
