@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Mapping
 from typing import Any
 
 import trio
@@ -21,6 +22,7 @@ from .accounts import Accounts
 from .archive import archive_task
 from .auth import TcpSecurity
 from .control import ControlCommands, control_task
+from .dashboard.serve import dashboard_token, make_collector, serve_dashboard
 from .engine import Engine
 from .gateway import Gateway
 from .guard import Guard
@@ -41,6 +43,7 @@ async def serve(
     venue: Venue,
     *,
     curve_keys: KeyPair | None = None,
+    environ: Mapping[str, str] | None = None,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the gateway until cancelled or until ``gateway.request_stop()``.
@@ -51,8 +54,15 @@ async def serve(
 
     Owns the run directory (locked), the journal, the three sockets and the venue connection; on the
     way out (stop, cancellation or error) sockets close and their files and the lock are removed.
-    ``task_status.started(gateway)`` once orders are accepted.
+    ``task_status.started(gateway)`` once orders are accepted. ``environ`` (default ``os.environ``):
+    where the dashboard's token is read (a non-loopback ``[dashboard]`` bind without one is refused here,
+    before anything is bound).
     """
+    token = (
+        dashboard_token(config, os.environ if environ is None else environ)
+        if config.dashboard.enabled
+        else ""
+    )
     run_dir = config.run_dir
     prepare_run_dir(run_dir)
     with lock_run_dir(run_dir):
@@ -113,10 +123,15 @@ async def serve(
                     await nursery.start(gw.monitor_task)
                     await nursery.start(guard.run)
                     await nursery.start(control_task, ctl_s, commands)
+                    board = (
+                        make_collector(config, gw, guard, supervisor) if config.dashboard.enabled else None
+                    )
+                    if board is not None:  # read-only: it samples the state between the tasks' awaits
+                        await nursery.start(serve_dashboard, config, board, token)
                     if config.metrics.enabled:
                         auth = tcp.stats if tcp.active else None
                         await nursery.start(
-                            metrics_task, config.metrics, lambda: render_metrics(gw, supervisor, auth)
+                            metrics_task, config.metrics, lambda: render_metrics(gw, supervisor, auth, board)
                         )
                     await nursery.start(supervisor.run)
                     await nursery.start(snapshots.run)

@@ -117,6 +117,7 @@ class Gateway:
         self.journal_lag_s = 0.0
         self._trace_wake = 0  # seqtrade.trace: when the report task last woke
         self._replay_wake = trio.Event()  # set when a replay starts
+        self.dashboard_url = ""  # the dashboard's address once it listens (seqtrade.server.dashboard)
 
     @property
     def counters(self) -> Counters:
@@ -132,6 +133,11 @@ class Gateway:
 
     def open_records(self, strategy_id: str | None = None) -> list[OrderRecord]:
         return self.engine.open_records(strategy_id)
+
+    @property
+    def md_seqs(self) -> dict[bytes, int]:
+        """The last seq per market-data topic (read by the dashboard for message rates)."""
+        return self._md_seq
 
     # ================================================================== venue sink
 

@@ -1,0 +1,377 @@
+"""The dashboard's view of the server: sampled from memory, fed from the journal, never on the order path.
+
+:class:`Collector` reads what the server keeps anyway, between two awaits of its own task (no lock, no
+hook in the order or report path): the gateway's strategies, counters and last tickers, the guard's
+trading states and accounts, the supervisor's processes. What the journal holds (fills, rejections,
+acknowledgements, the equity curve from the first report on) it reads on its own read-only connection
+in a worker thread (:class:`~.journal_view.JournalView`), only when a strategy's last seq moved.
+
+Each sample becomes the ``state`` the page shows, as named panels (:data:`PANELS`): a panel is a
+function of the collector that returns JSON-able data, so new ones (margin and liquidation prices,
+account events, feed and book health) slot in with one entry; the page draws a panel it has no
+renderer for as a table. Series (equity curves, prices, the reconciliation difference) are larger and
+change slowly: they are published apart, at most every ``SERIES_EVERY`` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ...config import Config
+from ...models import OrderReport, OrderStatus, Ticker
+from ..accounts import Accounts
+from .journal_view import JournalView, fill_row
+from .model import Histogram, Series, reconciliation, rule_of
+
+if TYPE_CHECKING:
+    from ..gateway import Gateway
+    from ..guard import Guard
+    from ..supervisor import Supervisor
+
+__all__ = ["Collector", "PANELS"]
+
+log = logging.getLogger(__name__)
+
+SERIES_EVERY = 1.0  # seconds between two publications of the series
+PRICE_EVERY = 1.0  # seconds between two points of a price series
+RECENT_FILLS = 200
+OPEN_ORDERS_SHOWN = 200
+JOURNAL_PAGE = 5000  # reports per strategy per poll (the first polls catch up a long journal)
+
+
+@dataclass(slots=True)
+class _Feed:
+    seq: int = 0
+    rate: float = 0.0
+    last_change: float = 0.0  # trio.current_time() when its seq last moved
+
+
+@dataclass(slots=True)
+class _Equity:
+    """One strategy's books replayed from the journal, for its equity curve."""
+
+    marks: dict[str, float] = field(default_factory=dict)  # the last fill price per symbol
+    series: Series = field(default_factory=Series)
+
+
+class Collector:
+    """Samples the server every ``config.dashboard.interval`` s; :meth:`run` is its task."""
+
+    def __init__(self, config: Config, gw: Gateway, guard: Guard, supervisor: Supervisor | None) -> None:
+        self.config = config
+        self.gw = gw
+        self.guard = guard
+        self.supervisor = supervisor
+        self.view = JournalView(config.journal_path)
+        self.version = 0
+        self.series_version = 0
+        self.state_json = b"{}"
+        self.series_json = b"{}"
+        self._changed = trio.Event()
+        self._feeds: dict[str, _Feed] = {}
+        self._last_sample = 0.0
+        self._ticks_seen: dict[str, int] = {}
+        self.tick_delay = Histogram()
+        self.order_ack = Histogram()
+        self.rejections: dict[str, int] = {}
+        self.last_error: dict[str, tuple[int, str]] = {}  # strategy -> (ts, error_msg)
+        self.fills: deque[dict[str, Any]] = deque(maxlen=RECENT_FILLS)
+        self._seqs: dict[str, int] = {}  # the last journal seq read per strategy
+        self._accounts = Accounts()  # the journal replayed (the equity curve's books)
+        self._equity: dict[str, _Equity] = {}
+        self.prices: dict[str, Series] = {}
+        self._price_t = 0.0
+        self.recon_rows: list[dict[str, Any]] = []
+        self.recon_ms = 0
+        self.recon_history: dict[str, Series] = {}
+        self._series_t = -math.inf
+        self.ready = trio.Event()  # set after the first sample with the journal read to its end
+
+    # ------------------------------------------------------------------ the task
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Sample, read the journal's new reports, publish; every ``dashboard.interval`` s.
+
+        Owns the journal view's connection (closed when cancelled). Cancelled with the server.
+        Backpressure: none toward the server (it reads what is there); a slow journal read delays the
+        next sample only.
+        """
+        interval = self.config.dashboard.interval
+        recon_every = self.config.dashboard.reconcile_interval
+        next_recon = trio.current_time()
+        task_status.started()
+        try:
+            while True:
+                await self._read_journal()
+                if recon_every > 0 and trio.current_time() >= next_recon:
+                    next_recon = trio.current_time() + recon_every
+                    await self._reconcile()
+                self.sample()
+                self.ready.set()
+                await trio.sleep(interval)
+        finally:
+            self.view.close()
+
+    async def wait_changed(self, version: int) -> int:
+        """Wait until the state's version differs from ``version``; the new version."""
+        while self.version == version:
+            await self._changed.wait()
+        return self.version
+
+    # ------------------------------------------------------------------ the journal
+
+    async def _read_journal(self) -> None:
+        seqs = self.gw.seqs
+        after = {sid: self._seqs.get(sid, 0) for sid, n in seqs.items() if n > self._seqs.get(sid, 0)}
+        while after:
+            reports = await trio.to_thread.run_sync(self.view.reports_after, after, JOURNAL_PAGE)
+            if not reports:
+                return
+            acks = [(r.strategy_id, r.client_order_id) for r in reports if r.status is OrderStatus.ACCEPTED]
+            created = await trio.to_thread.run_sync(self.view.created_ms, acks) if acks else {}
+            for r in reports:
+                self._apply(r, created)
+            after = {sid: self._seqs[sid] for sid in after if seqs.get(sid, 0) > self._seqs.get(sid, 0)}
+            await trio.lowlevel.checkpoint()
+
+    def _apply(self, r: OrderReport, created: dict[tuple[str, str], int]) -> None:
+        """One journaled report, in its strategy's seq order."""
+        self._seqs[r.strategy_id] = r.seq
+        self._accounts.apply(r)
+        if r.status is OrderStatus.REJECTED or r.error_msg:
+            self.last_error[r.strategy_id] = (r.timestamp, r.error_msg)
+        if r.status is OrderStatus.REJECTED:
+            rule = rule_of(r.error_msg)
+            self.rejections[rule] = self.rejections.get(rule, 0) + 1
+        elif r.status is OrderStatus.ACCEPTED:
+            t0 = created.get((r.strategy_id, r.client_order_id))
+            if t0 is not None:
+                self.order_ack.add(float(r.timestamp - t0))
+        if r.last_fill_quantity > 0:
+            self.fills.append(fill_row(r))
+            eq = self._equity.setdefault(r.strategy_id, _Equity())
+            eq.marks[r.symbol] = r.last_fill_price
+            eq.series.add(
+                r.timestamp / 1000, self._equity_of(r.strategy_id, eq.marks), 1 if r.side == "buy" else -1
+            )
+
+    def _equity_of(self, sid: str, marks: dict[str, float]) -> float:
+        """Realised PnL net of fees plus the open positions at ``marks`` (quote units)."""
+        total = 0.0
+        for (s, sym), b in self._accounts.books.items():
+            if s == sid:
+                mark = marks.get(sym, b.avg_price)
+                total += b.realized_pnl - b.fees + b.position * (mark - b.avg_price)
+        return total
+
+    # ------------------------------------------------------------------ the venue
+
+    async def _reconcile(self) -> None:
+        try:
+            positions = await self.gw.venue.positions()
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:  # a venue call: the boundary
+            log.warning("dashboard: the venue's positions could not be read: %s", exc)
+            return
+        self.recon_rows = reconciliation(positions, self.gw.engine.accounts.nets(),
+                                         self.config.risk.reconcile_tolerance or 1e-9)  # fmt: skip
+        self.recon_ms = time.time_ns() // 1_000_000
+        now = time.time()
+        for row in self.recon_rows:
+            if row["external"] is not None:
+                self.recon_history.setdefault(row["symbol"], Series(limit=1000)).add(now, row["external"])
+
+    # ------------------------------------------------------------------ sampling
+
+    def sample(self) -> None:
+        """Read the server's state now and publish it (synchronous: one consistent view)."""
+        t = trio.current_time()
+        dt = t - self._last_sample if self._last_sample else 0.0
+        self._last_sample = t
+        for topic_b, seq in self.gw.md_seqs.items():
+            topic = topic_b.decode(errors="replace")
+            f = self._feeds.setdefault(topic, _Feed(seq=seq, last_change=t))
+            if seq != f.seq:
+                if dt > 0:
+                    f.rate = (seq - f.seq) / dt
+                f.seq, f.last_change = seq, t
+            elif dt > 0 and t - f.last_change > 2 * dt:
+                f.rate = 0.0
+        now = time.time()
+        for sym, tk in self.gw.quotes.last.items():
+            if tk.seq != self._ticks_seen.get(sym) and tk.gw_ns:
+                self._ticks_seen[sym] = tk.seq
+                self.tick_delay.add(tk.gw_ns / 1e6 - tk.ts)
+            if now - self._price_t >= PRICE_EVERY:
+                self.prices.setdefault(sym, Series(limit=3600)).add(now, _mid(tk))
+        if now - self._price_t >= PRICE_EVERY:
+            self._price_t = now
+        state = {"version": self.version + 1, "now_ms": int(now * 1000),
+                 "panels": {name: panel(self) for name, panel in PANELS.items()}}  # fmt: skip
+        self.state_json = json.dumps(state, separators=(",", ":"), allow_nan=False, default=_finite).encode()
+        if t - self._series_t >= SERIES_EVERY:
+            self._series_t = t
+            self.series_version += 1
+            self.series_json = json.dumps(self.series(), separators=(",", ":"), default=_finite).encode()
+        self.version += 1
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def status(self) -> dict[str, Any]:
+        """What ``seqtrade status`` answers, from the same objects."""
+        return {**self.gw.status(), **self.guard.status()}
+
+    def series(self) -> dict[str, Any]:
+        recent: dict[str, list[dict[str, Any]]] = {}
+        for f in self.fills:
+            recent.setdefault(f["symbol"], []).append(
+                {"t": f["ts"] / 1000, "price": f["price"], "side": f["side"], "strategy": f["strategy"]}
+            )
+        return {
+            "version": self.series_version,
+            "equity": {sid: eq.series.to_json() for sid, eq in sorted(self._equity.items())},
+            "prices": {
+                sym: {**s.to_json(), "fills": recent.get(sym, [])} for sym, s in sorted(self.prices.items())
+            },
+            "reconciliation": {sym: s.to_json() for sym, s in sorted(self.recon_history.items())},
+        }
+
+    def mids(self) -> dict[str, float]:
+        return {sym: _mid(tk) for sym, tk in self.gw.quotes.last.items()}
+
+
+def _mid(tk: Ticker) -> float:
+    if tk.bid_price > 0 and tk.ask_price > 0:
+        return (tk.bid_price + tk.ask_price) / 2
+    return tk.last_price
+
+
+def _finite(value: Any) -> Any:
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _clean(x: float | None) -> float | None:
+    """JSON has no NaN or infinity: None instead."""
+    return None if x is None or not math.isfinite(x) else x
+
+
+# ---------------------------------------------------------------------------------------- panels
+
+
+def _venue(c: Collector) -> dict[str, Any]:
+    gw = c.gw
+    st = c.guard.status()
+    reconnects = getattr(gw.venue, "reconnects", None)
+    return {
+        "name": gw.venue.name,
+        "connected": gw.venue_connected,
+        "reconnects": reconnects if isinstance(reconnects, int) else None,
+        "symbols": list(c.config.venue.symbols),
+        "counters": dict(vars(gw.counters)),
+        "trading": st["trading"],
+        "cancel_all_after": st["cancel_all_after"],
+        "journal_commit_ms": gw.journal_commit_s * 1000,
+        "journal_lag_ms": gw.journal_lag_s * 1000,
+    }
+
+
+def _strategies(c: Collector) -> list[dict[str, Any]]:
+    gw = c.gw
+    status = gw.status()["strategies"]
+    accounts = c.guard.status()["accounts"]["strategies"]
+    trading = c.guard.trading()["strategies"]
+    supervised = {e.id: e for e in c.supervisor.entries} if c.supervisor is not None else {}
+    mids = c.mids()
+    rows = []
+    for sid in sorted(set(status) | set(accounts) | set(supervised)):
+        st = status.get(sid, {})
+        books = []
+        realized = fees = unrealized = 0.0
+        for sym, b in sorted(accounts.get(sid, {}).items()):
+            mark = mids.get(sym)
+            u = b["position"] * (mark - b["avg_price"]) if mark is not None and b["position"] else 0.0
+            books.append({"symbol": sym, "position": b["position"], "avg_price": b["avg_price"],
+                          "realized_pnl": b["realized_pnl"], "fees": b["fees"], "fills": b["fills"],
+                          "mark": mark, "unrealized_pnl": u})  # fmt: skip
+            realized += b["realized_pnl"]
+            fees += b["fees"]
+            unrealized += u
+        e = supervised.get(sid)
+        err = c.last_error.get(sid)
+        rows.append({
+            "id": sid,
+            "alive": st.get("alive", False),
+            "left": st.get("left", False),
+            "heartbeat_age": st.get("heartbeat_age"),
+            "last_seq": st.get("last_seq", c._seqs.get(sid, 0)),
+            "open_orders": st.get("open_orders", 0),
+            "callback_errors": st.get("errors", {}),
+            "trading": trading.get(sid, "(global)"),
+            "supervised": None if e is None else {"state": e.state, "pid": e.pid, "restarts": e.restarts,
+                                                  "last_error": e.last_error},
+            "books": books,
+            "realized_pnl": realized, "fees": fees, "unrealized_pnl": unrealized,
+            "net_pnl": realized - fees + unrealized,
+            "last_error": None if err is None else {"ts": err[0], "message": err[1]},
+        })  # fmt: skip
+    return rows
+
+
+def _account(c: Collector) -> dict[str, Any]:
+    return {"net": c.guard.status()["accounts"]["account"], "reconciliation": c.recon_rows,
+            "reconciled_ms": c.recon_ms or None}  # fmt: skip
+
+
+def _feeds(c: Collector) -> list[dict[str, Any]]:
+    t = trio.current_time()
+    now_ms = time.time() * 1000
+    last = c.gw.quotes.last
+    rows = []
+    for topic, f in sorted(c._feeds.items()):
+        kind, _, key = topic.rstrip("/").partition("/")
+        tk = last.get(key) if kind == "ticker" else None
+        rows.append({"topic": topic, "kind": kind, "key": key, "rate": round(f.rate, 2), "seq": f.seq,
+                     "last_update_age_s": round(t - f.last_change, 3),
+                     "venue_age_s": None if tk is None else _clean(round((now_ms - tk.ts) / 1000, 3))})  # fmt: skip
+    return rows
+
+
+def _latency(c: Collector) -> dict[str, Any]:
+    return {"order_ack": c.order_ack.to_json(), "tick_delay": c.tick_delay.to_json()}
+
+
+def _rejections(c: Collector) -> dict[str, int]:
+    return dict(sorted(c.rejections.items()))
+
+
+def _open_orders(c: Collector) -> list[dict[str, Any]]:
+    recs = sorted(c.gw.open_records(), key=lambda r: r.created_ms, reverse=True)[:OPEN_ORDERS_SHOWN]
+    return [{"strategy": r.strategy_id, "client_order_id": r.client_order_id, "symbol": r.symbol, "side": r.side,
+             "order_type": r.order_type, "price": r.price, "quantity": r.quantity, "filled": r.filled_quantity,
+             "status": str(r.status) if r.status is not None else "sent", "created_ms": r.created_ms}
+            for r in recs]  # fmt: skip
+
+
+def _fills(c: Collector) -> list[dict[str, Any]]:
+    return list(reversed(c.fills))[:50]
+
+
+# The live state's panels, in the page's order. A new panel: a name and a function of the collector.
+PANELS: dict[str, Callable[[Collector], Any]] = {
+    "venue": _venue,
+    "strategies": _strategies,
+    "account": _account,
+    "feeds": _feeds,
+    "latency": _latency,
+    "rejections": _rejections,
+    "open_orders": _open_orders,
+    "fills": _fills,
+}
