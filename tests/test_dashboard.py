@@ -404,3 +404,35 @@ async def test_the_live_state_follows_the_server(nursery, base_dir, zctx):
         )
         assert series["equity"]["a"]["marks"] == [1] * len(fills)  # one buy marker per fill
         assert series["prices"][S]["fills"][-1]["price"] == fills[-1].last_fill_price
+
+
+async def test_reports_the_tap_dropped_are_read_back_from_the_journal(nursery, base_dir, zctx):
+    """The collector keeps at most ``tap_batches`` committed batches between two samples; the reports
+    of the batches it dropped come back from the journal, in seq order, none twice."""
+    from seqtrade.server.dashboard.collector import Collector
+    from seqtrade.server.guard import Guard
+
+    with trio.fail_after(30):
+        config = make_config(base_dir, "\n[dashboard]\ninterval = 3600.0\nreconcile_interval = 0\n")
+        gw, venue = await start_server(nursery, config)
+        a = Peer(zctx, Endpoints.from_config(config), "a")
+        try:
+            await a.join()
+            await venue.set_market(S, 100.0, 100.2)
+            first = await trade(a, S, "buy", 0.1)  # before the collector: its history, from the journal
+            guard = Guard(config, gw.venue, gw.journal, gw.engine.risk, gw.engine.accounts)
+            board = Collector(config, gw, guard, None, tap_batches=2)
+            await nursery.start(board.run)  # reads the history, samples once, then sleeps an hour
+            await board.ready.wait()
+            later = [r for _ in range(5) for r in await trade(a, S, "sell" if _ % 2 else "buy", 0.1)]
+            assert len(board._taken) == 2  # the tap kept the last two batches only
+            await board.refresh()
+        finally:
+            a.close()
+        fills = [r for r in first + later if r.last_fill_quantity > 0]
+        st = json.loads(board.state_json)
+        assert [f["seq"] for f in st["panels"]["fills"]] == [r.seq for r in reversed(fills)]
+        assert board._seqs["a"] == (first + later)[-1].seq
+        assert st["panels"]["latency"]["order_ack"]["count"] == 6
+        (book,) = by_id(st)["a"]["books"]
+        assert book["position"] == pytest.approx(gw.engine.accounts.position("a", S))

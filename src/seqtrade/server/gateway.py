@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +119,9 @@ class Gateway:
         self._trace_wake = 0  # seqtrade.trace: when the report task last woke
         self._replay_wake = trio.Event()  # set when a replay starts
         self.dashboard_url = ""  # the dashboard's address once it listens (seqtrade.server.dashboard)
+        # Read-only observers of committed reports (the dashboard's collector): each is handed the
+        # commit's pending list after it is published, and must only keep it (an O(1) append).
+        self.report_taps: list[Callable[[list[Pending]], None]] = []
 
     @property
     def counters(self) -> Counters:
@@ -374,6 +378,8 @@ class Gateway:
             if trace.ON:
                 trace.mark(f"{r.client_order_id}:{r.status}", "r_published")
         self._reports_flushed.set()
+        for tap in self.report_taps:
+            tap(pending)
         self.engine.committed(commit)
         self.journal_lag_s = max(
             0.0, time.time() - min(r.timestamp for _, r, _ in pending) / 1000

@@ -1,10 +1,14 @@
 """The dashboard's view of the server: sampled from memory, fed from the journal, never on the order path.
 
 :class:`Collector` reads what the server keeps anyway, between two awaits of its own task (no lock, no
-hook in the order or report path): the gateway's strategies, counters and last tickers, the guard's
-trading states and accounts, the supervisor's processes. What the journal holds (fills, rejections,
-acknowledgements, the equity curve from the first report on) it reads on its own read-only connection
-in a worker thread (:class:`~.journal_view.JournalView`), only when a strategy's last seq moved.
+hook in the order path): the gateway's strategies, counters and last tickers, the guard's trading
+states and accounts, the supervisor's processes. Reports (fills, rejections, acknowledgements, the
+equity curve from the first report on) come from two places: at start, the journal's history, read on
+a read-only connection of its own in a worker thread (:class:`~.journal_view.JournalView`); then each
+batch the gateway commits, which it hands to the collector's tap (``Gateway.report_taps``: one append,
+the only thing the dashboard adds to the report path). The collector applies them at its next sample,
+a slice at a time with checkpoints between (orders and reports are handled in between); if more
+batches came than it keeps, the oldest are read back from the journal (a gap in a strategy's seqs).
 
 Each sample becomes the ``state`` the page shows, as named panels (:data:`PANELS`): a panel is a
 function of the collector that returns JSON-able data, so new ones (margin and liquidation prices,
@@ -29,6 +33,7 @@ import trio
 from ...config import Config
 from ...models import OrderReport, OrderStatus, Ticker
 from ..accounts import Accounts
+from ..engine import Pending
 from .journal_view import JournalView, fill_row
 from .model import Histogram, Series, reconciliation, rule_of
 
@@ -45,7 +50,11 @@ SERIES_EVERY = 1.0  # seconds between two publications of the series
 PRICE_EVERY = 1.0  # seconds between two points of a price series
 RECENT_FILLS = 200
 OPEN_ORDERS_SHOWN = 200
-JOURNAL_PAGE = 5000  # reports per strategy per poll (the first polls catch up a long journal)
+JOURNAL_PAGE = 5000  # reports per strategy per journal read (the first reads catch up a long journal)
+SLICE = 256  # reports applied between two checkpoints (the order path runs in between)
+TAP_BATCHES = (
+    16384  # committed batches kept between two samples; beyond, the oldest go (read back from the journal)
+)
 
 
 @dataclass(slots=True)
@@ -66,7 +75,15 @@ class _Equity:
 class Collector:
     """Samples the server every ``config.dashboard.interval`` s; :meth:`run` is its task."""
 
-    def __init__(self, config: Config, gw: Gateway, guard: Guard, supervisor: Supervisor | None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        gw: Gateway,
+        guard: Guard,
+        supervisor: Supervisor | None,
+        *,
+        tap_batches: int = TAP_BATCHES,
+    ) -> None:
         self.config = config
         self.gw = gw
         self.guard = guard
@@ -85,7 +102,9 @@ class Collector:
         self.rejections: dict[str, int] = {}
         self.last_error: dict[str, tuple[int, str]] = {}  # strategy -> (ts, error_msg)
         self.fills: deque[dict[str, Any]] = deque(maxlen=RECENT_FILLS)
-        self._seqs: dict[str, int] = {}  # the last journal seq read per strategy
+        self._seqs: dict[str, int] = {}  # the last seq applied per strategy
+        self._taken: deque[list[Pending]] = deque(maxlen=tap_batches)
+        self._caught_up = False
         self._accounts = Accounts()  # the journal replayed (the equity curve's books)
         self._equity: dict[str, _Equity] = {}
         self.prices: dict[str, Series] = {}
@@ -108,18 +127,24 @@ class Collector:
         interval = self.config.dashboard.interval
         recon_every = self.config.dashboard.reconcile_interval
         next_recon = trio.current_time()
+        self.gw.report_taps.append(self._tap)  # before the history is read: nothing falls between the two
         task_status.started()
         try:
             while True:
-                await self._read_journal()
                 if recon_every > 0 and trio.current_time() >= next_recon:
                     next_recon = trio.current_time() + recon_every
                     await self._reconcile()
-                self.sample()
-                self.ready.set()
+                await self.refresh()
                 await trio.sleep(interval)
         finally:
+            self.gw.report_taps.remove(self._tap)
             self.view.close()
+
+    async def refresh(self) -> None:
+        """Apply the reports committed since the last time, then sample and publish."""
+        await self._read_journal()
+        self.sample()
+        self.ready.set()
 
     async def wait_changed(self, version: int) -> int:
         """Wait until the state's version differs from ``version``; the new version."""
@@ -129,18 +154,46 @@ class Collector:
 
     # ------------------------------------------------------------------ the journal
 
+    def _tap(self, pending: list[Pending]) -> None:
+        """The gateway hands every committed batch here (an append: nothing else on its path)."""
+        self._taken.append(pending)
+
     async def _read_journal(self) -> None:
-        seqs = self.gw.seqs
-        after = {sid: self._seqs.get(sid, 0) for sid, n in seqs.items() if n > self._seqs.get(sid, 0)}
+        """Bring the view up to date: from the journal what it has not seen (its history at start, a
+        gap if the tap's queue overflowed), else from the batches the tap kept, a slice at a time."""
+        if not self._caught_up:
+            await self._from_journal({sid: n for sid, n in self.gw.seqs.items()})
+            self._caught_up = True
+        n = 0
+        while self._taken:
+            for rec, r, _ in self._taken.popleft():
+                last = self._seqs.get(r.strategy_id, 0)
+                if r.seq <= last:
+                    continue  # read from the journal already
+                if r.seq > last + 1:  # reports the queue dropped: the journal has them
+                    await self._from_journal({r.strategy_id: r.seq - 1})
+                created = {(r.strategy_id, r.client_order_id): rec.created_ms} if rec is not None else {}
+                self._apply(r, created)
+                n += 1
+            if n >= SLICE:  # let the order and report tasks run between two slices
+                n = 0
+                await trio.lowlevel.checkpoint()
+
+    async def _from_journal(self, upto: dict[str, int]) -> None:
+        """Read and apply each strategy's journaled reports after the last seen, up to ``upto``."""
+        after = {sid: self._seqs.get(sid, 0) for sid, n in upto.items() if n > self._seqs.get(sid, 0)}
         while after:
             reports = await trio.to_thread.run_sync(self.view.reports_after, after, JOURNAL_PAGE)
             if not reports:
                 return
+            reports = [r for r in reports if r.seq <= upto[r.strategy_id]]
             acks = [(r.strategy_id, r.client_order_id) for r in reports if r.status is OrderStatus.ACCEPTED]
             created = await trio.to_thread.run_sync(self.view.created_ms, acks) if acks else {}
-            for r in reports:
+            for i, r in enumerate(reports):
                 self._apply(r, created)
-            after = {sid: self._seqs[sid] for sid in after if seqs.get(sid, 0) > self._seqs.get(sid, 0)}
+                if i % SLICE == SLICE - 1:
+                    await trio.lowlevel.checkpoint()
+            after = {sid: self._seqs.get(sid, 0) for sid in after if upto[sid] > self._seqs.get(sid, 0)}
             await trio.lowlevel.checkpoint()
 
     def _apply(self, r: OrderReport, created: dict[tuple[str, str], int]) -> None:
