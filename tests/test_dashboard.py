@@ -22,7 +22,7 @@ from starlette.routing import Mount
 from seqtrade.client import Endpoints
 from seqtrade.config import Config
 from seqtrade.errors import ConfigError
-from seqtrade.models import OrderReport
+from seqtrade.models import AmendRequest, OrderReport
 from seqtrade.server.app import serve
 from seqtrade.server.dashboard.web import COOKIE, build_app
 from seqtrade.server.gateway import Gateway
@@ -369,13 +369,19 @@ async def test_the_live_state_follows_the_server(nursery, base_dir, zctx):
             reports = await trade(a, S, "buy", 0.5)
             await a.order(S, "buy", "limit", 99.0, 5.0)  # refused: max_order_quantity
             rejected = await a.report()
-            await a.order(S, "sell", "limit", 101.0, 0.1)
+            sell = await a.order(S, "sell", "limit", 101.0, 0.1)
             await a.report()
+            await a.send(AmendRequest("a", sell, 101.5, None))  # reported "accepted" again: no second ack
+            amended = await a.report()
         finally:
             a.close()
-        assert str(rejected.status) == "rejected"
+        assert (
+            str(rejected.status) == "rejected"
+            and str(amended.status) == "accepted"
+            and amended.price == 101.5
+        )
         url = gw.dashboard_url
-        st = await sse_until(url, lambda s: by_id(s).get("a", {}).get("open_orders") == 1
+        st = await sse_until(url, lambda s: by_id(s).get("a", {}).get("last_seq") == amended.seq
                              and any(r["strategies"] == 0.5 for r in s["panels"]["account"]["reconciliation"]) and s["panels"]["rejections"])  # fmt: skip
         status = gw.status() | {"accounts": gw.engine.accounts.snapshot()}
         (book,) = by_id(st)["a"]["books"]
@@ -395,7 +401,8 @@ async def test_the_live_state_follows_the_server(nursery, base_dir, zctx):
         ]
         assert [o["side"] for o in st["panels"]["open_orders"]] == ["sell"]
         lat = st["panels"]["latency"]
-        assert lat["order_ack"]["count"] == 2  # the market buy and the limit sell (the refused one never was)
+        # the market buy and the limit sell, once each (the refused one never was; an amend is no ack)
+        assert lat["order_ack"]["count"] == 2
         feeds = {f["topic"]: f for f in st["panels"]["feeds"]}
         assert feeds[f"ticker/{S}/"]["seq"] >= 1 and feeds["status/paper/"]["kind"] == "status"
         assert st["panels"]["venue"]["connected"] is True

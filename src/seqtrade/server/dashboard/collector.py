@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ...config import Config
-from ...models import OrderReport, OrderStatus, Ticker
+from ...models import OPEN_STATUSES, OrderReport, OrderStatus, Ticker
 from ..accounts import Accounts
 from ..engine import Pending
 from .journal_view import JournalView, fill_row
@@ -105,6 +105,7 @@ class Collector:
         self._seqs: dict[str, int] = {}  # the last seq applied per strategy
         self._taken: deque[list[Pending]] = deque(maxlen=tap_batches)
         self._caught_up = False
+        self._acked: set[tuple[str, str]] = set()  # open orders whose acknowledgement was counted
         self._accounts = Accounts()  # the journal replayed (the equity curve's books)
         self._equity: dict[str, _Equity] = {}
         self.prices: dict[str, Series] = {}
@@ -205,10 +206,15 @@ class Collector:
         if r.status is OrderStatus.REJECTED:
             rule = rule_of(r.error_msg)
             self.rejections[rule] = self.rejections.get(rule, 0) + 1
-        elif r.status is OrderStatus.ACCEPTED:
-            t0 = created.get((r.strategy_id, r.client_order_id))
+        key = (r.strategy_id, r.client_order_id)
+        if r.status is OrderStatus.ACCEPTED and key not in self._acked:
+            # an order's first report only (an amend or a failed cancel reports "accepted" again)
+            self._acked.add(key)
+            t0 = created.get(key)
             if t0 is not None:
                 self.order_ack.add(float(r.timestamp - t0))
+        if r.status not in OPEN_STATUSES:
+            self._acked.discard(key)  # only open orders are remembered
         if r.last_fill_quantity > 0:
             self.fills.append(fill_row(r))
             eq = self._equity.setdefault(r.strategy_id, _Equity())
