@@ -4,6 +4,7 @@ series, reconciliation, journal filters and who may look."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -140,3 +141,27 @@ def test_the_rules_module_imports_no_io():
 
     loaded = loaded_after_import("seqtrade.server.dashboard.model")
     assert not [m for m in (*IO_LIBS, "starlette", "hypercorn") if m in loaded]
+
+
+def test_the_dashboard_section_of_the_config():
+    from seqtrade.config import load_config, parse_config
+    from seqtrade.errors import ConfigError
+
+    base = '[venue]\nkind = "paper"\nsymbols = ["BTC-USDT"]\n[dashboard]\n'
+    d = parse_config(base + "enabled = true\n").dashboard
+    assert (d.enabled, d.host, d.port, d.token_env, d.interval) == (
+        True,
+        "127.0.0.1",
+        8321,
+        "SEQTRADE_DASHBOARD_TOKEN",
+        0.25,
+    )
+    assert parse_config(base).dashboard.enabled is False  # off unless asked
+    assert load_config(
+        Path(__file__).resolve().parents[1] / "config.toml"
+    ).dashboard.enabled  # on in the shipped one
+    for bad, key in [("port = 70000", "dashboard.port"), ('token_env = "not a name"', "dashboard.token_env"),
+                     ("interval = 0", "dashboard.interval"), ('host = ""', "dashboard.host"),
+                     ("colour = 1", "dashboard.colour")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            parse_config(base + bad + "\n")

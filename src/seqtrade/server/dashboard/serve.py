@@ -60,7 +60,10 @@ async def serve_dashboard(
     host = f"[{d.host}]" if ":" in d.host else d.host
     hc.bind = [f"{host}:{d.port}"]
     hc.accesslog = None
-    hc.errorlog = logging.getLogger("seqtrade.server.dashboard.http")
+    http_log = logging.getLogger("seqtrade.server.dashboard.http")
+    if http_log.level == logging.NOTSET:
+        http_log.setLevel(logging.WARNING)  # its "Running on ..." repeats the line below
+    hc.errorlog = http_log
     hc.graceful_timeout = 0.5
     async with trio.open_nursery() as nursery:
         await nursery.start(collector.run)
