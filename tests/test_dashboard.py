@@ -230,6 +230,12 @@ async def test_no_route_changes_anything(nursery, base_dir, zctx):
                     continue
                 assert (await http(url, path)).status == 200, path
             assert (await http(url, "/nowhere")).status == 404
+            head = await http(url, "/api/events", method="HEAD")
+            assert head.status == 200 and head.headers["content-type"].startswith("text/event-stream")
+            ws = await http(url, "/api/events", headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                                                         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                                                         "Sec-WebSocket-Version": "13"})  # fmt: skip
+            assert ws.status == 403  # no WebSocket at all
             assert (await http(url, "/static/")).status == 404  # no directory listing
         finally:
             a.close()
@@ -406,9 +412,8 @@ async def test_the_live_state_follows_the_server(nursery, base_dir, zctx):
         feeds = {f["topic"]: f for f in st["panels"]["feeds"]}
         assert feeds[f"ticker/{S}/"]["seq"] >= 1 and feeds["status/paper/"]["kind"] == "status"
         assert st["panels"]["venue"]["connected"] is True
-        series = await sse_until(
-            url, lambda s: "a" in s["equity"] and bool(s["prices"].get(S)), event="series"
-        )
+        series = (await sse_until(url, lambda s: "a" in s["data"]["equity"] and bool(s["data"]["prices"].get(S)),
+                                  event="series"))["data"]  # fmt: skip
         assert series["equity"]["a"]["marks"] == [1] * len(fills)  # one buy marker per fill
         assert series["prices"][S]["fills"][-1]["price"] == fills[-1].last_fill_price
 
@@ -443,3 +448,24 @@ async def test_reports_the_tap_dropped_are_read_back_from_the_journal(nursery, b
         assert st["panels"]["latency"]["order_ack"]["count"] == 6
         (book,) = by_id(st)["a"]["books"]
         assert book["position"] == pytest.approx(gw.engine.accounts.position("a", S))
+
+
+async def test_a_broken_panel_shows_its_error_and_stops_nothing(nursery, base_dir):
+    """Panels are a registry others extend (margin, account events, feed health): one that raises or
+    returns what JSON cannot carry shows its error in its place; the others and the server go on."""
+    from seqtrade.server.dashboard.collector import PANELS
+
+    PANELS["boom"] = lambda c: 1 / 0
+    PANELS["nan"] = lambda c: {"ratio": float("nan")}
+    try:
+        with trio.fail_after(20):
+            config = make_config(base_dir, DASHBOARD)
+            gw, _ = await start_server(nursery, config)
+            st = await sse_until(gw.dashboard_url, lambda s: "boom" in s["panels"])
+            assert st["panels"]["boom"] == {"error": "ZeroDivisionError: division by zero"}
+            assert st["panels"]["nan"]["error"].startswith("ValueError: Out of range float values")
+            assert st["panels"]["venue"]["connected"] is True
+            assert (await http(gw.dashboard_url, "/healthz")).status == 200
+            assert not gw.stop_requested.is_set()
+    finally:
+        del PANELS["boom"], PANELS["nan"]

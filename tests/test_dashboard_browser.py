@@ -23,6 +23,7 @@ import trio
 
 from seqtrade.client import Endpoints
 from seqtrade.config import load_config
+from seqtrade.server.dashboard.collector import PANELS
 
 from .conftest import QUIET_MARKET
 from .peer import Peer
@@ -255,6 +256,20 @@ async def test_the_page_works_with_a_token(nursery, base_dir, zctx, browser):
             status, body, live = await browser.call(visit)
             assert status == 401 and "token is required" in body
             assert live.startswith("live")
+            # a panel the page has no renderer for (a later server's margin panel) shows as a table
+            PANELS["margin"] = lambda c: [
+                {"symbol": "BTC-USDT-SWAP", "margin_ratio": 0.25, "liquidation": 81234.5}
+            ]
+            try:
+                shown = await browser.call(
+                    lambda page: (
+                        page.wait_for_selector("#panel-margin td[data-v='0.25']")
+                        and page.eval_on_selector_all("#panel-margin td", "cs => cs.map(c => c.dataset.v)")
+                    )
+                )
+            finally:
+                del PANELS["margin"]
+            assert shown == ["BTC-USDT-SWAP", "0.25", "81234.5"]
         finally:
             a.close()
 

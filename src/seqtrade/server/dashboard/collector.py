@@ -19,6 +19,7 @@ change slowly: they are published apart, at most every ``SERIES_EVERY`` seconds.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -114,6 +115,7 @@ class Collector:
         self.recon_ms = 0
         self.recon_history: dict[str, Series] = {}
         self._series_t = -math.inf
+        self._broken: set[str] = set()  # panels whose error was logged
         self.ready = trio.Event()  # set after the first sample with the journal read to its end
 
     # ------------------------------------------------------------------ the task
@@ -273,16 +275,31 @@ class Collector:
                 self.prices.setdefault(sym, Series(limit=3600)).add(now, _mid(tk))
         if now - self._price_t >= PRICE_EVERY:
             self._price_t = now
-        state = {"version": self.version + 1, "now_ms": int(now * 1000),
-                 "panels": {name: panel(self) for name, panel in PANELS.items()}}  # fmt: skip
-        self.state_json = json.dumps(state, separators=(",", ":"), allow_nan=False, default=_finite).encode()
+        panels = ",".join(
+            f"{json.dumps(name)}:{self._encode(name, functools.partial(panel, self))}"
+            for name, panel in PANELS.items()
+        )
+        self.state_json = (
+            f'{{"version":{self.version + 1},"now_ms":{int(now * 1000)},"panels":{{{panels}}}}}'.encode()
+        )
         if t - self._series_t >= SERIES_EVERY:
             self._series_t = t
             self.series_version += 1
-            self.series_json = json.dumps(self.series(), separators=(",", ":"), default=_finite).encode()
+            body = self._encode("series", self.series)
+            self.series_json = f'{{"version":{self.series_version},"data":{body}}}'.encode()
         self.version += 1
         self._changed.set()
         self._changed = trio.Event()
+
+    def _encode(self, name: str, build: Callable[[], Any]) -> str:
+        """One panel as JSON; a bug in it shows as an error in that panel, never stops the server."""
+        try:
+            return json.dumps(build(), separators=(",", ":"), allow_nan=False, default=_not_json)
+        except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError) as exc:
+            if name not in self._broken:  # once per panel: a broken panel would log at every sample
+                self._broken.add(name)
+                log.exception("dashboard: the panel %r could not be built", name)
+            return json.dumps({"error": f"{type(exc).__name__}: {exc}"})
 
     def status(self) -> dict[str, Any]:
         """What ``seqtrade status`` answers, from the same objects."""
@@ -295,7 +312,6 @@ class Collector:
                 {"t": f["ts"] / 1000, "price": f["price"], "side": f["side"], "strategy": f["strategy"]}
             )
         return {
-            "version": self.series_version,
             "equity": {sid: eq.series.to_json() for sid, eq in sorted(self._equity.items())},
             "prices": {
                 sym: {**s.to_json(), "fills": recent.get(sym, [])} for sym, s in sorted(self.prices.items())
@@ -313,7 +329,7 @@ def _mid(tk: Ticker) -> float:
     return tk.last_price
 
 
-def _finite(value: Any) -> Any:
+def _not_json(value: Any) -> Any:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 

@@ -92,10 +92,12 @@ class Guard:
         self.token = token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            if scope["type"] == "lifespan":
-                await self.app(scope, receive, send)
-            return  # no WebSocket: the live updates are server-sent events
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # no WebSocket: the live updates are server-sent events
+            await send({"type": "websocket.close", "code": 1008})  # before accepting it: an HTTP 403
+            return
         if scope["method"] not in ("GET", "HEAD"):
             resp: Response = PlainTextResponse("read-only: GET only\n", 405, headers={"Allow": "GET, HEAD"})
         elif self.token and not token_ok(_token_of(scope), self.token):
@@ -165,7 +167,9 @@ def build_app(collector: Collector, token: str) -> ASGIApp:
     async def fills(request: Request) -> Response:
         return await journal_page(request, "fills")
 
-    async def events(_: Request) -> Response:
+    async def events(request: Request) -> Response:
+        if request.method == "HEAD":  # the head only: no stream left running for nobody
+            return Response(b"", media_type="text/event-stream")
         return StreamingResponse(_events(collector), media_type="text/event-stream",
                                  headers={"X-Accel-Buffering": "no"})  # fmt: skip
 

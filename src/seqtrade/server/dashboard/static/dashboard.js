@@ -181,8 +181,10 @@ function priceCharts(prices) {
   }
 }
 
-function renderSeries(s) {
+function renderSeries(msg) {
   if (typeof uPlot === "undefined") return;
+  const s = msg.data;
+  if (s.error) { console.error("series", s.error); return; }
   const eq = {};
   for (const [sid, e] of Object.entries(s.equity)) eq[sid] = e;
   lines("#equity", eq, 220);
@@ -197,6 +199,7 @@ function renderState(st) {
   lastState = st;
   for (const [name, data] of Object.entries(st.panels)) {
     try {
+      if (data && data.error && !Array.isArray(data) && Object.keys(data).length === 1) { generic(name, data); continue; }
       (PANELS[name] || ((d) => generic(name, d)))(data);
     } catch (e) {
       console.error("panel", name, e);
