@@ -469,3 +469,38 @@ async def test_a_broken_panel_shows_its_error_and_stops_nothing(nursery, base_di
             assert not gw.stop_requested.is_set()
     finally:
         del PANELS["boom"], PANELS["nan"]
+
+
+async def test_nobody_watching_the_state_is_built_only_when_asked(nursery, base_dir, zctx):
+    """A server left alone pays for the reports and the samples, not for building the page's state:
+    the collector keeps up with the reports, builds the state for ``/api/state`` when asked, and at
+    every sample only while an event stream is open."""
+    with trio.fail_after(30):
+        config = make_config(base_dir, DASHBOARD)
+        gw, venue = await start_server(nursery, config)
+        a = Peer(zctx, Endpoints.from_config(config), "a")
+        try:
+            await a.join()
+            await venue.set_market(S, 100.0, 100.2)
+            reports = await trade(a, S, "buy", 0.1)
+        finally:
+            a.close()
+        url = gw.dashboard_url
+        fill = [r for r in reports if r.last_fill_quantity > 0][-1]
+        first = (await http(url, "/api/state")).json()
+        asked = 0
+        reconciled: set[int] = set()
+        # The loop applies the fill and reads the venue's positions every 0.2 s (a new reconciled_ms):
+        # three of them are a dozen samples at least, yet only the requests built the state.
+        while True:
+            st = (await http(url, "/api/state")).json()
+            asked += 1
+            reconciled.add(st["panels"]["account"]["reconciled_ms"])
+            if st["panels"]["fills"] and st["panels"]["fills"][0]["seq"] == fill.seq and len(reconciled) >= 3:
+                break
+            await trio.sleep(0.02)
+        assert st["version"] - first["version"] == asked
+        v2 = st["version"]
+        # an open stream: built at every sample
+        st = await sse_until(url, lambda s: s["version"] >= v2 + 5)
+        assert st["panels"]["fills"][0]["seq"] == fill.seq

@@ -116,6 +116,7 @@ class Collector:
         self.recon_history: dict[str, Series] = {}
         self._series_t = -math.inf
         self._broken: set[str] = set()  # panels whose error was logged
+        self.viewers = 0  # event streams open (the web side counts them)
         self.ready = trio.Event()  # set after the first sample with the journal read to its end
 
     # ------------------------------------------------------------------ the task
@@ -137,16 +138,22 @@ class Collector:
                 if recon_every > 0 and trio.current_time() >= next_recon:
                     next_recon = trio.current_time() + recon_every
                     await self._reconcile()
-                await self.refresh()
+                await self.refresh(publish=self.viewers > 0)
                 await trio.sleep(interval)
         finally:
             self.gw.report_taps.remove(self._tap)
             self.view.close()
 
-    async def refresh(self) -> None:
-        """Apply the reports committed since the last time, then sample and publish."""
+    async def refresh(self, *, publish: bool = True) -> None:
+        """Apply the reports committed since the last time, sample, and (``publish``) build the state.
+
+        Nobody watching (no event stream open), the state is not built: a server left alone for weeks
+        pays for the reports and a few samples only; ``/api/state`` then builds it when asked.
+        """
         await self._read_journal()
-        self.sample()
+        self.observe()
+        if publish:
+            self.publish()
         self.ready.set()
 
     async def wait_changed(self, version: int) -> int:
@@ -252,8 +259,8 @@ class Collector:
 
     # ------------------------------------------------------------------ sampling
 
-    def sample(self) -> None:
-        """Read the server's state now and publish it (synchronous: one consistent view)."""
+    def observe(self) -> None:
+        """What must be sampled even when nobody watches: message rates, tick delays, prices."""
         t = trio.current_time()
         dt = t - self._last_sample if self._last_sample else 0.0
         self._last_sample = t
@@ -275,6 +282,12 @@ class Collector:
                 self.prices.setdefault(sym, Series(limit=3600)).add(now, _mid(tk))
         if now - self._price_t >= PRICE_EVERY:
             self._price_t = now
+
+    def publish(self) -> None:
+        """Build the state (and the series, at most every ``SERIES_EVERY`` s) from the server's state
+        now: synchronous, so one consistent view."""
+        t = trio.current_time()
+        now = time.time()
         panels = ",".join(
             f"{json.dumps(name)}:{self._encode(name, functools.partial(panel, self))}"
             for name, panel in PANELS.items()

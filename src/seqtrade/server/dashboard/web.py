@@ -138,9 +138,13 @@ def build_app(collector: Collector, token: str) -> ASGIApp:
         return resp
 
     async def state(_: Request) -> Response:
+        if not collector.viewers:  # nobody watching: the state is built when asked
+            collector.publish()
         return Response(collector.state_json, media_type="application/json")
 
     async def series(_: Request) -> Response:
+        if not collector.viewers:
+            collector.publish()
         return Response(collector.series_json, media_type="application/json")
 
     async def status(_: Request) -> Response:
@@ -196,15 +200,21 @@ async def _events(collector: Collector) -> AsyncIterator[bytes]:
     """The SSE stream: the state at each new version, the series at each new series version, a
     comment when quiet. Ends when the client goes (Starlette cancels it) or the server stops."""
     version = series_version = -1
-    yield b"retry: 1000\n\n"
-    while True:
-        if collector.version != version:
-            version = collector.version
-            yield b"event: state\ndata: " + collector.state_json + b"\n\n"
-        if collector.series_version != series_version:
-            series_version = collector.series_version
-            yield b"event: series\ndata: " + collector.series_json + b"\n\n"
-        with trio.move_on_after(KEEPALIVE) as scope:
-            await collector.wait_changed(version)
-        if scope.cancelled_caught:
-            yield b": keepalive\n\n"
+    collector.viewers += 1  # while a stream is open, the collector builds the state at every sample
+    try:
+        if collector.viewers == 1:
+            collector.publish()  # the first viewer: the state may be as old as the last one's visit
+        yield b"retry: 1000\n\n"
+        while True:
+            if collector.version != version:
+                version = collector.version
+                yield b"event: state\ndata: " + collector.state_json + b"\n\n"
+            if collector.series_version != series_version:
+                series_version = collector.series_version
+                yield b"event: series\ndata: " + collector.series_json + b"\n\n"
+            with trio.move_on_after(KEEPALIVE) as scope:
+                await collector.wait_changed(version)
+            if scope.cancelled_caught:
+                yield b": keepalive\n\n"
+    finally:
+        collector.viewers -= 1
