@@ -3,12 +3,13 @@ against the same without it, in one run (interleaved rounds, same machine, same 
 
     .venv/bin/python bench/dashboard_bench.py [--count 2000] [--rounds 3] [--clients 4] [--no-browser]
 
-Each round starts ``seqtrade serve`` twice, as ``seqtrade bench``'s order round trip does (the paper
-venue, a still market, the journal on): once without ``[dashboard]``, once with it on, a headless
-Chromium showing the page (live state over server-sent events, charts redrawn, the journal page
-loaded) and ``--clients`` more event-stream readers. The strategy is the benchmark's own
+Each round starts ``seqtrade serve`` three times, as ``seqtrade bench``'s order round trip does (the
+paper venue, a still market, the journal on): without ``[dashboard]``; with it on and nobody watching
+(``idle``); with it on, a headless Chromium showing the page (live state over server-sent events,
+charts redrawn, the journal page loaded) and ``--clients`` more event-stream readers (``watched``). The strategy is the benchmark's own
 (``seqtrade.bench._strategy orders``): market orders, buy then sell, call -> ``filled``. Prints p50
-and p99 of each variant, the server's CPU time per order, and the ratios dashboard / without.
+and p99 of each variant, the server's CPU time per order (the lowest of the rounds), and the ratios
+to the run without the dashboard.
 Reads the ratios, not the absolute figures: those depend on the machine.
 """
 
@@ -166,14 +167,16 @@ def main() -> int:
     import tempfile
 
     load0 = load_per_core()
-    merged = {v: {"accepted": new_hist(), "filled": new_hist()} for v in ("without", "dashboard")}
-    cpu: dict[str, list[float]] = {"without": [], "dashboard": []}
+    variants = ("without", "idle", "dashboard")  # idle: on, nobody watching
+    merged = {v: {"accepted": new_hist(), "filled": new_hist()} for v in variants}
+    cpu: dict[str, list[float]] = {v: [] for v in variants}
     extra: dict[str, list[Any]] = {"events": [], "renders": []}
     with tempfile.TemporaryDirectory(prefix="dash-bench-") as tmp:
         for i in range(args.rounds):
-            for variant in ("without", "dashboard") if i % 2 == 0 else ("dashboard", "without"):
-                res, hists = round_trip(Path(tmp), f"{variant}{i}", args.count, args.warmup, variant == "dashboard",
-                                        args.clients, browser)  # fmt: skip
+            for variant in variants if i % 2 == 0 else variants[::-1]:
+                watched = variant == "dashboard"
+                res, hists = round_trip(Path(tmp), f"{variant}{i}", args.count, args.warmup, variant != "without",
+                                        args.clients if watched else 0, browser and watched)  # fmt: skip
                 for k in ("accepted", "filled"):
                     merged[variant][k].add(hists[k])
                 if "server_cpu_us_per_order" in res:

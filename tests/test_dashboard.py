@@ -504,3 +504,19 @@ async def test_nobody_watching_the_state_is_built_only_when_asked(nursery, base_
         # an open stream: built at every sample
         st = await sse_until(url, lambda s: s["version"] >= v2 + 5)
         assert st["panels"]["fills"][0]["seq"] == fill.seq
+
+
+def test_a_journal_read_that_fails_is_a_journal_error(tmp_path):
+    """The dashboard's reads never take the server down: sqlite3's errors leave as JournalError (the
+    collector logs it and tries again; a journal page answers 503), and nothing is created."""
+    from seqtrade.errors import JournalError
+    from seqtrade.server.dashboard.journal_view import JournalView
+    from seqtrade.server.dashboard.model import Query
+
+    missing = JournalView(tmp_path / "missing.sqlite")
+    with pytest.raises(JournalError, match="read failed"):
+        missing.strategies()
+    assert not (tmp_path / "missing.sqlite").exists()  # read-only: not even an empty file
+    (tmp_path / "garbage.sqlite").write_bytes(b"not a database" * 100)
+    with pytest.raises(JournalError, match="read failed"):
+        JournalView(tmp_path / "garbage.sqlite").orders_page(Query())

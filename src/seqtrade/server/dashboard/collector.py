@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ...config import Config
+from ...errors import JournalError, VenueError
 from ...models import OPEN_STATUSES, OrderReport, OrderStatus, Ticker
 from ..accounts import Accounts
 from ..engine import Pending
@@ -53,9 +54,8 @@ RECENT_FILLS = 200
 OPEN_ORDERS_SHOWN = 200
 JOURNAL_PAGE = 5000  # reports per strategy per journal read (the first reads catch up a long journal)
 SLICE = 256  # reports applied between two checkpoints (the order path runs in between)
-TAP_BATCHES = (
-    16384  # committed batches kept between two samples; beyond, the oldest go (read back from the journal)
-)
+# Committed batches kept between two samples; beyond, the oldest go (and are read back from the journal).
+TAP_BATCHES = 16384
 
 
 @dataclass(slots=True)
@@ -138,7 +138,10 @@ class Collector:
                 if recon_every > 0 and trio.current_time() >= next_recon:
                     next_recon = trio.current_time() + recon_every
                     await self._reconcile()
-                await self.refresh(publish=self.viewers > 0)
+                try:
+                    await self.refresh(publish=self.viewers > 0)
+                except JournalError as exc:  # a read of the journal failed: the next sample tries again
+                    log.warning("dashboard: %s", exc)
                 await trio.sleep(interval)
         finally:
             self.gw.report_taps.remove(self._tap)
@@ -246,7 +249,7 @@ class Collector:
     async def _reconcile(self) -> None:
         try:
             positions = await self.gw.venue.positions()
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:  # a venue call: the boundary
+        except (OSError, ValueError, KeyError, RuntimeError, VenueError) as exc:  # a venue call: the boundary
             log.warning("dashboard: the venue's positions could not be read: %s", exc)
             return
         self.recon_rows = reconciliation(positions, self.gw.engine.accounts.nets(),

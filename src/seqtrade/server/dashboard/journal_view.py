@@ -9,13 +9,15 @@ write. Orders and reports moved to the archive (``journal.archive_after_days``) 
 
 from __future__ import annotations
 
+import functools
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
+from ...errors import JournalError
 from ...models import OrderReport
 from ...wire import report_from_body
 from .model import Query
@@ -26,6 +28,23 @@ _ORDER_COLS = (
     "o.venue_order_id, o.strategy_id, o.client_order_id, o.symbol, o.side, o.order_type, o.price,"
     " o.quantity, o.created_ms, o.sent, o.open, r.body"
 )
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _mapped(fn: _F) -> _F:
+    """sqlite3 errors leave as :class:`JournalError` (the dashboard shows them; the server goes on)."""
+
+    @functools.wraps(fn)
+    def wrapper(self: JournalView, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            self.close()  # the next call opens it again
+            raise JournalError(f"journal {self.path}: read failed: {exc}") from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _where(q: Query, *, time_col: str | None) -> tuple[str, list[Any]]:
@@ -77,6 +96,7 @@ class JournalView:
             self._db.close()
             self._db = None
 
+    @_mapped
     def reports_after(self, after: Mapping[str, int], limit: int) -> list[OrderReport]:
         """Each named strategy's reports after its seq (at most ``limit`` each), in seq order."""
         db = self._conn()
@@ -89,11 +109,13 @@ class JournalView:
             out.extend(report_from_body(msgpack.unpackb(b, raw=False)) for (b,) in rows)
         return out
 
+    @_mapped
     def strategies(self) -> dict[str, int]:
         """Every strategy with a report, and its last seq."""
         rows = self._conn().execute("SELECT strategy_id, MAX(seq) FROM reports GROUP BY strategy_id")
         return {str(s): int(n) for s, n in rows}
 
+    @_mapped
     def created_ms(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """When the server received each order (strategy_id, client_order_id) it journaled."""
         db = self._conn()
@@ -106,6 +128,7 @@ class JournalView:
                 out[(sid, coid)] = int(row[0])
         return out
 
+    @_mapped
     def orders_page(self, q: Query) -> dict[str, Any]:
         """Orders, newest first, with their status from their last report."""
         where, args = _where(q, time_col="o.created_ms")
@@ -130,6 +153,7 @@ class JournalView:
             })  # fmt: skip
         return {"total": int(total), "page": q.page, "per_page": q.per_page, "items": items}
 
+    @_mapped
     def fills_page(self, q: Query) -> dict[str, Any]:
         """Fills (reports with a fill), newest first: every report of the matching orders is read, so a
         page costs the reports of its filter (narrow it by strategy, symbol or time on a long journal)."""

@@ -29,6 +29,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ...errors import JournalError
 from .collector import Collector
 from .journal_view import JournalView
 from .model import QueryError, is_loopback, parse_query, token_ok
@@ -163,7 +164,10 @@ def build_app(collector: Collector, token: str) -> ASGIApp:
             finally:
                 view.close()
 
-        return JSONResponse(await trio.to_thread.run_sync(read))
+        try:
+            return JSONResponse(await trio.to_thread.run_sync(read))
+        except JournalError as exc:
+            return JSONResponse({"error": str(exc)}, 503)
 
     async def orders(request: Request) -> Response:
         return await journal_page(request, "orders")
