@@ -191,23 +191,29 @@ def main() -> int:
                            "load_per_core_after": round(load_per_core(), 2)}  # fmt: skip
     print(f"\norder round trip, {args.rounds} x {args.count} orders per variant; dashboard: {args.clients} event"
           f" streams{' + a Chromium page' if browser else ''}")  # fmt: skip
-    print(f"{'':<22}{'without':>12}{'dashboard':>12}{'ratio':>8}")
+    names = {"without": "without", "idle": "idle", "dashboard": "watched"}
+    print(
+        f"{'':<24}"
+        + "".join(f"{names[v]:>10}" for v in variants)
+        + f"{'idle/without':>14}{'watched/without':>17}"
+    )
     for k in ("accepted", "filled"):
-        a, b = summary(merged["without"][k]), summary(merged["dashboard"][k])
+        s = {v: summary(merged[v][k]) for v in variants}
         for pct in ("p50", "p99"):
-            r = b[f"{pct}_us"] / a[f"{pct}_us"]
-            print(
-                f"{'call -> ' + k + ' ' + pct:<22}{a[f'{pct}_us']:>10.0f}us{b[f'{pct}_us']:>10.0f}us{r:>8.2f}"
-            )
+            us = {v: s[v][f"{pct}_us"] for v in variants}
+            ri, rw = us["idle"] / us["without"], us["dashboard"] / us["without"]
+            print(f"{'call -> ' + k + ' ' + pct:<24}" + "".join(f"{us[v]:>8.0f}us" for v in variants)
+                  + f"{ri:>14.2f}{rw:>17.2f}")  # fmt: skip
             out[f"{k}_{pct}"] = {
-                "without_us": a[f"{pct}_us"],
-                "dashboard_us": b[f"{pct}_us"],
-                "ratio": round(r, 3),
+                **{f"{v}_us": us[v] for v in variants},
+                "ratio_idle": round(ri, 3),
+                "ratio": round(rw, 3),
             }
-    if cpu["without"] and cpu["dashboard"]:
-        a_cpu, b_cpu = min(cpu["without"]), min(cpu["dashboard"])
-        print(f"{'server CPU per order':<22}{a_cpu:>10.0f}us{b_cpu:>10.0f}us{b_cpu / a_cpu:>8.2f}")
-        out["server_cpu_us_per_order"] = {"without": cpu["without"], "dashboard": cpu["dashboard"]}
+    if all(cpu.values()):
+        low = {v: min(cpu[v]) for v in variants}
+        print(f"{'server CPU per order':<24}" + "".join(f"{low[v]:>8.0f}us" for v in variants)
+              + f"{low['idle'] / low['without']:>14.2f}{low['dashboard'] / low['without']:>17.2f}")  # fmt: skip
+        out["server_cpu_us_per_order"] = cpu
     print(f"state events per reader per run: {extra['events']}; page renders per run: {extra['renders']}")
     out.update(extra)
     print(f"load per core: {out['load_per_core_before']} before, {out['load_per_core_after']} after")

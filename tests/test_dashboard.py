@@ -412,8 +412,11 @@ async def test_the_live_state_follows_the_server(nursery, base_dir, zctx):
         feeds = {f["topic"]: f for f in st["panels"]["feeds"]}
         assert feeds[f"ticker/{S}/"]["seq"] >= 1 and feeds["status/paper/"]["kind"] == "status"
         assert st["panels"]["venue"]["connected"] is True
-        series = (await sse_until(url, lambda s: "a" in s["data"]["equity"] and bool(s["data"]["prices"].get(S)),
-                                  event="series"))["data"]  # fmt: skip
+        while True:  # the price series gets a point a second: wait for the first
+            series = (await http(url, "/api/series")).json()["data"]
+            if series["prices"].get(S, {}).get("t"):
+                break
+            await trio.sleep(0.05)
         assert series["equity"]["a"]["marks"] == [1] * len(fills)  # one buy marker per fill
         assert series["prices"][S]["fills"][-1]["price"] == fills[-1].last_fill_price
 
@@ -520,3 +523,41 @@ def test_a_journal_read_that_fails_is_a_journal_error(tmp_path):
     (tmp_path / "garbage.sqlite").write_bytes(b"not a database" * 100)
     with pytest.raises(JournalError, match="read failed"):
         JournalView(tmp_path / "garbage.sqlite").orders_page(Query())
+
+
+async def test_series_events_carry_what_the_series_gained(nursery, base_dir, zctx):
+    """A page takes the series whole once (/api/series), then each ``series`` event carries only the
+    points and fills added since the previous one, chained by version."""
+    with trio.fail_after(30):
+        config = make_config(base_dir, DASHBOARD)
+        gw, venue = await start_server(nursery, config)
+        url = gw.dashboard_url
+        a = Peer(zctx, Endpoints.from_config(config), "a")
+        got: dict[str, Any] = {}
+
+        def has_fill(m: dict[str, Any]) -> bool:
+            return bool(m["delta"]) and any(f["strategy"] == "a" for p in m["delta"]["prices"].values()
+                                            for f in p.get("fills", []))  # fmt: skip
+
+        async def watch() -> None:
+            got["first"] = await sse_until(url, lambda m: True, event="series")
+            got["fill"] = await sse_until(url, has_fill, event="series")
+
+        try:
+            await a.join()
+            await venue.set_market(S, 100.0, 100.2)
+            async with trio.open_nursery() as n:
+                n.start_soon(watch)
+                while "first" not in got:  # the stream is open: the next fill comes as a delta
+                    await trio.sleep(0.01)
+                reports = await trade(a, S, "buy", 0.1)
+        finally:
+            a.close()
+        fill = [r for r in reports if r.last_fill_quantity > 0][-1]
+        m = got["fill"]
+        assert m["from"] == m["version"] - 1
+        (marker,) = [f for p in m["delta"]["prices"].values() for f in p.get("fills", [])]
+        assert marker["key"] == f"a:{fill.seq}" and marker["price"] == fill.last_fill_price
+        assert m["delta"]["equity"]["a"]["marks"] == [1]
+        whole = (await http(url, "/api/series")).json()
+        assert whole["version"] >= m["version"] and whole["data"]["equity"]["a"]["marks"] == [1]

@@ -227,6 +227,19 @@ async def test_the_page_shows_two_strategies_a_fill_within_a_second_and_the_numb
             assert who == {"b"}
             assert pages == "page 1 of 1 (4)"  # four orders: a's buy and sell, b's two buys
             assert newest_status == "filled"  # newest first: b's last buy
+
+            # the charts: equity curves and the price chart with the fills, drawn from the series
+            def charts(page: Any) -> list[str]:
+                page.wait_for_selector("#equity canvas")
+                page.wait_for_selector("#price-BTC-USDT canvas")
+                return list(
+                    page.eval_on_selector_all(
+                        "#equity .u-legend .u-series th", "ts => ts.map(t => t.textContent)"
+                    )
+                )
+
+            legend = await browser.call(charts)
+            assert {"a", "b"} <= {name.strip() for name in legend}
             assert browser.errors == []
         finally:
             a.close()

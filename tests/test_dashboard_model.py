@@ -165,3 +165,18 @@ def test_the_dashboard_section_of_the_config():
                      ("colour = 1", "dashboard.colour")]:  # fmt: skip
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             parse_config(base + bad + "\n")
+
+
+def test_series_hands_over_what_was_added_since_the_last_time():
+    s = Series(limit=10)
+    assert s.take_new() == {"t": [], "v": [], "marks": []}
+    s.add(1.0, 10.0, 1)
+    s.add(2.0, 11.0)
+    assert s.take_new() == {"t": [1.0, 2.0], "v": [10.0, 11.0], "marks": [1, 0]}
+    assert s.take_new() == {"t": [], "v": [], "marks": []}
+    for i in range(25):  # more than it keeps: the reader is told to take the whole series
+        s.add(3.0 + i, float(i))
+    assert s.take_new() is None
+    s.add(100.0, 1.0)
+    assert s.take_new() == {"t": [100.0], "v": [1.0], "marks": [0]}
+    assert len(s.t) <= 10 and s.t[-1] == 100.0

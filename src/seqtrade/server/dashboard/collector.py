@@ -14,7 +14,9 @@ Each sample becomes the ``state`` the page shows, as named panels (:data:`PANELS
 function of the collector that returns JSON-able data, so new ones (margin and liquidation prices,
 account events, feed and book health) slot in with one entry; the page draws a panel it has no
 renderer for as a table. Series (equity curves, prices, the reconciliation difference) are larger and
-change slowly: they are published apart, at most every ``SERIES_EVERY`` seconds.
+change slowly: they are published apart, every ``SERIES_EVERY`` seconds, as what they gained since
+the last time (a page takes them whole once, from ``/api/series``): encoding every series at every
+publication would hold the server's thread for milliseconds.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class _Equity:
     """One strategy's books replayed from the journal, for its equity curve."""
 
     marks: dict[str, float] = field(default_factory=dict)  # the last fill price per symbol
-    series: Series = field(default_factory=Series)
+    series: Series = field(default_factory=lambda: Series(limit=1000))
 
 
 class Collector:
@@ -103,6 +105,8 @@ class Collector:
         self.rejections: dict[str, int] = {}
         self.last_error: dict[str, tuple[int, str]] = {}  # strategy -> (ts, error_msg)
         self.fills: deque[dict[str, Any]] = deque(maxlen=RECENT_FILLS)
+        self._new_fills: list[dict[str, Any]] = []  # since the last series delta
+        self._new_fills_lost = False
         self._seqs: dict[str, int] = {}  # the last seq applied per strategy
         self._taken: deque[list[Pending]] = deque(maxlen=tap_batches)
         self._caught_up = False
@@ -228,7 +232,12 @@ class Collector:
         if r.status not in OPEN_STATUSES:
             self._acked.discard(key)  # only open orders are remembered
         if r.last_fill_quantity > 0:
-            self.fills.append(fill_row(r))
+            row = fill_row(r)
+            self.fills.append(row)
+            if len(self._new_fills) < RECENT_FILLS:
+                self._new_fills.append(row)
+            else:
+                self._new_fills_lost = True
             eq = self._equity.setdefault(r.strategy_id, _Equity())
             eq.marks[r.symbol] = r.last_fill_price
             eq.series.add(
@@ -258,7 +267,7 @@ class Collector:
         now = time.time()
         for row in self.recon_rows:
             if row["external"] is not None:
-                self.recon_history.setdefault(row["symbol"], Series(limit=1000)).add(now, row["external"])
+                self.recon_history.setdefault(row["symbol"], Series(limit=300)).add(now, row["external"])
 
     # ------------------------------------------------------------------ sampling
 
@@ -282,7 +291,7 @@ class Collector:
                 self._ticks_seen[sym] = tk.seq
                 self.tick_delay.add(tk.gw_ns / 1e6 - tk.ts)
             if now - self._price_t >= PRICE_EVERY:
-                self.prices.setdefault(sym, Series(limit=3600)).add(now, _mid(tk))
+                self.prices.setdefault(sym, Series(limit=900)).add(now, _mid(tk))
         if now - self._price_t >= PRICE_EVERY:
             self._price_t = now
 
@@ -298,11 +307,11 @@ class Collector:
         self.state_json = (
             f'{{"version":{self.version + 1},"now_ms":{int(now * 1000)},"panels":{{{panels}}}}}'.encode()
         )
-        if t - self._series_t >= SERIES_EVERY:
+        if t - self._series_t >= SERIES_EVERY:  # what the series gained since the last time
             self._series_t = t
             self.series_version += 1
-            body = self._encode("series", self.series)
-            self.series_json = f'{{"version":{self.series_version},"data":{body}}}'.encode()
+            body = self._encode("series", self.series_delta)
+            self.series_json = f'{{"version":{self.series_version},"from":{self.series_version - 1},"delta":{body}}}'.encode()
         self.version += 1
         self._changed.set()
         self._changed = trio.Event()
@@ -321,12 +330,36 @@ class Collector:
         """What ``seqtrade status`` answers, from the same objects."""
         return {**self.gw.status(), **self.guard.status()}
 
+    def series_full(self) -> bytes:
+        """Every series whole (a page that has none: ``/api/series``), at the current series version;
+        the next delta may repeat its newest points (the page keeps a point once)."""
+        body = self._encode("series", self.series)
+        return f'{{"version":{self.series_version},"data":{body}}}'.encode()
+
+    def series_delta(self) -> dict[str, Any] | None:
+        """The points each series gained and the fills since the last call; None when some were not
+        kept (nobody took them for a while): a page then takes the whole series again."""
+        complete = True
+        out: dict[str, dict[str, Any]] = {"equity": {}, "prices": {}, "reconciliation": {}}
+        for name, group in (("equity", {sid: eq.series for sid, eq in self._equity.items()}),
+                            ("prices", self.prices), ("reconciliation", self.recon_history)):  # fmt: skip
+            for key, series in sorted(group.items()):
+                new = series.take_new()
+                if new is None:
+                    complete = False
+                elif new["t"]:
+                    out[name][key] = new
+        fills, lost = self._new_fills, self._new_fills_lost
+        self._new_fills, self._new_fills_lost = [], False
+        for f in fills:
+            row = out["prices"].setdefault(f["symbol"], {"t": [], "v": [], "marks": []})
+            row.setdefault("fills", []).append(_marker(f))
+        return out if complete and not lost else None
+
     def series(self) -> dict[str, Any]:
         recent: dict[str, list[dict[str, Any]]] = {}
         for f in self.fills:
-            recent.setdefault(f["symbol"], []).append(
-                {"t": f["ts"] / 1000, "price": f["price"], "side": f["side"], "strategy": f["strategy"]}
-            )
+            recent.setdefault(f["symbol"], []).append(_marker(f))
         return {
             "equity": {sid: eq.series.to_json() for sid, eq in sorted(self._equity.items())},
             "prices": {
@@ -337,6 +370,12 @@ class Collector:
 
     def mids(self) -> dict[str, float]:
         return {sym: _mid(tk) for sym, tk in self.gw.quotes.last.items()}
+
+
+def _marker(f: dict[str, Any]) -> dict[str, Any]:
+    """A fill as a price chart draws it (``key``: the page keeps each once)."""
+    return {"t": f["ts"] / 1000, "price": f["price"], "side": f["side"], "strategy": f["strategy"],
+            "key": f"{f['strategy']}:{f['seq']}"}  # fmt: skip
 
 
 def _mid(tk: Ticker) -> float:

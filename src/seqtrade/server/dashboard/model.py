@@ -125,12 +125,18 @@ class Histogram:
 @dataclass(slots=True)
 class Series:
     """A bounded time series: at ``limit`` points it keeps every other one (older points thin out,
-    the newest are kept), so a weeks-long curve costs a fixed amount of memory."""
+    the newest are kept), so a weeks-long curve costs a fixed amount of memory.
+
+    It also keeps the points added since the last :meth:`take_new` (at most ``limit``): what a page
+    that holds the series already needs to append, instead of the whole series again.
+    """
 
     limit: int = 2000
     t: list[float] = field(default_factory=list)  # seconds since the epoch
     v: list[float] = field(default_factory=list)
     marks: list[int] = field(default_factory=list)  # per point: +1 a buy fill, -1 a sell, 0 none
+    new: list[tuple[float, float, int]] = field(default_factory=list)  # added since take_new
+    overflow: bool = False  # more were added than ``new`` keeps: take_new says so (None)
 
     def add(self, t: float, value: float, mark: int = 0) -> None:
         if self.t and t < self.t[-1]:
@@ -138,6 +144,10 @@ class Series:
         self.t.append(t)
         self.v.append(value)
         self.marks.append(mark)
+        if len(self.new) < self.limit:
+            self.new.append((t, value, mark))
+        else:
+            self.overflow = True
         if len(self.t) > self.limit:
             keep = [i for i in range(len(self.t)) if i % 2 == 0 or self.marks[i] or i == len(self.t) - 1]
             if len(keep) > self.limit:  # fills everywhere: thin them too
@@ -148,6 +158,15 @@ class Series:
 
     def to_json(self) -> dict[str, list[float] | list[int]]:
         return {"t": list(self.t), "v": list(self.v), "marks": list(self.marks)}
+
+    def take_new(self) -> dict[str, list[float] | list[int]] | None:
+        """The points added since the last call, and forget them; None if some were not kept (the
+        reader must take the whole series again)."""
+        new, lost = self.new, self.overflow
+        self.new, self.overflow = [], False
+        if lost:
+            return None
+        return {"t": [p[0] for p in new], "v": [p[1] for p in new], "marks": [p[2] for p in new]}
 
 
 def reconciliation(

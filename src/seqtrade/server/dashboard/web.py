@@ -7,9 +7,9 @@ or ``?token=``), compared in constant time. Without one (loopback binds only), t
 must name a loopback host, so that a web page elsewhere cannot reach the dashboard by DNS rebinding.
 
 Routes: ``/`` (the page), ``/static/*`` (its script, style and the vendored uPlot), ``/api/state``,
-``/api/series``, ``/api/status`` (what ``seqtrade status`` shows), ``/api/orders`` and
+``/api/series`` (every series whole), ``/api/status`` (what ``seqtrade status`` shows), ``/api/orders`` and
 ``/api/fills`` (journal pages: ``strategy``, ``symbol``, ``since``, ``until``, ``page``,
-``per_page``), ``/api/events`` (server-sent events: ``state`` and ``series``), ``/healthz``.
+``per_page``), ``/api/events`` (server-sent events: ``state``, and ``series``: what the series gained since the previous one), ``/healthz``.
 """
 
 from __future__ import annotations
@@ -144,9 +144,7 @@ def build_app(collector: Collector, token: str) -> ASGIApp:
         return Response(collector.state_json, media_type="application/json")
 
     async def series(_: Request) -> Response:
-        if not collector.viewers:
-            collector.publish()
-        return Response(collector.series_json, media_type="application/json")
+        return Response(collector.series_full(), media_type="application/json")
 
     async def status(_: Request) -> Response:
         return JSONResponse(collector.status())

@@ -167,11 +167,11 @@ function priceCharts(prices) {
       box.append(h, d);
     }
     // The mid once a second, with buys and sells at their fill prices on their own series.
-    const ts = [...new Set(s.t.concat(s.fills.map((f) => f.t)))].sort((a, b) => a - b);
+    const ts = [...new Set(s.t.concat((s.fills || []).map((f) => f.t)))].sort((a, b) => a - b);
     const at = new Map(ts.map((t, i) => [t, i]));
     const mid = new Array(ts.length).fill(null), buy = new Array(ts.length).fill(null), sell = new Array(ts.length).fill(null);
     s.t.forEach((t, j) => { mid[at.get(t)] = s.v[j]; });
-    for (const f of s.fills) (f.side === "buy" ? buy : sell)[at.get(f.t)] = f.price;
+    for (const f of s.fills || []) (f.side === "buy" ? buy : sell)[at.get(f.t)] = f.price;
     chart("#" + id, {
       height: 160, scales: { x: { time: true } }, axes: [{}, { size: 70 }],
       series: [{}, { label: "mid", stroke: "#6e7781", spanGaps: true, points: { show: false } },
@@ -181,15 +181,60 @@ function priceCharts(prices) {
   }
 }
 
-function renderSeries(msg) {
-  if (typeof uPlot === "undefined") return;
-  const s = msg.data;
-  if (s.error) { console.error("series", s.error); return; }
-  const eq = {};
-  for (const [sid, e] of Object.entries(s.equity)) eq[sid] = e;
-  lines("#equity", eq, 220);
-  priceCharts(s.prices);
-  lines("#recon-chart", s.reconciliation, 140);
+// The series: taken whole once (api/series), then each "series" event appends what they gained.
+let SER = null;
+let fetching = false;
+const CAP = 4000; // points kept per series in the page (the oldest go)
+
+async function fetchSeries() {
+  if (fetching) return;
+  fetching = true;
+  try {
+    const r = await fetch("api/series");
+    const j = await r.json();
+    if (j.data && j.data.error) { console.error("series", j.data.error); return; }
+    SER = { version: j.version, ...j.data };
+    for (const p of Object.values(SER.prices)) p.keys = new Set((p.fills || []).map((f) => f.key));
+    renderSeries();
+  } finally {
+    fetching = false;
+  }
+}
+
+function append(into, add) {
+  const last = into.t.length ? into.t[into.t.length - 1] : -Infinity;
+  add.t.forEach((t, i) => {
+    if (t <= last) return; // already there (the whole series was taken after these were added)
+    into.t.push(t); into.v.push(add.v[i]); if (into.marks) into.marks.push(add.marks[i]);
+  });
+  if (into.t.length > CAP) for (const k of ["t", "v", "marks"]) if (into[k]) into[k].splice(0, into.t.length - CAP);
+}
+
+function onSeries(m) {
+  if (fetching) return;
+  if (!SER || m.delta === null || (m.delta && m.delta.error) || m.from !== SER.version) { fetchSeries(); return; }
+  for (const group of ["equity", "prices", "reconciliation"]) {
+    for (const [key, add] of Object.entries(m.delta[group])) {
+      const into = SER[group][key] || (SER[group][key] = { t: [], v: [], marks: [], fills: [], keys: new Set() });
+      append(into, add);
+      for (const f of add.fills || []) {
+        if (!into.keys) into.keys = new Set();
+        if (into.keys.has(f.key)) continue;
+        into.keys.add(f.key);
+        (into.fills || (into.fills = [])).push(f);
+      }
+      if (into.fills && into.fills.length > 500) into.fills.splice(0, into.fills.length - 500);
+    }
+  }
+  SER.version = m.version;
+  renderSeries();
+}
+
+function renderSeries() {
+  if (typeof uPlot === "undefined" || !SER) return;
+  lines("#equity", SER.equity, 220);
+  priceCharts(SER.prices);
+  lines("#recon-chart", SER.reconciliation, 140);
 }
 
 // ------------------------------------------------------------------ live updates
@@ -212,7 +257,7 @@ function renderState(st) {
 function connect() {
   const es = new EventSource("api/events");
   es.addEventListener("state", (e) => { $("#live").className = "ok"; renderState(JSON.parse(e.data)); });
-  es.addEventListener("series", (e) => renderSeries(JSON.parse(e.data)));
+  es.addEventListener("series", (e) => onSeries(JSON.parse(e.data)));
   es.onerror = () => { $("#live").className = "stale"; $("#live").textContent = "reconnecting…"; };
 }
 
