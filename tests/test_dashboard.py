@@ -301,6 +301,7 @@ async def test_from_another_address_the_token_is_required(nursery, base_dir):
         # and the token does not open writes
         bearer = {"Authorization": "Bearer t0k-long-enough"}
         assert (await http(url, "/api/state", method="POST", headers=bearer, source=addr)).status == 405
+        assert (await http(url, "/api/state", method="DELETE", source=addr)).status == 401  # the token first
 
 
 async def test_loopback_without_a_token_refuses_a_foreign_host_name(nursery, base_dir):

@@ -86,7 +86,7 @@ def _host_of(scope: Scope) -> str:
 
 
 class Guard:
-    """ASGI middleware: read-only methods, then the token (or, without one, a loopback Host)."""
+    """ASGI middleware: the token (or, without one, a loopback Host), then read-only methods."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
@@ -99,15 +99,15 @@ class Guard:
         if scope["type"] != "http":  # no WebSocket: the live updates are server-sent events
             await send({"type": "websocket.close", "code": 1008})  # before accepting it: an HTTP 403
             return
-        if scope["method"] not in ("GET", "HEAD"):
-            resp: Response = PlainTextResponse("read-only: GET only\n", 405, headers={"Allow": "GET, HEAD"})
-        elif self.token and not token_ok(_token_of(scope), self.token):
-            resp = PlainTextResponse("a token is required: open /?token=<token>\n", 401,
+        if self.token and not token_ok(_token_of(scope), self.token):  # first: nothing without it
+            resp: Response = PlainTextResponse("a token is required: open /?token=<token>\n", 401,
                                      headers={"WWW-Authenticate": 'Bearer realm="seqtrade"'})  # fmt: skip
         elif not self.token and not is_loopback(_host_of(scope)):
             resp = PlainTextResponse(
                 "refused: Host is not a loopback name (set a token to serve others)\n", 403
             )
+        elif scope["method"] not in ("GET", "HEAD"):
+            resp = PlainTextResponse("read-only: GET only\n", 405, headers={"Allow": "GET, HEAD"})
         else:
             await self.app(scope, receive, _with_headers(send))
             return
