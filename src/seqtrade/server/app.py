@@ -22,7 +22,7 @@ from .accounts import Accounts
 from .archive import archive_task
 from .auth import TcpSecurity
 from .control import ControlCommands, control_task
-from .dashboard.serve import dashboard_token, make_collector, serve_dashboard
+from .dashboard.model import dashboard_token
 from .engine import Engine
 from .gateway import Gateway
 from .guard import Guard
@@ -123,10 +123,11 @@ async def serve(
                     await nursery.start(gw.monitor_task)
                     await nursery.start(guard.run)
                     await nursery.start(control_task, ctl_s, commands)
-                    board = (
-                        make_collector(config, gw, guard, supervisor) if config.dashboard.enabled else None
-                    )
-                    if board is not None:  # read-only: it samples the state between the tasks' awaits
+                    board = None
+                    if config.dashboard.enabled:  # read-only: it samples the state between the tasks' awaits
+                        from .dashboard.serve import make_collector, serve_dashboard  # the web stack, when on
+
+                        board = make_collector(config, gw, guard, supervisor)
                         await nursery.start(serve_dashboard, config, board, token)
                     if config.metrics.enabled:
                         auth = tcp.stats if tcp.active else None

@@ -23,6 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...config import Config
+from ...errors import ConfigError
+
 __all__ = [
     "RULES",
     "Histogram",
@@ -30,6 +33,7 @@ __all__ = [
     "QueryError",
     "Series",
     "bind_refusal",
+    "dashboard_token",
     "is_loopback",
     "parse_query",
     "reconciliation",
@@ -273,3 +277,14 @@ def bind_refusal(host: str, token: str, token_env: str) -> str | None:
         f" shows every position and order, so any other address needs a token (export {token_env}=<a long"
         " random string>, then open http://<host>:<port>/?token=<it>), or bind 127.0.0.1"
     )
+
+
+def dashboard_token(config: Config, environ: Mapping[str, str]) -> str:
+    """The token from the environment ('' if unset); raises :class:`ConfigError` for a bind that
+    needs one and has none (checked before the server binds anything)."""
+    d = config.dashboard
+    token = environ.get(d.token_env, "").strip()
+    why = bind_refusal(d.host, token, d.token_env)
+    if why is not None:
+        raise ConfigError(why)
+    return token

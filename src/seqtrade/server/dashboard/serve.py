@@ -1,9 +1,8 @@
-"""The dashboard's task: the collector and Hypercorn's Trio worker; the start-up checks."""
+"""The dashboard's task: the collector and Hypercorn's Trio worker (imported only when it is on)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -11,9 +10,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from ...config import Config
-from ...errors import ConfigError
 from .collector import PANELS, Collector
-from .model import bind_refusal
 from .web import build_app
 
 if TYPE_CHECKING:
@@ -21,20 +18,9 @@ if TYPE_CHECKING:
     from ..guard import Guard
     from ..supervisor import Supervisor
 
-__all__ = ["PANELS", "Collector", "dashboard_token", "make_collector", "serve_dashboard"]
+__all__ = ["PANELS", "Collector", "make_collector", "serve_dashboard"]
 
 log = logging.getLogger(__name__)
-
-
-def dashboard_token(config: Config, environ: Mapping[str, str]) -> str:
-    """The token from the environment ('' if unset); raises :class:`ConfigError` for a bind that
-    needs one and has none (checked before the server binds anything)."""
-    d = config.dashboard
-    token = environ.get(d.token_env, "").strip()
-    why = bind_refusal(d.host, token, d.token_env)
-    if why is not None:
-        raise ConfigError(why)
-    return token
 
 
 def make_collector(config: Config, gw: Gateway, guard: Guard, supervisor: Supervisor | None) -> Collector:
