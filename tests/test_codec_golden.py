@@ -22,7 +22,9 @@ import msgpack
 import pytest
 
 from seqtrade import wire
+from seqtrade.candles import Candle, History, HistoryRequest
 from seqtrade.errors import WireError
+from seqtrade.feedhealth import FeedsStatus, FeedStatus
 from seqtrade.models import (
     AmendRequest,
     Book,
@@ -103,9 +105,36 @@ MESSAGES: dict[str, Any] = {
     "heartbeat_session": Heartbeat("s1", 1_700_000_000_000, "sess-a"),
     "goodbye": Goodbye("s1"),
     "goodbye_session": Goodbye("s1", "sess-a"),
+    "candle": Candle("BTC-USDT", "1m", 1_700_000_040_000, 100.5, 101.0, 99.5, 100.0, 12.25, True, 3, 4),
+    "candle_open": Candle("BTC-USDT-SWAP", "1H", 1_699_999_200_000, 7, 7, 7, 7, 0, False, 0, 0),
+    "feed_status": FeedsStatus(
+        "okx",
+        5,
+        [
+            FeedStatus("ticker", "BTC-USDT", 9.5, 0.25, 120, 0, 1, 35, 80, False),
+            FeedStatus("candle:1m", "BTC-USDT", 0.0, 12.5, 3, 2, 0, 0, 0, True),
+        ],
+        6,
+        7,
+    ),
+    "feed_status_empty": FeedsStatus("paper", 0, [], 1, 0),
+    "history": History(
+        "s1",
+        "h-1",
+        "BTC-USDT",
+        "1m",
+        [
+            Candle("BTC-USDT", "1m", 60_000, 1.0, 2.0, 0.5, 1.5, 10.0, True),
+            Candle("BTC-USDT", "1m", 120_000, 1.5, 1.5, 1.5, 1.5, 0.0, True),
+        ],
+        "",
+        9,
+    ),
+    "history_error": History("s1", "h-2", "ETH-USDT", "5m", [], "bar 5m of ETH-USDT is not served", 0),
+    "history_request": HistoryRequest("s1", "h-1", "BTC-USDT", "1m", 300),
 }
 
-REQUESTS = (OrderRequest, CancelRequest, AmendRequest, CancelAll, Hello, Heartbeat, Goodbye)
+REQUESTS = (OrderRequest, CancelRequest, AmendRequest, CancelAll, Hello, Heartbeat, Goodbye, HistoryRequest)
 
 # Values that break each key in its own way: absent, null, booleans, negatives, zero, fractions,
 # non-finite numbers, huge integers, long and empty strings, lists, maps, bytes.
@@ -120,7 +149,7 @@ HOSTILE: dict[str, Any] = {
 # The frames mutated key by key: one of each message type, and each optional key present and absent.
 MUTATED = ("ticker", "book", "trade", "status", "report_accepted", "welcome", "order_limit", "order_market",
            "cancel", "amend_price", "amend_both", "cancel_all", "cancel_all_symbol", "hello",
-           "hello_int_nonce", "heartbeat")  # fmt: skip
+           "hello_int_nonce", "heartbeat", "candle", "feed_status", "history", "history_request")  # fmt: skip
 
 
 def _cases() -> Iterator[tuple[str, bytes]]:

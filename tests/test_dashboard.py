@@ -413,6 +413,8 @@ async def test_the_live_state_follows_the_server(nursery, base_dir, zctx):
         feeds = {f["topic"]: f for f in st["panels"]["feeds"]}
         assert feeds[f"ticker/{S}/"]["seq"] >= 1 and feeds["status/paper/"]["kind"] == "status"
         assert st["panels"]["venue"]["connected"] is True
+        health = {(f["channel"], f["symbol"]): f for f in st["panels"]["feed_health"]}
+        assert health[("ticker", S)]["messages"] >= 1 and health[("ticker", S)]["stale"] is False
         while True:  # the price series gets a point a second: wait for the first
             series = (await http(url, "/api/series")).json()["data"]
             if series["prices"].get(S, {}).get("t"):

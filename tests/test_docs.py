@@ -24,6 +24,9 @@ import pytest
 import seqtrade.client
 from seqtrade.client import (
     Book,
+    Candle,
+    FeedsStatus,
+    FeedStatus,
     OrderReport,
     OrderStatus,
     Position,
@@ -42,6 +45,9 @@ MODELS = {
     Book: "market-data",
     Trade: "market-data",
     VenueStatus: "market-data",
+    Candle: "market-data",
+    FeedsStatus: "market-data",
+    FeedStatus: "market-data",
     OrderReport: "orders",
     Position: "strategy",
 }

@@ -256,6 +256,8 @@ def describe(config: Config) -> str:
         f"dead strategy: silent > {config.server.heartbeat_timeout:g} s -> {config.server.dead_strategy_policy} its orders",
         f"on shutdown: {config.server.shutdown_policy} open orders",
         f"unknown strategies: {'allowed' if config.server.allow_unknown_strategies else 'refused'}",
+        f"candles: {', '.join(config.candles.bars) or 'none'} of every symbol, with history;"
+        f" a feed silent {config.feeds.stale_after:g} s is stale",
     ]
     if config.strategies:
         sv = config.supervisor
@@ -308,8 +310,10 @@ def format_status(st: dict) -> str:  # type: ignore[type-arg]
             lines.append(f"{sid:<20} {alive:<6} {s['heartbeat_age']:>8.1f}s"
                          f" {s['last_seq']:>7} {s['open_orders']:>5} {sum(s.get('errors', {}).values()):>8}")  # fmt: skip
         lines.extend(callback_error_lines({sid: s.get("errors", {}) for sid, s in strategies.items()}))
+    from .feedhealth import format_feeds
     from .server.guard import format_guard_status
 
+    lines.extend(format_feeds(st.get("feeds", [])))
     lines.extend(format_guard_status(st))
     for extra in st.get("sections", []):
         lines.append(extra)

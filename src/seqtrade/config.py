@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .candles import BARS
 from .errors import ConfigError
 
 __all__ = [
@@ -39,6 +40,8 @@ __all__ = [
     "ClientKeyConfig",
     "MetricsConfig",
     "DashboardConfig",
+    "CandlesConfig",
+    "FeedsConfig",
     "load_config",
     "parse_config",
     "STRATEGY_ID_RE",
@@ -126,6 +129,7 @@ class OkxConfig:
     rest_url: str = "https://www.okx.com"
     ws_public_url: str = ""  # "" = the live or demo default
     ws_private_url: str = ""
+    ws_business_url: str = ""  # candles ([candles] bars); "" = the live or demo default
     inst_type: str = "SPOT"
     td_mode: str = "cash"
     order_transport: Literal["ws", "rest"] = "ws"
@@ -262,6 +266,22 @@ class DashboardConfig:
 
 
 @dataclass(frozen=True)
+class CandlesConfig:
+    """Candles the server serves (docs/candles.md): these bars of every symbol, live and as history."""
+
+    bars: list[str] = field(default_factory=list)  # e.g. ["1m", "5m"]; [] serves no candles
+    keep: int = 1440  # paper venue: closed bars kept in memory per symbol and bar (its history)
+
+
+@dataclass(frozen=True)
+class FeedsConfig:
+    """Feed health (docs/candles.md): a feed silent this long is stale (logged once, and once more
+    when it recovers; shown in status, metrics and the ``feed_status`` bus message)."""
+
+    stale_after: float = 10.0
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     bus: BusConfig = field(default_factory=BusConfig)
@@ -274,6 +294,8 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    candles: CandlesConfig = field(default_factory=CandlesConfig)
+    feeds: FeedsConfig = field(default_factory=FeedsConfig)
     base_dir: str = "."  # the config file's directory; set by the loader, not a TOML key
     source_path: str = ""  # the file it was loaded from (load_config sets it); not a TOML key
     deprecations: tuple[str, ...] = ()  # deprecated keys found and how they were read; not a TOML key
@@ -351,12 +373,25 @@ def _read_deprecated(cfg: Config) -> Config:
     return dataclasses.replace(cfg, venue=venue, server=server, deprecations=(*cfg.deprecations, note))
 
 
+def _check_market_data(cfg: Config) -> None:
+    for i, bar in enumerate(cfg.candles.bars):
+        if bar not in BARS:
+            raise ConfigError(f"candles.bars[{i}]: {bar!r} is not a bar served (one of {', '.join(BARS)})")
+    if len(set(cfg.candles.bars)) != len(cfg.candles.bars):
+        raise ConfigError("candles.bars: a bar is named twice")
+    if not 1 <= cfg.candles.keep <= 100_000:
+        raise ConfigError("candles.keep: must be between 1 and 100000")
+    if not cfg.feeds.stale_after > 0:
+        raise ConfigError("feeds.stale_after: must be > 0 (seconds)")
+
+
 def _check(cfg: Config) -> None:
     if not cfg.venue.symbols:
         raise ConfigError("venue.symbols: at least one symbol is required")
     for i, sym in enumerate(cfg.venue.symbols):
         if not sym or "/" in sym or len(sym) > 64 or not sym.isascii():
             raise ConfigError(f"venue.symbols[{i}]: {sym!r} is not a valid symbol (ASCII, no '/')")
+    _check_market_data(cfg)
     for name in ("md_sndhwm", "report_sndhwm", "order_rcvhwm", "md_queue", "event_queue", "max_frame_bytes"):
         if getattr(cfg.bus, name) <= 0:
             raise ConfigError(f"bus.{name}: must be > 0")

@@ -7,8 +7,8 @@ The codec is a table: one :class:`Codec` entry per message type holds its model,
 two functions that turn the model into a body map and back, written side by side below. Both
 directions dispatch through the tables, never through ``isinstance`` chains:
 
-- :data:`MARKET_DATA_TYPES` (ticker, book, trade, status) and :data:`REPORT_TYPES` (order_report,
-  welcome, refusal) are what the server publishes; :data:`MESSAGE_TYPES` is both, what :func:`decode_message`
+- :data:`MARKET_DATA_TYPES` (ticker, book, trade, status, candle, feed_status) and :data:`REPORT_TYPES`
+  (order_report, welcome, refusal, history) are what the server publishes; :data:`MESSAGE_TYPES` is both, what :func:`decode_message`
   reads.
 - :data:`REQUEST_TYPES` is what strategies send; :func:`parse_request` reads it.
 - :data:`CODECS` maps each model class to its entry; :func:`encode_message` uses it.
@@ -51,7 +51,9 @@ from typing import Any, Generic, TypeVar
 
 import msgpack
 
+from .candles import BARS, MAX_HISTORY, REQUEST_ID_RE, Candle, History, HistoryRequest
 from .errors import WireError
+from .feedhealth import FeedsStatus, FeedStatus
 from .models import (
     PROTOCOL_VERSION,
     AmendRequest,
@@ -102,7 +104,9 @@ STRATEGY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
 CLIENT_ORDER_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
 _MAX_TOPIC = 160  # kind (<= 32) + key (symbols <= 64, strategy ids <= 32) + slashes, with room
 
-Request = OrderRequest | CancelRequest | AmendRequest | CancelAll | Hello | Heartbeat | Goodbye
+Request = (
+    OrderRequest | CancelRequest | AmendRequest | CancelAll | Hello | Heartbeat | Goodbye | HistoryRequest
+)
 
 _pack = msgpack.Packer(use_bin_type=True).pack
 _unpackb = msgpack.unpackb
@@ -277,6 +281,45 @@ def _status_from_body(d: dict[str, Any]) -> VenueStatus:
 _STATUS = Codec("status", VenueStatus, "venue", _status_body, _status_from_body)
 
 
+def _candle_body(c: Candle) -> dict[str, Any]:
+    return {
+        "type": "candle", "symbol": c.symbol, "bar": c.bar, "ts": c.ts, "open": float(c.open),
+        "high": float(c.high), "low": float(c.low), "close": float(c.close), "volume": float(c.volume),
+        "confirm": bool(c.confirm), "seq": c.seq, "gw_ns": c.gw_ns,
+    }  # fmt: skip
+
+
+def _candle_from_body(d: dict[str, Any]) -> Candle:
+    return Candle(
+        d["symbol"], d["bar"], d["ts"], d["open"], d["high"], d["low"], d["close"], d["volume"],
+        bool(d["confirm"]), d.get("seq", 0), d.get("gw_ns", 0),
+    )  # fmt: skip
+
+
+_CANDLE = Codec("candle", Candle, "stream", _candle_body, _candle_from_body)
+
+
+def _feeds_body(s: FeedsStatus) -> dict[str, Any]:
+    return {"type": "feed_status", "venue": s.venue, "ts": s.ts, "feeds": [f.row() for f in s.feeds],
+            "seq": s.seq, "gw_ns": s.gw_ns}  # fmt: skip
+
+
+def _feed_from_row(r: dict[str, Any]) -> FeedStatus:
+    return FeedStatus(
+        r["channel"], r["symbol"], r.get("rate", 0.0), r.get("age", -1.0), r.get("messages", 0),
+        r.get("gaps", 0), r.get("resubscriptions", 0), r.get("delay_ms", 0), r.get("max_delay_ms", 0),
+        bool(r.get("stale", False)),
+    )  # fmt: skip
+
+
+def _feeds_from_body(d: dict[str, Any]) -> FeedsStatus:
+    return FeedsStatus(d["venue"], d["ts"], [_feed_from_row(r) for r in d.get("feeds", [])],
+                       d.get("seq", 0), d.get("gw_ns", 0))  # fmt: skip
+
+
+_FEED_STATUS = Codec("feed_status", FeedsStatus, "venue", _feeds_body, _feeds_from_body)
+
+
 def report_to_body(r: OrderReport) -> dict[str, Any]:
     """The body of an ``order_report`` (also what the journal stores)."""
     return {
@@ -374,6 +417,20 @@ def _refusal_from_body(d: dict[str, Any]) -> Refusal:
 _REFUSAL = Codec("refusal", Refusal, "strategy_id", _refusal_body, _refusal_from_body, kind="report")
 
 
+def _history_body(h: History) -> dict[str, Any]:
+    return {"type": "history", "strategy_id": h.strategy_id, "request_id": h.request_id, "symbol": h.symbol,
+            "bar": h.bar, "candles": [c.row() for c in h.candles], "error": h.error, "gw_ns": h.gw_ns}  # fmt: skip
+
+
+def _history_from_body(d: dict[str, Any]) -> History:
+    sym, bar = d["symbol"], d["bar"]
+    rows = [Candle(sym, bar, int(r[0]), r[1], r[2], r[3], r[4], r[5], True) for r in d.get("candles", [])]
+    return History(d["strategy_id"], d["request_id"], sym, bar, rows, d.get("error", ""), d.get("gw_ns", 0))
+
+
+_HISTORY = Codec("history", History, "strategy_id", _history_body, _history_from_body, kind="report")
+
+
 # --------------------------------------------------------------------------- strategy -> server
 # Strict readers of one key of a request body ``d`` of type ``typ``; each error says what was wrong.
 
@@ -392,6 +449,13 @@ def _string(d: dict[str, Any], typ: str, key: str, pattern: re.Pattern[str] | No
         shape = pattern.pattern.removesuffix("\\Z")
         raise WireError(f"{typ}: '{key}' {v[:80]!r} does not match {shape}")
     return v
+
+
+def _symbol(d: dict[str, Any], typ: str) -> str:
+    symbol = _string(d, typ, "symbol")
+    if not symbol or "/" in symbol or len(symbol) > 64:
+        raise WireError(f"{typ}: 'symbol' {symbol[:80]!r} is not a valid symbol")
+    return symbol
 
 
 def _optional_string(d: dict[str, Any], typ: str, key: str) -> str | None:
@@ -463,9 +527,7 @@ _ORDER_TYPES = ", ".join(OrderType)
 def _order_from_body(d: dict[str, Any]) -> OrderRequest:
     typ = "order_request"
     coid = _string(d, typ, "client_order_id", CLIENT_ORDER_ID_RE)
-    symbol = _string(d, typ, "symbol")
-    if not symbol or "/" in symbol or len(symbol) > 64:
-        raise WireError(f"order_request: 'symbol' {symbol[:80]!r} is not a valid symbol")
+    symbol = _symbol(d, typ)
     side_s = _string(d, typ, "side")
     try:
         side = Side(side_s)
@@ -631,12 +693,39 @@ def _goodbye_from_body(d: dict[str, Any]) -> Goodbye:
 _GOODBYE = Codec("goodbye", Goodbye, "strategy_id", _goodbye_body, _goodbye_from_body)
 
 
+def _history_request_body(h: HistoryRequest) -> dict[str, Any]:
+    return {"type": "history_request", "strategy_id": h.strategy_id, "request_id": h.request_id,
+            "symbol": h.symbol, "bar": h.bar, "n": h.n}  # fmt: skip
+
+
+_BARS = ", ".join(BARS)
+
+
+def _history_request_from_body(d: dict[str, Any]) -> HistoryRequest:
+    typ = "history_request"
+    rid = _string(d, typ, "request_id", REQUEST_ID_RE)
+    symbol = _symbol(d, typ)
+    bar = _string(d, typ, "bar")
+    if bar not in BARS:
+        raise WireError(f"history_request: 'bar' must be one of {_BARS}, got {bar[:40]!r}")
+    n = _integer(d, typ, "n", minimum=1)
+    if n > MAX_HISTORY:
+        raise WireError(f"history_request: 'n' must be <= {MAX_HISTORY}, got {n}")
+    return HistoryRequest(d["strategy_id"], rid, symbol, bar, n)
+
+
+_HISTORY_REQUEST = Codec(
+    "history_request", HistoryRequest, "strategy_id", _history_request_body, _history_request_from_body
+)
+
+
 # --------------------------------------------------------------------------- the tables
 
-_MARKET_DATA: tuple[Codec[Any], ...] = (_TICKER, _BOOK, _TRADE, _STATUS)
-_REPORTS: tuple[Codec[Any], ...] = (_ORDER_REPORT, _WELCOME, _REFUSAL)
+_MARKET_DATA: tuple[Codec[Any], ...] = (_TICKER, _BOOK, _TRADE, _STATUS, _CANDLE, _FEED_STATUS)
+_REPORTS: tuple[Codec[Any], ...] = (_ORDER_REPORT, _WELCOME, _REFUSAL, _HISTORY)
 _REQUESTS: tuple[Codec[Any], ...] = (
-    _ORDER_REQUEST, _CANCEL_REQUEST, _AMEND_REQUEST, _CANCEL_ALL, _HELLO, _HEARTBEAT, _GOODBYE
+    _ORDER_REQUEST, _CANCEL_REQUEST, _AMEND_REQUEST, _CANCEL_ALL, _HELLO, _HEARTBEAT, _GOODBYE,
+    _HISTORY_REQUEST,
 )  # fmt: skip
 
 MARKET_DATA_TYPES: Mapping[str, Codec[Any]] = {c.type: c for c in _MARKET_DATA}

@@ -22,6 +22,7 @@ import trio
 
 from . import rest, ws
 from .auth import Credentials
+from .candles import FakeCandles
 from .exchange import CancelAllAfter, Exchange
 from .instruments import DEFAULT_INSTRUMENTS
 
@@ -135,6 +136,7 @@ class FakeOkx:
         self._stalls: list[Stall] = []
         self._lates: list[Stall] = []  # process_late_next
         self._conns: set[ws.WsConn] = set()
+        self.candles = FakeCandles(conns=self._conns)  # candles.py: business candle channels and REST
         self._nursery: trio.Nursery | None = None
         self._caa_scopes: dict[str, trio.CancelScope] = {}
         self._conn_counter = 0

@@ -23,6 +23,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ..candles import Candle
+from ..feedhealth import FeedsStatus, FeedStatus
 from ..models import Book, OrderReport, OrderStatus, Ticker, Trade, VenueStatus
 from .strategy import Position, Strategy
 
@@ -42,6 +44,9 @@ __all__ = [
     "Book",
     "Trade",
     "VenueStatus",
+    "Candle",
+    "FeedsStatus",
+    "FeedStatus",
     "OrderReport",
     "OrderStatus",
 ]

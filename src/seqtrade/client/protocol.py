@@ -52,7 +52,9 @@ beyond the welcome's ``last_seq`` is a gap in the replay (reports lost on the wa
 follows and ask again with a fresh nonce, which the server answers when the replay in flight has
 ended. A report beyond the welcome's ``last_seq`` is a live report the replay will bring again in
 order: dropped silently.
-- Market data: the decoded model itself.
+- :class:`~seqtrade.candles.History`: the answer to a ``history_request`` (not numbered).
+- Market data: the decoded model itself. :attr:`ClientProtocol.candles` is the join of history and
+  live candles (:class:`~seqtrade.candles.CandleJoin`), which the shell applies.
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import wire
+from ..candles import Candle, CandleJoin, History
 from ..errors import WireError
+from ..feedhealth import FeedsStatus
 from ..models import (
     PROTOCOL_VERSION,
     Book,
@@ -195,17 +199,17 @@ class ClientProtocol:
         self._status_seq = 0
         self._md_seq: dict[tuple[str, str], int] = {}
         self._ticker_seq: dict[str, int] = {}  # the ticker path's own seq per symbol
+        self.candles = CandleJoin()  # per candle stream, the newest closed bar handed to the strategy
         # Dispatch by message type, checked against the codec's tables (a new type needs a handler).
-        self._report_handlers: dict[type, Callable[[Any, float], Report | Synced | Refused | None]] = (
-            wire.dispatch_table(
-                wire.REPORT_TYPES,
-                {OrderReport: self._on_report, Welcome: self._on_welcome, Refusal: self._on_refusal},
-            )
-        )
-        self._md_handlers: dict[type, Callable[[Any], Book | Trade | VenueStatus | None]] = wire.dispatch_table(
+        self._report_handlers: dict[type, Callable[[Any, float], ReportEvent]] = wire.dispatch_table(
+            wire.REPORT_TYPES,
+            {OrderReport: self._on_report, Welcome: self._on_welcome, Refusal: self._on_refusal,
+             History: self._on_history},
+        )  # fmt: skip
+        self._md_handlers: dict[type, Callable[[Any], MdEvent]] = wire.dispatch_table(
             wire.MARKET_DATA_TYPES,
             {Ticker: self._ticker_via_table, Book: self._book_or_trade, Trade: self._book_or_trade,
-             VenueStatus: self._status},
+             VenueStatus: self._status, Candle: self._candle, FeedsStatus: self._feeds},
         )  # fmt: skip
 
     # ------------------------------------------------------------------ requests out
@@ -315,7 +319,7 @@ class ClientProtocol:
 
     # ------------------------------------------------------------------ reports in
 
-    def receive_report_frame(self, frame: bytes, now: float) -> Report | Synced | Refused | None:
+    def receive_report_frame(self, frame: bytes, now: float) -> ReportEvent:
         """One frame from ``report/<strategy_id>/``; a bad frame is logged and dropped."""
         try:
             msg = wire.decode_message(frame)
@@ -324,7 +328,7 @@ class ClientProtocol:
             return None
         return self.receive_report(msg, now)
 
-    def receive_report(self, msg: Any, now: float) -> Report | Synced | Refused | None:
+    def receive_report(self, msg: Any, now: float) -> ReportEvent:
         """One decoded message from the report channel."""
         self._heard = True
         handler = self._report_handlers.get(type(msg))
@@ -357,6 +361,9 @@ class ClientProtocol:
             assert self._welcome is not None
             return Report(msg, joining, self._synced(self._welcome))
         return Report(msg, joining)
+
+    def _on_history(self, msg: History, now: float) -> History:
+        return msg
 
     def _on_refusal(self, msg: Refusal, now: float) -> Refused | None:
         if msg.session != self.session or not self.nonce or self.gave_up:
@@ -411,7 +418,7 @@ class ClientProtocol:
 
     # ------------------------------------------------------------------ market data in
 
-    def receive_md_frame(self, frame: bytes) -> Ticker | Book | Trade | VenueStatus | None:
+    def receive_md_frame(self, frame: bytes) -> Ticker | MdEvent:
         """One market-data frame, its seq gap counted; None for a bad frame or an unknown type."""
         # Tickers are most of the traffic: the specialised decoder and the gap check inline.
         t = _decode_ticker(frame)
@@ -431,7 +438,7 @@ class ClientProtocol:
         seqs[t.symbol] = t.seq
         return t
 
-    def _other_md(self, msg: Any) -> Book | Trade | VenueStatus | None:
+    def _other_md(self, msg: Any) -> MdEvent:
         handler = self._md_handlers.get(type(msg))
         return handler(msg) if handler is not None else None
 
@@ -439,11 +446,20 @@ class ClientProtocol:
         raise AssertionError("tickers take the fast path in receive_md_frame")  # pragma: no cover
 
     def _book_or_trade(self, msg: Book | Trade) -> Book | Trade:
-        key = ("book" if type(msg) is Book else "trade", msg.symbol)
+        self._seq_gap(("book" if type(msg) is Book else "trade", msg.symbol), msg.seq)
+        return msg
+
+    def _candle(self, msg: Candle) -> Candle:
+        self._seq_gap(("candle", msg.stream), msg.seq)
+        return msg
+
+    def _seq_gap(self, key: tuple[str, str], seq: int) -> None:
         last = self._md_seq.get(key)
-        if last is not None and msg.seq > last + 1:
-            self.md_gaps += msg.seq - last - 1
-        self._md_seq[key] = msg.seq
+        if last is not None and seq > last + 1:
+            self.md_gaps += seq - last - 1
+        self._md_seq[key] = seq
+
+    def _feeds(self, msg: FeedsStatus) -> FeedsStatus:
         return msg
 
     def _status(self, msg: VenueStatus) -> VenueStatus:
@@ -454,3 +470,9 @@ class ClientProtocol:
             self._rejoin = True
         self._status_seq = msg.seq
         return msg
+
+
+ReportEvent = Report | Synced | Refused | History | None
+"""What one report-channel frame gives: an event for the shell, or nothing."""
+MdEvent = Book | Trade | VenueStatus | Candle | FeedsStatus | None
+"""What one market-data frame other than a ticker gives."""

@@ -15,6 +15,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import wire
+from ..candles import MAX_HISTORY, Candle, HistoryRequest
+from ..errors import SeqtradeError
+from ..feedhealth import FeedsStatus
 from ..ids import base36
 from ..models import (
     OPEN_STATUSES,
@@ -191,6 +195,17 @@ class Strategy:
     server serves.)
     """
 
+    bars: Sequence[str] = ()
+    """The candle bar sizes this strategy receives for each of its symbols, e.g. ``["1m", "5m"]``.
+
+    For each symbol and bar the runner subscribes to ``candle/<symbol>@<bar>/`` and calls
+    [`on_candle`][seqtrade.client.Strategy.on_candle]; the server sends only the bars of its
+    ``[candles] bars``. Bars are OKX's names (``1s``, ``1m``, ``3m``, ``5m``, ``15m``, ``30m``,
+    ``1H``, ``2H``, ``4H``, ``6Hutc``, ``12Hutc``, ``1Dutc``). Warm up with
+    [`history`][seqtrade.client.Strategy.history] in ``on_start``: the live bars continue it with no
+    bar missing and none twice (docs/candles.md).
+    """
+
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = dict(params)
         """The strategy's parameters, by name (the keyword arguments of ``Strategy(**params)``).
@@ -248,6 +263,8 @@ class Strategy:
         self._timer_seq = itertools.count()
         self._fees = FeeLedger()  # cumulative fee per order: a report's fee becomes its delta
         self._stop = False
+        self._held_reports: list[bytes] = []  # report frames read while waiting for a history answer
+        self._history_n = itertools.count(1)
 
     # ------------------------------------------------------------------ callbacks
 
@@ -306,6 +323,30 @@ class Strategy:
                 means the server has lost the exchange and market data is stale.
         """
 
+    def on_candle(self, candle: Candle) -> None:
+        """A candle of one of [`bars`][seqtrade.client.Strategy.bars] of one of the symbols.
+
+        ``candle.confirm`` False: the bar is still open and this is its state so far (it comes again
+        as it changes); True: the bar closed, once per bar, in order. After
+        [`history`][seqtrade.client.Strategy.history] no closed bar it returned comes again, and none
+        is skipped: a closed bar that would skip some is preceded by the missing ones, fetched from
+        the server first.
+
+        Args:
+            candle: The [`Candle`][seqtrade.client.Candle].
+        """
+
+    def on_feed_status(self, status: FeedsStatus) -> None:
+        """The health of every market-data feed, once a second and when one goes stale or recovers.
+
+        Only called when overridden (the runner subscribes to ``feed_status/`` then).
+
+        Args:
+            status: The [`FeedsStatus`][seqtrade.client.FeedsStatus]: per channel and symbol the
+                message rate, the age of the last message, gaps, resubscriptions, the
+                exchange-to-gateway delay and whether the feed is stale.
+        """
+
     def on_server_lost(self) -> None:
         """Called when nothing has come from the server for a few seconds (no status message, which
         it sends every second, and no report): it stopped or cannot be reached.
@@ -329,6 +370,69 @@ class Strategy:
         process says goodbye to the server, which applies its ``dead_strategy_policy`` to the orders
         left open at once (cancel them, or leave them open at the exchange).
         """
+
+    # ------------------------------------------------------------------ history
+
+    def history(self, symbol: str, bar: str, n: int, *, timeout: float = 30.0) -> list[Candle]:
+        """The last ``n`` closed bars of ``symbol`` in ``bar`` (oldest first), from the server.
+
+        Blocks until the server answers (at most ``timeout`` seconds: ``TimeoutError``); reports
+        that arrive meanwhile are handled after the callback returns, and live candles that arrive
+        meanwhile are handed over afterwards without the bars already returned here. The server gets
+        them from the venue (OKX's REST candles; the paper venue's own bars since it started), so
+        fewer than ``n`` may come: the server's reason is logged. ``n`` is at most 1440.
+
+        Call it from ``on_start`` to warm up: together with
+        [`on_candle`][seqtrade.client.Strategy.on_candle] the bars form one series with no bar
+        missing and none twice.
+        """
+        bars = self._fetch_history(symbol, bar, n, timeout)
+        if self._protocol is not None:
+            self._protocol.candles.seed(bars)
+        return bars
+
+    def _fetch_history(self, symbol: str, bar: str, n: int, timeout: float) -> list[Candle]:
+        """Ask the server and wait for its answer, holding back every other report frame."""
+        if not 1 <= n <= MAX_HISTORY:
+            raise ValueError(f"history: n must be between 1 and {MAX_HISTORY}, got {n}")
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("the strategy is not connected: call history() from callbacks or timers")
+        rid = f"{self._ids.prefix}-h{next(self._history_n)}"
+        conn.send(HistoryRequest(self.strategy_id, rid, symbol, bar, n))
+        deadline = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            self._keep_alive(now)
+            left = deadline - now
+            if left <= 0:
+                raise TimeoutError(f"history {symbol} {bar}: no answer from the server within {timeout:g} s")
+            if not conn.reports.poll(max(1, int(min(left, 0.5) * 1000))):
+                continue
+            frame = conn.reports.recv()
+            try:
+                _, _, body = wire.decode_frame(frame)
+            except SeqtradeError:
+                continue
+            if body.get("type") != "history" or body.get("request_id") != rid:
+                self._held_reports.append(frame)
+                continue
+            answer = wire.decode_message(frame)
+            if answer.error:
+                self.log.warning("history %s %s: %d of %d bars: %s", symbol, bar, len(answer.candles), n,
+                                 answer.error)  # fmt: skip
+            candles: list[Candle] = answer.candles
+            return candles
+
+    def _keep_alive(self, now: float) -> None:
+        """While history() waits: the heartbeats (and any hello) the protocol has due, so that a long
+        wait never gets the strategy taken for dead."""
+        proto, conn = self._protocol, self._conn
+        if proto is None or conn is None or not proto.running:
+            return
+        proto.tick(now, time.time_ns() // 1_000_000)
+        for msg in proto.requests_to_send():
+            conn.send(msg)
 
     # ------------------------------------------------------------------ orders
 

@@ -116,6 +116,7 @@ async def serve(
                     await nursery.start(gw.feed_task, md_s)
                     await nursery.start(gw.report_task, rep_s)
                     await nursery.start(gw.replay_task, rep_s)
+                    await nursery.start(gw.history_task)
                     await nursery.start(venue.run, gw)
                     log.info("venue %s ready: %s", venue.name, ", ".join(sorted(venue.instruments)))
                     await nursery.start(gw.order_task, pull_s)

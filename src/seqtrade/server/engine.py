@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .. import wire
+from ..candles import HistoryRequest
 from ..config import Config
 from ..errors import WireError
 from ..models import (
@@ -187,6 +188,7 @@ class Output:
     journal: list[tuple[OrderRecord, bool]] = field(default_factory=list)
     replies: list[Reply | Replay] = field(default_factory=list)
     venue: list[VenueCommand] = field(default_factory=list)
+    history: HistoryRequest | None = None  # bars asked for (the shell fetches them from the venue)
 
 
 Pending = tuple[OrderRecord | None, OrderReport, str]  # (record, report, trade id of its fill or "")
@@ -403,6 +405,10 @@ class Engine:
         # keep its callback error counts for `status`
         if req.errors is not None:
             self.callback_errors[req.strategy_id] = req.errors
+
+    def _history(self, req: HistoryRequest, now_ms: int, out: Output) -> None:
+        """Bars for a strategy: fetched by the shell, answered on its report topic (not journaled)."""
+        out.history = req
 
     def _goodbye(self, req: Goodbye, now_ms: int, out: Output) -> None:
         """A strategy leaves cleanly: a departure, and ``server.dead_strategy_policy`` at once."""
@@ -787,5 +793,6 @@ _HANDLERS: dict[type, Callable[[Engine, Any, int, Output], None]] = wire.dispatc
         Hello: Engine._hello,
         Heartbeat: Engine._heartbeat,
         Goodbye: Engine._goodbye,
+        HistoryRequest: Engine._history,
     },
 )

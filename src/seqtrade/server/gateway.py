@@ -21,7 +21,10 @@ Tasks (all children of one nursery in :func:`seqtrade.server.app.serve`):
   the report socket's FD (sends are NOBLOCK), so the order task's sends on it consume no edge.
 - ``replay_task`` sends the replays the welcomes announced, a bounded chunk a step between the other
   tasks' work (it publishes on the report task's socket, between two of its batches).
-- ``monitor_task``: venue status once a second, the status line, dead strategies.
+- ``monitor_task``: venue status once a second, the status line, dead strategies, feed health (the
+  ``feed_status`` message; a feed that goes stale or recovers is logged once).
+- ``history_task``: answers ``history_request``s with the venue's closed bars (a few at a time,
+  bounded queue), on the report socket: not numbered, not journaled.
 
 All of them run on one Trio thread and share the state below without locks: every state change
 happens between two awaits.
@@ -40,8 +43,10 @@ import trio
 
 from .. import trace, wire
 from ..bus import TrioSocket
+from ..candles import History, HistoryRequest
 from ..config import Config
 from ..errors import WireError
+from ..feedhealth import Feed, FeedHealth, FeedsStatus
 from ..models import OrderReport, Ticker, VenueStatus
 from ..venues.base import MarketData, OrderEvent, Venue
 from . import recovery
@@ -71,6 +76,9 @@ __all__ = ["Gateway", "Counters"]
 # 1,024 made that 10-20 ms and a p99 of 20-60 ms under a flood; 128 keeps it near 1-2 ms and
 # still shares one journal commit among up to 128 new orders (bench/abuse.py, docs/operations.md).
 ORDER_BATCH = 128
+HISTORY_QUEUE = 64  # history requests waiting; beyond, answered at once with an error
+HISTORY_PARALLEL = 4  # history requests fetched from the venue at the same time
+HISTORY_TIMEOUT = 30.0  # seconds a venue may take to answer one
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +111,9 @@ class Gateway:
         self.accepting = trio.Event()  # set once every recovery event is applied
         self.stop_requested = trio.Event()
         self._reports_flushed = trio.Event()  # set after every journal commit of reports
-        self.md_send, self.md_recv = trio.open_memory_channel[MarketData | VenueStatus](config.bus.md_queue)
+        self.md_send, self.md_recv = trio.open_memory_channel[MarketData | VenueStatus | FeedsStatus](
+            config.bus.md_queue
+        )
         # The report stage's queue: items in the order they must be numbered, journaled and published.
         # Whichever task drains it does so synchronously (``_run_report_stage``), so the order is kept
         # whether the report task or the order task (inline, for events a venue produced during a
@@ -118,6 +128,9 @@ class Gateway:
         self.journal_lag_s = 0.0
         self._trace_wake = 0  # seqtrade.trace: when the report task last woke
         self._replay_wake = trio.Event()  # set when a replay starts
+        self.feed_health = FeedHealth(config.feeds.stale_after)
+        venue.feed_health = self.feed_health  # the venue reports its gaps and resubscriptions
+        self._history_send, self._history_recv = trio.open_memory_channel[HistoryRequest](HISTORY_QUEUE)
         self.dashboard_url = ""  # the dashboard's address once it listens (seqtrade.server.dashboard)
         # Read-only observers of committed reports (the dashboard's collector): each is handed the
         # commit's pending list after it is published, and must only keep it (an O(1) append).
@@ -181,6 +194,23 @@ class Gateway:
         except trio.WouldBlock:
             self.counters.md_dropped += 1
 
+    def _check_feeds(self) -> None:
+        """Feed health once a second: log each feed that went stale or recovered (once), publish
+        every feed's status (``feed_status``)."""
+        fh = self.feed_health
+        t = trio.current_time()
+        for tr in fh.check(t):
+            if tr.stale:
+                log.warning("feed %s %s stale: no message for %.1f s", tr.channel, tr.symbol, tr.silent_s)
+            else:
+                log.info("feed %s %s recovered", tr.channel, tr.symbol)
+        feeds = FeedsStatus(self.venue.name, now_ms(), fh.snapshot(t))
+        if feeds.feeds:
+            try:
+                self.md_send.send_nowait(feeds)
+            except trio.WouldBlock:
+                self.counters.md_dropped += 1
+
     # ================================================================== feed
 
     async def feed_task(self, md_pub: TrioSocket, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -193,6 +223,8 @@ class Gateway:
         recv = self.md_recv
         seqs = self._md_seq
         topics: dict[tuple[type, str], bytes] = {}
+        feeds: dict[tuple[type, str], Feed | None] = {}  # feed health's handle (None: server messages)
+        keys = {cls: c.key for cls, c in wire.CODECS.items()}
         send = md_pub.send_nowait
         counters = self.counters
         encode = wire.encode_message
@@ -206,18 +238,24 @@ class Gateway:
                     batch.append(recv.receive_nowait())
             except trio.WouldBlock:
                 pass
+            now = trio.current_time()
             for msg in batch:
                 cls = type(msg)
-                key = (cls, msg.venue if isinstance(msg, VenueStatus) else msg.symbol)
+                key = (cls, getattr(msg, keys[cls]))
                 t = topics.get(key)
                 if t is None:
                     t = topics[key] = wire.CODECS[cls].topic(msg)
+                    channel = _feed_channel(msg)
+                    feeds[key] = self.feed_health.feed(channel, msg.symbol) if channel else None  # type: ignore[union-attr]
                 seq = seqs.get(t, 0) + 1
                 seqs[t] = seq
                 msg.seq = seq
                 if tracing and isinstance(msg, Ticker):
                     trace.mark(f"{msg.symbol}#{seq}", "v_tick", msg.gw_ns)
-                msg.gw_ns = time_ns()
+                gw_ns = msg.gw_ns = time_ns()
+                feed = feeds[key]
+                if feed is not None:
+                    feed.seen(msg.ts, gw_ns // 1_000_000, now)
                 # Tickers are the bulk of the traffic: a specialised encoder, same frames.
                 send(encode_ticker(t, msg) if isinstance(msg, Ticker) else encode(msg))
             counters.md_out += len(batch)
@@ -299,6 +337,8 @@ class Gateway:
             self._journal_new_orders(out.journal)
         if out.departed is not None:
             self._departed(out.departed)
+        if out.history is not None:
+            self._queue_history(out.history)
         for item in out.replies:
             await self._queue_report(item)
         venue = self.venue
@@ -462,6 +502,57 @@ class Gateway:
         if info is not None:
             info.alive, info.left = False, True
 
+    # ================================================================== history
+
+    def _queue_history(self, req: HistoryRequest) -> None:
+        try:
+            self._history_send.send_nowait(req)
+        except trio.WouldBlock:
+            self._send_history(History(req.strategy_id, req.request_id, req.symbol, req.bar,
+                                       error=f"too many history requests waiting ({HISTORY_QUEUE}): ask again"))  # fmt: skip
+
+    async def history_task(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Answer history requests: the venue's closed bars, :data:`HISTORY_PARALLEL` at a time, each
+        within :data:`HISTORY_TIMEOUT`; an answer the venue cannot give says why in ``error``."""
+        limiter = trio.CapacityLimiter(HISTORY_PARALLEL)
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            async for req in self._history_recv:
+                token = object()
+                await limiter.acquire_on_behalf_of(token)
+                nursery.start_soon(self._answer_history, req, limiter, token)
+
+    async def _answer_history(
+        self, req: HistoryRequest, limiter: trio.CapacityLimiter, token: object
+    ) -> None:
+        answer = History(req.strategy_id, req.request_id, req.symbol, req.bar)
+        try:
+            if req.symbol not in self.venue.instruments:
+                raise ValueError(
+                    f"symbol {req.symbol} is not served (it serves {', '.join(sorted(self.venue.instruments))})"
+                )
+            with trio.fail_after(HISTORY_TIMEOUT):
+                answer.candles = await self.venue.candles(req.symbol, req.bar, req.n)
+            if len(answer.candles) < req.n:
+                answer.error = f"the venue has {len(answer.candles)} closed bars of the {req.n} asked for"
+        except ValueError as exc:  # the venue cannot serve it: the reason is for the strategy
+            answer.error = str(exc)
+        except trio.TooSlowError:
+            answer.error = f"the venue did not answer within {HISTORY_TIMEOUT:g} s"
+        except Exception as exc:  # noqa: BLE001 - a boundary: a venue error is answered, never fatal
+            log.warning("history %s %s for %s failed: %s", req.symbol, req.bar, req.strategy_id, exc)
+            answer.error = f"the venue failed: {type(exc).__name__}: {exc}"
+        finally:
+            limiter.release_on_behalf_of(token)
+        self._send_history(answer)
+
+    def _send_history(self, answer: History) -> None:
+        pub = self._report_pub
+        if pub is None:
+            return
+        answer.gw_ns = time.time_ns()
+        pub.send_nowait(wire.encode_message(answer))
+
     # ================================================================== recovery and monitoring
 
     async def recover(self) -> None:
@@ -495,6 +586,7 @@ class Gateway:
         while True:
             await trio.sleep(1.0)
             self._publish_status()
+            self._check_feeds()
             t = trio.current_time()
             for info in list(self.strategies.values()):
                 if info.alive and t - info.last_seen > timeout:
@@ -544,6 +636,7 @@ class Gateway:
             "connected": self.venue_connected,
             "symbols": list(self.config.venue.symbols),
             "counters": {k: v for k, v in vars(self.counters).items()},
+            "feeds": [f.row() for f in self.feed_health.snapshot(trio.current_time())],
             "strategies": {
                 sid: {
                     "alive": info.alive,
@@ -585,3 +678,12 @@ class Gateway:
         out = self.engine.cancel_open(strategy_id)
         await self.perform(out)
         return len(out.venue)
+
+
+def _feed_channel(msg: Any) -> str:
+    """The feed-health channel of a market-data message: its kind (``candle:<bar>`` for candles);
+    "" for the server's own messages (status, feed status)."""
+    if isinstance(msg, VenueStatus | FeedsStatus):
+        return ""
+    kind = wire.CODECS[type(msg)].kind
+    return f"candle:{msg.bar}" if kind == "candle" else kind

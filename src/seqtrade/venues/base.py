@@ -35,7 +35,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..candles import Candle
 from ..config import VenueConfig
+from ..feedhealth import FeedHealth
 from ..models import Book, OrderStatus, OrderType, Side, Ticker, Trade
 
 __all__ = [
@@ -48,7 +50,7 @@ __all__ = [
     "MarketData",
 ]
 
-MarketData = Ticker | Book | Trade
+MarketData = Ticker | Book | Trade | Candle
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,9 @@ class Venue(abc.ABC):
     # A simulated exchange, no money at stake: `seqtrade check` notes missing risk limits in one line
     # instead of a warning block, and `seqtrade reset` deletes its journal without being told twice.
     simulated: bool = False
+    # The server's feed health (seqtrade.feedhealth), set by the server before ``run``: a venue tells it
+    # the gaps it finds in a feed and the resubscriptions it makes (``on_gap``/``on_resubscribe``).
+    feed_health: FeedHealth | None = None
 
     @classmethod
     def state_files(cls, config: VenueConfig, run_dir: Path) -> list[Path]:
@@ -175,6 +180,12 @@ class Venue(abc.ABC):
     async def balances(self) -> dict[str, float] | None:
         """Cash per currency in the account; None: the venue cannot tell."""
         return None
+
+    async def candles(self, symbol: str, bar: str, n: int) -> list[Candle]:
+        """The last ``n`` closed bars of ``symbol`` (oldest first, consecutive as the venue has them;
+        fewer when it has fewer). Raises ValueError (with a reason for the strategy) for a bar or
+        symbol it cannot serve; other errors are the venue's (network, limits)."""
+        raise ValueError(f"the {self.name} venue serves no candle history")
 
     async def cancel_all_after(self, timeout_s: float) -> None:  # pragma: no cover - optional
         """Arm (or with 0, disarm) the venue's dead-man's switch. Optional; called by the server only."""

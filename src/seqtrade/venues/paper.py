@@ -2,7 +2,11 @@
 
 No network, no keys. :class:`PaperVenue` implements :class:`~seqtrade.venues.base.Venue`, so the
 server cannot tell it from OKX. The market is a seeded random walk per symbol (repeatable runs); the
-matching lives in the pure :mod:`seqtrade.venues.matching`.
+matching lives in the pure :mod:`seqtrade.venues.matching`. Candles of the bars asked for
+(``[candles] bars``) are built from the venue's own public trades by the pure
+:class:`~seqtrade.candles.CandleBuilder`, in OKX's forms (a bar for every interval, the open bar as it
+changes, each bar once more when it closes); the last ``keep`` closed bars of each are its history,
+in memory (a restarted server starts a new history).
 """
 
 from __future__ import annotations
@@ -12,12 +16,13 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
 
 import trio
 
+from ..candles import MAX_HISTORY, Candle, CandleBuilder
 from ..config import PaperConfig, VenueConfig
 from ..models import Book, Side, Ticker, Trade
 from .base import Instrument, OrderEvent, Venue, VenueOrder, VenueSink
@@ -143,8 +148,21 @@ class PaperVenue(Venue):
 
     name = "paper"
 
-    def __init__(self, cfg: PaperConfig, symbols: list[str], *, state_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        cfg: PaperConfig,
+        symbols: list[str],
+        *,
+        state_path: Path | None = None,
+        bars: Sequence[str] = (),
+        keep: int = MAX_HISTORY,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        """``bars``: candle bar sizes built for every symbol, the last ``keep`` closed bars of each kept;
+        ``clock``: the venue's time in epoch ms (default the system clock)."""
         self._cfg = cfg
+        self._clock = clock or _now_ms
+        self._candles = CandleBuilder(symbols, bars, keep=keep)
         # The account on disk (orders, fills, positions, id counters), loaded by run(); None: in memory.
         self._state_path = state_path
         self._store: PaperStore | None = None
@@ -200,6 +218,7 @@ class PaperVenue(Venue):
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._run_dead_mans_switch)
+                nursery.start_soon(self._run_candles, sink)
                 sink.set_connected(True)
                 await self._run_market(sink, task_status)
         finally:
@@ -208,8 +227,9 @@ class PaperVenue(Venue):
     async def _run_market(self, sink: VenueSink, task_status: trio.TaskStatus[None]) -> None:
         """The market loop: one snapshot of every symbol, ``started``, then a random-walk step of every
         symbol each ``tick_interval``. (The benchmark's feed, :mod:`seqtrade.bench.feed`, replaces it.)"""
-        ts = _now_ms()
+        ts = self._clock()
         for walk in self._walks.values():
+            self._publish_candles(sink, self._candles.start(walk.symbol, walk.last, ts))
             await self._publish_walk(sink, walk, ts)
         task_status.started()
         await self._run_walk(sink)
@@ -220,7 +240,7 @@ class PaperVenue(Venue):
         while True:
             wake = max(wake + interval, trio.current_time())  # after a stall: no burst to catch up
             await trio.sleep_until(wake)
-            ts = _now_ms()
+            ts = self._clock()
             for walk in self._walks.values():
                 walk.step()
                 await self._publish_walk(sink, walk, ts)
@@ -241,8 +261,35 @@ class PaperVenue(Venue):
         sink.publish_market(Book(walk.symbol, ts, bids, asks))
         if trade is not None:
             sink.publish_market(Trade(walk.symbol, ts, engine.next_trade_id(), price, size, str(side)))
+            self._publish_candles(sink, self._candles.on_trade(walk.symbol, price, size, ts))
         if events:
             await self._deliver(events)
+
+    async def _run_candles(self, sink: VenueSink) -> None:
+        """Close each bar when its time is up, with or without a trade in it."""
+        builder = self._candles
+        while True:
+            due = builder.next_close()
+            if due is None:
+                await trio.sleep(1.0)
+                continue
+            await trio.sleep(max(0.0, (due - self._clock()) / 1000))
+            self._publish_candles(sink, builder.advance(self._clock()))
+
+    @staticmethod
+    def _publish_candles(sink: VenueSink, candles: list[Candle]) -> None:
+        for c in candles:
+            sink.publish_market(c)
+
+    async def candles(self, symbol: str, bar: str, n: int) -> list[Candle]:
+        """The last ``n`` closed bars the venue built (since the server started, at most ``keep``)."""
+        builder = self._candles
+        if not builder.serves(symbol, bar):
+            served = ", ".join(builder.bars) or "none: [candles] bars is empty"
+            raise ValueError(f"bar {bar} of {symbol} is not served (bars served: {served})")
+        if self._sink is not None:  # bars whose time is up are closed first (and published)
+            self._publish_candles(self._sink, builder.advance(self._clock()))
+        return builder.closed(symbol, bar, n)
 
     async def _run_dead_mans_switch(self) -> None:
         while True:
@@ -252,7 +299,7 @@ class PaperVenue(Venue):
             self._dms_scope = None
             self._dms_deadline = math.inf
             log.warning("cancel-all-after triggered: cancelling every open order")
-            await self._deliver(self._engine.cancel_all(_now_ms(), reason="cancel-all-after triggered"))
+            await self._deliver(self._engine.cancel_all(self._clock(), reason="cancel-all-after triggered"))
 
     async def _deliver(self, events: Iterable[OrderEvent], submitted: str = "") -> None:
         """Queue ``events`` and deliver the queue in order, unless another task is delivering it.
@@ -278,15 +325,15 @@ class PaperVenue(Venue):
     # ------------------------------------------------------------------ orders
 
     async def place_order(self, order: VenueOrder) -> None:
-        await self._deliver(self._engine.submit(order, _now_ms()), order.venue_order_id)
+        await self._deliver(self._engine.submit(order, self._clock()), order.venue_order_id)
 
     async def cancel_order(self, venue_order_id: str, symbol: str) -> None:
-        await self._deliver((self._engine.cancel(venue_order_id, _now_ms()),))
+        await self._deliver((self._engine.cancel(venue_order_id, self._clock()),))
 
     async def amend_order(
         self, venue_order_id: str, symbol: str, price: float | None, quantity: float | None
     ) -> None:
-        await self._deliver(self._engine.amend(venue_order_id, price, quantity, _now_ms()))
+        await self._deliver(self._engine.amend(venue_order_id, price, quantity, self._clock()))
 
     async def query_order(self, venue_order_id: str, symbol: str) -> OrderEvent | None:
         return self._engine.query(venue_order_id)
@@ -344,7 +391,7 @@ class PaperVenue(Venue):
             if below > 0:
                 bids.append([below, size])
         walk.mid = (bid + ask) / 2
-        ts = _now_ms()
+        ts = self._clock()
         events = self._engine.set_book(symbol, bids, asks, ts)
         sink = self._require_sink()
         sink.publish_market(Ticker(symbol, ts, walk.last, bid, ask, bids[0][1], asks[0][1], walk.volume))
@@ -357,11 +404,11 @@ class PaperVenue(Venue):
         walk = self._walks[symbol]
         walk.last = price
         walk.volume += size
-        ts = _now_ms()
+        ts = self._clock()
         events = self._engine.on_trade(symbol, price, size, side, ts)
-        self._require_sink().publish_market(
-            Trade(symbol, ts, self._engine.next_trade_id(), price, size, str(side))
-        )
+        sink = self._require_sink()
+        sink.publish_market(Trade(symbol, ts, self._engine.next_trade_id(), price, size, str(side)))
+        self._publish_candles(sink, self._candles.on_trade(symbol, price, size, ts))
         await self._deliver(events)
 
     def _require_sink(self) -> VenueSink:

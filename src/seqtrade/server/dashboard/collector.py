@@ -494,12 +494,23 @@ def _fills(c: Collector) -> list[dict[str, Any]]:
     return list(reversed(c.fills))[:50]
 
 
+def _feed_health(c: Collector) -> list[dict[str, Any]]:
+    """Each market-data feed's health as the server judges it (seqtrade.feedhealth): rate, age,
+    delay, gaps, resubscriptions, stale."""
+    rows = []
+    for f in c.gw.feed_health.snapshot(trio.current_time()):
+        row = f.row()
+        rows.append({k: _clean(v) if isinstance(v, float) else v for k, v in row.items()})
+    return rows
+
+
 # The live state's panels, in the page's order. A new panel: a name and a function of the collector.
 PANELS: dict[str, Callable[[Collector], Any]] = {
     "venue": _venue,
     "strategies": _strategies,
     "account": _account,
     "feeds": _feeds,
+    "feed_health": _feed_health,
     "latency": _latency,
     "rejections": _rejections,
     "open_orders": _open_orders,

@@ -35,15 +35,17 @@ from typing import Any
 import httpx
 import trio
 
+from ...candles import Candle, bar_ms, merge_pages
 from ...config import OkxConfig, VenueConfig
 from ...errors import VenueAuthError, VenueError
 from ..base import Instrument, OrderEvent, Venue, VenueOrder, VenueSink
+from . import candles as k
 from . import messages as m
 from .account import PATH_BALANCE, balances_from_okx
 from .auth import OkxCredentials, ws_login_args
 from .entry import CancelAllAfter, OrderEntry, PrivateLink, Request
 from .errors import SUCCESS, CodeClass, code_class
-from .governor import Governor, RateWindow
+from .governor import Governor, RateWindow, take_slot
 from .messages import WsEvent, WsMessage, WsPush
 from .parse import MARKET_CHANNELS, InstrumentSpec, instrument_from_okx, order_event_from_okx
 from .reconcile import MAX_FILL_PAGES, OrderReads, Reconciler
@@ -136,8 +138,13 @@ class OkxVenue(Venue):
         *,
         http_transport: httpx.AsyncBaseTransport | None = None,
         max_queue: int = 60,
+        bars: Sequence[str] = (),
     ) -> None:
         self._cfg = cfg
+        self._bars = list(dict.fromkeys(bars))  # candle channels on the business socket
+        self._business_opens = 0
+        self._candle_rates = {k.PATH_CANDLES: RateWindow(*k.CANDLES_RATE),
+                              k.PATH_HISTORY_CANDLES: RateWindow(*k.HISTORY_RATE)}  # fmt: skip
         self._symbols = list(dict.fromkeys(symbols))
         self._creds = credentials
         self._http_transport = http_transport
@@ -158,10 +165,13 @@ class OkxVenue(Venue):
         self._reconciler: Reconciler | None = None
         self._cancel_all_after: CancelAllAfter | None = None
         self.socket_stats = {"public": SocketStats(), "private": SocketStats()}  # reconnects, for status
+        if self._bars:
+            self.socket_stats["business"] = SocketStats()  # only with candles: the third socket
         self._ws_connects = RateWindow(WS_CONNECTS, WS_CONNECTS_PERIOD)
         self.rest_url = cfg.rest_url
         self.ws_public_url = cfg.ws_public_url or (m.DEMO_WS_PUBLIC if cfg.demo else m.LIVE_WS_PUBLIC)
         self.ws_private_url = cfg.ws_private_url or (m.DEMO_WS_PRIVATE if cfg.demo else m.LIVE_WS_PRIVATE)
+        self.ws_business_url = cfg.ws_business_url or (k.DEMO_WS_BUSINESS if cfg.demo else k.LIVE_WS_BUSINESS)
 
     def __repr__(self) -> str:
         return f"OkxVenue(demo={self._cfg.demo}, symbols={self._symbols!r}, credentials={self._creds!r})"
@@ -245,6 +255,8 @@ class OkxVenue(Venue):
                     nursery.start_soon(self._clock_task, rest)
                     nursery.start_soon(self._public_task)
                     nursery.start_soon(self._private_task)
+                    if self._bars:
+                        nursery.start_soon(self._business_task)
                     await self._private_ready.wait()
                     if self._cfg.cancel_all_after > 0:
                         await self.cancel_all_after(self._cfg.cancel_all_after)
@@ -416,6 +428,71 @@ class OkxVenue(Venue):
                 session.end(f"channel-conn-count-error on {msg.channel}")
         else:
             log.debug("OKX %s socket event %s", session.name, msg.event)
+
+    # ------------------------------------------------------------------ business socket: candles
+
+    async def _business_task(self) -> None:
+        """The business socket for ever: the candle channels of ``bars`` for every symbol."""
+        await self._reconnecting("business", self.ws_business_url, self._business_open,
+                                 self._business_message, lambda reason: None)  # fmt: skip
+
+    async def _business_open(self, session: WsSession) -> None:
+        args = [{"channel": k.candle_channel(b), "instId": s} for s in self._symbols for b in self._bars]
+        await session.send({"op": "subscribe", "args": args})
+        self._business_opens += 1
+        if self._business_opens > 1 and self.feed_health is not None:
+            for s in self._symbols:
+                for b in self._bars:
+                    self.feed_health.on_resubscribe(f"candle:{b}", s)
+        session.ready = True
+
+    async def _business_message(self, session: WsSession, msg: WsMessage) -> None:
+        sink = self._sink
+        assert sink is not None
+        if isinstance(msg, WsEvent):
+            self._on_event(session, msg)
+        elif isinstance(msg, WsPush) and (bar := k.bar_of_channel(msg.channel)) is not None:
+            for d in msg.data:
+                try:
+                    candle = k.candle_from_row(d, msg.inst_id, bar)
+                except (KeyError, ValueError, TypeError):
+                    log.warning("OKX %s push with a malformed row: %r", msg.channel, d)
+                    continue
+                sink.publish_market(candle)
+
+    async def candles(self, symbol: str, bar: str, n: int) -> list[Candle]:
+        """The last ``n`` closed bars from REST: ``market/candles`` (newest 1,440, 300 a page), then
+        ``market/history-candles`` (100 a page) further back, each under its rate limit."""
+        bar_ms(bar)  # ValueError for a bar not served
+        if symbol not in self._instruments:
+            raise ValueError(f"symbol {symbol} is not served")
+        rest = self._rest
+        if rest is None:
+            raise ValueError("the OKX venue is not connected yet")
+        history = bar == "1s"  # only history-candles serves 1 s bars
+        pages: list[list[Candle]] = []
+        after: int | None = None
+        reached = 0
+        for _ in range(n // k.HISTORY_PAGE + 20):  # bounded: every page moves back or ends the loop
+            path = k.PATH_HISTORY_CANDLES if history else k.PATH_CANDLES
+            page = k.HISTORY_PAGE if history else k.CANDLES_PAGE
+            params = {"instId": symbol, "bar": bar, "limit": str(page)}
+            if after is not None:
+                params["after"] = str(after)
+            await take_slot(self._candle_rates[path])
+            rows = await rest.checked("GET", path, params=params, private=False)
+            got = [k.candle_from_row(r, symbol, bar) for r in rows]
+            pages.append(got)
+            if len(merge_pages(pages, n)) >= n:
+                break
+            if got:
+                after = min(c.ts for c in got)
+                reached += len(got)
+            if not history and (len(got) < page or reached >= k.CANDLES_REACH):
+                history = True  # market/candles reaches no further back
+            elif history and not got:
+                break  # OKX has nothing older
+        return merge_pages(pages, n)
 
     # ------------------------------------------------------------------ private socket
 

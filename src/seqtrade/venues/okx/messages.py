@@ -301,5 +301,11 @@ def ws_message(text: str | bytes) -> WsMessage | None:
     if not isinstance(arg, Mapping):
         arg = {}
     data = obj.get("data")
+    if isinstance(data, list) and _text(arg, "channel").startswith("candle"):  # rows are arrays (§5.5)
+        data = [dict(zip(CANDLE_FIELDS, d, strict=False)) for d in data if isinstance(d, list)]
     items = tuple(d for d in data if isinstance(d, Mapping)) if isinstance(data, list) else ()
     return WsPush(channel=_text(arg, "channel"), inst_id=_text(arg, "instId"), data=items)
+
+
+CANDLE_FIELDS: Final = ("ts", "o", "h", "l", "c", "vol", "volCcy", "volCcyQuote", "confirm")
+"""The names of a candle row's columns (§5.5; REST candles alike): a push's rows become maps of them."""

@@ -67,6 +67,14 @@ const PANELS = {
       td(f.seq, f.seq, "", "seq") + td(f.last_update_age_s, f.last_update_age_s.toFixed(1) + " s", f.last_update_age_s > 10 ? "neg" : "", "age") +
       td(f.venue_age_s, f.venue_age_s === null ? "–" : f.venue_age_s.toFixed(1) + " s", "", "venue_age") + "</tr>").join(""));
   },
+  feed_health(rows) {
+    const ms = (x) => (x === null || x === undefined) ? "–" : x.toFixed(1) + " ms";
+    setRows("#feed-health", rows.map((f) => `<tr data-feed="${esc(f.channel)}/${esc(f.symbol)}" class="${f.stale ? "bad" : ""}">` +
+      td(f.channel + " " + f.symbol, f.channel + " " + f.symbol, "l") + td(f.rate, fmt(f.rate, 3), "", "rate") +
+      td(f.age, f.age === null ? "–" : f.age.toFixed(1) + " s", "", "age") + td(f.delay_ms, ms(f.delay_ms), "", "delay_ms") +
+      td(f.max_delay_ms, ms(f.max_delay_ms), "", "max_delay_ms") + td(f.gaps, f.gaps, f.gaps ? "neg" : "", "gaps") +
+      td(f.resubscriptions, f.resubscriptions, "", "resubscriptions") + td(f.stale, f.stale ? "STALE" : "ok", f.stale ? "neg" : "pos", "stale") + "</tr>").join(""));
+  },
   latency(l) {
     hist("#hist-ack", l.order_ack, "#ack-q");
     hist("#hist-tick", l.tick_delay, "#tick-q");
