@@ -25,18 +25,24 @@ from seqtrade import wire
 from seqtrade.candles import Candle, History, HistoryRequest
 from seqtrade.errors import WireError
 from seqtrade.feedhealth import FeedsStatus, FeedStatus
+from seqtrade.instruments import Instrument, InstrumentKind
 from seqtrade.models import (
+    AccountEvent,
+    AccountEventKind,
     AmendRequest,
     Book,
     CancelAll,
     CancelRequest,
+    FundingRate,
     Goodbye,
     Heartbeat,
     Hello,
+    MarkPrice,
     OrderReport,
     OrderRequest,
     OrderStatus,
     OrderType,
+    PriceLimit,
     Refusal,
     Side,
     Ticker,
@@ -132,6 +138,87 @@ MESSAGES: dict[str, Any] = {
     ),
     "history_error": History("s1", "h-2", "ETH-USDT", "5m", [], "bar 5m of ETH-USDT is not served", 0),
     "history_request": HistoryRequest("s1", "h-1", "BTC-USDT", "1m", 300),
+    # Derivatives (extensions of version 1): new frames; the frames above are unchanged by them.
+    "mark": MarkPrice("BTC-USDT-SWAP", 1_700_000_000_000, 60010.5, 60002.25, 3, 4),
+    "funding": FundingRate("BTC-USDT-SWAP", 1_700_000_000_000, 0.0001, 1_700_006_400_000, 28_800_000, 5, 6),
+    "price_limit": PriceLimit("BTC-USDT-SWAP", 1_700_000_000_000, 61200.0, 58800.0, 7, 8),
+    "account_event_funding": AccountEvent(
+        "s1",
+        13,
+        AccountEventKind.FUNDING,
+        "BTC-USDT-SWAP",
+        "",
+        0.0,
+        60010.5,
+        -0.060010,
+        "USDT",
+        "bill-81",
+        1_700_006_400_000,
+        9,
+    ),  # fmt: skip
+    "account_event_liquidation": AccountEvent(
+        "s1",
+        14,
+        AccountEventKind.LIQUIDATION,
+        "BTC-USD-SWAP",
+        "long",
+        -2.0,
+        51000.0,
+        -0.0004,
+        "BTC",
+        "-1234",
+        1_700_006_500_000,
+        10,
+    ),  # fmt: skip
+    "order_reduce_only": OrderRequest(
+        "s1", "c-ro", "BTC-USDT-SWAP", Side.SELL, OrderType.LIMIT, 61000.0, 2.0, 1_700_000_000_000, True
+    ),  # fmt: skip
+    "welcome_instruments": Welcome(
+        "s1",
+        "n",
+        3,
+        [],
+        1,
+        2,
+        ["BTC-USD-SWAP", "BTC-USDT", "BTC-USDT-SWAP"],
+        [
+            Instrument(
+                "BTC-USD-SWAP",
+                0.1,
+                1.0,
+                1.0,
+                None,
+                100.0,
+                InstrumentKind.SWAP,
+                "USD",
+                "BTC",
+                "BTC",
+                "USD",
+                True,
+                100.0,
+                0,
+            ),
+            Instrument(
+                "BTC-USDT", 0.1, 1e-8, 1e-5, None, 1.0, InstrumentKind.SPOT, "BTC", "USDT", "BTC", "USDT"
+            ),
+            Instrument(
+                "BTC-USDT-SWAP",
+                0.1,
+                0.01,
+                0.01,
+                None,
+                0.01,
+                InstrumentKind.SWAP,
+                "BTC",
+                "USDT",
+                "BTC",
+                "USDT",
+                False,
+                100.0,
+                0,
+            ),
+        ],
+    ),  # fmt: skip
 }
 
 REQUESTS = (OrderRequest, CancelRequest, AmendRequest, CancelAll, Hello, Heartbeat, Goodbye, HistoryRequest)
@@ -149,7 +236,8 @@ HOSTILE: dict[str, Any] = {
 # The frames mutated key by key: one of each message type, and each optional key present and absent.
 MUTATED = ("ticker", "book", "trade", "status", "report_accepted", "welcome", "order_limit", "order_market",
            "cancel", "amend_price", "amend_both", "cancel_all", "cancel_all_symbol", "hello",
-           "hello_int_nonce", "heartbeat", "candle", "feed_status", "history", "history_request")  # fmt: skip
+           "hello_int_nonce", "heartbeat", "candle", "feed_status", "history", "history_request", "mark",
+           "funding", "price_limit", "account_event_funding", "order_reduce_only")  # fmt: skip
 
 
 def _cases() -> Iterator[tuple[str, bytes]]:

@@ -16,18 +16,24 @@ from seqtrade import wire
 from seqtrade.candles import BARS, MAX_HISTORY, Candle, History, HistoryRequest
 from seqtrade.errors import WireError
 from seqtrade.feedhealth import FeedsStatus, FeedStatus
+from seqtrade.instruments import Instrument, InstrumentKind
 from seqtrade.models import (
+    AccountEvent,
+    AccountEventKind,
     AmendRequest,
     Book,
     CancelAll,
     CancelRequest,
+    FundingRate,
     Goodbye,
     Heartbeat,
     Hello,
+    MarkPrice,
     OrderReport,
     OrderRequest,
     OrderStatus,
     OrderType,
+    PriceLimit,
     Refusal,
     Side,
     Ticker,
@@ -64,6 +70,11 @@ def _history(sid: str, rid: str, symbol: str, bar: str, rows: list[tuple[int, li
     return History(sid, rid, symbol, bar, [Candle(symbol, bar, t, *v, True) for t, v in rows], error, gw_ns)
 
 
+instruments = st.builds(
+    Instrument, symbols, pos, pos, pos, st.none(), pos, st.sampled_from(InstrumentKind), texts, texts, texts, texts,
+    st.booleans(), pos, u63,
+)  # fmt: skip
+
 # One strategy per model in the codec's tables; test_every_table_entry_has_a_strategy keeps it complete.
 MESSAGES: dict[type, st.SearchStrategy[Any]] = {
     Ticker: st.builds(Ticker, symbols, u63, floats, floats, floats, floats, floats, floats, u63, u64),
@@ -80,6 +91,25 @@ MESSAGES: dict[type, st.SearchStrategy[Any]] = {
         st.just(1),
         u64,
         st.lists(symbols, max_size=3),
+        st.lists(instruments, max_size=3),
+    ),
+    MarkPrice: st.builds(MarkPrice, symbols, u63, floats, floats, u63, u64),
+    FundingRate: st.builds(FundingRate, symbols, u63, floats, u63, u63, u63, u64),
+    PriceLimit: st.builds(PriceLimit, symbols, u63, floats, floats, u63, u64),
+    AccountEvent: st.builds(
+        AccountEvent,
+        ids,
+        u63,
+        st.sampled_from(AccountEventKind),
+        symbols,
+        st.sampled_from(["", "long", "short"]),
+        floats,
+        floats,
+        floats,
+        texts,
+        texts,
+        u63,
+        u64,
     ),
     OrderRequest: st.one_of(
         st.builds(
@@ -92,6 +122,7 @@ MESSAGES: dict[type, st.SearchStrategy[Any]] = {
             pos,
             pos,
             u63,
+            st.booleans(),
         ),
         st.builds(
             OrderRequest,
@@ -151,8 +182,10 @@ def test_tables_are_split_by_channel_and_keep_the_protocol_order():
         "order_request", "cancel_request", "amend_request", "cancel_all", "hello", "heartbeat", "goodbye",
         "history_request",
     ]  # fmt: skip
-    assert list(wire.MARKET_DATA_TYPES) == ["ticker", "book", "trade", "status", "candle", "feed_status"]
-    assert list(wire.REPORT_TYPES) == ["order_report", "welcome", "refusal", "history"]
+    assert list(wire.MARKET_DATA_TYPES) == [
+        "ticker", "book", "trade", "status", "candle", "feed_status", "mark", "funding", "price_limit"
+    ]  # fmt: skip
+    assert list(wire.REPORT_TYPES) == ["order_report", "welcome", "refusal", "history", "account_event"]
     assert wire.MESSAGE_TYPES == {**wire.MARKET_DATA_TYPES, **wire.REPORT_TYPES}
     assert all(c.kind == "report" for c in wire.REPORT_TYPES.values())
     assert all(c.kind == c.type for c in (*wire.MARKET_DATA_TYPES.values(), *wire.REQUEST_TYPES.values()))
@@ -238,14 +271,30 @@ def test_dispatch_table_covers_its_table_exactly():
     seen: list[Any] = []
     handlers = wire.dispatch_table(
         wire.MARKET_DATA_TYPES,
-        {m: seen.append for m in (Ticker, Book, Trade, VenueStatus, Candle, FeedsStatus)},
+        {
+            m: seen.append
+            for m in (
+                Ticker,
+                Book,
+                Trade,
+                VenueStatus,
+                Candle,
+                FeedsStatus,
+                MarkPrice,
+                FundingRate,
+                PriceLimit,
+            )
+        },  # fmt: skip
     )
     msgs = [Ticker("X", 1, 1, 1, 1, 1, 1, 1), Book("X", 1, [], []), Trade("X", 1, "t", 1, 1, "buy"),
             VenueStatus("paper", True, [], 1), Candle("X", "1m", 0, 1, 1, 1, 1, 0, True), FeedsStatus("paper", 1)]  # fmt: skip
     for m in msgs:
         handlers[type(m)](m)
     assert seen == msgs
-    with pytest.raises(ValueError, match=r"no handler for \['trade', 'status', 'candle', 'feed_status'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"no handler for \['trade', 'status', 'candle', 'feed_status', 'mark', 'funding', 'price_limit'\]",
+    ):
         wire.dispatch_table(wire.MARKET_DATA_TYPES, {Ticker: print, Book: print})
     with pytest.raises(ValueError, match="not in the table: \\['Hello'\\]"):
         wire.dispatch_table(wire.REPORT_TYPES, {OrderReport: print, Welcome: print, Hello: print})

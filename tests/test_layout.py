@@ -45,6 +45,7 @@ def test_client_public_surface():
         "Strategy", "Position", "run", "run_strategy", "load_strategy", "Endpoints",
         "Ticker", "Book", "Trade", "VenueStatus", "OrderReport", "OrderStatus",
         "Candle", "FeedsStatus", "FeedStatus",
+        "AccountEvent", "AccountEventKind", "MarkPrice", "FundingRate", "PriceLimit", "Instrument", "InstrumentKind",
     ])  # fmt: skip
     for name in c.__all__:
         assert hasattr(c, name)

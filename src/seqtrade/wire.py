@@ -7,8 +7,9 @@ The codec is a table: one :class:`Codec` entry per message type holds its model,
 two functions that turn the model into a body map and back, written side by side below. Both
 directions dispatch through the tables, never through ``isinstance`` chains:
 
-- :data:`MARKET_DATA_TYPES` (ticker, book, trade, status, candle, feed_status) and :data:`REPORT_TYPES`
-  (order_report, welcome, refusal, history) are what the server publishes; :data:`MESSAGE_TYPES` is both, what :func:`decode_message`
+- :data:`MARKET_DATA_TYPES` (ticker, book, trade, status, candle, feed_status, mark, funding,
+  price_limit) and :data:`REPORT_TYPES` (order_report, welcome, refusal, history, account_event) are
+  what the server publishes; :data:`MESSAGE_TYPES` is both, what :func:`decode_message`
   reads.
 - :data:`REQUEST_TYPES` is what strategies send; :func:`parse_request` reads it.
 - :data:`CODECS` maps each model class to its entry; :func:`encode_message` uses it.
@@ -54,19 +55,25 @@ import msgpack
 from .candles import BARS, MAX_HISTORY, REQUEST_ID_RE, Candle, History, HistoryRequest
 from .errors import WireError
 from .feedhealth import FeedsStatus, FeedStatus
+from .instruments import instrument_from_map, instrument_to_map
 from .models import (
     PROTOCOL_VERSION,
+    AccountEvent,
+    AccountEventKind,
     AmendRequest,
     Book,
     CancelAll,
     CancelRequest,
+    FundingRate,
     Goodbye,
     Heartbeat,
     Hello,
+    MarkPrice,
     OrderReport,
     OrderRequest,
     OrderStatus,
     OrderType,
+    PriceLimit,
     Refusal,
     Side,
     Ticker,
@@ -98,6 +105,10 @@ __all__ = [
     "parse_request",
     "report_to_body",
     "report_from_body",
+    "account_event_to_body",
+    "account_event_from_body",
+    "stored_report_to_body",
+    "stored_report_from_body",
 ]
 
 STRATEGY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
@@ -320,6 +331,47 @@ def _feeds_from_body(d: dict[str, Any]) -> FeedsStatus:
 _FEED_STATUS = Codec("feed_status", FeedsStatus, "venue", _feeds_body, _feeds_from_body)
 
 
+def _mark_body(m: MarkPrice) -> dict[str, Any]:
+    return {"type": "mark", "symbol": m.symbol, "ts": m.ts, "mark_price": float(m.mark_price),
+            "index_price": float(m.index_price), "seq": m.seq, "gw_ns": m.gw_ns}  # fmt: skip
+
+
+def _mark_from_body(d: dict[str, Any]) -> MarkPrice:
+    return MarkPrice(d["symbol"], d["ts"], d["mark_price"], d.get("index_price", 0.0), d.get("seq", 0),
+                     d.get("gw_ns", 0))  # fmt: skip
+
+
+_MARK = Codec("mark", MarkPrice, "symbol", _mark_body, _mark_from_body)
+
+
+def _funding_body(f: FundingRate) -> dict[str, Any]:
+    return {"type": "funding", "symbol": f.symbol, "ts": f.ts, "funding_rate": float(f.funding_rate),
+            "next_funding_time": f.next_funding_time, "interval_ms": f.interval_ms, "seq": f.seq,
+            "gw_ns": f.gw_ns}  # fmt: skip
+
+
+def _funding_from_body(d: dict[str, Any]) -> FundingRate:
+    return FundingRate(d["symbol"], d["ts"], d["funding_rate"], d["next_funding_time"], d.get("interval_ms", 0),
+                       d.get("seq", 0), d.get("gw_ns", 0))  # fmt: skip
+
+
+_FUNDING = Codec("funding", FundingRate, "symbol", _funding_body, _funding_from_body)
+
+
+def _price_limit_body(p: PriceLimit) -> dict[str, Any]:
+    return {"type": "price_limit", "symbol": p.symbol, "ts": p.ts, "buy_limit": float(p.buy_limit),
+            "sell_limit": float(p.sell_limit), "seq": p.seq, "gw_ns": p.gw_ns}  # fmt: skip
+
+
+def _price_limit_from_body(d: dict[str, Any]) -> PriceLimit:
+    return PriceLimit(
+        d["symbol"], d["ts"], d["buy_limit"], d["sell_limit"], d.get("seq", 0), d.get("gw_ns", 0)
+    )
+
+
+_PRICE_LIMIT = Codec("price_limit", PriceLimit, "symbol", _price_limit_body, _price_limit_from_body)
+
+
 def report_to_body(r: OrderReport) -> dict[str, Any]:
     """The body of an ``order_report`` (also what the journal stores)."""
     return {
@@ -374,6 +426,70 @@ _ORDER_REPORT = Codec(
 )
 
 
+def account_event_to_body(e: AccountEvent) -> dict[str, Any]:
+    """The body of an ``account_event`` (also what the journal stores)."""
+    return {
+        "type": "account_event",
+        "seq": e.seq,
+        "strategy_id": e.strategy_id,
+        "kind": str(e.kind),
+        "symbol": e.symbol,
+        "pos_side": e.pos_side,
+        "quantity": float(e.quantity),
+        "price": float(e.price),
+        "amount": float(e.amount),
+        "currency": e.currency,
+        "event_id": e.event_id,
+        "ts": e.ts,
+        "gw_ns": e.gw_ns,
+    }
+
+
+def account_event_from_body(d: dict[str, Any]) -> AccountEvent:
+    """The event in an ``account_event`` body (also what the journal reads back). A kind this
+    version does not know is kept as its string."""
+    kind_s = d["kind"]
+    try:
+        kind: AccountEventKind = AccountEventKind(kind_s)
+    except ValueError:
+        kind = kind_s
+    return AccountEvent(
+        strategy_id=d["strategy_id"],
+        seq=d["seq"],
+        kind=kind,
+        symbol=d.get("symbol", ""),
+        pos_side=d.get("pos_side", ""),
+        quantity=d.get("quantity", 0.0),
+        price=d.get("price", 0.0),
+        amount=d.get("amount", 0.0),
+        currency=d.get("currency", ""),
+        event_id=d.get("event_id", ""),
+        ts=d.get("ts", 0),
+        gw_ns=d.get("gw_ns", 0),
+    )
+
+
+def stored_report_to_body(r: OrderReport | AccountEvent) -> dict[str, Any]:
+    """The body of any report numbered in a strategy's stream (what the journal stores)."""
+    return account_event_to_body(r) if type(r) is AccountEvent else report_to_body(r)  # type: ignore[arg-type]
+
+
+def stored_report_from_body(d: dict[str, Any]) -> OrderReport | AccountEvent:
+    """The report in a stored body: an ``account_event`` or an ``order_report`` (older rows have no
+    other type)."""
+    return account_event_from_body(d) if d.get("type") == "account_event" else report_from_body(d)
+
+
+_ACCOUNT_EVENT = Codec(
+    "account_event",
+    AccountEvent,
+    "strategy_id",
+    account_event_to_body,
+    account_event_from_body,
+    kind="report",
+)
+
+
 def _welcome_body(w: Welcome) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": "welcome",
@@ -386,6 +502,8 @@ def _welcome_body(w: Welcome) -> dict[str, Any]:
     }
     if w.symbols:  # an extension of version 1: absent when empty
         body["symbols"] = list(w.symbols)
+    if w.instruments:  # an extension of version 1: absent when empty
+        body["instruments"] = [instrument_to_map(i) for i in w.instruments]
     return body
 
 
@@ -398,6 +516,7 @@ def _welcome_from_body(d: dict[str, Any]) -> Welcome:
         protocol=d.get("protocol", PROTOCOL_VERSION),
         gw_ns=d.get("gw_ns", 0),
         symbols=[str(x) for x in d.get("symbols", [])],
+        instruments=[instrument_from_map(i) for i in d.get("instruments", [])],
     )
 
 
@@ -518,6 +637,8 @@ def _order_body(o: OrderRequest) -> dict[str, Any]:
     }
     if o.price is not None:
         body["price"] = float(o.price)
+    if o.reduce_only:  # an extension of version 1: absent when false
+        body["reduce_only"] = True
     return body
 
 
@@ -545,9 +666,15 @@ def _order_from_body(d: dict[str, Any]) -> OrderRequest:
     else:
         price = _positive(d, typ, "price")
     quantity = _positive(d, typ, "quantity")
+    reduce_only = d.get("reduce_only", False)
+    if not isinstance(reduce_only, bool):
+        raise WireError(
+            f"order_request: 'reduce_only' must be true or false, got {type(reduce_only).__name__}"
+        )
     return OrderRequest(
-        d["strategy_id"], coid, symbol, side, order_type, price, quantity, _timestamp(d, typ, "timestamp")
-    )
+        d["strategy_id"], coid, symbol, side, order_type, price, quantity, _timestamp(d, typ, "timestamp"),
+        reduce_only,
+    )  # fmt: skip
 
 
 _ORDER_REQUEST = Codec("order_request", OrderRequest, "strategy_id", _order_body, _order_from_body)
@@ -721,8 +848,10 @@ _HISTORY_REQUEST = Codec(
 
 # --------------------------------------------------------------------------- the tables
 
-_MARKET_DATA: tuple[Codec[Any], ...] = (_TICKER, _BOOK, _TRADE, _STATUS, _CANDLE, _FEED_STATUS)
-_REPORTS: tuple[Codec[Any], ...] = (_ORDER_REPORT, _WELCOME, _REFUSAL, _HISTORY)
+_MARKET_DATA: tuple[Codec[Any], ...] = (
+    _TICKER, _BOOK, _TRADE, _STATUS, _CANDLE, _FEED_STATUS, _MARK, _FUNDING, _PRICE_LIMIT
+)  # fmt: skip
+_REPORTS: tuple[Codec[Any], ...] = (_ORDER_REPORT, _WELCOME, _REFUSAL, _HISTORY, _ACCOUNT_EVENT)
 _REQUESTS: tuple[Codec[Any], ...] = (
     _ORDER_REQUEST, _CANCEL_REQUEST, _AMEND_REQUEST, _CANCEL_ALL, _HELLO, _HEARTBEAT, _GOODBYE,
     _HISTORY_REQUEST,

@@ -548,3 +548,7 @@ _ROUTES: dict[tuple[str, str], tuple[bool, _Handler]] = {
     ("GET", "/api/v5/account/balance"): (True, _balance),
     ("POST", "/api/v5/trade/cancel-all-after"): (True, _cancel_all_after),
 }
+
+from .deriv_rest import DERIV_ROUTES  # noqa: E402 -- the derivative endpoints use the helpers above
+
+_ROUTES.update(DERIV_ROUTES)

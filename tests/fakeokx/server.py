@@ -23,7 +23,10 @@ import trio
 from . import rest, ws
 from .auth import Credentials
 from .candles import FakeCandles
-from .exchange import CancelAllAfter, Exchange
+from .deriv_instruments import derivative_instruments
+from .deriv_server import DerivControls
+from .derivs import DerivExchange
+from .exchange import CancelAllAfter
 from .instruments import DEFAULT_INSTRUMENTS
 
 __all__ = ["ClockRefusal", "FakeOkx", "RecordedRequest", "Stall", "open_fake_okx"]
@@ -83,8 +86,8 @@ class Stall:
         return self.target in (path, f"{method} {path}")
 
 
-class FakeOkx:
-    """A faithful-enough OKX v5 (spot, demo account) for adapter tests.  See README.md."""
+class FakeOkx(DerivControls):
+    """A faithful-enough OKX v5 (spot and derivatives, demo account) for adapter tests.  See README.md."""
 
     def __init__(
         self,
@@ -104,8 +107,12 @@ class FakeOkx:
         self.clock_offset_ms = clock_offset_ms
         self.host = host
         self.uid = FAKE_UID
-        self.exchange = Exchange(
-            list(instruments if instruments is not None else DEFAULT_INSTRUMENTS),
+        self.exchange = DerivExchange(
+            list(
+                instruments
+                if instruments is not None
+                else DEFAULT_INSTRUMENTS + derivative_instruments(self.now_ms())
+            ),
             dict(balances if balances is not None else DEFAULT_BALANCES),
             uid=self.uid,
             now_ms=self.now_ms,
@@ -140,6 +147,7 @@ class FakeOkx:
         self._nursery: trio.Nursery | None = None
         self._caa_scopes: dict[str, trio.CancelScope] = {}
         self._conn_counter = 0
+        self._init_derivs()
 
     # ------------------------------------------------------------------ clock
 
@@ -369,7 +377,12 @@ class FakeOkx:
         record = self.exchange.balance_record()
         for conn in subscribers:
             assert conn.account_arg is not None
-            conn.send_json({"arg": conn.account_arg, "data": [record]}, activity=True)
+            message = {
+                "arg": conn.account_arg,
+                "eventType": "event_update",
+                "data": [record],
+            }  # [account channel]
+            conn.send_json(message, activity=True)
 
     def schedule(self, fn: Callable[[], None]) -> None:
         if self._nursery is None:

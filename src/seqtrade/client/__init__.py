@@ -25,7 +25,20 @@ from typing import TYPE_CHECKING, Any
 
 from ..candles import Candle
 from ..feedhealth import FeedsStatus, FeedStatus
-from ..models import Book, OrderReport, OrderStatus, Ticker, Trade, VenueStatus
+from ..instruments import Instrument, InstrumentKind
+from ..models import (
+    AccountEvent,
+    AccountEventKind,
+    Book,
+    FundingRate,
+    MarkPrice,
+    OrderReport,
+    OrderStatus,
+    PriceLimit,
+    Ticker,
+    Trade,
+    VenueStatus,
+)
 from .strategy import Position, Strategy
 
 if TYPE_CHECKING:
@@ -49,6 +62,13 @@ __all__ = [
     "FeedStatus",
     "OrderReport",
     "OrderStatus",
+    "AccountEvent",
+    "AccountEventKind",
+    "MarkPrice",
+    "FundingRate",
+    "PriceLimit",
+    "Instrument",
+    "InstrumentKind",
 ]
 
 _LAZY = {"run": ".cli", "load_strategy": ".loading", "run_strategy": ".runner", "Endpoints": ".runner"}

@@ -69,13 +69,18 @@ from .. import wire
 from ..candles import Candle, CandleJoin, History
 from ..errors import WireError
 from ..feedhealth import FeedsStatus
+from ..instruments import Instrument
 from ..models import (
     PROTOCOL_VERSION,
+    AccountEvent,
     Book,
+    FundingRate,
     Goodbye,
     Heartbeat,
     Hello,
+    MarkPrice,
     OrderReport,
+    PriceLimit,
     Refusal,
     Ticker,
     Trade,
@@ -129,7 +134,7 @@ class Synced:
 class Report:
     """The next report of this strategy, in seq order, each seq once."""
 
-    report: OrderReport
+    report: OrderReport | AccountEvent  # an account_event shares the order reports' seq
     joining: bool  # arrived before the first join completed: state to rebuild, not news for on_order
     synced: Synced | None = None  # this report completes a join
 
@@ -198,18 +203,21 @@ class ClientProtocol:
         self._rejoin = False  # decided where no time was given: the next tick() sends the hello
         self._status_seq = 0
         self._md_seq: dict[tuple[str, str], int] = {}
+        self.instruments: dict[str, Instrument] = {}  # from the newest welcome (empty: an older server)
         self._ticker_seq: dict[str, int] = {}  # the ticker path's own seq per symbol
         self.candles = CandleJoin()  # per candle stream, the newest closed bar handed to the strategy
         # Dispatch by message type, checked against the codec's tables (a new type needs a handler).
         self._report_handlers: dict[type, Callable[[Any, float], ReportEvent]] = wire.dispatch_table(
             wire.REPORT_TYPES,
             {OrderReport: self._on_report, Welcome: self._on_welcome, Refusal: self._on_refusal,
-             History: self._on_history},
+             History: self._on_history, AccountEvent: self._on_report},
         )  # fmt: skip
         self._md_handlers: dict[type, Callable[[Any], MdEvent]] = wire.dispatch_table(
             wire.MARKET_DATA_TYPES,
             {Ticker: self._ticker_via_table, Book: self._book_or_trade, Trade: self._book_or_trade,
-             VenueStatus: self._status, Candle: self._candle, FeedsStatus: self._feeds},
+             VenueStatus: self._status, Candle: self._candle, FeedsStatus: self._feeds,
+             MarkPrice: self._book_or_trade, FundingRate: self._book_or_trade,
+             PriceLimit: self._book_or_trade},
         )  # fmt: skip
 
     # ------------------------------------------------------------------ requests out
@@ -334,7 +342,7 @@ class ClientProtocol:
         handler = self._report_handlers.get(type(msg))
         return handler(msg, now) if handler is not None else None
 
-    def _on_report(self, msg: OrderReport, now: float) -> Report | None:
+    def _on_report(self, msg: OrderReport | AccountEvent, now: float) -> Report | None:
         if msg.seq <= self.last_seq:
             return None  # a duplicate: already handled
         if msg.seq != self.last_seq + 1:
@@ -380,6 +388,8 @@ class ClientProtocol:
     def _on_welcome(self, msg: Welcome, now: float) -> Synced | None:
         if not (self.nonce and msg.nonce == self.nonce):
             return None  # a welcome for another hello (ours or not)
+        if msg.instruments:  # before the replay that follows: its fills need the contract facts
+            self.instruments = {i.symbol: i for i in msg.instruments}
         if self.refused is not None:
             log.info("the id's previous process is gone: joining in its place")
             self.refused = None
@@ -445,8 +455,9 @@ class ClientProtocol:
     def _ticker_via_table(self, msg: Ticker) -> None:
         raise AssertionError("tickers take the fast path in receive_md_frame")  # pragma: no cover
 
-    def _book_or_trade(self, msg: Book | Trade) -> Book | Trade:
-        self._seq_gap(("book" if type(msg) is Book else "trade", msg.symbol), msg.seq)
+    def _book_or_trade(self, msg: Book | Trade | MarkPrice | FundingRate | PriceLimit) -> Any:
+        """Any per-symbol message but the ticker and candles: its seq gap counted per topic."""
+        self._seq_gap((msg.__class__.__name__, msg.symbol), msg.seq)
         return msg
 
     def _candle(self, msg: Candle) -> Candle:
@@ -474,5 +485,5 @@ class ClientProtocol:
 
 ReportEvent = Report | Synced | Refused | History | None
 """What one report-channel frame gives: an event for the shell, or nothing."""
-MdEvent = Book | Trade | VenueStatus | Candle | FeedsStatus | None
+MdEvent = Book | Trade | VenueStatus | Candle | FeedsStatus | MarkPrice | FundingRate | PriceLimit | None
 """What one market-data frame other than a ticker gives."""

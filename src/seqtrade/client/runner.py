@@ -33,7 +33,17 @@ from ..candles import MAX_HISTORY, Candle, History
 from ..config import Config
 from ..errors import SeqtradeError
 from ..feedhealth import FeedsStatus
-from ..models import Book, Heartbeat, Ticker, Trade, VenueStatus
+from ..models import (
+    AccountEvent,
+    Book,
+    FundingRate,
+    Heartbeat,
+    MarkPrice,
+    PriceLimit,
+    Ticker,
+    Trade,
+    VenueStatus,
+)
 from ..security import ClientCurve, apply_client_curve, client_curve
 from .errorlog import SUMMARY_INTERVAL, CallbackErrors
 from .protocol import HELLO_INTERVAL, ClientProtocol, Refused, Report, ServerLost, Synced
@@ -136,7 +146,10 @@ def _overrides(strategy: Strategy, name: str) -> bool:
     return getattr(type(strategy), name) is not getattr(Strategy, name)
 
 
-_MD_CALLBACK = {Book: "on_book", Trade: "on_trade", VenueStatus: "on_status", FeedsStatus: "on_feed_status"}
+_MD_CALLBACK = {Book: "on_book", Trade: "on_trade", VenueStatus: "on_status", FeedsStatus: "on_feed_status",
+                MarkPrice: "on_mark", FundingRate: "on_funding", PriceLimit: "on_price_limit"}  # fmt: skip
+# The derivatives topics a strategy is subscribed to when it overrides the callback.
+_DERIVATIVE_MD = (("mark", "on_mark"), ("funding", "on_funding"), ("price_limit", "on_price_limit"))
 
 
 class _Shell:
@@ -196,15 +209,21 @@ class _Shell:
             if ev is None:
                 continue
             if isinstance(ev, Report):
-                s._apply_report(ev.report)
-                if not ev.joining:
-                    if trace.ON:
-                        key = f"{ev.report.client_order_id}:{ev.report.status}"
-                        trace.mark(key, "c_recv", t_recv)
-                        trace.mark(key, "c_decoded")
-                    self.call(s.on_order, ev.report)
-                    if trace.ON:
-                        trace.mark(key, "c_done")
+                r = ev.report
+                if isinstance(r, AccountEvent):
+                    s._apply_account_event(r)
+                    if not ev.joining:
+                        self.call(s.on_account_event, r)
+                else:
+                    s._apply_report(r)
+                    if not ev.joining:
+                        if trace.ON:
+                            key = f"{r.client_order_id}:{r.status}"
+                            trace.mark(key, "c_recv", t_recv)
+                            trace.mark(key, "c_decoded")
+                        self.call(s.on_order, r)
+                        if trace.ON:
+                            trace.mark(key, "c_done")
                 if ev.synced is not None:
                     self.synced(ev.synced)
             elif isinstance(ev, Synced):
@@ -316,6 +335,9 @@ def run_strategy(
             conn.subscribe("trade", sym)
         for bar in strategy.bars:
             conn.subscribe("candle", f"{sym}@{bar}")
+        for kind, callback in _DERIVATIVE_MD:
+            if _overrides(strategy, callback):
+                conn.subscribe(kind, sym)
         subscribed.append(sym)
     conn.md.setsockopt(zmq.SUBSCRIBE, b"status/")
     if _overrides(strategy, "on_feed_status"):

@@ -20,21 +20,26 @@ from ..candles import MAX_HISTORY, Candle, HistoryRequest
 from ..errors import SeqtradeError
 from ..feedhealth import FeedsStatus
 from ..ids import base36
+from ..instruments import Instrument, money_currency
 from ..models import (
     OPEN_STATUSES,
+    AccountEvent,
     AmendRequest,
     Book,
     CancelAll,
     CancelRequest,
+    FundingRate,
+    MarkPrice,
     OrderReport,
     OrderRequest,
     OrderType,
+    PriceLimit,
     Side,
     Ticker,
     Trade,
     VenueStatus,
 )
-from ..positions import FeeLedger, apply_fill
+from ..positions import FeeLedger, apply_fill, apply_fill_to
 
 if TYPE_CHECKING:
     from .protocol import ClientProtocol
@@ -88,23 +93,39 @@ class Position:
     from the realised PnL.
 
     Attributes:
-        quantity: Net quantity in base units: positive long, negative short, 0.0 flat.
+        quantity: Net quantity in the instrument's unit (base currency for spot, contracts for swaps
+            and futures): positive long, negative short, 0.0 flat.
         avg_price: Average entry price of the open quantity (0.0 when flat).
-        realized_pnl: Profit realised by closing trades, in quote units, gross of fees.
-        fees: Fees paid on this symbol's orders, in quote units (a rebate counts negative).
+        realized_pnl: Profit realised by closing trades, gross of fees, in ``currency``.
+        fees: Fees paid on this symbol's orders, in ``currency`` (a rebate counts negative).
+        funding: Funding received (+) or paid (-) on this symbol, in ``currency``; liquidation and
+            ADL amounts count here too (``account_event`` reports).
+        currency: The currency of the money figures: the settlement currency (USDT for a linear
+            swap, BTC for ``BTC-USD-SWAP``, the quote currency for spot); "" when not known.
+        instrument: The instrument's facts the PnL is computed with (contract value, linear or
+            inverse); None when the server did not send them (PnL as for spot).
     """
 
     quantity: float = 0.0  # + long, - short
     avg_price: float = 0.0  # average entry price of the open quantity
     realized_pnl: float = 0.0  # gross of fees
     fees: float = 0.0
+    funding: float = 0.0
+    currency: str = ""
+    instrument: Instrument | None = field(default=None, repr=False)
 
     def apply_fill(self, side: str, qty: float, price: float) -> None:
-        """Apply one fill of ``qty`` (base units, > 0) at ``price``; ``side`` is ``"buy"`` or ``"sell"``.
+        """Apply one fill of ``qty`` (> 0, the instrument's unit) at ``price``; ``side`` is ``"buy"``
+        or ``"sell"``. PnL uses the contract value (and the inverse formula) when the instrument is known.
 
         The maths the server's accounts use too (``seqtrade.positions``).
         """
-        self.quantity, self.avg_price, pnl = apply_fill(self.quantity, self.avg_price, side, qty, price)
+        if self.instrument is not None:
+            self.quantity, self.avg_price, pnl = apply_fill_to(
+                self.instrument, self.quantity, self.avg_price, side, qty, price
+            )
+        else:
+            self.quantity, self.avg_price, pnl = apply_fill(self.quantity, self.avg_price, side, qty, price)
         self.realized_pnl += pnl
 
 
@@ -315,6 +336,38 @@ class Strategy:
             report: The [`OrderReport`][seqtrade.client.OrderReport].
         """
 
+    def on_account_event(self, event: AccountEvent) -> None:
+        """Something the venue did to this strategy's position: funding, a liquidation, an ADL, a
+        delivery or a liquidation warning (state already applied: ``positions`` includes it).
+
+        Numbered with the order reports, called once each, in ``seq`` order, like ``on_order``.
+
+        Args:
+            event: The [`AccountEvent`][seqtrade.client.AccountEvent].
+        """
+
+    def on_mark(self, mark: MarkPrice) -> None:
+        """The mark and index price of a subscribed swap or future (subscribed to only if overridden).
+
+        Args:
+            mark: The newest [`MarkPrice`][seqtrade.client.MarkPrice].
+        """
+
+    def on_funding(self, funding: FundingRate) -> None:
+        """The funding rate and the next funding time of a subscribed swap (only if overridden).
+
+        Args:
+            funding: The newest [`FundingRate`][seqtrade.client.FundingRate].
+        """
+
+    def on_price_limit(self, limit: PriceLimit) -> None:
+        """The venue's price limits of a subscribed swap or future (only if overridden): orders
+        outside them are refused.
+
+        Args:
+            limit: The newest [`PriceLimit`][seqtrade.client.PriceLimit].
+        """
+
     def on_status(self, status: VenueStatus) -> None:
         """Venue connectivity, once a second and on every change.
 
@@ -442,7 +495,13 @@ class Strategy:
         self._conn.send(msg)
 
     def _order(
-        self, symbol: str, side: Side, order_type: OrderType, price: float | None, quantity: float
+        self,
+        symbol: str,
+        side: Side,
+        order_type: OrderType,
+        price: float | None,
+        quantity: float,
+        reduce_only: bool = False,
     ) -> str:
         if self.symbols and symbol not in self.symbols:
             raise ValueError(
@@ -452,21 +511,41 @@ class Strategy:
         coid = self._ids.next()
         self._send(
             OrderRequest(
-                self.strategy_id, coid, symbol, side, order_type, price, quantity, time.time_ns() // 1_000_000
-            )
+                self.strategy_id,
+                coid,
+                symbol,
+                side,
+                order_type,
+                price,
+                quantity,
+                time.time_ns() // 1_000_000,
+                reduce_only,
+            )  # fmt: skip
         )
         return coid
 
-    def buy_limit(self, symbol: str, price: float, quantity: float, *, order_type: str = "limit") -> str:
+    def buy_limit(
+        self,
+        symbol: str,
+        price: float,
+        quantity: float,
+        *,
+        order_type: str = "limit",
+        reduce_only: bool = False,
+    ) -> str:
         """Buy at ``price`` or better. ``order_type``: limit, post_only, ioc or fok. Returns the client_order_id.
 
         Args:
             symbol: The instrument, e.g. ``"BTC-USDT"``.
             price: The limit price, in quote units; rounded down to the tick.
-            quantity: In base units; rounded down to the lot.
+            quantity: In the instrument's unit: base currency for spot, contracts for swaps and
+                futures ([`instrument`][seqtrade.client.Strategy.instrument]); rounded down to the lot.
             order_type: ``"limit"`` (rests until filled or cancelled), ``"post_only"`` (rejected if it
                 would trade at once), ``"ioc"`` (fills what it can at once, the rest is cancelled) or
                 ``"fok"`` (fills completely at once or is cancelled).
+            reduce_only: Swaps and futures: only if it reduces the **account's** position (every
+                strategy on the account and positions opened outside seqtrade); otherwise the server
+                rejects it with the reason and never sends it ([Derivatives](../derivatives.md)).
 
         Returns:
             The order's client_order_id, made by this strategy (see
@@ -480,9 +559,17 @@ class Strategy:
             seqtrade.errors.SeqtradeError: The order channel stayed full for a second: the server is
                 not reading requests (is it running?).
         """
-        return self._order(symbol, Side.BUY, OrderType(order_type), price, quantity)
+        return self._order(symbol, Side.BUY, OrderType(order_type), price, quantity, reduce_only)
 
-    def sell_limit(self, symbol: str, price: float, quantity: float, *, order_type: str = "limit") -> str:
+    def sell_limit(
+        self,
+        symbol: str,
+        price: float,
+        quantity: float,
+        *,
+        order_type: str = "limit",
+        reduce_only: bool = False,
+    ) -> str:
         """Sell at ``price`` or better. ``order_type``: limit, post_only, ioc or fok. Returns the client_order_id.
 
         The mirror of [`buy_limit`][seqtrade.client.Strategy.buy_limit]; the price is rounded up to
@@ -491,8 +578,11 @@ class Strategy:
         Args:
             symbol: The instrument, e.g. ``"BTC-USDT"``.
             price: The limit price, in quote units.
-            quantity: In base units.
+            quantity: In the instrument's unit (base currency, or contracts).
             order_type: ``"limit"``, ``"post_only"``, ``"ioc"`` or ``"fok"``.
+            reduce_only: Swaps and futures: only if it reduces the **account's** position (every
+                strategy on the account and positions opened outside seqtrade); otherwise the server
+                rejects it with the reason and never sends it ([Derivatives](../derivatives.md)).
 
         Returns:
             The order's client_order_id.
@@ -502,14 +592,18 @@ class Strategy:
                 non-empty [`symbols`][seqtrade.client.Strategy.symbols].
             RuntimeError: Called before the strategy runs.
         """
-        return self._order(symbol, Side.SELL, OrderType(order_type), price, quantity)
+        return self._order(symbol, Side.SELL, OrderType(order_type), price, quantity, reduce_only)
 
-    def buy_market(self, symbol: str, quantity: float) -> str:
+    def buy_market(self, symbol: str, quantity: float, *, reduce_only: bool = False) -> str:
         """Buy ``quantity`` (base units) at the market. Returns the client_order_id.
 
         Args:
             symbol: The instrument.
-            quantity: In base units (not quote), rounded down to the lot.
+            quantity: In the instrument's unit (base currency for spot, not quote; contracts for
+                swaps and futures), rounded down to the lot.
+            reduce_only: Swaps and futures: only if it reduces the **account's** position (every
+                strategy on the account and positions opened outside seqtrade); otherwise the server
+                rejects it with the reason and never sends it ([Derivatives](../derivatives.md)).
 
         Returns:
             The order's client_order_id.
@@ -518,14 +612,17 @@ class Strategy:
             ValueError: ``symbol`` is not one of a non-empty
                 [`symbols`][seqtrade.client.Strategy.symbols].
         """
-        return self._order(symbol, Side.BUY, OrderType.MARKET, None, quantity)
+        return self._order(symbol, Side.BUY, OrderType.MARKET, None, quantity, reduce_only)
 
-    def sell_market(self, symbol: str, quantity: float) -> str:
+    def sell_market(self, symbol: str, quantity: float, *, reduce_only: bool = False) -> str:
         """Sell ``quantity`` (base units) at the market. Returns the client_order_id.
 
         Args:
             symbol: The instrument.
-            quantity: In base units, rounded down to the lot.
+            quantity: In the instrument's unit, rounded down to the lot.
+            reduce_only: Swaps and futures: only if it reduces the **account's** position (every
+                strategy on the account and positions opened outside seqtrade); otherwise the server
+                rejects it with the reason and never sends it ([Derivatives](../derivatives.md)).
 
         Returns:
             The order's client_order_id.
@@ -534,7 +631,7 @@ class Strategy:
             ValueError: ``symbol`` is not one of a non-empty
                 [`symbols`][seqtrade.client.Strategy.symbols].
         """
-        return self._order(symbol, Side.SELL, OrderType.MARKET, None, quantity)
+        return self._order(symbol, Side.SELL, OrderType.MARKET, None, quantity, reduce_only)
 
     def cancel_order(self, client_order_id: str) -> str:
         """Request a cancel; the outcome arrives in ``on_order``. Returns the client_order_id.
@@ -647,13 +744,27 @@ class Strategy:
         return self._protocol.md_gaps if self._protocol is not None else 0
 
     def position(self, symbol: str) -> float:
-        """This strategy's net position in ``symbol``, in base units (+ long, - short, 0.0 if none).
+        """This strategy's net position in ``symbol`` (+ long, - short, 0.0 if none), in the
+        instrument's unit: base currency for spot, contracts for swaps and futures.
 
         Counts this strategy's fills only; the same symbol traded by another strategy on the same
         account is not in it (``seqtrade status`` shows every strategy's and the account's net).
         """
         p = self.positions.get(symbol)
         return p.quantity if p else 0.0
+
+    def instrument(self, symbol: str) -> Instrument:
+        """The facts of ``symbol`` as the server gave them in its welcome: kind, tick, lot, minimum,
+        contract value and currency, linear or inverse, settlement currency, max leverage, expiry.
+
+        Never hard-code a contract size: ``self.instrument("BTC-USDT-SWAP").contract_value`` is 0.01
+        (BTC per contract) on OKX today. Raises ``KeyError`` for a symbol the server does not serve
+        (or before the join, or from a server too old to send them).
+        """
+        insts = self._protocol.instruments if self._protocol is not None else {}
+        if symbol not in insts:
+            raise KeyError(f"no instrument facts for {symbol!r}: the server did not send them")
+        return insts[symbol]
 
     def avg_price(self, symbol: str) -> float:
         """Average entry price of the open position in ``symbol`` (0.0 when flat)."""
@@ -662,7 +773,10 @@ class Strategy:
 
     @property
     def realized_pnl(self) -> float:
-        """Realised profit over all symbols, in quote units, gross of fees (subtract [`fees`][seqtrade.client.Strategy.fees]).
+        """Realised profit over all symbols, gross of fees (subtract [`fees`][seqtrade.client.Strategy.fees]).
+
+        A plain sum: with instruments settled in different currencies (USDT and BTC) read
+        ``positions[symbol].realized_pnl`` and its ``currency`` instead.
 
         Only closed trades count; the open position's unrealised PnL is not in it.
         """
@@ -684,11 +798,28 @@ class Strategy:
         if r.symbol:
             pos = self.positions.get(r.symbol)
             if pos is None and (r.last_fill_quantity > 0 or r.fee != 0):
-                pos = self.positions[r.symbol] = Position()
+                pos = self.positions[r.symbol] = self._new_position(r.symbol)
             if pos is not None:
                 if r.last_fill_quantity > 0:
                     pos.apply_fill(r.side, r.last_fill_quantity, r.last_fill_price)
                 pos.fees += self._fees.change(coid, r.fee)  # reports come in seq order (rebates < 0)
+
+    def _new_position(self, symbol: str) -> Position:
+        inst = self._protocol.instruments.get(symbol) if self._protocol is not None else None
+        return Position(currency=money_currency(inst) if inst else "", instrument=inst)
+
+    def _apply_account_event(self, e: AccountEvent) -> None:
+        """Update ``positions`` from one account event (each applied once, in seq order)."""
+        pos = self.positions.get(e.symbol)
+        if pos is None:
+            if not e.quantity and not e.amount:
+                return
+            pos = self.positions[e.symbol] = self._new_position(e.symbol)
+        if e.quantity:
+            pos.quantity += e.quantity
+            if abs(pos.quantity) <= 1e-12:
+                pos.quantity, pos.avg_price = 0.0, 0.0
+        pos.funding += e.amount
 
     def _reset_open_orders(self, open_orders: Mapping[str, OrderReport]) -> None:
         self.open_orders = dict(open_orders)

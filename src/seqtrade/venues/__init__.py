@@ -43,12 +43,16 @@ def venue_from_config(config: Config, environ: Mapping[str, str]) -> Venue:
 
                 return BenchPaperVenue(v.paper, list(v.symbols), state_path=state)
             return PaperVenue(v.paper, list(v.symbols), state_path=state, bars=config.candles.bars,
-                              keep=config.candles.keep)  # fmt: skip
+                              keep=config.candles.keep, derivatives=v.derivatives)  # fmt: skip
         case "okx":
             from .okx import OkxCredentials, OkxVenue
 
             return OkxVenue(
-                v.okx, list(v.symbols), OkxCredentials.from_env(v.okx, environ), bars=config.candles.bars
+                v.okx,
+                list(v.symbols),
+                OkxCredentials.from_env(v.okx, environ),
+                bars=config.candles.bars,
+                derivatives=v.derivatives,
             )
     raise AssertionError(v.kind)  # pragma: no cover - config validation forbids it
 

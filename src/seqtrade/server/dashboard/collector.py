@@ -35,7 +35,8 @@ import trio
 
 from ...config import Config
 from ...errors import JournalError, VenueError
-from ...models import OPEN_STATUSES, OrderReport, OrderStatus, Ticker
+from ...instruments import unrealised_pnl
+from ...models import OPEN_STATUSES, AccountEvent, OrderReport, OrderStatus, Ticker
 from ..accounts import Accounts
 from ..engine import Pending
 from .journal_view import JournalView, fill_row
@@ -105,6 +106,7 @@ class Collector:
         self.rejections: dict[str, int] = {}
         self.last_error: dict[str, tuple[int, str]] = {}  # strategy -> (ts, error_msg)
         self.fills: deque[dict[str, Any]] = deque(maxlen=RECENT_FILLS)
+        self.account_events: deque[dict[str, Any]] = deque(maxlen=RECENT_FILLS)
         self._new_fills: list[dict[str, Any]] = []  # since the last series delta
         self._new_fills_lost = False
         self._seqs: dict[str, int] = {}  # the last seq applied per strategy
@@ -136,6 +138,7 @@ class Collector:
         interval = self.config.dashboard.interval
         recon_every = self.config.dashboard.reconcile_interval
         next_recon = trio.current_time()
+        self._accounts.instrument = self.gw.engine.accounts.instrument  # contract values, inverse
         self.gw.report_taps.append(self._tap)  # before the history is read: nothing falls between the two
         task_status.started()
         try:
@@ -190,25 +193,40 @@ class Collector:
                     continue  # read from the journal already
                 if r.seq > last + 1:  # reports the queue dropped: the journal has them
                     await self._from_journal({r.strategy_id: r.seq - 1})
-                created = {(r.strategy_id, r.client_order_id): rec.created_ms} if rec is not None else {}
-                self._apply(r, created)
+                if isinstance(r, AccountEvent):
+                    self._apply_event(r)
+                else:
+                    created = {(r.strategy_id, r.client_order_id): rec.created_ms} if rec is not None else {}
+                    self._apply(r, created)
                 n += 1
             if n >= SLICE:  # let the order and report tasks run between two slices
                 n = 0
                 await trio.lowlevel.checkpoint()
 
+    def index_journal(self) -> None:
+        """Before the dashboard's own connection reads the journal: the server's journal takes what its
+        log holds into the SQLite index (as every read of its own does first), on this thread."""
+        if self.gw.journal.pending:
+            self.gw.journal.index()
+
     async def _from_journal(self, upto: dict[str, int]) -> None:
         """Read and apply each strategy's journaled reports after the last seen, up to ``upto``."""
         after = {sid: self._seqs.get(sid, 0) for sid, n in upto.items() if n > self._seqs.get(sid, 0)}
+        if after:
+            self.index_journal()
         while after:
             reports = await trio.to_thread.run_sync(self.view.reports_after, after, JOURNAL_PAGE)
             if not reports:
                 return
             reports = [r for r in reports if r.seq <= upto[r.strategy_id]]
-            acks = [(r.strategy_id, r.client_order_id) for r in reports if r.status is OrderStatus.ACCEPTED]
+            acks = [(r.strategy_id, r.client_order_id) for r in reports
+                    if isinstance(r, OrderReport) and r.status is OrderStatus.ACCEPTED]  # fmt: skip
             created = await trio.to_thread.run_sync(self.view.created_ms, acks) if acks else {}
             for i, r in enumerate(reports):
-                self._apply(r, created)
+                if isinstance(r, AccountEvent):
+                    self._apply_event(r)
+                else:
+                    self._apply(r, created)
                 if i % SLICE == SLICE - 1:
                     await trio.lowlevel.checkpoint()
             after = {sid: self._seqs.get(sid, 0) for sid in after if upto[sid] > self._seqs.get(sid, 0)}
@@ -245,13 +263,33 @@ class Collector:
                 r.timestamp / 1000, self._equity_of(r.strategy_id, eq.marks), 1 if r.side == "buy" else -1
             )
 
+    def _apply_event(self, ev: AccountEvent) -> None:
+        """One journaled account event (funding, liquidation, ADL, delivery, warning), in seq order."""
+        self._seqs[ev.strategy_id] = ev.seq
+        self._accounts.apply_event(ev)
+        self.account_events.append({"strategy": ev.strategy_id, "seq": ev.seq, "kind": str(ev.kind),
+                                    "symbol": ev.symbol, "quantity": ev.quantity, "price": ev.price,
+                                    "amount": ev.amount, "currency": ev.currency, "ts": ev.ts})  # fmt: skip
+        if ev.kind in ("liquidation", "adl", "delivery") or ev.amount:
+            eq = self._equity.setdefault(ev.strategy_id, _Equity())
+            if ev.price:
+                eq.marks[ev.symbol] = ev.price
+            eq.series.add(ev.ts / 1000, self._equity_of(ev.strategy_id, eq.marks))
+
     def _equity_of(self, sid: str, marks: dict[str, float]) -> float:
-        """Realised PnL net of fees plus the open positions at ``marks`` (quote units)."""
+        """Realised PnL net of fees, plus account events' money, plus the open positions at ``marks``
+        (each book in its own currency: a chart of a strategy trading in two currencies mixes them)."""
         total = 0.0
+        instrument = self._accounts.instrument
         for (s, sym), b in self._accounts.books.items():
             if s == sid:
                 mark = marks.get(sym, b.avg_price)
-                total += b.realized_pnl - b.fees + b.position * (mark - b.avg_price)
+                inst = instrument(sym)
+                if inst is not None and b.position and mark:
+                    open_pnl = unrealised_pnl(inst, b.position, b.avg_price, mark)
+                else:
+                    open_pnl = b.position * (mark - b.avg_price)
+                total += b.realized_pnl - b.fees + b.funding + open_pnl
         return total
 
     # ------------------------------------------------------------------ the venue
@@ -429,11 +467,14 @@ def _strategies(c: Collector) -> list[dict[str, Any]]:
         realized = fees = unrealized = 0.0
         for sym, b in sorted(accounts.get(sid, {}).items()):
             mark = mids.get(sym)
-            u = b["position"] * (mark - b["avg_price"]) if mark is not None and b["position"] else 0.0
+            u = b.get("unrealised_pnl")  # at the mark price, per contract value (the server's)
+            if u is None:
+                u = b["position"] * (mark - b["avg_price"]) if mark is not None and b["position"] else 0.0
             books.append({"symbol": sym, "position": b["position"], "avg_price": b["avg_price"],
                           "realized_pnl": b["realized_pnl"], "fees": b["fees"], "fills": b["fills"],
+                          "funding": b.get("funding", 0.0), "currency": b.get("currency", ""),
                           "mark": mark, "unrealized_pnl": u})  # fmt: skip
-            realized += b["realized_pnl"]
+            realized += b["realized_pnl"] + b.get("funding", 0.0)
             fees += b["fees"]
             unrealized += u
         e = supervised.get(sid)
@@ -496,6 +537,17 @@ def _fills(c: Collector) -> list[dict[str, Any]]:
     return list(reversed(c.fills))[:50]
 
 
+def _account_events(c: Collector) -> list[dict[str, Any]]:
+    """The newest account events (funding, liquidations, ADL, deliveries, warnings), newest first."""
+    return list(reversed(c.account_events))[:50]
+
+
+def _venue_positions(c: Collector) -> list[dict[str, Any]]:
+    """The venue's own positions (derivatives: margin, liquidation price, mark), as the guard read them."""
+    rows = c.now["guard"].get("venue_details", [])
+    return [{k: _clean(v) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
+
+
 def _feed_health(c: Collector) -> list[dict[str, Any]]:
     """Each market-data feed's health as the server judges it (seqtrade.feedhealth): rate, age,
     delay, gaps, resubscriptions, stale."""
@@ -513,6 +565,8 @@ PANELS: dict[str, Callable[[Collector], Any]] = {
     "account": _account,
     "feeds": _feeds,
     "feed_health": _feed_health,
+    "venue_positions": _venue_positions,
+    "account_events": _account_events,
     "latency": _latency,
     "rejections": _rejections,
     "open_orders": _open_orders,

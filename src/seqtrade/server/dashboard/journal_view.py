@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 import msgpack
 
 from ...errors import JournalError
-from ...models import OrderReport
-from ...wire import report_from_body
+from ...models import AccountEvent, OrderReport
+from ...wire import stored_report_from_body
 from .model import Query
 
 __all__ = ["JournalView"]
@@ -65,8 +65,13 @@ def _where(q: Query, *, time_col: str | None) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
+def _stored(body: bytes) -> OrderReport | AccountEvent:
+    return stored_report_from_body(msgpack.unpackb(body, raw=False))
+
+
 def _report(body: bytes | None) -> OrderReport | None:
-    return None if body is None else report_from_body(msgpack.unpackb(body, raw=False))
+    r = None if body is None else _stored(body)
+    return r if isinstance(r, OrderReport) else None
 
 
 def fill_row(r: OrderReport) -> dict[str, Any]:
@@ -97,16 +102,17 @@ class JournalView:
             self._db = None
 
     @_mapped
-    def reports_after(self, after: Mapping[str, int], limit: int) -> list[OrderReport]:
-        """Each named strategy's reports after its seq (at most ``limit`` each), in seq order."""
+    def reports_after(self, after: Mapping[str, int], limit: int) -> list[OrderReport | AccountEvent]:
+        """Each named strategy's reports (order reports and account events) after its seq (at most
+        ``limit`` each), in seq order."""
         db = self._conn()
-        out: list[OrderReport] = []
+        out: list[OrderReport | AccountEvent] = []
         for sid, seq in after.items():
             rows = db.execute(
                 "SELECT body FROM reports WHERE strategy_id=? AND seq>? ORDER BY seq LIMIT ?",
                 (sid, seq, limit),
             ).fetchall()
-            out.extend(report_from_body(msgpack.unpackb(b, raw=False)) for (b,) in rows)
+            out.extend(_stored(b) for (b,) in rows)
         return out
 
     @_mapped
@@ -165,8 +171,8 @@ class JournalView:
         )
         fills = []
         for (body,) in rows:
-            r = report_from_body(msgpack.unpackb(body, raw=False))
-            if r.last_fill_quantity <= 0:
+            r = _report(body)
+            if r is None or r.last_fill_quantity <= 0:
                 continue
             if q.since_ms is not None and r.timestamp < q.since_ms:
                 continue

@@ -155,6 +155,10 @@ def build_app(collector: Collector, token: str) -> ASGIApp:
         except QueryError as exc:
             return JSONResponse({"error": str(exc)}, 400)
         view = JournalView(collector.view.path)
+        try:
+            collector.index_journal()  # the journal's log into its index: the page sees every write
+        except JournalError as exc:
+            return JSONResponse({"error": str(exc)}, 503)
 
         def read() -> dict[str, Any]:
             try:

@@ -103,6 +103,16 @@ class OkxInstrument(TypedDict, total=False):
     ctVal: str
     state: str
     instIdCode: int | None  # integer or null (§2.11)
+    # derivatives (SWAP, FUTURES): docs/okx.md "Derivatives"
+    ctValCcy: str
+    ctType: str  # "linear" | "inverse"
+    settleCcy: str
+    baseCcy: str
+    quoteCcy: str
+    instFamily: str
+    uly: str
+    lever: str  # the exchange's maximum leverage
+    expTime: str
 
 
 class OkxTicker(TypedDict, total=False):
