@@ -42,6 +42,7 @@ __all__ = [
     "SecurityConfig",
     "ClientKeyConfig",
     "MetricsConfig",
+    "DashboardConfig",
     "CandlesConfig",
     "FeedsConfig",
     "RecorderConfig",
@@ -311,6 +312,19 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class DashboardConfig:
+    """The read-only web dashboard (docs/dashboard.md). Off unless enabled; a bind to anything but a
+    loopback address needs a token, read from the variable ``token_env`` names (never from a file)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8321  # 0: any free port (tests)
+    token_env: str = "SEQTRADE_DASHBOARD_TOKEN"  # when set and non-empty, every request must carry it
+    interval: float = 0.25  # seconds between two samples of the server's state (and live updates)
+    reconcile_interval: float = 10.0  # seconds between two reads of the venue's positions (0: never)
+
+
+@dataclass(frozen=True)
 class CandlesConfig:
     """Candles the server serves (docs/candles.md): these bars of every symbol, live and as history."""
 
@@ -351,6 +365,7 @@ class Config:
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     candles: CandlesConfig = field(default_factory=CandlesConfig)
     feeds: FeedsConfig = field(default_factory=FeedsConfig)
     recorder: RecorderConfig = field(default_factory=RecorderConfig)
@@ -646,6 +661,17 @@ def _check_deployment(cfg: Config) -> None:
                           " use 127.0.0.1 and a reverse proxy or an SSH tunnel)")  # fmt: skip
     if not 1 <= m.port <= 65535:
         raise ConfigError("metrics.port: must be between 1 and 65535")
+    d = cfg.dashboard
+    if not 0 <= d.port <= 65535:
+        raise ConfigError("dashboard.port: must be between 0 (any free port) and 65535")
+    if not d.host:
+        raise ConfigError("dashboard.host: must not be empty (127.0.0.1 by default)")
+    if not _ENV_NAME_RE.match(d.token_env):
+        raise ConfigError(
+            "dashboard.token_env: must name an environment variable, like SEQTRADE_DASHBOARD_TOKEN"
+        )
+    if not d.interval > 0 or d.reconcile_interval < 0:
+        raise ConfigError("dashboard.interval: must be > 0; dashboard.reconcile_interval: must be >= 0")
 
 
 def _check_public_key(literal: str, path: str, key: str, required: bool) -> None:

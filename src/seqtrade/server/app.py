@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -23,6 +24,7 @@ from .accounts import Accounts
 from .archive import archive_task
 from .auth import TcpSecurity
 from .control import ControlCommands, control_task
+from .dashboard.model import dashboard_token
 from .engine import Engine
 from .gateway import Gateway
 from .guard import Guard
@@ -46,6 +48,7 @@ async def serve(
     venue: Venue,
     *,
     curve_keys: KeyPair | None = None,
+    environ: Mapping[str, str] | None = None,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the gateway until cancelled or until ``gateway.request_stop()``.
@@ -56,8 +59,15 @@ async def serve(
 
     Owns the run directory (locked), the journal, the three sockets and the venue connection; on the
     way out (stop, cancellation or error) sockets close and their files and the lock are removed.
-    ``task_status.started(gateway)`` once orders are accepted.
+    ``task_status.started(gateway)`` once orders are accepted. ``environ`` (default ``os.environ``):
+    where the dashboard's token is read (a non-loopback ``[dashboard]`` bind without one is refused here,
+    before anything is bound).
     """
+    token = (
+        dashboard_token(config, os.environ if environ is None else environ)
+        if config.dashboard.enabled
+        else ""
+    )
     run_dir = config.run_dir
     prepare_run_dir(run_dir)
     with lock_run_dir(run_dir):
@@ -124,10 +134,16 @@ async def serve(
                     await nursery.start(gw.monitor_task)
                     await nursery.start(guard.run)
                     await nursery.start(control_task, ctl_s, commands)
+                    board = None
+                    if config.dashboard.enabled:  # read-only: it samples the state between the tasks' awaits
+                        from .dashboard.serve import make_collector, serve_dashboard  # the web stack, when on
+
+                        board = make_collector(config, gw, guard, supervisor)
+                        await nursery.start(serve_dashboard, config, board, token)
                     if config.metrics.enabled:
                         auth = tcp.stats if tcp.active else None
                         await nursery.start(
-                            metrics_task, config.metrics, lambda: render_metrics(gw, supervisor, auth)
+                            metrics_task, config.metrics, lambda: render_metrics(gw, supervisor, auth, board)
                         )
                     await nursery.start(supervisor.run)
                     await nursery.start(snapshots.run)

@@ -145,6 +145,10 @@ class Gateway:
         venue.feed_health = self.feed_health  # the venue reports its gaps and resubscriptions
         self._history_send, self._history_recv = trio.open_memory_channel[HistoryRequest](HISTORY_QUEUE)
         self.recorder: Recorder | None = None  # [recorder]: what the feed publishes, order latencies
+        self.dashboard_url = ""  # the dashboard's address once it listens (seqtrade.server.dashboard)
+        # Read-only observers of committed reports (the dashboard's collector): each is handed the
+        # commit's pending list after it is published, and must only keep it (an O(1) append).
+        self.report_taps: list[Callable[[list[Pending]], None]] = []
 
     @property
     def counters(self) -> Counters:
@@ -160,6 +164,11 @@ class Gateway:
 
     def open_records(self, strategy_id: str | None = None) -> list[OrderRecord]:
         return self.engine.open_records(strategy_id)
+
+    @property
+    def md_seqs(self) -> dict[bytes, int]:
+        """The last seq per market-data topic (read by the dashboard for message rates)."""
+        return self._md_seq
 
     # ================================================================== venue sink
 
@@ -482,6 +491,8 @@ class Gateway:
             if trace.ON:
                 trace.mark(_trace_key(r), "r_published")
         self._reports_flushed.set()
+        for tap in self.report_taps:
+            tap(pending)
         self.engine.committed(commit)
         self.journal_lag_s = max(
             0.0, time.time() - min(r.timestamp for _, r, _ in pending) / 1000

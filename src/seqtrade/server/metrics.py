@@ -8,7 +8,10 @@ has no authentication; scrape it from the same host, or through an SSH tunnel or
 Exposed (all prefixed ``seqtrade_``): messages per channel, market-data drops, orders by outcome,
 requests by kind, bad frames, replays, venue connected and reconnects (when the venue counts them),
 journal commit time and lag, per-strategy heartbeat age and liveness, supervised strategies' state and
-restarts, refused connections and requests by reason.
+restarts, refused connections and requests by reason; per strategy and symbol the position, realised
+PnL and fees, open orders per strategy, market-data messages per topic, the trading states. With the
+dashboard on (``[dashboard]``), what its collector reads from the journal too: order acknowledgement
+latency and tick delay (histograms), risk rejections by rule, the cancel-all-after kept armed.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from ..feedhealth import FeedStatus
 
 if TYPE_CHECKING:
     from .auth import AuthStats
+    from .dashboard.collector import Collector
+    from .dashboard.model import Histogram
     from .gateway import Gateway
     from .supervisor import Supervisor
 
@@ -51,6 +56,16 @@ class _Writer:
             lab = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
             self.lines.append(f"{full}{{{lab}}} {value:g}" if lab else f"{full} {value:g}")
 
+    def histogram(self, name: str, help_: str, hist: Histogram) -> None:
+        """A histogram in seconds from one in milliseconds (:class:`.dashboard.model.Histogram`)."""
+        full = f"seqtrade_{name}"
+        self.lines.append(f"# HELP {full} {help_}")
+        self.lines.append(f"# TYPE {full} histogram")
+        for le, n in hist.cumulative():
+            self.lines.append(f'{full}_bucket{{le="{le}"}} {n}')
+        self.lines.append(f"{full}_sum {hist.total / 1000:g}")
+        self.lines.append(f"{full}_count {hist.n}")
+
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
 
@@ -68,7 +83,12 @@ _FEED_METRICS: tuple[tuple[str, str, str, Callable[[FeedStatus], float]], ...] =
 )  # fmt: skip
 
 
-def render_metrics(gw: Gateway, supervisor: Supervisor | None = None, auth: AuthStats | None = None) -> str:
+def render_metrics(
+    gw: Gateway,
+    supervisor: Supervisor | None = None,
+    auth: AuthStats | None = None,
+    dashboard: Collector | None = None,
+) -> str:
     """The Prometheus text for the server's current counters and gauges."""
     c = gw.counters
     w = _Writer()
@@ -123,7 +143,47 @@ def render_metrics(gw: Gateway, supervisor: Supervisor | None = None, auth: Auth
         w.metric("auth_accepted_total", "counter", "CURVE handshakes accepted.", [({}, auth.accepted)])
         w.metric("auth_refused_total", "counter", "Connections, requests and subscriptions refused, by reason.",
                  [({"reason": r}, n) for r, n in sorted(auth.refused.items())])  # fmt: skip
+    _render_books(w, gw)
+    if dashboard is not None:
+        _render_dashboard(w, dashboard)
     return w.text()
+
+
+def _render_books(w: _Writer, gw: Gateway) -> None:
+    """Per strategy and symbol: position, realised PnL and fees; open orders; topics; trading states."""
+    books = sorted(gw.engine.accounts.books.items())
+    w.metric("position", "gauge", "Net position per strategy and symbol, in base units (+ long).",
+             [({"strategy": sid, "symbol": sym}, b.position) for (sid, sym), b in books])  # fmt: skip
+    w.metric("realized_pnl", "gauge", "Realised PnL per strategy and symbol, in quote units, before fees.",
+             [({"strategy": sid, "symbol": sym}, b.realized_pnl) for (sid, sym), b in books])  # fmt: skip
+    w.metric("fees", "gauge", "Fees paid per strategy and symbol, in quote units (a rebate is negative).",
+             [({"strategy": sid, "symbol": sym}, b.fees) for (sid, sym), b in books])  # fmt: skip
+    w.metric("strategy_open_orders", "gauge", "Orders open at the venue per strategy.",
+             [({"strategy": sid}, len(gw.open_records(sid))) for sid in sorted(gw.strategies)])  # fmt: skip
+    topics: list[tuple[dict[str, str], float]] = []
+    for topic, seq in sorted(gw.md_seqs.items()):
+        kind, _, key = topic.decode(errors="replace").rstrip("/").partition("/")
+        topics.append(({"kind": kind, "key": key}, seq))
+    w.metric(
+        "md_messages_total", "counter", "Market-data messages published per topic (kind and symbol).", topics
+    )
+    gate = gw.engine.risk
+    states = [({"scope": "global", "state": str(gate.global_state)}, 1.0)]
+    states += [({"scope": sid, "state": str(st)}, 1.0) for sid, st in sorted(gate.strategy_states.items())]
+    w.metric("trading_state", "gauge", "1 for the trading state in force, globally and per strategy set apart.",
+             states)  # fmt: skip
+
+
+def _render_dashboard(w: _Writer, board: Collector) -> None:
+    w.histogram("order_ack_latency_seconds",
+                "From the server receiving an order to the venue's acknowledgement (journal timestamps, ms).",
+                board.order_ack)  # fmt: skip
+    w.histogram("tick_delay_seconds", "From a ticker's venue timestamp to the server publishing it (sampled).",
+                board.tick_delay)  # fmt: skip
+    w.metric("risk_rejections_total", "counter", "Rejected orders by the rule that refused them.",
+             [({"rule": rule}, n) for rule, n in sorted(board.rejections.items())])  # fmt: skip
+    w.metric("cancel_all_after_seconds", "gauge", "The venue's cancel-all-after the server keeps armed (0: off).",
+             [({}, float(board.guard.status()["cancel_all_after"]))])  # fmt: skip
 
 
 async def metrics_task(
