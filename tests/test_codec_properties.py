@@ -17,8 +17,11 @@ from seqtrade.errors import WireError
 from seqtrade.models import (
     AmendRequest,
     Book,
+    BookStatus,
+    BookUpdate,
     CancelAll,
     CancelRequest,
+    Depth,
     Goodbye,
     Heartbeat,
     Hello,
@@ -54,6 +57,13 @@ reports = st.builds(
 MESSAGES: dict[type, st.SearchStrategy[Any]] = {
     Ticker: st.builds(Ticker, symbols, u63, floats, floats, floats, floats, floats, floats, u63, u64),
     Book: st.builds(Book, symbols, u63, levels, levels, u63, u64),
+    Depth: st.builds(Depth, symbols, u63, levels, levels, u63, u63, u64),
+    BookUpdate: st.builds(
+        BookUpdate, symbols, u63, st.booleans(), u63, st.integers(-1, 2**63 - 1), levels, levels, u63, u64
+    ),
+    BookStatus: st.builds(
+        BookStatus, symbols, st.sampled_from(["valid", "invalid", "stale"]), texts, u63, u63, u63, u64
+    ),
     Trade: st.builds(Trade, symbols, u63, texts, floats, floats, side_names, u63, u64),
     VenueStatus: st.builds(VenueStatus, ids, st.booleans(), st.lists(symbols, max_size=5), u63, u63, u64),
     OrderReport: reports,
@@ -123,7 +133,15 @@ def test_tables_are_split_by_channel_and_keep_the_protocol_order():
     assert list(wire.REQUEST_TYPES) == [
         "order_request", "cancel_request", "amend_request", "cancel_all", "hello", "heartbeat", "goodbye"
     ]  # fmt: skip
-    assert list(wire.MARKET_DATA_TYPES) == ["ticker", "book", "trade", "status"]
+    assert list(wire.MARKET_DATA_TYPES) == [
+        "ticker",
+        "book",
+        "trade",
+        "status",
+        "depth",
+        "fullbook",
+        "book_status",
+    ]
     assert list(wire.REPORT_TYPES) == ["order_report", "welcome", "refusal"]
     assert wire.MESSAGE_TYPES == {**wire.MARKET_DATA_TYPES, **wire.REPORT_TYPES}
     assert all(c.kind == "report" for c in wire.REPORT_TYPES.values())
@@ -209,14 +227,18 @@ def test_decode_message_fails_only_with_wire_error(typ: str, body: dict[str, Any
 def test_dispatch_table_covers_its_table_exactly():
     seen: list[Any] = []
     handlers = wire.dispatch_table(
-        wire.MARKET_DATA_TYPES, {m: seen.append for m in (Ticker, Book, Trade, VenueStatus)}
+        wire.MARKET_DATA_TYPES,
+        {m: seen.append for m in (Ticker, Book, Trade, VenueStatus, Depth, BookUpdate, BookStatus)},
     )
     msgs = [Ticker("X", 1, 1, 1, 1, 1, 1, 1), Book("X", 1, [], []), Trade("X", 1, "t", 1, 1, "buy"),
-            VenueStatus("paper", True, [], 1)]  # fmt: skip
+            VenueStatus("paper", True, [], 1), Depth("X", 1, [], [], 1), BookUpdate("X", 1, True, 1, -1, [], []),
+            BookStatus("X", "valid", "", 1, 1)]  # fmt: skip
     for m in msgs:
         handlers[type(m)](m)
     assert seen == msgs
-    with pytest.raises(ValueError, match=r"no handler for \['trade', 'status'\]"):
+    with pytest.raises(
+        ValueError, match=r"no handler for \['trade', 'status', 'depth', 'fullbook', 'book_status'\]"
+    ):
         wire.dispatch_table(wire.MARKET_DATA_TYPES, {Ticker: print, Book: print})
     with pytest.raises(ValueError, match="not in the table: \\['Hello'\\]"):
         wire.dispatch_table(wire.REPORT_TYPES, {OrderReport: print, Welcome: print, Hello: print})

@@ -13,7 +13,7 @@ import pytest
 IO_LIBS = ("trio", "zmq", "httpx", "trio_websocket", "sqlite3")
 PURE = ["seqtrade.models", "seqtrade.wire", "seqtrade.config", "seqtrade.venues.matching",
         "seqtrade.venues.okx.parse", "seqtrade.venues.okx.messages", "seqtrade.server.orders",
-        "seqtrade.client.protocol", "seqtrade.client.strategy",
+        "seqtrade.client.protocol", "seqtrade.client.strategy", "seqtrade.books", "seqtrade.client.book",
         "seqtrade.server.engine", "seqtrade.server.recovery", "seqtrade.server.risk",
         "seqtrade.server.accounts", "seqtrade.positions", "seqtrade.venues.okx.auth",
         "seqtrade.venues.okx.account", "seqtrade.venues.okx.tracking", "seqtrade.venues.okx.errors"]  # fmt: skip
@@ -42,7 +42,7 @@ def test_client_public_surface():
 
     assert sorted(c.__all__) == sorted([
         "Strategy", "Position", "run", "run_strategy", "load_strategy", "Endpoints",
-        "Ticker", "Book", "Trade", "VenueStatus", "OrderReport", "OrderStatus",
+        "Ticker", "Book", "Trade", "VenueStatus", "OrderReport", "OrderStatus", "LocalBook", "BookStatus",
     ])  # fmt: skip
     for name in c.__all__:
         assert hasattr(c, name)

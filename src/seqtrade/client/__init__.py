@@ -23,7 +23,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ..models import Book, OrderReport, OrderStatus, Ticker, Trade, VenueStatus
+from ..models import Book, BookStatus, OrderReport, OrderStatus, Ticker, Trade, VenueStatus
+from .book import LocalBook
 from .strategy import Position, Strategy
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ __all__ = [
     "Endpoints",
     "Ticker",
     "Book",
+    "LocalBook",
+    "BookStatus",
     "Trade",
     "VenueStatus",
     "OrderReport",

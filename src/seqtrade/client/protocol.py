@@ -52,7 +52,9 @@ beyond the welcome's ``last_seq`` is a gap in the replay (reports lost on the wa
 follows and ask again with a fresh nonce, which the server answers when the replay in flight has
 ended. A report beyond the welcome's ``last_seq`` is a live report the replay will bring again in
 order: dropped silently.
-- Market data: the decoded model itself.
+- Market data: the decoded model itself; for the full-depth books (``depth``, ``fullbook``) the
+  strategy's own copy, kept by :class:`~seqtrade.client.book.BookCopies` (``proto.books``), when it
+  changed and is valid; ``book_status`` as decoded, after it was applied to the copy.
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ from ..errors import WireError
 from ..models import (
     PROTOCOL_VERSION,
     Book,
+    BookStatus,
+    BookUpdate,
+    Depth,
     Goodbye,
     Heartbeat,
     Hello,
@@ -78,6 +83,7 @@ from ..models import (
     VenueStatus,
     Welcome,
 )
+from .book import BookCopies, LocalBook
 
 __all__ = [
     "ClientProtocol",
@@ -145,6 +151,11 @@ class ServerLost:
     silent: float
 
 
+# What a market-data frame other than a ticker gives the strategy: a full-depth book comes as the
+# strategy's own copy (a LocalBook), and only when it changed and is valid (client/book.py).
+MarketEvent = Book | Trade | VenueStatus | LocalBook | BookStatus | None
+
+
 def new_nonce() -> str:
     return secrets.token_hex(8)
 
@@ -202,10 +213,12 @@ class ClientProtocol:
                 {OrderReport: self._on_report, Welcome: self._on_welcome, Refusal: self._on_refusal},
             )
         )
-        self._md_handlers: dict[type, Callable[[Any], Book | Trade | VenueStatus | None]] = wire.dispatch_table(
+        self.books = BookCopies()  # the full-depth books the strategy asked for (client/book.py)
+        self._md_handlers: dict[type, Callable[[Any], MarketEvent]] = wire.dispatch_table(
             wire.MARKET_DATA_TYPES,
             {Ticker: self._ticker_via_table, Book: self._book_or_trade, Trade: self._book_or_trade,
-             VenueStatus: self._status},
+             VenueStatus: self._status, Depth: self.books.on_depth, BookUpdate: self.books.on_fullbook,
+             BookStatus: self.books.on_status},
         )  # fmt: skip
 
     # ------------------------------------------------------------------ requests out
@@ -411,7 +424,7 @@ class ClientProtocol:
 
     # ------------------------------------------------------------------ market data in
 
-    def receive_md_frame(self, frame: bytes) -> Ticker | Book | Trade | VenueStatus | None:
+    def receive_md_frame(self, frame: bytes) -> Ticker | MarketEvent:
         """One market-data frame, its seq gap counted; None for a bad frame or an unknown type."""
         # Tickers are most of the traffic: the specialised decoder and the gap check inline.
         t = _decode_ticker(frame)
@@ -431,7 +444,7 @@ class ClientProtocol:
         seqs[t.symbol] = t.seq
         return t
 
-    def _other_md(self, msg: Any) -> Book | Trade | VenueStatus | None:
+    def _other_md(self, msg: Any) -> MarketEvent:
         handler = self._md_handlers.get(type(msg))
         return handler(msg) if handler is not None else None
 

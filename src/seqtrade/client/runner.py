@@ -31,8 +31,9 @@ import zmq
 from .. import trace, wire
 from ..config import Config
 from ..errors import SeqtradeError
-from ..models import Book, Heartbeat, Ticker, Trade, VenueStatus
+from ..models import Book, BookStatus, Heartbeat, Ticker, Trade, VenueStatus
 from ..security import ClientCurve, apply_client_curve, client_curve
+from .book import FULL, LocalBook
 from .errorlog import SUMMARY_INTERVAL, CallbackErrors
 from .protocol import HELLO_INTERVAL, ClientProtocol, Refused, Report, ServerLost, Synced
 from .strategy import Strategy
@@ -134,7 +135,9 @@ def _overrides(strategy: Strategy, name: str) -> bool:
     return getattr(type(strategy), name) is not getattr(Strategy, name)
 
 
-_MD_CALLBACK = {Book: "on_book", Trade: "on_trade", VenueStatus: "on_status"}
+_MD_CALLBACK = {
+    Book: "on_book", Trade: "on_trade", VenueStatus: "on_status", LocalBook: "on_depth", BookStatus: "on_book_status"
+}  # fmt: skip
 
 
 class _Shell:
@@ -289,6 +292,10 @@ def run_strategy(
         if _overrides(strategy, "on_trade"):
             conn.subscribe("trade", sym)
         subscribed.append(sym)
+    for sym, depth in strategy.book_depth.items():
+        proto.books.want(sym, depth)  # ValueError for a bad depth, before anything is sent
+        conn.subscribe("fullbook" if depth == FULL else "depth", sym)
+        conn.subscribe("book_status", sym)
     conn.md.setsockopt(zmq.SUBSCRIBE, b"status/")
     poller = zmq.Poller()
     poller.register(conn.reports, zmq.POLLIN)

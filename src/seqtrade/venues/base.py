@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..config import VenueConfig
-from ..models import Book, OrderStatus, OrderType, Side, Ticker, Trade
+from ..models import Book, BookStatus, BookUpdate, Depth, OrderStatus, OrderType, Side, Ticker, Trade
 
 __all__ = [
     "Instrument",
@@ -48,7 +48,7 @@ __all__ = [
     "MarketData",
 ]
 
-MarketData = Ticker | Book | Trade
+MarketData = Ticker | Book | Trade | Depth | BookUpdate | BookStatus
 
 
 @dataclass(frozen=True, slots=True)
