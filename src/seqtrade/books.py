@@ -115,14 +115,12 @@ class Levels:
         self.set(price, size, (px_s, sz_s))
         return price, size
 
-    def top(self, n: int) -> list[list[float]]:
-        """The best ``n`` levels as ``[[price, size], ...]``, best first."""
-        sign, sizes = self.sign, self.sizes
-        out = []
-        for k in self.keys[:n]:
-            p = sign * k
-            out.append([p, sizes[p]])
-        return out
+    def top(self, n: int | None) -> list[list[float]]:
+        """The best ``n`` levels (None: all) as ``[[price, size], ...]``, best first."""
+        sizes = self.sizes
+        if self.sign > 0:
+            return [[k, sizes[k]] for k in self.keys[:n]]
+        return [[-k, sizes[-k]] for k in self.keys[:n]]
 
     def best(self) -> tuple[float, float] | None:
         if not self.keys:
@@ -163,7 +161,7 @@ class OrderBook:
         """Every level, best first."""
         return self.bids.top(len(self.bids)), self.asks.top(len(self.asks))
 
-    def top(self, n: int) -> tuple[list[list[float]], list[list[float]]]:
+    def top(self, n: int | None) -> tuple[list[list[float]], list[list[float]]]:
         return self.bids.top(n), self.asks.top(n)
 
 

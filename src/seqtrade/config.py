@@ -135,6 +135,12 @@ class OkxConfig:
     reconnect_max: float = 30.0
     # Deprecated: read as server.cancel_all_after (the server owns the switch); 0 = unset, else 10..120.
     cancel_all_after: float = 0.0
+    # Full-depth books (docs/books.md): subscribe ``books`` (400 levels, verified) besides ``books5``;
+    # a book with no push (heartbeats included: OKX sends one a minute on a quiet book) for
+    # ``book_stale_after`` s is stale; a valid one is re-sent whole every ``book_snapshot_interval`` s.
+    books: bool = True
+    book_stale_after: float = 70.0
+    book_snapshot_interval: float = 1.0
     # environment variable names: the keys themselves never appear in a file
     api_key_env: str = "OKX_API_KEY"
     secret_key_env: str = "OKX_SECRET_KEY"

@@ -9,6 +9,11 @@ Composition only (docs/okx.md section numbers in brackets); the parts:
 - reconciliation (:mod:`.reconcile`): after every (re)connect, the order changes missed meanwhile;
 - order tracking (:mod:`.tracking`): turns pushes, REST snapshots and REST fills into each change once;
 - the public socket (:mod:`.ws`): ``tickers``, ``books5``, ``trades`` [5.1-5.4] to ``sink.publish_market``;
+  with ``books = true`` (the default) also ``books`` [5.3], the full-depth book, verified by a
+  :class:`seqtrade.books.BookKeeper` per symbol (seqId chain, checksum when not 0, staleness):
+  a push that makes a book invalid resubscribes the channel for that symbol (a fresh snapshot), and
+  strategies get ``book_status``, ``fullbook`` and ``depth`` messages (docs/books.md). The counters of
+  each book are :attr:`OkxVenue.book_counters`;
 - the private socket: login [4.3], the ``orders`` channel [5.6]; after every (re)connect: login,
   subscribe, reconcile. Frames arrive decoded into the typed messages of :mod:`.messages`; OKX codes
   are classified by the one table of :mod:`.errors`.
@@ -35,8 +40,10 @@ from typing import Any
 import httpx
 import trio
 
+from ...books import BookCounters, BookKeeper, BookMessage, Outcome
 from ...config import OkxConfig, VenueConfig
 from ...errors import VenueAuthError, VenueError
+from ...models import BookStatus
 from ..base import Instrument, OrderEvent, Venue, VenueOrder, VenueSink
 from . import messages as m
 from .account import PATH_BALANCE, balances_from_okx
@@ -45,7 +52,13 @@ from .entry import CancelAllAfter, OrderEntry, PrivateLink, Request
 from .errors import SUCCESS, CodeClass, code_class
 from .governor import Governor, RateWindow
 from .messages import WsEvent, WsMessage, WsPush
-from .parse import MARKET_CHANNELS, InstrumentSpec, instrument_from_okx, order_event_from_okx
+from .parse import (
+    MARKET_CHANNELS,
+    InstrumentSpec,
+    books_push_from_okx,
+    instrument_from_okx,
+    order_event_from_okx,
+)
 from .reconcile import MAX_FILL_PAGES, OrderReads, Reconciler
 from .rest import ExchangeClock, OkxRestClient, open_rest_client
 from .tracking import OrderTracker
@@ -158,6 +171,11 @@ class OkxVenue(Venue):
         self._reconciler: Reconciler | None = None
         self._cancel_all_after: CancelAllAfter | None = None
         self.socket_stats = {"public": SocketStats(), "private": SocketStats()}  # reconnects, for status
+        self._books: dict[str, BookKeeper] = (
+            {s: BookKeeper(s, stale_after=cfg.book_stale_after, snapshot_interval=cfg.book_snapshot_interval)
+             for s in self._symbols}
+            if cfg.books else {}
+        )  # fmt: skip
         self._ws_connects = RateWindow(WS_CONNECTS, WS_CONNECTS_PERIOD)
         self.rest_url = cfg.rest_url
         self.ws_public_url = cfg.ws_public_url or (m.DEMO_WS_PUBLIC if cfg.demo else m.LIVE_WS_PUBLIC)
@@ -244,6 +262,8 @@ class OkxVenue(Venue):
                     await nursery.start(self._governor.run, entry.dispatch)
                     nursery.start_soon(self._clock_task, rest)
                     nursery.start_soon(self._public_task)
+                    if self._books:
+                        nursery.start_soon(self._books_clock_task)
                     nursery.start_soon(self._private_task)
                     await self._private_ready.wait()
                     if self._cfg.cancel_all_after > 0:
@@ -376,6 +396,7 @@ class OkxVenue(Venue):
 
     async def _public_open(self, session: WsSession) -> None:
         args = [{"channel": ch, "instId": s} for s in self._symbols for ch in m.PUBLIC_CHANNELS]
+        args += [{"channel": m.BOOKS_CHANNEL, "instId": s} for s in self._books]
         await session.send({"op": "subscribe", "args": args})
         session.ready = True
 
@@ -383,6 +404,75 @@ class OkxVenue(Venue):
         if self._md_connected and self._sink is not None:
             self._sink.set_connected(False)
         self._md_connected = False
+        if self._sink is not None:
+            ts = self._clock.now_ms()
+            for keeper in self._books.values():
+                self._publish_books(keeper.disconnected(ts, f"public socket lost: {reason}"))
+
+    # ------------------------------------------------------------------ full-depth books
+
+    @property
+    def book_counters(self) -> dict[str, BookCounters]:
+        """Per symbol, what its ``books`` feed saw: snapshots, updates, heartbeats, seq resets, gaps,
+        checksum errors, stale periods, resubscriptions (for feed health, status and tests)."""
+        return {s: k.feed.counters for s, k in self._books.items()}
+
+    def book_state(self, symbol: str) -> BookKeeper | None:
+        """The verified book of ``symbol`` (its feed and publisher), None when books are off."""
+        return self._books.get(symbol)
+
+    def _publish_books(self, msgs: list[BookMessage]) -> None:
+        sink = self._sink
+        assert sink is not None
+        for msg in msgs:
+            sink.publish_market(msg)
+
+    async def _on_books(self, session: WsSession, msg: WsPush) -> None:
+        keeper = self._books.get(msg.inst_id)
+        if keeper is None:
+            return
+        now = trio.current_time()
+        for d in msg.data:
+            push = books_push_from_okx(d, msg.action)  # type: ignore[arg-type]
+            if push is None:
+                keeper.feed.counters.malformed += 1
+                keeper.feed.counters.resubscribes += 1
+                self._publish_books(keeper.disconnected(self._clock.now_ms(), "malformed push"))
+                outcome = Outcome.INVALID
+            else:
+                outcome, out = keeper.push(
+                    bids=push.bids, asks=push.asks, prev_seq=push.prev_seq, seq=push.seq,
+                    checksum=push.checksum, ts=push.ts, now=now, snapshot=push.snapshot,
+                )  # fmt: skip
+                self._publish_books(out)
+            if outcome is Outcome.INVALID:
+                log.warning(
+                    "OKX books %s: %s: subscribing again for a fresh snapshot",
+                    msg.inst_id,
+                    keeper.feed.reason,
+                )
+                health = getattr(self, "feed_health", None)  # the server's feed health, when it keeps one
+                if health is not None:
+                    health.on_gap("book", msg.inst_id)
+                    health.on_resubscribe("book", msg.inst_id)
+                arg = {"channel": m.BOOKS_CHANNEL, "instId": msg.inst_id}
+                await session.send({"op": "unsubscribe", "args": [arg]})
+                await session.send({"op": "subscribe", "args": [arg]})
+                return  # the rest of this push belongs to the book given up
+
+    async def _books_clock_task(self) -> None:
+        """Staleness and the periodic whole-book snapshots, a few times a second."""
+        period = min(0.25, self._cfg.book_stale_after / 4, self._cfg.book_snapshot_interval / 2)
+        while True:
+            await trio.sleep(period)
+            if self._sink is None:
+                continue
+            now = trio.current_time()
+            for keeper in self._books.values():
+                msgs = keeper.tick(now, keeper.feed.ts)
+                if msgs and isinstance(msgs[0], BookStatus):
+                    log.warning("OKX books %s: stale: %s", keeper.feed.symbol, keeper.feed.reason)
+                self._publish_books(msgs)
 
     async def _public_message(self, session: WsSession, msg: WsMessage) -> None:
         sink = self._sink
@@ -395,6 +485,8 @@ class OkxVenue(Venue):
         elif isinstance(msg, WsPush) and (convert := MARKET_CHANNELS.get(msg.channel)) is not None:
             for d in msg.data:
                 sink.publish_market(convert(d, msg.inst_id))
+        elif isinstance(msg, WsPush) and msg.channel == m.BOOKS_CHANNEL:
+            await self._on_books(session, msg)
 
     def _on_event(self, session: WsSession, msg: WsEvent) -> None:
         if msg.event == "error":
