@@ -101,6 +101,8 @@ class PaperConfig:
     lot_size: float = 0.0001
     min_size: float = 0.0001
     level_size: float = 1.0  # typical size at each of the 5 book levels
+    # The full-depth book (docs/books.md): levels a side, the walk's five on top, deeper ones larger; 0: none
+    depth_levels: int = 200
     maker_fee: float = 0.0008  # fraction of notional
     taker_fee: float = 0.001
     start_prices: dict[str, float] = field(default_factory=dict)  # default 100.0 (BTC: 60000)

@@ -23,6 +23,7 @@ from ..models import Book, Side, Ticker, Trade
 from .base import Instrument, OrderEvent, Venue, VenueOrder, VenueSink
 from .matching import MatchingEngine
 from .paper_account import Balance
+from .paper_book import PaperDepth
 from .paper_store import PaperStore
 
 __all__ = ["PaperVenue"]
@@ -155,6 +156,15 @@ class PaperVenue(Venue):
             self._instruments, maker_fee=cfg.maker_fee, taker_fee=cfg.taker_fee, balances=cfg.balances
         )
         self._walks = {sym: _Walk(sym, i, cfg) for i, sym in enumerate(symbols)}
+        # the full-depth books (paper_book.py), with random numbers of their own: the walk stays as it was
+        self._depths = {
+            sym: PaperDepth(
+                sym, tick=w.tick, price_dp=w.price_dp, lot=w.lot, size_dp=w.size_dp, level_size=w.level_size,
+                rng=random.Random(cfg.seed * 1_000_003 + i + 500_009), levels=cfg.depth_levels,
+            )
+            for i, (sym, w) in enumerate(self._walks.items())
+            if cfg.depth_levels > 0
+        }  # fmt: skip
         self._sink: VenueSink | None = None
         self._outbox: deque[OrderEvent] = deque()
         self._delivering = False
@@ -239,8 +249,13 @@ class PaperVenue(Venue):
             Ticker(walk.symbol, ts, walk.last, bids[0][0], asks[0][0], bids[0][1], asks[0][1], walk.volume)
         )
         sink.publish_market(Book(walk.symbol, ts, bids, asks))
+        self._publish_depth(walk.symbol, bids, asks, ts)
         if trade is not None:
             sink.publish_market(Trade(walk.symbol, ts, engine.next_trade_id(), price, size, str(side)))
+            depth = self._depths.get(walk.symbol)
+            if depth is not None:
+                for msg in depth.trade(str(side), size, ts, trio.current_time()):
+                    sink.publish_market(msg)
         if events:
             await self._deliver(events)
 
@@ -349,7 +364,16 @@ class PaperVenue(Venue):
         sink = self._require_sink()
         sink.publish_market(Ticker(symbol, ts, walk.last, bid, ask, bids[0][1], asks[0][1], walk.volume))
         sink.publish_market(Book(symbol, ts, bids, asks))
+        self._publish_depth(symbol, bids, asks, ts)
         await self._deliver(events)
+
+    def _publish_depth(self, symbol: str, bids: list[list[float]], asks: list[list[float]], ts: int) -> None:
+        """The full-depth book follows the new top (its own messages: docs/books.md)."""
+        depth = self._depths.get(symbol)
+        if depth is not None:
+            sink = self._require_sink()
+            for msg in depth.step(bids, asks, ts, trio.current_time()):
+                sink.publish_market(msg)
 
     async def print_trade(self, symbol: str, price: float, size: float, side: Side) -> None:
         """Test hook: a public trade of ``size`` at ``price`` with taker ``side``; fills the resting
