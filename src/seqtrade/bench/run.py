@@ -46,6 +46,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from .books import format_books, run_books
 from .hist import new_hist, read_result, summary
 
 __all__ = ["main", "Plan", "PLANS", "run_bench", "format_table", "machine_info"]
@@ -744,6 +745,10 @@ def run_bench(
                                "ratio": _ratio(st_f["max_zero_loss_rate"], raw_f["max_zero_loss_rate"])}  # fmt: skip
             results["fanout"] = fan
 
+        if only in ("", "books"):  # full-depth books verified and fanned out (seqtrade.bench.books)
+            progress("book fan-out to 3 strategies: tickers, then books (checksum 0, CRC32)")
+            results["books"] = run_books(plan.name, root)
+
         # 4. codec
         if only in ("", "codec"):
             progress("codec: encode + decode of one ticker")
@@ -916,6 +921,8 @@ def format_table(r: dict[str, Any]) -> str:
             lines.append(f"{n:<14}{cell(f['seqtrade']):>12}{cell(f['raw']):>12}{_x(f['ratio']):>9}")
         lines.append("   (+: the search's ceiling passed; the real limit is higher)")
         lines.append("")
+    if r.get("books"):
+        lines += [*format_books(r["books"]), ""]
     c = r.get("codec")
     if c:
         lines.append("4. Codec, encode + decode of one ticker: "
@@ -992,7 +999,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument(
         "--only",
-        choices=["ticks", "orders", "stages", "tick2trade", "fanout", "codec"],
+        choices=["ticks", "orders", "stages", "tick2trade", "fanout", "books", "codec"],
         default="",
         help="run one scenario only (for profiling and before/after comparisons)",
     )
