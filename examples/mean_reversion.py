@@ -29,8 +29,15 @@ class MeanReversion(Strategy):
                     self.bid = coid
                 else:
                     self.ask = coid
-        self.set_timer(10.0, lambda: self.log.info(
-            "position %g, realised PnL %.4f, fees %.4f", self.position(self.symbol), self.realized_pnl, self.fees))
+        self.set_timer(
+            10.0,
+            lambda: self.log.info(
+                "position %g, realised PnL %.4f, fees %.4f",
+                self.position(self.symbol),
+                self.realized_pnl,
+                self.fees,
+            ),
+        )
 
     def on_ticker(self, t: Ticker) -> None:
         self.mids.append((t.bid_price + t.ask_price) / 2)
@@ -42,7 +49,10 @@ class MeanReversion(Strategy):
         if pos < self.size / 2:
             if self.bid is None:
                 self.bid = self.buy_limit(self.symbol, min(want_bid, t.bid_price), self.size)
-            elif self.bid in self.open_orders and abs(self.open_orders[self.bid].price - want_bid) > want_bid * self.edge:
+            elif (
+                self.bid in self.open_orders
+                and abs(self.open_orders[self.bid].price - want_bid) > want_bid * self.edge
+            ):
                 self.amend_order(self.bid, price=min(want_bid, t.bid_price))
         elif self.ask is None:
             entry = self.avg_price(self.symbol)

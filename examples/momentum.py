@@ -1,6 +1,6 @@
 """Momentum: buy when the mid runs above its moving average, sell when it falls back below.
 
-    seqtrade run examples/momentum.py --id mom1 [--param symbol=ETH-USDT --param size=0.01 --param window=20]
+seqtrade run examples/momentum.py --id mom1 [--param symbol=ETH-USDT --param size=0.01 --param window=20]
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ in their own threads (``run_strategy``), one keeping the whole book, one the top
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -86,3 +87,41 @@ async def test_strategies_keep_the_servers_book_through_the_real_bus(
     _, tb, ta = top.seen[-1]
     assert (tb, ta) == depth.book.top(10) and tb[0] == [round(price, 1), 7.0]
     assert len(full.seen) >= 40  # every change of the whole book
+
+
+async def test_the_market_making_example_quotes_off_the_full_book(
+    server: Any, endpoints: Any, zctx: Any
+) -> None:
+    """examples/market_maker.py, in process against the paper server: both quotes rest inside the
+    book it keeps, and follow it when the market moves."""
+    from seqtrade.client import load_strategy
+
+    cls = load_strategy(str(Path(__file__).resolve().parent.parent / "examples" / "market_maker.py"))
+    venue = server.venue
+    mm = cls(size=0.01)
+    assert mm.book_depth == {S: "full"}
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            code: list[int] = []
+
+            async def run() -> None:
+                code.append(
+                    await trio.to_thread.run_sync(
+                        lambda: run_strategy(mm, "mm", endpoints, join_timeout=20, context=zctx)
+                    )
+                )
+
+            nursery.start_soon(run)
+            price = 100.0
+            while len(server.open_records("mm")) < 2:  # both quotes accepted
+                await venue.set_market(S, price, price + 0.5)
+                await trio.sleep(0.05)
+            quotes = {r.side: r.price for r in server.open_records("mm")}
+            assert quotes["buy"] < quotes["sell"] and 100.0 <= quotes["buy"] and quotes["sell"] <= 100.5
+            while (
+                min(r.price for r in server.open_records("mm")) < 101.0
+            ):  # the market moves up 2: they follow
+                await venue.set_market(S, 102.0, 102.5)
+                await trio.sleep(0.05)
+            mm.stop()
+    assert code == [0]
