@@ -262,3 +262,89 @@ def test_a_copy_with_lost_messages_is_never_valid_unless_it_equals_the_server(se
     got = copies.get("X")
     assert got is not None and (got.bids, got.asks) == k.feed.book.snapshot()
     assert copies.counters.mismatches == 0
+
+
+def test_config_checks_the_book_settings() -> None:
+    import pytest
+
+    from seqtrade.config import parse_config
+    from seqtrade.errors import ConfigError
+
+    cfg = parse_config(
+        "[venue.okx]\nbook_stale_after = 5.0\nbooks = false\n[venue.paper]\ndepth_levels = 50\n"
+    )
+    assert (cfg.venue.okx.book_stale_after, cfg.venue.okx.books, cfg.venue.paper.depth_levels) == (
+        5.0,
+        False,
+        50,
+    )
+    with pytest.raises(ConfigError, match="venue.okx.book_stale_after"):
+        parse_config("[venue.okx]\nbook_stale_after = 0\n")
+    with pytest.raises(ConfigError, match="venue.paper.depth_levels"):
+        parse_config("[venue.paper]\ndepth_levels = -1\n")
+
+
+def test_a_strategy_asks_for_1_to_25_levels_or_full() -> None:
+    import pytest
+
+    c = BookCopies()
+    c.want("X", 25)
+    c.want("Y", "full")
+    for bad in (0, 26, "all", True, 2.5):
+        with pytest.raises(ValueError, match="1-25 levels or 'full'"):
+            c.want("Z", bad)  # type: ignore[arg-type]
+
+
+def _snap(seq: int, bids, asks) -> BookUpdate:
+    return BookUpdate("X", 1, True, seq, -1, bids, asks)
+
+
+def _delta(seq: int, bids, asks) -> BookUpdate:
+    return BookUpdate("X", 1, False, seq, seq - 1, bids, asks)
+
+
+def test_the_copy_waits_for_a_snapshot_follows_deltas_and_drops_itself_on_a_gap() -> None:
+    c = BookCopies()
+    c.want("X", "full")
+    assert c.on_fullbook(_delta(5, [[1.0, 1.0]], [])) is None and c.get("X") is None  # no snapshot yet
+    b = c.on_fullbook(_snap(5, [[10.0, 1.0], [9.0, 2.0]], [[11.0, 1.0]]))
+    assert b is not None and b.book_seq == 5 and b.best_bid == (10.0, 1.0) and b.spread == 1.0
+    assert c.on_fullbook(_snap(5, [[10.0, 1.0], [9.0, 2.0]], [[11.0, 1.0]])) is None  # the periodic one
+    b = c.on_fullbook(_delta(6, [[10.0, 0.0]], [[10.5, 3.0]]))
+    assert b is not None and b.bids == [[9.0, 2.0]] and b.asks == [[10.5, 3.0], [11.0, 1.0]]
+    assert b.size_at("sell", 10.5) == 3.0 and b.size_at("bid", 10.0) == 0.0 and b.mid == 9.75
+    assert c.on_fullbook(_delta(6, [[1.0, 1.0]], [])) is None  # a duplicate
+    assert c.on_fullbook(_delta(8, [[9.0, 5.0]], [])) is None  # 7 was lost
+    assert c.get("X") is None and c.counters.gaps == 1
+    assert c.on_fullbook(_delta(9, [[9.0, 6.0]], [])) is None  # still waiting
+    b = c.on_fullbook(_snap(9, [[9.0, 6.0]], [[10.5, 3.0]]))
+    assert b is not None and c.get("X") is b
+    # a snapshot of our version that differs: counted (never happens with a correct server) and taken
+    assert c.on_fullbook(_snap(9, [[9.0, 7.0]], [[10.5, 3.0]])) is b and c.counters.mismatches == 1
+
+
+def test_status_invalid_drops_stale_hides_valid_restores() -> None:
+    c = BookCopies()
+    c.want("X", "full")
+    c.on_fullbook(_snap(3, [[10.0, 1.0]], [[11.0, 1.0]]))
+    c.on_status(BookStatus("X", "stale", "no update for 70.0 s", 3, 1, seq=1))
+    assert c.get("X") is None and c.books["X"].state == "stale"
+    c.on_status(BookStatus("X", "valid", "", 3, 1, seq=2))
+    assert c.get("X") is not None
+    c.on_status(BookStatus("X", "invalid", "gap", 3, 1, seq=3))
+    assert c.get("X") is None and c.books["X"].bids == []
+    c.on_fullbook(_snap(4, [[10.0, 1.0]], [[11.0, 1.0]]))
+    assert c.get("X") is not None
+    c.on_status(BookStatus("X", "valid", "", 4, 1, seq=5))  # status 4 was lost: we cannot tell
+    assert c.get("X") is None
+
+
+def test_top_n_copy_calls_back_only_when_its_levels_change() -> None:
+    c = BookCopies()
+    c.want("X", 2)
+    assert c.on_depth(Depth("X", 1, [[10.0, 1.0], [9.0, 1.0], [8.0, 1.0]], [[11.0, 1.0]], 1)) is not None
+    b = c.get("X")
+    assert b is not None and b.bids == [[10.0, 1.0], [9.0, 1.0]] and b.depth == 2
+    assert c.on_depth(Depth("X", 2, [[10.0, 1.0], [9.0, 1.0], [8.0, 5.0]], [[11.0, 1.0]], 2)) is None
+    assert c.on_depth(Depth("X", 3, [[10.0, 2.0], [9.0, 1.0]], [[11.0, 1.0]], 3)) is b
+    assert c.on_fullbook(_snap(3, [], [])) is None  # not the form it asked for

@@ -369,6 +369,11 @@ def _check(cfg: Config) -> None:
             )
     if not 0 <= p.trade_probability <= 1:
         raise ConfigError("venue.paper.trade_probability: must be between 0 and 1")
+    if not 0 <= p.depth_levels <= 1000:
+        raise ConfigError("venue.paper.depth_levels: must be between 0 (no full book) and 1000")
+    for name in ("book_stale_after", "book_snapshot_interval"):
+        if not getattr(cfg.venue.okx, name) > 0:
+            raise ConfigError(f"venue.okx.{name}: must be > 0 (seconds)")
     if cfg.venue.okx.cancel_all_after and not 10 <= cfg.venue.okx.cancel_all_after <= 120:
         raise ConfigError("venue.okx.cancel_all_after: must be 0 (off) or between 10 and 120 seconds")
     if cfg.server.closed_orders_in_memory < 0:

@@ -201,8 +201,9 @@ class Strategy:
     OKX), from a snapshot and then the deltas the server verified. Read the book with
     [`book`][seqtrade.client.Strategy.book]; [`on_depth`][seqtrade.client.Strategy.on_depth] is called
     after each change and [`on_book_status`][seqtrade.client.Strategy.on_book_status] when the
-    server's book goes invalid, stale or valid again (docs/books.md). Each symbol must also be in
-    [`symbols`][seqtrade.client.Strategy.symbols]. Read when the strategy starts, like ``symbols``.
+    server's book goes invalid, stale or valid again (docs/books.md). To trade a symbol, list it in
+    [`symbols`][seqtrade.client.Strategy.symbols] too. Read when the strategy starts, like ``symbols``;
+    a depth that is neither 1-25 nor ``"full"`` stops the start with a ``ValueError``.
     """
 
     def __init__(self, **params: Any) -> None:
