@@ -187,7 +187,7 @@ def crc_checksum(book: OrderBook) -> int:
 
 @dataclass(slots=True)
 class BookCounters:
-    """What a feed saw, since start. ``resubscribes`` counts the fresh snapshots asked for."""
+    """What a feed saw, since start."""
 
     snapshots: int = 0
     updates: int = 0
@@ -198,7 +198,8 @@ class BookCounters:
     malformed: int = 0
     stale: int = 0
     skipped: int = 0  # pushes ignored while waiting for a snapshot
-    resubscribes: int = 0
+    resubscribes: int = 0  # fresh snapshots asked for because a push made the book invalid
+    retries: int = 0  # asked again: the snapshot asked for did not come in time
 
 
 class Outcome(StrEnum):

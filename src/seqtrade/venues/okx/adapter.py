@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 import trio
 
-from ...books import BookCounters, BookKeeper, BookMessage, Outcome
+from ...books import BookCounters, BookKeeper, BookMessage, BookState, Outcome
 from ...config import OkxConfig, VenueConfig
 from ...errors import VenueAuthError, VenueError
 from ...models import BookStatus
@@ -71,6 +71,9 @@ log = logging.getLogger(__name__)
 CLOCK_SYNC_INTERVAL = 60.0  # seconds between public/time checks
 # new WS connections: 3 per second per IP, both sockets together (docs/okx.md §4.5); 0.1 s margin
 WS_CONNECTS, WS_CONNECTS_PERIOD = 3, 1.1
+# seconds without the snapshot a books (re)subscription asked for before asking again (at most
+# book_stale_after, the silence a feed is allowed)
+BOOKS_RETRY = 5.0
 
 
 def _raise_single(eg: BaseExceptionGroup[Any]) -> None:
@@ -171,6 +174,8 @@ class OkxVenue(Venue):
         self._reconciler: Reconciler | None = None
         self._cancel_all_after: CancelAllAfter | None = None
         self.socket_stats = {"public": SocketStats(), "private": SocketStats()}  # reconnects, for status
+        self._public_session: WsSession | None = None
+        self._books_asked: dict[str, float] = {}  # symbol -> when its books snapshot was last asked for
         self._books: dict[str, BookKeeper] = (
             {s: BookKeeper(s, stale_after=cfg.book_stale_after, snapshot_interval=cfg.book_snapshot_interval)
              for s in self._symbols}
@@ -397,6 +402,10 @@ class OkxVenue(Venue):
     async def _public_open(self, session: WsSession) -> None:
         args = [{"channel": ch, "instId": s} for s in self._symbols for ch in m.PUBLIC_CHANNELS]
         args += [{"channel": m.BOOKS_CHANNEL, "instId": s} for s in self._books]
+        self._public_session = session
+        now = trio.current_time()
+        for s in self._books:
+            self._books_asked[s] = now
         await session.send({"op": "subscribe", "args": args})
         session.ready = True
 
@@ -414,7 +423,7 @@ class OkxVenue(Venue):
     @property
     def book_counters(self) -> dict[str, BookCounters]:
         """Per symbol, what its ``books`` feed saw: snapshots, updates, heartbeats, seq resets, gaps,
-        checksum errors, stale periods, resubscriptions (for feed health, status and tests)."""
+        checksum errors, stale periods, resubscriptions and retries (for feed health, status and tests)."""
         return {s: k.feed.counters for s, k in self._books.items()}
 
     def book_state(self, symbol: str) -> BookKeeper | None:
@@ -454,25 +463,50 @@ class OkxVenue(Venue):
                 health = getattr(self, "feed_health", None)  # the server's feed health, when it keeps one
                 if health is not None:
                     health.on_gap("book", msg.inst_id)
-                    health.on_resubscribe("book", msg.inst_id)
-                arg = {"channel": m.BOOKS_CHANNEL, "instId": msg.inst_id}
-                await session.send({"op": "unsubscribe", "args": [arg]})
-                await session.send({"op": "subscribe", "args": [arg]})
+                try:
+                    await self._resubscribe_books(session, msg.inst_id)
+                except VenueError as exc:  # the socket is going down: the reconnect subscribes again
+                    log.info("OKX books %s: %s", msg.inst_id, exc)
                 return  # the rest of this push belongs to the book given up
+
+    async def _resubscribe_books(self, session: WsSession, symbol: str) -> None:
+        """Unsubscribe and subscribe ``books`` of ``symbol``: OKX answers with a fresh snapshot."""
+        health = getattr(self, "feed_health", None)
+        if health is not None:
+            health.on_resubscribe("book", symbol)
+        self._books_asked[symbol] = trio.current_time()
+        arg = {"channel": m.BOOKS_CHANNEL, "instId": symbol}
+        await session.send({"op": "unsubscribe", "args": [arg]})
+        await session.send({"op": "subscribe", "args": [arg]})
 
     async def _books_clock_task(self) -> None:
         """Staleness and the periodic whole-book snapshots, a few times a second."""
         period = min(0.25, self._cfg.book_stale_after / 4, self._cfg.book_snapshot_interval / 2)
+        retry = min(BOOKS_RETRY, self._cfg.book_stale_after)
         while True:
             await trio.sleep(period)
             if self._sink is None:
                 continue
             now = trio.current_time()
-            for keeper in self._books.values():
+            session = self._public_session
+            for symbol, keeper in self._books.items():
                 msgs = keeper.tick(now, keeper.feed.ts)
                 if msgs and isinstance(msgs[0], BookStatus):
-                    log.warning("OKX books %s: stale: %s", keeper.feed.symbol, keeper.feed.reason)
+                    log.warning("OKX books %s: stale: %s", symbol, keeper.feed.reason)
                 self._publish_books(msgs)
+                if (
+                    keeper.feed.state is BookState.INVALID
+                    and session is not None
+                    and session.alive
+                    and session.ready
+                    and now - self._books_asked.get(symbol, now) >= retry
+                ):  # asked for a snapshot and none came (an error answer, a lost message): ask again
+                    log.warning("OKX books %s: no snapshot %.1f s after asking: asking again", symbol, retry)
+                    keeper.feed.counters.retries += 1
+                    try:
+                        await self._resubscribe_books(session, symbol)
+                    except VenueError as exc:  # the socket went down meanwhile: the reconnect subscribes
+                        log.info("OKX books %s: %s", symbol, exc)
 
     async def _public_message(self, session: WsSession, msg: WsMessage) -> None:
         sink = self._sink
