@@ -449,11 +449,14 @@ class OkxVenue(Venue):
                 self._publish_books(keeper.disconnected(self._clock.now_ms(), "malformed push"))
                 outcome = Outcome.INVALID
             else:
+                was = keeper.feed.state
                 outcome, out = keeper.push(
                     bids=push.bids, asks=push.asks, prev_seq=push.prev_seq, seq=push.seq,
                     checksum=push.checksum, ts=push.ts, now=now, snapshot=push.snapshot,
                 )  # fmt: skip
                 self._publish_books(out)
+                if was is not BookState.VALID and keeper.feed.valid:
+                    log.info("OKX books %s: valid (seqId %d)", msg.inst_id, push.seq)
             if outcome is Outcome.INVALID:
                 log.warning(
                     "OKX books %s: %s: subscribing again for a fresh snapshot",
