@@ -22,8 +22,13 @@ import msgpack
 import pytest
 
 from seqtrade import wire
+from seqtrade.candles import Candle, History, HistoryRequest
 from seqtrade.errors import WireError
+from seqtrade.feedhealth import FeedsStatus, FeedStatus
+from seqtrade.instruments import Instrument, InstrumentKind
 from seqtrade.models import (
+    AccountEvent,
+    AccountEventKind,
     AmendRequest,
     Book,
     BookStatus,
@@ -31,13 +36,16 @@ from seqtrade.models import (
     CancelAll,
     CancelRequest,
     Depth,
+    FundingRate,
     Goodbye,
     Heartbeat,
     Hello,
+    MarkPrice,
     OrderReport,
     OrderRequest,
     OrderStatus,
     OrderType,
+    PriceLimit,
     Refusal,
     Side,
     Ticker,
@@ -118,9 +126,117 @@ MESSAGES: dict[str, Any] = {
     "heartbeat_session": Heartbeat("s1", 1_700_000_000_000, "sess-a"),
     "goodbye": Goodbye("s1"),
     "goodbye_session": Goodbye("s1", "sess-a"),
+    "candle": Candle("BTC-USDT", "1m", 1_700_000_040_000, 100.5, 101.0, 99.5, 100.0, 12.25, True, 3, 4),
+    "candle_open": Candle("BTC-USDT-SWAP", "1H", 1_699_999_200_000, 7, 7, 7, 7, 0, False, 0, 0),
+    "feed_status": FeedsStatus(
+        "okx",
+        5,
+        [
+            FeedStatus("ticker", "BTC-USDT", 9.5, 0.25, 120, 0, 1, 35, 80, False),
+            FeedStatus("candle:1m", "BTC-USDT", 0.0, 12.5, 3, 2, 0, 0, 0, True),
+        ],
+        6,
+        7,
+    ),
+    "feed_status_empty": FeedsStatus("paper", 0, [], 1, 0),
+    "history": History(
+        "s1",
+        "h-1",
+        "BTC-USDT",
+        "1m",
+        [
+            Candle("BTC-USDT", "1m", 60_000, 1.0, 2.0, 0.5, 1.5, 10.0, True),
+            Candle("BTC-USDT", "1m", 120_000, 1.5, 1.5, 1.5, 1.5, 0.0, True),
+        ],
+        "",
+        9,
+    ),
+    "history_error": History("s1", "h-2", "ETH-USDT", "5m", [], "bar 5m of ETH-USDT is not served", 0),
+    "history_request": HistoryRequest("s1", "h-1", "BTC-USDT", "1m", 300),
+    # Derivatives (extensions of version 1): new frames; the frames above are unchanged by them.
+    "mark": MarkPrice("BTC-USDT-SWAP", 1_700_000_000_000, 60010.5, 60002.25, 3, 4),
+    "funding": FundingRate("BTC-USDT-SWAP", 1_700_000_000_000, 0.0001, 1_700_006_400_000, 28_800_000, 5, 6),
+    "price_limit": PriceLimit("BTC-USDT-SWAP", 1_700_000_000_000, 61200.0, 58800.0, 7, 8),
+    "account_event_funding": AccountEvent(
+        "s1",
+        13,
+        AccountEventKind.FUNDING,
+        "BTC-USDT-SWAP",
+        "",
+        0.0,
+        60010.5,
+        -0.060010,
+        "USDT",
+        "bill-81",
+        1_700_006_400_000,
+        9,
+    ),  # fmt: skip
+    "account_event_liquidation": AccountEvent(
+        "s1",
+        14,
+        AccountEventKind.LIQUIDATION,
+        "BTC-USD-SWAP",
+        "long",
+        -2.0,
+        51000.0,
+        -0.0004,
+        "BTC",
+        "-1234",
+        1_700_006_500_000,
+        10,
+    ),  # fmt: skip
+    "order_reduce_only": OrderRequest(
+        "s1", "c-ro", "BTC-USDT-SWAP", Side.SELL, OrderType.LIMIT, 61000.0, 2.0, 1_700_000_000_000, True
+    ),  # fmt: skip
+    "welcome_instruments": Welcome(
+        "s1",
+        "n",
+        3,
+        [],
+        1,
+        2,
+        ["BTC-USD-SWAP", "BTC-USDT", "BTC-USDT-SWAP"],
+        [
+            Instrument(
+                "BTC-USD-SWAP",
+                0.1,
+                1.0,
+                1.0,
+                None,
+                100.0,
+                InstrumentKind.SWAP,
+                "USD",
+                "BTC",
+                "BTC",
+                "USD",
+                True,
+                100.0,
+                0,
+            ),
+            Instrument(
+                "BTC-USDT", 0.1, 1e-8, 1e-5, None, 1.0, InstrumentKind.SPOT, "BTC", "USDT", "BTC", "USDT"
+            ),
+            Instrument(
+                "BTC-USDT-SWAP",
+                0.1,
+                0.01,
+                0.01,
+                None,
+                0.01,
+                InstrumentKind.SWAP,
+                "BTC",
+                "USDT",
+                "BTC",
+                "USDT",
+                False,
+                100.0,
+                0,
+            ),
+        ],
+    ),  # fmt: skip
 }
 
-REQUESTS = (OrderRequest, CancelRequest, AmendRequest, CancelAll, Hello, Heartbeat, Goodbye)
+REQUESTS = (OrderRequest, CancelRequest, AmendRequest, CancelAll, Hello, Heartbeat, Goodbye, HistoryRequest)
 
 # Values that break each key in its own way: absent, null, booleans, negatives, zero, fractions,
 # non-finite numbers, huge integers, long and empty strings, lists, maps, bytes.
@@ -135,7 +251,8 @@ HOSTILE: dict[str, Any] = {
 # The frames mutated key by key: one of each message type, and each optional key present and absent.
 MUTATED = ("ticker", "book", "trade", "status", "report_accepted", "welcome", "order_limit", "order_market",
            "cancel", "amend_price", "amend_both", "cancel_all", "cancel_all_symbol", "hello",
-           "hello_int_nonce", "heartbeat")  # fmt: skip
+           "hello_int_nonce", "heartbeat", "candle", "feed_status", "history", "history_request", "mark",
+           "funding", "price_limit", "account_event_funding", "order_reduce_only")  # fmt: skip
 
 
 def _cases() -> Iterator[tuple[str, bytes]]:

@@ -13,8 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seqtrade import wire
+from seqtrade.candles import BARS, MAX_HISTORY, Candle, History, HistoryRequest
 from seqtrade.errors import WireError
+from seqtrade.feedhealth import FeedsStatus, FeedStatus
+from seqtrade.instruments import Instrument, InstrumentKind
 from seqtrade.models import (
+    AccountEvent,
+    AccountEventKind,
     AmendRequest,
     Book,
     BookStatus,
@@ -22,13 +27,16 @@ from seqtrade.models import (
     CancelAll,
     CancelRequest,
     Depth,
+    FundingRate,
     Goodbye,
     Heartbeat,
     Hello,
+    MarkPrice,
     OrderReport,
     OrderRequest,
     OrderStatus,
     OrderType,
+    PriceLimit,
     Refusal,
     Side,
     Ticker,
@@ -51,6 +59,23 @@ side_names = st.sampled_from(["buy", "sell", ""]) | texts
 reports = st.builds(
     OrderReport, u63, coids, texts, ids, symbols, side_names, texts, floats, floats, st.sampled_from(OrderStatus),
     floats, floats, floats, floats, floats, texts, u63, u64,
+)  # fmt: skip
+
+bars = st.sampled_from(sorted(BARS))
+candles = st.builds(
+    Candle, symbols, bars, u63, floats, floats, floats, floats, floats, st.booleans(), u63, u64
+)
+feeds = st.builds(FeedStatus, texts, symbols, floats, floats, u63, u63, u63, u63, u63, st.booleans())
+
+
+def _history(sid: str, rid: str, symbol: str, bar: str, rows: list[tuple[int, list[float]]], error: str,
+             gw_ns: int) -> History:  # fmt: skip
+    return History(sid, rid, symbol, bar, [Candle(symbol, bar, t, *v, True) for t, v in rows], error, gw_ns)
+
+
+instruments = st.builds(
+    Instrument, symbols, pos, pos, pos, st.none(), pos, st.sampled_from(InstrumentKind), texts, texts, texts, texts,
+    st.booleans(), pos, u63,
 )  # fmt: skip
 
 # One strategy per model in the codec's tables; test_every_table_entry_has_a_strategy keeps it complete.
@@ -76,6 +101,25 @@ MESSAGES: dict[type, st.SearchStrategy[Any]] = {
         st.just(1),
         u64,
         st.lists(symbols, max_size=3),
+        st.lists(instruments, max_size=3),
+    ),
+    MarkPrice: st.builds(MarkPrice, symbols, u63, floats, floats, u63, u64),
+    FundingRate: st.builds(FundingRate, symbols, u63, floats, u63, u63, u63, u64),
+    PriceLimit: st.builds(PriceLimit, symbols, u63, floats, floats, u63, u64),
+    AccountEvent: st.builds(
+        AccountEvent,
+        ids,
+        u63,
+        st.sampled_from(AccountEventKind),
+        symbols,
+        st.sampled_from(["", "long", "short"]),
+        floats,
+        floats,
+        floats,
+        texts,
+        texts,
+        u63,
+        u64,
     ),
     OrderRequest: st.one_of(
         st.builds(
@@ -88,6 +132,7 @@ MESSAGES: dict[type, st.SearchStrategy[Any]] = {
             pos,
             pos,
             u63,
+            st.booleans(),
         ),
         st.builds(
             OrderRequest,
@@ -120,6 +165,19 @@ MESSAGES: dict[type, st.SearchStrategy[Any]] = {
     ),
     Goodbye: st.builds(Goodbye, ids, st.just("") | st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)),
     Refusal: st.builds(Refusal, ids, texts | u63, texts, texts, floats),
+    Candle: candles,
+    FeedsStatus: st.builds(FeedsStatus, ids, u63, st.lists(feeds, max_size=4), u63, u64),
+    History: st.builds(
+        _history,
+        ids,
+        coids,
+        symbols,
+        bars,
+        st.lists(st.tuples(u63, st.lists(floats, min_size=5, max_size=5)), max_size=4),
+        texts,
+        u64,
+    ),  # fmt: skip
+    HistoryRequest: st.builds(HistoryRequest, ids, coids, symbols, bars, st.integers(1, MAX_HISTORY)),
 }
 any_message = st.sampled_from(sorted(MESSAGES, key=lambda c: c.__name__)).flatmap(lambda cls: MESSAGES[cls])
 
@@ -131,18 +189,14 @@ def test_every_table_entry_has_a_strategy():
 
 def test_tables_are_split_by_channel_and_keep_the_protocol_order():
     assert list(wire.REQUEST_TYPES) == [
-        "order_request", "cancel_request", "amend_request", "cancel_all", "hello", "heartbeat", "goodbye"
+        "order_request", "cancel_request", "amend_request", "cancel_all", "hello", "heartbeat", "goodbye",
+        "history_request",
     ]  # fmt: skip
     assert list(wire.MARKET_DATA_TYPES) == [
-        "ticker",
-        "book",
-        "trade",
-        "status",
-        "depth",
-        "fullbook",
-        "book_status",
-    ]
-    assert list(wire.REPORT_TYPES) == ["order_report", "welcome", "refusal"]
+        "ticker", "book", "trade", "status", "candle", "feed_status", "mark", "funding", "price_limit",
+        "depth", "fullbook", "book_status",
+    ]  # fmt: skip
+    assert list(wire.REPORT_TYPES) == ["order_report", "welcome", "refusal", "history", "account_event"]
     assert wire.MESSAGE_TYPES == {**wire.MARKET_DATA_TYPES, **wire.REPORT_TYPES}
     assert all(c.kind == "report" for c in wire.REPORT_TYPES.values())
     assert all(c.kind == c.type for c in (*wire.MARKET_DATA_TYPES.values(), *wire.REQUEST_TYPES.values()))
@@ -228,16 +282,34 @@ def test_dispatch_table_covers_its_table_exactly():
     seen: list[Any] = []
     handlers = wire.dispatch_table(
         wire.MARKET_DATA_TYPES,
-        {m: seen.append for m in (Ticker, Book, Trade, VenueStatus, Depth, BookUpdate, BookStatus)},
+        {
+            m: seen.append
+            for m in (
+                Ticker,
+                Book,
+                Trade,
+                VenueStatus,
+                Candle,
+                FeedsStatus,
+                MarkPrice,
+                FundingRate,
+                PriceLimit,
+                Depth,
+                BookUpdate,
+                BookStatus,
+            )
+        },  # fmt: skip
     )
     msgs = [Ticker("X", 1, 1, 1, 1, 1, 1, 1), Book("X", 1, [], []), Trade("X", 1, "t", 1, 1, "buy"),
-            VenueStatus("paper", True, [], 1), Depth("X", 1, [], [], 1), BookUpdate("X", 1, True, 1, -1, [], []),
-            BookStatus("X", "valid", "", 1, 1)]  # fmt: skip
+            VenueStatus("paper", True, [], 1), Candle("X", "1m", 0, 1, 1, 1, 1, 0, True), FeedsStatus("paper", 1),
+            Depth("X", 1, [], [], 1), BookUpdate("X", 1, True, 1, -1, [], []), BookStatus("X", "valid", "", 1, 1)]  # fmt: skip
     for m in msgs:
         handlers[type(m)](m)
     assert seen == msgs
     with pytest.raises(
-        ValueError, match=r"no handler for \['trade', 'status', 'depth', 'fullbook', 'book_status'\]"
+        ValueError,
+        match=r"no handler for \['trade', 'status', 'candle', 'feed_status', 'mark', 'funding', 'price_limit',"
+        r" 'depth', 'fullbook', 'book_status'\]",
     ):
         wire.dispatch_table(wire.MARKET_DATA_TYPES, {Ticker: print, Book: print})
     with pytest.raises(ValueError, match="not in the table: \\['Hello'\\]"):

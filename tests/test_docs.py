@@ -23,10 +23,20 @@ import pytest
 
 import seqtrade.client
 from seqtrade.client import (
+    AccountEvent,
+    AccountEventKind,
     Book,
+    Candle,
+    FeedsStatus,
+    FeedStatus,
+    FundingRate,
+    Instrument,
+    InstrumentKind,
+    MarkPrice,
     OrderReport,
     OrderStatus,
     Position,
+    PriceLimit,
     Strategy,
     Ticker,
     Trade,
@@ -42,10 +52,24 @@ MODELS = {
     Book: "market-data",
     Trade: "market-data",
     VenueStatus: "market-data",
+    Candle: "market-data",
+    FeedsStatus: "market-data",
+    FeedStatus: "market-data",
     OrderReport: "orders",
     Position: "strategy",
+    Instrument: "derivatives",
+    AccountEvent: "derivatives",
+    MarkPrice: "derivatives",
+    FundingRate: "derivatives",
+    PriceLimit: "derivatives",
 }
-ENUMS = {OrderStatus: "orders", Side: "orders", OrderType: "orders"}
+ENUMS = {
+    OrderStatus: "orders",
+    Side: "orders",
+    OrderType: "orders",
+    InstrumentKind: "derivatives",
+    AccountEventKind: "derivatives",
+}
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +118,9 @@ def listed_attributes(obj: griffe.Object | griffe.Alias) -> dict[str, str]:
 
 
 def test_every_name_the_client_exports_has_a_docstring_and_a_reference_entry(site: Path, api: griffe.Module):
-    ids = set().union(*(anchors(page(site, p)) for p in ("strategy", "market-data", "orders", "running")))
+    ids = set().union(
+        *(anchors(page(site, p)) for p in ("strategy", "market-data", "orders", "running", "derivatives"))
+    )
     missing_doc = [n for n in seqtrade.client.__all__ if not doc(api[f"client.{n}"])]
     assert not missing_doc, f"no docstring: {missing_doc}"
     missing_ref = [n for n in seqtrade.client.__all__ if f"seqtrade.client.{n}" not in ids]
@@ -155,7 +181,7 @@ def test_every_field_of_the_models_a_strategy_reads_is_documented(
 def test_every_status_side_and_order_type_is_documented(
     site: Path, api: griffe.Module, enum_cls: type[enum.Enum]
 ):
-    obj = api[f"models.{enum_cls.__name__}"]
+    obj = api[f"{enum_cls.__module__.removeprefix('seqtrade.')}.{enum_cls.__name__}"]
     ids = anchors(page(site, ENUMS[enum_cls]))
     assert doc(obj)
     for member in enum_cls:

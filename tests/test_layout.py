@@ -16,7 +16,8 @@ PURE = ["seqtrade.models", "seqtrade.wire", "seqtrade.config", "seqtrade.venues.
         "seqtrade.client.protocol", "seqtrade.client.strategy", "seqtrade.books", "seqtrade.client.book",
         "seqtrade.server.engine", "seqtrade.server.recovery", "seqtrade.server.risk",
         "seqtrade.server.accounts", "seqtrade.positions", "seqtrade.venues.okx.auth",
-        "seqtrade.venues.okx.account", "seqtrade.venues.okx.tracking", "seqtrade.venues.okx.errors"]  # fmt: skip
+        "seqtrade.venues.okx.account", "seqtrade.venues.okx.tracking", "seqtrade.venues.okx.errors",
+        "seqtrade.candles", "seqtrade.feedhealth", "seqtrade.venues.okx.candles"]  # fmt: skip
 
 
 def loaded_after_import(module: str) -> set[str]:
@@ -42,7 +43,9 @@ def test_client_public_surface():
 
     assert sorted(c.__all__) == sorted([
         "Strategy", "Position", "run", "run_strategy", "load_strategy", "Endpoints",
-        "Ticker", "Book", "Trade", "VenueStatus", "OrderReport", "OrderStatus", "LocalBook", "BookStatus",
+        "Ticker", "Book", "Trade", "VenueStatus", "OrderReport", "OrderStatus",
+        "Candle", "FeedsStatus", "FeedStatus", "LocalBook", "BookStatus",
+        "AccountEvent", "AccountEventKind", "MarkPrice", "FundingRate", "PriceLimit", "Instrument", "InstrumentKind",
     ])  # fmt: skip
     for name in c.__all__:
         assert hasattr(c, name)

@@ -1,4 +1,4 @@
-"""The ``seqtrade`` command: ``serve``, ``run``, ``check``, ``reset``, ``new-strategy``, ``bench``, ...
+"""The ``seqtrade`` command: ``serve``, ``run``, ``check``, ``reset``, ``new-strategy``, ``replay``, ``bench``, ...
 
 ``main(argv) -> int`` is testable without a subprocess. This is the only module that reads files and
 the environment on the server side (config file, venue keys). Every :class:`~seqtrade.errors.SeqtradeError`
@@ -256,6 +256,8 @@ def describe(config: Config) -> str:
         f"dead strategy: silent > {config.server.heartbeat_timeout:g} s -> {config.server.dead_strategy_policy} its orders",
         f"on shutdown: {config.server.shutdown_policy} open orders",
         f"unknown strategies: {'allowed' if config.server.allow_unknown_strategies else 'refused'}",
+        f"candles: {', '.join(config.candles.bars) or 'none'} of every symbol, with history;"
+        f" a feed silent {config.feeds.stale_after:g} s is stale",
     ]
     if config.strategies:
         sv = config.supervisor
@@ -308,8 +310,10 @@ def format_status(st: dict) -> str:  # type: ignore[type-arg]
             lines.append(f"{sid:<20} {alive:<6} {s['heartbeat_age']:>8.1f}s"
                          f" {s['last_seq']:>7} {s['open_orders']:>5} {sum(s.get('errors', {}).values()):>8}")  # fmt: skip
         lines.extend(callback_error_lines({sid: s.get("errors", {}) for sid, s in strategies.items()}))
+    from .feedhealth import format_feeds
     from .server.guard import format_guard_status
 
+    lines.extend(format_feeds(st.get("feeds", [])))
     lines.extend(format_guard_status(st))
     for extra in st.get("sections", []):
         lines.append(extra)
@@ -479,6 +483,45 @@ def _reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    """``seqtrade replay``: the server with a recording in place of the venue (docs/backtesting.md)."""
+    import trio
+
+    from .replay import ReplayVenue, with_run_dir
+    from .security import server_keypair
+    from .server.app import run_until_signal
+
+    config = load_config(args.config)
+    run_dir = args.run_dir or f"{config.server.run_dir.rstrip('/')}-replay"  # never the live journal
+    # The supervised strategies read the config file for the server's sockets: a copy beside it (its
+    # relative paths stay right) with the replay's run dir, removed at the end.
+    source = Path(config.source_path)
+    derived = source.with_name(f".{source.stem}.replay.toml")
+    try:
+        derived.write_text(with_run_dir(source.read_text(encoding="utf-8"), run_dir), encoding="utf-8")
+    except OSError as exc:
+        raise SeqtradeError(f"replay: cannot write {derived}: {exc.strerror or exc}") from None
+    try:
+        config = dataclasses.replace(
+            load_config(derived),
+            source_path=str(derived),
+            recorder=dataclasses.replace(config.recorder, enabled=False),  # a replay is not recorded again
+        )
+        setup_logging(args.log_level or config.server.log_level, json_logs=config.server.log_json)
+        wait_for = args.wait_for if args.wait_for is not None else sum(s.enabled for s in config.strategies)
+        venue = ReplayVenue(Path(args.data), list(config.venue.symbols), speed=args.speed, wait_for=wait_for,
+                            linger=args.linger)  # fmt: skip
+        curve_keys = server_keypair(config, os.environ)
+        log.info("seqtrade replaying %s on %s (run dir %s)", args.data, ", ".join(config.venue.symbols),
+                 config.run_dir)  # fmt: skip
+        try:
+            return trio.run(functools.partial(run_until_signal, config, venue, curve_keys=curve_keys))
+        except BaseExceptionGroup as eg:
+            raise _lone_error(eg) from None
+    finally:
+        derived.unlink(missing_ok=True)
+
+
 def _new_strategy(args: argparse.Namespace) -> int:
     from .strategy_template import NAME_RE, render_strategy
 
@@ -556,6 +599,23 @@ def build_parser() -> argparse.ArgumentParser:
     ns.add_argument("name", metavar="NAME", help="file and class name, e.g. my_strategy")
     ns.add_argument("--dir", default=".", help="where to write NAME.py (default: the current directory)")
     ns.set_defaults(func=_new_strategy)
+
+    rp = sub.add_parser("replay", help="serve a recording's market data to strategies (no trading)")
+    rp.add_argument(
+        "--data", required=True, metavar="DIR", help="a recording: the [recorder] dir, e.g. run/recordings"
+    )
+    rp.add_argument(
+        "--config", default="config.toml", help=_CONFIG_HELP + " (its symbols and [[strategies]])"
+    )
+    rp.add_argument("--speed", type=float, default=1.0,
+                    help="1 = the recorded pace (default), 10 = ten times faster, 0 = as fast as possible")  # fmt: skip
+    rp.add_argument("--run-dir", default=None, help="the replay server's run dir (default: <run_dir>-replay)")
+    rp.add_argument("--wait-for", type=int, default=None, metavar="N",
+                    help="start once N strategies joined (default: the config's [[strategies]])")  # fmt: skip
+    rp.add_argument("--linger", type=float, default=1.0, metavar="SECONDS",
+                    help="after the last message, this long before the server stops (default 1)")  # fmt: skip
+    rp.add_argument("--log-level", default=None)
+    rp.set_defaults(func=_replay)
 
     k = sub.add_parser("keygen", help="make a CurveZMQ key pair for tcp:// endpoints")
     k.add_argument("--out", metavar="NAME", default=None, help="write the public key to NAME.pub")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .candles import BARS
 from .errors import ConfigError
 
 __all__ = [
@@ -28,7 +29,10 @@ __all__ = [
     "VenueConfig",
     "VenueKind",
     "PaperConfig",
+    "PaperContract",
     "OkxConfig",
+    "DerivativesConfig",
+    "InstrumentSetup",
     "JournalConfig",
     "OrdersConfig",
     "RiskLimits",
@@ -38,6 +42,9 @@ __all__ = [
     "SecurityConfig",
     "ClientKeyConfig",
     "MetricsConfig",
+    "CandlesConfig",
+    "FeedsConfig",
+    "RecorderConfig",
     "load_config",
     "parse_config",
     "STRATEGY_ID_RE",
@@ -91,6 +98,16 @@ DEFAULT_PAPER_BALANCES: dict[str, float] = {"USDT": 100_000.0, "BTC": 1.0, "ETH"
 
 
 @dataclass(frozen=True)
+class PaperContract:
+    """``[venue.paper.contracts."<symbol>"]``: the facts of one paper swap (0 = the default)."""
+
+    contract_value: float = 0.0  # base coins (linear) or USD (inverse) per contract
+    lot_size: float = 0.0  # contracts
+    min_size: float = 0.0  # contracts
+    max_leverage: float = 100.0
+
+
+@dataclass(frozen=True)
 class PaperConfig:
     seed: int = 42
     tick_interval: float = 0.25  # seconds between market updates of each symbol
@@ -119,6 +136,20 @@ class PaperConfig:
     # reset` starts over). A buy needs the quote currency, a sell the base coins. Replaces the default
     # as a whole: a currency not named starts at 0.
     balances: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PAPER_BALANCES))
+    # Swaps (``BTC-USDT-SWAP`` linear, ``BTC-USD-SWAP`` inverse) on margin, net mode only (docs/risk.md
+    # "Swaps on the paper account"). Margin mode and leverage per swap: [venue.derivatives.instruments];
+    # a swap with leverage 0 there (or none) trades at ``leverage``.
+    leverage: float = 10.0
+    maintenance_margin_rate: float = 0.004  # of the position value at mark: below it, liquidation
+    liquidation_fee_rate: float = 0.0005  # of the position value, charged on a liquidation
+    liquidation_warning_ratio: float = 3.0  # a margin ratio (equity / maintenance) below it: warned once
+    funding_interval: float = 28_800.0  # seconds between funding settlements (OKX: 8 h)
+    funding_rate: float = 0.0001  # the rate settled each time (> 0: longs pay shorts) ...
+    funding_rate_jitter: float = 0.0  # ... plus a seeded random part in [-jitter, jitter]
+    price_limit_band: float = 0.05  # a swap's limit price within this fraction of its mark (0: no limit)
+    # Contract facts per swap; defaults: BTC-USDT-SWAP 0.01 BTC, ETH-USDT-SWAP 0.1 ETH (lot 0.01),
+    # BTC-USD-SWAP 100 USD, other inverse 10 USD (lot 1), other linear 1 coin (lot 0.01).
+    contracts: dict[str, PaperContract] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -127,6 +158,7 @@ class OkxConfig:
     rest_url: str = "https://www.okx.com"
     ws_public_url: str = ""  # "" = the live or demo default
     ws_private_url: str = ""
+    ws_business_url: str = ""  # candles ([candles] bars); "" = the live or demo default
     inst_type: str = "SPOT"
     td_mode: str = "cash"
     order_transport: Literal["ws", "rest"] = "ws"
@@ -153,11 +185,42 @@ VenueKind = Literal["paper", "okx"]  # one case each in venues.venue_class
 
 
 @dataclass(frozen=True)
+class InstrumentSetup:
+    """``[venue.derivatives.instruments."<symbol>"]``: how the account trades one swap or future."""
+
+    margin_mode: Literal["cross", "isolated"] = "cross"
+    leverage: float = 0.0  # set through the venue's API at start; 0 = leave the account's setting
+
+
+@dataclass(frozen=True)
+class DerivativesConfig:
+    """``[venue.derivatives]``: the account set-up for swaps and futures (docs/derivatives.md)."""
+
+    # The account's position mode, checked at start: the server refuses to start when the venue's
+    # account is in the other mode (it never switches it: that needs a flat account).
+    position_mode: Literal["net", "long_short"] = "net"
+    # A reconciliation mismatch on an instrument: "log" it, or also move the strategies holding a
+    # position in it to `reducing` (they may only reduce) until the operator resumes them.
+    on_mismatch: Literal["log", "reducing"] = "log"
+    # A liquidation warning: "log" it and tell the owning strategies (always), or also move them to
+    # `reducing`.
+    on_liquidation_warning: Literal["log", "reducing"] = "log"
+    instruments: dict[str, InstrumentSetup] = field(default_factory=dict)
+
+    def setup(self, symbol: str) -> InstrumentSetup:
+        """The set-up of ``symbol`` (the defaults when it has no table)."""
+        return self.instruments.get(symbol) or InstrumentSetup()
+
+
+@dataclass(frozen=True)
 class VenueConfig:
     kind: VenueKind = "paper"
+    # Every instrument the server trades, of any kind: the kind follows from the symbol
+    # (``BTC-USDT`` spot, ``BTC-USDT-SWAP`` swap, ``BTC-USD-261225`` futures).
     symbols: list[str] = field(default_factory=lambda: ["BTC-USDT"])
     paper: PaperConfig = field(default_factory=PaperConfig)
     okx: OkxConfig = field(default_factory=OkxConfig)
+    derivatives: DerivativesConfig = field(default_factory=DerivativesConfig)
 
 
 @dataclass(frozen=True)
@@ -256,6 +319,35 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class CandlesConfig:
+    """Candles the server serves (docs/candles.md): these bars of every symbol, live and as history."""
+
+    bars: list[str] = field(default_factory=list)  # e.g. ["1m", "5m"]; [] serves no candles
+    keep: int = 1440  # paper venue: closed bars kept in memory per symbol and bar (its history)
+
+
+@dataclass(frozen=True)
+class FeedsConfig:
+    """Feed health (docs/candles.md): a feed silent this long is stale (logged once, and once more
+    when it recovers; shown in status, metrics and the ``feed_status`` bus message)."""
+
+    stale_after: float = 10.0
+
+
+@dataclass(frozen=True)
+class RecorderConfig:
+    """The market recorder (docs/backtesting.md): every market-data message the server publishes and
+    every order's send and acknowledgement times, in Parquet files by type, day and symbol."""
+
+    enabled: bool = False
+    dir: str = "recordings"  # relative to run_dir
+    queue: int = 200_000  # messages waiting to be written; beyond it recording drops (counted, logged)
+    flush_interval: float = 1.0  # seconds between batches handed to the writer thread
+    roll_seconds: float = 300.0  # a file is closed (and readable) after this long; a crash loses at most this
+    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     bus: BusConfig = field(default_factory=BusConfig)
@@ -267,6 +359,9 @@ class Config:
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    candles: CandlesConfig = field(default_factory=CandlesConfig)
+    feeds: FeedsConfig = field(default_factory=FeedsConfig)
+    recorder: RecorderConfig = field(default_factory=RecorderConfig)
     base_dir: str = "."  # the config file's directory; set by the loader, not a TOML key
     source_path: str = ""  # the file it was loaded from (load_config sets it); not a TOML key
     deprecations: tuple[str, ...] = ()  # deprecated keys found and how they were read; not a TOML key
@@ -291,6 +386,10 @@ class Config:
     @property
     def archive_path(self) -> Path:
         return Path(self.run_dir, self.journal.archive_path)
+
+    @property
+    def recorder_path(self) -> Path:
+        return Path(self.run_dir, os.path.expanduser(self.recorder.dir))
 
 
 # --------------------------------------------------------------------------- loading
@@ -344,12 +443,25 @@ def _read_deprecated(cfg: Config) -> Config:
     return dataclasses.replace(cfg, venue=venue, server=server, deprecations=(*cfg.deprecations, note))
 
 
+def _check_market_data(cfg: Config) -> None:
+    for i, bar in enumerate(cfg.candles.bars):
+        if bar not in BARS:
+            raise ConfigError(f"candles.bars[{i}]: {bar!r} is not a bar served (one of {', '.join(BARS)})")
+    if len(set(cfg.candles.bars)) != len(cfg.candles.bars):
+        raise ConfigError("candles.bars: a bar is named twice")
+    if not 1 <= cfg.candles.keep <= 100_000:
+        raise ConfigError("candles.keep: must be between 1 and 100000")
+    if not cfg.feeds.stale_after > 0:
+        raise ConfigError("feeds.stale_after: must be > 0 (seconds)")
+
+
 def _check(cfg: Config) -> None:
     if not cfg.venue.symbols:
         raise ConfigError("venue.symbols: at least one symbol is required")
     for i, sym in enumerate(cfg.venue.symbols):
         if not sym or "/" in sym or len(sym) > 64 or not sym.isascii():
             raise ConfigError(f"venue.symbols[{i}]: {sym!r} is not a valid symbol (ASCII, no '/')")
+    _check_market_data(cfg)
     for name in ("md_sndhwm", "report_sndhwm", "order_rcvhwm", "md_queue", "event_queue", "max_frame_bytes"):
         if getattr(cfg.bus, name) <= 0:
             raise ConfigError(f"bus.{name}: must be > 0")
@@ -374,6 +486,8 @@ def _check(cfg: Config) -> None:
     for name in ("book_stale_after", "book_snapshot_interval"):
         if not getattr(cfg.venue.okx, name) > 0:
             raise ConfigError(f"venue.okx.{name}: must be > 0 (seconds)")
+    _check_paper_derivatives(p)
+    _check_derivatives(cfg)
     if cfg.venue.okx.cancel_all_after and not 10 <= cfg.venue.okx.cancel_all_after <= 120:
         raise ConfigError("venue.okx.cancel_all_after: must be 0 (off) or between 10 and 120 seconds")
     if cfg.server.closed_orders_in_memory < 0:
@@ -381,6 +495,7 @@ def _check(cfg: Config) -> None:
     if cfg.server.heartbeat_timeout <= 0:
         raise ConfigError("server.heartbeat_timeout: must be > 0")
     _check_risk(cfg)
+    _check_recorder(cfg.recorder)
     seen: set[str] = set()
     for i, s in enumerate(cfg.strategies):
         if not STRATEGY_ID_RE.match(s.id):
@@ -390,6 +505,54 @@ def _check(cfg: Config) -> None:
         seen.add(s.id)
         if bool(s.path) == bool(s.module):
             raise ConfigError(f"strategies[{i}]: give exactly one of 'path' or 'module'")
+
+
+def _check_recorder(rec: RecorderConfig) -> None:
+    if not rec.dir:
+        raise ConfigError("recorder.dir: must not be empty")
+    if rec.queue <= 0:
+        raise ConfigError("recorder.queue: must be > 0")
+    for name in ("flush_interval", "roll_seconds"):
+        if not getattr(rec, name) > 0:
+            raise ConfigError(f"recorder.{name}: must be > 0")
+
+
+def _check_paper_derivatives(p: PaperConfig) -> None:
+    if not 1 <= p.leverage <= 125:
+        raise ConfigError("venue.paper.leverage: must be between 1 and 125")
+    if not 0 < p.maintenance_margin_rate < 1:
+        raise ConfigError("venue.paper.maintenance_margin_rate: must be a fraction (0.004 = 0.4 %) above 0")
+    if not 0 <= p.liquidation_fee_rate < 1:
+        raise ConfigError("venue.paper.liquidation_fee_rate: must be a fraction (0.0005 = 0.05 %), >= 0")
+    if not 0 <= p.price_limit_band < 1:
+        raise ConfigError("venue.paper.price_limit_band: must be a fraction (0.05 = 5 %), 0 for no limit")
+    if p.liquidation_warning_ratio != 0 and not p.liquidation_warning_ratio > 1:
+        raise ConfigError(
+            "venue.paper.liquidation_warning_ratio: must be above 1 (3 = 300 %), or 0 for no warning"
+        )
+    if not p.funding_interval > 0:
+        raise ConfigError("venue.paper.funding_interval: must be > 0 (seconds)")
+    if abs(p.funding_rate) > 0.00375 or not 0 <= p.funding_rate_jitter <= 0.00375:
+        raise ConfigError("venue.paper.funding_rate, funding_rate_jitter: at most 0.00375 (OKX's bound)")
+    for sym, c in p.contracts.items():
+        for name in ("contract_value", "lot_size", "min_size"):
+            if getattr(c, name) < 0:
+                raise ConfigError(f'venue.paper.contracts."{sym}".{name}: must be > 0 (0 = the default)')
+        if not 1 <= c.max_leverage <= 125:
+            raise ConfigError(f'venue.paper.contracts."{sym}".max_leverage: must be between 1 and 125')
+
+
+def _check_derivatives(cfg: Config) -> None:
+    from .instruments import is_derivative  # pure; imported here to keep config's imports minimal
+
+    for sym, setup in cfg.venue.derivatives.instruments.items():
+        key = f'venue.derivatives.instruments."{sym}"'
+        if sym not in cfg.venue.symbols:
+            raise ConfigError(f"{key}: {sym!r} is not in venue.symbols")
+        if not is_derivative(sym):
+            raise ConfigError(f"{key}: {sym!r} is spot; margin mode and leverage apply to swaps and futures")
+        if setup.leverage != 0 and not 1 <= setup.leverage <= 125:
+            raise ConfigError(f"{key}.leverage: must be 0 (leave as set) or between 1 and 125")
 
 
 def _check_risk(cfg: Config) -> None:

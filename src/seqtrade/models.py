@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from .instruments import Instrument
+
 __all__ = [
     "Side",
     "OrderType",
@@ -22,6 +24,11 @@ __all__ = [
     "Depth",
     "BookUpdate",
     "BookStatus",
+    "MarkPrice",
+    "FundingRate",
+    "PriceLimit",
+    "AccountEventKind",
+    "AccountEvent",
     "OrderRequest",
     "CancelRequest",
     "AmendRequest",
@@ -99,9 +106,11 @@ class Ticker:
         last_price: Price of the last trade.
         bid_price: Best bid (the highest price someone buys at).
         ask_price: Best ask (the lowest price someone sells at).
-        bid_size: Quantity at the best bid, in base units.
-        ask_size: Quantity at the best ask, in base units.
-        volume_24h: Volume traded in the last 24 hours, as the venue reports it (base units on spot).
+        bid_size: Quantity at the best bid, in the instrument's unit (base units; contracts for swaps
+            and futures).
+        ask_size: Quantity at the best ask, in the same unit.
+        volume_24h: Volume traded in the last 24 hours, as the venue reports it (base units on spot,
+            contracts on swaps and futures).
         seq: Counts messages of this topic (kind and symbol), 1, 2, 3, ...; a jump means messages
             were dropped on the way.
         gw_ns: The server's ``time.time_ns()`` when it sent the message (compare with yours for the
@@ -127,7 +136,8 @@ class Book:
     Attributes:
         symbol: The instrument.
         ts: The venue's time of this snapshot, in ms since the epoch.
-        bids: ``[[price, size], ...]``, best (highest) first, sizes in base units.
+        bids: ``[[price, size], ...]``, best (highest) first, sizes in the instrument's unit (base
+            units; contracts for swaps and futures).
         asks: ``[[price, size], ...]``, best (lowest) first.
         seq: Counts messages of this topic (kind and symbol), 1, 2, 3, ...; a jump means messages
             were dropped on the way.
@@ -152,7 +162,7 @@ class Trade:
         ts: The venue's time of the trade, in ms since the epoch.
         trade_id: The venue's id of the trade (a string).
         price: The trade's price.
-        size: The trade's quantity, in base units.
+        size: The trade's quantity, in the instrument's unit (base units; contracts for derivatives).
         side: The taker's side, ``"buy"`` or ``"sell"``.
         seq: Counts messages of this topic (kind and symbol), 1, 2, 3, ...; a jump means messages
             were dropped on the way.
@@ -188,6 +198,75 @@ class VenueStatus:
     connected: bool
     symbols: list[str]
     ts: int
+    seq: int = 0
+    gw_ns: int = 0
+
+
+@dataclass(slots=True)
+class MarkPrice:
+    """The mark and index price of a swap or future (``on_mark``, topic ``mark/<symbol>/``).
+
+    Attributes:
+        symbol: The instrument, e.g. ``"BTC-USDT-SWAP"``.
+        ts: The venue's time of this data, in ms since the epoch.
+        mark_price: The venue's mark price (what unrealised PnL, margin and liquidation use).
+        index_price: The index price of the underlying (0.0 when the venue has not said yet).
+        seq: Counts messages of this topic; a jump means messages were dropped on the way.
+        gw_ns: The server's ``time.time_ns()`` when it sent the message.
+    """
+
+    symbol: str
+    ts: int
+    mark_price: float
+    index_price: float = 0.0
+    seq: int = 0
+    gw_ns: int = 0
+
+
+@dataclass(slots=True)
+class FundingRate:
+    """The funding rate of a perpetual swap (``on_funding``, topic ``funding/<symbol>/``).
+
+    Attributes:
+        symbol: The instrument.
+        ts: The venue's time of this data, in ms since the epoch.
+        funding_rate: The rate applied at ``next_funding_time`` (> 0: longs pay shorts), a fraction
+            of the position's value.
+        next_funding_time: When funding is next settled, ms since the epoch.
+        interval_ms: Time between two settlements, ms (0: the venue did not say).
+        seq: Counts messages of this topic; a jump means messages were dropped on the way.
+        gw_ns: The server's ``time.time_ns()`` when it sent the message.
+    """
+
+    symbol: str
+    ts: int
+    funding_rate: float
+    next_funding_time: int
+    interval_ms: int = 0
+    seq: int = 0
+    gw_ns: int = 0
+
+
+@dataclass(slots=True)
+class PriceLimit:
+    """The venue's price limits of a swap or future (``on_price_limit``, topic ``price_limit/<symbol>/``).
+
+    A buy above ``buy_limit`` or a sell below ``sell_limit`` is refused (the server's risk gate refuses
+    it before the venue does).
+
+    Attributes:
+        symbol: The instrument.
+        ts: The venue's time of this data, in ms since the epoch.
+        buy_limit: The highest price a buy may have (0.0: no limit in force).
+        sell_limit: The lowest price a sell may have (0.0: no limit in force).
+        seq: Counts messages of this topic; a jump means messages were dropped on the way.
+        gw_ns: The server's ``time.time_ns()`` when it sent the message.
+    """
+
+    symbol: str
+    ts: int
+    buy_limit: float
+    sell_limit: float
     seq: int = 0
     gw_ns: int = 0
 
@@ -283,6 +362,9 @@ class OrderRequest:
     price: float | None
     quantity: float
     timestamp: int  # ms since the epoch, the strategy's clock when it sent the request
+    # Extension: sent only if it reduces the ACCOUNT's position (docs/protocol.md). Not in the repr,
+    # so that the decode outcomes pinned for version-1 frames stay as they were.
+    reduce_only: bool = field(default=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -370,19 +452,21 @@ class OrderReport:
         side: ``"buy"`` or ``"sell"``.
         order_type: ``"limit"``, ``"market"``, ``"post_only"``, ``"ioc"`` or ``"fok"``.
         price: The limit price after rounding to the tick (0.0 for a market order).
-        quantity: The order's total quantity after rounding to the lot, in base units (the new total
-            after an amend).
+        quantity: The order's total quantity after rounding to the lot, in the instrument's unit: base
+            units for spot, contracts for swaps and futures (the new total after an amend).
         status: The order's status: ``accepted``, ``partially_filled``, ``filled``, ``cancelled``
             or ``rejected`` ([`OrderStatus`][seqtrade.client.OrderStatus]). A failed cancel or
             amend leaves it as it was.
         filled_quantity: Quantity filled so far, cumulative.
         filled_price: Average price of all fills so far (0.0 before the first).
-        last_fill_quantity: The fill this report announces, in base units; 0.0 if it announces none.
+        last_fill_quantity: The fill this report announces, in the instrument's unit; 0.0 if it
+            announces none.
             After a venue reconnect, fills missed meanwhile may arrive as one report whose last fill
             is their sum.
         last_fill_price: The price of that fill (such that ``filled_price`` stays right).
-        fee: Fees paid on this order so far, **cumulative**, in quote units, positive (a rebate
-            is negative). One fill's fee is the difference from the order's previous report.
+        fee: Fees paid on this order so far, **cumulative**, in the instrument's settlement currency
+            (the quote currency for spot, USDT for a linear USDT swap, BTC for ``BTC-USD-SWAP``),
+            positive (a rebate is negative). One fill's fee is the difference from the order's previous report.
         error_msg: Why an order was rejected, or why a cancel or amend failed (``"amend failed:
             ..."``); empty otherwise.
         timestamp: The time of the event it reports (the venue's if it gave one, else the
@@ -428,6 +512,74 @@ class Welcome:
     protocol: int = PROTOCOL_VERSION
     gw_ns: int = 0
     symbols: list[str] = field(default_factory=list)
+    # Extension: the facts of each served instrument (kind, contract value, currencies, ...). Not in
+    # the repr, so that the decode outcomes pinned for version-1 frames stay as they were.
+    instruments: list[Instrument] = field(default_factory=list, repr=False)
+
+
+class AccountEventKind(StrEnum):
+    """What happened to a position without an order of the strategy (``AccountEvent.kind``)."""
+
+    FUNDING = "funding"
+    """``"funding"``: a funding fee paid (``amount`` < 0) or received; ``quantity`` 0."""
+    LIQUIDATION = "liquidation"
+    """``"liquidation"``: the venue closed (part of) the position; ``quantity`` is the change."""
+    ADL = "adl"
+    """``"adl"``: auto-deleveraging closed (part of) the position; ``quantity`` is the change."""
+    DELIVERY = "delivery"
+    """``"delivery"``: a dated future (or a delisted swap) was delivered; the position is gone."""
+    LIQUIDATION_WARNING = "liquidation_warning"
+    """``"liquidation_warning"``: the position is close to liquidation; nothing changed yet."""
+    ADJUSTMENT = "adjustment"
+    """``"adjustment"``: a position seqtrade did not open (traded by hand or by another program),
+    taken into the ``external`` account; strategies never get one."""
+
+
+@dataclass(slots=True)
+class AccountEvent:
+    """Something the venue did to a position (``on_account_event``, report type ``account_event``).
+
+    Numbered by ``seq`` in the strategy's report stream exactly like an ``order_report`` (the same
+    counter, no gap, journaled, replayed). An event that touches a position several strategies hold is
+    split between them by their share of the account's position; what belongs to no strategy goes to
+    the ``external`` account.
+
+    Attributes:
+        strategy_id: The strategy this share of the event belongs to.
+        seq: This report's number among the strategy's reports.
+        kind: ``funding``, ``liquidation``, ``adl``, ``delivery`` or ``liquidation_warning``
+            (``adjustment`` only on the ``external`` account).
+        symbol: The instrument.
+        pos_side: ``""`` (net position), ``"long"`` or ``"short"`` (long/short mode).
+        quantity: The signed change of the strategy's position, in the instrument's unit
+            (contracts): a liquidated long of 2 contracts is -2.0. 0.0 for funding and warnings.
+        price: The price of the event (the liquidation, ADL or delivery price; the mark price for
+            funding and warnings), 0.0 if the venue gave none.
+        amount: The signed money this share moved, in ``currency``: + received, - paid (a funding
+            fee paid is negative; a liquidation's realised PnL and penalty).
+        currency: The currency of ``amount``: the instrument's settlement currency.
+        event_id: The venue's id of the event (a bill, trade or order id): one event is applied once.
+        ts: The venue's time of the event, ms since the epoch.
+        gw_ns: The server's ``time.time_ns()`` when it sent the report.
+    """
+
+    strategy_id: str
+    seq: int
+    kind: AccountEventKind
+    symbol: str
+    pos_side: str = ""
+    quantity: float = 0.0
+    price: float = 0.0
+    amount: float = 0.0
+    currency: str = ""
+    event_id: str = ""
+    ts: int = 0
+    gw_ns: int = 0
+
+    @property
+    def timestamp(self) -> int:
+        """``ts``, under the name an order report gives its time."""
+        return self.ts
 
 
 @dataclass(slots=True)

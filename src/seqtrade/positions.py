@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-__all__ = ["FLAT", "apply_fill", "FeeLedger"]
+from .instruments import Instrument, realised_pnl
+
+__all__ = ["FLAT", "apply_fill", "apply_fill_to", "FeeLedger"]
 
 FLAT = 1e-12  # a position this close to zero is flat
 
@@ -83,3 +85,30 @@ class FeeLedger:
 
     def __len__(self) -> int:
         return len(self._seen)
+
+
+def apply_fill_to(
+    inst: Instrument, position: float, avg_price: float, side: str, quantity: float, price: float
+) -> tuple[float, float, float]:
+    """:func:`apply_fill` for an instrument of any kind: quantities in its unit (contracts for swaps
+    and futures), realised PnL in its settlement currency (:func:`seqtrade.instruments.realised_pnl`:
+    ``x contract_value``, and the inverse formula for inverse contracts, whose average entry price is
+    the contract-weighted harmonic mean)."""
+    if not inst.inverse and inst.contract_value == 1.0:
+        return apply_fill(position, avg_price, side, quantity, price)
+    signed = quantity if side == "buy" else -quantity
+    if position == 0 or (position > 0) == (signed > 0):
+        total = abs(position) + quantity
+        if inst.inverse:
+            avg = total / (abs(position) / avg_price + quantity / price) if position else price
+        else:
+            avg = (abs(position) * avg_price + quantity * price) / total
+        return position + signed, avg, 0.0
+    closed = min(quantity, abs(position))
+    realised = realised_pnl(inst, closed if position > 0 else -closed, avg_price, price)
+    after = position + signed
+    if abs(after) <= FLAT:
+        return 0.0, 0.0, realised
+    if (after > 0) != (position > 0):
+        return after, price, realised
+    return after, avg_price, realised

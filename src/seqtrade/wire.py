@@ -7,8 +7,9 @@ The codec is a table: one :class:`Codec` entry per message type holds its model,
 two functions that turn the model into a body map and back, written side by side below. Both
 directions dispatch through the tables, never through ``isinstance`` chains:
 
-- :data:`MARKET_DATA_TYPES` (ticker, book, trade, status, depth, fullbook, book_status) and :data:`REPORT_TYPES` (order_report,
-  welcome, refusal) are what the server publishes; :data:`MESSAGE_TYPES` is both, what :func:`decode_message`
+- :data:`MARKET_DATA_TYPES` (ticker, book, trade, status, candle, feed_status, mark, funding,
+  price_limit, depth, fullbook, book_status) and :data:`REPORT_TYPES` (order_report, welcome, refusal, history, account_event) are
+  what the server publishes; :data:`MESSAGE_TYPES` is both, what :func:`decode_message`
   reads.
 - :data:`REQUEST_TYPES` is what strategies send; :func:`parse_request` reads it.
 - :data:`CODECS` maps each model class to its entry; :func:`encode_message` uses it.
@@ -51,9 +52,14 @@ from typing import Any, Generic, TypeVar
 
 import msgpack
 
+from .candles import BARS, MAX_HISTORY, REQUEST_ID_RE, Candle, History, HistoryRequest
 from .errors import WireError
+from .feedhealth import FeedsStatus, FeedStatus
+from .instruments import instrument_from_map, instrument_to_map
 from .models import (
     PROTOCOL_VERSION,
+    AccountEvent,
+    AccountEventKind,
     AmendRequest,
     Book,
     BookStatus,
@@ -61,13 +67,16 @@ from .models import (
     CancelAll,
     CancelRequest,
     Depth,
+    FundingRate,
     Goodbye,
     Heartbeat,
     Hello,
+    MarkPrice,
     OrderReport,
     OrderRequest,
     OrderStatus,
     OrderType,
+    PriceLimit,
     Refusal,
     Side,
     Ticker,
@@ -99,13 +108,19 @@ __all__ = [
     "parse_request",
     "report_to_body",
     "report_from_body",
+    "account_event_to_body",
+    "account_event_from_body",
+    "stored_report_to_body",
+    "stored_report_from_body",
 ]
 
 STRATEGY_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}\Z")
 CLIENT_ORDER_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
 _MAX_TOPIC = 160  # kind (<= 32) + key (symbols <= 64, strategy ids <= 32) + slashes, with room
 
-Request = OrderRequest | CancelRequest | AmendRequest | CancelAll | Hello | Heartbeat | Goodbye
+Request = (
+    OrderRequest | CancelRequest | AmendRequest | CancelAll | Hello | Heartbeat | Goodbye | HistoryRequest
+)
 
 _pack = msgpack.Packer(use_bin_type=True).pack
 _unpackb = msgpack.unpackb
@@ -356,6 +371,86 @@ def _status_from_body(d: dict[str, Any]) -> VenueStatus:
 _STATUS = Codec("status", VenueStatus, "venue", _status_body, _status_from_body)
 
 
+def _candle_body(c: Candle) -> dict[str, Any]:
+    return {
+        "type": "candle", "symbol": c.symbol, "bar": c.bar, "ts": c.ts, "open": float(c.open),
+        "high": float(c.high), "low": float(c.low), "close": float(c.close), "volume": float(c.volume),
+        "confirm": bool(c.confirm), "seq": c.seq, "gw_ns": c.gw_ns,
+    }  # fmt: skip
+
+
+def _candle_from_body(d: dict[str, Any]) -> Candle:
+    return Candle(
+        d["symbol"], d["bar"], d["ts"], d["open"], d["high"], d["low"], d["close"], d["volume"],
+        bool(d["confirm"]), d.get("seq", 0), d.get("gw_ns", 0),
+    )  # fmt: skip
+
+
+_CANDLE = Codec("candle", Candle, "stream", _candle_body, _candle_from_body)
+
+
+def _feeds_body(s: FeedsStatus) -> dict[str, Any]:
+    return {"type": "feed_status", "venue": s.venue, "ts": s.ts, "feeds": [f.row() for f in s.feeds],
+            "seq": s.seq, "gw_ns": s.gw_ns}  # fmt: skip
+
+
+def _feed_from_row(r: dict[str, Any]) -> FeedStatus:
+    return FeedStatus(
+        r["channel"], r["symbol"], r.get("rate", 0.0), r.get("age", -1.0), r.get("messages", 0),
+        r.get("gaps", 0), r.get("resubscriptions", 0), r.get("delay_ms", 0), r.get("max_delay_ms", 0),
+        bool(r.get("stale", False)),
+    )  # fmt: skip
+
+
+def _feeds_from_body(d: dict[str, Any]) -> FeedsStatus:
+    return FeedsStatus(d["venue"], d["ts"], [_feed_from_row(r) for r in d.get("feeds", [])],
+                       d.get("seq", 0), d.get("gw_ns", 0))  # fmt: skip
+
+
+_FEED_STATUS = Codec("feed_status", FeedsStatus, "venue", _feeds_body, _feeds_from_body)
+
+
+def _mark_body(m: MarkPrice) -> dict[str, Any]:
+    return {"type": "mark", "symbol": m.symbol, "ts": m.ts, "mark_price": float(m.mark_price),
+            "index_price": float(m.index_price), "seq": m.seq, "gw_ns": m.gw_ns}  # fmt: skip
+
+
+def _mark_from_body(d: dict[str, Any]) -> MarkPrice:
+    return MarkPrice(d["symbol"], d["ts"], d["mark_price"], d.get("index_price", 0.0), d.get("seq", 0),
+                     d.get("gw_ns", 0))  # fmt: skip
+
+
+_MARK = Codec("mark", MarkPrice, "symbol", _mark_body, _mark_from_body)
+
+
+def _funding_body(f: FundingRate) -> dict[str, Any]:
+    return {"type": "funding", "symbol": f.symbol, "ts": f.ts, "funding_rate": float(f.funding_rate),
+            "next_funding_time": f.next_funding_time, "interval_ms": f.interval_ms, "seq": f.seq,
+            "gw_ns": f.gw_ns}  # fmt: skip
+
+
+def _funding_from_body(d: dict[str, Any]) -> FundingRate:
+    return FundingRate(d["symbol"], d["ts"], d["funding_rate"], d["next_funding_time"], d.get("interval_ms", 0),
+                       d.get("seq", 0), d.get("gw_ns", 0))  # fmt: skip
+
+
+_FUNDING = Codec("funding", FundingRate, "symbol", _funding_body, _funding_from_body)
+
+
+def _price_limit_body(p: PriceLimit) -> dict[str, Any]:
+    return {"type": "price_limit", "symbol": p.symbol, "ts": p.ts, "buy_limit": float(p.buy_limit),
+            "sell_limit": float(p.sell_limit), "seq": p.seq, "gw_ns": p.gw_ns}  # fmt: skip
+
+
+def _price_limit_from_body(d: dict[str, Any]) -> PriceLimit:
+    return PriceLimit(
+        d["symbol"], d["ts"], d["buy_limit"], d["sell_limit"], d.get("seq", 0), d.get("gw_ns", 0)
+    )
+
+
+_PRICE_LIMIT = Codec("price_limit", PriceLimit, "symbol", _price_limit_body, _price_limit_from_body)
+
+
 def report_to_body(r: OrderReport) -> dict[str, Any]:
     """The body of an ``order_report`` (also what the journal stores)."""
     return {
@@ -410,6 +505,70 @@ _ORDER_REPORT = Codec(
 )
 
 
+def account_event_to_body(e: AccountEvent) -> dict[str, Any]:
+    """The body of an ``account_event`` (also what the journal stores)."""
+    return {
+        "type": "account_event",
+        "seq": e.seq,
+        "strategy_id": e.strategy_id,
+        "kind": str(e.kind),
+        "symbol": e.symbol,
+        "pos_side": e.pos_side,
+        "quantity": float(e.quantity),
+        "price": float(e.price),
+        "amount": float(e.amount),
+        "currency": e.currency,
+        "event_id": e.event_id,
+        "ts": e.ts,
+        "gw_ns": e.gw_ns,
+    }
+
+
+def account_event_from_body(d: dict[str, Any]) -> AccountEvent:
+    """The event in an ``account_event`` body (also what the journal reads back). A kind this
+    version does not know is kept as its string."""
+    kind_s = d["kind"]
+    try:
+        kind: AccountEventKind = AccountEventKind(kind_s)
+    except ValueError:
+        kind = kind_s
+    return AccountEvent(
+        strategy_id=d["strategy_id"],
+        seq=d["seq"],
+        kind=kind,
+        symbol=d.get("symbol", ""),
+        pos_side=d.get("pos_side", ""),
+        quantity=d.get("quantity", 0.0),
+        price=d.get("price", 0.0),
+        amount=d.get("amount", 0.0),
+        currency=d.get("currency", ""),
+        event_id=d.get("event_id", ""),
+        ts=d.get("ts", 0),
+        gw_ns=d.get("gw_ns", 0),
+    )
+
+
+def stored_report_to_body(r: OrderReport | AccountEvent) -> dict[str, Any]:
+    """The body of any report numbered in a strategy's stream (what the journal stores)."""
+    return account_event_to_body(r) if type(r) is AccountEvent else report_to_body(r)  # type: ignore[arg-type]
+
+
+def stored_report_from_body(d: dict[str, Any]) -> OrderReport | AccountEvent:
+    """The report in a stored body: an ``account_event`` or an ``order_report`` (older rows have no
+    other type)."""
+    return account_event_from_body(d) if d.get("type") == "account_event" else report_from_body(d)
+
+
+_ACCOUNT_EVENT = Codec(
+    "account_event",
+    AccountEvent,
+    "strategy_id",
+    account_event_to_body,
+    account_event_from_body,
+    kind="report",
+)
+
+
 def _welcome_body(w: Welcome) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": "welcome",
@@ -422,6 +581,8 @@ def _welcome_body(w: Welcome) -> dict[str, Any]:
     }
     if w.symbols:  # an extension of version 1: absent when empty
         body["symbols"] = list(w.symbols)
+    if w.instruments:  # an extension of version 1: absent when empty
+        body["instruments"] = [instrument_to_map(i) for i in w.instruments]
     return body
 
 
@@ -434,6 +595,7 @@ def _welcome_from_body(d: dict[str, Any]) -> Welcome:
         protocol=d.get("protocol", PROTOCOL_VERSION),
         gw_ns=d.get("gw_ns", 0),
         symbols=[str(x) for x in d.get("symbols", [])],
+        instruments=[instrument_from_map(i) for i in d.get("instruments", [])],
     )
 
 
@@ -451,6 +613,20 @@ def _refusal_from_body(d: dict[str, Any]) -> Refusal:
 
 
 _REFUSAL = Codec("refusal", Refusal, "strategy_id", _refusal_body, _refusal_from_body, kind="report")
+
+
+def _history_body(h: History) -> dict[str, Any]:
+    return {"type": "history", "strategy_id": h.strategy_id, "request_id": h.request_id, "symbol": h.symbol,
+            "bar": h.bar, "candles": [c.row() for c in h.candles], "error": h.error, "gw_ns": h.gw_ns}  # fmt: skip
+
+
+def _history_from_body(d: dict[str, Any]) -> History:
+    sym, bar = d["symbol"], d["bar"]
+    rows = [Candle(sym, bar, int(r[0]), r[1], r[2], r[3], r[4], r[5], True) for r in d.get("candles", [])]
+    return History(d["strategy_id"], d["request_id"], sym, bar, rows, d.get("error", ""), d.get("gw_ns", 0))
+
+
+_HISTORY = Codec("history", History, "strategy_id", _history_body, _history_from_body, kind="report")
 
 
 # --------------------------------------------------------------------------- strategy -> server
@@ -471,6 +647,13 @@ def _string(d: dict[str, Any], typ: str, key: str, pattern: re.Pattern[str] | No
         shape = pattern.pattern.removesuffix("\\Z")
         raise WireError(f"{typ}: '{key}' {v[:80]!r} does not match {shape}")
     return v
+
+
+def _symbol(d: dict[str, Any], typ: str) -> str:
+    symbol = _string(d, typ, "symbol")
+    if not symbol or "/" in symbol or len(symbol) > 64:
+        raise WireError(f"{typ}: 'symbol' {symbol[:80]!r} is not a valid symbol")
+    return symbol
 
 
 def _optional_string(d: dict[str, Any], typ: str, key: str) -> str | None:
@@ -533,6 +716,8 @@ def _order_body(o: OrderRequest) -> dict[str, Any]:
     }
     if o.price is not None:
         body["price"] = float(o.price)
+    if o.reduce_only:  # an extension of version 1: absent when false
+        body["reduce_only"] = True
     return body
 
 
@@ -542,9 +727,7 @@ _ORDER_TYPES = ", ".join(OrderType)
 def _order_from_body(d: dict[str, Any]) -> OrderRequest:
     typ = "order_request"
     coid = _string(d, typ, "client_order_id", CLIENT_ORDER_ID_RE)
-    symbol = _string(d, typ, "symbol")
-    if not symbol or "/" in symbol or len(symbol) > 64:
-        raise WireError(f"order_request: 'symbol' {symbol[:80]!r} is not a valid symbol")
+    symbol = _symbol(d, typ)
     side_s = _string(d, typ, "side")
     try:
         side = Side(side_s)
@@ -562,9 +745,15 @@ def _order_from_body(d: dict[str, Any]) -> OrderRequest:
     else:
         price = _positive(d, typ, "price")
     quantity = _positive(d, typ, "quantity")
+    reduce_only = d.get("reduce_only", False)
+    if not isinstance(reduce_only, bool):
+        raise WireError(
+            f"order_request: 'reduce_only' must be true or false, got {type(reduce_only).__name__}"
+        )
     return OrderRequest(
-        d["strategy_id"], coid, symbol, side, order_type, price, quantity, _timestamp(d, typ, "timestamp")
-    )
+        d["strategy_id"], coid, symbol, side, order_type, price, quantity, _timestamp(d, typ, "timestamp"),
+        reduce_only,
+    )  # fmt: skip
 
 
 _ORDER_REQUEST = Codec("order_request", OrderRequest, "strategy_id", _order_body, _order_from_body)
@@ -710,12 +899,42 @@ def _goodbye_from_body(d: dict[str, Any]) -> Goodbye:
 _GOODBYE = Codec("goodbye", Goodbye, "strategy_id", _goodbye_body, _goodbye_from_body)
 
 
+def _history_request_body(h: HistoryRequest) -> dict[str, Any]:
+    return {"type": "history_request", "strategy_id": h.strategy_id, "request_id": h.request_id,
+            "symbol": h.symbol, "bar": h.bar, "n": h.n}  # fmt: skip
+
+
+_BARS = ", ".join(BARS)
+
+
+def _history_request_from_body(d: dict[str, Any]) -> HistoryRequest:
+    typ = "history_request"
+    rid = _string(d, typ, "request_id", REQUEST_ID_RE)
+    symbol = _symbol(d, typ)
+    bar = _string(d, typ, "bar")
+    if bar not in BARS:
+        raise WireError(f"history_request: 'bar' must be one of {_BARS}, got {bar[:40]!r}")
+    n = _integer(d, typ, "n", minimum=1)
+    if n > MAX_HISTORY:
+        raise WireError(f"history_request: 'n' must be <= {MAX_HISTORY}, got {n}")
+    return HistoryRequest(d["strategy_id"], rid, symbol, bar, n)
+
+
+_HISTORY_REQUEST = Codec(
+    "history_request", HistoryRequest, "strategy_id", _history_request_body, _history_request_from_body
+)
+
+
 # --------------------------------------------------------------------------- the tables
 
-_MARKET_DATA: tuple[Codec[Any], ...] = (_TICKER, _BOOK, _TRADE, _STATUS, _DEPTH, _FULLBOOK, _BOOK_STATUS)
-_REPORTS: tuple[Codec[Any], ...] = (_ORDER_REPORT, _WELCOME, _REFUSAL)
+_MARKET_DATA: tuple[Codec[Any], ...] = (
+    _TICKER, _BOOK, _TRADE, _STATUS, _CANDLE, _FEED_STATUS, _MARK, _FUNDING, _PRICE_LIMIT, _DEPTH, _FULLBOOK,
+    _BOOK_STATUS,
+)  # fmt: skip
+_REPORTS: tuple[Codec[Any], ...] = (_ORDER_REPORT, _WELCOME, _REFUSAL, _HISTORY, _ACCOUNT_EVENT)
 _REQUESTS: tuple[Codec[Any], ...] = (
-    _ORDER_REQUEST, _CANCEL_REQUEST, _AMEND_REQUEST, _CANCEL_ALL, _HELLO, _HEARTBEAT, _GOODBYE
+    _ORDER_REQUEST, _CANCEL_REQUEST, _AMEND_REQUEST, _CANCEL_ALL, _HELLO, _HEARTBEAT, _GOODBYE,
+    _HISTORY_REQUEST,
 )  # fmt: skip
 
 MARKET_DATA_TYPES: Mapping[str, Codec[Any]] = {c.type: c for c in _MARKET_DATA}

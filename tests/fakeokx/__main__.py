@@ -19,7 +19,7 @@ from .server import open_fake_okx
 
 __all__ = ["main", "parse_args", "run"]
 
-START_PRICES = {"BTC-USDT": 100.0, "ETH-USDT": 10.0}
+START_PRICES = {"BTC-USDT": 100.0, "ETH-USDT": 10.0, "BTC-USDT-SWAP": 100.0}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -89,7 +89,14 @@ async def run(args: argparse.Namespace, *, task_status: Any = trio.TASK_STATUS_I
                     px = bid + 2 * tick if side == "buy" else bid
                     fake.print_trade(inst_id, px=round(px, 8), sz=round(rng.uniform(0.01, 0.5), 4), side=side)
             # keep the observation logs bounded in long demo runs
-            for log in (fake.requests, fake.order_pushes, fake.dropped_pushes):
+            logs = (
+                fake.requests,
+                fake.order_pushes,
+                fake.dropped_pushes,
+                fake.position_pushes,
+                fake.bap_pushes,
+            )
+            for log in (*logs, fake.public_deriv_pushes):
                 del log[:-10_000]
             await trio.sleep(args.interval)
 

@@ -1067,11 +1067,7 @@ class Exchange:
             if probe_cross:
                 fail = ("51000", "Post only order would take liquidity")
         if fail is None and new_sz > order.acc_fill_sz:
-            remaining = new_sz - order.acc_fill_sz
-            need = new_px * remaining if order.side == "buy" else remaining
-            ccy = order.inst.quote_ccy if order.side == "buy" else order.inst.base_ccy
-            if need - order.frozen > self.balance(ccy).avail:
-                fail = ("51008", self.msg("51008", ccy=ccy))
+            fail = self._amend_funds_fail(order, new_px, new_sz)
         if fail is not None:
             if amend.cxl_on_fail:
                 # amendResult 1 = auto-cancel after a failed amend (§2.5); cancelSource for this case
@@ -1096,14 +1092,27 @@ class Exchange:
             # §2.5: newSz <= filled on a partially filled order -> the order becomes filled.
             self._terminate(order, "filled", "", req_id=rid, amend_result="0")
             return
-        ccy = order.inst.quote_ccy if order.side == "buy" else order.inst.base_ccy
-        need = new_px * order.remaining if order.side == "buy" else order.remaining
-        self.balance(ccy).frozen += need - order.frozen
-        order.frozen = need
+        self._refreeze(order, new_px)
         self._push(order, req_id=rid, amend_result="0")
         self.sink.balance_update()
         if self._crosses(order, market):
             self._take(order, market)
+
+    def _amend_funds_fail(self, order: Order, new_px: Decimal, new_sz: Decimal) -> tuple[str, str] | None:
+        """51008 when the balance cannot cover the amended order (a hook: derivatives check margin)."""
+        remaining = new_sz - order.acc_fill_sz
+        need = new_px * remaining if order.side == "buy" else remaining
+        ccy = order.inst.quote_ccy if order.side == "buy" else order.inst.base_ccy
+        if need - order.frozen > self.balance(ccy).avail:
+            return ("51008", self.msg("51008", ccy=ccy))
+        return None
+
+    def _refreeze(self, order: Order, new_px: Decimal) -> None:
+        """Freeze what the amended order needs (a hook: derivative orders freeze no spot balance)."""
+        ccy = order.inst.quote_ccy if order.side == "buy" else order.inst.base_ccy
+        need = new_px * order.remaining if order.side == "buy" else order.remaining
+        self.balance(ccy).frozen += need - order.frozen
+        order.frozen = need
 
     # ------------------------------------------------------------------ market data
 
@@ -1193,8 +1202,8 @@ class Exchange:
     def pending(self, params: dict[str, str]) -> list[dict[str, Any]]:
         """§2.7 orders-pending with instType/instId/ordType/state/after/before/limit filters."""
         orders = [o for o in self.orders.values() if o.is_open]
-        if params.get("instType") and params["instType"] != "SPOT":
-            orders = []
+        if params.get("instType"):
+            orders = [o for o in orders if o.inst.record["instType"] == params["instType"]]
         if params.get("instId"):
             orders = [o for o in orders if o.inst.inst_id == params["instId"]]
         if params.get("ordType"):
@@ -1214,8 +1223,8 @@ class Exchange:
         instType/instId/ordId/after/before (billId cursors)/begin/end (ms on ts)/limit (<= 100)."""
         oldest = self.now_ms() - (self.fills_history_ms if history else self.fills_recent_ms)
         fills = [f for f in self.fills if int(f["ts"]) >= oldest]
-        if params.get("instType") and params["instType"] != "SPOT":
-            fills = []
+        if params.get("instType"):
+            fills = [f for f in fills if f["instType"] == params["instType"]]
         for key in ("instId", "ordId"):
             if params.get(key):
                 fills = [f for f in fills if f[key] == params[key]]

@@ -19,6 +19,7 @@ import h11
 import trio
 
 from .auth import AuthError, check_rest_auth
+from .candles import CandleError
 from .exchange import OkxError
 
 if TYPE_CHECKING:
@@ -333,6 +334,14 @@ def _time(ctx: _Ctx) -> _Payload:
     return _ok([{"ts": str(ctx.fake.now_ms())}])
 
 
+def _candles(ctx: _Ctx) -> _Payload:
+    """§5.5 GET market/candles and market/history-candles (candles.py holds the rules)."""
+    try:
+        return _ok(ctx.fake.candles.answer(ctx.path, ctx.query))  # type: ignore[arg-type]
+    except CandleError as exc:
+        raise OkxError(exc.code, exc.msg) from None
+
+
 # ---------------------------------------------------------------------------- trade endpoints
 
 
@@ -524,6 +533,8 @@ def _cancel_all_after(ctx: _Ctx) -> _Payload:
 _ROUTES: dict[tuple[str, str], tuple[bool, _Handler]] = {
     ("GET", "/api/v5/public/instruments"): (False, _instruments),
     ("GET", "/api/v5/public/time"): (False, _time),
+    ("GET", "/api/v5/market/candles"): (False, _candles),
+    ("GET", "/api/v5/market/history-candles"): (False, _candles),
     ("POST", "/api/v5/trade/order"): (True, _place),
     ("POST", "/api/v5/trade/batch-orders"): (True, _batch_place),
     ("POST", "/api/v5/trade/cancel-order"): (True, _cancel),
@@ -537,3 +548,7 @@ _ROUTES: dict[tuple[str, str], tuple[bool, _Handler]] = {
     ("GET", "/api/v5/account/balance"): (True, _balance),
     ("POST", "/api/v5/trade/cancel-all-after"): (True, _cancel_all_after),
 }
+
+from .deriv_rest import DERIV_ROUTES  # noqa: E402 -- the derivative endpoints use the helpers above
+
+_ROUTES.update(DERIV_ROUTES)

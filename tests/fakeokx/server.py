@@ -23,7 +23,11 @@ import trio
 from . import rest, ws
 from .auth import Credentials
 from .books import FakeBooks, Fault
-from .exchange import CancelAllAfter, Exchange
+from .candles import FakeCandles
+from .deriv_instruments import derivative_instruments
+from .deriv_server import DerivControls
+from .derivs import DerivExchange
+from .exchange import CancelAllAfter
 from .instruments import DEFAULT_INSTRUMENTS
 
 __all__ = ["ClockRefusal", "FakeOkx", "RecordedRequest", "Stall", "open_fake_okx"]
@@ -83,8 +87,8 @@ class Stall:
         return self.target in (path, f"{method} {path}")
 
 
-class FakeOkx:
-    """A faithful-enough OKX v5 (spot, demo account) for adapter tests.  See README.md."""
+class FakeOkx(DerivControls):
+    """A faithful-enough OKX v5 (spot and derivatives, demo account) for adapter tests.  See README.md."""
 
     def __init__(
         self,
@@ -104,8 +108,12 @@ class FakeOkx:
         self.clock_offset_ms = clock_offset_ms
         self.host = host
         self.uid = FAKE_UID
-        self.exchange = Exchange(
-            list(instruments if instruments is not None else DEFAULT_INSTRUMENTS),
+        self.exchange = DerivExchange(
+            list(
+                instruments
+                if instruments is not None
+                else DEFAULT_INSTRUMENTS + derivative_instruments(self.now_ms())
+            ),
             dict(balances if balances is not None else DEFAULT_BALANCES),
             uid=self.uid,
             now_ms=self.now_ms,
@@ -142,9 +150,11 @@ class FakeOkx:
         self._stalls: list[Stall] = []
         self._lates: list[Stall] = []  # process_late_next
         self._conns: set[ws.WsConn] = set()
+        self.candles = FakeCandles(conns=self._conns)  # candles.py: business candle channels and REST
         self._nursery: trio.Nursery | None = None
         self._caa_scopes: dict[str, trio.CancelScope] = {}
         self._conn_counter = 0
+        self._init_derivs()
 
     # ------------------------------------------------------------------ clock
 
@@ -404,7 +414,12 @@ class FakeOkx:
         record = self.exchange.balance_record()
         for conn in subscribers:
             assert conn.account_arg is not None
-            conn.send_json({"arg": conn.account_arg, "data": [record]}, activity=True)
+            message = {
+                "arg": conn.account_arg,
+                "eventType": "event_update",
+                "data": [record],
+            }  # [account channel]
+            conn.send_json(message, activity=True)
 
     def schedule(self, fn: Callable[[], None]) -> None:
         if self._nursery is None:

@@ -25,6 +25,7 @@ from trio_websocket import (
     serve_websocket,
 )
 
+from . import deriv_ws
 from .auth import AuthError, check_ws_login
 from .exchange import OkxError
 
@@ -140,8 +141,8 @@ class WsConn:
                 continue
             if arg.get("instId") and arg["instId"] != push["instId"]:
                 continue
-            if arg.get("instFamily"):
-                continue  # spot orders have no instFamily
+            if arg.get("instFamily") and arg["instFamily"] != self.fake.exchange.inst_family(push["instId"]):
+                continue  # spot instruments have no instFamily
             out.append(arg)
         return out
 
@@ -356,6 +357,9 @@ def _subscribe(conn: WsConn, op: str, msg: dict[str, Any]) -> list[Any]:
         return [_error_event(conn, req_id, "60012", f"Invalid request: {_dumps(msg)}")]
     out: list[Any] = []
     for arg in args:
+        if isinstance(arg, dict) and arg.get("channel") in deriv_ws.CHANNELS:
+            out.extend(deriv_ws.subscribe(conn, op, req_id, arg))
+            continue
         error = _check_arg(conn, arg)
         if error is not None:
             out.append(_error_event(conn, req_id, *error))
@@ -423,6 +427,8 @@ def _subscribe(conn: WsConn, op: str, msg: dict[str, Any]) -> list[Any]:
                         "connId": conn.conn_id,
                     }
                 )
+                if channel == "account" and fake.account_snapshot and conn.account_arg is not None:
+                    out.append(fake.account_snapshot_message(conn.account_arg))  # [account channel]
     return out
 
 

@@ -23,7 +23,23 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ..models import Book, BookStatus, OrderReport, OrderStatus, Ticker, Trade, VenueStatus
+from ..candles import Candle
+from ..feedhealth import FeedsStatus, FeedStatus
+from ..instruments import Instrument, InstrumentKind
+from ..models import (
+    AccountEvent,
+    AccountEventKind,
+    Book,
+    BookStatus,
+    FundingRate,
+    MarkPrice,
+    OrderReport,
+    OrderStatus,
+    PriceLimit,
+    Ticker,
+    Trade,
+    VenueStatus,
+)
 from .book import LocalBook
 from .strategy import Position, Strategy
 
@@ -45,8 +61,18 @@ __all__ = [
     "BookStatus",
     "Trade",
     "VenueStatus",
+    "Candle",
+    "FeedsStatus",
+    "FeedStatus",
     "OrderReport",
     "OrderStatus",
+    "AccountEvent",
+    "AccountEventKind",
+    "MarkPrice",
+    "FundingRate",
+    "PriceLimit",
+    "Instrument",
+    "InstrumentKind",
 ]
 
 _LAZY = {"run": ".cli", "load_strategy": ".loading", "run_strategy": ".runner", "Endpoints": ".runner"}

@@ -55,6 +55,9 @@ order: dropped silently.
 - Market data: the decoded model itself; for the full-depth books (``depth``, ``fullbook``) the
   strategy's own copy, kept by :class:`~seqtrade.client.book.BookCopies` (``proto.books``), when it
   changed and is valid; ``book_status`` as decoded, after it was applied to the copy.
+- :class:`~seqtrade.candles.History`: the answer to a ``history_request`` (not numbered).
+- Market data: the decoded model itself. :attr:`ClientProtocol.candles` is the join of history and
+  live candles (:class:`~seqtrade.candles.CandleJoin`), which the shell applies.
 """
 
 from __future__ import annotations
@@ -66,17 +69,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import wire
+from ..candles import Candle, CandleJoin, History
 from ..errors import WireError
+from ..feedhealth import FeedsStatus
+from ..instruments import Instrument
 from ..models import (
     PROTOCOL_VERSION,
+    AccountEvent,
     Book,
     BookStatus,
     BookUpdate,
     Depth,
+    FundingRate,
     Goodbye,
     Heartbeat,
     Hello,
+    MarkPrice,
     OrderReport,
+    PriceLimit,
     Refusal,
     Ticker,
     Trade,
@@ -131,7 +141,7 @@ class Synced:
 class Report:
     """The next report of this strategy, in seq order, each seq once."""
 
-    report: OrderReport
+    report: OrderReport | AccountEvent  # an account_event shares the order reports' seq
     joining: bool  # arrived before the first join completed: state to rebuild, not news for on_order
     synced: Synced | None = None  # this report completes a join
 
@@ -149,11 +159,6 @@ class ServerLost:
     """Nothing heard from the server for ``silent`` seconds while running."""
 
     silent: float
-
-
-# What a market-data frame other than a ticker gives the strategy: a full-depth book comes as the
-# strategy's own copy (a LocalBook), and only when it changed and is valid (client/book.py).
-MarketEvent = Book | Trade | VenueStatus | LocalBook | BookStatus | None
 
 
 def new_nonce() -> str:
@@ -205,19 +210,22 @@ class ClientProtocol:
         self._rejoin = False  # decided where no time was given: the next tick() sends the hello
         self._status_seq = 0
         self._md_seq: dict[tuple[str, str], int] = {}
+        self.instruments: dict[str, Instrument] = {}  # from the newest welcome (empty: an older server)
         self._ticker_seq: dict[str, int] = {}  # the ticker path's own seq per symbol
+        self.candles = CandleJoin()  # per candle stream, the newest closed bar handed to the strategy
         # Dispatch by message type, checked against the codec's tables (a new type needs a handler).
-        self._report_handlers: dict[type, Callable[[Any, float], Report | Synced | Refused | None]] = (
-            wire.dispatch_table(
-                wire.REPORT_TYPES,
-                {OrderReport: self._on_report, Welcome: self._on_welcome, Refusal: self._on_refusal},
-            )
-        )
+        self._report_handlers: dict[type, Callable[[Any, float], ReportEvent]] = wire.dispatch_table(
+            wire.REPORT_TYPES,
+            {OrderReport: self._on_report, Welcome: self._on_welcome, Refusal: self._on_refusal,
+             History: self._on_history, AccountEvent: self._on_report},
+        )  # fmt: skip
         self.books = BookCopies()  # the full-depth books the strategy asked for (client/book.py)
-        self._md_handlers: dict[type, Callable[[Any], MarketEvent]] = wire.dispatch_table(
+        self._md_handlers: dict[type, Callable[[Any], MdEvent]] = wire.dispatch_table(
             wire.MARKET_DATA_TYPES,
             {Ticker: self._ticker_via_table, Book: self._book_or_trade, Trade: self._book_or_trade,
-             VenueStatus: self._status, Depth: self.books.on_depth, BookUpdate: self.books.on_fullbook,
+             VenueStatus: self._status, Candle: self._candle, FeedsStatus: self._feeds,
+             MarkPrice: self._book_or_trade, FundingRate: self._book_or_trade,
+             PriceLimit: self._book_or_trade, Depth: self.books.on_depth, BookUpdate: self.books.on_fullbook,
              BookStatus: self.books.on_status},
         )  # fmt: skip
 
@@ -328,7 +336,7 @@ class ClientProtocol:
 
     # ------------------------------------------------------------------ reports in
 
-    def receive_report_frame(self, frame: bytes, now: float) -> Report | Synced | Refused | None:
+    def receive_report_frame(self, frame: bytes, now: float) -> ReportEvent:
         """One frame from ``report/<strategy_id>/``; a bad frame is logged and dropped."""
         try:
             msg = wire.decode_message(frame)
@@ -337,13 +345,13 @@ class ClientProtocol:
             return None
         return self.receive_report(msg, now)
 
-    def receive_report(self, msg: Any, now: float) -> Report | Synced | Refused | None:
+    def receive_report(self, msg: Any, now: float) -> ReportEvent:
         """One decoded message from the report channel."""
         self._heard = True
         handler = self._report_handlers.get(type(msg))
         return handler(msg, now) if handler is not None else None
 
-    def _on_report(self, msg: OrderReport, now: float) -> Report | None:
+    def _on_report(self, msg: OrderReport | AccountEvent, now: float) -> Report | None:
         if msg.seq <= self.last_seq:
             return None  # a duplicate: already handled
         if msg.seq != self.last_seq + 1:
@@ -371,6 +379,9 @@ class ClientProtocol:
             return Report(msg, joining, self._synced(self._welcome))
         return Report(msg, joining)
 
+    def _on_history(self, msg: History, now: float) -> History:
+        return msg
+
     def _on_refusal(self, msg: Refusal, now: float) -> Refused | None:
         if msg.session != self.session or not self.nonce or self.gave_up:
             return None  # another process's hello was refused, not ours (or we stopped asking)
@@ -386,6 +397,8 @@ class ClientProtocol:
     def _on_welcome(self, msg: Welcome, now: float) -> Synced | None:
         if not (self.nonce and msg.nonce == self.nonce):
             return None  # a welcome for another hello (ours or not)
+        if msg.instruments:  # before the replay that follows: its fills need the contract facts
+            self.instruments = {i.symbol: i for i in msg.instruments}
         if self.refused is not None:
             log.info("the id's previous process is gone: joining in its place")
             self.refused = None
@@ -424,7 +437,7 @@ class ClientProtocol:
 
     # ------------------------------------------------------------------ market data in
 
-    def receive_md_frame(self, frame: bytes) -> Ticker | MarketEvent:
+    def receive_md_frame(self, frame: bytes) -> Ticker | MdEvent:
         """One market-data frame, its seq gap counted; None for a bad frame or an unknown type."""
         # Tickers are most of the traffic: the specialised decoder and the gap check inline.
         t = _decode_ticker(frame)
@@ -444,19 +457,29 @@ class ClientProtocol:
         seqs[t.symbol] = t.seq
         return t
 
-    def _other_md(self, msg: Any) -> MarketEvent:
+    def _other_md(self, msg: Any) -> MdEvent:
         handler = self._md_handlers.get(type(msg))
         return handler(msg) if handler is not None else None
 
     def _ticker_via_table(self, msg: Ticker) -> None:
         raise AssertionError("tickers take the fast path in receive_md_frame")  # pragma: no cover
 
-    def _book_or_trade(self, msg: Book | Trade) -> Book | Trade:
-        key = ("book" if type(msg) is Book else "trade", msg.symbol)
+    def _book_or_trade(self, msg: Book | Trade | MarkPrice | FundingRate | PriceLimit) -> Any:
+        """Any per-symbol message but the ticker and candles: its seq gap counted per topic."""
+        self._seq_gap((msg.__class__.__name__, msg.symbol), msg.seq)
+        return msg
+
+    def _candle(self, msg: Candle) -> Candle:
+        self._seq_gap(("candle", msg.stream), msg.seq)
+        return msg
+
+    def _seq_gap(self, key: tuple[str, str], seq: int) -> None:
         last = self._md_seq.get(key)
-        if last is not None and msg.seq > last + 1:
-            self.md_gaps += msg.seq - last - 1
-        self._md_seq[key] = msg.seq
+        if last is not None and seq > last + 1:
+            self.md_gaps += seq - last - 1
+        self._md_seq[key] = seq
+
+    def _feeds(self, msg: FeedsStatus) -> FeedsStatus:
         return msg
 
     def _status(self, msg: VenueStatus) -> VenueStatus:
@@ -467,3 +490,22 @@ class ClientProtocol:
             self._rejoin = True
         self._status_seq = msg.seq
         return msg
+
+
+ReportEvent = Report | Synced | Refused | History | None
+"""What one report-channel frame gives: an event for the shell, or nothing."""
+MdEvent = (
+    Book
+    | Trade
+    | VenueStatus
+    | Candle
+    | FeedsStatus
+    | MarkPrice
+    | FundingRate
+    | PriceLimit
+    | LocalBook
+    | BookStatus
+    | None
+)
+"""What one market-data frame other than a ticker gives; a full-depth book comes as the strategy's
+own copy (a LocalBook), and only when it changed and is valid (client/book.py)."""

@@ -29,9 +29,22 @@ from typing import Any
 import zmq
 
 from .. import trace, wire
+from ..candles import MAX_HISTORY, Candle, History
 from ..config import Config
 from ..errors import SeqtradeError
-from ..models import Book, BookStatus, Heartbeat, Ticker, Trade, VenueStatus
+from ..feedhealth import FeedsStatus
+from ..models import (
+    AccountEvent,
+    Book,
+    BookStatus,
+    FundingRate,
+    Heartbeat,
+    MarkPrice,
+    PriceLimit,
+    Ticker,
+    Trade,
+    VenueStatus,
+)
 from ..security import ClientCurve, apply_client_curve, client_curve
 from .book import FULL, LocalBook
 from .errorlog import SUMMARY_INTERVAL, CallbackErrors
@@ -135,9 +148,11 @@ def _overrides(strategy: Strategy, name: str) -> bool:
     return getattr(type(strategy), name) is not getattr(Strategy, name)
 
 
-_MD_CALLBACK = {
-    Book: "on_book", Trade: "on_trade", VenueStatus: "on_status", LocalBook: "on_depth", BookStatus: "on_book_status"
-}  # fmt: skip
+_MD_CALLBACK = {Book: "on_book", Trade: "on_trade", VenueStatus: "on_status", FeedsStatus: "on_feed_status",
+                MarkPrice: "on_mark", FundingRate: "on_funding", PriceLimit: "on_price_limit",
+                LocalBook: "on_depth", BookStatus: "on_book_status"}  # fmt: skip
+# The derivatives topics a strategy is subscribed to when it overrides the callback.
+_DERIVATIVE_MD = (("mark", "on_mark"), ("funding", "on_funding"), ("price_limit", "on_price_limit"))
 
 
 class _Shell:
@@ -182,30 +197,42 @@ class _Shell:
     def drain_reports(self, sock: zmq.Socket[Any], limit: int = 100_000) -> None:
         receive, s = self.proto.receive_report_frame, self.s
         now = time.monotonic()
+        held = s._held_reports  # read by history() while it waited: first, in their order
         for _ in range(limit):
-            try:
-                frame = sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
+            if held:
+                frame = held.pop(0)
+            else:
+                try:
+                    frame = sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
             if trace.ON:
                 t_recv = time.time_ns()
             ev = receive(frame, now)
             if ev is None:
                 continue
             if isinstance(ev, Report):
-                s._apply_report(ev.report)
-                if not ev.joining:
-                    if trace.ON:
-                        key = f"{ev.report.client_order_id}:{ev.report.status}"
-                        trace.mark(key, "c_recv", t_recv)
-                        trace.mark(key, "c_decoded")
-                    self.call(s.on_order, ev.report)
-                    if trace.ON:
-                        trace.mark(key, "c_done")
+                r = ev.report
+                if isinstance(r, AccountEvent):
+                    s._apply_account_event(r)
+                    if not ev.joining:
+                        self.call(s.on_account_event, r)
+                else:
+                    s._apply_report(r)
+                    if not ev.joining:
+                        if trace.ON:
+                            key = f"{r.client_order_id}:{r.status}"
+                            trace.mark(key, "c_recv", t_recv)
+                            trace.mark(key, "c_decoded")
+                        self.call(s.on_order, r)
+                        if trace.ON:
+                            trace.mark(key, "c_done")
                 if ev.synced is not None:
                     self.synced(ev.synced)
             elif isinstance(ev, Synced):
                 self.synced(ev)
+            elif isinstance(ev, History):
+                pass  # an answer that came after its history() call gave up waiting
             else:
                 self.refuse(ev)
         self.flush()
@@ -255,8 +282,26 @@ class _Shell:
                     s.on_ticker(msg)
                 except Exception as exc:  # a strategy's bug must not end its process silently mid-trade
                     self.raised("on_ticker", exc)
+            elif msg.__class__ is Candle:
+                self.candle(msg)
             elif msg is not None:
                 self.call(getattr(s, _MD_CALLBACK[msg.__class__]), msg)
+
+    def candle(self, c: Candle) -> None:
+        """One live candle, joined to what the strategy has: a duplicate of a bar handed over is
+        dropped; a closed bar that skips some is preceded by the missing ones, asked of the server."""
+        join, s = self.proto.candles, self.s
+        missing = join.missing(c)
+        if missing:
+            try:
+                fetched = s._fetch_history(c.symbol, c.bar, min(MAX_HISTORY, missing + 2), 10.0)
+            except (TimeoutError, SeqtradeError) as exc:
+                log.warning("candles %s: %d bars missing and not fetched: %s", c.stream, missing, exc)
+            else:
+                for bar in join.seed(fetched):
+                    self.call(s.on_candle, bar)
+        if join.accept(c) is not None:
+            self.call(s.on_candle, c)
 
 
 def run_strategy(
@@ -291,12 +336,19 @@ def run_strategy(
             conn.subscribe("book", sym)
         if _overrides(strategy, "on_trade"):
             conn.subscribe("trade", sym)
+        for bar in strategy.bars:
+            conn.subscribe("candle", f"{sym}@{bar}")
+        for kind, callback in _DERIVATIVE_MD:
+            if _overrides(strategy, callback):
+                conn.subscribe(kind, sym)
         subscribed.append(sym)
     for sym, depth in strategy.book_depth.items():
         proto.books.want(sym, depth)  # ValueError for a bad depth, before anything is sent
         conn.subscribe("fullbook" if depth == FULL else "depth", sym)
         conn.subscribe("book_status", sym)
     conn.md.setsockopt(zmq.SUBSCRIBE, b"status/")
+    if _overrides(strategy, "on_feed_status"):
+        conn.md.setsockopt(zmq.SUBSCRIBE, b"feed_status/")
     poller = zmq.Poller()
     poller.register(conn.reports, zmq.POLLIN)
     poller.register(conn.md, zmq.POLLIN)
@@ -336,8 +388,8 @@ def run_strategy(
             if due is not None:
                 wake = min(wake, due)
             timeout = max(0, int((wake - time.monotonic()) * 1000))
-            ready = dict(poller.poll(timeout))
-            if rep_sock in ready:
+            ready = dict(poller.poll(0 if strategy._held_reports else timeout))
+            if rep_sock in ready or strategy._held_reports:
                 shell.drain_reports(rep_sock)
             if md_sock in ready:
                 shell.drain_md(md_sock)

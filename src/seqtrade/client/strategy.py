@@ -15,23 +15,32 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import wire
+from ..candles import MAX_HISTORY, Candle, HistoryRequest
+from ..errors import SeqtradeError
+from ..feedhealth import FeedsStatus
 from ..ids import base36
+from ..instruments import Instrument, money_currency
 from ..models import (
     OPEN_STATUSES,
+    AccountEvent,
     AmendRequest,
     Book,
     BookStatus,
     CancelAll,
     CancelRequest,
+    FundingRate,
+    MarkPrice,
     OrderReport,
     OrderRequest,
     OrderType,
+    PriceLimit,
     Side,
     Ticker,
     Trade,
     VenueStatus,
 )
-from ..positions import FeeLedger, apply_fill
+from ..positions import FeeLedger, apply_fill, apply_fill_to
 
 if TYPE_CHECKING:
     from .book import LocalBook
@@ -86,23 +95,39 @@ class Position:
     from the realised PnL.
 
     Attributes:
-        quantity: Net quantity in base units: positive long, negative short, 0.0 flat.
+        quantity: Net quantity in the instrument's unit (base currency for spot, contracts for swaps
+            and futures): positive long, negative short, 0.0 flat.
         avg_price: Average entry price of the open quantity (0.0 when flat).
-        realized_pnl: Profit realised by closing trades, in quote units, gross of fees.
-        fees: Fees paid on this symbol's orders, in quote units (a rebate counts negative).
+        realized_pnl: Profit realised by closing trades, gross of fees, in ``currency``.
+        fees: Fees paid on this symbol's orders, in ``currency`` (a rebate counts negative).
+        funding: Funding received (+) or paid (-) on this symbol, in ``currency``; liquidation and
+            ADL amounts count here too (``account_event`` reports).
+        currency: The currency of the money figures: the settlement currency (USDT for a linear
+            swap, BTC for ``BTC-USD-SWAP``, the quote currency for spot); "" when not known.
+        instrument: The instrument's facts the PnL is computed with (contract value, linear or
+            inverse); None when the server did not send them (PnL as for spot).
     """
 
     quantity: float = 0.0  # + long, - short
     avg_price: float = 0.0  # average entry price of the open quantity
     realized_pnl: float = 0.0  # gross of fees
     fees: float = 0.0
+    funding: float = 0.0
+    currency: str = ""
+    instrument: Instrument | None = field(default=None, repr=False)
 
     def apply_fill(self, side: str, qty: float, price: float) -> None:
-        """Apply one fill of ``qty`` (base units, > 0) at ``price``; ``side`` is ``"buy"`` or ``"sell"``.
+        """Apply one fill of ``qty`` (> 0, the instrument's unit) at ``price``; ``side`` is ``"buy"``
+        or ``"sell"``. PnL uses the contract value (and the inverse formula) when the instrument is known.
 
         The maths the server's accounts use too (``seqtrade.positions``).
         """
-        self.quantity, self.avg_price, pnl = apply_fill(self.quantity, self.avg_price, side, qty, price)
+        if self.instrument is not None:
+            self.quantity, self.avg_price, pnl = apply_fill_to(
+                self.instrument, self.quantity, self.avg_price, side, qty, price
+            )
+        else:
+            self.quantity, self.avg_price, pnl = apply_fill(self.quantity, self.avg_price, side, qty, price)
         self.realized_pnl += pnl
 
 
@@ -206,6 +231,17 @@ class Strategy:
     a depth that is neither 1-25 nor ``"full"`` stops the start with a ``ValueError``.
     """
 
+    bars: Sequence[str] = ()
+    """The candle bar sizes this strategy receives for each of its symbols, e.g. ``["1m", "5m"]``.
+
+    For each symbol and bar the runner subscribes to ``candle/<symbol>@<bar>/`` and calls
+    [`on_candle`][seqtrade.client.Strategy.on_candle]; the server sends only the bars of its
+    ``[candles] bars``. Bars are OKX's names (``1s``, ``1m``, ``3m``, ``5m``, ``15m``, ``30m``,
+    ``1H``, ``2H``, ``4H``, ``6Hutc``, ``12Hutc``, ``1Dutc``). Warm up with
+    [`history`][seqtrade.client.Strategy.history] in ``on_start``: the live bars continue it with no
+    bar missing and none twice (docs/candles.md).
+    """
+
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = dict(params)
         """The strategy's parameters, by name (the keyword arguments of ``Strategy(**params)``).
@@ -263,6 +299,8 @@ class Strategy:
         self._timer_seq = itertools.count()
         self._fees = FeeLedger()  # cumulative fee per order: a report's fee becomes its delta
         self._stop = False
+        self._held_reports: list[bytes] = []  # report frames read while waiting for a history answer
+        self._history_n = itertools.count(1)
 
     # ------------------------------------------------------------------ callbacks
 
@@ -333,12 +371,68 @@ class Strategy:
             status: The [`BookStatus`][seqtrade.client.BookStatus].
         """
 
+    def on_account_event(self, event: AccountEvent) -> None:
+        """Something the venue did to this strategy's position: funding, a liquidation, an ADL, a
+        delivery or a liquidation warning (state already applied: ``positions`` includes it).
+
+        Numbered with the order reports, called once each, in ``seq`` order, like ``on_order``.
+
+        Args:
+            event: The [`AccountEvent`][seqtrade.client.AccountEvent].
+        """
+
+    def on_mark(self, mark: MarkPrice) -> None:
+        """The mark and index price of a subscribed swap or future (subscribed to only if overridden).
+
+        Args:
+            mark: The newest [`MarkPrice`][seqtrade.client.MarkPrice].
+        """
+
+    def on_funding(self, funding: FundingRate) -> None:
+        """The funding rate and the next funding time of a subscribed swap (only if overridden).
+
+        Args:
+            funding: The newest [`FundingRate`][seqtrade.client.FundingRate].
+        """
+
+    def on_price_limit(self, limit: PriceLimit) -> None:
+        """The venue's price limits of a subscribed swap or future (only if overridden): orders
+        outside them are refused.
+
+        Args:
+            limit: The newest [`PriceLimit`][seqtrade.client.PriceLimit].
+        """
+
     def on_status(self, status: VenueStatus) -> None:
         """Venue connectivity, once a second and on every change.
 
         Args:
             status: The [`VenueStatus`][seqtrade.client.VenueStatus]; ``status.connected`` False
                 means the server has lost the exchange and market data is stale.
+        """
+
+    def on_candle(self, candle: Candle) -> None:
+        """A candle of one of [`bars`][seqtrade.client.Strategy.bars] of one of the symbols.
+
+        ``candle.confirm`` False: the bar is still open and this is its state so far (it comes again
+        as it changes); True: the bar closed, once per bar, in order. After
+        [`history`][seqtrade.client.Strategy.history] no closed bar it returned comes again, and none
+        is skipped: a closed bar that would skip some is preceded by the missing ones, fetched from
+        the server first.
+
+        Args:
+            candle: The [`Candle`][seqtrade.client.Candle].
+        """
+
+    def on_feed_status(self, status: FeedsStatus) -> None:
+        """The health of every market-data feed, once a second and when one goes stale or recovers.
+
+        Only called when overridden (the runner subscribes to ``feed_status/`` then).
+
+        Args:
+            status: The [`FeedsStatus`][seqtrade.client.FeedsStatus]: per channel and symbol the
+                message rate, the age of the last message, gaps, resubscriptions, the
+                exchange-to-gateway delay and whether the feed is stale.
         """
 
     def on_server_lost(self) -> None:
@@ -365,6 +459,69 @@ class Strategy:
         left open at once (cancel them, or leave them open at the exchange).
         """
 
+    # ------------------------------------------------------------------ history
+
+    def history(self, symbol: str, bar: str, n: int, *, timeout: float = 30.0) -> list[Candle]:
+        """The last ``n`` closed bars of ``symbol`` in ``bar`` (oldest first), from the server.
+
+        Blocks until the server answers (at most ``timeout`` seconds: ``TimeoutError``); reports
+        that arrive meanwhile are handled after the callback returns, and live candles that arrive
+        meanwhile are handed over afterwards without the bars already returned here. The server gets
+        them from the venue (OKX's REST candles; the paper venue's own bars since it started), so
+        fewer than ``n`` may come: the server's reason is logged. ``n`` is at most 1440.
+
+        Call it from ``on_start`` to warm up: together with
+        [`on_candle`][seqtrade.client.Strategy.on_candle] the bars form one series with no bar
+        missing and none twice.
+        """
+        bars = self._fetch_history(symbol, bar, n, timeout)
+        if self._protocol is not None:
+            self._protocol.candles.seed(bars)
+        return bars
+
+    def _fetch_history(self, symbol: str, bar: str, n: int, timeout: float) -> list[Candle]:
+        """Ask the server and wait for its answer, holding back every other report frame."""
+        if not 1 <= n <= MAX_HISTORY:
+            raise ValueError(f"history: n must be between 1 and {MAX_HISTORY}, got {n}")
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("the strategy is not connected: call history() from callbacks or timers")
+        rid = f"{self._ids.prefix}-h{next(self._history_n)}"
+        conn.send(HistoryRequest(self.strategy_id, rid, symbol, bar, n))
+        deadline = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            self._keep_alive(now)
+            left = deadline - now
+            if left <= 0:
+                raise TimeoutError(f"history {symbol} {bar}: no answer from the server within {timeout:g} s")
+            if not conn.reports.poll(max(1, int(min(left, 0.5) * 1000))):
+                continue
+            frame = conn.reports.recv()
+            try:
+                _, _, body = wire.decode_frame(frame)
+            except SeqtradeError:
+                continue
+            if body.get("type") != "history" or body.get("request_id") != rid:
+                self._held_reports.append(frame)
+                continue
+            answer = wire.decode_message(frame)
+            if answer.error:
+                self.log.warning("history %s %s: %d of %d bars: %s", symbol, bar, len(answer.candles), n,
+                                 answer.error)  # fmt: skip
+            candles: list[Candle] = answer.candles
+            return candles
+
+    def _keep_alive(self, now: float) -> None:
+        """While history() waits: the heartbeats (and any hello) the protocol has due, so that a long
+        wait never gets the strategy taken for dead."""
+        proto, conn = self._protocol, self._conn
+        if proto is None or conn is None or not proto.running:
+            return
+        proto.tick(now, time.time_ns() // 1_000_000)
+        for msg in proto.requests_to_send():
+            conn.send(msg)
+
     # ------------------------------------------------------------------ orders
 
     def _send(self, msg: Any) -> None:
@@ -373,7 +530,13 @@ class Strategy:
         self._conn.send(msg)
 
     def _order(
-        self, symbol: str, side: Side, order_type: OrderType, price: float | None, quantity: float
+        self,
+        symbol: str,
+        side: Side,
+        order_type: OrderType,
+        price: float | None,
+        quantity: float,
+        reduce_only: bool = False,
     ) -> str:
         if self.symbols and symbol not in self.symbols:
             raise ValueError(
@@ -383,21 +546,41 @@ class Strategy:
         coid = self._ids.next()
         self._send(
             OrderRequest(
-                self.strategy_id, coid, symbol, side, order_type, price, quantity, time.time_ns() // 1_000_000
-            )
+                self.strategy_id,
+                coid,
+                symbol,
+                side,
+                order_type,
+                price,
+                quantity,
+                time.time_ns() // 1_000_000,
+                reduce_only,
+            )  # fmt: skip
         )
         return coid
 
-    def buy_limit(self, symbol: str, price: float, quantity: float, *, order_type: str = "limit") -> str:
+    def buy_limit(
+        self,
+        symbol: str,
+        price: float,
+        quantity: float,
+        *,
+        order_type: str = "limit",
+        reduce_only: bool = False,
+    ) -> str:
         """Buy at ``price`` or better. ``order_type``: limit, post_only, ioc or fok. Returns the client_order_id.
 
         Args:
             symbol: The instrument, e.g. ``"BTC-USDT"``.
             price: The limit price, in quote units; rounded down to the tick.
-            quantity: In base units; rounded down to the lot.
+            quantity: In the instrument's unit: base currency for spot, contracts for swaps and
+                futures ([`instrument`][seqtrade.client.Strategy.instrument]); rounded down to the lot.
             order_type: ``"limit"`` (rests until filled or cancelled), ``"post_only"`` (rejected if it
                 would trade at once), ``"ioc"`` (fills what it can at once, the rest is cancelled) or
                 ``"fok"`` (fills completely at once or is cancelled).
+            reduce_only: Swaps and futures: only if it reduces the **account's** position (every
+                strategy on the account and positions opened outside seqtrade); otherwise the server
+                rejects it with the reason and never sends it ([Derivatives](../derivatives.md)).
 
         Returns:
             The order's client_order_id, made by this strategy (see
@@ -411,9 +594,17 @@ class Strategy:
             seqtrade.errors.SeqtradeError: The order channel stayed full for a second: the server is
                 not reading requests (is it running?).
         """
-        return self._order(symbol, Side.BUY, OrderType(order_type), price, quantity)
+        return self._order(symbol, Side.BUY, OrderType(order_type), price, quantity, reduce_only)
 
-    def sell_limit(self, symbol: str, price: float, quantity: float, *, order_type: str = "limit") -> str:
+    def sell_limit(
+        self,
+        symbol: str,
+        price: float,
+        quantity: float,
+        *,
+        order_type: str = "limit",
+        reduce_only: bool = False,
+    ) -> str:
         """Sell at ``price`` or better. ``order_type``: limit, post_only, ioc or fok. Returns the client_order_id.
 
         The mirror of [`buy_limit`][seqtrade.client.Strategy.buy_limit]; the price is rounded up to
@@ -422,8 +613,11 @@ class Strategy:
         Args:
             symbol: The instrument, e.g. ``"BTC-USDT"``.
             price: The limit price, in quote units.
-            quantity: In base units.
+            quantity: In the instrument's unit (base currency, or contracts).
             order_type: ``"limit"``, ``"post_only"``, ``"ioc"`` or ``"fok"``.
+            reduce_only: Swaps and futures: only if it reduces the **account's** position (every
+                strategy on the account and positions opened outside seqtrade); otherwise the server
+                rejects it with the reason and never sends it ([Derivatives](../derivatives.md)).
 
         Returns:
             The order's client_order_id.
@@ -433,14 +627,18 @@ class Strategy:
                 non-empty [`symbols`][seqtrade.client.Strategy.symbols].
             RuntimeError: Called before the strategy runs.
         """
-        return self._order(symbol, Side.SELL, OrderType(order_type), price, quantity)
+        return self._order(symbol, Side.SELL, OrderType(order_type), price, quantity, reduce_only)
 
-    def buy_market(self, symbol: str, quantity: float) -> str:
+    def buy_market(self, symbol: str, quantity: float, *, reduce_only: bool = False) -> str:
         """Buy ``quantity`` (base units) at the market. Returns the client_order_id.
 
         Args:
             symbol: The instrument.
-            quantity: In base units (not quote), rounded down to the lot.
+            quantity: In the instrument's unit (base currency for spot, not quote; contracts for
+                swaps and futures), rounded down to the lot.
+            reduce_only: Swaps and futures: only if it reduces the **account's** position (every
+                strategy on the account and positions opened outside seqtrade); otherwise the server
+                rejects it with the reason and never sends it ([Derivatives](../derivatives.md)).
 
         Returns:
             The order's client_order_id.
@@ -449,14 +647,17 @@ class Strategy:
             ValueError: ``symbol`` is not one of a non-empty
                 [`symbols`][seqtrade.client.Strategy.symbols].
         """
-        return self._order(symbol, Side.BUY, OrderType.MARKET, None, quantity)
+        return self._order(symbol, Side.BUY, OrderType.MARKET, None, quantity, reduce_only)
 
-    def sell_market(self, symbol: str, quantity: float) -> str:
+    def sell_market(self, symbol: str, quantity: float, *, reduce_only: bool = False) -> str:
         """Sell ``quantity`` (base units) at the market. Returns the client_order_id.
 
         Args:
             symbol: The instrument.
-            quantity: In base units, rounded down to the lot.
+            quantity: In the instrument's unit, rounded down to the lot.
+            reduce_only: Swaps and futures: only if it reduces the **account's** position (every
+                strategy on the account and positions opened outside seqtrade); otherwise the server
+                rejects it with the reason and never sends it ([Derivatives](../derivatives.md)).
 
         Returns:
             The order's client_order_id.
@@ -465,7 +666,7 @@ class Strategy:
             ValueError: ``symbol`` is not one of a non-empty
                 [`symbols`][seqtrade.client.Strategy.symbols].
         """
-        return self._order(symbol, Side.SELL, OrderType.MARKET, None, quantity)
+        return self._order(symbol, Side.SELL, OrderType.MARKET, None, quantity, reduce_only)
 
     def cancel_order(self, client_order_id: str) -> str:
         """Request a cancel; the outcome arrives in ``on_order``. Returns the client_order_id.
@@ -589,13 +790,27 @@ class Strategy:
         return self._protocol.books.get(symbol) if self._protocol is not None else None
 
     def position(self, symbol: str) -> float:
-        """This strategy's net position in ``symbol``, in base units (+ long, - short, 0.0 if none).
+        """This strategy's net position in ``symbol`` (+ long, - short, 0.0 if none), in the
+        instrument's unit: base currency for spot, contracts for swaps and futures.
 
         Counts this strategy's fills only; the same symbol traded by another strategy on the same
         account is not in it (``seqtrade status`` shows every strategy's and the account's net).
         """
         p = self.positions.get(symbol)
         return p.quantity if p else 0.0
+
+    def instrument(self, symbol: str) -> Instrument:
+        """The facts of ``symbol`` as the server gave them in its welcome: kind, tick, lot, minimum,
+        contract value and currency, linear or inverse, settlement currency, max leverage, expiry.
+
+        Never hard-code a contract size: ``self.instrument("BTC-USDT-SWAP").contract_value`` is 0.01
+        (BTC per contract) on OKX today. Raises ``KeyError`` for a symbol the server does not serve
+        (or before the join, or from a server too old to send them).
+        """
+        insts = self._protocol.instruments if self._protocol is not None else {}
+        if symbol not in insts:
+            raise KeyError(f"no instrument facts for {symbol!r}: the server did not send them")
+        return insts[symbol]
 
     def avg_price(self, symbol: str) -> float:
         """Average entry price of the open position in ``symbol`` (0.0 when flat)."""
@@ -604,7 +819,10 @@ class Strategy:
 
     @property
     def realized_pnl(self) -> float:
-        """Realised profit over all symbols, in quote units, gross of fees (subtract [`fees`][seqtrade.client.Strategy.fees]).
+        """Realised profit over all symbols, gross of fees (subtract [`fees`][seqtrade.client.Strategy.fees]).
+
+        A plain sum: with instruments settled in different currencies (USDT and BTC) read
+        ``positions[symbol].realized_pnl`` and its ``currency`` instead.
 
         Only closed trades count; the open position's unrealised PnL is not in it.
         """
@@ -626,11 +844,28 @@ class Strategy:
         if r.symbol:
             pos = self.positions.get(r.symbol)
             if pos is None and (r.last_fill_quantity > 0 or r.fee != 0):
-                pos = self.positions[r.symbol] = Position()
+                pos = self.positions[r.symbol] = self._new_position(r.symbol)
             if pos is not None:
                 if r.last_fill_quantity > 0:
                     pos.apply_fill(r.side, r.last_fill_quantity, r.last_fill_price)
                 pos.fees += self._fees.change(coid, r.fee)  # reports come in seq order (rebates < 0)
+
+    def _new_position(self, symbol: str) -> Position:
+        inst = self._protocol.instruments.get(symbol) if self._protocol is not None else None
+        return Position(currency=money_currency(inst) if inst else "", instrument=inst)
+
+    def _apply_account_event(self, e: AccountEvent) -> None:
+        """Update ``positions`` from one account event (each applied once, in seq order)."""
+        pos = self.positions.get(e.symbol)
+        if pos is None:
+            if not e.quantity and not e.amount:
+                return
+            pos = self.positions[e.symbol] = self._new_position(e.symbol)
+        if e.quantity:
+            pos.quantity += e.quantity
+            if abs(pos.quantity) <= 1e-12:
+                pos.quantity, pos.avg_price = 0.0, 0.0
+        pos.funding += e.amount
 
     def _reset_open_orders(self, open_orders: Mapping[str, OrderReport]) -> None:
         self.open_orders = dict(open_orders)

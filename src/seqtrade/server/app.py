@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 import zmq
 
 from ..bus import TrioSocket, bind_secure, ipc_path, lock_run_dir, prepare_run_dir, private_files
 from ..config import Config
+from ..instruments import Instrument, instrument_from_map, instrument_to_map
 from ..security import KeyPair
 from ..venues import venue_class
 from ..venues.base import Venue
@@ -30,6 +32,9 @@ from .risk import Quotes, RiskGate
 from .snapshot import Snapshots
 from .snapshot import read as read_snapshot
 from .supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from ..recorder import Recorder
 
 __all__ = ["build", "serve", "run_until_signal"]
 
@@ -63,6 +68,7 @@ async def serve(
         try:
             _attach_archive(config, journal)
             gw, guard = build(config, venue, journal)
+            recorder = _recorder(config, gw)
             snapshots = Snapshots(gw.engine, journal, config.snapshot_path,
                                   interval=config.server.snapshot_interval, reports=config.server.snapshot_reports)  # fmt: skip
             tcp = TcpSecurity(config, curve_keys)  # checks keys and allow-list before any socket exists
@@ -86,7 +92,8 @@ async def serve(
             commands = ControlCommands()
 
             async def status(_: dict[str, Any]) -> dict[str, Any]:
-                return {**gw.status(), **guard.status()}
+                rec = {"recorder": recorder.status()} if recorder is not None else {}
+                return {**gw.status(), **guard.status(), **rec}
 
             commands.register("status", status)
             guard.register_commands(commands)
@@ -103,11 +110,15 @@ async def serve(
                 log.info("listening: md %s, orders %s, reports %s", *endpoints)
                 async with trio.open_nursery() as nursery:
                     await tcp.start(nursery)
+                    if recorder is not None:
+                        await nursery.start(recorder.run)
                     await nursery.start(gw.feed_task, md_s)
                     await nursery.start(gw.report_task, rep_s)
                     await nursery.start(gw.replay_task, rep_s)
+                    await nursery.start(gw.history_task)
                     await nursery.start(venue.run, gw)
                     log.info("venue %s ready: %s", venue.name, ", ".join(sorted(venue.instruments)))
+                    instruments_to_journal(journal, venue)
                     await nursery.start(gw.order_task, pull_s)
                     await gw.recover()
                     await nursery.start(gw.monitor_task)
@@ -129,6 +140,8 @@ async def serve(
                     await gw.shutdown()
                     snapshots.write_at_stop()  # a clean stop: the next start reads no journal tail
                     await guard.stop()  # last: nothing may wait (and refresh the switch) after it
+                    if recorder is not None:
+                        await recorder.close()  # what is queued is written, every file closed
                     nursery.cancel_scope.cancel()
         finally:
             journal.close()
@@ -139,6 +152,20 @@ async def serve(
                     with contextlib.suppress(OSError):
                         path.unlink()
     log.info("server stopped")
+
+
+def _recorder(config: Config, gw: Gateway) -> Recorder | None:
+    """The market recorder ([recorder] enabled), hooked into the gateway."""
+    if not config.recorder.enabled:
+        return None
+    from ..recorder import Recorder
+
+    rec = Recorder(
+        config.recorder, config.recorder_path, gw.venue.name, md_dropped=lambda: gw.counters.md_dropped
+    )
+    gw.recorder = rec
+    log.info("recording market data to %s", config.recorder_path)
+    return rec
 
 
 def _attach_archive(config: Config, journal: Journal) -> None:
@@ -161,6 +188,10 @@ def build(config: Config, venue: Venue, journal: Journal) -> tuple[Gateway, Guar
     """The server's parts, from what the journal holds: accounts and risk gate, the engine that checks
     every order with them, the gateway (its shell) and the guard (trading states, switch, reconciliation)."""
     accounts = Accounts()
+    # Contract facts for the books (PnL of contracts): the venue's once it runs; until then (the
+    # journal's reports are applied at start, before the venue is up) those it had last time.
+    known = instruments_from_journal(journal)
+    accounts.instrument = lambda symbol: venue.instruments.get(symbol) or known.get(symbol)
     journal.identity()  # named once, before anything is written (snapshots name the journal)
     restored = recovery.restore(
         journal, accounts, read_snapshot(config.snapshot_path), filter_bytes=config.server.key_filter_bytes
@@ -184,8 +215,28 @@ def build(config: Config, venue: Venue, journal: Journal) -> tuple[Gateway, Guar
         open_orders=restored.open_orders,
         key_filter=restored.key_filter,
     )
-    guard = Guard(config, venue, journal, gate, accounts, in_flight=engine.open_records)
-    return Gateway(config, venue, journal, engine, quotes), guard
+    engine.quotes = quotes  # price limits: refused before the venue refuses them
+    gw = Gateway(config, venue, journal, engine, quotes)
+    guard = Guard(
+        config, venue, journal, gate, accounts, in_flight=engine.open_records, sink=gw, marks=quotes.marks
+    )
+    return gw, guard
+
+
+INSTRUMENTS_META = "instruments"
+
+
+def instruments_from_journal(journal: Journal) -> dict[str, Instrument]:
+    """The instrument facts the venue gave in the previous run (journal meta), by symbol."""
+    raw = journal.get_meta(INSTRUMENTS_META)
+    if not raw:
+        return {}
+    return {d["symbol"]: instrument_from_map(d) for d in json.loads(raw)}
+
+
+def instruments_to_journal(journal: Journal, venue: Venue) -> None:
+    maps = [instrument_to_map(i) for _, i in sorted(venue.instruments.items())]
+    journal.set_meta(INSTRUMENTS_META, json.dumps(maps))
 
 
 async def run_until_signal(config: Config, venue: Venue, *, curve_keys: KeyPair | None = None) -> int:

@@ -18,6 +18,12 @@ Two stages, as in the server's two tasks:
   per-strategy seqs and the journal rows; the shell commits the rows, tells :meth:`Engine.committed`
   (the risk gate and the accounts follow the reports there), and only then publishes.
 
+Swaps and futures: :meth:`Engine.check_order` also refuses a price outside the venue's price limits
+and decides each order's ``pos_side`` and ``reduce_only`` against the ACCOUNT's position
+(:mod:`seqtrade.server.positions`); venue account events (funding, liquidation, ADL, delivery, warnings,
+adjustments) are split between the holders of the position (:meth:`Engine.on_account_event`) and
+numbered, journaled and published with the order reports, each event id once.
+
 The risk gate and the accounts are constructor arguments; :meth:`Engine.check_order` and
 :meth:`Engine.check_amend` list every check an order or an amend passes, in order. Orders that left
 memory are read back through ``find_order`` (the journal, read-only).
@@ -32,10 +38,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .. import wire
+from ..candles import HistoryRequest
 from ..config import Config
 from ..errors import WireError
 from ..models import (
     OPEN_STATUSES,
+    AccountEvent,
+    AccountEventKind,
     AmendRequest,
     CancelAll,
     CancelRequest,
@@ -50,12 +59,13 @@ from ..models import (
     Side,
     Welcome,
 )
-from ..venues.base import EventKind, Instrument, OrderEvent, VenueOrder
+from ..venues.base import EventKind, Instrument, OrderEvent, VenueAccountEvent, VenueOrder
 from .accounts import Accounts
 from .bounded import Budget, KeyFilter, RateLimitedLog
 from .joins import NEW_IDS_PER_WINDOW, KeyedRateLog, Replays, Sessions
 from .orders import IdGenerator, OrderRecord, apply_event, report_for, round_price, round_quantity
-from .risk import RiskGate
+from .positions import EXTERNAL, PositionEffect, attribute, position_effect
+from .risk import Quotes, RiskGate, TradingState
 
 __all__ = [
     "Engine",
@@ -80,6 +90,11 @@ log = logging.getLogger("seqtrade.server.gateway")
 MAX_VALUE = 1e15  # a price or quantity above this is a mistake, whatever the instrument
 MAX_HELD = 16  # refusals kept per order until the venue acknowledges it (OrderRecord.held)
 NEW_IDS_PEER = "(new ids)"  # not a valid strategy id: the bad-frame budget of ids never admitted
+
+
+def _closes(side: Side, pos_side: str) -> bool:
+    """In long/short mode, an order of ``side`` on leg ``pos_side`` closes it (sell long, buy short)."""
+    return (side is Side.SELL) == (pos_side == "long")
 
 
 def _out_of_range(price: float | None, quantity: float | None) -> str:
@@ -169,7 +184,8 @@ class _Recovered:
 
 RECOVERED: Final = _Recovered()
 
-ReportItem = OrderEvent | Reply | Replay | _Recovered  # what the report stage is fed, in order
+# what the report stage is fed, in order
+ReportItem = OrderEvent | VenueAccountEvent | Reply | Replay | _Recovered
 
 
 @dataclass(slots=True)
@@ -187,9 +203,12 @@ class Output:
     journal: list[tuple[OrderRecord, bool]] = field(default_factory=list)
     replies: list[Reply | Replay] = field(default_factory=list)
     venue: list[VenueCommand] = field(default_factory=list)
+    history: HistoryRequest | None = None  # bars asked for (the shell fetches them from the venue)
 
 
-Pending = tuple[OrderRecord | None, OrderReport, str]  # (record, report, trade id of its fill or "")
+# (record, report, trade id of its fill or ""); an account event has no record, and its event id
+Pending = tuple[OrderRecord | None, OrderReport | AccountEvent, str]
+ACCOUNT_EVENTS = "@account"  # the journal's fills key of applied account events (event ids)
 
 
 @dataclass(slots=True)
@@ -197,11 +216,11 @@ class Commit:
     """Numbered reports: journal ``rows`` and ``fills`` in one transaction, then publish ``reports``."""
 
     pending: list[Pending]
-    rows: list[tuple[str, OrderReport, bool]]  # (venue_order_id, report, order still open)
+    rows: list[tuple[str, OrderReport | AccountEvent, bool]]  # (venue_order_id, report, order still open)
     fills: list[tuple[str, str]]  # (venue_order_id, trade_id) applied
 
     @property
-    def reports(self) -> list[OrderReport]:
+    def reports(self) -> list[OrderReport | AccountEvent]:
         return [r for _, r, _ in self.pending]
 
 
@@ -256,6 +275,10 @@ class Engine:
         for rec in opened:
             self._register(rec)
         risk.seed(opened)
+        self.quotes: Quotes | None = None  # the shell's market data (price limits), set by the shell
+        self._reduce_only: set[str] = set()  # venue order ids sent reduce-only / closing (this run)
+        self._effects: dict[str, PositionEffect] = {}  # check_order -> _new_order, for one request
+        self._events_in_flight: set[str] = set()  # account event ids numbered, not yet committed
 
     # ------------------------------------------------------------------ the order book
 
@@ -404,6 +427,10 @@ class Engine:
         if req.errors is not None:
             self.callback_errors[req.strategy_id] = req.errors
 
+    def _history(self, req: HistoryRequest, now_ms: int, out: Output) -> None:
+        """Bars for a strategy: fetched by the shell, answered on its report topic (not journaled)."""
+        out.history = req
+
     def _goodbye(self, req: Goodbye, now_ms: int, out: Output) -> None:
         """A strategy leaves cleanly: a departure, and ``server.dead_strategy_policy`` at once."""
         sid = req.strategy_id
@@ -493,6 +520,7 @@ class Engine:
             str(req.order_type), req.price, req.quantity, now_ms,
         )  # fmt: skip
         reason = self.check_order(req, rec, now_ms)
+        effect = self._effects.pop(rec.venue_order_id, None)
         if reason is not None:
             self._reject_record(rec, reason, out)
             return
@@ -500,11 +528,41 @@ class Engine:
         out.journal.append((rec, True))
         self._register(rec)
         self.counters.orders_sent += 1
-        out.venue.append(
-            Place(
-                VenueOrder(rec.venue_order_id, rec.symbol, req.side, req.order_type, rec.price, rec.quantity)
-            )
-        )
+        order = VenueOrder(rec.venue_order_id, rec.symbol, req.side, req.order_type, rec.price, rec.quantity)
+        if effect is not None and (effect.pos_side or effect.reduce_only):
+            order.pos_side, order.reduce_only = effect.pos_side, effect.reduce_only
+            if (
+                effect.reduce_only
+                or effect.pos_side in ("long", "short")
+                and _closes(req.side, effect.pos_side)
+            ):
+                self._reduce_only.add(rec.venue_order_id)
+        out.venue.append(Place(order))
+
+    def _position_effect(self, req: OrderRequest, rec: OrderRecord) -> PositionEffect | None:
+        """The pos_side and reduce_only of a derivative order, judged against the ACCOUNT's position
+        (:func:`seqtrade.server.positions.position_effect`); None for spot."""
+        inst = self.instruments().get(rec.symbol)
+        if inst is None or not inst.is_derivative:
+            if req.reduce_only:
+                return PositionEffect(
+                    refusal=f"reduce_only applies to swaps and futures, not to {rec.symbol}"
+                )
+            return None
+        mode = self.config.venue.derivatives.position_mode
+        sid = rec.strategy_id
+        pending = 0.0
+        for vid in self._reduce_only:
+            o = self.by_vid.get(vid)
+            if o is None or not o.is_open or o.symbol != rec.symbol or o.side != rec.side:
+                continue
+            if mode == "net" or o.strategy_id == sid:
+                pending += max(o.quantity - o.filled_quantity, 0.0)
+        return position_effect(
+            mode=mode, symbol=rec.symbol, side=rec.side, quantity=rec.quantity, reduce_only=req.reduce_only,
+            strategy_position=self.accounts.position(sid, rec.symbol),
+            account_position=self.accounts.net(rec.symbol), pending_reduce=pending,
+        )  # fmt: skip
 
     def check_order(self, req: OrderRequest, rec: OrderRecord, now_ms: int) -> str | None:
         """Every check a new order passes, in order: None lets it through, else why not.
@@ -512,6 +570,8 @@ class Engine:
         Rounds ``rec``'s price and quantity on the way; an order that passes is counted by the risk
         gate at once (rate windows, open exposure). Idempotency comes before (:meth:`on_request`).
         """
+        if req.strategy_id == EXTERNAL:
+            return f"strategy id {EXTERNAL!r} is reserved for positions opened outside seqtrade"
         orders = self.config.orders
         age = now_ms - req.timestamp
         if age > orders.max_age_ms:
@@ -535,6 +595,13 @@ class Engine:
         rec.quantity = round_quantity(req.quantity, inst)
         if rec.quantity < inst.min_size - 1e-12:
             return f"quantity {req.quantity} is below the minimum {inst.min_size} after rounding to the lot {inst.lot_size}"
+        if self.quotes is not None and (why := self.quotes.outside_limits(rec.symbol, rec.side, rec.price)):
+            return why  # refused before the venue refuses it (OKX 51006)
+        effect = self._position_effect(req, rec)
+        if effect is not None:
+            if effect.refusal:
+                return effect.refusal
+            self._effects[rec.venue_order_id] = effect
         # The risk gate (docs/risk.md): trading state; per layer size and notional, price band,
         # worst-case positions, open orders and order rate. What passes is counted at once.
         return self.risk.refusal(self.risk.terms(rec))
@@ -626,6 +693,12 @@ class Engine:
             if isinstance(item, OrderEvent):
                 pending.extend(self.on_venue_event(item))
                 continue
+            elif isinstance(item, VenueAccountEvent):
+                if pending:  # fills before it are applied first: it is split by the positions after them
+                    yield self.number(pending)
+                    pending = []
+                pending.extend(self.on_account_event(item))
+                continue
             elif isinstance(item, Reply):
                 if item.report is None and item.record is not None and item.record.status is None:
                     # about an order in flight: told once the venue has acknowledged (or rejected) it
@@ -695,6 +768,36 @@ class Engine:
             return
         rec.held.append((why, ts))
 
+    def on_account_event(self, ev: VenueAccountEvent) -> list[Pending]:
+        """An event on the account's position: one ``account_event`` per holder of the position it
+        touched (pro rata, :func:`seqtrade.server.positions.attribute`; the rest to ``external``).
+        Applied once per ``event_id``, also across restarts (the journal keeps the applied ids)."""
+        if not ev.event_id or ev.event_id in self._events_in_flight or self.accounts.event_seen(ev.event_id):
+            return []
+        self._events_in_flight.add(ev.event_id)
+        inst = self.instruments().get(ev.symbol)
+        currency = ev.currency or (inst.settle_currency if inst is not None else "")
+        if ev.kind == AccountEventKind.ADJUSTMENT:
+            shares = {EXTERNAL: (ev.quantity, ev.amount)}
+        else:
+            shares = attribute(self.accounts.holders(ev.symbol), ev.quantity, ev.amount, ev.pos_side)
+        out: list[Pending] = []
+        for holder, (qty, amount) in sorted(shares.items()):
+            e = AccountEvent(holder, 0, ev.kind, ev.symbol, ev.pos_side, qty, ev.price, amount, currency,
+                             ev.event_id, ev.ts)  # fmt: skip
+            out.append((None, e, ev.event_id))
+        if ev.kind == AccountEventKind.LIQUIDATION_WARNING:
+            owners = [h for h in shares if h != EXTERNAL]
+            log.warning("liquidation warning on %s%s at %g: held by %s", ev.symbol,
+                        f" {ev.pos_side}" if ev.pos_side else "", ev.price, ", ".join(sorted(shares)))  # fmt: skip
+            if self.config.venue.derivatives.on_liquidation_warning == "reducing":
+                for sid in owners:
+                    self.risk.set_state(TradingState.REDUCING, sid)
+        elif ev.kind != AccountEventKind.FUNDING:
+            log.warning("%s on %s: %+g contracts at %g, %+g %s (%s)", ev.kind, ev.symbol, ev.quantity, ev.price,
+                        ev.amount, currency, ", ".join(f"{h} {q:+g}" for h, (q, _) in sorted(shares.items())))  # fmt: skip
+        return out
+
     def on_reply(self, item: Reply) -> Pending | None:
         """The report of a request-stage reply (None for a re-send: publish ``item.report`` as it is)."""
         if item.resend and item.report is not None:
@@ -708,14 +811,20 @@ class Engine:
 
     def number(self, pending: list[Pending]) -> Commit:
         """Give each report the next seq of its strategy, in order; what to journal."""
-        rows = []
+        rows: list[tuple[str, OrderReport | AccountEvent, bool]] = []
         fills = []
         seqs = self.seqs
         for rec, r, trade_id in pending:
             seq = seqs.get(r.strategy_id, 0) + 1
             seqs[r.strategy_id] = seq
             r.seq = seq
+            if type(r) is AccountEvent:
+                rows.append(("", r, False))
+                if trade_id:
+                    fills.append((ACCOUNT_EVENTS, trade_id))  # its event id: applied once, for ever
+                continue
             if rec is not None:
+                assert type(r) is OrderReport
                 rec.last_report = r
                 if trade_id:
                     fills.append((rec.venue_order_id, trade_id))
@@ -734,9 +843,15 @@ class Engine:
             self._forget(self._closed.popleft())
         accounts, risk = self.accounts, self.risk
         for rec, r, _ in commit.pending:
-            if rec is not None:
+            if type(r) is AccountEvent:
+                accounts.apply_event(r)
+                self._events_in_flight.discard(r.event_id)
+            elif rec is not None:
+                assert type(r) is OrderReport
                 accounts.apply(r)
                 risk.on_report(rec, r)
+                if not rec.is_open:
+                    self._reduce_only.discard(rec.venue_order_id)
 
     def on_hello(self, hello: Hello, gw_ns: int) -> Welcome | None:
         """A hello reaches the report stage: the welcome to send now (None: coalesced into the replay
@@ -761,15 +876,19 @@ class Engine:
             if rec.last_report is not None and rec.last_report.status in OPEN_STATUSES
         ]
         open_orders.sort(key=lambda r: r.seq)
+        insts = self.instruments()
         return Welcome(sid, hello.nonce, self.seqs.get(sid, 0), open_orders, gw_ns=gw_ns,
-                       symbols=sorted(self.instruments()) or list(self.config.venue.symbols))  # fmt: skip
+                       symbols=sorted(insts) or list(self.config.venue.symbols),
+                       instruments=[insts[s] for s in sorted(insts)])  # fmt: skip
 
     def replay_chunks(self) -> list[tuple[str, int, int]]:
         """The next step of the replays in flight: (strategy, the reports after this seq, at most this
         many). Read them from the journal, publish them, then tell :meth:`replayed`."""
         return self.replays.chunks()
 
-    def replayed(self, sid: str, after: int, limit: int, reports: list[OrderReport], now_ms: int) -> None:
+    def replayed(
+        self, sid: str, after: int, limit: int, reports: list[OrderReport | AccountEvent], now_ms: int
+    ) -> None:
         """A chunk of :meth:`replay_chunks` was sent (``now_ms``: when; a replay that ends starts
         the cooldown before the next one of that strategy)."""
         self.replays.sent(sid, after, limit, reports[-1].seq if reports else None, now_ms)
@@ -787,5 +906,6 @@ _HANDLERS: dict[type, Callable[[Engine, Any, int, Output], None]] = wire.dispatc
         Hello: Engine._hello,
         Heartbeat: Engine._heartbeat,
         Goodbye: Engine._goodbye,
+        HistoryRequest: Engine._history,
     },
 )

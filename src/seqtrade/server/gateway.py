@@ -21,7 +21,10 @@ Tasks (all children of one nursery in :func:`seqtrade.server.app.serve`):
   the report socket's FD (sends are NOBLOCK), so the order task's sends on it consume no edge.
 - ``replay_task`` sends the replays the welcomes announced, a bounded chunk a step between the other
   tasks' work (it publishes on the report task's socket, between two of its batches).
-- ``monitor_task``: venue status once a second, the status line, dead strategies.
+- ``monitor_task``: venue status once a second, the status line, dead strategies, feed health (the
+  ``feed_status`` message; a feed that goes stale or recovers is logged once).
+- ``history_task``: answers ``history_request``s with the venue's closed bars (a few at a time,
+  bounded queue), on the report socket: not numbered, not journaled.
 
 All of them run on one Trio thread and share the state below without locks: every state change
 happens between two awaits.
@@ -33,16 +36,18 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from .. import trace, wire
 from ..bus import TrioSocket
+from ..candles import History, HistoryRequest
 from ..config import Config
 from ..errors import WireError
-from ..models import OrderReport, Ticker, VenueStatus
-from ..venues.base import MarketData, OrderEvent, Venue
+from ..feedhealth import Feed, FeedHealth, FeedsStatus
+from ..models import AccountEvent, MarkPrice, OrderReport, PriceLimit, Ticker, VenueStatus
+from ..venues.base import MarketData, OrderEvent, Venue, VenueAccountEvent
 from . import recovery
 from .engine import (
     RECOVERED,
@@ -63,6 +68,9 @@ from .journal import Journal
 from .orders import OrderRecord
 from .risk import Quotes
 
+if TYPE_CHECKING:
+    from ..recorder import Recorder
+
 __all__ = ["Gateway", "Counters"]
 
 # Frames the order task reads and decides before it performs them: a valid order that arrives
@@ -70,8 +78,15 @@ __all__ = ["Gateway", "Counters"]
 # 1,024 made that 10-20 ms and a p99 of 20-60 ms under a flood; 128 keeps it near 1-2 ms and
 # still shares one journal commit among up to 128 new orders (bench/abuse.py, docs/operations.md).
 ORDER_BATCH = 128
+HISTORY_QUEUE = 64  # history requests waiting; beyond, answered at once with an error
+HISTORY_PARALLEL = 4  # history requests fetched from the venue at the same time
+HISTORY_TIMEOUT = 30.0  # seconds a venue may take to answer one
 
 log = logging.getLogger(__name__)
+
+
+def _trace_key(r: OrderReport | AccountEvent) -> str:
+    return f"{r.client_order_id}:{r.status}" if isinstance(r, OrderReport) else f"event:{r.event_id}"
 
 
 def now_ms() -> int:
@@ -102,7 +117,9 @@ class Gateway:
         self.accepting = trio.Event()  # set once every recovery event is applied
         self.stop_requested = trio.Event()
         self._reports_flushed = trio.Event()  # set after every journal commit of reports
-        self.md_send, self.md_recv = trio.open_memory_channel[MarketData | VenueStatus](config.bus.md_queue)
+        self.md_send, self.md_recv = trio.open_memory_channel[MarketData | VenueStatus | FeedsStatus](
+            config.bus.md_queue
+        )
         # The report stage's queue: items in the order they must be numbered, journaled and published.
         # Whichever task drains it does so synchronously (``_run_report_stage``), so the order is kept
         # whether the report task or the order task (inline, for events a venue produced during a
@@ -117,6 +134,10 @@ class Gateway:
         self.journal_lag_s = 0.0
         self._trace_wake = 0  # seqtrade.trace: when the report task last woke
         self._replay_wake = trio.Event()  # set when a replay starts
+        self.feed_health = FeedHealth(config.feeds.stale_after)
+        venue.feed_health = self.feed_health  # the venue reports its gaps and resubscriptions
+        self._history_send, self._history_recv = trio.open_memory_channel[HistoryRequest](HISTORY_QUEUE)
+        self.recorder: Recorder | None = None  # [recorder]: what the feed publishes, order latencies
 
     @property
     def counters(self) -> Counters:
@@ -138,6 +159,10 @@ class Gateway:
     def publish_market(self, msg: MarketData) -> None:
         if type(msg) is Ticker:
             self.quotes.last[msg.symbol] = msg
+        elif type(msg) is PriceLimit:  # the risk gate refuses an order outside them (engine.check_order)
+            self.quotes.limits[msg.symbol] = msg
+        elif type(msg) is MarkPrice:  # status: unrealised PnL at mark
+            self.quotes.marks[msg.symbol] = msg.mark_price
             if trace.ON:  # the tick-to-trade clock starts here; feed_task marks it before its own stamp
                 msg.gw_ns = time.time_ns()
         try:
@@ -146,8 +171,14 @@ class Gateway:
             self.counters.md_dropped += 1
 
     async def order_event(self, event: OrderEvent) -> None:
+        if self.recorder is not None:
+            self.recorder.order_event(event)
         # No checkpoint while there is room: the events a venue produces inline for one request
         # (accepted, then fills) reach the report stage together and share one journal commit.
+        await self._queue_report(event)
+
+    async def account_event(self, event: VenueAccountEvent) -> None:
+        # The same report stage as order events: numbered, journaled (idempotent by event id), published.
         await self._queue_report(event)
 
     async def _queue_report(self, item: ReportItem) -> None:
@@ -171,6 +202,23 @@ class Gateway:
         except trio.WouldBlock:
             self.counters.md_dropped += 1
 
+    def _check_feeds(self) -> None:
+        """Feed health once a second: log each feed that went stale or recovered (once), publish
+        every feed's status (``feed_status``)."""
+        fh = self.feed_health
+        t = trio.current_time()
+        for tr in fh.check(t):
+            if tr.stale:
+                log.warning("feed %s %s stale: no message for %.1f s", tr.channel, tr.symbol, tr.silent_s)
+            else:
+                log.info("feed %s %s recovered", tr.channel, tr.symbol)
+        feeds = FeedsStatus(self.venue.name, now_ms(), fh.snapshot(t))
+        if feeds.feeds:
+            try:
+                self.md_send.send_nowait(feeds)
+            except trio.WouldBlock:
+                self.counters.md_dropped += 1
+
     # ================================================================== feed
 
     async def feed_task(self, md_pub: TrioSocket, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -183,12 +231,15 @@ class Gateway:
         recv = self.md_recv
         seqs = self._md_seq
         topics: dict[tuple[type, str], bytes] = {}
+        feeds: dict[tuple[type, str], Feed | None] = {}  # feed health's handle (None: server messages)
+        keys = {cls: c.key for cls, c in wire.CODECS.items()}
         send = md_pub.send_nowait
         counters = self.counters
         encode = wire.encode_message
         encode_ticker = wire.encode_ticker
         time_ns = time.time_ns
         tracing = trace.ON
+        rec = self.recorder
         while True:
             batch = [await recv.receive()]
             try:
@@ -196,20 +247,32 @@ class Gateway:
                     batch.append(recv.receive_nowait())
             except trio.WouldBlock:
                 pass
+            now = trio.current_time()
+            record = rec.md.append if rec is not None else None
             for msg in batch:
                 cls = type(msg)
-                key = (cls, msg.venue if isinstance(msg, VenueStatus) else msg.symbol)
+                key = (cls, getattr(msg, keys[cls]))
                 t = topics.get(key)
                 if t is None:
                     t = topics[key] = wire.CODECS[cls].topic(msg)
+                    channel = _feed_channel(msg)
+                    feeds[key] = self.feed_health.feed(channel, msg.symbol) if channel else None  # type: ignore[union-attr]
                 seq = seqs.get(t, 0) + 1
                 seqs[t] = seq
                 msg.seq = seq
                 if tracing and isinstance(msg, Ticker):
                     trace.mark(f"{msg.symbol}#{seq}", "v_tick", msg.gw_ns)
-                msg.gw_ns = time_ns()
+                gw_ns = msg.gw_ns = time_ns()
+                feed = feeds[key]
+                if feed is not None:
+                    feed.seen(msg.ts, gw_ns // 1_000_000, now)
                 # Tickers are the bulk of the traffic: a specialised encoder, same frames.
-                send(encode_ticker(t, msg) if isinstance(msg, Ticker) else encode(msg))
+                frame = encode_ticker(t, msg) if isinstance(msg, Ticker) else encode(msg)
+                send(frame)
+                if record is not None:
+                    record(frame)  # a deque.append: bounded by rec.trim() below (seqtrade.recorder)
+            if rec is not None:
+                rec.trim()
             counters.md_out += len(batch)
 
     # ================================================================== orders
@@ -289,11 +352,15 @@ class Gateway:
             self._journal_new_orders(out.journal)
         if out.departed is not None:
             self._departed(out.departed)
+        if out.history is not None:
+            self._queue_history(out.history)
         for item in out.replies:
             await self._queue_report(item)
         venue = self.venue
         for cmd in out.venue:
             if isinstance(cmd, Place):
+                if self.recorder is not None:
+                    self.recorder.order_sent(cmd.order)
                 await venue.place_order(cmd.order)
             elif isinstance(cmd, Cancel):
                 await venue.cancel_order(cmd.venue_order_id, cmd.symbol)
@@ -361,12 +428,12 @@ class Gateway:
         pending = commit.pending
         if trace.ON:
             for _, r, _ in pending:
-                trace.mark(f"{r.client_order_id}:{r.status}", "r_wake", self._trace_wake)
-                trace.mark(f"{r.client_order_id}:{r.status}", "r_committed")
+                trace.mark(_trace_key(r), "r_wake", self._trace_wake)
+                trace.mark(_trace_key(r), "r_committed")
         for _, r, _ in pending:
             self._send_report(pub, r)
             if trace.ON:
-                trace.mark(f"{r.client_order_id}:{r.status}", "r_published")
+                trace.mark(_trace_key(r), "r_published")
         self._reports_flushed.set()
         self.engine.committed(commit)
         self.journal_lag_s = max(
@@ -377,11 +444,11 @@ class Gateway:
 
     def _log_fills(self, pending: list[Pending]) -> None:
         for _, r, _ in pending:
-            if r.last_fill_quantity > 0:
+            if type(r) is OrderReport and r.last_fill_quantity > 0:
                 log.info("fill %s %s %s %s %g @ %g (%s, fee %g)", r.strategy_id, r.client_order_id, r.symbol,
                          r.side, r.last_fill_quantity, r.last_fill_price, r.status, r.fee)  # fmt: skip
 
-    def _send_report(self, pub: TrioSocket, r: OrderReport) -> None:
+    def _send_report(self, pub: TrioSocket, r: OrderReport | AccountEvent) -> None:
         r.gw_ns = time.time_ns()
         pub.send_nowait(wire.encode_message(r))
         self.counters.reports_out += 1
@@ -450,6 +517,57 @@ class Gateway:
         if info is not None:
             info.alive, info.left = False, True
 
+    # ================================================================== history
+
+    def _queue_history(self, req: HistoryRequest) -> None:
+        try:
+            self._history_send.send_nowait(req)
+        except trio.WouldBlock:
+            self._send_history(History(req.strategy_id, req.request_id, req.symbol, req.bar,
+                                       error=f"too many history requests waiting ({HISTORY_QUEUE}): ask again"))  # fmt: skip
+
+    async def history_task(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Answer history requests: the venue's closed bars, :data:`HISTORY_PARALLEL` at a time, each
+        within :data:`HISTORY_TIMEOUT`; an answer the venue cannot give says why in ``error``."""
+        limiter = trio.CapacityLimiter(HISTORY_PARALLEL)
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            async for req in self._history_recv:
+                token = object()
+                await limiter.acquire_on_behalf_of(token)
+                nursery.start_soon(self._answer_history, req, limiter, token)
+
+    async def _answer_history(
+        self, req: HistoryRequest, limiter: trio.CapacityLimiter, token: object
+    ) -> None:
+        answer = History(req.strategy_id, req.request_id, req.symbol, req.bar)
+        try:
+            if req.symbol not in self.venue.instruments:
+                raise ValueError(
+                    f"symbol {req.symbol} is not served (it serves {', '.join(sorted(self.venue.instruments))})"
+                )
+            with trio.fail_after(HISTORY_TIMEOUT):
+                answer.candles = await self.venue.candles(req.symbol, req.bar, req.n)
+            if len(answer.candles) < req.n:
+                answer.error = f"the venue has {len(answer.candles)} closed bars of the {req.n} asked for"
+        except ValueError as exc:  # the venue cannot serve it: the reason is for the strategy
+            answer.error = str(exc)
+        except trio.TooSlowError:
+            answer.error = f"the venue did not answer within {HISTORY_TIMEOUT:g} s"
+        except Exception as exc:  # noqa: BLE001 - a boundary: a venue error is answered, never fatal
+            log.warning("history %s %s for %s failed: %s", req.symbol, req.bar, req.strategy_id, exc)
+            answer.error = f"the venue failed: {type(exc).__name__}: {exc}"
+        finally:
+            limiter.release_on_behalf_of(token)
+        self._send_history(answer)
+
+    def _send_history(self, answer: History) -> None:
+        pub = self._report_pub
+        if pub is None:
+            return
+        answer.gw_ns = time.time_ns()
+        pub.send_nowait(wire.encode_message(answer))
+
     # ================================================================== recovery and monitoring
 
     async def recover(self) -> None:
@@ -483,6 +601,7 @@ class Gateway:
         while True:
             await trio.sleep(1.0)
             self._publish_status()
+            self._check_feeds()
             t = trio.current_time()
             for info in list(self.strategies.values()):
                 if info.alive and t - info.last_seen > timeout:
@@ -532,6 +651,7 @@ class Gateway:
             "connected": self.venue_connected,
             "symbols": list(self.config.venue.symbols),
             "counters": {k: v for k, v in vars(self.counters).items()},
+            "feeds": [f.row() for f in self.feed_health.snapshot(trio.current_time())],
             "strategies": {
                 sid: {
                     "alive": info.alive,
@@ -573,3 +693,12 @@ class Gateway:
         out = self.engine.cancel_open(strategy_id)
         await self.perform(out)
         return len(out.venue)
+
+
+def _feed_channel(msg: Any) -> str:
+    """The feed-health channel of a market-data message: its kind (``candle:<bar>`` for candles);
+    "" for the server's own messages (status, feed status)."""
+    if isinstance(msg, VenueStatus | FeedsStatus):
+        return ""
+    kind = wire.CODECS[type(msg)].kind
+    return f"candle:{msg.bar}" if kind == "candle" else kind

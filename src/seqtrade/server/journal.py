@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 import msgpack
 
 from ..errors import JournalError
-from ..models import OrderReport, OrderStatus
-from ..wire import report_from_body, report_to_body
+from ..models import AccountEvent, OrderReport, OrderStatus
+from ..wire import report_from_body, stored_report_from_body, stored_report_to_body
 from .orders import OrderRecord
 
 __all__ = ["Journal"]
@@ -173,7 +173,7 @@ class Journal:
 
     def add_reports(
         self,
-        reports: Iterable[tuple[str, OrderReport, bool]],
+        reports: Iterable[tuple[str, OrderReport | AccountEvent, bool]],
         trade_ids: Iterable[tuple[str, str]] = (),
     ) -> None:
         """Commit reports (venue_order_id, report, still open) and applied trade ids in one transaction."""
@@ -181,7 +181,7 @@ class Journal:
         rows = []
         states = []
         for vid, r, is_open in reports:
-            rows.append((r.strategy_id, r.seq, vid, pack(report_to_body(r))))
+            rows.append((r.strategy_id, r.seq, vid, pack(stored_report_to_body(r))))
             if vid:
                 states.append((int(is_open), r.seq, vid))
         with _mapped("write", self.path), self.db:
@@ -219,7 +219,7 @@ class Journal:
         rows = self._read(lambda db: db.execute(sql).fetchall())
         return [(str(a), str(b)) for a, b in rows]
 
-    def reports_after(self, strategy_id: str, seq: int, limit: int) -> list[OrderReport]:
+    def reports_after(self, strategy_id: str, seq: int, limit: int) -> list[OrderReport | AccountEvent]:
         """The strategy's reports after ``seq``, in order (from the archive too, when one is attached)."""
         if self.archived:
             sql = _ARCHIVED_REPORTS_AFTER
@@ -228,7 +228,7 @@ class Journal:
             sql = "SELECT seq, body FROM reports WHERE strategy_id=? AND seq>? ORDER BY seq LIMIT ?"
             args = (strategy_id, seq, limit)
         rows = self._read(lambda db: db.execute(sql, args).fetchall())
-        return [report_from_body(msgpack.unpackb(b, raw=False)) for (_, b) in rows]
+        return [stored_report_from_body(msgpack.unpackb(b, raw=False)) for (_, b) in rows]
 
     def _report(self, strategy_id: str, seq: int) -> OrderReport | None:
         row = self.db.execute(

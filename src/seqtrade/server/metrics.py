@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..config import MetricsConfig
+from ..feedhealth import FeedStatus
 
 if TYPE_CHECKING:
     from .auth import AuthStats
@@ -52,6 +53,19 @@ class _Writer:
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
+
+
+# Per market-data feed (channel and symbol), from seqtrade.feedhealth: name, type, help, value.
+_FEED_METRICS: tuple[tuple[str, str, str, Callable[[FeedStatus], float]], ...] = (
+    ("feed_messages_total", "counter", "Market-data messages per feed (channel and symbol).", lambda f: f.messages),
+    ("feed_rate", "gauge", "Messages per second of each feed over the last second.", lambda f: f.rate),
+    ("feed_age_seconds", "gauge", "Seconds since each feed's last message.", lambda f: f.age),
+    ("feed_gaps_total", "counter", "Holes the venue found in each feed (sequence gaps, bad checksums).",
+     lambda f: f.gaps),
+    ("feed_resubscriptions_total", "counter", "Times the venue subscribed each feed again.", lambda f: f.resubscriptions),
+    ("feed_delay_ms", "gauge", "Exchange-to-gateway delay of each feed's last message (ms).", lambda f: f.delay_ms),
+    ("feed_stale", "gauge", "1 while a feed is stale (silent for feeds.stale_after).", lambda f: float(f.stale)),
+)  # fmt: skip
 
 
 def render_metrics(gw: Gateway, supervisor: Supervisor | None = None, auth: AuthStats | None = None) -> str:
@@ -100,6 +114,11 @@ def render_metrics(gw: Gateway, supervisor: Supervisor | None = None, auth: Auth
                  [({"strategy": e.id}, 1.0 if e.pid is not None else 0.0) for e in supervisor.entries])  # fmt: skip
         w.metric("strategy_crash_loop", "gauge", "1 when a supervised strategy was stopped as a crash loop.",
                  [({"strategy": e.id}, 1.0 if e.state == "crash-loop" else 0.0) for e in supervisor.entries])  # fmt: skip
+    feeds = gw.feed_health.snapshot(now)
+    labels = [{"channel": f.channel, "symbol": f.symbol} for f in feeds]
+    for name, kind, help_, value in _FEED_METRICS:
+        if feeds:
+            w.metric(name, kind, help_, [(lab, value(f)) for lab, f in zip(labels, feeds, strict=True)])
     if auth is not None:
         w.metric("auth_accepted_total", "counter", "CURVE handshakes accepted.", [({}, auth.accepted)])
         w.metric("auth_refused_total", "counter", "Connections, requests and subscriptions refused, by reason.",

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..models import OrderReport, OrderStatus
+from ..models import AccountEvent, OrderReport, OrderStatus
 from ..venues.base import OrderEvent
 from .accounts import Accounts
 from .bounded import KeyFilter
@@ -50,7 +50,7 @@ class JournalReader(Protocol):
 
     def open_orders(self) -> list[OrderRecord]: ...
 
-    def reports_after(self, strategy_id: str, seq: int, limit: int) -> list[OrderReport]: ...
+    def reports_after(self, strategy_id: str, seq: int, limit: int) -> list[OrderReport | AccountEvent]: ...
 
     def identity(self) -> str: ...
 

@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from ..config import RiskConfig, RiskLimits
+from ..instruments import notional, notional_currency
 from ..models import (
     OPEN_STATUSES,
     AmendRequest,
@@ -35,6 +36,7 @@ from ..models import (
     OrderReport,
     OrderRequest,
     OrderType,
+    PriceLimit,
     Side,
     Ticker,
 )
@@ -73,12 +75,26 @@ class _Open:
 
 
 class Quotes:
-    """The newest ticker per symbol, for the mid price the band and notional rules need."""
+    """The newest ticker per symbol, for the mid price the band and notional rules need, and the
+    venue's newest price limits of swaps and futures (``limits``)."""
 
-    __slots__ = ("last",)
+    __slots__ = ("last", "limits", "marks")
 
     def __init__(self) -> None:
         self.last: dict[str, Ticker] = {}
+        self.limits: dict[str, PriceLimit] = {}
+        self.marks: dict[str, float] = {}  # the venue's mark price of swaps and futures (status: PnL at mark)
+
+    def outside_limits(self, symbol: str, side: str, price: float | None) -> str:
+        """Why a limit price is outside the venue's price limits ("" when inside, or none known)."""
+        lim = self.limits.get(symbol)
+        if lim is None or price is None:
+            return ""
+        if side == Side.BUY and lim.buy_limit > 0 and price > lim.buy_limit * (1 + _REL):
+            return f"price limit: a buy at {price:g} is above the venue's buy limit {lim.buy_limit:g} for {symbol}"
+        if side == Side.SELL and lim.sell_limit > 0 and price < lim.sell_limit * (1 - _REL):
+            return f"price limit: a sell at {price:g} is below the venue's sell limit {lim.sell_limit:g} for {symbol}"
+        return ""
 
     def mid(self, symbol: str) -> float | None:
         t = self.last.get(symbol)
@@ -306,9 +322,15 @@ class RiskGate:
                 return (
                     f"max_order_notional ({name}): no market price for {o.symbol} yet to value a market order"
                 )
-            notional = price * o.quantity
-            if _over(notional, lim.max_order_notional):
-                return (f"max_order_notional ({name}): {o.quantity:g} x {price:g} = {notional:g} is over the limit "
+            inst = self._instrument(o.symbol)
+            value = notional(inst, o.quantity, price) if inst is not None else price * o.quantity
+            if _over(value, lim.max_order_notional):
+                how = f"{o.quantity:g} x {price:g}"
+                if inst is not None and inst.is_derivative:
+                    how = (f"{o.quantity:g} contracts x {inst.contract_value:g}"
+                           + ("" if inst.inverse else f" x {price:g}"))  # fmt: skip
+                ccy = notional_currency(inst) if inst is not None else ""
+                return (f"max_order_notional ({name}): {how} = {value:g}{' ' + ccy if ccy else ''} is over the limit "
                         f"{lim.max_order_notional:g}")  # fmt: skip
         return None
 

@@ -42,11 +42,18 @@ def venue_from_config(config: Config, environ: Mapping[str, str]) -> Venue:
                 from ..bench.feed import BenchPaperVenue
 
                 return BenchPaperVenue(v.paper, list(v.symbols), state_path=state)
-            return PaperVenue(v.paper, list(v.symbols), state_path=state)
+            return PaperVenue(v.paper, list(v.symbols), state_path=state, bars=config.candles.bars,
+                              keep=config.candles.keep, derivatives=v.derivatives)  # fmt: skip
         case "okx":
             from .okx import OkxCredentials, OkxVenue
 
-            return OkxVenue(v.okx, list(v.symbols), OkxCredentials.from_env(v.okx, environ))
+            return OkxVenue(
+                v.okx,
+                list(v.symbols),
+                OkxCredentials.from_env(v.okx, environ),
+                bars=config.candles.bars,
+                derivatives=v.derivatives,
+            )
     raise AssertionError(v.kind)  # pragma: no cover - config validation forbids it
 
 

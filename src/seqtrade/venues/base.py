@@ -35,12 +35,31 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..candles import Candle
 from ..config import VenueConfig
-from ..models import Book, BookStatus, BookUpdate, Depth, OrderStatus, OrderType, Side, Ticker, Trade
+from ..feedhealth import FeedHealth
+from ..instruments import Instrument
+from ..models import (
+    AccountEventKind,
+    Book,
+    BookStatus,
+    BookUpdate,
+    Depth,
+    FundingRate,
+    MarkPrice,
+    OrderStatus,
+    OrderType,
+    PriceLimit,
+    Side,
+    Ticker,
+    Trade,
+)
 
 __all__ = [
     "Instrument",
     "VenueOrder",
+    "VenueAccountEvent",
+    "VenuePosition",
     "EventKind",
     "OrderEvent",
     "VenueSink",
@@ -48,18 +67,10 @@ __all__ = [
     "MarketData",
 ]
 
-MarketData = Ticker | Book | Trade | Depth | BookUpdate | BookStatus
-
-
-@dataclass(frozen=True, slots=True)
-class Instrument:
-    symbol: str
-    tick_size: float
-    lot_size: float
-    min_size: float
-    code: int | None = None  # OKX instIdCode; None on the paper venue
-    # Contract value for derivatives (1.0 for spot). Informational.
-    contract_value: float = 1.0
+MarketData = (
+    Ticker | Book | Trade | Candle | MarkPrice | FundingRate | PriceLimit | Depth | BookUpdate | BookStatus
+)
+# Instrument (seqtrade.instruments) is re-exported here: venues build it from the exchange's data.
 
 
 @dataclass(slots=True)
@@ -69,7 +80,51 @@ class VenueOrder:
     side: Side
     order_type: OrderType
     price: float | None  # None for market orders; already rounded to the tick
-    quantity: float  # already rounded to the lot
+    quantity: float  # already rounded to the lot; contracts for swaps and futures
+    # Derivatives only. The server decided both against the ACCOUNT's position (server/positions.py):
+    # reduce_only is set only when the order reduces the account's net position (net mode), and
+    # pos_side is "" (net mode or spot), "long" or "short" (the leg it opens or closes, long/short mode).
+    reduce_only: bool = False
+    pos_side: str = ""
+
+
+@dataclass(slots=True)
+class VenueAccountEvent:
+    """Something the venue did to the account's position (funding, liquidation, ADL, delivery, a
+    liquidation warning): an :class:`~seqtrade.models.AccountEvent` before the server attributes it
+    to strategies. ``quantity`` is the signed change of the account's position in the instrument's
+    unit; ``amount`` the signed money (+ received) in ``currency``; ``event_id`` the venue's id of
+    the event (bill, trade or order id), the key that makes applying it idempotent."""
+
+    kind: AccountEventKind
+    symbol: str
+    event_id: str
+    pos_side: str = ""
+    quantity: float = 0.0
+    price: float = 0.0
+    amount: float = 0.0
+    currency: str = ""
+    ts: int = 0
+
+
+@dataclass(slots=True)
+class VenuePosition:
+    """One position of the account as the venue reports it (``Venue.position_details``), for
+    ``seqtrade status`` and the long/short legs. ``quantity`` is signed (+ long) in the instrument's
+    unit; money figures are in ``currency`` (the settlement currency); 0.0 where the venue gave none."""
+
+    symbol: str
+    quantity: float
+    pos_side: str = ""  # "" net, "long", "short"
+    avg_price: float = 0.0
+    mark_price: float = 0.0
+    liquidation_price: float = 0.0
+    margin_ratio: float = 0.0
+    unrealised_pnl: float = 0.0
+    funding_paid: float = 0.0  # cumulative funding of the position, + received
+    currency: str = ""
+    margin_mode: str = ""  # "cross", "isolated" ("" spot)
+    leverage: float = 0.0
 
 
 class EventKind(StrEnum):
@@ -105,6 +160,10 @@ class VenueSink(Protocol):
     async def order_event(self, event: OrderEvent) -> None:
         """Hand over one order event. Never dropped: waits when the server is behind."""
 
+    async def account_event(self, event: VenueAccountEvent) -> None:
+        """Hand over one account event (funding, liquidation, ADL, delivery, warning). Never dropped;
+        one ``event_id`` handed over twice is applied once."""
+
     def set_connected(self, connected: bool) -> None:
         """Market data is live (True) or stale (False)."""
 
@@ -119,6 +178,9 @@ class Venue(abc.ABC):
     # A simulated exchange, no money at stake: `seqtrade check` notes missing risk limits in one line
     # instead of a warning block, and `seqtrade reset` deletes its journal without being told twice.
     simulated: bool = False
+    # The server's feed health (seqtrade.feedhealth), set by the server before ``run``: a venue tells it
+    # the gaps it finds in a feed and the resubscriptions it makes (``on_gap``/``on_resubscribe``).
+    feed_health: FeedHealth | None = None
 
     @classmethod
     def state_files(cls, config: VenueConfig, run_dir: Path) -> list[Path]:
@@ -168,13 +230,34 @@ class Venue(abc.ABC):
         """Every open order of the account at the venue (for reconciliation)."""
 
     async def positions(self) -> dict[str, float] | None:
-        """Net position per symbol in base units (+ long) for reconciliation; None: the venue cannot
-        tell (the server then skips reconciliation)."""
+        """Net position per symbol (+ long) in the instrument's unit (base currency for spot,
+        contracts for swaps and futures; long/short legs netted) for reconciliation; None: the venue
+        cannot tell (the server then skips reconciliation)."""
+        return None
+
+    def position_symbols(self) -> set[str] | None:
+        """The symbols whose positions :meth:`positions` tells (None: every symbol it trades)."""
+        return None
+
+    def account_summary(self) -> dict[str, dict[str, float]] | None:
+        """The account per currency as the venue last told it (equity, available, unrealised PnL,
+        margins, margin ratio); None: the venue cannot tell."""
+        return None
+
+    async def position_details(self) -> list[VenuePosition] | None:
+        """The account's derivative positions, one per instrument and leg, with their margin facts;
+        None: the venue cannot tell."""
         return None
 
     async def balances(self) -> dict[str, float] | None:
         """Cash per currency in the account; None: the venue cannot tell."""
         return None
+
+    async def candles(self, symbol: str, bar: str, n: int) -> list[Candle]:
+        """The last ``n`` closed bars of ``symbol`` (oldest first, consecutive as the venue has them;
+        fewer when it has fewer). Raises ValueError (with a reason for the strategy) for a bar or
+        symbol it cannot serve; other errors are the venue's (network, limits)."""
+        raise ValueError(f"the {self.name} venue serves no candle history")
 
     async def cancel_all_after(self, timeout_s: float) -> None:  # pragma: no cover - optional
         """Arm (or with 0, disarm) the venue's dead-man's switch. Optional; called by the server only."""

@@ -23,6 +23,13 @@ The model, in short:
 - The account has balances (:mod:`seqtrade.venues.paper_account`): an order the account cannot pay for
   is rejected as an exchange would (a buy needs the quote currency, a sell the base coins), a resting
   order freezes what it may spend, and a cancel releases it.
+- Swaps (the symbols given ``contracts``) trade on margin by the rules of
+  :mod:`seqtrade.venues.paper_derivs`: quantities in contracts, one net position per symbol, money in
+  the settlement currency. An order freezes the initial margin and the fee of the part that opens
+  exposure (the part that closes the position needs nothing) out of the free margin; a fill moves the
+  realised PnL and the fee into the cash. :meth:`MatchingEngine.set_mark`,
+  :meth:`MatchingEngine.settle_funding` and :meth:`MatchingEngine.liquidations` are the venue's hooks
+  for the mark price, funding and liquidation.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from ..config import DEFAULT_PAPER_BALANCES
 from ..models import OrderStatus, OrderType, Side
 from .base import EventKind, Instrument, OrderEvent, VenueOrder
 from .paper_account import (
+    INSUFFICIENT_BALANCE,
     Balance,
     base_currency,
     buy_reservation,
@@ -46,6 +54,19 @@ from .paper_account import (
     settle_fill,
     totals,
 )
+from .paper_derivs import (
+    AccountChange,
+    ContractSpec,
+    DerivPosition,
+    apply_fill,
+    funding_payment,
+    initial_margin,
+    liquidate,
+    margin_ratio,
+    to_liquidate,
+    unrealised_pnl,
+)
+from .paper_derivs import fee as contract_fee
 
 __all__ = [
     "MatchingEngine",
@@ -132,7 +153,8 @@ class PaperOrder:
     fee: float = 0.0  # cumulative, positive = cost
     error_msg: str = ""  # why the order was rejected or cancelled
     ts: int = 0  # ms of the last change
-    reserved: float = 0.0  # what the order holds frozen: quote for a buy, base for a sell
+    reserved: float = 0.0  # what the order holds frozen: quote for a buy, base for a sell; swaps: margin
+    reduce_only: bool = False  # swaps: accepted as reduce-only (in memory: not kept by the store)
 
 
 class _Level:
@@ -153,6 +175,7 @@ class _Symbol:
         "bids",
         "buy_bound",
         "buys",
+        "deriv",
         "eps",
         "inst",
         "lot",
@@ -163,12 +186,14 @@ class _Symbol:
         "src_bids",
     )
 
-    def __init__(self, inst: Instrument) -> None:
+    def __init__(self, inst: Instrument, deriv: ContractSpec | None = None) -> None:
         self.inst = inst
         self.lot = inst.lot_size
         self.eps = inst.tick_size * 1e-6
-        self.quote = quote_currency(inst.symbol)
-        self.base = base_currency(inst.symbol)
+        self.deriv = deriv
+        # A swap's orders of either side hold margin in its settlement currency
+        self.quote = quote_currency(inst.symbol) if deriv is None else deriv.settle_currency
+        self.base = base_currency(inst.symbol) if deriv is None else deriv.settle_currency
         self.src_bids: Sequence[Sequence[float]] = ()
         self.src_asks: Sequence[Sequence[float]] = ()
         self.bids: list[_Level] | None = None  # working copies, made on first use after set_book
@@ -239,11 +264,24 @@ class MatchingEngine:
         taker_fee: float,
         max_closed: int = 10_000,  # its memory: about 0.6 kB an order (docs/operations.md, "Memory")
         balances: Mapping[str, float] | None = None,
+        contracts: Mapping[str, ContractSpec] | None = None,
+        price_limit_band: float = 0.0,
+        warning_ratio: float = 0.0,
     ) -> None:
+        """``contracts``: the symbols that are swaps, and their terms (the others are spot).
+        ``price_limit_band``: a swap's limit prices must lie within this fraction of its mark (0: no
+        limit), as OKX's price limits (51006). ``warning_ratio``: a position whose margin ratio falls
+        below it gets one liquidation warning (0: none)."""
+        self.price_limit_band = price_limit_band
+        self.warning_ratio = warning_ratio
+        self._warned: set[str] = set()  # swaps warned, until their margin ratio recovers
         self.maker_fee = maker_fee
         self.taker_fee = taker_fee
         self._reserve_fee = max(maker_fee, taker_fee)  # a buy holds its notional and the higher fee
-        self._symbols = {sym: _Symbol(inst) for sym, inst in instruments.items()}
+        contracts = contracts or {}
+        self._symbols = {sym: _Symbol(inst, contracts.get(sym)) for sym, inst in instruments.items()}
+        self._derivs = {sym: DerivPosition(sym) for sym in instruments if sym in contracts}
+        self._marks: dict[str, float] = {}
         self._orders: dict[str, PaperOrder] = {}
         self._closed: deque[str] = deque()
         self._max_closed = max_closed
@@ -266,8 +304,27 @@ class MatchingEngine:
         return str(n)
 
     def positions(self) -> dict[str, float]:
-        """Net position per symbol in base units, + for bought."""
+        """Net position per symbol, + for bought: base units for spot, contracts for swaps."""
         return {sym: n * self._symbols[sym].lot for sym, n in self._position_lots.items()}
+
+    def deriv_positions(self) -> dict[str, DerivPosition]:
+        """The swaps' positions (live objects, not copies): average price, margin, PnL, fees, funding."""
+        return self._derivs
+
+    def deriv_state(self) -> dict[str, tuple[float, float, float, float, float, float]]:
+        """Per swap: (quantity, avg price, margin, realised PnL, fees, funding), for the store."""
+        return {
+            sym: (p.quantity, p.avg_price, p.margin, p.realized_pnl, p.fees, p.funding)
+            for sym, p in self._derivs.items()
+        }
+
+    def contracts(self) -> dict[str, ContractSpec]:
+        """The swaps and their terms."""
+        return {sym: st.deriv for sym, st in self._symbols.items() if st.deriv is not None}
+
+    def marks(self) -> dict[str, float]:
+        """The last mark price of each swap that has one."""
+        return dict(self._marks)
 
     def balances(self) -> dict[str, float]:
         """Total per currency (available + frozen): the starting balances, plus what fills bought and
@@ -317,10 +374,16 @@ class MatchingEngine:
         balances: Mapping[str, float] | None,
         next_order_id: int,
         next_trade_id: int,
+        derivs: Mapping[str, DerivPosition] | None = None,
     ) -> None:
         """Load a saved account into a fresh engine: ``orders`` oldest first (open ones rest again in
         that order, freezing what they hold); ``balances``: the saved totals per currency (None: a new
-        account, the starting balances); ids continue from the saved counters so that none repeats."""
+        account, the starting balances); ids continue from the saved counters so that none repeats.
+        ``derivs``: the swaps' positions (a swap's open orders hold margin for what they would open)."""
+        for sym, pos in (derivs or {}).items():
+            if sym in self._derivs:
+                self._derivs[sym] = pos
+                self._position_lots[sym] = round(pos.quantity / self._symbols[sym].lot)
         total = dict(self._start_balances if balances is None else balances)
         frozen: dict[str, float] = {}
         for o in orders:
@@ -351,7 +414,7 @@ class MatchingEngine:
                 log.warning("paper account: open orders hold %g %s but the account has %g; cancel them or"
                             " start over with `seqtrade reset`", f, ccy, total.get(ccy, 0.0))  # fmt: skip
         for sym, lots in position_lots.items():
-            if sym in self._position_lots:
+            if sym in self._position_lots and sym not in self._derivs:
                 self._position_lots[sym] = lots
         self._next_order_id = max(self._next_order_id, next_order_id)
         self._next_trade_id = max(self._next_trade_id, next_trade_id)
@@ -448,6 +511,13 @@ class MatchingEngine:
             reason = check_order(order, st.inst)
             if not reason and kind is _MARKET and not st.levels(side):
                 reason = f"no market data for {order.symbol}"
+            if not reason and kind is not _MARKET:
+                reason = self._price_limit_refusal(st, side, order.price)
+            if not reason and order.reduce_only and st.deriv is not None:
+                reason = self._reduce_only_refusal(st, side, order.quantity)
+                o.reduce_only = not reason
+            elif not reason and (order.pos_side or order.reduce_only):
+                reason = "pos_side and reduce_only apply to swaps in net mode only (code 51000)"
         if st is None or reason:
             return [self._close(o, _REJECTED, reason, ts)]
         o.lots = round(order.quantity / st.lot)
@@ -458,7 +528,9 @@ class MatchingEngine:
             best = self._best(levels)
             if best is not None and self._crosses(side, best, o.price, st.eps):
                 return [self._close(o, _REJECTED, f"post_only order would cross the book at {best}", ts)]
-        if kind is _MARKET and side is _BUY:
+        if kind is _MARKET and st.deriv is not None:
+            need = self._margin_need(st, side, o.lots, self._sweep_worst(st, levels, o.lots))
+        elif kind is _MARKET and side is _BUY:
             need = buy_reservation(self._sweep_cost(st, levels, o.lots), self._reserve_fee)
         else:
             need = self._reservation(st, o, o.lots, o.price)
@@ -574,7 +646,7 @@ class MatchingEngine:
         if price is None and quantity is None:
             return "nothing to amend"
         if price is not None:
-            if reason := _check_price(price, st.inst):
+            if reason := _check_price(price, st.inst) or self._price_limit_refusal(st, o.side, price):
                 return reason
             best = self._best(st.levels(o.side))
             if o.order_type is _POST_ONLY and best is not None and self._crosses(o.side, best, price, st.eps):
@@ -587,7 +659,9 @@ class MatchingEngine:
 
     def _reservation(self, st: _Symbol, o: PaperOrder, lots: int, price: float | None) -> float:
         """What ``o`` must hold frozen for ``lots`` total at ``price``: its unfilled part (quote with the
-        taker fee for a buy, base coins for a sell)."""
+        taker fee for a buy, base coins for a sell; a swap's margin for what it opens)."""
+        if st.deriv is not None:
+            return self._margin_need(st, o.side, lots - o.filled_lots, price or 0.0)
         left = (lots - o.filled_lots) * st.lot
         if o.side is _SELL:
             return left
@@ -604,7 +678,182 @@ class MatchingEngine:
             lots -= n
         return cost
 
+    # ------------------------------------------------------------------ swaps: margin, funding, liquidation
+
+    def _reduce_only_refusal(self, st: _Symbol, side: Side, quantity: float) -> str:
+        """Why a reduce-only order of ``quantity`` on ``side`` is refused, as OKX refuses it in net
+        mode (no position; the same direction; more than the position with the reduce-only orders
+        already resting on that side), or ``""``."""
+        pos = self._position_lots[st.inst.symbol]
+        if not pos:
+            return "reduce-only: no position in this direction to reduce or close (code 51169)"
+        if (pos > 0) == (side is _BUY):
+            return "reduce-only: the order is in the same direction as the position (code 51170)"
+        resting = sum(o.lots - o.filled_lots for o in st.resting(side).values() if o.reduce_only)
+        lots = round(quantity / st.lot)
+        if lots + resting > abs(pos):
+            return (
+                f"reduce-only: {quantity:g} with {resting * st.lot:g} reduce-only already resting exceeds"
+                f" the position of {abs(pos) * st.lot:g}"
+            )
+        return ""
+
+    def _margin_need(self, st: _Symbol, side: Side, lots: int, price: float) -> float:
+        """The initial margin and fee of the part of ``lots`` on ``side`` that would open exposure
+        against the current net position (closing needs no margin)."""
+        spec = st.deriv
+        assert spec is not None
+        pos = self._position_lots[st.inst.symbol]
+        if pos and (pos > 0) != (side is _BUY):
+            lots = max(0, lots - abs(pos))
+        if lots <= 0 or price <= 0:
+            return 0.0
+        qty = lots * st.lot
+        return initial_margin(spec, qty, price) + contract_fee(spec, qty, price, max(self._reserve_fee, 0.0))
+
+    def _sweep_worst(self, st: _Symbol, levels: list[_Level], lots: int) -> float:
+        """The price of a market order's sweep that needs the most margin: its deepest level (linear)
+        or its best (inverse, where a contract is worth more coins at a lower price)."""
+        prices = []
+        for lv in levels:
+            if lots <= 0:
+                break
+            if lv.lots > 0:
+                prices.append(lv.price)
+                lots -= lv.lots
+        if not prices:
+            return 0.0
+        assert st.deriv is not None
+        return min(prices) if st.deriv.inverse else max(prices)
+
+    def free_margin(self, currency: str) -> float:
+        """What new swap orders settled in ``currency`` may still freeze: the available cash, less the
+        initial margin of the cross positions at mark and their unrealised losses (not their gains)."""
+        free = self._account.get(currency, Balance()).available
+        upl = used = 0.0
+        for sym, pos in self._derivs.items():
+            spec = self._symbols[sym].deriv
+            assert spec is not None
+            if pos.quantity and spec.settle_currency == currency and spec.margin_mode == "cross":
+                mark = self._marks.get(sym, pos.avg_price)
+                upl += unrealised_pnl(spec, pos, mark)
+                used += initial_margin(spec, pos.quantity, mark)
+        return free + min(upl, 0.0) - used
+
+    def set_mark(self, symbol: str, mark: float) -> None:
+        """The swap's mark price (what unrealised PnL, margin, funding and liquidation use)."""
+        self._marks[symbol] = mark
+
+    def price_limits(self, symbol: str) -> tuple[float, float] | None:
+        """(highest buy price, lowest sell price) of a swap: its mark +- ``price_limit_band``, on the
+        tick; None without a band or a mark."""
+        mark = self._marks.get(symbol)
+        if not self.price_limit_band or mark is None:
+            return None
+        tick = self._symbols[symbol].inst.tick_size
+        up = math.floor(mark * (1 + self.price_limit_band) / tick + 1e-9) * tick
+        down = math.ceil(mark * (1 - self.price_limit_band) / tick - 1e-9) * tick
+        return round(up, 9), round(down, 9)
+
+    def _price_limit_refusal(self, st: _Symbol, side: Side, price: float | None) -> str:
+        limits = None if st.deriv is None or price is None else self.price_limits(st.inst.symbol)
+        if limits is None or price is None:
+            return ""
+        up, down = limits
+        if (side is _BUY and price > up + st.eps) or (side is _SELL and price < down - st.eps):
+            return (
+                f"Order price is not within the price limit (max buy price: {up:g}, min sell price: {down:g})"
+                " (code 51006)"
+            )
+        return ""
+
+    def settle_funding(self, funding_ms: int, rates: Mapping[str, float], ts: int) -> list[AccountChange]:
+        """Pay or receive funding on every open swap position at its mark price and ``rates[symbol]``;
+        one :class:`AccountChange` each, id ``funding-<symbol>-<funding_ms>``."""
+        out = []
+        for sym, pos in self._derivs.items():
+            spec = self._symbols[sym].deriv
+            mark = self._marks.get(sym)
+            if spec is None or not pos.quantity or mark is None or sym not in rates:
+                continue
+            amount = funding_payment(spec, pos.quantity, mark, rates[sym])
+            ccy = spec.settle_currency
+            b = self._account.get(ccy, Balance())
+            self._account[ccy] = Balance(b.available + amount, b.frozen)
+            pos.funding += amount
+            out.append(
+                AccountChange("funding", sym, f"funding-{sym}-{funding_ms}", 0.0, mark, amount, ccy, ts)
+            )
+        return out
+
+    def liquidations(self, ts: int) -> tuple[list[OrderEvent], list[AccountChange]]:
+        """Liquidate every swap position whose margin has run out (equity below the maintenance
+        margin, :func:`~seqtrade.venues.paper_derivs.to_liquidate`) at its mark price: first its open
+        orders are cancelled (releasing what they hold), then it is closed. The order events and one
+        :class:`AccountChange` per position (id ``liquidation-<trade id>``), then the liquidation
+        warnings of the positions left (``warning_ratio``)."""
+        specs = self.contracts()
+        if not any(p.quantity for p in self._derivs.values()):
+            return [], []
+        syms = to_liquidate(specs, self._derivs, self._marks, totals(self._account))
+        events: list[OrderEvent] = []
+        changes: list[AccountChange] = []
+        for sym in syms:
+            st = self._symbols[sym]
+            for oid in [*st.buys, *st.sells]:
+                events.append(self.cancel(oid, ts, reason="cancelled: the position was liquidated"))
+        for sym in syms:
+            spec, pos, mark = specs[sym], self._derivs[sym], self._marks[sym]
+            ccy = spec.settle_currency
+            b = self._account.get(ccy, Balance())
+            liq = liquidate(spec, pos, mark, max(b.available, 0.0))
+            self._account[ccy] = Balance(b.available + liq.cash_change, b.frozen)
+            self._position_lots[sym] = 0
+            eid = f"liquidation-{self.next_trade_id()}"
+            changes.append(
+                AccountChange(
+                    "liquidation", sym, eid, liq.quantity, mark, liq.realized_pnl - liq.fee, ccy, ts
+                )
+            )
+        if self.warning_ratio:
+            changes += self._warnings(specs, ts)
+        return events, changes
+
+    def _warnings(self, specs: Mapping[str, ContractSpec], ts: int) -> list[AccountChange]:
+        """One ``liquidation_warning`` per position whose margin ratio has fallen below
+        ``warning_ratio``; again only once it has recovered above it."""
+        out = []
+        cash = totals(self._account)
+        for sym, pos in self._derivs.items():
+            mark = self._marks.get(sym)
+            if not pos.quantity or mark is None:
+                self._warned.discard(sym)
+                continue
+            if margin_ratio(specs, self._derivs, self._marks, cash, sym) >= self.warning_ratio:
+                self._warned.discard(sym)
+            elif sym not in self._warned:
+                self._warned.add(sym)
+                eid = f"liquidation_warning-{self.next_trade_id()}"
+                out.append(
+                    AccountChange(
+                        "liquidation_warning", sym, eid, 0.0, mark, 0.0, specs[sym].settle_currency, ts
+                    )
+                )
+        return out
+
     def _freeze(self, currency: str, amount: float, o: PaperOrder) -> str:
+        st = self._symbols.get(o.symbol)
+        if st is not None and st.deriv is not None:
+            free = self.free_margin(currency)
+            if amount > free + _REL_TOL * max(1.0, amount):
+                return (
+                    f"insufficient {currency} margin (code {INSUFFICIENT_BALANCE}): needed {amount:.8g},"
+                    f" available {max(free, 0.0):.8g}"
+                )
+            b = self._account.get(currency, Balance())
+            self._account[currency] = Balance(b.available - amount, b.frozen + amount)
+            o.reserved += amount
+            return ""
         changed = freeze(self._account, currency, amount)
         if isinstance(changed, str):
             return changed
@@ -705,6 +954,42 @@ class MatchingEngine:
         ts: int,
         events: list[OrderEvent],
     ) -> None:
+        if st.deriv is not None:
+            self._fill_contracts(st, st.deriv, o, lots, price, fee_rate)
+        else:
+            self._fill_spot(st, o, lots, price, fee_rate)
+        if o.filled_lots >= o.lots:
+            o.status = _FILLED
+            st.unrest(o)
+            self._remember_closed(o)
+        else:
+            o.status = _PARTIALLY_FILLED
+        o.ts = ts
+        qty = lots * st.lot
+        events.append(self._event(o, ts, last_qty=qty, last_price=price, trade_id=self.next_trade_id()))
+
+    def _fill_contracts(
+        self, st: _Symbol, spec: ContractSpec, o: PaperOrder, lots: int, price: float, fee_rate: float
+    ) -> None:
+        """A swap's fill: the net position and the cash of its settlement currency (the order gives up
+        its reservation in proportion, all of it on its last fill)."""
+        qty = lots * st.lot
+        left = o.lots - o.filled_lots
+        unfreeze = o.reserved if lots >= left else o.reserved * lots / left
+        o.reserved -= unfreeze
+        o.filled_lots += lots
+        o.filled = o.filled_lots * st.lot
+        o.notional += qty * price
+        buy = o.side is _BUY
+        f = apply_fill(spec, self._derivs[o.symbol], buy=buy, quantity=qty, price=price, fee_rate=fee_rate)
+        o.fee += f.fee
+        ccy = spec.settle_currency
+        b = self._account.get(ccy, Balance())
+        frozen = b.frozen - unfreeze
+        self._account[ccy] = Balance(b.available + unfreeze + f.cash_change, 0.0 if frozen < 1e-9 else frozen)
+        self._position_lots[o.symbol] += lots if buy else -lots
+
+    def _fill_spot(self, st: _Symbol, o: PaperOrder, lots: int, price: float, fee_rate: float) -> None:
         qty = lots * st.lot
         notional = qty * price
         fee = notional * fee_rate
@@ -712,7 +997,6 @@ class MatchingEngine:
         o.filled = o.filled_lots * st.lot
         o.notional += notional
         o.fee += fee
-        o.ts = ts
         buy = o.side is _BUY
         if o.filled_lots >= o.lots:
             unfreeze = o.reserved  # the last fill: whatever the order still holds
@@ -740,13 +1024,6 @@ class MatchingEngine:
             )
         )
         self._position_lots[o.symbol] += lots if buy else -lots
-        if o.filled_lots >= o.lots:
-            o.status = _FILLED
-            st.unrest(o)
-            self._remember_closed(o)
-        else:
-            o.status = _PARTIALLY_FILLED
-        events.append(self._event(o, ts, last_qty=qty, last_price=price, trade_id=self.next_trade_id()))
 
     def _close(self, o: PaperOrder, status: OrderStatus, reason: str, ts: int) -> OrderEvent:
         if o.reserved:

@@ -2,7 +2,23 @@
 
 No network, no keys. :class:`PaperVenue` implements :class:`~seqtrade.venues.base.Venue`, so the
 server cannot tell it from OKX. The market is a seeded random walk per symbol (repeatable runs); the
+matching lives in the pure :mod:`seqtrade.venues.matching`. Candles of the bars asked for
+(``[candles] bars``) are built from the venue's own public trades by the pure
+:class:`~seqtrade.candles.CandleBuilder`, in OKX's forms (a bar for every interval, the open bar as it
+changes, each bar once more when it closes); the last ``keep`` closed bars of each are its history,
+in memory (a restarted server starts a new history).
 matching lives in the pure :mod:`seqtrade.venues.matching`.
+
+Perpetual swaps (``BTC-USDT-SWAP`` linear, ``BTC-USD-SWAP`` inverse) trade on margin, in contracts, in
+**net mode only** (one position per swap; ``venue.derivatives.position_mode = "long_short"`` is refused
+at start). Their rules are the pure :mod:`seqtrade.venues.paper_derivs`; this shell feeds them the mark
+price (the mid of the swap's own synthetic book, also its index price), settles funding every
+``venue.paper.funding_interval`` seconds (at multiples of it since the epoch, as OKX does at 00:00,
+08:00 and 16:00 UTC) and liquidates a position whose margin has run out at every market step. Funding
+and liquidations reach the server as account events (``VenueSink.account_event``), each committed to
+the paper account before it is handed over, and handed over again at the next start until it has
+surely been journaled (:data:`CONFIRM_AFTER`); the server applies an event id once.
+Dated futures are not simulated.
 """
 
 from __future__ import annotations
@@ -12,18 +28,31 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
 
 import trio
 
-from ..config import PaperConfig, VenueConfig
-from ..models import Book, Side, Ticker, Trade
-from .base import Instrument, OrderEvent, Venue, VenueOrder, VenueSink
+from ..candles import MAX_HISTORY, Candle, CandleBuilder
+from ..config import DerivativesConfig, PaperConfig, VenueConfig
+from ..errors import ConfigError
+from ..instruments import InstrumentKind, kind_of
+from ..models import AccountEventKind, Book, FundingRate, MarkPrice, PriceLimit, Side, Ticker, Trade
+from .base import Instrument, OrderEvent, Venue, VenueAccountEvent, VenueOrder, VenuePosition, VenueSink
 from .matching import MatchingEngine
 from .paper_account import Balance
 from .paper_book import PaperDepth
+from .paper_derivs import (
+    AccountChange,
+    ContractSpec,
+    funding_rate,
+    funding_times_due,
+    liquidation_price,
+    margin_ratio,
+    next_funding_time,
+    unrealised_pnl,
+)
 from .paper_store import PaperStore
 
 __all__ = ["PaperVenue"]
@@ -31,6 +60,9 @@ __all__ = ["PaperVenue"]
 log = logging.getLogger(__name__)
 
 BOOK_DEPTH = 5
+# Seconds after which an account change handed to the server is taken to be in its journal (the
+# server journals what it is handed within milliseconds); until then a restart hands it over again.
+CONFIRM_AFTER = 30.0
 
 
 def _now_ms() -> int:
@@ -42,6 +74,54 @@ def _decimals(step: float) -> int:
     exponent = Decimal(repr(step)).normalize().as_tuple().exponent
     assert isinstance(exponent, int)  # not NaN or infinity: the config checks step > 0
     return max(0, -exponent)
+
+
+def paper_instrument(
+    symbol: str, cfg: PaperConfig, derivatives: DerivativesConfig | None = None
+) -> tuple[Instrument, ContractSpec | None]:
+    """The facts of ``symbol`` on the paper venue, and for a swap its terms (None for spot).
+
+    A swap's quote part names its kind: ``USDT``/``USDC`` linear (a contract is ``contract_value``
+    base coins, money in the quote), ``USD`` inverse (a contract is ``contract_value`` USD, money in
+    the base coin). Defaults: 0.01 BTC, 0.1 ETH, else 1 coin a contract, lot 0.01 (linear); 100 USD
+    for BTC, else 10 USD, lot 1 (inverse); ``venue.paper.contracts`` overrides them."""
+    parts = symbol.split("-")
+    base, quote = parts[0], (parts[1] if len(parts) > 1 else "QUOTE")
+    kind = kind_of(symbol)
+    if kind is InstrumentKind.SPOT:
+        inst = Instrument(symbol, cfg.tick_size, cfg.lot_size, cfg.min_size, kind=kind,
+                          contract_currency=base, settle_currency=quote, base_currency=base,
+                          quote_currency=quote)  # fmt: skip
+        return inst, None
+    if kind is not InstrumentKind.SWAP:
+        raise ConfigError(
+            f"venue.symbols: {symbol} is a dated future; the paper venue trades spot and perpetual swaps"
+        )
+    inverse = quote == "USD"
+    c = cfg.contracts.get(symbol)
+    if inverse:
+        ct_val, lot = (100.0 if base == "BTC" else 10.0), 1.0
+    else:
+        ct_val, lot = {"BTC": 0.01, "ETH": 0.1}.get(base, 1.0), 0.01
+    if c is not None:
+        ct_val, lot = c.contract_value or ct_val, c.lot_size or lot
+    min_size = c.min_size if c is not None and c.min_size else lot
+    max_lev = c.max_leverage if c is not None else 100.0
+    settle = base if inverse else quote
+    inst = Instrument(symbol, cfg.tick_size, lot, min_size, contract_value=ct_val, kind=kind,
+                      contract_currency="USD" if inverse else base, settle_currency=settle,
+                      base_currency=base, quote_currency=quote, inverse=inverse, max_leverage=max_lev)  # fmt: skip
+    setup = derivatives.setup(symbol) if derivatives is not None else None
+    leverage = setup.leverage if setup is not None and setup.leverage else cfg.leverage
+    if leverage > max_lev:
+        raise ConfigError(
+            f"leverage of {symbol}: {leverage:g}x exceeds the paper venue's maximum {max_lev:g}x"
+        )
+    spec = ContractSpec(symbol, ct_val, lot, inverse=inverse, settle_currency=settle, leverage=leverage,
+                        margin_mode=setup.margin_mode if setup is not None else "cross",
+                        maintenance_margin_rate=cfg.maintenance_margin_rate,
+                        liquidation_fee_rate=cfg.liquidation_fee_rate)  # fmt: skip
+    return inst, spec
 
 
 def _default_start_price(symbol: str) -> float:
@@ -72,18 +152,22 @@ class _Walk:
         "volume",
     )
 
-    def __init__(self, symbol: str, index: int, cfg: PaperConfig) -> None:
+    def __init__(self, symbol: str, index: int, cfg: PaperConfig, inst: Instrument | None = None) -> None:
         self.symbol = symbol
         self.rng = random.Random(cfg.seed * 1_000_003 + index)
         self.tick = cfg.tick_size
-        self.lot = cfg.lot_size
+        self.lot = cfg.lot_size if inst is None else inst.lot_size
         self.price_dp = _decimals(cfg.tick_size)
-        self.size_dp = _decimals(cfg.lot_size)
+        self.size_dp = _decimals(self.lot)
         self.volatility = cfg.volatility
         self.spread = max(1, cfg.spread_ticks)
-        self.level_size = cfg.level_size
         self.trade_probability = cfg.trade_probability
         self.mid = cfg.start_prices.get(symbol, _default_start_price(symbol))
+        # level_size is in base coins: a swap's book shows as many contracts
+        self.level_size = cfg.level_size
+        if inst is not None and inst.is_derivative:
+            coins = inst.contract_value / self.mid if inst.inverse else inst.contract_value
+            self.level_size = max(self.lot, round(cfg.level_size / coins / self.lot) * self.lot)
         self.last = self.price(self.mid / self.tick)
         self.volume = 0.0
 
@@ -144,18 +228,45 @@ class PaperVenue(Venue):
 
     name = "paper"
 
-    def __init__(self, cfg: PaperConfig, symbols: list[str], *, state_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        cfg: PaperConfig,
+        symbols: list[str],
+        *,
+        state_path: Path | None = None,
+        bars: Sequence[str] = (),
+        keep: int = MAX_HISTORY,
+        clock: Callable[[], int] | None = None,
+        derivatives: DerivativesConfig | None = None,
+    ) -> None:
+        """``bars``: candle bar sizes built for every symbol, the last ``keep`` closed bars of each kept;
+        ``clock``: the venue's time in epoch ms (default the system clock); ``derivatives``: the swaps'
+        margin mode and leverage (``[venue.derivatives]``); the paper account runs net mode only and
+        refuses ``position_mode = "long_short"``."""
+        if derivatives is not None and derivatives.position_mode != "net":
+            raise ConfigError(
+                "venue.derivatives.position_mode: the paper venue runs net mode only (one position per"
+                ' swap); set position_mode = "net"'
+            )
         self._cfg = cfg
+        self._clock = clock or _now_ms
+        self._candles = CandleBuilder(symbols, bars, keep=keep)
         # The account on disk (orders, fills, positions, id counters), loaded by run(); None: in memory.
         self._state_path = state_path
         self._store: PaperStore | None = None
-        self._instruments = {
-            sym: Instrument(sym, cfg.tick_size, cfg.lot_size, cfg.min_size, code=None) for sym in symbols
-        }
+        facts = {sym: paper_instrument(sym, cfg, derivatives) for sym in symbols}
+        self._instruments = {sym: inst for sym, (inst, _) in facts.items()}
+        self._specs = {sym: spec for sym, (_, spec) in facts.items() if spec is not None}
         self._engine = MatchingEngine(
-            self._instruments, maker_fee=cfg.maker_fee, taker_fee=cfg.taker_fee, balances=cfg.balances
+            self._instruments,
+            maker_fee=cfg.maker_fee,
+            taker_fee=cfg.taker_fee,
+            balances=cfg.balances,
+            contracts=self._specs,
+            price_limit_band=cfg.price_limit_band,
+            warning_ratio=cfg.liquidation_warning_ratio,
         )
-        self._walks = {sym: _Walk(sym, i, cfg) for i, sym in enumerate(symbols)}
+        self._walks = {sym: _Walk(sym, i, cfg, self._instruments[sym]) for i, sym in enumerate(symbols)}
         # the full-depth books (paper_book.py), with random numbers of their own: the walk stays as it was
         self._depths = {
             sym: PaperDepth(
@@ -166,7 +277,12 @@ class PaperVenue(Venue):
             if cfg.depth_levels > 0
         }  # fmt: skip
         self._sink: VenueSink | None = None
-        self._outbox: deque[OrderEvent] = deque()
+        self._outbox: deque[OrderEvent | AccountChange] = deque()
+        self._funding_interval_ms = max(1, round(cfg.funding_interval * 1000))
+        self._funding_ms = 0  # the last funding time settled; set by run()
+        self._funding_published = 0  # ms of the last FundingRate published
+        # Account changes handed to the server (trio time, event id), not yet marked journaled
+        self._handed: deque[tuple[float, str]] = deque()
         self._delivering = False
         self._dms_deadline = math.inf  # trio time at which cancel-all-after fires
         self._dms_scope: trio.CancelScope | None = None
@@ -183,11 +299,22 @@ class PaperVenue(Venue):
         p = config.paper
         balances = ", ".join(f"{v:g} {k}" for k, v in p.balances.items()) or "nothing"
         kept = f"kept in <run dir>/{p.state_path}" if p.state_path else "in memory, lost on restart"
-        return [
+        lines = [
             "venue: paper",
             f"paper account (simulated: no keys, no network): starts with {balances} ({kept}; `seqtrade reset` starts over);"
             " buys need the quote currency, sells the coins",
         ]
+        swaps = [s for s in config.symbols if kind_of(s) is not InstrumentKind.SPOT]
+        if config.derivatives.position_mode != "net":
+            lines.append('venue.derivatives.position_mode = "long_short": refused at start: the paper venue runs'
+                         " net mode only")  # fmt: skip
+        if swaps:
+            lines.append(
+                f"paper swaps {', '.join(swaps)}: net mode, margin in the settlement currency, funding every"
+                f" {p.funding_interval:g} s at {p.funding_rate:g} (+- {p.funding_rate_jitter:g}), liquidation"
+                f" below {p.maintenance_margin_rate:g} of the position value"
+            )
+        return lines
 
     @property
     def instruments(self) -> dict[str, Instrument]:
@@ -207,9 +334,18 @@ class PaperVenue(Venue):
         self._sink = sink
         if self._state_path is not None and self._store is None:
             self._store = PaperStore.open(self._state_path, self._engine)
+            self._funding_ms = self._store.funding_ms
+            pending = self._store.pending()
+            if pending:
+                log.info("paper account: %d account changes not known to be journaled before the server"
+                         " stopped: handing them over again (each is applied once)", len(pending))  # fmt: skip
+            self._outbox.extend(pending)  # taken by the server only after this start
+        if not self._funding_ms:  # a new account: the first funding is the next one due
+            self._funding_ms = _now_ms() // self._funding_interval_ms * self._funding_interval_ms
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._run_dead_mans_switch)
+                nursery.start_soon(self._run_candles, sink)
                 sink.set_connected(True)
                 await self._run_market(sink, task_status)
         finally:
@@ -218,10 +354,12 @@ class PaperVenue(Venue):
     async def _run_market(self, sink: VenueSink, task_status: trio.TaskStatus[None]) -> None:
         """The market loop: one snapshot of every symbol, ``started``, then a random-walk step of every
         symbol each ``tick_interval``. (The benchmark's feed, :mod:`seqtrade.bench.feed`, replaces it.)"""
-        ts = _now_ms()
+        ts = self._clock()
         for walk in self._walks.values():
+            self._publish_candles(sink, self._candles.start(walk.symbol, walk.last, ts))
             await self._publish_walk(sink, walk, ts)
         task_status.started()
+        await self._run_derivs(ts)  # and what a restart left to hand over
         await self._run_walk(sink)
 
     async def _run_walk(self, sink: VenueSink) -> None:
@@ -230,12 +368,58 @@ class PaperVenue(Venue):
         while True:
             wake = max(wake + interval, trio.current_time())  # after a stall: no burst to catch up
             await trio.sleep_until(wake)
-            ts = _now_ms()
+            ts = self._clock()
             for walk in self._walks.values():
                 walk.step()
                 await self._publish_walk(sink, walk, ts)
+            await self._run_derivs(ts)
             if self._outbox:  # left behind by a caller that was cancelled while delivering
                 await self._deliver(())
+
+    async def _run_derivs(self, ts: int) -> None:
+        """The swaps' account at one market step: liquidate what has run out of margin, settle the
+        funding that is due, and hand both over (committed first)."""
+        if not self._specs:
+            return
+        self._confirm_handed()
+        events, changes = self._engine.liquidations(ts)
+        funding_ms = None
+        for t in funding_times_due(self._funding_ms, ts, self._funding_interval_ms):
+            changes += self._engine.settle_funding(t, self._funding_rates(t), ts)
+            funding_ms = self._funding_ms = t
+        for c in changes:
+            log.log(
+                logging.INFO if c.kind == "funding" else logging.WARNING,
+                "paper %s %s: %+g contracts at %g, %+.8g %s (%s)",
+                c.kind, c.symbol, c.quantity, c.price, c.amount, c.currency, c.event_id,
+            )  # fmt: skip
+        await self._deliver(events, changes=changes, funding_ms=funding_ms)
+
+    def _confirm_handed(self) -> None:
+        """Mark the account changes handed over at least ``CONFIRM_AFTER`` seconds ago as journaled.
+
+        ``sink.account_event`` returns once the server has queued an event, not once it has journaled
+        it; the server journals its queue within milliseconds, so an event handed over this long ago
+        while the server still runs is in its journal. Until then a restart hands it over again (the
+        server applies an event id once)."""
+        if self._store is None or not self._handed:
+            self._handed.clear()
+            return
+        horizon = trio.current_time() - CONFIRM_AFTER
+        done = []
+        while self._handed and self._handed[0][0] <= horizon:
+            done.append(self._handed.popleft()[1])
+        if done:
+            self._store.delivered(done)
+
+    def _funding_rates(self, funding_ms: int) -> dict[str, float]:
+        cfg = self._cfg
+        return {
+            sym: funding_rate(
+                sym, funding_ms, base=cfg.funding_rate, jitter=cfg.funding_rate_jitter, seed=cfg.seed
+            )
+            for sym in self._specs
+        }
 
     async def _publish_walk(self, sink: VenueSink, walk: _Walk, ts: int) -> None:
         bids, asks = walk.book()
@@ -256,8 +440,52 @@ class PaperVenue(Venue):
             if depth is not None:
                 for msg in depth.trade(str(side), size, ts, trio.current_time()):
                     sink.publish_market(msg)
+            self._publish_candles(sink, self._candles.on_trade(walk.symbol, price, size, ts))
+        if walk.symbol in self._specs:
+            self._publish_mark(sink, walk, bids[0][0], asks[0][0], ts)
         if events:
             await self._deliver(events)
+
+    async def _run_candles(self, sink: VenueSink) -> None:
+        """Close each bar when its time is up, with or without a trade in it."""
+        builder = self._candles
+        while True:
+            due = builder.next_close()
+            if due is None:
+                await trio.sleep(1.0)
+                continue
+            await trio.sleep(max(0.0, (due - self._clock()) / 1000))
+            self._publish_candles(sink, builder.advance(self._clock()))
+
+    @staticmethod
+    def _publish_candles(sink: VenueSink, candles: list[Candle]) -> None:
+        for c in candles:
+            sink.publish_market(c)
+
+    async def candles(self, symbol: str, bar: str, n: int) -> list[Candle]:
+        """The last ``n`` closed bars the venue built (since the server started, at most ``keep``)."""
+        builder = self._candles
+        if not builder.serves(symbol, bar):
+            served = ", ".join(builder.bars) or "none: [candles] bars is empty"
+            raise ValueError(f"bar {bar} of {symbol} is not served (bars served: {served})")
+        if self._sink is not None:  # bars whose time is up are closed first (and published)
+            self._publish_candles(self._sink, builder.advance(self._clock()))
+        return builder.closed(symbol, bar, n)
+
+    def _publish_mark(self, sink: VenueSink, walk: _Walk, bid: float, ask: float, ts: int) -> None:
+        """A swap's mark price (the mid of its book; the paper market has no other index) to the
+        engine and the bus with its price limits; its funding rate once a second."""
+        mark = walk.price((bid + ask) / 2 / walk.tick)
+        self._engine.set_mark(walk.symbol, mark)
+        sink.publish_market(MarkPrice(walk.symbol, ts, mark, mark))
+        limits = self._engine.price_limits(walk.symbol)
+        if limits is not None:
+            sink.publish_market(PriceLimit(walk.symbol, ts, *limits))
+        if ts - self._funding_published >= 1000 or ts < self._funding_published:
+            self._funding_published = ts
+            nxt = next_funding_time(ts, self._funding_interval_ms)
+            for sym, rate in self._funding_rates(nxt).items():
+                sink.publish_market(FundingRate(sym, ts, rate, nxt, self._funding_interval_ms))
 
     async def _run_dead_mans_switch(self) -> None:
         while True:
@@ -267,25 +495,41 @@ class PaperVenue(Venue):
             self._dms_scope = None
             self._dms_deadline = math.inf
             log.warning("cancel-all-after triggered: cancelling every open order")
-            await self._deliver(self._engine.cancel_all(_now_ms(), reason="cancel-all-after triggered"))
+            await self._deliver(self._engine.cancel_all(self._clock(), reason="cancel-all-after triggered"))
 
-    async def _deliver(self, events: Iterable[OrderEvent], submitted: str = "") -> None:
-        """Queue ``events`` and deliver the queue in order, unless another task is delivering it.
+    async def _deliver(
+        self,
+        events: Iterable[OrderEvent],
+        submitted: str = "",
+        *,
+        changes: list[AccountChange] | None = None,
+        funding_ms: int | None = None,
+    ) -> None:
+        """Queue ``events`` (then ``changes``) and deliver the queue in order, unless another task is
+        delivering it.
 
-        With a persistent account the state ``events`` describe is committed first (``submitted``: the
-        id of an order just submitted, counted)."""
-        if self._store is not None and (events or submitted):
+        With a persistent account the state ``events`` and ``changes`` describe is committed first
+        (``submitted``: the id of an order just submitted, counted; ``funding_ms``: a funding time
+        settled). An account change handed over is marked journaled in the store only
+        ``CONFIRM_AFTER`` seconds later (:meth:`_confirm_handed`)."""
+        if self._store is not None and (events or submitted or changes or funding_ms is not None):
             events = list(events)
-            self._store.save(events, submitted)
+            self._store.save(events, submitted, changes=changes or (), funding_ms=funding_ms)
         sink = self._require_sink()
         self._outbox.extend(events)
+        self._outbox.extend(changes or ())
         if self._delivering:
             return
         self._delivering = True
         try:
             while self._outbox:
                 # popped only once delivered: an event re-sent after a cancellation is harmless
-                await sink.order_event(self._outbox[0])
+                item = self._outbox[0]
+                if isinstance(item, AccountChange):
+                    await sink.account_event(_venue_event(item))
+                    self._handed.append((trio.current_time(), item.event_id))
+                else:
+                    await sink.order_event(item)
                 self._outbox.popleft()
         finally:
             self._delivering = False
@@ -293,15 +537,15 @@ class PaperVenue(Venue):
     # ------------------------------------------------------------------ orders
 
     async def place_order(self, order: VenueOrder) -> None:
-        await self._deliver(self._engine.submit(order, _now_ms()), order.venue_order_id)
+        await self._deliver(self._engine.submit(order, self._clock()), order.venue_order_id)
 
     async def cancel_order(self, venue_order_id: str, symbol: str) -> None:
-        await self._deliver((self._engine.cancel(venue_order_id, _now_ms()),))
+        await self._deliver((self._engine.cancel(venue_order_id, self._clock()),))
 
     async def amend_order(
         self, venue_order_id: str, symbol: str, price: float | None, quantity: float | None
     ) -> None:
-        await self._deliver(self._engine.amend(venue_order_id, price, quantity, _now_ms()))
+        await self._deliver(self._engine.amend(venue_order_id, price, quantity, self._clock()))
 
     async def query_order(self, venue_order_id: str, symbol: str) -> OrderEvent | None:
         return self._engine.query(venue_order_id)
@@ -310,8 +554,29 @@ class PaperVenue(Venue):
         return self._engine.open_orders()
 
     async def positions(self) -> dict[str, float]:
-        """Net position per symbol in base units (+ bought), for reconciliation."""
+        """Net position per symbol (+ bought), for reconciliation: base units for spot, contracts for
+        swaps."""
         return self._engine.positions()
+
+    async def position_details(self) -> list[VenuePosition]:
+        """Every open swap position (net mode) with its mark, liquidation price, margin ratio,
+        unrealised PnL and funding."""
+        eng = self._engine
+        marks, cash = eng.marks(), eng.balances()
+        out = []
+        for sym, pos in eng.deriv_positions().items():
+            if not pos.quantity:
+                continue
+            spec = self._specs[sym]
+            mark = marks.get(sym, pos.avg_price)
+            wallet = cash.get(spec.settle_currency, 0.0)
+            ratio = margin_ratio(self._specs, eng.deriv_positions(), {**marks, sym: mark}, cash, sym)
+            out.append(VenuePosition(
+                sym, pos.quantity, "", pos.avg_price, mark, liquidation_price(spec, pos, wallet) or 0.0,
+                0.0 if math.isinf(ratio) else ratio, unrealised_pnl(spec, pos, mark), pos.funding,
+                spec.settle_currency, spec.margin_mode, spec.leverage,
+            ))  # fmt: skip
+        return out
 
     async def balances(self) -> dict[str, float]:
         """Total per currency (available + frozen by open orders): the starting balances
@@ -343,14 +608,14 @@ class PaperVenue(Venue):
     ) -> None:
         """Test hook: force the market of ``symbol`` and match resting orders against it.
 
-        The book becomes ``bid``/``ask`` with the given sizes (default ``level_size``) at the top and
+        The book becomes ``bid``/``ask`` with the given sizes (default ``level_size``, in contracts for a swap) at the top and
         four more levels a tick apart of ``level_size`` each; a ticker and the book are published. The
         random walk continues from this mid at its next step.
         """
         if not bid < ask:
             raise ValueError(f"set_market: bid {bid} must be below ask {ask}")
         walk = self._walks[symbol]
-        size = self._cfg.level_size
+        size = walk.level_size  # a swap's in contracts
         bids = [[bid, size if bid_size is None else bid_size]]
         asks = [[ask, size if ask_size is None else ask_size]]
         for i in range(1, BOOK_DEPTH):
@@ -359,13 +624,25 @@ class PaperVenue(Venue):
             if below > 0:
                 bids.append([below, size])
         walk.mid = (bid + ask) / 2
-        ts = _now_ms()
+        ts = self._clock()
         events = self._engine.set_book(symbol, bids, asks, ts)
         sink = self._require_sink()
         sink.publish_market(Ticker(symbol, ts, walk.last, bid, ask, bids[0][1], asks[0][1], walk.volume))
         sink.publish_market(Book(symbol, ts, bids, asks))
         self._publish_depth(symbol, bids, asks, ts)
+        if symbol in self._specs:
+            self._publish_mark(sink, walk, bid, ask, ts)
         await self._deliver(events)
+        await self._run_derivs(ts)  # a liquidation the new mark causes
+
+    async def settle_funding(self, rate: float | None = None) -> list[AccountChange]:
+        """Test hook: a funding settlement now ("funding on demand"), outside the schedule, at each
+        swap's mark and ``rate`` (None: the configured model); id ``funding-<symbol>-<now ms>``."""
+        ts = _now_ms()
+        rates = self._funding_rates(ts) if rate is None else dict.fromkeys(self._specs, rate)
+        changes = self._engine.settle_funding(ts, rates, ts)
+        await self._deliver((), changes=changes)
+        return changes
 
     def _publish_depth(self, symbol: str, bids: list[list[float]], asks: list[list[float]], ts: int) -> None:
         """The full-depth book follows the new top (its own messages: docs/books.md)."""
@@ -381,14 +658,21 @@ class PaperVenue(Venue):
         walk = self._walks[symbol]
         walk.last = price
         walk.volume += size
-        ts = _now_ms()
+        ts = self._clock()
         events = self._engine.on_trade(symbol, price, size, side, ts)
-        self._require_sink().publish_market(
-            Trade(symbol, ts, self._engine.next_trade_id(), price, size, str(side))
-        )
+        sink = self._require_sink()
+        sink.publish_market(Trade(symbol, ts, self._engine.next_trade_id(), price, size, str(side)))
+        self._publish_candles(sink, self._candles.on_trade(symbol, price, size, ts))
         await self._deliver(events)
 
     def _require_sink(self) -> VenueSink:
         if self._sink is None:
             raise RuntimeError("PaperVenue.run has not started")
         return self._sink
+
+
+def _venue_event(c: AccountChange) -> VenueAccountEvent:
+    """The account change as the server takes it."""
+    return VenueAccountEvent(
+        AccountEventKind(c.kind), c.symbol, c.event_id, "", c.quantity, c.price, c.amount, c.currency, c.ts
+    )

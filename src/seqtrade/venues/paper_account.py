@@ -12,8 +12,9 @@ applies them. The model is a spot exchange's (OKX's cash account, docs/risk.md "
   currency; fees are always in the quote currency and charged once, on the fill.
 - A cancel, or the end of an order, releases exactly what the order still holds.
 
-Derivatives (margin) are not modelled yet; the currency -> (available, frozen) map is what they would
-extend.
+Swaps (margin, not coins) use the same currency -> (available, frozen) map: an order freezes margin in
+the settlement currency and a fill moves realised PnL and fees into it; their rules are
+:mod:`seqtrade.venues.paper_derivs`.
 """
 
 from __future__ import annotations

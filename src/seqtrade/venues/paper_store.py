@@ -4,7 +4,11 @@ A real exchange keeps its orders when the gateway dies; the paper exchange must 
 recovery and the "never sent twice" promise cannot be tested against it. :class:`PaperStore` holds
 every order the paper venue has seen (its full state and how many times it was submitted), the net
 position per symbol, the balance (total) per currency and the id counters; what open orders
-freeze is recomputed from them on load.
+freeze is recomputed from them on load. For swaps also each position's average price, margin, PnL,
+fees and funding, the last funding time settled, and every funding or liquidation
+(:class:`~seqtrade.venues.paper_derivs.AccountChange`) with whether the server has surely journaled it
+(``delivered``): every one not marked so is handed over again at the next start (the server applies
+an event id once), so none is lost and none counts twice.
 
 The paper venue calls :meth:`PaperStore.save` with the events a request or a market update caused,
 *before* it delivers them: what a strategy is told has happened is on disk. One small transaction per
@@ -18,6 +22,8 @@ Not thread-safe: one owner (the server's Trio thread), like the journal.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import sqlite3
 from collections.abc import Iterable
@@ -27,6 +33,7 @@ from ..errors import JournalError
 from ..models import OrderStatus, OrderType, Side
 from .base import OrderEvent
 from .matching import MatchingEngine, PaperOrder
+from .paper_derivs import AccountChange, DerivPosition
 
 __all__ = ["PaperStore"]
 
@@ -56,6 +63,13 @@ CREATE INDEX IF NOT EXISTS orders_open ON orders (status) WHERE status IN ('acce
 CREATE TABLE IF NOT EXISTS positions (symbol TEXT PRIMARY KEY, lots INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS cash (currency TEXT PRIMARY KEY, amount REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS balances (currency TEXT PRIMARY KEY, total REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS deriv_positions (
+    symbol TEXT PRIMARY KEY, quantity REAL NOT NULL, avg_price REAL NOT NULL, margin REAL NOT NULL,
+    realized_pnl REAL NOT NULL, fees REAL NOT NULL, funding REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS account_changes (
+    event_id TEXT PRIMARY KEY, body TEXT NOT NULL, delivered INTEGER NOT NULL DEFAULT 0
+);
 """
 
 _UPSERT = (
@@ -110,6 +124,8 @@ class PaperStore:
         self.path = path
         self.engine = engine
         self._saved: tuple[dict[str, int], dict[str, float], int, int] = ({}, {}, 0, 0)
+        self._saved_derivs: dict[str, tuple[float, float, float, float, float, float]] = {}
+        self.funding_ms = 0  # the last funding time settled (0: none yet)
 
     @classmethod
     def open(cls, path: Path, engine: MatchingEngine, *, max_closed: int = 10_000) -> PaperStore:
@@ -129,6 +145,12 @@ class PaperStore:
             ).fetchall()
             positions = dict(db.execute("SELECT symbol, lots FROM positions"))
             balances = dict(db.execute("SELECT currency, total FROM balances"))
+            derivs = {
+                str(r[0]): DerivPosition(str(r[0]), *(float(x) for x in r[1:]))
+                for r in db.execute(
+                    "SELECT symbol, quantity, avg_price, margin, realized_pnl, fees, funding FROM deriv_positions"
+                )
+            }
         except sqlite3.Error as exc:
             db.close()
             raise JournalError(f"cannot read the paper account {path}: {exc}") from exc
@@ -139,7 +161,10 @@ class PaperStore:
             balances if "balances" in meta else None,  # None: a new account (or one from before balances)
             int(meta.get("next_order_id", 1)),
             int(meta.get("next_trade_id", 1)),
+            derivs,
         )
+        store.funding_ms = int(meta.get("funding_ms", 0))
+        store._saved_derivs = dict(engine.deriv_state())
         if "balances" not in meta:
             store._save_balances()
         store._saved = engine.account_state()
@@ -166,9 +191,39 @@ class PaperStore:
     def close(self) -> None:
         self.db.close()
 
-    def save(self, events: Iterable[OrderEvent], submitted: str = "") -> None:
+    def pending(self) -> list[AccountChange]:
+        """The account changes not known to be journaled by the server, oldest first."""
+        try:
+            rows = self.db.execute(
+                "SELECT body FROM account_changes WHERE delivered = 0 ORDER BY rowid"
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot read the paper account {self.path}: {exc}") from exc
+        return [AccountChange(**json.loads(r[0])) for r in rows]
+
+    def delivered(self, event_ids: Iterable[str]) -> None:
+        """The server has surely journaled the account changes ``event_ids``: never handed over again."""
+        try:
+            with self.db:
+                self.db.execute("BEGIN")
+                self.db.executemany(
+                    "UPDATE account_changes SET delivered = 1 WHERE event_id = ?", [(e,) for e in event_ids]
+                )
+        except sqlite3.Error as exc:
+            raise JournalError(f"paper account write failed: {exc}") from exc
+
+    def save(
+        self,
+        events: Iterable[OrderEvent],
+        submitted: str = "",
+        *,
+        changes: Iterable[AccountChange] = (),
+        funding_ms: int | None = None,
+    ) -> None:
         """Commit the current state of every order ``events`` name, and of the account, in one
-        transaction. ``submitted``: a venue_order_id that was just submitted (its count goes up by one)."""
+        transaction. ``submitted``: a venue_order_id that was just submitted (its count goes up by one).
+        ``changes``: funding and liquidations to hand to the server (kept until :meth:`delivered`);
+        ``funding_ms``: the funding time just settled."""
         order = self.engine.order
         rows = []
         seen = set()
@@ -180,9 +235,11 @@ class PaperStore:
             o = order(vid)
             if o is not None:
                 rows.append(_row(o, 1 if vid == submitted else 0))
-        if not rows:
+        changes = list(changes)
+        if not rows and not changes and funding_ms is None:
             return
         state = self.engine.account_state()
+        derivs = self.engine.deriv_state()
         lots, totals, next_oid, next_tid = state
         old_lots, old_totals, old_oid, old_tid = self._saved
         try:
@@ -200,6 +257,19 @@ class PaperStore:
                         "INSERT OR REPLACE INTO meta VALUES ('next_order_id', ?), ('next_trade_id', ?)",
                         (next_oid, next_tid),
                     )
+                if derivs != self._saved_derivs:
+                    self.db.executemany("INSERT OR REPLACE INTO deriv_positions VALUES (?,?,?,?,?,?,?)",
+                                        [(k, *v) for k, v in derivs.items() if self._saved_derivs.get(k) != v])  # fmt: skip
+                if changes:
+                    self.db.executemany(
+                        "INSERT OR IGNORE INTO account_changes (event_id, body) VALUES (?, ?)",
+                        [(c.event_id, json.dumps(dataclasses.asdict(c))) for c in changes],
+                    )
+                if funding_ms is not None:
+                    self.db.execute("INSERT OR REPLACE INTO meta VALUES ('funding_ms', ?)", (funding_ms,))
         except sqlite3.Error as exc:
             raise JournalError(f"paper account write failed: {exc}") from exc
         self._saved = state
+        self._saved_derivs = derivs
+        if funding_ms is not None:
+            self.funding_ms = funding_ms

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-__all__ = ["PATH_BALANCE", "balances_from_okx"]
+__all__ = ["PATH_BALANCE", "balances_from_okx", "account_from_okx"]
 
 PATH_BALANCE: Final = "/api/v5/account/balance"
 
@@ -35,4 +35,24 @@ def balances_from_okx(data: Sequence[Any]) -> dict[str, float]:
                 amount = _number(d.get("eq"))
             if amount is not None:
                 out[d["ccy"]] = amount
+    return out
+
+
+_SUMMARY = {"eq": "equity", "availEq": "available", "upl": "unrealised_pnl", "imr": "initial_margin",
+            "mmr": "maintenance_margin", "mgnRatio": "margin_ratio"}  # fmt: skip
+
+
+def account_from_okx(data: Sequence[Any]) -> dict[str, dict[str, float]]:
+    """The account view per currency from ``GET account/balance`` or an ``account`` channel push
+    (the same object): equity, available equity, unrealised PnL, initial and maintenance margin and
+    margin ratio, each where OKX gave a number (swaps and futures settle in these currencies)."""
+    out: dict[str, dict[str, float]] = {}
+    for account in data:
+        details = account.get("details") if isinstance(account, dict) else None
+        for d in details if isinstance(details, list) else []:
+            if not isinstance(d, dict) or not isinstance(d.get("ccy"), str) or not d["ccy"]:
+                continue
+            row = {name: v for key, name in _SUMMARY.items() if (v := _number(d.get(key))) is not None}
+            if row:
+                out[d["ccy"]] = row
     return out

@@ -33,6 +33,7 @@ session and the next login waits for it. Reconnect delays are in :attr:`OkxVenue
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -41,21 +42,35 @@ import httpx
 import trio
 
 from ...books import BookCounters, BookKeeper, BookMessage, BookState, Outcome
-from ...config import OkxConfig, VenueConfig
+from ...candles import Candle, bar_ms, merge_pages
+from ...config import DerivativesConfig, OkxConfig, VenueConfig
 from ...errors import VenueAuthError, VenueError
-from ...models import BookStatus
-from ..base import Instrument, OrderEvent, Venue, VenueOrder, VenueSink
+from ...instruments import InstrumentKind, kind_of
+from ...models import AccountEventKind, BookStatus, MarkPrice
+from ..base import Instrument, OrderEvent, Venue, VenueAccountEvent, VenueOrder, VenuePosition, VenueSink
+from . import candles as k
 from . import messages as m
-from .account import PATH_BALANCE, balances_from_okx
+from .account import PATH_BALANCE, account_from_okx, balances_from_okx
 from .auth import OkxCredentials, ws_login_args
+from .derivs import (
+    BILL_TYPES,
+    DERIVATIVE_CHANNELS,
+    event_from_bill,
+    external_fill,
+    leverage_calls,
+    net_positions,
+    position_from_okx,
+    position_mode_problem,
+)
 from .entry import CancelAllAfter, OrderEntry, PrivateLink, Request
 from .errors import SUCCESS, CodeClass, code_class
-from .governor import Governor, RateWindow
+from .governor import Governor, RateWindow, take_slot
 from .messages import WsEvent, WsMessage, WsPush
 from .parse import (
     MARKET_CHANNELS,
     InstrumentSpec,
     books_push_from_okx,
+    decimal_of,
     instrument_from_okx,
     order_event_from_okx,
 )
@@ -69,6 +84,15 @@ __all__ = ["OkxVenue"]
 log = logging.getLogger(__name__)
 
 CLOCK_SYNC_INTERVAL = 60.0  # seconds between public/time checks
+PATH_ACCOUNT_CONFIG = "/api/v5/account/config"
+PATH_SET_LEVERAGE = "/api/v5/account/set-leverage"
+PATH_POSITIONS = "/api/v5/account/positions"
+PATH_BILLS = "/api/v5/account/bills"
+BILLS_LOOKBACK_MS = 24 * 3600 * 1000  # at start and after a reconnect: the account events of the last day
+# balance_and_position events whose bills say what happened to a position (D§5.2)
+_EVENT_TYPES = frozenset({"funding_fee", "liquidation", "adl", "delivered", "claw_back", "settlement"})
+_OKX_INST_TYPE = {InstrumentKind.SWAP: "SWAP", InstrumentKind.FUTURES: "FUTURES"}
+INDEX_CHANNEL = "index-tickers"  # the index price of a derivative's underlying (docs/okx.md §11.6)
 # new WS connections: 3 per second per IP, both sockets together (docs/okx.md §4.5); 0.1 s margin
 WS_CONNECTS, WS_CONNECTS_PERIOD = 3, 1.1
 # seconds without the snapshot a books (re)subscription asked for before asking again (at most
@@ -131,9 +155,23 @@ class OkxVenue(Venue):
     @classmethod
     def describe(cls, config: VenueConfig) -> list[str]:
         o = config.okx
-        return [f"venue: okx ({'demo' if o.demo else 'LIVE'} trading)",
-                f"okx: rest {o.rest_url}, orders over {o.order_transport}, keys from ${o.api_key_env}, "
-                f"${o.secret_key_env}, ${o.passphrase_env}"]  # fmt: skip
+        lines = [f"venue: okx ({'demo' if o.demo else 'LIVE'} trading)",
+                 f"okx: rest {o.rest_url}, orders over {o.order_transport}, keys from ${o.api_key_env}, "
+                 f"${o.secret_key_env}, ${o.passphrase_env}"]  # fmt: skip
+        derivs = [s for s in config.symbols if kind_of(s) is not InstrumentKind.SPOT]
+        if derivs:
+            d = config.derivatives
+            each = ", ".join(
+                f"{s} {d.setup(s).margin_mode}"
+                + (
+                    f" {d.setup(s).leverage:g}x"
+                    if d.setup(s).leverage
+                    else " (leverage as the account has it)"
+                )
+                for s in derivs
+            )
+            lines.append(f"okx derivatives: position mode {d.position_mode} (checked at start); {each}")
+        return lines
 
     @classmethod
     def secret_env_vars(cls, config: VenueConfig) -> tuple[str, ...]:
@@ -152,9 +190,23 @@ class OkxVenue(Venue):
         *,
         http_transport: httpx.AsyncBaseTransport | None = None,
         max_queue: int = 60,
+        bars: Sequence[str] = (),
+        derivatives: DerivativesConfig | None = None,
     ) -> None:
         self._cfg = cfg
+        self._bars = list(dict.fromkeys(bars))  # candle channels on the business socket
+        self._business_opens = 0
+        self._candle_rates = {k.PATH_CANDLES: RateWindow(*k.CANDLES_RATE),
+                              k.PATH_HISTORY_CANDLES: RateWindow(*k.HISTORY_RATE)}  # fmt: skip
         self._symbols = list(dict.fromkeys(symbols))
+        self._deriv = derivatives or DerivativesConfig()
+        self._deriv_symbols = [s for s in self._symbols if kind_of(s) is not InstrumentKind.SPOT]
+        types = {_OKX_INST_TYPE.get(kind_of(s), cfg.inst_type) for s in self._symbols}
+        self._inst_type = types.pop() if len(types) == 1 else ""  # "": several kinds, read them all
+        self._seen_bills: set[str] = set()
+        self._account: dict[str, dict[str, float]] = {}  # per currency: the account channel's view
+        self._index_of: dict[str, str] = {}  # derivative symbol -> its index (BTC-USDT, BTC-USD)
+        self._index_px: dict[str, float] = {}
         self._creds = credentials
         self._http_transport = http_transport
         self._specs: dict[str, InstrumentSpec] = {}
@@ -181,10 +233,13 @@ class OkxVenue(Venue):
              for s in self._symbols}
             if cfg.books else {}
         )  # fmt: skip
+        if self._bars:
+            self.socket_stats["business"] = SocketStats()  # only with candles: the third socket
         self._ws_connects = RateWindow(WS_CONNECTS, WS_CONNECTS_PERIOD)
         self.rest_url = cfg.rest_url
         self.ws_public_url = cfg.ws_public_url or (m.DEMO_WS_PUBLIC if cfg.demo else m.LIVE_WS_PUBLIC)
         self.ws_private_url = cfg.ws_private_url or (m.DEMO_WS_PRIVATE if cfg.demo else m.LIVE_WS_PRIVATE)
+        self.ws_business_url = cfg.ws_business_url or (k.DEMO_WS_BUSINESS if cfg.demo else k.LIVE_WS_BUSINESS)
 
     def __repr__(self) -> str:
         return f"OkxVenue(demo={self._cfg.demo}, symbols={self._symbols!r}, credentials={self._creds!r})"
@@ -239,7 +294,9 @@ class OkxVenue(Venue):
                 await rest.sync_clock()
                 await self._load_instruments(rest)
                 async with trio.open_nursery() as nursery:
-                    reads = self._reads = OrderReads(rest, self._governor, self._cfg.inst_type)
+                    if self._deriv_symbols:
+                        await self._setup_account(rest)
+                    reads = self._reads = OrderReads(rest, self._governor, self._inst_type)
                     entry = self._entry = OrderEntry(
                         self._cfg,
                         self._specs,
@@ -257,7 +314,7 @@ class OkxVenue(Venue):
                         reads,
                         emit,
                         entry.unresolved,
-                        inst_type=self._cfg.inst_type,
+                        inst_type=self._inst_type,
                         ping_interval=self._cfg.ping_interval,
                         rate_period=self._governor.period,
                         max_fill_pages=self._max_fill_pages,
@@ -270,6 +327,8 @@ class OkxVenue(Venue):
                     if self._books:
                         nursery.start_soon(self._books_clock_task)
                     nursery.start_soon(self._private_task)
+                    if self._bars:
+                        nursery.start_soon(self._business_task)
                     await self._private_ready.wait()
                     if self._cfg.cancel_all_after > 0:
                         await self.cancel_all_after(self._cfg.cancel_all_after)
@@ -288,23 +347,94 @@ class OkxVenue(Venue):
 
     async def _load_instruments(self, rest: OkxRestClient) -> None:
         for symbol in self._symbols:
+            inst_type = _OKX_INST_TYPE.get(kind_of(symbol), self._cfg.inst_type)  # the kind from the symbol
             env = await rest.request(
                 "GET",
                 m.PATH_INSTRUMENTS,
-                params={"instType": self._cfg.inst_type, "instId": symbol},
+                params={"instType": inst_type, "instId": symbol},
                 private=False,
             )
             data = env.get("data") or []
             if env.get("code") != SUCCESS or not data:
                 raise VenueError(
-                    f"OKX has no {self._cfg.inst_type} instrument {symbol!r} "
+                    f"OKX has no {inst_type} instrument {symbol!r} "
                     f"({env.get('code')} {env.get('msg', '')})".rstrip()
                 )
             spec = instrument_from_okx(data[0])
+            if spec.inst_type in ("SWAP", "FUTURES"):
+                spec = dataclasses.replace(spec, td_mode=self._deriv.setup(symbol).margin_mode,
+                                           net_mode=self._deriv.position_mode == "net")  # fmt: skip
+                uly = str(data[0].get("uly") or "")
+                if uly:
+                    self._index_of[symbol] = uly
             if spec.code is None and self._cfg.order_transport == "ws":
                 log.warning("OKX %s has no instIdCode yet: its orders go over REST", symbol)
             self._specs[symbol] = spec
             self._instruments[symbol] = spec.to_instrument()
+
+    async def _setup_account(self, rest: OkxRestClient) -> None:
+        """Swaps and futures: the account's position mode must be the configured one (refused with
+        the reason, never switched); leverage set per configured instrument (the refusal named)."""
+        data = await rest.checked("GET", PATH_ACCOUNT_CONFIG)
+        problem = position_mode_problem(self._deriv, data[0] if data else {})
+        if problem:
+            raise VenueError(problem)
+        for body in leverage_calls(self._deriv, self._deriv_symbols):
+            env = await rest.request("POST", PATH_SET_LEVERAGE, body=body)
+            if env.get("code") != SUCCESS:
+                side = f" {body['posSide']}" if "posSide" in body else ""
+                raise VenueError(
+                    f"OKX refused leverage {body['lever']}x for {body['instId']}{side} ({body['mgnMode']} margin): "
+                    f"{env.get('code')} {env.get('msg', '')}".rstrip()
+                )
+            log.info(
+                "OKX leverage %sx set for %s (%s margin)", body["lever"], body["instId"], body["mgnMode"]
+            )
+
+    async def _position_rows(self) -> list[VenuePosition]:
+        assert self._rest is not None, "run() first"
+        rows = await self._rest.checked("GET", PATH_POSITIONS)
+        return [position_from_okx(d) for d in rows if str(d.get("instId") or "") in self._deriv_symbols]
+
+    async def positions(self) -> dict[str, float] | None:
+        """Net contracts per configured swap and future (long/short legs netted); None without any."""
+        if not self._deriv_symbols:
+            return None
+        return net_positions(await self._position_rows(), self._deriv_symbols)
+
+    def position_symbols(self) -> set[str] | None:
+        """Only swaps and futures have positions at OKX (spot holdings are balances)."""
+        return set(self._deriv_symbols)
+
+    def account_summary(self) -> dict[str, dict[str, float]] | None:
+        """Per settlement currency: equity, available, unrealised PnL, margins and margin ratio (REST
+        at every private (re)connect, then the ``account`` channel); None without swaps or futures."""
+        return dict(self._account) if self._deriv_symbols else None
+
+    async def position_details(self) -> list[VenuePosition] | None:
+        """A REST snapshot (the same truth reconciliation compares with)."""
+        return await self._position_rows() if self._deriv_symbols else None
+
+    async def _read_bills(self) -> None:
+        """The account events of the last day (bills of types 8, 5, 9, 3), oldest first, each handed
+        to the server once per run (the server applies each bill id once, also across restarts)."""
+        assert self._rest is not None and self._sink is not None
+        since = self._clock.now_ms() - BILLS_LOOKBACK_MS
+        found = []
+        for bill_type in BILL_TYPES:
+            params = {"type": bill_type, "begin": str(since), "limit": "100"}
+            while True:
+                page = await self._rest.checked("GET", PATH_BILLS, params=params)
+                found += page
+                if len(page) < 100:
+                    break
+                params = params | {"after": str(page[-1].get("billId", ""))}
+        for bill in sorted(found, key=lambda b: int(b.get("billId") or 0)):
+            event = event_from_bill(bill)
+            if event is None or event.event_id in self._seen_bills or event.symbol not in self._deriv_symbols:
+                continue
+            self._seen_bills.add(event.event_id)
+            await self._sink.account_event(event)
 
     # ------------------------------------------------------------------ the Venue interface
 
@@ -401,6 +531,9 @@ class OkxVenue(Venue):
 
     async def _public_open(self, session: WsSession) -> None:
         args = [{"channel": ch, "instId": s} for s in self._symbols for ch in m.PUBLIC_CHANNELS]
+        args += [{"channel": ch, "instId": s} for s in self._deriv_symbols for ch in DERIVATIVE_CHANNELS
+                 if ch != "funding-rate" or kind_of(s) is InstrumentKind.SWAP]  # fmt: skip
+        args += [{"channel": INDEX_CHANNEL, "instId": i} for i in sorted(set(self._index_of.values()))]
         args += [{"channel": m.BOOKS_CHANNEL, "instId": s} for s in self._books]
         self._public_session = session
         now = trio.current_time()
@@ -524,6 +657,15 @@ class OkxVenue(Venue):
                 sink.publish_market(convert(d, msg.inst_id))
         elif isinstance(msg, WsPush) and msg.channel == m.BOOKS_CHANNEL:
             await self._on_books(session, msg)
+        elif isinstance(msg, WsPush) and (deriv := DERIVATIVE_CHANNELS.get(msg.channel)) is not None:
+            for d in msg.data:
+                md = deriv(d, msg.inst_id)
+                if isinstance(md, MarkPrice):  # the index of its underlying, from index-tickers
+                    md.index_price = self._index_px.get(self._index_of.get(md.symbol, ""), 0.0)
+                sink.publish_market(md)
+        elif isinstance(msg, WsPush) and msg.channel == INDEX_CHANNEL:
+            for d in msg.data:
+                self._index_px[str(d.get("instId") or msg.inst_id)] = float(decimal_of(d.get("idxPx")))
 
     def _on_event(self, session: WsSession, msg: WsEvent) -> None:
         if msg.event == "error":
@@ -545,6 +687,71 @@ class OkxVenue(Venue):
                 session.end(f"channel-conn-count-error on {msg.channel}")
         else:
             log.debug("OKX %s socket event %s", session.name, msg.event)
+
+    # ------------------------------------------------------------------ business socket: candles
+
+    async def _business_task(self) -> None:
+        """The business socket for ever: the candle channels of ``bars`` for every symbol."""
+        await self._reconnecting("business", self.ws_business_url, self._business_open,
+                                 self._business_message, lambda reason: None)  # fmt: skip
+
+    async def _business_open(self, session: WsSession) -> None:
+        args = [{"channel": k.candle_channel(b), "instId": s} for s in self._symbols for b in self._bars]
+        await session.send({"op": "subscribe", "args": args})
+        self._business_opens += 1
+        if self._business_opens > 1 and self.feed_health is not None:
+            for s in self._symbols:
+                for b in self._bars:
+                    self.feed_health.on_resubscribe(f"candle:{b}", s)
+        session.ready = True
+
+    async def _business_message(self, session: WsSession, msg: WsMessage) -> None:
+        sink = self._sink
+        assert sink is not None
+        if isinstance(msg, WsEvent):
+            self._on_event(session, msg)
+        elif isinstance(msg, WsPush) and (bar := k.bar_of_channel(msg.channel)) is not None:
+            for d in msg.data:
+                try:
+                    candle = k.candle_from_row(d, msg.inst_id, bar)
+                except (KeyError, ValueError, TypeError):
+                    log.warning("OKX %s push with a malformed row: %r", msg.channel, d)
+                    continue
+                sink.publish_market(candle)
+
+    async def candles(self, symbol: str, bar: str, n: int) -> list[Candle]:
+        """The last ``n`` closed bars from REST: ``market/candles`` (newest 1,440, 300 a page), then
+        ``market/history-candles`` (100 a page) further back, each under its rate limit."""
+        bar_ms(bar)  # ValueError for a bar not served
+        if symbol not in self._instruments:
+            raise ValueError(f"symbol {symbol} is not served")
+        rest = self._rest
+        if rest is None:
+            raise ValueError("the OKX venue is not connected yet")
+        history = bar == "1s"  # only history-candles serves 1 s bars
+        pages: list[list[Candle]] = []
+        after: int | None = None
+        reached = 0
+        for _ in range(n // k.HISTORY_PAGE + 20):  # bounded: every page moves back or ends the loop
+            path = k.PATH_HISTORY_CANDLES if history else k.PATH_CANDLES
+            page = k.HISTORY_PAGE if history else k.CANDLES_PAGE
+            params = {"instId": symbol, "bar": bar, "limit": str(page)}
+            if after is not None:
+                params["after"] = str(after)
+            await take_slot(self._candle_rates[path])
+            rows = await rest.checked("GET", path, params=params, private=False)
+            got = [k.candle_from_row(r, symbol, bar) for r in rows]
+            pages.append(got)
+            if len(merge_pages(pages, n)) >= n:
+                break
+            if got:
+                after = min(c.ts for c in got)
+                reached += len(got)
+            if not history and (len(got) < page or reached >= k.CANDLES_REACH):
+                history = True  # market/candles reaches no further back
+            elif history and not got:
+                break  # OKX has nothing older
+        return merge_pages(pages, n)
 
     # ------------------------------------------------------------------ private socket
 
@@ -572,19 +779,53 @@ class OkxVenue(Venue):
                 raise VenueError(f"{why}; re-syncing the clock")
             raise VenueAuthError(why)
         answer = await session.call(
-            {"op": "subscribe", "args": [{"channel": m.ORDERS_CHANNEL, "instType": self._cfg.inst_type}]},
+            {
+                "op": "subscribe",
+                "args": [{"channel": m.ORDERS_CHANNEL, "instType": self._inst_type or "ANY"}],
+            },
             lambda msg: isinstance(msg, WsEvent) and msg.event in ("subscribe", "error"),
             timeout,
         )
         assert isinstance(answer, WsEvent)
         if answer.event != "subscribe":
             raise VenueError(f"OKX orders subscribe refused: {answer.code} {answer.msg}")
+        if self._deriv_symbols:
+            # positions, balances and the exchange's own events (funding, liquidation, ADL, delivery)
+            args = [
+                {"channel": "balance_and_position"},
+                {"channel": "liquidation-warning", "instType": "ANY"},
+                {"channel": "account"},
+            ]
+            await session.send({"op": "subscribe", "args": args})
+            await self._read_bills()  # what happened while the socket was down (or the server was)
+            self._account = account_from_okx(await self._rest.checked("GET", PATH_BALANCE))  # then the pushes
         self._link.session = session
         self._link.generation += 1
         session.ready = True
         await self._reconciler.run()
         if session.alive:
             self._private_ready.set()
+
+    async def _liquidation_warning(self, items: Sequence[Any]) -> None:
+        assert self._sink is not None
+        for d in items:
+            p = position_from_okx(d)
+            if p.symbol not in self._deriv_symbols:
+                continue
+            event_id = (
+                f"warn:{p.symbol}:{p.pos_side}:{d.get('uTime') or d.get('pTime') or self._clock.now_ms()}"
+            )
+            await self._sink.account_event(
+                VenueAccountEvent(
+                    AccountEventKind.LIQUIDATION_WARNING,
+                    p.symbol,
+                    event_id,
+                    pos_side=p.pos_side,
+                    price=p.mark_price,
+                    currency=p.currency,
+                    ts=self._clock.now_ms(),
+                )  # fmt: skip
+            )
 
     def _private_down(self, reason: str) -> None:
         if self._link.session is not None and self._reconciler is not None:
@@ -595,5 +836,16 @@ class OkxVenue(Venue):
         if isinstance(msg, WsEvent):
             self._on_event(session, msg)
         elif isinstance(msg, WsPush) and msg.channel == m.ORDERS_CHANNEL:
-            assert self._reconciler is not None
+            assert self._reconciler is not None and self._sink is not None
             await self._reconciler.on_orders(msg.orders())
+            for d in msg.data:
+                event = external_fill(d)  # an order placed outside seqtrade: the external account's
+                if event is not None and event.symbol in self._deriv_symbols:
+                    await self._sink.account_event(event)
+        elif isinstance(msg, WsPush) and msg.channel == "balance_and_position":
+            if any(str(d.get("eventType") or "") in _EVENT_TYPES for d in msg.data):
+                await self._read_bills()
+        elif isinstance(msg, WsPush) and msg.channel == "liquidation-warning":
+            await self._liquidation_warning(msg.data)
+        elif isinstance(msg, WsPush) and msg.channel == "account":
+            self._account.update(account_from_okx(msg.data))

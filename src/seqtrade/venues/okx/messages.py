@@ -106,6 +106,16 @@ class OkxInstrument(TypedDict, total=False):
     ctVal: str
     state: str
     instIdCode: int | None  # integer or null (§2.11)
+    # derivatives (SWAP, FUTURES): docs/okx.md "Derivatives"
+    ctValCcy: str
+    ctType: str  # "linear" | "inverse"
+    settleCcy: str
+    baseCcy: str
+    quoteCcy: str
+    instFamily: str
+    uly: str
+    lever: str  # the exchange's maximum leverage
+    expTime: str
 
 
 class OkxTicker(TypedDict, total=False):
@@ -316,7 +326,13 @@ def ws_message(text: str | bytes) -> WsMessage | None:
     if not isinstance(arg, Mapping):
         arg = {}
     data = obj.get("data")
+    if isinstance(data, list) and _text(arg, "channel").startswith("candle"):  # rows are arrays (§5.5)
+        data = [dict(zip(CANDLE_FIELDS, d, strict=False)) for d in data if isinstance(d, list)]
     items = tuple(d for d in data if isinstance(d, Mapping)) if isinstance(data, list) else ()
     return WsPush(
         channel=_text(arg, "channel"), inst_id=_text(arg, "instId"), data=items, action=_text(obj, "action")
     )
+
+
+CANDLE_FIELDS: Final = ("ts", "o", "h", "l", "c", "vol", "volCcy", "volCcyQuote", "confirm")
+"""The names of a candle row's columns (§5.5; REST candles alike): a push's rows become maps of them."""

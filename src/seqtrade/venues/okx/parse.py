@@ -11,6 +11,7 @@ The per-order state built from these (:class:`.tracking.OrderTracker`) and the p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
+from ...instruments import InstrumentKind
 from ...models import Book, OrderStatus, OrderType, Side, Ticker, Trade
 from ..base import Instrument, OrderEvent, VenueOrder
 from .messages import OkxBook, OkxBooksItem, OkxInstrument, OkxOrder, OkxTicker, OkxTrade, write_answer
@@ -120,10 +122,15 @@ class InstrumentSpec:
     min_size: Decimal
     code: int | None
     contract_value: Decimal = Decimal(1)
+    # kind, currencies, linear or inverse, max leverage, expiry: the rest of the venue's facts
+    facts: Instrument | None = None
+    td_mode: str = ""  # the trade mode of its orders ("": OkxConfig.td_mode); a derivative's margin mode
+    net_mode: bool = True  # derivatives: the account's position mode is net (else long/short)
 
     def to_instrument(self) -> Instrument:
-        return Instrument(
-            symbol=self.symbol,
+        base = self.facts or Instrument(self.symbol, 0.0, 0.0, 0.0)
+        return dataclasses.replace(
+            base,
             tick_size=float(self.tick),
             lot_size=float(self.lot),
             min_size=float(self.min_size),
@@ -136,14 +143,43 @@ def instrument_from_okx(d: OkxInstrument) -> InstrumentSpec:
     """One item of GET /api/v5/public/instruments (§2.11)."""
     code = d.get("instIdCode")
     ct_val = decimal_of(d.get("ctVal"))
+    symbol = str(d["instId"])
+    inst_type = str(d.get("instType", "SPOT"))
+    kind = {"SWAP": InstrumentKind.SWAP, "FUTURES": InstrumentKind.FUTURES}.get(
+        inst_type, InstrumentKind.SPOT
+    )
+    # Spot rows carry baseCcy/quoteCcy; derivative rows leave them "" and name the family instead
+    # (BTC-USDT, BTC-USD, BTC-USD_UM): the base is its first part, the quote the second.
+    family = str(d.get("instFamily") or d.get("uly") or "")
+    fam_base, _, fam_quote = family.partition("-")
+    base = str(d.get("baseCcy") or fam_base or symbol.split("-")[0])
+    quote = str(d.get("quoteCcy") or fam_quote.split("_")[0] or (symbol.split("-") + [""])[1])
+    inverse = str(d.get("ctType", "")) == "inverse"
+    derivative = kind is not InstrumentKind.SPOT
+    contract_value = ct_val if derivative and ct_val > 0 else Decimal(1)  # an empty ctVal is 1, as spot
+    facts = Instrument(
+        symbol,
+        0.0,
+        0.0,
+        0.0,
+        kind=kind,
+        contract_currency=str(d.get("ctValCcy") or "") if derivative else base,
+        settle_currency=str(d.get("settleCcy") or "") if derivative else quote,
+        base_currency=base,
+        quote_currency=quote,
+        inverse=inverse,
+        max_leverage=_f(d.get("lever")) if derivative else 0.0,
+        expiry_ms=int_of(d.get("expTime")) if kind is InstrumentKind.FUTURES else 0,
+    )
     return InstrumentSpec(
-        symbol=str(d["instId"]),
-        inst_type=str(d.get("instType", "SPOT")),
+        symbol=symbol,
+        inst_type=inst_type,
         tick=decimal_of(d.get("tickSz")),
         lot=decimal_of(d.get("lotSz")),
         min_size=decimal_of(d.get("minSz")),
         code=int(code) if isinstance(code, (int, str)) and str(code).lstrip("-").isdigit() else None,
-        contract_value=ct_val if ct_val > 0 else Decimal(1),
+        contract_value=contract_value,
+        facts=facts,
     )
 
 
@@ -253,7 +289,7 @@ def cancel_reason(d: Mapping[str, Any]) -> str:
 def _base_ccy(d: Mapping[str, Any]) -> str:
     """The base currency of a spot/margin order or fill (``BTC`` of ``BTC-USDT``); "" otherwise."""
     if str(d.get("instType") or "SPOT") not in ("SPOT", "MARGIN"):
-        return ""
+        return ""  # swaps and futures: fees are in the settlement currency already
     return str(d.get("instId") or "").split("-")[0]
 
 
@@ -337,7 +373,7 @@ def place_args(order: VenueOrder, spec: InstrumentSpec, td_mode: str, *, ws: boo
     """Arguments of one place (REST body / WS ``args`` item), prices and sizes on the grid."""
     args = _id_arg(spec, ws)
     args.update(
-        tdMode=td_mode,
+        tdMode=spec.td_mode or td_mode,
         clOrdId=order.venue_order_id,
         side=order.side.value,
         ordType=ORD_TYPES[order.order_type],
@@ -350,6 +386,14 @@ def place_args(order: VenueOrder, spec: InstrumentSpec, td_mode: str, *, ws: boo
     else:
         assert order.price is not None
         args["px"] = format_on_grid(order.price, spec.tick)
+    if spec.inst_type in ("SWAP", "FUTURES"):
+        # posSide: never sent in net mode (OKX's default "net"); the leg in long/short mode, where it
+        # is mandatory (51000 otherwise). reduceOnly only in net mode, only when the server judged the
+        # order reduce-only for the account (server/positions.py).
+        if not spec.net_mode:
+            args["posSide"] = order.pos_side or ("long" if order.side is Side.BUY else "short")
+        elif order.reduce_only:
+            args["reduceOnly"] = True
     return args
 
 

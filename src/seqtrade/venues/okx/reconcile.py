@@ -64,7 +64,9 @@ class OrderReads:
     async def pending(self) -> list[OkxOrder]:
         """Every live/partially filled order of ``inst_type`` (orders-pending, paged)."""
         out: list[OkxOrder] = []
-        params = {"instType": self._inst_type, "limit": str(PENDING_PAGE)}
+        params = {"limit": str(PENDING_PAGE)}
+        if self._inst_type:  # "" for symbols of several kinds: every kind
+            params["instType"] = self._inst_type
         while True:
             page = await self._rest.checked("GET", m.PATH_PENDING, params=params)
             out.extend(page)

@@ -361,7 +361,9 @@ class FillPager:
         """The next read: (path, query parameters), or None when the gap is covered."""
         if self.done:
             return None
-        params = {"instType": self.inst_type, "limit": str(FILLS_PAGE_LIMIT)}
+        params = {"limit": str(FILLS_PAGE_LIMIT)}
+        if self.inst_type or self.path != PATH_FILLS:  # fills-history needs one; "" = every kind
+            params["instType"] = self.inst_type or "SPOT"
         if self._after:
             params["after"] = self._after
         return self.path, params

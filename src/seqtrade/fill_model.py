@@ -1,0 +1,362 @@
+"""How a backtest fills orders against a recording: a queue model over recorded books and trades.
+
+Pure: no I/O, no clock, no trio. The caller feeds the recording in time order (:meth:`FillModel.on_book`,
+:meth:`FillModel.on_trade`, :meth:`FillModel.on_funding`), submits and cancels simulated orders
+(:meth:`FillModel.submit`, :meth:`FillModel.cancel`), and gets back what happened as events
+(:class:`Fill`, :class:`Status`, :class:`Funding`). Times are ns since the epoch, the recording's.
+
+The rules (docs/backtesting.md, "The fill model"):
+
+- **Latency.** An order or a cancel takes effect one latency after it was sent (:class:`ConstantLatency`,
+  :class:`LogNormalLatency`, or :class:`EmpiricalLatency` drawing from the latencies the recorder
+  measured live). A market event at exactly the arrival time happened without it (conservative).
+- **Market orders walk the book**: level by level from the best price, as far as the recorded depth
+  goes; what the depth cannot fill is cancelled (as the paper exchange does). The liquidity taken is
+  gone from the model's copy of the book until the next recorded book replaces it.
+- **Limit orders** take what they cross at once (taker), then rest. A resting order joins the queue
+  **behind the size already at its price** (from the last recorded book) and behind our own earlier
+  orders there, and fills only as trades at its price consume that queue: a trade of ``q`` at the
+  order's price first takes the ``ahead`` in front of it, then the order. A recorded book whose level
+  shrank without trades means cancels; they are assumed to have been behind us (conservative) unless
+  the level is now smaller than our ``ahead``, which then shrinks to it: a cancel ahead moves us up.
+  A trade through the price (a sell below our buy) or a book crossing it fills the order at its price.
+  ``post_only`` that would cross is rejected; ``ioc`` cancels what it did not take at once; ``fok``
+  takes all at once or nothing.
+- **Fees**: ``maker`` on resting fills, ``taker`` on fills at arrival, a fraction of the notional.
+- **Funding** (swaps): at each recorded funding event, a long pays ``position x mark price x rate``
+  (receives when the rate is negative), a short the opposite.
+
+Not modelled: our own orders' effect on later recorded data (the market does not react to us), hidden
+liquidity, and queue priority lost on an amend (an amend is a cancel and a new order here).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = [
+    "Latency",
+    "ConstantLatency",
+    "LogNormalLatency",
+    "EmpiricalLatency",
+    "Fees",
+    "SimOrder",
+    "Fill",
+    "Status",
+    "Funding",
+    "Event",
+    "FillModel",
+]
+
+_EPS = 1e-12
+
+
+class Latency(Protocol):
+    """Where an order's latency comes from: ``sample()`` ns, drawn once per order or cancel."""
+
+    def sample(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class ConstantLatency:
+    """Every order and cancel takes ``ns``."""
+
+    ns: int = 1_000_000
+
+    def sample(self) -> int:
+        return self.ns
+
+
+@dataclass
+class LogNormalLatency:
+    """A log-normal distribution: ``median_ns``, and ``sigma`` the log's standard deviation; seeded."""
+
+    median_ns: int = 1_000_000
+    sigma: float = 0.5
+    seed: int = 0
+    _rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def sample(self) -> int:
+        return int(self.median_ns * math.exp(self._rng.gauss(0.0, self.sigma)))
+
+
+@dataclass
+class EmpiricalLatency:
+    """Draws from latencies measured live (the recording's ``orders.latency_ns``); seeded."""
+
+    samples: Sequence[int]
+    seed: int = 0
+    _rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.samples:
+            raise ValueError("EmpiricalLatency needs at least one measured latency")
+        self._rng = random.Random(self.seed)
+
+    def sample(self) -> int:
+        return int(self._rng.choice(self.samples))
+
+
+@dataclass(frozen=True)
+class Fees:
+    """Fractions of the notional: ``maker`` for resting fills, ``taker`` for fills at arrival."""
+
+    maker: float = 0.0008
+    taker: float = 0.001
+
+
+@dataclass
+class SimOrder:
+    """One simulated order. ``side`` is ``"buy"``/``"sell"``; ``order_type`` one of ``limit``, ``market``,
+    ``post_only``, ``ioc``, ``fok``; ``price`` None for a market order. The model keeps its state."""
+
+    order_id: str
+    symbol: str
+    side: str
+    order_type: str
+    price: float | None
+    quantity: float
+    filled: float = 0.0
+    notional: float = 0.0  # sum of price x quantity of its fills
+    fee: float = 0.0
+    status: str = "pending"  # pending -> open -> filled | cancelled | rejected
+    ahead: float = 0.0  # the size in front of it in the queue at its price
+    arrive_ns: int = 0
+    seq: int = 0  # arrival order among orders arriving at the same time
+
+    @property
+    def remaining(self) -> float:
+        return self.quantity - self.filled
+
+    @property
+    def avg_price(self) -> float:
+        return self.notional / self.filled if self.filled > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    order_id: str
+    ts_ns: int
+    price: float
+    quantity: float
+    fee: float
+    maker: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """An order's new status: ``accepted`` (it rests), ``filled``, ``cancelled``, ``rejected``, or
+    ``cancel_failed`` (the cancel came after the order ended)."""
+
+    order_id: str
+    ts_ns: int
+    status: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Funding:
+    symbol: str
+    ts_ns: int
+    rate: float
+    amount: float  # + received, - paid
+
+
+Event = Fill | Status | Funding
+
+
+@dataclass
+class _Book:
+    bids: list[list[float]] = field(default_factory=list)  # [[price, size], ...], best first
+    asks: list[list[float]] = field(default_factory=list)
+
+
+class FillModel:
+    """Simulated orders against a recorded market; see the module docstring for the rules."""
+
+    def __init__(self, fees: Fees | None = None, latency: Latency | None = None) -> None:
+        self.fees = fees or Fees()
+        self.latency: Latency = latency or ConstantLatency()
+        self.books: dict[str, _Book] = {}
+        self.orders: dict[str, SimOrder] = {}
+        self.resting: dict[str, list[SimOrder]] = {}  # symbol -> open orders, in arrival order
+        self.position: dict[str, float] = {}
+        self.cash = 0.0  # quote currency: - paid for buys, + received for sells, fees and funding
+        self.fees_paid = 0.0
+        self.funding_paid = 0.0
+        self._pending: list[tuple[int, int, str, SimOrder]] = []  # (arrive_ns, seq, "new"|"cancel", order)
+        self._seq = 0
+
+    # ------------------------------------------------------------------ orders
+
+    def submit(self, order: SimOrder, now_ns: int) -> None:
+        """``order`` sent at ``now_ns``: it takes effect one latency later."""
+        if order.order_id in self.orders:
+            raise ValueError(f"order {order.order_id} submitted twice")
+        self.orders[order.order_id] = order
+        order.arrive_ns = now_ns + self.latency.sample()
+        self._queue(order.arrive_ns, "new", order)
+
+    def cancel(self, order_id: str, now_ns: int) -> None:
+        """A cancel sent at ``now_ns``, effective one latency later."""
+        self._queue(now_ns + self.latency.sample(), "cancel", self.orders[order_id])
+
+    def _queue(self, at: int, what: str, order: SimOrder) -> None:
+        self._seq += 1
+        self._pending.append((at, self._seq, what, order))
+        self._pending.sort(key=lambda p: (p[0], p[1]))
+
+    def advance(self, now_ns: int) -> list[Event]:
+        """Everything that arrives strictly before ``now_ns``, in arrival order, against the book as it is."""
+        out: list[Event] = []
+        while self._pending and self._pending[0][0] < now_ns:
+            at, seq, what, order = self._pending.pop(0)
+            if what == "new":
+                order.seq = seq
+                self._arrive(order, at, out)
+            elif order.status in ("open", "pending"):
+                self._done(order, at, "cancelled", "cancelled", out)
+            else:
+                out.append(Status(order.order_id, at, "cancel_failed", f"order already {order.status}"))
+        return out
+
+    def _arrive(self, o: SimOrder, ts: int, out: list[Event]) -> None:
+        if o.status != "pending":  # cancelled before it arrived
+            return
+        book = self.books.setdefault(o.symbol, _Book())
+        buy = o.side == "buy"
+        opposite = book.asks if buy else book.bids
+        limit = o.price if o.order_type != "market" else None
+        crosses = bool(opposite) and (limit is None or _better_or_equal(opposite[0][0], limit, buy))
+        if o.order_type == "post_only" and crosses:
+            self._done(o, ts, "rejected", "post_only order would take liquidity", out)
+            return
+        if o.order_type == "fok" and _available(opposite, limit, buy) < o.quantity - _EPS:
+            self._done(o, ts, "cancelled", "fok: not enough at once", out)
+            return
+        if crosses:
+            self._take(o, opposite, limit, buy, ts, out)
+        if o.remaining <= _EPS:
+            self._done(o, ts, "filled", "", out)
+        elif o.order_type in ("market", "ioc", "fok"):
+            self._done(o, ts, "cancelled", "not fillable at once", out)
+        else:
+            assert o.price is not None
+            same = book.bids if buy else book.asks
+            own = sum(
+                r.remaining for r in self.resting.get(o.symbol, []) if r.side == o.side and r.price == o.price
+            )
+            o.ahead = _size_at(same, o.price) + own
+            o.status = "open"
+            self.resting.setdefault(o.symbol, []).append(o)
+            out.append(Status(o.order_id, ts, "accepted"))
+
+    def _take(self, o: SimOrder, levels: list[list[float]], limit: float | None, buy: bool, ts: int,
+              out: list[Event]) -> None:  # fmt: skip
+        """Walk ``levels`` (best first) up to ``limit``: taker fills; consumed liquidity leaves the copy."""
+        while levels and o.remaining > _EPS:
+            price, size = levels[0]
+            if limit is not None and not _better_or_equal(price, limit, buy):
+                break
+            q = min(size, o.remaining)
+            self._fill(o, ts, price, q, maker=False, out=out)
+            if size - q <= _EPS:
+                levels.pop(0)
+            else:
+                levels[0] = [price, size - q]
+
+    def _fill(self, o: SimOrder, ts: int, price: float, q: float, *, maker: bool, out: list[Event]) -> None:
+        fee = price * q * (self.fees.maker if maker else self.fees.taker)
+        o.filled += q
+        o.notional += price * q
+        o.fee += fee
+        sign = 1.0 if o.side == "buy" else -1.0
+        self.position[o.symbol] = self.position.get(o.symbol, 0.0) + sign * q
+        self.cash -= sign * price * q + fee
+        self.fees_paid += fee
+        out.append(Fill(o.order_id, ts, price, q, fee, maker))
+
+    def _done(self, o: SimOrder, ts: int, status: str, reason: str, out: list[Event]) -> None:
+        if o.status == "open":
+            self.resting[o.symbol].remove(o)
+        o.status = status
+        out.append(Status(o.order_id, ts, status, reason))
+
+    # ------------------------------------------------------------------ the recording
+
+    def on_book(self, symbol: str, bids: Sequence[Sequence[float]], asks: Sequence[Sequence[float]],
+                ts_ns: int) -> list[Event]:  # fmt: skip
+        """A recorded full book (levels best first). Resting orders: the queue ahead shrinks to the level
+        (cancels ahead), and a book that crosses an order's price fills it there."""
+        out = self.advance(ts_ns)
+        book = self.books[symbol] = _Book([[float(p), float(s)] for p, s in bids],
+                                          [[float(p), float(s)] for p, s in asks])  # fmt: skip
+        for o in list(self.resting.get(symbol, [])):
+            assert o.price is not None
+            buy = o.side == "buy"
+            o.ahead = min(o.ahead, _size_at(book.bids if buy else book.asks, o.price))
+            opposite = book.asks if buy else book.bids
+            through = _available(opposite, o.price, buy)
+            if through > _EPS:
+                self._fill(o, ts_ns, o.price, min(o.remaining, through), maker=True, out=out)
+                if o.remaining <= _EPS:
+                    self._done(o, ts_ns, "filled", "", out)
+        return out
+
+    def on_trade(self, symbol: str, price: float, size: float, side: str, ts_ns: int) -> list[Event]:
+        """A recorded public trade; ``side`` is the taker's. It consumes the queue on the passive side."""
+        out = self.advance(ts_ns)
+        passive = "sell" if side == "buy" else "buy"
+        for o in list(self.resting.get(symbol, [])):
+            if o.side != passive:
+                continue
+            assert o.price is not None
+            buy = passive == "buy"
+            if abs(price - o.price) <= _EPS * max(1.0, abs(price)):
+                q = min(o.remaining, max(0.0, size - o.ahead))
+                o.ahead = max(0.0, o.ahead - size)
+            elif _better_or_equal(o.price, price, not buy):  # traded through our price: the level is gone
+                q = min(o.remaining, size)
+                o.ahead = 0.0
+            else:
+                continue
+            if q > _EPS:
+                self._fill(o, ts_ns, o.price, q, maker=True, out=out)
+                if o.remaining <= _EPS:
+                    self._done(o, ts_ns, "filled", "", out)
+        return out
+
+    def on_funding(self, symbol: str, rate: float, mark_price: float, ts_ns: int) -> list[Event]:
+        """A recorded funding event of a swap: longs pay ``position x mark x rate``, shorts receive it."""
+        out = self.advance(ts_ns)
+        pos = self.position.get(symbol, 0.0)
+        if pos:
+            amount = -pos * mark_price * rate
+            self.cash += amount
+            self.funding_paid -= amount
+            out.append(Funding(symbol, ts_ns, rate, amount))
+        return out
+
+
+def _better_or_equal(price: float, limit: float, buy: bool) -> bool:
+    """``price`` is at ``limit`` or better for a buyer (lower) or a seller (higher)."""
+    return price <= limit + _EPS if buy else price >= limit - _EPS
+
+
+def _size_at(levels: list[list[float]], price: float) -> float:
+    for p, s in levels:
+        if abs(p - price) <= _EPS * max(1.0, abs(price)):
+            return s
+    return 0.0
+
+
+def _available(levels: list[list[float]], limit: float | None, buy: bool) -> float:
+    """Size on the opposite side at ``limit`` or better (all of it for a market order)."""
+    return sum(s for p, s in levels if limit is None or _better_or_equal(p, limit, buy))

@@ -1,0 +1,224 @@
+"""``seqtrade replay``: a recording served on the bus again, for developing a strategy on real data.
+
+The server runs as it always does (sockets, journal, joins, the supervisor's ``[[strategies]]``), with
+:class:`ReplayVenue` in place of the exchange: it publishes the recording's market data in the order it
+was recorded (by the server's receive time ``gw_ns``), at the recorded pace times ``speed`` or as fast as
+possible, and rejects every order (``replay: market data only``). Nothing here names a message type:
+each recorded map is decoded by the wire codec of its ``type`` (:mod:`seqtrade.wire`), so every type
+the recorder wrote is replayed; recorded ``status`` messages replay the venue's connection (a recorded
+disconnection is one here too).
+
+What strategies see: the recorded fields as they were (``ts`` is the exchange's time of the data);
+``seq`` and ``gw_ns`` are the replay server's own, as for any message it publishes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import math
+import re
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from . import wire
+from .errors import SeqtradeError
+from .models import OrderStatus
+from .recorder_rows import RESERVED, safe_key
+from .venues.base import EventKind, Instrument, OrderEvent, Venue, VenueOrder, VenueSink
+
+__all__ = ["ReplayVenue", "recorded_days", "read_rows", "to_message", "with_run_dir"]
+
+log = logging.getLogger(__name__)
+
+REJECT = "replay: market data only (orders are not traded)"
+_STATUS = "status"
+_BATCH = 512  # messages published between checkpoints at full speed
+
+
+def recorded_days(data: Path) -> list[str]:
+    """The UTC days a recording holds, in order (any market-data table)."""
+    if not data.is_dir():
+        raise SeqtradeError(f"replay: {data} is not a directory (a recording: [recorder] dir)")
+    days = {d.name for t in data.iterdir() if t.is_dir() and t.name not in RESERVED for d in t.iterdir()}
+    return sorted(days)
+
+
+def read_rows(data: Path, symbols: list[str]) -> Iterator[dict[str, Any]]:
+    """Every market-data row of the recording for ``symbols`` (and every ``status``), in recorded
+    order: by ``gw_ns``, then type and ``seq``. Streamed: each file is read a batch at a time, and the
+    files of each type and key (in time order within themselves) are merged, so a recording of any
+    size replays in bounded memory."""
+    keys = {safe_key(s) for s in symbols}
+    chains: dict[tuple[str, str], list[Path]] = {}
+    for table in sorted(t for t in data.iterdir() if t.is_dir() and t.name not in RESERVED):
+        for day in sorted(d for d in table.iterdir() if d.is_dir()):
+            for key in sorted(k for k in day.iterdir() if k.is_dir()):
+                if table.name == _STATUS or key.name in keys:
+                    chains.setdefault((table.name, key.name), []).extend(sorted(key.glob("*.parquet")))
+    streams = [_file_rows(files) for _, files in sorted(chains.items())]
+    return heapq.merge(*streams, key=lambda r: (r.get("gw_ns") or 0, str(r.get("type")), r.get("seq") or 0))
+
+
+def _file_rows(files: list[Path]) -> Iterator[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    for f in files:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=4096):
+            yield from batch.to_pylist()
+
+
+def to_message(row: dict[str, Any]) -> Any:
+    """The protocol message a recorded row was (its ``type``'s codec); None for a type this version
+    does not know (recorded by a newer server) and for what the server itself says about its venue
+    (types keyed by venue, not symbol: the replay server says its own)."""
+    codec = wire.MARKET_DATA_TYPES.get(str(row.get("type")))
+    if codec is None or codec.key != "symbol":
+        return None
+    return codec.decode({k: v for k, v in row.items() if v is not None})
+
+
+def with_run_dir(text: str, run_dir: str) -> str:
+    """A config's TOML text with ``[server] run_dir`` set to ``run_dir``: the file the replay's
+    supervised strategies read (they find the replay server's sockets through it)."""
+    value = f"run_dir = {json.dumps(run_dir)}"
+    if "run_dir" in tomllib.loads(text).get("server", {}):
+        return re.sub(r"(?m)^[ \t]*run_dir[ \t]*=.*$", lambda _: value, text, count=1)
+    if re.search(r"(?m)^\[server\][ \t]*(#.*)?$", text):
+        return re.sub(r"(?m)^\[server\][ \t]*(#.*)?$", lambda m: m.group(0) + "\n" + value, text, count=1)
+    return f"[server]\n{value}\n\n{text}"
+
+
+class ReplayVenue(Venue):
+    """A venue that plays a recording (see the module docstring).
+
+    ``speed``: 1.0 is the recorded pace, 10.0 ten times faster, 0 (or ``inf``) as fast as possible.
+    ``wait_for``: start once this many strategies have joined (then ``grace`` seconds more, for their
+    market-data subscriptions to reach the server). ``linger``: seconds between the last message and
+    the server's stop (``stop_at_end``), for strategies to read what is still on its way to them.
+    """
+
+    name = "replay"
+    simulated = True
+
+    def __init__(self, data: Path, symbols: list[str], *, speed: float = 1.0, wait_for: int = 0,
+                 grace: float = 0.5, linger: float = 1.0, stop_at_end: bool = True) -> None:  # fmt: skip
+        if speed < 0 or math.isnan(speed):
+            raise SeqtradeError("replay: --speed must be >= 0 (0: as fast as possible)")
+        self.data = data
+        self.symbols = list(symbols)
+        self.speed = speed
+        self.wait_for = wait_for
+        self.grace = grace
+        self.linger = linger
+        self.stop_at_end = stop_at_end
+        self.days = recorded_days(data)
+        self.published = 0
+        self.finished = trio.Event()
+        self._sink: VenueSink | None = None
+        self._instruments = {s: Instrument(s, 1e-8, 1e-8, 1e-8) for s in self.symbols}
+
+    @property
+    def instruments(self) -> dict[str, Instrument]:
+        return self._instruments
+
+    async def run(self, sink: VenueSink, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        self._sink = sink
+        sink.set_connected(True)
+        task_status.started()
+        await self._wait_for_strategies(sink)
+        log.info("replay: %s, %s, at %s", self.data, ", ".join(self.days) or "no data",
+                 "full speed" if self._full_speed else f"{self.speed:g}x the recorded pace")  # fmt: skip
+        await self._play(sink, read_rows(self.data, self.symbols))
+        log.info("replay finished: %d messages", self.published)
+        self.finished.set()
+        if self.stop_at_end:
+            await trio.sleep(self.linger)
+            stop = getattr(sink, "request_stop", None)
+            if stop is not None:
+                stop()
+        await trio.sleep_forever()
+
+    @property
+    def _full_speed(self) -> bool:
+        return self.speed == 0 or math.isinf(self.speed)
+
+    async def _wait_for_strategies(self, sink: VenueSink) -> None:
+        connected = getattr(sink, "connected_strategies", None)
+        if not self.wait_for or connected is None:
+            return
+        log.info(
+            "replay: waiting for %d strateg%s to join", self.wait_for, "y" if self.wait_for == 1 else "ies"
+        )
+        # The gateway notifies nobody of a join: polled, 20 times a second, before the replay starts.
+        while len(connected()) < self.wait_for:  # noqa: ASYNC110
+            await trio.sleep(0.05)
+        await trio.sleep(self.grace)
+
+    async def _play(self, sink: VenueSink, rows: Iterator[dict[str, Any]]) -> None:
+        full = self._full_speed
+        start = trio.current_time()
+        first: int | None = None
+        for i, row in enumerate(self._messages(rows)):
+            ns, msg = row
+            if first is None:
+                first = ns
+            if full:
+                if i % _BATCH == _BATCH - 1:
+                    await trio.lowlevel.checkpoint()
+            else:
+                due = start + (ns - first) / 1e9 / self.speed
+                if due > trio.current_time():
+                    await trio.sleep_until(due)
+            if msg is True or msg is False:
+                sink.set_connected(msg)
+            else:
+                sink.publish_market(msg)
+            self.published += 1
+
+    def _messages(self, rows: Iterator[dict[str, Any]]) -> Iterator[tuple[int, Any]]:
+        """(recorded ns, message) of each row: a market-data model, or True/False for a recorded
+        change of the venue's connection (other status rows repeat the state: skipped)."""
+        connected = True
+        for row in rows:
+            ns = int(row.get("gw_ns") or 0)
+            if row.get("type") == _STATUS:
+                now = bool(row.get("connected", True))
+                if now != connected:
+                    connected = now
+                    yield ns, now
+                continue
+            msg = to_message(row)
+            if msg is not None:
+                yield ns, msg
+
+    # ------------------------------------------------------------------ orders: refused
+
+    async def place_order(self, order: VenueOrder) -> None:
+        await self._event(OrderEvent(order.venue_order_id, OrderStatus.REJECTED, error_msg=REJECT))
+
+    async def cancel_order(self, venue_order_id: str, symbol: str) -> None:
+        await self._event(
+            OrderEvent(venue_order_id, OrderStatus.REJECTED, EventKind.CANCEL_FAILED, error_msg=REJECT)
+        )
+
+    async def amend_order(self, venue_order_id: str, symbol: str, price: float | None,
+                          quantity: float | None) -> None:  # fmt: skip
+        await self._event(
+            OrderEvent(venue_order_id, OrderStatus.REJECTED, EventKind.AMEND_FAILED, error_msg=REJECT)
+        )
+
+    async def _event(self, event: OrderEvent) -> None:
+        if self._sink is not None:
+            await self._sink.order_event(event)
+
+    async def query_order(self, venue_order_id: str, symbol: str) -> OrderEvent | None:
+        return None
+
+    async def open_orders(self) -> list[OrderEvent]:
+        return []

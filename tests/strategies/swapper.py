@@ -1,0 +1,89 @@
+"""A test strategy for tests/test_paper_derivs_faults.py: it opens one swap position and holds it.
+
+``Swapper`` sends one market order (``side``, ``size`` contracts of ``symbol``) under a fixed
+client_order_id, so that sending it again after a server restart is idempotent, then holds the
+position while the venue settles funding on it; with ``churn`` > 0 it also trades one lot in and out
+every ``churn`` seconds (market orders, buy then sell), re-sending a request that got no report within
+a second under the same client_order_id (idempotent), so that fills happen while the server dies. It
+writes a JSON line to ``out`` for every report it applies (order reports and account events, replayed
+ones included, once each, in seq order). On
+SIGUSR1 it sends a marker (a cancel of an id it never used, answered after everything before it) and
+writes its final view when the marker's report arrives: position and funding per symbol.
+"""
+
+import json
+import os
+import signal
+import time
+
+from seqtrade.client import Strategy
+from seqtrade.models import OrderRequest, OrderType, Side
+
+
+class Swapper(Strategy):
+    symbols = ["BTC-USDT-SWAP"]
+
+    def __init__(self, **params: object) -> None:
+        super().__init__(**params)
+        self.out = open(str(params["out"]), "a", buffering=1)  # noqa: SIM115 - lives as long as the process
+        self.sym = str(params.get("symbol", "BTC-USDT-SWAP"))
+        self.side = Side(str(params.get("side", "buy")))
+        self.size = float(params.get("size", 1.0))  # type: ignore[arg-type]
+        self.churn = float(params.get("churn", 0.0))  # type: ignore[arg-type]
+        self.pending: dict[str, tuple[OrderRequest, float]] = {}  # sent, no report yet
+        self.n = 0
+        self.last_trade = 0.0
+        self.quiet = False
+        self.marker = ""
+        signal.signal(signal.SIGUSR1, self._quiet)
+
+    def write(self, **kw: object) -> None:
+        self.out.write(json.dumps(kw) + "\n")
+
+    def _apply_report(self, r):  # every order report applied, once, in seq order
+        super()._apply_report(r)
+        self.pending.pop(r.client_order_id, None)
+        self.write(ev="r", seq=r.seq, coid=r.client_order_id, status=str(r.status), filled=r.filled_quantity)
+        if self.marker and r.client_order_id == self.marker:
+            p = self.positions.get(self.sym)
+            self.write(
+                ev="final", seq=r.seq, position=self.position(self.sym), funding=p.funding if p else 0.0
+            )
+
+    def _apply_account_event(self, e):  # every account event applied, once, in seq order
+        super()._apply_account_event(e)
+        self.write(
+            ev="a", seq=e.seq, kind=str(e.kind), event_id=e.event_id, quantity=e.quantity, amount=e.amount
+        )
+
+    def _quiet(self, signum, frame) -> None:
+        self.quiet = True
+
+    def on_start(self) -> None:
+        self.write(ev="start", pid=os.getpid())
+        now = time.time_ns() // 1_000_000
+        req = OrderRequest(self.strategy_id, f"{self.strategy_id}open", self.sym, self.side, OrderType.MARKET, None,
+                           self.size, now)  # fmt: skip
+        self._send(req)  # the same id at every (re)join: the server answers the order it has
+        self.set_timer(0.05, self.act)
+
+    def act(self) -> None:
+        if self.quiet:
+            if not self.marker:
+                self.marker = f"final{os.getpid()}{time.time_ns()}"
+                self.cancel_order(self.marker)
+            return
+        now = time.monotonic()
+        for coid, (req, sent) in list(self.pending.items()):
+            if now - sent > 1.0:  # no report: lost with a dead server, maybe; the same id again
+                req.timestamp = time.time_ns() // 1_000_000
+                self._send(req)
+                self.pending[coid] = (req, now)
+        if self.churn and not self.pending and now - self.last_trade >= self.churn:
+            self.last_trade = now
+            self.n += 1
+            side = Side.BUY if self.n % 2 else Side.SELL
+            req = OrderRequest(self.strategy_id, f"{self.strategy_id}c{os.getpid()}n{self.n}", self.sym, side,
+                               OrderType.MARKET, None, 0.01, time.time_ns() // 1_000_000)  # fmt: skip
+            self._send(req)
+            self.pending[req.client_order_id] = (req, now)
