@@ -105,6 +105,31 @@ def test_fanout(smoke: dict) -> None:
         assert f["ratio"] is not None
 
 
+def test_order_throughput_with_its_raw_baseline(smoke: dict) -> None:
+    tp = smoke["order_throughput"]
+    plan = smoke["plan"]
+    assert (tp["strategies"], tp["orders_each"], tp["window"]) == (3, plan["tp_count"], plan["tp_window"])
+    for kind in ("seqtrade", "raw"):
+        assert tp[kind]["orders"] == 3 * plan["tp_count"] and tp[kind]["orders_per_s"] > 0, tp
+    assert tp["ratio"] is not None and tp["ratio"] > 0
+    assert tp["seqtrade"]["server_cpu_us_per_order"] is None or tp["seqtrade"]["server_cpu_us_per_order"] > 0
+
+
+def test_every_scenario_has_its_load_and_a_place_in_the_plot(smoke: dict) -> None:
+    """Each scenario that ran has its own load figures; each latency histogram falls in a plot panel
+    with its raw pair, and the rates (fan-out, throughput) are the plot's bar panels."""
+    from seqtrade.bench.run import PLOT_PANELS, SCENARIOS, _bar_rows
+
+    assert set(smoke["load"]["scenarios"]) == set(SCENARIOS)
+    names = list(smoke["histograms"])
+    for name in names:
+        prefix = next((p for p, _ in PLOT_PANELS if name.startswith(p)), None)
+        assert prefix is not None, name
+        assert any(" raw" in n for n in names if n.startswith(prefix)), name  # its baseline is drawn too
+    bars = {title.split(":")[0] for title, _ in _bar_rows(smoke)}
+    assert bars == {"fan-out", "order throughput"}
+
+
 def test_codec_and_targets(smoke: dict) -> None:
     c = smoke["codec"]
     assert c["msgpack_us"] > 0 and c["json_us"] > 0 and c["json_over_msgpack"] > 0

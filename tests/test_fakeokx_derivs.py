@@ -16,9 +16,10 @@ from typing import Any
 
 import httpx
 import trio
+import trio.testing
 from trio_websocket import WebSocketConnection, open_websocket_url
 
-from tests.fakeokx import FakeOkx, open_fake_okx
+from tests.fakeokx import DEFAULT_INSTRUMENTS, FakeOkx, open_fake_okx
 
 from .test_fakeokx import login_msg, private, recv, recv_until, rest_client
 
@@ -763,6 +764,11 @@ async def test_liquidation_warning_and_partial_liquidation_long_short() -> None:
             assert bill["subType"] == "101"
             rows = {p["posSide"]: p["pos"] for p in fake.positions()}
             assert rows == {"short": "2", "long": "2"}
+            # upl at mark 65000 of the short (entry 60000): negative; literal formula reading: positive
+            upl = (dec("60000") - dec("65000")) * dec("2") * dec("0.01")
+            assert dec(fake.position(SWAP, "short", "isolated")["upl"]) == upl  # type: ignore[index]
+            fake.exchange.upl_short_flip = False
+            assert dec(fake.position(SWAP, "short", "isolated")["upl"]) == -upl  # type: ignore[index]
 
 
 async def test_close_position_and_amend_margin() -> None:
@@ -969,3 +975,197 @@ async def test_market_orders_stay_inside_the_band_and_size_caps() -> None:
                 and fills[0]["fillPx"] == "60000"
                 and fills[0]["ordType"] == "optimal_limit_ioc"
             )
+
+
+async def test_ws_amend_cancel_and_missed_pushes_recovered_by_rest() -> None:
+    """WS amend / cancel of a SWAP order by instIdCode; with private pushes paused (a client that
+    was down), a fill and a funding settlement are visible afterwards through REST only: positions,
+    fills and bills (type 2 and 8) -- what a restarted adapter reconciles from.  ``fills`` -> 64003."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake, rest_client(fake) as client:
+            fake.set_market(SWAP, bid=60000, ask=60000.1, bid_sz=100, ask_sz=100)
+            async with private_ws(fake, {"channel": "orders", "instType": "SWAP"}) as (ws, _):
+                place_msg = {
+                    "id": "p1",
+                    "op": "order",
+                    "args": [
+                        {
+                            "instIdCode": 10459,
+                            "tdMode": "cross",
+                            "side": "buy",
+                            "ordType": "limit",
+                            "px": "59000",
+                            "sz": "1",
+                            "clOrdId": "wsswap1",
+                        }
+                    ],
+                }
+                await ws.send_message(json.dumps(place_msg))
+                assert (await recv_until(ws, lambda m: m.get("id") == "p1"))["code"] == "0"
+                amend = {
+                    "id": "a1",
+                    "op": "amend-order",
+                    "args": [{"instIdCode": 10459, "clOrdId": "wsswap1", "newSz": "2"}],
+                }
+                await ws.send_message(json.dumps(amend))
+                pushed = await recv_until(
+                    ws,
+                    lambda m: (
+                        m.get("arg", {}).get("channel") == "orders" and m["data"][0]["amendResult"] == "0"
+                    ),
+                )
+                assert pushed["data"][0]["sz"] == "2" and pushed["data"][0]["posSide"] == "net"
+                cancel = {
+                    "id": "c1",
+                    "op": "cancel-order",
+                    "args": [{"instIdCode": 10459, "clOrdId": "wsswap1"}],
+                }
+                await ws.send_message(json.dumps(cancel))
+                gone = await recv_until(
+                    ws,
+                    lambda m: (
+                        m.get("arg", {}).get("channel") == "orders" and m["data"][0]["state"] == "canceled"
+                    ),
+                )
+                assert gone["data"][0]["cancelSource"] == "1"
+                await ws.send_message(json.dumps({"op": "subscribe", "args": [{"channel": "fills"}]}))
+                assert (await recv_until(ws, lambda m: m.get("event") == "error"))["code"] == "64003"
+            fake.private_pushes_paused = True
+            _, body = await place(client, fake, order("buy", "2", "60000.1"))
+            assert body["code"] == "0"
+            fake.settle_funding(SWAP, "0.0005")
+            fake.private_pushes_paused = False
+            [pos] = (await get(client, fake, "/api/v5/account/positions"))["data"]
+            assert pos["pos"] == "2" and dec(pos["fundingFee"]) < 0
+            bills = (await get(client, fake, f"/api/v5/account/bills?instId={SWAP}"))["data"]
+            assert [b["type"] for b in bills] == ["8", "2"]  # newest first
+            later = (
+                await get(client, fake, f"/api/v5/account/bills?instId={SWAP}&before={bills[1]['billId']}")
+            )["data"]
+            assert [b["billId"] for b in later] == [bills[0]["billId"]]
+            assert len((await get(client, fake, "/api/v5/trade/fills?instType=SWAP"))["data"]) == 1
+
+
+async def test_periodic_positions_snapshots_when_switched_on(autojump_clock: trio.testing.MockClock) -> None:
+    """[positions channel] periodic snapshots (``positions_periodic``): every updateInterval ms
+    ("2000"), none for "0" -- the event pushes alone."""
+    with trio.fail_after(60):
+        async with open_fake_okx(idle_timeout=1000) as fake:
+            fake.positions_periodic = True
+            fake.order_by_hand(SWAP, "buy", "1", "60000")
+            every_2s = {
+                "channel": "positions",
+                "instType": "SWAP",
+                "extraParams": '{"updateInterval": "2000"}',
+            }
+            events_only = {
+                "channel": "positions",
+                "instType": "ANY",
+                "extraParams": '{"updateInterval": "0"}',
+            }
+            async with private_ws(fake, every_2s, events_only) as (ws, _):
+                start = trio.current_time()
+                snaps = []
+                while len(snaps) < 3:
+                    msg = await next_on(ws, "positions")
+                    assert msg["arg"]["instType"] == "SWAP"  # never the events-only subscription
+                    snaps.append((msg["eventType"], trio.current_time() - start))
+            assert [kind for kind, _ in snaps] == ["snapshot"] * 3
+            assert [round(t) for _, t in snaps] == [2, 4, 6]
+
+
+async def test_partial_derivative_rows_take_sizes_from_config() -> None:
+    """Lot / min sizes change over time: ``instruments=`` may give a partial row
+    (``{"instId": "BTC-USDT-SWAP", "lotSz": "0.1", "minSz": "0.1"}``, the older sizes); the rest comes
+    from the default row, and the order rules follow the given sizes."""
+    with trio.fail_after(TIMEOUT):
+        rows = [
+            DEFAULT_INSTRUMENTS[0],
+            {"instId": SWAP, "lotSz": "0.1", "minSz": "0.1"},
+        ]
+        async with open_fake_okx(instruments=rows) as fake, rest_client(fake) as client:
+            [row] = (await client.get("/api/v5/public/instruments?instType=SWAP")).json()["data"]
+            assert (row["instId"], row["lotSz"], row["minSz"], row["ctVal"], row["instIdCode"]) == (
+                SWAP,
+                "0.1",
+                "0.1",
+                "0.01",
+                10459,
+            )
+            fake.set_market(SWAP, bid=60000, ask=60000.1, bid_sz=100, ask_sz=100)
+            _, body = await place(client, fake, order("buy", "0.05", "59000"))
+            assert body["data"][0]["sCode"] == "51121"
+            _, body = await place(client, fake, order("buy", "0.2", "59000"))
+            assert body["code"] == "0"
+
+
+async def test_orders_history_and_opt_in_rate_limits() -> None:
+    """§2.7 orders-history (instType required) lists terminal orders, a liquidation findable by
+    ``category``; with ``deriv_rate_limits_on`` the derivative endpoints answer 50011 / HTTP 429 past
+    their budget (positions 10 / 2 s), counted on the engine's clock (frozen here, then moved)."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake, rest_client(fake) as client:
+            fake.order_by_hand(SWAP, "buy", "2", "60000")
+            fake.liquidate(SWAP, px="55000")
+            r = await private(client, fake, "GET", "/api/v5/trade/orders-history")
+            assert (r.status_code, r.json()["code"]) == (400, "50014")
+            history = (await get(client, fake, "/api/v5/trade/orders-history?instType=SWAP"))["data"]
+            assert [o["category"] for o in history] == ["full_liquidation", "normal"]
+            liq = (
+                await get(
+                    client, fake, "/api/v5/trade/orders-history?instType=SWAP&category=full_liquidation"
+                )
+            )["data"]
+            assert len(liq) == 1 and liq[0]["tradeId"] == "0" and liq[0]["state"] == "filled"
+            now = [1000.0]
+            fake.exchange.mono = lambda: now[0]
+            fake.exchange.deriv_rate_limits_on = True
+            for _ in range(10):
+                assert (await private(client, fake, "GET", "/api/v5/account/positions")).status_code == 200
+            r = await private(client, fake, "GET", "/api/v5/account/positions")
+            assert (r.status_code, r.json()["code"]) == (429, "50011")
+            now[0] += 2.0
+            assert (await private(client, fake, "GET", "/api/v5/account/positions")).status_code == 200
+            assert ("positions", "", 1000.0) in fake.rate_limited
+
+
+async def test_account_setting_errors() -> None:
+    """A portfolio-margin account (acctLv "4") stays in net mode (51041); leverage below 1 -> 59105
+    (HTTP 400); a missing mgnMode -> 50014; an unknown instrument in leverage-info -> 51001."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_okx() as fake, rest_client(fake) as client:
+            fake.account.acct_lv = "4"
+            _, body = await post(
+                client, fake, "/api/v5/account/set-position-mode", {"posMode": "long_short_mode"}
+            )
+            assert body["code"] == "51041"
+            status, body = await post(
+                client,
+                fake,
+                "/api/v5/account/set-leverage",
+                {"instId": SWAP, "lever": "0.5", "mgnMode": "cross"},
+            )
+            assert (status, body["code"], body["data"]) == (400, "59105", [])
+            status, body = await post(
+                client, fake, "/api/v5/account/set-leverage", {"instId": SWAP, "lever": "5"}
+            )
+            assert (status, body["code"]) == (400, "50014")
+            r = await private(
+                client, fake, "GET", "/api/v5/account/leverage-info?instId=NOPE-USDT-SWAP&mgnMode=cross"
+            )
+            assert r.json()["code"] == "51001"
+
+
+async def test_x_perp_future_pays_funding() -> None:
+    """[funding rate]: a FUTURES row with ``ruleType "xperp"`` (an X-Perp) pays funding like a swap;
+    its funding-rate item says instType FUTURES."""
+    with trio.fail_after(TIMEOUT):
+        rows = [{"instId": "BTC-USDT-271231", "ruleType": "xperp", "expTime": ""}]
+        async with open_fake_okx(instruments=rows) as fake, rest_client(fake) as client:
+            item = (await client.get("/api/v5/public/funding-rate?instId=BTC-USDT-271231")).json()["data"][0]
+            assert item["instType"] == "FUTURES"
+            fake.order_by_hand("BTC-USDT-271231", "sell", "1", "60000")
+            fake.set_mark_price("BTC-USDT-271231", "60000")
+            [bill] = fake.settle_funding("BTC-USDT-271231", "0.0001")
+            assert (bill["instType"], bill["subType"]) == ("FUTURES", "174")
+            assert dec(bill["pnl"]) == dec("1") * dec("0.01") * dec("60000") * dec("0.0001")

@@ -114,8 +114,10 @@ async def status(config: Config) -> dict:  # type: ignore[type-arg]
     return await trio.to_thread.run_sync(lambda: request(ep, "status"))  # type: ignore[no-any-return]
 
 
-def journaled_events(config: Config) -> list[dict]:  # type: ignore[type-arg]
-    """Every account_event report in the journal, as stored."""
+def journaled_events(server: Gateway, config: Config) -> list[dict]:  # type: ignore[type-arg]
+    """Every account_event report in the journal, as stored (the running server's journal indexes
+    what its log holds first: the log is the persistence point, the SQLite file its index)."""
+    server.journal.index()
     db = sqlite3.connect(config.run_dir / "journal.sqlite")
     try:
         bodies = [
@@ -184,7 +186,7 @@ async def test_funding_and_a_liquidation_each_reach_the_owner_once_and_the_journ
         books = (await status(config))["accounts"]
         assert books["strategies"]["a"][SWAP]["position"] == 0.0
         assert b.reports == [] and b.pending == []  # b holds nothing: told nothing
-        journaled = journaled_events(config)
+        journaled = journaled_events(server, config)
         assert [(e["strategy_id"], e["event_id"]) for e in journaled] == [
             ("a", change.event_id), ("a", warn.event_id), ("a", liq.event_id),
         ]  # fmt: skip

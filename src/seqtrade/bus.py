@@ -42,6 +42,8 @@ __all__ = [
     "IPC_PATH_MAX",
 ]
 
+_EVENTS, _POLLIN = zmq.EVENTS, zmq.POLLIN
+
 # The longest ipc path the system takes (sizeof(sockaddr_un.sun_path) - 1: 107 on Linux, 103 on macOS).
 IPC_PATH_MAX: int = getattr(zmq, "IPC_PATH_MAX_LEN", 0) or 107
 
@@ -77,17 +79,20 @@ class TrioSocket:
     async def recv_batch(self, max_batch: int = 1024) -> list[bytes]:
         """Every frame ready now (at least one, at most ``max_batch``); waits when none is.
 
-        Cancellation is safe: a frame is either returned or left in the socket.
+        Cancellation is safe: a frame is either returned or left in the socket. Readiness is read
+        from ``zmq.EVENTS`` (about 1.7 µs) rather than learnt from a ``zmq.Again`` (about 3.6 µs: an
+        exception object per empty read), twice per order on a quiet socket.
         """
         sock = self.sock
         recv = sock.recv
+        events: Any = sock.getsockopt  # int for zmq.EVENTS
         out: list[bytes] = []
         waited = False
         while True:
             try:
-                while len(out) < max_batch:
+                while len(out) < max_batch and events(_EVENTS) & _POLLIN:
                     out.append(recv(zmq.NOBLOCK, copy=True))
-            except zmq.Again:
+            except zmq.Again:  # readiness said yes and the read said no: take it as no
                 pass
             if out:
                 if not waited:
@@ -97,12 +102,9 @@ class TrioSocket:
             if self.spin_ns:
                 deadline = time.perf_counter_ns() + self.spin_ns
                 while time.perf_counter_ns() < deadline:
-                    try:
-                        out.append(recv(zmq.NOBLOCK, copy=True))
+                    if events(_EVENTS) & _POLLIN:
                         break
-                    except zmq.Again:
-                        continue
-                if out:
+                if events(_EVENTS) & _POLLIN:
                     continue
             await self.wait(zmq.POLLIN)
             waited = True
@@ -175,9 +177,10 @@ def run_dir_refusal(mode: int, uid: int, euid: int) -> str:
 
 
 def private_files(*paths: Path) -> None:
-    """Make files the server created (and SQLite's -wal/-shm beside them) 0600, whatever the umask."""
+    """Make files the server created (and SQLite's -wal/-shm and the journal's -log beside them) 0600,
+    whatever the umask."""
     for path in paths:
-        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        for p in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-log"))):
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(p, 0o600)
 

@@ -459,7 +459,12 @@ def _reset(args: argparse.Namespace) -> int:
     if not (venue.simulated or args.live_journal):
         kept = (f"kept: {config.journal_path} (venue {config.venue.kind}: the journal maps the orders at the"
                 " exchange; pass --live-journal to delete it, after cancelling them there)")  # fmt: skip
-    present = [f for base in files for f in (base, Path(f"{base}-wal"), Path(f"{base}-shm")) if f.exists()]
+    present = [
+        f
+        for base in files
+        for f in (base, *(Path(f"{base}{x}") for x in ("-wal", "-shm", "-log")))
+        if f.exists()
+    ]
     if kept:
         print(kept)
     if not present:

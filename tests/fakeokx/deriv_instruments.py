@@ -13,6 +13,7 @@ minSz / lever below are the fake's choice (same contract as BTC-USDT-SWAP, lever
 from __future__ import annotations
 
 import calendar
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -22,6 +23,7 @@ from .instruments import Instrument, instrument_from_dict
 
 __all__ = [
     "DERIV_INST_TYPES",
+    "complete_deriv_row",
     "derivative_instruments",
     "deriv_instrument_from_dict",
     "is_derivative",
@@ -184,6 +186,39 @@ def derivative_instruments(now_ms: int) -> list[dict[str, Any]]:
         {**_BTC_USDT_FUTURE, "instId": f"BTC-USDT-{suffix}", "expTime": str(exp)},
         {**_BTC_USD_FUTURE, "instId": f"BTC-USD-{suffix}", "expTime": str(exp)},
     ]
+
+
+_FUTURES_ID = re.compile(r"^[A-Z0-9]+-[A-Z0-9_]+-\d{6}$")
+
+
+def complete_deriv_row(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """A partial SWAP / FUTURES row completed from the default rows: ``instType`` from the instId
+    shape (``-SWAP`` / ``-yymmdd``), the other fields from the default row of the same kind and
+    quote (linear USDT-like / inverse USD), the family's currencies filled in; ``None`` for a spot row.
+    So ``{"instId": "BTC-USDT-SWAP", "lotSz": "0.1", "minSz": "0.1"}`` is the captured row with the
+    older sizes (lot / min sizes change over time)."""
+    inst_id = str(raw.get("instId", ""))
+    inst_type = raw.get("instType") or (
+        "SWAP" if inst_id.endswith("-SWAP") else "FUTURES" if _FUTURES_ID.match(inst_id) else "SPOT"
+    )
+    if inst_type not in DERIV_INST_TYPES:
+        return None
+    base, _, rest = inst_id.partition("-")
+    quote = rest.split("-")[0]
+    inverse = quote == "USD"
+    if inst_type == "SWAP":
+        known = {r["instId"]: r for r in (_BTC_USDT_SWAP, _ETH_USDT_SWAP, _BTC_USD_SWAP)}
+        template = known.get(inst_id) or (_BTC_USD_SWAP if inverse else _BTC_USDT_SWAP)
+    else:
+        template = _BTC_USD_FUTURE if inverse else _BTC_USDT_FUTURE
+    row = dict(template)
+    if template.get("instId") != inst_id:
+        family = f"{base}-{quote}"
+        row.update(instFamily=family, uly=family, ctValCcy="USD" if inverse else base, instIdCode=None)
+        row["settleCcy"] = base if inverse else quote
+    row.update(raw)
+    row["instId"], row["instType"] = inst_id, inst_type
+    return row
 
 
 def is_derivative(inst: Instrument) -> bool:

@@ -30,6 +30,18 @@ def _ex(ctx: _Ctx) -> DerivExchange:
     return ex
 
 
+def _limited(handler: _Handler) -> _Handler:
+    """Count the request in ``deriv_rate_limits`` (by the last path segment) before ``handler``."""
+
+    def run(ctx: _Ctx) -> _Payload:
+        ex = _ex(ctx)
+        if not ex.rate_ok(ctx.path.rsplit("/", 1)[-1]):
+            raise OkxError("50011", ex.msg("50011"))
+        return handler(ctx)
+
+    return run
+
+
 def _ok(data: list[object]) -> _Payload:
     return 200, {"code": "0", "msg": "", "data": data}
 
@@ -103,6 +115,13 @@ def _close_position(ctx: _Ctx) -> _Payload:
     return _ok([_ex(ctx).close_position(_body(ctx))])
 
 
+def _orders_history(ctx: _Ctx) -> _Payload:
+    """§2.7 orders-history: instType required."""
+    if not ctx.query.get("instType"):
+        raise OkxError("50014", "Parameter instType can not be empty")
+    return _ok(list(_ex(ctx).orders_history(ctx.query)))
+
+
 def _deriv_inst(ctx: _Ctx, name: str = "instId") -> str:
     inst_id = ctx.query.get(name, "")
     if not inst_id:
@@ -162,14 +181,15 @@ def _price_limit(ctx: _Ctx) -> _Payload:
 
 
 DERIV_ROUTES: dict[tuple[str, str], tuple[bool, _Handler]] = {
-    ("GET", "/api/v5/account/config"): (True, _config),
-    ("POST", "/api/v5/account/set-position-mode"): (True, _set_position_mode),
-    ("POST", "/api/v5/account/set-leverage"): (True, _set_leverage),
-    ("GET", "/api/v5/account/leverage-info"): (True, _leverage_info),
-    ("GET", "/api/v5/account/positions"): (True, _positions),
-    ("GET", "/api/v5/account/bills"): (True, _bills),
-    ("GET", "/api/v5/account/bills-archive"): (True, _bills_archive),
-    ("POST", "/api/v5/trade/close-position"): (True, _close_position),
+    ("GET", "/api/v5/account/config"): (True, _limited(_config)),
+    ("POST", "/api/v5/account/set-position-mode"): (True, _limited(_set_position_mode)),
+    ("POST", "/api/v5/account/set-leverage"): (True, _limited(_set_leverage)),
+    ("GET", "/api/v5/account/leverage-info"): (True, _limited(_leverage_info)),
+    ("GET", "/api/v5/account/positions"): (True, _limited(_positions)),
+    ("GET", "/api/v5/account/bills"): (True, _limited(_bills)),
+    ("GET", "/api/v5/account/bills-archive"): (True, _limited(_bills_archive)),
+    ("POST", "/api/v5/trade/close-position"): (True, _limited(_close_position)),
+    ("GET", "/api/v5/trade/orders-history"): (True, _limited(_orders_history)),
     ("GET", "/api/v5/public/mark-price"): (False, _mark_price),
     ("GET", "/api/v5/public/funding-rate"): (False, _funding_rate),
     ("GET", "/api/v5/public/funding-rate-history"): (False, _funding_history),

@@ -9,8 +9,11 @@ calls back the ``DerivSink`` methods here, which push to the subscribed connecti
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+
+import trio
 
 from .deriv_ws import DerivSubs, matches
 from .derivs import AccountConfig, DerivExchange, DerivOrder
@@ -36,6 +39,7 @@ class DerivControls:
     exchange: DerivExchange
     uid: str
     _conns: set[WsConn]
+    _nursery: trio.Nursery | None
     private_pushes_paused: bool
 
     def _init_derivs(self) -> None:
@@ -46,6 +50,9 @@ class DerivControls:
         self.public_deriv_pushes: list[tuple[str, dict[str, Any]]] = []  # (channel, item)
         # [account channel]: the account channel pushes an initial snapshot (False: the older reading, §9)
         self.account_snapshot = True
+        # [positions channel]: periodic snapshots (updateInterval "2000"/"3000"/"4000" ms, ~5 s when
+        # omitted, none for "0").  Off by default (CHOICE: tests see event pushes only); True turns them on.
+        self.positions_periodic = False
 
     # ------------------------------------------------------------------ observation
 
@@ -200,6 +207,30 @@ class DerivControls:
         """[account channel]: top-level eventType "snapshot" with curPage / lastPage."""
         record = self.exchange.balance_record()
         return {"arg": arg, "eventType": "snapshot", "curPage": 1, "lastPage": True, "data": [record]}
+
+    def start_periodic_positions(self, conn: WsConn, arg: dict[str, Any]) -> None:
+        """With ``positions_periodic``: push the snapshot of ``arg`` every updateInterval while the
+        subscription lasts."""
+        if not self.positions_periodic or self._nursery is None:
+            return
+        try:
+            extra = json.loads(arg.get("extraParams") or "{}")
+        except ValueError:
+            extra = {}
+        interval = str(extra.get("updateInterval", "")) if isinstance(extra, dict) else ""
+        if interval == "0":
+            return
+        seconds = int(interval) / 1000 if interval in ("2000", "3000", "4000") else 5.0
+        self._nursery.start_soon(self._periodic_positions, conn, dict(arg), seconds)
+
+    async def _periodic_positions(self, conn: WsConn, arg: dict[str, Any], seconds: float) -> None:
+        while True:
+            await trio.sleep(seconds)
+            if conn not in self._conns or arg not in self.deriv_subs(conn).positions:
+                return
+            if not self.private_pushes_paused:
+                for page in self.positions_snapshot(arg):
+                    conn.send_json(page, activity=True)
 
     def bap_snapshot(self) -> dict[str, Any]:
         """[balance and position channel]: non-zero balances and positions, ``eventType`` inside data[0]."""

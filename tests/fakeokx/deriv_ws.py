@@ -22,7 +22,7 @@ __all__ = ["CHANNELS", "DerivSubs", "matches", "subscribe"]
 
 PUBLIC_CHANNELS = ("mark-price", "funding-rate", "price-limit")
 PRIVATE_CHANNELS = ("positions", "balance_and_position", "liquidation-warning")
-CHANNELS = PUBLIC_CHANNELS + PRIVATE_CHANNELS
+CHANNELS = (*PUBLIC_CHANNELS, *PRIVATE_CHANNELS, "fills")
 _INST_TYPES = ("MARGIN", "SWAP", "FUTURES", "OPTION", "EVENTS", "ANY")
 
 
@@ -86,6 +86,9 @@ def _check(conn: WsConn, arg: dict[str, Any]) -> tuple[str, str] | None:
         return not_found()
     if not conn.logged_in:
         return "60011", "Please log in"
+    if channel == "fills":
+        # [fills channel]: VIP4 and above only; the fake account is VIP0
+        return "64003", "Your trading fee tier doesn't meet the requirement to access this channel"
     if channel in ("positions", "liquidation-warning"):
         if arg.get("instType") not in _INST_TYPES:
             return "60013", f"Invalid args: {json.dumps(arg, separators=(',', ':'))}"
@@ -143,6 +146,7 @@ def subscribe(conn: WsConn, op: str, req_id: Any, arg: dict[str, Any]) -> list[A
     )
     if channel == "positions":
         out.extend(fake.positions_snapshot(arg))
+        fake.start_periodic_positions(conn, arg)
     elif channel == "balance_and_position":
         out.append(fake.bap_snapshot())
     return out

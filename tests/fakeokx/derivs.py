@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Protocol
 
-from .deriv_instruments import deriv_instrument_from_dict, is_derivative
+from .deriv_instruments import complete_deriv_row, deriv_instrument_from_dict, is_derivative
 from .exchange import (
     CANCEL_SOURCE_REASONS,
     D0,
@@ -254,9 +254,11 @@ class DerivExchange(Exchange):
         mono: Callable[[], float],
         sink: DerivSink,
     ) -> None:
-        super().__init__(instruments, balances, uid=uid, now_ms=now_ms, mono=mono, sink=sink)
+        # a partial SWAP / FUTURES row is completed from the default rows (complete_deriv_row)
+        rows = [complete_deriv_row(raw) or raw for raw in instruments]
+        super().__init__(rows, balances, uid=uid, now_ms=now_ms, mono=mono, sink=sink)
         self.dsink = sink
-        for raw in instruments:
+        for raw in rows:
             if raw.get("instType") in ("SWAP", "FUTURES"):
                 inst = deriv_instrument_from_dict(raw)
                 self.instruments[inst.inst_id] = inst
@@ -297,6 +299,8 @@ class DerivExchange(Exchange):
         self.funding_price = (
             "mark"  # UNVERIFIED ([funding rate]): price of "position value": "mark" or "last"
         )
+        # UNVERIFIED ([units, PnL and fees]): upl of a long/short-mode short has the short's sign
+        self.upl_short_flip = True
         # UNVERIFIED ([funding, liquidation, ADL, delivery]): posData in the funding_fee balance_and_position
         self.funding_pos_data = False
         self.delivery_order_push = (
@@ -307,6 +311,19 @@ class DerivExchange(Exchange):
         self.positions_page_size = (
             100  # CHOICE: rows per positions snapshot page ([positions channel] paging)
         )
+        # Rate limits of the derivative endpoints (per UID; ``(requests, seconds)``), off by default.
+        self.deriv_rate_limits_on = False
+        self.deriv_rate_limits: dict[str, tuple[int, float]] = {
+            "config": (5, 2.0),
+            "set-position-mode": (5, 2.0),
+            "set-leverage": (20, 2.0),
+            "leverage-info": (20, 2.0),
+            "positions": (10, 2.0),
+            "bills": (5, 1.0),
+            "bills-archive": (5, 2.0),
+            "close-position": (20, 2.0),
+            "orders-history": (40, 2.0),
+        }
         # [cross-channel push order: not documented]: the pushes of one event go in this order
         self.push_order: tuple[str, ...] = ("orders", "balance_and_position", "positions", "account")
 
@@ -362,7 +379,7 @@ class DerivExchange(Exchange):
         if inst_id in self.limit_overrides:
             return self.limit_overrides[inst_id]
         mark = self.mark(inst_id)
-        if mark is None or self.deriv_price_limit_pct is None:
+        if mark is None or self.deriv_price_limit_pct is None or inst_id not in self.instruments:
             return None, None, False
         tick = self.instruments[inst_id].tick_sz
         buy = (mark * (1 + self.deriv_price_limit_pct)).quantize(tick, rounding=ROUND_FLOOR)
@@ -386,10 +403,13 @@ class DerivExchange(Exchange):
         return contract_value(order.inst, order.remaining, px) / order.lever
 
     def upl(self, pos: Position) -> Decimal:
+        """Unrealised PnL at mark; a long/short-mode short counts as short unless ``upl_short_flip``
+        is False (the docs' formula taken literally with the positive ``pos``: UNVERIFIED)."""
         mark = self.mark(pos.inst.inst_id)
         if pos.pos == 0 or mark is None:
             return D0
-        return contract_pnl(pos.inst, pos.avg_px, mark, pos.size, pos.direction)
+        direction = pos.direction if self.upl_short_flip or pos.pos_side == "net" else 1
+        return contract_pnl(pos.inst, pos.avg_px, mark, pos.size, direction)
 
     def imr(self, pos: Position) -> Decimal:
         mark = self.mark(pos.inst.inst_id)
@@ -529,44 +549,26 @@ class DerivExchange(Exchange):
                 need = contract_value(inst, opening, ref) / lever
                 if need > self.avail_eq(_settle(inst)):
                     raise OkxError("51008", self.msg("51008_margin", ccy=_settle(inst)), "1001")
-        self._seq += 1
-        order = DerivOrder(
-            ord_id=self._ord_id(),
-            cl_ord_id=cl,
-            tag=spec["tag"],
-            inst=inst,
-            side=side,
-            ord_type=ord_type,
+        order = self._new_order(
+            inst,
+            side,
+            sz,
             td_mode=spec["tdMode"],
+            pos_side=pos_side,
+            ord_type=ord_type,
             px=px,
             px_str=spec["px_str"],
-            sz=sz,
             sz_str=sz_str,
-            tgt_ccy="",
+            cl_ord_id=cl,
+            tag=spec["tag"],
             reduce_only=bool(spec["reduceOnly"]),
             stp_mode=spec["stpMode"],
-            c_time=now,
-            u_time=now,
-            seq=self._seq,
-            fee_ccy=_settle(inst),
-            rebate_ccy=_settle(inst),
-            pos_side=pos_side,
             lever=lever,
             closing=closing,
-            amend_source=amend_source,
         )
+        order.amend_source = amend_source
         self._register(order, taken_cl_ids)
         return order
-
-    def _register(self, order: Order, taken_cl_ids: set[str] | None) -> None:
-        self.orders[order.ord_id] = order
-        cl = order.cl_ord_id
-        if cl:
-            self.pending_by_cl[cl] = order.ord_id
-            self.latest_by_cl[cl] = order.ord_id
-            self.place_counts[cl] += 1
-            if taken_cl_ids is not None:
-                taken_cl_ids.add(cl)
 
     def _pending_closing(self, inst_id: str, mgn_mode: str, pos_side: str, side: str) -> Decimal:
         return sum(
@@ -684,9 +686,8 @@ class DerivExchange(Exchange):
         """Move the position of ``order`` by a fill; returns (position, realised pnl of the fill)."""
         inst = order.inst
         pos = self.position(inst, order.td_mode, order.pos_side)
-        if (
-            pos.pos == 0
-        ):  # (re)opening: the accumulators restart ([positions channel] "fee ... resets when fully closed")
+        # (re)opening: the accumulators restart ([positions channel]: "fee ... resets when fully closed")
+        if pos.pos == 0:
             pos.pnl = pos.fee = pos.funding_fee = pos.liq_penalty = pos.settled_pnl = D0
             pos.margin = D0
             pos.c_time = now
@@ -1034,6 +1035,47 @@ class DerivExchange(Exchange):
             limit = 100
         return rows[:limit]
 
+    def orders_history(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        """§2.7 ``trade/orders-history``: terminal orders of the last 7 days (canceled orders with no
+        fill for 2 hours), newest first; instType / instId / ordType / state / category / after /
+        before (ordId) / begin / end (cTime) / limit <= 100."""
+        now = self.now_ms()
+        rows = []
+        for order in self.orders.values():
+            if order.is_open or order.u_time < now - 7 * 24 * 3600 * 1000:
+                continue
+            if order.state == "canceled" and order.acc_fill_sz == 0 and order.u_time < now - 2 * 3600 * 1000:
+                continue
+            item = self.order_rest(order)
+            if any(
+                params.get(k) and item[k] != params[k] for k in ("instType", "instId", "state", "category")
+            ):
+                continue
+            if params.get("ordType") and item["ordType"] not in params["ordType"].split(","):
+                continue
+            if params.get("after") and int(order.ord_id) >= int(params["after"]):
+                continue
+            if params.get("before") and int(order.ord_id) <= int(params["before"]):
+                continue
+            if params.get("begin") and order.c_time <= int(params["begin"]):
+                continue
+            if params.get("end") and order.c_time >= int(params["end"]):
+                continue
+            rows.append(item)
+        rows.sort(key=lambda r: int(r["ordId"]), reverse=True)
+        try:
+            limit = max(1, min(100, int(params.get("limit") or 100)))
+        except ValueError:
+            limit = 100
+        return rows[:limit]
+
+    def rate_ok(self, kind: str) -> bool:
+        """``deriv_rate_limits`` (only when ``deriv_rate_limits_on``): ``(n, seconds)`` per UID."""
+        rule = self.deriv_rate_limits.get(kind)
+        if not self.deriv_rate_limits_on or rule is None:
+            return True
+        return self.window_ok(kind, *rule)
+
     def _ct_type(self, inst_id: str) -> str:
         inst = self.instruments.get(inst_id) or self.delivered.get(inst_id)
         return str(inst.record.get("ctType", "")) if inst is not None else ""
@@ -1302,7 +1344,8 @@ class DerivExchange(Exchange):
     def set_market(self, inst_id: str, bid: Decimal, ask: Decimal, bid_sz: Decimal, ask_sz: Decimal) -> None:
         before = self.mark(inst_id)
         super().set_market(inst_id, bid, ask, bid_sz, ask_sz)
-        if self.is_deriv(inst_id) and inst_id not in self.marks and self.mark(inst_id) != before:
+        moved = inst_id not in self.marks and self.mark(inst_id) != before
+        if moved and inst_id in self.instruments and self.is_deriv(inst_id):
             self.publish_marks(inst_id)  # the mark follows the mid: mark-price and price-limit move
 
     def set_mark(self, inst_id: str, mark_px: Decimal, index_px: Decimal | None = None) -> None:
@@ -1320,7 +1363,7 @@ class DerivExchange(Exchange):
 
     def mark_item(self, inst_id: str) -> dict[str, Any] | None:
         mark = self.mark(inst_id)
-        if mark is None or not self.is_deriv(inst_id):
+        if mark is None or inst_id not in self.instruments or not self.is_deriv(inst_id):
             return None
         inst = self.instruments[inst_id]
         return {
@@ -1368,8 +1411,14 @@ class DerivExchange(Exchange):
             "ts": str(self.now_ms()),
         }
 
+    def _funding_state(self, inst_id: str) -> FundingState:
+        state = self.funding.get(inst_id)
+        if state is None:
+            raise ValueError(f"{inst_id} pays no funding (perpetual swaps do)")
+        return state
+
     def set_funding_rate(self, inst_id: str, rate: Decimal, interval_ms: int | None = None) -> None:
-        state = self.funding[inst_id]
+        state = self._funding_state(inst_id)
         state.rate = rate
         if interval_ms is not None:
             state.interval_ms = interval_ms
@@ -1381,7 +1430,7 @@ class DerivExchange(Exchange):
         """[funding rate; bills]: every open position of ``inst_id`` pays / receives value x rate (long pays when
         rate > 0); bills type 8 subType 173 / 174; balance_and_position ``funding_fee``; positions
         ``fundingFee``; no orders push; fundingTime rolls by the interval.  Returns the bills."""
-        state = self.funding[inst_id]
+        state = self._funding_state(inst_id)
         if rate is not None:
             state.rate = rate
         used = state.rate
@@ -1507,35 +1556,66 @@ class DerivExchange(Exchange):
         return order
 
     def _exchange_order(self, pos: Position, side: str, qty: Decimal, category: str) -> DerivOrder:
-        now = self.now_ms()
-        self._seq += 1
-        order = DerivOrder(
-            ord_id=self._ord_id(),
-            cl_ord_id="",
-            tag="",
-            inst=pos.inst,
-            side=side,
-            ord_type="market",
+        order = self._new_order(
+            pos.inst,
+            side,
+            qty,
             td_mode=pos.mgn_mode,
-            px=None,
-            px_str="",
-            sz=qty,
-            sz_str=fmt(qty),
-            tgt_ccy="",
-            reduce_only=pos.pos_side == "net",
-            stp_mode="cancel_maker",
-            c_time=now,
-            u_time=now,
-            seq=self._seq,
-            fee_ccy=_settle(pos.inst),
-            rebate_ccy=_settle(pos.inst),
             pos_side=pos.pos_side,
-            category=category,
+            reduce_only=pos.pos_side == "net",
             lever=pos.lever,
             closing=True,
         )
+        order.category = category
         self.orders[order.ord_id] = order
         return order
+
+    def _new_order(
+        self,
+        inst: Instrument,
+        side: str,
+        sz: Decimal,
+        *,
+        td_mode: str,
+        pos_side: str,
+        ord_type: str = "market",
+        px: Decimal | None = None,
+        px_str: str = "",
+        sz_str: str = "",
+        cl_ord_id: str = "",
+        tag: str = "",
+        reduce_only: bool = False,
+        stp_mode: str = "cancel_maker",
+        lever: Decimal = D0,
+        closing: bool = False,
+    ) -> DerivOrder:
+        """A new derivative order (not registered): fees in the settlement currency."""
+        now = self.now_ms()
+        self._seq += 1
+        return DerivOrder(
+            ord_id=self._ord_id(),
+            cl_ord_id=cl_ord_id,
+            tag=tag,
+            inst=inst,
+            side=side,
+            ord_type=ord_type,
+            td_mode=td_mode,
+            px=px,
+            px_str=px_str,
+            sz=sz,
+            sz_str=sz_str or fmt(sz),
+            tgt_ccy="",
+            reduce_only=reduce_only,
+            stp_mode=stp_mode,
+            c_time=now,
+            u_time=now,
+            seq=self._seq,
+            fee_ccy=_settle(inst),
+            rebate_ccy=_settle(inst),
+            pos_side=pos_side,
+            lever=lever or self.lever_for(inst, td_mode, pos_side),
+            closing=closing,
+        )
 
     def deliver(self, inst_id: str, px: Decimal | None = None) -> list[dict[str, Any]]:
         """[futures delivery] futures delivery: pending orders cancelled (cancelSource 7), each position closed
@@ -1599,33 +1679,8 @@ class DerivExchange(Exchange):
             pos_side = (
                 "net" if self.account.pos_mode == "net_mode" else ("long" if side == "buy" else "short")
             )
-        now = self.now_ms()
-        self._seq += 1
         closing = pos_side != "net" and (side == "sell") == (pos_side == "long")
-        order = DerivOrder(
-            ord_id=self._ord_id(),
-            cl_ord_id="",
-            tag="",
-            inst=inst,
-            side=side,
-            ord_type="market",
-            td_mode=td_mode,
-            px=None,
-            px_str="",
-            sz=sz,
-            sz_str=fmt(sz),
-            tgt_ccy="",
-            reduce_only=False,
-            stp_mode="cancel_maker",
-            c_time=now,
-            u_time=now,
-            seq=self._seq,
-            fee_ccy=_settle(inst),
-            rebate_ccy=_settle(inst),
-            pos_side=pos_side,
-            lever=self.lever_for(inst, td_mode, pos_side),
-            closing=closing,
-        )
+        order = self._new_order(inst, side, sz, td_mode=td_mode, pos_side=pos_side, closing=closing)
         self.orders[order.ord_id] = order
         if self.push_live_first:
             self._push(order)

@@ -372,11 +372,13 @@ class Exchange:
     def query_rate_ok(self, kind: str) -> bool:
         """Count one read request of ``kind`` (a ``query_rate_limits`` key) for the account (UID)."""
         limit = self.query_rate_limits.get(kind)
-        if limit is None:
-            return True
+        return limit is None or self.window_ok(kind, limit, 2.0)
+
+    def window_ok(self, kind: str, limit: int, seconds: float) -> bool:
+        """Count one request in the account-wide ``kind`` bucket: at most ``limit`` per ``seconds``."""
         now = self.mono()
         window = self._rl.setdefault((kind, ""), deque())
-        while window and window[0] <= now - 2.0:
+        while window and window[0] <= now - seconds:
             window.popleft()
         if len(window) >= limit:
             self.rate_limited.append((kind, "", now))
@@ -551,14 +553,19 @@ class Exchange:
         bal = self.balance(need_ccy)
         bal.frozen += frozen
         bal.u_time = now
+        self._register(order, taken_cl_ids)
+        return order
+
+    def _register(self, order: Order, taken_cl_ids: set[str] | None) -> None:
+        """Keep an accepted order; its clOrdId is now pending (and taken within the batch)."""
         self.orders[order.ord_id] = order
+        cl = order.cl_ord_id
         if cl:
             self.pending_by_cl[cl] = order.ord_id
             self.latest_by_cl[cl] = order.ord_id
             self.place_counts[cl] += 1
             if taken_cl_ids is not None:
                 taken_cl_ids.add(cl)
-        return order
 
     def _after_accept(self, order: Order) -> None:
         if self.push_live_first:

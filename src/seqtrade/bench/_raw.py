@@ -13,6 +13,8 @@
   one packed report on topic ``report/<id>/``.
 - ``rt``: PUSH connects to ``--order``, SUB to ``--report``; ping-pong ``--count`` requests, each timed
   from before packing the request to after unpacking its reply (``perf_counter_ns``).
+- ``blast``: like ``rt`` as strategy ``--id``, but keeps ``--window`` requests in flight until
+  ``--count`` are answered (order throughput; several share one ``echo``).
 - ``venue`` / ``trader`` (tick-to-trade): the venue PUBs a ticker at ``--rate`` and PULLs orders;
   the trader SUBs and answers every ticker with one order on PUSH; the venue times each ticker from
   just before its send to the order that answers it arriving (``recv`` returned).
@@ -175,45 +177,62 @@ def run_echo(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_rt(args: argparse.Namespace) -> int:
-    ctx = zmq.Context()
-    push = ctx.socket(zmq.PUSH)
-    push.setsockopt(zmq.LINGER, 0)
-    push.connect(args.order)
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sid = "raw"
-    topic = b"report/raw/"
-    sub.setsockopt(zmq.SUBSCRIBE, topic)
-    sub.connect(args.report)
-    packb = msgpack.Packer(use_bin_type=True).pack
-    unpackb = msgpack.unpackb
-    order_topic = b"order_request/raw/"
-    n_topic = len(topic)
+class _Client:
+    """A raw strategy: PUSH to ``--order``, SUB to its ``report/<id>/`` topic on ``--report``."""
 
-    def request(i: int) -> bytes:
-        frame: bytes = order_topic + packb({
-            "type": "order_request", "client_order_id": f"raw-{i}", "strategy_id": sid, "symbol": SYMBOL,
-            "side": "buy" if i % 2 else "sell", "order_type": "market", "quantity": 0.001,
+    def __init__(self, args: argparse.Namespace, sid: str) -> None:
+        self.ctx = zmq.Context()
+        self.push = self.ctx.socket(zmq.PUSH)
+        self.push.setsockopt(zmq.LINGER, 0)
+        self.push.connect(args.order)
+        self.sub = self.ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.topic = f"report/{sid}/".encode()
+        self.sub.setsockopt(zmq.SUBSCRIBE, self.topic)
+        self.sub.connect(args.report)
+        self.sid = sid
+        self.pack = msgpack.Packer(use_bin_type=True).pack
+        self.order_topic = f"order_request/{sid}/".encode()
+
+    def request(self, i: int) -> bytes:
+        frame: bytes = self.order_topic + self.pack({
+            "type": "order_request", "client_order_id": f"{self.sid}-{i}", "strategy_id": self.sid,
+            "symbol": SYMBOL, "side": "buy" if i % 2 else "sell", "order_type": "market", "quantity": 0.001,
             "timestamp": time.time_ns() // 1_000_000, "n": i,
         })  # fmt: skip
         return frame
 
-    # Join: ping until a reply proves the subscription is live (as seqtrade's hello does).
-    deadline = time.monotonic() + args.timeout
-    while True:
-        push.send(request(0))
-        if sub.poll(100):
-            break
-        if time.monotonic() > deadline:
-            print("raw rt: no answer from the echo server", file=sys.stderr)
-            return 2
-    while sub.poll(50):
-        sub.recv()
+    def join(self, timeout: float) -> bool:
+        """Ping until a reply proves the subscription is live (as seqtrade's hello does)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.push.send(self.request(0))
+            if self.sub.poll(100):
+                break
+            if time.monotonic() > deadline:
+                print("raw client: no answer from the echo server", file=sys.stderr)
+                return False
+        while self.sub.poll(50):
+            self.sub.recv()
+        return True
+
+    def close(self) -> None:
+        self.push.close()
+        self.sub.close()
+        self.ctx.term()
+
+
+def run_rt(args: argparse.Namespace) -> int:
+    c = _Client(args, "raw")
+    if not c.join(args.timeout):
+        return 2
+    unpackb = msgpack.unpackb
+    n_topic = len(c.topic)
     lat = array("q")
     perf = time.perf_counter_ns
-    recv = sub.recv
-    send = push.send
+    recv = c.sub.recv
+    send = c.push.send
+    request = c.request
     for i in range(1, args.warmup + args.count + 1):
         t0 = perf()
         send(request(i))
@@ -225,9 +244,32 @@ def run_rt(args: argparse.Namespace) -> int:
         if i > args.warmup:
             lat.append(t1 - t0)
     write_result(args.out, {"count": len(lat)}, {"round_trip": lat})
-    push.close()
-    sub.close()
-    ctx.term()
+    c.close()
+    return 0
+
+
+def run_blast(args: argparse.Namespace) -> int:
+    c = _Client(args, args.id)
+    if not c.join(args.timeout):
+        return 2
+    unpackb = msgpack.unpackb
+    n_topic = len(c.topic)
+    recv, send, request = c.sub.recv, c.push.send, c.request
+    t0 = time.perf_counter_ns()
+    sent = 0
+    for _ in range(min(args.window, args.count)):
+        sent += 1
+        send(request(sent))
+    done = 0
+    while done < args.count:
+        unpackb(memoryview(recv())[n_topic:])
+        done += 1
+        if sent < args.count:
+            sent += 1
+            send(request(sent))
+    elapsed = (time.perf_counter_ns() - t0) / 1e9
+    write_result(args.out, {"orders": done, "elapsed_s": elapsed, "errors": 0}, {})
+    c.close()
     return 0
 
 
@@ -271,7 +313,7 @@ def run_venue(args: argparse.Namespace) -> int:
                 t0 = sent_at.pop(d["n"], None)
                 if t0 is not None:
                     answered += 1
-                    if answered > args.warmup:
+                    if answered > args.warmup and len(lat) < args.count:  # a drain may read past the plan
                         lat.append(t - t0)
         if time.monotonic() >= next_tick:
             seq += 1
@@ -350,6 +392,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--timeout", type=float, default=10.0)
     d.add_argument("--out", required=True)
     d.set_defaults(func=run_rt)
+    g = sub.add_parser("blast")
+    g.add_argument("--order", required=True)
+    g.add_argument("--report", required=True)
+    g.add_argument("--id", required=True)
+    g.add_argument("--count", type=int, required=True)
+    g.add_argument("--window", type=int, default=8)
+    g.add_argument("--timeout", type=float, default=10.0)
+    g.add_argument("--out", required=True)
+    g.set_defaults(func=run_blast)
     e = sub.add_parser("venue")
     e.add_argument("--md", required=True)
     e.add_argument("--order", required=True)

@@ -9,6 +9,8 @@
 - ``orders``: ping-pong of ``--count`` market orders (buy, sell, buy, ...), each timed from before the
   ``buy_market``/``sell_market`` call to ``on_order`` seeing ``accepted`` and ``filled``
   (``perf_counter_ns``: one process, one clock).
+- ``blast``: keeps ``--window`` market orders in flight until ``--count`` are done (filled or
+  rejected); writes how long that took from the first send (order throughput).
 - ``t2t``: answers each ticker with a market order; the server, run with ``SEQTRADE_TRACE``, takes
   the time from the venue handing it the ticker to the venue being handed the order.
 
@@ -155,6 +157,41 @@ class OrderBench(Strategy):
         )
 
 
+class BlastBench(Strategy):
+    """Keeps ``window`` market orders in flight (buy, sell, ...) until ``count`` are done."""
+
+    def __init__(self, *, symbol: str, count: int, window: int, quantity: float, out: str) -> None:
+        super().__init__()
+        self.symbol, self.n, self.window, self.quantity, self.out = symbol, count, window, quantity, out
+        self.sent = self.done = self.rejected = 0
+        self.t0 = self.t1 = 0
+
+    def on_start(self) -> None:
+        self.t0 = time.perf_counter_ns()
+        for _ in range(min(self.window, self.n)):
+            self._one()
+
+    def _one(self) -> None:
+        if self.sent < self.n:
+            self.sent += 1
+            (self.buy_market if self.sent & 1 else self.sell_market)(self.symbol, self.quantity)
+
+    def on_order(self, report: OrderReport) -> None:
+        if report.status not in ("filled", "rejected", "cancelled"):
+            return
+        self.done += 1
+        self.rejected += report.status != "filled"
+        if self.done < self.n:
+            self._one()
+        else:
+            self.t1 = time.perf_counter_ns()
+            self.stop()
+
+    def on_stop(self) -> None:
+        elapsed = (self.t1 - self.t0) / 1e9 if self.t1 else 0.0
+        write_result(self.out, {"orders": self.done, "elapsed_s": elapsed, "errors": self.rejected}, {})
+
+
 class TickToTradeBench(Strategy):
     """Answers every ticker with a market order (buy, sell, buy, ...), ``--count`` after
     ``--warmup-orders``, then stops. The time is taken in the server (``seqtrade.trace``): the mark
@@ -195,7 +232,7 @@ class TickToTradeBench(Strategy):
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seqtrade.bench._strategy")
-    p.add_argument("mode", choices=["ticks", "orders", "t2t"])
+    p.add_argument("mode", choices=["ticks", "orders", "t2t", "blast"])
     p.add_argument("--run-dir", required=True)
     p.add_argument("--id", required=True)
     p.add_argument("--out", required=True)
@@ -205,12 +242,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=1000)
     p.add_argument("--warmup-orders", type=int, default=200)
     p.add_argument("--quantity", type=float, default=0.001)
+    p.add_argument("--window", type=int, default=8)
     p.add_argument("--join-timeout", type=float, default=20.0)
     args = p.parse_args(argv)
     strategy: Any
     if args.mode == "ticks":
         strategy = TickBench(symbols=args.symbols.split(","), warmup=args.warmup, duration=args.duration,
                              out=args.out, give_up=5.0)  # fmt: skip
+    elif args.mode == "blast":
+        strategy = BlastBench(symbol=args.symbols.split(",")[0], count=args.count, window=args.window,
+                              quantity=args.quantity, out=args.out)  # fmt: skip
     elif args.mode == "t2t":
         strategy = TickToTradeBench(symbol=args.symbols.split(",")[0], count=args.count,
                                     warmup=args.warmup_orders, quantity=args.quantity, give_up=5.0)  # fmt: skip

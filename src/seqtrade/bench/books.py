@@ -33,7 +33,7 @@ from ..models import Ticker
 from ..venues.okx.messages import WsPush, ws_message
 from ..venues.okx.parse import books_push_from_okx, ticker_from_okx
 
-__all__ = ["COUNTS", "run_books", "format_books"]
+__all__ = ["COUNTS", "run_books", "format_books", "scenario_books", "books_section"]
 
 SYMBOL = "BTC-USDT"
 STRATEGIES = 3
@@ -247,3 +247,14 @@ def format_books(r: dict[str, Any]) -> list[str]:
             f" books equal {b['books_equal']}; {b['ratio_to_ticker']}x the ticker rate"
         )
     return lines
+
+
+def scenario_books(run: Any) -> None:
+    """The scenario of ``seqtrade bench`` (``--only books``): ``run`` is its :class:`~seqtrade.bench.run.Run`."""
+    run.progress("book fan-out to 3 strategies: tickers, then books (checksum 0, CRC32)")
+    run.results["books"] = run_books(run.plan.name, run.root)
+
+
+def books_section(r: dict[str, Any]) -> list[str]:
+    """The table section of the scenario (none when it did not run)."""
+    return [*format_books(r["books"]), ""] if r.get("books") else []

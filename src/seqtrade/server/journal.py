@@ -1,13 +1,37 @@
-"""The journal: one SQLite file (WAL) that makes the protocol's promises survive restarts.
+"""The journal: what makes the protocol's promises survive restarts, written as an append-only log
+with SQLite as its index.
 
 What it holds: every accepted order (with the id the venue knows it by), every report with its
 per-strategy seq, and the trade ids already applied. The rule is *persist, then send*: an order row
-is committed before the order goes to the venue, and a report is committed before it is published.
+is persisted before the order goes to the venue, and a report before it is published.
+
+The persistence point is the **log** (``<journal>-log`` beside the SQLite file, the layout of a
+write-ahead log such as LevelDB's: records framed by length and CRC, a log number in the index's
+meta table). A write (:meth:`Journal.add_records`, :meth:`Journal.add_reports`) appends one frame
+holding everything it was given, with one ``write(2)``: generic records (an order row, a report
+row ``(strategy_id, seq, key, body)``, an applied trade id), not tables. When the call returns, the
+records are in the kernel's page cache and survive the server process dying at any instant (kill
+-9), exactly like a SQLite commit in WAL mode with ``synchronous = normal`` (which is what the
+journal did before). The records are then *pending*: the SQLite index takes them later, in one
+transaction for many writes (:meth:`Journal.index`), off the order path: after the reports are
+published, when enough are pending (``INDEX_ENTRIES``), and before anything reads the journal
+(every read indexes first, so reads see every write). The index's transaction also records how far
+into the log it has taken (meta ``log``: log number and offset), so a restart replays exactly the
+frames after that point into the index (:meth:`Journal.__init__`) and nothing twice. A torn last
+frame (killed in the middle of a write) fails its CRC and is cut off: its write never returned, so
+nothing it held was sent or published. When the index has taken the whole log and the log is past
+``ROTATE_BYTES``, the log starts over under the next number (committed in the index first, so a
+crash in between leaves an old-numbered log that the restart knows is fully indexed).
 
 Durability (``journal.synchronous``): ``normal`` (default) survives the server process dying at any
-point (kill -9), since WAL commits reach the OS before the call returns; an OS crash or power loss
-can lose the last commits. ``full`` fsyncs every commit and survives those too, at the cost of an
-fsync per commit (see docs/operations.md for the measured cost). ``off`` is for benchmarks only.
+point (kill -9); an OS crash or power loss can lose the last writes. ``full`` adds an ``fdatasync``
+of the log per write and survives those too (see docs/operations.md for the measured cost). ``off``
+is for benchmarks only. The SQLite index runs with the same setting.
+
+Checks that SQLite's constraints used to make at the commit are made at the write, before anything
+is appended: a venue order id or (strategy, client order id) already journaled, or a report whose
+seq is not above its strategy's last, is refused (:class:`JournalError`) and nothing of the write
+is persisted.
 
 Calls are synchronous and short; they run on the server's Trio thread so that their order is the
 order of events (no locks, no threads).
@@ -15,10 +39,14 @@ order of events (no locks, no threads).
 
 from __future__ import annotations
 
+import os
 import secrets
 import sqlite3
+import struct
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,9 +57,21 @@ from ..models import AccountEvent, OrderReport, OrderStatus
 from ..wire import report_from_body, stored_report_from_body, stored_report_to_body
 from .orders import OrderRecord
 
-__all__ = ["Journal"]
+__all__ = ["Journal", "ReportRow", "INDEX_ENTRIES", "ROTATE_BYTES"]
 
 _T = TypeVar("_T")
+
+# A report as the journal keeps it, whatever its type: (strategy_id, seq, key, encoded body, state of
+# the keyed order after it: 1 open, 0 closed, -1 none or no order). ``key`` is the venue order id of
+# an order report ("" for a report about no order, such as an account event).
+ReportRow = tuple[str, int, str, bytes, int]
+
+INDEX_ENTRIES = 512  # pending records past which a write's caller is asked to index (:meth:`due`)
+ROTATE_BYTES = 32 << 20  # a fully indexed log past this size starts over under the next number (default)
+_MAGIC = b"STJLOG1\n"
+_HEADER = len(_MAGIC) + 8  # magic, log number (u64 little-endian)
+_FRAME = struct.Struct("<II")  # payload length, crc32 of the payload
+_ORDER, _REPORT, _FILL = 0, 1, 2  # record kinds in a frame's payload
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -66,18 +106,29 @@ CREATE TABLE IF NOT EXISTS fills (
 """
 
 
-_INSERT_ORDER = (
+_INSERT_ORDER_STATE_HEAD = (
     "INSERT INTO orders (venue_order_id, strategy_id, client_order_id, symbol, side, order_type,"
-    " price, quantity, created_ms, sent, open) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    " price, quantity, created_ms, sent, open, last_seq) VALUES "
 )
+_MAX_PARAMS = 30_000  # per statement (SQLite's limit is 32,766 since 3.32)
+
+
+def _many(db: sqlite3.Connection, head: str, tail: str, width: int, flat: list[Any]) -> None:
+    """``head`` + ``(?,...),(?,...)`` + ``tail`` over ``flat`` (``width`` values a row), in as few
+    statements as the parameter limit allows."""
+    per = _MAX_PARAMS // width * width
+    one = "(" + ",".join("?" * width) + ")"
+    for i in range(0, len(flat), per):
+        chunk = flat[i : i + per]
+        db.execute(head + ",".join([one] * (len(chunk) // width)) + tail, chunk)
 
 
 @contextmanager
 def _mapped(what: str, path: Path) -> Iterator[None]:
-    """sqlite3 errors enter here and leave as :class:`JournalError`, saying what failed and where."""
+    """sqlite3 and OS errors enter here and leave as :class:`JournalError`, saying what failed and where."""
     try:
         yield
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
         raise JournalError(f"journal {path}: {what} failed: {exc}") from exc
 
 
@@ -99,11 +150,49 @@ SELECT id, (SELECT MAX(seq) FROM reports WHERE strategy_id = s.id) FROM s WHERE 
 """
 
 
-class Journal:
-    """SQLite journal. Not thread-safe: one owner (the server's Trio thread)."""
+class _Batch:
+    """Records staged for one index transaction, already as the index's rows: an order new in the
+    batch carries the state its reports in the batch leave it in (no UPDATE for it); the other
+    orders' newest state, one UPDATE each."""
 
-    def __init__(self, path: Path, *, synchronous: str = "normal") -> None:
+    __slots__ = ("orders", "reports", "states", "fills", "n")
+
+    def __init__(self) -> None:
+        self.orders: dict[str, list[Any]] = {}
+        self.reports: list[Any] = []  # flat: strategy_id, seq, venue_order_id, body, ...
+        self.states: dict[str, tuple[int, int, str]] = {}
+        self.fills: list[str] = []  # flat: venue_order_id, trade_id, ...
+        self.n = 0  # records staged
+
+    def stage(self, records: list[tuple[Any, ...]]) -> None:
+        orders, states = self.orders, self.states
+        for rec in records:
+            kind = rec[0]
+            if kind == _REPORT:
+                _, sid, seq, vid, body, is_open = rec
+                self.reports += (sid, seq, vid, body)
+                if vid and is_open >= 0:
+                    row = orders.get(vid)
+                    if row is None:
+                        states[vid] = (is_open, seq, vid)
+                    else:
+                        row[10], row[11] = is_open, seq
+            elif kind == _ORDER:
+                orders[rec[1]] = [*rec[1:], rec[-1], 0]  # open = sent, last_seq 0 until a report
+            else:
+                self.fills += (rec[1], rec[2])
+        self.n += len(records)
+
+
+class Journal:
+    """The journal (log + SQLite index). Not thread-safe: one owner (the server's Trio thread)."""
+
+    def __init__(self, path: Path, *, synchronous: str = "normal", rotate_bytes: int = ROTATE_BYTES) -> None:
         self.path = path
+        self.rotate_bytes = rotate_bytes
+        self.log_path = path.with_name(path.name + "-log")
+        self._fsync = synchronous.lower() == "full"
+        self._durable = synchronous.lower() != "off"
         try:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -115,9 +204,182 @@ class Journal:
             ) from exc
         self._packer = msgpack.Packer(use_bin_type=True)
         self.archived = False  # an archive is attached (:meth:`attach_archive`)
+        # Written to the log, not yet in the index: records in log order, and what the write checks need.
+        self._pending = _Batch()
+        self._pending_vids: set[str] = set()
+        self._pending_keys: set[tuple[str, str]] = set()
+        self.indexed = 0  # index transactions so far (status, tests)
+        self._fd = -1
+        with _mapped("open the log", self.log_path):
+            self._open_log()
+        self._last_seq: dict[str, int] = self.last_seqs()
 
     def close(self) -> None:
-        self.db.close()
+        """Index what is pending, then close (a clean stop leaves the log fully indexed)."""
+        try:
+            if self._fd >= 0:
+                self.index()
+        finally:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+            self.db.close()
+
+    # ------------------------------------------------------------------ the log
+
+    def _open_log(self) -> None:
+        """Find where the index stands in the log, replay the frames after it into the index, cut a
+        torn last frame off, and open the log for appending."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='log'").fetchone()
+        exists = self.log_path.exists()
+        if row is None:  # a new journal (or one written before the log): its log starts now
+            if exists and self.log_path.stat().st_size > _HEADER:
+                raise JournalError(
+                    f"journal {self.path}: the log {self.log_path} does not belong to it (the journal was"
+                    " replaced and its log left behind?); move the log away or put its journal back"
+                )
+            gen, offset = 0, _HEADER
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('log', ?)", (f"{gen} {offset}",))
+        else:
+            gen_s, off_s = str(row[0]).split()
+            gen, offset = int(gen_s), int(off_s)
+        fd = os.open(self.log_path, os.O_RDWR | os.O_CREAT, 0o600)
+        opened = False
+        try:
+            with open(fd, "rb", closefd=False) as f:
+                head = f.read(_HEADER)
+                file_gen: int | None = None
+                if len(head) == _HEADER and head.startswith(_MAGIC):
+                    file_gen = int.from_bytes(head[len(_MAGIC) :], "little")
+                elif not _MAGIC.startswith(head[: len(_MAGIC)]):
+                    raise JournalError(f"journal {self.path}: {self.log_path} is not a journal log")
+                # (else: empty, or a header torn by a crash while the log started over: nothing in it)
+                if row is None:
+                    file_gen = None  # at most a header: nothing to take
+                elif file_gen is not None and file_gen > gen:
+                    raise JournalError(
+                        f"journal {self.path}: the log {self.log_path} is newer than the journal (log"
+                        f" {file_gen}, journal at {gen}): it belongs to another journal"
+                    )
+                tail = b""
+                if file_gen == gen:
+                    f.seek(offset)
+                    tail = f.read()
+            if file_gen != gen:  # no log, a torn header, or an older log the index took before a rotation
+                self._reset_log(fd, gen)
+                offset = _HEADER
+            records, good = _parse_frames(tail)
+            if good < len(tail):  # a torn last write: it never returned, so nothing of it was sent
+                os.ftruncate(fd, offset + good)
+            opened = True
+        finally:
+            if not opened:
+                os.close(fd)
+        self._fd = fd
+        self._gen = gen
+        self._offset = offset + good  # where the next frame goes
+        for frame_records in records:
+            self._pending.stage(frame_records)
+        if self._pending.n:
+            self.index()
+
+    @staticmethod
+    def _reset_log(fd: int, gen: int) -> None:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, _MAGIC + gen.to_bytes(8, "little"), 0)
+
+    def _append(self, records: list[tuple[Any, ...]]) -> None:
+        """The persistence point: one frame, one write (and an fdatasync with ``synchronous = full``)."""
+        payload = self._packer.pack(records)
+        frame = _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+        fd = self._fd
+        if fd < 0:
+            raise JournalError(f"journal {self.path}: write failed: the journal is closed")
+        try:
+            n = os.pwrite(fd, frame, self._offset)
+            while n < len(frame):  # a short write (a full disk, a signal): write the rest, or fail
+                n += os.pwrite(fd, frame[n:], self._offset + n)
+            if self._fsync:
+                os.fdatasync(fd)
+        except OSError as exc:
+            try:  # nothing of this write may stay: the next one would follow garbage
+                os.ftruncate(fd, self._offset)
+            except OSError:
+                os.close(fd)
+                self._fd = -1
+            raise JournalError(f"journal {self.path}: write to {self.log_path} failed: {exc}") from exc
+        self._offset += len(frame)
+        self._pending.stage(records)
+
+    def due(self) -> bool:
+        """Enough is pending that the caller should :meth:`index` (once its sends are done)."""
+        return self._pending.n >= INDEX_ENTRIES
+
+    @property
+    def log_number(self) -> int:
+        """The log's number (it grows by one each time the log starts over)."""
+        return self._gen
+
+    @property
+    def pending(self) -> int:
+        """Records written to the log and not yet in the index."""
+        return self._pending.n
+
+    def index(self) -> None:
+        """Take every pending record into the SQLite index, in one transaction that also records how
+        far into the log the index stands; then start the log over if it is fully indexed and large.
+        Every read does this first, so reads see every write.
+
+        On the owner's thread, by design: an index built by a thread of its own (tried: a second
+        connection, one batch in flight) made the server slower, because every ZeroMQ send and SQLite
+        step releases the GIL and the two threads then queue for it (the report sends took twice as
+        long, order throughput fell by a third)."""
+        batch, self._pending = self._pending, _Batch()
+        if batch.n:
+            try:
+                self._apply(batch, self._offset)
+            except JournalError:
+                self._pending = batch  # nothing of it was taken: the next call tries again
+                raise
+            self._pending_vids.clear()
+            self._pending_keys.clear()
+        self._maybe_rotate()
+
+    def _apply(self, batch: _Batch, offset: int) -> None:
+        """Take ``batch`` (the log up to ``offset``) into the index in one transaction, which also
+        records how far into the log the index stands: each table's rows in one multi-row statement
+        (a few statements per batch, not one per row)."""
+        db = self.db
+        with _mapped("index", self.path), db:
+            db.execute("BEGIN")
+            _many(db, _INSERT_ORDER_STATE_HEAD, "", 12, list(chain.from_iterable(batch.orders.values())))
+            _many(
+                db,
+                "INSERT INTO reports (strategy_id, seq, venue_order_id, body) VALUES ",
+                "",
+                4,
+                batch.reports,
+            )
+            _many(db, "UPDATE orders SET open=v.column1, last_seq=v.column2 FROM (VALUES ",
+                  ") AS v WHERE orders.venue_order_id=v.column3", 3, list(chain.from_iterable(batch.states.values())))  # fmt: skip
+            _many(db, "INSERT OR IGNORE INTO fills VALUES ", "", 2, batch.fills)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('log', ?)", (f"{self._gen} {offset}",))
+        self.indexed += 1
+
+    def _maybe_rotate(self) -> None:
+        """Start the log over under the next number once it is fully indexed and large (the index
+        says so first: a crash in between leaves an old-numbered log the restart knows is taken).
+        Before the log's records are dropped, the index is made durable (a checkpoint fsyncs SQLite's
+        WAL and database), so that even an OS crash cannot lose records the log no longer holds."""
+        if self._pending.n or self._offset < self.rotate_bytes:
+            return
+        with _mapped("start the log over", self.log_path):
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('log', ?)", (f"{self._gen + 1} {_HEADER}",))
+            if self._durable:
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            self._gen += 1
+            self._reset_log(self._fd, self._gen)
+        self._offset = _HEADER
 
     # ------------------------------------------------------------------ writes
 
@@ -135,40 +397,46 @@ class Journal:
         created_ms: int,
         sent: bool,
     ) -> None:
-        """Commit a new order before it is sent (``sent`` False: rejected locally, never sent)."""
-        with _mapped("write", self.path):
-            self.db.execute(
-                _INSERT_ORDER,
-                (
-                    venue_order_id, strategy_id, client_order_id, symbol, side, order_type,
-                    price, quantity, created_ms, int(sent), int(sent),
-                ),
-            )  # fmt: skip
+        """Persist a new order before it is sent (``sent`` False: rejected locally, never sent)."""
+        rec = OrderRecord(venue_order_id, strategy_id, client_order_id, symbol, side, order_type, price, quantity,
+                          created_ms)  # fmt: skip
+        self.add_records([(rec, sent)])
 
     def add_record(self, rec: OrderRecord, *, sent: bool) -> None:
         """:meth:`add_order` for a record."""
-        self.add_order(
-            venue_order_id=rec.venue_order_id, strategy_id=rec.strategy_id, client_order_id=rec.client_order_id,
-            symbol=rec.symbol, side=rec.side, order_type=rec.order_type, price=rec.price, quantity=rec.quantity,
-            created_ms=rec.created_ms, sent=sent,
-        )  # fmt: skip
+        self.add_records([(rec, sent)])
 
     def add_records(self, records: list[tuple[OrderRecord, bool]]) -> None:
-        """:meth:`add_record` for several (record, sent) in one transaction (one commit for a batch)."""
-        if len(records) == 1:
-            rec, sent = records[0]
-            self.add_record(rec, sent=sent)
-            return
-        rows = [
-            (r.venue_order_id, r.strategy_id, r.client_order_id, r.symbol, r.side, r.order_type, r.price,
-             r.quantity, r.created_ms, int(sent), int(sent))
-            for r, sent in records
-        ]  # fmt: skip
-        with _mapped("write", self.path), self.db:
-            self.db.execute("BEGIN")
-            self.db.executemany(
-                _INSERT_ORDER,
-                rows,
+        """Persist several (record, sent) in one write: all of them or, when one is refused (already
+        journaled), none."""
+        out: list[tuple[Any, ...]] = []
+        vids: set[str] = set()
+        keys: set[tuple[str, str]] = set()
+        for r, sent in records:
+            key = (r.strategy_id, r.client_order_id)
+            if self._known(r.venue_order_id, key) or r.venue_order_id in vids or key in keys:
+                raise JournalError(
+                    f"journal {self.path}: write failed: order {r.venue_order_id} ({r.strategy_id},"
+                    f" {r.client_order_id}) is already journaled"
+                )
+            vids.add(r.venue_order_id)
+            keys.add(key)
+            out.append((_ORDER, r.venue_order_id, r.strategy_id, r.client_order_id, r.symbol, r.side,
+                        r.order_type, r.price, r.quantity, r.created_ms, int(sent)))  # fmt: skip
+        self._append(out)
+        self._pending_vids |= vids
+        self._pending_keys |= keys
+
+    def _known(self, vid: str, key: tuple[str, str]) -> bool:
+        if vid in self._pending_vids or key in self._pending_keys:
+            return True
+        with _mapped("read", self.path):
+            return (
+                self.db.execute(
+                    "SELECT 1 FROM orders WHERE venue_order_id=? OR (strategy_id=? AND client_order_id=?)",
+                    (vid, *key),
+                ).fetchone()
+                is not None
             )
 
     def add_reports(
@@ -176,23 +444,40 @@ class Journal:
         reports: Iterable[tuple[str, OrderReport | AccountEvent, bool]],
         trade_ids: Iterable[tuple[str, str]] = (),
     ) -> None:
-        """Commit reports (venue_order_id, report, still open) and applied trade ids in one transaction."""
+        """Persist reports (venue_order_id, report, still open) and applied trade ids in one write."""
         pack = self._packer.pack
-        rows = []
-        states = []
-        for vid, r, is_open in reports:
-            rows.append((r.strategy_id, r.seq, vid, pack(stored_report_to_body(r))))
-            if vid:
-                states.append((int(is_open), r.seq, vid))
-        with _mapped("write", self.path), self.db:
-            self.db.execute("BEGIN")
-            self.db.executemany(
-                "INSERT INTO reports (strategy_id, seq, venue_order_id, body) VALUES (?,?,?,?)", rows
-            )
-            self.db.executemany("UPDATE orders SET open=?, last_seq=? WHERE venue_order_id=?", states)
-            self.db.executemany("INSERT OR IGNORE INTO fills VALUES (?,?)", list(trade_ids))
+        self.add_report_rows(
+            [
+                (r.strategy_id, r.seq, vid, pack(stored_report_to_body(r)), int(is_open))
+                for vid, r, is_open in reports
+            ],
+            trade_ids,
+        )
+
+    def add_report_rows(self, rows: Iterable[ReportRow], trade_ids: Iterable[tuple[str, str]] = ()) -> None:
+        """Persist report rows of any report type (:data:`ReportRow`) and applied trade ids in one
+        write; a seq not above its strategy's last is refused and nothing is persisted."""
+        last = self._last_seq
+        seen: dict[str, int] = {}
+        out: list[tuple[Any, ...]] = []
+        for sid, seq, vid, body, is_open in rows:
+            prev = seen.get(sid)
+            if prev is None:
+                prev = last.get(sid, 0)
+            if seq <= prev:
+                raise JournalError(
+                    f"journal {self.path}: write failed: report {sid} seq {seq} is not after seq {prev}"
+                )
+            seen[sid] = seq
+            out.append((_REPORT, sid, seq, vid, body, is_open))
+        out.extend((_FILL, vid, tid) for vid, tid in trade_ids)
+        if out:
+            self._append(out)
+            last.update(seen)
 
     def set_meta(self, key: str, value: str) -> None:
+        if key == "log":
+            raise ValueError("meta 'log' is the journal's own")
         with _mapped("write", self.path):
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value))
 
@@ -201,6 +486,8 @@ class Journal:
         return None if row is None else str(row[0])
 
     def _read(self, query: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Every read indexes what is pending first: reads see every write."""
+        self.index()
         with _mapped("read", self.path):
             return query(self.db)
 
@@ -326,6 +613,7 @@ class Journal:
     # table), each strategy's newest report (its last seq).
 
     def attach_archive(self, path: Path) -> None:
+        self.index()
         with _mapped("attach the archive", path):
             self.db.execute("ATTACH DATABASE ? AS arch", (str(path),))
             self.db.execute("PRAGMA arch.journal_mode=WAL")
@@ -411,3 +699,19 @@ class Journal:
             self.db.executemany("DELETE FROM fills WHERE venue_order_id=?", vids)
             self.db.executemany("DELETE FROM orders WHERE rowid=?", rowids)
         return len(rows)
+
+
+def _parse_frames(data: bytes) -> tuple[list[list[tuple[Any, ...]]], int]:
+    """The whole frames at the start of ``data`` (each a list of records) and where they end: the
+    first frame that is short or fails its CRC ends the log (a write the process died in)."""
+    out: list[list[tuple[Any, ...]]] = []
+    pos = 0
+    size = _FRAME.size
+    while pos + size <= len(data):
+        n, crc = _FRAME.unpack_from(data, pos)
+        payload = data[pos + size : pos + size + n]
+        if len(payload) < n or zlib.crc32(payload) != crc:
+            break
+        out.append([tuple(r) for r in msgpack.unpackb(payload, raw=False, use_list=True)])
+        pos += size + n
+    return out, pos
