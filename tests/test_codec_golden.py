@@ -31,8 +31,11 @@ from seqtrade.models import (
     AccountEventKind,
     AmendRequest,
     Book,
+    BookStatus,
+    BookUpdate,
     CancelAll,
     CancelRequest,
+    Depth,
     FundingRate,
     Goodbye,
     Heartbeat,
@@ -72,6 +75,18 @@ MESSAGES: dict[str, Any] = {
     "book": Book("BTC-USDT", 1, [[100.0, 1.0], [99.5, 2.0]], [[100.5, 0.5]], 3, 4),
     "book_empty": Book("BTC-USDT", 1, [], [], 0, 0),
     "book_ints": Book("B", 5, [[1, 2]], [[3, 4], [5, 6]], 1, 2),
+    "depth": Depth("BTC-USDT", 1_700_000_000_000, [[100.0, 1.0], [99.5, 2.0]], [[100.5, 0.5]], 42, 3, 4),
+    "depth_empty": Depth("BTC-USDT", 1, [], [], 0, 1, 0),
+    "fullbook_snapshot": BookUpdate(
+        "BTC-USDT", 1_700_000_000_000, True, 7, -1, [[100.0, 1.0]], [[100.5, 0.5], [101.0, 3.0]], 5, 6
+    ),
+    "fullbook_delta": BookUpdate(
+        "BTC-USDT", 1_700_000_000_100, False, 8, 7, [[100.0, 0.0]], [[100.25, 1.5]], 6, 7
+    ),
+    "book_status_invalid": BookStatus(
+        "BTC-USDT", "invalid", "gap: prevSeqId 15 after seqId 12", 8, 1_700_000_000_200, 2, 9
+    ),
+    "book_status_valid": BookStatus("ETH-USDT", "valid", "", 9, 1_700_000_000_300, 3, 10),
     "trade": Trade("BTC-USDT", 7, "t-77", 1.5, 2.5, "sell", 4, 5),
     "trade_side_enum": Trade("BTC-USDT", 7, "78", 2, 3, Side.BUY, 0, 0),
     "status": VenueStatus("paper", True, ["BTC-USDT", "ETH-USDT"], 5, 6, 7),

@@ -22,8 +22,11 @@ from seqtrade.models import (
     AccountEventKind,
     AmendRequest,
     Book,
+    BookStatus,
+    BookUpdate,
     CancelAll,
     CancelRequest,
+    Depth,
     FundingRate,
     Goodbye,
     Heartbeat,
@@ -80,6 +83,13 @@ instruments = st.builds(
 MESSAGES: dict[type, st.SearchStrategy[Any]] = {
     Ticker: st.builds(Ticker, symbols, u63, floats, floats, floats, floats, floats, floats, u63, u64),
     Book: st.builds(Book, symbols, u63, levels, levels, u63, u64),
+    Depth: st.builds(Depth, symbols, u63, levels, levels, u63, u63, u64),
+    BookUpdate: st.builds(
+        BookUpdate, symbols, u63, st.booleans(), u63, st.integers(-1, 2**63 - 1), levels, levels, u63, u64
+    ),
+    BookStatus: st.builds(
+        BookStatus, symbols, st.sampled_from(["valid", "invalid", "stale"]), texts, u63, u63, u63, u64
+    ),
     Trade: st.builds(Trade, symbols, u63, texts, floats, floats, side_names, u63, u64),
     VenueStatus: st.builds(VenueStatus, ids, st.booleans(), st.lists(symbols, max_size=5), u63, u63, u64),
     OrderReport: reports,
@@ -188,7 +198,8 @@ def test_tables_are_split_by_channel_and_keep_the_protocol_order():
         "history_request", "sync_ack",
     ]  # fmt: skip
     assert list(wire.MARKET_DATA_TYPES) == [
-        "ticker", "book", "trade", "status", "candle", "feed_status", "mark", "funding", "price_limit", "sync"
+        "ticker", "book", "trade", "status", "candle", "feed_status", "mark", "funding", "price_limit", "sync",
+        "depth", "fullbook", "book_status",
     ]  # fmt: skip
     assert list(wire.REPORT_TYPES) == ["order_report", "welcome", "refusal", "history", "account_event"]
     assert wire.MESSAGE_TYPES == {**wire.MARKET_DATA_TYPES, **wire.REPORT_TYPES}
@@ -289,17 +300,22 @@ def test_dispatch_table_covers_its_table_exactly():
                 FundingRate,
                 PriceLimit,
                 Sync,
+                Depth,
+                BookUpdate,
+                BookStatus,
             )
         },  # fmt: skip
     )
     msgs = [Ticker("X", 1, 1, 1, 1, 1, 1, 1), Book("X", 1, [], []), Trade("X", 1, "t", 1, 1, "buy"),
-            VenueStatus("paper", True, [], 1), Candle("X", "1m", 0, 1, 1, 1, 1, 0, True), FeedsStatus("paper", 1)]  # fmt: skip
+            VenueStatus("paper", True, [], 1), Candle("X", "1m", 0, 1, 1, 1, 1, 0, True), FeedsStatus("paper", 1),
+            Depth("X", 1, [], [], 1), BookUpdate("X", 1, True, 1, -1, [], []), BookStatus("X", "valid", "", 1, 1)]  # fmt: skip
     for m in msgs:
         handlers[type(m)](m)
     assert seen == msgs
     with pytest.raises(
         ValueError,
-        match=r"no handler for \['trade', 'status', 'candle', 'feed_status', 'mark', 'funding', 'price_limit', 'sync'\]",
+        match=r"no handler for \['trade', 'status', 'candle', 'feed_status', 'mark', 'funding', 'price_limit',"
+        r" 'sync', 'depth', 'fullbook', 'book_status'\]",
     ):
         wire.dispatch_table(wire.MARKET_DATA_TYPES, {Ticker: print, Book: print})
     with pytest.raises(ValueError, match="not in the table: \\['Hello'\\]"):

@@ -13,7 +13,7 @@ import pytest
 IO_LIBS = ("trio", "zmq", "httpx", "trio_websocket", "sqlite3")
 PURE = ["seqtrade.models", "seqtrade.wire", "seqtrade.config", "seqtrade.venues.matching",
         "seqtrade.venues.okx.parse", "seqtrade.venues.okx.messages", "seqtrade.server.orders",
-        "seqtrade.client.protocol", "seqtrade.client.strategy",
+        "seqtrade.client.protocol", "seqtrade.client.strategy", "seqtrade.books", "seqtrade.client.book",
         "seqtrade.server.engine", "seqtrade.server.recovery", "seqtrade.server.risk",
         "seqtrade.server.accounts", "seqtrade.positions", "seqtrade.venues.okx.auth",
         "seqtrade.venues.okx.account", "seqtrade.venues.okx.tracking", "seqtrade.venues.okx.errors",
@@ -44,7 +44,7 @@ def test_client_public_surface():
     assert sorted(c.__all__) == sorted([
         "Strategy", "Position", "run", "run_strategy", "load_strategy", "Endpoints",
         "Ticker", "Book", "Trade", "VenueStatus", "OrderReport", "OrderStatus",
-        "Candle", "FeedsStatus", "FeedStatus",
+        "Candle", "FeedsStatus", "FeedStatus", "LocalBook", "BookStatus",
         "AccountEvent", "AccountEventKind", "MarkPrice", "FundingRate", "PriceLimit", "Instrument", "InstrumentKind",
     ])  # fmt: skip
     for name in c.__all__:
@@ -52,9 +52,10 @@ def test_client_public_surface():
 
 
 VENUE_KINDS = ("paper", "okx")
-# Where a venue kind may be named: the venues package, the config's section definitions, and the
-# benchmark's market feed (a paper venue by design: seqtrade.bench.feed).
-KIND_ALLOWED = ("venues/", "config.py", "bench/feed.py")
+# Where a venue kind may be named: the venues package, the config's section definitions, the
+# benchmark's market feed (a paper venue by design: seqtrade.bench.feed) and its book scenario (OKX
+# `books` messages through the OKX adapter's own decoders, by design: seqtrade.bench.books).
+KIND_ALLOWED = ("venues/", "config.py", "bench/feed.py", "bench/books.py")
 
 
 def kind_mentions(path: Path) -> list[str]:

@@ -350,7 +350,7 @@ async def test_public_reconnect_and_notice() -> None:
             subs = [r for r in fake.requests if r.op == "subscribe" and r.path.endswith("public")]
             assert len(subs) == 3
             channels = {(a["channel"], a["instId"]) for a in subs[-1].body["args"]}
-            assert channels == {(c, s) for c in ("tickers", "books5", "trades") for s in SYMBOLS}
+            assert channels == {(c, s) for c in ("tickers", "books5", "trades", "books") for s in SYMBOLS}
 
 
 @needs_fake

@@ -54,7 +54,7 @@ def shape(row: dict[str, Any]) -> tuple[Any, ...]:
 async def test_a_recording_replays_to_strategy_processes_in_order(
     nursery: trio.Nursery, base_dir: Path
 ) -> None:
-    data = await record(nursery, base_dir, 400)
+    data = await record(nursery, base_dir, 1000)  # the paper venue publishes full-depth books too
     out1, out2 = base_dir / "tape1.jsonl", base_dir / "tape2.jsonl"
     cfg = base_dir / "replay.toml"
     cfg.write_text(f"""

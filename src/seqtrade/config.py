@@ -119,6 +119,8 @@ class PaperConfig:
     lot_size: float = 0.0001
     min_size: float = 0.0001
     level_size: float = 1.0  # typical size at each of the 5 book levels
+    # The full-depth book (docs/books.md): levels a side, the walk's five on top, deeper ones larger; 0: none
+    depth_levels: int = 200
     maker_fee: float = 0.0008  # fraction of notional
     taker_fee: float = 0.001
     start_prices: dict[str, float] = field(default_factory=dict)  # default 100.0 (BTC: 60000)
@@ -168,6 +170,12 @@ class OkxConfig:
     reconnect_max: float = 30.0
     # Deprecated: read as server.cancel_all_after (the server owns the switch); 0 = unset, else 10..120.
     cancel_all_after: float = 0.0
+    # Full-depth books (docs/books.md): subscribe ``books`` (400 levels, verified) besides ``books5``;
+    # a book with no push (heartbeats included: OKX sends one a minute on a quiet book) for
+    # ``book_stale_after`` s is stale; a valid one is re-sent whole every ``book_snapshot_interval`` s.
+    books: bool = True
+    book_stale_after: float = 70.0
+    book_snapshot_interval: float = 1.0
     # environment variable names: the keys themselves never appear in a file
     api_key_env: str = "OKX_API_KEY"
     secret_key_env: str = "OKX_SECRET_KEY"
@@ -488,6 +496,11 @@ def _check(cfg: Config) -> None:
             )
     if not 0 <= p.trade_probability <= 1:
         raise ConfigError("venue.paper.trade_probability: must be between 0 and 1")
+    if not 0 <= p.depth_levels <= 1000:
+        raise ConfigError("venue.paper.depth_levels: must be between 0 (no full book) and 1000")
+    for name in ("book_stale_after", "book_snapshot_interval"):
+        if not getattr(cfg.venue.okx, name) > 0:
+            raise ConfigError(f"venue.okx.{name}: must be > 0 (seconds)")
     _check_paper_derivatives(p)
     _check_derivatives(cfg)
     if cfg.venue.okx.cancel_all_after and not 10 <= cfg.venue.okx.cancel_all_after <= 120:

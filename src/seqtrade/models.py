@@ -21,6 +21,9 @@ __all__ = [
     "Book",
     "Trade",
     "VenueStatus",
+    "Depth",
+    "BookUpdate",
+    "BookStatus",
     "MarkPrice",
     "FundingRate",
     "PriceLimit",
@@ -264,6 +267,82 @@ class PriceLimit:
     ts: int
     buy_limit: float
     sell_limit: float
+    seq: int = 0
+    gw_ns: int = 0
+
+
+@dataclass(slots=True)
+class Depth:
+    """The top levels of a verified full-depth book, sent on every change of them (``depth/<symbol>/``).
+
+    Attributes:
+        symbol: The instrument.
+        ts: The venue's time of the change, in ms since the epoch.
+        bids: ``[[price, size], ...]``, best (highest) first, up to 25 levels.
+        asks: ``[[price, size], ...]``, best (lowest) first, up to 25 levels.
+        book_seq: The version of the server's book this is the top of (see ``BookUpdate``).
+        seq: Counts messages of this topic; a jump means messages were dropped on the way.
+        gw_ns: The server's ``time.time_ns()`` when it sent the message.
+    """
+
+    symbol: str
+    ts: int
+    bids: list[list[float]]
+    asks: list[list[float]]
+    book_seq: int
+    seq: int = 0
+    gw_ns: int = 0
+
+
+@dataclass(slots=True)
+class BookUpdate:
+    """A snapshot of, or a change to, a verified full-depth book (``fullbook/<symbol>/``).
+
+    Attributes:
+        symbol: The instrument.
+        ts: The venue's time of the book, in ms since the epoch.
+        snapshot: True: ``bids``/``asks`` are the whole book, as of ``book_seq``. False: they are the
+            levels that changed (size 0: the level is gone), turning version ``prev_book_seq`` into
+            ``book_seq``.
+        book_seq: The book's version after this message; versions count 1, 2, 3, ... per symbol.
+        prev_book_seq: The version a delta applies to (``book_seq - 1``); -1 on a snapshot.
+        bids: ``[[price, size], ...]``, best first.
+        asks: ``[[price, size], ...]``, best first.
+        seq: Counts messages of this topic; a jump means messages were dropped on the way.
+        gw_ns: The server's ``time.time_ns()`` when it sent the message.
+    """
+
+    symbol: str
+    ts: int
+    snapshot: bool
+    book_seq: int
+    prev_book_seq: int
+    bids: list[list[float]]
+    asks: list[list[float]]
+    seq: int = 0
+    gw_ns: int = 0
+
+
+@dataclass(slots=True)
+class BookStatus:
+    """A change of state of a symbol's full-depth book in the server (``book_status/<symbol>/``).
+
+    Attributes:
+        symbol: The instrument.
+        state: ``"valid"``, ``"invalid"`` (a gap, a bad checksum, a lost connection: no levels until
+            the next snapshot) or ``"stale"`` (no update from the venue for the configured time).
+        reason: Why, in words ("" when valid).
+        book_seq: The last version published before the change.
+        ts: The venue's (or, when it fell silent, the server's) time, in ms since the epoch.
+        seq: Counts messages of this topic; a jump means messages were dropped on the way.
+        gw_ns: The server's ``time.time_ns()`` when it sent the message.
+    """
+
+    symbol: str
+    state: str
+    reason: str
+    book_seq: int
+    ts: int
     seq: int = 0
     gw_ns: int = 0
 

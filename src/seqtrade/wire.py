@@ -8,8 +8,8 @@ two functions that turn the model into a body map and back, written side by side
 directions dispatch through the tables, never through ``isinstance`` chains:
 
 - :data:`MARKET_DATA_TYPES` (ticker, book, trade, status, candle, feed_status, mark, funding,
-  price_limit, sync) and :data:`REPORT_TYPES` (order_report, welcome, refusal, history, account_event)
-  are what the server publishes; :data:`MESSAGE_TYPES` is both, what :func:`decode_message`
+  price_limit, sync, depth, fullbook, book_status) and :data:`REPORT_TYPES` (order_report, welcome,
+  refusal, history, account_event) are what the server publishes; :data:`MESSAGE_TYPES` is both, what :func:`decode_message`
   reads.
 - :data:`REQUEST_TYPES` is what strategies send; :func:`parse_request` reads it.
 - :data:`CODECS` maps each model class to its entry; :func:`encode_message` uses it.
@@ -62,8 +62,11 @@ from .models import (
     AccountEventKind,
     AmendRequest,
     Book,
+    BookStatus,
+    BookUpdate,
     CancelAll,
     CancelRequest,
+    Depth,
     FundingRate,
     Goodbye,
     Heartbeat,
@@ -255,6 +258,82 @@ def _book_from_body(d: dict[str, Any]) -> Book:
 
 
 _BOOK = Codec("book", Book, "symbol", _book_body, _book_from_body)
+
+
+# Full-depth books (docs/protocol.md, "Order books"): the top levels on every change, the whole book
+# as snapshots and deltas, and the book's state.
+
+
+def _depth_body(d: Depth) -> dict[str, Any]:
+    return {
+        "type": "depth",
+        "symbol": d.symbol,
+        "ts": d.ts,
+        "bids": d.bids,
+        "asks": d.asks,
+        "book_seq": d.book_seq,
+        "seq": d.seq,
+        "gw_ns": d.gw_ns,
+    }
+
+
+def _depth_from_body(d: dict[str, Any]) -> Depth:
+    return Depth(
+        d["symbol"], d["ts"], d["bids"], d["asks"], d["book_seq"], d.get("seq", 0), d.get("gw_ns", 0)
+    )
+
+
+_DEPTH = Codec("depth", Depth, "symbol", _depth_body, _depth_from_body)
+
+
+def _fullbook_body(u: BookUpdate) -> dict[str, Any]:
+    return {
+        "type": "fullbook",
+        "symbol": u.symbol,
+        "ts": u.ts,
+        "snapshot": u.snapshot,
+        "book_seq": u.book_seq,
+        "prev_book_seq": u.prev_book_seq,
+        "bids": u.bids,
+        "asks": u.asks,
+        "seq": u.seq,
+        "gw_ns": u.gw_ns,
+    }
+
+
+def _fullbook_from_body(d: dict[str, Any]) -> BookUpdate:
+    snapshot = d["snapshot"]
+    if not isinstance(snapshot, bool):
+        raise TypeError("snapshot must be a boolean")
+    return BookUpdate(
+        d["symbol"], d["ts"], snapshot, d["book_seq"], d["prev_book_seq"], d["bids"], d["asks"],
+        d.get("seq", 0), d.get("gw_ns", 0),
+    )  # fmt: skip
+
+
+_FULLBOOK = Codec("fullbook", BookUpdate, "symbol", _fullbook_body, _fullbook_from_body)
+
+
+def _book_status_body(s: BookStatus) -> dict[str, Any]:
+    return {
+        "type": "book_status",
+        "symbol": s.symbol,
+        "state": s.state,
+        "reason": s.reason,
+        "book_seq": s.book_seq,
+        "ts": s.ts,
+        "seq": s.seq,
+        "gw_ns": s.gw_ns,
+    }
+
+
+def _book_status_from_body(d: dict[str, Any]) -> BookStatus:
+    return BookStatus(
+        d["symbol"], d["state"], d["reason"], d["book_seq"], d["ts"], d.get("seq", 0), d.get("gw_ns", 0)
+    )
+
+
+_BOOK_STATUS = Codec("book_status", BookStatus, "symbol", _book_status_body, _book_status_from_body)
 
 
 def _trade_body(t: Trade) -> dict[str, Any]:
@@ -887,7 +966,8 @@ _HISTORY_REQUEST = Codec(
 # --------------------------------------------------------------------------- the tables
 
 _MARKET_DATA: tuple[Codec[Any], ...] = (
-    _TICKER, _BOOK, _TRADE, _STATUS, _CANDLE, _FEED_STATUS, _MARK, _FUNDING, _PRICE_LIMIT, _SYNC
+    _TICKER, _BOOK, _TRADE, _STATUS, _CANDLE, _FEED_STATUS, _MARK, _FUNDING, _PRICE_LIMIT, _SYNC, _DEPTH,
+    _FULLBOOK, _BOOK_STATUS,
 )  # fmt: skip
 _REPORTS: tuple[Codec[Any], ...] = (_ORDER_REPORT, _WELCOME, _REFUSAL, _HISTORY, _ACCOUNT_EVENT)
 _REQUESTS: tuple[Codec[Any], ...] = (

@@ -22,6 +22,7 @@ import trio
 
 from . import rest, ws
 from .auth import Credentials
+from .books import FakeBooks, Fault
 from .candles import FakeCandles
 from .deriv_instruments import derivative_instruments
 from .deriv_server import DerivControls
@@ -130,6 +131,12 @@ class FakeOkx(DerivControls):
         self.omit_data_codes = {"50011"}  # §1.5/§2.0: observed error bodies without "data"
         self.max_private_channel_conns = 30  # §4.5
         self.ws_queue_size = 10_000
+        # ---- the books channel (§5.3; books.py): 400 levels a side, seqId chains, checksum 0 or CRC32
+        self.book_feed = FakeBooks()
+        self.books_silent = False  # a stale channel: no push at all (not even the snapshot on subscribe)
+        self.book_subscribes: dict[
+            str, int
+        ] = {}  # books subscriptions per instId (resubscriptions show here)
         # ---- observation
         self.requests: list[RecordedRequest] = []
         self.clock_refusals: list[ClockRefusal] = []  # see ClockRefusal; filled by note_answers
@@ -363,6 +370,36 @@ class FakeOkx(DerivControls):
             arg = conn.public_sub("trades", inst_id)
             if arg is not None:
                 conn.send_json({"arg": arg, "data": [trade]}, activity=True)
+
+    # ---- books (§5.3)
+
+    def push_books(self, inst_id: str, item: dict[str, Any], action: str = "update") -> int:
+        """Send one ``books`` item to every subscriber of ``inst_id``; how many got it."""
+        if self.books_silent:
+            return 0
+        n = 0
+        for conn in list(self._conns):
+            arg = conn.public_sub("books", inst_id)
+            if arg is not None:
+                conn.send_json({"arg": arg, "action": action, "data": [item]}, activity=True)
+                n += 1
+        return n
+
+    def book_update(self, inst_id: str, fault: Fault | None = None, *, reset: bool = False) -> None:
+        """The book of ``inst_id`` changes once (twice for a reorder) and is pushed, with ``fault``."""
+        feed = self.book_feed
+        item = feed.update(inst_id, reset=reset)
+        if fault is Fault.GAP:
+            return  # the exchange's book moved; nobody is told
+        if fault is Fault.BAD_CHECKSUM:
+            item["checksum"] = (item["checksum"] or 0) ^ 0x5A5A5A5  # wrong and never 0
+        if fault is Fault.REORDER:
+            later = feed.update(inst_id)
+            self.push_books(inst_id, later)
+        self.push_books(inst_id, item)
+
+    def book_heartbeat(self, inst_id: str) -> None:
+        self.push_books(inst_id, self.book_feed.heartbeat(inst_id))
 
     def market_update(self, inst_id: str) -> None:
         for conn in list(self._conns):

@@ -36,7 +36,7 @@ __all__ = ["WsConn", "serve"]
 
 _PATHS = {"/ws/v5/public": "public", "/ws/v5/private": "private", "/ws/v5/business": "business"}
 _ID = re.compile(r"^[A-Za-z0-9]{1,32}$")
-_PUBLIC_CHANNELS = ("tickers", "books5", "bbo-tbt", "trades")
+_PUBLIC_CHANNELS = ("tickers", "books5", "bbo-tbt", "trades", "books")
 _PRIVATE_CHANNELS = ("orders", "account")
 _COUNTED_CHANNELS = ("orders", "account")  # §4.5: 30 connections per channel per sub-account
 _INST_TYPES = ("SPOT", "MARGIN", "SWAP", "FUTURES", "OPTION", "EVENTS", "ANY")
@@ -380,6 +380,13 @@ def _subscribe(conn: WsConn, op: str, msg: dict[str, Any]) -> list[Any]:
                 ticker = ex.ticker(arg["instId"])
                 if ticker is not None:
                     out.append({"arg": canonical, "data": [ticker]})
+            elif channel == "books":  # §5.3: the first push is the 400-level snapshot
+                inst = arg["instId"]
+                fake.book_subscribes[inst] = fake.book_subscribes.get(inst, 0) + 1
+                if not fake.books_silent:
+                    out.append(
+                        {"arg": canonical, "action": "snapshot", "data": [fake.book_feed.snapshot(inst)]}
+                    )
             elif channel in ("books5", "bbo-tbt"):
                 book = ex.books5(arg["instId"])
                 if book is not None:

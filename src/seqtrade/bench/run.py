@@ -46,6 +46,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from .books import books_section, scenario_books
 from .hist import new_hist, read_result, summary
 
 __all__ = ["main", "Plan", "PLANS", "run_bench", "format_table", "machine_info"]
@@ -848,6 +849,7 @@ SCENARIOS: dict[str, Callable[[Run], None]] = {
     "stages": scenario_stages,
     "throughput": scenario_throughput,
     "fanout": scenario_fanout,
+    "books": scenario_books,
     "codec": scenario_codec,
     "replay": lambda run: _replay_bench().scenario(run),  # the backtest's events/s: seqtrade.bench.replay
 }
@@ -986,6 +988,7 @@ def _throughput_section(r: dict[str, Any]) -> list[str]:
 # results each, returning its lines; empty when its scenario did not run). Scenarios add theirs here.
 TABLE_SECTIONS: list[Callable[[dict[str, Any]], list[str]]] = [
     _throughput_section,
+    books_section,
     lambda r: _replay_bench().table_section(r),
 ]
 

@@ -30,6 +30,7 @@ from ..models import (
     AccountEvent,
     AccountEventKind,
     Book,
+    BookStatus,
     FundingRate,
     MarkPrice,
     OrderReport,
@@ -39,6 +40,7 @@ from ..models import (
     Trade,
     VenueStatus,
 )
+from .book import LocalBook
 from .strategy import Position, Strategy
 
 if TYPE_CHECKING:
@@ -55,6 +57,8 @@ __all__ = [
     "Endpoints",
     "Ticker",
     "Book",
+    "LocalBook",
+    "BookStatus",
     "Trade",
     "VenueStatus",
     "Candle",

@@ -52,6 +52,9 @@ beyond the welcome's ``last_seq`` is a gap in the replay (reports lost on the wa
 follows and ask again with a fresh nonce, which the server answers when the replay in flight has
 ended. A report beyond the welcome's ``last_seq`` is a live report the replay will bring again in
 order: dropped silently.
+- Market data: the decoded model itself; for the full-depth books (``depth``, ``fullbook``) the
+  strategy's own copy, kept by :class:`~seqtrade.client.book.BookCopies` (``proto.books``), when it
+  changed and is valid; ``book_status`` as decoded, after it was applied to the copy.
 - :class:`~seqtrade.candles.History`: the answer to a ``history_request`` (not numbered).
 - Market data: the decoded model itself. :attr:`ClientProtocol.candles` is the join of history and
   live candles (:class:`~seqtrade.candles.CandleJoin`), which the shell applies.
@@ -74,6 +77,9 @@ from ..models import (
     PROTOCOL_VERSION,
     AccountEvent,
     Book,
+    BookStatus,
+    BookUpdate,
+    Depth,
     FundingRate,
     Goodbye,
     Heartbeat,
@@ -88,6 +94,7 @@ from ..models import (
     Welcome,
 )
 from ..vclock import Sync
+from .book import BookCopies, LocalBook
 
 __all__ = [
     "ClientProtocol",
@@ -213,12 +220,14 @@ class ClientProtocol:
             {OrderReport: self._on_report, Welcome: self._on_welcome, Refusal: self._on_refusal,
              History: self._on_history, AccountEvent: self._on_report},
         )  # fmt: skip
+        self.books = BookCopies()  # the full-depth books the strategy asked for (client/book.py)
         self._md_handlers: dict[type, Callable[[Any], MdEvent]] = wire.dispatch_table(
             wire.MARKET_DATA_TYPES,
             {Ticker: self._ticker_via_table, Book: self._book_or_trade, Trade: self._book_or_trade,
              VenueStatus: self._status, Candle: self._candle, FeedsStatus: self._feeds,
              MarkPrice: self._book_or_trade, FundingRate: self._book_or_trade,
-             PriceLimit: self._book_or_trade, Sync: self._feeds},
+             PriceLimit: self._book_or_trade, Sync: self._feeds, Depth: self.books.on_depth,
+             BookUpdate: self.books.on_fullbook, BookStatus: self.books.on_status},
         )  # fmt: skip
 
     # ------------------------------------------------------------------ requests out
@@ -487,6 +496,18 @@ class ClientProtocol:
 ReportEvent = Report | Synced | Refused | History | None
 """What one report-channel frame gives: an event for the shell, or nothing."""
 MdEvent = (
-    Book | Trade | VenueStatus | Candle | FeedsStatus | MarkPrice | FundingRate | PriceLimit | Sync | None
+    Book
+    | Trade
+    | VenueStatus
+    | Candle
+    | FeedsStatus
+    | MarkPrice
+    | FundingRate
+    | PriceLimit
+    | Sync
+    | LocalBook
+    | BookStatus
+    | None
 )
-"""What one market-data frame other than a ticker gives."""
+"""What one market-data frame other than a ticker gives; a full-depth book comes as the strategy's
+own copy (a LocalBook), and only when it changed and is valid (client/book.py)."""

@@ -36,6 +36,7 @@ from ..feedhealth import FeedsStatus
 from ..models import (
     AccountEvent,
     Book,
+    BookStatus,
     FundingRate,
     Heartbeat,
     MarkPrice,
@@ -46,6 +47,7 @@ from ..models import (
 )
 from ..security import ClientCurve, apply_client_curve, client_curve
 from ..vclock import Sync, SyncAck
+from .book import FULL, LocalBook
 from .errorlog import SUMMARY_INTERVAL, CallbackErrors
 from .protocol import HELLO_INTERVAL, ClientProtocol, Refused, Report, ServerLost, Synced
 from .strategy import Strategy
@@ -149,7 +151,8 @@ def _overrides(strategy: Strategy, name: str) -> bool:
 
 
 _MD_CALLBACK = {Book: "on_book", Trade: "on_trade", VenueStatus: "on_status", FeedsStatus: "on_feed_status",
-                MarkPrice: "on_mark", FundingRate: "on_funding", PriceLimit: "on_price_limit"}  # fmt: skip
+                MarkPrice: "on_mark", FundingRate: "on_funding", PriceLimit: "on_price_limit",
+                LocalBook: "on_depth", BookStatus: "on_book_status"}  # fmt: skip
 # The derivatives topics a strategy is subscribed to when it overrides the callback.
 _DERIVATIVE_MD = (("mark", "on_mark"), ("funding", "on_funding"), ("price_limit", "on_price_limit"))
 
@@ -359,6 +362,10 @@ def run_strategy(
             if _overrides(strategy, callback):
                 conn.subscribe(kind, sym)
         subscribed.append(sym)
+    for sym, depth in strategy.book_depth.items():
+        proto.books.want(sym, depth)  # ValueError for a bad depth, before anything is sent
+        conn.subscribe("fullbook" if depth == FULL else "depth", sym)
+        conn.subscribe("book_status", sym)
     conn.md.setsockopt(zmq.SUBSCRIBE, b"status/")
     conn.md.setsockopt(zmq.SUBSCRIBE, b"sync/")  # a backtest's clock (seqtrade.vclock); never sent live
     if _overrides(strategy, "on_feed_status"):

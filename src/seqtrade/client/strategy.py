@@ -27,6 +27,7 @@ from ..models import (
     AccountEvent,
     AmendRequest,
     Book,
+    BookStatus,
     CancelAll,
     CancelRequest,
     FundingRate,
@@ -44,6 +45,7 @@ from ..positions import FeeLedger, apply_fill, apply_fill_to
 from ..vclock import VIRTUAL_CLOCK_ENV
 
 if TYPE_CHECKING:
+    from .book import LocalBook
     from .protocol import ClientProtocol
     from .runner import Connection
 
@@ -219,6 +221,19 @@ class Strategy:
     server serves.)
     """
 
+    book_depth: Mapping[str, int | str] = {}
+    """The full-depth order books this strategy keeps, by symbol: ``N`` levels a side (1-25) or ``"full"``.
+
+    ``{"BTC-USDT": 10}`` keeps the top 10 levels, replaced on every change of them;
+    ``{"BTC-USDT": "full"}`` keeps the whole book (all the levels the venue sends, 400 a side on
+    OKX), from a snapshot and then the deltas the server verified. Read the book with
+    [`book`][seqtrade.client.Strategy.book]; [`on_depth`][seqtrade.client.Strategy.on_depth] is called
+    after each change and [`on_book_status`][seqtrade.client.Strategy.on_book_status] when the
+    server's book goes invalid, stale or valid again (docs/books.md). To trade a symbol, list it in
+    [`symbols`][seqtrade.client.Strategy.symbols] too. Read when the strategy starts, like ``symbols``;
+    a depth that is neither 1-25 nor ``"full"`` stops the start with a ``ValueError``.
+    """
+
     bars: Sequence[str] = ()
     """The candle bar sizes this strategy receives for each of its symbols, e.g. ``["1m", "5m"]``.
 
@@ -339,6 +354,26 @@ class Strategy:
 
         Args:
             report: The [`OrderReport`][seqtrade.client.OrderReport].
+        """
+
+    def on_depth(self, book: LocalBook) -> None:
+        """A full-depth book of [`book_depth`][seqtrade.client.Strategy.book_depth] changed, and is valid.
+
+        Args:
+            book: The strategy's own copy ([`LocalBook`][seqtrade.client.LocalBook]), already
+                updated; the same object [`book`][seqtrade.client.Strategy.book] returns.
+        """
+
+    def on_book_status(self, status: BookStatus) -> None:
+        """The server's full-depth book of a symbol of ``book_depth`` changed state.
+
+        ``status.state`` is ``"invalid"`` (a gap or a bad checksum at the venue, a lost connection:
+        the server asked for a fresh snapshot), ``"stale"`` (no update from the venue for the
+        configured time) or ``"valid"`` again. Until it is valid,
+        [`book`][seqtrade.client.Strategy.book] returns None for that symbol.
+
+        Args:
+            status: The [`BookStatus`][seqtrade.client.BookStatus].
         """
 
     def on_account_event(self, event: AccountEvent) -> None:
@@ -774,6 +809,17 @@ class Strategy:
         Market data is never replayed: the server never slows down for a slow reader.
         """
         return self._protocol.md_gaps if self._protocol is not None else 0
+
+    def book(self, symbol: str) -> LocalBook | None:
+        """The full-depth book of ``symbol`` (one of [`book_depth`][seqtrade.client.Strategy.book_depth]),
+        or None while there is no valid one (not yet received, invalid or stale).
+
+        The book has ``best_bid`` and ``best_ask`` (``(price, size)`` or None), ``mid``, ``spread``,
+        ``bids`` and ``asks`` (``[[price, size], ...]``, best first), ``top(n)`` and
+        ``size_at(side, price)``. It is the strategy's own copy, kept up to date between callbacks:
+        read it, do not change it.
+        """
+        return self._protocol.books.get(symbol) if self._protocol is not None else None
 
     def position(self, symbol: str) -> float:
         """This strategy's net position in ``symbol`` (+ long, - short, 0.0 if none), in the

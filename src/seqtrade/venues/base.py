@@ -42,6 +42,9 @@ from ..instruments import Instrument
 from ..models import (
     AccountEventKind,
     Book,
+    BookStatus,
+    BookUpdate,
+    Depth,
     FundingRate,
     MarkPrice,
     OrderStatus,
@@ -64,7 +67,9 @@ __all__ = [
     "MarketData",
 ]
 
-MarketData = Ticker | Book | Trade | Candle | MarkPrice | FundingRate | PriceLimit
+MarketData = (
+    Ticker | Book | Trade | Candle | MarkPrice | FundingRate | PriceLimit | Depth | BookUpdate | BookStatus
+)
 # Instrument (seqtrade.instruments) is re-exported here: venues build it from the exchange's data.
 
 

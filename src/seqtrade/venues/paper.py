@@ -42,6 +42,7 @@ from ..models import AccountEventKind, Book, FundingRate, MarkPrice, PriceLimit,
 from .base import Instrument, OrderEvent, Venue, VenueAccountEvent, VenueOrder, VenuePosition, VenueSink
 from .matching import MatchingEngine
 from .paper_account import Balance
+from .paper_book import PaperDepth
 from .paper_derivs import (
     AccountChange,
     ContractSpec,
@@ -266,6 +267,15 @@ class PaperVenue(Venue):
             warning_ratio=cfg.liquidation_warning_ratio,
         )
         self._walks = {sym: _Walk(sym, i, cfg, self._instruments[sym]) for i, sym in enumerate(symbols)}
+        # the full-depth books (paper_book.py), with random numbers of their own: the walk stays as it was
+        self._depths = {
+            sym: PaperDepth(
+                sym, tick=w.tick, price_dp=w.price_dp, lot=w.lot, size_dp=w.size_dp, level_size=w.level_size,
+                rng=random.Random(cfg.seed * 1_000_003 + i + 500_009), levels=cfg.depth_levels,
+            )
+            for i, (sym, w) in enumerate(self._walks.items())
+            if cfg.depth_levels > 0
+        }  # fmt: skip
         self._sink: VenueSink | None = None
         self._outbox: deque[OrderEvent | AccountChange] = deque()
         self._funding_interval_ms = max(1, round(cfg.funding_interval * 1000))
@@ -423,8 +433,13 @@ class PaperVenue(Venue):
             Ticker(walk.symbol, ts, walk.last, bids[0][0], asks[0][0], bids[0][1], asks[0][1], walk.volume)
         )
         sink.publish_market(Book(walk.symbol, ts, bids, asks))
+        self._publish_depth(walk.symbol, bids, asks, ts)
         if trade is not None:
             sink.publish_market(Trade(walk.symbol, ts, engine.next_trade_id(), price, size, str(side)))
+            depth = self._depths.get(walk.symbol)
+            if depth is not None:
+                for msg in depth.trade(str(side), size, ts, trio.current_time()):
+                    sink.publish_market(msg)
             self._publish_candles(sink, self._candles.on_trade(walk.symbol, price, size, ts))
         if walk.symbol in self._specs:
             self._publish_mark(sink, walk, bids[0][0], asks[0][0], ts)
@@ -614,6 +629,7 @@ class PaperVenue(Venue):
         sink = self._require_sink()
         sink.publish_market(Ticker(symbol, ts, walk.last, bid, ask, bids[0][1], asks[0][1], walk.volume))
         sink.publish_market(Book(symbol, ts, bids, asks))
+        self._publish_depth(symbol, bids, asks, ts)
         if symbol in self._specs:
             self._publish_mark(sink, walk, bid, ask, ts)
         await self._deliver(events)
@@ -627,6 +643,14 @@ class PaperVenue(Venue):
         changes = self._engine.settle_funding(ts, rates, ts)
         await self._deliver((), changes=changes)
         return changes
+
+    def _publish_depth(self, symbol: str, bids: list[list[float]], asks: list[list[float]], ts: int) -> None:
+        """The full-depth book follows the new top (its own messages: docs/books.md)."""
+        depth = self._depths.get(symbol)
+        if depth is not None:
+            sink = self._require_sink()
+            for msg in depth.step(bids, asks, ts, trio.current_time()):
+                sink.publish_market(msg)
 
     async def print_trade(self, symbol: str, price: float, size: float, side: Side) -> None:
         """Test hook: a public trade of ``size`` at ``price`` with taker ``side``; fills the resting

@@ -9,6 +9,11 @@ Composition only (docs/okx.md section numbers in brackets); the parts:
 - reconciliation (:mod:`.reconcile`): after every (re)connect, the order changes missed meanwhile;
 - order tracking (:mod:`.tracking`): turns pushes, REST snapshots and REST fills into each change once;
 - the public socket (:mod:`.ws`): ``tickers``, ``books5``, ``trades`` [5.1-5.4] to ``sink.publish_market``;
+  with ``books = true`` (the default) also ``books`` [5.3], the full-depth book, verified by a
+  :class:`seqtrade.books.BookKeeper` per symbol (seqId chain, checksum when not 0, staleness):
+  a push that makes a book invalid resubscribes the channel for that symbol (a fresh snapshot), and
+  strategies get ``book_status``, ``fullbook`` and ``depth`` messages (docs/books.md). The counters of
+  each book are :attr:`OkxVenue.book_counters`;
 - the private socket: login [4.3], the ``orders`` channel [5.6]; after every (re)connect: login,
   subscribe, reconcile. With swaps or futures also ``positions`` (the live legs over a REST snapshot
   taken first), ``balance_and_position``, ``account`` and ``liquidation-warning``, and the bills [11.5]. Frames arrive decoded into the typed messages of :mod:`.messages`; OKX codes
@@ -37,11 +42,12 @@ from typing import Any
 import httpx
 import trio
 
+from ...books import BookCounters, BookKeeper, BookMessage, BookState, Outcome
 from ...candles import Candle, bar_ms, merge_pages
 from ...config import DerivativesConfig, OkxConfig, VenueConfig
 from ...errors import VenueAuthError, VenueError
 from ...instruments import InstrumentKind, kind_of
-from ...models import AccountEventKind, FundingRate, MarkPrice
+from ...models import AccountEventKind, BookStatus, FundingRate, MarkPrice
 from ..base import Instrument, OrderEvent, Venue, VenueAccountEvent, VenueOrder, VenuePosition, VenueSink
 from . import candles as k
 from . import messages as m
@@ -64,7 +70,14 @@ from .entry import CancelAllAfter, OrderEntry, PrivateLink, Request
 from .errors import SUCCESS, CodeClass, code_class
 from .governor import Governor, RateWindow, take_slot
 from .messages import WsEvent, WsMessage, WsPush
-from .parse import MARKET_CHANNELS, InstrumentSpec, decimal_of, instrument_from_okx, order_event_from_okx
+from .parse import (
+    MARKET_CHANNELS,
+    InstrumentSpec,
+    books_push_from_okx,
+    decimal_of,
+    instrument_from_okx,
+    order_event_from_okx,
+)
 from .reconcile import MAX_FILL_PAGES, OrderReads, Reconciler
 from .rest import ExchangeClock, OkxRestClient, open_rest_client
 from .tracking import OrderTracker
@@ -88,6 +101,9 @@ _OKX_INST_TYPE = {InstrumentKind.SWAP: "SWAP", InstrumentKind.FUTURES: "FUTURES"
 INDEX_CHANNEL = "index-tickers"  # the index price of a derivative's underlying (docs/okx.md §11.6)
 # new WS connections: 3 per second per IP, both sockets together (docs/okx.md §4.5); 0.1 s margin
 WS_CONNECTS, WS_CONNECTS_PERIOD = 3, 1.1
+# seconds without the snapshot a books (re)subscription asked for before asking again (at most
+# book_stale_after, the silence a feed is allowed)
+BOOKS_RETRY = 5.0
 
 
 def _raise_single(eg: BaseExceptionGroup[Any]) -> None:
@@ -219,6 +235,13 @@ class OkxVenue(Venue):
         self._reconciler: Reconciler | None = None
         self._cancel_all_after: CancelAllAfter | None = None
         self.socket_stats = {"public": SocketStats(), "private": SocketStats()}  # reconnects, for status
+        self._public_session: WsSession | None = None
+        self._books_asked: dict[str, float] = {}  # symbol -> when its books snapshot was last asked for
+        self._books: dict[str, BookKeeper] = (
+            {s: BookKeeper(s, stale_after=cfg.book_stale_after, snapshot_interval=cfg.book_snapshot_interval)
+             for s in self._symbols}
+            if cfg.books else {}
+        )  # fmt: skip
         if self._bars:
             self.socket_stats["business"] = SocketStats()  # only with candles: the third socket
         self._ws_connects = RateWindow(WS_CONNECTS, WS_CONNECTS_PERIOD)
@@ -310,6 +333,8 @@ class OkxVenue(Venue):
                     await nursery.start(self._governor.run, entry.dispatch)
                     nursery.start_soon(self._clock_task, rest)
                     nursery.start_soon(self._public_task)
+                    if self._books:
+                        nursery.start_soon(self._books_clock_task)
                     nursery.start_soon(self._private_task)
                     if self._bars:
                         nursery.start_soon(self._business_task)
@@ -540,6 +565,11 @@ class OkxVenue(Venue):
         args += [{"channel": ch, "instId": s} for s in self._deriv_symbols for ch in DERIVATIVE_CHANNELS
                  if ch != "funding-rate" or kind_of(s) is InstrumentKind.SWAP]  # fmt: skip
         args += [{"channel": INDEX_CHANNEL, "instId": i} for i in sorted(set(self._index_of.values()))]
+        args += [{"channel": m.BOOKS_CHANNEL, "instId": s} for s in self._books]
+        self._public_session = session
+        now = trio.current_time()
+        for s in self._books:
+            self._books_asked[s] = now
         await session.send({"op": "subscribe", "args": args})
         session.ready = True
 
@@ -547,6 +577,103 @@ class OkxVenue(Venue):
         if self._md_connected and self._sink is not None:
             self._sink.set_connected(False)
         self._md_connected = False
+        if self._sink is not None:
+            ts = self._clock.now_ms()
+            for keeper in self._books.values():
+                self._publish_books(keeper.disconnected(ts, f"public socket lost: {reason}"))
+
+    # ------------------------------------------------------------------ full-depth books
+
+    @property
+    def book_counters(self) -> dict[str, BookCounters]:
+        """Per symbol, what its ``books`` feed saw: snapshots, updates, heartbeats, seq resets, gaps,
+        checksum errors, stale periods, resubscriptions and retries (for feed health, status and tests)."""
+        return {s: k.feed.counters for s, k in self._books.items()}
+
+    def book_state(self, symbol: str) -> BookKeeper | None:
+        """The verified book of ``symbol`` (its feed and publisher), None when books are off."""
+        return self._books.get(symbol)
+
+    def _publish_books(self, msgs: list[BookMessage]) -> None:
+        sink = self._sink
+        assert sink is not None
+        for msg in msgs:
+            sink.publish_market(msg)
+
+    async def _on_books(self, session: WsSession, msg: WsPush) -> None:
+        keeper = self._books.get(msg.inst_id)
+        if keeper is None:
+            return
+        now = trio.current_time()
+        for d in msg.data:
+            push = books_push_from_okx(d, msg.action)  # type: ignore[arg-type]
+            if push is None:
+                keeper.feed.counters.malformed += 1
+                keeper.feed.counters.resubscribes += 1
+                self._publish_books(keeper.disconnected(self._clock.now_ms(), "malformed push"))
+                outcome = Outcome.INVALID
+            else:
+                was = keeper.feed.state
+                outcome, out = keeper.push(
+                    bids=push.bids, asks=push.asks, prev_seq=push.prev_seq, seq=push.seq,
+                    checksum=push.checksum, ts=push.ts, now=now, snapshot=push.snapshot,
+                )  # fmt: skip
+                self._publish_books(out)
+                if was is not BookState.VALID and keeper.feed.valid:
+                    log.info("OKX books %s: valid (seqId %d)", msg.inst_id, push.seq)
+            if outcome is Outcome.INVALID:
+                log.warning(
+                    "OKX books %s: %s: subscribing again for a fresh snapshot",
+                    msg.inst_id,
+                    keeper.feed.reason,
+                )
+                health = getattr(self, "feed_health", None)  # the server's feed health, when it keeps one
+                if health is not None:
+                    health.on_gap("book", msg.inst_id)
+                try:
+                    await self._resubscribe_books(session, msg.inst_id)
+                except VenueError as exc:  # the socket is going down: the reconnect subscribes again
+                    log.info("OKX books %s: %s", msg.inst_id, exc)
+                return  # the rest of this push belongs to the book given up
+
+    async def _resubscribe_books(self, session: WsSession, symbol: str) -> None:
+        """Unsubscribe and subscribe ``books`` of ``symbol``: OKX answers with a fresh snapshot."""
+        health = getattr(self, "feed_health", None)
+        if health is not None:
+            health.on_resubscribe("book", symbol)
+        self._books_asked[symbol] = trio.current_time()
+        arg = {"channel": m.BOOKS_CHANNEL, "instId": symbol}
+        await session.send({"op": "unsubscribe", "args": [arg]})
+        await session.send({"op": "subscribe", "args": [arg]})
+
+    async def _books_clock_task(self) -> None:
+        """Staleness and the periodic whole-book snapshots, a few times a second."""
+        period = min(0.25, self._cfg.book_stale_after / 4, self._cfg.book_snapshot_interval / 2)
+        retry = min(BOOKS_RETRY, self._cfg.book_stale_after)
+        while True:
+            await trio.sleep(period)
+            if self._sink is None:
+                continue
+            now = trio.current_time()
+            session = self._public_session
+            for symbol, keeper in self._books.items():
+                msgs = keeper.tick(now, keeper.feed.ts)
+                if msgs and isinstance(msgs[0], BookStatus):
+                    log.warning("OKX books %s: stale: %s", symbol, keeper.feed.reason)
+                self._publish_books(msgs)
+                if (
+                    keeper.feed.state is BookState.INVALID
+                    and session is not None
+                    and session.alive
+                    and session.ready
+                    and now - self._books_asked.get(symbol, now) >= retry
+                ):  # asked for a snapshot and none came (an error answer, a lost message): ask again
+                    log.warning("OKX books %s: no snapshot %.1f s after asking: asking again", symbol, retry)
+                    keeper.feed.counters.retries += 1
+                    try:
+                        await self._resubscribe_books(session, symbol)
+                    except VenueError as exc:  # the socket went down meanwhile: the reconnect subscribes
+                        log.info("OKX books %s: %s", symbol, exc)
 
     async def _public_message(self, session: WsSession, msg: WsMessage) -> None:
         sink = self._sink
@@ -559,6 +686,8 @@ class OkxVenue(Venue):
         elif isinstance(msg, WsPush) and (convert := MARKET_CHANNELS.get(msg.channel)) is not None:
             for d in msg.data:
                 sink.publish_market(convert(d, msg.inst_id))
+        elif isinstance(msg, WsPush) and msg.channel == m.BOOKS_CHANNEL:
+            await self._on_books(session, msg)
         elif isinstance(msg, WsPush) and (deriv := DERIVATIVE_CHANNELS.get(msg.channel)) is not None:
             for d in msg.data:
                 md = deriv(d, msg.inst_id)

@@ -39,6 +39,8 @@ __all__ = [
     "OkxInstrument",
     "OkxTicker",
     "OkxBook",
+    "OkxBooksItem",
+    "BOOKS_CHANNEL",
     "OkxTrade",
     "OkxOrder",
     "OkxFill",
@@ -67,6 +69,7 @@ PATH_FILLS_HISTORY: Final = "/api/v5/trade/fills-history"  # last 3 months, 10 r
 PATH_CANCEL_ALL_AFTER: Final = "/api/v5/trade/cancel-all-after"
 
 PUBLIC_CHANNELS: Final = ("tickers", "books5", "trades")
+BOOKS_CHANNEL: Final = "books"  # 400 levels, snapshot then incremental updates (§5.3), when configured
 ORDERS_CHANNEL: Final = "orders"
 
 
@@ -132,6 +135,17 @@ class OkxBook(TypedDict, total=False):
     bids: list[list[str]]
     instId: str
     ts: str
+    seqId: int
+
+
+class OkxBooksItem(TypedDict, total=False):
+    """One ``books`` push item (§5.3): levels as received, the seqId chain and the checksum."""
+
+    asks: list[list[str]]  # [price, size, "0", numOrders]; size "0" deletes the level
+    bids: list[list[str]]
+    ts: str
+    checksum: int  # signed CRC32 of the top 25 levels; 0 = not sent
+    prevSeqId: int  # -1 on a snapshot
     seqId: int
 
 
@@ -220,6 +234,7 @@ class WsPush:
     event_type: str = ""
     cur_page: int = 1
     last_page: bool = True
+    action: str = ""  # ``books`` (§5.3): "snapshot" or "update"; "" where the channel sends none
 
     def orders(self) -> tuple[OkxOrder, ...]:
         """The items of an ``orders`` push (§5.6)."""
@@ -322,7 +337,7 @@ def ws_message(text: str | bytes) -> WsMessage | None:
     page = obj.get("curPage", 1)
     return WsPush(channel=_text(arg, "channel"), inst_id=_text(arg, "instId"), data=items,
                   event_type=_text(obj, "eventType"), cur_page=page if isinstance(page, int) else 1,
-                  last_page=obj.get("lastPage", True) is not False)  # fmt: skip
+                  last_page=obj.get("lastPage", True) is not False, action=_text(obj, "action"))  # fmt: skip
 
 
 CANDLE_FIELDS: Final = ("ts", "o", "h", "l", "c", "vol", "volCcy", "volCcyQuote", "confirm")

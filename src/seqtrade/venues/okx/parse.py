@@ -22,7 +22,7 @@ from typing import Any
 from ...instruments import InstrumentKind
 from ...models import Book, OrderStatus, OrderType, Side, Ticker, Trade
 from ..base import Instrument, OrderEvent, VenueOrder
-from .messages import OkxBook, OkxInstrument, OkxOrder, OkxTicker, OkxTrade, write_answer
+from .messages import OkxBook, OkxBooksItem, OkxInstrument, OkxOrder, OkxTicker, OkxTrade, write_answer
 
 __all__ = [
     "InstrumentSpec",
@@ -30,6 +30,8 @@ __all__ = [
     "ticker_from_okx",
     "book_from_okx",
     "trade_from_okx",
+    "BooksPush",
+    "books_push_from_okx",
     "MARKET_CHANNELS",
     "status_from_okx",
     "cancel_reason",
@@ -211,6 +213,46 @@ def book_from_okx(d: OkxBook, symbol: str) -> Book:
         bids=_levels(d.get("bids")),
         asks=_levels(d.get("asks")),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class BooksPush:
+    """One ``books`` push item (§5.3), checked for shape: what :class:`seqtrade.books.BookKeeper` takes."""
+
+    bids: list[list[str]]
+    asks: list[list[str]]
+    prev_seq: int
+    seq: int
+    checksum: int
+    ts: int
+    snapshot: bool
+
+
+def _raw_levels(raw: Any) -> list[list[str]] | None:
+    if not isinstance(raw, list):
+        return None
+    for level in raw:
+        if (
+            not isinstance(level, list)
+            or len(level) < 2
+            or not isinstance(level[0], str)
+            or not isinstance(level[1], str)
+        ):
+            return None
+    return raw
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def books_push_from_okx(d: OkxBooksItem, action: str) -> BooksPush | None:
+    """A ``books`` push item, or None when it is malformed (levels not string pairs, ids not integers)."""
+    bids, asks = _raw_levels(d.get("bids", [])), _raw_levels(d.get("asks", []))
+    prev, seq, checksum = _int(d.get("prevSeqId")), _int(d.get("seqId")), _int(d.get("checksum", 0))
+    if bids is None or asks is None or prev is None or seq is None or checksum is None:
+        return None
+    return BooksPush(bids, asks, prev, seq, checksum, int_of(d.get("ts")), action == "snapshot")
 
 
 def trade_from_okx(d: OkxTrade) -> Trade:
