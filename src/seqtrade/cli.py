@@ -567,7 +567,8 @@ def _backtest(args: argparse.Namespace) -> int:
         venue = BacktestVenue(Path(args.data), list(config.venue.symbols),
                               fees=Fees(maker=args.maker_fee, taker=args.taker_fee),
                               latency=ConstantLatency(latency_ns), lookahead_ns=int(args.lookahead_ms * 1e6),
-                              wait_for=wait_for, progress=progress)  # fmt: skip
+                              wait_for=wait_for, progress=progress, period_s=args.sharpe_period,
+                              hold=args.hold)  # fmt: skip
         curve_keys = server_keypair(config, os.environ)
         try:
             code = trio.run(functools.partial(run_until_signal, config, venue, curve_keys=curve_keys))
@@ -702,6 +703,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the equity's sampling period for the Sharpe ratio (default 60)")  # fmt: skip
     bt.add_argument("--no-plot", action="store_true", help="no equity.png (no matplotlib needed)")
     bt.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    bt.add_argument("--hold", action="store_true",
+                    help="at the end, keep the server and its dashboard's results page up until Ctrl-C")  # fmt: skip
     bt.add_argument("--log-level", default=None)
     bt.set_defaults(func=_backtest)
 

@@ -76,7 +76,8 @@ class BacktestVenue(ReplayVenue):
 
     def __init__(self, data: Path, symbols: list[str], *, fees: Fees | None = None,
                  latency: Latency | None = None, lookahead_ns: int = 1_000_000, wait_for: int = 0,
-                 grace: float = 0.5, progress: Callable[[int, int], None] | None = None) -> None:  # fmt: skip
+                 grace: float = 0.5, progress: Callable[[int, int], None] | None = None,
+                 period_s: float = 60.0, hold: bool = False) -> None:  # fmt: skip
         super().__init__(data, symbols, speed=0, wait_for=wait_for, grace=grace, stop_at_end=False)
         latency = latency or ConstantLatency(lookahead_ns)
         if isinstance(latency, ConstantLatency) and latency.ns < lookahead_ns:
@@ -88,6 +89,9 @@ class BacktestVenue(ReplayVenue):
         self.sim = SimExchange(fees, latency)
         self.lookahead_ns = lookahead_ns
         self.progress = progress
+        self.period_s = period_s  # the Sharpe sampling period of :meth:`results`
+        self.hold = hold  # at the end, keep the server (and its dashboard) up until stopped
+        self.total = 0  # the rows the replay reads (with ``progress``): the progress' total
         self.owners: dict[str, tuple[str, str]] = {}  # venue order id -> (strategy id, client order id)
         self.marks: list[Mark] = []
         self.steps = 0
@@ -118,13 +122,13 @@ class BacktestVenue(ReplayVenue):
         self._strategies = sorted(connected()) if connected is not None else []
         log.info("backtest: %s (%s), strategies %s, lookahead %.3f ms", self.data, ", ".join(self.days) or "no data",
                  ", ".join(self._strategies) or "none", self.lookahead_ns / 1e6)  # fmt: skip
-        total = count_rows(self.data, self.symbols) if self.progress is not None else 0
+        total = self.total = count_rows(self.data, self.symbols) if self.progress is not None else 0
         await self._simulate(sink, nxt, msgs, total)
         log.info("backtest finished: %d messages in %d windows, %d fills", self.published, self.steps,
                  len(self.sim.fills))  # fmt: skip
         self.finished.set()
         stop = getattr(sink, "request_stop", None)
-        if stop is not None:
+        if stop is not None and not self.hold:
             stop()
         await trio.sleep_forever()
 
@@ -270,8 +274,9 @@ class BacktestVenue(ReplayVenue):
 
     # ------------------------------------------------------------------ results
 
-    def results(self, period_s: float = 60.0) -> Results:
-        """Per strategy and for the account, from the fill model's fills and the recorded prices."""
+    def results(self, period_s: float | None = None) -> Results:
+        """Per strategy and for the account, from the fill model's fills and the recorded prices (so
+        far, while it runs); ``period_s`` defaults to the venue's."""
         fills = [
             FillRecord(
                 f.ts_ns,
@@ -285,4 +290,5 @@ class BacktestVenue(ReplayVenue):
             for f in self.sim.fills
         ]
         return results(fills, (), self.marks, strategies=self._strategies, start_ns=self.start_ns,
-                       end_ns=max(self.end_ns, self.start_ns), period_s=period_s)  # fmt: skip
+                       end_ns=max(self.end_ns or self._clock_ns, self.start_ns),
+                       period_s=self.period_s if period_s is None else period_s)  # fmt: skip

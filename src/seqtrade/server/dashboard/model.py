@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -32,6 +33,7 @@ __all__ = [
     "Query",
     "QueryError",
     "Series",
+    "backtest_doc",
     "bind_refusal",
     "dashboard_token",
     "is_loopback",
@@ -288,3 +290,13 @@ def dashboard_token(config: Config, environ: Mapping[str, str]) -> str:
     if why is not None:
         raise ConfigError(why)
     return token
+
+
+def backtest_doc(done: int, total: int, finished: bool, results_json: str) -> dict[str, Any]:
+    """``/api/backtest``: the run's progress (``done`` of ``total`` recorded rows, ``total`` 0 before they
+    are counted; ``pct`` 100 once it finished) and its results, ``results_json`` being what the backtest writes to results.json
+    (:func:`seqtrade.backtest_results.to_json`): the results so far while it runs, the final ones after."""
+    total = max(total, done) if total else 0  # 0 while the rows are not counted yet
+    pct = 100.0 if finished else round(100.0 * done / total, 1) if total else 0.0
+    return {"state": "finished" if finished else "running", "done": done, "total": total, "pct": pct,
+            "results": json.loads(results_json)}  # fmt: skip

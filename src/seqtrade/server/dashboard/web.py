@@ -9,7 +9,9 @@ must name a loopback host, so that a web page elsewhere cannot reach the dashboa
 Routes: ``/`` (the page), ``/static/*`` (its script, style and the vendored uPlot), ``/api/state``,
 ``/api/series`` (every series whole), ``/api/status`` (what ``seqtrade status`` shows), ``/api/orders`` and
 ``/api/fills`` (journal pages: ``strategy``, ``symbol``, ``since``, ``until``, ``page``,
-``per_page``), ``/api/events`` (server-sent events: ``state``, and ``series``: what the series gained since the previous one), ``/healthz``.
+``per_page``), ``/api/events`` (server-sent events: ``state``, and ``series``: what the series gained since the previous one), ``/healthz``;
+and, when the server runs a backtest, ``/backtest`` (its results page) and ``/api/backtest`` (its
+progress and results: :func:`~.model.backtest_doc`; ``{"state": "none"}`` when the venue is not one).
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ...backtest_results import to_json
 from ...errors import JournalError
 from .collector import Collector
 from .journal_view import JournalView
-from .model import QueryError, is_loopback, parse_query, token_ok
+from .model import QueryError, backtest_doc, is_loopback, parse_query, token_ok
 
 __all__ = ["COOKIE", "build_app"]
 
@@ -183,6 +186,21 @@ def build_app(collector: Collector, token: str) -> ASGIApp:
         return StreamingResponse(_events(collector), media_type="text/event-stream",
                                  headers={"X-Accel-Buffering": "no"})  # fmt: skip
 
+    async def backtest_page(_: Request) -> Response:
+        return FileResponse(STATIC / "backtest.html", media_type="text/html; charset=utf-8")
+
+    cache: dict[tuple[int, bool], str] = {}  # the results at (published, finished): computed once each
+
+    async def backtest(_: Request) -> Response:
+        venue: Any = collector.gw.venue
+        if not hasattr(venue, "sim") or not hasattr(venue, "results"):  # duck-typed: no replay import here
+            return JSONResponse({"state": "none"})  # a live server: no backtest (the page says so)
+        key = (venue.published, venue.finished.is_set())
+        if key not in cache:
+            cache.clear()
+            cache[key] = to_json(venue.results())
+        return JSONResponse(backtest_doc(key[0], venue.total, key[1], cache[key]))
+
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok\n")
 
@@ -195,6 +213,8 @@ def build_app(collector: Collector, token: str) -> ASGIApp:
             Route("/api/orders", orders),
             Route("/api/fills", fills),
             Route("/api/events", events),
+            Route("/backtest", backtest_page),
+            Route("/api/backtest", backtest),
             Route("/healthz", healthz),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
