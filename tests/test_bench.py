@@ -117,7 +117,7 @@ def test_order_throughput_with_its_raw_baseline(smoke: dict) -> None:
 
 def test_every_scenario_has_its_load_and_a_place_in_the_plot(smoke: dict) -> None:
     """Each scenario that ran has its own load figures; each latency histogram falls in a plot panel
-    with its raw pair, and the rates (fan-out, throughput) are the plot's bar panels."""
+    with its raw pair, and the rates (fan-out, throughput, books, replay) are the plot's bar panels."""
     from seqtrade.bench.run import PLOT_PANELS, SCENARIOS, _bar_rows
 
     assert set(smoke["load"]["scenarios"]) == set(SCENARIOS)
@@ -126,8 +126,8 @@ def test_every_scenario_has_its_load_and_a_place_in_the_plot(smoke: dict) -> Non
         prefix = next((p for p, _ in PLOT_PANELS if name.startswith(p)), None)
         assert prefix is not None, name
         assert any(" raw" in n for n in names if n.startswith(prefix)), name  # its baseline is drawn too
-    bars = {title.split(":")[0] for title, _ in _bar_rows(smoke)}
-    assert bars == {"fan-out", "order throughput"}
+    bars = {title.split(":")[0] for title, _, _ in _bar_rows(smoke)}
+    assert bars == {"fan-out", "order throughput", "books", "replay"}
 
 
 def test_codec_and_targets(smoke: dict) -> None:

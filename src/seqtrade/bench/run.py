@@ -1113,25 +1113,43 @@ PLOT_PANELS: list[tuple[str, str]] = [
 ]
 
 
-def _bar_rows(r: dict[str, Any]) -> list[tuple[str, list[tuple[str, float, float]]]]:
-    """Rate panels of the plot: (title, [(label, seqtrade, raw)]) for the scenarios that ran."""
+# The replay scenario's target (issue 17): events/s through a backtest to 3 strategies, lookahead 1 ms.
+REPLAY_TARGET_3 = 100_000.0
+
+
+def _bar_rows(r: dict[str, Any]) -> list[tuple[str, list[tuple[str, float, float]], str]]:
+    """Rate panels of the plot: (title, [(label, seqtrade, baseline)], baseline's name) for the
+    scenarios that ran: raw pyzmq for fan-out and throughput, the ticker fan-out of the same run for
+    books, the target for the replay (0: none drawn)."""
     out = []
     fan = r.get("fanout")
     if fan:
         out.append(("fan-out: zero-loss ticks/s per subscriber",
                     [(f"{n} sub", float(f["seqtrade"]["max_zero_loss_rate"]), float(f["raw"]["max_zero_loss_rate"]))
-                     for n, f in fan.items()]))  # fmt: skip
+                     for n, f in fan.items()], "raw"))  # fmt: skip
     tp = r.get("order_throughput")
     if tp:
         out.append((f"order throughput: orders/s, {tp['strategies']} strategies",
-                    [(f"window {tp['window']}", float(tp["seqtrade"]["orders_per_s"]), float(tp["raw"]["orders_per_s"]))]))  # fmt: skip
+                    [(f"window {tp['window']}", float(tp["seqtrade"]["orders_per_s"]), float(tp["raw"]["orders_per_s"]))],
+                    "raw"))  # fmt: skip
+    books = r.get("books")
+    if books and books.get("ticker"):
+        ticker = float(books["ticker"]["rate"])
+        out.append((f"books: zero-loss updates/s to {books['strategies']} strategies",
+                    [(k, float(v["rate"]), ticker) for k, v in books.items() if k not in ("strategies", "ticker")],
+                    "ticker fan-out"))  # fmt: skip
+    replay = r.get("replay")
+    if replay and replay.get("runs"):
+        out.append((f"replay: events/s through a backtest, lookahead {replay['lookahead_ms']:g} ms",
+                    [(f"{x['strategies']} strat", float(x["events_per_s"]), REPLAY_TARGET_3 if x["strategies"] == 3 else 0.0)
+                     for x in replay["runs"]], "target"))  # fmt: skip
     return out
 
 
 def plot(r: dict[str, Any], path: str) -> None:
     """Every scenario that ran: latency by percentile (one panel per :data:`PLOT_PANELS` entry) and
-    the rates (fan-out, order throughput) as bars; a seqtrade series and its raw baseline share a
-    colour (raw dashed or hatched)."""
+    the rates (fan-out, order throughput, books, replay) as bars; a seqtrade series and its baseline
+    share a colour (the baseline dashed or hatched)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1171,13 +1189,14 @@ def plot(r: dict[str, Any], path: str) -> None:
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    for ax, (title, rows) in zip(axes[len(panels) :], bars, strict=False):
+    for ax, (title, rows, base) in zip(axes[len(panels) :], bars, strict=False):
         for i, (label, st, raw) in enumerate(rows):
             colour = cycle[i % len(cycle)]
             ax.bar(i - 0.2, st, 0.4, color=colour, label=f"{label} seqtrade")
-            ax.bar(i + 0.2, raw, 0.4, color=colour, alpha=0.45, hatch="//", label=f"{label} raw")
             ax.text(i - 0.2, st, _fmt_rate(st), ha="center", va="bottom", fontsize=7)
-            ax.text(i + 0.2, raw, _fmt_rate(raw), ha="center", va="bottom", fontsize=7)
+            if raw:
+                ax.bar(i + 0.2, raw, 0.4, color=colour, alpha=0.45, hatch="//", label=f"{label} {base}")
+                ax.text(i + 0.2, raw, _fmt_rate(raw), ha="center", va="bottom", fontsize=7)
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels([label for label, _, _ in rows])
         ax.set_title(title)
