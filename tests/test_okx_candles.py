@@ -83,7 +83,14 @@ async def test_okx_history_then_live_candles_are_unbroken(nursery: trio.Nursery,
                 await peer.join()
                 while not any(c.business_subs for c in fake.connections("all")):
                     await trio.sleep(0.01)
-                await trio.sleep(0.2)  # the peer's subscription has reached the server's PUB
+                # The peer's subscription has reached the server's PUB once a candle reaches the peer:
+                # the open bar, unchanged, again until one does (the live join drops these copies).
+                while True:
+                    fake.candles.push(S, "1m", open_ts, 100, 100.4, 99.9, 100.1, 0.5, False)
+                    with trio.move_on_after(0.1):
+                        await peer.next_md()
+                        break
+                peer.md_pending.clear()
                 # The open bar changes, then closes, before the strategy asks for history: both copies
                 # of the closed bar (history's and the live one) reach it; it must see it once.
                 fake.candles.push(S, "1m", open_ts, 100, 100.6, 99.9, 100.3, 0.7, False)
