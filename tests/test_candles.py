@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -252,7 +251,7 @@ async def test_a_strategy_warms_up_on_history_and_continues_live_without_a_break
     config = _paper_config(base_dir, '["1s"]')
     gw, venue = await _serve_paper(nursery, config)
     try:
-        await trio.sleep(3.5)  # a few closed bars to warm up on
+        await _closed_bars(venue, 3)  # a few closed bars to warm up on
         strategy = _Bars()
         code = await trio.to_thread.run_sync(
             lambda: run_strategy(strategy, "bars1", Endpoints.from_config(config), join_timeout=20)
@@ -264,30 +263,66 @@ async def test_a_strategy_warms_up_on_history_and_continues_live_without_a_break
         gw.request_stop()
 
 
+async def _closed_bars(venue: PaperVenue, n: int) -> None:
+    """Until the venue has closed ``n`` bars of 1 s (bounded)."""
+    with trio.fail_after(30):
+        while len(await venue.candles(S, "1s", n)) < n:
+            await trio.sleep(0.05)
+
+
 class _LosesBars(_Bars):
     """Warms up, then misses the live bars of a few seconds (its candle subscription dropped, as a
-    connection that lost them would): the client must fetch what it missed before going on."""
+    connection that lost them would): the client must fetch what it missed before going on. It
+    subscribes again once the test saw two bars after its history go out on the server's PUB."""
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.dropped = threading.Event()
+        self.resume = threading.Event()
 
     def on_start(self) -> None:
         super().on_start()
         assert self._conn is not None
         topic = wire.topic("candle", f"{S}@1s")
         self._conn.md.setsockopt(zmq.UNSUBSCRIBE, topic)  # the test's stand-in for lost messages
-        time.sleep(2.6)
+        self.dropped.set()
+        assert self.resume.wait(30), "the test never saw the bars this strategy misses"
         self._conn.md.setsockopt(zmq.SUBSCRIBE, topic)
 
 
+async def _resume_after_missed_bars(strategy: _LosesBars, peer: Peer) -> None:
+    """Once ``strategy`` dropped its subscription, until ``peer`` (subscribed all along) received
+    the closed bars two and three after the strategy's history: the strategy missed them (at least
+    the later two); then lets it subscribe again."""
+    with trio.fail_after(60):
+        while not strategy.dropped.is_set():
+            await trio.sleep(0.01)
+        newest = strategy.series[-1].ts
+        while True:
+            c = await peer.next_md()
+            if isinstance(c, Candle) and c.confirm and c.ts >= newest + 3000:
+                break
+    strategy.resume.set()
+
+
 async def test_bars_lost_on_the_way_are_fetched_before_the_next_live_one(
-    nursery: trio.Nursery, base_dir: Path
+    nursery: trio.Nursery, base_dir: Path, zctx: zmq.Context
 ) -> None:
     config = _paper_config(base_dir, '["1s"]')
     gw, venue = await _serve_paper(nursery, config)
     try:
-        await trio.sleep(3.5)
+        peer = Peer(zctx, Endpoints.from_config(config), "watch")
+        peer.mdsub.sock.setsockopt(zmq.SUBSCRIBE, wire.topic("candle", f"{S}@1s"))
+        await _closed_bars(venue, 3)
         strategy = _LosesBars()
-        code = await trio.to_thread.run_sync(
-            lambda: run_strategy(strategy, "bars2", Endpoints.from_config(config), join_timeout=20)
-        )
+        nursery.start_soon(_resume_after_missed_bars, strategy, peer)
+        try:
+            code = await trio.to_thread.run_sync(
+                lambda: run_strategy(strategy, "bars2", Endpoints.from_config(config), join_timeout=20)
+            )
+        finally:
+            strategy.resume.set()
+            peer.close()
         assert code == 0 and strategy.done.is_set()
         assert_unbroken(strategy.series, 1000)
         assert len(strategy.series) >= 3 + 3
