@@ -35,8 +35,9 @@ INV = "BTC-USD-SWAP"
 CREDS = OkxCredentials("fake-key", "fake-secret", "fake-pass")
 
 
-def okx_config(base_dir: Path, fake: Any, symbols: list[str], extra: str = "") -> Config:
-    return parse_config(f"""
+def okx_toml(fake: Any, symbols: list[str], extra: str = "") -> str:
+    """A server config for the fake OKX: no status or reconcile loop, positions left at a stop."""
+    return f"""
 [server]
 run_dir = "run"
 status_interval = 0
@@ -54,9 +55,11 @@ ws_public_url = "{fake.ws_public_url}"
 ws_private_url = "{fake.ws_private_url}"
 reconnect_min = 0.05
 reconnect_max = 0.2
-request_timeout = 2.0
-{extra}
-""", base_dir=str(base_dir))  # fmt: skip
+{extra}"""
+
+
+def okx_config(base_dir: Path, fake: Any, symbols: list[str], extra: str = "") -> Config:
+    return parse_config(okx_toml(fake, symbols, "request_timeout = 2.0\n" + extra), base_dir=str(base_dir))
 
 
 @asynccontextmanager
@@ -70,6 +73,21 @@ async def server(config: Config) -> AsyncIterator[Gateway]:
             yield gw
         finally:
             nursery.cancel_scope.cancel()  # a hard stop: no shutdown policy, no final snapshot
+
+
+@asynccontextmanager
+async def okx_swap(
+    base_dir: Path, zctx: Any, *names: str, extra: str = "", pos_mode: str = ""
+) -> AsyncIterator[tuple[Any, Config, Gateway, list[Peer]]]:
+    """The fake OKX with a BTC-USDT-SWAP market, the server on it (``okx_config`` with ``extra``)
+    and one unjoined peer per strategy id in ``names``; ``pos_mode`` sets the account's mode first."""
+    async with open_fake_okx() as fake:
+        if pos_mode:
+            fake.account.pos_mode = pos_mode
+        fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
+        config = okx_config(base_dir, fake, [SWAP], extra)
+        async with server(config) as gw:
+            yield fake, config, gw, [Peer(zctx, Endpoints.from_config(config), n) for n in names]
 
 
 async def trade(p: Peer, symbol: str, side: str, qty: float, *, reduce_only: bool = False) -> OrderReport:
@@ -117,50 +135,47 @@ async def test_net_mode_open_and_close_cross_with_reduce_only_and_funding_liquid
     base_dir: Path, zctx: Any
 ) -> None:
     with trio.fail_after(30):
-        async with open_fake_okx() as fake:
-            fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
-            config = okx_config(base_dir, fake, [SWAP],
-                                '[venue.derivatives.instruments."BTC-USDT-SWAP"]\nleverage = 5')  # fmt: skip
-            async with server(config) as gw:
-                a = Peer(zctx, Endpoints.from_config(config), "a")
-                welcome = await a.join()
-                (inst,) = welcome.instruments
-                assert (inst.symbol, inst.kind, inst.contract_value, inst.settle_currency) == (
-                    SWAP,
-                    "swap",
-                    0.01,
-                    "USDT",
-                )
-                r = await trade(a, SWAP, "buy", 2)
-                assert r.status is OrderStatus.FILLED and r.filled_quantity == 2
-                assert fake.position(SWAP)["pos"] == "2"  # contracts, never coins
-                (body,) = order_bodies(fake)
-                assert body["tdMode"] == "cross" and "posSide" not in body and "reduceOnly" not in body
-                assert fake.exchange.levers[(SWAP, "cross", "")] == 5  # set at start, per instrument
-                # funding: the strategy holds the whole position, so it pays all of it, once
-                fake.set_mark_price(SWAP, 60000.0)
-                (bill,) = fake.settle_funding(SWAP, 0.0001)
-                ev = await next_event(a)
-                assert (ev.kind, ev.symbol, ev.quantity, ev.currency) == ("funding", SWAP, 0.0, "USDT")
-                assert ev.amount == pytest.approx(float(bill["balChg"])) and ev.amount == pytest.approx(-0.12)
-                # a reduce-only close of half: sent with reduceOnly, the account's position is long
-                r = await trade(a, SWAP, "sell", 1, reduce_only=True)
-                assert r.status is OrderStatus.FILLED and order_bodies(fake)[-1]["reduceOnly"] is True
-                # a liquidation of part, then an ADL of the rest: each once, the position follows
-                fake.liquidate(SWAP, sz=0.5)
-                liq = await next_event(a)
-                assert (liq.kind, liq.quantity) == ("liquidation", -0.5)
-                fake.adl(SWAP)
-                adl = await next_event(a)
-                assert (adl.kind, adl.quantity) == ("adl", -0.5)
-                assert gw.engine.accounts.position("a", SWAP) == 0.0
-                assert await gw.venue.positions() == {SWAP: 0.0}
-                # every event is in the journal, once, in a's report stream
-                kinds = [type(x).__name__ for x in gw.journal.reports_after("a", 0, 100)]
-                assert kinds.count("AccountEvent") == 3
-                warnings = await gw_guard_reconcile(gw)
-                assert warnings == []
-                no_51000(a)
+        async with okx_swap(
+            base_dir, zctx, "a", extra='[venue.derivatives.instruments."BTC-USDT-SWAP"]\nleverage = 5'
+        ) as (fake, config, gw, (a,)):
+            welcome = await a.join()
+            (inst,) = welcome.instruments
+            assert (inst.symbol, inst.kind, inst.contract_value, inst.settle_currency) == (
+                SWAP,
+                "swap",
+                0.01,
+                "USDT",
+            )
+            r = await trade(a, SWAP, "buy", 2)
+            assert r.status is OrderStatus.FILLED and r.filled_quantity == 2
+            assert fake.position(SWAP)["pos"] == "2"  # contracts, never coins
+            (body,) = order_bodies(fake)
+            assert body["tdMode"] == "cross" and "posSide" not in body and "reduceOnly" not in body
+            assert fake.exchange.levers[(SWAP, "cross", "")] == 5  # set at start, per instrument
+            # funding: the strategy holds the whole position, so it pays all of it, once
+            fake.set_mark_price(SWAP, 60000.0)
+            (bill,) = fake.settle_funding(SWAP, 0.0001)
+            ev = await next_event(a)
+            assert (ev.kind, ev.symbol, ev.quantity, ev.currency) == ("funding", SWAP, 0.0, "USDT")
+            assert ev.amount == pytest.approx(float(bill["balChg"])) and ev.amount == pytest.approx(-0.12)
+            # a reduce-only close of half: sent with reduceOnly, the account's position is long
+            r = await trade(a, SWAP, "sell", 1, reduce_only=True)
+            assert r.status is OrderStatus.FILLED and order_bodies(fake)[-1]["reduceOnly"] is True
+            # a liquidation of part, then an ADL of the rest: each once, the position follows
+            fake.liquidate(SWAP, sz=0.5)
+            liq = await next_event(a)
+            assert (liq.kind, liq.quantity) == ("liquidation", -0.5)
+            fake.adl(SWAP)
+            adl = await next_event(a)
+            assert (adl.kind, adl.quantity) == ("adl", -0.5)
+            assert gw.engine.accounts.position("a", SWAP) == 0.0
+            assert await gw.venue.positions() == {SWAP: 0.0}
+            # every event is in the journal, once, in a's report stream
+            kinds = [type(x).__name__ for x in gw.journal.reports_after("a", 0, 100)]
+            assert kinds.count("AccountEvent") == 3
+            warnings = await gw_guard_reconcile(gw)
+            assert warnings == []
+            no_51000(a)
 
 
 async def start_error(config: Config) -> str:
@@ -265,35 +280,29 @@ async def test_two_strategies_opposite_sides_and_a_position_opened_by_hand_recon
     base_dir: Path, zctx: Any
 ) -> None:
     with trio.fail_after(30):
-        async with open_fake_okx() as fake:
-            fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
-            config = okx_config(base_dir, fake, [SWAP])
-            async with server(config) as gw:
-                a = Peer(zctx, Endpoints.from_config(config), "a")
-                b = Peer(zctx, Endpoints.from_config(config), "b")
-                await a.join()
-                await b.join()
-                await trade(a, SWAP, "buy", 3)
-                await trade(b, SWAP, "sell", 1)
-                # b's "close" would add to the account's long: refused as reduce-only, never sent
-                r = await trade(b, SWAP, "buy", 1, reduce_only=True)
-                assert (
-                    r.status is OrderStatus.REJECTED
-                    and "would not reduce the account's position" in r.error_msg
-                )
-                assert len(order_bodies(fake)) == 2
-                # a's reduce-only sell reduces the account: sent as reduce-only
-                r = await trade(a, SWAP, "sell", 1, reduce_only=True)
-                assert r.status is OrderStatus.FILLED and order_bodies(fake)[-1]["reduceOnly"] is True
-                fake.order_by_hand(SWAP, "buy", 0.5, 60000.1)  # on okx.com
-                while gw.engine.accounts.position(EXTERNAL, SWAP) != 0.5:
-                    await trio.sleep(0.01)
-                acc = gw.engine.accounts
-                assert (acc.position("a", SWAP), acc.position("b", SWAP)) == (2, -1)
-                assert await gw.venue.positions() == {SWAP: pytest.approx(1.5)} and acc.net(
-                    SWAP
-                ) == pytest.approx(1.5)
-                assert await gw_guard_reconcile(gw) == []
+        async with okx_swap(base_dir, zctx, "a", "b") as (fake, config, gw, (a, b)):
+            await a.join()
+            await b.join()
+            await trade(a, SWAP, "buy", 3)
+            await trade(b, SWAP, "sell", 1)
+            # b's "close" would add to the account's long: refused as reduce-only, never sent
+            r = await trade(b, SWAP, "buy", 1, reduce_only=True)
+            assert (
+                r.status is OrderStatus.REJECTED and "would not reduce the account's position" in r.error_msg
+            )
+            assert len(order_bodies(fake)) == 2
+            # a's reduce-only sell reduces the account: sent as reduce-only
+            r = await trade(a, SWAP, "sell", 1, reduce_only=True)
+            assert r.status is OrderStatus.FILLED and order_bodies(fake)[-1]["reduceOnly"] is True
+            fake.order_by_hand(SWAP, "buy", 0.5, 60000.1)  # on okx.com
+            while gw.engine.accounts.position(EXTERNAL, SWAP) != 0.5:
+                await trio.sleep(0.01)
+            acc = gw.engine.accounts
+            assert (acc.position("a", SWAP), acc.position("b", SWAP)) == (2, -1)
+            assert await gw.venue.positions() == {SWAP: pytest.approx(1.5)} and acc.net(
+                SWAP
+            ) == pytest.approx(1.5)
+            assert await gw_guard_reconcile(gw) == []
 
 
 async def test_a_server_stopped_hard_during_a_funding_and_a_fill_reconciles_after_its_restart(
@@ -347,53 +356,47 @@ async def test_mark_funding_and_price_limits_on_the_bus_the_gate_refuses_outside
     base_dir: Path, zctx: Any
 ) -> None:
     with trio.fail_after(30):
-        async with open_fake_okx() as fake:
-            fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
-            config = okx_config(base_dir, fake, [SWAP])
-            async with server(config) as gw:
-                a = Peer(zctx, Endpoints.from_config(config), "a")
-                for kind in ("mark", "funding", "price_limit"):
-                    a.mdsub.sock.setsockopt(zmq.SUBSCRIBE, f"{kind}/{SWAP}/".encode())
-                await a.join()
-                fake.set_funding_rate(SWAP, 0.0002, interval_h=8)
-                fake.set_mark_price(SWAP, 60000.0, 59990.0)
-                fake.set_price_limit(SWAP, 61200.0, 58800.0)
-                seen: dict[str, Any] = {}
-                while (
-                    len(seen) < 3
-                    or seen["price_limit"].buy_limit != 61200.0
-                    or seen["mark"].mark_price != 60000.0
-                ):
-                    msg = await a.next_md()
-                    seen[type(msg).__name__.replace("MarkPrice", "mark").replace("FundingRate", "funding")
-                         .replace("PriceLimit", "price_limit")] = msg  # fmt: skip
-                # the index price of the underlying (index-tickers BTC-USDT) rides in the mark message
-                # (pushed before the mark on the same socket: the first mark with an index carries it)
-                mark = seen["mark"]
-                while not mark.index_price:
-                    if isinstance(msg := await a.next_md(), MarkPrice):
-                        mark = msg
-                assert mark.index_price == 59990.0
-                assert seen["funding"].funding_rate == pytest.approx(0.0002)
-                assert (
-                    seen["funding"].interval_ms == 8 * 3600 * 1000 and seen["funding"].next_funding_time > 0
-                )
-                # the gate knows OKX's limits: a buy above 61200 is refused here, never sent
-                await a.send(OrderRequest("a", "hi", SWAP, Side.BUY, OrderType.LIMIT, 61300.0, 1.0,
-                                          time.time_ns() // 1_000_000))  # fmt: skip
-                r = await a.report()
-                assert isinstance(r, OrderReport) and r.status is OrderStatus.REJECTED
-                assert (
-                    r.error_msg
-                    == "price limit: a buy at 61300 is above the venue's buy limit 61200 for BTC-USDT-SWAP"
-                )
-                assert order_bodies(fake) == []
-                # a liquidation warning on a's position reaches a (and the log), and changes nothing
-                await trade(a, SWAP, "buy", 1)
-                assert fake.send_liquidation_warning(SWAP) == 1
-                warn = await next_event(a)
-                assert (warn.kind, warn.symbol, warn.quantity) == ("liquidation_warning", SWAP, 0.0)
-                assert gw.engine.accounts.position("a", SWAP) == 1
+        async with okx_swap(base_dir, zctx, "a") as (fake, config, gw, (a,)):
+            for kind in ("mark", "funding", "price_limit"):
+                a.mdsub.sock.setsockopt(zmq.SUBSCRIBE, f"{kind}/{SWAP}/".encode())
+            await a.join()
+            fake.set_funding_rate(SWAP, 0.0002, interval_h=8)
+            fake.set_mark_price(SWAP, 60000.0, 59990.0)
+            fake.set_price_limit(SWAP, 61200.0, 58800.0)
+            seen: dict[str, Any] = {}
+            while (
+                len(seen) < 3
+                or seen["price_limit"].buy_limit != 61200.0
+                or seen["mark"].mark_price != 60000.0
+            ):
+                msg = await a.next_md()
+                seen[type(msg).__name__.replace("MarkPrice", "mark").replace("FundingRate", "funding")
+                     .replace("PriceLimit", "price_limit")] = msg  # fmt: skip
+            # the index price of the underlying (index-tickers BTC-USDT) rides in the mark message
+            # (pushed before the mark on the same socket: the first mark with an index carries it)
+            mark = seen["mark"]
+            while not mark.index_price:
+                if isinstance(msg := await a.next_md(), MarkPrice):
+                    mark = msg
+            assert mark.index_price == 59990.0
+            assert seen["funding"].funding_rate == pytest.approx(0.0002)
+            assert seen["funding"].interval_ms == 8 * 3600 * 1000 and seen["funding"].next_funding_time > 0
+            # the gate knows OKX's limits: a buy above 61200 is refused here, never sent
+            await a.send(OrderRequest("a", "hi", SWAP, Side.BUY, OrderType.LIMIT, 61300.0, 1.0,
+                                      time.time_ns() // 1_000_000))  # fmt: skip
+            r = await a.report()
+            assert isinstance(r, OrderReport) and r.status is OrderStatus.REJECTED
+            assert (
+                r.error_msg
+                == "price limit: a buy at 61300 is above the venue's buy limit 61200 for BTC-USDT-SWAP"
+            )
+            assert order_bodies(fake) == []
+            # a liquidation warning on a's position reaches a (and the log), and changes nothing
+            await trade(a, SWAP, "buy", 1)
+            assert fake.send_liquidation_warning(SWAP) == 1
+            warn = await next_event(a)
+            assert (warn.kind, warn.symbol, warn.quantity) == ("liquidation_warning", SWAP, 0.0)
+            assert gw.engine.accounts.position("a", SWAP) == 1
 
 
 async def test_a_mismatch_names_the_instrument_the_difference_and_since_when_and_moves_holders_to_reducing(
@@ -403,40 +406,39 @@ async def test_a_mismatch_names_the_instrument_the_difference_and_since_when_and
     from seqtrade.server.risk import TradingState
 
     with trio.fail_after(30):
-        async with open_fake_okx() as fake:
-            fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
-            config = okx_config(base_dir, fake, [SWAP], '[venue.derivatives]\non_mismatch = "reducing"')
-            async with server(config) as gw:
-                a = Peer(zctx, Endpoints.from_config(config), "a")
-                await a.join()
-                await trade(a, SWAP, "buy", 2)
-                fake.set_mark_price(SWAP, 61000.0)
-                fake.private_pushes_paused = True  # a trade by hand the server never hears of
-                fake.order_by_hand(SWAP, "sell", 0.5, 60000.0)
-                guard = Guard(gw.config, gw.venue, gw.journal, gw.engine.risk, gw.engine.accounts,
-                              in_flight=gw.engine.open_records, sink=gw, marks={SWAP: 61000.0})  # fmt: skip
-                guard._adjusted = True  # a check after start
-                (warning,) = await guard.reconcile()
-                assert warning.startswith(
-                    "position mismatch in BTC-USDT-SWAP: the strategies and external hold 2 in total, "
-                    "the venue okx holds 1.5 (off by -0.5, since "
-                ) and warning.endswith(" UTC)")
-                assert gw.engine.risk.state_of("a")[0] is TradingState.REDUCING
-                lines = "\n".join(format_guard_status(guard.status()))
-                assert "BTC-USDT-SWAP" in lines and "MISMATCH" in lines
-                # a's unrealised PnL at mark, in USDT: (61000 - 60000.1) x 2 x 0.01
-                row = guard.status()["accounts"]["strategies"]["a"][SWAP]
-                assert row["unrealised_pnl"] == pytest.approx((61000 - 60000.1) * 2 * 0.01)
-                assert row["currency"] == "USDT"
-                fees = guard.status()["accounts"]["currencies"]["USDT"]["fees"]
-                assert fees == pytest.approx(0.001 * 2 * 0.01 * 60000.1)  # taker fee in USDT, by currency
-                assert "account by currency" in lines
-                usdt = guard.status()["venue_account"]["USDT"]  # the exchange's own account view
-                assert usdt["equity"] > 0 and "unrealised_pnl" in usdt and "exchange account" in lines
-                details = guard.status()["venue_details"]
-                assert [(d["symbol"], d["quantity"], d["margin_mode"]) for d in details] == [
-                    (SWAP, 1.5, "cross")
-                ]
+        async with okx_swap(base_dir, zctx, "a", extra='[venue.derivatives]\non_mismatch = "reducing"') as (
+            fake,
+            config,
+            gw,
+            (a,),
+        ):
+            await a.join()
+            await trade(a, SWAP, "buy", 2)
+            fake.set_mark_price(SWAP, 61000.0)
+            fake.private_pushes_paused = True  # a trade by hand the server never hears of
+            fake.order_by_hand(SWAP, "sell", 0.5, 60000.0)
+            guard = Guard(gw.config, gw.venue, gw.journal, gw.engine.risk, gw.engine.accounts,
+                          in_flight=gw.engine.open_records, sink=gw, marks={SWAP: 61000.0})  # fmt: skip
+            guard._adjusted = True  # a check after start
+            (warning,) = await guard.reconcile()
+            assert warning.startswith(
+                "position mismatch in BTC-USDT-SWAP: the strategies and external hold 2 in total, "
+                "the venue okx holds 1.5 (off by -0.5, since "
+            ) and warning.endswith(" UTC)")
+            assert gw.engine.risk.state_of("a")[0] is TradingState.REDUCING
+            lines = "\n".join(format_guard_status(guard.status()))
+            assert "BTC-USDT-SWAP" in lines and "MISMATCH" in lines
+            # a's unrealised PnL at mark, in USDT: (61000 - 60000.1) x 2 x 0.01
+            row = guard.status()["accounts"]["strategies"]["a"][SWAP]
+            assert row["unrealised_pnl"] == pytest.approx((61000 - 60000.1) * 2 * 0.01)
+            assert row["currency"] == "USDT"
+            fees = guard.status()["accounts"]["currencies"]["USDT"]["fees"]
+            assert fees == pytest.approx(0.001 * 2 * 0.01 * 60000.1)  # taker fee in USDT, by currency
+            assert "account by currency" in lines
+            usdt = guard.status()["venue_account"]["USDT"]  # the exchange's own account view
+            assert usdt["equity"] > 0 and "unrealised_pnl" in usdt and "exchange account" in lines
+            details = guard.status()["venue_details"]
+            assert [(d["symbol"], d["quantity"], d["margin_mode"]) for d in details] == [(SWAP, 1.5, "cross")]
 
 
 async def test_a_dated_future_delivered_and_a_funding_missed_while_the_socket_was_down_arrive_once(
@@ -488,25 +490,7 @@ async def test_a_dated_future_delivered_and_a_funding_missed_while_the_socket_wa
 
 def config_file(base_dir: Path, fake: Any) -> Path:
     path = base_dir / "okx-swap.toml"
-    path.write_text(f"""
-[server]
-run_dir = "run"
-status_interval = 0
-heartbeat_timeout = 30.0
-shutdown_policy = "leave"
-[risk]
-reconcile_interval = 0
-[venue]
-kind = "okx"
-symbols = ["{SWAP}"]
-[venue.okx]
-demo = true
-rest_url = "{fake.rest_url}"
-ws_public_url = "{fake.ws_public_url}"
-ws_private_url = "{fake.ws_private_url}"
-reconnect_min = 0.05
-reconnect_max = 0.2
-""")
+    path.write_text(okx_toml(fake, [SWAP]))
     return path
 
 

@@ -12,7 +12,6 @@ import pytest
 import trio
 import zmq
 
-from seqtrade.client.runner import Endpoints
 from seqtrade.models import AccountEvent, AccountEventKind, FundingRate
 from seqtrade.server.positions import EXTERNAL
 from seqtrade.venues.base import VenueAccountEvent
@@ -20,7 +19,7 @@ from seqtrade.venues.okx.derivs import LivePositions, funding_leg
 from tests.fakeokx import open_fake_okx
 
 from .peer import Peer
-from .test_okx_derivs import SWAP, next_event, okx_config, server, trade
+from .test_okx_derivs import SWAP, next_event, okx_swap, trade
 
 LONG_SHORT = '[venue.derivatives]\nposition_mode = "long_short"\n'
 POSITIONS_PATH = "/api/v5/account/positions"
@@ -98,113 +97,105 @@ async def test_the_positions_channel_keeps_the_legs_live_and_rest_takes_over_aft
     base_dir: Path, zctx: Any
 ) -> None:
     with trio.fail_after(30):
-        async with open_fake_okx() as fake:
-            fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
-            config = okx_config(base_dir, fake, [SWAP])
-            async with server(config) as gw:
-                a = Peer(zctx, Endpoints.from_config(config), "a")
-                await a.join()
-                assert legs(gw.venue) == {}
-                reads = rest_reads(fake)
-                await trade(a, SWAP, "buy", 2)
-                await barrier(fake, a)
-                assert legs(gw.venue) == {(SWAP, ""): 2.0}  # from the channel's event_update
-                await trade(a, SWAP, "sell", 2)  # flat: OKX pushes a pos "0" row
-                assert [r["pos"] for r in fake.position_pushes][-1] == "0"
-                await trade(a, SWAP, "buy", 1)
-                await barrier(fake, a)
-                assert legs(gw.venue) == {(SWAP, ""): 1.0}
-                assert rest_reads(fake) == reads  # no REST read for any of it
-                # pushes lost while the socket is down: the REST snapshot after the reconnect has them
-                fake.private_pushes_paused = True
-                fake.order_by_hand(SWAP, "buy", 4, 60000.1)
-                await fake.disconnect("private")
-                fake.private_pushes_paused = False
-                while True:  # until the server is subscribed again (a warning before that is lost)
-                    assert fake.send_liquidation_warning(SWAP) == 1
-                    with trio.move_on_after(0.2):
-                        await next_event(a)
-                        break
-                assert rest_reads(fake) > reads
-                assert legs(gw.venue) == {(SWAP, ""): 5.0}
+        async with okx_swap(base_dir, zctx, "a") as (fake, config, gw, (a,)):
+            await a.join()
+            assert legs(gw.venue) == {}
+            reads = rest_reads(fake)
+            await trade(a, SWAP, "buy", 2)
+            await barrier(fake, a)
+            assert legs(gw.venue) == {(SWAP, ""): 2.0}  # from the channel's event_update
+            await trade(a, SWAP, "sell", 2)  # flat: OKX pushes a pos "0" row
+            assert [r["pos"] for r in fake.position_pushes][-1] == "0"
+            await trade(a, SWAP, "buy", 1)
+            await barrier(fake, a)
+            assert legs(gw.venue) == {(SWAP, ""): 1.0}
+            assert rest_reads(fake) == reads  # no REST read for any of it
+            # pushes lost while the socket is down: the REST snapshot after the reconnect has them
+            fake.private_pushes_paused = True
+            fake.order_by_hand(SWAP, "buy", 4, 60000.1)
+            await fake.disconnect("private")
+            fake.private_pushes_paused = False
+            while True:  # until the server is subscribed again (a warning before that is lost)
+                assert fake.send_liquidation_warning(SWAP) == 1
+                with trio.move_on_after(0.2):
+                    await next_event(a)
+                    break
+            assert rest_reads(fake) > reads
+            assert legs(gw.venue) == {(SWAP, ""): 5.0}
 
 
 async def test_long_short_mode_funding_goes_to_the_holders_of_each_leg_even_when_the_net_is_flat(
     base_dir: Path, zctx: Any
 ) -> None:
     with trio.fail_after(30):
-        async with open_fake_okx() as fake:
-            fake.account.pos_mode = "long_short_mode"
-            fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
-            config = okx_config(base_dir, fake, [SWAP], LONG_SHORT)
-            async with server(config) as gw:
-                a = Peer(zctx, Endpoints.from_config(config), "a")
-                b = Peer(zctx, Endpoints.from_config(config), "b")
-                a.mdsub.sock.setsockopt(zmq.SUBSCRIBE, f"funding/{SWAP}/".encode())
-                await a.join()
-                await b.join()
-                fake.set_funding_rate(SWAP, 0.0001)
-                while not (isinstance(md := await a.next_md(), FundingRate) and md.funding_rate == 0.0001):
-                    pass  # the server has it too (it published it)
-                await trade(a, SWAP, "buy", 1)  # a: the long leg
-                await trade(b, SWAP, "sell", 1)  # b: the short leg; the account's net is 0
-                await barrier(fake, a)
-                assert (await next_event(b)).kind == "liquidation_warning"  # b's leg was warned too
-                bills = fake.settle_funding(SWAP, 0.0001)
-                by_leg = {
-                    ("long" if b_["subType"] == "173" else "short"): float(b_["balChg"]) for b_ in bills
-                }
-                assert by_leg["long"] < 0 < by_leg["short"]  # the rate > 0: the long pays the short
-                fa, fb = await next_event(a), await next_event(b)
-                assert (fa.kind, fa.pos_side, fb.pos_side) == ("funding", "long", "short")
-                assert fa.amount == pytest.approx(by_leg["long"]) and fb.amount == pytest.approx(
-                    by_leg["short"]
-                )
-                books = gw.engine.accounts.books
-                assert (EXTERNAL, SWAP) not in books or books[(EXTERNAL, SWAP)].funding == 0.0
-                assert books[("a", SWAP)].funding == pytest.approx(by_leg["long"])
-                assert books[("b", SWAP)].funding == pytest.approx(by_leg["short"])
-                assert sum(isinstance(r, AccountEvent) and r.kind == "funding" for r in a.reports) == 1
+        async with okx_swap(base_dir, zctx, "a", "b", extra=LONG_SHORT, pos_mode="long_short_mode") as (
+            fake,
+            config,
+            gw,
+            (a, b),
+        ):
+            a.mdsub.sock.setsockopt(zmq.SUBSCRIBE, f"funding/{SWAP}/".encode())
+            await a.join()
+            await b.join()
+            fake.set_funding_rate(SWAP, 0.0001)
+            while not (isinstance(md := await a.next_md(), FundingRate) and md.funding_rate == 0.0001):
+                pass  # the server has it too (it published it)
+            await trade(a, SWAP, "buy", 1)  # a: the long leg
+            await trade(b, SWAP, "sell", 1)  # b: the short leg; the account's net is 0
+            await barrier(fake, a)
+            assert (await next_event(b)).kind == "liquidation_warning"  # b's leg was warned too
+            bills = fake.settle_funding(SWAP, 0.0001)
+            by_leg = {("long" if b_["subType"] == "173" else "short"): float(b_["balChg"]) for b_ in bills}
+            assert by_leg["long"] < 0 < by_leg["short"]  # the rate > 0: the long pays the short
+            fa, fb = await next_event(a), await next_event(b)
+            assert (fa.kind, fa.pos_side, fb.pos_side) == ("funding", "long", "short")
+            assert fa.amount == pytest.approx(by_leg["long"]) and fb.amount == pytest.approx(by_leg["short"])
+            books = gw.engine.accounts.books
+            assert (EXTERNAL, SWAP) not in books or books[(EXTERNAL, SWAP)].funding == 0.0
+            assert books[("a", SWAP)].funding == pytest.approx(by_leg["long"])
+            assert books[("b", SWAP)].funding == pytest.approx(by_leg["short"])
+            assert sum(isinstance(r, AccountEvent) and r.kind == "funding" for r in a.reports) == 1
 
 
 async def test_long_short_mode_reconciles_each_leg_not_only_the_net(base_dir: Path, zctx: Any) -> None:
     from seqtrade.server.guard import Guard, format_guard_status
 
     with trio.fail_after(30):
-        async with open_fake_okx() as fake:
-            fake.account.pos_mode = "long_short_mode"
-            fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
-            config = okx_config(base_dir, fake, [SWAP], LONG_SHORT + 'on_mismatch = "reducing"')
-            async with server(config) as gw:
-                a = Peer(zctx, Endpoints.from_config(config), "a")
-                b = Peer(zctx, Endpoints.from_config(config), "b")
-                await a.join()
-                await b.join()
-                await trade(a, SWAP, "buy", 2)
-                await trade(b, SWAP, "sell", 1)
-                guard = Guard(gw.config, gw.venue, gw.journal, gw.engine.risk, gw.engine.accounts,
-                              in_flight=gw.engine.open_records, sink=gw)  # fmt: skip
-                guard._adjusted = True  # a check after start
-                assert await guard.reconcile() == []  # long 2 (a), short 1 (b): exact, leg by leg
-                # by hand, unheard of: one more contract on each leg; the net (1) does not move
-                fake.private_pushes_paused = True
-                fake.order_by_hand(SWAP, "buy", 1, 60000.1, pos_side="long")
-                fake.order_by_hand(SWAP, "sell", 1, 60000.0, pos_side="short")
-                assert await gw.venue.positions() == {SWAP: 1.0}
-                warnings = await guard.reconcile()
-                assert [w.split(" (off by")[0] for w in warnings] == [
-                    "position mismatch in BTC-USDT-SWAP (long leg): the strategies and external hold 2 in "
-                    "total, the venue okx holds 3",
-                    "position mismatch in BTC-USDT-SWAP (short leg): the strategies and external hold -1 in "
-                    "total, the venue okx holds -2",
-                ]
-                assert "off by +1, since" in warnings[0] and "off by -1, since" in warnings[1]
-                assert set(guard.status()["mismatches"]) == {f"{SWAP} long", f"{SWAP} short"}
-                assert "MISMATCH" in "\n".join(format_guard_status(guard.status()))
-                from seqtrade.server.risk import TradingState
+        async with okx_swap(
+            base_dir,
+            zctx,
+            "a",
+            "b",
+            extra=LONG_SHORT + 'on_mismatch = "reducing"',
+            pos_mode="long_short_mode",
+        ) as (fake, config, gw, (a, b)):
+            await a.join()
+            await b.join()
+            await trade(a, SWAP, "buy", 2)
+            await trade(b, SWAP, "sell", 1)
+            guard = Guard(gw.config, gw.venue, gw.journal, gw.engine.risk, gw.engine.accounts,
+                          in_flight=gw.engine.open_records, sink=gw)  # fmt: skip
+            guard._adjusted = True  # a check after start
+            assert await guard.reconcile() == []  # long 2 (a), short 1 (b): exact, leg by leg
+            # by hand, unheard of: one more contract on each leg; the net (1) does not move
+            fake.private_pushes_paused = True
+            fake.order_by_hand(SWAP, "buy", 1, 60000.1, pos_side="long")
+            fake.order_by_hand(SWAP, "sell", 1, 60000.0, pos_side="short")
+            assert await gw.venue.positions() == {SWAP: 1.0}
+            warnings = await guard.reconcile()
+            assert [w.split(" (off by")[0] for w in warnings] == [
+                "position mismatch in BTC-USDT-SWAP (long leg): the strategies and external hold 2 in "
+                "total, the venue okx holds 3",
+                "position mismatch in BTC-USDT-SWAP (short leg): the strategies and external hold -1 in "
+                "total, the venue okx holds -2",
+            ]
+            assert "off by +1, since" in warnings[0] and "off by -1, since" in warnings[1]
+            assert set(guard.status()["mismatches"]) == {f"{SWAP} long", f"{SWAP} short"}
+            assert "MISMATCH" in "\n".join(format_guard_status(guard.status()))
+            from seqtrade.server.risk import TradingState
 
-                assert gw.engine.risk.state_of("a")[0] is TradingState.REDUCING
-                assert gw.engine.risk.state_of("b")[0] is TradingState.REDUCING
+            assert gw.engine.risk.state_of("a")[0] is TradingState.REDUCING
+            assert gw.engine.risk.state_of("b")[0] is TradingState.REDUCING
 
 
 async def test_a_fill_made_by_hand_while_the_private_socket_was_down_reaches_external_once(
@@ -213,32 +204,28 @@ async def test_a_fill_made_by_hand_while_the_private_socket_was_down_reaches_ext
     from seqtrade.server.guard import Guard
 
     with trio.fail_after(30):
-        async with open_fake_okx() as fake:
-            fake.set_market(SWAP, bid=60000.0, ask=60000.1, bid_sz=50, ask_sz=50)
-            config = okx_config(base_dir, fake, [SWAP])
-            async with server(config) as gw:
-                a = Peer(zctx, Endpoints.from_config(config), "a")
-                await a.join()
-                await trade(a, SWAP, "buy", 2)
-                guard = Guard(gw.config, gw.venue, gw.journal, gw.engine.risk, gw.engine.accounts,
-                              in_flight=gw.engine.open_records, sink=gw)  # fmt: skip
-                guard._adjusted = True  # a check after start
-                assert await guard.reconcile() == []
-                opened = gw.venue.socket_stats["private"].opened
-                fake.private_pushes_paused = True  # the socket is dying: its pushes never arrive
-                fake.order_by_hand(SWAP, "sell", 0.5, 60000.0)
-                await fake.disconnect("private")
-                fake.private_pushes_paused = False
-                # the reconnect reads the trade bills since the loss; the server applies the fill
-                while (
-                    gw.venue.socket_stats["private"].opened == opened
-                    or gw.engine.accounts.position(EXTERNAL, SWAP) != -0.5
-                ):
-                    await trio.sleep(0.01)  # a condition to reach, bounded by fail_after (no timing asserted)
-                assert await guard.reconcile() == []  # explained: the external account's fill
-                await fake.disconnect("private")  # a second reconnect reads the same bill: applied once
-                while gw.venue.socket_stats["private"].opened < opened + 2:
-                    await trio.sleep(0.01)
-                ext = [r for r in gw.journal.reports_after(EXTERNAL, 0, 100) if isinstance(r, AccountEvent)]
-                assert [(e.kind, e.quantity) for e in ext] == [("adjustment", -0.5)]
-                assert gw.engine.accounts.position(EXTERNAL, SWAP) == -0.5
+        async with okx_swap(base_dir, zctx, "a") as (fake, config, gw, (a,)):
+            await a.join()
+            await trade(a, SWAP, "buy", 2)
+            guard = Guard(gw.config, gw.venue, gw.journal, gw.engine.risk, gw.engine.accounts,
+                          in_flight=gw.engine.open_records, sink=gw)  # fmt: skip
+            guard._adjusted = True  # a check after start
+            assert await guard.reconcile() == []
+            opened = gw.venue.socket_stats["private"].opened
+            fake.private_pushes_paused = True  # the socket is dying: its pushes never arrive
+            fake.order_by_hand(SWAP, "sell", 0.5, 60000.0)
+            await fake.disconnect("private")
+            fake.private_pushes_paused = False
+            # the reconnect reads the trade bills since the loss; the server applies the fill
+            while (
+                gw.venue.socket_stats["private"].opened == opened
+                or gw.engine.accounts.position(EXTERNAL, SWAP) != -0.5
+            ):
+                await trio.sleep(0.01)  # a condition to reach, bounded by fail_after (no timing asserted)
+            assert await guard.reconcile() == []  # explained: the external account's fill
+            await fake.disconnect("private")  # a second reconnect reads the same bill: applied once
+            while gw.venue.socket_stats["private"].opened < opened + 2:
+                await trio.sleep(0.01)
+            ext = [r for r in gw.journal.reports_after(EXTERNAL, 0, 100) if isinstance(r, AccountEvent)]
+            assert [(e.kind, e.quantity) for e in ext] == [("adjustment", -0.5)]
+            assert gw.engine.accounts.position(EXTERNAL, SWAP) == -0.5

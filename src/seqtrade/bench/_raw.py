@@ -29,7 +29,7 @@ import signal
 import sys
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
@@ -365,55 +365,30 @@ def run_trader(args: argparse.Namespace) -> int:
     return 0
 
 
+_REQUIRED_TYPES: dict[str, type] = {"rate": float, "duration": float, "count": int}  # else str
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seqtrade.bench._raw")
     sub = p.add_subparsers(dest="role", required=True)
-    a = sub.add_parser("pub")
-    a.add_argument("--endpoint", required=True)
-    a.add_argument("--rate", type=float, required=True)
-    a.add_argument("--max-seconds", type=float, default=120.0)
-    a.set_defaults(func=run_pub)
-    b = sub.add_parser("sub")
-    b.add_argument("--endpoint", required=True)
-    b.add_argument("--warmup", type=float, default=0.5)
-    b.add_argument("--duration", type=float, required=True)
-    b.add_argument("--timeout", type=float, default=10.0)
-    b.add_argument("--out", required=True)
-    b.set_defaults(func=run_sub)
-    c = sub.add_parser("echo")
-    c.add_argument("--order", required=True)
-    c.add_argument("--report", required=True)
-    c.set_defaults(func=run_echo)
-    d = sub.add_parser("rt")
-    d.add_argument("--order", required=True)
-    d.add_argument("--report", required=True)
-    d.add_argument("--count", type=int, required=True)
-    d.add_argument("--warmup", type=int, default=200)
-    d.add_argument("--timeout", type=float, default=10.0)
-    d.add_argument("--out", required=True)
-    d.set_defaults(func=run_rt)
-    g = sub.add_parser("blast")
-    g.add_argument("--order", required=True)
-    g.add_argument("--report", required=True)
-    g.add_argument("--id", required=True)
-    g.add_argument("--count", type=int, required=True)
-    g.add_argument("--window", type=int, default=8)
-    g.add_argument("--timeout", type=float, default=10.0)
-    g.add_argument("--out", required=True)
-    g.set_defaults(func=run_blast)
-    e = sub.add_parser("venue")
-    e.add_argument("--md", required=True)
-    e.add_argument("--order", required=True)
-    e.add_argument("--rate", type=float, required=True)
-    e.add_argument("--count", type=int, required=True)
-    e.add_argument("--warmup", type=int, default=100)
-    e.add_argument("--timeout", type=float, default=60.0)
-    e.add_argument("--out", required=True)
-    e.set_defaults(func=run_venue)
-    f = sub.add_parser("trader")
-    f.add_argument("--md", required=True)
-    f.add_argument("--order", required=True)
-    f.set_defaults(func=run_trader)
+
+    def role(name: str, func: Callable[[argparse.Namespace], int], required: str, **optional: float) -> None:
+        """One role: its required options (names, space-separated), then its optional ones, each
+        typed as its default."""
+        r = sub.add_parser(name)
+        for opt in required.split():
+            r.add_argument(f"--{opt}", required=True, type=_REQUIRED_TYPES.get(opt, str))
+        for opt, default in optional.items():
+            r.add_argument(f"--{opt.replace('_', '-')}", type=type(default), default=default)
+        r.set_defaults(func=func)
+
+    role("pub", run_pub, "endpoint rate", max_seconds=120.0)
+    role("sub", run_sub, "endpoint duration out", warmup=0.5, timeout=10.0)
+    role("echo", run_echo, "order report")
+    role("rt", run_rt, "order report count out", warmup=200, timeout=10.0)
+    role("blast", run_blast, "order report id count out", window=8, timeout=10.0)
+    role("venue", run_venue, "md order rate count out", warmup=100, timeout=60.0)
+    role("trader", run_trader, "md order")
     args = p.parse_args(argv)
     return int(args.func(args))
 

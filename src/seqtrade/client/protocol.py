@@ -46,18 +46,18 @@ Events:
   then :attr:`ClientProtocol.gave_up` is True and nothing more is sent.
 - :class:`ServerLost` (from :meth:`ClientProtocol.tick`): nothing heard from the server for
   :data:`SERVER_SILENT` seconds while running; the protocol re-joins by itself.
+- Market data: the decoded model itself; for the full-depth books (``depth``, ``fullbook``) the
+  strategy's own copy, kept by :class:`~seqtrade.client.book.BookCopies` (``proto.books``), when it
+  changed and is valid; ``book_status`` as decoded, after it was applied to the copy.
+  :attr:`ClientProtocol.candles` is the join of history and live candles
+  (:class:`~seqtrade.candles.CandleJoin`), which the shell applies.
+- :class:`~seqtrade.candles.History`: the answer to a ``history_request`` (not numbered).
 
 Catching up (docs/protocol.md, "Joining"): after the welcome, a report beyond the next seq but not
 beyond the welcome's ``last_seq`` is a gap in the replay (reports lost on the way): we drop what
 follows and ask again with a fresh nonce, which the server answers when the replay in flight has
 ended. A report beyond the welcome's ``last_seq`` is a live report the replay will bring again in
 order: dropped silently.
-- Market data: the decoded model itself; for the full-depth books (``depth``, ``fullbook``) the
-  strategy's own copy, kept by :class:`~seqtrade.client.book.BookCopies` (``proto.books``), when it
-  changed and is valid; ``book_status`` as decoded, after it was applied to the copy.
-- :class:`~seqtrade.candles.History`: the answer to a ``history_request`` (not numbered).
-- Market data: the decoded model itself. :attr:`ClientProtocol.candles` is the join of history and
-  live candles (:class:`~seqtrade.candles.CandleJoin`), which the shell applies.
 """
 
 from __future__ import annotations

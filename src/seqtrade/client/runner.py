@@ -199,6 +199,7 @@ class _Shell:
     def drain_reports(self, sock: zmq.Socket[Any], limit: int = 100_000) -> None:
         receive, s = self.proto.receive_report_frame, self.s
         now = time.monotonic()
+        tracing = trace.ON  # fixed at import: not looked up per frame
         held = s._held_reports  # read by history() while it waited: first, in their order
         for _ in range(limit):
             if held:
@@ -208,7 +209,7 @@ class _Shell:
                     frame = sock.recv(zmq.NOBLOCK)
                 except zmq.Again:
                     break
-            if trace.ON:
+            if tracing:
                 t_recv = time.time_ns()
             ev = receive(frame, now)
             if ev is None:
@@ -222,12 +223,12 @@ class _Shell:
                 else:
                     s._apply_report(r)
                     if not ev.joining:
-                        if trace.ON:
+                        if tracing:
                             key = f"{r.client_order_id}:{r.status}"
                             trace.mark(key, "c_recv", t_recv)
                             trace.mark(key, "c_decoded")
                         self.call(s.on_order, r)
-                        if trace.ON:
+                        if tracing:
                             trace.mark(key, "c_done")
                 if ev.synced is not None:
                     self.synced(ev.synced)
@@ -272,7 +273,7 @@ class _Shell:
     def drain_md(self, sock: zmq.Socket[Any], limit: int = MD_BATCH) -> None:
         # The per-message path of the strategy: decode, gap check, callback. Keep it short.
         recv, receive, s = sock.recv, self.proto.receive_md_frame, self.s
-        noblock, ticker = zmq.NOBLOCK, Ticker
+        noblock, ticker, candle, sync = zmq.NOBLOCK, Ticker, Candle, Sync
         for _ in range(limit):
             try:
                 frame = recv(noblock)
@@ -284,9 +285,9 @@ class _Shell:
                     s.on_ticker(msg)
                 except Exception as exc:  # a strategy's bug must not end its process silently mid-trade
                     self.raised("on_ticker", exc)
-            elif msg.__class__ is Candle:
+            elif msg.__class__ is candle:
                 self.candle(msg)
-            elif msg.__class__ is Sync:
+            elif msg.__class__ is sync:
                 self.sync(msg)
             elif msg is not None:
                 self.call(getattr(s, _MD_CALLBACK[msg.__class__]), msg)

@@ -333,16 +333,16 @@ class Gateway:
         max_bytes = self.config.bus.max_frame_bytes
         engine = self.engine
         journal = self.journal
+        tracing = trace.ON  # fixed at import (SEQTRADE_TRACE): not looked up per frame
         while True:
-            clock = (
-                self.clock_ms
-            )  # the wall clock; a backtest's venue sets the recording's (one read a batch)
+            # The wall clock; a backtest's venue sets the recording's (one read a batch).
+            clock = self.clock_ms
             # recv_batch yields without taking a cancellation while frames are ready (it never drops
             # what it read): without this, a flood that never lets the socket empty would keep the
             # task, and the server's stop, going until the flood ends.
             await trio.lowlevel.checkpoint_if_cancelled()
             frames = await pull.recv_batch(ORDER_BATCH)
-            if trace.ON:
+            if tracing:
                 t_wake = time.time_ns()
             # The engine decides on the whole batch first, so that its new orders share one journal
             # commit; then, in the batch's order, replies and venue commands (persist, then send).
@@ -353,7 +353,7 @@ class Gateway:
                 except WireError as exc:
                     decided.append((None, engine.on_bad_frame(exc, now_ms())))
                     continue
-                if trace.ON:
+                if tracing:
                     coid = getattr(req, "client_order_id", "")
                     trace.mark(coid, "s_wake", t_wake)
                     trace.mark(coid, "s_decoded")
@@ -361,7 +361,7 @@ class Gateway:
                     out = engine.on_request(req, clock())
                 except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
                     out = self._internal_error(req, exc)
-                if trace.ON:
+                if tracing:
                     trace.mark(coid, "s_checked")
                 if out.strategy is not None:
                     self._seen(out.strategy)
@@ -374,7 +374,7 @@ class Gateway:
                     if req is None:
                         raise
                     await self.perform(self._internal_error(req, exc))
-                if trace.ON and req is not None:
+                if tracing and req is not None:
                     trace.mark(getattr(req, "client_order_id", ""), "s_placed")
             # What the batch's requests produced (replies, and the events a venue like the paper one
             # answers with at once) is journaled and published here, without a hop to the report task.
@@ -482,13 +482,14 @@ class Gateway:
         self.journal.add_reports(commit.rows, commit.fills)
         self.journal_commit_s = time.perf_counter() - t0  # metrics: the last commit's duration ...
         pending = commit.pending
-        if trace.ON:
+        tracing = trace.ON
+        if tracing:
             for _, r, _ in pending:
                 trace.mark(_trace_key(r), "r_wake", self._trace_wake)
                 trace.mark(_trace_key(r), "r_committed")
         for _, r, _ in pending:
             self._send_report(pub, r)
-            if trace.ON:
+            if tracing:
                 trace.mark(_trace_key(r), "r_published")
         self._reports_flushed.set()
         for tap in self.report_taps:
