@@ -112,3 +112,20 @@ async def test_a_stale_feed_is_logged_once_shown_everywhere_and_recovers(
     finally:
         peer.close()
         gw.request_stop()
+
+
+@pytest.mark.parametrize("timed", [True, False])
+def test_a_batch_counts_as_its_messages_one_by_one(timed: bool) -> None:
+    """``seen_many`` (the gateway's per-batch hand-over) leaves a feed as ``seen`` per message would,
+    when the messages share one receive time."""
+    from seqtrade.feedhealth import Feed
+
+    one, many = Feed(timed), Feed(timed)
+    batches = [[1_000, 1_001, 1_001], [1_010, 1_004, 1_012]]  # exchange times, one out of order
+    for i, batch in enumerate(batches):
+        recv, now = 1_020 + 10 * i, 2.0 + i
+        for ts in batch:
+            one.seen(ts, recv, now)
+        many.seen_many(len(batch), min(batch), batch[-1], recv, now)
+    for attr in Feed.__slots__:
+        assert getattr(many, attr) == getattr(one, attr), attr

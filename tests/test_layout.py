@@ -17,7 +17,7 @@ PURE = ["seqtrade.models", "seqtrade.wire", "seqtrade.config", "seqtrade.venues.
         "seqtrade.server.engine", "seqtrade.server.recovery", "seqtrade.server.risk",
         "seqtrade.server.accounts", "seqtrade.positions", "seqtrade.venues.okx.auth",
         "seqtrade.venues.okx.account", "seqtrade.venues.okx.tracking", "seqtrade.venues.okx.errors",
-        "seqtrade.candles", "seqtrade.feedhealth", "seqtrade.venues.okx.candles"]  # fmt: skip
+        "seqtrade.candles", "seqtrade.feedhealth", "seqtrade.venues.okx.candles", "seqtrade.tickerframes"]  # fmt: skip
 
 
 def loaded_after_import(module: str) -> set[str]:

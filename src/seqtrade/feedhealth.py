@@ -141,6 +141,18 @@ class Feed:
             if d > self.window_max:
                 self.window_max = d
 
+    def seen_many(self, n: int, min_ts_ms: int, last_ts_ms: int, recv_ts_ms: int, now: float) -> None:
+        """``n`` messages at once (a batch the gateway published): the same counts as ``n`` calls of
+        :meth:`seen`, with one receive time for all of them; ``min_ts_ms`` and ``last_ts_ms`` are the
+        earliest and the last exchange time among them (the largest delay, and the last one)."""
+        self.count += n
+        self.last = now
+        if self.timed:
+            self.delay = recv_ts_ms - last_ts_ms
+            d = recv_ts_ms - min_ts_ms
+            if d > self.window_max:
+                self.window_max = d
+
 
 class FeedHealth:
     """The health of every feed; see the module docstring. ``stale_after`` in seconds (> 0)."""

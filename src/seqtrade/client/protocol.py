@@ -93,6 +93,7 @@ from ..models import (
     VenueStatus,
     Welcome,
 )
+from ..tickerframes import TickerDecoder
 from ..vclock import Sync
 from .book import BookCopies, LocalBook
 
@@ -213,6 +214,7 @@ class ClientProtocol:
         self._md_seq: dict[tuple[str, str], int] = {}
         self.instruments: dict[str, Instrument] = {}  # from the newest welcome (empty: an older server)
         self._ticker_seq: dict[str, int] = {}  # the ticker path's own seq per symbol
+        self._template_ticker = TickerDecoder().decode  # the template's frames (None: decode_message's)
         self.candles = CandleJoin()  # per candle stream, the newest closed bar handed to the strategy
         # Dispatch by message type, checked against the codec's tables (a new type needs a handler).
         self._report_handlers: dict[type, Callable[[Any, float], ReportEvent]] = wire.dispatch_table(
@@ -440,8 +442,11 @@ class ClientProtocol:
 
     def receive_md_frame(self, frame: bytes) -> Ticker | MdEvent:
         """One market-data frame, its seq gap counted; None for a bad frame or an unknown type."""
-        # Tickers are most of the traffic: the specialised decoder and the gap check inline.
-        t = _decode_ticker(frame)
+        # Tickers are most of the traffic: the server's template first (seqtrade.tickerframes), then
+        # the specialised decoder, and the gap check inline.
+        t = self._template_ticker(frame)
+        if t is None:
+            t = _decode_ticker(frame)
         if t is None:
             try:
                 msg = wire.decode_message(frame)
