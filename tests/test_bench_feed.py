@@ -55,3 +55,29 @@ def test_the_config_key_selects_the_feed(tmp_path) -> None:
     plain = parse_config("", base_dir=str(tmp_path))
     assert type(venue_from_config(bench, {})) is BenchPaperVenue
     assert type(venue_from_config(plain, {})) is PaperVenue
+
+
+@pytest.mark.parametrize("rest_first", [False, True])
+async def test_market_orders_meet_the_last_published_book(
+    autojump_clock: trio.testing.MockClock, rest_first: bool
+) -> None:
+    """Between two batches a market order meets each symbol's last published state, whether the
+    engine saw every state of the batch (an order rested) or only the last one (none did); a resting
+    buy fills on the first state whose ask crosses it."""
+    cfg = PaperConfig(bench_rate=20_000)
+    with trio.fail_after(10):
+        async with running(cfg, (SYM, "ETH-USDT"), cls=BenchPaperVenue) as (venue, sink):
+            await trio.sleep(0.0105)
+            if rest_first:
+                asks = [m.ask_price for m in sink.market if isinstance(m, Ticker) and m.symbol == SYM]
+                await venue.place_order(limit("r1", Side.BUY, min(asks) - 1.0, 0.5))  # below every ask so far
+            await trio.sleep(0.5)
+            last = [m for m in sink.market if isinstance(m, Ticker) and m.symbol == SYM][-1]
+            await venue.place_order(limit("m1", Side.BUY, None, 0.5, OrderType.MARKET))
+            filled = sink.of("m1")[-1]
+            assert filled.status is OrderStatus.FILLED
+            assert filled.last_fill_price == last.ask_price
+            if rest_first:
+                rested = sink.of("r1")[-1]
+                assert rested.status is OrderStatus.FILLED  # the walk crossed it some tick in between
+                assert rested.last_fill_price <= rested.price  # type: ignore[operator]

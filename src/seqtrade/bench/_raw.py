@@ -5,10 +5,11 @@
 - ``pub``: PUB binds ``--endpoint`` and publishes ticker frames (``ticker/<symbol>/`` + MessagePack
   map, the same keys as seqtrade's) at ``--rate`` per second, paced like the paper venue's bench mode
   (wake every millisecond, send what is due), ``gw_ns = time.time_ns()`` stamped per message just
-  before it is packed and sent, until SIGTERM.
+  before it is packed and sent, until SIGTERM; with ``--out``, then writes its CPU per message sent.
 - ``sub``: SUB connects and receives with a blocking ``recv``; per message it unpacks the body and
   takes ``time.time_ns()`` (the message is in hand, decoded). Measures ``--duration`` seconds after
-  ``--warmup`` seconds from the first message: latency ``now - gw_ns``, count, and seq gaps.
+  ``--warmup`` seconds from the first message: latency ``now - gw_ns``, count, seq gaps, and its CPU
+  per message in the window.
 - ``echo``: PULL binds ``--order``, PUB binds ``--report``; every request is unpacked and answered with
   one packed report on topic ``report/<id>/``.
 - ``rt``: PUSH connects to ``--order``, SUB to ``--report``; ping-pong ``--count`` requests, each timed
@@ -70,6 +71,7 @@ def run_pub(args: argparse.Namespace) -> int:
     start = time.monotonic()
     deadline = start + args.max_seconds
     last, bid, ask = 60_000.0, 59_999.9, 60_000.1
+    cpu0 = time.process_time()
     while not stop[0]:
         time.sleep(WAKE)
         now = time.monotonic()
@@ -89,6 +91,13 @@ def run_pub(args: argparse.Namespace) -> int:
             except zmq.Again:
                 dropped += 1
         sent += due
+    if args.out and sent:
+        # CPU (user + system, all threads: libzmq's I/O thread too) per message, as the server's
+        write_result(
+            args.out,
+            {"sent": sent, "cpu_us_per_msg": round((time.process_time() - cpu0) / sent * 1e6, 3)},
+            {},
+        )
     pub.close()
     ctx.term()
     return 0
@@ -112,6 +121,7 @@ def run_sub(args: argparse.Namespace) -> int:
     count = lost = 0
     last_seq = -1
     first_gw = 0
+    cpu0 = 0.0
     try:
         while True:
             frame = recv()
@@ -120,6 +130,8 @@ def run_sub(args: argparse.Namespace) -> int:
             if t >= win_start and win_start:
                 if t >= win_end:
                     break
+                if not count:
+                    cpu0 = time.process_time()
                 append(t - d["gw_ns"])
                 seq = d["seq"]
                 if last_seq >= 0 and seq != last_seq + 1:
@@ -133,10 +145,12 @@ def run_sub(args: argparse.Namespace) -> int:
     except zmq.Again:
         pass  # the publisher went quiet: report what was measured
     window = (min(time_ns(), win_end) - win_start) / 1e9 if win_start else 0.0
+    cpu = time.process_time() - cpu0 if count else 0.0
     write_result(
         args.out,
         {"count": count, "lost": lost, "window_s": window, "first_gw_ns": first_gw,
-         "achieved_rate": count / window if window > 0 else 0.0},
+         "achieved_rate": count / window if window > 0 else 0.0,
+         "cpu_us_per_msg": round(cpu / count * 1e6, 3) if count else None},
         {"latency": lat},
     )  # fmt: skip
     sub.close()
@@ -372,7 +386,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m seqtrade.bench._raw")
     sub = p.add_subparsers(dest="role", required=True)
 
-    def role(name: str, func: Callable[[argparse.Namespace], int], required: str, **optional: float) -> None:
+    def role(
+        name: str, func: Callable[[argparse.Namespace], int], required: str, **optional: float | str
+    ) -> None:
         """One role: its required options (names, space-separated), then its optional ones, each
         typed as its default."""
         r = sub.add_parser(name)
@@ -382,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             r.add_argument(f"--{opt.replace('_', '-')}", type=type(default), default=default)
         r.set_defaults(func=func)
 
-    role("pub", run_pub, "endpoint rate", max_seconds=120.0)
+    role("pub", run_pub, "endpoint rate", max_seconds=120.0, out="")
     role("sub", run_sub, "endpoint duration out", warmup=0.5, timeout=10.0)
     role("echo", run_echo, "order report")
     role("rt", run_rt, "order report count out", warmup=200, timeout=10.0)

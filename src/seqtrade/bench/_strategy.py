@@ -51,6 +51,7 @@ class TickBench(Strategy):
         self.lost = 0
         self.started_at = 0.0
         self.last_tick_at = 0.0
+        self.cpu0 = 0.0  # process CPU (all threads) when the window opened
 
     def on_start(self) -> None:
         self.started_at = self.last_tick_at = time.monotonic()
@@ -68,6 +69,8 @@ class TickBench(Strategy):
             if t >= self.win_end:
                 self.stop()
                 return
+            if not self.count:
+                self.cpu0 = time.process_time()
             self.lat.append(t - ticker.gw_ns)
             last = self.last_seq.get(ticker.symbol)
             if last is not None and ticker.seq != last + 1:
@@ -84,10 +87,12 @@ class TickBench(Strategy):
     def on_stop(self) -> None:
         now = time.time_ns()
         window = (min(now, self.win_end) - self.win_start) / 1e9 if self.win_start else 0.0
+        cpu = time.process_time() - self.cpu0 if self.cpu0 else 0.0
         write_result(
             self.out,
             {"count": self.count, "lost": self.lost, "window_s": window, "md_gaps_total": self.md_gaps,
-             "achieved_rate": self.count / window if window > 0 else 0.0, "errors": 0},
+             "achieved_rate": self.count / window if window > 0 else 0.0, "errors": 0,
+             "cpu_us_per_msg": round(cpu / self.count * 1e6, 3) if cpu and self.count else None},
             {"latency": self.lat},
         )  # fmt: skip
 

@@ -4,7 +4,8 @@
 the paper venue with its market loop replaced. Only tickers are published, ``bench_rate`` per second
 in total across the symbols, round robin (``< 0``: as fast as possible), from a ring of precomputed
 market states, so that the cost measured is the gateway's and not the random walk's. The matching
-engine still sees every state, so resting orders fill as they would.
+engine sees every state while orders rest (so they fill as they would), and each symbol's last state
+of a batch when none does (a market order meets the book as it stands between batches).
 """
 
 from __future__ import annotations
@@ -67,8 +68,10 @@ class BenchPaperVenue(PaperVenue):
 
     async def _run_bench(self, sink: VenueSink, ring: list[_BenchState]) -> None:
         size = len(ring)
+        n_symbols = len(self._walks)
         publish = sink.publish_market
-        set_book = self._engine.set_book
+        engine = self._engine
+        set_book = engine.set_book
         rate = self._cfg.bench_rate
         pos = 0
         sent = 0
@@ -89,13 +92,26 @@ class BenchPaperVenue(PaperVenue):
                 await trio.lowlevel.checkpoint()
                 due = _BENCH_YIELD_EVERY
             ts = _now_ms()
-            for _ in range(due):
-                sym, last, bid, ask, bid_size, ask_size, volume, bids, asks = ring[pos]
-                pos += 1
-                if pos == size:
-                    pos = 0
-                publish(Ticker(sym, ts, last, bid, ask, bid_size, ask_size, volume))
-                events = set_book(sym, bids, asks, ts)
-                if events:
-                    await self._deliver(events)
+            if engine.open_orders():  # orders rest: the engine sees every state (each may fill some)
+                for _ in range(due):
+                    sym, last, bid, ask, bid_size, ask_size, volume, bids, asks = ring[pos]
+                    pos += 1
+                    if pos == size:
+                        pos = 0
+                    publish(Ticker(sym, ts, last, bid, ask, bid_size, ask_size, volume))
+                    events = set_book(sym, bids, asks, ts)
+                    if events:
+                        await self._deliver(events)
+            else:
+                # Nothing rests, and nothing can come to rest before the next await: only the book a
+                # market order meets after this batch matters, each symbol's last state.
+                for _ in range(due):
+                    sym, last, bid, ask, bid_size, ask_size, volume, _bids, _asks = ring[pos]
+                    pos += 1
+                    if pos == size:
+                        pos = 0
+                    publish(Ticker(sym, ts, last, bid, ask, bid_size, ask_size, volume))
+                for back in range(1, min(due, n_symbols) + 1):
+                    state = ring[pos - back]  # the ring is the round robin: the last n_symbols states
+                    set_book(state[0], state[7], state[8], ts)
             sent += due

@@ -270,6 +270,13 @@ class Sink:
 
     per_process: list[dict[str, Any]] = field(default_factory=list)
     hist: HdrHistogram = field(default_factory=new_hist)
+    publisher: dict[str, Any] = field(default_factory=dict)  # the raw publisher's own result
+
+    @property
+    def cpu_us_per_msg(self) -> float | None:
+        """The subscribers' mean CPU (user + system, all threads) per message received in the window."""
+        cpus = [float(r["cpu_us_per_msg"]) for r in self.per_process if r.get("cpu_us_per_msg")]
+        return round(sum(cpus) / len(cpus), 2) if cpus else None
 
     @property
     def lost(self) -> int:
@@ -336,7 +343,9 @@ def ticks_seqtrade(
 def ticks_raw(root: Path, tag: str, rate: float, n: int, warmup: float, duration: float) -> Sink:
     with scenario(root, tag) as (d, procs):
         ep = f"ipc://{d / 'md.ipc'}"
-        pub = procs.start("pub", ["-m", "seqtrade.bench._raw", "pub", "--endpoint", ep, "--rate", str(rate)])
+        pub_out = d / "pub.json"
+        pub = procs.start("pub", ["-m", "seqtrade.bench._raw", "pub", "--endpoint", ep, "--rate", str(rate),
+                                  "--out", str(pub_out)])  # fmt: skip
         outs = [d / f"s{i}.json" for i in range(n)]
         subs = [
             (
@@ -362,7 +371,10 @@ def ticks_raw(root: Path, tag: str, rate: float, n: int, warmup: float, duration
         ]
         procs.wait(subs, 30 + warmup + duration)
         procs.stop("pub", pub)
-        return _collect(outs, "latency")
+        sink = _collect(outs, "latency")
+        if pub_out.exists():
+            sink.publisher = read_result(pub_out)[0]
+        return sink
 
 
 def round_trip_seqtrade(
@@ -745,8 +757,10 @@ def scenario_ticks(run: Run) -> None:
         st, counters = ticks_seqtrade(root, f"t{rate}", rate, 1, plan.tick_warmup, plan.tick_duration)
         s_st, s_raw = summary(st.hist), summary(raw.hist)
         s_st.update(lost=st.lost, achieved_rate=round(st.min_rate), server_dropped=counters.get("md_dropped"),
-                    server_cpu_us_per_msg=counters.get("server_cpu_us_per_msg"))  # fmt: skip
-        s_raw.update(lost=raw.lost, achieved_rate=round(raw.min_rate))
+                    server_cpu_us_per_msg=counters.get("server_cpu_us_per_msg"),
+                    client_cpu_us_per_msg=st.cpu_us_per_msg)  # fmt: skip
+        s_raw.update(lost=raw.lost, achieved_rate=round(raw.min_rate), client_cpu_us_per_msg=raw.cpu_us_per_msg,
+                     server_cpu_us_per_msg=raw.publisher.get("cpu_us_per_msg"))  # fmt: skip
         tick.append({"rate": rate, "seqtrade": s_st, "raw": s_raw, "ratio": _ratios(s_st, s_raw)})
         run.hists[f"tick seqtrade {_fmt_rate(rate)}/s"] = st.hist
         run.hists[f"tick raw {_fmt_rate(rate)}/s"] = raw.hist
@@ -966,6 +980,24 @@ def _x(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}x"
 
 
+def _cpu_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """CPU per message against raw's, both ends (all threads, user + system): less sensitive to other
+    processes than the latencies, and what bounds the rate two cores can carry."""
+    out = []
+    for end, label in (("server", "publisher"), ("client", "subscriber")):
+        key = f"{end}_cpu_us_per_msg"
+        cells = []
+        for row in rows:
+            if end == "server" and row["rate"] <= SPIN_PACING_MAX:
+                continue  # the server busy-waits each tick's time there: its CPU is the pacing's
+            st, raw = row["seqtrade"].get(key), row["raw"].get(key)
+            if st is not None and raw is not None:
+                cells.append(f"{_fmt_rate(row['rate'])}/s {st:.2f} vs {raw:.2f} µs ({_x(_ratio(st, raw))})")
+        if cells:
+            out.append(f"  {label} CPU per message, seqtrade vs raw: " + ", ".join(cells))
+    return out
+
+
 def _throughput_section(r: dict[str, Any]) -> list[str]:
     tp = r.get("order_throughput")
     if not tp:
@@ -1033,6 +1065,7 @@ def format_table(r: dict[str, Any]) -> str:
         if any(c is not None for _, c in cpu):
             lines.append("  server CPU (user + system) per message published: " + ", ".join(
                 f"{_fmt_rate(rate)}/s {c:.1f} µs" for rate, c in cpu if c is not None))  # fmt: skip
+        lines += _cpu_lines(r["tick_latency"])
         lines.append("")
     rt = r.get("order_round_trip")
     if rt:
