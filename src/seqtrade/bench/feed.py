@@ -92,25 +92,21 @@ class BenchPaperVenue(PaperVenue):
                 await trio.lowlevel.checkpoint()
                 due = _BENCH_YIELD_EVERY
             ts = _now_ms()
-            if engine.open_orders():  # orders rest: the engine sees every state (each may fill some)
-                for _ in range(due):
-                    sym, last, bid, ask, bid_size, ask_size, volume, bids, asks = ring[pos]
-                    pos += 1
-                    if pos == size:
-                        pos = 0
-                    publish(Ticker(sym, ts, last, bid, ask, bid_size, ask_size, volume))
+            # Orders rest: the engine sees every state (each may fill some). Nothing rests, and
+            # nothing can come to rest before the next await: only the book a market order meets
+            # after this batch matters, each symbol's last state.
+            every = bool(engine.open_orders())
+            for _ in range(due):
+                sym, last, bid, ask, bid_size, ask_size, volume, bids, asks = ring[pos]
+                pos += 1
+                if pos == size:
+                    pos = 0
+                publish(Ticker(sym, ts, last, bid, ask, bid_size, ask_size, volume))
+                if every:
                     events = set_book(sym, bids, asks, ts)
                     if events:
                         await self._deliver(events)
-            else:
-                # Nothing rests, and nothing can come to rest before the next await: only the book a
-                # market order meets after this batch matters, each symbol's last state.
-                for _ in range(due):
-                    sym, last, bid, ask, bid_size, ask_size, volume, _bids, _asks = ring[pos]
-                    pos += 1
-                    if pos == size:
-                        pos = 0
-                    publish(Ticker(sym, ts, last, bid, ask, bid_size, ask_size, volume))
+            if not every:
                 for back in range(1, min(due, n_symbols) + 1):
                     state = ring[pos - back]  # the ring is the round robin: the last n_symbols states
                     set_book(state[0], state[7], state[8], ts)

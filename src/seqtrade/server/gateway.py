@@ -174,20 +174,11 @@ class Gateway:
     # ================================================================== venue sink
 
     def publish_market(self, msg: MarketData) -> None:
-        if type(msg) is Ticker:  # most of the traffic: _md_put inlined
+        if type(msg) is Ticker:
             self.quotes.last[msg.symbol] = msg
             if trace.ON:  # the tick-to-trade clock starts here; feed_task marks it before its own stamp
                 msg.gw_ns = time.time_ns()
-            q = self._md_q
-            n = len(q)
-            if n >= self._md_max:
-                self.counters.md_dropped += 1
-                return
-            q.append(msg)
-            if not n:
-                self._md_lot.unpark()
-            return
-        if type(msg) is PriceLimit:  # the risk gate refuses an order outside them (engine.check_order)
+        elif type(msg) is PriceLimit:  # the risk gate refuses an order outside them (engine.check_order)
             self.quotes.limits[msg.symbol] = msg
         elif type(msg) is MarkPrice:  # status: unrealised PnL at mark
             self.quotes.marks[msg.symbol] = msg.mark_price
