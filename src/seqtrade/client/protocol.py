@@ -46,7 +46,9 @@ Events:
   then :attr:`ClientProtocol.gave_up` is True and nothing more is sent.
 - :class:`ServerLost` (from :meth:`ClientProtocol.tick`): nothing heard from the server for
   :data:`SERVER_SILENT` seconds while running; the protocol re-joins by itself.
-- Market data: the decoded model itself; for the full-depth books (``depth``, ``fullbook``) the
+- Market data: the decoded model itself (a ticker frame built like the server's template is
+  unpacked by :class:`~seqtrade.tickerframes.TickerDecoder`, any other through :mod:`seqtrade.wire`:
+  the same :class:`Ticker` either way); for the full-depth books (``depth``, ``fullbook``) the
   strategy's own copy, kept by :class:`~seqtrade.client.book.BookCopies` (``proto.books``), when it
   changed and is valid; ``book_status`` as decoded, after it was applied to the copy.
   :attr:`ClientProtocol.candles` is the join of history and live candles
