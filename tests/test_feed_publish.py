@@ -64,3 +64,47 @@ async def test_bursts_reach_a_subscriber_whole_numbered_and_counted(server: Gate
         assert gw.md_seqs[topics[s]] == got[s][-1].seq
         assert gw.feed_health.feed("ticker", s).count == counts[s] + len(sent[s])
     assert gw.counters.md_out - out0 >= len(sent[A]) + len(sent[B])
+
+
+TRACED = """
+import sys, time, trio
+from seqtrade.config import parse_config
+from seqtrade.models import Ticker
+from seqtrade.server.app import serve
+from seqtrade.venues.paper import PaperVenue
+from tests.conftest import QUIET_MARKET
+
+async def main():
+    config = parse_config(QUIET_MARKET, base_dir=sys.argv[1])
+    async with trio.open_nursery() as nursery:
+        gw = await nursery.start(serve, config, PaperVenue(config.venue.paper, list(config.venue.symbols)))
+        t = Ticker("BTC-USDT", 1_764_522_000_000, 100.0, 99.5, 100.5, 1.0, 2.0, 3.0)
+        gw.publish_market(t)
+        time.sleep(0.2)  # the venue's hand-over and the feed task's send, 200 ms apart (nothing runs)
+        while t.seq == 0:
+            await trio.sleep(0.01)
+        print(t.seq, t.gw_ns)
+        gw.request_stop()
+
+trio.run(main)
+"""
+
+
+def test_tick_to_trade_clock_starts_when_the_venue_hands_the_ticker_over(base_dir, tmp_path) -> None:
+    """With SEQTRADE_TRACE on, a ticker's ``v_tick`` mark is the time ``publish_market`` was called,
+    not the time the feed task took it off its queue (the tick-to-trade scenario's start)."""
+    import os
+    import subprocess
+    import sys
+
+    trace_dir = tmp_path / "trace"
+    trace_dir.mkdir()
+    env = dict(os.environ, SEQTRADE_TRACE=str(trace_dir))
+    root = str(__import__("pathlib").Path(__file__).resolve().parent.parent)
+    out = subprocess.run([sys.executable, "-c", TRACED, str(base_dir)], env=env, cwd=root, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    seq, sent_ns = map(int, out.stdout.split())
+    marks = [line.split() for f in trace_dir.iterdir() for line in f.read_text().splitlines()]
+    (v_tick,) = [int(ns) for key, stage, ns in marks if stage == "v_tick" and key == f"BTC-USDT#{seq}"]
+    assert sent_ns - v_tick >= 200_000_000  # the hand-over, 200 ms before the send

@@ -247,6 +247,12 @@ class Gateway:
     async def feed_task(self, md_pub: TrioSocket, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Own the market-data PUB socket; publish every message the venue produced, in batches.
 
+        Per message only what raw pyzmq does too (a seq, a stamp, an encode, a send) and what the
+        recorder needs (one ``deque.append`` of the frame); tickers are encoded from a prebuilt
+        template (:mod:`seqtrade.tickerframes`, the same bytes as :mod:`seqtrade.wire`). The topic's
+        seq as the dashboard reads it and feed health's counts are handed over once per batch (no
+        await inside a batch, so no reader sees one half done).
+
         Cancelled with the server. Backpressure: none upstream (the venue's queue drops when full);
         PUB drops at its high-water mark and strategies see it as a jump of ``seq``.
         """
