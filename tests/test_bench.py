@@ -48,6 +48,21 @@ def test_tick_latency_sections_and_no_loss(smoke: dict) -> None:
         assert all(
             row["ratio"][k] is not None and row["ratio"][k] > 0 for k in ("p50", "p90", "p99", "p99_9", "max")
         )
+        # CPU per message at both ends, seqtrade's and raw's, measured in the same run
+        for name in ("seqtrade", "raw"):
+            for end in ("server", "client"):
+                assert row[name][f"{end}_cpu_us_per_msg"] > 0, (row["rate"], name, end)
+
+
+def test_cpu_lines_compare_both_ends_with_raw(smoke: dict) -> None:
+    from seqtrade.bench.run import format_table
+
+    table = format_table(smoke)
+    assert "subscriber CPU per message, seqtrade vs raw: 1k/s " in table
+    # the server busy-waits each tick at these rates: no publisher line for them
+    assert "publisher CPU per message" not in table
+    fast = dict(smoke, tick_latency=[dict(r, rate=100_000) for r in smoke["tick_latency"][:1]])
+    assert "publisher CPU per message, seqtrade vs raw: 100k/s " in format_table(fast)
 
 
 def test_order_round_trip(smoke: dict) -> None:
