@@ -1,0 +1,109 @@
+"""Minutes of market in seconds, and backtests that give the same bytes twice.
+
+- The paper venue's clock at ``[venue.paper] time_scale`` (seqtrade.clock): a real server records
+  minutes of the paper market in seconds of wall time, and what it publishes, reports and records
+  carries the venue's time; an order placed meanwhile fills, its report stamped on that clock.
+- ``seqtrade serve`` (a real process) records three minutes of simulated time with a strategy trading;
+  ``seqtrade backtest`` of that recording with two strategy processes, twice, into two run dirs: the
+  journal's files (the log and the SQLite index) and results.json are the same bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+import zmq
+
+from seqtrade.clock import Clock, VirtualClock
+from seqtrade.config import parse_config
+from seqtrade.models import OrderStatus
+
+from .test_recorder import md_peer, read, start
+
+STRATEGIES = Path(__file__).parent / "strategies"
+MINUTE_NS = 60 * 10**9
+
+FAST = """
+[server]
+run_dir = "run"
+status_interval = 0
+heartbeat_timeout = 30.0
+shutdown_policy = "leave"
+
+[venue]
+kind = "paper"
+symbols = ["BTC-USDT", "ETH-USDT"]
+
+[venue.paper]
+time_scale = 60.0         # a minute of market a second
+tick_interval = 1.0       # of the venue's time: 60 steps a wall second
+depth_levels = 0
+state_path = ""
+tick_size = 0.1
+lot_size = 0.001
+min_size = 0.001
+start_prices = { "BTC-USDT" = 100.0, "ETH-USDT" = 10.0 }
+
+[recorder]
+enabled = true
+flush_interval = 0.2
+roll_seconds = 20.0       # of the venue's time: files close (and become readable) every third of a second
+"""
+
+
+def test_a_scaled_clock_runs_faster_from_its_origin() -> None:
+    wall = [1_000 * 10**9]
+    c = Clock(60.0, wall_ns=lambda: wall[0])
+    assert c.time_ns() == 1_000 * 10**9  # its origin: now
+    wall[0] += 10**9
+    assert c.time_ns() == 1_060 * 10**9 and c.time_ms() == 1_060_000
+    assert c.wall_seconds(60.0) == 1.0
+    v = VirtualClock()
+    v.now_ns = 5 * 10**9
+    assert v.time_ns() == 5 * 10**9 and v.time_ms() == 5_000  # only what its owner set
+    assert Clock().time_ns is Clock().time_ns  # the wall clock's: time.time_ns itself, no wrapper
+
+
+async def test_the_paper_venue_at_a_time_scale_records_minutes_in_seconds(
+    nursery: trio.Nursery, base_dir: Path, zctx: zmq.Context
+) -> None:
+    config = parse_config(FAST, base_dir=str(base_dir))
+    root = config.recorder_path
+    with trio.fail_after(30):
+        gw, done = await start(nursery, config)
+        p = md_peer(zctx, config, "fast1")
+        try:
+            await p.join()
+            first = gw.quotes.last["BTC-USDT"].ts
+            coid = await p.order("BTC-USDT", "buy", "market", None, 0.01)
+            filled = None
+            while filled is None:
+                r = await p.report()
+                if r.client_order_id == coid and r.status is OrderStatus.FILLED:
+                    filled = r
+            # Two minutes of the venue's time (two wall seconds at 60x): a condition, not a sleep.
+            while gw.quotes.last["BTC-USDT"].ts - first < 120_000:
+                await trio.sleep(0.05)
+        finally:
+            p.close()
+        gw.request_stop()
+        await done.wait()
+    tickers = sorted(read(root, "ticker"), key=lambda r: r["gw_ns"])
+    span_ms = tickers[-1]["ts"] - tickers[0]["ts"]
+    assert span_ms >= 120_000
+    # One clock: the server's publication stamps follow the venue's time (never before the data's
+    # time, and minutes apart over the run, which lasted seconds of the wall clock) ...
+    assert all(r["gw_ns"] // 1_000_000 >= r["ts"] for r in tickers)
+    assert tickers[-1]["gw_ns"] - tickers[0]["gw_ns"] >= 2 * MINUTE_NS - 2 * 10**9
+    # ... and the steps are the venue's tick_interval apart on it, not the wall clock's 1/60 s.
+    btc = [r["ts"] for r in tickers if r["symbol"] == "BTC-USDT"]
+    steps = [b - a for a, b in zip(btc, btc[1:], strict=False)]
+    assert sorted(steps)[len(steps) // 2] >= 900  # the median step: about 1 s of the venue's time
+    # The order: filled on the paper venue, its report and its recorded send/ack times on that clock.
+    assert (
+        tickers[0]["ts"] <= filled.timestamp <= filled.gw_ns // 1_000_000 <= tickers[-1]["gw_ns"] // 1_000_000
+    )
+    (order,) = read(root, "orders")
+    assert order["ack_status"] == "accepted" and 0 < order["send_ns"] <= order["ack_ns"]
+    assert tickers[0]["gw_ns"] - MINUTE_NS < order["send_ns"] < tickers[-1]["gw_ns"]
