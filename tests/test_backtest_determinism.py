@@ -10,8 +10,14 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import trio
 import zmq
 
@@ -107,3 +113,101 @@ async def test_the_paper_venue_at_a_time_scale_records_minutes_in_seconds(
     (order,) = read(root, "orders")
     assert order["ack_status"] == "accepted" and 0 < order["send_ns"] <= order["ack_ns"]
     assert tickers[0]["gw_ns"] - MINUTE_NS < order["send_ns"] < tickers[-1]["gw_ns"]
+
+
+def _config(base_dir: Path, name: str, body: str) -> Path:
+    cfg = base_dir / f"{name}.toml"
+    cfg.write_text(body)
+    return cfg
+
+
+def _strategy(sid: str, symbol: str, out: Path, every: float) -> str:
+    return f"""
+[[strategies]]
+id = "{sid}"
+path = "{STRATEGIES / "bt_maker.py"}"
+restart = "never"
+params = {{ symbol = "{symbol}", out = "{out}", every = {every} }}
+"""
+
+
+def _recorded_span_ns(root: Path) -> int:
+    """The span of the closed ticker files of the recording so far (the venue's time)."""
+    ts = [
+        t
+        for f in root.glob("ticker/*/*/*.parquet")
+        for t in pq.read_table(f, columns=["ts"]).column("ts").to_pylist()
+    ]
+    return (max(ts) - min(ts)) * 1_000_000 if ts else 0
+
+
+async def _record_minutes(base_dir: Path, minutes: float) -> Path:
+    """``seqtrade serve`` (a process) on the paper venue at 60x with a strategy trading, until the
+    recording holds ``minutes`` of the venue's time; then SIGINT, a clean stop."""
+    cfg = _config(base_dir, "live", FAST + _strategy("live1", "BTC-USDT", base_dir / "live1.jsonl", 0.05))
+    root = parse_config(cfg.read_text(), base_dir=str(base_dir)).recorder_path
+    with trio.fail_after(60):
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "seqtrade.cli", "serve", "--config", str(cfg), "--plain"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            while _recorded_span_ns(root) < minutes * MINUTE_NS:  # the files close every 20 s of it
+                assert proc.poll() is None, "the server stopped"
+                await trio.sleep(0.1)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            await proc.wait()
+    assert proc.returncode == 0
+    return root
+
+
+async def _backtest(data: Path, base_dir: Path, name: str) -> dict[str, bytes]:
+    """``seqtrade backtest`` with two strategy processes, into its own run dir; the files to compare."""
+    out = base_dir / name
+    out.mkdir()
+    strategies = _strategy("mk1", "BTC-USDT", out / "mk1.jsonl", 0.2) + _strategy(
+        "mk2", "ETH-USDT", out / "mk2.jsonl", 0.3
+    )
+    cfg = _config(base_dir, name, FAST.split("[recorder]")[0] + strategies)
+    run_dir = base_dir / f"run-{name}"
+    with trio.fail_after(120):
+        proc = await trio.run_process(
+            [sys.executable, "-m", "seqtrade.cli", "backtest", "--data", str(data), "--config", str(cfg),
+             "--run-dir", str(run_dir), "--out", str(out / "results"), "--no-plot", "--quiet"],
+            capture_stdout=True, capture_stderr=True, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    journal = run_dir / "journal.sqlite"
+    assert not Path(f"{journal}-wal").exists()  # closed: everything is in the two files
+    return {
+        "journal.sqlite-log": Path(f"{journal}-log").read_bytes(),
+        "journal.sqlite": journal.read_bytes(),
+        "results.json": (out / "results" / "results.json").read_bytes(),
+        "tapes": (out / "mk1.jsonl").read_bytes() + (out / "mk2.jsonl").read_bytes(),
+        "path": str(journal).encode(),
+    }
+
+
+async def test_a_fast_paper_recording_backtests_to_the_same_journal_bytes_twice(base_dir: Path) -> None:
+    data = await _record_minutes(base_dir, 3)
+    # The live session traded while it was recorded: its orders' send and ack times are in it.
+    orders = read(data, "orders")
+    assert orders and all(o["ack_ns"] >= o["send_ns"] > 0 for o in orders)
+    one = await _backtest(data, base_dir, "one")
+    two = await _backtest(data, base_dir, "two")
+    for name in ("journal.sqlite-log", "journal.sqlite", "results.json", "tapes"):
+        assert one[name] == two[name], f"{name} differs between two runs"
+    # Not trivial: both strategies' orders and fills are in the journal, and the results count them.
+    db = sqlite3.connect(one["path"].decode())
+    try:
+        per = dict(db.execute("SELECT strategy_id, count(*) FROM orders GROUP BY strategy_id").fetchall())
+        fills = db.execute("SELECT count(*) FROM fills").fetchone()[0]
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    finally:
+        db.close()
+    assert per.keys() == {"mk1", "mk2"} and min(per.values()) >= 5 and fills >= 2
+    assert meta["journal_id"] == "virtual-clock"
+    doc = json.loads(one["results.json"])
+    assert doc["strategies"]["mk1"]["fills"] > 0 and doc["strategies"]["mk2"]["fills"] > 0
+    assert doc["end_ns"] - doc["start_ns"] >= 3 * MINUTE_NS - 30 * 10**9  # minutes of the recording

@@ -36,12 +36,15 @@ from typing import Any
 
 import trio
 
+from . import wire
 from .backtest_results import FillRecord, Mark, Results, results
-from .errors import SeqtradeError
+from .clock import VirtualClock
+from .errors import SeqtradeError, WireError
 from .fill_model import ConstantLatency, Fees, Latency
 from .models import Book, Trade
 from .replay import ReplayVenue, read_rows
 from .replay_fills import SimExchange
+from .sequencer import Classified, WindowSequencer
 from .vclock import Sync, SyncAck
 from .venues.base import OrderEvent, VenueOrder, VenueSink
 
@@ -101,8 +104,18 @@ class BacktestVenue(ReplayVenue):
         self._acks: dict[str, int] = {}
         self._ack_wake = trio.Event()
         self._strategies: list[str] = []
-        self._clock_ns = 0
+        # The server's clock (seqtrade.clock): the recording's time, the end of the window being played.
+        self.clock = VirtualClock()
+        self.sequencer: WindowSequencer[bytes] | None = None  # the windows' requests in one order
         self._in_window = 0  # messages published since the last sync
+
+    @property
+    def _clock_ns(self) -> int:
+        return self.clock.now_ns
+
+    @_clock_ns.setter
+    def _clock_ns(self, ns: int) -> None:
+        self.clock.now_ns = ns
 
     # ------------------------------------------------------------------ the run
 
@@ -120,10 +133,14 @@ class BacktestVenue(ReplayVenue):
         await self._wait_for_strategies(sink)
         connected = getattr(sink, "connected_strategies", None)
         self._strategies = sorted(connected()) if connected is not None else []
+        self.sequencer = WindowSequencer(self._strategies, _classify)
+        if hasattr(sink, "sequencer"):
+            sink.sequencer = self.sequencer
         log.info("backtest: %s (%s), strategies %s, lookahead %.3f ms", self.data, ", ".join(self.days) or "no data",
                  ", ".join(self._strategies) or "none", self.lookahead_ns / 1e6)  # fmt: skip
         total = self.total = count_rows(self.data, self.symbols) if self.progress is not None else 0
         await self._simulate(sink, nxt, msgs, total)
+        self.sequencer.finish()
         log.info("backtest finished: %d messages in %d windows, %d fills", self.published, self.steps,
                  len(self.sim.fills))  # fmt: skip
         self.finished.set()
@@ -177,6 +194,7 @@ class BacktestVenue(ReplayVenue):
             q, limit = getattr(sink, "_md_q", None), getattr(sink, "_md_max", 0)
             # The server's tasks run between these checkpoints (one thread): no event to wait on.
             while q is not None and len(q) >= limit // 2:  # noqa: ASYNC110
+                _run_reports(sink)  # the reports so far, journaled now: not at a moment the scheduler picks
                 await trio.lowlevel.checkpoint()
         sink.publish_market(msg)
 
@@ -192,6 +210,8 @@ class BacktestVenue(ReplayVenue):
         self.steps += 1
         seqs = getattr(sink, "seqs", {})
         sync = Sync(self.name, end, self.steps, {s: seqs.get(s, 0) for s in self._strategies})
+        if self.sequencer is not None:
+            self.sequencer.step = sync.step
         await self._publish(sink, sync)
         await self._wait_acks(sink, sync)
         inbox, self._inbox = self._inbox, []
@@ -292,3 +312,20 @@ class BacktestVenue(ReplayVenue):
         return results(fills, (), self.marks, strategies=self._strategies, start_ns=self.start_ns,
                        end_ns=max(self.end_ns or self._clock_ns, self.start_ns),
                        period_s=self.period_s if period_s is None else period_s)  # fmt: skip
+
+
+def _run_reports(sink: VenueSink) -> None:
+    """The server's report stage, now, for what the venue has queued (journaled and published in the
+    same batches in every run)."""
+    pub = getattr(sink, "_report_pub", None)
+    if getattr(sink, "_report_q", None) and pub is not None:
+        sink._run_report_stage(pub)  # type: ignore[attr-defined]
+
+
+def _classify(frame: bytes) -> Classified:
+    """A request frame's type, strategy and (a ``sync_ack``'s) step, for the sequencer."""
+    try:
+        req = wire.parse_request(frame)
+    except WireError:
+        return None
+    return wire.codec_for(type(req)).type, req.strategy_id, req.step if isinstance(req, SyncAck) else 0

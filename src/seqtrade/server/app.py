@@ -7,7 +7,9 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -166,6 +168,8 @@ async def serve(
                     nursery.cancel_scope.cancel()
         finally:
             journal.close()
+            if virtual:
+                canonical_index(config.journal_path)
             ctx.term()
             for ep in [*endpoints, control_ep]:
                 path = ipc_path(ep)
@@ -173,6 +177,28 @@ async def serve(
                     with contextlib.suppress(OSError):
                         path.unlink()
     log.info("server stopped")
+
+
+def canonical_index(path: Path) -> None:
+    """The journal's SQLite index rebuilt in a form that depends on its content only (a backtest's, at
+    its end): the same records give the same file, however many index transactions took them.
+
+    Two things in the file follow the index's timing (``Journal.index`` runs when enough is pending,
+    once a quiet second, and before reads): the row id of each ``meta`` row (``INSERT OR REPLACE``
+    gives the replaced row a new one, once per index transaction) and the pages' layout (an order
+    indexed with its reports is one insert; indexed before them, an insert and updates). The meta rows
+    are written again in key order into the emptied table (row ids 1, 2, ...), then ``VACUUM`` writes
+    every table afresh in row order."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("BEGIN")
+        rows = db.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
+        db.execute("DELETE FROM meta")
+        db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", rows)
+        db.execute("COMMIT")
+        db.execute("VACUUM")
+    finally:
+        db.close()
 
 
 def _recorder(config: Config, gw: Gateway) -> Recorder | None:

@@ -127,6 +127,8 @@ class Gateway:
         # The time the server stamps on what it publishes (gw_ns, status, report publication): the
         # venue's clock (seqtrade.clock), set by ``serve``; timers stay on Trio's clock.
         self.clock: Clock = WALL
+        # A backtest's venue puts the order of its windows' requests here (seqtrade.sequencer).
+        self.sequencer: Callable[[list[bytes]], list[bytes]] | None = None
         # The feed's queue (venue -> feed task): a deque and a parking lot, not a memory channel, whose
         # send and receive cost a few µs per message at 100k messages/s.
         self._md_q: deque[MarketData | VenueStatus | FeedsStatus] = deque()
@@ -349,6 +351,8 @@ class Gateway:
             # task, and the server's stop, going until the flood ends.
             await trio.lowlevel.checkpoint_if_cancelled()
             frames = await pull.recv_batch(ORDER_BATCH)
+            if self.sequencer is not None:  # a backtest: each window's requests in one order, in one batch
+                frames = self.sequencer(frames)
             if tracing:
                 t_wake = time.time_ns()
             # The engine decides on the whole batch first, so that its new orders share one journal
