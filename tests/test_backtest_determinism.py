@@ -24,6 +24,7 @@ import zmq
 from seqtrade.clock import Clock, VirtualClock
 from seqtrade.config import parse_config
 from seqtrade.models import OrderStatus
+from seqtrade.sequencer import WindowSequencer
 
 from .test_recorder import md_peer, read, start
 
@@ -69,6 +70,61 @@ def test_a_scaled_clock_runs_faster_from_its_origin() -> None:
     v.now_ns = 5 * 10**9
     assert v.time_ns() == 5 * 10**9 and v.time_ms() == 5_000  # only what its owner set
     assert Clock().time_ns is Clock().time_ns  # the wall clock's: time.time_ns itself, no wrapper
+
+
+def _frames(*names: str) -> list[tuple[str, str, int]]:
+    """Frames for the sequencer's tests: ``"s1:order_request"``, ``"s1:sync_ack@3"`` ..."""
+    out = []
+    for n in names:
+        sid, kind = n.split(":")
+        kind, _, step = kind.partition("@")
+        out.append((kind, sid, int(step or 0)))
+    return out
+
+
+def _sequencer() -> WindowSequencer[tuple[str, str, int]]:
+    seq: WindowSequencer[tuple[str, str, int]] = WindowSequencer(["s2", "s1"], lambda f: f)
+    seq.step = 1
+    return seq
+
+
+def test_the_sequencer_hands_a_window_over_in_one_order_whatever_the_arrival_order() -> None:
+    window = _frames("s1:order_request", "s2:order_request", "s1:cancel_request", "s2:amend_request",
+                     "s2:sync_ack@1", "s1:sync_ack@1")  # fmt: skip
+    released = []
+    s1, s2 = [f for f in window if f[1] == "s1"], [f for f in window if f[1] == "s2"]
+    # each process's frames in the order it sent them, the two interleaved differently each run
+    for arrival in (window, s2 + s1, [s1[0], *s2, *s1[1:]]):
+        seq = _sequencer()
+        # In batches as the socket gives them: nothing until the last acknowledgement.
+        assert seq(arrival[:3]) == [] and seq(arrival[3:5]) == []
+        released.append(seq(arrival[5:]))
+        assert seq.held == 0
+    first = released[0]
+    assert all(r == first for r in released)
+    # strategy by strategy (ids in order), each one's in the order it sent them, its ack last
+    assert [(f[1], f[0]) for f in first] == [
+        ("s1", "order_request"), ("s1", "cancel_request"), ("s1", "sync_ack"),
+        ("s2", "order_request"), ("s2", "amend_request"), ("s2", "sync_ack"),
+    ]  # fmt: skip
+
+
+def test_the_sequencer_passes_joins_heartbeats_and_strangers_and_holds_the_next_window() -> None:
+    seq = _sequencer()
+    passed = _frames("s1:heartbeat", "s3:order_request", "s2:hello", "s1:goodbye")
+    assert seq([*_frames("s1:order_request"), *passed]) == passed  # at once, in arrival order
+    assert seq([None]) == [None]  # type: ignore[list-item] # what it cannot read: the server refuses it
+    # s1 acknowledges window 1 and already sends for window 2; a repeated ack of an older window
+    out = seq(_frames("s1:sync_ack@1", "s1:order_request", "s2:sync_ack@0", "s2:sync_ack@1"))
+    assert out == _frames("s1:order_request", "s1:sync_ack@1", "s2:sync_ack@0", "s2:sync_ack@1")
+    assert seq.held == 1  # s1's order of window 2 waits for window 2's acknowledgements
+    seq.step = 2
+    assert seq(_frames("s2:sync_ack@2")) == []
+    assert seq(_frames("s1:sync_ack@2")) == _frames("s1:order_request", "s1:sync_ack@2", "s2:sync_ack@2")
+    # the recording is over: nothing is held any more, what was goes with the next frames
+    assert seq(_frames("s1:order_request")) == []
+    seq.finish()
+    assert seq(_frames("s2:cancel_request")) == _frames("s2:cancel_request", "s1:order_request")
 
 
 async def test_the_paper_venue_at_a_time_scale_records_minutes_in_seconds(

@@ -22,8 +22,15 @@ simulation with the order latency as its lookahead (docs/backtesting.md, "Backte
    next window: that is why no strategy needs to see a message sooner, and why the lookahead must not
    exceed the smallest latency.
 
-Deterministic: the same recording, config and strategy code give the same reports, fills and results
-in every run (the strategies read ``Strategy.now()``, not the wall clock).
+Deterministic: the same recording, config and strategy code give the same journal, byte for byte, and
+the same results in every run (the strategies read ``Strategy.now()``, not the wall clock). The
+server's clock is :attr:`BacktestVenue.clock`, a :class:`~seqtrade.clock.VirtualClock` at the window's
+end (its ``gw_ns`` stamps, the time of requests); :attr:`BacktestVenue.sequencer` makes the server read
+each window's requests in one order, in one batch (:mod:`seqtrade.sequencer`); the reports the venue
+hands over are journaled in the batches it makes (it empties the report queue before it yields in a
+window, and nothing else queues reports while it plays one); the journal's index is rewritten in a
+content-only form at the end (:func:`seqtrade.server.app.canonical_index`; docs/backtesting.md,
+"Determinism").
 """
 
 from __future__ import annotations
