@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 import trio
 import zmq
 
@@ -70,6 +71,19 @@ def test_a_scaled_clock_runs_faster_from_its_origin() -> None:
     v.now_ns = 5 * 10**9
     assert v.time_ns() == 5 * 10**9 and v.time_ms() == 5_000  # only what its owner set
     assert Clock().time_ns is Clock().time_ns  # the wall clock's: time.time_ns itself, no wrapper
+
+
+def test_time_scale_is_checked_and_said() -> None:
+    from seqtrade.errors import ConfigError
+    from seqtrade.venues.paper import PaperVenue
+
+    for bad in ("0", "-1", "20000"):
+        with pytest.raises(ConfigError, match="venue.paper.time_scale"):
+            parse_config(FAST.replace("time_scale = 60.0", f"time_scale = {bad}"))
+    cfg = parse_config(FAST)
+    assert cfg.venue.paper.time_scale == 60.0 and parse_config("").venue.paper.time_scale == 1.0
+    assert any("60x the wall clock" in line for line in PaperVenue.describe(cfg.venue))
+    assert PaperVenue(cfg.venue.paper, ["BTC-USDT"]).clock.scale == 60.0
 
 
 def _frames(*names: str) -> list[tuple[str, str, int]]:

@@ -314,6 +314,9 @@ class PaperVenue(Venue):
             f"paper account (simulated: no keys, no network): starts with {balances} ({kept}; `seqtrade reset` starts over);"
             " buys need the quote currency, sells the coins",
         ]
+        if p.time_scale != 1.0:
+            lines.append(f"paper clock: {p.time_scale:g}x the wall clock (a minute of market every {60 / p.time_scale:.3g} s;"
+                         " strategies and the server's timers keep the wall clock)")  # fmt: skip
         swaps = [s for s in config.symbols if kind_of(s) is not InstrumentKind.SPOT]
         if config.derivatives.position_mode != "net":
             lines.append('venue.derivatives.position_mode = "long_short": refused at start: the paper venue runs'
