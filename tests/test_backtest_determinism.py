@@ -201,6 +201,10 @@ params = {{ symbol = "{symbol}", out = "{out}", every = {every} }}
 """
 
 
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
 def _recorded_span_ns(root: Path) -> int:
     """The span of the closed ticker files of the recording so far (the venue's time)."""
     ts = [
@@ -214,7 +218,8 @@ def _recorded_span_ns(root: Path) -> int:
 async def _record_minutes(base_dir: Path, minutes: float) -> Path:
     """``seqtrade serve`` (a process) on the paper venue at 60x with a strategy trading, until the
     recording holds ``minutes`` of the venue's time; then SIGINT, a clean stop."""
-    cfg = _config(base_dir, "live", FAST + _strategy("live1", "BTC-USDT", base_dir / "live1.jsonl", 0.05))
+    tape = base_dir / "live1.jsonl"
+    cfg = _config(base_dir, "live", FAST + _strategy("live1", "BTC-USDT", tape, 0.05))
     root = parse_config(cfg.read_text(), base_dir=str(base_dir)).recorder_path
     with trio.fail_after(60):
         proc = await trio.lowlevel.open_process(
@@ -222,7 +227,8 @@ async def _record_minutes(base_dir: Path, minutes: float) -> Path:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         try:
-            while _recorded_span_ns(root) < minutes * MINUTE_NS:  # the files close every 20 s of it
+            # (the files close every 20 s of it); and the strategy has traded: one of its orders filled
+            while _recorded_span_ns(root) < minutes * MINUTE_NS or '"status": "filled"' not in _text(tape):
                 assert proc.poll() is None, "the server stopped"
                 await trio.sleep(0.1)
         finally:
@@ -278,6 +284,7 @@ async def test_a_fast_paper_recording_backtests_to_the_same_journal_bytes_twice(
         db.close()
     assert per.keys() == {"mk1", "mk2"} and min(per.values()) >= 5 and fills >= 2
     assert meta["journal_id"] == "virtual-clock"
+    assert one["tapes"].count(b'"status": "filled"') >= 2  # the strategies saw their fills (with now())
     doc = json.loads(one["results.json"])
     assert doc["strategies"]["mk1"]["fills"] > 0 and doc["strategies"]["mk2"]["fills"] > 0
     assert doc["end_ns"] - doc["start_ns"] >= 3 * MINUTE_NS - 30 * 10**9  # minutes of the recording
