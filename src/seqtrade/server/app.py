@@ -168,14 +168,14 @@ async def serve(
                     nursery.cancel_scope.cancel()
         finally:
             journal.close()
-            if virtual:
-                canonical_index(config.journal_path)
             ctx.term()
             for ep in [*endpoints, control_ep]:
                 path = ipc_path(ep)
                 if path is not None:
                     with contextlib.suppress(OSError):
                         path.unlink()
+        if virtual:  # a clean end of a backtest: its index in a form that depends on its content only
+            canonical_index(config.journal_path)
     log.info("server stopped")
 
 
