@@ -245,7 +245,9 @@ async def _backtest(data: Path, base_dir: Path, name: str) -> dict[str, bytes]:
     strategies = _strategy("mk1", "BTC-USDT", out / "mk1.jsonl", 0.2) + _strategy(
         "mk2", "ETH-USDT", out / "mk2.jsonl", 0.3
     )
-    cfg = _config(base_dir, name, FAST.split("[recorder]")[0] + strategies)
+    # A rate limit counts on the recording's clock: its refusals are the same in every run too.
+    risk = "\n[risk]\nmax_orders_per_window = 2\nrate_window = 1.0\n"
+    cfg = _config(base_dir, name, FAST.split("[recorder]")[0] + risk + strategies)
     run_dir = base_dir / f"run-{name}"
     with trio.fail_after(120):
         proc = await trio.run_process(
@@ -279,10 +281,12 @@ async def test_a_fast_paper_recording_backtests_to_the_same_journal_bytes_twice(
     try:
         per = dict(db.execute("SELECT strategy_id, count(*) FROM orders GROUP BY strategy_id").fetchall())
         fills = db.execute("SELECT count(*) FROM fills").fetchone()[0]
+        refused = db.execute("SELECT count(*) FROM orders WHERE sent = 0").fetchone()[0]
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
     finally:
         db.close()
     assert per.keys() == {"mk1", "mk2"} and min(per.values()) >= 5 and fills >= 2
+    assert refused > 0  # the rate limit refused some, on the recording's clock
     assert meta["journal_id"] == "virtual-clock"
     assert one["tapes"].count(b'"status": "filled"') >= 2  # the strategies saw their fills (with now())
     doc = json.loads(one["results.json"])

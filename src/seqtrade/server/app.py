@@ -262,7 +262,8 @@ def build(config: Config, venue: Venue, journal: Journal) -> tuple[Gateway, Guar
         positions=accounts,
         mid=quotes.mid,
         instrument=lambda symbol: venue.instruments.get(symbol),
-        clock=trio.current_time,
+        # rate windows: Trio's clock (wall time), a backtest's on the recording's (its refusals are the same)
+        clock=(lambda: clock.time_ns() / 1e9) if isinstance(clock, VirtualClock) else trio.current_time,
     )
     engine = Engine(
         config,
