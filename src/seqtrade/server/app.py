@@ -154,7 +154,7 @@ async def serve(
                         )
                     await nursery.start(supervisor.run)
                     await nursery.start(snapshots.run)
-                    if config.journal.archive_after_days > 0:
+                    if config.journal.archive_after_days > 0 and not virtual:  # (by the wall clock's age)
                         await nursery.start(archive_task, journal, config, gw.engine.seqs)
                     _private_files(config)
                     task_status.started(gw)
