@@ -282,6 +282,9 @@ async def test_a_fast_paper_recording_backtests_to_the_same_journal_bytes_twice(
         per = dict(db.execute("SELECT strategy_id, count(*) FROM orders GROUP BY strategy_id").fetchall())
         fills = db.execute("SELECT count(*) FROM fills").fetchone()[0]
         refused = db.execute("SELECT count(*) FROM orders WHERE sent = 0").fetchone()[0]
+        vids, created = zip(
+            *db.execute("SELECT venue_order_id, created_ms FROM orders").fetchall(), strict=True
+        )
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
     finally:
         db.close()
@@ -292,3 +295,6 @@ async def test_a_fast_paper_recording_backtests_to_the_same_journal_bytes_twice(
     doc = json.loads(one["results.json"])
     assert doc["strategies"]["mk1"]["fills"] > 0 and doc["strategies"]["mk2"]["fills"] > 0
     assert doc["end_ns"] - doc["start_ns"] >= 3 * MINUTE_NS - 30 * 10**9  # minutes of the recording
+    # The journal's times are the recording's, its venue order ids a counter from the clock's start.
+    assert all(doc["start_ns"] // 1_000_000 <= t <= doc["end_ns"] // 1_000_000 for t in created)
+    assert all(v.startswith("s0x") for v in vids)
