@@ -259,9 +259,8 @@ class Engine:
         self.accounts = accounts
         self._find_order = find_order
         self.ids = ids if ids is not None else IdGenerator()
-        self.clock_ms: Callable[[], int] = (
-            WALL.time_ms
-        )  # the time of its own replies (the shell sets its clock)
+        # The time of its own replies (the shell sets the server's clock).
+        self.clock_ms: Callable[[], int] = WALL.time_ms
         self.counters = Counters()
         self.by_key: dict[tuple[str, str], OrderRecord] = {}
         self.by_vid: dict[str, OrderRecord] = {}
