@@ -12,8 +12,9 @@ What it keeps for the results: every fill as a :class:`~seqtrade.backtest_result
 ``strategy`` field is the venue order id here: the venue never knows strategies; the caller maps it)
 and every funding payment.
 
-Amends are not modelled (the fill model's queue would need a rule for them): an amend fails with
-:data:`AMEND_REFUSED` and the order stays as it was; cancel and place a new order instead.
+Amends go to the fill model like cancels (one latency later; its queue rule for them in
+:mod:`seqtrade.fill_model`); an amend it refuses comes back as an ``amend_failed`` event with the order
+as it was.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from .fill_model import Fees, Fill, FillModel, Funding, Latency, SimOrder, Statu
 from .models import Book, OrderStatus, Trade
 from .venues.base import EventKind, OrderEvent, VenueOrder
 
-__all__ = ["SimExchange", "AMEND_REFUSED"]
+__all__ = ["SimExchange"]
 
-AMEND_REFUSED = "backtest: amends are not modelled (cancel and place a new order)"
+_FAILED = {"cancel_failed": EventKind.CANCEL_FAILED, "amend_failed": EventKind.AMEND_FAILED}
 _STATUS = {
     "accepted": OrderStatus.ACCEPTED,
     "filled": OrderStatus.FILLED,
@@ -38,8 +39,10 @@ _STATUS = {
 class SimExchange:
     """Simulated orders against a recording (see the module docstring)."""
 
-    def __init__(self, fees: Fees | None = None, latency: Latency | None = None) -> None:
-        self.model = FillModel(fees, latency)
+    def __init__(
+        self, fees: Fees | None = None, latency: Latency | None = None, *, queue: str = "book"
+    ) -> None:
+        self.model = FillModel(fees, latency, queue=queue)
         self.fills: list[FillRecord] = []
         self.funding: list[FundingRecord] = []
         self._fill_no = 0
@@ -69,11 +72,14 @@ class SimExchange:
         self.model.cancel(venue_order_id, now_ns)
         return []
 
-    def amend(self, venue_order_id: str, now_ns: int) -> list[OrderEvent]:
-        state = self.query(venue_order_id)
-        status = state.status if state is not None else OrderStatus.REJECTED
-        return [OrderEvent(venue_order_id, status, EventKind.AMEND_FAILED, error_msg=AMEND_REFUSED,
-                           ts=now_ns // 1_000_000)]  # fmt: skip
+    def amend(self, venue_order_id: str, price: float | None, quantity: float | None,
+              now_ns: int) -> list[OrderEvent]:  # fmt: skip
+        """An amend sent at ``now_ns`` (``None``: unchanged); an order the model never saw fails at once."""
+        if venue_order_id not in self.model.orders:
+            return [OrderEvent(venue_order_id, OrderStatus.REJECTED, EventKind.AMEND_FAILED,
+                               error_msg="unknown order", ts=now_ns // 1_000_000)]  # fmt: skip
+        self.model.amend(venue_order_id, price, quantity, now_ns)
+        return []
 
     def query(self, venue_order_id: str) -> OrderEvent | None:
         o = self.model.orders.get(venue_order_id)
@@ -124,11 +130,17 @@ class SimExchange:
                 ev.last_fill_quantity, ev.last_fill_price = e.quantity, e.price
                 ev.trade_id = f"bt{self._fill_no}"
                 out.append(ev)
-            elif e.status == "cancel_failed":
+            elif e.status in _FAILED:
                 o = self.model.orders[e.order_id]
                 ev = self._state(o, _status_of(o), e.ts_ns)
-                ev.kind, ev.error_msg = EventKind.CANCEL_FAILED, e.reason
+                ev.kind, ev.error_msg = _FAILED[e.status], e.reason
                 out.append(ev)
+            elif e.status == "amended":  # open at that time (the model may have filled it since)
+                o = self.model.orders[e.order_id]
+                partly = self._cum.get(o.order_id, (0.0,))[0] > 0
+                out.append(
+                    self._state(o, OrderStatus.PARTIALLY_FILLED if partly else OrderStatus.ACCEPTED, e.ts_ns)
+                )
             elif e.status == "filled" or (e.status == "accepted" and e.order_id in self._cum):
                 continue  # its fills said so already (a limit that took some at once, then rested)
             else:
