@@ -27,7 +27,7 @@ from .config import Config, load_config, missing_limits
 from .errors import ConfigError, SeqtradeError
 
 if TYPE_CHECKING:
-    from .fill_model import Latency
+    from .fill_model import Contract, Latency
 
 __all__ = ["main", "console_main", "setup_logging"]
 
@@ -570,7 +570,8 @@ def _backtest(args: argparse.Namespace) -> int:
                               fees=Fees(maker=args.maker_fee, taker=args.taker_fee),
                               latency=_backtest_latency(args), lookahead_ns=int(args.lookahead_ms * 1e6),
                               wait_for=wait_for, progress=progress, period_s=args.sharpe_period,
-                              hold=args.hold, queue=FILL_MODELS[args.fill_model])  # fmt: skip
+                              hold=args.hold, queue=FILL_MODELS[args.fill_model],
+                              contracts=_backtest_contracts(config))  # fmt: skip
         curve_keys = server_keypair(config, os.environ)
         try:
             code = trio.run(functools.partial(run_until_signal, config, venue, curve_keys=curve_keys))
@@ -596,6 +597,21 @@ def _backtest(args: argparse.Namespace) -> int:
 
 
 FILL_MODELS = {"queue": "book", "paper": "none"}  # --fill-model -> fill_model.FillModel(queue=...)
+
+
+def _backtest_contracts(config: Config) -> dict[str, Contract]:
+    """The swaps' contracts for funding: the paper venue's (``venue.paper.contracts`` overrides them)."""
+    from .fill_model import Contract
+    from .instruments import InstrumentKind, kind_of
+    from .venues.paper import paper_instrument
+
+    out = {}
+    for sym in config.venue.symbols:
+        if kind_of(sym) is InstrumentKind.SWAP:
+            _inst, spec = paper_instrument(sym, config.venue.paper, config.venue.derivatives)
+            if spec is not None:
+                out[sym] = Contract(spec.contract_value, spec.inverse, spec.settle_currency)
+    return out
 
 
 def _backtest_latency(args: argparse.Namespace) -> Latency:

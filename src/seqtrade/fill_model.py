@@ -33,8 +33,10 @@ The rules (docs/backtesting.md, "The fill model"):
   at once as a taker (a ``post_only`` order refuses such an amend); an order that is not open refuses
   it (``amend_failed``).
 - **Fees**: ``maker`` on resting fills, ``taker`` on fills at arrival, a fraction of the notional.
-- **Funding** (swaps): at each recorded funding event, a long pays ``position x mark price x rate``
-  (receives when the rate is negative), a short the opposite.
+- **Funding** (swaps): at each funding settlement, a long pays ``position value x rate`` (receives
+  when the rate is negative), a short the opposite. The position value at the mark price is
+  ``contracts x contract value x mark`` for a linear swap, ``contracts x contract value / mark`` for an
+  inverse one (:class:`Contract`; a symbol without one counts its position in base units, value 1).
 
 Not modelled: our own orders' effect on later recorded data (the market does not react to us) and
 hidden liquidity.
@@ -44,7 +46,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -55,6 +57,7 @@ __all__ = [
     "EmpiricalLatency",
     "AtLeast",
     "Fees",
+    "Contract",
     "SimOrder",
     "Fill",
     "Status",
@@ -149,6 +152,16 @@ class AtLeast:
 
 
 @dataclass(frozen=True)
+class Contract:
+    """A swap's contract, for funding: ``value`` base coins (linear) or quote units (``inverse``) per
+    contract; ``currency`` the settlement currency the payments are in."""
+
+    value: float = 1.0
+    inverse: bool = False
+    currency: str = ""
+
+
+@dataclass(frozen=True)
 class Fees:
     """Fractions of the notional: ``maker`` for resting fills, ``taker`` for fills at arrival."""
 
@@ -226,14 +239,14 @@ class _Book:
 class FillModel:
     """Simulated orders against a recorded market; see the module docstring for the rules."""
 
-    def __init__(
-        self, fees: Fees | None = None, latency: Latency | None = None, *, queue: str = "book"
-    ) -> None:
+    def __init__(self, fees: Fees | None = None, latency: Latency | None = None, *, queue: str = "book",
+                 contracts: Mapping[str, Contract] | None = None) -> None:  # fmt: skip
         if queue not in QUEUES:
             raise ValueError(f"queue must be one of {', '.join(QUEUES)}, not {queue!r}")
         self.fees = fees or Fees()
         self.latency: Latency = latency or ConstantLatency()
         self.queue = queue  # "book": behind the size at the price; "none": first at its level (paper)
+        self.contracts: dict[str, Contract] = dict(contracts or {})
         self.books: dict[str, _Book] = {}
         self.orders: dict[str, SimOrder] = {}
         self.resting: dict[str, list[SimOrder]] = {}  # symbol -> open orders, in arrival order
@@ -469,11 +482,13 @@ class FillModel:
                     self._done(o, ts_ns, "filled", "", out)
 
     def on_funding(self, symbol: str, rate: float, mark_price: float, ts_ns: int) -> list[Event]:
-        """A recorded funding event of a swap: longs pay ``position x mark x rate``, shorts receive it."""
+        """A funding settlement of a swap: longs pay ``position value x rate``, shorts receive it."""
         out = self.advance(ts_ns)
         pos = self.position.get(symbol, 0.0)
-        if pos:
-            amount = -pos * mark_price * rate
+        if pos and mark_price > 0:
+            c = self.contracts.get(symbol, Contract())
+            value = pos * c.value / mark_price if c.inverse else pos * c.value * mark_price
+            amount = -value * rate
             self.cash += amount
             self.funding_paid -= amount
             out.append(Funding(symbol, ts_ns, rate, amount))

@@ -30,15 +30,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from .backtest_results import FillRecord, Mark, Results, results
+from .backtest_results import FillRecord, FundingRecord, Mark, Results, results
 from .errors import SeqtradeError
-from .fill_model import ConstantLatency, Fees, Latency
+from .fill_model import ConstantLatency, Contract, Fees, Latency
 from .models import Book, Trade
 from .replay import ReplayVenue, read_rows
 from .replay_fills import SimExchange
@@ -77,7 +77,8 @@ class BacktestVenue(ReplayVenue):
     def __init__(self, data: Path, symbols: list[str], *, fees: Fees | None = None,
                  latency: Latency | None = None, lookahead_ns: int = 1_000_000, wait_for: int = 0,
                  grace: float = 0.5, progress: Callable[[int, int], None] | None = None,
-                 period_s: float = 60.0, hold: bool = False, queue: str = "book") -> None:  # fmt: skip
+                 period_s: float = 60.0, hold: bool = False, queue: str = "book",
+                 contracts: Mapping[str, Contract] | None = None) -> None:  # fmt: skip
         super().__init__(data, symbols, speed=0, wait_for=wait_for, grace=grace, stop_at_end=False)
         latency = latency or ConstantLatency(lookahead_ns)
         if isinstance(latency, ConstantLatency) and latency.ns < lookahead_ns:
@@ -86,7 +87,7 @@ class BacktestVenue(ReplayVenue):
             )
         if lookahead_ns <= 0:
             raise SeqtradeError("backtest: the lookahead must be > 0 ns")
-        self.sim = SimExchange(fees, latency, queue=queue)
+        self.sim = SimExchange(fees, latency, queue=queue, contracts=contracts)
         self.lookahead_ns = lookahead_ns
         self.progress = progress
         self.period_s = period_s  # the Sharpe sampling period of :meth:`results`
@@ -183,6 +184,10 @@ class BacktestVenue(ReplayVenue):
     async def _deliver(self, sink: VenueSink, events: list[OrderEvent]) -> None:
         for ev in events:
             await sink.order_event(ev)
+        if self.sim.account_events:  # funding settled: account events, as the venue's live
+            taken, self.sim.account_events = self.sim.account_events, []
+            for ae in taken:
+                await sink.account_event(ae)
 
     async def _barrier(self, sink: VenueSink, end: int) -> None:
         """The window's end: reports numbered, market data sent, then ``sync`` and every answer; then
@@ -280,6 +285,25 @@ class BacktestVenue(ReplayVenue):
 
     # ------------------------------------------------------------------ results
 
+    def _funding_by_strategy(self, fills: list[FillRecord]) -> list[FundingRecord]:
+        """Each funding payment split between the strategies by their share of the position then (the
+        server's rule for account events)."""
+        out = []
+        for f in self.sim.funding:
+            pos: dict[str, float] = {}
+            for x in fills:
+                if x.symbol == f.symbol and x.ts_ns <= f.ts_ns:
+                    pos[x.strategy] = pos.get(x.strategy, 0.0) + (
+                        x.quantity if x.side == "buy" else -x.quantity
+                    )
+            total = sum(pos.values())
+            out += [
+                FundingRecord(f.ts_ns, sid, f.symbol, f.amount * q / total)
+                for sid, q in sorted(pos.items())
+                if q and total
+            ]
+        return out
+
     def results(self, period_s: float | None = None) -> Results:
         """Per strategy and for the account, from the fill model's fills and the recorded prices (so
         far, while it runs); ``period_s`` defaults to the venue's."""
@@ -295,6 +319,7 @@ class BacktestVenue(ReplayVenue):
             )
             for f in self.sim.fills
         ]
-        return results(fills, (), self.marks, strategies=self._strategies, start_ns=self.start_ns,
+        return results(fills, self._funding_by_strategy(fills), self.marks, strategies=self._strategies,
+                       start_ns=self.start_ns,
                        end_ns=max(self.end_ns or self._clock_ns, self.start_ns),
                        period_s=self.period_s if period_s is None else period_s)  # fmt: skip
