@@ -1,8 +1,9 @@
 """Live versus replay on the paper venue itself (docs/backtesting.md, "Live versus replay"): a real
 ``seqtrade serve`` on the paper venue with the recorder on and two strategies that trade (their decisions
 depend on the market data alone), then ``seqtrade backtest --compare-live`` of that recording with the
-same strategies. With the paper venue's own matching rules (``--fill-model paper``) at least 95 % of
-the live fills are reproduced at the same price and the report says so; with the queue model (limit
+same strategies. With the paper venue's own matching rules (``--fill-model paper``) and the latencies
+the recorder measured live (``--latency recorded``) at least 95 % of the live fills are reproduced at
+the same price and the report says so; with the queue model (limit
 orders behind the recorded size) the report shows the limit fills it misses."""
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
+
+from seqtrade.backtest_live import recorded_latencies
 
 STRATEGY = Path(__file__).parent / "strategies" / "lvr_trader.py"
 ORDERS_EACH = 40  # orders each strategy sends live before the server is stopped
@@ -66,13 +69,13 @@ async def serve_until_traded(base: Path, cfg: Path) -> None:
     assert proc.returncode == 0
 
 
-async def backtest(base: Path, cfg: Path, fill_model: str) -> tuple[dict[str, Any], str]:
+async def backtest(base: Path, cfg: Path, fill_model: str, *opts: str) -> tuple[dict[str, Any], str]:
     out = base / f"results-{fill_model}"
     with trio.fail_after(180):
         proc = await trio.run_process(
             [sys.executable, "-m", "seqtrade.cli", "backtest", "--data", str(base / "live" / "recordings"),
              "--config", str(cfg), "--out", str(out), "--no-plot", "--quiet", "--fill-model", fill_model,
-             "--compare-live", str(base / "live")],
+             "--compare-live", str(base / "live"), *opts],
             capture_stdout=True, capture_stderr=True, check=False,
         )  # fmt: skip
     stdout = proc.stdout.decode()
@@ -85,7 +88,10 @@ async def test_live_vs_replay_on_the_paper_venue_reproduces_95_percent_at_the_sa
 ) -> None:
     cfg = live_config(base_dir)
     await serve_until_traded(base_dir, cfg)
-    report, stdout = await backtest(base_dir, cfg, "paper")
+    # the order latencies the recorder measured live (send to first answer: the paper venue answers at once)
+    measured = recorded_latencies(base_dir / "live" / "recordings")
+    assert len(measured) >= 2 * ORDERS_EACH and all(0 < x < 1_000_000_000 for x in measured)
+    report, stdout = await backtest(base_dir, cfg, "paper", "--latency", "recorded")
     missed = [o for o in report["orders"] if o["outcome"] in ("missed", "invented")]
     assert report["live_filled"] >= 40, report["summary"]
     assert report["same_price_pct"] >= 95.0, (report["summary"], missed)

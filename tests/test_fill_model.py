@@ -3,9 +3,12 @@ the book and trades (not fills on touch), market orders walking the book, latenc
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from seqtrade.fill_model import (
+    AtLeast,
     ConstantLatency,
     EmpiricalLatency,
     Fees,
@@ -150,6 +153,29 @@ def test_latency_distributions_are_seeded() -> None:
     assert draws == [e2.sample() for _ in range(50)] and set(draws) == {1, 2, 3}
     with pytest.raises(ValueError):
         EmpiricalLatency([])
+
+
+def test_the_backtest_command_chooses_the_latency_and_floors_draws_at_the_lookahead(tmp_path) -> None:
+    from seqtrade.cli import _backtest_latency, build_parser
+
+    def latency(*opts: str):
+        return _backtest_latency(build_parser().parse_args(["backtest", "--data", str(tmp_path), *opts]))
+
+    assert latency() == ConstantLatency(1 * MS)  # the default: 1 ms
+    assert latency("--latency-ms", "5", "--lookahead-ms", "2") == ConstantLatency(5 * MS)
+    lognormal = latency(
+        "--latency", "lognormal", "--latency-ms", "2", "--latency-sigma", "1.5", "--latency-seed", "7"
+    )
+    assert isinstance(lognormal, AtLeast) and lognormal.inner == LogNormalLatency(2 * MS, 1.5, 7)
+    draws = [lognormal.sample() for _ in range(200)]
+    assert min(draws) == 1 * MS < max(draws)  # some drawn below the 1 ms lookahead: raised to it
+    assert lognormal.max_ns == int(2 * MS * math.exp(9.0))
+    floored = AtLeast(EmpiricalLatency([10, 3 * MS], seed=1), 1 * MS)
+    assert {floored.sample() for _ in range(50)} == {1 * MS, 3 * MS} and floored.max_ns == 3 * MS
+    from seqtrade.errors import SeqtradeError
+
+    with pytest.raises(SeqtradeError, match="no measured order latency"):
+        latency("--latency", "recorded")  # an empty directory: nothing recorded
 
 
 @pytest.mark.parametrize("module", ["seqtrade.fill_model", "seqtrade.recorder_rows"])

@@ -102,7 +102,7 @@ class LogNormalLatency:
     median_ns: int = 1_000_000
     sigma: float = 0.5
     seed: int = 0
-    _rng: random.Random = field(init=False, repr=False)
+    _rng: random.Random = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -121,7 +121,7 @@ class EmpiricalLatency:
 
     samples: Sequence[int]
     seed: int = 0
-    _rng: random.Random = field(init=False, repr=False)
+    _rng: random.Random = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.samples:
