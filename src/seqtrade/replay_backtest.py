@@ -15,7 +15,7 @@ simulation with the order latency as its lookahead (docs/backtesting.md, "Backte
    window's end, each strategy's last report seq; :mod:`seqtrade.vclock`) follows the market data on
    the market-data socket. Each strategy reads up to it, moves its clock there, runs its timers, and
    answers ``sync_ack`` behind the orders it sent.
-3. When every strategy has answered, the orders and cancels of the window are handed to the fill model,
+3. When every strategy has answered, the orders, cancels and amends of the window go to the fill model,
    **strategy by strategy** (ids in order; each strategy's own in the order it sent them: the same in
    every run, whatever order the processes' messages reached the server in), **as sent at the
    window's end**. Nothing they do can take effect before one latency later, which is not before the
