@@ -36,7 +36,7 @@ from typing import Any
 
 import trio
 
-from .backtest_results import FillRecord, FundingRecord, Mark, Results, results
+from .backtest_results import FillRecord, Mark, Results, results, split_funding
 from .errors import SeqtradeError
 from .fill_model import ConstantLatency, Contract, Fees, Latency
 from .models import Book, Trade
@@ -285,25 +285,6 @@ class BacktestVenue(ReplayVenue):
 
     # ------------------------------------------------------------------ results
 
-    def _funding_by_strategy(self, fills: list[FillRecord]) -> list[FundingRecord]:
-        """Each funding payment split between the strategies by their share of the position then (the
-        server's rule for account events)."""
-        out = []
-        for f in self.sim.funding:
-            pos: dict[str, float] = {}
-            for x in fills:
-                if x.symbol == f.symbol and x.ts_ns <= f.ts_ns:
-                    pos[x.strategy] = pos.get(x.strategy, 0.0) + (
-                        x.quantity if x.side == "buy" else -x.quantity
-                    )
-            total = sum(pos.values())
-            out += [
-                FundingRecord(f.ts_ns, sid, f.symbol, f.amount * q / total)
-                for sid, q in sorted(pos.items())
-                if q and total
-            ]
-        return out
-
     def results(self, period_s: float | None = None) -> Results:
         """Per strategy and for the account, from the fill model's fills and the recorded prices (so
         far, while it runs); ``period_s`` defaults to the venue's."""
@@ -319,7 +300,7 @@ class BacktestVenue(ReplayVenue):
             )
             for f in self.sim.fills
         ]
-        return results(fills, self._funding_by_strategy(fills), self.marks, strategies=self._strategies,
+        return results(fills, split_funding(self.sim.funding, fills), self.marks, strategies=self._strategies,
                        start_ns=self.start_ns,
                        end_ns=max(self.end_ns or self._clock_ns, self.start_ns),
                        period_s=self.period_s if period_s is None else period_s)  # fmt: skip
