@@ -27,7 +27,7 @@ from .config import Config, load_config, missing_limits
 from .errors import ConfigError, SeqtradeError
 
 if TYPE_CHECKING:
-    from .fill_model import Contract, Latency
+    from .fill_model import Latency
 
 __all__ = ["main", "console_main", "setup_logging"]
 
@@ -549,6 +549,7 @@ def _backtest(args: argparse.Namespace) -> int:
     from .security import server_keypair
     from .server.app import run_until_signal
     from .vclock import VIRTUAL_CLOCK_ENV
+    from .venues.contracts import swap_contracts
 
     with _replay_config(args, "backtest") as config:
         setup_logging(args.log_level or config.server.log_level, json_logs=config.server.log_json)
@@ -571,7 +572,7 @@ def _backtest(args: argparse.Namespace) -> int:
                               latency=_backtest_latency(args), lookahead_ns=int(args.lookahead_ms * 1e6),
                               wait_for=wait_for, progress=progress, period_s=args.sharpe_period,
                               hold=args.hold, queue=FILL_MODELS[args.fill_model],
-                              contracts=_backtest_contracts(config))  # fmt: skip
+                              contracts=swap_contracts(config.venue))  # fmt: skip
         curve_keys = server_keypair(config, os.environ)
         try:
             code = trio.run(functools.partial(run_until_signal, config, venue, curve_keys=curve_keys))
@@ -596,22 +597,7 @@ def _backtest(args: argparse.Namespace) -> int:
         return code
 
 
-FILL_MODELS = {"queue": "book", "paper": "none"}  # --fill-model -> fill_model.FillModel(queue=...)
-
-
-def _backtest_contracts(config: Config) -> dict[str, Contract]:
-    """The swaps' contracts for funding: the paper venue's (``venue.paper.contracts`` overrides them)."""
-    from .fill_model import Contract
-    from .instruments import InstrumentKind, kind_of
-    from .venues.paper import paper_instrument
-
-    out = {}
-    for sym in config.venue.symbols:
-        if kind_of(sym) is InstrumentKind.SWAP:
-            _inst, spec = paper_instrument(sym, config.venue.paper, config.venue.derivatives)
-            if spec is not None:
-                out[sym] = Contract(spec.contract_value, spec.inverse, spec.settle_currency)
-    return out
+FILL_MODELS = {"queue": "book", "touch": "none"}  # --fill-model -> fill_model.FillModel(queue=...)
 
 
 def _backtest_latency(args: argparse.Namespace) -> Latency:
@@ -746,7 +732,8 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--latency-seed", type=int, default=0, help="seed of the latency draws (default 0)")
     bt.add_argument("--fill-model", choices=tuple(FILL_MODELS), default="queue",
                     help="queue: limit orders wait behind the recorded size at their price (default);"
-                    " paper: the paper venue's matching rules (first at the level)")  # fmt: skip
+                    " touch: first at its level, filled by a trade at its price (the paper venue's"
+                    " matching rules)")  # fmt: skip
     bt.add_argument("--compare-live", default=None, metavar="RUN_DIR",
                     help="then compare with the live run that made the recording: its run dir (journal)")  # fmt: skip
     bt.add_argument("--lookahead-ms", type=float, default=1.0,
