@@ -95,9 +95,17 @@ def test_align_keys_by_each_strategys_order_from_the_anchor_not_by_ids():
         ("b:1", 901),
     ]
     assert left_out == {"a": (2, 1), "b": (0, 0)}
-    # no order of the same kind: the nearest in time
-    _, rk, left_out = align([of("a", 1000, 99.0)], [of("a", 500, 100.0), of("a", 990, 100.0)])
-    assert left_out == {"a": (1, 0)} and rk[0].sent_ns == 990 * MS
+    # the nearest of the same side and type, whatever its price (a price may differ between the runs);
+    # a market order nearer still is another kind of order
+    _, rk, left_out = align(
+        [of("a", 1000, 99.0)], [of("a", 500, 99.0), of("a", 999, None), of("a", 990, 100.0)]
+    )
+    assert left_out == {"a": (2, 0)} and rk[0].sent_ns == 990 * MS
+    # at equal distance, the same price first; with no order of the kind, the nearest of all
+    _, rk, _ = align([of("a", 1000, 99.0)], [of("a", 990, 100.0), of("a", 1010, 99.0)])
+    assert rk[0].sent_ns == 1010 * MS
+    _, rk, left_out = align([of("a", 1000, 99.0, side="sell")], [of("a", 500, 99.0), of("a", 980, 99.0)])
+    assert left_out == {"a": (1, 0)}
 
 
 def test_the_report_has_percentiles_per_strategy_and_a_readable_summary():

@@ -19,7 +19,7 @@ import trio
 from seqtrade.backtest_live import recorded_latencies
 
 STRATEGY = Path(__file__).parent / "strategies" / "lvr_trader.py"
-ORDERS_EACH = 40  # orders each strategy sends live before the server is stopped
+ORDERS_EACH = 30  # orders each strategy sends live before the server is stopped
 
 
 def live_config(base: Path) -> Path:
@@ -28,7 +28,7 @@ def live_config(base: Path) -> Path:
 id = "{sid}"
 path = "{STRATEGY}"
 restart = "never"
-params = {{ symbol = "{sym}", size = {size}, period_ms = 150, out = "{base / sid}.orders" }}
+params = {{ symbol = "{sym}", size = {size}, period_ms = 300, out = "{base / sid}.orders" }}
 """ for sid, sym, size in (("lv1", "BTC-USDT", 0.01), ("lv2", "ETH-USDT", 0.1)))  # fmt: skip
     cfg = base / "live.toml"
     cfg.write_text(f"""
@@ -41,7 +41,7 @@ kind = "paper"
 symbols = ["BTC-USDT", "ETH-USDT"]
 
 [venue.paper]
-tick_interval = 0.05
+tick_interval = 0.1
 tick_size = 0.1
 lot_size = 0.001
 min_size = 0.001

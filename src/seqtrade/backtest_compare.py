@@ -23,8 +23,8 @@ Keys (:func:`align`): never the client order ids (live ones are made from the wa
 strategy's orders in the order it sent them, ``<strategy>:<n>``. The replay starts at the start of the
 recording, the live strategy maybe later (it joined a running server), so the n-th orders are
 counted from an **anchor**: the replay order of the strategy that stands for its first live order, the
-one sent nearest in time to it among those with the same symbol, side, type, price and quantity (the
-nearest of all when none has). Replay orders sent before the anchor were sent while the strategy was
+one sent nearest in time to it among those with the same symbol, side and type (the nearest of all
+when none has; at equal distance, the one with the same price and quantity). Replay orders sent before the anchor were sent while the strategy was
 not trading live: counted as ``before_live``, not judged; likewise the replay orders beyond the live
 ones' number that were sent after the strategy's last live order (the live session had ended):
 ``after_live``.
@@ -193,12 +193,10 @@ def _anchor(first: OrderFills, replay: list[OrderFills]) -> int:
     if not first.sent_ns or not any(o.sent_ns for o in replay):
         return 0
 
-    def same(o: OrderFills) -> bool:
-        return (o.symbol, o.side, o.order_type, o.price, o.quantity) == (
-            first.symbol, first.side, first.order_type, first.price, first.quantity)  # fmt: skip
-
-    candidates = [i for i, o in enumerate(replay) if same(o)] or list(range(len(replay)))
-    return min(candidates, key=lambda i: (abs(replay[i].sent_ns - first.sent_ns), i))
+    kind = (first.symbol, first.side, first.order_type)
+    candidates = [i for i, o in enumerate(replay) if (o.symbol, o.side, o.order_type) == kind]
+    return min(candidates or range(len(replay)), key=lambda i: (
+        abs(replay[i].sent_ns - first.sent_ns), (replay[i].price, replay[i].quantity) != (first.price, first.quantity), i))  # fmt: skip
 
 
 # ---------------------------------------------------------------------- the report

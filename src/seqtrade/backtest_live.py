@@ -12,8 +12,8 @@ versus replay") backtests the recording ``DIR`` and then compares, order by orde
   The orders' send times are the recording's ``orders`` table (``send_ns``, by venue order id), so the
   recording must be the one the live run made; an order missing there (the recorder dropped it) counts
   with its journaled creation time.
-- **replay**: the backtest venue's orders (each strategy's in the order it sent them, sent at the
-  window's end) and the fill model's fills, at the recording's time of the message that filled them.
+- **replay**: the backtest venue's orders as sent (each strategy's in the order it sent them, sent at
+  the window's end) and the fill model's fills, at the recording's time of the message that filled them.
 """
 
 from __future__ import annotations
@@ -114,11 +114,11 @@ def replay_orders(venue: Any) -> list[OrderFills]:
         fills[f.strategy].append((f.ts_ns, f.price, f.quantity))  # ``strategy``: the venue order id here
     out = []
     for vid, (sid, _coid) in venue.owners.items():
-        o = venue.sim.model.orders.get(vid)
-        if o is None or vid not in venue.sent_ns:
+        if vid not in venue.sent:
             continue  # never reached the fill model
-        out.append(OrderFills(vid, o.symbol, o.side, tuple(fills.get(vid, ())), sid, o.order_type, o.price,
-                              o.quantity, venue.sent_ns[vid]))  # fmt: skip
+        ns, o = venue.sent[vid]  # as sent (the journal keeps live orders as sent too)
+        out.append(OrderFills(vid, o.symbol, str(o.side), tuple(fills.get(vid, ())), sid, str(o.order_type),
+                              o.price, o.quantity, ns))  # fmt: skip
     return out
 
 

@@ -94,7 +94,8 @@ class BacktestVenue(ReplayVenue):
         self.hold = hold  # at the end, keep the server (and its dashboard) up until stopped
         self.total = 0  # the rows the replay reads (with ``progress``): the progress' total
         self.owners: dict[str, tuple[str, str]] = {}  # venue order id -> (strategy id, client order id)
-        self.sent_ns: dict[str, int] = {}  # venue order id -> when it was sent (the recording's time)
+        # venue order id -> (when it was sent, the recording's time; the order as sent, before any amend)
+        self.sent: dict[str, tuple[int, VenueOrder]] = {}
         self.marks: list[Mark] = []
         self.steps = 0
         self.start_ns = 0
@@ -207,7 +208,7 @@ class BacktestVenue(ReplayVenue):
     def _hand(self, what: str, arg: Any, end: int) -> list[OrderEvent]:
         """One request of the window to the fill model, as sent at ``end``."""
         if what == "new":
-            self.sent_ns[arg.venue_order_id] = end
+            self.sent[arg.venue_order_id] = (end, arg)
             return self.sim.submit(arg, end)
         if what == "amend":
             vid, price, quantity = arg

@@ -4,7 +4,8 @@ makes the same decisions from the same books.
 
 At the first book of each ``period_ms`` bucket of the exchange's time (``Book.ts``) it acts by the
 bucket's number: a market buy, a limit buy at the best bid, a market sell, a limit sell at the best ask,
-in turn; and it cancels the limit orders placed four buckets or more before (whatever became of them).
+in turn; it amends the limit order of the bucket before to the best price on its side (whatever became
+of it), and it cancels the limit orders placed four buckets or more before.
 With ``params["out"]`` it appends a line per order sent there (the test waits on it)."""
 
 from seqtrade.client import Strategy
@@ -28,6 +29,9 @@ class LvrTrader(Strategy):
             return
         self.bucket = bucket
         step = bucket % 4
+        last = self.limits.get(bucket - 1)
+        if last is not None:  # the limit order of the bucket before, moved to the best price on its side
+            self.amend_order(last, price=b.bids[0][0] if step == 2 else b.asks[0][0])
         if step == 0:
             self.buy_market(self.sym, self.size)
         elif step == 1:
