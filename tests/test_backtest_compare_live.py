@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from seqtrade import wire
 from seqtrade.backtest_live import recorded_latencies
 
 STRATEGY = Path(__file__).parent / "strategies" / "lvr_trader.py"
@@ -83,6 +85,23 @@ async def backtest(base: Path, cfg: Path, fill_model: str, *opts: str) -> tuple[
     return json.loads((out / "compare.json").read_text()), stdout
 
 
+def amends(journal: Path) -> tuple[int, int]:
+    """(limit orders whose reports show more than one price, reports of a refused amend) in a journal."""
+    db = sqlite3.connect(journal)
+    try:
+        rows = db.execute("SELECT venue_order_id, body FROM reports").fetchall()
+    finally:
+        db.close()
+    prices: dict[str, set[float]] = {}
+    refused = 0
+    for vid, body in rows:
+        d = dict(wire._unpack(body))
+        if d.get("order_type") == "limit":
+            prices.setdefault(vid, set()).add(d["price"])
+        refused += "amend failed" in str(d.get("error_msg", ""))
+    return sum(len(p) > 1 for p in prices.values()), refused
+
+
 async def test_live_vs_replay_on_the_paper_venue_reproduces_95_percent_at_the_same_price(
     base_dir: Path,
 ) -> None:
@@ -109,6 +128,10 @@ async def test_live_vs_replay_on_the_paper_venue_reproduces_95_percent_at_the_sa
     assert report["price_diff"]["n"] == report["reproduced"]
     assert report["price_diff"]["p50"] < 1e-9 and report["same_price"] <= report["reproduced"]
     assert report["sent_time_diff_ms"]["n"] >= 2 * ORDERS_EACH - 4  # send times known both ways
+    # the strategies amended limit orders (some in time, some after they filled): both ways
+    for journal in (base_dir / "live" / "journal.sqlite", base_dir / "live-backtest" / "journal.sqlite"):
+        moved, refused = amends(journal)
+        assert moved > 0 and refused > 0, journal
     # The queue model (limit orders behind the recorded size, never filled on touch) misses the limit
     # fills the paper venue gave at touch: the same comparison shows them as missed.
     queue, qout = await backtest(base_dir, cfg, "queue")
