@@ -110,7 +110,10 @@ async def test_live_vs_replay_on_the_paper_venue_reproduces_95_percent_at_the_sa
     # the order latencies the recorder measured live (send to first answer: the paper venue answers at once)
     measured = recorded_latencies(base_dir / "live" / "recordings")
     assert len(measured) >= 2 * ORDERS_EACH and all(0 < x < 1_000_000_000 for x in measured)
+    live_files = {f: f.read_bytes() for f in (base_dir / "live").glob("journal.sqlite*")}
     report, stdout = await backtest(base_dir, cfg, "touch", "--latency", "recorded")
+    # the live run's journal was read from a copy: its files are as they were
+    assert {f: f.read_bytes() for f in (base_dir / "live").glob("journal.sqlite*")} == live_files
     # what was not reproduced at the same price, for the failure message (a live order that met a later
     # book than the replay's shows in its send time difference: the strategy's own reaction time live)
     missed = [o for o in report["orders"] if o["outcome"] != "unfilled" and not o["same_price"]]
