@@ -15,7 +15,7 @@ simulation with the order latency as its lookahead (docs/backtesting.md, "Backte
    window's end, each strategy's last report seq; :mod:`seqtrade.vclock`) follows the market data on
    the market-data socket. Each strategy reads up to it, moves its clock there, runs its timers, and
    answers ``sync_ack`` behind the orders it sent.
-3. When every strategy has answered, the orders and cancels of the window are handed to the fill model,
+3. When every strategy has answered, the orders, cancels and amends of the window go to the fill model,
    **strategy by strategy** (ids in order; each strategy's own in the order it sent them: the same in
    every run, whatever order the processes' messages reached the server in), **as sent at the
    window's end**. Nothing they do can take effect before one latency later, which is not before the
@@ -37,17 +37,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import trio
 
 from . import wire
-from .backtest_results import FillRecord, Mark, Results, results
+from .backtest_results import FillRecord, Mark, Results, results, split_funding
 from .clock import VirtualClock
 from .errors import SeqtradeError, WireError
-from .fill_model import ConstantLatency, Fees, Latency
+from .fill_model import ConstantLatency, Contract, Fees, Latency
 from .models import Book, Trade
 from .replay import ReplayVenue, read_rows
 from .replay_fills import SimExchange
@@ -87,7 +87,8 @@ class BacktestVenue(ReplayVenue):
     def __init__(self, data: Path, symbols: list[str], *, fees: Fees | None = None,
                  latency: Latency | None = None, lookahead_ns: int = 1_000_000, wait_for: int = 0,
                  grace: float = 0.5, progress: Callable[[int, int], None] | None = None,
-                 period_s: float = 60.0, hold: bool = False) -> None:  # fmt: skip
+                 period_s: float = 60.0, hold: bool = False, queue: str = "book",
+                 contracts: Mapping[str, Contract] | None = None) -> None:  # fmt: skip
         super().__init__(data, symbols, speed=0, wait_for=wait_for, grace=grace, stop_at_end=False)
         latency = latency or ConstantLatency(lookahead_ns)
         if isinstance(latency, ConstantLatency) and latency.ns < lookahead_ns:
@@ -96,18 +97,20 @@ class BacktestVenue(ReplayVenue):
             )
         if lookahead_ns <= 0:
             raise SeqtradeError("backtest: the lookahead must be > 0 ns")
-        self.sim = SimExchange(fees, latency)
+        self.sim = SimExchange(fees, latency, queue=queue, contracts=contracts)
         self.lookahead_ns = lookahead_ns
         self.progress = progress
         self.period_s = period_s  # the Sharpe sampling period of :meth:`results`
         self.hold = hold  # at the end, keep the server (and its dashboard) up until stopped
         self.total = 0  # the rows the replay reads (with ``progress``): the progress' total
         self.owners: dict[str, tuple[str, str]] = {}  # venue order id -> (strategy id, client order id)
+        # venue order id -> (when it was sent, the recording's time; the order as sent, before any amend)
+        self.sent: dict[str, tuple[int, VenueOrder]] = {}
         self.marks: list[Mark] = []
         self.steps = 0
         self.start_ns = 0
         self.end_ns = 0
-        self._inbox: list[tuple[str, str, VenueOrder | str]] = []  # (strategy, "new" | "cancel", what)
+        self._inbox: list[tuple[str, str, Any]] = []  # (strategy, "new" | "cancel" | "amend", what)
         self._acks: dict[str, int] = {}
         self._ack_wake = trio.Event()
         self._strategies: list[str] = []
@@ -190,8 +193,7 @@ class BacktestVenue(ReplayVenue):
             self.progress(self.published, max(total, self.published))
 
     def _max_latency(self) -> int:
-        lat = self.sim.model.latency
-        return lat.ns if isinstance(lat, ConstantLatency) else self.lookahead_ns
+        return max(self.sim.model.latency.max_ns, self.lookahead_ns)
 
     async def _publish(self, sink: VenueSink, msg: Any) -> None:
         """Publish without ever dropping: every 1,024 messages of a window (the queue is empty at each
@@ -208,6 +210,10 @@ class BacktestVenue(ReplayVenue):
     async def _deliver(self, sink: VenueSink, events: list[OrderEvent]) -> None:
         for ev in events:
             await sink.order_event(ev)
+        if self.sim.account_events:  # funding settled: account events, as the venue's live
+            taken, self.sim.account_events = self.sim.account_events, []
+            for ae in taken:
+                await sink.account_event(ae)
 
     async def _barrier(self, sink: VenueSink, end: int) -> None:
         """The window's end: reports numbered, market data sent, then ``sync`` and every answer; then
@@ -223,11 +229,18 @@ class BacktestVenue(ReplayVenue):
         await self._wait_acks(sink, sync)
         inbox, self._inbox = self._inbox, []
         inbox.sort(key=lambda item: item[0])  # stable: each strategy's own in the order it sent them
-        for _, _what, arg in inbox:
-            if isinstance(arg, VenueOrder):
-                await self._deliver(sink, self.sim.submit(arg, end))
-            else:
-                await self._deliver(sink, self.sim.cancel(arg, end))
+        for _, what, arg in inbox:
+            await self._deliver(sink, self._hand(what, arg, end))
+
+    def _hand(self, what: str, arg: Any, end: int) -> list[OrderEvent]:
+        """One request of the window to the fill model, as sent at ``end``."""
+        if what == "new":
+            self.sent[arg.venue_order_id] = (end, arg)
+            return self.sim.submit(arg, end)
+        if what == "amend":
+            vid, price, quantity = arg
+            return self.sim.amend(vid, price, quantity, end)
+        return self.sim.cancel(arg, end)
 
     async def _settle(self, sink: VenueSink) -> None:
         """Until the server has numbered and published every report and sent every market-data message."""
@@ -287,8 +300,7 @@ class BacktestVenue(ReplayVenue):
 
     async def amend_order(self, venue_order_id: str, symbol: str, price: float | None,
                           quantity: float | None) -> None:  # fmt: skip
-        if self._sink is not None:
-            await self._deliver(self._sink, self.sim.amend(venue_order_id, self._clock_ns))
+        self._inbox.append((self._owner(venue_order_id), "amend", (venue_order_id, price, quantity)))
 
     async def query_order(self, venue_order_id: str, symbol: str) -> OrderEvent | None:
         return self.sim.query(venue_order_id)
@@ -316,7 +328,8 @@ class BacktestVenue(ReplayVenue):
             )
             for f in self.sim.fills
         ]
-        return results(fills, (), self.marks, strategies=self._strategies, start_ns=self.start_ns,
+        return results(fills, split_funding(self.sim.funding, fills), self.marks, strategies=self._strategies,
+                       start_ns=self.start_ns,
                        end_ns=max(self.end_ns or self._clock_ns, self.start_ns),
                        period_s=self.period_s if period_s is None else period_s)  # fmt: skip
 
