@@ -81,3 +81,40 @@ async def test_market_orders_meet_the_last_published_book(
                 rested = sink.of("r1")[-1]
                 assert rested.status is OrderStatus.FILLED  # the walk crossed it some tick in between
                 assert rested.last_fill_price <= rested.price  # type: ignore[operator]
+
+
+async def test_a_stall_is_caught_up_in_chunks_not_one_burst(autojump_clock: trio.testing.MockClock) -> None:
+    """After the venue's loop was held up (here: a 1 s jump of the clock, 20,000 tickers due), it hands
+    them over a chunk at a time with the other tasks' turn in between, so the server's feed sends them
+    (late) instead of its queue overflowing; none is skipped."""
+    from seqtrade.bench.feed import _BENCH_CHUNK
+
+    cfg = PaperConfig(bench_rate=20_000)
+    seen: list[int] = []  # the tickers handed over so far, each time another task got its turn
+    handed = [trio.Event()]
+
+    def on_market(_: MarketData) -> None:
+        handed[0].set()
+
+    async def watch() -> None:
+        while True:
+            await handed[0].wait()
+            handed[0] = trio.Event()
+            seen.append(len(sink.market))
+
+    sink = Collector(on_market=on_market)
+    with trio.fail_after(10):
+        async with running(cfg, (SYM,), sink=sink, cls=BenchPaperVenue):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch)
+                await trio.sleep(0.0105)
+                before = len(sink.market)
+                autojump_clock.jump(1.0)
+                await trio.sleep(0.0105)
+                nursery.cancel_scope.cancel()
+    assert len(sink.market) - before >= 20_000
+    steps = [b - a for a, b in zip(seen, seen[1:], strict=False)]
+    # Trio runs the tasks of one scheduling round in either order: the venue may hand over two chunks
+    # before another task's turn comes, never more.
+    assert max(steps) <= 2 * _BENCH_CHUNK
+    assert sum(steps) >= 20_000 and len([x for x in steps if x >= _BENCH_CHUNK]) >= 10

@@ -21,6 +21,7 @@ __all__ = ["BenchPaperVenue"]
 _BENCH_RING = 1024  # precomputed market states per symbol that bench mode cycles through
 _BENCH_WAKE = 0.001  # seconds between bench batches
 _BENCH_YIELD_EVERY = 256  # messages between checkpoints when bench_rate < 0
+_BENCH_CHUNK = 1024  # at most this many tickers handed over between two checkpoints (after a stall)
 
 
 # symbol, last, bid, ask, bid size, ask size, volume, bids, asks
@@ -92,22 +93,29 @@ class BenchPaperVenue(PaperVenue):
                 await trio.lowlevel.checkpoint()
                 due = _BENCH_YIELD_EVERY
             ts = _now_ms()
-            # Orders rest: the engine sees every state (each may fill some). Nothing rests, and
-            # nothing can come to rest before the next await: only the book a market order meets
-            # after this batch matters, each symbol's last state.
-            every = bool(engine.open_orders())
-            for _ in range(due):
-                sym, last, bid, ask, bid_size, ask_size, volume, bids, asks = ring[pos]
-                pos += 1
-                if pos == size:
-                    pos = 0
-                publish(Ticker(sym, ts, last, bid, ask, bid_size, ask_size, volume))
-                if every:
-                    events = set_book(sym, bids, asks, ts)
-                    if events:
-                        await self._deliver(events)
-            if not every:
-                for back in range(1, min(due, n_symbols) + 1):
-                    state = ring[pos - back]  # the ring is the round robin: the last n_symbols states
-                    set_book(state[0], state[7], state[8], ts)
-            sent += due
+            while due > 0:
+                # A chunk at a time, the feed task's turn between two (a stall's backlog is sent late,
+                # as a raw publisher sends it, not dropped at the server's queue bound).
+                n = min(due, _BENCH_CHUNK)
+                # Orders rest: the engine sees every state (each may fill some). Nothing rests, and
+                # nothing can come to rest before the next await: only the book a market order meets
+                # after this chunk matters, each symbol's last state.
+                every = bool(engine.open_orders())
+                for _ in range(n):
+                    sym, last, bid, ask, bid_size, ask_size, volume, bids, asks = ring[pos]
+                    pos += 1
+                    if pos == size:
+                        pos = 0
+                    publish(Ticker(sym, ts, last, bid, ask, bid_size, ask_size, volume))
+                    if every:
+                        events = set_book(sym, bids, asks, ts)
+                        if events:
+                            await self._deliver(events)
+                if not every:
+                    for back in range(1, min(n, n_symbols) + 1):
+                        state = ring[pos - back]  # the ring is the round robin: the last n_symbols states
+                        set_book(state[0], state[7], state[8], ts)
+                sent += n
+                due -= n
+                if due > 0:
+                    await trio.lowlevel.checkpoint()
