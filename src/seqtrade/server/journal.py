@@ -8,7 +8,7 @@ is persisted before the order goes to the venue, and a report before it is publi
 The persistence point is the **log** (``<journal>-log`` beside the SQLite file, the layout of a
 write-ahead log such as LevelDB's: records framed by length and CRC, a log number in the index's
 meta table). A write (:meth:`Journal.add_records`, :meth:`Journal.add_reports`) appends one frame
-holding everything it was given, with one ``write(2)``: generic records (an order row, a report
+holding everything it was given, with one ``pwritev(2)``: generic records (an order row, a report
 row ``(strategy_id, seq, key, body)``, an applied trade id), not tables. When the call returns, the
 records are in the kernel's page cache and survive the server process dying at any instant (kill
 -9), exactly like a SQLite commit in WAL mode with ``synchronous = normal`` (which is what the
@@ -56,6 +56,7 @@ from ..errors import JournalError
 from ..models import AccountEvent, OrderReport, OrderStatus
 from ..wire import report_from_body, stored_report_from_body, stored_report_to_body
 from .orders import OrderRecord
+from .seen import DEFAULT_SEEN_BYTES, SeenFilter
 
 __all__ = ["Journal", "ReportRow", "INDEX_ENTRIES", "ROTATE_BYTES"]
 
@@ -68,6 +69,7 @@ ReportRow = tuple[str, int, str, bytes, int]
 
 INDEX_ENTRIES = 512  # pending records past which a write's caller is asked to index (:meth:`due`)
 ROTATE_BYTES = 32 << 20  # a fully indexed log past this size starts over under the next number (default)
+WARM_ROWS = 8192  # orders of the index taken into the "already journaled" filter per index() after opening
 _MAGIC = b"STJLOG1\n"
 _HEADER = len(_MAGIC) + 8  # magic, log number (u64 little-endian)
 _FRAME = struct.Struct("<II")  # payload length, crc32 of the payload
@@ -197,7 +199,15 @@ class _Batch:
 class Journal:
     """The journal (log + SQLite index). Not thread-safe: one owner (the server's Trio thread)."""
 
-    def __init__(self, path: Path, *, synchronous: str = "normal", rotate_bytes: int = ROTATE_BYTES) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "normal",
+        rotate_bytes: int = ROTATE_BYTES,
+        seen_bytes: int = DEFAULT_SEEN_BYTES,
+        warm_rows: int = WARM_ROWS,
+    ) -> None:
         self.path = path
         self.rotate_bytes = rotate_bytes
         self.log_path = path.with_name(path.name + "-log")
@@ -220,10 +230,20 @@ class Journal:
         self._pending_vids: set[str] = set()
         self._pending_keys: set[tuple[str, str]] = set()
         self.indexed = 0  # index transactions so far (status, tests)
+        self.seen_reads = 0  # "already journaled?" checks the filter could not answer (tests, status)
         self._fd = -1
+        # The orders the index holds, as a filter (the "already journaled?" check without a read):
+        # complete once every row up to the highest rowid after the log's replay is taken (``_warm``,
+        # a chunk here and one per :meth:`index`); orders written from then on are added by their write.
+        self._seen = SeenFilter(seen_bytes)
+        self._warm_rows = warm_rows
+        self._warm_from = self._warm_upto = 0
         with _mapped("open the log", self.log_path):
             self._open_log()
         self._last_seq: dict[str, int] = self.last_seqs()
+        with _mapped("read", self.path):
+            self._warm_upto = int(self.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM orders").fetchone()[0])
+        self._warm()
 
     def close(self) -> None:
         """Index what is pending, then close (a clean stop leaves the log fully indexed)."""
@@ -300,16 +320,21 @@ class Journal:
         os.pwrite(fd, _MAGIC + gen.to_bytes(8, "little"), 0)
 
     def _append(self, records: list[tuple[Any, ...]]) -> None:
-        """The persistence point: one frame, one write (and an fdatasync with ``synchronous = full``)."""
+        """The persistence point: one frame, one write (and an fdatasync with ``synchronous = full``).
+        The frame's header and payload go out together with ``pwritev``: no copy to join them."""
         payload = self._packer.pack(records)
-        frame = _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+        head = _FRAME.pack(len(payload), zlib.crc32(payload))
+        size = len(head) + len(payload)
         fd = self._fd
         if fd < 0:
             raise JournalError(f"journal {self.path}: write failed: the journal is closed")
         try:
-            n = os.pwrite(fd, frame, self._offset)
-            while n < len(frame):  # a short write (a full disk, a signal): write the rest, or fail
-                n += os.pwrite(fd, frame[n:], self._offset + n)
+            n = os.pwritev(fd, (head, payload), self._offset)
+            if n < size:  # a short write (a full disk, a signal): write the rest, or fail
+                rest = (head + payload)[n:]
+                done = 0
+                while done < len(rest):
+                    done += os.pwrite(fd, rest[done:], self._offset + n + done)
             if self._fsync:
                 os.fdatasync(fd)
         except OSError as exc:
@@ -319,7 +344,7 @@ class Journal:
                 os.close(fd)
                 self._fd = -1
             raise JournalError(f"journal {self.path}: write to {self.log_path} failed: {exc}") from exc
-        self._offset += len(frame)
+        self._offset += size
         self._pending.stage(records)
 
     def due(self) -> bool:
@@ -354,6 +379,7 @@ class Journal:
                 raise
             self._pending_vids.clear()
             self._pending_keys.clear()
+        self._warm()
         self._maybe_rotate()
 
     def _apply(self, batch: _Batch, offset: int) -> None:
@@ -437,10 +463,22 @@ class Journal:
         self._append(out)
         self._pending_vids |= vids
         self._pending_keys |= keys
+        add = self._seen.add
+        for vid in vids:
+            add(vid)
+        for key in keys:
+            add(key)
 
     def _known(self, vid: str, key: tuple[str, str]) -> bool:
+        """Whether the order is journaled: pending (exact sets) or in the index. The index is asked
+        only when the filter cannot answer: it is not complete yet (the first seconds after opening a
+        large journal) or it says "maybe" (a false positive, or a real duplicate)."""
         if vid in self._pending_vids or key in self._pending_keys:
             return True
+        seen = self._seen
+        if self.seen_complete and vid not in seen and key not in seen:
+            return False
+        self.seen_reads += 1
         with _mapped("read", self.path):
             return (
                 self.db.execute(
@@ -449,6 +487,28 @@ class Journal:
                 ).fetchone()
                 is not None
             )
+
+    @property
+    def seen_complete(self) -> bool:
+        """The filter holds every order of the index (then a new order costs no read)."""
+        return self._warm_from >= self._warm_upto
+
+    def _warm(self) -> None:
+        """Take the next ``warm_rows`` orders of the index (by rowid, up to the highest at open) into
+        the filter; orders written after the open are added by their write."""
+        if self._warm_from >= self._warm_upto:
+            return
+        with _mapped("read", self.path):
+            rows = self.db.execute(
+                "SELECT rowid, venue_order_id, strategy_id, client_order_id FROM orders"
+                " WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?",
+                (self._warm_from, self._warm_upto, self._warm_rows),
+            ).fetchall()
+        add = self._seen.add
+        for _, vid, sid, coid in rows:
+            add(vid)
+            add((sid, coid))
+        self._warm_from = int(rows[-1][0]) if len(rows) == self._warm_rows else self._warm_upto
 
     def add_reports(
         self,
