@@ -1030,6 +1030,27 @@ def encode_message(msg: Any) -> bytes:
     return frame
 
 
+_REPORT_TOPICS: dict[tuple[type, str], bytes] = {}  # (report type, strategy id) -> topic, bounded below
+
+
+def encode_stored_report(r: Any, body: dict[str, Any]) -> bytes:
+    """The frame :func:`encode_message` makes of a numbered report (an ``order_report`` or an
+    ``account_event``), from ``body``: its :func:`stored_report_to_body` as the journal stored it, whose
+    ``gw_ns`` is set to the report's here. The server builds each body once for the journal and the
+    wire; the frame is the same bytes as ``encode_message(r)``."""
+    key = (type(r), r.strategy_id)
+    head = _REPORT_TOPICS.get(key)
+    if head is None:
+        c = codec_for(type(r))
+        head = topic(c.kind, getattr(r, c.key))
+        if len(_REPORT_TOPICS) >= 4096:
+            _REPORT_TOPICS.clear()
+        _REPORT_TOPICS[key] = head
+    body["gw_ns"] = r.gw_ns
+    frame: bytes = head + _pack(body)
+    return frame
+
+
 def decode_message(frame: bytes) -> Any:
     """Decode a server -> strategy frame (market data, report, welcome) into its model.
 

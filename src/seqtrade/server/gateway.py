@@ -479,7 +479,7 @@ class Gateway:
         """Journal, then publish, then let the engine follow (all of it before the next await, so no
         request is checked before the accounts and the risk gate have followed these reports)."""
         t0 = time.perf_counter()
-        self.journal.add_reports(commit.rows, commit.fills)
+        bodies = self.journal.add_reports(commit.rows, commit.fills)  # built once: journal, then wire
         self.journal_commit_s = time.perf_counter() - t0  # metrics: the last commit's duration ...
         pending = commit.pending
         tracing = trace.ON
@@ -487,8 +487,11 @@ class Gateway:
             for _, r, _ in pending:
                 trace.mark(_trace_key(r), "r_wake", self._trace_wake)
                 trace.mark(_trace_key(r), "r_committed")
-        for _, r, _ in pending:
-            self._send_report(pub, r)
+        send, encode = pub.send_nowait, wire.encode_stored_report
+        for (_, r, _), body in zip(pending, bodies, strict=True):
+            r.gw_ns = time.time_ns()
+            send(encode(r, body))
+            self.counters.reports_out += 1
             if tracing:
                 trace.mark(_trace_key(r), "r_published")
         self._reports_flushed.set()

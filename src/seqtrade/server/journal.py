@@ -514,16 +514,19 @@ class Journal:
         self,
         reports: Iterable[tuple[str, OrderReport | AccountEvent, bool]],
         trade_ids: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        """Persist reports (venue_order_id, report, still open) and applied trade ids in one write."""
+    ) -> list[dict[str, Any]]:
+        """Persist reports (venue_order_id, report, still open) and applied trade ids in one write;
+        the reports' bodies as stored (:func:`seqtrade.wire.stored_report_to_body`), in order: the
+        server publishes them (:func:`seqtrade.wire.encode_stored_report`) without building them again."""
         pack = self._packer.pack
-        self.add_report_rows(
-            [
-                (r.strategy_id, r.seq, vid, pack(stored_report_to_body(r)), int(is_open))
-                for vid, r, is_open in reports
-            ],
-            trade_ids,
-        )
+        bodies: list[dict[str, Any]] = []
+        rows: list[ReportRow] = []
+        for vid, r, is_open in reports:
+            body = stored_report_to_body(r)
+            bodies.append(body)
+            rows.append((r.strategy_id, r.seq, vid, pack(body), int(is_open)))
+        self.add_report_rows(rows, trade_ids)
+        return bodies
 
     def add_report_rows(self, rows: Iterable[ReportRow], trade_ids: Iterable[tuple[str, str]] = ()) -> None:
         """Persist report rows of any report type (:data:`ReportRow`) and applied trade ids in one

@@ -1,0 +1,56 @@
+"""The order path's shortcuts give the same bytes as the plain encoders.
+
+A numbered report's body is built once, stored by the journal and published with its ``gw_ns``
+(:func:`seqtrade.wire.encode_stored_report`): the frame must be exactly what ``encode_message`` makes
+of the report, for every report type, and the journal must hold exactly what it held before.
+"""
+
+from __future__ import annotations
+
+import copy
+import sqlite3
+from pathlib import Path
+
+import msgpack
+
+from seqtrade import wire
+from seqtrade.models import AccountEvent, OrderReport, OrderStatus
+from seqtrade.server.journal import Journal
+
+from .test_codec_golden import MESSAGES
+from .test_journal_log import rec, report
+
+
+def numbered_reports() -> list[OrderReport | AccountEvent]:
+    out = [copy.copy(m) for m in MESSAGES.values() if type(m) in (OrderReport, AccountEvent)]
+    assert {type(m) for m in out} == {OrderReport, AccountEvent}
+    return out
+
+
+def test_a_report_framed_from_its_stored_body_is_the_frame_encode_message_makes() -> None:
+    for r in numbered_reports():
+        for gw_ns in (0, 1, 1_700_000_000_123_456_789, 2**63 - 1):
+            body = wire.stored_report_to_body(r)
+            r.gw_ns = gw_ns
+            assert wire.encode_stored_report(r, body) == wire.encode_message(r)
+            assert wire.decode_message(wire.encode_stored_report(r, body)) == r
+    # the topic is the report's own, also for another strategy of the same type
+    other = copy.copy(numbered_reports()[0])
+    other.strategy_id = "s2"
+    frame = wire.encode_stored_report(other, wire.stored_report_to_body(other))
+    assert frame == wire.encode_message(other) and frame.split(b"/")[1] == b"s2"
+
+
+def test_the_journal_returns_the_bodies_it_stored(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite")
+    j.add_records([(rec(1), True)])
+    reports = [report(1, 1, OrderStatus.ACCEPTED), report(1, 2, OrderStatus.FILLED)]
+    bodies = j.add_reports([("v1", reports[0], True), ("v1", reports[1], False)], [("v1", "t1")])
+    assert bodies == [wire.stored_report_to_body(r) for r in reports]
+    j.index()
+    db = sqlite3.connect(tmp_path / "j.sqlite")  # what the file holds, read as another process would
+    stored = [bytes(b) for (b,) in db.execute("SELECT body FROM reports ORDER BY seq")]
+    db.close()
+    assert [msgpack.unpackb(b, raw=False) for b in stored] == bodies
+    assert stored == [msgpack.packb(wire.stored_report_to_body(r), use_bin_type=True) for r in reports]
+    j.close()
