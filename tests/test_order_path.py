@@ -12,13 +12,21 @@ import sqlite3
 from pathlib import Path
 
 import msgpack
+import pytest
+import trio
 
 from seqtrade import wire
+from seqtrade.config import Config
 from seqtrade.models import AccountEvent, OrderReport, OrderStatus
+from seqtrade.server.gateway import Gateway
 from seqtrade.server.journal import Journal
 
+from .conftest import make_config
+from .peer import Peer
 from .test_codec_golden import MESSAGES
 from .test_journal_log import rec, report
+
+S = "BTC-USDT"
 
 
 def numbered_reports() -> list[OrderReport | AccountEvent]:
@@ -54,3 +62,28 @@ def test_the_journal_returns_the_bodies_it_stored(tmp_path: Path) -> None:
     assert [msgpack.unpackb(b, raw=False) for b in stored] == bodies
     assert stored == [msgpack.packb(wire.stored_report_to_body(r), use_bin_type=True) for r in reports]
     j.close()
+
+
+@pytest.fixture
+def config(base_dir: Path) -> Config:
+    """A report queue of one item: a market order's second event (its fill) finds it full."""
+    return make_config(base_dir, "\n[bus]\nevent_queue = 1\n")
+
+
+async def test_the_order_task_waits_for_room_in_a_full_report_queue_and_the_report_task_drains_it(
+    server: Gateway, peers: dict[str, Peer]
+) -> None:
+    """The order task runs the report stage itself after its batch and wakes nobody for what it
+    queues; when the queue is full in the middle of a batch (the paper venue's fill after its
+    ``accepted``) it must wake the report task before it waits for room, or both would wait for ever."""
+    with trio.fail_after(20):
+        p = peers["s1"]
+        await p.join()
+        await server.venue.set_market(S, 100.0, 100.2)  # type: ignore[attr-defined]
+        coids = [await p.order(S, "buy" if i % 2 else "sell", "market", None, 0.01) for i in range(12)]
+        got = [await p.report() for _ in range(24)]
+    assert [r.seq for r in got] == list(range(1, 25))
+    for coid in coids:
+        mine = [r.status for r in got if r.client_order_id == coid]
+        assert mine == [OrderStatus.ACCEPTED, OrderStatus.FILLED]
+    assert server.counters.reports_out == 24

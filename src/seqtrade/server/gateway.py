@@ -136,6 +136,9 @@ class Gateway:
         self._report_lot = trio.lowlevel.ParkingLot()  # the report task waits here for items
         self._room_lot = trio.lowlevel.ParkingLot()  # producers wait here while the queue is full
         self._report_pub: TrioSocket | None = None
+        # The order task runs the report stage itself after each batch: what it queues wakes nobody
+        # (the report task would wake to an empty queue), unless it must wait (see _queue_report).
+        self._order_task: trio.lowlevel.Task | None = None
         self._md_seq: dict[bytes, int] = {}
         self.journal_commit_s = 0.0  # for the metrics endpoint (seqtrade.server.metrics)
         self.journal_lag_s = 0.0
@@ -210,9 +213,11 @@ class Gateway:
         """Queue one item for the report stage; waits (a checkpoint) only while the queue is full."""
         q = self._report_q
         while len(q) >= self._report_max:
+            self._report_lot.unpark()  # the queue may be full of the order task's own items
             await self._room_lot.park()
         q.append(item)
-        self._report_lot.unpark()
+        if trio.lowlevel.current_task() is not self._order_task:
+            self._report_lot.unpark()
 
     def set_connected(self, connected: bool) -> None:
         if connected != self.venue_connected:
@@ -330,6 +335,7 @@ class Gateway:
         """
         task_status.started()
         await self.accepting.wait()
+        self._order_task = trio.lowlevel.current_task()
         max_bytes = self.config.bus.max_frame_bytes
         engine = self.engine
         journal = self.journal
@@ -380,6 +386,8 @@ class Gateway:
             # answers with at once) is journaled and published here, without a hop to the report task.
             if self._report_q and self._report_pub is not None:
                 self._run_report_stage(self._report_pub)
+            elif self._report_q:
+                self._report_lot.unpark()
             if journal.due():  # the SQLite index follows the log, after the batch's sends
                 journal.index()
 
@@ -411,6 +419,8 @@ class Gateway:
             await self._queue_report(item)
         venue = self.venue
         for cmd in out.venue:
+            if self._report_q:  # a venue call may wait (a REST round trip): what is queued goes out meanwhile
+                self._report_lot.unpark()
             if isinstance(cmd, Place):
                 if self.recorder is not None:
                     self.recorder.order_sent(cmd.order)

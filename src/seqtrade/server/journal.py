@@ -31,7 +31,13 @@ is for benchmarks only. The SQLite index runs with the same setting.
 Checks that SQLite's constraints used to make at the commit are made at the write, before anything
 is appended: a venue order id or (strategy, client order id) already journaled, or a report whose
 seq is not above its strategy's last, is refused (:class:`JournalError`) and nothing of the write
-is persisted.
+is persisted. "Already journaled" is answered without a read on the order path: pending orders are
+in exact sets, indexed ones in a Bloom filter (:class:`seqtrade.server.seen.SeenFilter`, no false
+negatives, fixed size) that holds every order of the index once it is filled (from the index at open,
+a chunk per :meth:`Journal.index`; orders written since the open are added by their write). The index
+is read only while the filter is being filled and when it answers "maybe" (a false positive or a
+real duplicate). A report's body is built once: :meth:`Journal.add_reports` returns the bodies it
+stored, and the server publishes them (:func:`seqtrade.wire.encode_stored_report`).
 
 Calls are synchronous and short; they run on the server's Trio thread so that their order is the
 order of events (no locks, no threads).
