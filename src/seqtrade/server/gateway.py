@@ -136,8 +136,9 @@ class Gateway:
         self._report_lot = trio.lowlevel.ParkingLot()  # the report task waits here for items
         self._room_lot = trio.lowlevel.ParkingLot()  # producers wait here while the queue is full
         self._report_pub: TrioSocket | None = None
-        # The order task runs the report stage itself after each batch: what it queues wakes nobody
-        # (the report task would wake to an empty queue), unless it must wait (see _queue_report).
+        # The order task runs the report stage itself after each batch: the venue events it queues
+        # wake nobody (the report task would wake to an empty queue), unless it must wait for room
+        # (_queue_report) or call the venue again (perform).
         self._order_task: trio.lowlevel.Task | None = None
         self._md_seq: dict[bytes, int] = {}
         self.journal_commit_s = 0.0  # for the metrics endpoint (seqtrade.server.metrics)
@@ -202,21 +203,23 @@ class Gateway:
         if self.recorder is not None:
             self.recorder.order_event(event)
         # No checkpoint while there is room: the events a venue produces inline for one request
-        # (accepted, then fills) reach the report stage together and share one journal commit.
-        await self._queue_report(event)
+        # (accepted, then fills) reach the report stage together and share one journal commit. Those
+        # wake nobody: the order task runs the report stage itself after its batch.
+        await self._queue_report(event, wake=trio.lowlevel.current_task() is not self._order_task)
 
     async def account_event(self, event: VenueAccountEvent) -> None:
         # The same report stage as order events: numbered, journaled (idempotent by event id), published.
         await self._queue_report(event)
 
-    async def _queue_report(self, item: ReportItem) -> None:
-        """Queue one item for the report stage; waits (a checkpoint) only while the queue is full."""
+    async def _queue_report(self, item: ReportItem, *, wake: bool = True) -> None:
+        """Queue one item for the report stage; waits (a checkpoint) only while the queue is full.
+        ``wake`` False: the caller runs the report stage itself soon (the order task's events)."""
         q = self._report_q
         while len(q) >= self._report_max:
-            self._report_lot.unpark()  # the queue may be full of the order task's own items
+            self._report_lot.unpark()  # the queue may be full of items nobody was woken for
             await self._room_lot.park()
         q.append(item)
-        if trio.lowlevel.current_task() is not self._order_task:
+        if wake:
             self._report_lot.unpark()
 
     def set_connected(self, connected: bool) -> None:

@@ -75,7 +75,7 @@ ReportRow = tuple[str, int, str, bytes, int]
 
 INDEX_ENTRIES = 512  # pending records past which a write's caller is asked to index (:meth:`due`)
 ROTATE_BYTES = 32 << 20  # a fully indexed log past this size starts over under the next number (default)
-WARM_ROWS = 8192  # orders of the index taken into the "already journaled" filter per index() after opening
+WARM_ROWS = 2048  # orders of the index taken into the "already journaled" filter per index() after opening
 _MAGIC = b"STJLOG1\n"
 _HEADER = len(_MAGIC) + 8  # magic, log number (u64 little-endian)
 _FRAME = struct.Struct("<II")  # payload length, crc32 of the payload
