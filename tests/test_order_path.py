@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import sqlite3
+from hashlib import blake2b
 from pathlib import Path
 
 import msgpack
@@ -18,6 +19,7 @@ import trio
 from seqtrade import wire
 from seqtrade.config import Config
 from seqtrade.models import AccountEvent, OrderReport, OrderStatus
+from seqtrade.server.bounded import KeyFilter
 from seqtrade.server.gateway import Gateway
 from seqtrade.server.journal import Journal
 
@@ -87,3 +89,25 @@ async def test_the_order_task_waits_for_room_in_a_full_report_queue_and_the_repo
         mine = [r.status for r in got if r.client_order_id == coid]
         assert mine == [OrderStatus.ACCEPTED, OrderStatus.FILLED]
     assert server.counters.reports_out == 24
+
+
+def test_the_key_filter_sets_the_bits_snapshots_were_written_with() -> None:
+    """The engine's key filter reuses a key's hashes from the lookup to the register and walks its
+    probes in a loop: the bits must be the ones its formula always set (snapshots store them)."""
+    size = 1 << 12
+    f = KeyFilter(size)
+    expected = bytearray(size)
+    keys = [("s1", f"c{i}") for i in range(300)] + [("s2", "c1"), ("a" * 64, "b" * 64)]
+    for i, (sid, coid) in enumerate(keys):
+        if i % 3:
+            _ = (sid, coid) in f  # asked first, as the order path does (fills the memo)
+        if i % 5 == 0:
+            _ = ("other", f"x{i}") in f  # another key asked in between: its hashes must not be reused
+        f.add(sid, coid)
+        d = blake2b(f"{sid}\x00{coid}".encode(), digest_size=16).digest()
+        h1, h2 = int.from_bytes(d[:8], "little"), int.from_bytes(d[8:], "little") | 1
+        for k in range(6):
+            p = (h1 + k * h2) % (size * 8)
+            expected[p >> 3] |= 1 << (p & 7)
+    assert f.data() == bytes(expected)
+    assert all(k in f for k in keys)

@@ -51,15 +51,14 @@ class KeyFilter:
         self._last = (sid, coid, h1, h2)
         return h1, h2
 
-    def _probes(self, sid: str, coid: str) -> list[int]:
-        h1, h2 = self._hashes(sid, coid)
-        n = self.nbits
-        return [(h1 + i * h2) % n for i in range(_PROBES)]
-
     def add(self, sid: str, coid: str) -> None:
-        bits = self.bits
-        for p in self._probes(sid, coid):
+        # The probes h1 + i * h2 (mod the bit count), i = 0 .. _PROBES - 1, as __contains__ walks them.
+        h, step = self._hashes(sid, coid)
+        bits, n = self.bits, self.nbits
+        for _ in range(_PROBES):
+            p = h % n
             bits[p >> 3] |= 1 << (p & 7)
+            h += step
         self.added += 1
 
     def __contains__(self, key: tuple[str, str]) -> bool:
