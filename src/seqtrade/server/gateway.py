@@ -486,7 +486,8 @@ class Gateway:
                     self._replay(pub, step)
                 else:
                     self.accepting.set()  # RECOVERED: every recovery event before it is applied
-        self._room_lot.unpark_all()
+        if self._room_lot:  # producers waiting for room (rare: unpark_all costs a µs even when none)
+            self._room_lot.unpark_all()
 
     def _flush(self, pub: TrioSocket, commit: Commit) -> None:
         """Journal, then publish, then let the engine follow (all of it before the next await, so no
