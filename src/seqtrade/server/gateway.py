@@ -512,9 +512,9 @@ class Gateway:
             for _, r, _ in pending:
                 trace.mark(_trace_key(r), "r_wake", self._trace_wake)
                 trace.mark(_trace_key(r), "r_committed")
-        send, encode = pub.send_nowait, wire.encode_stored_report
+        send, encode, clock_ns = pub.send_nowait, wire.encode_stored_report, self.clock.time_ns
         for (_, r, _), body in zip(pending, bodies, strict=True):
-            r.gw_ns = time.time_ns()
+            r.gw_ns = clock_ns()
             send(encode(r, body))
             self.counters.reports_out += 1
             if tracing:
