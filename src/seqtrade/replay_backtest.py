@@ -15,6 +15,9 @@ simulation with the order latency as its lookahead (docs/backtesting.md, "Backte
    window's end, each strategy's last report seq; :mod:`seqtrade.vclock`) follows the market data on
    the market-data socket. Each strategy reads up to it, moves its clock there, runs its timers, and
    answers ``sync_ack`` behind the orders it sent.
+   Once every strategy's last ``sync_ack`` said it reads them (``batch``), the window goes out as one
+   :class:`~seqtrade.vclock.Window` frame instead: its market data (each message numbered on its
+   topic and stamped with its recorded time) and the ``sync``, encoded once for every strategy.
 3. When every strategy has answered, the orders and cancels of the window are handed to the fill model,
    **strategy by strategy** (ids in order; each strategy's own in the order it sent them: the same in
    every run, whatever order the processes' messages reached the server in), **as sent at the
@@ -36,13 +39,14 @@ from typing import Any
 
 import trio
 
+from . import wire
 from .backtest_results import FillRecord, Mark, Results, results
 from .errors import SeqtradeError
 from .fill_model import ConstantLatency, Fees, Latency
 from .models import Book, Trade
-from .replay import ReplayVenue, read_rows
+from .replay import ReplayVenue, read_messages
 from .replay_fills import SimExchange
-from .vclock import Sync, SyncAck
+from .vclock import Sync, SyncAck, Window
 from .venues.base import OrderEvent, VenueOrder, VenueSink
 
 __all__ = ["BacktestVenue", "count_rows"]
@@ -51,6 +55,7 @@ log = logging.getLogger(__name__)
 
 ACK_TIMEOUT_S = 60.0  # a strategy that does not answer a sync within this (wall) time ends the backtest
 SYNC_RESEND_S = 1.0  # a sync not answered by every strategy within this (wall) time is sent again
+WINDOW_PART = 4096  # a window's frame carries at most this many messages (more: in parts)
 
 
 def count_rows(data: Path, symbols: list[str]) -> int:
@@ -103,18 +108,24 @@ class BacktestVenue(ReplayVenue):
         self._strategies: list[str] = []
         self._clock_ns = 0
         self._in_window = 0  # messages published since the last sync
+        self._batch: dict[str, bool] = {}  # strategy id -> its last sync_ack said it reads Window frames
+        self._window: list[Any] = []  # the window's market data, while windows go out as one frame
+        self._topics: dict[tuple[type, str], bytes] = {}
+        self._md_seqs: dict[bytes, int] | None = None  # the server's per-topic seqs (its feed's)
+        self._own_seqs: dict[bytes, int] = {}  # ... or our own, with a sink that has none
 
     # ------------------------------------------------------------------ the run
 
     async def run(self, sink: VenueSink, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         self._sink = sink
-        msgs = self._messages(read_rows(self.data, self.symbols))
+        msgs = read_messages(self.data, self.symbols)
         nxt = next(msgs, None)
         if nxt is not None:
             self.start_ns = nxt[0]
             self._clock_ns = nxt[0] + self.lookahead_ns  # what strategies send before it: at its end
         if hasattr(sink, "clock_ms"):
             sink.clock_ms = self.clock_ms  # the server's time for requests: the recording's
+        self._md_seqs = getattr(sink, "md_seqs", None)
         sink.set_connected(True)
         task_status.started()
         await self._wait_for_strategies(sink)
@@ -141,14 +152,22 @@ class BacktestVenue(ReplayVenue):
         last_progress = time.monotonic()
         while nxt is not None:
             end = self._clock_ns = nxt[0] + self.lookahead_ns
+            batch = self._batch_mode()
             while nxt is not None and nxt[0] < end:
                 ns, msg = nxt
                 if msg is True or msg is False:
+                    if batch:  # the window's market data so far goes out before the status
+                        await self._flush_window(sink, end)
                     sink.set_connected(msg)
                 else:
                     events = self.sim.on_market(msg, ns)
                     self._mark(msg, ns)
-                    await self._publish(sink, msg)
+                    if batch:
+                        self._add_to_window(sink, msg, ns)
+                        if len(self._window) >= WINDOW_PART:
+                            await self._flush_window(sink, end)
+                    else:
+                        await self._publish(sink, msg)
                     await self._deliver(sink, events)
                 self.published += 1
                 nxt = next(msgs, None)
@@ -164,6 +183,31 @@ class BacktestVenue(ReplayVenue):
         self.end_ns = end
         if self.progress is not None:
             self.progress(self.published, max(total, self.published))
+
+    def _batch_mode(self) -> bool:
+        """Whether this window goes out as one frame: every strategy's last ``sync_ack`` said it reads
+        them (``batch``)."""
+        return bool(self._strategies) and all(self._batch.get(s, False) for s in self._strategies)
+
+    def _add_to_window(self, sink: VenueSink, msg: Any, ns: int) -> None:
+        """``msg`` joins the window's frame, numbered on its topic as the feed would have (the server's
+        per-topic seq) and stamped with its recorded time (``gw_ns``: the backtest's clock)."""
+        cls = msg.__class__
+        key = (cls, getattr(msg, wire.CODECS[cls].key))
+        t = self._topics.get(key)
+        if t is None:
+            t = self._topics[key] = wire.CODECS[cls].topic(msg)
+        seqs = self._md_seqs if self._md_seqs is not None else self._own_seqs
+        seq = msg.seq = seqs.get(t, 0) + 1
+        seqs[t] = seq
+        msg.gw_ns = ns
+        self._window.append(msg)
+
+    async def _flush_window(self, sink: VenueSink, end: int) -> None:
+        """The window's market data so far, as one frame that is not its end (``step`` 0: no answer)."""
+        if self._window:
+            md, self._window = self._window, []
+            await self._publish(sink, Window(self.name, end, 0, {}, md=md))
 
     def _max_latency(self) -> int:
         lat = self.sim.model.latency
@@ -191,7 +235,12 @@ class BacktestVenue(ReplayVenue):
         self._in_window = 0
         self.steps += 1
         seqs = getattr(sink, "seqs", {})
-        sync = Sync(self.name, end, self.steps, {s: seqs.get(s, 0) for s in self._strategies})
+        reports = {s: seqs.get(s, 0) for s in self._strategies}
+        if self._window or self._batch_mode():
+            md, self._window = self._window, []
+            sync: Sync = Window(self.name, end, self.steps, reports, md=md)
+        else:
+            sync = Sync(self.name, end, self.steps, reports)
         await self._publish(sink, sync)
         await self._wait_acks(sink, sync)
         inbox, self._inbox = self._inbox, []
@@ -227,6 +276,7 @@ class BacktestVenue(ReplayVenue):
 
     def on_sync_ack(self, ack: SyncAck) -> None:
         """The server hands over a strategy's ``sync_ack``."""
+        self._batch[ack.strategy_id] = ack.batch
         if ack.step > self._acks.get(ack.strategy_id, 0):
             self._acks[ack.strategy_id] = ack.step
             self._ack_wake.set()

@@ -8,7 +8,7 @@ two functions that turn the model into a body map and back, written side by side
 directions dispatch through the tables, never through ``isinstance`` chains:
 
 - :data:`MARKET_DATA_TYPES` (ticker, book, trade, status, candle, feed_status, mark, funding,
-  price_limit, sync, depth, fullbook, book_status) and :data:`REPORT_TYPES` (order_report, welcome,
+  price_limit, sync, depth, fullbook, book_status, window) and :data:`REPORT_TYPES` (order_report, welcome,
   refusal, history, account_event) are what the server publishes; :data:`MESSAGE_TYPES` is both, what :func:`decode_message`
   reads.
 - :data:`REQUEST_TYPES` is what strategies send; :func:`parse_request` reads it.
@@ -84,7 +84,7 @@ from .models import (
     VenueStatus,
     Welcome,
 )
-from .vclock import Sync, SyncAck
+from .vclock import Sync, SyncAck, Window
 
 __all__ = [
     "STRATEGY_ID_RE",
@@ -410,6 +410,33 @@ def _sync_from_body(d: dict[str, Any]) -> Sync:
 
 
 _SYNC = Codec("sync", Sync, "venue", _sync_body, _sync_from_body)
+
+
+# A backtest's window in one frame (docs/protocol.md, "Backtest clock"): its market data, each message
+# the map its own frame would carry, and the sync. Inner messages of a type this version does not know
+# are skipped (a newer server); a window or sync inside a window is not market data: skipped too.
+
+
+def _window_body(w: Window) -> dict[str, Any]:
+    return {"type": "window", "venue": w.venue, "t": w.t_ns, "step": w.step, "reports": dict(w.reports),
+            "md": [m if m.__class__ is dict else CODECS[m.__class__].encode(m) for m in w.md],
+            "seq": w.seq, "gw_ns": w.gw_ns}  # fmt: skip
+
+
+def _window_from_body(d: dict[str, Any]) -> Window:
+    md: list[Any] = []
+    types = MARKET_DATA_TYPES
+    for m in d["md"]:
+        if m.__class__ is not dict:
+            raise TypeError("window: each 'md' item must be a map")
+        c = types.get(m["type"])
+        if c is not None and c.model is not Window and c.model is not Sync:
+            md.append(c.decode(m))
+    return Window(d["venue"], d["t"], d["step"], dict(d.get("reports") or {}), d.get("seq", 0),
+                  d.get("gw_ns", 0), md)  # fmt: skip
+
+
+_WINDOW = Codec("window", Window, "venue", _window_body, _window_from_body)
 
 
 def _feeds_body(s: FeedsStatus) -> dict[str, Any]:
@@ -947,12 +974,17 @@ def _sync_ack_body(a: SyncAck) -> dict[str, Any]:
     body: dict[str, Any] = {"type": "sync_ack", "strategy_id": a.strategy_id, "t": a.t_ns, "step": a.step}
     if a.session:
         body["session"] = a.session
+    if a.batch:  # the client reads window frames; absent when false
+        body["batch"] = True
     return body
 
 
 def _sync_ack_from_body(d: dict[str, Any]) -> SyncAck:
+    batch = d.get("batch", False)
+    if not isinstance(batch, bool):
+        raise WireError(f"sync_ack: 'batch' must be true or false, got {type(batch).__name__}")
     return SyncAck(d["strategy_id"], _integer(d, "sync_ack", "t"), _integer(d, "sync_ack", "step"),
-                   _session(d, "sync_ack"))  # fmt: skip
+                   _session(d, "sync_ack"), batch)  # fmt: skip
 
 
 _SYNC_ACK = Codec("sync_ack", SyncAck, "strategy_id", _sync_ack_body, _sync_ack_from_body)
@@ -967,7 +999,7 @@ _HISTORY_REQUEST = Codec(
 
 _MARKET_DATA: tuple[Codec[Any], ...] = (
     _TICKER, _BOOK, _TRADE, _STATUS, _CANDLE, _FEED_STATUS, _MARK, _FUNDING, _PRICE_LIMIT, _SYNC, _DEPTH,
-    _FULLBOOK, _BOOK_STATUS,
+    _FULLBOOK, _BOOK_STATUS, _WINDOW,
 )  # fmt: skip
 _REPORTS: tuple[Codec[Any], ...] = (_ORDER_REPORT, _WELCOME, _REFUSAL, _HISTORY, _ACCOUNT_EVENT)
 _REQUESTS: tuple[Codec[Any], ...] = (
