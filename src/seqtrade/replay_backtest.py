@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,16 @@ def count_rows(data: Path, symbols: list[str]) -> int:
         if table not in RESERVED and (table == "status" or key in keys):
             n += pq.ParquetFile(f).metadata.num_rows
     return n
+
+
+@dataclass(slots=True)
+class _Window:
+    """A window read ahead: its end, its (recorded ns, message or connection change), and the maps of its
+    market data when it goes out as one frame (None: a frame per message)."""
+
+    end: int
+    items: list[tuple[int, Any]]
+    bodies: list[dict[str, Any]] | None
 
 
 class BacktestVenue(ReplayVenue):
@@ -150,29 +161,16 @@ class BacktestVenue(ReplayVenue):
     async def _simulate(self, sink: VenueSink, nxt: tuple[int, Any] | None, msgs: Iterator[tuple[int, Any]],
                         total: int) -> None:  # fmt: skip
         last_progress = time.monotonic()
-        while nxt is not None:
-            end = self._clock_ns = nxt[0] + self.lookahead_ns
-            batch = self._batch_mode()
-            while nxt is not None and nxt[0] < end:
-                ns, msg = nxt
-                if msg is True or msg is False:
-                    if batch:  # the window's market data so far goes out before the status
-                        await self._flush_window(sink, end)
-                    sink.set_connected(msg)
-                else:
-                    events = self.sim.on_market(msg, ns)
-                    self._mark(msg, ns)
-                    if batch:
-                        self._add_to_window(sink, msg, ns)
-                        if len(self._window) >= WINDOW_PART:
-                            await self._flush_window(sink, end)
-                    else:
-                        await self._publish(sink, msg)
-                    await self._deliver(sink, events)
-                self.published += 1
-                nxt = next(msgs, None)
+        window, nxt = self._read_window(nxt, msgs)
+        while window is not None:
+            end = self._clock_ns = window.end
+            await self._play_window(sink, window)
             await self._deliver(sink, self.sim.advance(end))
-            await self._barrier(sink, end)
+            sync = await self._end_window(sink, end)
+            # While the strategies work on this window, the next one is read (it does not depend on
+            # what they send: only the fill model does, and it sees the next window after their answers).
+            window, nxt = self._read_window(nxt, msgs)
+            await self._after_acks(sink, sync, end)
             if self.progress is not None and time.monotonic() - last_progress >= 1.0:
                 last_progress = time.monotonic()
                 self.progress(self.published, total)
@@ -184,24 +182,70 @@ class BacktestVenue(ReplayVenue):
         if self.progress is not None:
             self.progress(self.published, max(total, self.published))
 
+    def _read_window(self, nxt: tuple[int, Any] | None, msgs: Iterator[tuple[int, Any]]
+                     ) -> tuple[_Window | None, tuple[int, Any] | None]:  # fmt: skip
+        """The window that starts at ``nxt`` (None after the last message) and the message after it.
+        What does not depend on the strategies is done here: the marks of the results and, when the
+        window goes out as one frame, each message numbered, stamped and encoded."""
+        if nxt is None:
+            return None, None
+        end = nxt[0] + self.lookahead_ns
+        batch = self._batch_mode()
+        items: list[tuple[int, Any]] = []
+        bodies: list[dict[str, Any]] = []
+        mark = self._mark
+        while nxt is not None and nxt[0] < end:
+            items.append(nxt)
+            ns, msg = nxt
+            if msg is not True and msg is not False:
+                mark(msg, ns)
+                if batch:
+                    bodies.append(self._numbered(msg, ns))
+            nxt = next(msgs, None)
+        return _Window(end, items, bodies if batch else None), nxt
+
+    async def _play_window(self, sink: VenueSink, w: _Window) -> None:
+        """The window's messages to the fill model (each before its fills) and to the strategies."""
+        on_market, deliver = self.sim.on_market, self._deliver
+        bodies = w.bodies
+        j = 0
+        for ns, msg in w.items:
+            if msg is True or msg is False:
+                if bodies is not None:  # the window's market data so far goes out before the status
+                    await self._flush_window(sink, w.end)
+                sink.set_connected(msg)
+            else:
+                events = on_market(msg, ns)
+                if bodies is None:
+                    await self._publish(sink, msg)
+                else:
+                    self._window.append(bodies[j])
+                    j += 1
+                    if len(self._window) >= WINDOW_PART:
+                        await self._flush_window(sink, w.end)
+                if events:
+                    await deliver(sink, events)
+            self.published += 1
+
     def _batch_mode(self) -> bool:
-        """Whether this window goes out as one frame: every strategy's last ``sync_ack`` said it reads
+        """Whether a window goes out as one frame: every strategy's last ``sync_ack`` said it reads
         them (``batch``)."""
         return bool(self._strategies) and all(self._batch.get(s, False) for s in self._strategies)
 
-    def _add_to_window(self, sink: VenueSink, msg: Any, ns: int) -> None:
-        """``msg`` joins the window's frame, numbered on its topic as the feed would have (the server's
+    def _numbered(self, msg: Any, ns: int) -> dict[str, Any]:
+        """``msg``'s map in a window's frame: numbered on its topic as the feed would have (the server's
         per-topic seq) and stamped with its recorded time (``gw_ns``: the backtest's clock)."""
         cls = msg.__class__
-        key = (cls, getattr(msg, wire.CODECS[cls].key))
+        codec = wire.CODECS[cls]
+        key = (cls, getattr(msg, codec.key))
         t = self._topics.get(key)
         if t is None:
-            t = self._topics[key] = wire.CODECS[cls].topic(msg)
+            t = self._topics[key] = codec.topic(msg)
         seqs = self._md_seqs if self._md_seqs is not None else self._own_seqs
         seq = msg.seq = seqs.get(t, 0) + 1
         seqs[t] = seq
         msg.gw_ns = ns
-        self._window.append(msg)
+        return codec.encode(msg)
 
     async def _flush_window(self, sink: VenueSink, end: int) -> None:
         """The window's market data so far, as one frame that is not its end (``step`` 0: no answer)."""
@@ -231,6 +275,11 @@ class BacktestVenue(ReplayVenue):
     async def _barrier(self, sink: VenueSink, end: int) -> None:
         """The window's end: reports numbered, market data sent, then ``sync`` and every answer; then
         the window's orders go to the fill model, as sent at ``end``."""
+        await self._after_acks(sink, await self._end_window(sink, end), end)
+
+    async def _end_window(self, sink: VenueSink, end: int) -> Sync:
+        """Once the window's reports are numbered and its market data is sent: its ``sync`` (in the
+        window's frame when the window goes out as one)."""
         await self._settle(sink)
         self._in_window = 0
         self.steps += 1
@@ -242,6 +291,10 @@ class BacktestVenue(ReplayVenue):
         else:
             sync = Sync(self.name, end, self.steps, reports)
         await self._publish(sink, sync)
+        return sync
+
+    async def _after_acks(self, sink: VenueSink, sync: Sync, end: int) -> None:
+        """Every strategy's answer to ``sync``, then the window's orders to the fill model, sent at ``end``."""
         await self._wait_acks(sink, sync)
         inbox, self._inbox = self._inbox, []
         inbox.sort(key=lambda item: item[0])  # stable: each strategy's own in the order it sent them
