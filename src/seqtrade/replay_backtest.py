@@ -81,7 +81,7 @@ class _Window:
 
     end: int
     items: list[tuple[int, Any]]
-    bodies: list[dict[str, Any]] | None
+    bodies: list[list[Any]] | None
 
 
 class BacktestVenue(ReplayVenue):
@@ -122,6 +122,7 @@ class BacktestVenue(ReplayVenue):
         self._batch: dict[str, bool] = {}  # strategy id -> its last sync_ack said it reads Window frames
         self._window: list[Any] = []  # the window's market data, while windows go out as one frame
         self._topics: dict[tuple[type, str], bytes] = {}
+        self._keys: dict[str, list[str]] = {}  # the keys of each type's rows in window frames
         self._md_seqs: dict[bytes, int] | None = None  # the server's per-topic seqs (its feed's)
         self._own_seqs: dict[bytes, int] = {}  # ... or our own, with a sink that has none
 
@@ -167,6 +168,7 @@ class BacktestVenue(ReplayVenue):
             await self._play_window(sink, window)
             await self._deliver(sink, self.sim.advance(end))
             sync = await self._end_window(sink, end)
+            await self._settle(sink)  # the feed task sends it now, not after the read below
             # While the strategies work on this window, the next one is read (it does not depend on
             # what they send: only the fill model does, and it sees the next window after their answers).
             window, nxt = self._read_window(nxt, msgs)
@@ -192,7 +194,7 @@ class BacktestVenue(ReplayVenue):
         end = nxt[0] + self.lookahead_ns
         batch = self._batch_mode()
         items: list[tuple[int, Any]] = []
-        bodies: list[dict[str, Any]] = []
+        bodies: list[list[Any]] = []
         mark = self._mark
         while nxt is not None and nxt[0] < end:
             items.append(nxt)
@@ -232,8 +234,8 @@ class BacktestVenue(ReplayVenue):
         them (``batch``)."""
         return bool(self._strategies) and all(self._batch.get(s, False) for s in self._strategies)
 
-    def _numbered(self, msg: Any, ns: int) -> dict[str, Any]:
-        """``msg``'s map in a window's frame: numbered on its topic as the feed would have (the server's
+    def _numbered(self, msg: Any, ns: int) -> list[Any]:
+        """``msg``'s row in a window's frame: numbered on its topic as the feed would have (the server's
         per-topic seq) and stamped with its recorded time (``gw_ns``: the backtest's clock)."""
         cls = msg.__class__
         codec = wire.CODECS[cls]
@@ -245,13 +247,13 @@ class BacktestVenue(ReplayVenue):
         seq = msg.seq = seqs.get(t, 0) + 1
         seqs[t] = seq
         msg.gw_ns = ns
-        return codec.encode(msg)
+        return wire.window_row(msg, self._keys)
 
     async def _flush_window(self, sink: VenueSink, end: int) -> None:
         """The window's market data so far, as one frame that is not its end (``step`` 0: no answer)."""
         if self._window:
             md, self._window = self._window, []
-            await self._publish(sink, Window(self.name, end, 0, {}, md=md))
+            await self._publish(sink, Window(self.name, end, 0, {}, md=md, keys=self._keys))
 
     def _max_latency(self) -> int:
         lat = self.sim.model.latency
@@ -287,7 +289,7 @@ class BacktestVenue(ReplayVenue):
         reports = {s: seqs.get(s, 0) for s in self._strategies}
         if self._window or self._batch_mode():
             md, self._window = self._window, []
-            sync: Sync = Window(self.name, end, self.steps, reports, md=md)
+            sync: Sync = Window(self.name, end, self.steps, reports, md=md, keys=self._keys)
         else:
             sync = Sync(self.name, end, self.steps, reports)
         await self._publish(sink, sync)

@@ -57,10 +57,13 @@ class Window(Sync):
     frame (sent once every strategy's ``sync_ack`` said ``batch``).
 
     ``md`` holds the window's market data in recorded order: the messages (a receiver's decoded models;
-    the server may hold their wire maps, as it encodes them once for every subscriber). A receiver hands
+    the server may hold the frame's rows instead, built once for every subscriber). A receiver hands
     them to the strategy as if each had come in its own frame (only those of topics it subscribed to),
     then acts on the sync part as on a :class:`Sync`. ``step`` 0: market data only, the window goes on
     (a window split in parts, or cut by a change of the venue's connection); no answer is due.
     """
 
     md: list[Any] = field(default_factory=list)
+    # The keys of each type's rows when ``md`` holds the rows of the frame (the server's side, see
+    # seqtrade.wire): ``type -> [key, ...]``. Not part of the window's value.
+    keys: dict[str, list[str]] = field(default_factory=dict, compare=False)

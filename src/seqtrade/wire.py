@@ -44,6 +44,7 @@ accepted where a float is expected (``quantity: 1`` is a number in every languag
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -106,6 +107,7 @@ __all__ = [
     "decode_message",
     "encode_ticker",
     "decode_ticker_frame",
+    "window_row",
     "parse_request",
     "report_to_body",
     "report_from_body",
@@ -412,28 +414,70 @@ def _sync_from_body(d: dict[str, Any]) -> Sync:
 _SYNC = Codec("sync", Sync, "venue", _sync_body, _sync_from_body)
 
 
-# A backtest's window in one frame (docs/protocol.md, "Backtest clock"): its market data, each message
-# the map its own frame would carry, and the sync. Inner messages of a type this version does not know
-# are skipped (a newer server); a window or sync inside a window is not market data: skipped too.
+# A backtest's window in one frame (docs/protocol.md, "Backtest clock"): its market data as rows, each
+# a message's type and then the values of its map in the order ``keys[type]`` names (the map its own
+# frame would carry, without repeating the keys); and the sync. Inner messages of a type this version
+# does not know are skipped (a newer server); a window or sync inside a window is not market data.
+
+# Types whose model takes the values of its map positionally, exactly as its decoder would build it
+# (tests/test_backtest_window.py checks it): their rows become models in one call when ``keys[type]``
+# are the model's fields, in order.
+_POSITIONAL = ("ticker", "book", "trade")
+
+
+def window_row(msg: Any, keys: dict[str, list[str]]) -> list[Any]:
+    """``msg``'s row in a window frame (its map's values after ``type``), its type's keys added to
+    ``keys`` at its first message."""
+    body = CODECS[msg.__class__].encode(msg)
+    typ = body["type"]
+    names = keys.get(typ)
+    if names is None:
+        names = keys[typ] = [k for k in body if k != "type"]
+    return [typ, *[body[k] for k in names]]
 
 
 def _window_body(w: Window) -> dict[str, Any]:
+    keys = {t: list(k) for t, k in w.keys.items()}
+    md = [m if m.__class__ is list else window_row(m, keys) for m in w.md]
     return {"type": "window", "venue": w.venue, "t": w.t_ns, "step": w.step, "reports": dict(w.reports),
-            "md": [m if m.__class__ is dict else CODECS[m.__class__].encode(m) for m in w.md],
-            "seq": w.seq, "gw_ns": w.gw_ns}  # fmt: skip
+            "keys": keys, "md": md, "seq": w.seq, "gw_ns": w.gw_ns}  # fmt: skip
 
 
 def _window_from_body(d: dict[str, Any]) -> Window:
+    keys = d["keys"]
+    if keys.__class__ is not dict:
+        raise TypeError("window: 'keys' must be a map")
+    # per type: (the model, when the row is its fields in order) or (the codec, the keys)
+    plans: dict[Any, tuple[Any, Any]] = {}
     md: list[Any] = []
-    types = MARKET_DATA_TYPES
-    for m in d["md"]:
-        if m.__class__ is not dict:
-            raise TypeError("window: each 'md' item must be a map")
-        c = types.get(m["type"])
-        if c is not None and c.model is not Window and c.model is not Sync:
-            md.append(c.decode(m))
+    for row in d["md"]:
+        if row.__class__ is not list or not row:
+            raise TypeError("window: each 'md' item must be a non-empty array")
+        typ = row[0]
+        plan = plans.get(typ)
+        if plan is None:
+            plan = plans[typ] = _window_plan(typ, keys)
+        model, names = plan
+        if model is not None:
+            md.append(model(*row[1:]))
+        elif names is not None:
+            md.append(names[0].decode(dict(zip(names[1], row[1:], strict=False))))
     return Window(d["venue"], d["t"], d["step"], dict(d.get("reports") or {}), d.get("seq", 0),
-                  d.get("gw_ns", 0), md)  # fmt: skip
+                  d.get("gw_ns", 0), md, keys)  # fmt: skip
+
+
+def _window_plan(typ: Any, keys: dict[str, Any]) -> tuple[Any, Any]:
+    """How the rows of ``typ`` become models: (model, None) positionally, (None, (codec, keys)) through
+    the codec, (None, None) skipped (a type this version does not know, or not market data)."""
+    c = MARKET_DATA_TYPES.get(typ) if isinstance(typ, str) else None
+    if c is None or c.model is Window or c.model is Sync:
+        return None, None
+    names = keys[typ]
+    if names.__class__ is not list:
+        raise TypeError(f"window: keys of {typ} must be an array")
+    if typ in _POSITIONAL and names == [f.name for f in dataclasses.fields(c.model)]:
+        return c.model, None
+    return None, (c, names)
 
 
 _WINDOW = Codec("window", Window, "venue", _window_body, _window_from_body)
