@@ -111,6 +111,7 @@ class BacktestVenue(ReplayVenue):
         self.owners: dict[str, tuple[str, str]] = {}  # venue order id -> (strategy id, client order id)
         self.marks: list[Mark] = []
         self.steps = 0
+        self.framed = 0  # windows whose market data and sync went out as one frame (seqtrade.vclock.Window)
         self.start_ns = 0
         self.end_ns = 0
         self._inbox: list[tuple[str, str, VenueOrder | str]] = []  # (strategy, "new" | "cancel", what)
@@ -147,8 +148,8 @@ class BacktestVenue(ReplayVenue):
                  ", ".join(self._strategies) or "none", self.lookahead_ns / 1e6)  # fmt: skip
         total = self.total = count_rows(self.data, self.symbols) if self.progress is not None else 0
         await self._simulate(sink, nxt, msgs, total)
-        log.info("backtest finished: %d messages in %d windows, %d fills", self.published, self.steps,
-                 len(self.sim.fills))  # fmt: skip
+        log.info("backtest finished: %d messages in %d windows (%d in one frame), %d fills", self.published,
+                 self.steps, self.framed, len(self.sim.fills))  # fmt: skip
         self.finished.set()
         stop = getattr(sink, "request_stop", None)
         if stop is not None and not self.hold:
@@ -290,6 +291,7 @@ class BacktestVenue(ReplayVenue):
         if self._window or self._batch_mode():
             md, self._window = self._window, []
             sync: Sync = Window(self.name, end, self.steps, reports, md=md, keys=self._keys)
+            self.framed += 1
         else:
             sync = Sync(self.name, end, self.steps, reports)
         await self._publish(sink, sync)
