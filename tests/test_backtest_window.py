@@ -186,27 +186,12 @@ async def test_backtest_strategies_get_every_recorded_message_of_their_topics_in
     data = await record(nursery, base_dir, 1500)
     out1, out2 = base_dir / "tape1.jsonl", base_dir / "tape2.jsonl"
     cfg = base_dir / "bt.toml"
-    cfg.write_text(f"""
-[server]
-run_dir = "run"
-status_interval = 0
-
-[venue]
-kind = "paper"
-symbols = ["BTC-USDT", "ETH-USDT"]
-
-[[strategies]]
-id = "tape1"
-path = "{STRATEGIES / "tape.py"}"
-restart = "never"
-params = {{ symbol = "BTC-USDT", out = "{out1}" }}
-
-[[strategies]]
-id = "tape2"
-path = "{STRATEGIES / "tape.py"}"
-restart = "never"
-params = {{ symbols = ["ETH-USDT", "BTC-USDT"], out = "{out2}" }}
-""")
+    tapes = (("tape1", f'{{ symbol = "BTC-USDT", out = "{out1}" }}'),
+             ("tape2", f'{{ symbols = ["ETH-USDT", "BTC-USDT"], out = "{out2}" }}'))  # fmt: skip
+    entries = [f'[[strategies]]\nid = "{sid}"\npath = "{STRATEGIES / "tape.py"}"\nrestart = "never"\nparams = {params}'
+               for sid, params in tapes]  # fmt: skip
+    venue = '[venue]\nkind = "paper"\nsymbols = ["BTC-USDT", "ETH-USDT"]'
+    cfg.write_text("\n\n".join(['[server]\nrun_dir = "run"\nstatus_interval = 0', venue, *entries]) + "\n")
     with trio.fail_after(180):
         proc = await trio.run_process(
             [sys.executable, "-m", "seqtrade.cli", "backtest", "--data", str(data), "--config", str(cfg),
