@@ -125,18 +125,26 @@ def _file_messages(stream: int, table: str, files: list[Path]) -> Iterator[_Keye
 
 def _pylist(col: Any) -> list[Any]:
     """``col.to_pylist()``; for a list of lists of numbers without nulls (books' levels), built from the
-    flat values and the offsets (pyarrow's own conversion costs a few µs a row there)."""
+    flat values in C-level passes (pyarrow's own conversion costs a few µs a row there)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     t = col.type
-    if not (pa.types.is_list(t) and pa.types.is_list(t.value_type)) or col.null_count:
+    if not (pa.types.is_list(t) and pa.types.is_list(t.value_type)) or col.null_count or col.offset:
         return list(col.to_pylist())
     inner = col.values
-    if inner.null_count or inner.values.null_count or inner.offset or inner.values.offset:
+    if inner.null_count or inner.values.null_count or inner.offset or not len(inner):
         return list(col.to_pylist())
+    width = pc.min_max(pc.list_value_length(inner)).as_py()
     flat = inner.values.to_pylist()
-    io = inner.offsets.to_pylist()
-    levels = [flat[a:b] for a, b in itertools.pairwise(io)]
+    w = width["min"]
+    if w != width["max"] or not w or len(flat) != w * len(inner):
+        return list(col.to_pylist())
+    levels = list(map(list, zip(*[iter(flat)] * w, strict=True)))  # [[price, size], ...] of every row
+    count = pc.min_max(pc.list_value_length(col)).as_py()
+    k = count["min"]
+    if k == count["max"] and k and k * len(col) == len(levels):
+        return list(map(list, zip(*[iter(levels)] * k, strict=True)))
     oo = col.offsets.to_pylist()
     return [levels[a:b] for a, b in itertools.pairwise(oo)]
 
