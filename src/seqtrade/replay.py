@@ -15,6 +15,7 @@ What strategies see: the recorded fields as they were (``ts`` is the exchange's 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import heapq
 import itertools
 import json
@@ -109,18 +110,32 @@ def _file_messages(stream: int, table: str, files: list[Path]) -> Iterator[_Keye
 
     for f in files:
         for batch in pq.ParquetFile(f).iter_batches(batch_size=_READ_BATCH):
-            names = batch.schema.names
-            cols = {name: _pylist(batch.column(i)) for i, name in enumerate(names)}
-            n = batch.num_rows
-            gws = [v or 0 for v in cols["gw_ns"]] if "gw_ns" in cols else [0] * n
-            seqs = [v or 0 for v in cols["seq"]] if "seq" in cols else [0] * n
-            typs = [str(v) for v in cols["type"]] if "type" in cols else ["None"] * n
-            if table == _STATUS:
-                rows: list[Any] = [dict(zip(names, r, strict=True)) for r in zip(*cols.values(), strict=True)]
-            else:
-                rows = _batch_messages(batch, names, cols, typs)
-            yield from zip(gws, typs, seqs, itertools.repeat(stream, n), rows, strict=True)
+            # A batch makes a few hundred thousand objects, none in a reference cycle: the cyclic
+            # collector, run every 700 of them, would walk them (and all that lives) again and again.
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                keyed = _keyed(stream, table, batch)
+            finally:
+                if collecting:
+                    gc.enable()
+            yield from keyed
         # (a row of no known type is None here: dropped after the merge, where read_rows' order is kept)
+
+
+def _keyed(stream: int, table: str, batch: Any) -> Iterator[_Keyed]:
+    """The rows of one batch of a file, keyed for the merge (see :func:`_file_messages`)."""
+    names = batch.schema.names
+    cols = {name: _pylist(batch.column(i)) for i, name in enumerate(names)}
+    n = batch.num_rows
+    gws = [v or 0 for v in cols["gw_ns"]] if "gw_ns" in cols else [0] * n
+    seqs = [v or 0 for v in cols["seq"]] if "seq" in cols else [0] * n
+    typs = [str(v) for v in cols["type"]] if "type" in cols else ["None"] * n
+    if table == _STATUS:
+        rows: list[Any] = [dict(zip(names, r, strict=True)) for r in zip(*cols.values(), strict=True)]
+    else:
+        rows = _batch_messages(batch, names, cols, typs)
+    return zip(gws, typs, seqs, itertools.repeat(stream, n), rows, strict=True)
 
 
 def _pylist(col: Any) -> list[Any]:
