@@ -31,6 +31,7 @@ in every run (the strategies read ``Strategy.now()``, not the wall clock).
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 
 ACK_TIMEOUT_S = 60.0  # a strategy that does not answer a sync within this (wall) time ends the backtest
 SYNC_RESEND_S = 1.0  # a sync not answered by every strategy within this (wall) time is sent again
+BACKTEST_GC_THRESHOLD = 35_000  # the cyclic collector's young generation while a backtest runs
 WINDOW_PART = 4096  # a window's frame carries at most this many messages (more: in parts)
 
 
@@ -147,9 +149,20 @@ class BacktestVenue(ReplayVenue):
         log.info("backtest: %s (%s), strategies %s, lookahead %.3f ms", self.data, ", ".join(self.days) or "no data",
                  ", ".join(self._strategies) or "none", self.lookahead_ns / 1e6)  # fmt: skip
         total = self.total = count_rows(self.data, self.symbols) if self.progress is not None else 0
-        await self._simulate(sink, nxt, msgs, total)
-        log.info("backtest finished: %d messages in %d windows (%d in one frame), %d fills", self.published,
-                 self.steps, self.framed, len(self.sim.fills))  # fmt: skip
+        # What lives from here on (the server, the strategies' state) is never garbage: out of the cyclic
+        # collector's sight; and its young generation collected 50 times less often, as a backtest
+        # makes and drops millions of small objects (messages, rows, book copies) with no cycles.
+        gc.freeze()
+        threshold = gc.get_threshold()
+        gc.set_threshold(max(threshold[0], BACKTEST_GC_THRESHOLD), *threshold[1:])
+        cpu = time.process_time()
+        try:
+            await self._simulate(sink, nxt, msgs, total)
+        finally:
+            gc.set_threshold(*threshold)
+            gc.unfreeze()
+        log.info("backtest finished: %d messages in %d windows (%d in one frame), %d fills; server CPU %.2f s",
+                 self.published, self.steps, self.framed, len(self.sim.fills), time.process_time() - cpu)  # fmt: skip
         self.finished.set()
         stop = getattr(sink, "request_stop", None)
         if stop is not None and not self.hold:

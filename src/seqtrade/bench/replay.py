@@ -31,7 +31,9 @@ __all__ = ["main", "write_recording", "scenario", "table_section"]
 
 EVENTS = {"smoke": 2_000, "quick": 50_000}  # by bench plan; the full plan: 200,000
 PER_MS = 100
-LAST_CPU_S = [0.0]  # the CPU seconds (user + system) of the last run_backtest's processes
+# The CPU seconds (user + system) of the last run_backtest: all its processes (start-up and results
+# included), and the server's from the first window to the last (from its log; NaN if it does not say).
+LAST_CPU_S = [0.0, 0.0]
 LOOKAHEAD_MS = 1.0
 
 STRATEGY = '''
@@ -122,6 +124,8 @@ params = {{ symbol = "BTC-USDT" }}
         if m:
             stamps.setdefault("start" if m.group(2) == ":" else "end", _seconds(m.group(1)))
     fin = re.search(r"backtest finished: (\d+) messages in (\d+) windows", proc.stderr)
+    server_cpu = re.search(r"server CPU ([\d.]+) s", proc.stderr)  # (a baseline may not say)
+    LAST_CPU_S[1] = float(server_cpu.group(1)) if server_cpu else float("nan")
     if fin is None or len(stamps) < 2:
         raise SystemExit(f"no timing in the backtest's log:\n{proc.stderr[-3000:]}")
     return int(fin.group(1)), stamps["end"] - stamps["start"], int(fin.group(2))
@@ -214,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{n} strateg{'y' if n == 1 else 'ies'}{'' if not path else ' (baseline)'}: {events:,} "
                           f"events in {seconds:.2f} s = {events / seconds:,.0f} events/s ({windows:,} windows of "
                           f"{args.lookahead_ms:g} ms, {windows / seconds:,.0f} windows/s); CPU of all its processes "
-                          f"{cpu:.1f} s; load {_load()}", flush=True)  # fmt: skip
+                          f"{cpu:.1f} s, of the server while it played {LAST_CPU_S[1]:.2f} s; load {_load()}",
+                          flush=True)  # fmt: skip
         if args.server_path:
             for n in args.strategies:
                 new, old = _median(rates[("this tree", n)]), _median(rates[("baseline", n)])
