@@ -119,6 +119,7 @@ class BacktestVenue(ReplayVenue):
         self._inbox: list[tuple[str, str, VenueOrder | str]] = []  # (strategy, "new" | "cancel", what)
         self._acks: dict[str, int] = {}
         self._ack_wake = trio.Event()
+        self._awaited = 0  # the step _wait_acks waits for
         self._strategies: list[str] = []
         self._clock_ns = 0
         self._in_window = 0  # messages published since the last sync
@@ -332,6 +333,7 @@ class BacktestVenue(ReplayVenue):
         """Until every strategy answered ``sync``; sent again every second meanwhile (a subscription that
         reached the server late, a process slow to start: a strategy answers a repeat as the first)."""
         deadline = trio.current_time() + ACK_TIMEOUT_S
+        self._awaited = sync.step
         while missing := [s for s in self._strategies if self._acks.get(s, 0) < sync.step]:
             if trio.current_time() > deadline:
                 raise SeqtradeError(
@@ -347,9 +349,12 @@ class BacktestVenue(ReplayVenue):
     def on_sync_ack(self, ack: SyncAck) -> None:
         """The server hands over a strategy's ``sync_ack``."""
         self._batch[ack.strategy_id] = ack.batch
-        if ack.step > self._acks.get(ack.strategy_id, 0):
-            self._acks[ack.strategy_id] = ack.step
-            self._ack_wake.set()
+        acks = self._acks
+        if ack.step > acks.get(ack.strategy_id, 0):
+            acks[ack.strategy_id] = ack.step
+            # the waiting window wakes once, at the last answer it waits for (not at each one)
+            if all(acks.get(s, 0) >= self._awaited for s in self._strategies):
+                self._ack_wake.set()
 
     def _mark(self, msg: Any, ns: int) -> None:
         price = None
