@@ -215,3 +215,69 @@ async def test_backtest_strategies_get_every_recorded_message_of_their_topics_in
             for sym in symbols:
                 seqs = [d["seq"] for d in lines if d["type"] == typ and d["symbol"] == sym]
                 assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_a_window_of_more_than_a_frame_and_cut_by_a_disconnection_arrives_whole_and_in_order(
+    base_dir: Path,
+) -> None:
+    """A window of 5,000 messages (more than one frame carries) with the venue's connection lost and back
+    in its middle, between small windows: the strategy gets every message, in order, numbered without
+    a gap; the status changes go out between the window's parts."""
+    data = base_dir / "rec"
+    rec = Recorder(RecorderConfig(enabled=True, queue=10_000), data, "paper")
+    frames, want = [], []
+    n = 0
+
+    def add(ns: int, msg: Any) -> None:
+        nonlocal n
+        n += 1
+        msg.seq, msg.gw_ns = n, ns
+        frames.append(wire.encode_message(msg))
+        want.append(("book" if isinstance(msg, Book) else "trade", msg.ts, n))
+
+    for i in range(8):  # small windows first: the first ones go frame by frame
+        add(T0 + i * 2_000_000, Book("BTC-USDT", i, [[100.0, 1.0]], [[101.0, 1.0]]))
+    big = T0 + 20_000_000
+    for i in range(5000):
+        if i == 2500:
+            for up in (False, True):
+                frames.append(
+                    wire.encode_message(VenueStatus("paper", up, ["BTC-USDT"], 0, 0, big + 2 * i - 1))
+                )
+        msg: Any = (
+            Trade("BTC-USDT", 100 + i, f"t{i}", 100.0, 0.1, "buy")
+            if i % 2
+            else Book("BTC-USDT", 100 + i, [[99.0, 1.0]], [[101.0, 1.0]])
+        )
+        add(big + 2 * i, msg)
+    for i in range(3):
+        add(big + 5_000_000 + i * 2_000_000, Book("BTC-USDT", 9000 + i, [[100.0, 1.0]], [[101.0, 1.0]]))
+    rec.md.extend(frames)
+    await rec.close()
+    out = base_dir / "tape.jsonl"
+    cfg = base_dir / "bt.toml"
+    entry = f'[[strategies]]\nid = "tape"\npath = "{STRATEGIES / "status_tape.py"}"\nrestart = "never"\nparams = {{ symbol = "BTC-USDT", out = "{out}" }}'
+    cfg.write_text(
+        f'[server]\nrun_dir = "run"\nstatus_interval = 0\n\n[venue]\nkind = "paper"\nsymbols = ["BTC-USDT"]\n\n{entry}\n'
+    )
+    with trio.fail_after(120):
+        proc = await trio.run_process(
+            [sys.executable, "-m", "seqtrade.cli", "backtest", "--data", str(data), "--config", str(cfg),
+             "--out", str(base_dir / "results"), "--no-plot", "--quiet", "--log-level", "INFO"],
+            capture_stdout=True, capture_stderr=True, check=False,
+        )  # fmt: skip
+    log = proc.stderr.decode()
+    assert proc.returncode == 0, log
+    assert "venue backtest disconnected" in log
+    fin = re.search(r"backtest finished: (\d+) messages in (\d+) windows \((\d+) in one frame\)", log)
+    assert fin is not None, log
+    assert int(fin.group(1)) == 5011 + 2 and int(fin.group(3)) >= 9  # the big window went out as one
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    got = [(d["type"], d.get("ts", d.get("connected"))) for d in lines]
+    statuses = [("status", False), ("status", True)]  # between the window's parts, where they were recorded
+    assert got == [(typ, ts) for typ, ts, _ in want[: 8 + 2500]] + statuses + [
+        (t, ts) for t, ts, _ in want[8 + 2500 :]
+    ]
+    for typ in ("book", "trade"):
+        seqs = [d["seq"] for d in lines if d["type"] == typ]
+        assert seqs == list(range(1, len(seqs) + 1))
