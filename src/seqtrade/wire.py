@@ -8,7 +8,7 @@ two functions that turn the model into a body map and back, written side by side
 directions dispatch through the tables, never through ``isinstance`` chains:
 
 - :data:`MARKET_DATA_TYPES` (ticker, book, trade, status, candle, feed_status, mark, funding,
-  price_limit, sync, depth, fullbook, book_status) and :data:`REPORT_TYPES` (order_report, welcome,
+  price_limit, sync, depth, fullbook, book_status, window) and :data:`REPORT_TYPES` (order_report, welcome,
   refusal, history, account_event) are what the server publishes; :data:`MESSAGE_TYPES` is both, what :func:`decode_message`
   reads.
 - :data:`REQUEST_TYPES` is what strategies send; :func:`parse_request` reads it.
@@ -44,6 +44,7 @@ accepted where a float is expected (``quantity: 1`` is a number in every languag
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -84,7 +85,7 @@ from .models import (
     VenueStatus,
     Welcome,
 )
-from .vclock import Sync, SyncAck
+from .vclock import Sync, SyncAck, Window
 
 __all__ = [
     "STRATEGY_ID_RE",
@@ -106,6 +107,7 @@ __all__ = [
     "decode_message",
     "encode_ticker",
     "decode_ticker_frame",
+    "window_row",
     "parse_request",
     "report_to_body",
     "report_from_body",
@@ -410,6 +412,75 @@ def _sync_from_body(d: dict[str, Any]) -> Sync:
 
 
 _SYNC = Codec("sync", Sync, "venue", _sync_body, _sync_from_body)
+
+
+# A backtest's window in one frame (docs/protocol.md, "Backtest clock"): its market data as rows, each
+# a message's type and then the values of its map in the order ``keys[type]`` names (the map its own
+# frame would carry, without repeating the keys); and the sync. Inner messages of a type this version
+# does not know are skipped (a newer server); a window or sync inside a window is not market data.
+
+# Types whose model takes the values of its map positionally, exactly as its decoder would build it
+# (tests/test_backtest_window.py checks it): their rows become models in one call when ``keys[type]``
+# are the model's fields, in order.
+_POSITIONAL = ("ticker", "book", "trade")
+
+
+def window_row(msg: Any, keys: dict[str, list[str]]) -> list[Any]:
+    """``msg``'s row in a window frame (its map's values after ``type``), its type's keys added to
+    ``keys`` at its first message."""
+    body = CODECS[msg.__class__].encode(msg)
+    typ = body["type"]
+    names = keys.get(typ)
+    if names is None:
+        names = keys[typ] = [k for k in body if k != "type"]
+    return [typ, *[body[k] for k in names]]
+
+
+def _window_body(w: Window) -> dict[str, Any]:
+    keys = {t: list(k) for t, k in w.keys.items()}
+    md = [m if m.__class__ is list else window_row(m, keys) for m in w.md]
+    return {"type": "window", "venue": w.venue, "t": w.t_ns, "step": w.step, "reports": dict(w.reports),
+            "keys": keys, "md": md, "seq": w.seq, "gw_ns": w.gw_ns}  # fmt: skip
+
+
+def _window_from_body(d: dict[str, Any]) -> Window:
+    keys = d["keys"]
+    if keys.__class__ is not dict:
+        raise TypeError("window: 'keys' must be a map")
+    # per type: (the model, when the row is its fields in order) or (the codec, the keys)
+    plans: dict[Any, tuple[Any, Any]] = {}
+    md: list[Any] = []
+    for row in d["md"]:
+        if row.__class__ is not list or not row:
+            raise TypeError("window: each 'md' item must be a non-empty array")
+        typ = row[0]
+        plan = plans.get(typ)
+        if plan is None:
+            plan = plans[typ] = _window_plan(typ, keys)
+        model, names = plan
+        if model is not None:
+            md.append(model(*row[1:]))
+        elif names is not None:
+            md.append(names[0].decode(dict(zip(names[1], row[1:], strict=False))))
+    return Window(d["venue"], d["t"], d["step"], dict(d.get("reports") or {}), d.get("seq", 0),
+                  d.get("gw_ns", 0), md, keys)  # fmt: skip
+
+
+def _window_plan(typ: Any, keys: dict[str, Any]) -> tuple[Any, Any]:
+    """How the rows of ``typ`` become models: (model, None) positionally, (None, (codec, keys)) through
+    the codec, (None, None) skipped (a type this version does not know, or not market data)."""
+    c = MARKET_DATA_TYPES.get(typ) if isinstance(typ, str) else None
+    if c is None or c.model is Window or c.model is Sync:
+        return None, None
+    names = keys[typ]
+    if names.__class__ is not list:
+        raise TypeError(f"window: keys of {typ} must be an array")
+    if typ in _POSITIONAL and names == [f.name for f in dataclasses.fields(c.model)]:
+        return c.model, None
+    return None, (c, names)
+
+
+_WINDOW = Codec("window", Window, "venue", _window_body, _window_from_body)
 
 
 def _feeds_body(s: FeedsStatus) -> dict[str, Any]:
@@ -945,12 +1016,17 @@ def _sync_ack_body(a: SyncAck) -> dict[str, Any]:
     body: dict[str, Any] = {"type": "sync_ack", "strategy_id": a.strategy_id, "t": a.t_ns, "step": a.step}
     if a.session:
         body["session"] = a.session
+    if a.batch:  # the client reads window frames; absent when false
+        body["batch"] = True
     return body
 
 
 def _sync_ack_from_body(d: dict[str, Any]) -> SyncAck:
+    batch = d.get("batch", False)
+    if not isinstance(batch, bool):
+        raise WireError(f"sync_ack: 'batch' must be true or false, got {type(batch).__name__}")
     return SyncAck(d["strategy_id"], _integer(d, "sync_ack", "t"), _integer(d, "sync_ack", "step"),
-                   _session(d, "sync_ack"))  # fmt: skip
+                   _session(d, "sync_ack"), batch)  # fmt: skip
 
 
 _SYNC_ACK = Codec("sync_ack", SyncAck, "strategy_id", _sync_ack_body, _sync_ack_from_body)
@@ -965,7 +1041,7 @@ _HISTORY_REQUEST = Codec(
 
 _MARKET_DATA: tuple[Codec[Any], ...] = (
     _TICKER, _BOOK, _TRADE, _STATUS, _CANDLE, _FEED_STATUS, _MARK, _FUNDING, _PRICE_LIMIT, _SYNC, _DEPTH,
-    _FULLBOOK, _BOOK_STATUS,
+    _FULLBOOK, _BOOK_STATUS, _WINDOW,
 )  # fmt: skip
 _REPORTS: tuple[Codec[Any], ...] = (_ORDER_REPORT, _WELCOME, _REFUSAL, _HISTORY, _ACCOUNT_EVENT)
 _REQUESTS: tuple[Codec[Any], ...] = (

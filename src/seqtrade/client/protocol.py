@@ -52,6 +52,9 @@ Events:
   :attr:`ClientProtocol.candles` is the join of history and live candles
   (:class:`~seqtrade.candles.CandleJoin`), which the shell applies.
 - :class:`~seqtrade.candles.History`: the answer to a ``history_request`` (not numbered).
+- A backtest's :class:`~seqtrade.vclock.Window` (its market data and its sync in one frame) comes
+  back as decoded; the shell hands each of its messages to :meth:`ClientProtocol.window_md`, which
+  gives what :meth:`ClientProtocol.receive_md_frame` gives for the same message in its own frame.
 
 Catching up (docs/protocol.md, "Joining"): after the welcome, a report beyond the next seq but not
 beyond the welcome's ``last_seq`` is a gap in the replay (reports lost on the way): we drop what
@@ -93,7 +96,7 @@ from ..models import (
     VenueStatus,
     Welcome,
 )
-from ..vclock import Sync
+from ..vclock import Sync, Window
 from .book import BookCopies, LocalBook
 
 __all__ = [
@@ -227,7 +230,7 @@ class ClientProtocol:
              VenueStatus: self._status, Candle: self._candle, FeedsStatus: self._feeds,
              MarkPrice: self._book_or_trade, FundingRate: self._book_or_trade,
              PriceLimit: self._book_or_trade, Sync: self._feeds, Depth: self.books.on_depth,
-             BookUpdate: self.books.on_fullbook, BookStatus: self.books.on_status},
+             BookUpdate: self.books.on_fullbook, BookStatus: self.books.on_status, Window: self._feeds},
         )  # fmt: skip
 
     # ------------------------------------------------------------------ requests out
@@ -462,6 +465,16 @@ class ClientProtocol:
         handler = self._md_handlers.get(type(msg))
         return handler(msg) if handler is not None else None
 
+    def window_md(self, msg: Any) -> Ticker | MdEvent:
+        """One market-data message of a backtest's :class:`~seqtrade.vclock.Window`, already decoded: what
+        :meth:`receive_md_frame` gives for the same message in its own frame (its seq gap counted)."""
+        if msg.__class__ is not Ticker:
+            return self._other_md(msg)
+        gap = msg.seq - self._ticker_seq.get(msg.symbol, msg.seq - 1) - 1  # the same count as for a frame
+        self.md_gaps += max(gap, 0)
+        self._ticker_seq[msg.symbol] = msg.seq
+        return msg
+
     def _ticker_via_table(self, msg: Ticker) -> None:
         raise AssertionError("tickers take the fast path in receive_md_frame")  # pragma: no cover
 
@@ -480,7 +493,7 @@ class ClientProtocol:
             self.md_gaps += seq - last - 1
         self._md_seq[key] = seq
 
-    def _feeds(self, msg: FeedsStatus | Sync) -> FeedsStatus | Sync:
+    def _feeds(self, msg: FeedsStatus | Sync | Window) -> FeedsStatus | Sync | Window:
         return msg
 
     def _status(self, msg: VenueStatus) -> VenueStatus:
@@ -505,6 +518,7 @@ MdEvent = (
     | FundingRate
     | PriceLimit
     | Sync
+    | Window
     | LocalBook
     | BookStatus
     | None
