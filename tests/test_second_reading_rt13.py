@@ -3,6 +3,11 @@ where the first reading's tests left it open. Real files, real SQLite; nothing p
 
 - the engine's key filter sets, for every key, the bits snapshots were written with: also for the
   first key a filter is asked about, whatever that key is (its memo of the last key starts empty);
+- the rounding memo: values the wire never lets through but other callers could pass (NaN, infinities,
+  huge, subnormal) get the exact rounding's answer or its error, every time, and no error is remembered;
+- the report stage: what the order task's own venue calls produce (the paper venue answers inline)
+  wakes nobody, so a lone request (an order, then an amend, then a cancel, nothing after each) must
+  still have its report published by the order task's own run of the stage;
 - the journal's filter of its orders answers "already journaled" for every order the index holds
   across the restart paths: reopened half-filled, the archive moving orders out while it is being
   filled, the log replayed at open after it started over.
@@ -10,6 +15,7 @@ where the first reading's tests left it open. Real files, real SQLite; nothing p
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -19,11 +25,18 @@ from hashlib import blake2b
 from pathlib import Path
 
 import pytest
+import trio
 
 from seqtrade.errors import JournalError
+from seqtrade.models import AmendRequest, CancelRequest, OrderStatus, Side
+from seqtrade.server import orders
 from seqtrade.server.bounded import KeyFilter
+from seqtrade.server.gateway import Gateway
 from seqtrade.server.journal import Journal
-from seqtrade.server.orders import OrderRecord
+from seqtrade.server.orders import OrderRecord, round_price, round_quantity
+from seqtrade.venues.base import Instrument
+
+from .peer import Peer
 
 
 def formula_bits(size: int, keys: list[tuple[str, str]]) -> bytes:
@@ -118,3 +131,44 @@ def test_restart_after_the_log_started_over_and_an_archive_run_while_the_filter_
         assert refused(j, order("v-new", "other")) and refused(j, order("other", "c-new"))
     finally:
         j.close()
+
+
+def test_the_rounding_memo_at_the_edges_of_the_floats() -> None:
+    inst = Instrument("X-Y", 0.1, 0.001, 0.001)
+    for v in (math.nan, math.inf, -math.inf):
+        for _ in range(2):  # the exact rounding's error, the second time too: nothing was remembered
+            for side in Side:
+                with pytest.raises(ArithmeticError):
+                    round_price(v, inst, side)
+            with pytest.raises(ArithmeticError):
+                round_quantity(v, inst)
+        assert not any(k[0] != k[0] or math.isinf(k[0]) for k in orders._ROUNDED)
+    for v in (1e308, -1e308, 2.0**60, 5e-324, -5e-324, 1e-300, -1e-300, 123456789.12345679):
+        for _ in range(2):  # the second answer comes from memory: the same float, sign of zero included
+            for side in Side:
+                assert repr(round_price(v, inst, side)) == repr(orders._round_price(v, 0.1, side))
+            assert repr(round_quantity(v, inst)) == repr(orders._round_quantity(v, 0.001))
+
+
+async def test_a_lone_order_amend_and_cancel_each_get_their_report_with_nothing_after_them(
+    server: Gateway, peers: dict[str, Peer]
+) -> None:
+    with trio.fail_after(20):
+        p = peers["s1"]
+        await p.join()
+        await server.venue.set_market("BTC-USDT", 100.0, 100.2)  # type: ignore[attr-defined]
+        coid = await p.order("BTC-USDT", "buy", "limit", 99.0, 0.01)  # rests: one report, nothing after
+        accepted = await p.report()
+        assert (accepted.client_order_id, accepted.status, accepted.price) == (
+            coid,
+            OrderStatus.ACCEPTED,
+            99.0,
+        )
+        await p.send(AmendRequest("s1", coid, 99.5, None))
+        amended = await p.report()
+        assert amended.client_order_id == coid and amended.price == 99.5, amended
+        await p.send(CancelRequest("s1", coid))
+        cancelled = await p.report()
+        assert (cancelled.client_order_id, cancelled.status) == (coid, OrderStatus.CANCELLED)
+    assert [r.seq for r in (accepted, amended, cancelled)] == [1, 2, 3]
+    assert server.counters.reports_out == 3
