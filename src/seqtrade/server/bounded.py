@@ -24,6 +24,12 @@ DEFAULT_FILTER_BYTES = 4 << 20
 _PROBES = 6
 
 
+def _blake(sid: str, coid: str) -> tuple[int, int]:
+    """A key's two hashes (h1, h2 odd): the probes are h1 + i * h2 (what snapshots were written with)."""
+    d = blake2b(f"{sid}\x00{coid}".encode(), digest_size=16).digest()
+    return int.from_bytes(d[:8], "little"), int.from_bytes(d[8:], "little") | 1
+
+
 class KeyFilter:
     """A Bloom filter over (strategy_id, client_order_id): no false negatives, a bounded memory."""
 
@@ -38,16 +44,15 @@ class KeyFilter:
         self.bits = bytearray(data) if data is not None else bytearray(b"\x00" * size_bytes)
         self.nbits = size_bytes * 8
         self.added = 0  # keys added in this process (for the status and the docs' figures)
-        # The last key asked about and its hashes: a new order's key is asked about, then added.
-        self._last: tuple[str, str, int, int] = ("", "", 0, 0)
+        # The last key asked about and its hashes: a new order's key is asked about, then added. It
+        # starts as ("", "") with that key's own hashes (never hashes no key has).
+        self._last: tuple[str, str, int, int] = ("", "", *_blake("", ""))
 
     def _hashes(self, sid: str, coid: str) -> tuple[int, int]:
         last = self._last
         if last[0] == sid and last[1] == coid:
             return last[2], last[3]
-        d = blake2b(f"{sid}\x00{coid}".encode(), digest_size=16).digest()
-        h1 = int.from_bytes(d[:8], "little")
-        h2 = int.from_bytes(d[8:], "little") | 1
+        h1, h2 = _blake(sid, coid)
         self._last = (sid, coid, h1, h2)
         return h1, h2
 
