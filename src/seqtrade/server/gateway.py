@@ -18,7 +18,9 @@ Tasks (all children of one nursery in :func:`seqtrade.server.app.serve`):
 - ``report_task`` owns the report PUB socket: venue events and the order task's replies -> reports with
   a per-strategy seq, journaled before they are published; the welcome of a ``hello``. The report
   stage is synchronous, so whichever of the two tasks runs it keeps the queue's order; nobody waits on
-  the report socket's FD (sends are NOBLOCK), so the order task's sends on it consume no edge.
+  the report socket's FD (sends are NOBLOCK), so the order task's sends on it consume no edge. A
+  venue's hand-over of an account event (``account_event``) returns only once the stage has journaled
+  it, so that a venue marks it handed over only then.
 - ``replay_task`` sends the replays the welcomes announced, a bounded chunk a step between the other
   tasks' work (it publishes on the report task's socket, between two of its batches).
 - ``monitor_task``: venue status once a second, the status line, dead strategies, feed health (the
@@ -135,6 +137,10 @@ class Gateway:
         self._report_max = config.bus.event_queue
         self._report_lot = trio.lowlevel.ParkingLot()  # the report task waits here for items
         self._room_lot = trio.lowlevel.ParkingLot()  # producers wait here while the queue is full
+        # Account events whose hand-over waits for the journal: (their place in the queue's order, set
+        # when done), in that order; ``_report_taken`` counts the items the report stage has performed.
+        self._journaled: deque[tuple[int, trio.Event]] = deque()
+        self._report_taken = 0
         self._report_pub: TrioSocket | None = None
         self._md_seq: dict[bytes, int] = {}
         self.journal_commit_s = 0.0  # for the metrics endpoint (seqtrade.server.metrics)
@@ -203,8 +209,17 @@ class Gateway:
         await self._queue_report(event)
 
     async def account_event(self, event: VenueAccountEvent) -> None:
-        # The same report stage as order events: numbered, journaled (idempotent by event id), published.
+        """The same report stage as order events: numbered, journaled (idempotent by event id),
+        published. Returns only once the report stage has taken the event: its rows and its applied
+        id written to the journal's log (:meth:`Journal.add_reports` returned, so they survive a kill
+        -9), or it was found applied before (its id is journaled). A venue may therefore mark an
+        event handed over when this returns (venues/base.py, :meth:`VenueSink.account_event`)."""
         await self._queue_report(event)
+        # Its place in the report queue's order: the stage takes items first in, first out and counts
+        # the items it has performed (``_report_taken``), so the event is done once that count reaches it.
+        done = trio.Event()
+        self._journaled.append((self._report_taken + len(self._report_q), done))
+        await done.wait()
 
     async def _queue_report(self, item: ReportItem) -> None:
         """Queue one item for the report stage; waits (a checkpoint) only while the queue is full."""
@@ -473,7 +488,11 @@ class Gateway:
                     self._replay(pub, step)
                 else:
                     self.accepting.set()  # RECOVERED: every recovery event before it is applied
+            self._report_taken += n  # every step of the batch performed: its commits are in the log
         self._room_lot.unpark_all()
+        waiting = self._journaled
+        while waiting and waiting[0][0] <= self._report_taken:
+            waiting.popleft()[1].set()  # an account event's hand-over returns (account_event)
 
     def _flush(self, pub: TrioSocket, commit: Commit) -> None:
         """Journal, then publish, then let the engine follow (all of it before the next await, so no
