@@ -113,3 +113,19 @@ def test_results_are_written_as_json_and_an_equity_plot(tmp_path):
     assert [p.name for p in paths] == ["results.json", "equity.png"]
     assert json.loads(paths[0].read_text())["account"]["fills"] == 2
     assert paths[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_funding_is_split_between_strategies_by_their_share_of_the_position_then() -> None:
+    from seqtrade.backtest_results import split_funding
+
+    fills = [
+        F(1, "a", "S", "buy", 100.0, 3.0, 0.0),
+        F(2, "b", "S", "sell", 100.0, 1.0, 0.0),
+        F(3, "c", "T", "buy", 10.0, 5.0, 0.0),  # another symbol: no share
+        F(9, "b", "S", "buy", 100.0, 5.0, 0.0),  # after the payment: does not count
+    ]
+    got = split_funding([FundingRecord(5, "", "S", -0.2)], fills)
+    assert [(f.strategy, f.symbol, f.ts_ns) for f in got] == [("a", "S", 5), ("b", "S", 5)]
+    assert [f.amount for f in got] == pytest.approx([-0.3, 0.1])  # net +2: a holds 3/2, b -1/2
+    assert sum(f.amount for f in got) == pytest.approx(-0.2)
+    assert split_funding([FundingRecord(5, "", "X", -0.2)], fills) == []  # nobody holds X

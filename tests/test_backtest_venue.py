@@ -7,7 +7,7 @@ import pytest
 
 from seqtrade.fill_model import ConstantLatency, Fees
 from seqtrade.models import Book, OrderStatus, OrderType, Side, Trade
-from seqtrade.replay_fills import AMEND_REFUSED, SimExchange
+from seqtrade.replay_fills import SimExchange
 from seqtrade.venues.base import EventKind, VenueOrder
 
 S = "BTC-USDT"
@@ -74,9 +74,12 @@ def test_cancels_unknown_orders_late_cancels_amends_duplicates_and_post_only():
     assert [(str(e.status), str(e.kind)) for e in late] == [("cancelled", "cancel_failed")]
     unknown = x.cancel("nope", 7 * MS)
     assert unknown[0].kind is EventKind.CANCEL_FAILED and unknown[0].error_msg == "unknown order"
-    amend = x.amend("r1", 7 * MS)
-    assert amend[0].kind is EventKind.AMEND_FAILED and amend[0].error_msg == AMEND_REFUSED
-    assert amend[0].status is OrderStatus.CANCELLED  # the order as it is
+    unknown = x.amend("nope", 99.0, None, 7 * MS)
+    assert unknown[0].kind is EventKind.AMEND_FAILED and unknown[0].error_msg == "unknown order"
+    assert x.amend("r1", 99.0, None, 7 * MS) == []  # it reaches the model one latency later, and fails
+    (amend,) = x.advance(8 * MS + 1)
+    assert amend.kind is EventKind.AMEND_FAILED and amend.error_msg == "order is already cancelled"
+    assert amend.status is OrderStatus.CANCELLED  # the order as it is
     dup = x.submit(VenueOrder("r1", S, Side.BUY, OrderType.LIMIT, 98.0, 1.0), 7 * MS)
     assert dup[0].status is OrderStatus.REJECTED and "duplicate" in dup[0].error_msg
     x.submit(VenueOrder("p1", S, Side.BUY, OrderType.POST_ONLY, 101.0, 1.0), 7 * MS)
@@ -94,6 +97,33 @@ def test_a_limit_that_takes_some_at_once_then_rests_reports_its_fill_not_a_step_
     assert summary(ev) == [("partially_filled", "update", 1.0, 1.0, 2)]  # no "accepted" with a fill
     assert [str(e.status) for e in x.open_orders()] == ["partially_filled"]
     assert x.open_orders()[0].filled_quantity == 1.0
+
+
+def test_an_amend_reports_the_new_price_and_size_then_fills_there():
+    x = exchange()
+    x.on_market(book(1, [[99.0, 1.0]], [[101.0, 1.0]]), 1 * MS)
+    x.submit(VenueOrder("a1", S, Side.BUY, OrderType.LIMIT, 98.0, 2.0), 1 * MS)
+    x.advance(3 * MS)
+    x.amend("a1", 99.0, 1.0, 3 * MS)
+    (ev,) = x.advance(5 * MS)
+    assert (str(ev.status), str(ev.kind), ev.price, ev.quantity, ev.ts) == (
+        "accepted",
+        "update",
+        99.0,
+        1.0,
+        4,
+    )
+    # behind the 1 lot at 99 (the back of the queue at its new price): 1.5 lots traded fill 0.5
+    assert summary(x.on_market(trade(6, 99.0, 1.5, "sell"), 6 * MS)) == [
+        ("partially_filled", "update", 0.5, 0.5, 6)
+    ]
+    x.amend("a1", 101.0, None, 6 * MS)  # crosses the ask: the rest fills at once, as a taker
+    ev = x.advance(8 * MS)
+    assert [(str(e.status), e.filled_quantity, e.last_fill_price) for e in ev] == [
+        ("partially_filled", 0.5, 0.0),
+        ("filled", 1.0, 101.0),
+    ]
+    assert ev[-1].fee == pytest.approx(99.0 * 0.5 * 0.001 + 101.0 * 0.5 * 0.002)
 
 
 async def test_a_sync_not_answered_is_sent_again_every_second_until_it_is(autojump_clock, tmp_path):

@@ -3,9 +3,12 @@ the book and trades (not fills on touch), market orders walking the book, latenc
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from seqtrade.fill_model import (
+    AtLeast,
     ConstantLatency,
     EmpiricalLatency,
     Fees,
@@ -152,9 +155,91 @@ def test_latency_distributions_are_seeded() -> None:
         EmpiricalLatency([])
 
 
+def test_the_backtest_command_chooses_the_latency_and_floors_draws_at_the_lookahead(tmp_path) -> None:
+    from seqtrade.cli import _backtest_latency, build_parser
+
+    def latency(*opts: str):
+        return _backtest_latency(build_parser().parse_args(["backtest", "--data", str(tmp_path), *opts]))
+
+    assert latency() == ConstantLatency(1 * MS)  # the default: 1 ms
+    assert latency("--latency-ms", "5", "--lookahead-ms", "2") == ConstantLatency(5 * MS)
+    lognormal = latency(
+        "--latency", "lognormal", "--latency-ms", "2", "--latency-sigma", "1.5", "--latency-seed", "7"
+    )
+    assert isinstance(lognormal, AtLeast) and lognormal.inner == LogNormalLatency(2 * MS, 1.5, 7)
+    draws = [lognormal.sample() for _ in range(200)]
+    assert min(draws) == 1 * MS < max(draws)  # some drawn below the 1 ms lookahead: raised to it
+    assert lognormal.max_ns == int(2 * MS * math.exp(9.0))
+    floored = AtLeast(EmpiricalLatency([10, 3 * MS], seed=1), 1 * MS)
+    assert {floored.sample() for _ in range(50)} == {1 * MS, 3 * MS} and floored.max_ns == 3 * MS
+    from seqtrade.errors import SeqtradeError
+
+    with pytest.raises(SeqtradeError, match="no measured order latency"):
+        latency("--latency", "recorded")  # an empty directory: nothing recorded
+
+
 @pytest.mark.parametrize("module", ["seqtrade.fill_model", "seqtrade.recorder_rows"])
 def test_the_rules_are_pure(module: str) -> None:
     from .test_layout import IO_LIBS, loaded_after_import
 
     loaded = loaded_after_import(module)
     assert not [m for m in (*IO_LIBS, "pyarrow") if m in loaded]
+
+
+def test_an_amend_that_only_shrinks_keeps_its_place_one_that_grows_goes_to_the_back() -> None:
+    m, o = resting_buy_behind_five()
+    m.on_trade(S, 100.0, 2.0, "sell", 4 * MS)  # 3 left ahead of us
+    assert o.ahead == 3.0
+    m.amend("b1", None, 1.0, 5 * MS)
+    assert statuses(m.advance(6 * MS)) == [("b1", "amended")]
+    assert (o.quantity, o.ahead) == (1.0, 3.0)  # smaller: same place
+    m.on_book(S, [[100.0, 6.0], [99.0, 8.0]], [[101.0, 4.0]], 7 * MS)  # the level is 6 lots now
+    m.amend("b1", None, 2.0, 8 * MS)
+    assert statuses(m.advance(9 * MS)) == [("b1", "amended")]
+    assert (o.quantity, o.ahead) == (2.0, 6.0)  # larger: behind everything at the price
+    # 6 lots must trade before it fills at all
+    assert fills(m.on_trade(S, 100.0, 6.0, "sell", 10 * MS)) == []
+    assert fills(m.on_trade(S, 100.0, 1.0, "sell", 11 * MS)) == [("b1", 100.0, 1.0, True)]
+
+
+def test_an_amended_price_goes_to_the_back_there_and_refusals_leave_the_order_as_it_was() -> None:
+    m, o = resting_buy_behind_five()
+    m.amend("b1", 99.0, None, 3 * MS)
+    assert statuses(m.advance(4 * MS)) == [("b1", "amended")]
+    assert (o.price, o.ahead) == (99.0, 8.0)  # behind the 8 lots at 99
+    assert m.resting[S] == [o]
+    m.amend("b1", None, None, 4 * MS)
+    assert [(e.status, e.reason) for e in m.advance(5 * MS)] == [("amend_failed", "nothing to amend")]
+    p = SimOrder("p1", S, "buy", "post_only", 98.0, 1.0)
+    m.submit(p, 5 * MS)
+    m.advance(6 * MS)
+    m.amend("p1", 101.0, None, 6 * MS)  # would cross the ask: a post_only refuses it
+    (ev,) = m.advance(7 * MS)
+    assert (ev.status, p.price, p.status) == ("amend_failed", 98.0, "open")
+    assert "post_only" in ev.reason
+    m.on_trade(S, 99.0, 9.0, "sell", 8 * MS)  # 1 of b1's 2 filled
+    m.amend("b1", None, 0.5, 8 * MS)  # at or below what has filled: the order ends filled
+    assert statuses(m.advance(9 * MS)) == [("b1", "filled")]
+    assert (o.quantity, o.filled, o.status) == (1.0, 1.0, "filled")
+    m.amend("b1", 98.0, None, 9 * MS)
+    assert [(e.status, e.reason) for e in m.advance(10 * MS)] == [("amend_failed", "order is already filled")]
+
+
+def test_queue_none_is_the_paper_venues_rule_first_at_the_level_trades_shared_in_priority() -> None:
+    m = FillModel(Fees(maker=0.0002, taker=0.0005), ConstantLatency(0), queue="none")
+    m.on_book(S, [[100.0, 5.0], [99.0, 8.0]], [[101.0, 4.0]], 1 * MS)
+    a, b, c = (SimOrder(i, S, "buy", "limit", p, 1.0) for i, p in (("a", 100.0), ("b", 100.0), ("c", 99.0)))
+    for x in (a, b, c):
+        m.submit(x, 2 * MS)
+    m.advance(3 * MS)
+    assert a.ahead == 0.0 and b.ahead == 1.0  # nothing of the book ahead; our own earlier order is
+    assert fills(m.on_trade(S, 100.0, 3.0, "buy", 4 * MS)) == []  # a buying taker at our price: not us
+    # a selling taker at 100: a, then b (time priority), limited by the trade's 1.5
+    assert fills(m.on_trade(S, 100.0, 1.5, "sell", 5 * MS)) == [
+        ("a", 100.0, 1.0, True),
+        ("b", 100.0, 0.5, True),
+    ]
+    # a trade below every price: the best price first (b at 100), then c at 99, each at its own price
+    assert fills(m.on_trade(S, 98.0, 1.0, "buy", 6 * MS)) == [("b", 100.0, 0.5, True), ("c", 99.0, 0.5, True)]
+    with pytest.raises(ValueError, match="queue"):
+        FillModel(queue="fifo")

@@ -46,6 +46,7 @@ __all__ = [
     "Summary",
     "Results",
     "summarise",
+    "split_funding",
     "results",
     "to_json",
     "progress_line",
@@ -241,6 +242,26 @@ def _sharpe(equity: list[tuple[int, float]], start_ns: int, end_ns: int, period_
     if var <= 0:
         return None
     return mean / math.sqrt(var) * math.sqrt(YEAR_S / period_s)
+
+
+def split_funding(funding: Iterable[FundingRecord], fills: Sequence[FillRecord]) -> list[FundingRecord]:
+    """Account-wide funding payments (``strategy`` unset) split between the strategies by their share
+    of the account's position in the symbol at the payment's time (the server's rule for account
+    events): ``amount x strategy position / account position``, from ``fills`` (``strategy`` set)."""
+    out = []
+    for f in funding:
+        pos: dict[str, float] = {}
+        for x in fills:
+            if x.symbol == f.symbol and x.ts_ns <= f.ts_ns:
+                pos[x.strategy] = pos.get(x.strategy, 0.0) + (x.quantity if x.side == "buy" else -x.quantity)
+        total = sum(pos.values())
+        if abs(total) > _EPS:
+            out += [
+                FundingRecord(f.ts_ns, sid, f.symbol, f.amount * q / total)
+                for sid, q in sorted(pos.items())
+                if q
+            ]
+    return out
 
 
 def results(fills: Sequence[FillRecord], funding: Sequence[FundingRecord] = (), marks: Sequence[Mark] = (),

@@ -21,10 +21,13 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Config, load_config, missing_limits
 from .errors import ConfigError, SeqtradeError
+
+if TYPE_CHECKING:
+    from .fill_model import Latency
 
 __all__ = ["main", "console_main", "setup_logging"]
 
@@ -541,11 +544,12 @@ def _backtest(args: argparse.Namespace) -> int:
 
     from .backtest_report import write_results
     from .backtest_results import progress_line
-    from .fill_model import ConstantLatency, Fees
+    from .fill_model import Fees
     from .replay_backtest import BacktestVenue
     from .security import server_keypair
     from .server.app import run_until_signal
     from .vclock import VIRTUAL_CLOCK_ENV
+    from .venues.contracts import swap_contracts
 
     with _replay_config(args, "backtest") as config:
         setup_logging(args.log_level or config.server.log_level, json_logs=config.server.log_json)
@@ -563,12 +567,12 @@ def _backtest(args: argparse.Namespace) -> int:
                 print(progress_line(done, total, time.monotonic() - started), file=sys.stderr, flush=True)
 
         wait_for = sum(s.enabled for s in config.strategies)
-        latency_ns = int(args.latency_ms * 1e6)
         venue = BacktestVenue(Path(args.data), list(config.venue.symbols),
                               fees=Fees(maker=args.maker_fee, taker=args.taker_fee),
-                              latency=ConstantLatency(latency_ns), lookahead_ns=int(args.lookahead_ms * 1e6),
+                              latency=_backtest_latency(args), lookahead_ns=int(args.lookahead_ms * 1e6),
                               wait_for=wait_for, progress=progress, period_s=args.sharpe_period,
-                              hold=args.hold)  # fmt: skip
+                              hold=args.hold, queue=FILL_MODELS[args.fill_model],
+                              contracts=swap_contracts(config.venue))  # fmt: skip
         curve_keys = server_keypair(config, os.environ)
         try:
             code = trio.run(functools.partial(run_until_signal, config, venue, curve_keys=curve_keys))
@@ -584,7 +588,33 @@ def _backtest(args: argparse.Namespace) -> int:
                   f"{summary.unrealised_pnl:.6g}, fees {summary.fees:.6g}), {summary.fills} fills, "
                   f"{summary.trades} trades, max drawdown {summary.max_drawdown:.6g}")  # fmt: skip
         print("results: " + ", ".join(str(p) for p in written))
+        if args.compare_live:
+            from .backtest_live import compare_live
+
+            _r, text, path = compare_live(venue, Path(args.compare_live), Path(args.data), out)
+            print(text)
+            print(f"live vs replay: {path}")
         return code
+
+
+FILL_MODELS = {"queue": "book", "touch": "none"}  # --fill-model -> fill_model.FillModel(queue=...)
+
+
+def _backtest_latency(args: argparse.Namespace) -> Latency:
+    """The fill model's latency from ``--latency`` (docs/backtesting.md, "The fill model")."""
+    from .fill_model import AtLeast, ConstantLatency, EmpiricalLatency, LogNormalLatency
+
+    ns, floor = int(args.latency_ms * 1e6), int(args.lookahead_ms * 1e6)
+    if args.latency == "constant":
+        return ConstantLatency(ns)
+    if args.latency == "lognormal":
+        return AtLeast(LogNormalLatency(ns, args.latency_sigma, args.latency_seed), floor)
+    from .backtest_live import recorded_latencies
+
+    samples = recorded_latencies(Path(args.data))
+    if not samples:
+        raise SeqtradeError(f"backtest: --latency recorded, but {args.data} holds no measured order latency")
+    return AtLeast(EmpiricalLatency(samples, args.latency_seed), floor)
 
 
 def _new_strategy(args: argparse.Namespace) -> int:
@@ -692,7 +722,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bt.add_argument("--out", default="backtest-results", metavar="DIR",
                     help="results.json and equity.png go here (default: backtest-results)")  # fmt: skip
-    bt.add_argument("--latency-ms", type=float, default=1.0, help="order and cancel latency (default 1 ms)")
+    bt.add_argument("--latency", choices=("constant", "lognormal", "recorded"), default="constant",
+                    help="order, cancel and amend latency: --latency-ms each (default), log-normal around"
+                    " --latency-ms, or drawn from the latencies the recorder measured live")  # fmt: skip
+    bt.add_argument("--latency-ms", type=float, default=1.0,
+                    help="the constant latency, or the log-normal's median (default 1 ms)")  # fmt: skip
+    bt.add_argument("--latency-sigma", type=float, default=0.5,
+                    help="the log-normal's sigma (of the log; default 0.5)")  # fmt: skip
+    bt.add_argument("--latency-seed", type=int, default=0, help="seed of the latency draws (default 0)")
+    bt.add_argument("--fill-model", choices=tuple(FILL_MODELS), default="queue",
+                    help="queue: limit orders wait behind the recorded size at their price (default);"
+                    " touch: first at its level, filled by a trade at its price (the paper venue's"
+                    " matching rules)")  # fmt: skip
+    bt.add_argument("--compare-live", default=None, metavar="RUN_DIR",
+                    help="then compare with the live run that made the recording: its run dir (journal)")  # fmt: skip
     bt.add_argument("--lookahead-ms", type=float, default=1.0,
                     help="the simulation's window, at most the latency (default 1 ms)")  # fmt: skip
     bt.add_argument(

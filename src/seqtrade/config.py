@@ -111,7 +111,11 @@ class PaperContract:
 @dataclass(frozen=True)
 class PaperConfig:
     seed: int = 42
-    tick_interval: float = 0.25  # seconds between market updates of each symbol
+    tick_interval: float = 0.25  # seconds (of the venue's clock) between market updates of each symbol
+    # The venue's clock runs this many times faster than the wall clock (1: wall time): 60 records an
+    # hour of market in a minute. The server's stamps (ts, gw_ns, reports, the recorder) follow it;
+    # its timers (heartbeats, dead-man's switches) do not (docs/backtesting.md, "A fast recording").
+    time_scale: float = 1.0
     trade_probability: float = 0.5  # chance of a public trade per market update
     volatility: float = 0.0004  # relative std-dev of one random-walk step
     spread_ticks: int = 2
@@ -496,6 +500,8 @@ def _check(cfg: Config) -> None:
             )
     if not 0 <= p.trade_probability <= 1:
         raise ConfigError("venue.paper.trade_probability: must be between 0 and 1")
+    if not 0 < p.time_scale <= 10_000:
+        raise ConfigError("venue.paper.time_scale: must be above 0 and at most 10000 (1 = the wall clock)")
     if not 0 <= p.depth_levels <= 1000:
         raise ConfigError("venue.paper.depth_levels: must be between 0 (no full book) and 1000")
     for name in ("book_stale_after", "book_snapshot_interval"):

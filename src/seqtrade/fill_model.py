@@ -22,19 +22,31 @@ The rules (docs/backtesting.md, "The fill model"):
   A trade through the price (a sell below our buy) or a book crossing it fills the order at its price.
   ``post_only`` that would cross is rejected; ``ioc`` cancels what it did not take at once; ``fok``
   takes all at once or nothing.
+- **The queue is a choice** (``queue``): ``"book"`` (the default) is the rule above; ``"none"`` is the
+  paper venue's own rule (:mod:`seqtrade.venues.matching`): an order is taken to be first at its level,
+  so a trade at its price with the opposite taker side fills it at once, and every trade's size is
+  shared by the resting orders it reaches in price-time priority. Use ``"none"`` to replay a session
+  recorded on the paper venue (live versus replay with the same matching rules both ways).
+- **Amends** take effect one latency after they were sent, as the exchanges do: a new price or a larger
+  size sends the order to the back of the queue at its (new) price; a smaller size only keeps its
+  place. A size at or below what has filled ends the order ``filled``; a new price that crosses fills
+  at once as a taker (a ``post_only`` order refuses such an amend); an order that is not open refuses
+  it (``amend_failed``).
 - **Fees**: ``maker`` on resting fills, ``taker`` on fills at arrival, a fraction of the notional.
-- **Funding** (swaps): at each recorded funding event, a long pays ``position x mark price x rate``
-  (receives when the rate is negative), a short the opposite.
+- **Funding** (swaps): at each funding settlement, a long pays ``position value x rate`` (receives
+  when the rate is negative), a short the opposite. The position value at the mark price is
+  ``contracts x contract value x mark`` for a linear swap, ``contracts x contract value / mark`` for an
+  inverse one (:class:`Contract`; a symbol without one counts its position in base units, value 1).
 
-Not modelled: our own orders' effect on later recorded data (the market does not react to us), hidden
-liquidity, and queue priority lost on an amend (an amend is a cancel and a new order here).
+Not modelled: our own orders' effect on later recorded data (the market does not react to us) and
+hidden liquidity.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -43,22 +55,30 @@ __all__ = [
     "ConstantLatency",
     "LogNormalLatency",
     "EmpiricalLatency",
+    "AtLeast",
     "Fees",
+    "Contract",
     "SimOrder",
     "Fill",
     "Status",
     "Funding",
     "Event",
     "FillModel",
+    "QUEUES",
 ]
 
 _EPS = 1e-12
+QUEUES = ("book", "none")  # FillModel(queue=...): behind the book's size at the price, or first there
 
 
 class Latency(Protocol):
-    """Where an order's latency comes from: ``sample()`` ns, drawn once per order or cancel."""
+    """Where an order's latency comes from: ``sample()`` ns, drawn once per order, cancel or amend;
+    ``max_ns`` the largest it gives (or about: a distribution's far tail)."""
 
     def sample(self) -> int: ...
+
+    @property
+    def max_ns(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -70,6 +90,10 @@ class ConstantLatency:
     def sample(self) -> int:
         return self.ns
 
+    @property
+    def max_ns(self) -> int:
+        return self.ns
+
 
 @dataclass
 class LogNormalLatency:
@@ -78,13 +102,17 @@ class LogNormalLatency:
     median_ns: int = 1_000_000
     sigma: float = 0.5
     seed: int = 0
-    _rng: random.Random = field(init=False, repr=False)
+    _rng: random.Random = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
 
     def sample(self) -> int:
         return int(self.median_ns * math.exp(self._rng.gauss(0.0, self.sigma)))
+
+    @property
+    def max_ns(self) -> int:
+        return int(self.median_ns * math.exp(6 * self.sigma))  # six sigmas: about never beyond
 
 
 @dataclass
@@ -93,7 +121,7 @@ class EmpiricalLatency:
 
     samples: Sequence[int]
     seed: int = 0
-    _rng: random.Random = field(init=False, repr=False)
+    _rng: random.Random = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.samples:
@@ -102,6 +130,35 @@ class EmpiricalLatency:
 
     def sample(self) -> int:
         return int(self._rng.choice(self.samples))
+
+    @property
+    def max_ns(self) -> int:
+        return int(max(self.samples))
+
+
+@dataclass
+class AtLeast:
+    """``inner``'s latencies, raised to ``floor_ns`` when below it (a backtest's lookahead)."""
+
+    inner: Latency
+    floor_ns: int
+
+    def sample(self) -> int:
+        return max(self.floor_ns, self.inner.sample())
+
+    @property
+    def max_ns(self) -> int:
+        return max(self.floor_ns, self.inner.max_ns)
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A swap's contract, for funding: ``value`` base coins (linear) or quote units (``inverse``) per
+    contract; ``currency`` the settlement currency the payments are in."""
+
+    value: float = 1.0
+    inverse: bool = False
+    currency: str = ""
 
 
 @dataclass(frozen=True)
@@ -152,8 +209,9 @@ class Fill:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """An order's new status: ``accepted`` (it rests), ``filled``, ``cancelled``, ``rejected``, or
-    ``cancel_failed`` (the cancel came after the order ended)."""
+    """An order's new status: ``accepted`` (it rests), ``filled``, ``cancelled``, ``rejected``,
+    ``cancel_failed`` (the cancel came after the order ended), ``amended`` (its price or size changed:
+    the order's state is the new one) or ``amend_failed`` (refused, the order is as it was)."""
 
     order_id: str
     ts_ns: int
@@ -181,9 +239,14 @@ class _Book:
 class FillModel:
     """Simulated orders against a recorded market; see the module docstring for the rules."""
 
-    def __init__(self, fees: Fees | None = None, latency: Latency | None = None) -> None:
+    def __init__(self, fees: Fees | None = None, latency: Latency | None = None, *, queue: str = "book",
+                 contracts: Mapping[str, Contract] | None = None) -> None:  # fmt: skip
+        if queue not in QUEUES:
+            raise ValueError(f"queue must be one of {', '.join(QUEUES)}, not {queue!r}")
         self.fees = fees or Fees()
         self.latency: Latency = latency or ConstantLatency()
+        self.queue = queue  # "book": behind the size at the price; "none": first at its level (paper)
+        self.contracts: dict[str, Contract] = dict(contracts or {})
         self.books: dict[str, _Book] = {}
         self.orders: dict[str, SimOrder] = {}
         self.resting: dict[str, list[SimOrder]] = {}  # symbol -> open orders, in arrival order
@@ -191,7 +254,8 @@ class FillModel:
         self.cash = 0.0  # quote currency: - paid for buys, + received for sells, fees and funding
         self.fees_paid = 0.0
         self.funding_paid = 0.0
-        self._pending: list[tuple[int, int, str, SimOrder]] = []  # (arrive_ns, seq, "new"|"cancel", order)
+        # (arrive_ns, seq, "new" | "cancel" | "amend", order, (price, quantity) of an amend)
+        self._pending: list[tuple[int, int, str, SimOrder, tuple[float | None, float | None]]] = []
         self._seq = 0
 
     # ------------------------------------------------------------------ orders
@@ -208,19 +272,26 @@ class FillModel:
         """A cancel sent at ``now_ns``, effective one latency later."""
         self._queue(now_ns + self.latency.sample(), "cancel", self.orders[order_id])
 
-    def _queue(self, at: int, what: str, order: SimOrder) -> None:
+    def amend(self, order_id: str, price: float | None, quantity: float | None, now_ns: int) -> None:
+        """An amend sent at ``now_ns`` (``None``: unchanged), effective one latency later."""
+        self._queue(now_ns + self.latency.sample(), "amend", self.orders[order_id], (price, quantity))
+
+    def _queue(self, at: int, what: str, order: SimOrder,
+               change: tuple[float | None, float | None] = (None, None)) -> None:  # fmt: skip
         self._seq += 1
-        self._pending.append((at, self._seq, what, order))
+        self._pending.append((at, self._seq, what, order, change))
         self._pending.sort(key=lambda p: (p[0], p[1]))
 
     def advance(self, now_ns: int) -> list[Event]:
         """Everything that arrives strictly before ``now_ns``, in arrival order, against the book as it is."""
         out: list[Event] = []
         while self._pending and self._pending[0][0] < now_ns:
-            at, seq, what, order = self._pending.pop(0)
+            at, seq, what, order, change = self._pending.pop(0)
             if what == "new":
                 order.seq = seq
                 self._arrive(order, at, out)
+            elif what == "amend":
+                self._amend(order, at, seq, *change, out)
             elif order.status in ("open", "pending"):
                 self._done(order, at, "cancelled", "cancelled", out)
             else:
@@ -248,15 +319,66 @@ class FillModel:
         elif o.order_type in ("market", "ioc", "fok"):
             self._done(o, ts, "cancelled", "not fillable at once", out)
         else:
-            assert o.price is not None
-            same = book.bids if buy else book.asks
-            own = sum(
-                r.remaining for r in self.resting.get(o.symbol, []) if r.side == o.side and r.price == o.price
-            )
-            o.ahead = _size_at(same, o.price) + own
-            o.status = "open"
-            self.resting.setdefault(o.symbol, []).append(o)
+            self._rest(o)
             out.append(Status(o.order_id, ts, "accepted"))
+
+    def _rest(self, o: SimOrder) -> None:
+        """``o`` joins the queue at its price: behind what rests there (``queue`` "book") and behind our
+        own earlier orders there."""
+        assert o.price is not None
+        book = self.books.setdefault(o.symbol, _Book())
+        same = book.bids if o.side == "buy" else book.asks
+        own = sum(
+            r.remaining for r in self.resting.get(o.symbol, []) if r.side == o.side and r.price == o.price
+        )
+        o.ahead = (_size_at(same, o.price) if self.queue == "book" else 0.0) + own
+        o.status = "open"
+        self.resting.setdefault(o.symbol, []).append(o)
+
+    def _amend(self, o: SimOrder, ts: int, seq: int, price: float | None, quantity: float | None,
+               out: list[Event]) -> None:  # fmt: skip
+        """An amend arrives (see the module docstring for the rules)."""
+        reason = ""
+        if o.status != "open":
+            reason = f"order is {'not open yet' if o.status == 'pending' else 'already ' + o.status}"
+        elif price is None and quantity is None:
+            reason = "nothing to amend"
+        elif quantity is not None and quantity <= 0:
+            reason = "quantity must be > 0"
+        buy = o.side == "buy"
+        book = self.books.setdefault(o.symbol, _Book())
+        opposite = book.asks if buy else book.bids
+        new_price = o.price if price is None else price
+        assert new_price is not None or reason
+        crosses = (
+            bool(opposite) and new_price is not None and _better_or_equal(opposite[0][0], new_price, buy)
+        )
+        if not reason and o.order_type == "post_only" and crosses:
+            reason = f"post_only order would cross the book at {opposite[0][0]}"
+        if reason:
+            out.append(Status(o.order_id, ts, "amend_failed", reason))
+            return
+        new_qty = o.quantity if quantity is None else quantity
+        if new_qty <= o.filled + _EPS:
+            o.quantity = o.filled
+            self._done(o, ts, "filled", "", out)
+            return
+        requeue = new_price != o.price or new_qty > o.quantity + _EPS  # loses its place in the queue
+        if requeue:
+            self.resting[o.symbol].remove(o)
+        o.price, o.quantity = new_price, new_qty
+        out.append(Status(o.order_id, ts, "amended"))
+        if crosses:
+            self._take(o, opposite, new_price, buy, ts, out)
+            if o.remaining <= _EPS:
+                if not requeue:
+                    self.resting[o.symbol].remove(o)
+                o.status = "filled"
+                out.append(Status(o.order_id, ts, "filled"))
+                return
+        if requeue:
+            o.seq = seq
+            self._rest(o)
 
     def _take(self, o: SimOrder, levels: list[list[float]], limit: float | None, buy: bool, ts: int,
               out: list[Event]) -> None:  # fmt: skip
@@ -313,6 +435,9 @@ class FillModel:
     def on_trade(self, symbol: str, price: float, size: float, side: str, ts_ns: int) -> list[Event]:
         """A recorded public trade; ``side`` is the taker's. It consumes the queue on the passive side."""
         out = self.advance(ts_ns)
+        if self.queue == "none":
+            self._trade_first_at_level(symbol, price, size, side, ts_ns, out)
+            return out
         passive = "sell" if side == "buy" else "buy"
         for o in list(self.resting.get(symbol, [])):
             if o.side != passive:
@@ -333,12 +458,37 @@ class FillModel:
                     self._done(o, ts_ns, "filled", "", out)
         return out
 
+    def _trade_first_at_level(self, symbol: str, price: float, size: float, side: str, ts_ns: int,
+                              out: list[Event]) -> None:  # fmt: skip
+        """The paper venue's rule: a trade better than an order's price, or at it with the opposite taker
+        side, fills it; the trade's size is shared in price-time priority (buys first, then sells)."""
+        left = size
+        for our_side in ("buy", "sell"):
+            sign = 1.0 if our_side == "buy" else -1.0
+            orders = [o for o in self.resting.get(symbol, []) if o.side == our_side]
+            orders.sort(key=lambda o: (-sign * (o.price or 0.0), o.seq))
+            for o in orders:
+                if left <= _EPS:
+                    return
+                assert o.price is not None
+                diff = sign * (o.price - price)  # > 0: the trade is better than our price
+                tol = _EPS * max(1.0, abs(price))
+                if diff < -tol or (diff <= tol and side == our_side):
+                    continue
+                q = min(o.remaining, left)
+                left -= q
+                self._fill(o, ts_ns, o.price, q, maker=True, out=out)
+                if o.remaining <= _EPS:
+                    self._done(o, ts_ns, "filled", "", out)
+
     def on_funding(self, symbol: str, rate: float, mark_price: float, ts_ns: int) -> list[Event]:
-        """A recorded funding event of a swap: longs pay ``position x mark x rate``, shorts receive it."""
+        """A funding settlement of a swap: longs pay ``position value x rate``, shorts receive it."""
         out = self.advance(ts_ns)
         pos = self.position.get(symbol, 0.0)
-        if pos:
-            amount = -pos * mark_price * rate
+        if pos and mark_price > 0:
+            c = self.contracts.get(symbol, Contract())
+            value = pos * c.value / mark_price if c.inverse else pos * c.value * mark_price
+            amount = -value * rate
             self.cash += amount
             self.funding_paid -= amount
             out.append(Funding(symbol, ts_ns, rate, amount))

@@ -29,6 +29,7 @@ from typing import Any
 
 import trio
 
+from .clock import WALL, Clock
 from .config import RecorderConfig
 from .errors import WireError
 from .recorder_rows import GAPS, ORDERS, GapTracker, OrderLatencies, day_of, frame_row, safe_key
@@ -57,9 +58,18 @@ class Recorder:
     ``[recorder] enabled``; the gateway calls the hooks, ``serve`` runs :meth:`run` and :meth:`close`."""
 
     def __init__(
-        self, config: RecorderConfig, root: Path, venue: str, *, md_dropped: Callable[[], int] = lambda: 0
+        self,
+        config: RecorderConfig,
+        root: Path,
+        venue: str,
+        *,
+        md_dropped: Callable[[], int] = lambda: 0,
+        clock: Clock = WALL,
     ) -> None:
+        """``clock``: the server's (the venue's) time: orders' send and acknowledgement times, files'
+        ages and names (the market data carries the gateway's own stamps)."""
         self.config = config
+        self.clock = clock
         self.root = root
         self.md: deque[bytes] = deque()  # frames published, not yet handed to the writer
         self.orders: deque[dict[str, Any]] = deque()  # orders rows (send and first answer), likewise
@@ -89,14 +99,16 @@ class Recorder:
 
     def order_sent(self, order: VenueOrder) -> None:
         """The server hands ``order`` to the venue now."""
-        evicted = self._latency.sent(time.time_ns(), order.venue_order_id, order.symbol, str(order.side),
+        evicted = self._latency.sent(self.clock.time_ns(), order.venue_order_id, order.symbol, str(order.side),
                                      str(order.order_type), order.price, order.quantity)  # fmt: skip
         if evicted is not None:  # never answered, and too many others waiting: recorded unanswered
             self._queue_order(evicted)
 
     def order_event(self, event: OrderEvent) -> None:
         """An order event from the venue: the first one of an order sent is its acknowledgement."""
-        row = self._latency.event(time.time_ns(), event.venue_order_id, event.status, event.exchange_order_id)
+        row = self._latency.event(
+            self.clock.time_ns(), event.venue_order_id, event.status, event.exchange_order_id
+        )
         if row is not None:
             self._queue_order(row)
 
@@ -140,7 +152,9 @@ class Recorder:
         }
         self._dropped_seen, self._server_dropped_seen = self.dropped, server
         try:
-            n = await trio.to_thread.run_sync(self._writer.write, md, orders, drops, time.time_ns(), final)
+            n = await trio.to_thread.run_sync(
+                self._writer.write, md, orders, drops, self.clock.time_ns(), final
+            )
         except (OSError, ValueError, TypeError) as exc:  # pyarrow's I/O errors are OSErrors
             self.write_errors += 1
             self._drop(len(md) + len(orders), f"cannot write {self.root}: {exc}")

@@ -15,33 +15,43 @@ simulation with the order latency as its lookahead (docs/backtesting.md, "Backte
    window's end, each strategy's last report seq; :mod:`seqtrade.vclock`) follows the market data on
    the market-data socket. Each strategy reads up to it, moves its clock there, runs its timers, and
    answers ``sync_ack`` behind the orders it sent.
-3. When every strategy has answered, the orders and cancels of the window are handed to the fill model,
+3. When every strategy has answered, the orders, cancels and amends of the window go to the fill model,
    **strategy by strategy** (ids in order; each strategy's own in the order it sent them: the same in
    every run, whatever order the processes' messages reached the server in), **as sent at the
    window's end**. Nothing they do can take effect before one latency later, which is not before the
    next window: that is why no strategy needs to see a message sooner, and why the lookahead must not
    exceed the smallest latency.
 
-Deterministic: the same recording, config and strategy code give the same reports, fills and results
-in every run (the strategies read ``Strategy.now()``, not the wall clock).
+Deterministic: the same recording, config and strategy code give the same journal, byte for byte, and
+the same results in every run (the strategies read ``Strategy.now()``, not the wall clock). The
+server's clock is :attr:`BacktestVenue.clock`, a :class:`~seqtrade.clock.VirtualClock` at the window's
+end (its ``gw_ns`` stamps, the time of requests); :attr:`BacktestVenue.sequencer` makes the server read
+each window's requests in one order, in one batch (:mod:`seqtrade.sequencer`); the reports the venue
+hands over are journaled in the batches it makes (it empties the report queue before it yields in a
+window, and nothing else queues reports while it plays one); the journal's index is rewritten in a
+content-only form at the end (:func:`seqtrade.server.app.canonical_index`; docs/backtesting.md,
+"Determinism").
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from .backtest_results import FillRecord, Mark, Results, results
-from .errors import SeqtradeError
-from .fill_model import ConstantLatency, Fees, Latency
+from . import wire
+from .backtest_results import FillRecord, Mark, Results, results, split_funding
+from .clock import VirtualClock
+from .errors import SeqtradeError, WireError
+from .fill_model import ConstantLatency, Contract, Fees, Latency
 from .models import Book, Trade
 from .replay import ReplayVenue, read_rows
 from .replay_fills import SimExchange
+from .sequencer import Classified, WindowSequencer
 from .vclock import Sync, SyncAck
 from .venues.base import OrderEvent, VenueOrder, VenueSink
 
@@ -77,7 +87,8 @@ class BacktestVenue(ReplayVenue):
     def __init__(self, data: Path, symbols: list[str], *, fees: Fees | None = None,
                  latency: Latency | None = None, lookahead_ns: int = 1_000_000, wait_for: int = 0,
                  grace: float = 0.5, progress: Callable[[int, int], None] | None = None,
-                 period_s: float = 60.0, hold: bool = False) -> None:  # fmt: skip
+                 period_s: float = 60.0, hold: bool = False, queue: str = "book",
+                 contracts: Mapping[str, Contract] | None = None) -> None:  # fmt: skip
         super().__init__(data, symbols, speed=0, wait_for=wait_for, grace=grace, stop_at_end=False)
         latency = latency or ConstantLatency(lookahead_ns)
         if isinstance(latency, ConstantLatency) and latency.ns < lookahead_ns:
@@ -86,23 +97,35 @@ class BacktestVenue(ReplayVenue):
             )
         if lookahead_ns <= 0:
             raise SeqtradeError("backtest: the lookahead must be > 0 ns")
-        self.sim = SimExchange(fees, latency)
+        self.sim = SimExchange(fees, latency, queue=queue, contracts=contracts)
         self.lookahead_ns = lookahead_ns
         self.progress = progress
         self.period_s = period_s  # the Sharpe sampling period of :meth:`results`
         self.hold = hold  # at the end, keep the server (and its dashboard) up until stopped
         self.total = 0  # the rows the replay reads (with ``progress``): the progress' total
         self.owners: dict[str, tuple[str, str]] = {}  # venue order id -> (strategy id, client order id)
+        # venue order id -> (when it was sent, the recording's time; the order as sent, before any amend)
+        self.sent: dict[str, tuple[int, VenueOrder]] = {}
         self.marks: list[Mark] = []
         self.steps = 0
         self.start_ns = 0
         self.end_ns = 0
-        self._inbox: list[tuple[str, str, VenueOrder | str]] = []  # (strategy, "new" | "cancel", what)
+        self._inbox: list[tuple[str, str, Any]] = []  # (strategy, "new" | "cancel" | "amend", what)
         self._acks: dict[str, int] = {}
         self._ack_wake = trio.Event()
         self._strategies: list[str] = []
-        self._clock_ns = 0
+        # The server's clock (seqtrade.clock): the recording's time, the end of the window being played.
+        self.clock = VirtualClock()
+        self.sequencer: WindowSequencer[bytes] | None = None  # the windows' requests in one order
         self._in_window = 0  # messages published since the last sync
+
+    @property
+    def _clock_ns(self) -> int:
+        return self.clock.now_ns
+
+    @_clock_ns.setter
+    def _clock_ns(self, ns: int) -> None:
+        self.clock.now_ns = ns
 
     # ------------------------------------------------------------------ the run
 
@@ -120,10 +143,14 @@ class BacktestVenue(ReplayVenue):
         await self._wait_for_strategies(sink)
         connected = getattr(sink, "connected_strategies", None)
         self._strategies = sorted(connected()) if connected is not None else []
+        self.sequencer = WindowSequencer(self._strategies, _classify)
+        if hasattr(sink, "sequencer"):
+            sink.sequencer = self.sequencer
         log.info("backtest: %s (%s), strategies %s, lookahead %.3f ms", self.data, ", ".join(self.days) or "no data",
                  ", ".join(self._strategies) or "none", self.lookahead_ns / 1e6)  # fmt: skip
         total = self.total = count_rows(self.data, self.symbols) if self.progress is not None else 0
         await self._simulate(sink, nxt, msgs, total)
+        self.sequencer.finish()
         log.info("backtest finished: %d messages in %d windows, %d fills", self.published, self.steps,
                  len(self.sim.fills))  # fmt: skip
         self.finished.set()
@@ -166,8 +193,7 @@ class BacktestVenue(ReplayVenue):
             self.progress(self.published, max(total, self.published))
 
     def _max_latency(self) -> int:
-        lat = self.sim.model.latency
-        return lat.ns if isinstance(lat, ConstantLatency) else self.lookahead_ns
+        return max(self.sim.model.latency.max_ns, self.lookahead_ns)
 
     async def _publish(self, sink: VenueSink, msg: Any) -> None:
         """Publish without ever dropping: every 1,024 messages of a window (the queue is empty at each
@@ -177,12 +203,17 @@ class BacktestVenue(ReplayVenue):
             q, limit = getattr(sink, "_md_q", None), getattr(sink, "_md_max", 0)
             # The server's tasks run between these checkpoints (one thread): no event to wait on.
             while q is not None and len(q) >= limit // 2:  # noqa: ASYNC110
+                _run_reports(sink)  # the reports so far, journaled now: not at a moment the scheduler picks
                 await trio.lowlevel.checkpoint()
         sink.publish_market(msg)
 
     async def _deliver(self, sink: VenueSink, events: list[OrderEvent]) -> None:
         for ev in events:
             await sink.order_event(ev)
+        if self.sim.account_events:  # funding settled: account events, as the venue's live
+            taken, self.sim.account_events = self.sim.account_events, []
+            for ae in taken:
+                await sink.account_event(ae)
 
     async def _barrier(self, sink: VenueSink, end: int) -> None:
         """The window's end: reports numbered, market data sent, then ``sync`` and every answer; then
@@ -192,15 +223,24 @@ class BacktestVenue(ReplayVenue):
         self.steps += 1
         seqs = getattr(sink, "seqs", {})
         sync = Sync(self.name, end, self.steps, {s: seqs.get(s, 0) for s in self._strategies})
+        if self.sequencer is not None:
+            self.sequencer.step = sync.step
         await self._publish(sink, sync)
         await self._wait_acks(sink, sync)
         inbox, self._inbox = self._inbox, []
         inbox.sort(key=lambda item: item[0])  # stable: each strategy's own in the order it sent them
-        for _, _what, arg in inbox:
-            if isinstance(arg, VenueOrder):
-                await self._deliver(sink, self.sim.submit(arg, end))
-            else:
-                await self._deliver(sink, self.sim.cancel(arg, end))
+        for _, what, arg in inbox:
+            await self._deliver(sink, self._hand(what, arg, end))
+
+    def _hand(self, what: str, arg: Any, end: int) -> list[OrderEvent]:
+        """One request of the window to the fill model, as sent at ``end``."""
+        if what == "new":
+            self.sent[arg.venue_order_id] = (end, arg)
+            return self.sim.submit(arg, end)
+        if what == "amend":
+            vid, price, quantity = arg
+            return self.sim.amend(vid, price, quantity, end)
+        return self.sim.cancel(arg, end)
 
     async def _settle(self, sink: VenueSink) -> None:
         """Until the server has numbered and published every report and sent every market-data message."""
@@ -260,8 +300,7 @@ class BacktestVenue(ReplayVenue):
 
     async def amend_order(self, venue_order_id: str, symbol: str, price: float | None,
                           quantity: float | None) -> None:  # fmt: skip
-        if self._sink is not None:
-            await self._deliver(self._sink, self.sim.amend(venue_order_id, self._clock_ns))
+        self._inbox.append((self._owner(venue_order_id), "amend", (venue_order_id, price, quantity)))
 
     async def query_order(self, venue_order_id: str, symbol: str) -> OrderEvent | None:
         return self.sim.query(venue_order_id)
@@ -289,6 +328,24 @@ class BacktestVenue(ReplayVenue):
             )
             for f in self.sim.fills
         ]
-        return results(fills, (), self.marks, strategies=self._strategies, start_ns=self.start_ns,
+        return results(fills, split_funding(self.sim.funding, fills), self.marks, strategies=self._strategies,
+                       start_ns=self.start_ns,
                        end_ns=max(self.end_ns or self._clock_ns, self.start_ns),
                        period_s=self.period_s if period_s is None else period_s)  # fmt: skip
+
+
+def _run_reports(sink: VenueSink) -> None:
+    """The server's report stage, now, for what the venue has queued (journaled and published in the
+    same batches in every run)."""
+    pub = getattr(sink, "_report_pub", None)
+    if getattr(sink, "_report_q", None) and pub is not None:
+        sink._run_report_stage(pub)  # type: ignore[attr-defined]
+
+
+def _classify(frame: bytes) -> Classified:
+    """A request frame's type, strategy and (a ``sync_ack``'s) step, for the sequencer."""
+    try:
+        req = wire.parse_request(frame)
+    except WireError:
+        return None
+    return wire.codec_for(type(req)).type, req.strategy_id, req.step if isinstance(req, SyncAck) else 0

@@ -12,21 +12,31 @@ What it keeps for the results: every fill as a :class:`~seqtrade.backtest_result
 ``strategy`` field is the venue order id here: the venue never knows strategies; the caller maps it)
 and every funding payment.
 
-Amends are not modelled (the fill model's queue would need a rule for them): an amend fails with
-:data:`AMEND_REFUSED` and the order stays as it was; cancel and place a new order instead.
+Funding (swaps): the recorded ``funding`` messages give each swap's rate and its next settlement time,
+the recorded ``mark`` messages its mark price. When the recording's time (the receive time ``ns`` of
+a message) reaches a settlement time, the position held then pays or receives at the last recorded
+rate for that time and the last recorded mark (:meth:`~seqtrade.fill_model.FillModel.on_funding`), once
+per symbol and time; each payment is also an account event (:attr:`SimExchange.account_events`, id
+``funding-<symbol>-<time ms>``, as the paper venue names them) for the caller to hand to the server.
+
+Amends go to the fill model like cancels (one latency later; its queue rule for them in
+:mod:`seqtrade.fill_model`); an amend it refuses comes back as an ``amend_failed`` event with the order
+as it was.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from .backtest_results import FillRecord, FundingRecord
+from .fill_model import Contract, Fees, Fill, FillModel, Funding, Latency, SimOrder, Status
 from .fill_model import Event as ModelEvent
-from .fill_model import Fees, Fill, FillModel, Funding, Latency, SimOrder, Status
-from .models import Book, OrderStatus, Trade
-from .venues.base import EventKind, OrderEvent, VenueOrder
+from .models import AccountEventKind, Book, FundingRate, MarkPrice, OrderStatus, Trade
+from .venues.base import EventKind, OrderEvent, VenueAccountEvent, VenueOrder
 
-__all__ = ["SimExchange", "AMEND_REFUSED"]
+__all__ = ["SimExchange"]
 
-AMEND_REFUSED = "backtest: amends are not modelled (cancel and place a new order)"
+_FAILED = {"cancel_failed": EventKind.CANCEL_FAILED, "amend_failed": EventKind.AMEND_FAILED}
 _STATUS = {
     "accepted": OrderStatus.ACCEPTED,
     "filled": OrderStatus.FILLED,
@@ -38,10 +48,15 @@ _STATUS = {
 class SimExchange:
     """Simulated orders against a recording (see the module docstring)."""
 
-    def __init__(self, fees: Fees | None = None, latency: Latency | None = None) -> None:
-        self.model = FillModel(fees, latency)
+    def __init__(self, fees: Fees | None = None, latency: Latency | None = None, *, queue: str = "book",
+                 contracts: Mapping[str, Contract] | None = None) -> None:  # fmt: skip
+        self.model = FillModel(fees, latency, queue=queue, contracts=contracts)
         self.fills: list[FillRecord] = []
         self.funding: list[FundingRecord] = []
+        self.account_events: list[VenueAccountEvent] = []  # funding payments not yet taken by the caller
+        self._rates: dict[str, tuple[int, float]] = {}  # symbol -> (next settlement ms, its rate)
+        self._marks: dict[str, float] = {}
+        self._settled: dict[str, int] = {}  # symbol -> the last settlement time paid (ms)
         self._fill_no = 0
         # per order: (filled, notional, fee) as of the events handed out so far (the model's order is
         # already at its state after the whole step; each event must carry the state at its own time)
@@ -69,11 +84,14 @@ class SimExchange:
         self.model.cancel(venue_order_id, now_ns)
         return []
 
-    def amend(self, venue_order_id: str, now_ns: int) -> list[OrderEvent]:
-        state = self.query(venue_order_id)
-        status = state.status if state is not None else OrderStatus.REJECTED
-        return [OrderEvent(venue_order_id, status, EventKind.AMEND_FAILED, error_msg=AMEND_REFUSED,
-                           ts=now_ns // 1_000_000)]  # fmt: skip
+    def amend(self, venue_order_id: str, price: float | None, quantity: float | None,
+              now_ns: int) -> list[OrderEvent]:  # fmt: skip
+        """An amend sent at ``now_ns`` (``None``: unchanged); an order the model never saw fails at once."""
+        if venue_order_id not in self.model.orders:
+            return [OrderEvent(venue_order_id, OrderStatus.REJECTED, EventKind.AMEND_FAILED,
+                               error_msg="unknown order", ts=now_ns // 1_000_000)]  # fmt: skip
+        self.model.amend(venue_order_id, price, quantity, now_ns)
+        return []
 
     def query(self, venue_order_id: str) -> OrderEvent | None:
         o = self.model.orders.get(venue_order_id)
@@ -93,14 +111,50 @@ class SimExchange:
     def on_market(self, msg: object, ns: int) -> list[OrderEvent]:
         """One recorded market-data message received at ``ns``: books and trades move the model;
         anything else only lets time pass."""
+        out = self._settle(ns) if self._rates else []
         if isinstance(msg, Book):
-            return self._events(self.model.on_book(msg.symbol, msg.bids, msg.asks, ns))
+            return out + self._events(self.model.on_book(msg.symbol, msg.bids, msg.asks, ns))
         if isinstance(msg, Trade):
-            return self._events(self.model.on_trade(msg.symbol, msg.price, msg.size, msg.side, ns))
-        return self.advance(ns)
+            return out + self._events(self.model.on_trade(msg.symbol, msg.price, msg.size, msg.side, ns))
+        if isinstance(msg, FundingRate):
+            if msg.next_funding_time > self._settled.get(msg.symbol, 0):
+                self._rates[msg.symbol] = (msg.next_funding_time, msg.funding_rate)
+        elif isinstance(msg, MarkPrice):
+            self._marks[msg.symbol] = msg.mark_price
+        return out + self.advance(ns)
 
-    def on_funding(self, symbol: str, rate: float, mark_price: float, ns: int) -> list[OrderEvent]:
-        return self._events(self.model.on_funding(symbol, rate, mark_price, ns))
+    def _settle(self, ns: int) -> list[OrderEvent]:
+        """The funding due by ``ns`` (see the module docstring)."""
+        out: list[OrderEvent] = []
+        for sym, (at_ms, rate) in list(self._rates.items()):
+            if ns >= at_ms * 1_000_000 and sym in self._marks:
+                del self._rates[sym]
+                self._settled[sym] = at_ms
+                out += self.on_funding(sym, rate, self._marks[sym], ns, at_ms)
+        return out
+
+    def on_funding(
+        self, symbol: str, rate: float, mark_price: float, ns: int, at_ms: int = 0
+    ) -> list[OrderEvent]:
+        """A funding settlement (time ``at_ms``, the event's id) paid at ``ns``."""
+        events = self.model.on_funding(symbol, rate, mark_price, ns)
+        c = self.model.contracts.get(symbol, Contract())
+        for e in events:
+            if isinstance(e, Funding):
+                self.account_events.append(
+                    VenueAccountEvent(
+                        AccountEventKind.FUNDING,
+                        symbol,
+                        f"funding-{symbol}-{at_ms or ns // 1_000_000}",
+                        "",
+                        0.0,
+                        mark_price,
+                        e.amount,
+                        c.currency,
+                        ns // 1_000_000,
+                    )  # fmt: skip
+                )
+        return self._events(events)
 
     # ------------------------------------------------------------------ model events -> venue events
 
@@ -124,11 +178,17 @@ class SimExchange:
                 ev.last_fill_quantity, ev.last_fill_price = e.quantity, e.price
                 ev.trade_id = f"bt{self._fill_no}"
                 out.append(ev)
-            elif e.status == "cancel_failed":
+            elif e.status in _FAILED:
                 o = self.model.orders[e.order_id]
                 ev = self._state(o, _status_of(o), e.ts_ns)
-                ev.kind, ev.error_msg = EventKind.CANCEL_FAILED, e.reason
+                ev.kind, ev.error_msg = _FAILED[e.status], e.reason
                 out.append(ev)
+            elif e.status == "amended":  # open at that time (the model may have filled it since)
+                o = self.model.orders[e.order_id]
+                partly = self._cum.get(o.order_id, (0.0,))[0] > 0
+                out.append(
+                    self._state(o, OrderStatus.PARTIALLY_FILLED if partly else OrderStatus.ACCEPTED, e.ts_ns)
+                )
             elif e.status == "filled" or (e.status == "accepted" and e.order_id in self._cum):
                 continue  # its fills said so already (a limit that took some at once, then rested)
             else:

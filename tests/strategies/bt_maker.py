@@ -47,7 +47,7 @@ class BtMaker(Strategy):
             coid=r.client_order_id,
             status=str(r.status),
             filled=r.filled_quantity,
-            avg=r.avg_price,
+            avg=r.filled_price,
             last=r.last_fill_price,
             error=r.error_msg,
         )

@@ -7,13 +7,16 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
 import zmq
 
 from ..bus import TrioSocket, bind_secure, ipc_path, lock_run_dir, prepare_run_dir, private_files
+from ..clock import WALL, Clock, VirtualClock
 from ..config import Config
 from ..instruments import Instrument, instrument_from_map, instrument_to_map
 from ..security import KeyPair
@@ -30,6 +33,7 @@ from .gateway import Gateway
 from .guard import Guard
 from .journal import Journal
 from .metrics import metrics_task, render_metrics
+from .orders import IdGenerator
 from .risk import Quotes, RiskGate
 from .snapshot import Snapshots
 from .snapshot import read as read_snapshot
@@ -73,13 +77,16 @@ async def serve(
     with lock_run_dir(run_dir):
         endpoints = [config.endpoint(c) for c in ("md", "order", "report")]
         control_ep = f"ipc://{run_dir / 'control.ipc'}"
-        journal = Journal(config.journal_path, synchronous=config.journal.synchronous)
+        clock = venue_clock(venue)
+        virtual = isinstance(clock, VirtualClock)  # a backtest: its journal is the same bytes every run
+        journal = Journal(config.journal_path, synchronous=config.journal.synchronous,
+                          **({"rotate_bytes": 1 << 62} if virtual else {}))  # fmt: skip
         ctx: zmq.Context[Any] = zmq.Context()
         try:
             _attach_archive(config, journal)
             gw, guard = build(config, venue, journal)
             recorder = _recorder(config, gw)
-            snapshots = Snapshots(gw.engine, journal, config.snapshot_path,
+            snapshots = Snapshots(gw.engine, journal, config.snapshot_path, clock=clock,
                                   interval=config.server.snapshot_interval, reports=config.server.snapshot_reports)  # fmt: skip
             tcp = TcpSecurity(config, curve_keys)  # checks keys and allow-list before any socket exists
             supervisor = Supervisor(config, gw)
@@ -147,7 +154,7 @@ async def serve(
                         )
                     await nursery.start(supervisor.run)
                     await nursery.start(snapshots.run)
-                    if config.journal.archive_after_days > 0:
+                    if config.journal.archive_after_days > 0 and not virtual:  # (by the wall clock's age)
                         await nursery.start(archive_task, journal, config, gw.engine.seqs)
                     _private_files(config)
                     task_status.started(gw)
@@ -167,7 +174,31 @@ async def serve(
                 if path is not None:
                     with contextlib.suppress(OSError):
                         path.unlink()
+        if virtual:  # a clean end of a backtest: its index in a form that depends on its content only
+            canonical_index(config.journal_path)
     log.info("server stopped")
+
+
+def canonical_index(path: Path) -> None:
+    """The journal's SQLite index rebuilt in a form that depends on its content only (a backtest's, at
+    its end): the same records give the same file, however many index transactions took them.
+
+    Two things in the file follow the index's timing (``Journal.index`` runs when enough is pending,
+    once a quiet second, and before reads): the row id of each ``meta`` row (``INSERT OR REPLACE``
+    gives the replaced row a new one, once per index transaction) and the pages' layout (an order
+    indexed with its reports is one insert; indexed before them, an insert and updates). The meta rows
+    are written again in key order into the emptied table (row ids 1, 2, ...), then ``VACUUM`` writes
+    every table afresh in row order."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("BEGIN")
+        rows = db.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
+        db.execute("DELETE FROM meta")
+        db.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", rows)
+        db.execute("COMMIT")
+        db.execute("VACUUM")
+    finally:
+        db.close()
 
 
 def _recorder(config: Config, gw: Gateway) -> Recorder | None:
@@ -176,9 +207,8 @@ def _recorder(config: Config, gw: Gateway) -> Recorder | None:
         return None
     from ..recorder import Recorder
 
-    rec = Recorder(
-        config.recorder, config.recorder_path, gw.venue.name, md_dropped=lambda: gw.counters.md_dropped
-    )
+    rec = Recorder(config.recorder, config.recorder_path, gw.venue.name,
+                   md_dropped=lambda: gw.counters.md_dropped, clock=gw.clock)  # fmt: skip
     gw.recorder = rec
     log.info("recording market data to %s", config.recorder_path)
     return rec
@@ -200,9 +230,23 @@ def _private_files(config: Config) -> None:
     )
 
 
+def venue_clock(venue: Venue) -> Clock:
+    """The server's time (:mod:`seqtrade.clock`): the venue's ``clock`` (a paper venue's runs
+    ``time_scale`` times faster than the wall clock, a backtest's is the recording's), else the wall
+    clock. The server stamps what it publishes and records with it; its timers stay on Trio's clock."""
+    clock = getattr(venue, "clock", None)
+    return clock if isinstance(clock, Clock) else WALL
+
+
 def build(config: Config, venue: Venue, journal: Journal) -> tuple[Gateway, Guard]:
     """The server's parts, from what the journal holds: accounts and risk gate, the engine that checks
-    every order with them, the gateway (its shell) and the guard (trading states, switch, reconciliation)."""
+    every order with them, the gateway (its shell) and the guard (trading states, switch, reconciliation).
+
+    With a virtual clock (a backtest), nothing of the wall clock or of chance reaches the journal: its
+    id is fixed and the venue order ids count from the clock's start (``s0x1``, ``s0x2``, ...)."""
+    clock = venue_clock(venue)
+    if isinstance(clock, VirtualClock) and journal.get_meta("journal_id") is None:
+        journal.set_meta("journal_id", "virtual-clock")  # (a backtest starts from an empty journal)
     accounts = Accounts()
     # Contract facts for the books (PnL of contracts): the venue's once it runs; until then (the
     # journal's reports are applied at start, before the venue is up) those it had last time.
@@ -218,7 +262,8 @@ def build(config: Config, venue: Venue, journal: Journal) -> tuple[Gateway, Guar
         positions=accounts,
         mid=quotes.mid,
         instrument=lambda symbol: venue.instruments.get(symbol),
-        clock=trio.current_time,
+        # rate windows: Trio's clock (wall time), a backtest's on the recording's (its refusals are the same)
+        clock=(lambda: clock.time_ns() / 1e9) if isinstance(clock, VirtualClock) else trio.current_time,
     )
     engine = Engine(
         config,
@@ -230,9 +275,11 @@ def build(config: Config, venue: Venue, journal: Journal) -> tuple[Gateway, Guar
         known_keys=restored.known_keys,
         open_orders=restored.open_orders,
         key_filter=restored.key_filter,
+        ids=IdGenerator(clock.time_ms()),
     )
     engine.quotes = quotes  # price limits: refused before the venue refuses them
     gw = Gateway(config, venue, journal, engine, quotes)
+    gw.clock = clock
     guard = Guard(
         config, venue, journal, gate, accounts, in_flight=engine.open_records, sink=gw, marks=quotes.marks
     )

@@ -39,6 +39,7 @@ from typing import Any, Final
 
 from .. import wire
 from ..candles import HistoryRequest
+from ..clock import WALL
 from ..config import Config
 from ..errors import WireError
 from ..models import (
@@ -258,6 +259,8 @@ class Engine:
         self.accounts = accounts
         self._find_order = find_order
         self.ids = ids if ids is not None else IdGenerator()
+        # The time of its own replies (the shell sets the server's clock).
+        self.clock_ms: Callable[[], int] = WALL.time_ms
         self.counters = Counters()
         self.by_key: dict[tuple[str, str], OrderRecord] = {}
         self.by_vid: dict[str, OrderRecord] = {}
@@ -512,7 +515,9 @@ class Engine:
         out.journal.append((rec, False))
         rec.status = OrderStatus.REJECTED
         self._register(rec)
-        out.replies.append(Reply(report_for(rec, OrderStatus.REJECTED, error_msg=msg), rec))
+        out.replies.append(
+            Reply(report_for(rec, OrderStatus.REJECTED, error_msg=msg, timestamp=rec.created_ms), rec)
+        )
 
     def _new_order(self, req: OrderRequest, now_ms: int, out: Output) -> None:
         """A new order: idempotency first, then :meth:`check_order`, then persist and send."""
@@ -826,7 +831,7 @@ class Engine:
         if item.report is None and item.record is not None:
             rec = item.record
             assert rec.status is not None, "held by report_steps until the order is acknowledged"
-            return rec, report_for(rec, rec.status, error_msg=item.error_msg), ""
+            return rec, report_for(rec, rec.status, error_msg=item.error_msg, timestamp=self.clock_ms()), ""
         assert item.report is not None
         return item.record, item.report, ""
 

@@ -47,6 +47,7 @@ import zmq
 from .. import trace, wire
 from ..bus import TrioSocket
 from ..candles import History, HistoryRequest
+from ..clock import WALL, Clock
 from ..config import Config
 from ..errors import WireError
 from ..feedhealth import Feed, FeedHealth, FeedsStatus
@@ -124,6 +125,12 @@ class Gateway:
         self._reports_flushed = trio.Event()  # set after every journal commit of reports
         # What the engine is told the time is for requests: a backtest's venue sets the recording's.
         self.clock_ms: Callable[[], int] = now_ms
+        engine.clock_ms = lambda: self.clock_ms()  # (its own replies' times)
+        # The time the server stamps on what it publishes (gw_ns, status, report publication): the
+        # venue's clock (seqtrade.clock), set by ``serve``; timers stay on Trio's clock.
+        self.clock: Clock = WALL
+        # A backtest's venue puts the order of its windows' requests here (seqtrade.sequencer).
+        self.sequencer: Callable[[list[bytes]], list[bytes]] | None = None
         # The feed's queue (venue -> feed task): a deque and a parking lot, not a memory channel, whose
         # send and receive cost a few µs per message at 100k messages/s.
         self._md_q: deque[MarketData | VenueStatus | FeedsStatus] = deque()
@@ -237,7 +244,9 @@ class Gateway:
 
     def _publish_status(self) -> None:
         self._md_put(
-            VenueStatus(self.venue.name, self.venue_connected, list(self.config.venue.symbols), now_ms())
+            VenueStatus(
+                self.venue.name, self.venue_connected, list(self.config.venue.symbols), self.clock.time_ms()
+            )
         )
 
     def _check_feeds(self) -> None:
@@ -250,7 +259,7 @@ class Gateway:
                 log.warning("feed %s %s stale: no message for %.1f s", tr.channel, tr.symbol, tr.silent_s)
             else:
                 log.info("feed %s %s recovered", tr.channel, tr.symbol)
-        feeds = FeedsStatus(self.venue.name, now_ms(), fh.snapshot(t))
+        feeds = FeedsStatus(self.venue.name, self.clock.time_ms(), fh.snapshot(t))
         if feeds.feeds:
             self._md_put(feeds)
 
@@ -277,7 +286,7 @@ class Gateway:
         counters = self.counters
         encode = wire.encode_message
         encode_ticker = wire.encode_ticker
-        time_ns = time.time_ns
+        time_ns = self.clock.time_ns
         tracing = trace.ON
         rec = self.recorder
         while True:
@@ -357,6 +366,8 @@ class Gateway:
             # task, and the server's stop, going until the flood ends.
             await trio.lowlevel.checkpoint_if_cancelled()
             frames = await pull.recv_batch(ORDER_BATCH)
+            if self.sequencer is not None:  # a backtest: each window's requests in one order, in one batch
+                frames = self.sequencer(frames)
             if tracing:
                 t_wake = time.time_ns()
             # The engine decides on the whole batch first, so that its new orders share one journal
@@ -366,7 +377,7 @@ class Gateway:
                 try:
                     req = wire.parse_request(frame, max_bytes=max_bytes)
                 except WireError as exc:
-                    decided.append((None, engine.on_bad_frame(exc, now_ms())))
+                    decided.append((None, engine.on_bad_frame(exc, clock())))
                     continue
                 if tracing:
                     coid = getattr(req, "client_order_id", "")
@@ -401,7 +412,7 @@ class Gateway:
     def _internal_error(self, req: Any, exc: Exception) -> Output:
         # A bug must not let one strategy's message kill the server for everyone.
         log.exception("internal error handling %s from %s", type(req).__name__, req.strategy_id)
-        return self.engine.on_internal_error(req, exc, now_ms())
+        return self.engine.on_internal_error(req, exc, self.clock_ms())
 
     def _journal_new_orders(self, rows: list[tuple[OrderRecord, bool]]) -> None:
         """Commit new order rows (one transaction for all of them) before any of them is sent."""
@@ -515,7 +526,7 @@ class Gateway:
             tap(pending)
         self.engine.committed(commit)
         self.journal_lag_s = max(
-            0.0, time.time() - min(r.timestamp for _, r, _ in pending) / 1000
+            0.0, self.clock.time_ms() / 1000 - min(r.timestamp for _, r, _ in pending) / 1000
         )  # ... event -> commit
         if self.config.server.log_fills and log.isEnabledFor(logging.INFO):
             self._log_fills(pending)
@@ -527,7 +538,7 @@ class Gateway:
                          r.side, r.last_fill_quantity, r.last_fill_price, r.status, r.fee)  # fmt: skip
 
     def _send_report(self, pub: TrioSocket, r: OrderReport | AccountEvent) -> None:
-        r.gw_ns = time.time_ns()
+        r.gw_ns = self.clock.time_ns()
         pub.send_nowait(wire.encode_message(r))
         self.counters.reports_out += 1
 
@@ -643,7 +654,7 @@ class Gateway:
         pub = self._report_pub
         if pub is None:
             return
-        answer.gw_ns = time.time_ns()
+        answer.gw_ns = self.clock.time_ns()
         pub.send_nowait(wire.encode_message(answer))
 
     # ================================================================== recovery and monitoring

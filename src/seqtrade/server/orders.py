@@ -25,6 +25,8 @@ class IdGenerator:
 
     A session prefix from the start time in milliseconds (base 36) plus a counter; two servers cannot
     share a run directory (lock), and a restart cannot happen within the same millisecond as its start.
+    ``start_ms`` is the server's clock at its start (``serve`` passes it: a backtest's virtual clock
+    reads 0 then, so its ids are ``s0x1``, ``s0x2``, ... in every run); None: the wall clock's.
     """
 
     def __init__(self, start_ms: int | None = None) -> None:
@@ -101,7 +103,8 @@ def report_for(
     error_msg: str = "",
     timestamp: int = 0,
 ) -> OrderReport:
-    """A report (seq still 0) carrying the record's current state."""
+    """A report (seq still 0) carrying the record's current state; ``timestamp`` (epoch ms) is the
+    caller's time for it (the server's callers always give one; 0: the wall clock's now)."""
     return OrderReport(
         seq=0,
         client_order_id=rec.client_order_id,

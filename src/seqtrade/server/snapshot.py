@@ -31,6 +31,7 @@ import msgpack
 import trio
 
 from ..bus import private_files
+from ..clock import WALL, Clock
 from .engine import Engine
 from .journal import Journal
 from .recovery import Snapshot
@@ -42,8 +43,9 @@ log = logging.getLogger(__name__)
 _VERSION = 1
 
 
-def capture(engine: Engine, journal: Journal) -> Snapshot:
-    """The snapshot of now (call between two awaits: nothing changes while it runs)."""
+def capture(engine: Engine, journal: Journal, clock: Clock = WALL) -> Snapshot:
+    """The snapshot of now (call between two awaits: nothing changes while it runs); ``clock``: the
+    server's (its ``written_ms``)."""
     state = engine.accounts.state()
     return Snapshot(
         journal_id=journal.identity(),
@@ -51,7 +53,7 @@ def capture(engine: Engine, journal: Journal) -> Snapshot:
         order_rowid=journal.max_order_rowid(),
         accounts=state,
         key_filter=engine.known.data(),
-        written_ms=time.time_ns() // 1_000_000,
+        written_ms=clock.time_ms(),
     )
 
 
@@ -106,9 +108,17 @@ class Snapshots:
     """Writes the snapshot periodically (:meth:`run`) and at a clean stop (:meth:`write_now`)."""
 
     def __init__(
-        self, engine: Engine, journal: Journal, path: Path, *, interval: float, reports: int
+        self,
+        engine: Engine,
+        journal: Journal,
+        path: Path,
+        *,
+        interval: float,
+        reports: int,
+        clock: Clock = WALL,
     ) -> None:
         self.engine = engine
+        self.clock = clock
         self.journal = journal
         self.path = path
         self.interval = interval
@@ -123,7 +133,7 @@ class Snapshots:
     async def write_now(self) -> None:
         """Capture now, write in a worker thread (the server keeps serving meanwhile)."""
         async with self._lock:
-            snap = capture(self.engine, self.journal)  # on the Trio thread, between two awaits
+            snap = capture(self.engine, self.journal, self.clock)  # on the Trio thread, between two awaits
             t0 = time.perf_counter()
             await trio.to_thread.run_sync(write, self.path, snap)
             self.last_write_s = time.perf_counter() - t0
@@ -132,7 +142,7 @@ class Snapshots:
     def write_at_stop(self) -> None:
         """The clean stop's snapshot, written on the spot: nothing is served any more, and no other task
         gets to run (a refresh of the venue's switch, say) while it is written."""
-        write(self.path, capture(self.engine, self.journal))
+        write(self.path, capture(self.engine, self.journal, self.clock))
         self.written += 1
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

@@ -20,6 +20,12 @@ the paper account before it is handed over and marked handed over only when the 
 which is once the server has journaled it; what was not marked is handed over again at the next start
 (the server applies an event id once).
 Dated futures are not simulated.
+
+Its time is :attr:`PaperVenue.clock` (:mod:`seqtrade.clock`): the wall clock, or with ``[venue.paper]
+time_scale`` that many times faster from the venue's start, so that a recording covers minutes in
+seconds. The market's steps (``tick_interval``), bar closes, funding times, the full books' periodic
+snapshots and every ``ts`` it gives follow it; its dead-man's switch and the hand-over confirmation
+(:data:`CONFIRM_AFTER`) stay on Trio's clock. The server takes the same clock for its stamps.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from pathlib import Path
 import trio
 
 from ..candles import MAX_HISTORY, Candle, CandleBuilder
+from ..clock import Clock
 from ..config import DerivativesConfig, PaperConfig, VenueConfig
 from ..errors import ConfigError
 from ..instruments import InstrumentKind, kind_of
@@ -238,7 +245,7 @@ class PaperVenue(Venue):
         derivatives: DerivativesConfig | None = None,
     ) -> None:
         """``bars``: candle bar sizes built for every symbol, the last ``keep`` closed bars of each kept;
-        ``clock``: the venue's time in epoch ms (default the system clock); ``derivatives``: the swaps'
+        ``clock``: the venue's time in epoch ms (default :attr:`clock`'s); ``derivatives``: the swaps'
         margin mode and leverage (``[venue.derivatives]``); the paper account runs net mode only and
         refuses ``position_mode = "long_short"``."""
         if derivatives is not None and derivatives.position_mode != "net":
@@ -247,7 +254,10 @@ class PaperVenue(Venue):
                 ' swap); set position_mode = "net"'
             )
         self._cfg = cfg
-        self._clock = clock or _now_ms
+        # The venue's time (seqtrade.clock): the wall clock, or ``time_scale`` times faster. The server
+        # takes it for its own stamps (seqtrade.server.app), so both keep the same time.
+        self.clock = Clock(cfg.time_scale)
+        self._clock = clock or self.clock.time_ms
         self._candles = CandleBuilder(symbols, bars, keep=keep)
         # The account on disk (orders, fills, positions, id counters), loaded by run(); None: in memory.
         self._state_path = state_path
@@ -300,6 +310,9 @@ class PaperVenue(Venue):
             f"paper account (simulated: no keys, no network): starts with {balances} ({kept}; `seqtrade reset` starts over);"
             " buys need the quote currency, sells the coins",
         ]
+        if p.time_scale != 1.0:
+            lines.append(f"paper clock: {p.time_scale:g}x the wall clock (a minute of market every {60 / p.time_scale:.3g} s;"
+                         " strategies and the server's timers keep the wall clock)")  # fmt: skip
         swaps = [s for s in config.symbols if kind_of(s) is not InstrumentKind.SPOT]
         if config.derivatives.position_mode != "net":
             lines.append('venue.derivatives.position_mode = "long_short": refused at start: the paper venue runs'
@@ -337,7 +350,7 @@ class PaperVenue(Venue):
                          " stopped: handing them over again (each is applied once)", len(pending))  # fmt: skip
             self._outbox.extend(pending)  # taken by the server only after this start
         if not self._funding_ms:  # a new account: the first funding is the next one due
-            self._funding_ms = _now_ms() // self._funding_interval_ms * self._funding_interval_ms
+            self._funding_ms = self._clock() // self._funding_interval_ms * self._funding_interval_ms
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._run_dead_mans_switch)
@@ -359,7 +372,7 @@ class PaperVenue(Venue):
         await self._run_walk(sink)
 
     async def _run_walk(self, sink: VenueSink) -> None:
-        interval = self._cfg.tick_interval
+        interval = self.clock.wall_seconds(self._cfg.tick_interval)  # tick_interval is the venue's time
         wake = trio.current_time()
         while True:
             wake = max(wake + interval, trio.current_time())  # after a stall: no burst to catch up
@@ -416,7 +429,7 @@ class PaperVenue(Venue):
             sink.publish_market(Trade(walk.symbol, ts, engine.next_trade_id(), price, size, str(side)))
             depth = self._depths.get(walk.symbol)
             if depth is not None:
-                for msg in depth.trade(str(side), size, ts, trio.current_time()):
+                for msg in depth.trade(str(side), size, ts, self._venue_seconds()):
                     sink.publish_market(msg)
             self._publish_candles(sink, self._candles.on_trade(walk.symbol, price, size, ts))
         if walk.symbol in self._specs:
@@ -432,7 +445,7 @@ class PaperVenue(Venue):
             if due is None:
                 await trio.sleep(1.0)
                 continue
-            await trio.sleep(max(0.0, (due - self._clock()) / 1000))
+            await trio.sleep(self.clock.wall_seconds(max(0.0, (due - self._clock()) / 1000)))
             self._publish_candles(sink, builder.advance(self._clock()))
 
     @staticmethod
@@ -618,7 +631,7 @@ class PaperVenue(Venue):
     async def settle_funding(self, rate: float | None = None) -> list[AccountChange]:
         """Test hook: a funding settlement now ("funding on demand"), outside the schedule, at each
         swap's mark and ``rate`` (None: the configured model); id ``funding-<symbol>-<now ms>``."""
-        ts = _now_ms()
+        ts = self._clock()
         rates = self._funding_rates(ts) if rate is None else dict.fromkeys(self._specs, rate)
         changes = self._engine.settle_funding(ts, rates, ts)
         await self._deliver((), changes=changes)
@@ -629,7 +642,7 @@ class PaperVenue(Venue):
         depth = self._depths.get(symbol)
         if depth is not None:
             sink = self._require_sink()
-            for msg in depth.step(bids, asks, ts, trio.current_time()):
+            for msg in depth.step(bids, asks, ts, self._venue_seconds()):
                 sink.publish_market(msg)
 
     async def print_trade(self, symbol: str, price: float, size: float, side: Side) -> None:
@@ -644,6 +657,10 @@ class PaperVenue(Venue):
         sink.publish_market(Trade(symbol, ts, self._engine.next_trade_id(), price, size, str(side)))
         self._publish_candles(sink, self._candles.on_trade(symbol, price, size, ts))
         await self._deliver(events)
+
+    def _venue_seconds(self) -> float:
+        """Trio's clock at the venue's pace (the full books' periodic snapshots follow the venue's time)."""
+        return trio.current_time() * self.clock.scale
 
     def _require_sink(self) -> VenueSink:
         if self._sink is None:
