@@ -19,8 +19,8 @@ Tasks (all children of one nursery in :func:`seqtrade.server.app.serve`):
   a per-strategy seq, journaled before they are published; the welcome of a ``hello``. The report
   stage is synchronous, so whichever of the two tasks runs it keeps the queue's order; nobody waits on
   the report socket's FD (sends are NOBLOCK), so the order task's sends on it consume no edge. A
-  venue's hand-over of an account event (``account_event``) returns only once the stage has journaled
-  it, so that a venue marks it handed over only then.
+  venue's hand-over of an account event (``account_event``) runs the stage too, in the venue's task,
+  and returns once the event is journaled, so that a venue marks it handed over only then.
 - ``replay_task`` sends the replays the welcomes announced, a bounded chunk a step between the other
   tasks' work (it publishes on the report task's socket, between two of its batches).
 - ``monitor_task``: venue status once a second, the status line, dead strategies, feed health (the
@@ -144,10 +144,7 @@ class Gateway:
         self._report_max = config.bus.event_queue
         self._report_lot = trio.lowlevel.ParkingLot()  # the report task waits here for items
         self._room_lot = trio.lowlevel.ParkingLot()  # producers wait here while the queue is full
-        # Account events whose hand-over waits for the journal: (their place in the queue's order, set
-        # when done), in that order; ``_report_taken`` counts the items the report stage has performed.
-        self._journaled: deque[tuple[int, trio.Event]] = deque()
-        self._report_taken = 0
+        self._report_ready = trio.Event()  # set once the report task has its socket (_report_pub)
         self._report_pub: TrioSocket | None = None
         self._md_seq: dict[bytes, int] = {}
         self.journal_commit_s = 0.0  # for the metrics endpoint (seqtrade.server.metrics)
@@ -217,16 +214,17 @@ class Gateway:
 
     async def account_event(self, event: VenueAccountEvent) -> None:
         """The same report stage as order events: numbered, journaled (idempotent by event id),
-        published. Returns only once the report stage has taken the event: its rows and its applied
-        id written to the journal's log (:meth:`Journal.add_reports` returned, so they survive a kill
-        -9), or it was found applied before (its id is journaled). A venue may therefore mark an
-        event handed over when this returns (venues/base.py, :meth:`VenueSink.account_event`)."""
+        published. Returns only once the event is journaled: this task runs the report stage itself
+        right after queueing it (the stage is synchronous and takes the whole queue in order, as the
+        order task does after a batch), so when it returns :meth:`Journal.add_reports` has written
+        the event's rows and its applied id to the journal's log (they survive a kill -9), or the
+        event was found applied before (its id is journaled). A venue may therefore mark an event
+        handed over when this returns (venues/base.py, :meth:`VenueSink.account_event`)."""
         await self._queue_report(event)
-        # Its place in the report queue's order: the stage takes items first in, first out and counts
-        # the items it has performed (``_report_taken``), so the event is done once that count reaches it.
-        done = trio.Event()
-        self._journaled.append((self._report_taken + len(self._report_q), done))
-        await done.wait()
+        if self._report_pub is None:  # before the report task started: its socket
+            await self._report_ready.wait()
+        assert self._report_pub is not None
+        self._run_report_stage(self._report_pub)  # no checkpoint since the queueing (while room)
 
     async def _queue_report(self, item: ReportItem) -> None:
         """Queue one item for the report stage; waits (a checkpoint) only while the queue is full."""
@@ -469,6 +467,7 @@ class Gateway:
         strategy sees the gap in its seq and asks for it again with a ``hello``.
         """
         self._report_pub = pub
+        self._report_ready.set()
         task_status.started()
         q = self._report_q
         journal = self.journal
@@ -499,11 +498,7 @@ class Gateway:
                     self._replay(pub, step)
                 else:
                     self.accepting.set()  # RECOVERED: every recovery event before it is applied
-            self._report_taken += n  # every step of the batch performed: its commits are in the log
         self._room_lot.unpark_all()
-        waiting = self._journaled
-        while waiting and waiting[0][0] <= self._report_taken:
-            waiting.popleft()[1].set()  # an account event's hand-over returns (account_event)
 
     def _flush(self, pub: TrioSocket, commit: Commit) -> None:
         """Journal, then publish, then let the engine follow (all of it before the next await, so no

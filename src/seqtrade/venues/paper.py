@@ -24,8 +24,8 @@ Dated futures are not simulated.
 Its time is :attr:`PaperVenue.clock` (:mod:`seqtrade.clock`): the wall clock, or with ``[venue.paper]
 time_scale`` that many times faster from the venue's start, so that a recording covers minutes in
 seconds. The market's steps (``tick_interval``), bar closes, funding times, the full books' periodic
-snapshots and every ``ts`` it gives follow it; its dead-man's switch and the hand-over confirmation
-(:data:`CONFIRM_AFTER`) stay on Trio's clock. The server takes the same clock for its stamps.
+snapshots and every ``ts`` it gives follow it; its dead-man's switch stays on Trio's clock. The
+server takes the same clock for its stamps.
 """
 
 from __future__ import annotations
