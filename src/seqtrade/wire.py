@@ -745,6 +745,8 @@ def _order_body(o: OrderRequest) -> dict[str, Any]:
 
 
 _ORDER_TYPES = ", ".join(OrderType)
+_SIDE_OF: dict[str, Side] = {s.value: s for s in Side}  # what Side(x) answers, as one dict lookup
+_ORDER_TYPE_OF: dict[str, OrderType] = {t.value: t for t in OrderType}
 
 
 def _order_from_body(d: dict[str, Any]) -> OrderRequest:
@@ -752,17 +754,13 @@ def _order_from_body(d: dict[str, Any]) -> OrderRequest:
     coid = _string(d, typ, "client_order_id", CLIENT_ORDER_ID_RE)
     symbol = _symbol(d, typ)
     side_s = _string(d, typ, "side")
-    try:
-        side = Side(side_s)
-    except ValueError:
-        raise WireError(f"order_request: 'side' must be 'buy' or 'sell', got {side_s[:40]!r}") from None
+    side = _SIDE_OF.get(side_s)
+    if side is None:
+        raise WireError(f"order_request: 'side' must be 'buy' or 'sell', got {side_s[:40]!r}")
     ot_s = _string(d, typ, "order_type")
-    try:
-        order_type = OrderType(ot_s)
-    except ValueError:
-        raise WireError(
-            f"order_request: 'order_type' must be one of {_ORDER_TYPES}, got {ot_s[:40]!r}"
-        ) from None
+    order_type = _ORDER_TYPE_OF.get(ot_s)
+    if order_type is None:
+        raise WireError(f"order_request: 'order_type' must be one of {_ORDER_TYPES}, got {ot_s[:40]!r}")
     if order_type is OrderType.MARKET:
         price = _optional_positive(d, typ, "price")
     else:
@@ -1030,6 +1028,27 @@ def encode_message(msg: Any) -> bytes:
     return frame
 
 
+_REPORT_TOPICS: dict[tuple[type, str], bytes] = {}  # (report type, strategy id) -> topic, bounded below
+
+
+def encode_stored_report(r: Any, body: dict[str, Any]) -> bytes:
+    """The frame :func:`encode_message` makes of a numbered report (an ``order_report`` or an
+    ``account_event``), from ``body``: its :func:`stored_report_to_body` as the journal stored it, whose
+    ``gw_ns`` is set to the report's here. The server builds each body once for the journal and the
+    wire; the frame is the same bytes as ``encode_message(r)``."""
+    key = (type(r), r.strategy_id)
+    head = _REPORT_TOPICS.get(key)
+    if head is None:
+        c = codec_for(type(r))
+        head = topic(c.kind, getattr(r, c.key))
+        if len(_REPORT_TOPICS) >= 4096:
+            _REPORT_TOPICS.clear()
+        _REPORT_TOPICS[key] = head
+    body["gw_ns"] = r.gw_ns
+    frame: bytes = head + _pack(body)
+    return frame
+
+
 def decode_message(frame: bytes) -> Any:
     """Decode a server -> strategy frame (market data, report, welcome) into its model.
 
@@ -1110,7 +1129,9 @@ def parse_request(frame: bytes, *, max_bytes: int = 65_536) -> Request:
             raise WireError(f"{kind}: body must be a MessagePack map, got {type(d).__name__}")
         if d.get("type") != kind:
             raise WireError(f"body type {d.get('type')!r} does not match topic type {kind!r}")
-        body_sid = _string(d, kind, "strategy_id", STRATEGY_ID_RE)
+        body_sid = d.get("strategy_id")
+        if sid is None or type(body_sid) is not str or body_sid != key:  # (else: the key's, checked above)
+            body_sid = _string(d, kind, "strategy_id", STRATEGY_ID_RE)
         if body_sid != key:
             raise WireError(f"{kind}: strategy_id {body_sid!r} does not match topic key {key!r}")
         maybe_coid = d.get("client_order_id")

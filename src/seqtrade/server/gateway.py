@@ -146,6 +146,10 @@ class Gateway:
         self._room_lot = trio.lowlevel.ParkingLot()  # producers wait here while the queue is full
         self._report_ready = trio.Event()  # set once the report task has its socket (_report_pub)
         self._report_pub: TrioSocket | None = None
+        # The order task runs the report stage itself after each batch: the venue events it queues
+        # wake nobody (the report task would wake to an empty queue), unless it must wait for room
+        # (_queue_report) or call the venue again (perform).
+        self._order_task: trio.lowlevel.Task | None = None
         self._md_seq: dict[bytes, int] = {}
         self.journal_commit_s = 0.0  # for the metrics endpoint (seqtrade.server.metrics)
         self.journal_lag_s = 0.0
@@ -209,8 +213,9 @@ class Gateway:
         if self.recorder is not None:
             self.recorder.order_event(event)
         # No checkpoint while there is room: the events a venue produces inline for one request
-        # (accepted, then fills) reach the report stage together and share one journal commit.
-        await self._queue_report(event)
+        # (accepted, then fills) reach the report stage together and share one journal commit. Those
+        # wake nobody: the order task runs the report stage itself after its batch.
+        await self._queue_report(event, wake=trio.lowlevel.current_task() is not self._order_task)
 
     async def account_event(self, event: VenueAccountEvent) -> None:
         """The same report stage as order events: numbered, journaled (idempotent by event id),
@@ -226,13 +231,16 @@ class Gateway:
         assert self._report_pub is not None
         self._run_report_stage(self._report_pub)  # no checkpoint since the queueing (while room)
 
-    async def _queue_report(self, item: ReportItem) -> None:
-        """Queue one item for the report stage; waits (a checkpoint) only while the queue is full."""
+    async def _queue_report(self, item: ReportItem, *, wake: bool = True) -> None:
+        """Queue one item for the report stage; waits (a checkpoint) only while the queue is full.
+        ``wake`` False: the caller runs the report stage itself soon (the order task's events)."""
         q = self._report_q
         while len(q) >= self._report_max:
+            self._report_lot.unpark()  # the queue may be full of items nobody was woken for
             await self._room_lot.park()
         q.append(item)
-        self._report_lot.unpark()
+        if wake:
+            self._report_lot.unpark()
 
     def set_connected(self, connected: bool) -> None:
         if connected != self.venue_connected:
@@ -352,6 +360,7 @@ class Gateway:
         """
         task_status.started()
         await self.accepting.wait()
+        self._order_task = trio.lowlevel.current_task()
         max_bytes = self.config.bus.max_frame_bytes
         engine = self.engine
         journal = self.journal
@@ -404,6 +413,8 @@ class Gateway:
             # answers with at once) is journaled and published here, without a hop to the report task.
             if self._report_q and self._report_pub is not None:
                 self._run_report_stage(self._report_pub)
+            elif self._report_q:
+                self._report_lot.unpark()
             if journal.due():  # the SQLite index follows the log, after the batch's sends
                 journal.index()
 
@@ -435,6 +446,8 @@ class Gateway:
             await self._queue_report(item)
         venue = self.venue
         for cmd in out.venue:
+            if self._report_q:  # a venue call may wait (a REST round trip): what is queued goes out meanwhile
+                self._report_lot.unpark()
             if isinstance(cmd, Place):
                 if self.recorder is not None:
                     self.recorder.order_sent(cmd.order)
@@ -498,13 +511,14 @@ class Gateway:
                     self._replay(pub, step)
                 else:
                     self.accepting.set()  # RECOVERED: every recovery event before it is applied
-        self._room_lot.unpark_all()
+        if self._room_lot:  # producers waiting for room (rare: unpark_all costs a µs even when none)
+            self._room_lot.unpark_all()
 
     def _flush(self, pub: TrioSocket, commit: Commit) -> None:
         """Journal, then publish, then let the engine follow (all of it before the next await, so no
         request is checked before the accounts and the risk gate have followed these reports)."""
         t0 = time.perf_counter()
-        self.journal.add_reports(commit.rows, commit.fills)
+        bodies = self.journal.add_reports(commit.rows, commit.fills)  # built once: journal, then wire
         self.journal_commit_s = time.perf_counter() - t0  # metrics: the last commit's duration ...
         pending = commit.pending
         tracing = trace.ON
@@ -512,8 +526,11 @@ class Gateway:
             for _, r, _ in pending:
                 trace.mark(_trace_key(r), "r_wake", self._trace_wake)
                 trace.mark(_trace_key(r), "r_committed")
-        for _, r, _ in pending:
-            self._send_report(pub, r)
+        send, encode, clock_ns = pub.send_nowait, wire.encode_stored_report, self.clock.time_ns
+        for (_, r, _), body in zip(pending, bodies, strict=True):
+            r.gw_ns = clock_ns()
+            send(encode(r, body))
+            self.counters.reports_out += 1
             if tracing:
                 trace.mark(_trace_key(r), "r_published")
         self._reports_flushed.set()
