@@ -41,9 +41,13 @@ Events:
   ``Report.synced``). The open orders are those of ``welcome.open_orders``. ``first`` is True for
   the join that started the strategy, ``back`` for one that ends a :class:`ServerLost`.
 - :class:`Refused`: the server refused our hello (another live process owns the strategy id).
-  ``first`` on the first one: we keep asking (a hello a second) until the refusal's
-  ``retry_after`` has passed once more, in case that process is gone (killed without a goodbye);
-  then :attr:`ClientProtocol.gave_up` is True and nothing more is sent.
+  ``first`` on the first one: we keep asking (a hello a second), and once the refusal's
+  ``retry_after`` has passed (when that process could be taken over if it is gone, killed without a
+  goodbye) we say hello with a fresh nonce: its answer decides. A welcome lets us in; a refusal of
+  that hello means the owner heartbeated after it could have been taken over, so it is live: then
+  :attr:`ClientProtocol.gave_up` is True and nothing more is sent. Never given up on a timer: a
+  hello that leaves late (a loaded machine) would find the owner not yet free and the timer run out
+  before the next one.
 - :class:`ServerLost` (from :meth:`ClientProtocol.tick`): nothing heard from the server for
   :data:`SERVER_SILENT` seconds while running; the protocol re-joins by itself.
 - Market data: the decoded model itself; for the full-depth books (``depth``, ``fullbook``) the
@@ -109,6 +113,7 @@ __all__ = [
     "LOST_HELLO_INTERVAL",
     "SERVER_SILENT",
     "CATCHUP_STALL",
+    "TAKEOVER_MARGIN",
     "HEARTBEAT_INTERVAL",
     "SYNC_INTERVAL",
     "STALL",
@@ -130,6 +135,10 @@ STALL = 1.0  # ticks this far apart (SIGSTOP, a slow callback): re-join, the tai
 SERVER_SILENT = 5.0
 LOST_HELLO_INTERVAL = 1.0
 CATCHUP_STALL = 3.0  # catching up and no report for this long: the replay was lost; ask again
+# Refused: the deciding hello leaves this long after the refusal's retry_after has passed, so that the
+# server surely finds the owner's silence past its limit if the owner is gone (the server's time and
+# ours differ by the frames' delays, which only add to this).
+TAKEOVER_MARGIN = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +205,9 @@ class ClientProtocol:
         self.joined = False  # the first join completed
         self.lost = False  # the server fell silent; cleared by the join that follows
         self.refused: Refusal | None = None  # the last refusal of the join in progress
-        self.gave_up = False  # refused for longer than the owner needed to be taken over
-        self._refused_until = 0.0
+        self.gave_up = False  # refused after the owner could have been taken over: it is live
+        self._decide_at = 0.0  # refused: when the deciding hello leaves
+        self._deciding = False  # the deciding hello (the current nonce) has left
         self._welcome: Welcome | None = None  # the welcome we catch up to
         self._progress = 0.0  # when the catch-up last advanced
         self._heard = False  # something came from the server since the last tick
@@ -304,13 +314,10 @@ class ClientProtocol:
             self._rejoin = False
             if not self.nonce:
                 self.hello(now)
-        if self.refused is not None and now > self._refused_until and self.nonce:
-            log.error(
-                "still refused after %.1f s: giving up",
-                now - self._refused_until + self.refused.retry_after + 1,
-            )
-            self.nonce = ""
-            self.gave_up = True
+        if self.refused is not None and self.nonce and not self._deciding and now >= self._decide_at:
+            # the owner could be taken over now if it is gone: a fresh nonce, whose answer decides
+            self.hello(now)
+            self._deciding = True
         if self.nonce and self.target is None and now >= self._next_hello:
             # The same nonce: a welcome for any of these hellos will do; the newest last_seq matters.
             self._requests.append(self._hello_msg())
@@ -326,6 +333,8 @@ class ClientProtocol:
         times = []
         if self.nonce and self.target is None:
             times.append(self._next_hello)
+            if self.refused is not None and not self._deciding:
+                times.append(self._decide_at)  # the deciding hello (tick)
         elif self.target is not None:
             times.append(self._progress + CATCHUP_STALL)
         if self.running:
@@ -391,10 +400,16 @@ class ClientProtocol:
             return None  # another process's hello was refused, not ours (or we stopped asking)
         first = self.refused is None
         if first:
-            # The owner may be a process killed without a goodbye: ask again until it could have
-            # been taken over, a hello a second; then give up.
-            self._refused_until = now + msg.retry_after + 1.0
+            # The owner may be a process killed without a goodbye: ask again, a hello a second, and
+            # once it could have been taken over, a deciding hello (tick).
+            self._decide_at = now + msg.retry_after + TAKEOVER_MARGIN
+            self._deciding = False
             self._next_hello = now + LOST_HELLO_INTERVAL
+        elif self._deciding and msg.nonce == self.nonce:
+            # refused after the owner could have been taken over: it heartbeats, it is live
+            log.error("still refused after the owner's heartbeats could have stopped: giving up")
+            self.nonce = ""
+            self.gave_up = True
         self.refused = msg
         return Refused(msg, first)
 
@@ -406,6 +421,7 @@ class ClientProtocol:
         if self.refused is not None:
             log.info("the id's previous process is gone: joining in its place")
             self.refused = None
+            self._deciding = False
         if self.target is not None:
             # A repeated welcome for the hello we catch up with (the server answers a repeat of
             # the hello with its welcome again): the replay goes on to the newer seq.

@@ -276,13 +276,15 @@ class _Shell:
             self.call(s.on_server_back)
 
     def refuse(self, ev: Refused) -> None:
-        """Refused: another live process trades as this id. Said at once; the protocol asks again
-        until that process could have been taken over, then gives up (see :func:`_join`)."""
+        """Refused: another live process trades as this id. Said at once; the protocol asks again,
+        and gives up only when it is refused after that process could have been taken over (see
+        :func:`_join`)."""
         self.refused = ev.refusal.reason
         if ev.first:
             log.error("the server refused to let this process join as %s: %s", self.proto.strategy_id,
                       ev.refusal.reason)  # fmt: skip
-            log.info("asking again for %.0f s in case that process is gone", ev.refusal.retry_after + 1)
+            log.info("asking again, and once more in %.1f s when that process could be taken over if it is gone",
+                     ev.refusal.retry_after)  # fmt: skip
 
     def tick(self, now: float) -> None:
         """The protocol's due work; a server that fell silent is told to the strategy."""

@@ -18,7 +18,9 @@ Tasks (all children of one nursery in :func:`seqtrade.server.app.serve`):
 - ``report_task`` owns the report PUB socket: venue events and the order task's replies -> reports with
   a per-strategy seq, journaled before they are published; the welcome of a ``hello``. The report
   stage is synchronous, so whichever of the two tasks runs it keeps the queue's order; nobody waits on
-  the report socket's FD (sends are NOBLOCK), so the order task's sends on it consume no edge.
+  the report socket's FD (sends are NOBLOCK), so the order task's sends on it consume no edge. A
+  venue's hand-over of an account event (``account_event``) runs the stage too, in the venue's task,
+  and returns once the event is journaled, so that a venue marks it handed over only then.
 - ``replay_task`` sends the replays the welcomes announced, a bounded chunk a step between the other
   tasks' work (it publishes on the report task's socket, between two of its batches).
 - ``monitor_task``: venue status once a second, the status line, dead strategies, feed health (the
@@ -142,6 +144,7 @@ class Gateway:
         self._report_max = config.bus.event_queue
         self._report_lot = trio.lowlevel.ParkingLot()  # the report task waits here for items
         self._room_lot = trio.lowlevel.ParkingLot()  # producers wait here while the queue is full
+        self._report_ready = trio.Event()  # set once the report task has its socket (_report_pub)
         self._report_pub: TrioSocket | None = None
         # The order task runs the report stage itself after each batch: the venue events it queues
         # wake nobody (the report task would wake to an empty queue), unless it must wait for room
@@ -215,8 +218,18 @@ class Gateway:
         await self._queue_report(event, wake=trio.lowlevel.current_task() is not self._order_task)
 
     async def account_event(self, event: VenueAccountEvent) -> None:
-        # The same report stage as order events: numbered, journaled (idempotent by event id), published.
+        """The same report stage as order events: numbered, journaled (idempotent by event id),
+        published. Returns only once the event is journaled: this task runs the report stage itself
+        right after queueing it (the stage is synchronous and takes the whole queue in order, as the
+        order task does after a batch), so when it returns :meth:`Journal.add_reports` has written
+        the event's rows and its applied id to the journal's log (they survive a kill -9), or the
+        event was found applied before (its id is journaled). A venue may therefore mark an event
+        handed over when this returns (venues/base.py, :meth:`VenueSink.account_event`)."""
         await self._queue_report(event)
+        if self._report_pub is None:  # before the report task started: its socket
+            await self._report_ready.wait()
+        assert self._report_pub is not None
+        self._run_report_stage(self._report_pub)  # no checkpoint since the queueing (while room)
 
     async def _queue_report(self, item: ReportItem, *, wake: bool = True) -> None:
         """Queue one item for the report stage; waits (a checkpoint) only while the queue is full.
@@ -467,6 +480,7 @@ class Gateway:
         strategy sees the gap in its seq and asks for it again with a ``hello``.
         """
         self._report_pub = pub
+        self._report_ready.set()
         task_status.started()
         q = self._report_q
         journal = self.journal
