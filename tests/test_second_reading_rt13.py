@@ -27,7 +27,6 @@ from pathlib import Path
 import pytest
 import trio
 
-from seqtrade.errors import JournalError
 from seqtrade.models import AmendRequest, CancelRequest, OrderStatus, Side
 from seqtrade.server import orders
 from seqtrade.server.bounded import KeyFilter
@@ -37,6 +36,7 @@ from seqtrade.server.orders import OrderRecord, round_price, round_quantity
 from seqtrade.venues.base import Instrument
 
 from .peer import Peer
+from .test_journal_seen import refused
 
 
 def formula_bits(size: int, keys: list[tuple[str, str]]) -> bytes:
@@ -71,15 +71,6 @@ def test_the_first_key_a_key_filter_sees_gets_the_snapshot_bits(key: tuple[str, 
 
 def order(vid: str, coid: str) -> OrderRecord:
     return OrderRecord(vid, "s1", coid, "BTC-USDT", "buy", "limit", 100.0, 1.0, 1_700_000_000_000)
-
-
-def refused(j: Journal, r: OrderRecord) -> bool:
-    try:
-        j.add_records([(r, True)])
-    except JournalError as exc:
-        assert "already journaled" in str(exc)
-        return True
-    return False
 
 
 def test_restart_after_the_log_started_over_and_an_archive_run_while_the_filter_fills(tmp_path: Path) -> None:
