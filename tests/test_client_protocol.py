@@ -191,21 +191,25 @@ def test_hellos_and_heartbeats_name_the_session_and_a_refusal_for_it_stops_the_j
     assert p.receive_report_frame(frame(Refusal(SID, "n1", "sess-b", "in use")), 0.0) is None  # not ours
     ev = p.receive_report_frame(frame(Refusal(SID, "n1", "sess-a", "in use by another process", 2.0)), 0.0)
     assert isinstance(ev, Refused) and ev.first and ev.refusal.reason == "in use by another process"
-    # asked again once a second until the owner could have been taken over (2 s + 1 s), then given up
+    # asked again once a second; once the owner could have been taken over (2 s and a margin), a hello
+    # with a fresh nonce decides: refused too (the owner heartbeats), so given up
     sent = []
     for i in range(1, 41):
         p.tick(i / 10, 0)
-        sent += hellos(p)
-        ev = p.receive_report_frame(frame(Refusal(SID, "n1", "sess-a", "in use", 2.0 - i / 10)), i / 10)
-        assert ev is None or (isinstance(ev, Refused) and not ev.first)
-    assert 2 <= len(sent) <= 4 and p.gave_up and p.nonce == ""
+        for h in hellos(p):
+            sent.append(h)
+            ev = p.receive_report_frame(frame(Refusal(SID, h.nonce, "sess-a", "in use", 2.0)), i / 10)
+            assert isinstance(ev, Refused) and not ev.first
+    assert [h.nonce for h in sent] == ["n1", "n1", "n2"] and p.gave_up and p.nonce == ""
     # a process that was refused a while, then let in (the owner was gone): joined
     r = protocol(session="sess-a")
     r.hello(0.0)
+    hellos(r)
     r.receive_report_frame(frame(Refusal(SID, "n1", "sess-a", "in use", 1.0)), 0.0)
-    r.tick(1.5, 0)
-    assert r.receive_report_frame(frame(Welcome(SID, "n1", 1, [])), 1.6) is None  # let in, catching up
-    r.tick(2.5, 0)  # past the refusal's deadline: not given up, the welcome came
+    r.tick(1.0, 0)
+    assert [h.nonce for h in hellos(r)] == ["n1"]
+    assert r.receive_report_frame(frame(Welcome(SID, "n1", 1, [])), 1.1) is None  # let in, catching up
+    r.tick(2.5, 0)  # past the refusal's retry_after: no deciding hello, the welcome came
     assert not r.gave_up and r.refused is None
     ev = r.receive_report_frame(frame(report(1)), 2.6)
     assert isinstance(ev, Report) and ev.synced is not None and r.joined
@@ -223,8 +227,10 @@ def test_a_process_that_gave_up_sends_nothing_more_when_the_owners_reports_pass_
     p.hello(0.0)
     hellos(p)
     p.receive_report_frame(frame(Refusal(SID, "n1", "sess-a", "in use", 0.5)), 0.0)
-    for i in range(1, 21):
+    for i in range(1, 10):
         p.tick(i / 10, 0)
+    (deciding,) = hellos(p)  # 0.5 s and the margin after the refusal
+    p.receive_report_frame(frame(Refusal(SID, deciding.nonce, "sess-a", "in use", 2.0)), 0.9)
     assert p.gave_up
     hellos(p)
     caplog.set_level("INFO", logger="seqtrade.client")

@@ -53,7 +53,7 @@ from seqtrade.models import (
     VenueStatus,
     Welcome,
 )
-from seqtrade.vclock import Sync, SyncAck
+from seqtrade.vclock import Sync, SyncAck, Window
 
 FIXTURES = Path(__file__).parent / "fixtures" / "wire"
 
@@ -239,6 +239,29 @@ MESSAGES: dict[str, Any] = {
     "sync_no_strategies": Sync("backtest", 1, 1, {}, 1, 0),
     "sync_ack": SyncAck("s1", 1_700_000_000_001_000_000, 3),
     "sync_ack_session": SyncAck("s1", 1_700_000_000_001_000_000, 3, "sess-a"),
+    "sync_ack_batch": SyncAck("s1", 1_700_000_000_001_000_000, 3, "sess-a", True),
+    "window": Window(
+        "backtest",
+        1_700_000_000_001_000_000,
+        3,
+        {"s1": 7, "s2": 0},
+        4,
+        5,
+        [
+            Book("BTC-USDT", 1_700_000_000_000, [[100.0, 1.0]], [[100.5, 0.5]], 3, 1_700_000_000_000_400_000),
+            Trade("BTC-USDT", 1_700_000_000_000, "t-9", 100.5, 0.25, "buy", 8, 1_700_000_000_000_700_000),
+        ],
+    ),
+    "window_part": Window(
+        "backtest",
+        1_700_000_000_002_000_000,
+        0,
+        {},
+        5,
+        6,
+        [Ticker("ETH-USDT", 1, 3000.0, 2999.5, 3000.5, 1.0, 2.0, 10.0, 1, 2)],
+    ),
+    "window_empty": Window("backtest", 1, 1, {}, 1, 0, []),
 }
 
 REQUESTS = (OrderRequest, CancelRequest, AmendRequest, CancelAll, Hello, Heartbeat, Goodbye, HistoryRequest,
@@ -258,7 +281,8 @@ HOSTILE: dict[str, Any] = {
 MUTATED = ("ticker", "book", "trade", "status", "report_accepted", "welcome", "order_limit", "order_market",
            "cancel", "amend_price", "amend_both", "cancel_all", "cancel_all_symbol", "hello",
            "hello_int_nonce", "heartbeat", "candle", "feed_status", "history", "history_request", "mark",
-           "funding", "price_limit", "account_event_funding", "order_reduce_only", "sync", "sync_ack")  # fmt: skip
+           "funding", "price_limit", "account_event_funding", "order_reduce_only", "sync", "sync_ack",
+           "sync_ack_batch", "window")  # fmt: skip
 
 
 def _cases() -> Iterator[tuple[str, bytes]]:

@@ -44,7 +44,7 @@ from seqtrade.models import (
     VenueStatus,
     Welcome,
 )
-from seqtrade.vclock import Sync, SyncAck
+from seqtrade.vclock import Sync, SyncAck, Window
 
 ids = st.from_regex(r"[A-Za-z0-9_-]{1,32}", fullmatch=True)
 coids = st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)
@@ -181,9 +181,20 @@ MESSAGES: dict[type, st.SearchStrategy[Any]] = {
     HistoryRequest: st.builds(HistoryRequest, ids, coids, symbols, bars, st.integers(1, MAX_HISTORY)),
     Sync: st.builds(Sync, ids, u63, u63, st.dictionaries(ids, u63, max_size=4), u63, u64),
     SyncAck: st.builds(
-        SyncAck, ids, u63, u63, st.just("") | st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)
+        SyncAck,
+        ids,
+        u63,
+        u63,
+        st.just("") | st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True),
+        st.booleans(),
     ),
 }
+# A window carries market data of any type but its own and sync.
+MESSAGES[Window] = st.builds(
+    Window, ids, u63, u63, st.dictionaries(ids, u63, max_size=4), u63, u64,
+    st.lists(st.one_of(*(MESSAGES[c.model] for c in wire.MARKET_DATA_TYPES.values()
+                         if c.model not in (Sync, Window))), max_size=2),
+)  # fmt: skip
 any_message = st.sampled_from(sorted(MESSAGES, key=lambda c: c.__name__)).flatmap(lambda cls: MESSAGES[cls])
 
 
@@ -199,7 +210,7 @@ def test_tables_are_split_by_channel_and_keep_the_protocol_order():
     ]  # fmt: skip
     assert list(wire.MARKET_DATA_TYPES) == [
         "ticker", "book", "trade", "status", "candle", "feed_status", "mark", "funding", "price_limit", "sync",
-        "depth", "fullbook", "book_status",
+        "depth", "fullbook", "book_status", "window",
     ]  # fmt: skip
     assert list(wire.REPORT_TYPES) == ["order_report", "welcome", "refusal", "history", "account_event"]
     assert wire.MESSAGE_TYPES == {**wire.MARKET_DATA_TYPES, **wire.REPORT_TYPES}
@@ -303,6 +314,7 @@ def test_dispatch_table_covers_its_table_exactly():
                 Depth,
                 BookUpdate,
                 BookStatus,
+                Window,
             )
         },  # fmt: skip
     )
@@ -315,7 +327,7 @@ def test_dispatch_table_covers_its_table_exactly():
     with pytest.raises(
         ValueError,
         match=r"no handler for \['trade', 'status', 'candle', 'feed_status', 'mark', 'funding', 'price_limit',"
-        r" 'sync', 'depth', 'fullbook', 'book_status'\]",
+        r" 'sync', 'depth', 'fullbook', 'book_status', 'window'\]",
     ):
         wire.dispatch_table(wire.MARKET_DATA_TYPES, {Ticker: print, Book: print})
     with pytest.raises(ValueError, match="not in the table: \\['Hello'\\]"):

@@ -207,7 +207,7 @@ async def test_the_page_shows_two_strategies_a_fill_within_a_second_and_the_numb
             def journal(page: Any) -> tuple[set[str], str, str]:
                 page.fill('#journal-form input[name="strategy"]', "b")
                 page.click('#journal-form button[type="submit"]')
-                page.wait_for_selector('#journal-table[data-loaded="fills:1"]')
+                page.wait_for_selector('#journal-table[data-loaded="fills:1"][data-query^="strategy=b&"]')
                 who = set(
                     page.eval_on_selector_all(
                         "#journal-table tbody tr td:nth-child(2)", "cs => cs.map(c => c.dataset.v)"
@@ -216,7 +216,7 @@ async def test_the_page_shows_two_strategies_a_fill_within_a_second_and_the_numb
                 page.select_option('#journal-form select[name="kind"]', "orders")
                 page.fill('#journal-form input[name="strategy"]', "")
                 page.click('#journal-form button[type="submit"]')
-                page.wait_for_selector('#journal-table[data-loaded="orders:1"]')
+                page.wait_for_selector('#journal-table[data-loaded="orders:1"][data-query^="page=1&"]')
                 return (
                     who,
                     page.inner_text("#page"),

@@ -331,9 +331,13 @@ async def kill_server_cycles(rig: Rig, cycles: int, seed: int) -> dict[str, Any]
     early = 0
     t0 = time.monotonic()
     log = rig.base / "server.log"
-    for _ in range(cycles):
+    for i in range(cycles):
         offset = log.stat().st_size
-        await trio.sleep(rng.uniform(0.25, 1.6))  # the fault's timing: anywhere from start-up to trading
+        if i % 2:  # the fault's timing: while the strategies trade with this server
+            await trading(rig)
+            await trio.sleep(rng.uniform(0.0, 0.5))
+        else:  # anywhere from start-up on (on a busy machine, mostly before the server binds)
+            await trio.sleep(rng.uniform(0.25, 1.6))
         await rig.kill_server()
         with open(log, "rb") as f:
             f.seek(offset)
@@ -346,8 +350,28 @@ async def kill_server_cycles(rig: Rig, cycles: int, seed: int) -> dict[str, Any]
     return figures
 
 
+def applied(rig: Rig) -> int:
+    """Reports the strategies' current processes have applied."""
+    return sum(1 for sid in rig.strategies for x in rig.lines(sid) if x["ev"] == "r")
+
+
+async def trading(rig: Rig, reports: int = 10) -> None:
+    """Until the server started last is up, the strategies have applied ``reports`` more reports
+    from it, and it has written a snapshot (a restart then reads the snapshot and the journal after
+    it). A kill timed from the server's start alone lands before it binds when the machine is busy
+    (python takes seconds to start): the cycles then tested start-ups only, and whether any restart
+    read a snapshot was luck."""
+    started = time.time()
+    await rig.server_ready(timeout=60)
+    before = applied(rig)
+    snapshot = rig.run_dir / "snapshot.sqlite"
+    with trio.fail_after(60):
+        while applied(rig) < before + reports or not snapshot.exists() or snapshot.stat().st_mtime < started:
+            await trio.sleep(0.05)
+
+
 async def test_server_kill9_cycles(rig):
-    with trio.fail_after(150):
+    with trio.fail_after(240):
         figures = await kill_server_cycles(rig, 20, seed=20240601)
     show("server kill -9 while 3 strategies trade", figures)
     assert figures["venue orders"] > 50 and figures["fills"] > 20

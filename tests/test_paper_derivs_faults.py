@@ -152,23 +152,27 @@ async def test_server_kill9_during_funding_positions_reconcile_and_funding_count
         await rig.kill_server()
         rig.start_server(write_config(rig, "still", tick_interval=3600.0, funding_interval=10**9))
         await rig.server_ready()
-        finals = {}
-        for sid, p in rig.strategies.items():
-            assert p.poll() is None, rig.log_tail(f"{sid}.log")
-            p.send_signal(signal.SIGUSR1)
-        for sid in rig.strategies:
-            finals[sid] = await rig.wait_line(sid, "final", timeout=30)
-        for p in rig.strategies.values():
-            p.send_signal(signal.SIGTERM)
-            assert await wait_exit(p) == 0
-        status = await trio.to_thread.run_sync(
-            lambda: request(f"ipc://{rig.run_dir / 'control.ipc'}", "status")
-        )
-        await rig.stop_server()
-        figures = check(rig, finals, status["accounts"])
+        figures = await stop_and_check(rig)
         figures.update({"kill -9 cycles": cycles, "kills the moment a funding was committed": targeted,
                         "fundings settled but not journaled when the server died (summed over kills)": missing})  # fmt: skip
         show("swaps: server kill -9 during funding", figures)
+
+
+async def stop_and_check(rig: Rig) -> dict[str, Any]:  # noqa: F811
+    """With the last server up on a still market: each strategy catches up and says what it holds,
+    stops; the server stops; then :func:`check`. Its figures."""
+    finals = {}
+    for sid, p in rig.strategies.items():
+        assert p.poll() is None, rig.log_tail(f"{sid}.log")
+        p.send_signal(signal.SIGUSR1)
+    for sid in rig.strategies:
+        finals[sid] = await rig.wait_line(sid, "final", timeout=30)
+    for p in rig.strategies.values():
+        p.send_signal(signal.SIGTERM)
+        assert await wait_exit(p) == 0
+    status = await trio.to_thread.run_sync(lambda: request(f"ipc://{rig.run_dir / 'control.ipc'}", "status"))
+    await rig.stop_server()
+    return check(rig, finals, status["accounts"])
 
 
 def check(rg: Rig, finals: dict[str, dict[str, Any]], accounts: dict[str, Any]) -> dict[str, Any]:

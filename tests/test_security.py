@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,15 +49,24 @@ S = "BTC-USDT"
 SERVER, HOST_A, HOST_B, STRANGER = keygen(), keygen(), keygen(), keygen()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def reserve_port(held: list[socket.socket]) -> int:
+    """A loopback port kept bound by a socket added to ``held`` (close them when the test ends).
+
+    Bound with SO_REUSEADDR and never listening: no other bind or connect on the machine can take
+    the port while it is held, yet the server's bind of it succeeds (libzmq binds with SO_REUSEADDR
+    too, and no socket listens on it). Finding a free port and closing it before the server binds it
+    left a window in which another process (tests run beside other test runs) could take it: the
+    server then failed to start (TransportError: address in use), seen once under load."""
+    s = socket.socket()
+    held.append(s)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    return int(s.getsockname()[1])
 
 
-def tcp_config(base_dir: Path, extra: str = "") -> Config:
+def tcp_config(base_dir: Path, held: list[socket.socket], extra: str = "") -> Config:
     write_public_key(base_dir / "hostb.pub", HOST_B.public)
-    eps = {c: f"tcp://127.0.0.1:{free_port()}" for c in ("md", "order", "report")}
+    eps = {c: f"tcp://127.0.0.1:{reserve_port(held)}" for c in ("md", "order", "report")}
     return make_config(base_dir, f"""
 [bus]
 md_endpoint = "{eps['md']}"
@@ -79,8 +89,13 @@ strategies = ["B"]
 
 
 @pytest.fixture
-def tcp_cfg(base_dir: Path) -> Config:
-    return tcp_config(base_dir)
+def tcp_cfg(base_dir: Path) -> Iterator[Config]:
+    held: list[socket.socket] = []
+    try:
+        yield tcp_config(base_dir, held)
+    finally:
+        for s in held:
+            s.close()
 
 
 @pytest.fixture

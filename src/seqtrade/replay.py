@@ -14,7 +14,10 @@ What strategies see: the recorded fields as they were (``ts`` is the exchange's 
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import heapq
+import itertools
 import json
 import logging
 import math
@@ -32,13 +35,14 @@ from .models import OrderStatus
 from .recorder_rows import RESERVED, safe_key
 from .venues.base import EventKind, Instrument, OrderEvent, Venue, VenueOrder, VenueSink
 
-__all__ = ["ReplayVenue", "recorded_days", "read_rows", "to_message", "with_run_dir"]
+__all__ = ["ReplayVenue", "recorded_days", "read_rows", "read_messages", "to_message", "with_run_dir"]
 
 log = logging.getLogger(__name__)
 
 REJECT = "replay: market data only (orders are not traded)"
 _STATUS = "status"
 _BATCH = 512  # messages published between checkpoints at full speed
+_READ_BATCH = 16_384  # rows read from a file at a time
 
 
 def recorded_days(data: Path) -> list[str]:
@@ -49,11 +53,8 @@ def recorded_days(data: Path) -> list[str]:
     return sorted(days)
 
 
-def read_rows(data: Path, symbols: list[str]) -> Iterator[dict[str, Any]]:
-    """Every market-data row of the recording for ``symbols`` (and every ``status``), in recorded
-    order: by ``gw_ns``, then type and ``seq``. Streamed: each file is read a batch at a time, and the
-    files of each type and key (in time order within themselves) are merged, so a recording of any
-    size replays in bounded memory."""
+def _chains(data: Path, symbols: list[str]) -> list[tuple[str, list[Path]]]:
+    """(table, its files in time order) of each type and key the replay reads, in (table, key) order."""
     keys = {safe_key(s) for s in symbols}
     chains: dict[tuple[str, str], list[Path]] = {}
     for table in sorted(t for t in data.iterdir() if t.is_dir() and t.name not in RESERVED):
@@ -61,7 +62,15 @@ def read_rows(data: Path, symbols: list[str]) -> Iterator[dict[str, Any]]:
             for key in sorted(k for k in day.iterdir() if k.is_dir()):
                 if table.name == _STATUS or key.name in keys:
                     chains.setdefault((table.name, key.name), []).extend(sorted(key.glob("*.parquet")))
-    streams = [_file_rows(files) for _, files in sorted(chains.items())]
+    return [(table, files) for (table, _), files in sorted(chains.items())]
+
+
+def read_rows(data: Path, symbols: list[str]) -> Iterator[dict[str, Any]]:
+    """Every market-data row of the recording for ``symbols`` (and every ``status``), in recorded
+    order: by ``gw_ns``, then type and ``seq``. Streamed: each file is read a batch at a time, and the
+    files of each type and key (in time order within themselves) are merged, so a recording of any
+    size replays in bounded memory."""
+    streams = [_file_rows(files) for _, files in _chains(data, symbols)]
     return heapq.merge(*streams, key=lambda r: (r.get("gw_ns") or 0, str(r.get("type")), r.get("seq") or 0))
 
 
@@ -71,6 +80,106 @@ def _file_rows(files: list[Path]) -> Iterator[dict[str, Any]]:
     for f in files:
         for batch in pq.ParquetFile(f).iter_batches(batch_size=4096):
             yield from batch.to_pylist()
+
+
+def read_messages(data: Path, symbols: list[str]) -> Iterator[tuple[int, Any]]:
+    """(recorded ns, message) of every row :func:`read_rows` gives, in the same order: the message
+    :func:`to_message` makes of it (rows it makes None of are skipped), or True/False for a recorded
+    change of the venue's connection (``status`` rows that repeat the state are skipped).
+
+    The fast reader of the replay and the backtest: a batch of a file is read a column at a time
+    (no map per row), and rows of a type whose model takes its columns as they are (checked on the
+    batch's first row against the type's codec) become models in one call per batch."""
+    streams = [_file_messages(i, table, files) for i, (table, files) in enumerate(_chains(data, symbols))]
+    connected = True
+    for ns, _typ, _seq, _i, msg in heapq.merge(*streams):
+        if msg.__class__ is dict:  # a status row
+            now = bool(msg.get("connected", True))
+            if now != connected:
+                connected = now
+                yield ns, now
+        elif msg is not None:
+            yield ns, msg
+
+
+_Keyed = tuple[int, str, int, int, Any]  # (gw_ns, type, seq, stream, message): read_rows' order, no ties
+
+
+def _file_messages(stream: int, table: str, files: list[Path]) -> Iterator[_Keyed]:
+    import pyarrow.parquet as pq
+
+    for f in files:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=_READ_BATCH):
+            # A batch makes a few hundred thousand objects, none in a reference cycle: the cyclic
+            # collector, run every 700 of them, would walk them (and all that lives) again and again.
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                keyed = _keyed(stream, table, batch)
+            finally:
+                if collecting:
+                    gc.enable()
+            yield from keyed
+        # (a row of no known type is None here: dropped after the merge, where read_rows' order is kept)
+
+
+def _keyed(stream: int, table: str, batch: Any) -> Iterator[_Keyed]:
+    """The rows of one batch of a file, keyed for the merge (see :func:`_file_messages`)."""
+    names = batch.schema.names
+    cols = {name: _pylist(batch.column(i)) for i, name in enumerate(names)}
+    n = batch.num_rows
+    gws = [v or 0 for v in cols["gw_ns"]] if "gw_ns" in cols else [0] * n
+    seqs = [v or 0 for v in cols["seq"]] if "seq" in cols else [0] * n
+    typs = [str(v) for v in cols["type"]] if "type" in cols else ["None"] * n
+    if table == _STATUS:
+        rows: list[Any] = [dict(zip(names, r, strict=True)) for r in zip(*cols.values(), strict=True)]
+    else:
+        rows = _batch_messages(batch, names, cols, typs)
+    return zip(gws, typs, seqs, itertools.repeat(stream, n), rows, strict=True)
+
+
+def _pylist(col: Any) -> list[Any]:
+    """``col.to_pylist()``; for a list of lists of numbers without nulls (books' levels), built from the
+    flat values in C-level passes (pyarrow's own conversion costs a few µs a row there)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = col.type
+    if not (pa.types.is_list(t) and pa.types.is_list(t.value_type)) or col.null_count or col.offset:
+        return list(col.to_pylist())
+    inner = col.values
+    if inner.null_count or inner.values.null_count or inner.offset or not len(inner):
+        return list(col.to_pylist())
+    width = pc.min_max(pc.list_value_length(inner)).as_py()
+    flat = inner.values.to_pylist()
+    w = width["min"]
+    if w != width["max"] or not w or len(flat) != w * len(inner):
+        return list(col.to_pylist())
+    levels = list(map(list, zip(*[iter(flat)] * w, strict=True)))  # [[price, size], ...] of every row
+    count = pc.min_max(pc.list_value_length(col)).as_py()
+    k = count["min"]
+    if k == count["max"] and k and k * len(col) == len(levels):
+        return list(map(list, zip(*[iter(levels)] * k, strict=True)))
+    oo = col.offsets.to_pylist()
+    return [levels[a:b] for a, b in itertools.pairwise(oo)]
+
+
+def _batch_messages(batch: Any, names: list[str], cols: dict[str, list[Any]], typs: list[str]) -> list[Any]:
+    """The message of each row of one batch (None where :func:`to_message` gives None)."""
+    codec = wire.MARKET_DATA_TYPES.get(typs[0]) if typs else None
+    fields = [f.name for f in dataclasses.fields(codec.model)] if codec is not None else []
+    if (
+        codec is not None
+        and codec.key == "symbol"
+        and typs.count(typs[0]) == len(typs)
+        and [n for n in names if n != "type"] == fields
+        and all(batch.column(i).null_count == 0 for i in range(len(names)))
+    ):
+        msgs = list(map(codec.model, *(cols[f] for f in fields)))
+        first = dict(zip(names, (cols[n][0] for n in names), strict=True))
+        if msgs[0] == codec.decode(first):  # the model takes the columns as they are: the codec agrees
+            return msgs
+    return [to_message(dict(zip(names, r, strict=True))) for r in zip(*cols.values(), strict=True)]
 
 
 def to_message(row: dict[str, Any]) -> Any:
@@ -134,7 +243,7 @@ class ReplayVenue(Venue):
         await self._wait_for_strategies(sink)
         log.info("replay: %s, %s, at %s", self.data, ", ".join(self.days) or "no data",
                  "full speed" if self._full_speed else f"{self.speed:g}x the recorded pace")  # fmt: skip
-        await self._play(sink, read_rows(self.data, self.symbols))
+        await self._play(sink, read_messages(self.data, self.symbols))
         log.info("replay finished: %d messages", self.published)
         self.finished.set()
         if self.stop_at_end:
@@ -160,11 +269,11 @@ class ReplayVenue(Venue):
             await trio.sleep(0.05)
         await trio.sleep(self.grace)
 
-    async def _play(self, sink: VenueSink, rows: Iterator[dict[str, Any]]) -> None:
+    async def _play(self, sink: VenueSink, messages: Iterator[tuple[int, Any]]) -> None:
         full = self._full_speed
         start = trio.current_time()
         first: int | None = None
-        for i, row in enumerate(self._messages(rows)):
+        for i, row in enumerate(messages):
             ns, msg = row
             if first is None:
                 first = ns
@@ -180,22 +289,6 @@ class ReplayVenue(Venue):
             else:
                 sink.publish_market(msg)
             self.published += 1
-
-    def _messages(self, rows: Iterator[dict[str, Any]]) -> Iterator[tuple[int, Any]]:
-        """(recorded ns, message) of each row: a market-data model, or True/False for a recorded
-        change of the venue's connection (other status rows repeat the state: skipped)."""
-        connected = True
-        for row in rows:
-            ns = int(row.get("gw_ns") or 0)
-            if row.get("type") == _STATUS:
-                now = bool(row.get("connected", True))
-                if now != connected:
-                    connected = now
-                    yield ns, now
-                continue
-            msg = to_message(row)
-            if msg is not None:
-                yield ns, msg
 
     # ------------------------------------------------------------------ orders: refused
 

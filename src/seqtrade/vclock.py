@@ -10,13 +10,18 @@ reports up to that seq, sets its clock (``Strategy.now()``) to ``t_ns``, runs th
 and answers with a :class:`SyncAck` on the order socket, behind the orders it sent meanwhile. The server
 starts the next window once every strategy has acknowledged: a round trip per window, not per message.
 Live servers never send a ``sync``; a strategy never sends ``sync_ack`` unless it got one.
+
+A client that reads :class:`Window` frames says so in its acknowledgements (``SyncAck.batch``); once
+every strategy of the backtest has, the server sends each window as one :class:`Window`: the window's
+market data and its ``sync`` in one frame, instead of a frame per message and a ``sync`` behind them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["Sync", "SyncAck", "VIRTUAL_CLOCK_ENV"]
+__all__ = ["Sync", "SyncAck", "Window", "VIRTUAL_CLOCK_ENV"]
 
 VIRTUAL_CLOCK_ENV = "SEQTRADE_VIRTUAL_CLOCK"
 """Set (to ``1``) in the environment of the strategy processes a backtest starts: their clock is the
@@ -43,3 +48,22 @@ class SyncAck:
     t_ns: int
     step: int
     session: str = ""
+    batch: bool = False  # this client reads Window frames (the server may send the windows that way)
+
+
+@dataclass(slots=True)
+class Window(Sync):
+    """Server -> strategies, on ``window/<venue>/``: a window's market data and its :class:`Sync` in one
+    frame (sent once every strategy's ``sync_ack`` said ``batch``).
+
+    ``md`` holds the window's market data in recorded order: the messages (a receiver's decoded models;
+    the server may hold the frame's rows instead, built once for every subscriber). A receiver hands
+    them to the strategy as if each had come in its own frame (only those of topics it subscribed to),
+    then acts on the sync part as on a :class:`Sync`. ``step`` 0: market data only, the window goes on
+    (a window split in parts, or cut by a change of the venue's connection); no answer is due.
+    """
+
+    md: list[Any] = field(default_factory=list)
+    # The keys of each type's rows when ``md`` holds the rows of the frame (the server's side, see
+    # seqtrade.wire): ``type -> [key, ...]``. Not part of the window's value.
+    keys: dict[str, list[str]] = field(default_factory=dict, compare=False)

@@ -8,7 +8,7 @@ two functions that turn the model into a body map and back, written side by side
 directions dispatch through the tables, never through ``isinstance`` chains:
 
 - :data:`MARKET_DATA_TYPES` (ticker, book, trade, status, candle, feed_status, mark, funding,
-  price_limit, sync, depth, fullbook, book_status) and :data:`REPORT_TYPES` (order_report, welcome,
+  price_limit, sync, depth, fullbook, book_status, window) and :data:`REPORT_TYPES` (order_report, welcome,
   refusal, history, account_event) are what the server publishes; :data:`MESSAGE_TYPES` is both, what :func:`decode_message`
   reads.
 - :data:`REQUEST_TYPES` is what strategies send; :func:`parse_request` reads it.
@@ -44,6 +44,7 @@ accepted where a float is expected (``quantity: 1`` is a number in every languag
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -84,7 +85,7 @@ from .models import (
     VenueStatus,
     Welcome,
 )
-from .vclock import Sync, SyncAck
+from .vclock import Sync, SyncAck, Window
 
 __all__ = [
     "STRATEGY_ID_RE",
@@ -106,6 +107,7 @@ __all__ = [
     "decode_message",
     "encode_ticker",
     "decode_ticker_frame",
+    "window_row",
     "parse_request",
     "report_to_body",
     "report_from_body",
@@ -410,6 +412,75 @@ def _sync_from_body(d: dict[str, Any]) -> Sync:
 
 
 _SYNC = Codec("sync", Sync, "venue", _sync_body, _sync_from_body)
+
+
+# A backtest's window in one frame (docs/protocol.md, "Backtest clock"): its market data as rows, each
+# a message's type and then the values of its map in the order ``keys[type]`` names (the map its own
+# frame would carry, without repeating the keys); and the sync. Inner messages of a type this version
+# does not know are skipped (a newer server); a window or sync inside a window is not market data.
+
+# Types whose model takes the values of its map positionally, exactly as its decoder would build it
+# (tests/test_backtest_window.py checks it): their rows become models in one call when ``keys[type]``
+# are the model's fields, in order.
+_POSITIONAL = ("ticker", "book", "trade")
+
+
+def window_row(msg: Any, keys: dict[str, list[str]]) -> list[Any]:
+    """``msg``'s row in a window frame (its map's values after ``type``), its type's keys added to
+    ``keys`` at its first message."""
+    body = CODECS[msg.__class__].encode(msg)
+    typ = body["type"]
+    names = keys.get(typ)
+    if names is None:
+        names = keys[typ] = [k for k in body if k != "type"]
+    return [typ, *[body[k] for k in names]]
+
+
+def _window_body(w: Window) -> dict[str, Any]:
+    keys = {t: list(k) for t, k in w.keys.items()}
+    md = [m if m.__class__ is list else window_row(m, keys) for m in w.md]
+    return {"type": "window", "venue": w.venue, "t": w.t_ns, "step": w.step, "reports": dict(w.reports),
+            "keys": keys, "md": md, "seq": w.seq, "gw_ns": w.gw_ns}  # fmt: skip
+
+
+def _window_from_body(d: dict[str, Any]) -> Window:
+    keys = d["keys"]
+    if keys.__class__ is not dict:
+        raise TypeError("window: 'keys' must be a map")
+    # per type: (the model, when the row is its fields in order) or (the codec, the keys)
+    plans: dict[Any, tuple[Any, Any]] = {}
+    md: list[Any] = []
+    for row in d["md"]:
+        if row.__class__ is not list or not row:
+            raise TypeError("window: each 'md' item must be a non-empty array")
+        typ = row[0]
+        plan = plans.get(typ)
+        if plan is None:
+            plan = plans[typ] = _window_plan(typ, keys)
+        model, names = plan
+        if model is not None:
+            md.append(model(*row[1:]))
+        elif names is not None:
+            md.append(names[0].decode(dict(zip(names[1], row[1:], strict=False))))
+    return Window(d["venue"], d["t"], d["step"], dict(d.get("reports") or {}), d.get("seq", 0),
+                  d.get("gw_ns", 0), md, keys)  # fmt: skip
+
+
+def _window_plan(typ: Any, keys: dict[str, Any]) -> tuple[Any, Any]:
+    """How the rows of ``typ`` become models: (model, None) positionally, (None, (codec, keys)) through
+    the codec, (None, None) skipped (a type this version does not know, or not market data)."""
+    c = MARKET_DATA_TYPES.get(typ) if isinstance(typ, str) else None
+    if c is None or c.model is Window or c.model is Sync:
+        return None, None
+    names = keys[typ]
+    if names.__class__ is not list:
+        raise TypeError(f"window: keys of {typ} must be an array")
+    if typ in _POSITIONAL and names == [f.name for f in dataclasses.fields(c.model)]:
+        return c.model, None
+    return None, (c, names)
+
+
+_WINDOW = Codec("window", Window, "venue", _window_body, _window_from_body)
 
 
 def _feeds_body(s: FeedsStatus) -> dict[str, Any]:
@@ -745,6 +816,8 @@ def _order_body(o: OrderRequest) -> dict[str, Any]:
 
 
 _ORDER_TYPES = ", ".join(OrderType)
+_SIDE_OF: dict[str, Side] = {s.value: s for s in Side}  # what Side(x) answers, as one dict lookup
+_ORDER_TYPE_OF: dict[str, OrderType] = {t.value: t for t in OrderType}
 
 
 def _order_from_body(d: dict[str, Any]) -> OrderRequest:
@@ -752,17 +825,13 @@ def _order_from_body(d: dict[str, Any]) -> OrderRequest:
     coid = _string(d, typ, "client_order_id", CLIENT_ORDER_ID_RE)
     symbol = _symbol(d, typ)
     side_s = _string(d, typ, "side")
-    try:
-        side = Side(side_s)
-    except ValueError:
-        raise WireError(f"order_request: 'side' must be 'buy' or 'sell', got {side_s[:40]!r}") from None
+    side = _SIDE_OF.get(side_s)
+    if side is None:
+        raise WireError(f"order_request: 'side' must be 'buy' or 'sell', got {side_s[:40]!r}")
     ot_s = _string(d, typ, "order_type")
-    try:
-        order_type = OrderType(ot_s)
-    except ValueError:
-        raise WireError(
-            f"order_request: 'order_type' must be one of {_ORDER_TYPES}, got {ot_s[:40]!r}"
-        ) from None
+    order_type = _ORDER_TYPE_OF.get(ot_s)
+    if order_type is None:
+        raise WireError(f"order_request: 'order_type' must be one of {_ORDER_TYPES}, got {ot_s[:40]!r}")
     if order_type is OrderType.MARKET:
         price = _optional_positive(d, typ, "price")
     else:
@@ -947,12 +1016,17 @@ def _sync_ack_body(a: SyncAck) -> dict[str, Any]:
     body: dict[str, Any] = {"type": "sync_ack", "strategy_id": a.strategy_id, "t": a.t_ns, "step": a.step}
     if a.session:
         body["session"] = a.session
+    if a.batch:  # the client reads window frames; absent when false
+        body["batch"] = True
     return body
 
 
 def _sync_ack_from_body(d: dict[str, Any]) -> SyncAck:
+    batch = d.get("batch", False)
+    if not isinstance(batch, bool):
+        raise WireError(f"sync_ack: 'batch' must be true or false, got {type(batch).__name__}")
     return SyncAck(d["strategy_id"], _integer(d, "sync_ack", "t"), _integer(d, "sync_ack", "step"),
-                   _session(d, "sync_ack"))  # fmt: skip
+                   _session(d, "sync_ack"), batch)  # fmt: skip
 
 
 _SYNC_ACK = Codec("sync_ack", SyncAck, "strategy_id", _sync_ack_body, _sync_ack_from_body)
@@ -967,7 +1041,7 @@ _HISTORY_REQUEST = Codec(
 
 _MARKET_DATA: tuple[Codec[Any], ...] = (
     _TICKER, _BOOK, _TRADE, _STATUS, _CANDLE, _FEED_STATUS, _MARK, _FUNDING, _PRICE_LIMIT, _SYNC, _DEPTH,
-    _FULLBOOK, _BOOK_STATUS,
+    _FULLBOOK, _BOOK_STATUS, _WINDOW,
 )  # fmt: skip
 _REPORTS: tuple[Codec[Any], ...] = (_ORDER_REPORT, _WELCOME, _REFUSAL, _HISTORY, _ACCOUNT_EVENT)
 _REQUESTS: tuple[Codec[Any], ...] = (
@@ -1027,6 +1101,27 @@ def encode_message(msg: Any) -> bytes:
         c = codec_for(type(msg))
         kind, key, body = c.kind, c.key, c.encode
     frame: bytes = topic(kind, getattr(msg, key)) + _pack(body(msg))
+    return frame
+
+
+_REPORT_TOPICS: dict[tuple[type, str], bytes] = {}  # (report type, strategy id) -> topic, bounded below
+
+
+def encode_stored_report(r: Any, body: dict[str, Any]) -> bytes:
+    """The frame :func:`encode_message` makes of a numbered report (an ``order_report`` or an
+    ``account_event``), from ``body``: its :func:`stored_report_to_body` as the journal stored it, whose
+    ``gw_ns`` is set to the report's here. The server builds each body once for the journal and the
+    wire; the frame is the same bytes as ``encode_message(r)``."""
+    key = (type(r), r.strategy_id)
+    head = _REPORT_TOPICS.get(key)
+    if head is None:
+        c = codec_for(type(r))
+        head = topic(c.kind, getattr(r, c.key))
+        if len(_REPORT_TOPICS) >= 4096:
+            _REPORT_TOPICS.clear()
+        _REPORT_TOPICS[key] = head
+    body["gw_ns"] = r.gw_ns
+    frame: bytes = head + _pack(body)
     return frame
 
 
@@ -1110,7 +1205,9 @@ def parse_request(frame: bytes, *, max_bytes: int = 65_536) -> Request:
             raise WireError(f"{kind}: body must be a MessagePack map, got {type(d).__name__}")
         if d.get("type") != kind:
             raise WireError(f"body type {d.get('type')!r} does not match topic type {kind!r}")
-        body_sid = _string(d, kind, "strategy_id", STRATEGY_ID_RE)
+        body_sid = d.get("strategy_id")
+        if sid is None or type(body_sid) is not str or body_sid != key:  # (else: the key's, checked above)
+            body_sid = _string(d, kind, "strategy_id", STRATEGY_ID_RE)
         if body_sid != key:
             raise WireError(f"{kind}: strategy_id {body_sid!r} does not match topic key {key!r}")
         maybe_coid = d.get("client_order_id")

@@ -2,8 +2,9 @@
 
 ``Swapper`` sends one market order (``side``, ``size`` contracts of ``symbol``) under a fixed
 client_order_id, so that sending it again after a server restart is idempotent, then holds the
-position while the venue settles funding on it; with ``churn`` > 0 it also trades one lot in and out
-every ``churn`` seconds (market orders, buy then sell), re-sending a request that got no report within
+position while the venue settles funding on it; with ``churn`` > 0, once it holds the position, it also
+trades one lot out and back every ``churn`` seconds (market orders, the side from its position),
+re-sending a request that got no report within
 a second under the same client_order_id (idempotent), so that fills happen while the server dies. It
 writes a JSON line to ``out`` for every report it applies (order reports and account events, replayed
 ones included, once each, in seq order). On
@@ -80,9 +81,20 @@ class Swapper(Strategy):
                 self._send(req)
                 self.pending[coid] = (req, now)
         if self.churn and not self.pending and now - self.last_trade >= self.churn:
+            # one lot out of the held position and back, judged from the position itself (an order the
+            # server rejected at a restart, journaled but never sent, must not make the next one the
+            # same side); nothing before the position is held
+            held = self.size if self.side is Side.BUY else -self.size
+            lot = 0.01 if self.side is Side.BUY else -0.01
+            pos = self.position(self.sym)
+            if abs(pos - held) < 0.005:
+                side = self.side
+            elif abs(pos - held - lot) < 0.005:
+                side = Side.SELL if self.side is Side.BUY else Side.BUY
+            else:
+                return
             self.last_trade = now
             self.n += 1
-            side = Side.BUY if self.n % 2 else Side.SELL
             req = OrderRequest(self.strategy_id, f"{self.strategy_id}c{os.getpid()}n{self.n}", self.sym, side,
                                OrderType.MARKET, None, 0.01, time.time_ns() // 1_000_000)  # fmt: skip
             self._send(req)

@@ -41,9 +41,13 @@ Events:
   ``Report.synced``). The open orders are those of ``welcome.open_orders``. ``first`` is True for
   the join that started the strategy, ``back`` for one that ends a :class:`ServerLost`.
 - :class:`Refused`: the server refused our hello (another live process owns the strategy id).
-  ``first`` on the first one: we keep asking (a hello a second) until the refusal's
-  ``retry_after`` has passed once more, in case that process is gone (killed without a goodbye);
-  then :attr:`ClientProtocol.gave_up` is True and nothing more is sent.
+  ``first`` on the first one: we keep asking (a hello a second), and once the refusal's
+  ``retry_after`` has passed (when that process could be taken over if it is gone, killed without a
+  goodbye) we say hello with a fresh nonce: its answer decides. A welcome lets us in; a refusal of
+  that hello means the owner heartbeated after it could have been taken over, so it is live: then
+  :attr:`ClientProtocol.gave_up` is True and nothing more is sent. Never given up on a timer: a
+  hello that leaves late (a loaded machine) would find the owner not yet free and the timer run out
+  before the next one.
 - :class:`ServerLost` (from :meth:`ClientProtocol.tick`): nothing heard from the server for
   :data:`SERVER_SILENT` seconds while running; the protocol re-joins by itself.
 - Market data: the decoded model itself (a ticker frame built like the server's template is
@@ -54,6 +58,9 @@ Events:
   :attr:`ClientProtocol.candles` is the join of history and live candles
   (:class:`~seqtrade.candles.CandleJoin`), which the shell applies.
 - :class:`~seqtrade.candles.History`: the answer to a ``history_request`` (not numbered).
+- A backtest's :class:`~seqtrade.vclock.Window` (its market data and its sync in one frame) comes
+  back as decoded; the shell hands each of its messages to :meth:`ClientProtocol.window_md`, which
+  gives what :meth:`ClientProtocol.receive_md_frame` gives for the same message in its own frame.
 
 Catching up (docs/protocol.md, "Joining"): after the welcome, a report beyond the next seq but not
 beyond the welcome's ``last_seq`` is a gap in the replay (reports lost on the way): we drop what
@@ -96,7 +103,7 @@ from ..models import (
     Welcome,
 )
 from ..tickerframes import TickerDecoder
-from ..vclock import Sync
+from ..vclock import Sync, Window
 from .book import BookCopies, LocalBook
 
 __all__ = [
@@ -109,6 +116,7 @@ __all__ = [
     "LOST_HELLO_INTERVAL",
     "SERVER_SILENT",
     "CATCHUP_STALL",
+    "TAKEOVER_MARGIN",
     "HEARTBEAT_INTERVAL",
     "SYNC_INTERVAL",
     "STALL",
@@ -130,6 +138,10 @@ STALL = 1.0  # ticks this far apart (SIGSTOP, a slow callback): re-join, the tai
 SERVER_SILENT = 5.0
 LOST_HELLO_INTERVAL = 1.0
 CATCHUP_STALL = 3.0  # catching up and no report for this long: the replay was lost; ask again
+# Refused: the deciding hello leaves this long after the refusal's retry_after has passed, so that the
+# server surely finds the owner's silence past its limit if the owner is gone (the server's time and
+# ours differ by the frames' delays, which only add to this).
+TAKEOVER_MARGIN = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +208,9 @@ class ClientProtocol:
         self.joined = False  # the first join completed
         self.lost = False  # the server fell silent; cleared by the join that follows
         self.refused: Refusal | None = None  # the last refusal of the join in progress
-        self.gave_up = False  # refused for longer than the owner needed to be taken over
-        self._refused_until = 0.0
+        self.gave_up = False  # refused after the owner could have been taken over: it is live
+        self._decide_at = 0.0  # refused: when the deciding hello leaves
+        self._deciding = False  # the deciding hello (the current nonce) has left
         self._welcome: Welcome | None = None  # the welcome we catch up to
         self._progress = 0.0  # when the catch-up last advanced
         self._heard = False  # something came from the server since the last tick
@@ -231,7 +244,7 @@ class ClientProtocol:
              VenueStatus: self._status, Candle: self._candle, FeedsStatus: self._feeds,
              MarkPrice: self._book_or_trade, FundingRate: self._book_or_trade,
              PriceLimit: self._book_or_trade, Sync: self._feeds, Depth: self.books.on_depth,
-             BookUpdate: self.books.on_fullbook, BookStatus: self.books.on_status},
+             BookUpdate: self.books.on_fullbook, BookStatus: self.books.on_status, Window: self._feeds},
         )  # fmt: skip
 
     # ------------------------------------------------------------------ requests out
@@ -305,13 +318,10 @@ class ClientProtocol:
             self._rejoin = False
             if not self.nonce:
                 self.hello(now)
-        if self.refused is not None and now > self._refused_until and self.nonce:
-            log.error(
-                "still refused after %.1f s: giving up",
-                now - self._refused_until + self.refused.retry_after + 1,
-            )
-            self.nonce = ""
-            self.gave_up = True
+        if self.refused is not None and self.nonce and not self._deciding and now >= self._decide_at:
+            # the owner could be taken over now if it is gone: a fresh nonce, whose answer decides
+            self.hello(now)
+            self._deciding = True
         if self.nonce and self.target is None and now >= self._next_hello:
             # The same nonce: a welcome for any of these hellos will do; the newest last_seq matters.
             self._requests.append(self._hello_msg())
@@ -327,6 +337,8 @@ class ClientProtocol:
         times = []
         if self.nonce and self.target is None:
             times.append(self._next_hello)
+            if self.refused is not None and not self._deciding:
+                times.append(self._decide_at)  # the deciding hello (tick)
         elif self.target is not None:
             times.append(self._progress + CATCHUP_STALL)
         if self.running:
@@ -392,10 +404,16 @@ class ClientProtocol:
             return None  # another process's hello was refused, not ours (or we stopped asking)
         first = self.refused is None
         if first:
-            # The owner may be a process killed without a goodbye: ask again until it could have
-            # been taken over, a hello a second; then give up.
-            self._refused_until = now + msg.retry_after + 1.0
+            # The owner may be a process killed without a goodbye: ask again, a hello a second, and
+            # once it could have been taken over, a deciding hello (tick).
+            self._decide_at = now + msg.retry_after + TAKEOVER_MARGIN
+            self._deciding = False
             self._next_hello = now + LOST_HELLO_INTERVAL
+        elif self._deciding and msg.nonce == self.nonce:
+            # refused after the owner could have been taken over: it heartbeats, it is live
+            log.error("still refused after the owner's heartbeats could have stopped: giving up")
+            self.nonce = ""
+            self.gave_up = True
         self.refused = msg
         return Refused(msg, first)
 
@@ -407,6 +425,7 @@ class ClientProtocol:
         if self.refused is not None:
             log.info("the id's previous process is gone: joining in its place")
             self.refused = None
+            self._deciding = False
         if self.target is not None:
             # A repeated welcome for the hello we catch up with (the server answers a repeat of
             # the hello with its welcome again): the replay goes on to the newer seq.
@@ -469,6 +488,16 @@ class ClientProtocol:
         handler = self._md_handlers.get(type(msg))
         return handler(msg) if handler is not None else None
 
+    def window_md(self, msg: Any) -> Ticker | MdEvent:
+        """One market-data message of a backtest's :class:`~seqtrade.vclock.Window`, already decoded: what
+        :meth:`receive_md_frame` gives for the same message in its own frame (its seq gap counted)."""
+        if msg.__class__ is not Ticker:
+            return self._other_md(msg)
+        gap = msg.seq - self._ticker_seq.get(msg.symbol, msg.seq - 1) - 1  # the same count as for a frame
+        self.md_gaps += max(gap, 0)
+        self._ticker_seq[msg.symbol] = msg.seq
+        return msg
+
     def _ticker_via_table(self, msg: Ticker) -> None:
         raise AssertionError("tickers take the fast path in receive_md_frame")  # pragma: no cover
 
@@ -487,7 +516,7 @@ class ClientProtocol:
             self.md_gaps += seq - last - 1
         self._md_seq[key] = seq
 
-    def _feeds(self, msg: FeedsStatus | Sync) -> FeedsStatus | Sync:
+    def _feeds(self, msg: FeedsStatus | Sync | Window) -> FeedsStatus | Sync | Window:
         return msg
 
     def _status(self, msg: VenueStatus) -> VenueStatus:
@@ -512,6 +541,7 @@ MdEvent = (
     | FundingRate
     | PriceLimit
     | Sync
+    | Window
     | LocalBook
     | BookStatus
     | None

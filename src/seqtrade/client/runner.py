@@ -16,6 +16,7 @@ poll timeout. ``seqtrade bench`` measures the result against raw pyzmq in the sa
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -46,7 +47,7 @@ from ..models import (
     VenueStatus,
 )
 from ..security import ClientCurve, apply_client_curve, client_curve
-from ..vclock import Sync, SyncAck
+from ..vclock import VIRTUAL_CLOCK_ENV, Sync, SyncAck, Window
 from .book import FULL, LocalBook
 from .errorlog import SUMMARY_INTERVAL, CallbackErrors
 from .protocol import HELLO_INTERVAL, ClientProtocol, Refused, Report, ServerLost, Synced
@@ -66,6 +67,7 @@ log = logging.getLogger("seqtrade.client")
 MAX_POLL = 0.25  # the longest the loop sleeps: bounds how late stop() is noticed
 SYNC_WAIT_MS = 10_000  # a backtest's sync: how long to wait for the reports it names
 MD_BATCH = 4096  # market-data frames handled between two looks at the report socket and the clock
+BACKTEST_GC_THRESHOLD = 35_000  # the cyclic collector's young generation in a backtest (_backtest_gc)
 DEFAULT_JOIN_TIMEOUT = 60.0  # seconds without a welcome before ``seqtrade run`` gives up
 WAIT_NOTICE = 5.0  # while waiting for the server: a status line this often
 EXIT_NO_SERVER = 2  # the server never answered the join
@@ -120,9 +122,21 @@ class Connection:
         # restart) never arrive, so the session re-joins with a hello after each one.
         self.report_events = self.reports.get_monitor_socket(zmq.EVENT_CONNECTED)
         self.reports.connect(endpoints.report)
+        self.topics: list[
+            bytes
+        ] = []  # the market-data subscriptions (a backtest's window is filtered by them)
 
     def subscribe(self, kind: str, key: str) -> None:
-        self.md.setsockopt(zmq.SUBSCRIBE, wire.topic(kind, key))
+        self.subscribe_prefix(wire.topic(kind, key))
+
+    def subscribe_prefix(self, prefix: bytes) -> None:
+        """Subscribe the market-data socket to every topic starting with ``prefix``."""
+        self.md.setsockopt(zmq.SUBSCRIBE, prefix)
+        self.topics.append(prefix)
+
+    def wants(self, topic: bytes) -> bool:
+        """Whether a message of ``topic`` is one this connection subscribed to."""
+        return any(topic.startswith(p) for p in self.topics)
 
     def send(self, msg: Any) -> None:
         """Queue one request frame; raises if the order channel stays full for a second."""
@@ -167,6 +181,11 @@ class _Shell:
         self.errors = 0  # callbacks that raised
         self.errlog = CallbackErrors()
         self.refused = ""  # why the server refused our session ("": it did not)
+        # A backtest's windows: per (model class, topic key), whether we subscribed to it, and the
+        # callback of each model class (built at the first window).
+        self._wanted: dict[tuple[type, str], bool] = {}
+        self._window_calls: dict[type, tuple[str, Callable[[Any], Any]]] = {}
+        self._windows = 0  # window frames handled
 
     def call(self, fn: Callable[..., Any], *args: Any) -> None:
         """Call one strategy callback; an exception is logged and counted, never fatal."""
@@ -257,13 +276,15 @@ class _Shell:
             self.call(s.on_server_back)
 
     def refuse(self, ev: Refused) -> None:
-        """Refused: another live process trades as this id. Said at once; the protocol asks again
-        until that process could have been taken over, then gives up (see :func:`_join`)."""
+        """Refused: another live process trades as this id. Said at once; the protocol asks again,
+        and gives up only when it is refused after that process could have been taken over (see
+        :func:`_join`)."""
         self.refused = ev.refusal.reason
         if ev.first:
             log.error("the server refused to let this process join as %s: %s", self.proto.strategy_id,
                       ev.refusal.reason)  # fmt: skip
-            log.info("asking again for %.0f s in case that process is gone", ev.refusal.retry_after + 1)
+            log.info("asking again, and once more in %.1f s when that process could be taken over if it is gone",
+                     ev.refusal.retry_after)  # fmt: skip
 
     def tick(self, now: float) -> None:
         """The protocol's due work; a server that fell silent is told to the strategy."""
@@ -289,6 +310,8 @@ class _Shell:
                 self.candle(msg)
             elif msg.__class__ is sync:
                 self.sync(msg)
+            elif msg.__class__ is Window:
+                self.window(msg)
             elif msg is not None:
                 self.call(getattr(s, _MD_CALLBACK[msg.__class__]), msg)
 
@@ -306,7 +329,47 @@ class _Shell:
             self.drain_reports(self.conn.reports)
         s._advance_clock(msg.t_ns, self.call)
         self.flush()
-        self.conn.send(SyncAck(proto.strategy_id, msg.t_ns, msg.step, proto.session))
+        # batch: we read window frames (seqtrade.vclock.Window), the server may send the windows so
+        self.conn.send(SyncAck(proto.strategy_id, msg.t_ns, msg.step, proto.session, True))
+
+    def window(self, w: Window) -> None:
+        """A backtest's window in one frame: its market data, each message handed to the strategy as if
+        it had come in its own frame (those of topics we subscribed to), then its sync (step > 0)."""
+        if not self._windows and os.environ.get(VIRTUAL_CLOCK_ENV):  # a strategy process a backtest started
+            _backtest_gc()
+        self._windows += 1
+        wanted, calls, proto = self._wanted, self._window_calls, self.proto
+        codecs = wire.CODECS
+        for msg in w.md:
+            cls = msg.__class__
+            c = codecs[cls]
+            k = (cls, getattr(msg, c.key))
+            ok = wanted.get(k)
+            if ok is None:
+                ok = wanted[k] = self.conn.wants(c.topic(msg))
+            if not ok:
+                continue
+            ev = proto.window_md(msg)
+            if ev is None:
+                continue
+            call = calls.get(ev.__class__)
+            if call is None:
+                call = calls[ev.__class__] = self._window_call(ev.__class__)
+            try:
+                call[1](ev)
+            except Exception as exc:  # a strategy's bug must not end its process silently mid-trade
+                self.raised(call[0], exc)
+        if w.step:
+            self.sync(w)
+
+    def _window_call(self, cls: type) -> tuple[str, Callable[[Any], Any]]:
+        """(name, callable) handling a market-data event of class ``cls`` as ``drain_md`` does."""
+        if cls is Ticker:
+            return "on_ticker", self.s.on_ticker
+        if cls is Candle:
+            return "candle", self.candle
+        name = _MD_CALLBACK[cls]
+        return name, getattr(self.s, name)
 
     def candle(self, c: Candle) -> None:
         """One live candle, joined to what the strategy has: a duplicate of a bar handed over is
@@ -323,6 +386,16 @@ class _Shell:
                     self.call(s.on_candle, bar)
         if join.accept(c) is not None:
             self.call(s.on_candle, c)
+
+
+def _backtest_gc() -> None:
+    """At a backtest's first window frame: what lives by then (the strategy, the client, their imports)
+    is out of the cyclic collector's sight, and its young generation is collected 50 times less often.
+    A backtest decodes millions of small objects (rows, levels, models) that hold no cycles: with the
+    default threshold the collector walks them every 700 allocations, half of a window's cost."""
+    gc.freeze()
+    threshold = gc.get_threshold()
+    gc.set_threshold(max(threshold[0], BACKTEST_GC_THRESHOLD), *threshold[1:])
 
 
 def run_strategy(
@@ -367,10 +440,11 @@ def run_strategy(
         proto.books.want(sym, depth)  # ValueError for a bad depth, before anything is sent
         conn.subscribe("fullbook" if depth == FULL else "depth", sym)
         conn.subscribe("book_status", sym)
-    conn.md.setsockopt(zmq.SUBSCRIBE, b"status/")
-    conn.md.setsockopt(zmq.SUBSCRIBE, b"sync/")  # a backtest's clock (seqtrade.vclock); never sent live
+    conn.subscribe_prefix(b"status/")
+    conn.subscribe_prefix(b"sync/")  # a backtest's clock (seqtrade.vclock); never sent live
+    conn.md.setsockopt(zmq.SUBSCRIBE, b"window/")  # a backtest's windows in one frame; never sent live
     if _overrides(strategy, "on_feed_status"):
-        conn.md.setsockopt(zmq.SUBSCRIBE, b"feed_status/")
+        conn.subscribe_prefix(b"feed_status/")
     poller = zmq.Poller()
     poller.register(conn.reports, zmq.POLLIN)
     poller.register(conn.md, zmq.POLLIN)

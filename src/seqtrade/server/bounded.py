@@ -24,10 +24,16 @@ DEFAULT_FILTER_BYTES = 4 << 20
 _PROBES = 6
 
 
+def _blake(sid: str, coid: str) -> tuple[int, int]:
+    """A key's two hashes (h1, h2 odd): the probes are h1 + i * h2 (what snapshots were written with)."""
+    d = blake2b(f"{sid}\x00{coid}".encode(), digest_size=16).digest()
+    return int.from_bytes(d[:8], "little"), int.from_bytes(d[8:], "little") | 1
+
+
 class KeyFilter:
     """A Bloom filter over (strategy_id, client_order_id): no false negatives, a bounded memory."""
 
-    __slots__ = ("bits", "nbits", "added")
+    __slots__ = ("bits", "nbits", "added", "_last")
 
     def __init__(self, size_bytes: int = DEFAULT_FILTER_BYTES, data: bytes | None = None) -> None:
         if size_bytes < 64:
@@ -38,25 +44,31 @@ class KeyFilter:
         self.bits = bytearray(data) if data is not None else bytearray(b"\x00" * size_bytes)
         self.nbits = size_bytes * 8
         self.added = 0  # keys added in this process (for the status and the docs' figures)
+        # The last key asked about and its hashes: a new order's key is asked about, then added. It
+        # starts as ("", "") with that key's own hashes (never hashes no key has).
+        self._last: tuple[str, str, int, int] = ("", "", *_blake("", ""))
 
-    def _probes(self, sid: str, coid: str) -> list[int]:
-        d = blake2b(f"{sid}\x00{coid}".encode(), digest_size=16).digest()
-        h1 = int.from_bytes(d[:8], "little")
-        h2 = int.from_bytes(d[8:], "little") | 1
-        n = self.nbits
-        return [(h1 + i * h2) % n for i in range(_PROBES)]
+    def _hashes(self, sid: str, coid: str) -> tuple[int, int]:
+        last = self._last
+        if last[0] == sid and last[1] == coid:
+            return last[2], last[3]
+        h1, h2 = _blake(sid, coid)
+        self._last = (sid, coid, h1, h2)
+        return h1, h2
 
     def add(self, sid: str, coid: str) -> None:
-        bits = self.bits
-        for p in self._probes(sid, coid):
+        # The probes h1 + i * h2 (mod the bit count), i = 0 .. _PROBES - 1, as __contains__ walks them.
+        h, step = self._hashes(sid, coid)
+        bits, n = self.bits, self.nbits
+        for _ in range(_PROBES):
+            p = h % n
             bits[p >> 3] |= 1 << (p & 7)
+            h += step
         self.added += 1
 
     def __contains__(self, key: tuple[str, str]) -> bool:
         # The probes one by one: a new key usually misses at the first (the order path's common case).
-        d = blake2b(f"{key[0]}\x00{key[1]}".encode(), digest_size=16).digest()
-        h = int.from_bytes(d[:8], "little")
-        step = int.from_bytes(d[8:], "little") | 1
+        h, step = self._hashes(key[0], key[1])
         bits, n = self.bits, self.nbits
         for _ in range(_PROBES):
             p = h % n

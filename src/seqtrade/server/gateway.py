@@ -18,7 +18,9 @@ Tasks (all children of one nursery in :func:`seqtrade.server.app.serve`):
 - ``report_task`` owns the report PUB socket: venue events and the order task's replies -> reports with
   a per-strategy seq, journaled before they are published; the welcome of a ``hello``. The report
   stage is synchronous, so whichever of the two tasks runs it keeps the queue's order; nobody waits on
-  the report socket's FD (sends are NOBLOCK), so the order task's sends on it consume no edge.
+  the report socket's FD (sends are NOBLOCK), so the order task's sends on it consume no edge. A
+  venue's hand-over of an account event (``account_event``) runs the stage too, in the venue's task,
+  and returns once the event is journaled, so that a venue marks it handed over only then.
 - ``replay_task`` sends the replays the welcomes announced, a bounded chunk a step between the other
   tasks' work (it publishes on the report task's socket, between two of its batches).
 - ``monitor_task``: venue status once a second, the status line, dead strategies, feed health (the
@@ -143,7 +145,12 @@ class Gateway:
         self._report_max = config.bus.event_queue
         self._report_lot = trio.lowlevel.ParkingLot()  # the report task waits here for items
         self._room_lot = trio.lowlevel.ParkingLot()  # producers wait here while the queue is full
+        self._report_ready = trio.Event()  # set once the report task has its socket (_report_pub)
         self._report_pub: TrioSocket | None = None
+        # The order task runs the report stage itself after each batch: the venue events it queues
+        # wake nobody (the report task would wake to an empty queue), unless it must wait for room
+        # (_queue_report) or call the venue again (perform).
+        self._order_task: trio.lowlevel.Task | None = None
         self._md_seq: dict[bytes, int] = {}
         self.journal_commit_s = 0.0  # for the metrics endpoint (seqtrade.server.metrics)
         self.journal_lag_s = 0.0
@@ -209,20 +216,34 @@ class Gateway:
         if self.recorder is not None:
             self.recorder.order_event(event)
         # No checkpoint while there is room: the events a venue produces inline for one request
-        # (accepted, then fills) reach the report stage together and share one journal commit.
-        await self._queue_report(event)
+        # (accepted, then fills) reach the report stage together and share one journal commit. Those
+        # wake nobody: the order task runs the report stage itself after its batch.
+        await self._queue_report(event, wake=trio.lowlevel.current_task() is not self._order_task)
 
     async def account_event(self, event: VenueAccountEvent) -> None:
-        # The same report stage as order events: numbered, journaled (idempotent by event id), published.
+        """The same report stage as order events: numbered, journaled (idempotent by event id),
+        published. Returns only once the event is journaled: this task runs the report stage itself
+        right after queueing it (the stage is synchronous and takes the whole queue in order, as the
+        order task does after a batch), so when it returns :meth:`Journal.add_reports` has written
+        the event's rows and its applied id to the journal's log (they survive a kill -9), or the
+        event was found applied before (its id is journaled). A venue may therefore mark an event
+        handed over when this returns (venues/base.py, :meth:`VenueSink.account_event`)."""
         await self._queue_report(event)
+        if self._report_pub is None:  # before the report task started: its socket
+            await self._report_ready.wait()
+        assert self._report_pub is not None
+        self._run_report_stage(self._report_pub)  # no checkpoint since the queueing (while room)
 
-    async def _queue_report(self, item: ReportItem) -> None:
-        """Queue one item for the report stage; waits (a checkpoint) only while the queue is full."""
+    async def _queue_report(self, item: ReportItem, *, wake: bool = True) -> None:
+        """Queue one item for the report stage; waits (a checkpoint) only while the queue is full.
+        ``wake`` False: the caller runs the report stage itself soon (the order task's events)."""
         q = self._report_q
         while len(q) >= self._report_max:
+            self._report_lot.unpark()  # the queue may be full of items nobody was woken for
             await self._room_lot.park()
         q.append(item)
-        self._report_lot.unpark()
+        if wake:
+            self._report_lot.unpark()
 
     def set_connected(self, connected: bool) -> None:
         if connected != self.venue_connected:
@@ -358,6 +379,7 @@ class Gateway:
         """
         task_status.started()
         await self.accepting.wait()
+        self._order_task = trio.lowlevel.current_task()
         max_bytes = self.config.bus.max_frame_bytes
         engine = self.engine
         journal = self.journal
@@ -410,6 +432,8 @@ class Gateway:
             # answers with at once) is journaled and published here, without a hop to the report task.
             if self._report_q and self._report_pub is not None:
                 self._run_report_stage(self._report_pub)
+            elif self._report_q:
+                self._report_lot.unpark()
             if journal.due():  # the SQLite index follows the log, after the batch's sends
                 journal.index()
 
@@ -441,6 +465,8 @@ class Gateway:
             await self._queue_report(item)
         venue = self.venue
         for cmd in out.venue:
+            if self._report_q:  # a venue call may wait (a REST round trip): what is queued goes out meanwhile
+                self._report_lot.unpark()
             if isinstance(cmd, Place):
                 if self.recorder is not None:
                     self.recorder.order_sent(cmd.order)
@@ -473,6 +499,7 @@ class Gateway:
         strategy sees the gap in its seq and asks for it again with a ``hello``.
         """
         self._report_pub = pub
+        self._report_ready.set()
         task_status.started()
         q = self._report_q
         journal = self.journal
@@ -503,13 +530,14 @@ class Gateway:
                     self._replay(pub, step)
                 else:
                     self.accepting.set()  # RECOVERED: every recovery event before it is applied
-        self._room_lot.unpark_all()
+        if self._room_lot:  # producers waiting for room (rare: unpark_all costs a µs even when none)
+            self._room_lot.unpark_all()
 
     def _flush(self, pub: TrioSocket, commit: Commit) -> None:
         """Journal, then publish, then let the engine follow (all of it before the next await, so no
         request is checked before the accounts and the risk gate have followed these reports)."""
         t0 = time.perf_counter()
-        self.journal.add_reports(commit.rows, commit.fills)
+        bodies = self.journal.add_reports(commit.rows, commit.fills)  # built once: journal, then wire
         self.journal_commit_s = time.perf_counter() - t0  # metrics: the last commit's duration ...
         pending = commit.pending
         tracing = trace.ON
@@ -517,8 +545,11 @@ class Gateway:
             for _, r, _ in pending:
                 trace.mark(_trace_key(r), "r_wake", self._trace_wake)
                 trace.mark(_trace_key(r), "r_committed")
-        for _, r, _ in pending:
-            self._send_report(pub, r)
+        send, encode, clock_ns = pub.send_nowait, wire.encode_stored_report, self.clock.time_ns
+        for (_, r, _), body in zip(pending, bodies, strict=True):
+            r.gw_ns = clock_ns()
+            send(encode(r, body))
+            self.counters.reports_out += 1
             if tracing:
                 trace.mark(_trace_key(r), "r_published")
         self._reports_flushed.set()

@@ -8,7 +8,7 @@ is persisted before the order goes to the venue, and a report before it is publi
 The persistence point is the **log** (``<journal>-log`` beside the SQLite file, the layout of a
 write-ahead log such as LevelDB's: records framed by length and CRC, a log number in the index's
 meta table). A write (:meth:`Journal.add_records`, :meth:`Journal.add_reports`) appends one frame
-holding everything it was given, with one ``write(2)``: generic records (an order row, a report
+holding everything it was given, with one ``pwritev(2)``: generic records (an order row, a report
 row ``(strategy_id, seq, key, body)``, an applied trade id), not tables. When the call returns, the
 records are in the kernel's page cache and survive the server process dying at any instant (kill
 -9), exactly like a SQLite commit in WAL mode with ``synchronous = normal`` (which is what the
@@ -31,7 +31,13 @@ is for benchmarks only. The SQLite index runs with the same setting.
 Checks that SQLite's constraints used to make at the commit are made at the write, before anything
 is appended: a venue order id or (strategy, client order id) already journaled, or a report whose
 seq is not above its strategy's last, is refused (:class:`JournalError`) and nothing of the write
-is persisted.
+is persisted. "Already journaled" is answered without a read on the order path: pending orders are
+in exact sets, indexed ones in a Bloom filter (:class:`seqtrade.server.seen.SeenFilter`, no false
+negatives, fixed size) that holds every order of the index once it is filled (from the index at open,
+a chunk per :meth:`Journal.index`; orders written since the open are added by their write). The index
+is read only while the filter is being filled and when it answers "maybe" (a false positive or a
+real duplicate). A report's body is built once: :meth:`Journal.add_reports` returns the bodies it
+stored, and the server publishes them (:func:`seqtrade.wire.encode_stored_report`).
 
 Calls are synchronous and short; they run on the server's Trio thread so that their order is the
 order of events (no locks, no threads).
@@ -56,6 +62,7 @@ from ..errors import JournalError
 from ..models import AccountEvent, OrderReport, OrderStatus
 from ..wire import report_from_body, stored_report_from_body, stored_report_to_body
 from .orders import OrderRecord
+from .seen import DEFAULT_SEEN_BYTES, SeenFilter
 
 __all__ = ["Journal", "ReportRow", "INDEX_ENTRIES", "ROTATE_BYTES"]
 
@@ -68,6 +75,7 @@ ReportRow = tuple[str, int, str, bytes, int]
 
 INDEX_ENTRIES = 512  # pending records past which a write's caller is asked to index (:meth:`due`)
 ROTATE_BYTES = 32 << 20  # a fully indexed log past this size starts over under the next number (default)
+WARM_ROWS = 2048  # orders of the index taken into the "already journaled" filter per index() after opening
 _MAGIC = b"STJLOG1\n"
 _HEADER = len(_MAGIC) + 8  # magic, log number (u64 little-endian)
 _FRAME = struct.Struct("<II")  # payload length, crc32 of the payload
@@ -197,7 +205,15 @@ class _Batch:
 class Journal:
     """The journal (log + SQLite index). Not thread-safe: one owner (the server's Trio thread)."""
 
-    def __init__(self, path: Path, *, synchronous: str = "normal", rotate_bytes: int = ROTATE_BYTES) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "normal",
+        rotate_bytes: int = ROTATE_BYTES,
+        seen_bytes: int = DEFAULT_SEEN_BYTES,
+        warm_rows: int = WARM_ROWS,
+    ) -> None:
         self.path = path
         self.rotate_bytes = rotate_bytes
         self.log_path = path.with_name(path.name + "-log")
@@ -220,10 +236,20 @@ class Journal:
         self._pending_vids: set[str] = set()
         self._pending_keys: set[tuple[str, str]] = set()
         self.indexed = 0  # index transactions so far (status, tests)
+        self.seen_reads = 0  # "already journaled?" checks the filter could not answer (tests, status)
         self._fd = -1
+        # The orders the index holds, as a filter (the "already journaled?" check without a read):
+        # complete once every row up to the highest rowid after the log's replay is taken (``_warm``,
+        # a chunk here and one per :meth:`index`); orders written from then on are added by their write.
+        self._seen = SeenFilter(seen_bytes)
+        self._warm_rows = warm_rows
+        self._warm_from = self._warm_upto = 0
         with _mapped("open the log", self.log_path):
             self._open_log()
         self._last_seq: dict[str, int] = self.last_seqs()
+        with _mapped("read", self.path):
+            self._warm_upto = int(self.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM orders").fetchone()[0])
+        self._warm()
 
     def close(self) -> None:
         """Index what is pending, then close (a clean stop leaves the log fully indexed)."""
@@ -300,16 +326,21 @@ class Journal:
         os.pwrite(fd, _MAGIC + gen.to_bytes(8, "little"), 0)
 
     def _append(self, records: list[tuple[Any, ...]]) -> None:
-        """The persistence point: one frame, one write (and an fdatasync with ``synchronous = full``)."""
+        """The persistence point: one frame, one write (and an fdatasync with ``synchronous = full``).
+        The frame's header and payload go out together with ``pwritev``: no copy to join them."""
         payload = self._packer.pack(records)
-        frame = _FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+        head = _FRAME.pack(len(payload), zlib.crc32(payload))
+        size = len(head) + len(payload)
         fd = self._fd
         if fd < 0:
             raise JournalError(f"journal {self.path}: write failed: the journal is closed")
         try:
-            n = os.pwrite(fd, frame, self._offset)
-            while n < len(frame):  # a short write (a full disk, a signal): write the rest, or fail
-                n += os.pwrite(fd, frame[n:], self._offset + n)
+            n = os.pwritev(fd, (head, payload), self._offset)
+            if n < size:  # a short write (a full disk, a signal): write the rest, or fail
+                rest = (head + payload)[n:]
+                done = 0
+                while done < len(rest):
+                    done += os.pwrite(fd, rest[done:], self._offset + n + done)
             if self._fsync:
                 os.fdatasync(fd)
         except OSError as exc:
@@ -319,7 +350,7 @@ class Journal:
                 os.close(fd)
                 self._fd = -1
             raise JournalError(f"journal {self.path}: write to {self.log_path} failed: {exc}") from exc
-        self._offset += len(frame)
+        self._offset += size
         self._pending.stage(records)
 
     def due(self) -> bool:
@@ -354,6 +385,7 @@ class Journal:
                 raise
             self._pending_vids.clear()
             self._pending_keys.clear()
+        self._warm()
         self._maybe_rotate()
 
     def _apply(self, batch: _Batch, offset: int) -> None:
@@ -437,10 +469,22 @@ class Journal:
         self._append(out)
         self._pending_vids |= vids
         self._pending_keys |= keys
+        add = self._seen.add
+        for vid in vids:
+            add(vid)
+        for key in keys:
+            add(key)
 
     def _known(self, vid: str, key: tuple[str, str]) -> bool:
+        """Whether the order is journaled: pending (exact sets) or in the index. The index is asked
+        only when the filter cannot answer: it is not complete yet (the first seconds after opening a
+        large journal) or it says "maybe" (a false positive, or a real duplicate)."""
         if vid in self._pending_vids or key in self._pending_keys:
             return True
+        seen = self._seen
+        if self.seen_complete and vid not in seen and key not in seen:
+            return False
+        self.seen_reads += 1
         with _mapped("read", self.path):
             return (
                 self.db.execute(
@@ -450,20 +494,45 @@ class Journal:
                 is not None
             )
 
+    @property
+    def seen_complete(self) -> bool:
+        """The filter holds every order of the index (then a new order costs no read)."""
+        return self._warm_from >= self._warm_upto
+
+    def _warm(self) -> None:
+        """Take the next ``warm_rows`` orders of the index (by rowid, up to the highest at open) into
+        the filter; orders written after the open are added by their write."""
+        if self._warm_from >= self._warm_upto:
+            return
+        with _mapped("read", self.path):
+            rows = self.db.execute(
+                "SELECT rowid, venue_order_id, strategy_id, client_order_id FROM orders"
+                " WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?",
+                (self._warm_from, self._warm_upto, self._warm_rows),
+            ).fetchall()
+        add = self._seen.add
+        for _, vid, sid, coid in rows:
+            add(vid)
+            add((sid, coid))
+        self._warm_from = int(rows[-1][0]) if len(rows) == self._warm_rows else self._warm_upto
+
     def add_reports(
         self,
         reports: Iterable[tuple[str, OrderReport | AccountEvent, bool]],
         trade_ids: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        """Persist reports (venue_order_id, report, still open) and applied trade ids in one write."""
+    ) -> list[dict[str, Any]]:
+        """Persist reports (venue_order_id, report, still open) and applied trade ids in one write;
+        the reports' bodies as stored (:func:`seqtrade.wire.stored_report_to_body`), in order: the
+        server publishes them (:func:`seqtrade.wire.encode_stored_report`) without building them again."""
         pack = self._packer.pack
-        self.add_report_rows(
-            [
-                (r.strategy_id, r.seq, vid, pack(stored_report_to_body(r)), int(is_open))
-                for vid, r, is_open in reports
-            ],
-            trade_ids,
-        )
+        bodies: list[dict[str, Any]] = []
+        rows: list[ReportRow] = []
+        for vid, r, is_open in reports:
+            body = stored_report_to_body(r)
+            bodies.append(body)
+            rows.append((r.strategy_id, r.seq, vid, pack(body), int(is_open)))
+        self.add_report_rows(rows, trade_ids)
+        return bodies
 
     def add_report_rows(self, rows: Iterable[ReportRow], trade_ids: Iterable[tuple[str, str]] = ()) -> None:
         """Persist report rows of any report type (:data:`ReportRow`) and applied trade ids in one

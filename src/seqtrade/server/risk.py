@@ -391,9 +391,15 @@ class RiskGate:
         self, windows: dict[tuple[str, str | None], deque[float]], sid: str, symbol: str, now: float
     ) -> None:
         """Count one request in the strategy's windows (all symbols, and this one); old times drop out."""
+        horizon = now - self.config.rate_window
         for key in ((sid, None), (sid, symbol)):
-            self._count(windows, key, now)
-            windows.setdefault(key, deque()).append(now)
+            times = windows.get(key)
+            if times is None:
+                windows[key] = deque((now,))
+                continue
+            while times and times[0] <= horizon:  # what _count drops
+                times.popleft()
+            times.append(now)
 
     def admit(self, o: OrderTerms) -> None:
         self._stamp(self._orders, o.strategy_id, o.symbol, self._clock())

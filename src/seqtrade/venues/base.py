@@ -22,6 +22,9 @@ Contract for implementations:
   The last three are class methods of the venue's config section: ``check`` runs without keys and
   without a connection. Nothing outside ``venues/`` names a venue kind: ``venues.venue_class`` is the
   one ``match`` on it.
+- ``VenueSink.account_event`` returns once the event is journaled, not when it is queued (an order
+  event needs no such wait: it carries the order's full state, which ``query_order`` tells again
+  after a restart; an account event happens once and only its venue can tell it again).
 - Every ``OrderEvent`` for one order carries the order's full current state (cumulative fill, average
   price, cumulative fee), so that a duplicate or a late event is harmless: the server applies an event
   only when it moves the order forward.
@@ -162,7 +165,13 @@ class VenueSink(Protocol):
 
     async def account_event(self, event: VenueAccountEvent) -> None:
         """Hand over one account event (funding, liquidation, ADL, delivery, warning). Never dropped;
-        one ``event_id`` handed over twice is applied once."""
+        one ``event_id`` handed over twice is applied once.
+
+        Returns only once the event is in the server's journal (written to its log: it survives a
+        kill -9 of the server from then on) or was found there already, never when it is merely
+        queued. A venue that must not lose an event it made itself (the paper account) marks it
+        handed over only after this returns, and hands over again at its next start what it had
+        not marked; a call cancelled before it returns hands over nothing the venue may count on."""
 
     def set_connected(self, connected: bool) -> None:
         """Market data is live (True) or stale (False)."""

@@ -16,15 +16,16 @@ price (the mid of the swap's own synthetic book, also its index price), settles 
 ``venue.paper.funding_interval`` seconds (at multiples of it since the epoch, as OKX does at 00:00,
 08:00 and 16:00 UTC) and liquidates a position whose margin has run out at every market step. Funding
 and liquidations reach the server as account events (``VenueSink.account_event``), each committed to
-the paper account before it is handed over, and handed over again at the next start until it has
-surely been journaled (:data:`CONFIRM_AFTER`); the server applies an event id once.
+the paper account before it is handed over and marked handed over only when the hand-over returns,
+which is once the server has journaled it; what was not marked is handed over again at the next start
+(the server applies an event id once).
 Dated futures are not simulated.
 
 Its time is :attr:`PaperVenue.clock` (:mod:`seqtrade.clock`): the wall clock, or with ``[venue.paper]
 time_scale`` that many times faster from the venue's start, so that a recording covers minutes in
 seconds. The market's steps (``tick_interval``), bar closes, funding times, the full books' periodic
-snapshots and every ``ts`` it gives follow it; its dead-man's switch and the hand-over confirmation
-(:data:`CONFIRM_AFTER`) stay on Trio's clock. The server takes the same clock for its stamps.
+snapshots and every ``ts`` it gives follow it; its dead-man's switch stays on Trio's clock. The
+server takes the same clock for its stamps.
 """
 
 from __future__ import annotations
@@ -67,9 +68,6 @@ __all__ = ["PaperVenue"]
 log = logging.getLogger(__name__)
 
 BOOK_DEPTH = 5
-# Seconds after which an account change handed to the server is taken to be in its journal (the
-# server journals what it is handed within milliseconds); until then a restart hands it over again.
-CONFIRM_AFTER = 30.0
 
 
 def _now_ms() -> int:
@@ -291,8 +289,6 @@ class PaperVenue(Venue):
         self._funding_interval_ms = max(1, round(cfg.funding_interval * 1000))
         self._funding_ms = 0  # the last funding time settled; set by run()
         self._funding_published = 0  # ms of the last FundingRate published
-        # Account changes handed to the server (trio time, event id), not yet marked journaled
-        self._handed: deque[tuple[float, str]] = deque()
         self._delivering = False
         self._dms_deadline = math.inf  # trio time at which cancel-all-after fires
         self._dms_scope: trio.CancelScope | None = None
@@ -394,7 +390,6 @@ class PaperVenue(Venue):
         funding that is due, and hand both over (committed first)."""
         if not self._specs:
             return
-        self._confirm_handed()
         events, changes = self._engine.liquidations(ts)
         funding_ms = None
         for t in funding_times_due(self._funding_ms, ts, self._funding_interval_ms):
@@ -407,23 +402,6 @@ class PaperVenue(Venue):
                 c.kind, c.symbol, c.quantity, c.price, c.amount, c.currency, c.event_id,
             )  # fmt: skip
         await self._deliver(events, changes=changes, funding_ms=funding_ms)
-
-    def _confirm_handed(self) -> None:
-        """Mark the account changes handed over at least ``CONFIRM_AFTER`` seconds ago as journaled.
-
-        ``sink.account_event`` returns once the server has queued an event, not once it has journaled
-        it; the server journals its queue within milliseconds, so an event handed over this long ago
-        while the server still runs is in its journal. Until then a restart hands it over again (the
-        server applies an event id once)."""
-        if self._store is None or not self._handed:
-            self._handed.clear()
-            return
-        horizon = trio.current_time() - CONFIRM_AFTER
-        done = []
-        while self._handed and self._handed[0][0] <= horizon:
-            done.append(self._handed.popleft()[1])
-        if done:
-            self._store.delivered(done)
 
     def _funding_rates(self, funding_ms: int) -> dict[str, float]:
         cfg = self._cfg
@@ -523,8 +501,9 @@ class PaperVenue(Venue):
 
         With a persistent account the state ``events`` and ``changes`` describe is committed first
         (``submitted``: the id of an order just submitted, counted; ``funding_ms``: a funding time
-        settled). An account change handed over is marked journaled in the store only
-        ``CONFIRM_AFTER`` seconds later (:meth:`_confirm_handed`)."""
+        settled). An account change is marked delivered in the store once its hand-over returns:
+        the server has journaled it then (``VenueSink.account_event``). A kill -9 between the commit
+        and that mark leaves it unmarked: handed over again at the next start, applied once."""
         if self._store is not None and (events or submitted or changes or funding_ms is not None):
             events = list(events)
             self._store.save(events, submitted, changes=changes or (), funding_ms=funding_ms)
@@ -539,8 +518,9 @@ class PaperVenue(Venue):
                 # popped only once delivered: an event re-sent after a cancellation is harmless
                 item = self._outbox[0]
                 if isinstance(item, AccountChange):
-                    await sink.account_event(_venue_event(item))
-                    self._handed.append((trio.current_time(), item.event_id))
+                    await sink.account_event(_venue_event(item))  # returns once journaled
+                    if self._store is not None:
+                        self._store.delivered((item.event_id,))
                 else:
                     await sink.order_event(item)
                 self._outbox.popleft()

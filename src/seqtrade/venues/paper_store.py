@@ -6,9 +6,10 @@ every order the paper venue has seen (its full state and how many times it was s
 position per symbol, the balance (total) per currency and the id counters; what open orders
 freeze is recomputed from them on load. For swaps also each position's average price, margin, PnL,
 fees and funding, the last funding time settled, and every funding or liquidation
-(:class:`~seqtrade.venues.paper_derivs.AccountChange`) with whether the server has surely journaled it
-(``delivered``): every one not marked so is handed over again at the next start (the server applies
-an event id once), so none is lost and none counts twice.
+(:class:`~seqtrade.venues.paper_derivs.AccountChange`) with whether the server has journaled it
+(``delivered``, marked when the venue's hand-over returned, which is once the server's journal holds
+it): every one not marked so is handed over again at the next start (the server applies an event id
+once), so none is lost and none counts twice.
 
 The paper venue calls :meth:`PaperStore.save` with the events a request or a market update caused,
 *before* it delivers them: what a strategy is told has happened is on disk. One small transaction per
@@ -202,7 +203,7 @@ class PaperStore:
         return [AccountChange(**json.loads(r[0])) for r in rows]
 
     def delivered(self, event_ids: Iterable[str]) -> None:
-        """The server has surely journaled the account changes ``event_ids``: never handed over again."""
+        """The server has journaled the account changes ``event_ids``: never handed over again."""
         try:
             with self.db:
                 self.db.execute("BEGIN")

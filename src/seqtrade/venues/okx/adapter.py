@@ -464,8 +464,8 @@ class OkxVenue(Venue):
                 rate = self._rates.get(event.symbol, 0.0)
                 leg = funding_leg(event, bill, self._live.leg_sizes(event.symbol), rate)
                 event = dataclasses.replace(event, pos_side=leg)
+            await self._sink.account_event(event)  # returns once journaled: only then taken as seen
             self._seen_bills.add(event.event_id)
-            await self._sink.account_event(event)
 
     # ------------------------------------------------------------------ the Venue interface
 

@@ -272,7 +272,9 @@ function connect() {
 // ------------------------------------------------------------------ the journal (paginated, filtered)
 
 let page = 1;
+let journalLoads = 0;  // the newest load wins: an older answer arriving late never overwrites it
 async function loadJournal() {
+  const mine = ++journalLoads;
   const f = new FormData($("#journal-form"));
   const q = new URLSearchParams();
   for (const k of ["strategy", "symbol"]) if (f.get(k)) q.set(k, f.get(k));
@@ -282,6 +284,7 @@ async function loadJournal() {
   const kind = f.get("kind");
   const r = await fetch(`api/${kind}?${q}`);
   const body = await r.json();
+  if (mine !== journalLoads) return;
   const table = $("#journal-table");
   if (!r.ok) { table.tBodies[0].innerHTML = `<tr><td class="err">${esc(body.error)}</td></tr>`; return; }
   const pages = Math.max(1, Math.ceil(body.total / body.per_page));
@@ -299,6 +302,7 @@ async function loadJournal() {
   }
   $("#prev").disabled = body.page <= 1;
   $("#next").disabled = body.page >= pages;
+  table.dataset.query = q.toString();  // which filter the rows answer (tests wait on it)
   table.dataset.loaded = kind + ":" + body.page;
 }
 
