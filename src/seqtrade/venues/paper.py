@@ -289,6 +289,7 @@ class PaperVenue(Venue):
         self._funding_interval_ms = max(1, round(cfg.funding_interval * 1000))
         self._funding_ms = 0  # the last funding time settled; set by run()
         self._funding_published = 0  # ms of the last FundingRate published
+        self._funding_next = 0  # the next funding time it announced
         self._delivering = False
         self._dms_deadline = math.inf  # trio time at which cancel-all-after fires
         self._dms_scope: trio.CancelScope | None = None
@@ -465,16 +466,18 @@ class PaperVenue(Venue):
 
     def _publish_mark(self, sink: VenueSink, walk: _Walk, bid: float, ask: float, ts: int) -> None:
         """A swap's mark price (the mid of its book; the paper market has no other index) to the
-        engine and the bus with its price limits; its funding rate once a second."""
+        engine and the bus with its price limits; its funding rate once a second and after each settlement."""
         mark = walk.price((bid + ask) / 2 / walk.tick)
         self._engine.set_mark(walk.symbol, mark)
         sink.publish_market(MarkPrice(walk.symbol, ts, mark, mark))
         limits = self._engine.price_limits(walk.symbol)
         if limits is not None:
             sink.publish_market(PriceLimit(walk.symbol, ts, *limits))
-        if ts - self._funding_published >= 1000 or ts < self._funding_published:
-            self._funding_published = ts
-            nxt = next_funding_time(ts, self._funding_interval_ms)
+        nxt = next_funding_time(ts, self._funding_interval_ms)
+        if ts - self._funding_published >= 1000 or ts < self._funding_published or nxt != self._funding_next:
+            # once a second, and at the first mark after a settlement: every funding time is announced
+            # before it is due (a backtest settles the times its recording announced, and only those)
+            self._funding_published, self._funding_next = ts, nxt
             for sym, rate in self._funding_rates(nxt).items():
                 sink.publish_market(FundingRate(sym, ts, rate, nxt, self._funding_interval_ms))
 
