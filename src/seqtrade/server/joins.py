@@ -101,7 +101,7 @@ class Sessions:
                     f"after its last heartbeat)"
                 ), ""
             note = f"session {session} takes over from {cur.session} (silent for {silent / 1000:.1f} s)"
-        self._set(sid, Session(session))
+        self._set(sid, Session(session, now_ms))  # its welcome is its sign of life until it heartbeats
         return "", note
 
     def retry_after(self, sid: str, now_ms: int) -> float:
