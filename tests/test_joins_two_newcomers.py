@@ -31,6 +31,10 @@ def test_two_new_processes_taking_over_a_dead_owner_are_not_both_welcomed() -> N
 
 def test_a_new_owner_killed_before_its_first_heartbeat_is_taken_over_after_the_silence() -> None:
     s = Sessions(timeout_ms=60_000)
-    assert s.hello(SID, "B", 0) == ("", "")  # welcomed, killed before any heartbeat
-    assert s.hello(SID, "C", SESSION_SILENCE_MS)[0]
-    assert s.hello(SID, "C", SESSION_SILENCE_MS + 1)[0] == ""
+    s.hello(SID, "old", 0)
+    s.heartbeat(SID, "old", 0)
+    t = SESSION_SILENCE_MS + 250
+    assert s.hello(SID, "B", t)[0] == ""  # takes over, then is killed before any heartbeat
+    assert s.hello(SID, "C", t + SESSION_SILENCE_MS)[0]
+    refusal, note = s.hello(SID, "C", t + SESSION_SILENCE_MS + 1)
+    assert refusal == "" and "takes over from B" in note
