@@ -101,7 +101,9 @@ class Sessions:
                     f"after its last heartbeat)"
                 ), ""
             note = f"session {session} takes over from {cur.session} (silent for {silent / 1000:.1f} s)"
-        self._set(sid, Session(session))
+        # A session that takes over: its welcome is its sign of life until its first heartbeat, so that
+        # another session's hello right after it (two processes started as one id) is refused.
+        self._set(sid, Session(session, now_ms if note else None))
         return "", note
 
     def retry_after(self, sid: str, now_ms: int) -> float:
