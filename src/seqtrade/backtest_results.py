@@ -108,6 +108,7 @@ class Results:
     start_ns: int
     end_ns: int
     period_s: float
+    settings: dict[str, Any] = field(default_factory=dict)  # the run's [backtest] choices (the CLI's)
 
 
 @dataclass
@@ -301,6 +302,8 @@ def to_json(r: Results) -> str:
         "account": clean(asdict(r.account)),
         "strategies": {k: clean(asdict(v)) for k, v in r.strategies.items()},
     }
+    if r.settings:
+        doc["settings"] = r.settings
     return json.dumps(doc, sort_keys=True, indent=1) + "\n"
 
 

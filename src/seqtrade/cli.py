@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import Config, load_config, missing_limits
+from .config import BacktestConfig, Config, load_config, missing_limits
 from .errors import ConfigError, SeqtradeError
 
 if TYPE_CHECKING:
@@ -553,9 +553,12 @@ def _backtest(args: argparse.Namespace) -> int:
 
     with _replay_config(args, "backtest") as config:
         setup_logging(args.log_level or config.server.log_level, json_logs=config.server.log_json)
+        bt, flags = _backtest_settings(args, config)
         live = load_config(args.config)
         if config.run_dir == live.run_dir:
             raise SeqtradeError("backtest: --run-dir must not be the live server's run dir")
+        latency = _backtest_latency(bt, Path(args.data), "latency" in flags)
+        print(describe_backtest(bt, flags))
         # A backtest starts from an empty journal: the same run gives the same journal.
         for f in config.journal_path.parent.glob(config.journal_path.name + "*"):
             f.unlink()
@@ -568,10 +571,10 @@ def _backtest(args: argparse.Namespace) -> int:
 
         wait_for = sum(s.enabled for s in config.strategies)
         venue = BacktestVenue(Path(args.data), list(config.venue.symbols),
-                              fees=Fees(maker=args.maker_fee, taker=args.taker_fee),
-                              latency=_backtest_latency(args), lookahead_ns=int(args.lookahead_ms * 1e6),
-                              wait_for=wait_for, progress=progress, period_s=args.sharpe_period,
-                              hold=args.hold, queue=FILL_MODELS[args.fill_model],
+                              fees=Fees(maker=bt.maker_fee, taker=bt.taker_fee),
+                              latency=latency, lookahead_ns=int(bt.lookahead_ms * 1e6),
+                              wait_for=wait_for, progress=progress, period_s=bt.sharpe_period,
+                              hold=args.hold, queue=FILL_MODELS[bt.fill_model],
                               contracts=swap_contracts(config.venue))  # fmt: skip
         curve_keys = server_keypair(config, os.environ)
         try:
@@ -580,9 +583,13 @@ def _backtest(args: argparse.Namespace) -> int:
             raise _lone_error(eg) from None
         if not venue.finished.is_set():
             return code or 1
-        out = Path(args.out)
-        r = venue.results(args.sharpe_period)
-        written = write_results(r, out, plot=not args.no_plot)
+        if "out" in flags:  # a flag's path is the shell's: relative to the current directory
+            out = Path(bt.out)
+        else:  # the file's relative to the file, as every path in it
+            out = Path(config.base_dir, os.path.expanduser(bt.out)) if bt.out else Path("backtest-results")
+        r = venue.results(bt.sharpe_period)
+        r.settings = backtest_model(bt)
+        written = write_results(r, out, plot=bt.plot)
         for name, summary in [*r.strategies.items(), ("account", r.account)]:
             print(f"{name}: net {summary.net_pnl:.6g} (realised {summary.realised_pnl:.6g}, unrealised "
                   f"{summary.unrealised_pnl:.6g}, fees {summary.fees:.6g}), {summary.fills} fills, "
@@ -597,24 +604,90 @@ def _backtest(args: argparse.Namespace) -> int:
         return code
 
 
-FILL_MODELS = {"queue": "book", "touch": "none"}  # --fill-model -> fill_model.FillModel(queue=...)
+FILL_MODELS = {"queue": "book", "touch": "none"}  # backtest.fill_model -> fill_model.FillModel(queue=...)
+
+# Each [backtest] key (seqtrade.config.BacktestConfig) and the flag of `seqtrade backtest` that overrides
+# it (docs/backtesting.md, "Backtesting"). A flag left out is None in the parsed arguments: the file's
+# value (or the key's default) stands. A new choice is a key there and a line here (and in the docs' table).
+BACKTEST_FLAGS = {
+    "fill_model": "--fill-model",
+    "latency": "--latency",
+    "latency_ms": "--latency-ms",
+    "latency_sigma": "--latency-sigma",
+    "latency_seed": "--latency-seed",
+    "lookahead_ms": "--lookahead-ms",
+    "maker_fee": "--maker-fee",
+    "taker_fee": "--taker-fee",
+    "sharpe_period": "--sharpe-period",
+    "plot": "--plot/--no-plot",
+    "out": "--out",
+}
 
 
-def _backtest_latency(args: argparse.Namespace) -> Latency:
-    """The fill model's latency from ``--latency`` (docs/backtesting.md, "The fill model")."""
+# The flags of BACKTEST_FLAGS: argparse's arguments and the help text (the key and its default follow).
+_BACKTEST_FLAG_ARGS: list[tuple[str, dict[str, Any], str]] = [
+    ("out", {"metavar": "DIR"}, "results.json and equity.png go here"),
+    ("fill_model", {"choices": tuple(FILL_MODELS)},
+     "queue: limit orders wait behind the recorded size at their price; touch: first at its level,"
+     " filled by a trade at its price (the paper venue's matching rules)"),
+    ("latency", {"choices": ("constant", "lognormal", "recorded")},
+     "order, cancel and amend latency: --latency-ms each, log-normal around --latency-ms, or drawn"
+     " from the latencies the recorder measured live"),
+    ("latency_ms", {"type": float}, "the constant latency, or the log-normal's median"),
+    ("latency_sigma", {"type": float}, "the log-normal's sigma, of the log"),
+    ("latency_seed", {"type": int}, "seed of the latency draws"),
+    ("lookahead_ms", {"type": float}, "the simulation's window, at most the latency"),
+    ("maker_fee", {"type": float}, "fraction of the notional on resting fills"),
+    ("taker_fee", {"type": float}, "fraction of the notional on fills at arrival"),
+    ("sharpe_period", {"type": float, "metavar": "SECONDS"}, "the equity's sampling period for the Sharpe ratio"),
+    ("plot", {"action": argparse.BooleanOptionalAction}, "--no-plot: no equity.png, no matplotlib needed"),
+]  # fmt: skip
+
+
+def _backtest_settings(args: argparse.Namespace, config: Config) -> tuple[BacktestConfig, dict[str, Any]]:
+    """The config's ``[backtest]`` with the flags given over it, checked; and the flags given."""
+    from .config import backtest_settings
+
+    flags = {k: getattr(args, k) for k in BACKTEST_FLAGS if getattr(args, k) is not None}
+    return backtest_settings(config.backtest, flags, BACKTEST_FLAGS), flags
+
+
+def backtest_model(bt: BacktestConfig) -> dict[str, Any]:
+    """The choices that make a backtest's fills and figures (results.json's ``settings``): not where its
+    files go, so two runs into two directories give the same bytes."""
+    out = dataclasses.asdict(bt)
+    for key in ("out", "plot"):
+        del out[key]
+    return out
+
+
+def describe_backtest(bt: BacktestConfig, flags: Mapping[str, Any]) -> str:
+    """One line: the backtest's choices, and which came from flags rather than ``[backtest]``."""
+    lat = {"constant": f"constant {bt.latency_ms:g} ms",
+           "lognormal": f"lognormal median {bt.latency_ms:g} ms sigma {bt.latency_sigma:g} seed {bt.latency_seed}",
+           "recorded": f"recorded (drawn, seed {bt.latency_seed})"}[bt.latency]  # fmt: skip
+    given = [BACKTEST_FLAGS[k] for k in BACKTEST_FLAGS if k in flags]
+    return (f"backtest: fill model {bt.fill_model}, latency {lat}, lookahead {bt.lookahead_ms:g} ms, fees maker"
+            f" {bt.maker_fee:g} taker {bt.taker_fee:g}, sharpe period {bt.sharpe_period:g} s"
+            f" ([backtest]{'; overridden by ' + ', '.join(given) if given else ''})")  # fmt: skip
+
+
+def _backtest_latency(bt: BacktestConfig, data: Path, flag: bool) -> Latency:
+    """The fill model's latency from ``bt.latency`` (docs/backtesting.md, "The fill model")."""
     from .fill_model import AtLeast, ConstantLatency, EmpiricalLatency, LogNormalLatency
 
-    ns, floor = int(args.latency_ms * 1e6), int(args.lookahead_ms * 1e6)
-    if args.latency == "constant":
+    ns, floor = int(bt.latency_ms * 1e6), int(bt.lookahead_ms * 1e6)
+    if bt.latency == "constant":
         return ConstantLatency(ns)
-    if args.latency == "lognormal":
-        return AtLeast(LogNormalLatency(ns, args.latency_sigma, args.latency_seed), floor)
+    if bt.latency == "lognormal":
+        return AtLeast(LogNormalLatency(ns, bt.latency_sigma, bt.latency_seed), floor)
     from .backtest_live import recorded_latencies
 
-    samples = recorded_latencies(Path(args.data))
+    samples = recorded_latencies(data)
     if not samples:
-        raise SeqtradeError(f"backtest: --latency recorded, but {args.data} holds no measured order latency")
-    return AtLeast(EmpiricalLatency(samples, args.latency_seed), floor)
+        given = "--latency recorded" if flag else "backtest.latency = 'recorded'"
+        raise SeqtradeError(f"backtest: {given}, but {data} holds no measured order latency")
+    return AtLeast(EmpiricalLatency(samples, bt.latency_seed), floor)
 
 
 def _new_strategy(args: argparse.Namespace) -> int:
@@ -712,7 +785,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--log-level", default=None)
     rp.set_defaults(func=_replay)
 
-    bt = sub.add_parser("backtest", help="strategies trade a recording on its clock, fills by the fill model")
+    bt = sub.add_parser("backtest", help="strategies trade a recording on its clock, fills by the fill model",
+                        epilog="Each choice of the fill model and the results is a key of the config's [backtest]"
+                        " section (docs/backtesting.md); a flag given wins over it, one left out does not.")  # fmt: skip
     bt.add_argument("--data", required=True, metavar="DIR", help="a recording: the [recorder] dir")
     bt.add_argument(
         "--config", default="config.toml", help=_CONFIG_HELP + " (its symbols and [[strategies]])"
@@ -720,31 +795,15 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument(
         "--run-dir", default=None, help="the backtest server's run dir (default: <run_dir>-backtest)"
     )
-    bt.add_argument("--out", default="backtest-results", metavar="DIR",
-                    help="results.json and equity.png go here (default: backtest-results)")  # fmt: skip
-    bt.add_argument("--latency", choices=("constant", "lognormal", "recorded"), default="constant",
-                    help="order, cancel and amend latency: --latency-ms each (default), log-normal around"
-                    " --latency-ms, or drawn from the latencies the recorder measured live")  # fmt: skip
-    bt.add_argument("--latency-ms", type=float, default=1.0,
-                    help="the constant latency, or the log-normal's median (default 1 ms)")  # fmt: skip
-    bt.add_argument("--latency-sigma", type=float, default=0.5,
-                    help="the log-normal's sigma (of the log; default 0.5)")  # fmt: skip
-    bt.add_argument("--latency-seed", type=int, default=0, help="seed of the latency draws (default 0)")
-    bt.add_argument("--fill-model", choices=tuple(FILL_MODELS), default="queue",
-                    help="queue: limit orders wait behind the recorded size at their price (default);"
-                    " touch: first at its level, filled by a trade at its price (the paper venue's"
-                    " matching rules)")  # fmt: skip
     bt.add_argument("--compare-live", default=None, metavar="RUN_DIR",
                     help="then compare with the live run that made the recording: its run dir (journal)")  # fmt: skip
-    bt.add_argument("--lookahead-ms", type=float, default=1.0,
-                    help="the simulation's window, at most the latency (default 1 ms)")  # fmt: skip
-    bt.add_argument(
-        "--maker-fee", type=float, default=0.0008, help="fraction of the notional (default 0.0008)"
-    )
-    bt.add_argument("--taker-fee", type=float, default=0.001, help="fraction of the notional (default 0.001)")
-    bt.add_argument("--sharpe-period", type=float, default=60.0, metavar="SECONDS",
-                    help="the equity's sampling period for the Sharpe ratio (default 60)")  # fmt: skip
-    bt.add_argument("--no-plot", action="store_true", help="no equity.png (no matplotlib needed)")
+    # The fill model's and the results' choices: [backtest] in the config file, each overridden by its
+    # flag when given (default None: not given). The defaults shown are BacktestConfig's.
+    for key, kw, what in _BACKTEST_FLAG_ARGS:
+        d = getattr(BacktestConfig(), key)
+        shown = f"{d:g}" if isinstance(d, float) else str(d).lower() or "backtest-results"
+        bt.add_argument(BACKTEST_FLAGS[key].split("/")[0], dest=key, default=None, **kw,
+                        help=f"{what} (backtest.{key}; default {shown})")  # fmt: skip
     bt.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     bt.add_argument("--hold", action="store_true",
                     help="at the end, keep the server and its dashboard's results page up until Ctrl-C")  # fmt: skip

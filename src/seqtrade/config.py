@@ -15,6 +15,7 @@ import re
 import tomllib
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +47,8 @@ __all__ = [
     "CandlesConfig",
     "FeedsConfig",
     "RecorderConfig",
+    "BacktestConfig",
+    "backtest_settings",
     "load_config",
     "parse_config",
     "STRATEGY_ID_RE",
@@ -366,6 +369,27 @@ class RecorderConfig:
 
 
 @dataclass(frozen=True)
+class BacktestConfig:
+    """``[backtest]``: the choices of ``seqtrade backtest`` (docs/backtesting.md, "Backtesting"), each
+    with the command-line flag that overrides it (a flag given wins; one left out does not). Every
+    other command checks the section and does not use it, as ``serve`` does ``[venue.okx]`` on paper."""
+
+    fill_model: Literal["queue", "touch"] = "queue"  # behind the recorded size, or first at its level
+    latency: Literal["constant", "lognormal", "recorded"] = "constant"  # of orders, cancels and amends
+    latency_ms: float = 1.0  # the constant latency, or the log-normal's median
+    latency_sigma: float = 0.5  # the log-normal's sigma (of the log)
+    latency_seed: int = 0  # the seed of the draws (lognormal, recorded)
+    lookahead_ms: float = 1.0  # the simulation's window: at most a constant latency
+    maker_fee: float = 0.0008  # fractions of the notional (the paper exchange's)
+    taker_fee: float = 0.001
+    sharpe_period: float = 60.0  # seconds: the equity's sampling period for the Sharpe ratio
+    plot: bool = True  # write equity.png (needs matplotlib)
+    out: str = ""  # results.json and equity.png: relative to the config file; "" = ./backtest-results
+    # (replay pipelining: a pipeline depth, when it lands, is a key here with its flag in
+    # seqtrade.cli.BACKTEST_FLAGS, checked in _check_backtest.)
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     bus: BusConfig = field(default_factory=BusConfig)
@@ -381,6 +405,7 @@ class Config:
     candles: CandlesConfig = field(default_factory=CandlesConfig)
     feeds: FeedsConfig = field(default_factory=FeedsConfig)
     recorder: RecorderConfig = field(default_factory=RecorderConfig)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
     base_dir: str = "."  # the config file's directory; set by the loader, not a TOML key
     source_path: str = ""  # the file it was loaded from (load_config sets it); not a TOML key
     deprecations: tuple[str, ...] = ()  # deprecated keys found and how they were read; not a TOML key
@@ -517,6 +542,7 @@ def _check(cfg: Config) -> None:
         raise ConfigError("server.heartbeat_timeout: must be > 0")
     _check_risk(cfg)
     _check_recorder(cfg.recorder)
+    _check_backtest(cfg.backtest)
     seen: set[str] = set()
     for i, s in enumerate(cfg.strategies):
         if not STRATEGY_ID_RE.match(s.id):
@@ -536,6 +562,41 @@ def _check_recorder(rec: RecorderConfig) -> None:
     for name in ("flush_interval", "roll_seconds"):
         if not getattr(rec, name) > 0:
             raise ConfigError(f"recorder.{name}: must be > 0")
+
+
+def backtest_settings(
+    section: BacktestConfig, flags: Mapping[str, Any], flag_names: Mapping[str, str]
+) -> BacktestConfig:
+    """``section`` with the values of the flags given (``flags``: key -> value, only those given), checked
+    by the rules the section's own values meet; an error names the flag (``flag_names``: key -> flag)
+    for a value it set, the key (``backtest.<key>``) for one the file set."""
+    for key in flags:
+        if key not in flag_names:
+            raise ConfigError(f"backtest.{key}: no flag sets it (flags: {', '.join(flag_names.values())})")
+    hints = typing.get_type_hints(BacktestConfig)
+    given = {k: _convert(hints[k], v, flag_names[k]) for k, v in flags.items()}
+    merged = dataclasses.replace(section, **given)
+    _check_backtest(merged, lambda k: flag_names[k] if k in given else f"backtest.{k}")
+    return merged
+
+
+def _check_backtest(bt: BacktestConfig, name: Callable[[str], str] = "backtest.{}".format) -> None:
+    """The rules of ``[backtest]`` (and of the flags that override it); ``name(key)`` in the errors."""
+    for key in ("latency_ms", "lookahead_ms", "sharpe_period"):
+        if not getattr(bt, key) > 0:
+            raise ConfigError(f"{name(key)}: must be > 0, got {getattr(bt, key):g}")
+    if bt.latency_sigma < 0:
+        raise ConfigError(f"{name('latency_sigma')}: must be >= 0 (0: every draw is the median)")
+    for key in ("maker_fee", "taker_fee"):
+        if not -1 < getattr(bt, key) < 1:
+            raise ConfigError(f"{name(key)}: must be a fraction of the notional (0.001 = 0.1 %), above -1"
+                              f" and below 1, got {getattr(bt, key):g}")  # fmt: skip
+    if bt.latency == "constant" and bt.lookahead_ms > bt.latency_ms:
+        raise ConfigError(
+            f"{name('lookahead_ms')}: the lookahead ({bt.lookahead_ms:g} ms) exceeds the constant latency"
+            f" ({name('latency_ms')} = {bt.latency_ms:g} ms): an order would take effect inside the window"
+            " it was sent in"
+        )
 
 
 def _check_paper_derivatives(p: PaperConfig) -> None:
