@@ -144,18 +144,21 @@ def test_the_results_settings_are_the_model_choices_not_where_files_go() -> None
                     " --latency-ms, --plot/--no-plot)")  # fmt: skip
 
 
-def _config(tmp_path: Path, backtest: str) -> Path:
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[server]\nrun_dir = "run"\nstatus_interval = 0\n[venue]\nkind = "paper"\n{backtest}')
+def config_file(where: Path, body: str, name: str = "c.toml") -> Path:
+    """A config file in ``where``: the server in ``run``, the paper venue on BTC-USDT, then ``body``."""
+    cfg = where / name
+    cfg.write_text(
+        f'[server]\nrun_dir = "run"\nstatus_interval = 0\n[venue]\nkind = "paper"\nsymbols = ["BTC-USDT"]\n{body}'
+    )
     return cfg
 
 
 def test_check_and_serve_read_the_section_and_do_not_use_it_and_refuse_a_bad_one(tmp_path, capsys) -> None:
     """As every section a command does not use (``[recorder]`` for ``check``, ``[venue.okx]`` on
     paper): checked, so that a typo is found by ``seqtrade check`` too, and otherwise ignored."""
-    assert main(["check", "--config", str(_config(tmp_path, EVERY_KEY))]) == 0
+    assert main(["check", "--config", str(config_file(tmp_path, EVERY_KEY))]) == 0
     assert "backtest" not in capsys.readouterr().err
-    bad = _config(tmp_path, "[backtest]\nfill_model = 'fifo'\n")
+    bad = config_file(tmp_path, "[backtest]\nfill_model = 'fifo'\n")
     for command in ("check", "serve"):
         assert main([command, "--config", str(bad)]) == 2
         err = capsys.readouterr().err
@@ -164,7 +167,7 @@ def test_check_and_serve_read_the_section_and_do_not_use_it_and_refuse_a_bad_one
 
 
 def test_a_bad_flag_ends_the_backtest_before_it_starts_naming_the_flag(tmp_path, capsys) -> None:
-    cfg = _config(tmp_path, "[backtest]\nlatency_ms = 2.0\n")
+    cfg = config_file(tmp_path, "[backtest]\nlatency_ms = 2.0\n")
     data = tmp_path / "no-recording"
     assert main(["backtest", "--data", str(data), "--config", str(cfg), "--lookahead-ms", "3"]) == 2
     err = capsys.readouterr().err

@@ -18,6 +18,7 @@ import trio
 from seqtrade import wire
 
 from .test_backtest import journaled_reports
+from .test_backtest_config import config_file
 from .test_replay import STRATEGIES, record
 
 SECTION = """
@@ -34,23 +35,18 @@ out = "res-file"
 
 
 def config(base_dir: Path) -> Path:
-    cfg = base_dir / "bt.toml"
-    cfg.write_text(f"""
-[server]
-run_dir = "run"
-status_interval = 0
-
-[venue]
-kind = "paper"
-symbols = ["BTC-USDT"]
-{SECTION}
+    out = base_dir / "mk1.jsonl"
+    return config_file(
+        base_dir,
+        f"""{SECTION}
 [[strategies]]
 id = "mk1"
 path = "{STRATEGIES / "bt_maker.py"}"
 restart = "never"
-params = {{ symbol = "BTC-USDT", out = "{base_dir / "mk1.jsonl"}", every = 0.2 }}
-""")
-    return cfg
+params = {{ symbol = "BTC-USDT", out = "{out}", every = 0.2 }}
+""",
+        "bt.toml",
+    )
 
 
 async def backtest(data: Path, cfg: Path, *flags: str) -> str:
