@@ -267,9 +267,10 @@ def split_funding(funding: Iterable[FundingRecord], fills: Sequence[FillRecord])
 
 def results(fills: Sequence[FillRecord], funding: Sequence[FundingRecord] = (), marks: Sequence[Mark] = (),
             *, strategies: Iterable[str] = (), start_ns: int | None = None, end_ns: int | None = None,
-            period_s: float = 60.0) -> Results:  # fmt: skip
+            period_s: float = 60.0, settings: dict[str, Any] | None = None) -> Results:  # fmt: skip
     """Per-strategy and account summaries. ``strategies`` names ones to report even without a fill;
-    the run's span defaults to the first and last event given."""
+    the run's span defaults to the first and last event given; ``settings``: the run's choices, kept
+    as they are (results.json's ``settings``)."""
     events = _ordered(fills, funding, marks)
     start = start_ns if start_ns is not None else (events[0].ts_ns if events else 0)
     end = end_ns if end_ns is not None else (events[-1].ts_ns if events else start)
@@ -280,7 +281,7 @@ def results(fills: Sequence[FillRecord], funding: Sequence[FundingRecord] = (), 
         )
         for name in names
     }
-    return Results(per, summarise(events, start, end, period_s), start, end, period_s)
+    return Results(per, summarise(events, start, end, period_s), start, end, period_s, dict(settings or {}))
 
 
 def to_json(r: Results) -> str:

@@ -576,6 +576,7 @@ def _backtest(args: argparse.Namespace) -> int:
                               wait_for=wait_for, progress=progress, period_s=bt.sharpe_period,
                               hold=args.hold, queue=FILL_MODELS[bt.fill_model],
                               contracts=swap_contracts(config.venue))  # fmt: skip
+        venue.settings = backtest_model(bt)  # in results.json and the dashboard's results
         curve_keys = server_keypair(config, os.environ)
         try:
             code = trio.run(functools.partial(run_until_signal, config, venue, curve_keys=curve_keys))
@@ -588,7 +589,6 @@ def _backtest(args: argparse.Namespace) -> int:
         else:  # the file's relative to the file, as every path in it
             out = Path(config.base_dir, os.path.expanduser(bt.out)) if bt.out else Path("backtest-results")
         r = venue.results(bt.sharpe_period)
-        r.settings = backtest_model(bt)
         written = write_results(r, out, plot=bt.plot)
         for name, summary in [*r.strategies.items(), ("account", r.account)]:
             print(f"{name}: net {summary.net_pnl:.6g} (realised {summary.realised_pnl:.6g}, unrealised "

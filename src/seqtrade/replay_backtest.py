@@ -119,6 +119,7 @@ class BacktestVenue(ReplayVenue):
         self.progress = progress
         self.period_s = period_s  # the Sharpe sampling period of :meth:`results`
         self.hold = hold  # at the end, keep the server (and its dashboard) up until stopped
+        self.settings: dict[str, Any] = {}  # the run's choices, in its results (seqtrade.cli's [backtest])
         self.total = 0  # the rows the replay reads (with ``progress``): the progress' total
         self.owners: dict[str, tuple[str, str]] = {}  # venue order id -> (strategy id, client order id)
         # venue order id -> (when it was sent, the recording's time; the order as sent, before any amend)
@@ -455,7 +456,8 @@ class BacktestVenue(ReplayVenue):
         return results(fills, split_funding(self.sim.funding, fills), self.marks, strategies=self._strategies,
                        start_ns=self.start_ns,
                        end_ns=max(self.end_ns or self._clock_ns, self.start_ns),
-                       period_s=self.period_s if period_s is None else period_s)  # fmt: skip
+                       period_s=self.period_s if period_s is None else period_s,
+                       settings=dict(self.settings))  # fmt: skip
 
 
 def _run_reports(sink: VenueSink) -> None:
