@@ -157,7 +157,12 @@ def test_check_and_serve_read_the_section_and_do_not_use_it_and_refuse_a_bad_one
     """As every section a command does not use (``[recorder]`` for ``check``, ``[venue.okx]`` on
     paper): checked, so that a typo is found by ``seqtrade check`` too, and otherwise ignored."""
     assert main(["check", "--config", str(config_file(tmp_path, EVERY_KEY))]) == 0
-    assert "backtest" not in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "backtest" not in err
+    assert ("backtest (seqtrade backtest only): fill model touch, latency lognormal median 5 ms sigma 0.25 seed 7,"
+            " lookahead 2 ms, fees maker -0.0001 taker 0.0005, sharpe period 30 s ([backtest])") in out  # fmt: skip
+    assert main(["check", "--config", str(config_file(tmp_path, ""))]) == 0
+    assert "seqtrade backtest only" not in capsys.readouterr().out  # no section: no line
     bad = config_file(tmp_path, "[backtest]\nfill_model = 'fifo'\n")
     for command in ("check", "serve"):
         assert main([command, "--config", str(bad)]) == 2

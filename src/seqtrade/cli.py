@@ -274,6 +274,12 @@ def describe(config: Config) -> str:
         lines.append(f"  restarts after {sv.backoff_min:g} s, doubling up to {sv.backoff_max:g} s; {sv.crash_loop_count} exits"
                      f" within {sv.crash_loop_window:g} s = crash loop, not restarted; on shutdown SIGTERM in reverse"
                      f" order, SIGKILL after {sv.stop_grace:g} s")  # fmt: skip
+    if "backtest" in config.sections:  # read by `seqtrade backtest` only
+        lines.append(
+            describe_backtest(config.backtest, {}).replace(
+                "backtest:", "backtest (seqtrade backtest only):", 1
+            )
+        )
     lines.extend(describe_deployment(config))
     return "\n".join(lines)
 

@@ -385,8 +385,9 @@ class BacktestConfig:
     sharpe_period: float = 60.0  # seconds: the equity's sampling period for the Sharpe ratio
     plot: bool = True  # write equity.png (needs matplotlib)
     out: str = ""  # results.json and equity.png: relative to the config file; "" = ./backtest-results
-    # (replay pipelining: a pipeline depth, when it lands, is a key here with its flag in
-    # seqtrade.cli.BACKTEST_FLAGS, checked in _check_backtest.)
+    # A new choice (e.g. the replay pipeline's depth) is a key here, its rule in _check_backtest, its flag
+    # in seqtrade.cli's BACKTEST_FLAGS and _BACKTEST_FLAG_ARGS, a row in docs/backtesting.md's table and
+    # a line in the shipped backtest.toml (tests/test_backtest_config.py checks each of these).
 
 
 @dataclass(frozen=True)
