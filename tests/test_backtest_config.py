@@ -205,3 +205,18 @@ def test_the_shipped_paper_config_records() -> None:
     """The issue's other config value: the recorder, on for the shipped paper config."""
     shipped = load_config(ROOT / "config.toml")
     assert shipped.venue.kind == "paper" and shipped.recorder.enabled
+
+
+def test_a_recorded_latency_from_the_file_without_recorded_latencies_names_the_key(tmp_path, capsys) -> None:
+    cfg = config_file(tmp_path, "[backtest]\nlatency = 'recorded'\n")
+    data = tmp_path / "empty"
+    data.mkdir()
+    assert main(["backtest", "--data", str(data), "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"seqtrade: error: backtest: backtest.latency = 'recorded', but {data} holds no measured" in err
+    assert main(["backtest", "--data", str(data), "--config", str(config_file(tmp_path, "")), "--latency",
+                 "recorded"]) == 2  # fmt: skip
+    assert (
+        f"seqtrade: error: backtest: --latency recorded, but {data} holds no measured"
+        in capsys.readouterr().err
+    )

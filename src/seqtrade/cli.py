@@ -563,7 +563,7 @@ def _backtest(args: argparse.Namespace) -> int:
         live = load_config(args.config)
         if config.run_dir == live.run_dir:
             raise SeqtradeError("backtest: --run-dir must not be the live server's run dir")
-        latency = _backtest_latency(bt, Path(args.data), "latency" in flags)
+        latency = _backtest_latency(args, bt)
         print(describe_backtest(bt, flags))
         # A backtest starts from an empty journal: the same run gives the same journal.
         for f in config.journal_path.parent.glob(config.journal_path.name + "*"):
@@ -678,10 +678,13 @@ def describe_backtest(bt: BacktestConfig, flags: Mapping[str, Any]) -> str:
             f" ([backtest]{'; overridden by ' + ', '.join(given) if given else ''})")  # fmt: skip
 
 
-def _backtest_latency(bt: BacktestConfig, data: Path, flag: bool) -> Latency:
-    """The fill model's latency from ``bt.latency`` (docs/backtesting.md, "The fill model")."""
+def _backtest_latency(args: argparse.Namespace, bt: BacktestConfig | None = None) -> Latency:
+    """The fill model's latency from ``bt.latency`` (docs/backtesting.md, "The fill model"); without
+    ``bt``, from the flags over the defaults."""
     from .fill_model import AtLeast, ConstantLatency, EmpiricalLatency, LogNormalLatency
 
+    if bt is None:
+        bt = _backtest_settings(args, Config())[0]
     ns, floor = int(bt.latency_ms * 1e6), int(bt.lookahead_ms * 1e6)
     if bt.latency == "constant":
         return ConstantLatency(ns)
@@ -689,10 +692,10 @@ def _backtest_latency(bt: BacktestConfig, data: Path, flag: bool) -> Latency:
         return AtLeast(LogNormalLatency(ns, bt.latency_sigma, bt.latency_seed), floor)
     from .backtest_live import recorded_latencies
 
-    samples = recorded_latencies(data)
+    samples = recorded_latencies(Path(args.data))
     if not samples:
-        given = "--latency recorded" if flag else "backtest.latency = 'recorded'"
-        raise SeqtradeError(f"backtest: {given}, but {data} holds no measured order latency")
+        given = "--latency recorded" if args.latency else "backtest.latency = 'recorded'"
+        raise SeqtradeError(f"backtest: {given}, but {args.data} holds no measured order latency")
     return AtLeast(EmpiricalLatency(samples, bt.latency_seed), floor)
 
 
