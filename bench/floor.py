@@ -1,0 +1,507 @@
+"""The floor of the order round trip: a ladder of servers, each the one before plus one thing.
+
+``python bench/floor.py`` measures, in one interleaved run, the round trip of one order (one in
+flight) from the same raw client (``seqtrade.bench._raw``'s PUSH/SUB client, plain pyzmq + msgpack:
+strategy PUSH -> server PULL -> server PUB -> strategy SUB) against a ladder of servers, each a
+separate process:
+
+- ``a raw``: the bench's raw echo (``python -m seqtrade.bench._raw echo``): unpack, pack one report.
+- ``b codec``: + the wire codec: the order frame decoded by ``seqtrade.wire.parse_request`` (every
+  check of the protocol), an ``accepted`` :class:`~seqtrade.models.OrderReport` encoded by
+  ``seqtrade.wire.encode_message``. Blocking pyzmq loop.
+- ``c journal``: + persist, then send, with the real :class:`~seqtrade.server.journal.Journal` in a
+  temp dir (``synchronous = "normal"``, as shipped): the order's record written (one ``pwritev``,
+  ``add_records``, with its duplicate checks) before "the venue" (which accepts at once), the report
+  written after (``add_reports``, one ``pwritev``) and published from the body it stored
+  (``encode_stored_report``); the SQLite index follows after the send when due, as in the server.
+- ``d trio``: the same loop on Trio: the PULL socket read with
+  :meth:`seqtrade.bus.TrioSocket.recv_batch` (the FD waited on as the server does), the report sent with
+  ``send_nowait``.
+- ``e engine``: + the real :class:`~seqtrade.server.engine.Engine` with its
+  :class:`~seqtrade.server.risk.RiskGate` and :class:`~seqtrade.server.accounts.Accounts`, built as
+  ``seqtrade.server.app.build`` builds them from the bench's server config: ``on_request`` (idempotency,
+  rounding, risk), the venue's ``accepted`` event through ``report_steps`` / ``number`` / ``committed``.
+  Left out: the gateway's tasks and queues, the paper venue's matching engine (here "the venue"
+  answers ``accepted`` at once), the fill.
+- ``e2 fill``: + the fill a market order gets from the paper venue: the venue's ``filled`` event in the
+  same report commit, a second report sent after the ``accepted`` one (the client times ``accepted``).
+- ``f serve``: the real ``seqtrade serve`` (paper venue, the bench's server config), same raw client.
+- ``g bench``: the bench's own seqtrade round trip (``seqtrade bench --only orders``: a
+  ``seqtrade.client`` strategy against ``seqtrade serve``), for the link to the published figures.
+
+Per rung: p50/p90/p99 of the accepted round trip (µs) and the server's CPU (user + system, all
+threads) per order, from when it listens to when the client is done. The rungs run interleaved,
+``--repeat`` times (a, b, ..., g, a, b, ...); the summary is the median of the repeats.
+
+``--pythonpath DIR`` puts DIR ahead of the source for every server rung b-g (e.g. a copy of the package
+with mypyc-compiled modules: bench/README.md, "The floor: what 1.5x raw would take"). ``--json FILE``
+writes every run. Internal roles: ``server --rung X ...`` and ``client ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from array import array
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import zmq
+
+from seqtrade.bench import _raw
+from seqtrade.bench import run as bench_run
+from seqtrade.bench.hist import read_result, write_result
+from seqtrade.bench.run import (
+    load_per_core,
+    process_cpu_s,
+    round_trip_seqtrade,
+    scenario,
+    server_config,
+    start_server,
+)
+
+RUNGS = ("a", "b", "c", "d", "e", "e2", "f", "g")
+NAMES = {
+    "a": "raw echo",
+    "b": "+ wire codec",
+    "c": "+ journal writes",
+    "d": "+ Trio loop",
+    "e": "+ engine checks",
+    "e2": "+ the fill (2nd report)",
+    "f": "seqtrade serve",
+    "g": "bench's seqtrade round trip",
+}
+HERE = Path(__file__).resolve()
+
+
+# ---------------------------------------------------------------------------- the ladder's servers
+
+
+def _sockets(order: str, report: str) -> tuple[zmq.Context[Any], zmq.Socket[bytes], zmq.Socket[bytes]]:
+    ctx: zmq.Context[Any] = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.LINGER, 0)
+    pull.bind(order)
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(report)
+    return ctx, pull, pub
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+Loop = Callable[[zmq.Socket[bytes], zmq.Socket[bytes]], None]
+
+
+def serve_codec(work: Path) -> Loop:
+    """Rung b: decode with the protocol's parser, answer with an encoded ``accepted`` report."""
+    from seqtrade import wire
+    from seqtrade.models import OrderReport, OrderStatus
+
+    parse, encode, accepted = wire.parse_request, wire.encode_message, OrderStatus.ACCEPTED
+
+    def loop(pull: zmq.Socket[bytes], pub: zmq.Socket[bytes]) -> None:
+        seq = 0
+        while True:
+            req: Any = parse(pull.recv())
+            seq += 1
+            r = OrderReport(
+                seq, req.client_order_id, "", req.strategy_id, req.symbol, str(req.side),
+                str(req.order_type), req.price or 0.0, req.quantity, accepted, timestamp=_now_ms(),
+                gw_ns=time.time_ns(),
+            )  # fmt: skip
+            pub.send(encode(r))
+
+    return loop
+
+
+class _Persisting:
+    """Rungs c and d: the journal's two writes around an order that "the venue" accepts at once."""
+
+    def __init__(self, work: Path) -> None:
+        from seqtrade import wire
+        from seqtrade.server.journal import Journal
+        from seqtrade.server.orders import IdGenerator
+
+        self.journal = Journal(work / "journal.sqlite", synchronous="normal")
+        self.ids = IdGenerator()
+        self.parse = wire.parse_request
+        self.encode = wire.encode_stored_report
+        self.encode_message = wire.encode_message
+        self.seq = 0
+
+    def handle(self, frame: bytes, send: Callable[[bytes], Any]) -> None:
+        from seqtrade.errors import JournalError
+        from seqtrade.models import OrderStatus
+        from seqtrade.server.orders import OrderRecord, report_for
+
+        req: Any = self.parse(frame)
+        now = _now_ms()
+        rec = OrderRecord(
+            self.ids.next(), req.strategy_id, req.client_order_id, req.symbol, str(req.side),
+            str(req.order_type), req.price, req.quantity, now,
+        )  # fmt: skip
+        journal = self.journal
+        try:
+            journal.add_records([(rec, True)])  # persist the order, then "the venue" accepts it
+        except JournalError:  # (no engine here:) the client's join ping again, before it saw a reply
+            send(self.encode_message(report_for(rec, OrderStatus.ACCEPTED, timestamp=now)))  # not journaled
+            return
+        rec.status = OrderStatus.ACCEPTED
+        r = report_for(rec, OrderStatus.ACCEPTED, timestamp=now)
+        self.seq += 1
+        r.seq = self.seq
+        bodies = journal.add_reports([(rec.venue_order_id, r, True)])  # persist the report, then send
+        r.gw_ns = time.time_ns()
+        send(self.encode(r, bodies[0]))
+        if journal.due():
+            journal.index()
+
+
+def serve_journal(work: Path) -> Loop:
+    """Rung c: rung b's loop, persisting before each send as the journal does."""
+    p = _Persisting(work)
+
+    def loop(pull: zmq.Socket[bytes], pub: zmq.Socket[bytes]) -> None:
+        while True:
+            p.handle(pull.recv(), pub.send)
+
+    return loop
+
+
+def serve_trio(work: Path) -> Loop:
+    """Rung d: rung c on Trio, the socket waited on as :mod:`seqtrade.bus` does."""
+    import trio
+
+    from seqtrade.bus import TrioSocket
+
+    p = _Persisting(work)
+
+    def loop(pull: zmq.Socket[bytes], pub: zmq.Socket[bytes]) -> None:
+        async def main() -> None:
+            tpull, tpub = TrioSocket(pull), TrioSocket(pub)
+            while True:
+                for frame in await tpull.recv_batch(256):
+                    p.handle(frame, tpub.send_nowait)
+
+        trio.run(main)
+
+    return loop
+
+
+def _engine(work: Path, find_order: Callable[[str, str], Any]) -> Any:
+    """The engine, risk gate and accounts as ``seqtrade.server.app.build`` makes them for a fresh
+    journal and the bench's server config (its instrument: the paper venue's)."""
+    import trio
+
+    from seqtrade.config import parse_config
+    from seqtrade.server.accounts import Accounts
+    from seqtrade.server.engine import Engine
+    from seqtrade.server.orders import IdGenerator
+    from seqtrade.server.risk import Quotes, RiskGate
+    from seqtrade.venues.base import Instrument
+
+    config = parse_config(server_config(rate=0), base_dir=str(work))
+    paper = config.venue.paper
+    instruments = {_raw.SYMBOL: Instrument(_raw.SYMBOL, paper.tick_size, paper.lot_size, paper.min_size)}
+    accounts = Accounts()
+    quotes = Quotes()
+    gate = RiskGate(
+        config.risk, positions=accounts, mid=lambda _s: 60_000.0, instrument=instruments.get,
+        clock=trio.current_time,
+    )  # fmt: skip
+    engine = Engine(
+        config, instruments=lambda: instruments, risk=gate, accounts=accounts,
+        find_order=find_order, ids=IdGenerator(),
+    )  # fmt: skip
+    engine.quotes = quotes
+    return engine
+
+
+def serve_engine(work: Path, *, fill: bool) -> Loop:
+    """Rungs e and e2: rung d with the engine deciding and numbering, as the gateway performs it."""
+    import trio
+
+    from seqtrade import wire
+    from seqtrade.bus import TrioSocket
+    from seqtrade.models import OrderStatus
+    from seqtrade.server.engine import Commit, Place, Reply
+    from seqtrade.server.journal import Journal
+    from seqtrade.venues.base import OrderEvent
+
+    journal = Journal(work / "journal.sqlite", synchronous="normal")
+    engine = _engine(work, journal.find_order)  # old orders are read from this journal, as in build()
+    parse, encode = wire.parse_request, wire.encode_stored_report
+    accepted, filled = OrderStatus.ACCEPTED, OrderStatus.FILLED
+    trade = 0
+
+    async def main(pull: zmq.Socket[bytes], pub: zmq.Socket[bytes]) -> None:
+        nonlocal trade
+        tpull, tpub = TrioSocket(pull), TrioSocket(pub)
+        send = tpub.send_nowait
+        while True:
+            for frame in await tpull.recv_batch(256):
+                req = parse(frame)
+                now = _now_ms()
+                out = engine.on_request(req, now)
+                if out.journal:
+                    journal.add_records(out.journal)  # persist, then send to the venue
+                items: list[Any] = list(out.replies)
+                for cmd in out.venue:
+                    assert isinstance(cmd, Place)
+                    o = cmd.order
+                    vid = o.venue_order_id
+                    items.append(OrderEvent(vid, accepted, exchange_order_id="x" + vid, ts=now))
+                    if fill:
+                        trade += 1
+                        items.append(OrderEvent(
+                            vid, filled, exchange_order_id="x" + vid, quantity=o.quantity,
+                            filled_quantity=o.quantity, avg_price=60_000.0, last_fill_quantity=o.quantity,
+                            last_fill_price=60_000.0, fee=0.0, trade_id=f"t{trade}", ts=now,
+                        ))  # fmt: skip
+                for step in engine.report_steps(items):
+                    if isinstance(step, Commit):
+                        bodies = journal.add_reports(step.rows, step.fills)
+                        for (_, r, _), body in zip(step.pending, bodies, strict=True):
+                            r.gw_ns = time.time_ns()
+                            send(encode(r, body))
+                        engine.committed(step)
+                    elif isinstance(step, Reply) and step.report is not None:  # a re-sent report
+                        step.report.gw_ns = time.time_ns()
+                        send(wire.encode_message(step.report))
+                if journal.due():
+                    journal.index()
+
+    def loop(pull: zmq.Socket[bytes], pub: zmq.Socket[bytes]) -> None:
+        trio.run(main, pull, pub)
+
+    return loop
+
+
+def run_server(args: argparse.Namespace) -> int:
+    """A server rung: everything imported and built first, then the sockets bound (the bench counts the
+    server's CPU from then on), then its loop until SIGTERM ends the process."""
+    work = Path(args.work)
+    rung = args.rung
+    if rung == "b":
+        loop = serve_codec(work)
+    elif rung == "c":
+        loop = serve_journal(work)
+    elif rung == "d":
+        loop = serve_trio(work)
+    elif rung in ("e", "e2"):
+        loop = serve_engine(work, fill=rung == "e2")
+    else:
+        raise SystemExit(f"no such server rung: {rung}")
+    _ctx, pull, pub = _sockets(args.order, args.report)
+    loop(pull, pub)
+    return 0
+
+
+# ---------------------------------------------------------------------------- the client
+
+
+def run_client(args: argparse.Namespace) -> int:
+    """The raw bench client (``seqtrade.bench._raw``'s ``_Client``: its request frame, its join), one
+    order in flight; an order's time runs from before its request is packed to when the ``accepted``
+    report naming its client order id is unpacked (a server may send more reports per order)."""
+    c = _raw._Client(args, "raw")
+    if not c.join(args.timeout):
+        return 2
+    unpackb = msgpack.unpackb
+    n_topic = len(c.topic)
+    lat = array("q")
+    perf = time.perf_counter_ns
+    recv, send, request = c.sub.recv, c.push.send, c.request
+    for i in range(1, args.warmup + args.count + 1):
+        coid = f"raw-{i}"
+        t0 = perf()
+        send(request(i))
+        while True:
+            d = unpackb(memoryview(recv())[n_topic:])
+            if d["client_order_id"] == coid and d["status"] == "accepted":
+                break
+        t1 = perf()
+        if i > args.warmup:
+            lat.append(t1 - t0)
+    write_result(args.out, {"count": len(lat)}, {"round_trip": lat})
+    c.close()
+    return 0
+
+
+# ---------------------------------------------------------------------------- one rung, measured
+
+
+def _wait_listening(path: Path, p: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if p.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not start listening on {path}")
+        time.sleep(0.02)
+
+
+def measure(root: Path, rung: str, rep: int, count: int, warmup: int, pythonpath: str) -> dict[str, Any]:
+    """One rung's round trip: its server, the raw client, the server's CPU per order."""
+    env = {"PYTHONPATH": pythonpath} if pythonpath else None
+    bench_run.SERVER_PATH = pythonpath  # seqtrade serve (rungs f, g) from there too; its strategy not
+    if rung == "g":
+        res, hists = round_trip_seqtrade(root, f"{rung}-{rep}", count, warmup, 0)
+        h = hists["accepted"]
+        return _row(rung, rep, h, res.get("server_cpu_us_per_order"))
+    with scenario(root, f"{rung}-{rep}") as (d, procs):
+        if rung == "f":
+            server = start_server(d, procs, rate=0)
+            order, report = f"ipc://{d / 'run' / 'order.ipc'}", f"ipc://{d / 'run' / 'report.ipc'}"
+            listening = d / "run" / "order.ipc"
+        else:
+            order, report = f"ipc://{d / 'order.ipc'}", f"ipc://{d / 'report.ipc'}"
+            listening = d / "order.ipc"
+            if rung == "a":
+                server = procs.start("server", ["-m", "seqtrade.bench._raw", "echo", "--order", order,
+                                                "--report", report])  # fmt: skip
+            else:
+                server = procs.start("server", [str(HERE), "server", "--rung", rung, "--order", order,
+                                                "--report", report, "--work", str(d)], env)  # fmt: skip
+        _wait_listening(listening, server)
+        cpu0 = process_cpu_s(server.pid)
+        out = d / "rt.json"
+        client = procs.start("client", [str(HERE), "client", "--order", order, "--report", report,
+                                        "--out", str(out), "--count", str(count), "--warmup", str(warmup)])  # fmt: skip
+        procs.wait([("client", client)], 60 + count * 0.02)
+        cpu1 = process_cpu_s(server.pid)
+        procs.stop("server", server)
+        _, hists = read_result(out)
+        n = count + warmup
+        cpu = round((cpu1 - cpu0) / n * 1e6, 1) if cpu0 is not None and cpu1 is not None else None
+        return _row(rung, rep, hists["round_trip"], cpu)
+
+
+def _row(rung: str, rep: int, h: Any, cpu: float | None) -> dict[str, Any]:
+    """One run's figures; ``count``: the timed orders in its histogram."""
+    return {
+        "rung": rung, "rep": rep, "count": int(h.get_total_count()), "cpu_us_per_order": cpu,
+        **{f"p{q}": h.get_value_at_percentile(q) / 1000 for q in (50, 90, 99)},
+    }  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def summary(rows: list[dict[str, Any]], rungs: list[str]) -> list[dict[str, Any]]:
+    """Per rung, the median over the repeats of each figure, and its ratio to rung a's p50/p99."""
+    out: list[dict[str, Any]] = []
+    for rung in rungs:
+        mine = [r for r in rows if r["rung"] == rung]
+        s: dict[str, Any] = {"rung": rung, "name": NAMES[rung], "runs": len(mine),
+                             "count": sum(r["count"] for r in mine)}  # fmt: skip
+        for k in ("p50", "p90", "p99", "cpu_us_per_order"):
+            vals = [r[k] for r in mine if r[k] is not None]
+            s[k] = round(statistics.median(vals), 1) if vals else None
+        out.append(s)
+    base = next((s for s in out if s["rung"] == "a"), None)
+    prev: dict[str, Any] | None = None
+    for s in out:
+        for k in ("p50", "p99"):
+            s[f"{k}_x_raw"] = round(s[k] / base[k], 2) if base and base[k] and s[k] is not None else None
+        s["p50_step"] = round(s["p50"] - prev["p50"], 1) if prev and s["p50"] is not None else None
+        prev = s
+    return out
+
+
+def format_summary(summ: list[dict[str, Any]], loads: list[float], label: str) -> str:
+    def f(v: Any) -> str:
+        return "-" if v is None else f"{v:,.1f}"
+
+    lines = [
+        f"floor ladder{label}: round trip of one order in flight (raw client), median of the repeats, µs",
+        f"load per core (1-minute average) at each run's start: {min(loads):.2f}-{max(loads):.2f} "
+        f"(median {statistics.median(loads):.2f})",
+        f"{'rung':<34}{'runs':>5}{'orders':>8}{'p50':>9}{'p90':>9}{'p99':>9}{'p50 step':>10}"
+        f"{'p50/raw':>9}{'p99/raw':>9}{'CPU/order':>11}",
+    ]
+    for s in summ:
+        lines.append(
+            f"{s['rung'] + ' ' + s['name']:<34}{s['runs']:>5}{s['count']:>8}{f(s['p50']):>9}{f(s['p90']):>9}"
+            f"{f(s['p99']):>9}{f(s['p50_step']):>10}{f(s['p50_x_raw']) + 'x':>9}{f(s['p99_x_raw']) + 'x':>9}"
+            f"{f(s['cpu_us_per_order']):>11}"
+        )
+    return "\n".join(lines)
+
+
+def run_ladder(args: argparse.Namespace) -> int:
+    rungs = args.rungs.split(",") if args.rungs else list(RUNGS)
+    for r in rungs:
+        if r not in RUNGS:
+            raise SystemExit(f"no such rung {r!r} (rungs: {', '.join(RUNGS)})")
+    root = Path(tempfile.mkdtemp(prefix="stf-", dir="/tmp"))  # short: ipc paths < 100 bytes
+    rows: list[dict[str, Any]] = []
+    loads: list[float] = []
+    t0 = time.monotonic()
+    try:
+        for rep in range(args.repeat):
+            for rung in rungs:
+                load = load_per_core()
+                loads.append(load)
+                row = measure(root, rung, rep, args.count, args.warmup, args.pythonpath)
+                row["load"] = round(load, 2)
+                rows.append(row)
+                if not args.quiet:
+                    print(f"[{time.monotonic() - t0:6.1f} s] rep {rep + 1} {rung:<2} load {load:.2f}: "
+                          f"p50 {row['p50']:.1f} p99 {row['p99']:.1f} µs, CPU/order "
+                          f"{row['cpu_us_per_order']}", file=sys.stderr)  # fmt: skip
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    summ = summary(rows, rungs)
+    label = f" (server modules from {args.pythonpath})" if args.pythonpath else ""
+    print(format_summary(summ, loads, label))
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "pythonpath": args.pythonpath, "count": args.count, "warmup": args.warmup, "repeat": args.repeat,
+            "loads": loads, "runs": rows, "summary": summ, "cpus": os.cpu_count(),
+            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }, indent=1))  # fmt: skip
+        print(f"results: {args.json}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python bench/floor.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--count", type=int, default=3000, help="timed orders per run (default 3000)")
+    p.add_argument("--warmup", type=int, default=500, help="orders before the timed ones (default 500)")
+    p.add_argument("--repeat", type=int, default=3, help="interleaved repeats of the ladder (default 3)")
+    p.add_argument("--rungs", default="", help=f"comma-separated subset of {','.join(RUNGS)}")
+    p.add_argument("--pythonpath", default="", help="put this ahead of the source for server rungs b-g")
+    p.add_argument("--json", default="", help="write every run and the summary here")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    sub = p.add_subparsers(dest="role")
+    s = sub.add_parser("server")
+    s.add_argument("--rung", required=True)
+    s.add_argument("--order", required=True)
+    s.add_argument("--report", required=True)
+    s.add_argument("--work", required=True)
+    c = sub.add_parser("client")
+    for opt in ("--order", "--report", "--out"):
+        c.add_argument(opt, required=True)
+    c.add_argument("--count", type=int, required=True)
+    c.add_argument("--warmup", type=int, required=True)
+    c.add_argument("--timeout", type=float, default=30.0)
+    args = p.parse_args(argv)
+    if args.role == "server":
+        return run_server(args)
+    if args.role == "client":
+        return run_client(args)
+    return run_ladder(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
