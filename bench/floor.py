@@ -33,9 +33,10 @@ Per rung: p50/p90/p99 of the accepted round trip (µs) and the server's CPU (use
 threads) per order, from when it listens to when the client is done. The rungs run interleaved,
 ``--repeat`` times (a, b, ..., g, a, b, ...); the summary is the median of the repeats.
 
-``--pythonpath DIR`` puts DIR ahead of the source for every server rung b-g (e.g. a copy of the package
-with mypyc-compiled modules: bench/README.md, "The floor: what 1.5x raw would take"). ``--json FILE``
-writes every run. Internal roles: ``server --rung X ...`` and ``client ...``.
+``--pythonpath DIR`` (repeatable) adds a variant: every server rung b-g runs again, right after its run
+from the source, with DIR ahead of the source (e.g. a copy of the package with mypyc-compiled modules,
+made by bench/floor_mypyc.sh: bench/README.md, "The floor: what 1.5x raw would take"); one table per
+variant. ``--json FILE`` writes every run. Internal roles: ``server --rung X ...`` and ``client ...``.
 """
 
 from __future__ import annotations
@@ -61,7 +62,6 @@ from seqtrade.bench import run as bench_run
 from seqtrade.bench.hist import read_result, write_result
 from seqtrade.bench.run import (
     load_per_core,
-    process_cpu_s,
     round_trip_seqtrade,
     scenario,
     server_config,
@@ -342,6 +342,19 @@ def run_client(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- one rung, measured
 
 
+def cpu_ns(pid: int) -> int | None:
+    """A live process's CPU time so far, ns, all its threads (libzmq's I/O threads too): the sum of
+    ``/proc/<pid>/task/*/schedstat`` (nanoseconds; ``/proc/<pid>/stat`` counts 10 ms ticks). None
+    where that is not available."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
+
+
 def _wait_listening(path: Path, p: Any, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -350,15 +363,15 @@ def _wait_listening(path: Path, p: Any, timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
-def measure(root: Path, rung: str, rep: int, count: int, warmup: int, pythonpath: str) -> dict[str, Any]:
+def measure(root: Path, rung: str, tag: str, count: int, warmup: int, pythonpath: str) -> dict[str, Any]:
     """One rung's round trip: its server, the raw client, the server's CPU per order."""
     env = {"PYTHONPATH": pythonpath} if pythonpath else None
     bench_run.SERVER_PATH = pythonpath  # seqtrade serve (rungs f, g) from there too; its strategy not
     if rung == "g":
-        res, hists = round_trip_seqtrade(root, f"{rung}-{rep}", count, warmup, 0)
+        res, hists = round_trip_seqtrade(root, f"{rung}-{tag}", count, warmup, 0)
         h = hists["accepted"]
-        return _row(rung, rep, h, res.get("server_cpu_us_per_order"))
-    with scenario(root, f"{rung}-{rep}") as (d, procs):
+        return _row(rung, h, res.get("server_cpu_us_per_order"))
+    with scenario(root, f"{rung}-{tag}") as (d, procs):
         if rung == "f":
             server = start_server(d, procs, rate=0)
             order, report = f"ipc://{d / 'run' / 'order.ipc'}", f"ipc://{d / 'run' / 'report.ipc'}"
@@ -373,23 +386,23 @@ def measure(root: Path, rung: str, rep: int, count: int, warmup: int, pythonpath
                 server = procs.start("server", [str(HERE), "server", "--rung", rung, "--order", order,
                                                 "--report", report, "--work", str(d)], env)  # fmt: skip
         _wait_listening(listening, server)
-        cpu0 = process_cpu_s(server.pid)
+        cpu0 = cpu_ns(server.pid)
         out = d / "rt.json"
         client = procs.start("client", [str(HERE), "client", "--order", order, "--report", report,
                                         "--out", str(out), "--count", str(count), "--warmup", str(warmup)])  # fmt: skip
         procs.wait([("client", client)], 60 + count * 0.02)
-        cpu1 = process_cpu_s(server.pid)
+        cpu1 = cpu_ns(server.pid)
         procs.stop("server", server)
         _, hists = read_result(out)
-        n = count + warmup
-        cpu = round((cpu1 - cpu0) / n * 1e6, 1) if cpu0 is not None and cpu1 is not None else None
-        return _row(rung, rep, hists["round_trip"], cpu)
+        n = count + warmup  # (and the join's few pings)
+        cpu = round((cpu1 - cpu0) / n / 1000, 1) if cpu0 is not None and cpu1 is not None else None
+        return _row(rung, hists["round_trip"], cpu)
 
 
-def _row(rung: str, rep: int, h: Any, cpu: float | None) -> dict[str, Any]:
+def _row(rung: str, h: Any, cpu: float | None) -> dict[str, Any]:
     """One run's figures; ``count``: the timed orders in its histogram."""
     return {
-        "rung": rung, "rep": rep, "count": int(h.get_total_count()), "cpu_us_per_order": cpu,
+        "rung": rung, "count": int(h.get_total_count()), "cpu_us_per_order": cpu,
         **{f"p{q}": h.get_value_at_percentile(q) / 1000 for q in (50, 90, 99)},
     }  # fmt: skip
 
@@ -397,12 +410,15 @@ def _row(rung: str, rep: int, h: Any, cpu: float | None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- the run
 
 
-def summary(rows: list[dict[str, Any]], rungs: list[str]) -> list[dict[str, Any]]:
-    """Per rung, the median over the repeats of each figure, and its ratio to rung a's p50/p99."""
+def summary(rows: list[dict[str, Any]], rungs: list[str], variant: str) -> list[dict[str, Any]]:
+    """Per rung of one variant, the median over the repeats of each figure, its ratios to rung a's
+    p50/p99 and its p50 step from the rung before (rung a, the raw echo, is shared by the variants)."""
     out: list[dict[str, Any]] = []
     for rung in rungs:
-        mine = [r for r in rows if r["rung"] == rung]
-        s: dict[str, Any] = {"rung": rung, "name": NAMES[rung], "runs": len(mine),
+        mine = [r for r in rows if r["rung"] == rung and (rung == "a" or r["variant"] == variant)]
+        if not mine:
+            continue
+        s: dict[str, Any] = {"variant": variant, "rung": rung, "name": NAMES[rung], "runs": len(mine),
                              "count": sum(r["count"] for r in mine)}  # fmt: skip
         for k in ("p50", "p90", "p99", "cpu_us_per_order"):
             vals = [r[k] for r in mine if r[k] is not None]
@@ -418,12 +434,13 @@ def summary(rows: list[dict[str, Any]], rungs: list[str]) -> list[dict[str, Any]
     return out
 
 
-def format_summary(summ: list[dict[str, Any]], loads: list[float], label: str) -> str:
+def format_summary(summ: list[dict[str, Any]], loads: list[float], variant: str) -> str:
     def f(v: Any) -> str:
         return "-" if v is None else f"{v:,.1f}"
 
+    label = f"server modules from {variant}" if variant else "the source"
     lines = [
-        f"floor ladder{label}: round trip of one order in flight (raw client), median of the repeats, µs",
+        f"floor ladder ({label}): round trip of one order in flight (raw client), median of the repeats, µs",
         f"load per core (1-minute average) at each run's start: {min(loads):.2f}-{max(loads):.2f} "
         f"(median {statistics.median(loads):.2f})",
         f"{'rung':<34}{'runs':>5}{'orders':>8}{'p50':>9}{'p90':>9}{'p99':>9}{'p50 step':>10}"
@@ -443,6 +460,7 @@ def run_ladder(args: argparse.Namespace) -> int:
     for r in rungs:
         if r not in RUNGS:
             raise SystemExit(f"no such rung {r!r} (rungs: {', '.join(RUNGS)})")
+    variants = ["", *args.pythonpath]  # "": the source
     root = Path(tempfile.mkdtemp(prefix="stf-", dir="/tmp"))  # short: ipc paths < 100 bytes
     rows: list[dict[str, Any]] = []
     loads: list[float] = []
@@ -450,25 +468,25 @@ def run_ladder(args: argparse.Namespace) -> int:
     try:
         for rep in range(args.repeat):
             for rung in rungs:
-                load = load_per_core()
-                loads.append(load)
-                row = measure(root, rung, rep, args.count, args.warmup, args.pythonpath)
-                row["load"] = round(load, 2)
-                rows.append(row)
-                if not args.quiet:
-                    print(f"[{time.monotonic() - t0:6.1f} s] rep {rep + 1} {rung:<2} load {load:.2f}: "
-                          f"p50 {row['p50']:.1f} p99 {row['p99']:.1f} µs, CPU/order "
-                          f"{row['cpu_us_per_order']}", file=sys.stderr)  # fmt: skip
+                for i, variant in enumerate(variants if rung != "a" else [""]):
+                    load = load_per_core()
+                    loads.append(load)
+                    row = measure(root, rung, f"{rep}v{i}", args.count, args.warmup, variant)
+                    row.update(variant=variant, rep=rep, load=round(load, 2))
+                    rows.append(row)
+                    if not args.quiet:
+                        print(f"[{time.monotonic() - t0:6.1f} s] rep {rep + 1} {rung:<2} {variant or 'source'} "
+                              f"load {load:.2f}: p50 {row['p50']:.1f} p99 {row['p99']:.1f} µs, CPU/order "
+                              f"{row['cpu_us_per_order']}", file=sys.stderr)  # fmt: skip
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    summ = summary(rows, rungs)
-    label = f" (server modules from {args.pythonpath})" if args.pythonpath else ""
-    print(format_summary(summ, loads, label))
+    summaries = [summary(rows, rungs, v) for v in variants]
+    print("\n\n".join(format_summary(summ, loads, v) for summ, v in zip(summaries, variants, strict=True)))
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "pythonpath": args.pythonpath, "count": args.count, "warmup": args.warmup, "repeat": args.repeat,
-            "loads": loads, "runs": rows, "summary": summ, "cpus": os.cpu_count(),
-            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "variants": variants, "count": args.count, "warmup": args.warmup, "repeat": args.repeat,
+            "loads": loads, "runs": rows, "summary": [s for summ in summaries for s in summ],
+            "cpus": os.cpu_count(), "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }, indent=1))  # fmt: skip
         print(f"results: {args.json}")
     return 0
@@ -480,7 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=500, help="orders before the timed ones (default 500)")
     p.add_argument("--repeat", type=int, default=3, help="interleaved repeats of the ladder (default 3)")
     p.add_argument("--rungs", default="", help=f"comma-separated subset of {','.join(RUNGS)}")
-    p.add_argument("--pythonpath", default="", help="put this ahead of the source for server rungs b-g")
+    p.add_argument("--pythonpath", action="append", default=[],
+                   help="also run server rungs b-g with this ahead of the source (repeatable; interleaved)")  # fmt: skip
     p.add_argument("--json", default="", help="write every run and the summary here")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     sub = p.add_subparsers(dest="role")
