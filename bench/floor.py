@@ -308,6 +308,127 @@ def run_server(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- the parts, in-process
+
+
+def run_parts(args: argparse.Namespace) -> int:
+    """Each piece of the ladder's servers alone, in this process, without sockets: µs per call, the
+    best of ``--batches`` batches of ``--calls`` calls (the least disturbed by other processes). Run
+    it with ``PYTHONPATH=<compiled copy>`` to price the compiled modules the same way."""
+    from seqtrade import wire
+    from seqtrade.models import OrderStatus
+    from seqtrade.server.engine import Commit, Place
+    from seqtrade.server.journal import Journal
+    from seqtrade.server.orders import IdGenerator, OrderRecord, report_for
+    from seqtrade.venues.base import OrderEvent
+
+    work = Path(tempfile.mkdtemp(prefix="stf-parts-", dir="/tmp"))
+    calls, batches = args.calls, args.batches
+    client = _raw._Client.__new__(_raw._Client)  # only its request frame: no sockets
+    client.sid, client.pack = "raw", msgpack.Packer(use_bin_type=True).pack
+    client.order_topic = b"order_request/raw/"
+    total = calls * batches + 10
+    frames = [client.request(i) for i in range(1, total + 1)]
+    n_topic = len(client.order_topic)
+    packb, unpackb = msgpack.Packer(use_bin_type=True).pack, msgpack.unpackb
+    ids = IdGenerator()
+    parse, encode = wire.parse_request, wire.encode_message
+    reqs: list[Any] = [parse(f) for f in frames]
+    accepted = OrderStatus.ACCEPTED
+    results: dict[str, float] = {}
+
+    def best(name: str, body: Callable[[int], object]) -> None:
+        times = []
+        i = 0
+        for _ in range(batches):
+            t0 = time.perf_counter_ns()
+            for _ in range(calls):
+                body(i)
+                i += 1
+            times.append((time.perf_counter_ns() - t0) / calls / 1000)
+        results[name] = round(min(times), 2)
+
+    def raw_echo(i: int) -> None:  # rung a's work per order
+        d = unpackb(memoryview(frames[i])[n_topic:])
+        packb({"type": "order_report", "seq": d.get("n", 0), "client_order_id": d["client_order_id"],
+               "strategy_id": d["strategy_id"], "symbol": d["symbol"], "side": d["side"],
+               "order_type": d["order_type"], "quantity": d["quantity"], "status": "accepted",
+               "gw_ns": time.time_ns()})  # fmt: skip
+
+    recs = [
+        OrderRecord(ids.next(), r.strategy_id, r.client_order_id, r.symbol, str(r.side), str(r.order_type),
+                    r.price, r.quantity, 0)
+        for r in reqs
+    ]  # fmt: skip
+    reports = [report_for(rec, accepted, timestamp=1) for rec in recs]
+    best("a: msgpack unpack + pack (the raw echo)", raw_echo)
+    best("b: wire.parse_request", lambda i: parse(frames[i]))
+    best("b: wire.encode_message (accepted report)", lambda i: encode(reports[i]))
+    fd = os.open(work / "pwritev", os.O_WRONLY | os.O_CREAT, 0o600)
+    order_payload = packb([("o", recs[0].venue_order_id, "raw", "raw-1", "BTC-USDT", "buy", "market",
+                            None, 0.001, 1, 1, 0)])  # fmt: skip
+    head = b"\0" * 8
+    off = [0]
+
+    def pwritev(i: int) -> None:
+        off[0] += os.pwritev(fd, (head, order_payload), off[0])
+
+    best("c: os.pwritev of one order-sized frame (the syscall alone)", pwritev)
+    journal = Journal(work / "journal.sqlite", synchronous="normal")
+    best("c: Journal.add_records (one order)", lambda i: journal.add_records([(recs[i], True)]))
+    for n, r in enumerate(reports, 1):
+        r.seq = n
+    best("c: Journal.add_reports (one report)", lambda i: journal.add_reports([(recs[i].venue_order_id,
+                                                                              reports[i], True)]))  # fmt: skip
+    t0 = time.perf_counter_ns()
+    pending = journal.pending
+    journal.index()
+    results["c: Journal.index, per order and report indexed"] = round(
+        (time.perf_counter_ns() - t0) / max(1, pending) / 1000 * 2, 2
+    )
+    journal.close()
+
+    def engine_part() -> None:
+        journal2 = Journal(work / "journal2.sqlite", synchronous="normal")
+        engine = _engine(work, journal2.find_order)
+        fresh = [parse(client.request(total + i)) for i in range(1, total + 1)]
+        outs: list[Any] = []
+        best("e: Engine.on_request (a new market order: every check)",
+             lambda i: outs.append(engine.on_request(fresh[i], time.time_ns() // 1_000_000)))  # fmt: skip
+
+        def report_stage(i: int) -> None:
+            out = outs[i]
+            cmd = out.venue[0]
+            assert isinstance(cmd, Place)
+            vid = cmd.order.venue_order_id
+            for step in engine.report_steps([OrderEvent(vid, accepted, exchange_order_id="x" + vid, ts=1)]):
+                assert isinstance(step, Commit)
+                engine.committed(step)
+
+        best("e: Engine report stage for 'accepted' (report_steps, number, committed)", report_stage)
+
+    _in_trio(engine_part)
+    os.close(fd)
+    shutil.rmtree(work, ignore_errors=True)
+    where = os.environ.get("PYTHONPATH", "") or "the source"
+    print(f"in-process costs, µs per call (best of {batches} x {calls}), modules from {where}:")
+    for k, v in results.items():
+        print(f"  {v:8.2f}  {k}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"pythonpath": where, "us_per_call": results}, indent=1))
+    return 0
+
+
+def _in_trio(fn: Callable[[], None]) -> None:
+    """Run ``fn`` inside ``trio.run`` (the risk gate's clock is Trio's)."""
+    import trio
+
+    async def main() -> None:
+        fn()
+
+    trio.run(main)
+
+
 # ---------------------------------------------------------------------------- the client
 
 
@@ -508,6 +629,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--order", required=True)
     s.add_argument("--report", required=True)
     s.add_argument("--work", required=True)
+    pp = sub.add_parser("parts", help="each piece alone, in-process: µs per call")
+    pp.add_argument("--calls", type=int, default=2000)
+    pp.add_argument("--batches", type=int, default=5)
+    pp.add_argument("--json", default="")
     c = sub.add_parser("client")
     for opt in ("--order", "--report", "--out"):
         c.add_argument(opt, required=True)
@@ -519,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_server(args)
     if args.role == "client":
         return run_client(args)
+    if args.role == "parts":
+        return run_parts(args)
     return run_ladder(args)
 
 

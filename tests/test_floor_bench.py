@@ -37,3 +37,16 @@ def test_floor_ladder_refuses_an_unknown_rung() -> None:
         [sys.executable, str(BENCH), "--rungs", "a,z", "-q"], capture_output=True, text=True, timeout=60
     )
     assert p.returncode != 0 and "no such rung 'z'" in p.stderr
+
+
+def test_floor_parts_prices_every_piece(tmp_path: Path) -> None:
+    out = tmp_path / "parts.json"
+    p = subprocess.run(
+        [sys.executable, str(BENCH), "parts", "--calls", "20", "--batches", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    costs = json.loads(out.read_text())["us_per_call"]
+    prefixes = sorted({k.split(":")[0] for k in costs})
+    assert prefixes == ["a", "b", "c", "e"], costs
+    assert len(costs) == 9 and all(v > 0 for v in costs.values()), costs
