@@ -9,11 +9,13 @@ separate process:
 - ``b codec``: + the wire codec: the order frame decoded by ``seqtrade.wire.parse_request`` (every
   check of the protocol), an ``accepted`` :class:`~seqtrade.models.OrderReport` encoded by
   ``seqtrade.wire.encode_message``. Blocking pyzmq loop.
-- ``c journal``: + persist, then send, with the real :class:`~seqtrade.server.journal.Journal` in a
-  temp dir (``synchronous = "normal"``, as shipped): the order's record written (one ``pwritev``,
-  ``add_records``, with its duplicate checks) before "the venue" (which accepts at once), the report
-  written after (``add_reports``, one ``pwritev``) and published from the body it stored
-  (``encode_stored_report``); the SQLite index follows after the send when due, as in the server.
+- ``c pwritev``: + persist, then send, as bare system calls: the order's record packed and written (one
+  ``pwritev`` of a length + CRC header and the payload, the journal's frame layout, to a real file in
+  the temp dir) before "the venue" (which accepts at once), the report's body packed and written
+  after, the report published from that body (``encode_stored_report``).
+- ``c2 journal``: the same with the real :class:`~seqtrade.server.journal.Journal` doing the writes
+  (``synchronous = "normal"``, as shipped): ``add_records`` (with its duplicate checks) before the
+  venue, ``add_reports`` after; the SQLite index follows after the send when due, as in the server.
 - ``d trio``: the same loop on Trio: the PULL socket read with
   :meth:`seqtrade.bus.TrioSocket.recv_batch` (the FD waited on as the server does), the report sent with
   ``send_nowait``.
@@ -68,11 +70,12 @@ from seqtrade.bench.run import (
     start_server,
 )
 
-RUNGS = ("a", "b", "c", "d", "e", "e2", "f", "g")
+RUNGS = ("a", "b", "c", "c2", "d", "e", "e2", "f", "g")
 NAMES = {
     "a": "raw echo",
     "b": "+ wire codec",
-    "c": "+ journal writes",
+    "c": "+ 2 pwritev (bare)",
+    "c2": "+ the Journal class",
     "d": "+ Trio loop",
     "e": "+ engine checks",
     "e2": "+ the fill (2nd report)",
@@ -125,8 +128,51 @@ def serve_codec(work: Path) -> Loop:
     return loop
 
 
+def serve_pwritev(work: Path) -> Loop:
+    """Rung c: rung b plus the journal's two system calls and nothing of its bookkeeping: the order's
+    record packed and written (one ``pwritev``: a length + CRC header and the payload, the journal's
+    frame layout) before "the venue" accepts it, the report's body packed and written after, to a real
+    file (``os.pwritev``, page cache, as ``synchronous = "normal"``); the report sent from that body."""
+    import struct
+    import zlib
+
+    from seqtrade import wire
+    from seqtrade.models import OrderStatus
+    from seqtrade.server.orders import IdGenerator, OrderRecord, report_for
+
+    fd = os.open(work / "log", os.O_WRONLY | os.O_CREAT, 0o600)
+    pack = msgpack.Packer(use_bin_type=True).pack
+    frame_head = struct.Struct("<II").pack
+    parse, encode, to_body = wire.parse_request, wire.encode_stored_report, wire.stored_report_to_body
+    ids, accepted = IdGenerator(), OrderStatus.ACCEPTED
+
+    def loop(pull: zmq.Socket[bytes], pub: zmq.Socket[bytes]) -> None:
+        offset = seq = 0
+        while True:
+            req: Any = parse(pull.recv())
+            now = _now_ms()
+            rec = OrderRecord(
+                ids.next(), req.strategy_id, req.client_order_id, req.symbol, str(req.side),
+                str(req.order_type), req.price, req.quantity, now,
+            )  # fmt: skip
+            payload = pack([("o", rec.venue_order_id, rec.strategy_id, rec.client_order_id, rec.symbol,
+                             rec.side, rec.order_type, rec.price, rec.quantity, now, 1, 0)])  # fmt: skip
+            offset += os.pwritev(fd, (frame_head(len(payload), zlib.crc32(payload)), payload), offset)
+            rec.status = accepted
+            r = report_for(rec, accepted, timestamp=now)
+            seq += 1
+            r.seq = seq
+            body = to_body(r)
+            payload = pack([("r", r.strategy_id, seq, rec.venue_order_id, pack(body), 1)])
+            offset += os.pwritev(fd, (frame_head(len(payload), zlib.crc32(payload)), payload), offset)
+            r.gw_ns = time.time_ns()
+            pub.send(encode(r, body))
+
+    return loop
+
+
 class _Persisting:
-    """Rungs c and d: the journal's two writes around an order that "the venue" accepts at once."""
+    """Rungs c2 and d: the journal's two writes around an order that "the venue" accepts at once."""
 
     def __init__(self, work: Path) -> None:
         from seqtrade import wire
@@ -169,7 +215,8 @@ class _Persisting:
 
 
 def serve_journal(work: Path) -> Loop:
-    """Rung c: rung b's loop, persisting before each send as the journal does."""
+    """Rung c2: rung c with the real journal doing the writes (its checks, pending sets, filter, and
+    the SQLite index it keeps after the sends)."""
     p = _Persisting(work)
 
     def loop(pull: zmq.Socket[bytes], pub: zmq.Socket[bytes]) -> None:
@@ -296,6 +343,8 @@ def run_server(args: argparse.Namespace) -> int:
     if rung == "b":
         loop = serve_codec(work)
     elif rung == "c":
+        loop = serve_pwritev(work)
+    elif rung == "c2":
         loop = serve_journal(work)
     elif rung == "d":
         loop = serve_trio(work)
@@ -484,8 +533,11 @@ def _wait_listening(path: Path, p: Any, timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
-def measure(root: Path, rung: str, tag: str, count: int, warmup: int, pythonpath: str) -> dict[str, Any]:
-    """One rung's round trip: its server, the raw client, the server's CPU per order."""
+def measure(
+    root: Path, rung: str, tag: str, count: int, warmup: int, pythonpath: str, files: Path | None = None
+) -> dict[str, Any]:
+    """One rung's round trip: its server, the raw client, the server's CPU per order. ``files``: where
+    rungs b-e2 keep their log and journal (default: the run's directory under /tmp)."""
     env = {"PYTHONPATH": pythonpath} if pythonpath else None
     bench_run.SERVER_PATH = pythonpath  # seqtrade serve (rungs f, g) from there too; its strategy not
     if rung == "g":
@@ -500,12 +552,14 @@ def measure(root: Path, rung: str, tag: str, count: int, warmup: int, pythonpath
         else:
             order, report = f"ipc://{d / 'order.ipc'}", f"ipc://{d / 'report.ipc'}"
             listening = d / "order.ipc"
+            work = d if files is None else files / f"{rung}-{tag}"
+            work.mkdir(exist_ok=True)
             if rung == "a":
                 server = procs.start("server", ["-m", "seqtrade.bench._raw", "echo", "--order", order,
                                                 "--report", report])  # fmt: skip
             else:
                 server = procs.start("server", [str(HERE), "server", "--rung", rung, "--order", order,
-                                                "--report", report, "--work", str(d)], env)  # fmt: skip
+                                                "--report", report, "--work", str(work)], env)  # fmt: skip
         _wait_listening(listening, server)
         cpu0 = cpu_ns(server.pid)
         out = d / "rt.json"
@@ -583,6 +637,7 @@ def run_ladder(args: argparse.Namespace) -> int:
             raise SystemExit(f"no such rung {r!r} (rungs: {', '.join(RUNGS)})")
     variants = ["", *args.pythonpath]  # "": the source
     root = Path(tempfile.mkdtemp(prefix="stf-", dir="/tmp"))  # short: ipc paths < 100 bytes
+    files = Path(tempfile.mkdtemp(prefix="stf-files-", dir=args.files_in)) if args.files_in else None
     rows: list[dict[str, Any]] = []
     loads: list[float] = []
     t0 = time.monotonic()
@@ -592,7 +647,7 @@ def run_ladder(args: argparse.Namespace) -> int:
                 for i, variant in enumerate(variants if rung != "a" else [""]):
                     load = load_per_core()
                     loads.append(load)
-                    row = measure(root, rung, f"{rep}v{i}", args.count, args.warmup, variant)
+                    row = measure(root, rung, f"{rep}v{i}", args.count, args.warmup, variant, files)
                     row.update(variant=variant, rep=rep, load=round(load, 2))
                     rows.append(row)
                     if not args.quiet:
@@ -601,6 +656,8 @@ def run_ladder(args: argparse.Namespace) -> int:
                               f"{row['cpu_us_per_order']}", file=sys.stderr)  # fmt: skip
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        if files is not None:
+            shutil.rmtree(files, ignore_errors=True)
     summaries = [summary(rows, rungs, v) for v in variants]
     print("\n\n".join(format_summary(summ, loads, v) for summ, v in zip(summaries, variants, strict=True)))
     if args.json:
@@ -622,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pythonpath", action="append", default=[],
                    help="also run server rungs b-g with this ahead of the source (repeatable; interleaved)")  # fmt: skip
     p.add_argument("--json", default="", help="write every run and the summary here")
+    p.add_argument("--files-in", default="", help="rungs b-e2 keep their log/journal under this directory "
+                   "(e.g. /dev/shm; default: the run's directory in /tmp); seqtrade serve's stay in /tmp")  # fmt: skip
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     sub = p.add_subparsers(dest="role")
     s = sub.add_parser("server")

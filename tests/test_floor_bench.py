@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "floor.py"
-RUNGS = ["a", "b", "c", "d", "e", "e2", "f", "g"]
+RUNGS = ["a", "b", "c", "c2", "d", "e", "e2", "f", "g"]
 
 
 def test_floor_ladder_runs_every_rung(tmp_path: Path) -> None:
