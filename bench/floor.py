@@ -16,7 +16,7 @@ separate process:
 - ``c2 journal``: the same with the real :class:`~seqtrade.server.journal.Journal` doing the writes
   (``synchronous = "normal"``, as shipped): ``add_records`` (with its duplicate checks) before the
   venue, ``add_reports`` after; the SQLite index follows after the send when due, as in the server.
-- ``d trio``: the same loop on Trio: the PULL socket read with
+- ``d trio``: rung c2's loop on Trio: the PULL socket read with
   :meth:`seqtrade.bus.TrioSocket.recv_batch` (the FD waited on as the server does), the report sent with
   ``send_nowait``.
 - ``e engine``: + the real :class:`~seqtrade.server.engine.Engine` with its
@@ -31,14 +31,17 @@ separate process:
 - ``g bench``: the bench's own seqtrade round trip (``seqtrade bench --only orders``: a
   ``seqtrade.client`` strategy against ``seqtrade serve``), for the link to the published figures.
 
-Per rung: p50/p90/p99 of the accepted round trip (µs) and the server's CPU (user + system, all
-threads) per order, from when it listens to when the client is done. The rungs run interleaved,
+Per rung: p50/p90/p99 of the accepted round trip (µs) and the server's CPU (all threads, from
+``/proc/<pid>/task/*/schedstat``; rung g: the bench's own figure) per order, from when it listens to
+when the client is done. The rungs run interleaved,
 ``--repeat`` times (a, b, ..., g, a, b, ...); the summary is the median of the repeats.
 
 ``--pythonpath DIR`` (repeatable) adds a variant: every server rung b-g runs again, right after its run
 from the source, with DIR ahead of the source (e.g. a copy of the package with mypyc-compiled modules,
 made by bench/floor_mypyc.sh: bench/README.md, "The floor: what 1.5x raw would take"); one table per
-variant. ``--json FILE`` writes every run. Internal roles: ``server --rung X ...`` and ``client ...``.
+variant. ``--files-in DIR`` puts rungs b-e2's files there (e.g. tmpfs). ``--json FILE`` writes every
+run. ``python bench/floor.py parts``: each piece of the servers alone, in-process, µs per call.
+Internal roles: ``server --rung X ...`` and ``client ...``.
 """
 
 from __future__ import annotations
