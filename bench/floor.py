@@ -374,7 +374,7 @@ def run_parts(args: argparse.Namespace) -> int:
     from seqtrade.server.orders import IdGenerator, OrderRecord, report_for
     from seqtrade.venues.base import OrderEvent
 
-    work = Path(tempfile.mkdtemp(prefix="stf-parts-", dir="/tmp"))
+    work = Path(tempfile.mkdtemp(prefix="stfl-parts-", dir="/tmp"))
     calls, batches = args.calls, args.batches
     client = _raw._Client.__new__(_raw._Client)  # only its request frame: no sockets
     client.sid, client.pack = "raw", msgpack.Packer(use_bin_type=True).pack
@@ -639,8 +639,8 @@ def run_ladder(args: argparse.Namespace) -> int:
         if r not in RUNGS:
             raise SystemExit(f"no such rung {r!r} (rungs: {', '.join(RUNGS)})")
     variants = ["", *args.pythonpath]  # "": the source
-    root = Path(tempfile.mkdtemp(prefix="stf-", dir="/tmp"))  # short: ipc paths < 100 bytes
-    files = Path(tempfile.mkdtemp(prefix="stf-files-", dir=args.files_in)) if args.files_in else None
+    root = Path(tempfile.mkdtemp(prefix="stfl-", dir="/tmp"))  # short: ipc paths < 100 bytes
+    files = Path(tempfile.mkdtemp(prefix="stfl-files-", dir=args.files_in)) if args.files_in else None
     rows: list[dict[str, Any]] = []
     loads: list[float] = []
     t0 = time.monotonic()
