@@ -144,6 +144,7 @@ def serve_pwritev(work: Path) -> Loop:
     from seqtrade.server.orders import IdGenerator, OrderRecord, report_for
 
     fd = os.open(work / "log", os.O_WRONLY | os.O_CREAT, 0o600)
+    # the records as the journal frames them: (0, order row ...) and (1, sid, seq, vid, body, open)
     pack = msgpack.Packer(use_bin_type=True).pack
     frame_head = struct.Struct("<II").pack
     parse, encode, to_body = wire.parse_request, wire.encode_stored_report, wire.stored_report_to_body
@@ -158,7 +159,7 @@ def serve_pwritev(work: Path) -> Loop:
                 ids.next(), req.strategy_id, req.client_order_id, req.symbol, str(req.side),
                 str(req.order_type), req.price, req.quantity, now,
             )  # fmt: skip
-            payload = pack([("o", rec.venue_order_id, rec.strategy_id, rec.client_order_id, rec.symbol,
+            payload = pack([(0, rec.venue_order_id, rec.strategy_id, rec.client_order_id, rec.symbol,
                              rec.side, rec.order_type, rec.price, rec.quantity, now, 1, 0)])  # fmt: skip
             offset += os.pwritev(fd, (frame_head(len(payload), zlib.crc32(payload)), payload), offset)
             rec.status = accepted
@@ -166,7 +167,7 @@ def serve_pwritev(work: Path) -> Loop:
             seq += 1
             r.seq = seq
             body = to_body(r)
-            payload = pack([("r", r.strategy_id, seq, rec.venue_order_id, pack(body), 1)])
+            payload = pack([(1, r.strategy_id, seq, rec.venue_order_id, pack(body), 1)])
             offset += os.pwritev(fd, (frame_head(len(payload), zlib.crc32(payload)), payload), offset)
             r.gw_ns = time.time_ns()
             pub.send(encode(r, body))
@@ -417,7 +418,7 @@ def run_parts(args: argparse.Namespace) -> int:
     best("b: wire.parse_request", lambda i: parse(frames[i]))
     best("b: wire.encode_message (accepted report)", lambda i: encode(reports[i]))
     fd = os.open(work / "pwritev", os.O_WRONLY | os.O_CREAT, 0o600)
-    order_payload = packb([("o", recs[0].venue_order_id, "raw", "raw-1", "BTC-USDT", "buy", "market",
+    order_payload = packb([(0, recs[0].venue_order_id, "raw", "raw-1", "BTC-USDT", "buy", "market",
                             None, 0.001, 1, 1, 0)])  # fmt: skip
     head = b"\0" * 8
     off = [0]
