@@ -124,6 +124,7 @@ __all__ = [
 
 log = logging.getLogger("seqtrade.client")
 _decode_ticker = wire.decode_ticker_frame
+_decode_report = wire.decode_report_frame
 
 HELLO_INTERVAL = 0.1  # re-send hello every 100 ms until the welcome
 HEARTBEAT_INTERVAL = 1.0  # a heartbeat every second
@@ -355,11 +356,13 @@ class ClientProtocol:
 
     def receive_report_frame(self, frame: bytes, now: float) -> ReportEvent:
         """One frame from ``report/<strategy_id>/``; a bad frame is logged and dropped."""
-        try:
-            msg = wire.decode_message(frame)
-        except WireError as exc:
-            log.warning("dropped a bad report frame: %s", exc)
-            return None
+        msg: Any = _decode_report(frame)  # an order report, most of the traffic (None: anything else)
+        if msg is None:
+            try:
+                msg = wire.decode_message(frame)
+            except WireError as exc:
+                log.warning("dropped a bad report frame: %s", exc)
+                return None
         return self.receive_report(msg, now)
 
     def receive_report(self, msg: Any, now: float) -> ReportEvent:
