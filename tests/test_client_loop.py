@@ -6,6 +6,9 @@
   comes once (real server, real sockets, in process).
 - The market-data and report drains ask the socket before a second receive (no ``zmq.Again`` per
   wake-up) and still take a whole burst in one call.
+- An order helper's frame, from :class:`~seqtrade.client.orderframes.OrderFrames`' prebuilt pieces, is
+  :func:`seqtrade.wire.encode_message`'s byte for byte (golden frames, any order) and reads back as
+  the order asked for.
 - :func:`seqtrade.wire.decode_report_frame` gives what :func:`seqtrade.wire.decode_message` gives for
   every golden frame and every broken one of tests/test_codec_golden.py (or hands it back), and for
   any order report.
@@ -25,10 +28,11 @@ from hypothesis import strategies as st
 
 from seqtrade import wire
 from seqtrade.client import OrderReport, Strategy, Ticker, run_strategy
+from seqtrade.client.orderframes import MAX_SHAPES, OrderFrames
 from seqtrade.client.protocol import ClientProtocol, Report
-from seqtrade.client.runner import _Shell
+from seqtrade.client.runner import Connection, Endpoints, _Shell
 from seqtrade.errors import WireError
-from seqtrade.models import OrderStatus
+from seqtrade.models import OrderRequest, OrderStatus, OrderType, Side
 
 from .test_codec_golden import FRAMES, MESSAGES, _cases
 
@@ -204,3 +208,85 @@ def test_every_status_takes_the_fast_path(status: OrderStatus):
     r = OrderReport(7, "c-1", "x", "s1", S, "buy", "limit", 100.0, 1.0, status, timestamp=1, gw_ns=2)
     fast = wire.decode_report_frame(wire.encode_message(r))
     assert fast == r and fast is not None and fast.status is status
+
+
+# --------------------------------------------------------------------------- order frames
+
+
+def test_order_frames_are_the_golden_frames():
+    seen = 0
+    for name, msg in MESSAGES.items():
+        if type(msg) is OrderRequest:
+            frames = OrderFrames(msg.strategy_id)
+            args = (msg.client_order_id, msg.symbol, msg.side, msg.order_type, msg.price, msg.quantity, msg.timestamp,
+                    msg.reduce_only)  # fmt: skip
+            assert frames.frame(*args) == bytes.fromhex(FRAMES[name]), name
+            assert frames.frame(*args) == bytes.fromhex(FRAMES[name]), name  # from the kept shape
+            seen += 1
+    assert seen >= 8
+
+
+numbers = st.floats() | st.integers(-(2**63), 2**64 - 1)
+
+
+@settings(max_examples=500)
+@given(st.from_regex(wire.STRATEGY_ID_RE, fullmatch=True), st.text(max_size=70), st.text(max_size=80),
+       st.sampled_from(list(Side)), st.sampled_from(list(OrderType)), st.none() | numbers, numbers,
+       st.integers(-(2**63), 2**64 - 1), st.booleans())  # fmt: skip
+def test_order_frames_are_encode_message_byte_for_byte(
+    sid: str,
+    coid: str,
+    symbol: str,
+    side: Side,
+    ot: OrderType,
+    price: Any,
+    qty: Any,
+    ts: int,
+    reduce_only: bool,
+):
+    frames = OrderFrames(sid)
+    want = wire.encode_message(OrderRequest(sid, coid, symbol, side, ot, price, qty, ts, reduce_only))
+    assert frames.frame(coid, symbol, side, ot, price, qty, ts, reduce_only) == want
+    assert frames.frame(coid, symbol, side, ot, price, qty, ts, reduce_only) == want
+
+
+def test_the_shapes_kept_are_bounded():
+    frames = OrderFrames("s1")
+    for i in range(MAX_SHAPES + 10):
+        frames.frame("c", f"S{i}", Side.BUY, OrderType.LIMIT, 1.0, 1.0, 1)
+    assert len(frames._shapes) <= MAX_SHAPES
+    want = wire.encode_message(OrderRequest("s1", "c", "S0", Side.BUY, OrderType.LIMIT, 1.0, 1.0, 1))
+    assert frames.frame("c", "S0", Side.BUY, OrderType.LIMIT, 1.0, 1.0, 1) == want
+
+
+def test_the_order_helpers_send_what_the_server_reads_and_the_codec_writes(zctx, tmp_path):
+    """Every helper through a real PUSH socket: the server's parse_request reads each frame as the order
+    asked for, and encode_message of what it read is the same frame."""
+    pull = zctx.socket(zmq.PULL)
+    pull.bind(f"ipc://{tmp_path}/order.ipc")
+    conn = Connection(Endpoints(f"ipc://{tmp_path}/md.ipc", f"ipc://{tmp_path}/order.ipc",
+                                f"ipc://{tmp_path}/report.ipc"), "s1", context=zctx)  # fmt: skip
+    s = Strategy()
+    s.symbols, s.strategy_id, s._conn = [S, "ETH-USDT"], "s1", conn
+    try:
+        coids = [
+            s.buy_limit(S, 100.5, 0.25),
+            s.sell_limit("ETH-USDT", 3000, 2, order_type="post_only", reduce_only=True),
+            s.buy_market(S, 0.001),
+            s.sell_market(S, 1, reduce_only=True),
+            s.buy_limit(S, 99.0, 1.0, order_type="ioc"),
+        ]
+        want = [(S, Side.BUY, OrderType.LIMIT, 100.5, 0.25, False),
+                ("ETH-USDT", Side.SELL, OrderType.POST_ONLY, 3000.0, 2.0, True),
+                (S, Side.BUY, OrderType.MARKET, None, 0.001, False), (S, Side.SELL, OrderType.MARKET, None, 1.0, True),
+                (S, Side.BUY, OrderType.IOC, 99.0, 1.0, False)]  # fmt: skip
+        for coid, (sym, side, ot, price, qty, ro) in zip(coids, want, strict=True):
+            assert pull.poll(5000)
+            frame = pull.recv()
+            req = wire.parse_request(frame)
+            assert isinstance(req, OrderRequest)
+            assert (req.client_order_id, req.symbol, req.side, req.order_type, req.price, req.quantity,
+                    req.reduce_only) == (coid, sym, side, ot, price, qty, ro)  # fmt: skip
+            assert wire.encode_message(req) == frame
+    finally:
+        conn.close()

@@ -140,11 +140,14 @@ class Connection:
 
     def send(self, msg: Any) -> None:
         """Queue one request frame; raises if the order channel stays full for a second."""
-        frame = wire.encode_message(msg)
+        self.send_frame(wire.encode_message(msg), getattr(msg, "client_order_id", ""))
+
+    def send_frame(self, frame: bytes, client_order_id: str = "") -> None:
+        """Queue one encoded request frame (an order's from :class:`~seqtrade.client.orderframes.OrderFrames`)."""
         try:
             self.push.send(frame, zmq.NOBLOCK)
             if trace.ON:
-                trace.mark(getattr(msg, "client_order_id", ""), "c_sent")
+                trace.mark(client_order_id, "c_sent")
         except zmq.Again:
             if not self.push.poll(1000, zmq.POLLOUT):
                 raise SeqtradeError(
