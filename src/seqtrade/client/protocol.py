@@ -334,7 +334,10 @@ class ClientProtocol:
         return lost
 
     def next_wakeup(self) -> float | None:
-        """The latest time :meth:`tick` must be called at (None: nothing is scheduled)."""
+        """The latest time :meth:`tick` must be called at (None: nothing is scheduled; 0.0: at once,
+        a re-join was decided where no time was given)."""
+        if self._rejoin:
+            return 0.0
         times = []
         if self.nonce and self.target is None:
             times.append(self._next_hello)

@@ -190,6 +190,8 @@ class _Shell:
         self._window_calls: dict[type, tuple[str, Callable[[Any], Any]]] = {}
         self._windows = 0  # window frames handled
         self.recheck = False  # something came that may change when the due work runs (run loop)
+        self.md_burst = True  # the last market-data wake-up brought more than one frame (drain_md)
+        self.md_singles = 0  # market-data wake-ups that brought one frame
 
     def call(self, fn: Callable[..., Any], *args: Any) -> None:
         """Call one strategy callback; an exception is logged and counted, never fatal."""
@@ -300,15 +302,24 @@ class _Shell:
             self.call(self.s.on_server_lost)
 
     def drain_md(self, sock: zmq.Socket[Any], limit: int = MD_BATCH) -> None:
-        # The per-message path of the strategy: decode, gap check, callback. Keep it short. After the
-        # first frame the socket is asked whether another is ready before receiving again: at a few
-        # thousand messages a second each wake-up brings one, and a receive that finds nothing costs
-        # an exception (several µs in pyzmq); in a burst the rest is received until one finds nothing.
+        # The per-message path of the strategy: decode, gap check, callback. Keep it short.
+        # After the first frame: at a few thousand messages a second each wake-up brings one, and a
+        # receive that finds nothing costs an exception (several µs in pyzmq) and asking the socket a
+        # system call, so while wake-ups bring one frame each the loop's next poll finds the next one
+        # (the socket is asked every 8th time whether a burst began); in a burst the socket is asked
+        # once and the rest received until a receive finds nothing.
         recv, receive, s = sock.recv, self.proto.receive_md_frame, self.s
         noblock, ticker = zmq.NOBLOCK, Ticker
         for i in range(limit):
-            if i == 1 and not _readable(sock):
-                return
+            if i == 1:
+                if not self.md_burst:
+                    self.md_singles += 1
+                    if self.md_singles & 7:
+                        return
+                if not _readable(sock):
+                    self.md_burst = False
+                    return
+                self.md_burst = True
             try:
                 frame = recv(noblock)
             except zmq.Again:
@@ -498,9 +509,10 @@ def _run_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
     A wake-up costs what raw pyzmq's blocking receive costs plus as little as can be: one clock read,
     one ``zmq_poll`` of the two sockets that carry messages (reports first), the frames. The due work
     (the protocol's heartbeats, hellos and silence checks, the strategy's timers, the queued requests,
-    the report socket's reconnections) runs when it is due, not per wake-up: at its deadline (at most
-    :data:`MAX_POLL` apart), at the first timer's, and right after reports or market data other than
-    tickers (either may queue a hello or ask for one).
+    the report socket's reconnections) runs when it is due, not per wake-up: at the protocol's next due
+    time (at most :data:`MAX_POLL` apart) and at the first timer's. Reports and market data other than
+    tickers may move the protocol's due time (a hello queued on a gap, a re-join asked for by a server
+    restart): after them it is asked again (:meth:`ClientProtocol.next_wakeup`, no system call).
     """
     s, proto, conn = shell.s, shell.proto, shell.conn
     rep_sock, md_sock = conn.reports, conn.md
@@ -524,10 +536,10 @@ def _run_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
             due = now + MAX_POLL
             if timers and s._virtual_ns is None:  # a backtest's timers run on its syncs
                 s._run_due_timers(now, shell.call)
+            shell.recheck = False
             wake = proto.next_wakeup()
             if wake is not None and wake < due:
                 due = wake
-            shell.recheck = False
             if s._stop:
                 return
         wake = due
@@ -543,8 +555,11 @@ def _run_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
                 shell.recheck = True
             else:
                 drain_md(md_sock)
-        if shell.recheck:  # reports or other market data than tickers: the due work may have changed
-            due = 0.0
+        if shell.recheck:  # reports or other market data than tickers may have moved the protocol's due time
+            shell.recheck = False
+            wake = proto.next_wakeup()
+            if wake is not None and wake < due:
+                due = wake
 
 
 def _join(shell: _Shell, endpoints: Endpoints, join_timeout: float | None) -> int | None:
