@@ -8,10 +8,13 @@ logged with its traceback, later ones are counted and summarised in one line per
 (:mod:`seqtrade.client.errorlog`), the counts go to the server with every heartbeat, and the
 strategy goes on.
 
-The loop is a plain blocking ``zmq.Poller`` loop on the strategy's own thread, not Trio or asyncio:
+The loop is a plain blocking ``zmq_poll`` loop on the strategy's own thread, not Trio or asyncio:
 a strategy's callback latency is the product, and a blocking wait is what raw pyzmq measures (an
-async loop adds 20-50 µs per wake-up; bench/README.md). Timers and the heartbeat are driven by the
-poll timeout. ``seqtrade bench`` measures the result against raw pyzmq in the same run.
+async loop adds 20-50 µs per wake-up; bench/README.md). A wake-up polls the two sockets that carry
+messages and handles what came; the due work (heartbeats, hellos, timers, the report socket's
+reconnections) runs at its deadlines, which bound the poll's timeout (:func:`_run_loop`).
+``seqtrade bench`` measures the result against raw pyzmq in the same run; bench/client_wake.py the
+strategy process's cost per wake-up.
 """
 
 from __future__ import annotations
