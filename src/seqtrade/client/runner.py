@@ -545,6 +545,7 @@ def _run_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
                 due = wake
             if s._stop:
                 return
+            now = monotonic()  # the timers' callbacks took their time: the poll's timeout from now
         wake = due
         if timers and timers[0].when < wake and s._virtual_ns is None:
             wake = timers[0].when
@@ -563,6 +564,8 @@ def _run_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
             wake = proto.next_wakeup()
             if wake is not None and wake < due:
                 due = wake
+            if proto.gave_up:  # refused for good: the due work stops the loop at once
+                due = 0.0
 
 
 def _join(shell: _Shell, endpoints: Endpoints, join_timeout: float | None) -> int | None:
