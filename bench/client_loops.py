@@ -3,7 +3,8 @@ at 1k msg/s for three receivers, interleaved in one run (3 rounds x 3000 message
 
     python bench/client_loops.py
 
-blocking: raw pyzmq recv(); poller: what seqtrade.client does (two sockets, poll, drain NOBLOCK);
+blocking: raw pyzmq recv(); poller: what seqtrade.client did before issue 13's loop pass (two
+sockets, zmq.Poller, drain NOBLOCK; now bench/client_wake.py measures the client's own loop);
 trio: seqtrade.bus.TrioSocket waiting on the edge-triggered FD, as the server does.
 """
 import os, sys, time, tempfile, multiprocessing as mp, statistics

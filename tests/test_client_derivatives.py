@@ -37,6 +37,9 @@ class Conn:
     def send(self, msg: Any) -> None:
         self.sent.append(msg)
 
+    def send_frame(self, frame: bytes, client_order_id: str = "") -> None:  # an order helper's frame
+        self.sent.append(wire.parse_request(frame))
+
 
 def test_replayed_contract_fills_and_events_rebuild_positions_with_pnl_in_the_settlement_currency() -> None:
     n = itertools.count(1)

@@ -107,6 +107,7 @@ __all__ = [
     "decode_message",
     "encode_ticker",
     "decode_ticker_frame",
+    "decode_report_frame",
     "window_row",
     "parse_request",
     "report_to_body",
@@ -1175,6 +1176,41 @@ def decode_ticker_frame(frame: bytes) -> Ticker | None:
         if d["type"] != "ticker":
             return None
         return _ticker_from_body(d)
+    except Exception:  # noqa: BLE001 - any malformed body: decode_message says what is wrong
+        return None
+
+
+_REPORT_PREFIX = b"report/"
+_STATUS_OF: dict[str, OrderStatus] = {s.value: s for s in OrderStatus}  # OrderStatus(x), one dict lookup
+
+
+def decode_report_frame(frame: bytes) -> OrderReport | None:
+    """``decode_message(frame)`` when the frame is a well-formed ``order_report``; None for anything else.
+
+    A strategy's reports, without the general path's table lookups, keyword call and ``Enum`` call:
+    the same :class:`OrderReport` as :func:`report_from_body` (tested on every report shape). None
+    means "not handled here": the caller falls back to :func:`decode_message`, which decodes the
+    other report-channel types and raises the protocol-worded WireError for a bad frame.
+    """
+    if not frame.startswith(_REPORT_PREFIX):
+        return None
+    end = frame.find(b"/", 7, _MAX_TOPIC)
+    if end <= 7 or not frame[7:end].isascii() or frame.find(b"\xacorder_report", end + 1, end + 24) < 0:
+        return None  # (a welcome, a history answer: not unpacked twice)
+    try:
+        d = _unpackb(frame[end + 1 :])  # a copy, as in _split
+        if d["type"] != "order_report":
+            return None
+        status = _STATUS_OF.get(d["status"])
+        if status is None:
+            return None
+        get = d.get
+        return OrderReport(
+            d["seq"], d["client_order_id"], get("exchange_order_id", ""), d["strategy_id"], get("symbol", ""),
+            get("side", ""), get("order_type", ""), get("price", 0.0), get("quantity", 0.0), status,
+            get("filled_quantity", 0.0), get("filled_price", 0.0), get("last_fill_quantity", 0.0),
+            get("last_fill_price", 0.0), get("fee", 0.0), get("error_msg", ""), get("timestamp", 0), get("gw_ns", 0),
+        )  # fmt: skip
     except Exception:  # noqa: BLE001 - any malformed body: decode_message says what is wrong
         return None
 

@@ -124,6 +124,7 @@ __all__ = [
 
 log = logging.getLogger("seqtrade.client")
 _decode_ticker = wire.decode_ticker_frame
+_decode_report = wire.decode_report_frame
 
 HELLO_INTERVAL = 0.1  # re-send hello every 100 ms until the welcome
 HEARTBEAT_INTERVAL = 1.0  # a heartbeat every second
@@ -333,7 +334,10 @@ class ClientProtocol:
         return lost
 
     def next_wakeup(self) -> float | None:
-        """The latest time :meth:`tick` must be called at (None: nothing is scheduled)."""
+        """The latest time :meth:`tick` must be called at (None: nothing is scheduled; 0.0: at once,
+        a re-join was decided where no time was given)."""
+        if self._rejoin:
+            return 0.0
         times = []
         if self.nonce and self.target is None:
             times.append(self._next_hello)
@@ -355,11 +359,13 @@ class ClientProtocol:
 
     def receive_report_frame(self, frame: bytes, now: float) -> ReportEvent:
         """One frame from ``report/<strategy_id>/``; a bad frame is logged and dropped."""
-        try:
-            msg = wire.decode_message(frame)
-        except WireError as exc:
-            log.warning("dropped a bad report frame: %s", exc)
-            return None
+        msg: Any = _decode_report(frame)  # an order report, most of the traffic (None: anything else)
+        if msg is None:
+            try:
+                msg = wire.decode_message(frame)
+            except WireError as exc:
+                log.warning("dropped a bad report frame: %s", exc)
+                return None
         return self.receive_report(msg, now)
 
     def receive_report(self, msg: Any, now: float) -> ReportEvent:

@@ -8,10 +8,13 @@ logged with its traceback, later ones are counted and summarised in one line per
 (:mod:`seqtrade.client.errorlog`), the counts go to the server with every heartbeat, and the
 strategy goes on.
 
-The loop is a plain blocking ``zmq.Poller`` loop on the strategy's own thread, not Trio or asyncio:
+The loop is a plain blocking ``zmq_poll`` loop on the strategy's own thread, not Trio or asyncio:
 a strategy's callback latency is the product, and a blocking wait is what raw pyzmq measures (an
-async loop adds 20-50 µs per wake-up; bench/README.md). Timers and the heartbeat are driven by the
-poll timeout. ``seqtrade bench`` measures the result against raw pyzmq in the same run.
+async loop adds 20-50 µs per wake-up; bench/README.md). A wake-up polls the two sockets that carry
+messages and handles what came; the due work (heartbeats, hellos, timers, the report socket's
+reconnections) runs at its deadlines, which bound the poll's timeout (:func:`_run_loop`).
+``seqtrade bench`` measures the result against raw pyzmq in the same run; bench/client_wake.py the
+strategy process's cost per wake-up.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import zmq
 
@@ -140,11 +143,14 @@ class Connection:
 
     def send(self, msg: Any) -> None:
         """Queue one request frame; raises if the order channel stays full for a second."""
-        frame = wire.encode_message(msg)
+        self.send_frame(wire.encode_message(msg), getattr(msg, "client_order_id", ""))
+
+    def send_frame(self, frame: bytes, client_order_id: str = "") -> None:
+        """Queue one encoded request frame (an order's from :class:`~seqtrade.client.orderframes.OrderFrames`)."""
         try:
             self.push.send(frame, zmq.NOBLOCK)
             if trace.ON:
-                trace.mark(getattr(msg, "client_order_id", ""), "c_sent")
+                trace.mark(client_order_id, "c_sent")
         except zmq.Again:
             if not self.push.poll(1000, zmq.POLLOUT):
                 raise SeqtradeError(
@@ -186,6 +192,9 @@ class _Shell:
         self._wanted: dict[tuple[type, str], bool] = {}
         self._window_calls: dict[type, tuple[str, Callable[[Any], Any]]] = {}
         self._windows = 0  # window frames handled
+        self.recheck = False  # something came that may change when the due work runs (run loop)
+        self.md_burst = True  # the last market-data wake-up brought more than one frame (drain_md)
+        self.md_singles = 0  # market-data wake-ups that brought one frame
 
     def call(self, fn: Callable[..., Any], *args: Any) -> None:
         """Call one strategy callback; an exception is logged and counted, never fatal."""
@@ -220,14 +229,18 @@ class _Shell:
         now = time.monotonic()
         tracing = trace.ON  # fixed at import: not looked up per frame
         held = s._held_reports  # read by history() while it waited: first, in their order
+        received = 0  # frames received here (after the first, the socket is asked first: drain_md)
         for _ in range(limit):
             if held:
                 frame = held.pop(0)
             else:
+                if received and not _readable(sock):
+                    break
                 try:
                     frame = sock.recv(zmq.NOBLOCK)
                 except zmq.Again:
                     break
+                received = 1
             if tracing:
                 t_recv = time.time_ns()
             ev = receive(frame, now)
@@ -293,9 +306,23 @@ class _Shell:
 
     def drain_md(self, sock: zmq.Socket[Any], limit: int = MD_BATCH) -> None:
         # The per-message path of the strategy: decode, gap check, callback. Keep it short.
+        # After the first frame: at a few thousand messages a second each wake-up brings one, and a
+        # receive that finds nothing costs an exception (several µs in pyzmq) and asking the socket a
+        # system call, so while wake-ups bring one frame each the loop's next poll finds the next one
+        # (the socket is asked every 8th time whether a burst began); in a burst the socket is asked
+        # once and the rest received until a receive finds nothing.
         recv, receive, s = sock.recv, self.proto.receive_md_frame, self.s
-        noblock, ticker, candle, sync = zmq.NOBLOCK, Ticker, Candle, Sync
-        for _ in range(limit):
+        noblock, ticker = zmq.NOBLOCK, Ticker
+        for i in range(limit):
+            if i == 1:
+                if not self.md_burst:
+                    self.md_singles += 1
+                    if self.md_singles & 7:
+                        return
+                if not _readable(sock):
+                    self.md_burst = False
+                    return
+                self.md_burst = True
             try:
                 frame = recv(noblock)
             except zmq.Again:
@@ -306,14 +333,21 @@ class _Shell:
                     s.on_ticker(msg)
                 except Exception as exc:  # a strategy's bug must not end its process silently mid-trade
                     self.raised("on_ticker", exc)
-            elif msg.__class__ is candle:
-                self.candle(msg)
-            elif msg.__class__ is sync:
-                self.sync(msg)
-            elif msg.__class__ is Window:
-                self.window(msg)
             elif msg is not None:
-                self.call(getattr(s, _MD_CALLBACK[msg.__class__]), msg)
+                self.other_md(msg)
+
+    def other_md(self, msg: Any) -> None:
+        """A market-data message other than a ticker (its frame decoded and checked by the protocol)."""
+        self.recheck = True  # a status may ask for a re-join (the next tick sends it)
+        cls = msg.__class__
+        if cls is Candle:
+            self.candle(msg)
+        elif cls is Sync:
+            self.sync(msg)
+        elif cls is Window:
+            self.window(msg)
+        else:
+            self.call(getattr(self.s, _MD_CALLBACK[cls]), msg)
 
     def sync(self, msg: Sync) -> None:
         """A backtest's window ended (seqtrade.vclock): read our reports up to the seq it names, move
@@ -445,11 +479,7 @@ def run_strategy(
     conn.md.setsockopt(zmq.SUBSCRIBE, b"window/")  # a backtest's windows in one frame; never sent live
     if _overrides(strategy, "on_feed_status"):
         conn.subscribe_prefix(b"feed_status/")
-    poller = zmq.Poller()
-    poller.register(conn.reports, zmq.POLLIN)
-    poller.register(conn.md, zmq.POLLIN)
-    poller.register(conn.report_events, zmq.POLLIN)
-    rep_sock, md_sock, events = conn.reports, conn.md, conn.report_events
+    events = conn.report_events
     restore = _install_stop_signals(strategy)
     started = False
     try:
@@ -464,35 +494,7 @@ def run_strategy(
         shell.call(strategy.on_start)
         # ---------------------------------------------------------- run
         proto.start(time.monotonic())
-        while not strategy._stop:
-            now = time.monotonic()
-            shell.tick(now)
-            shell.flush()
-            if proto.gave_up:  # another process took this id over while we were away
-                log.error(
-                    "stopping: strategy id %s belongs to another live process (%s)",
-                    strategy_id,
-                    shell.refused,
-                )
-                break
-            wake = now + MAX_POLL
-            if strategy._timers and strategy._virtual_ns is None:  # a backtest's timers run on its syncs
-                next_timer = strategy._run_due_timers(now, shell.call)
-                if next_timer is not None:
-                    wake = min(wake, next_timer)
-            due = proto.next_wakeup()
-            if due is not None:
-                wake = min(wake, due)
-            timeout = max(0, int((wake - time.monotonic()) * 1000))
-            ready = dict(poller.poll(0 if strategy._held_reports else timeout))
-            if rep_sock in ready or strategy._held_reports:
-                shell.drain_reports(rep_sock)
-            if md_sock in ready:
-                shell.drain_md(md_sock)
-            if events in ready:
-                _drain(events)
-                proto.reconnected(time.monotonic())
-                shell.flush()
+        _run_loop(shell, events)
         return EXIT_REFUSED if proto.gave_up else 0
     finally:
         if started:
@@ -502,6 +504,68 @@ def run_strategy(
         restore()
         conn.close()
         strategy._conn = None
+
+
+def _run_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
+    """Dispatch until ``stop()`` or until another process took the id over (``proto.gave_up``).
+
+    A wake-up costs what raw pyzmq's blocking receive costs plus as little as can be: one clock read,
+    one ``zmq_poll`` of the two sockets that carry messages (reports first), the frames. The due work
+    (the protocol's heartbeats, hellos and silence checks, the strategy's timers, the queued requests,
+    the report socket's reconnections) runs when it is due, not per wake-up: at the protocol's next due
+    time (at most :data:`MAX_POLL` apart) and at the first timer's. Reports and market data other than
+    tickers may move the protocol's due time (a hello queued on a gap, a re-join asked for by a server
+    restart): after them it is asked again (:meth:`ClientProtocol.next_wakeup`, no system call).
+    """
+    s, proto, conn = shell.s, shell.proto, shell.conn
+    rep_sock, md_sock = conn.reports, conn.md
+    items = [(rep_sock, zmq.POLLIN), (md_sock, zmq.POLLIN)]
+    poll, monotonic = zmq.zmq_poll, time.monotonic
+    drain_reports, drain_md = shell.drain_reports, shell.drain_md
+    due = 0.0  # when the due work runs next
+    while not s._stop:
+        now = monotonic()
+        timers = s._timers
+        if now >= due or (timers and timers[0].when <= now and s._virtual_ns is None):
+            shell.tick(now)
+            if _readable(events):  # the report socket (re)connected
+                _drain(events)
+                proto.reconnected(now)
+            shell.flush()
+            if proto.gave_up:  # another process took this id over while we were away
+                log.error("stopping: strategy id %s belongs to another live process (%s)", proto.strategy_id,
+                          shell.refused)  # fmt: skip
+                return
+            due = now + MAX_POLL
+            if timers and s._virtual_ns is None:  # a backtest's timers run on its syncs
+                s._run_due_timers(now, shell.call)
+            shell.recheck = False
+            wake = proto.next_wakeup()
+            if wake is not None and wake < due:
+                due = wake
+            if s._stop:
+                return
+            now = monotonic()  # the timers' callbacks took their time: the poll's timeout from now
+        wake = due
+        if timers and timers[0].when < wake and s._virtual_ns is None:
+            wake = timers[0].when
+        if s._held_reports:  # read by history() while it waited: handle them first
+            drain_reports(rep_sock)
+            due = 0.0
+            continue
+        for sock, _ in poll(items, max(0, int((wake - now) * 1000))):
+            if sock is rep_sock:
+                drain_reports(rep_sock)
+                shell.recheck = True
+            else:
+                drain_md(md_sock)
+        if shell.recheck:  # reports or other market data than tickers may have moved the protocol's due time
+            shell.recheck = False
+            wake = proto.next_wakeup()
+            if wake is not None and wake < due:
+                due = wake
+            if proto.gave_up:  # refused for good: the due work stops the loop at once
+                due = 0.0
 
 
 def _join(shell: _Shell, endpoints: Endpoints, join_timeout: float | None) -> int | None:
@@ -553,6 +617,12 @@ def _goodbye(shell: _Shell) -> None:
         shell.flush()
     except SeqtradeError:  # the server is not reading: it will take us for dead instead
         log.warning("could not say goodbye: the server is not reading")
+
+
+def _readable(sock: zmq.Socket[Any]) -> bool:
+    """Whether a frame is ready on ``sock``: ZMQ_EVENTS, level-triggered, one system call and no
+    exception (a receive that finds nothing raises ``zmq.Again``, which costs several µs)."""
+    return bool(cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
 
 
 def _drain(sock: zmq.Socket[Any]) -> None:

@@ -43,6 +43,7 @@ from ..models import (
 )
 from ..positions import FeeLedger, apply_fill, apply_fill_to
 from ..vclock import VIRTUAL_CLOCK_ENV
+from .orderframes import OrderFrames
 
 if TYPE_CHECKING:
     from .book import LocalBook
@@ -305,6 +306,7 @@ class Strategy:
         self._fees = FeeLedger()  # cumulative fee per order: a report's fee becomes its delta
         self._stop = False
         self._held_reports: list[bytes] = []  # report frames read while waiting for a history answer
+        self._order_frames: OrderFrames | None = None  # this strategy id's order frames (orderframes.py)
         self._history_n = itertools.count(1)
 
     # ------------------------------------------------------------------ callbacks
@@ -549,19 +551,23 @@ class Strategy:
                 f" receives no prices for it; add it to `symbols` (or run with --param symbol={symbol})"
             )
         coid = self._ids.next()
-        self._send(
-            OrderRequest(
-                self.strategy_id,
-                coid,
-                symbol,
-                side,
-                order_type,
-                price,
-                quantity,
-                self._now_ns() // 1_000_000,
-                reduce_only,
-            )  # fmt: skip
-        )
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("the strategy is not connected: call order helpers from callbacks or timers")
+        ts = self._now_ns() // 1_000_000
+        if symbol.__class__ is str:  # the frame from its prebuilt pieces: encode_message's bytes
+            frames = self._order_frames
+            if frames is None or frames.strategy_id != self.strategy_id:
+                frames = self._order_frames = OrderFrames(self.strategy_id)
+            conn.send_frame(
+                frames.frame(coid, symbol, side, order_type, price, quantity, ts, reduce_only), coid
+            )
+        else:  # not a symbol: the codec packs whatever it is, as it always did
+            conn.send(
+                OrderRequest(
+                    self.strategy_id, coid, symbol, side, order_type, price, quantity, ts, reduce_only
+                )
+            )
         return coid
 
     def buy_limit(
