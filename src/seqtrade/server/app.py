@@ -22,7 +22,7 @@ from ..instruments import Instrument, instrument_from_map, instrument_to_map
 from ..security import KeyPair
 from ..venues import venue_class
 from ..venues.base import Venue
-from . import recovery
+from . import recovery, stalls
 from .accounts import Accounts
 from .archive import archive_task
 from .auth import TcpSecurity
@@ -125,6 +125,7 @@ async def serve(
                 for sock, ep in zip((md, pull, rep, ctl), [*endpoints, control_ep], strict=True):
                     bind_secure(sock, ep)
                 log.info("listening: md %s, orders %s, reports %s", *endpoints)
+                stalls.install()  # SEQTRADE_STALLS: long task steps and collections, for the tails
                 async with trio.open_nursery() as nursery:
                     await tcp.start(nursery)
                     if recorder is not None:

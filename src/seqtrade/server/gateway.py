@@ -4,7 +4,8 @@ The rules (validation, rounding, risk, idempotency, seqs, replays, recovery deci
 :mod:`seqtrade.server.engine` and :mod:`seqtrade.server.recovery`, which do no I/O; this module owns
 the sockets, the journal, the venue and the clock, and performs what the engine decides: *persist,
 then send* (an order row is persisted before the order goes to the venue, a report before it is
-published); the journal's SQLite index follows after the sends (:meth:`Journal.index`).
+published); the journal's SQLite index follows after the sends, a slice at a time
+(:meth:`Journal.index_step`).
 
 Tasks (all children of one nursery in :func:`seqtrade.server.app.serve`):
 
@@ -434,8 +435,8 @@ class Gateway:
                 self._run_report_stage(self._report_pub)
             elif self._report_q:
                 self._report_lot.unpark()
-            if journal.due():  # the SQLite index follows the log, after the batch's sends
-                journal.index()
+            if journal.due():  # the SQLite index follows the log, a slice after the batch's sends
+                journal.index_step()
 
     def _internal_error(self, req: Any, exc: Exception) -> Output:
         # A bug must not let one strategy's message kill the server for everyone.
@@ -508,7 +509,7 @@ class Gateway:
                 await self._report_lot.park()
             self._run_report_stage(pub)
             if journal.due():
-                journal.index()
+                journal.index_step()
 
     def _run_report_stage(self, pub: TrioSocket) -> None:
         """Everything queued for the report stage, in order, in batches: synchronous (no await), so
@@ -722,7 +723,12 @@ class Gateway:
             await trio.sleep(1.0)
             self._publish_status()
             self._check_feeds()
-            self.journal.index()  # what a quiet second left pending (a restart replays less log)
+            # What a quiet second left pending (a restart replays less log): a slice at a time, with
+            # a checkpoint between, so that an order arriving meanwhile waits for one slice at most.
+            while self.journal.due():
+                self.journal.index_step()
+                await trio.lowlevel.checkpoint()
+            self.journal.index()
             t = trio.current_time()
             for info in list(self.strategies.values()):
                 if info.alive and t - info.last_seen > timeout:

@@ -45,11 +45,14 @@ order of events (no locks, no threads).
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import sqlite3
 import struct
+import threading
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import chain
@@ -68,12 +71,18 @@ __all__ = ["Journal", "ReportRow", "INDEX_ENTRIES", "ROTATE_BYTES"]
 
 _T = TypeVar("_T")
 
+log = logging.getLogger(__name__)
+
 # A report as the journal keeps it, whatever its type: (strategy_id, seq, key, encoded body, state of
 # the keyed order after it: 1 open, 0 closed, -1 none or no order). ``key`` is the venue order id of
 # an order report ("" for a report about no order, such as an account event).
 ReportRow = tuple[str, int, str, bytes, int]
 
-INDEX_ENTRIES = 512  # pending records past which a write's caller is asked to index (:meth:`due`)
+INDEX_ENTRIES = (
+    64  # records per index slice: one full slice pending and the writer is asked to index (:meth:`due`)
+)
+BEHIND_SLICES = 4  # full slices past which :meth:`Journal.index_step` takes more than one
+CHECKPOINT_EVERY = 32  # index transactions between two of SQLite's checkpoints (in their own thread)
 ROTATE_BYTES = 32 << 20  # a fully indexed log past this size starts over under the next number (default)
 WARM_ROWS = 2048  # orders of the index taken into the "already journaled" filter per index() after opening
 _MAGIC = b"STJLOG1\n"
@@ -172,7 +181,7 @@ class _Batch:
     batch carries the state its reports in the batch leave it in (no UPDATE for it); the other
     orders' newest state, one UPDATE each."""
 
-    __slots__ = ("orders", "reports", "states", "fills", "n")
+    __slots__ = ("orders", "reports", "states", "fills", "n", "end")
 
     def __init__(self) -> None:
         self.orders: dict[str, list[Any]] = {}
@@ -180,6 +189,7 @@ class _Batch:
         self.states: dict[str, tuple[int, int, str]] = {}
         self.fills: list[str] = []  # flat: venue_order_id, trade_id, ...
         self.n = 0  # records staged
+        self.end = 0  # the log's offset after the last frame staged
 
     def stage(self, records: list[tuple[Any, ...]]) -> None:
         orders, states = self.orders, self.states
@@ -202,6 +212,63 @@ class _Batch:
         self.n += len(records)
 
 
+class _Checkpointer:
+    """SQLite's checkpoints (the WAL copied into the database file, with their fsyncs) in a thread of
+    their own, on a connection of its own, instead of inside whichever index transaction crossed
+    SQLite's automatic threshold (that one held the server's thread for 5-20 ms). A checkpoint only
+    copies committed pages: the index's contents and the log, the persistence point, are untouched by
+    it, and sqlite3 releases the GIL while it runs. ``PASSIVE``: it never waits for the writer. The
+    owner asks for one every ``checkpoint_every`` index transactions; asks while one runs coalesce (an
+    ask before :meth:`close` is still done).
+    ``lock`` is held during a checkpoint: the owner takes it for its own (the log's rotation)."""
+
+    def __init__(self, path: Path, synchronous: str) -> None:
+        self.paths = [path]  # databases checkpointed (the archive joins when attached)
+        self.lock = threading.Lock()
+        self.runs = 0  # checkpoints done (tests)
+        self._synchronous = synchronous
+        self._cond = threading.Condition()
+        self._asked = self._stop = False
+        self._thread = threading.Thread(target=self._run, name="journal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def ask(self) -> None:
+        with self._cond:
+            self._asked = True
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        dbs: dict[Path, sqlite3.Connection] = {}
+        try:
+            while True:
+                with self._cond:
+                    while not self._asked and not self._stop:
+                        self._cond.wait()
+                    if not self._asked:  # stopped (an ask before the stop is still done)
+                        return
+                    self._asked = False
+                with self.lock:
+                    for path in list(self.paths):
+                        try:
+                            db = dbs.get(path)
+                            if db is None:
+                                db = dbs[path] = sqlite3.connect(path, isolation_level=None)
+                                db.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
+                            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                        except sqlite3.Error as exc:  # the next one tries again; the index is unharmed
+                            log.warning("journal: checkpoint of %s failed: %s", path, exc)
+                    self.runs += 1
+        finally:
+            for db in dbs.values():
+                db.close()
+
+
 class Journal:
     """The journal (log + SQLite index). Not thread-safe: one owner (the server's Trio thread)."""
 
@@ -213,9 +280,13 @@ class Journal:
         rotate_bytes: int = ROTATE_BYTES,
         seen_bytes: int = DEFAULT_SEEN_BYTES,
         warm_rows: int = WARM_ROWS,
+        slice_records: int = INDEX_ENTRIES,
+        checkpoint_every: int = CHECKPOINT_EVERY,
     ) -> None:
         self.path = path
         self.rotate_bytes = rotate_bytes
+        self.slice_records = slice_records
+        self.checkpoint_every = checkpoint_every
         self.log_path = path.with_name(path.name + "-log")
         self._fsync = synchronous.lower() == "full"
         self._durable = synchronous.lower() != "off"
@@ -223,6 +294,7 @@ class Journal:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self.db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints: :class:`_Checkpointer`
             self.db.executescript(_SCHEMA)
             _add_closing(self.db, "")
         except sqlite3.Error as exc:
@@ -231,8 +303,13 @@ class Journal:
             ) from exc
         self._packer = msgpack.Packer(use_bin_type=True)
         self.archived = False  # an archive is attached (:meth:`attach_archive`)
-        # Written to the log, not yet in the index: records in log order, and what the write checks need.
+        # Written to the log, not yet in the index: records in log order, in slices of about
+        # ``slice_records`` (full ones waiting, then the one being filled), and what the write checks need.
+        self._slices: deque[_Batch] = deque()
         self._pending = _Batch()
+        self._npending = 0
+        self._since_checkpoint = 0
+        self._ckpt: _Checkpointer | None = None
         self._pending_vids: set[str] = set()
         self._pending_keys: set[tuple[str, str]] = set()
         self.indexed = 0  # index transactions so far (status, tests)
@@ -250,6 +327,7 @@ class Journal:
         with _mapped("read", self.path):
             self._warm_upto = int(self.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM orders").fetchone()[0])
         self._warm()
+        self._ckpt = _Checkpointer(path, synchronous)
 
     def close(self) -> None:
         """Index what is pending, then close (a clean stop leaves the log fully indexed)."""
@@ -257,6 +335,9 @@ class Journal:
             if self._fd >= 0:
                 self.index()
         finally:
+            if self._ckpt is not None:
+                self._ckpt.close()
+                self._ckpt = None
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
@@ -315,8 +396,10 @@ class Journal:
         self._fd = fd
         self._gen = gen
         self._offset = offset + good  # where the next frame goes
-        for frame_records in records:
+        for frame_records in records:  # one batch: its transaction takes the whole replay or nothing
             self._pending.stage(frame_records)
+        self._pending.end = self._offset
+        self._npending = self._pending.n
         if self._pending.n:
             self.index()
 
@@ -351,11 +434,17 @@ class Journal:
                 self._fd = -1
             raise JournalError(f"journal {self.path}: write to {self.log_path} failed: {exc}") from exc
         self._offset += size
-        self._pending.stage(records)
+        batch = self._pending
+        batch.stage(records)
+        batch.end = self._offset
+        self._npending += len(records)
+        if batch.n >= self.slice_records:  # a slice ends at a frame's end: its offset is the index's
+            self._slices.append(batch)
+            self._pending = _Batch()
 
     def due(self) -> bool:
-        """Enough is pending that the caller should :meth:`index` (once its sends are done)."""
-        return self._pending.n >= INDEX_ENTRIES
+        """A full slice is pending: the caller should :meth:`index_step` (once its sends are done)."""
+        return bool(self._slices)
 
     @property
     def log_number(self) -> int:
@@ -365,26 +454,54 @@ class Journal:
     @property
     def pending(self) -> int:
         """Records written to the log and not yet in the index."""
-        return self._pending.n
+        return self._npending
+
+    def index_step(self) -> None:
+        """Take the oldest full slice of pending records into the index (one short transaction, a
+        few hundred µs), and more while ``BEHIND_SLICES`` or more wait: the order path's way to index,
+        between batches, so that an order arriving meanwhile waits for one slice at most."""
+        slices = self._slices
+        while slices:
+            self._take(slices[0])
+            slices.popleft()
+            if len(slices) < BEHIND_SLICES:
+                break
+        self._warm()
+        self._maybe_rotate()
+
+    def _take(self, batch: _Batch) -> None:
+        """Apply one slice (it stays pending if that fails: the next call tries again); its orders
+        leave the exact sets only once the index holds them."""
+        self._apply(batch, batch.end)
+        self._npending -= batch.n
+        vids, keys = self._pending_vids, self._pending_keys
+        for vid, row in batch.orders.items():
+            vids.discard(vid)
+            keys.discard((row[1], row[2]))
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= self.checkpoint_every and self._ckpt is not None:
+            self._since_checkpoint = 0
+            self._ckpt.ask()
 
     def index(self) -> None:
         """Take every pending record into the SQLite index, in one transaction that also records how
         far into the log the index stands; then start the log over if it is fully indexed and large.
         Every read does this first, so reads see every write.
 
+        One transaction per slice (:meth:`index_step`), oldest first, then the slice being filled.
+
         On the owner's thread, by design: an index built by a thread of its own (tried: a second
         connection, one batch in flight) made the server slower, because every ZeroMQ send and SQLite
         step releases the GIL and the two threads then queue for it (the report sends took twice as
-        long, order throughput fell by a third)."""
-        batch, self._pending = self._pending, _Batch()
-        if batch.n:
-            try:
-                self._apply(batch, self._offset)
-            except JournalError:
-                self._pending = batch  # nothing of it was taken: the next call tries again
-                raise
-            self._pending_vids.clear()
-            self._pending_keys.clear()
+        long, order throughput fell by a third). Only SQLite's checkpoints run in a thread
+        (:class:`_Checkpointer`): they are C and I/O, and never on the order path."""
+        slices = self._slices
+        while slices:
+            self._take(slices[0])
+            slices.popleft()
+        if self._pending.n:
+            self._take(self._pending)
+            self._pending = _Batch()
         self._warm()
         self._maybe_rotate()
 
@@ -414,15 +531,24 @@ class Journal:
         says so first: a crash in between leaves an old-numbered log the restart knows is taken).
         Before the log's records are dropped, the index is made durable (a checkpoint fsyncs SQLite's
         WAL and database), so that even an OS crash cannot lose records the log no longer holds."""
-        if self._pending.n or self._offset < self.rotate_bytes:
+        if self._npending or self._offset < self.rotate_bytes:
             return
-        with _mapped("start the log over", self.log_path):
+        with _mapped("start the log over", self.log_path), self._checkpoint_lock():
+            # (SQLite's checkpoint thread is held off by the lock: this checkpoint never finds it busy)
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('log', ?)", (f"{self._gen + 1} {_HEADER}",))
             if self._durable:
                 self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             self._gen += 1
             self._reset_log(self._fd, self._gen)
         self._offset = _HEADER
+
+    @contextmanager
+    def _checkpoint_lock(self) -> Iterator[None]:
+        if self._ckpt is None:
+            yield
+        else:
+            with self._ckpt.lock:
+                yield
 
     # ------------------------------------------------------------------ writes
 
@@ -713,6 +839,8 @@ class Journal:
                 f"the archive {path} belongs to another journal than {self.path}; move it away (or put its"
                 " journal back) and start again"
             )
+        if self._ckpt is not None:  # the connection's automatic checkpoints are off for the archive too
+            self._ckpt.paths.append(path)
         self.archived = True
 
     def archive_reports(self, strategy_id: str, before_ms: int, limit: int) -> int:
