@@ -177,3 +177,79 @@ def test_the_log_starts_over_with_the_checkpoint_thread_running(tmp_path: Path) 
     check_all(j, 600)
     assert indexed_counts(path) == (600, 1200, 600)
     j.close()
+
+
+def open_transaction(path: Path, orders: int) -> Journal:
+    """A journal with ``orders`` orders written (4 records each) and the index transaction of its
+    first full slice open after one piece (as the order path leaves it between two batches)."""
+    j = Journal(path)
+    write_orders(j, orders)
+    assert j.due()
+    j.index_step()
+    assert j._txn is not None  # opened, one piece run, not committed
+    return j
+
+
+def test_a_slice_is_indexed_in_pieces_with_its_orders_refused_throughout(tmp_path: Path) -> None:
+    """The default slice (512 records: 128 orders) is indexed one piece per ``index_step``: nothing
+    is committed until its last piece, every order of it is refused as a duplicate before, between
+    and after the pieces (without a read while pending), and the commit says how far into the log
+    the index stands (the slice's end)."""
+    path = tmp_path / "j.sqlite"
+    j = open_transaction(path, 130)
+    steps = 1
+    while j._txn is not None:
+        assert indexed_counts(path) == (0, 0, 0)  # another connection (a restart) sees nothing yet
+        for i in (1, 64, 128):
+            before = j.seen_reads
+            with pytest.raises(JournalError, match="already journaled"):
+                j.add_records([(rec(i), True)])
+            assert j.seen_reads == before
+        j.index_step()
+        steps += 1
+    assert steps > 4  # in pieces, not at once
+    assert indexed_counts(path) == (128, 256, 128) and j.pending == 8
+    _, offset = log_meta(path)
+    assert offset < j._offset
+    with pytest.raises(JournalError, match="already journaled"):
+        j.add_records([(rec(100), True)])  # indexed now: the filter's "maybe", then the index
+    check_all(j, 130)  # a read indexes the rest
+    j.close()
+
+
+def test_a_read_or_a_meta_write_finishes_the_open_transaction_first(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    j = open_transaction(path, 130)
+    j.set_meta("note", "x")  # committed on its own, after the slice's transaction
+    assert j._txn is None and indexed_counts(path)[0] == 128
+    assert j.get_meta("note") == "x"
+    j.close()
+    j = open_transaction(tmp_path / "k.sqlite", 130)
+    assert j.find_order("s1", "c130") is not None  # a read: everything indexed first
+    assert j._txn is None and j.pending == 0
+    j.close()
+
+
+def test_kill_9_with_the_index_transaction_open_loses_nothing(tmp_path: Path) -> None:
+    """SIGKILL while the slice's transaction is open (pieces run, no commit): SQLite drops the
+    uncommitted pieces, the log replays the slice, every order is there once."""
+    path = tmp_path / "j.sqlite"
+    code = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
+        from tests.test_journal_slices import open_transaction
+        j = open_transaction(__import__("pathlib").Path({str(path)!r}), 200)
+        j.index_step()
+        print(j.pending, j._txn is not None, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == -9, out.stderr
+    assert out.stdout.split() == ["800", "True"]
+    assert indexed_counts(path) == (0, 0, 0)
+    j = Journal(path)
+    check_all(j, 200)
+    with pytest.raises(JournalError, match="already journaled"):
+        j.add_records([(rec(7), True)])
+    j.close()
+    assert indexed_counts(path) == (200, 400, 200)

@@ -13,9 +13,13 @@ row ``(strategy_id, seq, key, body)``, an applied trade id), not tables. When th
 records are in the kernel's page cache and survive the server process dying at any instant (kill
 -9), exactly like a SQLite commit in WAL mode with ``synchronous = normal`` (which is what the
 journal did before). The records are then *pending*: the SQLite index takes them later, in one
-transaction for many writes (:meth:`Journal.index`), off the order path: after the reports are
-published, when enough are pending (``INDEX_ENTRIES``), and before anything reads the journal
-(every read indexes first, so reads see every write). The index's transaction also records how far
+transaction per slice of ``INDEX_ENTRIES`` records (:meth:`Journal.index`), off the order path:
+after a batch's reports are published, one piece of the oldest full slice's transaction at a time
+(:meth:`Journal.index_step`: one statement of at most ``PIECE_ROWS`` rows, so that an order arriving
+meanwhile waits for a piece, not for the whole slice), and before anything reads the journal (every
+read finishes the open transaction and indexes the rest first, so reads see every write). SQLite's
+checkpoints (the WAL copied into the database file, with fsyncs) run in a thread of their own
+(:class:`_Checkpointer`), not inside whichever index transaction crossed SQLite's threshold. The index's transaction also records how far
 into the log it has taken (meta ``log``: log number and offset), so a restart replays exactly the
 frames after that point into the index (:meth:`Journal.__init__`) and nothing twice. A torn last
 frame (killed in the middle of a write) fails its CRC and is cut off: its write never returned, so
@@ -40,7 +44,7 @@ real duplicate). A report's body is built once: :meth:`Journal.add_reports` retu
 stored, and the server publishes them (:func:`seqtrade.wire.encode_stored_report`).
 
 Calls are synchronous and short; they run on the server's Trio thread so that their order is the
-order of events (no locks, no threads).
+order of events (no locks; the one thread is the checkpoints', which never touches the index's rows).
 """
 
 from __future__ import annotations
@@ -78,11 +82,10 @@ log = logging.getLogger(__name__)
 # an order report ("" for a report about no order, such as an account event).
 ReportRow = tuple[str, int, str, bytes, int]
 
-INDEX_ENTRIES = (
-    64  # records per index slice: one full slice pending and the writer is asked to index (:meth:`due`)
-)
-BEHIND_SLICES = 4  # full slices past which :meth:`Journal.index_step` takes more than one
-CHECKPOINT_EVERY = 32  # index transactions between two of SQLite's checkpoints (in their own thread)
+INDEX_ENTRIES = 512  # records per index slice (one transaction): a full slice pending and the writer indexes
+PIECE_ROWS = 32  # rows per statement of an index transaction run in pieces (:meth:`Journal.index_step`)
+BEHIND_SLICES = 4  # full slices waiting past which :meth:`Journal.index_step` takes slices whole
+CHECKPOINT_EVERY = 8  # index transactions between two of SQLite's checkpoints (in their own thread)
 ROTATE_BYTES = 32 << 20  # a fully indexed log past this size starts over under the next number (default)
 WARM_ROWS = 2048  # orders of the index taken into the "already journaled" filter per index() after opening
 _MAGIC = b"STJLOG1\n"
@@ -310,6 +313,8 @@ class Journal:
         self._npending = 0
         self._since_checkpoint = 0
         self._ckpt: _Checkpointer | None = None
+        # The index transaction :meth:`index_step` runs in pieces: its slice and the statements left.
+        self._txn: tuple[_Batch, deque[tuple[str, str, int, list[Any]]]] | None = None
         self._pending_vids: set[str] = set()
         self._pending_keys: set[tuple[str, str]] = set()
         self.indexed = 0  # index transactions so far (status, tests)
@@ -457,22 +462,89 @@ class Journal:
         return self._npending
 
     def index_step(self) -> None:
-        """Take the oldest full slice of pending records into the index (one short transaction, a
-        few hundred µs), and more while ``BEHIND_SLICES`` or more wait: the order path's way to index,
-        between batches, so that an order arriving meanwhile waits for one slice at most."""
-        slices = self._slices
-        while slices:
-            self._take(slices[0])
-            slices.popleft()
-            if len(slices) < BEHIND_SLICES:
-                break
-        self._warm()
-        self._maybe_rotate()
+        """One piece of indexing, for the order path between its batches: the index transaction of
+        the oldest full slice is opened, goes on by one statement of at most ``PIECE_ROWS`` rows
+        (about a hundred µs), or commits. An order arriving meanwhile waits for one piece at most,
+        not for a whole slice (1-2 ms for 512 records). The order path never touches the index
+        between two pieces (its writes go to the log; "already journaled?" reads see the open
+        transaction's rows), and every other use of the index finishes the transaction first
+        (:meth:`index`). When ``BEHIND_SLICES`` or more full slices wait, the transaction is
+        finished and the oldest slices taken whole (throughput before tails)."""
+        if self._txn is None:
+            if not self._slices:
+                return
+            self._open(self._slices[0])
+        self._advance(1)
+        if len(self._slices) >= BEHIND_SLICES:
+            self._finish()
+            while len(self._slices) >= BEHIND_SLICES:
+                self._take(self._slices[0])
+        if self._txn is None:
+            self._warm()
+            self._maybe_rotate()
+
+    def _statements(self, batch: _Batch) -> list[tuple[str, str, int, list[Any]]]:
+        """The index's statements for ``batch``: (head, tail, width, flat values) per table."""
+        return [
+            (_INSERT_ORDER_STATE_HEAD, "", 13, list(chain.from_iterable(batch.orders.values()))),
+            ("INSERT INTO reports (strategy_id, seq, venue_order_id, body) VALUES ", "", 4, batch.reports),
+            ("UPDATE orders SET open=v.column1, last_seq=v.column2 FROM (VALUES ",
+             ") AS v WHERE orders.venue_order_id=v.column3", 3, list(chain.from_iterable(batch.states.values()))),
+            ("INSERT OR IGNORE INTO fills VALUES ", "", 2, batch.fills),
+        ]  # fmt: skip
+
+    def _open(self, batch: _Batch) -> None:
+        """Begin the index transaction of ``batch`` (the oldest full slice), to go on in pieces."""
+        pieces: deque[tuple[str, str, int, list[Any]]] = deque()
+        for head, tail, width, flat in self._statements(batch):
+            per = PIECE_ROWS * width
+            pieces.extend((head, tail, width, flat[i : i + per]) for i in range(0, len(flat), per))
+        with _mapped("index", self.path):
+            self.db.execute("BEGIN")
+        self._txn = (batch, pieces)
+
+    def _advance(self, n: int) -> None:
+        """Run up to ``n`` pieces of the open index transaction, and commit it (with how far into the
+        log the index then stands) after its last. A failure rolls it back: the slice stays pending
+        and the next call starts it again."""
+        assert self._txn is not None
+        batch, pieces = self._txn
+        db = self.db
+        try:
+            with _mapped("index", self.path):
+                while pieces and n > 0:
+                    head, tail, width, flat = pieces.popleft()
+                    _many(db, head, tail, width, flat)
+                    n -= 1
+                if pieces:
+                    return
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('log', ?)", (f"{self._gen} {batch.end}",))
+                db.execute("COMMIT")
+        except JournalError:
+            self._txn = None
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        self._txn = None
+        self._slices.popleft()
+        self._took(batch)
+
+    def _finish(self) -> None:
+        """Finish the open index transaction, if any (before anything else uses the index)."""
+        if self._txn is not None:
+            self._advance(len(self._txn[1]))
 
     def _take(self, batch: _Batch) -> None:
-        """Apply one slice (it stays pending if that fails: the next call tries again); its orders
-        leave the exact sets only once the index holds them."""
+        """Apply one slice, the oldest, whole (it stays pending if that fails: the next call tries
+        again)."""
         self._apply(batch, batch.end)
+        if self._slices and self._slices[0] is batch:
+            self._slices.popleft()
+        self._took(batch)
+
+    def _took(self, batch: _Batch) -> None:
+        """``batch`` is in the index: its orders leave the exact sets only now."""
+        self.indexed += 1
         self._npending -= batch.n
         vids, keys = self._pending_vids, self._pending_keys
         for vid, row in batch.orders.items():
@@ -484,24 +556,24 @@ class Journal:
             self._ckpt.ask()
 
     def index(self) -> None:
-        """Take every pending record into the SQLite index, in one transaction that also records how
-        far into the log the index stands; then start the log over if it is fully indexed and large.
-        Every read does this first, so reads see every write.
-
-        One transaction per slice (:meth:`index_step`), oldest first, then the slice being filled.
+        """Take every pending record into the SQLite index; then start the log over if it is fully
+        indexed and large. Every read does this first, so reads see every write. The open
+        transaction of :meth:`index_step` is finished first, then each full slice is one transaction
+        (that also records how far into the log the index stands), then the slice being filled.
 
         On the owner's thread, by design: an index built by a thread of its own (tried: a second
         connection, one batch in flight) made the server slower, because every ZeroMQ send and SQLite
         step releases the GIL and the two threads then queue for it (the report sends took twice as
         long, order throughput fell by a third). Only SQLite's checkpoints run in a thread
         (:class:`_Checkpointer`): they are C and I/O, and never on the order path."""
-        slices = self._slices
-        while slices:
-            self._take(slices[0])
-            slices.popleft()
+        self._finish()
+        while self._slices:
+            self._take(self._slices[0])
         if self._pending.n:
-            self._take(self._pending)
+            batch = self._pending
+            self._apply(batch, batch.end)
             self._pending = _Batch()
+            self._took(batch)
         self._warm()
         self._maybe_rotate()
 
@@ -512,19 +584,9 @@ class Journal:
         db = self.db
         with _mapped("index", self.path), db:
             db.execute("BEGIN")
-            _many(db, _INSERT_ORDER_STATE_HEAD, "", 13, list(chain.from_iterable(batch.orders.values())))
-            _many(
-                db,
-                "INSERT INTO reports (strategy_id, seq, venue_order_id, body) VALUES ",
-                "",
-                4,
-                batch.reports,
-            )
-            _many(db, "UPDATE orders SET open=v.column1, last_seq=v.column2 FROM (VALUES ",
-                  ") AS v WHERE orders.venue_order_id=v.column3", 3, list(chain.from_iterable(batch.states.values())))  # fmt: skip
-            _many(db, "INSERT OR IGNORE INTO fills VALUES ", "", 2, batch.fills)
+            for head, tail, width, flat in self._statements(batch):
+                _many(db, head, tail, width, flat)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('log', ?)", (f"{self._gen} {offset}",))
-        self.indexed += 1
 
     def _maybe_rotate(self) -> None:
         """Start the log over under the next number once it is fully indexed and large (the index
@@ -684,6 +746,7 @@ class Journal:
     def set_meta(self, key: str, value: str) -> None:
         if key == "log":
             raise ValueError("meta 'log' is the journal's own")
+        self._finish()  # (not inside the index's open transaction: this write commits on its own)
         with _mapped("write", self.path):
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value))
 
