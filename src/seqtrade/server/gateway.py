@@ -719,16 +719,18 @@ class Gateway:
         next_line = trio.current_time() + interval
         last_md = self.counters.md_out
         last_t = trio.current_time()
+        last_pending = -1
         while True:
             await trio.sleep(1.0)
             self._publish_status()
             self._check_feeds()
-            # What a quiet second left pending (a restart replays less log): a slice at a time, with
-            # a checkpoint between, so that an order arriving meanwhile waits for one slice at most.
-            while self.journal.due():
-                self.journal.index_step()
-                await trio.lowlevel.checkpoint()
-            self.journal.index()
+            # What a quiet second left pending (a restart replays less log). While orders flow, the
+            # order path indexes each slice as it fills, in pieces: indexing a partial one here (1-2
+            # ms at once) would fall on an order, so only a second with no write does it.
+            pending = self.journal.pending
+            if pending and pending == last_pending:
+                self.journal.index()
+            last_pending = self.journal.pending
             t = trio.current_time()
             for info in list(self.strategies.values()):
                 if info.alive and t - info.last_seen > timeout:
