@@ -180,13 +180,15 @@ def test_the_log_starts_over_with_the_checkpoint_thread_running(tmp_path: Path) 
 
 
 def open_transaction(path: Path, orders: int) -> Journal:
-    """A journal with ``orders`` orders written (4 records each) and the index transaction of its
-    first full slice open after one piece (as the order path leaves it between two batches)."""
+    """A journal with ``orders`` orders written (4 records each) as the order path writes them, a
+    step after each (one piece: 4 records written), and the index transaction of its first full
+    slice (128 orders) still open."""
     j = Journal(path)
-    write_orders(j, orders)
-    assert j.due()
-    j.index_step()
-    assert j._txn is not None  # opened, one piece run, not committed
+    for i in range(1, orders + 1):
+        write_orders(j, 1, start=i)
+        if j.due() or j._txn is not None:
+            j.index_step()
+    assert j._txn is not None  # opened, pieces run, not committed
     return j
 
 
@@ -238,18 +240,18 @@ def test_kill_9_with_the_index_transaction_open_loses_nothing(tmp_path: Path) ->
         import os, signal, sys
         sys.path.insert(0, {str(Path(__file__).parent.parent)!r})
         from tests.test_journal_slices import open_transaction
-        j = open_transaction(__import__("pathlib").Path({str(path)!r}), 200)
+        j = open_transaction(__import__("pathlib").Path({str(path)!r}), 150)
         j.index_step()
         print(j.pending, j._txn is not None, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == -9, out.stderr
-    assert out.stdout.split() == ["800", "True"]
+    assert out.stdout.split() == ["600", "True"]
     assert indexed_counts(path) == (0, 0, 0)
     j = Journal(path)
-    check_all(j, 200)
+    check_all(j, 150)
     with pytest.raises(JournalError, match="already journaled"):
         j.add_records([(rec(7), True)])
     j.close()
-    assert indexed_counts(path) == (200, 400, 200)
+    assert indexed_counts(path) == (150, 300, 150)

@@ -83,7 +83,7 @@ log = logging.getLogger(__name__)
 ReportRow = tuple[str, int, str, bytes, int]
 
 INDEX_ENTRIES = 512  # records per index slice (one transaction): a full slice pending and the writer indexes
-PIECE_ROWS = 32  # rows per statement of an index transaction run in pieces (:meth:`Journal.index_step`)
+PIECE_ROWS = 16  # rows per statement of an index transaction run in pieces (:meth:`Journal.index_step`)
 BEHIND_SLICES = 4  # full slices waiting past which :meth:`Journal.index_step` takes slices whole
 CHECKPOINT_EVERY = 8  # index transactions between two of SQLite's checkpoints (in their own thread)
 ROTATE_BYTES = 32 << 20  # a fully indexed log past this size starts over under the next number (default)
@@ -312,6 +312,7 @@ class Journal:
         self._pending = _Batch()
         self._npending = 0
         self._since_checkpoint = 0
+        self._written = 0  # records written since the last index_step (its pieces keep pace with them)
         self._ckpt: _Checkpointer | None = None
         # The index transaction :meth:`index_step` runs in pieces: its slice and the statements left.
         self._txn: tuple[_Batch, deque[tuple[str, str, int, list[Any]]]] | None = None
@@ -443,6 +444,7 @@ class Journal:
         batch.stage(records)
         batch.end = self._offset
         self._npending += len(records)
+        self._written += len(records)
         if batch.n >= self.slice_records:  # a slice ends at a frame's end: its offset is the index's
             self._slices.append(batch)
             self._pending = _Batch()
@@ -463,18 +465,21 @@ class Journal:
 
     def index_step(self) -> None:
         """One piece of indexing, for the order path between its batches: the index transaction of
-        the oldest full slice is opened, goes on by one statement of at most ``PIECE_ROWS`` rows
-        (about a hundred µs), or commits. An order arriving meanwhile waits for one piece at most,
+        the oldest full slice is opened, goes on by statements of at most ``PIECE_ROWS`` rows (tens
+        of µs each; one per ``PIECE_ROWS`` records written since the last step, so that the index
+        keeps pace with the writes), or commits. An order arriving meanwhile waits for a piece,
         not for a whole slice (1-2 ms for 512 records). The order path never touches the index
         between two pieces (its writes go to the log; "already journaled?" reads see the open
         transaction's rows), and every other use of the index finishes the transaction first
         (:meth:`index`). When ``BEHIND_SLICES`` or more full slices wait, the transaction is
         finished and the oldest slices taken whole (throughput before tails)."""
+        written, self._written = self._written, 0
         if self._txn is None:
             if not self._slices:
                 return
             self._open(self._slices[0])
-        self._advance(1)
+            written = 0  # (what filled the slice is the slice)
+        self._advance(max(1, -(-written // PIECE_ROWS)))  # as many pieces as rows written meanwhile
         if len(self._slices) >= BEHIND_SLICES:
             self._finish()
             while len(self._slices) >= BEHIND_SLICES:
