@@ -4,7 +4,7 @@ The rules (validation, rounding, risk, idempotency, seqs, replays, recovery deci
 :mod:`seqtrade.server.engine` and :mod:`seqtrade.server.recovery`, which do no I/O; this module owns
 the sockets, the journal, the venue and the clock, and performs what the engine decides: *persist,
 then send* (an order row is persisted before the order goes to the venue, a report before it is
-published); the journal's SQLite index follows after the sends, a slice at a time
+published); the journal's SQLite index follows after the sends, in pieces of a transaction
 (:meth:`Journal.index_step`).
 
 Tasks (all children of one nursery in :func:`seqtrade.server.app.serve`):
@@ -435,7 +435,7 @@ class Gateway:
                 self._run_report_stage(self._report_pub)
             elif self._report_q:
                 self._report_lot.unpark()
-            if journal.due():  # the SQLite index follows the log, a slice after the batch's sends
+            if journal.due():  # the SQLite index follows the log: a piece after the batch's sends
                 journal.index_step()
 
     def _internal_error(self, req: Any, exc: Exception) -> Output:
