@@ -572,7 +572,8 @@ def _backtest(args: argparse.Namespace) -> int:
                               latency=_backtest_latency(args), lookahead_ns=int(args.lookahead_ms * 1e6),
                               wait_for=wait_for, progress=progress, period_s=args.sharpe_period,
                               hold=args.hold, queue=FILL_MODELS[args.fill_model],
-                              contracts=swap_contracts(config.venue))  # fmt: skip
+                              contracts=swap_contracts(config.venue),
+                              play_ahead=not args.no_play_ahead)  # fmt: skip
         curve_keys = server_keypair(config, os.environ)
         try:
             code = trio.run(functools.partial(run_until_signal, config, venue, curve_keys=curve_keys))
@@ -736,6 +737,9 @@ def build_parser() -> argparse.ArgumentParser:
                     " matching rules)")  # fmt: skip
     bt.add_argument("--compare-live", default=None, metavar="RUN_DIR",
                     help="then compare with the live run that made the recording: its run dir (journal)")  # fmt: skip
+    bt.add_argument("--no-play-ahead", action="store_true",
+                    help="the fill model plays each window only after every strategy's answer to the one"
+                    " before (slower; the same results: docs/backtesting.md, \"How fast\")")  # fmt: skip
     bt.add_argument("--lookahead-ms", type=float, default=1.0,
                     help="the simulation's window, at most the latency (default 1 ms)")  # fmt: skip
     bt.add_argument(
