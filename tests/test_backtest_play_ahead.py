@@ -108,10 +108,10 @@ def test_playing_windows_ahead_gives_the_same_journal_bytes_as_playing_them_afte
     data = write_recording(tmp_path / "rec", 20_000, 10)
     ahead, log_ahead = _backtest(data, tmp_path, "ahead")
     after, log_after = _backtest(data, tmp_path, "after", "--no-play-ahead")
-    played = re.search(r"(\d+) windows \(\d+ in one frame, (\d+) played ahead\), (\d+) fills", log_ahead)
+    played = re.search(r"(\d+) windows \(\d+ in one frame\), (\d+) fills; (\d+) played ahead", log_ahead)
     assert played is not None, log_ahead[-2000:]
-    windows, n_ahead, fills = map(int, played.groups())
+    windows, fills, n_ahead = map(int, played.groups())
     assert n_ahead >= windows - 3 and fills > 10  # nearly every window, and it traded
-    assert re.search(rf"\(\d+ in one frame, 0 played ahead\), {fills} fills", log_after), log_after[-2000:]
+    assert re.search(rf"\(\d+ in one frame\), {fills} fills; 0 played ahead", log_after), log_after[-2000:]
     for name, value in ahead.items():
         assert after[name] == value, name

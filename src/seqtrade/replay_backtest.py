@@ -195,8 +195,8 @@ class BacktestVenue(ReplayVenue):
         finally:
             gc.set_threshold(*threshold)
             gc.unfreeze()
-        log.info("backtest finished: %d messages in %d windows (%d in one frame, %d played ahead), %d fills; "
-                 "server CPU %.2f s", self.published, self.steps, self.framed, self.ahead, len(self.sim.fills),
+        log.info("backtest finished: %d messages in %d windows (%d in one frame), %d fills; %d played ahead; "
+                 "server CPU %.2f s", self.published, self.steps, self.framed, len(self.sim.fills), self.ahead,
                  time.process_time() - cpu)  # fmt: skip
         self.finished.set()
         stop = getattr(sink, "request_stop", None)
