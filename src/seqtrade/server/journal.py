@@ -515,21 +515,25 @@ class Journal:
         assert self._txn is not None
         batch, pieces = self._txn
         db = self.db
-        try:
+        ok = False  # any failure (not only SQLite's: a value it cannot bind, an interrupt) rolls back:
+        try:  # a piece popped but not run must never be left out of a later commit
             with _mapped("index", self.path):
                 while pieces and n > 0:
                     head, tail, width, flat = pieces.popleft()
                     _many(db, head, tail, width, flat)
                     n -= 1
                 if pieces:
+                    ok = True
                     return
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('log', ?)", (f"{self._gen} {batch.end}",))
                 db.execute("COMMIT")
-        except JournalError:
-            self._txn = None
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+            ok = True
+        finally:
+            if not ok:
+                self._txn = None
+                if db.in_transaction:
+                    with _mapped("index (rollback)", self.path):
+                        db.execute("ROLLBACK")
         self._txn = None
         self._slices.popleft()
         self._took(batch)
