@@ -231,19 +231,29 @@ class _Checkpointer:
         self.runs = 0  # checkpoints done (tests)
         self._synchronous = synchronous
         self._cond = threading.Condition()
-        self._asked = self._stop = False
+        self._asked = self._stop = self._running = False
         self._thread = threading.Thread(target=self._run, name="journal-checkpoint", daemon=True)
         self._thread.start()
 
     def ask(self) -> None:
         with self._cond:
             self._asked = True
-            self._cond.notify()
+            self._cond.notify_all()
+
+    @property
+    def busy(self) -> bool:
+        """A checkpoint is asked or running."""
+        return self._asked or self._running
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no checkpoint is asked or running (tests); whether it is so."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self.busy, timeout)
 
     def close(self) -> None:
         with self._cond:
             self._stop = True
-            self._cond.notify()
+            self._cond.notify_all()
         self._thread.join()
 
     def _run(self) -> None:
@@ -255,7 +265,7 @@ class _Checkpointer:
                         self._cond.wait()
                     if not self._asked:  # stopped (an ask before the stop is still done)
                         return
-                    self._asked = False
+                    self._asked, self._running = False, True
                 with self.lock:
                     for path in list(self.paths):
                         try:
@@ -267,6 +277,9 @@ class _Checkpointer:
                         except sqlite3.Error as exc:  # the next one tries again; the index is unharmed
                             log.warning("journal: checkpoint of %s failed: %s", path, exc)
                     self.runs += 1
+                with self._cond:
+                    self._running = False
+                    self._cond.notify_all()
         finally:
             for db in dbs.values():
                 db.close()
@@ -477,6 +490,10 @@ class Journal:
         if self._txn is None:
             if not self._slices:
                 return
+            if self._ckpt is not None and self._ckpt.busy and len(self._slices) < BEHIND_SLICES:
+                # A write transaction open while SQLite's checkpoint runs keeps the WAL from starting
+                # over at the next one (it grew for as long as orders flowed): the slice waits for it.
+                return
             self._open(self._slices[0])
             written = 0  # (what filled the slice is the slice)
         self._advance(max(1, -(-written // PIECE_ROWS)))  # as many pieces as rows written meanwhile
@@ -515,21 +532,25 @@ class Journal:
         assert self._txn is not None
         batch, pieces = self._txn
         db = self.db
-        try:
+        ok = False  # any failure (not only SQLite's: a value it cannot bind, an interrupt) rolls back:
+        try:  # a piece popped but not run must never be left out of a later commit
             with _mapped("index", self.path):
                 while pieces and n > 0:
                     head, tail, width, flat = pieces.popleft()
                     _many(db, head, tail, width, flat)
                     n -= 1
                 if pieces:
+                    ok = True
                     return
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('log', ?)", (f"{self._gen} {batch.end}",))
                 db.execute("COMMIT")
-        except JournalError:
-            self._txn = None
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+            ok = True
+        finally:
+            if not ok:
+                self._txn = None
+                if db.in_transaction:
+                    with _mapped("index (rollback)", self.path):
+                        db.execute("ROLLBACK")
         self._txn = None
         self._slices.popleft()
         self._took(batch)
