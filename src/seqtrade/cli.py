@@ -581,7 +581,8 @@ def _backtest(args: argparse.Namespace) -> int:
                               latency=latency, lookahead_ns=int(bt.lookahead_ms * 1e6),
                               wait_for=wait_for, progress=progress, period_s=bt.sharpe_period,
                               hold=args.hold, queue=FILL_MODELS[bt.fill_model],
-                              contracts=swap_contracts(config.venue))  # fmt: skip
+                              contracts=swap_contracts(config.venue),
+                              play_ahead=not args.no_play_ahead)  # fmt: skip
         venue.settings = backtest_model(bt)  # in results.json and the dashboard's results
         curve_keys = server_keypair(config, os.environ)
         try:
@@ -806,6 +807,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bt.add_argument("--compare-live", default=None, metavar="RUN_DIR",
                     help="then compare with the live run that made the recording: its run dir (journal)")  # fmt: skip
+    bt.add_argument("--no-play-ahead", action="store_true",
+                    help="the fill model plays each window only after every strategy's answer to the one"
+                    " before (slower; the same results: docs/backtesting.md, \"How fast\")")  # fmt: skip
     # The fill model's and the results' choices: [backtest] in the config file, each overridden by its
     # flag when given (default None: not given). The defaults shown are BacktestConfig's.
     for key, kw, what in _BACKTEST_FLAG_ARGS:

@@ -247,7 +247,12 @@ class FillModel:
         self.latency: Latency = latency or ConstantLatency()
         self.queue = queue  # "book": behind the size at the price; "none": first at its level (paper)
         self.contracts: dict[str, Contract] = dict(contracts or {})
+        # symbol -> the book orders meet: a copy of the last recorded one (as floats), made when an order
+        # first needs it after that book came; liquidity an order takes leaves the copy
         self.books: dict[str, _Book] = {}
+        self._raw: dict[
+            str, tuple[Sequence[Sequence[float]], Sequence[Sequence[float]]]
+        ] = {}  # not copied yet
         self.orders: dict[str, SimOrder] = {}
         self.resting: dict[str, list[SimOrder]] = {}  # symbol -> open orders, in arrival order
         self.position: dict[str, float] = {}
@@ -301,7 +306,7 @@ class FillModel:
     def _arrive(self, o: SimOrder, ts: int, out: list[Event]) -> None:
         if o.status != "pending":  # cancelled before it arrived
             return
-        book = self.books.setdefault(o.symbol, _Book())
+        book = self._book(o.symbol)
         buy = o.side == "buy"
         opposite = book.asks if buy else book.bids
         limit = o.price if o.order_type != "market" else None
@@ -326,7 +331,7 @@ class FillModel:
         """``o`` joins the queue at its price: behind what rests there (``queue`` "book") and behind our
         own earlier orders there."""
         assert o.price is not None
-        book = self.books.setdefault(o.symbol, _Book())
+        book = self._book(o.symbol)
         same = book.bids if o.side == "buy" else book.asks
         own = sum(
             r.remaining for r in self.resting.get(o.symbol, []) if r.side == o.side and r.price == o.price
@@ -346,7 +351,7 @@ class FillModel:
         elif quantity is not None and quantity <= 0:
             reason = "quantity must be > 0"
         buy = o.side == "buy"
-        book = self.books.setdefault(o.symbol, _Book())
+        book = self._book(o.symbol)
         opposite = book.asks if buy else book.bids
         new_price = o.price if price is None else price
         assert new_price is not None or reason
@@ -418,19 +423,35 @@ class FillModel:
         """A recorded full book (levels best first). Resting orders: the queue ahead shrinks to the level
         (cancels ahead), and a book that crosses an order's price fills it there."""
         out = self.advance(ts_ns)
-        book = self.books[symbol] = _Book([[float(p), float(s)] for p, s in bids],
-                                          [[float(p), float(s)] for p, s in asks])  # fmt: skip
-        for o in list(self.resting.get(symbol, [])):
+        # No copy of the book here (most books meet no order): the levels are kept as recorded, and
+        # copied when an order arrives, rests or is amended on this symbol (:meth:`_book`).
+        self._raw[symbol] = (bids, asks)
+        self.books.pop(symbol, None)
+        resting = self.resting.get(symbol)
+        if not resting:
+            return out
+        for o in list(resting):
             assert o.price is not None
             buy = o.side == "buy"
-            o.ahead = min(o.ahead, _size_at(book.bids if buy else book.asks, o.price))
-            opposite = book.asks if buy else book.bids
-            through = _available(opposite, o.price, buy)
+            o.ahead = min(o.ahead, _size_at(bids if buy else asks, o.price))
+            through = _available(asks if buy else bids, o.price, buy)
             if through > _EPS:
                 self._fill(o, ts_ns, o.price, min(o.remaining, through), maker=True, out=out)
                 if o.remaining <= _EPS:
                     self._done(o, ts_ns, "filled", "", out)
         return out
+
+    def _book(self, symbol: str) -> _Book:
+        """The book orders on ``symbol`` meet: the last recorded one, copied at its first use."""
+        book = self.books.get(symbol)
+        if book is None:
+            raw = self._raw.pop(symbol, None)
+            book = self.books[symbol] = (
+                _Book([[float(p), float(s)] for p, s in raw[0]], [[float(p), float(s)] for p, s in raw[1]])
+                if raw is not None
+                else _Book()
+            )
+        return book
 
     def on_trade(self, symbol: str, price: float, size: float, side: str, ts_ns: int) -> list[Event]:
         """A recorded public trade; ``side`` is the taker's. It consumes the queue on the passive side."""
@@ -500,13 +521,21 @@ def _better_or_equal(price: float, limit: float, buy: bool) -> bool:
     return price <= limit + _EPS if buy else price >= limit - _EPS
 
 
-def _size_at(levels: list[list[float]], price: float) -> float:
+def _size_at(levels: Sequence[Sequence[float]], price: float) -> float:
+    tol = _EPS * max(1.0, abs(price))
     for p, s in levels:
-        if abs(p - price) <= _EPS * max(1.0, abs(price)):
-            return s
+        if abs(float(p) - price) <= tol:
+            return float(s)
     return 0.0
 
 
-def _available(levels: list[list[float]], limit: float | None, buy: bool) -> float:
-    """Size on the opposite side at ``limit`` or better (all of it for a market order)."""
-    return sum(s for p, s in levels if limit is None or _better_or_equal(p, limit, buy))
+def _available(levels: Sequence[Sequence[float]], limit: float | None, buy: bool) -> float:
+    """Size on the opposite side at ``limit`` or better (all of it for a market order); levels as
+    recorded or copied (their values taken as floats either way)."""
+    if limit is None:
+        return sum(float(s) for _, s in levels)
+    if buy:  # _better_or_equal, inlined
+        top = limit + _EPS
+        return sum(float(s) for p, s in levels if float(p) <= top)
+    bottom = limit - _EPS
+    return sum(float(s) for p, s in levels if float(p) >= bottom)

@@ -52,7 +52,7 @@ from . import wire
 from .backtest_results import FillRecord, Mark, Results, results, split_funding
 from .clock import VirtualClock
 from .errors import SeqtradeError, WireError
-from .fill_model import ConstantLatency, Contract, Fees, Latency
+from .fill_model import AtLeast, ConstantLatency, Contract, Fees, Latency
 from .models import Book, Trade
 from .replay import ReplayVenue, read_messages
 from .replay_fills import SimExchange
@@ -87,12 +87,15 @@ def count_rows(data: Path, symbols: list[str]) -> int:
 
 @dataclass(slots=True)
 class _Window:
-    """A window read ahead: its end, its (recorded ns, message or connection change), and the maps of its
-    market data when it goes out as one frame (None: a frame per message)."""
+    """A window read ahead: its end, its (recorded ns, message or connection change), the maps of its
+    market data when it goes out as one frame (None: a frame per message), and what the fill model made
+    of it when it played it ahead."""
 
     end: int
     items: list[tuple[int, Any]]
     bodies: list[list[Any]] | None
+    # what the fill model produced per message when it played the window ahead (None: not played yet)
+    ahead: list[tuple[list[OrderEvent], list[Any]] | None] | None = None
 
 
 class BacktestVenue(ReplayVenue):
@@ -105,7 +108,7 @@ class BacktestVenue(ReplayVenue):
                  latency: Latency | None = None, lookahead_ns: int = 1_000_000, wait_for: int = 0,
                  grace: float = 0.5, progress: Callable[[int, int], None] | None = None,
                  period_s: float = 60.0, hold: bool = False, queue: str = "book",
-                 contracts: Mapping[str, Contract] | None = None) -> None:  # fmt: skip
+                 contracts: Mapping[str, Contract] | None = None, play_ahead: bool = True) -> None:  # fmt: skip
         super().__init__(data, symbols, speed=0, wait_for=wait_for, grace=grace, stop_at_end=False)
         latency = latency or ConstantLatency(lookahead_ns)
         if isinstance(latency, ConstantLatency) and latency.ns < lookahead_ns:
@@ -115,6 +118,10 @@ class BacktestVenue(ReplayVenue):
         if lookahead_ns <= 0:
             raise SeqtradeError("backtest: the lookahead must be > 0 ns")
         self.sim = SimExchange(fees, latency, queue=queue, contracts=contracts)
+        # no request arrives sooner than this after it is sent (0: the fill model plays no window ahead)
+        self._floor_ns = _latency_floor(latency) if play_ahead else 0
+        self.ahead = 0  # windows the fill model played ahead (:meth:`_play_ahead`)
+        self._left: list[Any] = []  # funding the fill model settled ahead, after its last delivery
         self.lookahead_ns = lookahead_ns
         self.progress = progress
         self.period_s = period_s  # the Sharpe sampling period of :meth:`results`
@@ -189,8 +196,9 @@ class BacktestVenue(ReplayVenue):
         finally:
             gc.set_threshold(*threshold)
             gc.unfreeze()
-        log.info("backtest finished: %d messages in %d windows (%d in one frame), %d fills; server CPU %.2f s",
-                 self.published, self.steps, self.framed, len(self.sim.fills), time.process_time() - cpu)  # fmt: skip
+        log.info("backtest finished: %d messages in %d windows (%d in one frame), %d fills; %d played ahead; "
+                 "server CPU %.2f s", self.published, self.steps, self.framed, len(self.sim.fills), self.ahead,
+                 time.process_time() - cpu)  # fmt: skip
         self.finished.set()
         stop = getattr(sink, "request_stop", None)
         if stop is not None and not self.hold:
@@ -208,12 +216,18 @@ class BacktestVenue(ReplayVenue):
         while window is not None:
             end = self._clock_ns = window.end
             await self._play_window(sink, window)
+            leftover, self._left = self._left, []
+            self.sim.account_events = leftover + self.sim.account_events
             await self._deliver(sink, self.sim.advance(end))
             sync = await self._end_window(sink, end)
             await self._settle(sink)  # the feed task sends it now, not after the read below
             # While the strategies work on this window, the next one is read (it does not depend on
-            # what they send: only the fill model does, and it sees the next window after their answers).
+            # what they send: only the fill model does, and it sees the next window after their answers)
+            # and, when none of their requests can arrive before its last message, the fill model plays
+            # its market data (:meth:`_play_ahead`).
             window, nxt = self._read_window(nxt, msgs)
+            if window is not None:
+                self._play_ahead(window, end)
             await self._after_acks(sink, sync, end)
             if self.progress is not None and time.monotonic() - last_progress >= 1.0:
                 last_progress = time.monotonic()
@@ -248,8 +262,42 @@ class BacktestVenue(ReplayVenue):
             nxt = next(msgs, None)
         return _Window(end, items, bodies if batch else None), nxt
 
+    def _play_ahead(self, w: _Window, prev_end: int) -> None:
+        """The fill model plays ``w``'s market data now, while the strategies still work on the window that
+        ended at ``prev_end``, when that cannot change a fill: every message of ``w`` comes before the
+        first moment a request they send can arrive (``prev_end`` + the smallest latency), so the model
+        meets each message in the same state as after their requests. What it produces is kept in
+        ``w.ahead`` and handed to the server by :meth:`_play_window` in the same order, at the same
+        points, as if the messages were played then (after the requests went to the model). Only for a
+        window in one frame, shorter than a part, without a change of the venue's connection."""
+        items = w.items
+        if (
+            w.bodies is None
+            or len(items) >= WINDOW_PART  # (a full part goes out on its own: played as it comes)
+            or items[-1][0] >= prev_end + self._floor_ns
+            or any(msg is True or msg is False for _, msg in items)
+        ):
+            return
+        sim = self.sim
+        on_market = sim.on_market
+        ahead: list[tuple[list[OrderEvent], list[Any]] | None] = []
+        for ns, msg in items:
+            events = on_market(msg, ns)
+            if events:  # delivered with what funding settled so far, as _deliver does
+                taken, sim.account_events = sim.account_events, []
+                ahead.append((events, taken))
+            else:
+                ahead.append(None)
+        w.ahead = ahead
+        self.ahead += 1
+        # funding settled after the last delivery: handed over with the window's end, as when played then
+        self._left, sim.account_events = sim.account_events, []
+
     async def _play_window(self, sink: VenueSink, w: _Window) -> None:
         """The window's messages to the fill model (each before its fills) and to the strategies."""
+        if w.ahead is not None:
+            await self._replay_window(sink, w, w.ahead)
+            return
         on_market, deliver = self.sim.on_market, self._deliver
         bodies = w.bodies
         j = 0
@@ -270,6 +318,21 @@ class BacktestVenue(ReplayVenue):
                 if events:
                     await deliver(sink, events)
             self.published += 1
+
+    async def _replay_window(self, sink: VenueSink, w: _Window,
+                             ahead: list[tuple[list[OrderEvent], list[Any]] | None]) -> None:  # fmt: skip
+        """A window the fill model played ahead (:meth:`_play_ahead`): its market data to the strategies
+        and what the model produced to the server, message by message."""
+        assert w.bodies is not None
+        self._window += w.bodies
+        for got in ahead:
+            if got is not None:
+                events, taken = got
+                for ev in events:
+                    await sink.order_event(ev)
+                for ae in taken:
+                    await sink.account_event(ae)
+        self.published += len(w.items)
 
     def _batch_mode(self) -> bool:
         """Whether a window goes out as one frame: every strategy's last ``sync_ack`` said it reads
@@ -458,6 +521,15 @@ class BacktestVenue(ReplayVenue):
                        end_ns=max(self.end_ns or self._clock_ns, self.start_ns),
                        period_s=self.period_s if period_s is None else period_s,
                        settings=dict(self.settings))  # fmt: skip
+
+
+def _latency_floor(latency: Latency) -> int:
+    """The smallest latency ``latency`` can give, as far as its type says (0 when it does not)."""
+    if isinstance(latency, ConstantLatency):
+        return latency.ns
+    if isinstance(latency, AtLeast):
+        return max(latency.floor_ns, _latency_floor(latency.inner))
+    return 0
 
 
 def _run_reports(sink: VenueSink) -> None:

@@ -1,5 +1,5 @@
 """The backtest replay's throughput: recorded events per second driven through ``seqtrade backtest`` to 1
-and 3 strategy processes (docs/backtesting.md, "Throughput").
+and 3 strategy processes (docs/backtesting.md, "How fast").
 
 ``python -m seqtrade.bench.replay [--events N] [--per-ms K] [--lookahead-ms L] [--server-path SRC]
 [--rounds R]``: writes a synthetic recording with the recorder itself (BTC-USDT books and trades, ``K``

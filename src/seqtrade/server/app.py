@@ -22,7 +22,7 @@ from ..instruments import Instrument, instrument_from_map, instrument_to_map
 from ..security import KeyPair
 from ..venues import venue_class
 from ..venues.base import Venue
-from . import recovery
+from . import gcpolicy, recovery, stalls
 from .accounts import Accounts
 from .archive import archive_task
 from .auth import TcpSecurity
@@ -125,6 +125,7 @@ async def serve(
                 for sock, ep in zip((md, pull, rep, ctl), [*endpoints, control_ep], strict=True):
                     bind_secure(sock, ep)
                 log.info("listening: md %s, orders %s, reports %s", *endpoints)
+                stalls.install()  # SEQTRADE_STALLS: long task steps and collections, for the tails
                 async with trio.open_nursery() as nursery:
                     await tcp.start(nursery)
                     if recorder is not None:
@@ -326,6 +327,9 @@ async def _run_until_signal(config: Config, venue: Venue, curve_keys: KeyPair | 
                 nursery.cancel_scope.cancel()
 
             gw: Gateway = await nursery.start(serve_then_stop)
+            # The process is the server's own (not a library user's): what start-up built goes out of
+            # the cyclic collector's sight, and young collections come far less often.
+            gcpolicy.settle()
             async for sig in signals:
                 if gw.stop_requested.is_set():
                     log.warning("received %s again: stopping now, %s", signal.Signals(sig).name,

@@ -4,7 +4,8 @@ The rules (validation, rounding, risk, idempotency, seqs, replays, recovery deci
 :mod:`seqtrade.server.engine` and :mod:`seqtrade.server.recovery`, which do no I/O; this module owns
 the sockets, the journal, the venue and the clock, and performs what the engine decides: *persist,
 then send* (an order row is persisted before the order goes to the venue, a report before it is
-published); the journal's SQLite index follows after the sends (:meth:`Journal.index`).
+published); the journal's SQLite index follows after the sends, in pieces of a transaction
+(:meth:`Journal.index_step`).
 
 Tasks (all children of one nursery in :func:`seqtrade.server.app.serve`):
 
@@ -434,8 +435,8 @@ class Gateway:
                 self._run_report_stage(self._report_pub)
             elif self._report_q:
                 self._report_lot.unpark()
-            if journal.due():  # the SQLite index follows the log, after the batch's sends
-                journal.index()
+            if journal.due():  # the SQLite index follows the log: a piece after the batch's sends
+                journal.index_step()
 
     def _internal_error(self, req: Any, exc: Exception) -> Output:
         # A bug must not let one strategy's message kill the server for everyone.
@@ -508,7 +509,7 @@ class Gateway:
                 await self._report_lot.park()
             self._run_report_stage(pub)
             if journal.due():
-                journal.index()
+                journal.index_step()
 
     def _run_report_stage(self, pub: TrioSocket) -> None:
         """Everything queued for the report stage, in order, in batches: synchronous (no await), so
@@ -718,11 +719,18 @@ class Gateway:
         next_line = trio.current_time() + interval
         last_md = self.counters.md_out
         last_t = trio.current_time()
+        last_pending = -1
         while True:
             await trio.sleep(1.0)
             self._publish_status()
             self._check_feeds()
-            self.journal.index()  # what a quiet second left pending (a restart replays less log)
+            # What a quiet second left pending (a restart replays less log). While orders flow, the
+            # order path indexes each slice as it fills, in pieces: indexing a partial one here (1-2
+            # ms at once) would fall on an order, so only a second with no write does it.
+            pending = self.journal.pending
+            if pending and pending == last_pending:
+                self.journal.index()
+            last_pending = self.journal.pending
             t = trio.current_time()
             for info in list(self.strategies.values()):
                 if info.alive and t - info.last_seen > timeout:

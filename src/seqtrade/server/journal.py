@@ -13,9 +13,13 @@ row ``(strategy_id, seq, key, body)``, an applied trade id), not tables. When th
 records are in the kernel's page cache and survive the server process dying at any instant (kill
 -9), exactly like a SQLite commit in WAL mode with ``synchronous = normal`` (which is what the
 journal did before). The records are then *pending*: the SQLite index takes them later, in one
-transaction for many writes (:meth:`Journal.index`), off the order path: after the reports are
-published, when enough are pending (``INDEX_ENTRIES``), and before anything reads the journal
-(every read indexes first, so reads see every write). The index's transaction also records how far
+transaction per slice of ``INDEX_ENTRIES`` records (:meth:`Journal.index`), off the order path:
+after a batch's reports are published, one piece of the oldest full slice's transaction at a time
+(:meth:`Journal.index_step`: one statement of at most ``PIECE_ROWS`` rows, so that an order arriving
+meanwhile waits for a piece, not for the whole slice), and before anything reads the journal (every
+read finishes the open transaction and indexes the rest first, so reads see every write). SQLite's
+checkpoints (the WAL copied into the database file, with fsyncs) run in a thread of their own
+(:class:`_Checkpointer`), not inside whichever index transaction crossed SQLite's threshold. The index's transaction also records how far
 into the log it has taken (meta ``log``: log number and offset), so a restart replays exactly the
 frames after that point into the index (:meth:`Journal.__init__`) and nothing twice. A torn last
 frame (killed in the middle of a write) fails its CRC and is cut off: its write never returned, so
@@ -40,16 +44,19 @@ real duplicate). A report's body is built once: :meth:`Journal.add_reports` retu
 stored, and the server publishes them (:func:`seqtrade.wire.encode_stored_report`).
 
 Calls are synchronous and short; they run on the server's Trio thread so that their order is the
-order of events (no locks, no threads).
+order of events (no locks; the one thread is the checkpoints', which never touches the index's rows).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import sqlite3
 import struct
+import threading
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import chain
@@ -68,12 +75,17 @@ __all__ = ["Journal", "ReportRow", "INDEX_ENTRIES", "ROTATE_BYTES"]
 
 _T = TypeVar("_T")
 
+log = logging.getLogger(__name__)
+
 # A report as the journal keeps it, whatever its type: (strategy_id, seq, key, encoded body, state of
 # the keyed order after it: 1 open, 0 closed, -1 none or no order). ``key`` is the venue order id of
 # an order report ("" for a report about no order, such as an account event).
 ReportRow = tuple[str, int, str, bytes, int]
 
-INDEX_ENTRIES = 512  # pending records past which a write's caller is asked to index (:meth:`due`)
+INDEX_ENTRIES = 512  # records per index slice (one transaction): a full slice pending and the writer indexes
+PIECE_ROWS = 16  # rows per statement of an index transaction run in pieces (:meth:`Journal.index_step`)
+BEHIND_SLICES = 4  # full slices waiting past which :meth:`Journal.index_step` takes slices whole
+CHECKPOINT_EVERY = 8  # index transactions between two of SQLite's checkpoints (in their own thread)
 ROTATE_BYTES = 32 << 20  # a fully indexed log past this size starts over under the next number (default)
 WARM_ROWS = 2048  # orders of the index taken into the "already journaled" filter per index() after opening
 _MAGIC = b"STJLOG1\n"
@@ -172,7 +184,7 @@ class _Batch:
     batch carries the state its reports in the batch leave it in (no UPDATE for it); the other
     orders' newest state, one UPDATE each."""
 
-    __slots__ = ("orders", "reports", "states", "fills", "n")
+    __slots__ = ("orders", "reports", "states", "fills", "n", "end")
 
     def __init__(self) -> None:
         self.orders: dict[str, list[Any]] = {}
@@ -180,6 +192,7 @@ class _Batch:
         self.states: dict[str, tuple[int, int, str]] = {}
         self.fills: list[str] = []  # flat: venue_order_id, trade_id, ...
         self.n = 0  # records staged
+        self.end = 0  # the log's offset after the last frame staged
 
     def stage(self, records: list[tuple[Any, ...]]) -> None:
         orders, states = self.orders, self.states
@@ -202,6 +215,63 @@ class _Batch:
         self.n += len(records)
 
 
+class _Checkpointer:
+    """SQLite's checkpoints (the WAL copied into the database file, with their fsyncs) in a thread of
+    their own, on a connection of its own, instead of inside whichever index transaction crossed
+    SQLite's automatic threshold (that one held the server's thread for 5-20 ms). A checkpoint only
+    copies committed pages: the index's contents and the log, the persistence point, are untouched by
+    it, and sqlite3 releases the GIL while it runs. ``PASSIVE``: it never waits for the writer. The
+    owner asks for one every ``checkpoint_every`` index transactions; asks while one runs coalesce (an
+    ask before :meth:`close` is still done).
+    ``lock`` is held during a checkpoint: the owner takes it for its own (the log's rotation)."""
+
+    def __init__(self, path: Path, synchronous: str) -> None:
+        self.paths = [path]  # databases checkpointed (the archive joins when attached)
+        self.lock = threading.Lock()
+        self.runs = 0  # checkpoints done (tests)
+        self._synchronous = synchronous
+        self._cond = threading.Condition()
+        self._asked = self._stop = False
+        self._thread = threading.Thread(target=self._run, name="journal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def ask(self) -> None:
+        with self._cond:
+            self._asked = True
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        dbs: dict[Path, sqlite3.Connection] = {}
+        try:
+            while True:
+                with self._cond:
+                    while not self._asked and not self._stop:
+                        self._cond.wait()
+                    if not self._asked:  # stopped (an ask before the stop is still done)
+                        return
+                    self._asked = False
+                with self.lock:
+                    for path in list(self.paths):
+                        try:
+                            db = dbs.get(path)
+                            if db is None:
+                                db = dbs[path] = sqlite3.connect(path, isolation_level=None)
+                                db.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
+                            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                        except sqlite3.Error as exc:  # the next one tries again; the index is unharmed
+                            log.warning("journal: checkpoint of %s failed: %s", path, exc)
+                    self.runs += 1
+        finally:
+            for db in dbs.values():
+                db.close()
+
+
 class Journal:
     """The journal (log + SQLite index). Not thread-safe: one owner (the server's Trio thread)."""
 
@@ -213,9 +283,13 @@ class Journal:
         rotate_bytes: int = ROTATE_BYTES,
         seen_bytes: int = DEFAULT_SEEN_BYTES,
         warm_rows: int = WARM_ROWS,
+        slice_records: int = INDEX_ENTRIES,
+        checkpoint_every: int = CHECKPOINT_EVERY,
     ) -> None:
         self.path = path
         self.rotate_bytes = rotate_bytes
+        self.slice_records = slice_records
+        self.checkpoint_every = checkpoint_every
         self.log_path = path.with_name(path.name + "-log")
         self._fsync = synchronous.lower() == "full"
         self._durable = synchronous.lower() != "off"
@@ -223,6 +297,7 @@ class Journal:
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self.db.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints: :class:`_Checkpointer`
             self.db.executescript(_SCHEMA)
             _add_closing(self.db, "")
         except sqlite3.Error as exc:
@@ -231,8 +306,16 @@ class Journal:
             ) from exc
         self._packer = msgpack.Packer(use_bin_type=True)
         self.archived = False  # an archive is attached (:meth:`attach_archive`)
-        # Written to the log, not yet in the index: records in log order, and what the write checks need.
+        # Written to the log, not yet in the index: records in log order, in slices of about
+        # ``slice_records`` (full ones waiting, then the one being filled), and what the write checks need.
+        self._slices: deque[_Batch] = deque()
         self._pending = _Batch()
+        self._npending = 0
+        self._since_checkpoint = 0
+        self._written = 0  # records written since the last index_step (its pieces keep pace with them)
+        self._ckpt: _Checkpointer | None = None
+        # The index transaction :meth:`index_step` runs in pieces: its slice and the statements left.
+        self._txn: tuple[_Batch, deque[tuple[str, str, int, list[Any]]]] | None = None
         self._pending_vids: set[str] = set()
         self._pending_keys: set[tuple[str, str]] = set()
         self.indexed = 0  # index transactions so far (status, tests)
@@ -250,6 +333,7 @@ class Journal:
         with _mapped("read", self.path):
             self._warm_upto = int(self.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM orders").fetchone()[0])
         self._warm()
+        self._ckpt = _Checkpointer(path, synchronous)
 
     def close(self) -> None:
         """Index what is pending, then close (a clean stop leaves the log fully indexed)."""
@@ -257,6 +341,9 @@ class Journal:
             if self._fd >= 0:
                 self.index()
         finally:
+            if self._ckpt is not None:
+                self._ckpt.close()
+                self._ckpt = None
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
@@ -315,8 +402,10 @@ class Journal:
         self._fd = fd
         self._gen = gen
         self._offset = offset + good  # where the next frame goes
-        for frame_records in records:
+        for frame_records in records:  # one batch: its transaction takes the whole replay or nothing
             self._pending.stage(frame_records)
+        self._pending.end = self._offset
+        self._npending = self._pending.n
         if self._pending.n:
             self.index()
 
@@ -351,11 +440,18 @@ class Journal:
                 self._fd = -1
             raise JournalError(f"journal {self.path}: write to {self.log_path} failed: {exc}") from exc
         self._offset += size
-        self._pending.stage(records)
+        batch = self._pending
+        batch.stage(records)
+        batch.end = self._offset
+        self._npending += len(records)
+        self._written += len(records)
+        if batch.n >= self.slice_records:  # a slice ends at a frame's end: its offset is the index's
+            self._slices.append(batch)
+            self._pending = _Batch()
 
     def due(self) -> bool:
-        """Enough is pending that the caller should :meth:`index` (once its sends are done)."""
-        return self._pending.n >= INDEX_ENTRIES
+        """A full slice is pending: the caller should :meth:`index_step` (once its sends are done)."""
+        return bool(self._slices)
 
     @property
     def log_number(self) -> int:
@@ -365,26 +461,124 @@ class Journal:
     @property
     def pending(self) -> int:
         """Records written to the log and not yet in the index."""
-        return self._pending.n
+        return self._npending
+
+    def index_step(self) -> None:
+        """One piece of indexing, for the order path between its batches: the index transaction of
+        the oldest full slice is opened, goes on by statements of at most ``PIECE_ROWS`` rows (tens
+        of µs each; one per ``PIECE_ROWS`` records written since the last step, so that the index
+        keeps pace with the writes), or commits. An order arriving meanwhile waits for a piece,
+        not for a whole slice (1-2 ms for 512 records). The order path never touches the index
+        between two pieces (its writes go to the log; "already journaled?" reads see the open
+        transaction's rows), and every other use of the index finishes the transaction first
+        (:meth:`index`). When ``BEHIND_SLICES`` or more full slices wait, the transaction is
+        finished and the oldest slices taken whole (throughput before tails)."""
+        written, self._written = self._written, 0
+        if self._txn is None:
+            if not self._slices:
+                return
+            self._open(self._slices[0])
+            written = 0  # (what filled the slice is the slice)
+        self._advance(max(1, -(-written // PIECE_ROWS)))  # as many pieces as rows written meanwhile
+        if len(self._slices) >= BEHIND_SLICES:
+            self._finish()
+            while len(self._slices) >= BEHIND_SLICES:
+                self._take(self._slices[0])
+        if self._txn is None:
+            self._warm()
+            self._maybe_rotate()
+
+    def _statements(self, batch: _Batch) -> list[tuple[str, str, int, list[Any]]]:
+        """The index's statements for ``batch``: (head, tail, width, flat values) per table."""
+        return [
+            (_INSERT_ORDER_STATE_HEAD, "", 13, list(chain.from_iterable(batch.orders.values()))),
+            ("INSERT INTO reports (strategy_id, seq, venue_order_id, body) VALUES ", "", 4, batch.reports),
+            ("UPDATE orders SET open=v.column1, last_seq=v.column2 FROM (VALUES ",
+             ") AS v WHERE orders.venue_order_id=v.column3", 3, list(chain.from_iterable(batch.states.values()))),
+            ("INSERT OR IGNORE INTO fills VALUES ", "", 2, batch.fills),
+        ]  # fmt: skip
+
+    def _open(self, batch: _Batch) -> None:
+        """Begin the index transaction of ``batch`` (the oldest full slice), to go on in pieces."""
+        pieces: deque[tuple[str, str, int, list[Any]]] = deque()
+        for head, tail, width, flat in self._statements(batch):
+            per = PIECE_ROWS * width
+            pieces.extend((head, tail, width, flat[i : i + per]) for i in range(0, len(flat), per))
+        with _mapped("index", self.path):
+            self.db.execute("BEGIN")
+        self._txn = (batch, pieces)
+
+    def _advance(self, n: int) -> None:
+        """Run up to ``n`` pieces of the open index transaction, and commit it (with how far into the
+        log the index then stands) after its last. A failure rolls it back: the slice stays pending
+        and the next call starts it again."""
+        assert self._txn is not None
+        batch, pieces = self._txn
+        db = self.db
+        try:
+            with _mapped("index", self.path):
+                while pieces and n > 0:
+                    head, tail, width, flat = pieces.popleft()
+                    _many(db, head, tail, width, flat)
+                    n -= 1
+                if pieces:
+                    return
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('log', ?)", (f"{self._gen} {batch.end}",))
+                db.execute("COMMIT")
+        except JournalError:
+            self._txn = None
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        self._txn = None
+        self._slices.popleft()
+        self._took(batch)
+
+    def _finish(self) -> None:
+        """Finish the open index transaction, if any (before anything else uses the index)."""
+        if self._txn is not None:
+            self._advance(len(self._txn[1]))
+
+    def _take(self, batch: _Batch) -> None:
+        """Apply one slice, the oldest, whole (it stays pending if that fails: the next call tries
+        again)."""
+        self._apply(batch, batch.end)
+        if self._slices and self._slices[0] is batch:
+            self._slices.popleft()
+        self._took(batch)
+
+    def _took(self, batch: _Batch) -> None:
+        """``batch`` is in the index: its orders leave the exact sets only now."""
+        self.indexed += 1
+        self._npending -= batch.n
+        vids, keys = self._pending_vids, self._pending_keys
+        for vid, row in batch.orders.items():
+            vids.discard(vid)
+            keys.discard((row[1], row[2]))
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= self.checkpoint_every and self._ckpt is not None:
+            self._since_checkpoint = 0
+            self._ckpt.ask()
 
     def index(self) -> None:
-        """Take every pending record into the SQLite index, in one transaction that also records how
-        far into the log the index stands; then start the log over if it is fully indexed and large.
-        Every read does this first, so reads see every write.
+        """Take every pending record into the SQLite index; then start the log over if it is fully
+        indexed and large. Every read does this first, so reads see every write. The open
+        transaction of :meth:`index_step` is finished first, then each full slice is one transaction
+        (that also records how far into the log the index stands), then the slice being filled.
 
         On the owner's thread, by design: an index built by a thread of its own (tried: a second
         connection, one batch in flight) made the server slower, because every ZeroMQ send and SQLite
         step releases the GIL and the two threads then queue for it (the report sends took twice as
-        long, order throughput fell by a third)."""
-        batch, self._pending = self._pending, _Batch()
-        if batch.n:
-            try:
-                self._apply(batch, self._offset)
-            except JournalError:
-                self._pending = batch  # nothing of it was taken: the next call tries again
-                raise
-            self._pending_vids.clear()
-            self._pending_keys.clear()
+        long, order throughput fell by a third). Only SQLite's checkpoints run in a thread
+        (:class:`_Checkpointer`): they are C and I/O, and never on the order path."""
+        self._finish()
+        while self._slices:
+            self._take(self._slices[0])
+        if self._pending.n:
+            batch = self._pending
+            self._apply(batch, batch.end)
+            self._pending = _Batch()
+            self._took(batch)
         self._warm()
         self._maybe_rotate()
 
@@ -395,34 +589,33 @@ class Journal:
         db = self.db
         with _mapped("index", self.path), db:
             db.execute("BEGIN")
-            _many(db, _INSERT_ORDER_STATE_HEAD, "", 13, list(chain.from_iterable(batch.orders.values())))
-            _many(
-                db,
-                "INSERT INTO reports (strategy_id, seq, venue_order_id, body) VALUES ",
-                "",
-                4,
-                batch.reports,
-            )
-            _many(db, "UPDATE orders SET open=v.column1, last_seq=v.column2 FROM (VALUES ",
-                  ") AS v WHERE orders.venue_order_id=v.column3", 3, list(chain.from_iterable(batch.states.values())))  # fmt: skip
-            _many(db, "INSERT OR IGNORE INTO fills VALUES ", "", 2, batch.fills)
+            for head, tail, width, flat in self._statements(batch):
+                _many(db, head, tail, width, flat)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('log', ?)", (f"{self._gen} {offset}",))
-        self.indexed += 1
 
     def _maybe_rotate(self) -> None:
         """Start the log over under the next number once it is fully indexed and large (the index
         says so first: a crash in between leaves an old-numbered log the restart knows is taken).
         Before the log's records are dropped, the index is made durable (a checkpoint fsyncs SQLite's
         WAL and database), so that even an OS crash cannot lose records the log no longer holds."""
-        if self._pending.n or self._offset < self.rotate_bytes:
+        if self._npending or self._offset < self.rotate_bytes:
             return
-        with _mapped("start the log over", self.log_path):
+        with _mapped("start the log over", self.log_path), self._checkpoint_lock():
+            # (SQLite's checkpoint thread is held off by the lock: this checkpoint never finds it busy)
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('log', ?)", (f"{self._gen + 1} {_HEADER}",))
             if self._durable:
                 self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             self._gen += 1
             self._reset_log(self._fd, self._gen)
         self._offset = _HEADER
+
+    @contextmanager
+    def _checkpoint_lock(self) -> Iterator[None]:
+        if self._ckpt is None:
+            yield
+        else:
+            with self._ckpt.lock:
+                yield
 
     # ------------------------------------------------------------------ writes
 
@@ -558,6 +751,7 @@ class Journal:
     def set_meta(self, key: str, value: str) -> None:
         if key == "log":
             raise ValueError("meta 'log' is the journal's own")
+        self._finish()  # (not inside the index's open transaction: this write commits on its own)
         with _mapped("write", self.path):
             self.db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (key, value))
 
@@ -713,6 +907,8 @@ class Journal:
                 f"the archive {path} belongs to another journal than {self.path}; move it away (or put its"
                 " journal back) and start again"
             )
+        if self._ckpt is not None:  # the connection's automatic checkpoints are off for the archive too
+            self._ckpt.paths.append(path)
         self.archived = True
 
     def archive_reports(self, strategy_id: str, before_ms: int, limit: int) -> int:
