@@ -88,12 +88,14 @@ def count_rows(data: Path, symbols: list[str]) -> int:
 @dataclass(slots=True)
 class _Window:
     """A window read ahead: its end, its (recorded ns, message or connection change), the maps of its
-    market data when it goes out as one frame (None: a frame per message), and what the fill model made
-    of it when it played it ahead."""
+    market data when it goes out as one frame (None: a frame per message), those rows packed when the
+    whole window goes out in one frame (:func:`seqtrade.wire.pack_rows`; None: packed at the send), and
+    what the fill model made of it when it played it ahead."""
 
     end: int
     items: list[tuple[int, Any]]
     bodies: list[list[Any]] | None
+    packed: bytes | None = None
     # what the fill model produced per message when it played the window ahead (None: not played yet)
     ahead: list[tuple[list[OrderEvent], list[Any]] | None] | None = None
 
@@ -147,6 +149,8 @@ class BacktestVenue(ReplayVenue):
         self._in_window = 0  # messages published since the last sync
         self._batch: dict[str, bool] = {}  # strategy id -> its last sync_ack said it reads Window frames
         self._window: list[Any] = []  # the window's market data, while windows go out as one frame
+        # (self._window, its rows packed when the window was read) while self._window is one whole window
+        self._packed: tuple[list[Any], bytes] | None = None
         self._topics: dict[tuple[type, str], bytes] = {}
         self._keys: dict[str, list[str]] = {}  # the keys of each type's rows in window frames
         self._md_seqs: dict[bytes, int] | None = None  # the server's per-topic seqs (its feed's)
@@ -177,7 +181,7 @@ class BacktestVenue(ReplayVenue):
         await self._wait_for_strategies(sink)
         connected = getattr(sink, "connected_strategies", None)
         self._strategies = sorted(connected()) if connected is not None else []
-        self.sequencer = WindowSequencer(self._strategies, _classify)
+        self.sequencer = WindowSequencer(self._strategies, self._classify)
         if hasattr(sink, "sequencer"):
             sink.sequencer = self.sequencer
         log.info("backtest: %s (%s), strategies %s, lookahead %.3f ms", self.data, ", ".join(self.days) or "no data",
@@ -244,7 +248,8 @@ class BacktestVenue(ReplayVenue):
                      ) -> tuple[_Window | None, tuple[int, Any] | None]:  # fmt: skip
         """The window that starts at ``nxt`` (None after the last message) and the message after it.
         What does not depend on the strategies is done here: the marks of the results and, when the
-        window goes out as one frame, each message numbered, stamped and encoded."""
+        window goes out as one frame, each message numbered, stamped and encoded, and the rows packed
+        (when the window is one frame: no change of the venue's connection, shorter than a part)."""
         if nxt is None:
             return None, None
         end = nxt[0] + self.lookahead_ns
@@ -252,6 +257,7 @@ class BacktestVenue(ReplayVenue):
         items: list[tuple[int, Any]] = []
         bodies: list[list[Any]] = []
         mark = self._mark
+        status = False
         while nxt is not None and nxt[0] < end:
             items.append(nxt)
             ns, msg = nxt
@@ -259,8 +265,14 @@ class BacktestVenue(ReplayVenue):
                 mark(msg, ns)
                 if batch:
                     bodies.append(self._numbered(msg, ns))
+            else:
+                status = True
             nxt = next(msgs, None)
-        return _Window(end, items, bodies if batch else None), nxt
+        if not batch:
+            return _Window(end, items, None), nxt
+        # packed now, while the strategies work on the window before: not at the send, in the round trip
+        packed = wire.pack_rows(bodies) if not status and len(items) < WINDOW_PART else None
+        return _Window(end, items, bodies, packed), nxt
 
     def _play_ahead(self, w: _Window, prev_end: int) -> None:
         """The fill model plays ``w``'s market data now, while the strategies still work on the window that
@@ -300,6 +312,16 @@ class BacktestVenue(ReplayVenue):
             return
         on_market, deliver = self.sim.on_market, self._deliver
         bodies = w.bodies
+        if w.packed is not None and bodies is not None and not self._window:
+            # the window in one frame (no status, shorter than a part: no flush): its rows at once
+            self._window = bodies
+            self._packed = (bodies, w.packed)
+            for ns, msg in w.items:
+                events = on_market(msg, ns)
+                if events:
+                    await deliver(sink, events)
+                self.published += 1
+            return
         j = 0
         for ns, msg in w.items:
             if msg is True or msg is False:
@@ -324,7 +346,11 @@ class BacktestVenue(ReplayVenue):
         """A window the fill model played ahead (:meth:`_play_ahead`): its market data to the strategies
         and what the model produced to the server, message by message."""
         assert w.bodies is not None
-        self._window += w.bodies
+        if w.packed is not None and not self._window:
+            self._window = w.bodies
+            self._packed = (w.bodies, w.packed)
+        else:
+            self._window += w.bodies
         for got in ahead:
             if got is not None:
                 events, taken = got
@@ -358,6 +384,7 @@ class BacktestVenue(ReplayVenue):
         """The window's market data so far, as one frame that is not its end (``step`` 0: no answer)."""
         if self._window:
             md, self._window = self._window, []
+            self._packed = None
             await self._publish(sink, Window(self.name, end, 0, {}, md=md, keys=self._keys))
 
     def _max_latency(self) -> int:
@@ -398,7 +425,10 @@ class BacktestVenue(ReplayVenue):
         reports = {s: seqs.get(s, 0) for s in self._strategies}
         if self._window or self._batch_mode():
             md, self._window = self._window, []
-            sync: Sync = Window(self.name, end, self.steps, reports, md=md, keys=self._keys)
+            # the rows packed when the window was read, if md is still that whole window, untouched
+            packed, self._packed = self._packed, None
+            pre = packed[1] if packed is not None and packed[0] is md else None
+            sync: Sync = Window(self.name, end, self.steps, reports, md=md, keys=self._keys, md_packed=pre)
             self.framed += 1
         else:
             sync = Sync(self.name, end, self.steps, reports)
@@ -458,6 +488,20 @@ class BacktestVenue(ReplayVenue):
             # the waiting window wakes once, at the last answer it waits for (not at each one)
             if all(acks.get(s, 0) >= self._awaited for s in self._strategies):
                 self._ack_wake.set()
+
+    def _classify(self, frame: bytes) -> Classified:
+        """A request frame's type, strategy and (a ``sync_ack``'s) step, for the sequencer; what it parsed
+        is kept for the server's order task (:meth:`WindowSequencer.take`): each frame parsed once."""
+        try:
+            req = wire.parse_request(frame)
+        except WireError:
+            return None
+        seq = self.sequencer
+        if seq is not None:
+            seq.parsed[id(frame)] = (frame, req)
+        cls = type(req)
+        kind = _TYPE_OF.get(cls) or wire.codec_for(cls).type
+        return kind, req.strategy_id, req.step if isinstance(req, SyncAck) else 0
 
     def _mark(self, msg: Any, ns: int) -> None:
         price = None
@@ -540,10 +584,4 @@ def _run_reports(sink: VenueSink) -> None:
         sink._run_report_stage(pub)  # type: ignore[attr-defined]
 
 
-def _classify(frame: bytes) -> Classified:
-    """A request frame's type, strategy and (a ``sync_ack``'s) step, for the sequencer."""
-    try:
-        req = wire.parse_request(frame)
-    except WireError:
-        return None
-    return wire.codec_for(type(req)).type, req.strategy_id, req.step if isinstance(req, SyncAck) else 0
+_TYPE_OF = {c.model: c.type for c in wire.REQUEST_TYPES.values()}  # request model -> its type

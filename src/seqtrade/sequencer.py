@@ -18,12 +18,16 @@ Everything else passes at once, in the order it came: joins (``hello``), heartbe
 history requests, frames of strategies not taking part in the clock, and frames it cannot read (the
 server refuses them as usual). After :meth:`WindowSequencer.finish` (the recording is over) nothing is
 held: what was is handed over with the next frames.
+
+A frame is parsed once: ``classify`` may keep what it parsed of a frame in :attr:`WindowSequencer.parsed`
+(``id(frame) -> (frame, parsed)``), and the reader of the frames handed over takes it from there
+(:meth:`WindowSequencer.take`) instead of parsing the frame again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["WindowSequencer", "HELD_TYPES", "ACK_TYPE"]
 
@@ -49,6 +53,9 @@ class WindowSequencer(Generic[F]):
         self.active = True
         self._held: dict[str, list[tuple[F, int]]] = {s: [] for s in self.strategies}  # (frame, ack step)
         self._members = frozenset(self.strategies)
+        # id(frame) -> (frame, what classify parsed of it): kept by classify, taken by the frames' reader
+        # (the frame is held here too, so its id is not reused while the entry lives)
+        self.parsed: dict[int, tuple[F, Any]] = {}
 
     @property
     def held(self) -> int:
@@ -73,6 +80,11 @@ class WindowSequencer(Generic[F]):
             for sid in self.strategies:
                 held[sid].clear()
         return out
+
+    def take(self, frame: F) -> Any:
+        """What ``classify`` parsed of ``frame`` (once: the entry goes), or None if it kept nothing."""
+        got = self.parsed.pop(id(frame), None)
+        return got[1] if got is not None and got[0] is frame else None
 
     def finish(self) -> None:
         """No more windows: hold nothing from now on (what is held goes with the next frames)."""

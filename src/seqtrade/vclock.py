@@ -67,3 +67,7 @@ class Window(Sync):
     # The keys of each type's rows when ``md`` holds the rows of the frame (the server's side, see
     # seqtrade.wire): ``type -> [key, ...]``. Not part of the window's value.
     keys: dict[str, list[str]] = field(default_factory=dict, compare=False)
+    # ``md`` already packed (the server's side: ``seqtrade.wire.pack_rows(md)``, made when the window was
+    # read, off the round trip): the frame splices these bytes in place of packing ``md`` at the send.
+    # None: packed at the send. Not part of the window's value.
+    md_packed: bytes | None = field(default=None, compare=False, repr=False)

@@ -109,6 +109,7 @@ __all__ = [
     "decode_ticker_frame",
     "decode_report_frame",
     "window_row",
+    "pack_rows",
     "parse_request",
     "report_to_body",
     "report_from_body",
@@ -463,6 +464,31 @@ def _window_body(w: Window) -> dict[str, Any]:
     md = [m if m.__class__ is list else window_row(m, keys) for m in w.md]
     return {"type": "window", "venue": w.venue, "t": w.t_ns, "step": w.step, "reports": dict(w.reports),
             "keys": keys, "md": md, "seq": w.seq, "gw_ns": w.gw_ns}  # fmt: skip
+
+
+def pack_rows(rows: list[list[Any]]) -> bytes:
+    """A window's rows packed as its frame's ``md`` value (``Window.md_packed``): the server packs them
+    when it reads the window, while the strategies work on the one before, instead of at the send."""
+    packed: bytes = _pack(rows)
+    return packed
+
+
+_WINDOW_MD_KEY = b"\xa2md"  # _pack("md")
+
+
+def _encode_window(w: Window) -> bytes:
+    """``w``'s frame: the bytes of ``_pack(_window_body(w))`` after its topic, with ``w.md_packed`` (the
+    rows packed ahead) spliced in as ``md`` when it is set. A MessagePack map is its header, then its
+    keys and values packed one after the other: the head's and the tail's pairs are packed as maps of
+    their own and their headers replaced by the whole map's (9 entries: a fixmap)."""
+    packed = w.md_packed
+    if packed is None:
+        frame: bytes = topic("window", w.venue) + _pack(_window_body(w))
+        return frame
+    head = _pack({"type": "window", "venue": w.venue, "t": w.t_ns, "step": w.step, "reports": dict(w.reports),
+                  "keys": {t: list(k) for t, k in w.keys.items()}})  # fmt: skip
+    tail = _pack({"seq": w.seq, "gw_ns": w.gw_ns})
+    return b"".join((topic("window", w.venue), b"\x89", head[1:], _WINDOW_MD_KEY, packed, tail[1:]))
 
 
 def _window_from_body(d: dict[str, Any]) -> Window:
@@ -1082,7 +1108,9 @@ REQUEST_TYPES: Mapping[str, Codec[Any]] = {c.type: c for c in _REQUESTS}
 :func:`parse_request` reads. Iterating it gives the type names in protocol order."""
 CODECS: Mapping[type, Codec[Any]] = {c.model: c for c in (*_MARKET_DATA, *_REPORTS, *_REQUESTS)}
 """Every entry by its model class: what :func:`encode_message` uses."""
-_ENCODE = {c.model: (c.kind, c.key, c.encode) for c in CODECS.values()}  # what encode_message reads, unpacked
+# What encode_message reads, unpacked. Not a window: its frame may splice rows packed ahead
+# (_encode_window), on the encoder's fallback path (no branch on the others').
+_ENCODE = {c.model: (c.kind, c.key, c.encode) for c in CODECS.values() if c.model is not Window}
 
 
 def codec_for(cls: type) -> Codec[Any]:
@@ -1120,6 +1148,8 @@ def encode_message(msg: Any) -> bytes:
     try:
         kind, key, body = _ENCODE[type(msg)]
     except KeyError:
+        if type(msg) is Window:
+            return _encode_window(msg)
         c = codec_for(type(msg))
         kind, key, body = c.kind, c.key, c.encode
     frame: bytes = topic(kind, getattr(msg, key)) + _pack(body(msg))

@@ -393,19 +393,23 @@ class Gateway:
             # task, and the server's stop, going until the flood ends.
             await trio.lowlevel.checkpoint_if_cancelled()
             frames = await pull.recv_batch(ORDER_BATCH)
+            take = None
             if self.sequencer is not None:  # a backtest: each window's requests in one order, in one batch
                 frames = self.sequencer(frames)
+                take = getattr(self.sequencer, "take", None)  # what it parsed already: not parsed twice
             if tracing:
                 t_wake = time.time_ns()
             # The engine decides on the whole batch first, so that its new orders share one journal
             # commit; then, in the batch's order, replies and venue commands (persist, then send).
             decided: list[tuple[Any, Output]] = []
             for frame in frames:
-                try:
-                    req = wire.parse_request(frame, max_bytes=max_bytes)
-                except WireError as exc:
-                    decided.append((None, engine.on_bad_frame(exc, clock())))
-                    continue
+                req = take(frame) if take is not None else None
+                if req is None or len(frame) > max_bytes:  # (the limit: parse_request says it)
+                    try:
+                        req = wire.parse_request(frame, max_bytes=max_bytes)
+                    except WireError as exc:
+                        decided.append((None, engine.on_bad_frame(exc, clock())))
+                        continue
                 if tracing:
                     coid = getattr(req, "client_order_id", "")
                     trace.mark(coid, "s_wake", t_wake)
