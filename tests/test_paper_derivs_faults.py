@@ -5,8 +5,9 @@ Real processes, as in tests/test_faults.py (whose :class:`Rig` this reuses): ``s
 paper venue with BTC-USDT-SWAP funding every 0.3 s, and two ``seqtrade run`` strategies
 (tests/strategies/swapper.py) on opposite sides of the swap: A long 3 contracts, B short 1 (net mode:
 the paper account holds +2), and A also trades 0.01 contracts in and out every 0.1 s (fills while the
-server dies). The server is killed with SIGKILL again and again, half of the times the
-moment a new funding appears in the paper account (committed, most likely not yet taken by the
+server dies), one lot at a time: the next only after the previous one's final report, so the lots that
+fill go buy, sell, buy, ... and A ends at 3 or 3.01 contracts. The server is killed with SIGKILL
+again and again, half of the times the moment a new funding appears in the paper account (committed, most likely not yet taken by the
 server), and restarted. At the end, with the market still, each strategy's position, the server's
 books and the paper account agree; each funding the paper account settled is in the journal once per
 owner, its shares add up to the account's amount, and each strategy process applied it once.
@@ -228,6 +229,7 @@ def check(rg: Rig, finals: dict[str, dict[str, Any]], accounts: dict[str, Any]) 
         want[owner[vid]] += filled if side == "buy" else -filled
         fills += filled > 0
     assert want["A"] == pytest.approx(finals["A"]["position"]) and want["B"] == pytest.approx(-1.0)
+    lots_alternate(rg, journal, "A")
     assert 3.0 <= finals["A"]["position"] <= 3.01 + 1e-9 and finals["B"]["position"] == -1.0
     for sid in ("A", "B"):
         assert accounts["strategies"][sid][SWAP]["position"] == pytest.approx(want[sid], abs=1e-9)
@@ -250,3 +252,17 @@ def check(rg: Rig, finals: dict[str, dict[str, Any]], accounts: dict[str, Any]) 
             round(funding, 6),
         ),
     }
+
+
+def lots_alternate(rg: Rig, journal: sqlite3.Connection, sid: str) -> None:
+    """The swapper's churn lots that filled went out and back: buy, sell, buy, ... (for a long holder),
+    in the order the strategy applied their fills. Two the same side in a row would mean a lot sent
+    while the one before was in flight (``accepted``, its fill not yet reported, e.g. across a kill -9),
+    judged from a position without that fill: the position ends a lot outside the held one for a
+    reason of the strategy, not of the server (whose books the checks before match fill by fill)."""
+    side_of = dict(journal.execute(
+        "SELECT client_order_id, side FROM orders WHERE strategy_id = ?", (sid,)
+    ))  # fmt: skip
+    sides = [side_of[x["coid"]] for x in rg.lines(sid)
+             if x["ev"] == "r" and x["coid"].startswith(f"{sid}c") and x["status"] == "filled"]  # fmt: skip
+    assert sides == [("buy", "sell")[i % 2] for i in range(len(sides))], f"{sid}: churn lots {sides}"

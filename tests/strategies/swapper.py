@@ -5,11 +5,16 @@ client_order_id, so that sending it again after a server restart is idempotent, 
 position while the venue settles funding on it; with ``churn`` > 0, once it holds the position, it also
 trades one lot out and back every ``churn`` seconds (market orders, the side from its position),
 re-sending a request that got no report within
-a second under the same client_order_id (idempotent), so that fills happen while the server dies. It
+a second under the same client_order_id (idempotent), so that fills happen while the server dies. A
+churn order is in flight until its final report (``filled``, ``cancelled``, ``rejected``): its
+``accepted`` comes first and the fill may come much later (a server killed in between reports it after
+its restart), and no next lot is sent while one is in flight, or the position, not yet showing the fill,
+would make the next lot the same side again. It
 writes a JSON line to ``out`` for every report it applies (order reports and account events, replayed
 ones included, once each, in seq order). On
-SIGUSR1 it sends a marker (a cancel of an id it never used, answered after everything before it) and
-writes its final view when the marker's report arrives: position and funding per symbol.
+SIGUSR1 it stops trading, waits until no order of its own is in flight, then sends a marker (a cancel of
+an id it never used, answered after everything before it) and writes its final view when the marker's
+report arrives: position and funding per symbol.
 """
 
 import json
@@ -18,7 +23,7 @@ import signal
 import time
 
 from seqtrade.client import Strategy
-from seqtrade.models import OrderRequest, OrderType, Side
+from seqtrade.models import TERMINAL_STATUSES, OrderRequest, OrderType, Side
 
 
 class Swapper(Strategy):
@@ -31,7 +36,8 @@ class Swapper(Strategy):
         self.side = Side(str(params.get("side", "buy")))
         self.size = float(params.get("size", 1.0))  # type: ignore[arg-type]
         self.churn = float(params.get("churn", 0.0))  # type: ignore[arg-type]
-        self.pending: dict[str, tuple[OrderRequest, float]] = {}  # sent, no report yet
+        # sent, no final report yet: the monotonic time it was sent, None once the server answered it
+        self.pending: dict[str, tuple[OrderRequest, float | None]] = {}
         self.n = 0
         self.last_trade = 0.0
         self.quiet = False
@@ -43,7 +49,10 @@ class Swapper(Strategy):
 
     def _apply_report(self, r):  # every order report applied, once, in seq order
         super()._apply_report(r)
-        self.pending.pop(r.client_order_id, None)
+        if r.status in TERMINAL_STATUSES:
+            self.pending.pop(r.client_order_id, None)
+        elif r.client_order_id in self.pending:  # accepted: the server has it, its end is on its way
+            self.pending[r.client_order_id] = (self.pending[r.client_order_id][0], None)
         self.write(ev="r", seq=r.seq, coid=r.client_order_id, status=str(r.status), filled=r.filled_quantity)
         if self.marker and r.client_order_id == self.marker:
             p = self.positions.get(self.sym)
@@ -69,17 +78,17 @@ class Swapper(Strategy):
         self.set_timer(0.05, self.act)
 
     def act(self) -> None:
-        if self.quiet:
-            if not self.marker:
-                self.marker = f"final{os.getpid()}{time.time_ns()}"
-                self.cancel_order(self.marker)
-            return
         now = time.monotonic()
         for coid, (req, sent) in list(self.pending.items()):
-            if now - sent > 1.0:  # no report: lost with a dead server, maybe; the same id again
+            if sent is not None and now - sent > 1.0:  # no report: lost with a dead server, maybe; again
                 req.timestamp = time.time_ns() // 1_000_000
                 self._send(req)
                 self.pending[coid] = (req, now)
+        if self.quiet:  # the final view once no order is in flight: every fill of its own applied
+            if not self.marker and not self.pending:
+                self.marker = f"final{os.getpid()}{time.time_ns()}"
+                self.cancel_order(self.marker)
+            return
         if self.churn and not self.pending and now - self.last_trade >= self.churn:
             # one lot out of the held position and back, judged from the position itself (an order the
             # server rejected at a restart, journaled but never sent, must not make the next one the
