@@ -9,6 +9,7 @@ bind (a seq past SQLite's 64-bit signed integers, which the log's msgpack frames
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -80,3 +81,25 @@ def test_no_index_transaction_opens_while_a_checkpoint_runs(tmp_path: Path) -> N
     assert j.pending == 0
     check_all(j, 4 + 2 * (BEHIND_SLICES - 1))
     j.close()
+
+
+def test_a_checkpoint_failing_outside_sqlite_is_logged_and_the_thread_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The checkpoint thread's boundary: an error that is not SQLite's (here a database entry that is
+    not a path) is logged with its traceback and the next ask is served; before, the thread died with
+    a line on stderr, stayed "busy" for ever, and no checkpoint ran again (the WAL grew)."""
+    j = Journal(tmp_path / "j.sqlite")
+    ckpt = j._ckpt
+    try:
+        ckpt.paths.append(object())  # type: ignore[arg-type]  # sqlite3.connect raises TypeError
+        with caplog.at_level(logging.ERROR, logger="seqtrade.server.journal"):
+            ckpt.ask()
+            assert ckpt.wait_idle(60), "the checkpoint thread died"
+        assert ckpt.runs == 1
+        assert any("checkpoint of" in r.getMessage() and r.exc_info for r in caplog.records)
+        ckpt.paths.pop()
+        ckpt.ask()
+        assert ckpt.wait_idle(60) and ckpt.runs == 2  # still serving asks
+    finally:
+        j.close()

@@ -276,6 +276,8 @@ class _Checkpointer:
                             db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                         except sqlite3.Error as exc:  # the next one tries again; the index is unharmed
                             log.warning("journal: checkpoint of %s failed: %s", path, exc)
+                        except Exception:  # the thread's boundary: said, and the next ask tries again
+                            log.exception("journal: checkpoint of %s failed", path)
                     self.runs += 1
                 with self._cond:
                     self._running = False
