@@ -53,6 +53,7 @@ from ..config import Config
 from ..errors import WireError
 from ..feedhealth import Feed, FeedHealth, FeedsStatus
 from ..models import AccountEvent, MarkPrice, OrderReport, PriceLimit, Ticker, VenueStatus
+from ..sequencer import WindowSequencer
 from ..tickerframes import TickerEncoder
 from ..vclock import Sync
 from ..venues.base import MarketData, OrderEvent, Venue, VenueAccountEvent
@@ -132,7 +133,7 @@ class Gateway:
         # venue's clock (seqtrade.clock), set by ``serve``; timers stay on Trio's clock.
         self.clock: Clock = WALL
         # A backtest's venue puts the order of its windows' requests here (seqtrade.sequencer).
-        self.sequencer: Callable[[list[bytes]], list[bytes]] | None = None
+        self.sequencer: WindowSequencer[bytes] | None = None
         # The feed's queue (venue -> feed task): a deque and a parking lot, not a memory channel, whose
         # send and receive cost a few µs per message at 100k messages/s.
         self._md_q: deque[MarketData | VenueStatus | FeedsStatus] = deque()
@@ -396,7 +397,7 @@ class Gateway:
             take = None
             if self.sequencer is not None:  # a backtest: each window's requests in one order, in one batch
                 frames = self.sequencer(frames)
-                take = getattr(self.sequencer, "take", None)  # what it parsed already: not parsed twice
+                take = self.sequencer.take  # what it parsed already: not parsed twice
             if tracing:
                 t_wake = time.time_ns()
             # The engine decides on the whole batch first, so that its new orders share one journal
