@@ -384,3 +384,10 @@ def test_one_time_is_one_point_of_the_curve_but_every_event_counts_for_the_drawd
         (4 * S, 2.0),
     ]  # nothing at 2 s: the equity ended there as it was
     assert a.max_drawdown == 1.0  # from the 1 between the fill and the funding, back to 0
+
+
+def test_the_results_module_is_pure():
+    from .test_layout import IO_LIBS, loaded_after_import
+
+    loaded = loaded_after_import("seqtrade.backtest_results")
+    assert not [m for m in IO_LIBS if m in loaded]

@@ -33,8 +33,8 @@ The definitions (docs/backtesting.md, "Results"):
   (the value after that time's events), from ``(start, 0.0)``. Cut into buckets of ``2**k`` ns from the
   start (``k`` the smallest that leaves at most :data:`CURVE_BUCKETS` buckets with a point;
   ``Summary.equity_bucket_ns``), each bucket keeps its first, lowest, highest and last point (the
-  earliest of equals), in time order; then ``(end, the last equity)``. A curve that changed at most
-  :data:`CURVE_BUCKETS` times is kept whole; drawn as steps, the kept points give every bucket's
+  earliest of equals), in time order; then ``(end, the last equity)``. A curve of at most
+  :data:`CURVE_BUCKETS` points is kept whole; drawn as steps, the kept points give every bucket's
   extremes where they happened.
 - **Exposure**: the fraction of the run's span (first to last event of the whole run) during which a
   position was held in any symbol; ``max_notional`` the largest ``sum |position| x mark`` seen.
