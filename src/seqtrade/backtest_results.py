@@ -296,24 +296,37 @@ class _Book:
         self.curve = _Curve(start, cap)
         self.moments = _Moments(start, step)
 
-    def holds(self, symbol: str) -> bool:
-        leg = self.legs.get(symbol)
-        return leg is not None and leg.qty != 0.0
-
     def before(self, ts: int) -> None:
         if self.holding:
             self.held_ns += ts - self.last_ns
         self.last_ns = ts
-        self.moments.until(ts, self.eq)
+        if ts > self.moments.next_t:
+            self.moments.until(ts, self.eq)
 
     def after(self, ts: int) -> None:
-        s = self.s
         self.holding = any(leg.qty for leg in self.legs.values())
-        eq = self.eq = self.equity()
-        self.curve.add(ts, eq)
-        self.peak = max(self.peak, eq)
-        s.max_drawdown = max(s.max_drawdown, self.peak - eq)
-        s.max_notional = max(s.max_notional, self.notional())
+        self._moved(ts)
+
+    def on_mark(self, ts: int) -> None:
+        """A recorded price of a symbol this book holds: positions (and so whether one is held, the
+        exposure's clock) do not change; the equity and the notional do."""
+        if ts > self.moments.next_t:
+            self.moments.until(ts, self.eq)
+        self._moved(ts)
+
+    def _moved(self, ts: int) -> None:
+        s = self.s
+        unrealised, notional = self.open_values()
+        eq = s.realised_pnl + unrealised - s.fees + s.funding
+        if eq != self.eq:  # (else nothing to add: the curve, peak and drawdown stand)
+            self.eq = eq
+            self.curve.add(ts, eq)
+            if eq > self.peak:
+                self.peak = eq
+            elif self.peak - eq > s.max_drawdown:
+                s.max_drawdown = self.peak - eq
+        if notional > s.max_notional:
+            s.max_notional = notional
 
     def fill(self, f: FillRecord) -> None:
         s, leg = self.s, self.legs.setdefault(f.symbol, _Leg())
@@ -342,24 +355,25 @@ class _Book:
             leg.qty = new_qty
             leg.trip -= f.fee * opening / f.quantity
 
-    def _mark(self, symbol: str) -> float:
-        p = self.prices.get(symbol)
-        return self.fill_px[symbol] if p is None else p
-
-    def unrealised(self) -> float:
-        return sum(leg.qty * (self._mark(sym) - leg.avg) for sym, leg in self.legs.items() if leg.qty)
-
-    def notional(self) -> float:
-        return sum(abs(leg.qty) * self._mark(sym) for sym, leg in self.legs.items() if leg.qty)
-
-    def equity(self) -> float:
-        s = self.s
-        return s.realised_pnl + self.unrealised() - s.fees + s.funding
+    def open_values(self) -> tuple[float, float]:
+        """(unrealised PnL, notional) of the positions held, at the last marks (symbols in the order
+        first traded)."""
+        unrealised = notional = 0.0
+        prices = self.prices
+        for sym, leg in self.legs.items():
+            q = leg.qty
+            if q:
+                p = prices.get(sym)
+                if p is None:
+                    p = self.fill_px[sym]
+                unrealised += q * (p - leg.avg)
+                notional += abs(q) * p
+        return unrealised, notional
 
     def summary(self, start: int, end: int, period_s: float) -> Summary:
         s = self.s
         out = Summary(**{f.name: getattr(s, f.name) for f in fields(Summary)})
-        out.unrealised_pnl = self.unrealised()
+        out.unrealised_pnl = self.open_values()[0]
         out.net_pnl = out.realised_pnl + out.unrealised_pnl - out.fees + out.funding
         out.win_rate = out.wins / out.trades if out.trades else None
         held = self.held_ns + (end - self.last_ns if self.holding else 0)
@@ -423,9 +437,9 @@ class Tally:
         """A recorded price: only the books holding the symbol see their equity move."""
         self.prices[symbol] = price
         for book in self._all:
-            if book.holds(symbol):
-                book.before(ns)
-                book.after(ns)
+            leg = book.legs.get(symbol)
+            if leg is not None and leg.qty:
+                book.on_mark(ns)
 
     def fill(self, f: FillRecord) -> None:
         pos = self._pos.setdefault(f.symbol, {})
