@@ -435,9 +435,9 @@ class PaperVenue(Venue):
         if len(due.settle) > 1:
             log.log(
                 logging.WARNING if funding else logging.INFO,
-                "paper funding: %d missed funding times settled at once (%d to %d ms, each at its own"
-                " time and rate): %d account events", len(due.settle), due.settle[0][0], due.settle[-1][0],
-                len(funding),
+                "paper funding: %d funding times due at once (%d to %d ms: the venue did not run past"
+                " them), each settled at its own time and rate: %d account events", len(due.settle),
+                due.settle[0][0], due.settle[-1][0], len(funding),
             )  # fmt: skip
         for c in funding:
             log.info("paper funding %s: %+.8g %s at mark %g (%s)", c.symbol, c.amount, c.currency, c.price,
