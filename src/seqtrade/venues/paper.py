@@ -14,7 +14,9 @@ Perpetual swaps (``BTC-USDT-SWAP`` linear, ``BTC-USD-SWAP`` inverse) trade on ma
 at start). Their rules are the pure :mod:`seqtrade.venues.paper_derivs`; this shell feeds them the mark
 price (the mid of the swap's own synthetic book, also its index price), settles funding every
 ``venue.paper.funding_interval`` seconds (at multiples of it since the epoch, as OKX does at 00:00,
-08:00 and 16:00 UTC) and liquidates a position whose margin has run out at every market step. Funding
+08:00 and 16:00 UTC; every time it did not run past, after a stall or a stop, settled when it runs
+again, each at its own time and rate: the pure :mod:`seqtrade.venues.paper_funding`) and liquidates a
+position whose margin has run out at every market step. Funding
 and liquidations reach the server as account events (``VenueSink.account_event``), each committed to
 the paper account before it is handed over and marked handed over only when the hand-over returns,
 which is once the server has journaled it; what was not marked is handed over again at the next start
