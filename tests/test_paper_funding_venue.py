@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from seqtrade.config import PaperConfig
-from seqtrade.models import AccountEventKind, FundingRate, OrderType, Side
+from seqtrade.models import AccountEventKind, FundingRate, OrderStatus, OrderType, Side
 from seqtrade.venues.base import VenueAccountEvent, VenueOrder
 from seqtrade.venues.paper import PaperVenue
 from seqtrade.venues.paper_derivs import funding_rate
@@ -187,3 +187,27 @@ async def test_a_stall_of_days_settles_the_newest_1000_times_and_logs_what_it_le
         f"paper funding: {MAX_FUNDING_CATCH_UP} funding times due at once ({times[0]} to {after} ms: the venue"
         f" did not run past them), each settled at its own time and rate: {MAX_FUNDING_CATCH_UP} account events"
     ]
+
+
+async def test_at_a_start_the_missed_times_settle_on_the_position_before_the_first_book_fills_an_order(
+    autojump_clock: object, tmp_path: Path
+) -> None:
+    state, clock = tmp_path / "paper.sqlite", Leap()
+    first, second = Sink(), Sink()
+    quiet = PaperConfig(**{**CFG.__dict__, "tick_interval": 3600.0})  # no step: the books the test sets
+    with trio.fail_after(60):
+        async with running(clock, first, state, quiet) as venue:
+            await venue.set_market(SWAP, 50000.0, 50000.2)
+            await market_buy(venue, first, "long", SWAP, 2.0)
+            await venue.place_order(VenueOrder("tp", SWAP, Side.SELL, OrderType.LIMIT, 55000.0, 2.0))
+            stopped_at = venue._funding_ms
+        clock.leapt += 3_500  # down for 3.5 s: 3 funding times passed with the long of 2 open
+        # the market opens at 60000: its first book fills the take-profit at once
+        async with running(clock, second, state, quiet) as venue:
+            assert second.of("tp")[-1].status is OrderStatus.FILLED
+            assert (await venue.positions())[SWAP] == 0.0
+    funding = [e for e in second.account if e.symbol == SWAP]
+    assert times_of(funding, SWAP) == [stopped_at + 1000, stopped_at + 2000, stopped_at + 3000]
+    for e in funding:  # on the long of 2, at the mark the market opened at
+        assert e.price == pytest.approx(60000.0, abs=0.2) and e.ts == int(e.event_id.rsplit("-", 1)[1])
+        assert rate_paid(e, 2.0, 0.01, False) == pytest.approx(model_rate(SWAP, e.ts), rel=1e-9)
