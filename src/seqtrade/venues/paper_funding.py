@@ -24,8 +24,8 @@ server alike:
   made on the position as it was while nobody watched, before any new fill can change it, so they are
   made at one look, in memory, and committed in one transaction; with a test interval of 1 s a stall
   of a day would otherwise be 86,400 settlements a swap at once. The cap never bites at OKX's
-  intervals (1 h at the shortest: 1000 times are 41 days; 8 h: 333 days); only an interval of
-  seconds with a stall of over 1000 intervals reaches it.
+  intervals short of a stop of 41 days (1 h, the shortest; 333 days at 8 h); an interval of seconds
+  reaches it (the shipped config's 30 s after 8 h 20 min).
 - **Once**: ``last_ms`` is the newest time settled, committed with the settlements in one transaction
   (:meth:`~seqtrade.venues.paper_store.PaperStore.save`), so after a kill -9 the venue restarts from
   either the old ``last_ms`` (nothing of the look was committed: all of it is settled again, with the
