@@ -65,6 +65,9 @@ class FundingDue:
         return self.settle[-1][0] if self.settle else None
 
 
+_NOTHING_DUE = FundingDue()  # the answer at almost every look
+
+
 def funding_due(
     last_ms: int,
     now_ms: int,
@@ -85,7 +88,7 @@ def funding_due(
     newest = now_ms // interval_ms * interval_ms
     first = (last_ms // interval_ms + 1) * interval_ms
     if newest < first:
-        return FundingDue()
+        return _NOTHING_DUE
     missed = (newest - first) // interval_ms + 1
     skipped = max(0, missed - cap)
     start = first + skipped * interval_ms
