@@ -422,7 +422,8 @@ class FillModel:
                 ts_ns: int) -> list[Event]:  # fmt: skip
         """A recorded full book (levels best first). Resting orders: the queue ahead shrinks to the level
         (cancels ahead), and a book that crosses an order's price fills it there."""
-        out = self.advance(ts_ns)
+        pending = self._pending  # (most books come with nothing arriving: no call for nothing)
+        out = self.advance(ts_ns) if pending and pending[0][0] < ts_ns else []
         # No copy of the book here (most books meet no order): the levels are kept as recorded, and
         # copied when an order arrives, rests or is amended on this symbol (:meth:`_book`).
         self._raw[symbol] = (bids, asks)
@@ -430,13 +431,25 @@ class FillModel:
         resting = self.resting.get(symbol)
         if not resting:
             return out
+        # The book is read once per (side, price) our orders rest at, not once per order: the same
+        # levels give the same answers, and nothing in this loop changes them (these fills take
+        # nothing from the book).
+        seen: dict[tuple[bool, float], tuple[float, float]] = {}
         for o in list(resting):
-            assert o.price is not None
+            price = o.price
+            assert price is not None
             buy = o.side == "buy"
-            o.ahead = min(o.ahead, _size_at(bids if buy else asks, o.price))
-            through = _available(asks if buy else bids, o.price, buy)
+            key = (buy, price)
+            at = seen.get(key)
+            if at is None:
+                at = seen[key] = (
+                    _size_at(bids if buy else asks, price),
+                    _available(asks if buy else bids, price, buy),
+                )
+            size, through = at
+            o.ahead = min(o.ahead, size)
             if through > _EPS:
-                self._fill(o, ts_ns, o.price, min(o.remaining, through), maker=True, out=out)
+                self._fill(o, ts_ns, price, min(o.remaining, through), maker=True, out=out)
                 if o.remaining <= _EPS:
                     self._done(o, ts_ns, "filled", "", out)
         return out
@@ -455,7 +468,8 @@ class FillModel:
 
     def on_trade(self, symbol: str, price: float, size: float, side: str, ts_ns: int) -> list[Event]:
         """A recorded public trade; ``side`` is the taker's. It consumes the queue on the passive side."""
-        out = self.advance(ts_ns)
+        pending = self._pending
+        out = self.advance(ts_ns) if pending and pending[0][0] < ts_ns else []
         if self.queue == "none":
             self._trade_first_at_level(symbol, price, size, side, ts_ns, out)
             return out
@@ -534,8 +548,16 @@ def _available(levels: Sequence[Sequence[float]], limit: float | None, buy: bool
     recorded or copied (their values taken as floats either way)."""
     if limit is None:
         return sum(float(s) for _, s in levels)
-    if buy:  # _better_or_equal, inlined
+    # _better_or_equal, inlined; most often no level is (the book is on the other side of our price):
+    # 0 then, as the sum of nothing, without the sum
+    if buy:
         top = limit + _EPS
-        return sum(float(s) for p, s in levels if float(p) <= top)
+        for p, _ in levels:
+            if float(p) <= top:
+                return sum(float(s) for p, s in levels if float(p) <= top)
+        return 0
     bottom = limit - _EPS
-    return sum(float(s) for p, s in levels if float(p) >= bottom)
+    for p, _ in levels:
+        if float(p) >= bottom:
+            return sum(float(s) for p, s in levels if float(p) >= bottom)
+    return 0

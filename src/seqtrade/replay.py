@@ -106,6 +106,11 @@ _Keyed = tuple[int, str, int, int, Any]  # (gw_ns, type, seq, stream, message): 
 
 
 def _file_messages(stream: int, table: str, files: list[Path]) -> Iterator[_Keyed]:
+    # the rows of each batch go to the merge from C (its zip), not a Python frame resumed per row
+    return itertools.chain.from_iterable(_file_batches(stream, table, files))
+
+
+def _file_batches(stream: int, table: str, files: list[Path]) -> Iterator[Iterator[_Keyed]]:
     import pyarrow.parquet as pq
 
     for f in files:
@@ -119,7 +124,7 @@ def _file_messages(stream: int, table: str, files: list[Path]) -> Iterator[_Keye
             finally:
                 if collecting:
                     gc.enable()
-            yield from keyed
+            yield keyed
         # (a row of no known type is None here: dropped after the merge, where read_rows' order is kept)
 
 

@@ -267,23 +267,28 @@ class BacktestVenue(ReplayVenue):
         if nxt is None:
             return None, None
         end = nxt[0] + self.lookahead_ns
-        batch = self._batch_mode()
         items: list[tuple[int, Any]] = []
-        bodies: list[list[Any]] = []
         mark = self._mark
+        if not self._batch_mode():
+            while nxt is not None and nxt[0] < end:
+                items.append(nxt)
+                msg = nxt[1]
+                if msg is not True and msg is not False:
+                    mark(msg, nxt[0])
+                nxt = next(msgs, None)
+            return _Window(end, items, None), nxt
+        bodies: list[list[Any]] = []
+        numbered = self._numbered
         status = False
         while nxt is not None and nxt[0] < end:
             items.append(nxt)
             ns, msg = nxt
             if msg is not True and msg is not False:
                 mark(msg, ns)
-                if batch:
-                    bodies.append(self._numbered(msg, ns))
+                bodies.append(numbered(msg, ns))
             else:
                 status = True
             nxt = next(msgs, None)
-        if not batch:
-            return _Window(end, items, None), nxt
         # packed now, while the strategies work on the window before: not at the send, in the round trip
         packed = wire.pack_rows(bodies) if not status and len(items) < WINDOW_PART else None
         return _Window(end, items, bodies, packed), nxt
@@ -383,15 +388,29 @@ class BacktestVenue(ReplayVenue):
         """``msg``'s row in a window's frame: numbered on its topic as the feed would have (the server's
         per-topic seq) and stamped with its recorded time (``gw_ns``: the backtest's clock)."""
         cls = msg.__class__
-        codec = wire.CODECS[cls]
-        key = (cls, getattr(msg, codec.key))
-        t = self._topics.get(key)
-        if t is None:
-            t = self._topics[key] = codec.topic(msg)
-        seqs = self._md_seqs if self._md_seqs is not None else self._own_seqs
+        topics = self._topics
+        plan = _PLANS.get(cls)
+        if plan is None:  # a type of neither: its codec's key and topic
+            codec = wire.CODECS[cls]
+            key = (cls, getattr(msg, codec.key))
+            t = topics.get(key)
+            if t is None:
+                t = topics[key] = codec.topic(msg)
+        else:  # a book or a trade (keyed by symbol): the same, without looking its codec up
+            t = topics.get((cls, msg.symbol))
+            if t is None:
+                t = topics[cls, msg.symbol] = plan[0].topic(msg)
+        seqs = self._md_seqs
+        if seqs is None:
+            seqs = self._own_seqs
         seq = msg.seq = seqs.get(t, 0) + 1
         seqs[t] = seq
         msg.gw_ns = ns
+        if plan is not None:
+            typ, names, row = plan[1]
+            if self._keys.get(typ) == names:
+                fast: list[Any] = row(msg)
+                return fast
         return wire.window_row(msg, self._keys)
 
     async def _flush_window(self, sink: VenueSink, end: int) -> None:
@@ -624,3 +643,8 @@ def _run_reports(sink: VenueSink) -> None:
 
 
 _TYPE_OF = {c.model: c.type for c in wire.REQUEST_TYPES.values()}  # request model -> its type
+# what :meth:`BacktestVenue._numbered` needs of the most frequent types (keyed by symbol): the codec (its
+# topic) and the row built without the map (wire.window_row's own, when the frame's keys name it)
+_PLANS: dict[type, tuple[wire.Codec[Any], tuple[str, list[str], Any]]] = {
+    cls: (wire.CODECS[cls], fast) for cls, fast in wire._FAST_ROWS.items() if wire.CODECS[cls].key == "symbol"
+}

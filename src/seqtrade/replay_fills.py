@@ -113,9 +113,12 @@ class SimExchange:
         anything else only lets time pass."""
         out = self._settle(ns) if self._rates else []
         if isinstance(msg, Book):
-            return out + self._events(self.model.on_book(msg.symbol, msg.bids, msg.asks, ns))
+            got = self.model.on_book(msg.symbol, msg.bids, msg.asks, ns)
+            # (most books and trades move nothing: no event to convert, no list to join)
+            return (out + self._events(got) if out else self._events(got)) if got else out
         if isinstance(msg, Trade):
-            return out + self._events(self.model.on_trade(msg.symbol, msg.price, msg.size, msg.side, ns))
+            got = self.model.on_trade(msg.symbol, msg.price, msg.size, msg.side, ns)
+            return (out + self._events(got) if out else self._events(got)) if got else out
         if isinstance(msg, FundingRate):
             if msg.next_funding_time > self._settled.get(msg.symbol, 0):
                 self._rates[msg.symbol] = (msg.next_funding_time, msg.funding_rate)
