@@ -73,7 +73,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,6 +123,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("seqtrade.client")
+# The market-data types keyed by symbol whose only rule is the seq gap (window_events' short path).
+_PER_SYMBOL = (Ticker, Book, Trade, MarkPrice, FundingRate, PriceLimit)
 _decode_ticker = wire.decode_ticker_frame
 _decode_report = wire.decode_report_frame
 
@@ -231,6 +233,10 @@ class ClientProtocol:
         self.instruments: dict[str, Instrument] = {}  # from the newest welcome (empty: an older server)
         self._ticker_seq: dict[str, int] = {}  # the ticker path's own seq per symbol
         self._template_ticker = TickerDecoder().decode  # the template's frames (None: decode_message's)
+        # A backtest's windows (window_events): per per-symbol message class, per symbol, False (not
+        # subscribed) or where its seq is kept; per (class, topic key) of the other types, subscribed.
+        self._window_routes: dict[type, dict[str, Any]] = {c: {} for c in _PER_SYMBOL}
+        self._window_others: dict[tuple[type, str], bool] = {}
         self.candles = CandleJoin()  # per candle stream, the newest closed bar handed to the strategy
         # Dispatch by message type, checked against the codec's tables (a new type needs a handler).
         self._report_handlers: dict[type, Callable[[Any, float], ReportEvent]] = wire.dispatch_table(
@@ -503,6 +509,52 @@ class ClientProtocol:
         self.md_gaps += max(gap, 0)
         self._ticker_seq[msg.symbol] = msg.seq
         return msg
+
+    def window_events(self, md: list[Any], wants: Callable[[Any], bool]) -> Iterator[Ticker | MdEvent]:
+        """A backtest window's messages one by one, as :meth:`window_md` gives them (None skipped), each
+        only if ``wants(msg)`` (the topic was subscribed to: asked once per topic, the answer kept). Each
+        message's seq gap is counted when the message is reached, just before it is handed over: what a
+        callback sees is what it would see had every message come in its own frame. A generator: the
+        caller calls the strategy's callback for each event before asking for the next.
+
+        The per-symbol topics (tickers, books, trades, mark, funding, price limits: most of a window)
+        take a short path here, with the same seq bookkeeping as :meth:`receive_md_frame` and
+        :meth:`window_md`; the others go through :meth:`window_md`."""
+        routes, others = self._window_routes, self._window_others
+        for msg in md:
+            cls = msg.__class__
+            topics = routes.get(cls)
+            if topics is not None:
+                sym = msg.symbol
+                route = topics.get(sym)
+                if route is None:
+                    route = topics[sym] = self._window_route(cls, sym, msg, wants)
+                if route is False:
+                    continue
+                seqs, key = route  # the ticker path's dict by symbol, the others' by (class name, symbol)
+                seq = msg.seq
+                last = seqs.get(key)
+                if last is not None and seq > last + 1:
+                    self.md_gaps += seq - last - 1
+                seqs[key] = seq
+                yield msg
+            else:
+                k = (cls, getattr(msg, wire.CODECS[cls].key))
+                ok = others.get(k)
+                if ok is None:
+                    ok = others[k] = wants(msg)
+                if ok:
+                    ev = self.window_md(msg)
+                    if ev is not None:
+                        yield ev
+
+    def _window_route(self, cls: type, sym: str, msg: Any, wants: Callable[[Any], bool]) -> Any:
+        """A per-symbol topic of a window: False (not subscribed), else (its seq dict, its key there)."""
+        if not wants(msg):
+            return False
+        if cls is Ticker:
+            return self._ticker_seq, sym
+        return self._md_seq, (cls.__name__, sym)
 
     def _ticker_via_table(self, msg: Ticker) -> None:
         raise AssertionError("tickers take the fast path in receive_md_frame")  # pragma: no cover

@@ -187,9 +187,7 @@ class _Shell:
         self.errors = 0  # callbacks that raised
         self.errlog = CallbackErrors()
         self.refused = ""  # why the server refused our session ("": it did not)
-        # A backtest's windows: per (model class, topic key), whether we subscribed to it, and the
-        # callback of each model class (built at the first window).
-        self._wanted: dict[tuple[type, str], bool] = {}
+        # A backtest's windows: the callback of each event class (built at its first event).
         self._window_calls: dict[type, tuple[str, Callable[[Any], Any]]] = {}
         self._windows = 0  # window frames handled
         self.recheck = False  # something came that may change when the due work runs (run loop)
@@ -372,29 +370,21 @@ class _Shell:
         if not self._windows and os.environ.get(VIRTUAL_CLOCK_ENV):  # a strategy process a backtest started
             _backtest_gc()
         self._windows += 1
-        wanted, calls, proto = self._wanted, self._window_calls, self.proto
-        codecs = wire.CODECS
-        for msg in w.md:
-            cls = msg.__class__
-            c = codecs[cls]
-            k = (cls, getattr(msg, c.key))
-            ok = wanted.get(k)
-            if ok is None:
-                ok = wanted[k] = self.conn.wants(c.topic(msg))
-            if not ok:
-                continue
-            ev = proto.window_md(msg)
-            if ev is None:
-                continue
+        calls, raised = self._window_calls, self.raised
+        for ev in self.proto.window_events(w.md, self._wants):
             call = calls.get(ev.__class__)
             if call is None:
                 call = calls[ev.__class__] = self._window_call(ev.__class__)
             try:
                 call[1](ev)
             except Exception as exc:  # a strategy's bug must not end its process silently mid-trade
-                self.raised(call[0], exc)
+                raised(call[0], exc)
         if w.step:
             self.sync(w)
+
+    def _wants(self, msg: Any) -> bool:
+        """Whether ``msg``'s topic is one we subscribed to (asked once per topic of a window's messages)."""
+        return self.conn.wants(wire.codec_for(msg.__class__).topic(msg))
 
     def _window_call(self, cls: type) -> tuple[str, Callable[[Any], Any]]:
         """(name, callable) handling a market-data event of class ``cls`` as ``drain_md`` does."""
