@@ -17,7 +17,7 @@ from seqtrade.client import Strategy
 from seqtrade.client.protocol import ClientProtocol
 from seqtrade.client.runner import Connection, Endpoints, _Shell
 from seqtrade.models import Book, FundingRate, MarkPrice, Ticker, Trade, VenueStatus
-from seqtrade.vclock import Window
+from seqtrade.vclock import SyncAck, Window
 
 T0 = 1_790_000_000_000_000_000
 SYMBOLS = ("BTC-USDT", "ETH-USDT")  # only BTC-USDT's books and trades are subscribed to
@@ -164,3 +164,20 @@ def test_a_windows_rows_are_read_by_position_only_while_their_keys_are_the_model
     assert decode(moved, [rows[0], ["trade", "x", *rows[1][1:]]]).md == [book, trade]
     # and back: by position again, with the same result as by name
     assert decode(keys, rows).md == [book, trade, book] == wire._window_rows(rows, keys)
+
+
+@given(t_ns=st.integers(0, 2**64 - 1), step=st.integers(0, 2**64 - 1))
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_sync_ack_frame_built_ahead_is_the_codecs_frame(t_ns: int, step: int, tmp_path: Path,
+                                                            zctx: zmq.Context[Any]) -> None:  # fmt: skip
+    conn = _connection(tmp_path, zctx)
+    try:
+        _, shell = _shell(conn)
+        want = wire.encode_message(SyncAck("s1", t_ns, step, shell.proto.session, True))
+        assert shell._sync_ack(t_ns, step) == want
+        shell.proto.session = "another-session"  # (a process's session does not change; if it did)
+        assert shell._sync_ack(t_ns, step) == wire.encode_message(
+            SyncAck("s1", t_ns, step, "another-session", True)
+        )
+    finally:
+        conn.close()

@@ -75,7 +75,7 @@ import logging
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .. import wire
 from ..candles import Candle, CandleJoin, History
@@ -229,12 +229,13 @@ class ClientProtocol:
         self._last_tick = 0.0
         self._rejoin = False  # decided where no time was given: the next tick() sends the hello
         self._status_seq = 0
-        self._md_seq: dict[tuple[str, str], int] = {}
+        self._md_seq: dict[str, dict[str, int]] = {}  # per kind (class name, "candle"), per key: the last seq
         self.instruments: dict[str, Instrument] = {}  # from the newest welcome (empty: an older server)
         self._ticker_seq: dict[str, int] = {}  # the ticker path's own seq per symbol
         self._template_ticker = TickerDecoder().decode  # the template's frames (None: decode_message's)
         # A backtest's windows (window_events): per per-symbol message class, per symbol, False (not
-        # subscribed) or where its seq is kept; per (class, topic key) of the other types, subscribed.
+        # subscribed) or the dict its last seq is kept in (by symbol); per (class, topic key) of the
+        # other types, whether it is subscribed to.
         self._window_routes: dict[type, dict[str, Any]] = {c: {} for c in _PER_SYMBOL}
         self._window_others: dict[tuple[type, str], bool] = {}
         self.candles = CandleJoin()  # per candle stream, the newest closed bar handed to the strategy
@@ -526,17 +527,16 @@ class ClientProtocol:
             topics = routes.get(cls)
             if topics is not None:
                 sym = msg.symbol
-                route = topics.get(sym)
-                if route is None:
-                    route = topics[sym] = self._window_route(cls, sym, msg, wants)
-                if route is False:
+                seqs = topics.get(sym)
+                if seqs is None:
+                    seqs = topics[sym] = self._window_route(cls, msg, wants)
+                if seqs is False:
                     continue
-                seqs, key = route  # the ticker path's dict by symbol, the others' by (class name, symbol)
-                seq = msg.seq
-                last = seqs.get(key)
+                seq = msg.seq  # the same rule as receive_md_frame's and _seq_gap's
+                last = seqs.get(sym)
                 if last is not None and seq > last + 1:
                     self.md_gaps += seq - last - 1
-                seqs[key] = seq
+                seqs[sym] = seq
                 yield msg
             else:
                 k = (cls, getattr(msg, wire.CODECS[cls].key))
@@ -548,31 +548,37 @@ class ClientProtocol:
                     if ev is not None:
                         yield ev
 
-    def _window_route(self, cls: type, sym: str, msg: Any, wants: Callable[[Any], bool]) -> Any:
-        """A per-symbol topic of a window: False (not subscribed), else (its seq dict, its key there)."""
+    def _window_route(
+        self, cls: type, msg: Any, wants: Callable[[Any], bool]
+    ) -> dict[str, int] | Literal[False]:
+        """A per-symbol topic of a window: False (not subscribed), else the dict of its kind's last seqs
+        by symbol (the ticker path's, or the one :meth:`_seq_gap` keeps for the kind)."""
         if not wants(msg):
             return False
         if cls is Ticker:
-            return self._ticker_seq, sym
-        return self._md_seq, (cls.__name__, sym)
+            return self._ticker_seq
+        return self._md_seq.setdefault(cls.__name__, {})
 
     def _ticker_via_table(self, msg: Ticker) -> None:
         raise AssertionError("tickers take the fast path in receive_md_frame")  # pragma: no cover
 
     def _book_or_trade(self, msg: Book | Trade | MarkPrice | FundingRate | PriceLimit) -> Any:
         """Any per-symbol message but the ticker and candles: its seq gap counted per topic."""
-        self._seq_gap((msg.__class__.__name__, msg.symbol), msg.seq)
+        self._seq_gap(msg.__class__.__name__, msg.symbol, msg.seq)
         return msg
 
     def _candle(self, msg: Candle) -> Candle:
-        self._seq_gap(("candle", msg.stream), msg.seq)
+        self._seq_gap("candle", msg.stream, msg.seq)
         return msg
 
-    def _seq_gap(self, key: tuple[str, str], seq: int) -> None:
-        last = self._md_seq.get(key)
+    def _seq_gap(self, kind: str, key: str, seq: int) -> None:
+        seqs = self._md_seq.get(kind)
+        if seqs is None:
+            seqs = self._md_seq[kind] = {}
+        last = seqs.get(key)
         if last is not None and seq > last + 1:
             self.md_gaps += seq - last - 1
-        self._md_seq[key] = seq
+        seqs[key] = seq
 
     def _feeds(self, msg: FeedsStatus | Sync | Window) -> FeedsStatus | Sync | Window:
         return msg
