@@ -5,6 +5,7 @@ decoder, against the per-frame path the live market data takes)."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from seqtrade.models import Book, FundingRate, MarkPrice, Ticker, Trade, VenueSt
 from seqtrade.vclock import SyncAck, Window
 
 T0 = 1_790_000_000_000_000_000
+_PIPES = itertools.count()  # each example's inproc name: a closed socket's may not be free yet
 SYMBOLS = ("BTC-USDT", "ETH-USDT")  # only BTC-USDT's books and trades are subscribed to
 
 
@@ -123,7 +125,7 @@ def test_windows_give_what_the_same_messages_give_in_their_own_frames(
 ) -> None:
     msgs = [_message(kind, sym, seq, i) for i, (kind, sym, seq) in enumerate(spec)]
     conn = _connection(tmp_path, zctx)
-    pipe = _Pipe(zctx, f"md-{id(msgs)}")
+    pipe = _Pipe(zctx, f"md-{next(_PIPES)}")
     try:
         # the reference: every message in its own frame, as live (the SUB socket passes only our topics)
         ref, ref_shell = _shell(conn)
