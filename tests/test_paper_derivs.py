@@ -24,7 +24,6 @@ from seqtrade.venues.paper_derivs import (
     fee,
     funding_payment,
     funding_rate,
-    funding_times_due,
     initial_margin,
     liquidate,
     liquidation_price,
@@ -129,9 +128,6 @@ def test_funding_longs_pay_shorts_when_the_rate_is_positive() -> None:
 def test_funding_schedule_and_rate_model() -> None:
     assert next_funding_time(0, 8 * 3600_000) == 8 * 3600_000
     assert next_funding_time(8 * 3600_000, 8 * 3600_000) == 16 * 3600_000
-    assert funding_times_due(10_000, 19_999, 10_000) == []
-    assert funding_times_due(10_000, 20_000, 10_000) == [20_000]
-    assert funding_times_due(10_000, 55_000, 10_000) == [50_000]  # missed ones are not charged
     r1 = funding_rate("BTC-USDT-SWAP", 20_000, base=0.0001, jitter=0.0002, seed=7)
     assert r1 == funding_rate("BTC-USDT-SWAP", 20_000, base=0.0001, jitter=0.0002, seed=7)
     assert -0.0001 <= r1 <= 0.0003

@@ -6,6 +6,12 @@ prices, each with its time in ns since the epoch: the recording's time in a back
 positions of two strategies net out, as they do on the exchange). :func:`to_json` gives the
 machine-readable form, :func:`progress_line` the line a running backtest prints.
 
+Streaming and bounded: a :class:`Tally` takes what happened in batches, in time order (a running
+backtest hands it each window as the strategies get it) and keeps only what the figures need: per book
+its positions, its sums and extremes, the Sharpe's running moments and its equity curve reduced to at
+most :data:`CURVE_BUCKETS` buckets. Its memory depends on the symbols and strategies, never on the
+length of the run; :func:`results` is a tally of lists given at once.
+
 The definitions (docs/backtesting.md, "Results"):
 
 - **Realised PnL**: per symbol, positions carry their average entry price; a fill that reduces a
@@ -21,14 +27,28 @@ The definitions (docs/backtesting.md, "Results"):
   not attributed to trades. ``fills`` counts the fills.
 - **Equity** after each event: ``realised + unrealised(at the last marks) - fees + funding``, starting at
   0 before the first event. **Max drawdown**: the largest fall of the equity from its running peak (the
-  peak starts at 0), in the quote currency.
+  peak starts at 0), in the quote currency: computed event by event, at full resolution, whatever the
+  curve keeps. At one time, marks come first, then fills, then funding.
+- **The equity curve** (``Summary.equity``): the full curve has a point per time the equity changed
+  (the value after that time's events), from ``(start, 0.0)``. Cut into buckets of ``2**k`` ns from the
+  start (``k`` the smallest that leaves at most :data:`CURVE_BUCKETS` buckets with a point;
+  ``Summary.equity_bucket_ns``), each bucket keeps its first, lowest, highest and last point (the
+  earliest of equals), in time order; then ``(end, the last equity)``. A curve of at most
+  :data:`CURVE_BUCKETS` points is kept whole; drawn as steps, the kept points give every bucket's
+  extremes where they happened.
 - **Exposure**: the fraction of the run's span (first to last event of the whole run) during which a
   position was held in any symbol; ``max_notional`` the largest ``sum |position| x mark`` seen.
 - **Sharpe**: the equity sampled every ``period_s`` from the run's start (the last value at or before
   each sample time), its increments' mean over their sample standard deviation, annualised by
   ``sqrt(seconds per year / period_s)`` (markets trade every day: 365 days). None with fewer than two
   increments or when they do not vary. The equity is in money, not in returns: this is the Sharpe of
-  the PnL per unit of its own risk, the same as that of the returns on any constant capital.
+  the PnL per unit of its own risk, the same as that of the returns on any constant capital. The
+  increments' mean and variance are kept in one pass (Welford's; a run of equal samples merged at
+  once): the two-pass figure to within rounding.
+- **Funding** given without a strategy (``strategy`` ""; the fill model's, account-wide) is split
+  between the strategies by their share of the account's position in the symbol then (fills at or
+  before its time): ``amount x strategy position / account position`` (the server's rule for account
+  events; nobody holding it: dropped).
 """
 
 from __future__ import annotations
@@ -36,16 +56,19 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import itemgetter
 from typing import Any
 
 __all__ = [
+    "CURVE_BUCKETS",
+    "SCHEMA",
     "FillRecord",
     "FundingRecord",
     "Mark",
     "Summary",
     "Results",
-    "summarise",
+    "Tally",
     "split_funding",
     "results",
     "to_json",
@@ -54,6 +77,8 @@ __all__ = [
 
 _EPS = 1e-9
 YEAR_S = 365 * 86_400
+CURVE_BUCKETS = 500  # an equity curve keeps at most 4 points in each of at most this many buckets (+ its end)
+SCHEMA = 2  # results.json's "schema": 2 = bounded equity curves (equity_bucket_ns); before: a point per event
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +95,7 @@ class FillRecord:
 @dataclass(frozen=True, slots=True)
 class FundingRecord:
     ts_ns: int
-    strategy: str
+    strategy: str  # "" : account-wide, split between the strategies by position (see the module docstring)
     symbol: str
     amount: float  # + received, - paid
 
@@ -98,7 +123,9 @@ class Summary:
     max_notional: float = 0.0
     sharpe: float | None = None
     positions: dict[str, float] = field(default_factory=dict)
-    equity: list[tuple[int, float]] = field(default_factory=list)  # (ns, equity), one point per time
+    # (ns, equity): the curve reduced to its buckets' first, lowest, highest and last points, then its end
+    equity: list[tuple[int, float]] = field(default_factory=list)
+    equity_bucket_ns: int = 1  # the width of the curve's buckets (1: every change kept)
 
 
 @dataclass
@@ -111,7 +138,7 @@ class Results:
     settings: dict[str, Any] = field(default_factory=dict)  # the run's [backtest] choices (the CLI's)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Leg:
     """One symbol's position: quantity (signed), average entry, and the open round trip's PnL."""
 
@@ -120,19 +147,192 @@ class _Leg:
     trip: float = 0.0
 
 
+_Point = tuple[int, float]
+
+
+class _Curve:
+    """An equity curve in at most ``cap`` buckets of ``2**shift`` ns from ``start``: per bucket
+    [index, first, lowest, highest, last] of the points committed (a point per time the value changed)."""
+
+    __slots__ = ("start", "cap", "shift", "buckets", "cur", "last_v")
+
+    def __init__(self, start: int, cap: int) -> None:
+        self.start, self.cap, self.shift = start, cap, 0
+        self.buckets: list[list[Any]] = []
+        self.cur: _Point = (start, 0.0)  # the latest point: its time's events may still change it
+        self.last_v: float | None = None  # the last committed value
+
+    def add(self, ts: int, v: float) -> None:
+        cur = self.cur
+        if ts == cur[0]:
+            self.cur = (ts, v)
+        elif v != cur[1]:
+            self._commit(cur)
+            self.cur = (ts, v)
+
+    def _commit(self, p: _Point) -> None:
+        if p[1] == self.last_v:
+            return
+        self.last_v = p[1]
+        _put(self.buckets, max(p[0] - self.start, 0) >> self.shift, p)
+        while len(self.buckets) > self.cap:
+            self.shift += 1
+            self.buckets = _halved(self.buckets)
+
+    def points(self, end: int) -> tuple[list[_Point], int]:
+        """The kept points with the latest one and ``(end, value)``; the bucket width (ns)."""
+        buckets, shift = [list(b) for b in self.buckets], self.shift
+        p = self.cur
+        if p[1] != self.last_v:
+            _put(buckets, max(p[0] - self.start, 0) >> shift, p)
+            while len(buckets) > self.cap:
+                shift += 1
+                buckets = _halved(buckets)
+        out: list[_Point] = []
+        for b in buckets:
+            for q in sorted({b[1], b[2], b[3], b[4]}):
+                out.append(q)
+        if end > out[-1][0]:
+            out.append((end, p[1]))
+        return out, 1 << shift
+
+
+def _put(buckets: list[list[Any]], idx: int, p: _Point) -> None:
+    if buckets and buckets[-1][0] == idx:
+        b = buckets[-1]
+        if p[1] < b[2][1]:
+            b[2] = p
+        if p[1] > b[3][1]:
+            b[3] = p
+        b[4] = p
+    else:
+        buckets.append([idx, p, p, p, p])
+
+
+def _halved(buckets: list[list[Any]]) -> list[list[Any]]:
+    """The buckets at twice the width: pairs merged (first of the first, the extremes, last of the last)."""
+    out: list[list[Any]] = []
+    for idx, first, lo, hi, last in buckets:
+        idx >>= 1
+        if out and out[-1][0] == idx:
+            b = out[-1]
+            if lo[1] < b[2][1]:
+                b[2] = lo
+            if hi[1] > b[3][1]:
+                b[3] = hi
+            b[4] = last
+        else:
+            out.append([idx, first, lo, hi, last])
+    return out
+
+
+class _Moments:
+    """The Sharpe's samples: the equity at ``start + k x step`` (the value after the events at or before
+    it), their increments' count, mean and sum of squared deviations (Welford's, one pass)."""
+
+    __slots__ = ("step", "next_t", "prev", "n", "mean", "m2")
+
+    def __init__(self, start: int, step: int) -> None:
+        self.step, self.next_t = step, start
+        self.prev: float | None = None
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def until(self, ts: int, v: float) -> None:
+        """The samples before ``ts``, at the value ``v`` (the equity before ``ts``'s events)."""
+        if ts > self.next_t and self.step > 0:
+            self._emit((ts - self.next_t + self.step - 1) // self.step, v)
+
+    def _emit(self, count: int, v: float) -> None:
+        self.next_t += count * self.step
+        if self.prev is not None:  # (the first sample has no increment)
+            self._one(v - self.prev)
+        self.prev = v
+        self._zeros(count - 1)
+
+    def _one(self, d: float) -> None:
+        self.n += 1
+        delta = d - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (d - self.mean)
+
+    def _zeros(self, m: int) -> None:
+        """``m`` increments of 0 at once (Chan et al.'s merge of two groups' moments)."""
+        if m <= 0:
+            return
+        n = self.n + m
+        delta = -self.mean
+        self.m2 += delta * delta * self.n * m / n
+        self.mean += delta * m / n
+        self.n = n
+
+    def sharpe(self, end: int, v: float, period_s: float) -> float | None:
+        if self.step <= 0:
+            return None
+        t = _Moments(0, self.step)
+        t.next_t, t.prev, t.n, t.mean, t.m2 = self.next_t, self.prev, self.n, self.mean, self.m2
+        if end >= t.next_t:
+            t._emit((end - t.next_t) // t.step + 1, v)
+        if t.n < 2:
+            return None
+        var = t.m2 / (t.n - 1)
+        if var <= 0:
+            return None
+        return t.mean / math.sqrt(var) * math.sqrt(YEAR_S / period_s)
+
+
 class _Book:
-    def __init__(self) -> None:
+    """One book (a strategy's, or the account's): its legs and running figures."""
+
+    def __init__(self, start: int, step: int, prices: dict[str, float], cap: int) -> None:
         self.legs: dict[str, _Leg] = {}
-        self.marks: dict[str, float] = {}
-        self.marked: set[str] = set()  # symbols with a mark price given: fills no longer mark them
+        self.prices = prices  # the recorded marks (shared by every book)
+        self.fill_px: dict[str, float] = {}  # a symbol's mark while none was recorded: its last fill here
         self.s = Summary()
+        self.peak = 0.0
+        self.held_ns = 0
+        self.last_ns = start
+        self.holding = False
+        self.eq = 0.0
+        self.curve = _Curve(start, cap)
+        self.moments = _Moments(start, step)
+
+    def before(self, ts: int) -> None:
+        if self.holding:
+            self.held_ns += ts - self.last_ns
+        self.last_ns = ts
+        if ts > self.moments.next_t:
+            self.moments.until(ts, self.eq)
+
+    def after(self, ts: int) -> None:
+        self.holding = any(leg.qty for leg in self.legs.values())
+        self._moved(ts)
+
+    def on_mark(self, ts: int) -> None:
+        """A recorded price of a symbol this book holds: positions (and so whether one is held, the
+        exposure's clock) do not change; the equity and the notional do."""
+        if ts > self.moments.next_t:
+            self.moments.until(ts, self.eq)
+        self._moved(ts)
+
+    def _moved(self, ts: int) -> None:
+        s = self.s
+        unrealised, notional = self.open_values()
+        eq = s.realised_pnl + unrealised - s.fees + s.funding
+        if eq != self.eq:  # (else nothing to add: the curve, peak and drawdown stand)
+            self.eq = eq
+            self.curve.add(ts, eq)
+            if eq > self.peak:
+                self.peak = eq
+            elif self.peak - eq > s.max_drawdown:
+                s.max_drawdown = self.peak - eq
+        if notional > s.max_notional:
+            s.max_notional = notional
 
     def fill(self, f: FillRecord) -> None:
         s, leg = self.s, self.legs.setdefault(f.symbol, _Leg())
         s.fills += 1
         s.fees += f.fee
-        if f.symbol not in self.marked:
-            self.marks[f.symbol] = f.price
+        self.fill_px[f.symbol] = f.price
         signed = f.quantity if f.side == "buy" else -f.quantity
         closing = 0.0
         if leg.qty and (leg.qty > 0) != (signed > 0):
@@ -155,100 +355,133 @@ class _Book:
             leg.qty = new_qty
             leg.trip -= f.fee * opening / f.quantity
 
-    def unrealised(self) -> float:
-        return sum(leg.qty * (self.marks[sym] - leg.avg) for sym, leg in self.legs.items() if leg.qty)
+    def open_values(self) -> tuple[float, float]:
+        """(unrealised PnL, notional) of the positions held, at the last marks (symbols in the order
+        first traded)."""
+        unrealised = notional = 0.0
+        prices = self.prices
+        for sym, leg in self.legs.items():
+            q = leg.qty
+            if q:
+                p = prices.get(sym)
+                if p is None:
+                    p = self.fill_px[sym]
+                unrealised += q * (p - leg.avg)
+                notional += abs(q) * p
+        return unrealised, notional
 
-    def notional(self) -> float:
-        return sum(abs(leg.qty) * self.marks[sym] for sym, leg in self.legs.items() if leg.qty)
-
-    def holding(self) -> bool:
-        return any(leg.qty for leg in self.legs.values())
-
-    def equity(self) -> float:
+    def summary(self, start: int, end: int, period_s: float) -> Summary:
         s = self.s
-        return s.realised_pnl + self.unrealised() - s.fees + s.funding
+        out = Summary(**{f.name: getattr(s, f.name) for f in fields(Summary)})
+        out.unrealised_pnl = self.open_values()[0]
+        out.net_pnl = out.realised_pnl + out.unrealised_pnl - out.fees + out.funding
+        out.win_rate = out.wins / out.trades if out.trades else None
+        held = self.held_ns + (end - self.last_ns if self.holding else 0)
+        out.exposure = held / (end - start) if end > start else 0.0
+        out.positions = {sym: leg.qty for sym, leg in sorted(self.legs.items()) if leg.qty}
+        out.sharpe = self.moments.sharpe(end, self.eq, period_s)
+        out.equity, out.equity_bucket_ns = self.curve.points(end)
+        return out
 
 
-Event = FillRecord | FundingRecord | Mark
+_MARK, _FILL, _FUNDING = 0, 1, 2  # at one time: marks first, then fills, then funding
 
 
-def _ordered(fills: Iterable[FillRecord], funding: Iterable[FundingRecord],
-             marks: Iterable[Mark]) -> list[Event]:  # fmt: skip
-    """All events by time; at one time marks first, then fills, then funding (each in the given order)."""
-    tagged: list[tuple[int, int, int, Event]] = []
-    groups: tuple[Iterable[Event], ...] = (marks, fills, funding)
-    for rank, events in enumerate(groups):
-        tagged.extend((e.ts_ns, rank, i, e) for i, e in enumerate(events))
-    tagged.sort(key=lambda t: (t[0], t[1], t[2]))
-    return [t[3] for t in tagged]
+class Tally:
+    """The results of a run that goes on (see the module docstring): :meth:`add` what happened, in
+    batches in time order (every event of a batch at or after every event of the batches before it),
+    :meth:`results` at any point (the tally goes on). ``strategies``: reported even without a fill."""
 
+    def __init__(self, start_ns: int, period_s: float = 60.0, strategies: Iterable[str] = (), *,
+                 curve_buckets: int = CURVE_BUCKETS) -> None:  # fmt: skip
+        self.start_ns, self.period_s = start_ns, period_s
+        self._step = int(period_s * 1e9)
+        self._cap = max(curve_buckets, 1)
+        self.prices: dict[str, float] = {}  # the last recorded mark of each symbol
+        self.account = self._book()
+        self.books: dict[str, _Book] = {name: self._book() for name in strategies}
+        self._all = [self.account, *self.books.values()]
+        self._pos: dict[str, dict[str, float]] = {}  # symbol -> strategy -> position (the funding split)
 
-def summarise(events: Sequence[Event], start_ns: int, end_ns: int, period_s: float) -> Summary:
-    """One book's summary over ``events`` (in time order), for a run from ``start_ns`` to ``end_ns``."""
-    book = _Book()
-    s = book.s
-    peak = 0.0
-    held_ns = 0
-    last_ns = start_ns
-    holding = False
-    for e in events:
-        if holding:
-            held_ns += e.ts_ns - last_ns
-        last_ns = e.ts_ns
-        if isinstance(e, Mark):
-            book.marks[e.symbol] = e.price
-            book.marked.add(e.symbol)
-        elif isinstance(e, FillRecord):
-            book.fill(e)
-        else:
-            s.funding += e.amount
-        holding = book.holding()
-        eq = book.equity()
-        if s.equity and s.equity[-1][0] == e.ts_ns:
-            s.equity[-1] = (e.ts_ns, eq)
-        else:
-            s.equity.append((e.ts_ns, eq))
-        peak = max(peak, eq)
-        s.max_drawdown = max(s.max_drawdown, peak - eq)
-        s.max_notional = max(s.max_notional, book.notional())
-    if holding:
-        held_ns += end_ns - last_ns
-    s.unrealised_pnl = book.unrealised()
-    s.net_pnl = s.realised_pnl + s.unrealised_pnl - s.fees + s.funding
-    s.win_rate = s.wins / s.trades if s.trades else None
-    s.exposure = held_ns / (end_ns - start_ns) if end_ns > start_ns else 0.0
-    s.positions = {sym: leg.qty for sym, leg in sorted(book.legs.items()) if leg.qty}
-    s.sharpe = _sharpe(s.equity, start_ns, end_ns, period_s)
-    return s
+    def _book(self) -> _Book:
+        return _Book(self.start_ns, self._step, self.prices, self._cap)
 
+    def _strategy(self, name: str) -> _Book:
+        book = self.books.get(name)
+        if book is None:
+            book = self.books[name] = self._book()
+            self._all.append(book)
+        return book
 
-def _sharpe(equity: list[tuple[int, float]], start_ns: int, end_ns: int, period_s: float) -> float | None:
-    step = int(period_s * 1e9)
-    if step <= 0:
-        return None
-    samples: list[float] = []
-    i, value = 0, 0.0
-    t = start_ns
-    while t <= end_ns:
-        while i < len(equity) and equity[i][0] <= t:
-            value = equity[i][1]
-            i += 1
-        samples.append(value)
-        t += step
-    diffs = [b - a for a, b in zip(samples, samples[1:], strict=False)]
-    if len(diffs) < 2:
-        return None
-    mean = sum(diffs) / len(diffs)
-    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
-    if var <= 0:
-        return None
-    return mean / math.sqrt(var) * math.sqrt(YEAR_S / period_s)
+    def add(self, marks: Iterable[tuple[int, str, float]] = (), fills: Sequence[FillRecord] = (),
+            funding: Sequence[FundingRecord] = ()) -> None:  # fmt: skip
+        """One batch: marks as ``(ns, symbol, price)``, fills, funding; ordered here by time, and at one
+        time marks, fills, funding, each in the order given."""
+        if not fills and not funding:
+            for ns, symbol, price in sorted(marks, key=itemgetter(0)):
+                self.mark(ns, symbol, price)
+            return
+        tagged: list[tuple[int, int, int, Any]] = [(m[0], _MARK, i, m) for i, m in enumerate(marks)]
+        tagged += [(f.ts_ns, _FILL, i, f) for i, f in enumerate(fills)]
+        tagged += [(f.ts_ns, _FUNDING, i, f) for i, f in enumerate(funding)]
+        tagged.sort(key=lambda t: (t[0], t[1], t[2]))
+        for _, rank, _, e in tagged:
+            if rank == _MARK:
+                self.mark(*e)
+            elif rank == _FILL:
+                self.fill(e)
+            else:
+                self.funding(e)
+
+    def mark(self, ns: int, symbol: str, price: float) -> None:
+        """A recorded price: only the books holding the symbol see their equity move."""
+        self.prices[symbol] = price
+        for book in self._all:
+            leg = book.legs.get(symbol)
+            if leg is not None and leg.qty:
+                book.on_mark(ns)
+
+    def fill(self, f: FillRecord) -> None:
+        pos = self._pos.setdefault(f.symbol, {})
+        pos[f.strategy] = pos.get(f.strategy, 0.0) + (f.quantity if f.side == "buy" else -f.quantity)
+        for book in (self._strategy(f.strategy), self.account):
+            book.before(f.ts_ns)
+            book.fill(f)
+            book.after(f.ts_ns)
+
+    def funding(self, f: FundingRecord) -> None:
+        if f.strategy:
+            parts = [f]
+        else:  # the account's: split by the strategies' positions now
+            pos = self._pos.get(f.symbol, {})
+            total = sum(pos.values())
+            if abs(total) <= _EPS:
+                return
+            parts = [
+                FundingRecord(f.ts_ns, sid, f.symbol, f.amount * q / total)
+                for sid, q in sorted(pos.items())
+                if q
+            ]
+        for p in parts:
+            for book in (self._strategy(p.strategy), self.account):
+                book.before(p.ts_ns)
+                book.s.funding += p.amount
+                book.after(p.ts_ns)
+
+    def results(self, end_ns: int, settings: dict[str, Any] | None = None) -> Results:
+        """The figures as of ``end_ns`` (the run's end, or how far it got), without ending the tally."""
+        start, end, period = self.start_ns, end_ns, self.period_s
+        per = {name: self.books[name].summary(start, end, period) for name in sorted(self.books)}
+        return Results(
+            per, self.account.summary(start, end, period), start, end, period, dict(settings or {})
+        )
 
 
 def split_funding(funding: Iterable[FundingRecord], fills: Sequence[FillRecord]) -> list[FundingRecord]:
     """Account-wide funding payments (``strategy`` unset) split between the strategies by their share
     of the account's position in the symbol at the payment's time (the server's rule for account
-    events): ``amount x strategy position / account position``, from ``fills`` (``strategy`` set)."""
+    events): ``amount x strategy position / account position``, from ``fills`` (``strategy`` set).
+    (:class:`Tally` does the same as it goes.)"""
     out = []
     for f in funding:
         pos: dict[str, float] = {}
@@ -267,41 +500,42 @@ def split_funding(funding: Iterable[FundingRecord], fills: Sequence[FillRecord])
 
 def results(fills: Sequence[FillRecord], funding: Sequence[FundingRecord] = (), marks: Sequence[Mark] = (),
             *, strategies: Iterable[str] = (), start_ns: int | None = None, end_ns: int | None = None,
-            period_s: float = 60.0, settings: dict[str, Any] | None = None) -> Results:  # fmt: skip
-    """Per-strategy and account summaries. ``strategies`` names ones to report even without a fill;
-    the run's span defaults to the first and last event given; ``settings``: the run's choices, kept
-    as they are (results.json's ``settings``)."""
-    events = _ordered(fills, funding, marks)
-    start = start_ns if start_ns is not None else (events[0].ts_ns if events else 0)
-    end = end_ns if end_ns is not None else (events[-1].ts_ns if events else start)
-    names = sorted({*strategies, *(f.strategy for f in fills), *(f.strategy for f in funding)})
-    per = {
-        name: summarise(
-            [e for e in events if isinstance(e, Mark) or e.strategy == name], start, end, period_s
-        )
-        for name in names
+            period_s: float = 60.0, settings: dict[str, Any] | None = None,
+            curve_buckets: int = CURVE_BUCKETS) -> Results:  # fmt: skip
+    """Per-strategy and account summaries of everything at once (a :class:`Tally` of one batch).
+    ``strategies`` names ones to report even without a fill; the run's span defaults to the first and
+    last event given; ``settings``: the run's choices, kept as they are (results.json's ``settings``)."""
+    times = [e.ts_ns for group in (fills, funding, marks) for e in group]
+    start = start_ns if start_ns is not None else (min(times) if times else 0)
+    end = end_ns if end_ns is not None else (max(times) if times else start)
+    names = {*strategies, *(f.strategy for f in fills), *(f.strategy for f in funding if f.strategy)}
+    tally = Tally(start, period_s, sorted(names), curve_buckets=curve_buckets)
+    tally.add([(m.ts_ns, m.symbol, m.price) for m in marks], fills, funding)
+    return tally.results(end, settings)
+
+
+def _clean(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def _summary_doc(s: Summary) -> dict[str, Any]:
+    doc = {
+        f.name: _clean(getattr(s, f.name)) for f in fields(Summary) if f.name not in ("positions", "equity")
     }
-    return Results(per, summarise(events, start, end, period_s), start, end, period_s, dict(settings or {}))
+    doc["positions"] = {k: _clean(v) for k, v in s.positions.items()}
+    doc["equity"] = [[t, _clean(v)] for t, v in s.equity]
+    return doc
 
 
 def to_json(r: Results) -> str:
     """The results as JSON (sorted keys: the same results give the same bytes)."""
-
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
-
     doc = {
+        "schema": SCHEMA,
         "start_ns": r.start_ns,
         "end_ns": r.end_ns,
         "sharpe_period_s": r.period_s,
-        "account": clean(asdict(r.account)),
-        "strategies": {k: clean(asdict(v)) for k, v in r.strategies.items()},
+        "account": _summary_doc(r.account),
+        "strategies": {k: _summary_doc(v) for k, v in r.strategies.items()},
     }
     if r.settings:
         doc["settings"] = r.settings

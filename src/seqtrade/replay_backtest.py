@@ -49,7 +49,7 @@ from typing import Any
 import trio
 
 from . import wire
-from .backtest_results import FillRecord, Mark, Results, results, split_funding
+from .backtest_results import FillRecord, Results, Tally
 from .clock import VirtualClock
 from .errors import SeqtradeError, WireError
 from .fill_model import AtLeast, ConstantLatency, Contract, Fees, Latency
@@ -133,7 +133,16 @@ class BacktestVenue(ReplayVenue):
         self.owners: dict[str, tuple[str, str]] = {}  # venue order id -> (strategy id, client order id)
         # venue order id -> (when it was sent, the recording's time; the order as sent, before any amend)
         self.sent: dict[str, tuple[int, VenueOrder]] = {}
-        self.marks: list[Mark] = []
+        # The results, as they go (seqtrade.backtest_results.Tally, made when the run starts): marks are
+        # (ns, symbol, price) of each recorded price change, waiting until the strategies have their
+        # window (at most the window played and the one read ahead); the fill model's fills and funding
+        # from these indices on are not counted yet.
+        self.tally: Tally | None = None
+        self._marks: list[tuple[int, str, float]] = []
+        self._last_price: dict[str, float] = {}
+        self._fills_in = 0
+        self._funding_in = 0
+        self._shown_ns = 0  # the end of the last window whose sync went out: the results count up to it
         self.steps = 0
         self.framed = 0  # windows whose market data and sync went out as one frame (seqtrade.vclock.Window)
         self.start_ns = 0
@@ -182,6 +191,7 @@ class BacktestVenue(ReplayVenue):
         connected = getattr(sink, "connected_strategies", None)
         self._strategies = sorted(connected()) if connected is not None else []
         self.sequencer = WindowSequencer(self._strategies, self._classify)
+        self.tally = Tally(self.start_ns, self.period_s, self._strategies)
         if hasattr(sink, "sequencer"):
             sink.sequencer = self.sequencer
         log.info("backtest: %s (%s), strategies %s, lookahead %.3f ms", self.data, ", ".join(self.days) or "no data",
@@ -224,7 +234,9 @@ class BacktestVenue(ReplayVenue):
             self.sim.account_events = leftover + self.sim.account_events
             await self._deliver(sink, self.sim.advance(end))
             sync = await self._end_window(sink, end)
+            self._shown_ns = end  # the strategies have the window: the results count up to its end
             await self._settle(sink)  # the feed task sends it now, not after the read below
+            self._fold(end)
             # While the strategies work on this window, the next one is read (it does not depend on
             # what they send: only the fill model does, and it sees the next window after their answers)
             # and, when none of their requests can arrive before its last message, the fill model plays
@@ -239,8 +251,10 @@ class BacktestVenue(ReplayVenue):
         # what is still on its way arrives: one more window after the last message
         end = self._clock_ns = self._clock_ns + 2 * self.lookahead_ns + 10 * self._max_latency()
         await self._deliver(sink, self.sim.advance(end))
+        self._shown_ns = end  # (nothing is played ahead of this one)
         await self._barrier(sink, end)
         self.end_ns = end
+        self._fold(end + 1)
         if self.progress is not None:
             self.progress(self.published, max(total, self.published))
 
@@ -504,15 +518,48 @@ class BacktestVenue(ReplayVenue):
         return kind, req.strategy_id, req.step if isinstance(req, SyncAck) else 0
 
     def _mark(self, msg: Any, ns: int) -> None:
+        """A recorded price for the results (a trade's, a book's mid), kept until :meth:`_fold` if it
+        changed (the same price again moves no equity)."""
         price = None
         if isinstance(msg, Trade):
             price = msg.price
         elif isinstance(msg, Book) and msg.bids and msg.asks:
             price = (msg.bids[0][0] + msg.asks[0][0]) / 2
-        if price is not None:
-            last = self.marks[-1] if self.marks else None
-            if last is None or last.symbol != msg.symbol or last.price != price:
-                self.marks.append(Mark(ns, msg.symbol, price))
+        if price is not None and self._last_price.get(msg.symbol) != price:
+            self._last_price[msg.symbol] = price
+            self._marks.append((ns, msg.symbol, price))
+
+    def _fold(self, upto: int) -> None:
+        """What happened before ``upto`` (recorded prices, the fill model's fills and funding) into the
+        tally; what is at or after it (the window read ahead, what the fill model played ahead) waits."""
+        tally = self.tally
+        if tally is None:
+            return
+        marks = self._marks
+        if marks and marks[-1][0] >= upto:  # (in time order: the recording's)
+            cut = len(marks)
+            while cut and marks[cut - 1][0] >= upto:
+                cut -= 1
+            marks, self._marks = marks[:cut], marks[cut:]
+        else:
+            self._marks = []
+        fills, i = self.sim.fills, self._fills_in
+        j = i
+        while j < len(fills) and fills[j].ts_ns < upto:  # in time order, as the fill model makes them
+            j += 1
+        funding, k = self.sim.funding, self._funding_in
+        m = k
+        while m < len(funding) and funding[m].ts_ns < upto:
+            m += 1
+        self._fills_in, self._funding_in = j, m
+        owners = self.owners
+        mine = [
+            FillRecord(
+                f.ts_ns, owners.get(f.strategy, ("?", ""))[0], f.symbol, f.side, f.price, f.quantity, f.fee
+            )
+            for f in fills[i:j]
+        ]
+        tally.add(marks, mine, funding[k:m])
 
     # ------------------------------------------------------------------ orders: to the fill model
 
@@ -546,25 +593,17 @@ class BacktestVenue(ReplayVenue):
     # ------------------------------------------------------------------ results
 
     def results(self, period_s: float | None = None) -> Results:
-        """Per strategy and for the account, from the fill model's fills and the recorded prices (so
-        far, while it runs); ``period_s`` defaults to the venue's."""
-        fills = [
-            FillRecord(
-                f.ts_ns,
-                self.owners.get(f.strategy, ("?", ""))[0],
-                f.symbol,
-                f.side,
-                f.price,
-                f.quantity,
-                f.fee,
+        """Per strategy and for the account, from the fill model's fills and the recorded prices: while
+        it runs, up to the end of the last window the strategies were sent (never what the fill model
+        played ahead of them); ``period_s``: the venue's (the Sharpe is sampled as the run goes)."""
+        if period_s is not None and period_s != self.period_s:
+            raise SeqtradeError(
+                f"backtest: the results are sampled every {self.period_s:g} s, not {period_s:g} s"
             )
-            for f in self.sim.fills
-        ]
-        return results(fills, split_funding(self.sim.funding, fills), self.marks, strategies=self._strategies,
-                       start_ns=self.start_ns,
-                       end_ns=max(self.end_ns or self._clock_ns, self.start_ns),
-                       period_s=self.period_s if period_s is None else period_s,
-                       settings=dict(self.settings))  # fmt: skip
+        if self.tally is None:  # not started: nothing happened yet
+            self.tally = Tally(self.start_ns, self.period_s, self._strategies)
+        self._fold(self._shown_ns)
+        return self.tally.results(max(self._shown_ns, self.start_ns), dict(self.settings))
 
 
 def _latency_floor(latency: Latency) -> int:

@@ -14,7 +14,9 @@ Perpetual swaps (``BTC-USDT-SWAP`` linear, ``BTC-USD-SWAP`` inverse) trade on ma
 at start). Their rules are the pure :mod:`seqtrade.venues.paper_derivs`; this shell feeds them the mark
 price (the mid of the swap's own synthetic book, also its index price), settles funding every
 ``venue.paper.funding_interval`` seconds (at multiples of it since the epoch, as OKX does at 00:00,
-08:00 and 16:00 UTC) and liquidates a position whose margin has run out at every market step. Funding
+08:00 and 16:00 UTC; every time it did not run past, after a stall or a stop, settled when it runs
+again, each at its own time and rate: the pure :mod:`seqtrade.venues.paper_funding`) and liquidates a
+position whose margin has run out at every market step. Funding
 and liquidations reach the server as account events (``VenueSink.account_event``), each committed to
 the paper account before it is handed over and marked handed over only when the hand-over returns,
 which is once the server has journaled it; what was not marked is handed over again at the next start
@@ -55,12 +57,12 @@ from .paper_derivs import (
     AccountChange,
     ContractSpec,
     funding_rate,
-    funding_times_due,
     liquidation_price,
     margin_ratio,
     next_funding_time,
     unrealised_pnl,
 )
+from .paper_funding import MAX_FUNDING_CATCH_UP, funding_due
 from .paper_store import PaperStore
 
 __all__ = ["PaperVenue"]
@@ -352,6 +354,8 @@ class PaperVenue(Venue):
             self._outbox.extend(pending)  # taken by the server only after this start
         if not self._funding_ms:  # a new account: the first funding is the next one due
             self._funding_ms = self._clock() // self._funding_interval_ms * self._funding_interval_ms
+            if self._store is not None:  # remembered: a restart settles every time since
+                self._store.save((), funding_ms=self._funding_ms)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._run_dead_mans_switch)
@@ -365,6 +369,15 @@ class PaperVenue(Venue):
         """The market loop: one snapshot of every symbol, ``started``, then a random-walk step of every
         symbol each ``tick_interval``. (The benchmark's feed, :mod:`seqtrade.bench.feed`, replaces it.)"""
         ts = self._clock()
+        if self._specs:
+            # the funding times missed while the venue was stopped, on the positions as they were (before
+            # the first book can fill a resting order) at the mark the market opens at; committed now,
+            # handed over below with what a restart left to hand over
+            for sym in self._specs:
+                walk = self._walks[sym]
+                self._engine.set_mark(sym, walk.price(walk.mid / walk.tick))
+            funding, last = self._funding_due(ts)
+            self._commit((), changes=funding, funding_ms=last)
         for walk in self._walks.values():
             self._publish_candles(sink, self._candles.start(walk.symbol, walk.last, ts))
             await self._publish_walk(sink, walk, ts)
@@ -379,6 +392,8 @@ class PaperVenue(Venue):
             wake = max(wake + interval, trio.current_time())  # after a stall: no burst to catch up
             await trio.sleep_until(wake)
             ts = self._clock()
+            if self._specs:  # the funding due by now at the marks that held until now, then the step
+                await self._settle_funding_due(ts)
             for walk in self._walks.values():
                 walk.step()
                 await self._publish_walk(sink, walk, ts)
@@ -392,17 +407,46 @@ class PaperVenue(Venue):
         if not self._specs:
             return
         events, changes = self._engine.liquidations(ts)
-        funding_ms = None
-        for t in funding_times_due(self._funding_ms, ts, self._funding_interval_ms):
-            changes += self._engine.settle_funding(t, self._funding_rates(t), ts)
-            funding_ms = self._funding_ms = t
         for c in changes:
-            log.log(
-                logging.INFO if c.kind == "funding" else logging.WARNING,
-                "paper %s %s: %+g contracts at %g, %+.8g %s (%s)",
-                c.kind, c.symbol, c.quantity, c.price, c.amount, c.currency, c.event_id,
+            log.warning("paper %s %s: %+g contracts at %g, %+.8g %s (%s)",
+                        c.kind, c.symbol, c.quantity, c.price, c.amount, c.currency, c.event_id)  # fmt: skip
+        await self._settle_funding_due(ts, events, changes)
+
+    async def _settle_funding_due(
+        self, now: int, events: Sequence[OrderEvent] = (), changes: Sequence[AccountChange] = ()
+    ) -> None:
+        """Settle the funding due by ``now`` (:meth:`_funding_due`) and hand it over, committed in one
+        transaction with the newest time settled and with ``events``/``changes`` (a liquidation of the
+        same step)."""
+        funding, last = self._funding_due(now)
+        await self._deliver(events, changes=[*changes, *funding], funding_ms=last)
+
+    def _funding_due(self, now: int) -> tuple[list[AccountChange], int | None]:
+        """Settle every funding time due by ``now`` (:func:`~seqtrade.venues.paper_funding.funding_due`)
+        in the engine: each at the swaps' marks, at the rate announced for it, stamped with its own
+        time, oldest first; after a stall or a stop every time missed (up to the cap; logged). Returns
+        the settlements and the newest time settled (None: none due), for the caller to commit."""
+        due = funding_due(self._funding_ms, now, self._funding_interval_ms, self._funding_rates)
+        funding = [c for t, rates in due.settle for c in self._engine.settle_funding(t, rates, t)]
+        if due.skipped:
+            log.warning(
+                "paper funding: %d funding times missed from %d ms on (the venue did not run for %.0f"
+                " intervals) are beyond the cap of %d settled at once: not settled", due.skipped,
+                due.skipped_from, (now - self._funding_ms) / self._funding_interval_ms, MAX_FUNDING_CATCH_UP,
             )  # fmt: skip
-        await self._deliver(events, changes=changes, funding_ms=funding_ms)
+        if len(due.settle) > 1:
+            log.log(
+                logging.WARNING if funding else logging.INFO,
+                "paper funding: %d funding times due at once (%d to %d ms: the venue did not run past"
+                " them), each settled at its own time and rate: %d account events", len(due.settle),
+                due.settle[0][0], due.settle[-1][0], len(funding),
+            )  # fmt: skip
+        for c in funding:
+            log.info("paper funding %s: %+.8g %s at mark %g (%s)", c.symbol, c.amount, c.currency, c.price,
+                     c.event_id)  # fmt: skip
+        if due.last is not None:
+            self._funding_ms = due.last
+        return funding, due.last
 
     def _funding_rates(self, funding_ms: int) -> dict[str, float]:
         cfg = self._cfg
@@ -491,6 +535,22 @@ class PaperVenue(Venue):
             log.warning("cancel-all-after triggered: cancelling every open order")
             await self._deliver(self._engine.cancel_all(self._clock(), reason="cancel-all-after triggered"))
 
+    def _commit(
+        self,
+        events: Iterable[OrderEvent],
+        submitted: str = "",
+        *,
+        changes: list[AccountChange] | None = None,
+        funding_ms: int | None = None,
+    ) -> None:
+        """Commit the state ``events`` and ``changes`` describe (:meth:`_deliver`) and queue them to be
+        handed over, without handing them over."""
+        events = list(events)
+        if self._store is not None and (events or submitted or changes or funding_ms is not None):
+            self._store.save(events, submitted, changes=changes or (), funding_ms=funding_ms)
+        self._outbox.extend(events)
+        self._outbox.extend(changes or ())
+
     async def _deliver(
         self,
         events: Iterable[OrderEvent],
@@ -507,12 +567,8 @@ class PaperVenue(Venue):
         settled). An account change is marked delivered in the store once its hand-over returns:
         the server has journaled it then (``VenueSink.account_event``). A kill -9 between the commit
         and that mark leaves it unmarked: handed over again at the next start, applied once."""
-        if self._store is not None and (events or submitted or changes or funding_ms is not None):
-            events = list(events)
-            self._store.save(events, submitted, changes=changes or (), funding_ms=funding_ms)
+        self._commit(events, submitted, changes=changes, funding_ms=funding_ms)
         sink = self._require_sink()
-        self._outbox.extend(events)
-        self._outbox.extend(changes or ())
         if self._delivering:
             return
         self._delivering = True

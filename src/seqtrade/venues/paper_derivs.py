@@ -31,7 +31,9 @@ The model, in short (OKX's formulas where OKX publishes them):
 - **Funding.** At fixed times (every ``interval_ms`` since the epoch, as OKX settles at 00:00, 08:00
   and 16:00 UTC), each open position pays or receives ``position value at mark x rate``: a long pays
   when the rate is positive, a short receives. The rate comes from :func:`funding_rate`, a seeded,
-  repeatable model (a base rate and a bounded random part), clamped to OKX's +-0.375 %.
+  repeatable model (a base rate and a bounded random part), clamped to OKX's +-0.375 %. Which times
+  are due at a look (every one missed after a stall or a stop, each at its own rate) is
+  :mod:`seqtrade.venues.paper_funding`.
 """
 
 from __future__ import annotations
@@ -57,7 +59,6 @@ __all__ = [
     "fee",
     "funding_payment",
     "funding_rate",
-    "funding_times_due",
     "initial_margin",
     "liquidate",
     "liquidation_price",
@@ -361,15 +362,6 @@ def liquidation_price(spec: ContractSpec, pos: DerivPosition, cash: float) -> fl
 def next_funding_time(now_ms: int, interval_ms: int) -> int:
     """The first funding time after ``now_ms``: funding happens at every multiple of ``interval_ms``."""
     return (now_ms // interval_ms + 1) * interval_ms
-
-
-def funding_times_due(last_ms: int, now_ms: int, interval_ms: int) -> list[int]:
-    """Funding times in (``last_ms``, ``now_ms``], oldest first: what is due since the last settlement.
-
-    Only the newest one when several passed (the paper market stands still while the server is down:
-    the funding times it missed are not charged)."""
-    newest = now_ms // interval_ms * interval_ms
-    return [newest] if newest > last_ms else []
 
 
 def funding_rate(symbol: str, funding_time_ms: int, *, base: float, jitter: float, seed: int) -> float:

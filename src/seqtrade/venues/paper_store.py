@@ -5,7 +5,8 @@ recovery and the "never sent twice" promise cannot be tested against it. :class:
 every order the paper venue has seen (its full state and how many times it was submitted), the net
 position per symbol, the balance (total) per currency and the id counters; what open orders
 freeze is recomputed from them on load. For swaps also each position's average price, margin, PnL,
-fees and funding, the last funding time settled, and every funding or liquidation
+fees and funding, the last funding time settled (from the account's first start on, so that a restart
+settles every funding time since: :mod:`seqtrade.venues.paper_funding`), and every funding or liquidation
 (:class:`~seqtrade.venues.paper_derivs.AccountChange`) with whether the server has journaled it
 (``delivered``, marked when the venue's hand-over returned, which is once the server's journal holds
 it): every one not marked so is handed over again at the next start (the server applies an event id
