@@ -424,7 +424,7 @@ _SYNC = Codec("sync", Sync, "venue", _sync_body, _sync_from_body)
 # Types whose model takes the values of its map positionally, exactly as its decoder would build it
 # (tests/test_backtest_window.py checks it): their rows become models in one call when ``keys[type]``
 # are the model's fields, in order.
-_POSITIONAL = ("ticker", "book", "trade")
+_POSITIONAL = ("ticker", "book", "trade")  # (the keys of _POSITIONAL_MODELS, below)
 
 
 def _book_row(b: Book) -> list[Any]:
@@ -495,10 +495,27 @@ def _window_from_body(d: dict[str, Any]) -> Window:
     keys = d["keys"]
     if keys.__class__ is not dict:
         raise TypeError("window: 'keys' must be a map")
+    rows = d["md"]
+    # The usual window: every row of a positional type whose keys are its model's fields (the server's
+    # keys change only when a new type first comes: cached). One call per row; anything else (another
+    # type, a bad row) is read again row by row below, which raises what it must.
+    fast = _positional_models(keys)
+    try:
+        md = [fast[row[0]](*row[1:]) for row in rows] if fast else None
+    except (KeyError, IndexError, TypeError):
+        md = None
+    if md is None:
+        md = _window_rows(rows, keys)
+    return Window(d["venue"], d["t"], d["step"], dict(d.get("reports") or {}), d.get("seq", 0),
+                  d.get("gw_ns", 0), md, keys)  # fmt: skip
+
+
+def _window_rows(rows: Any, keys: dict[str, Any]) -> list[Any]:
+    """A window's rows made into models one by one: by position, through their codec, or skipped."""
     # per type: (the model, when the row is its fields in order) or (the codec, the keys)
     plans: dict[Any, tuple[Any, Any]] = {}
     md: list[Any] = []
-    for row in d["md"]:
+    for row in rows:
         if row.__class__ is not list or not row:
             raise TypeError("window: each 'md' item must be a non-empty array")
         typ = row[0]
@@ -510,8 +527,7 @@ def _window_from_body(d: dict[str, Any]) -> Window:
             md.append(model(*row[1:]))
         elif names is not None:
             md.append(names[0].decode(dict(zip(names[1], row[1:], strict=False))))
-    return Window(d["venue"], d["t"], d["step"], dict(d.get("reports") or {}), d.get("seq", 0),
-                  d.get("gw_ns", 0), md, keys)  # fmt: skip
+    return md
 
 
 def _window_plan(typ: Any, keys: dict[str, Any]) -> tuple[Any, Any]:
@@ -523,9 +539,25 @@ def _window_plan(typ: Any, keys: dict[str, Any]) -> tuple[Any, Any]:
     names = keys[typ]
     if names.__class__ is not list:
         raise TypeError(f"window: keys of {typ} must be an array")
-    if typ in _POSITIONAL and names == [f.name for f in dataclasses.fields(c.model)]:
+    if names == _FIELDS.get(typ):
         return c.model, None
     return None, (c, names)
+
+
+# The positional types' models and their fields in order (their rows' keys when the server is this version).
+_POSITIONAL_MODELS: dict[str, type] = {"ticker": Ticker, "book": Book, "trade": Trade}
+_FIELDS = {t: [f.name for f in dataclasses.fields(m)] for t, m in _POSITIONAL_MODELS.items()}
+_FAST_MODELS: list[Any] = [None, {}]  # the last window's keys (a copy), its positional types' models
+
+
+def _positional_models(keys: dict[str, Any]) -> dict[str, Any]:
+    """The types of ``keys`` whose rows are their model's fields in order -> the model (cached for the
+    last ``keys`` seen: a backtest's are the same in every window)."""
+    if keys != _FAST_MODELS[0]:
+        _FAST_MODELS[:] = [{t: list(v) if v.__class__ is list else v for t, v in keys.items()},
+                           {t: m for t, m in _POSITIONAL_MODELS.items() if keys.get(t) == _FIELDS[t]}]  # fmt: skip
+    fast: dict[str, Any] = _FAST_MODELS[1]
+    return fast
 
 
 _WINDOW = Codec("window", Window, "venue", _window_body, _window_from_body)

@@ -73,9 +73,9 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .. import wire
 from ..candles import Candle, CandleJoin, History
@@ -123,6 +123,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("seqtrade.client")
+# The market-data types keyed by symbol whose only rule is the seq gap (window_events' short path).
+_PER_SYMBOL = (Ticker, Book, Trade, MarkPrice, FundingRate, PriceLimit)
 _decode_ticker = wire.decode_ticker_frame
 _decode_report = wire.decode_report_frame
 
@@ -227,10 +229,15 @@ class ClientProtocol:
         self._last_tick = 0.0
         self._rejoin = False  # decided where no time was given: the next tick() sends the hello
         self._status_seq = 0
-        self._md_seq: dict[tuple[str, str], int] = {}
+        self._md_seq: dict[str, dict[str, int]] = {}  # per kind (class name, "candle"), per key: the last seq
         self.instruments: dict[str, Instrument] = {}  # from the newest welcome (empty: an older server)
         self._ticker_seq: dict[str, int] = {}  # the ticker path's own seq per symbol
         self._template_ticker = TickerDecoder().decode  # the template's frames (None: decode_message's)
+        # A backtest's windows (window_events): per per-symbol message class, per symbol, False (not
+        # subscribed) or the dict its last seq is kept in (by symbol); per (class, topic key) of the
+        # other types, whether it is subscribed to.
+        self._window_routes: dict[type, dict[str, Any]] = {c: {} for c in _PER_SYMBOL}
+        self._window_others: dict[tuple[type, str], bool] = {}
         self.candles = CandleJoin()  # per candle stream, the newest closed bar handed to the strategy
         # Dispatch by message type, checked against the codec's tables (a new type needs a handler).
         self._report_handlers: dict[type, Callable[[Any, float], ReportEvent]] = wire.dispatch_table(
@@ -504,23 +511,74 @@ class ClientProtocol:
         self._ticker_seq[msg.symbol] = msg.seq
         return msg
 
+    def window_events(self, md: list[Any], wants: Callable[[Any], bool]) -> Iterator[Ticker | MdEvent]:
+        """A backtest window's messages one by one, as :meth:`window_md` gives them (None skipped), each
+        only if ``wants(msg)`` (the topic was subscribed to: asked once per topic, the answer kept). Each
+        message's seq gap is counted when the message is reached, just before it is handed over: what a
+        callback sees is what it would see had every message come in its own frame. A generator: the
+        caller calls the strategy's callback for each event before asking for the next.
+
+        The per-symbol topics (tickers, books, trades, mark, funding, price limits: most of a window)
+        take a short path here, with the same seq bookkeeping as :meth:`receive_md_frame` and
+        :meth:`window_md`; the others go through :meth:`window_md`."""
+        routes, others = self._window_routes, self._window_others
+        for msg in md:
+            cls = msg.__class__
+            topics = routes.get(cls)
+            if topics is not None:
+                sym = msg.symbol
+                seqs = topics.get(sym)
+                if seqs is None:
+                    seqs = topics[sym] = self._window_route(cls, msg, wants)
+                if seqs is False:
+                    continue
+                seq = msg.seq  # the same rule as receive_md_frame's and _seq_gap's
+                last = seqs.get(sym)
+                if last is not None and seq > last + 1:
+                    self.md_gaps += seq - last - 1
+                seqs[sym] = seq
+                yield msg
+            else:
+                k = (cls, getattr(msg, wire.CODECS[cls].key))
+                ok = others.get(k)
+                if ok is None:
+                    ok = others[k] = wants(msg)
+                if ok:
+                    ev = self.window_md(msg)
+                    if ev is not None:
+                        yield ev
+
+    def _window_route(
+        self, cls: type, msg: Any, wants: Callable[[Any], bool]
+    ) -> dict[str, int] | Literal[False]:
+        """A per-symbol topic of a window: False (not subscribed), else the dict of its kind's last seqs
+        by symbol (the ticker path's, or the one :meth:`_seq_gap` keeps for the kind)."""
+        if not wants(msg):
+            return False
+        if cls is Ticker:
+            return self._ticker_seq
+        return self._md_seq.setdefault(cls.__name__, {})
+
     def _ticker_via_table(self, msg: Ticker) -> None:
         raise AssertionError("tickers take the fast path in receive_md_frame")  # pragma: no cover
 
     def _book_or_trade(self, msg: Book | Trade | MarkPrice | FundingRate | PriceLimit) -> Any:
         """Any per-symbol message but the ticker and candles: its seq gap counted per topic."""
-        self._seq_gap((msg.__class__.__name__, msg.symbol), msg.seq)
+        self._seq_gap(msg.__class__.__name__, msg.symbol, msg.seq)
         return msg
 
     def _candle(self, msg: Candle) -> Candle:
-        self._seq_gap(("candle", msg.stream), msg.seq)
+        self._seq_gap("candle", msg.stream, msg.seq)
         return msg
 
-    def _seq_gap(self, key: tuple[str, str], seq: int) -> None:
-        last = self._md_seq.get(key)
+    def _seq_gap(self, kind: str, key: str, seq: int) -> None:
+        seqs = self._md_seq.get(kind)
+        if seqs is None:
+            seqs = self._md_seq[kind] = {}
+        last = seqs.get(key)
         if last is not None and seq > last + 1:
             self.md_gaps += seq - last - 1
-        self._md_seq[key] = seq
+        seqs[key] = seq
 
     def _feeds(self, msg: FeedsStatus | Sync | Window) -> FeedsStatus | Sync | Window:
         return msg

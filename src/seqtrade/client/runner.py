@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import msgpack
 import zmq
 
 from .. import trace, wire
@@ -187,11 +188,10 @@ class _Shell:
         self.errors = 0  # callbacks that raised
         self.errlog = CallbackErrors()
         self.refused = ""  # why the server refused our session ("": it did not)
-        # A backtest's windows: per (model class, topic key), whether we subscribed to it, and the
-        # callback of each model class (built at the first window).
-        self._wanted: dict[tuple[type, str], bool] = {}
+        # A backtest's windows: the callback of each event class (built at its first event).
         self._window_calls: dict[type, tuple[str, Callable[[Any], Any]]] = {}
         self._windows = 0  # window frames handled
+        self._ack_parts: tuple[str, bytes, bytes, bytes] | None = None  # (session, our sync_ack's parts)
         self.recheck = False  # something came that may change when the due work runs (run loop)
         self.md_burst = True  # the last market-data wake-up brought more than one frame (drain_md)
         self.md_singles = 0  # market-data wake-ups that brought one frame
@@ -363,8 +363,20 @@ class _Shell:
             self.drain_reports(self.conn.reports)
         s._advance_clock(msg.t_ns, self.call)
         self.flush()
-        # batch: we read window frames (seqtrade.vclock.Window), the server may send the windows so
-        self.conn.send(SyncAck(proto.strategy_id, msg.t_ns, msg.step, proto.session, True))
+        self.conn.send_frame(self._sync_ack(msg.t_ns, msg.step))
+
+    def _sync_ack(self, t_ns: int, step: int) -> bytes:
+        """The frame of our ``sync_ack`` of window ``step`` (``batch``: we read window frames, the server
+        may send the windows so): ``wire.encode_message(SyncAck(...))``'s bytes, built around the two
+        numbers that change from one to the next (a MessagePack map is its keys and values one after
+        the other; an integer's bytes do not depend on what is around it)."""
+        parts = self._ack_parts
+        if parts is None or parts[0] != self.proto.session:
+            parts = self._ack_parts = (
+                self.proto.session,
+                *_sync_ack_parts(self.proto.strategy_id, self.proto.session),
+            )
+        return b"".join((parts[1], _pack(t_ns), parts[2], _pack(step), parts[3]))
 
     def window(self, w: Window) -> None:
         """A backtest's window in one frame: its market data, each message handed to the strategy as if
@@ -372,29 +384,21 @@ class _Shell:
         if not self._windows and os.environ.get(VIRTUAL_CLOCK_ENV):  # a strategy process a backtest started
             _backtest_gc()
         self._windows += 1
-        wanted, calls, proto = self._wanted, self._window_calls, self.proto
-        codecs = wire.CODECS
-        for msg in w.md:
-            cls = msg.__class__
-            c = codecs[cls]
-            k = (cls, getattr(msg, c.key))
-            ok = wanted.get(k)
-            if ok is None:
-                ok = wanted[k] = self.conn.wants(c.topic(msg))
-            if not ok:
-                continue
-            ev = proto.window_md(msg)
-            if ev is None:
-                continue
+        calls, raised = self._window_calls, self.raised
+        for ev in self.proto.window_events(w.md, self._wants):
             call = calls.get(ev.__class__)
             if call is None:
                 call = calls[ev.__class__] = self._window_call(ev.__class__)
             try:
                 call[1](ev)
             except Exception as exc:  # a strategy's bug must not end its process silently mid-trade
-                self.raised(call[0], exc)
+                raised(call[0], exc)
         if w.step:
             self.sync(w)
+
+    def _wants(self, msg: Any) -> bool:
+        """Whether ``msg``'s topic is one we subscribed to (asked once per topic of a window's messages)."""
+        return self.conn.wants(wire.codec_for(msg.__class__).topic(msg))
 
     def _window_call(self, cls: type) -> tuple[str, Callable[[Any], Any]]:
         """(name, callable) handling a market-data event of class ``cls`` as ``drain_md`` does."""
@@ -420,6 +424,19 @@ class _Shell:
                     self.call(s.on_candle, bar)
         if join.accept(c) is not None:
             self.call(s.on_candle, c)
+
+
+_pack = msgpack.Packer(use_bin_type=True).pack
+_T_MARK, _STEP_MARK = 2**64 - 0x5EC7_1A5E, 2**64 - 0x57E9_0A11  # (their packed bytes occur nowhere else)
+
+
+def _sync_ack_parts(strategy_id: str, session: str) -> tuple[bytes, bytes, bytes]:
+    """Our ``sync_ack`` frame cut where its ``t`` and its ``step`` are: (before t, between, after step)."""
+    frame = wire.encode_message(SyncAck(strategy_id, _T_MARK, _STEP_MARK, session, True))
+    t, step = _pack(_T_MARK), _pack(_STEP_MARK)
+    i, j = frame.index(t), frame.index(step)
+    assert frame.count(t) == frame.count(step) == 1 and i < j
+    return frame[:i], frame[i + len(t) : j], frame[j + len(step) :]
 
 
 def _backtest_gc() -> None:
