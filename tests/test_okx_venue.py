@@ -566,10 +566,13 @@ async def _poll(cond: Callable[[], Any]) -> None:
 async def test_keepalive_pings_and_private_notice() -> None:
     with trio.fail_after(10):
         async with (
-            open_fake_okx(idle_timeout=0.5) as fake,
+            # 1.5 s of silence closes a socket; a ping every 0.15 s keeps both open. The slack between
+            # the two must cover a pause of this process on a loaded machine (0.5 s did not: a socket
+            # closed and came back); 12 pings on each of the two sockets outlast the idle timeout.
+            open_fake_okx(idle_timeout=1.5) as fake,
             running(fake, ping_interval=0.15) as (venue, sink),
         ):
-            await _poll(lambda: sum(r.op == "ping" for r in fake.requests) >= 8)
+            await _poll(lambda: sum(r.op == "ping" for r in fake.requests) >= 24)
             assert sink.connected == [True]  # pings kept both idle sockets alive
             assert sum(r.op == "login" for r in fake.requests) == 1
             await fake.send_notice(which="private")
