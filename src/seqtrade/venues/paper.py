@@ -376,8 +376,8 @@ class PaperVenue(Venue):
             for sym in self._specs:
                 walk = self._walks[sym]
                 self._engine.set_mark(sym, walk.price(walk.mid / walk.tick))
-            funding, last = self._funding_due(ts)
-            self._commit((), changes=funding, funding_ms=last)
+            liquidated, funding, last = self._funding_due(ts)
+            self._commit(liquidated, changes=funding, funding_ms=last)
         for walk in self._walks.values():
             self._publish_candles(sink, self._candles.start(walk.symbol, walk.last, ts))
             await self._publish_walk(sink, walk, ts)
@@ -418,16 +418,29 @@ class PaperVenue(Venue):
         """Settle the funding due by ``now`` (:meth:`_funding_due`) and hand it over, committed in one
         transaction with the newest time settled and with ``events``/``changes`` (a liquidation of the
         same step)."""
-        funding, last = self._funding_due(now)
-        await self._deliver(events, changes=[*changes, *funding], funding_ms=last)
+        liquidated, funding, last = self._funding_due(now)
+        await self._deliver([*events, *liquidated], changes=[*changes, *funding], funding_ms=last)
 
-    def _funding_due(self, now: int) -> tuple[list[AccountChange], int | None]:
+    def _funding_due(self, now: int) -> tuple[list[OrderEvent], list[AccountChange], int | None]:
         """Settle every funding time due by ``now`` (:func:`~seqtrade.venues.paper_funding.funding_due`)
         in the engine: each at the swaps' marks, at the rate announced for it, stamped with its own
-        time, oldest first; after a stall or a stop every time missed (up to the cap; logged). Returns
-        the settlements and the newest time settled (None: none due), for the caller to commit."""
+        time, oldest first; after a stall or a stop every time missed (up to the cap; logged). After
+        each time a position whose margin it used up is liquidated at that time, as OKX would have
+        while nobody watched (the later times find it closed; the cash never goes below zero).
+        Returns the liquidations' order events, the settlements and liquidations in time order, and
+        the newest time settled (None: none due), for the caller to commit."""
         due = funding_due(self._funding_ms, now, self._funding_interval_ms, self._funding_rates)
-        funding = [c for t, rates in due.settle for c in self._engine.settle_funding(t, rates, t)]
+        events: list[OrderEvent] = []
+        changes: list[AccountChange] = []
+        funding = 0
+        for t, rates in due.settle:
+            settled = self._engine.settle_funding(t, rates, t)
+            funding += len(settled)
+            changes += settled
+            if settled:
+                cancels, liquidations = self._engine.liquidations(t)
+                events += cancels
+                changes += liquidations
         if due.skipped:
             log.warning(
                 "paper funding: %d funding times missed from %d ms on (the venue did not run for %.0f"
@@ -436,17 +449,18 @@ class PaperVenue(Venue):
             )  # fmt: skip
         if len(due.settle) > 1:
             log.log(
-                logging.WARNING if funding else logging.INFO,
+                logging.WARNING if changes else logging.INFO,
                 "paper funding: %d funding times due at once (%d to %d ms: the venue did not run past"
                 " them), each settled at its own time and rate: %d account events", len(due.settle),
-                due.settle[0][0], due.settle[-1][0], len(funding),
+                due.settle[0][0], due.settle[-1][0], funding,
             )  # fmt: skip
-        for c in funding:
-            log.info("paper funding %s: %+.8g %s at mark %g (%s)", c.symbol, c.amount, c.currency, c.price,
-                     c.event_id)  # fmt: skip
+        for c in changes:
+            log.log(logging.INFO if c.kind == "funding" else logging.WARNING,
+                    "paper %s %s: %+g contracts at %g, %+.8g %s (%s)",
+                    c.kind, c.symbol, c.quantity, c.price, c.amount, c.currency, c.event_id)  # fmt: skip
         if due.last is not None:
             self._funding_ms = due.last
-        return funding, due.last
+        return events, changes, due.last
 
     def _funding_rates(self, funding_ms: int) -> dict[str, float]:
         cfg = self._cfg
