@@ -106,17 +106,25 @@ async def test_a_restart_with_a_longer_interval_settles_its_multiples_once(
     assert not set(times) & set(times_of(first.account, SWAP))
 
 
+async def run_then_stop(clock: Leap, state: Path, down_ms: int) -> int:
+    """Run the venue on ``state`` with a long of 2 linear and a short of 10 inverse swaps for 1.5 s,
+    stop it and leap ``down_ms``; the last funding time it settled."""
+    sink = Sink()
+    async with running(clock, sink, state) as venue:
+        await open_positions(venue, sink)
+        await trio.sleep(1.5)
+        stopped_at: int = venue._funding_ms
+    clock.leapt += down_ms
+    return stopped_at
+
+
 async def test_a_restart_with_a_swap_removed_or_added_settles_the_swaps_it_runs(
     autojump_clock: object, tmp_path: Path
 ) -> None:
     state, clock = tmp_path / "paper.sqlite", Leap()
-    first, second = Sink(), Sink()
+    second = Sink()
     with trio.fail_after(60):
-        async with running(clock, first, state) as venue:
-            await open_positions(venue, first)
-            await trio.sleep(1.5)
-            stopped_at = venue._funding_ms
-        clock.leapt += 3_500  # down for 3.5 s: 3 funding times
+        stopped_at = await run_then_stop(clock, state, 3_500)  # down for 3.5 s: 3 funding times
         only_linear = PaperVenue(CFG, [SWAP, "ETH-USDT-SWAP"], state_path=state, clock=clock)
         async with trio.open_nursery() as nursery:
             await nursery.start(only_linear.run, second)
@@ -133,17 +141,13 @@ async def test_several_swaps_in_one_catch_up_settle_time_by_time_in_the_same_ord
     autojump_clock: object, tmp_path: Path
 ) -> None:
     state, clock = tmp_path / "paper.sqlite", Leap()
-    first, held, third = Sink(), Sink(hold=True), Sink()
+    third = Sink()
     with trio.fail_after(60):
-        async with running(clock, first, state) as venue:
-            await open_positions(venue, first)
-            await trio.sleep(1.5)
-            stopped_at = venue._funding_ms
-        clock.leapt += 4_500
-        async with running(clock, held, state):  # committed at the start, killed before the hand-over
-            await trio.sleep(0.05)
-        async with running(clock, third, state):
-            await trio.sleep(0.05)
+        stopped_at = await run_then_stop(clock, state, 4_500)
+        # committed at the start and killed before the hand-over (held), then handed over (third)
+        for sink in (Sink(hold=True), third):
+            async with running(clock, sink, state):
+                await trio.sleep(0.05)
     caught_up = [e for e in third.account if int(e.event_id.rsplit("-", 1)[1]) > stopped_at]
     keys = [(e.ts, e.symbol) for e in caught_up]
     assert keys[:8] == [(stopped_at + 1000 * i, sym) for i in (1, 2, 3, 4) for sym in (SWAP, INV)]
