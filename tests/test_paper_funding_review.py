@@ -6,6 +6,7 @@ one catch-up."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,33 @@ async def test_several_swaps_in_one_catch_up_settle_time_by_time_in_the_same_ord
             assert (e.currency, e.amount) == ("USDT", pytest.approx(-2 * 0.01 * e.price * rate, rel=1e-12))
         else:  # a short of 10 receives it
             assert (e.currency, e.amount) == ("BTC", pytest.approx(10 * 100 / e.price * rate, rel=1e-12))
+
+
+async def test_a_liquidation_in_a_start_catch_up_killed_before_the_hand_over_is_handed_over_once(
+    autojump_clock: object, tmp_path: Path
+) -> None:
+    state, clock = tmp_path / "paper.sqlite", Leap()
+    first, third = Sink(), Sink()
+    with trio.fail_after(60):
+        async with running(clock, first, state, DRAINING) as venue:
+            await market_buy(venue, first, "long", SWAP, 10.0)
+            stopped_at = venue._funding_ms
+        clock.leapt += 200 * 1000  # down for 200 s: the margin runs out after ~50 of its funding times
+        for sink in (Sink(hold=True), third):  # committed at the start, killed before the hand-over; again
+            async with running(clock, sink, state, DRAINING) as venue:
+                await trio.sleep(0.05)
+                assert (await venue.positions())[SWAP] == 0.0
+                cash = (await venue.balances())["USDT"]
+    assert cash >= 0.0
+    kinds = [e.kind for e in third.account]
+    assert kinds.count(AccountEventKind.LIQUIDATION) == 1 and kinds[-1] is AccountEventKind.LIQUIDATION
+    funded = times_of([e for e in third.account if e.kind is AccountEventKind.FUNDING], SWAP)
+    assert kinds.count(AccountEventKind.LIQUIDATION_WARNING) <= 1  # warned once on the way, not per time
+    assert 40 <= len(funded) <= 60 and funded == list(range(stopped_at + 1000, funded[-1] + 1, 1000))
+    assert third.account[-1].ts == funded[-1]  # at the funding time that used up the margin
+    db = sqlite3.connect(state)
+    try:
+        ids = [r[0] for r in db.execute("SELECT event_id FROM account_changes")]
+    finally:
+        db.close()
+    assert sorted(ids) == sorted(e.event_id for e in third.account)  # each once, all handed over
