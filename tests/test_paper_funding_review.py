@@ -188,3 +188,28 @@ async def test_a_liquidation_in_a_start_catch_up_killed_before_the_hand_over_is_
     finally:
         db.close()
     assert sorted(ids) == sorted(e.event_id for e in third.account)  # each once, all handed over
+
+
+async def test_an_order_filled_after_a_stall_before_the_next_step_leaves_the_missed_times_on_the_old_position(
+    autojump_clock: object,
+) -> None:
+    # the strategy's order waited in the socket while the venue was stalled: it may be taken before the
+    # market loop's next step; the funding times the stall missed belong to the position held before it
+    clock, sink = Leap(), Sink()
+    with trio.fail_after(60):
+        async with running(clock, sink) as venue:
+            await market_buy(venue, sink, "long", SWAP, 2.0)
+            await trio.sleep(1.5)
+            before, settled = venue._funding_ms, len(sink.account)
+            clock.leapt += 3_500  # 3 funding times missed
+            fill = await market_buy(venue, sink, "more", SWAP, 8.0)  # before the loop wakes
+            await trio.sleep(1.0)
+    missed = [e for e in sink.account[settled:] if e.ts <= fill.ts]
+    assert times_of(missed, SWAP) == list(range(before + 1000, fill.ts // 1000 * 1000 + 1, 1000))
+    assert len(missed) >= 3
+    for e in missed:  # on the long of 2, not the 10 after the fill
+        assert e.amount == pytest.approx(-2 * 0.01 * e.price * model_rate(SWAP, e.ts), rel=1e-12)
+    later = [e for e in sink.account[settled:] if e.ts > fill.ts]
+    assert later and all(
+        e.amount == pytest.approx(-10 * 0.01 * e.price * model_rate(SWAP, e.ts)) for e in later
+    )

@@ -602,8 +602,19 @@ class PaperVenue(Venue):
 
     # ------------------------------------------------------------------ orders
 
+    def _funding_before_fills(self, now: int) -> None:
+        """Commit and queue (to be handed over first) the funding due by ``now`` before an order can
+        fill: a funding time that passed belongs to the position held then, also when the order is
+        taken before the market loop's next step (after a stall, the strategies' orders wait)."""
+        if self._specs and self._funding_ms:
+            liquidated, funding, last = self._funding_due(now)
+            if last is not None:
+                self._commit(liquidated, changes=funding, funding_ms=last)
+
     async def place_order(self, order: VenueOrder) -> None:
-        await self._deliver(self._engine.submit(order, self._clock()), order.venue_order_id)
+        now = self._clock()
+        self._funding_before_fills(now)
+        await self._deliver(self._engine.submit(order, now), order.venue_order_id)
 
     async def cancel_order(self, venue_order_id: str, symbol: str) -> None:
         await self._deliver((self._engine.cancel(venue_order_id, self._clock()),))
@@ -611,7 +622,9 @@ class PaperVenue(Venue):
     async def amend_order(
         self, venue_order_id: str, symbol: str, price: float | None, quantity: float | None
     ) -> None:
-        await self._deliver(self._engine.amend(venue_order_id, price, quantity, self._clock()))
+        now = self._clock()
+        self._funding_before_fills(now)
+        await self._deliver(self._engine.amend(venue_order_id, price, quantity, now))
 
     async def query_order(self, venue_order_id: str, symbol: str) -> OrderEvent | None:
         return self._engine.query(venue_order_id)
@@ -691,6 +704,7 @@ class PaperVenue(Venue):
                 bids.append([below, size])
         walk.mid = (bid + ask) / 2
         ts = self._clock()
+        self._funding_before_fills(ts)  # and before the new mark
         events = self._engine.set_book(symbol, bids, asks, ts)
         sink = self._require_sink()
         sink.publish_market(Ticker(symbol, ts, walk.last, bid, ask, bids[0][1], asks[0][1], walk.volume))
@@ -725,6 +739,7 @@ class PaperVenue(Venue):
         walk.last = price
         walk.volume += size
         ts = self._clock()
+        self._funding_before_fills(ts)
         events = self._engine.on_trade(symbol, price, size, side, ts)
         sink = self._require_sink()
         sink.publish_market(Trade(symbol, ts, self._engine.next_trade_id(), price, size, str(side)))
