@@ -376,8 +376,8 @@ class PaperVenue(Venue):
             for sym in self._specs:
                 walk = self._walks[sym]
                 self._engine.set_mark(sym, walk.price(walk.mid / walk.tick))
-            funding, last = self._funding_due(ts)
-            self._commit((), changes=funding, funding_ms=last)
+            liquidated, funding, last = self._funding_due(ts)
+            self._commit(liquidated, changes=funding, funding_ms=last)
         for walk in self._walks.values():
             self._publish_candles(sink, self._candles.start(walk.symbol, walk.last, ts))
             await self._publish_walk(sink, walk, ts)
@@ -418,16 +418,29 @@ class PaperVenue(Venue):
         """Settle the funding due by ``now`` (:meth:`_funding_due`) and hand it over, committed in one
         transaction with the newest time settled and with ``events``/``changes`` (a liquidation of the
         same step)."""
-        funding, last = self._funding_due(now)
-        await self._deliver(events, changes=[*changes, *funding], funding_ms=last)
+        liquidated, funding, last = self._funding_due(now)
+        await self._deliver([*events, *liquidated], changes=[*changes, *funding], funding_ms=last)
 
-    def _funding_due(self, now: int) -> tuple[list[AccountChange], int | None]:
+    def _funding_due(self, now: int) -> tuple[list[OrderEvent], list[AccountChange], int | None]:
         """Settle every funding time due by ``now`` (:func:`~seqtrade.venues.paper_funding.funding_due`)
         in the engine: each at the swaps' marks, at the rate announced for it, stamped with its own
-        time, oldest first; after a stall or a stop every time missed (up to the cap; logged). Returns
-        the settlements and the newest time settled (None: none due), for the caller to commit."""
+        time, oldest first; after a stall or a stop every time missed (up to the cap; logged). After
+        each time a position whose margin it used up is liquidated at that time, as OKX would have
+        while nobody watched (the later times find it closed; the cash never goes below zero).
+        Returns the liquidations' order events, the settlements and liquidations in time order, and
+        the newest time settled (None: none due), for the caller to commit."""
         due = funding_due(self._funding_ms, now, self._funding_interval_ms, self._funding_rates)
-        funding = [c for t, rates in due.settle for c in self._engine.settle_funding(t, rates, t)]
+        events: list[OrderEvent] = []
+        changes: list[AccountChange] = []
+        funding = 0
+        for t, rates in due.settle:
+            settled = self._engine.settle_funding(t, rates, t)
+            funding += len(settled)
+            changes += settled
+            if settled:
+                cancels, liquidations = self._engine.liquidations(t)
+                events += cancels
+                changes += liquidations
         if due.skipped:
             log.warning(
                 "paper funding: %d funding times missed from %d ms on (the venue did not run for %.0f"
@@ -436,17 +449,18 @@ class PaperVenue(Venue):
             )  # fmt: skip
         if len(due.settle) > 1:
             log.log(
-                logging.WARNING if funding else logging.INFO,
+                logging.WARNING if changes else logging.INFO,
                 "paper funding: %d funding times due at once (%d to %d ms: the venue did not run past"
                 " them), each settled at its own time and rate: %d account events", len(due.settle),
-                due.settle[0][0], due.settle[-1][0], len(funding),
+                due.settle[0][0], due.settle[-1][0], funding,
             )  # fmt: skip
-        for c in funding:
-            log.info("paper funding %s: %+.8g %s at mark %g (%s)", c.symbol, c.amount, c.currency, c.price,
-                     c.event_id)  # fmt: skip
+        for c in changes:
+            log.log(logging.INFO if c.kind == "funding" else logging.WARNING,
+                    "paper %s %s: %+g contracts at %g, %+.8g %s (%s)",
+                    c.kind, c.symbol, c.quantity, c.price, c.amount, c.currency, c.event_id)  # fmt: skip
         if due.last is not None:
             self._funding_ms = due.last
-        return funding, due.last
+        return events, changes, due.last
 
     def _funding_rates(self, funding_ms: int) -> dict[str, float]:
         cfg = self._cfg
@@ -588,8 +602,19 @@ class PaperVenue(Venue):
 
     # ------------------------------------------------------------------ orders
 
+    def _funding_before_fills(self, now: int) -> None:
+        """Commit and queue (to be handed over first) the funding due by ``now`` before an order can
+        fill: a funding time that passed belongs to the position held then, also when the order is
+        taken before the market loop's next step (after a stall, the strategies' orders wait)."""
+        if self._specs and self._funding_ms:
+            liquidated, funding, last = self._funding_due(now)
+            if last is not None:
+                self._commit(liquidated, changes=funding, funding_ms=last)
+
     async def place_order(self, order: VenueOrder) -> None:
-        await self._deliver(self._engine.submit(order, self._clock()), order.venue_order_id)
+        now = self._clock()
+        self._funding_before_fills(now)
+        await self._deliver(self._engine.submit(order, now), order.venue_order_id)
 
     async def cancel_order(self, venue_order_id: str, symbol: str) -> None:
         await self._deliver((self._engine.cancel(venue_order_id, self._clock()),))
@@ -597,7 +622,9 @@ class PaperVenue(Venue):
     async def amend_order(
         self, venue_order_id: str, symbol: str, price: float | None, quantity: float | None
     ) -> None:
-        await self._deliver(self._engine.amend(venue_order_id, price, quantity, self._clock()))
+        now = self._clock()
+        self._funding_before_fills(now)
+        await self._deliver(self._engine.amend(venue_order_id, price, quantity, now))
 
     async def query_order(self, venue_order_id: str, symbol: str) -> OrderEvent | None:
         return self._engine.query(venue_order_id)
@@ -677,6 +704,7 @@ class PaperVenue(Venue):
                 bids.append([below, size])
         walk.mid = (bid + ask) / 2
         ts = self._clock()
+        self._funding_before_fills(ts)  # and before the new mark
         events = self._engine.set_book(symbol, bids, asks, ts)
         sink = self._require_sink()
         sink.publish_market(Ticker(symbol, ts, walk.last, bid, ask, bids[0][1], asks[0][1], walk.volume))
@@ -711,6 +739,7 @@ class PaperVenue(Venue):
         walk.last = price
         walk.volume += size
         ts = self._clock()
+        self._funding_before_fills(ts)
         events = self._engine.on_trade(symbol, price, size, side, ts)
         sink = self._require_sink()
         sink.publish_market(Trade(symbol, ts, self._engine.next_trade_id(), price, size, str(side)))

@@ -1,8 +1,8 @@
 """Which funding times the paper venue settles at one look, and at which rates: a pure rule.
 
 Pure: no I/O, no clock, no trio. The paper venue (:mod:`seqtrade.venues.paper`) calls
-:func:`funding_due` at every market step, and once at its start, with the last funding time it
-settled (kept in the paper account, :mod:`seqtrade.venues.paper_store`) and its time now.
+:func:`funding_due` at every market step, once at its start and before an order can fill, with the
+last funding time it settled (kept in the paper account, :mod:`seqtrade.venues.paper_store`) and its time now.
 
 On OKX every funding time settles whether or not anyone watched: a position held across three
 funding times pays (or receives) three times. The paper venue does the same when it did not run
