@@ -229,7 +229,7 @@ def test_drawn_latencies_that_land_on_and_between_messages_give_the_same_session
     messages; orders at prices that are equal floats but different keys (0.1+0.2 and 0.3), ints; funding
     on a linear and an inverse swap. Old and new: the same events and state after every call."""
     maker_fills = 0
-    for seed in range(40):
+    for seed in range(16):
         rng = random.Random(seed)
         steps = _session(rng)
         latencies: list[Latency] = [
@@ -247,7 +247,7 @@ def test_drawn_latencies_that_land_on_and_between_messages_give_the_same_session
             Before(FEES, AtLeast(LogNormalLatency(MS // 2, 1.0, seed=seed), MS // 2)),
         )
         assert _run(new, steps) == _run(old, steps)
-    assert maker_fills > 500
+    assert maker_fills > 300  # the sessions do rest and fill orders (925 with these seeds)
 
 
 def _session(rng: random.Random) -> list[tuple[Any, ...]]:
