@@ -28,8 +28,10 @@ from seqtrade.fill_model import (
     SimOrder,
     Status,
 )
-from seqtrade.models import Book, Ticker, Trade
+from seqtrade.models import Book, FundingRate, MarkPrice, OrderType, Side, Ticker, Trade
 from seqtrade.replay_backtest import BacktestVenue
+from seqtrade.replay_fills import SimExchange
+from seqtrade.venues.base import OrderEvent, VenueOrder
 from tests.test_fill_model_fast import Before, _available_before
 
 S = "X"
@@ -363,3 +365,49 @@ def test_plans_number_a_symbol_seen_first_as_another_type_and_a_subclass_as_befo
         venue._numbered(MyBook("A", 1, [], [], 0, 0), 9)
     with pytest.raises(KeyError):
         wire.CODECS[MyBook]
+
+
+# ---------------------------------------------------------------------- SimExchange.on_market's joins
+
+
+class _ExchangeBefore(SimExchange):
+    """``SimExchange.on_market`` as it was for books and trades (every result joined)."""
+
+    def on_market(self, msg: object, ns: int) -> list[OrderEvent]:
+        if isinstance(msg, Book | Trade):
+            out = self._settle(ns) if self._rates else []
+            if isinstance(msg, Book):
+                return out + self._events(self.model.on_book(msg.symbol, msg.bids, msg.asks, ns))
+            return out + self._events(self.model.on_trade(msg.symbol, msg.price, msg.size, msg.side, ns))
+        return super().on_market(msg, ns)
+
+
+def test_a_settlement_an_arrival_and_a_fill_at_one_message_come_in_the_same_order() -> None:
+    """A swap: a resting buy, a second order arriving at the settlement's message, the book there filling
+    the resting one: the settlement (with what arrived before it), then the book's fills, as before."""
+    swap = "S-SWAP"
+    runs = []
+    for cls in (SimExchange, _ExchangeBefore):
+        x = cls(Fees(0.0, 0.0), ConstantLatency(MS), contracts={swap: Contract(0.01, False, "USDT")})
+        got: list[Any] = [x.on_market(Book(swap, 1, [[99.0, 5.0]], [[100.0, 5.0]]), 1 * MS)]
+        got.append(x.submit(VenueOrder("m", swap, Side.BUY, OrderType.MARKET, None, 2.0), 1 * MS))
+        got.append(x.submit(VenueOrder("l", swap, Side.BUY, OrderType.LIMIT, 99.0, 3.0), 1 * MS))
+        got.append(x.on_market(Trade(swap, 3, "t", 99.0, 1.0, "sell"), 3 * MS))
+        got.append(x.on_market(MarkPrice(swap, 4, 100.0, 100.0), 4 * MS))
+        got.append(x.on_market(FundingRate(swap, 5, 0.0002, 10, 10), 5 * MS))
+        got.append(x.submit(VenueOrder("n", swap, Side.BUY, OrderType.LIMIT, 98.0, 1.0), 8 * MS))
+        got.append(x.on_market(Book(swap, 10, [[98.0, 1.0]], [[98.5, 9.0]]), 10 * MS))  # settles, crosses
+        got.append(x.on_market(Trade(swap, 11, "u", 98.0, 4.0, "sell"), 11 * MS))
+        got.append(x.on_market(Book(swap, 12, [[98.0, 1.0]], [[99.5, 9.0]]), 12 * MS))  # nothing moves
+        runs.append((got, x.account_events, x.fills, x.funding))
+    assert runs[0] == runs[1]
+    (got, events, _, _) = runs[0]
+
+    def states(i: int) -> list[tuple[str, str]]:
+        return [(e.venue_order_id, str(e.status)) for e in got[i]]
+
+    # n arrives (9 ms) while the settlement plays what is due before it; then the book fills l
+    assert states(7) == [("n", "accepted"), ("l", "filled")]
+    assert states(8) == [("n", "filled")] and got[9] == []
+    # paid on the position before the book's fill: m's 2 contracts, not l's 3 more
+    assert [e.amount for e in events] == [pytest.approx(-2 * 0.01 * 100.0 * 0.0002)]
