@@ -164,6 +164,8 @@ class BacktestVenue(ReplayVenue):
         self._keys: dict[str, list[str]] = {}  # the keys of each type's rows in window frames
         self._md_seqs: dict[bytes, int] | None = None  # the server's per-topic seqs (its feed's)
         self._own_seqs: dict[bytes, int] = {}  # ... or our own, with a sink that has none
+        # The server's direct send of a sync or window frame (Gateway.publish_now), if it has one.
+        self._publish_now: Callable[[Sync], bool] | None = None
 
     @property
     def _clock_ns(self) -> int:
@@ -185,6 +187,7 @@ class BacktestVenue(ReplayVenue):
         if hasattr(sink, "clock_ms"):
             sink.clock_ms = self.clock_ms  # the server's time for requests: the recording's
         self._md_seqs = getattr(sink, "md_seqs", None)
+        self._publish_now = getattr(sink, "publish_now", None)
         sink.set_connected(True)
         task_status.started()
         await self._wait_for_strategies(sink)
@@ -425,8 +428,12 @@ class BacktestVenue(ReplayVenue):
 
     async def _publish(self, sink: VenueSink, msg: Any) -> None:
         """Publish without ever dropping: every 1,024 messages of a window (the queue is empty at each
-        window's start), wait while the server's market-data queue is full."""
+        window's start), wait while the server's market-data queue is full. A ``sync`` or window frame
+        is sent at once by the server when nothing is queued before it (``publish_now``: no hop to its
+        feed task), else queued behind what is."""
         self._in_window += 1
+        if isinstance(msg, Sync) and self._publish_now is not None and self._publish_now(msg):
+            return
         if self._in_window % 1024 == 0:
             q, limit = getattr(sink, "_md_q", None), getattr(sink, "_md_max", 0)
             # The server's tasks run between these checkpoints (one thread): no event to wait on.
@@ -489,7 +496,11 @@ class BacktestVenue(ReplayVenue):
         return self.sim.cancel(arg, end)
 
     async def _settle(self, sink: VenueSink) -> None:
-        """Until the server has numbered and published every report and sent every market-data message."""
+        """Until the server has numbered and published every report and sent every market-data message.
+        The reports queued so far are journaled and published here, in this task (the server's report
+        stage, synchronous: the same batches as its report task would make of the same queue, at no
+        scheduler pass); market data queued is waited for (the feed task sends it)."""
+        _run_reports(sink)
         report_q = getattr(sink, "_report_q", None)
         md_q = getattr(sink, "_md_q", None)
         while report_q or md_q:  # noqa: ASYNC110 - polled: the server's tasks run between checkpoints

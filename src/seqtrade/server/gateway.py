@@ -139,6 +139,8 @@ class Gateway:
         self._md_q: deque[MarketData | VenueStatus | FeedsStatus] = deque()
         self._md_max = config.bus.md_queue
         self._md_lot = trio.lowlevel.ParkingLot()
+        self._md_pub: TrioSocket | None = None  # the feed task's socket, once it runs (publish_now)
+        self._now_topics: dict[tuple[type, str], bytes] = {}  # publish_now's topics
         # The report stage's queue: items in the order they must be numbered, journaled and published.
         # Whichever task drains it does so synchronously (``_run_report_stage``), so the order is kept
         # whether the report task or the order task (inline, for events a venue produced during a
@@ -201,6 +203,33 @@ class Gateway:
             if trace.ON:  # the tick-to-trade clock starts here; feed_task marks it before its own stamp
                 msg.gw_ns = time.time_ns()
         self._md_put(msg)
+
+    def publish_now(self, msg: Sync) -> bool:
+        """A backtest's ``sync`` or window frame sent now, in the caller's task, when the feed has
+        nothing queued (everything published before it is sent): the same frame, topic seq, stamp and
+        count as the feed task would give it, without the hop to that task (a wake-up and a pass of the
+        scheduler on the serial part of every window's round trip). False, and nothing done, when it
+        cannot (something queued, the feed task not running yet, a recorder on): the caller publishes
+        it with :meth:`publish_market` instead. Only a backtest's venue calls it
+        (:mod:`seqtrade.replay_backtest`); live market data always goes through the feed task.
+
+        The feed task owns the socket, but nobody waits on a PUB socket's FD (its sends never block:
+        it drops at its high-water mark), and this runs between two of the feed task's batches (one
+        thread, no await here), so no edge is consumed and no batch is cut."""
+        pub = self._md_pub
+        if pub is None or self._md_q or self.recorder is not None:
+            return False
+        cls = type(msg)
+        key = (cls, msg.venue)
+        t = self._now_topics.get(key)
+        if t is None:
+            t = self._now_topics[key] = wire.CODECS[cls].topic(msg)
+        seqs = self._md_seq
+        msg.seq = seqs[t] = seqs.get(t, 0) + 1
+        msg.gw_ns = self.clock.time_ns()
+        _zmq_send(pub.sock, wire.encode_message(msg), zmq.NOBLOCK)
+        self.counters.md_out += 1
+        return True
 
     def _md_put(self, msg: MarketData | VenueStatus | FeedsStatus) -> None:
         """Queue for the feed task (dropped and counted when the queue is full); the feed task only
@@ -289,6 +318,7 @@ class Gateway:
         PUB drops at its high-water mark and strategies see it as a jump of ``seq``.
         """
         task_status.started()
+        self._md_pub = md_pub  # (publish_now: a backtest's windows, sent from its venue's task)
         q = self._md_q
         lot = self._md_lot
         seqs = self._md_seq
