@@ -27,7 +27,7 @@ The definitions (docs/backtesting.md, "Results"):
   not attributed to trades. ``fills`` counts the fills.
 - **Equity** after each event: ``realised + unrealised(at the last marks) - fees + funding``, starting at
   0 before the first event. **Max drawdown**: the largest fall of the equity from its running peak (the
-  peak starts at 0), in the quote currency: computed event by event, at full resolution, whatever the
+  peak starts at 0), in the money's currency: computed event by event, at full resolution, whatever the
   curve keeps. At one time, marks come first, then fills, then funding.
 - **The equity curve** (``Summary.equity``): the full curve has a point per time the equity changed
   (the value after that time's events), from ``(start, 0.0)``. Cut into buckets of ``2**k`` ns from the
@@ -45,6 +45,13 @@ The definitions (docs/backtesting.md, "Results"):
   the PnL per unit of its own risk, the same as that of the returns on any constant capital. The
   increments' mean and variance are kept in one pass (Welford's; a run of equal samples merged at
   once): the two-pass figure to within rounding.
+- **Swaps** (a symbol given a :class:`~seqtrade.fill_model.Contract`): quantities are contracts and
+  money is in the settlement currency, as docs/derivatives.md and the paper venue have it (the
+  formulas of :mod:`seqtrade.instruments`): PnL linear ``(exit - entry) x contracts x contract value``,
+  inverse ``(1/entry - 1/exit) x contracts x contract value`` (coins; an inverse position's average
+  entry is the contract-weighted harmonic mean of its fill prices); the notional is the position
+  value, linear ``|contracts| x contract value x mark``, inverse ``|contracts| x contract value /
+  mark`` (coins). Fees and funding come in that currency already (the fill model's).
 - **Funding** given without a strategy (``strategy`` ""; the fill model's, account-wide) is split
   between the strategies by their share of the account's position in the symbol then (fills at or
   before its time): ``amount x strategy position / account position`` (the server's rule for account
@@ -55,10 +62,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from operator import itemgetter
 from typing import Any
+
+from .fill_model import Contract, contract_instrument
+from .instruments import Instrument, notional, unrealised_pnl
 
 __all__ = [
     "CURVE_BUCKETS",
@@ -90,6 +100,7 @@ class FillRecord:
     price: float
     quantity: float
     fee: float = 0.0  # paid, positive
+    contract: Contract | None = None  # a swap's (quantity in contracts, money in its currency); None: spot
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,8 +294,10 @@ class _Moments:
 class _Book:
     """One book (a strategy's, or the account's): its legs and running figures."""
 
-    def __init__(self, start: int, step: int, prices: dict[str, float], cap: int) -> None:
+    def __init__(self, start: int, step: int, prices: dict[str, float], cap: int,
+                 swaps: dict[str, Instrument]) -> None:  # fmt: skip
         self.legs: dict[str, _Leg] = {}
+        self.swaps = swaps  # symbol -> its contract's facts (shared by every book; spot: absent)
         self.prices = prices  # the recorded marks (shared by every book)
         self.fill_px: dict[str, float] = {}  # a symbol's mark while none was recorded: its last fill here
         self.s = Summary()
@@ -338,9 +351,13 @@ class _Book:
         if leg.qty and (leg.qty > 0) != (signed > 0):
             closing = min(abs(signed), abs(leg.qty))
         opening = abs(signed) - closing
+        swap = self.swaps.get(f.symbol)
         if closing > 0:
             direction = 1.0 if leg.qty > 0 else -1.0
-            pnl = closing * (f.price - leg.avg) * direction
+            if swap is None:
+                pnl = closing * (f.price - leg.avg) * direction
+            else:
+                pnl = unrealised_pnl(swap, closing * direction, leg.avg, f.price)
             s.realised_pnl += pnl
             leg.trip += pnl - f.fee * closing / f.quantity
             leg.qty += math.copysign(closing, signed)
@@ -351,24 +368,33 @@ class _Book:
                 leg.trip = 0.0
         if opening > _EPS:
             new_qty = leg.qty + math.copysign(opening, signed)
-            leg.avg = (leg.avg * abs(leg.qty) + f.price * opening) / abs(new_qty)
+            kept = abs(leg.qty)
+            if swap is not None and swap.inverse:  # the harmonic mean (the venue's)
+                leg.avg = (kept + opening) / (kept / leg.avg + opening / f.price) if kept else f.price
+            else:
+                leg.avg = (leg.avg * kept + f.price * opening) / abs(new_qty)
             leg.qty = new_qty
             leg.trip -= f.fee * opening / f.quantity
 
     def open_values(self) -> tuple[float, float]:
         """(unrealised PnL, notional) of the positions held, at the last marks (symbols in the order
         first traded)."""
-        unrealised = notional = 0.0
-        prices = self.prices
+        unrealised = value = 0.0
+        prices, swaps = self.prices, self.swaps
         for sym, leg in self.legs.items():
             q = leg.qty
             if q:
                 p = prices.get(sym)
                 if p is None:
                     p = self.fill_px[sym]
-                unrealised += q * (p - leg.avg)
-                notional += abs(q) * p
-        return unrealised, notional
+                swap = swaps.get(sym)
+                if swap is None:
+                    unrealised += q * (p - leg.avg)
+                    value += abs(q) * p
+                else:
+                    unrealised += unrealised_pnl(swap, q, leg.avg, p)
+                    value += notional(swap, q, p) / p if swap.inverse else notional(swap, q, p)
+        return unrealised, value
 
     def summary(self, start: int, end: int, period_s: float) -> Summary:
         s = self.s
@@ -390,21 +416,25 @@ _MARK, _FILL, _FUNDING = 0, 1, 2  # at one time: marks first, then fills, then f
 class Tally:
     """The results of a run that goes on (see the module docstring): :meth:`add` what happened, in
     batches in time order (every event of a batch at or after every event of the batches before it),
-    :meth:`results` at any point (the tally goes on). ``strategies``: reported even without a fill."""
+    :meth:`results` at any point (the tally goes on). ``strategies``: reported even without a fill;
+    ``contracts``: the swaps' contracts (quantities in contracts; a symbol without one, nor one on its
+    fills' :attr:`FillRecord.contract`: spot)."""
 
     def __init__(self, start_ns: int, period_s: float = 60.0, strategies: Iterable[str] = (), *,
-                 curve_buckets: int = CURVE_BUCKETS) -> None:  # fmt: skip
+                 curve_buckets: int = CURVE_BUCKETS,
+                 contracts: Mapping[str, Contract] | None = None) -> None:  # fmt: skip
         self.start_ns, self.period_s = start_ns, period_s
         self._step = int(period_s * 1e9)
         self._cap = max(curve_buckets, 1)
         self.prices: dict[str, float] = {}  # the last recorded mark of each symbol
+        self.swaps = {sym: contract_instrument(sym, c) for sym, c in (contracts or {}).items()}
         self.account = self._book()
         self.books: dict[str, _Book] = {name: self._book() for name in strategies}
         self._all = [self.account, *self.books.values()]
         self._pos: dict[str, dict[str, float]] = {}  # symbol -> strategy -> position (the funding split)
 
     def _book(self) -> _Book:
-        return _Book(self.start_ns, self._step, self.prices, self._cap)
+        return _Book(self.start_ns, self._step, self.prices, self._cap, self.swaps)
 
     def _strategy(self, name: str) -> _Book:
         book = self.books.get(name)
@@ -442,6 +472,8 @@ class Tally:
                 book.on_mark(ns)
 
     def fill(self, f: FillRecord) -> None:
+        if f.contract is not None and f.symbol not in self.swaps:
+            self.swaps[f.symbol] = contract_instrument(f.symbol, f.contract)
         pos = self._pos.setdefault(f.symbol, {})
         pos[f.strategy] = pos.get(f.strategy, 0.0) + (f.quantity if f.side == "buy" else -f.quantity)
         for book in (self._strategy(f.strategy), self.account):
@@ -501,15 +533,17 @@ def split_funding(funding: Iterable[FundingRecord], fills: Sequence[FillRecord])
 def results(fills: Sequence[FillRecord], funding: Sequence[FundingRecord] = (), marks: Sequence[Mark] = (),
             *, strategies: Iterable[str] = (), start_ns: int | None = None, end_ns: int | None = None,
             period_s: float = 60.0, settings: dict[str, Any] | None = None,
-            curve_buckets: int = CURVE_BUCKETS) -> Results:  # fmt: skip
+            curve_buckets: int = CURVE_BUCKETS,
+            contracts: Mapping[str, Contract] | None = None) -> Results:  # fmt: skip
     """Per-strategy and account summaries of everything at once (a :class:`Tally` of one batch).
     ``strategies`` names ones to report even without a fill; the run's span defaults to the first and
-    last event given; ``settings``: the run's choices, kept as they are (results.json's ``settings``)."""
+    last event given; ``settings``: the run's choices, kept as they are (results.json's ``settings``);
+    ``contracts``: the swaps' (see :class:`Tally`)."""
     times = [e.ts_ns for group in (fills, funding, marks) for e in group]
     start = start_ns if start_ns is not None else (min(times) if times else 0)
     end = end_ns if end_ns is not None else (max(times) if times else start)
     names = {*strategies, *(f.strategy for f in fills), *(f.strategy for f in funding if f.strategy)}
-    tally = Tally(start, period_s, sorted(names), curve_buckets=curve_buckets)
+    tally = Tally(start, period_s, sorted(names), curve_buckets=curve_buckets, contracts=contracts)
     tally.add([(m.ts_ns, m.symbol, m.price) for m in marks], fills, funding)
     return tally.results(end, settings)
 

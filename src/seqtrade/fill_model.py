@@ -32,7 +32,10 @@ The rules (docs/backtesting.md, "The fill model"):
   place. A size at or below what has filled ends the order ``filled``; a new price that crosses fills
   at once as a taker (a ``post_only`` order refuses such an amend); an order that is not open refuses
   it (``amend_failed``).
-- **Fees**: ``maker`` on resting fills, ``taker`` on fills at arrival, a fraction of the notional.
+- **Fees**: ``maker`` on resting fills, ``taker`` on fills at arrival, a fraction of the notional, in
+  the settlement currency: ``rate x quantity x price`` (spot); a swap's quantity is in contracts
+  (:class:`Contract`): ``rate x contracts x contract value x price`` (linear, quote currency),
+  ``rate x contracts x contract value / price`` (inverse, coins), as the paper venue charges.
 - **Funding** (swaps): at each funding settlement, a long pays ``position value x rate`` (receives
   when the rate is negative), a short the opposite. The position value at the mark price is
   ``contracts x contract value x mark`` for a linear swap, ``contracts x contract value / mark`` for an
@@ -50,6 +53,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .instruments import Instrument, InstrumentKind, fee_amount, notional
+
 __all__ = [
     "Latency",
     "ConstantLatency",
@@ -58,6 +63,7 @@ __all__ = [
     "AtLeast",
     "Fees",
     "Contract",
+    "contract_instrument",
     "SimOrder",
     "Fill",
     "Status",
@@ -161,6 +167,13 @@ class Contract:
     currency: str = ""
 
 
+def contract_instrument(symbol: str, c: Contract) -> Instrument:
+    """``symbol``'s facts as :mod:`seqtrade.instruments`' formulas (notional, fee, PnL) take them: a
+    swap of contract ``c`` (the paper venue's own formulas, so a backtest's money is the venue's)."""
+    return Instrument(symbol, 0.0, 1.0, 1.0, contract_value=c.value, kind=InstrumentKind.SWAP,
+                      settle_currency=c.currency, inverse=c.inverse)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Fees:
     """Fractions of the notional: ``maker`` for resting fills, ``taker`` for fills at arrival."""
@@ -247,6 +260,7 @@ class FillModel:
         self.latency: Latency = latency or ConstantLatency()
         self.queue = queue  # "book": behind the size at the price; "none": first at its level (paper)
         self.contracts: dict[str, Contract] = dict(contracts or {})
+        self._swaps = {sym: contract_instrument(sym, c) for sym, c in self.contracts.items()}
         # symbol -> the book orders meet: a copy of the last recorded one (as floats), made when an order
         # first needs it after that book came; liquidity an order takes leaves the copy
         self.books: dict[str, _Book] = {}
@@ -256,7 +270,11 @@ class FillModel:
         self.orders: dict[str, SimOrder] = {}
         self.resting: dict[str, list[SimOrder]] = {}  # symbol -> open orders, in arrival order
         self.position: dict[str, float] = {}
-        self.cash = 0.0  # quote currency: - paid for buys, + received for sells, fees and funding
+        # Money moved, - paid, + received: spot, the quote currency paid for buys (received for sells);
+        # a swap, the settlement currency: the position's value at the fill price paid for a linear
+        # buy (received for a sell), received for an inverse buy (paid for a sell), so that its PnL is
+        # cash + value (linear) or cash - value (inverse) at the mark; fees and funding either way
+        self.cash = 0.0
         self.fees_paid = 0.0
         self.funding_paid = 0.0
         # (arrive_ns, seq, "new" | "cancel" | "amend", order, (price, quantity) of an amend)
@@ -400,13 +418,20 @@ class FillModel:
                 levels[0] = [price, size - q]
 
     def _fill(self, o: SimOrder, ts: int, price: float, q: float, *, maker: bool, out: list[Event]) -> None:
-        fee = price * q * (self.fees.maker if maker else self.fees.taker)
+        rate = self.fees.maker if maker else self.fees.taker
+        sign = 1.0 if o.side == "buy" else -1.0
+        swap = self._swaps.get(o.symbol)
+        if swap is None:  # spot: quantities in base units
+            fee = price * q * rate
+            self.cash -= sign * price * q + fee
+        else:  # contracts: the paper venue's formulas, money in the settlement currency
+            fee = fee_amount(swap, q, price, rate)
+            value = notional(swap, q, price)
+            self.cash -= (-sign * value / price if swap.inverse else sign * value) + fee
         o.filled += q
         o.notional += price * q
         o.fee += fee
-        sign = 1.0 if o.side == "buy" else -1.0
         self.position[o.symbol] = self.position.get(o.symbol, 0.0) + sign * q
-        self.cash -= sign * price * q + fee
         self.fees_paid += fee
         out.append(Fill(o.order_id, ts, price, q, fee, maker))
 

@@ -585,7 +585,14 @@ class BacktestVenue(ReplayVenue):
         owners = self.owners
         mine = [
             FillRecord(
-                f.ts_ns, owners.get(f.strategy, ("?", ""))[0], f.symbol, f.side, f.price, f.quantity, f.fee
+                f.ts_ns,
+                owners.get(f.strategy, ("?", ""))[0],
+                f.symbol,
+                f.side,
+                f.price,
+                f.quantity,
+                f.fee,
+                f.contract,
             )
             for f in fills[i:j]
         ]

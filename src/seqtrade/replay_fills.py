@@ -170,7 +170,16 @@ class SimExchange:
                 o = self.model.orders[e.order_id]
                 self._fill_no += 1
                 self.fills.append(
-                    FillRecord(e.ts_ns, o.order_id, o.symbol, o.side, e.price, e.quantity, e.fee)
+                    FillRecord(
+                        e.ts_ns,
+                        o.order_id,
+                        o.symbol,
+                        o.side,
+                        e.price,
+                        e.quantity,
+                        e.fee,
+                        self.model.contracts.get(o.symbol),
+                    )
                 )
                 filled, notional, fee = self._cum.get(o.order_id, (0.0, 0.0, 0.0))
                 filled, notional, fee = filled + e.quantity, notional + e.price * e.quantity, fee + e.fee
