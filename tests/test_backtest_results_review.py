@@ -219,8 +219,6 @@ async def test_results_asked_twice_in_a_row_and_after_the_end_are_the_same_bytes
     assert to_json(venue.results()) == final == to_json(venue.results(venue.period_s))
 
 
-@pytest.mark.xfail(strict=True, reason="pre-existing (before res17 too): the fill model's fees and the results' PnL "
-                   "of a swap count contracts as coins (x contract value missing); funding does not")  # fmt: skip
 def test_a_linear_swap_s_pnl_fees_and_funding_are_all_money_in_the_quote_currency():
     """1 BTC-USDT-SWAP contract (0.01 BTC) bought at 50,000 and sold at 51,000: 10 USDT realised;
     a taker fee of 0.1 % is 0.5 USDT a fill; a funding of 0.01 % at a mark of 50,000 is 0.05 USDT paid.
