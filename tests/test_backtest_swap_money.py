@@ -184,3 +184,17 @@ params = {{ size = 2, exit_at = 110, out = "{out}" }}
         # (110.5 - 100) x 0.02 - 0.002 = 0.208, then 0.1958 after the sell: a drawdown of 0.0122
         assert s["max_notional"] == pytest.approx(2.21)
         assert s["max_drawdown"] == pytest.approx(0.0122)
+
+
+def test_an_inverse_swap_s_level_at_a_price_of_zero_is_not_taken() -> None:
+    """A recorded book with a level at price 0 (bad data) on an inverse swap: a market order stops there
+    (no fill, the rest cancelled) instead of failing on a coin value divided by 0 (seen: ZeroDivisionError
+    in the fill model, which would stop the backtest); a linear swap's and spot's arithmetic do not divide."""
+    m = FillModel(
+        Fees(maker=0.0, taker=0.001), ConstantLatency(1), contracts={"Y": Contract(100.0, inverse=True)}
+    )
+    m.on_book("Y", [[0.0, 5.0]], [[1.0, 5.0]], 0)
+    m.submit(SimOrder("s1", "Y", "sell", "market", None, 2.0), 0)
+    events = m.on_book("Y", [[0.0, 5.0]], [[1.0, 5.0]], 10)
+    assert m.position.get("Y", 0.0) == 0.0 and m.cash == 0.0 and m.orders["s1"].filled == 0.0
+    assert [getattr(e, "status", None) for e in events][-1] == "cancelled"

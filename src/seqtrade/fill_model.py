@@ -406,10 +406,13 @@ class FillModel:
     def _take(self, o: SimOrder, levels: list[list[float]], limit: float | None, buy: bool, ts: int,
               out: list[Event]) -> None:  # fmt: skip
         """Walk ``levels`` (best first) up to ``limit``: taker fills; consumed liquidity leaves the copy."""
+        swap = self._swaps.get(o.symbol)
         while levels and o.remaining > _EPS:
             price, size = levels[0]
             if limit is not None and not _better_or_equal(price, limit, buy):
                 break
+            if price <= 0.0 and swap is not None and swap.inverse:
+                break  # a recorded level at 0 or below: an inverse contract has no coin value there
             q = min(size, o.remaining)
             self._fill(o, ts, price, q, maker=False, out=out)
             if size - q <= _EPS:
