@@ -12,8 +12,9 @@ import pytest
 
 from seqtrade.backtest_results import FillRecord, FundingRecord, Mark, results
 from seqtrade.fill_model import ConstantLatency, Contract, Fees, FillModel, SimOrder
-from seqtrade.models import FundingRate, MarkPrice
+from seqtrade.models import Book, FundingRate, MarkPrice, OrderType, Side
 from seqtrade.replay_fills import SimExchange
+from seqtrade.venues.base import VenueOrder
 
 MS = 1_000_000
 LIN, INV, SPOT = "BTC-USDT-SWAP", "BTC-USD-SWAP", "BTC-USDT"
@@ -149,9 +150,6 @@ def test_inverse_funding_is_in_coins_beside_the_fees() -> None:
     takes fees, both coins."""
     for side, sign in (("buy", 1.0), ("sell", -1.0)):
         sim = SimExchange(Fees(maker=0.0, taker=0.0005), ConstantLatency(MS), contracts={INV: INV_C})
-        from seqtrade.models import Book, OrderType, Side
-        from seqtrade.venues.base import VenueOrder
-
         sim.on_market(Book(INV, 0, [[40_000.0, 1_000.0]], [[40_000.0, 1_000.0]], 1, 0), 0)
         s = Side.BUY if side == "buy" else Side.SELL
         sim.submit(VenueOrder("v1", INV, s, OrderType.MARKET, None, 200.0), 0)
@@ -215,3 +213,51 @@ def test_spot_beside_an_inverse_swap_each_strategy_keeps_its_own_currency() -> N
     assert r.strategies["s"].realised_pnl == pytest.approx(1_000.0)
     assert r.strategies["w"].realised_pnl == pytest.approx(-0.05, abs=1e-12)
     assert r.account.realised_pnl == pytest.approx(1_000.0 - 0.05)  # USDT + BTC: see the report
+
+
+def test_an_inverse_swap_s_equity_and_drawdown_are_in_coins() -> None:
+    """Long 100 inverse contracts (100 USD) at 50,000, fee 0.0002 BTC: the equity right after is -0.0002
+    (marked at the fill's price); at a mark of 40,000 it is 10,000 x (1/50,000 - 1/40,000) - 0.0002 =
+    -0.0502 BTC (the drawdown from the peak 0), then at 60,000 10,000 x (1/50,000 - 1/60,000) - 0.0002 =
+    0.0331333.. BTC. Position values: 0.2, 0.25, 0.1666.. BTC."""
+    fills = [FillRecord(1, "a", INV, "buy", 50_000.0, 100.0, 0.0002, INV_C)]
+    marks = [Mark(2, INV, 40_000.0), Mark(3, INV, 60_000.0)]
+    r = results(fills, marks=marks, start_ns=0, curve_buckets=1_000).account
+    assert r.max_drawdown == pytest.approx(0.0502, abs=1e-12)
+    assert r.max_notional == pytest.approx(0.25, abs=1e-12)
+    assert r.unrealised_pnl == pytest.approx(10_000 * (1 / 50_000 - 1 / 60_000), abs=1e-12)
+    assert r.net_pnl == pytest.approx(10_000 * (1 / 50_000 - 1 / 60_000) - 0.0002, abs=1e-12)
+    assert [p[1] for p in r.equity] == pytest.approx(
+        [
+            0.0,
+            -0.0002,
+            10_000 * (1 / 50_000 - 1 / 40_000) - 0.0002,
+            10_000 * (1 / 50_000 - 1 / 60_000) - 0.0002,
+        ]
+    )
+
+
+def test_two_strategies_whose_fills_flip_the_account_add_up_to_it() -> None:
+    """a buys 3 linear contracts at 100, b sells 5 at 110: the account (one book) closes 3 for
+    (110 - 100) x 3 x 0.01 = 0.3 and is short 2 from 110, (105 - 110) x -2 x 0.01 = 0.1 at a mark of 105;
+    a holds (105 - 100) x 3 x 0.01 = 0.15, b (105 - 110) x -5 x 0.01 = 0.25 unrealised: the strategies'
+    nets add up to the account's (0.4 less the fees). The same with the inverse swap: a buys 300 at
+    50,000, b sells 500 at 40,000, mark 50,000: the account -0.15 realised and -0.1 unrealised; a 0,
+    b (1/40,000 - 1/50,000) x -500 x 100 = -0.25."""
+    for sym, c, (pa, pb, mark), (qa, qb), (want_a, want_b) in (
+        (LIN, LIN_C, (100.0, 110.0, 105.0), (3.0, 5.0), (0.15, 0.25)),
+        (INV, INV_C, (50_000.0, 40_000.0, 50_000.0), (300.0, 500.0), (0.0, -0.25)),
+    ):
+        fills = [
+            FillRecord(1, "a", sym, "buy", pa, qa, 0.001, c),
+            FillRecord(2, "b", sym, "sell", pb, qb, 0.002, c),
+        ]
+        r = results(fills, marks=[Mark(3, sym, mark)])
+        a, b, acc = r.strategies["a"], r.strategies["b"], r.account
+        assert (a.unrealised_pnl, b.unrealised_pnl) == (
+            pytest.approx(want_a, abs=1e-12),
+            pytest.approx(want_b, abs=1e-12),
+        )
+        assert acc.realised_pnl + acc.unrealised_pnl == pytest.approx(want_a + want_b, abs=1e-12)
+        assert acc.net_pnl == pytest.approx(a.net_pnl + b.net_pnl, abs=1e-12)
+        assert acc.fees == pytest.approx(0.003) and acc.positions == {sym: qa - qb}
