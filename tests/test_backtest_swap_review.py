@@ -261,3 +261,31 @@ def test_two_strategies_whose_fills_flip_the_account_add_up_to_it() -> None:
         assert acc.realised_pnl + acc.unrealised_pnl == pytest.approx(want_a + want_b, abs=1e-12)
         assert acc.net_pnl == pytest.approx(a.net_pnl + b.net_pnl, abs=1e-12)
         assert acc.fees == pytest.approx(0.003) and acc.positions == {sym: qa - qb}
+
+
+def test_an_inverse_fill_at_a_price_of_zero_moves_no_coins() -> None:
+    """A recorded book level at 0 (bad data) met by a market sell of an inverse swap: the fill's value
+    in coins (contracts x contract value / price) has no meaning; as fee_amount has it, no fee and no
+    coins, and the model goes on (it raised ZeroDivisionError); the position still moves."""
+    m = FillModel(Fees(maker=0.0, taker=0.001), ConstantLatency(MS), contracts={INV: INV_C})
+    m.on_book(INV, [[0.0, 10.0]], [[1.0, 10.0]], 0)
+    m.submit(SimOrder("s", INV, "sell", "market", None, 2.0), 0)
+    m.advance(2 * MS)
+    assert m.position[INV] == -2.0
+    assert (m.cash, m.fees_paid, m.orders["s"].fee) == (0.0, 0.0, 0.0)
+
+
+def test_inverse_fills_at_a_price_of_zero_do_not_stop_the_results() -> None:
+    """The same bad data reaching the results: a short of 2 inverse contracts opened at 0 is worth no
+    coins (no notional, no PnL), and a lot at 0 added to a long from 50,000 leaves the average at
+    50,000 (it has no 1/price): 2 contracts (100 USD) at a mark of 40,000 hold
+    (1/50,000 - 1/40,000) x 2 x 100 = -0.001 BTC. (Both raised ZeroDivisionError.)"""
+    r = results([FillRecord(1, "a", INV, "sell", 0.0, 2.0, 0.0, INV_C)]).account
+    assert (r.positions, r.unrealised_pnl, r.max_notional) == ({INV: -2.0}, 0.0, 0.0)
+    fills = [
+        FillRecord(1, "a", INV, "buy", 50_000.0, 1.0, 0.0, INV_C),
+        FillRecord(2, "a", INV, "buy", 0.0, 1.0),
+    ]
+    r = results(fills, marks=[Mark(3, INV, 40_000.0)]).account
+    assert r.positions == {INV: 2.0}
+    assert r.unrealised_pnl == pytest.approx(200 * (1 / 50_000 - 1 / 40_000), abs=1e-15)
