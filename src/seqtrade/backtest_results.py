@@ -369,8 +369,11 @@ class _Book:
         if opening > _EPS:
             new_qty = leg.qty + math.copysign(opening, signed)
             kept = abs(leg.qty)
-            if swap is not None and swap.inverse:  # the harmonic mean (the venue's)
-                leg.avg = (kept + opening) / (kept / leg.avg + opening / f.price) if kept else f.price
+            if swap is not None and swap.inverse:  # the harmonic mean (the venue's) of the lots with
+                # a price (one of 0, bad data, has no value in coins: left out, not a crash)
+                n = (kept if leg.avg > 0 else 0.0) + (opening if f.price > 0 else 0.0)
+                inv = (kept / leg.avg if leg.avg > 0 else 0.0) + (opening / f.price if f.price > 0 else 0.0)
+                leg.avg = (n / inv if inv > 0 else 0.0) if kept else f.price
             else:
                 leg.avg = (leg.avg * kept + f.price * opening) / abs(new_qty)
             leg.qty = new_qty
@@ -393,7 +396,10 @@ class _Book:
                     value += abs(q) * p
                 else:
                     unrealised += unrealised_pnl(swap, q, leg.avg, p)
-                    value += notional(swap, q, p) / p if swap.inverse else notional(swap, q, p)
+                    if not swap.inverse:
+                        value += notional(swap, q, p)
+                    elif p > 0:  # in coins (a price of 0: none, as fee_amount has it)
+                        value += notional(swap, q, p) / p
         return unrealised, value
 
     def summary(self, start: int, end: int, period_s: float) -> Summary:

@@ -430,7 +430,9 @@ class FillModel:
         else:  # contracts: the paper venue's formulas, money in the settlement currency
             fee = fee_amount(swap, q, price, rate)
             value = notional(swap, q, price)
-            self.cash -= (-sign * value / price if swap.inverse else sign * value) + fee
+            if swap.inverse:  # in coins, received for a buy (a price of 0: none, as fee_amount has it)
+                value = -value / price if price > 0 else 0.0
+            self.cash -= sign * value + fee
         o.filled += q
         o.notional += price * q
         o.fee += fee
