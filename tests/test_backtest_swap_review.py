@@ -263,15 +263,15 @@ def test_two_strategies_whose_fills_flip_the_account_add_up_to_it() -> None:
         assert acc.fees == pytest.approx(0.003) and acc.positions == {sym: qa - qb}
 
 
-def test_an_inverse_fill_at_a_price_of_zero_moves_no_coins() -> None:
+def test_an_inverse_level_at_a_price_of_zero_is_not_taken_and_moves_no_coins() -> None:
     """A recorded book level at 0 (bad data) met by a market sell of an inverse swap: the fill's value
-    in coins (contracts x contract value / price) has no meaning; as fee_amount has it, no fee and no
-    coins, and the model goes on (it raised ZeroDivisionError); the position still moves."""
+    in coins (contracts x contract value / price) has no meaning; the model takes nothing there (the
+    market order's rest is cancelled), moves no coins and goes on (it raised ZeroDivisionError)."""
     m = FillModel(Fees(maker=0.0, taker=0.001), ConstantLatency(MS), contracts={INV: INV_C})
     m.on_book(INV, [[0.0, 10.0]], [[1.0, 10.0]], 0)
     m.submit(SimOrder("s", INV, "sell", "market", None, 2.0), 0)
     m.advance(2 * MS)
-    assert m.position[INV] == -2.0
+    assert m.position.get(INV, 0.0) == 0.0 and m.orders["s"].status == "cancelled"
     assert (m.cash, m.fees_paid, m.orders["s"].fee) == (0.0, 0.0, 0.0)
 
 
