@@ -210,14 +210,18 @@ class _Curve:
 
 def _put(buckets: list[list[Any]], idx: int, p: _Point) -> None:
     if buckets and buckets[-1][0] == idx:
-        b = buckets[-1]
-        if p[1] < b[2][1]:
-            b[2] = p
-        if p[1] > b[3][1]:
-            b[3] = p
-        b[4] = p
+        _widen(buckets[-1], p, p, p)
     else:
         buckets.append([idx, p, p, p, p])
+
+
+def _widen(b: list[Any], lo: _Point, hi: _Point, last: _Point) -> None:
+    """Bucket ``b`` ([idx, first, lowest, highest, last]) takes in later points: their lowest, highest, last."""
+    if lo[1] < b[2][1]:
+        b[2] = lo
+    if hi[1] > b[3][1]:
+        b[3] = hi
+    b[4] = last
 
 
 def _halved(buckets: list[list[Any]]) -> list[list[Any]]:
@@ -226,12 +230,7 @@ def _halved(buckets: list[list[Any]]) -> list[list[Any]]:
     for idx, first, lo, hi, last in buckets:
         idx >>= 1
         if out and out[-1][0] == idx:
-            b = out[-1]
-            if lo[1] < b[2][1]:
-                b[2] = lo
-            if hi[1] > b[3][1]:
-                b[3] = hi
-            b[4] = last
+            _widen(out[-1], lo, hi, last)
         else:
             out.append([idx, first, lo, hi, last])
     return out
