@@ -149,8 +149,11 @@ class BacktestVenue(ReplayVenue):
         self.end_ns = 0
         self._inbox: list[tuple[str, str, Any]] = []  # (strategy, "new" | "cancel" | "amend", what)
         self._acks: dict[str, int] = {}
-        self._ack_wake = trio.Event()
+        self._ack_lot = trio.lowlevel.ParkingLot()  # _wait_acks parks here until its answers came
         self._awaited = 0  # the step _wait_acks waits for
+        self._short = 0  # strategies whose answer to that step has not come yet
+        self._watching = False  # the watchdog runs (:meth:`_watch`)
+        self._due: tuple[int, bool] | None = None  # the watchdog's word: (step, timed out or resend)
         self._strategies: list[str] = []
         # The server's clock (seqtrade.clock): the recording's time, the end of the window being played.
         self.clock = VirtualClock()
@@ -460,7 +463,7 @@ class BacktestVenue(ReplayVenue):
         window's frame when the window goes out as one)."""
         await self._settle(sink)
         self._in_window = 0
-        self.steps += 1
+        step = self.steps = self.steps + 1
         seqs = getattr(sink, "seqs", {})
         reports = {s: seqs.get(s, 0) for s in self._strategies}
         if self._window or self._batch_mode():
@@ -468,18 +471,20 @@ class BacktestVenue(ReplayVenue):
             # the rows packed when the window was read, if md is still that whole window, untouched
             packed, self._packed = self._packed, None
             pre = packed[1] if packed is not None and packed[0] is md else None
-            sync: Sync = Window(self.name, end, self.steps, reports, md=md, keys=self._keys, md_packed=pre)
+            sync: Sync = Window(self.name, end, step, reports, 0, 0, md, self._keys, pre)
             self.framed += 1
         else:
-            sync = Sync(self.name, end, self.steps, reports)
+            sync = Sync(self.name, end, step, reports)
         if self.sequencer is not None:
-            self.sequencer.step = sync.step
+            self.sequencer.step = step
         await self._publish(sink, sync)
         return sync
 
     async def _after_acks(self, sink: VenueSink, sync: Sync, end: int) -> None:
         """Every strategy's answer to ``sync``, then the window's orders to the fill model, sent at ``end``."""
         await self._wait_acks(sink, sync)
+        if not self._inbox:  # (most windows: nothing sent)
+            return
         inbox, self._inbox = self._inbox, []
         inbox.sort(key=lambda item: item[0])  # stable: each strategy's own in the order it sent them
         for _, what, arg in inbox:
@@ -507,39 +512,78 @@ class BacktestVenue(ReplayVenue):
             await trio.lowlevel.checkpoint()
 
     async def _wait_acks(self, sink: VenueSink, sync: Sync) -> None:
-        """Until every strategy answered ``sync``; sent again every second meanwhile (a subscription that
-        reached the server late, a process slow to start: a strategy answers a repeat as the first)."""
-        deadline = trio.current_time() + ACK_TIMEOUT_S
-        self._awaited = sync.step
-        while missing := [s for s in self._strategies if self._acks.get(s, 0) < sync.step]:
-            if trio.current_time() > deadline:
+        """Until every strategy answered ``sync``; sent again about every second meanwhile (a
+        subscription that reached the server late, a process slow to start: a strategy answers a repeat
+        as the first), and the backtest ended after ``ACK_TIMEOUT_S``. The clock of both is the
+        watchdog's (:meth:`_watch`): no timer is set or read here, once a window."""
+        step = self._awaited = sync.step
+        acks = self._acks
+        self._short = short = sum(1 for s in self._strategies if acks.get(s, 0) < step)
+        if not short:
+            return
+        if not self._watching:
+            self._watching = True
+            trio.lowlevel.spawn_system_task(self._watch, name="backtest sync watchdog")
+        while self._short:
+            await self._ack_lot.park()
+            due, self._due = self._due, None
+            if due is None or due[0] != step or not self._short:
+                continue
+            missing = [s for s in self._strategies if acks.get(s, 0) < step]
+            if due[1]:
                 raise SeqtradeError(
-                    f"backtest: {', '.join(missing)} did not answer sync {sync.step} within {ACK_TIMEOUT_S:g} s"
+                    f"backtest: {', '.join(missing)} did not answer sync {step} within {ACK_TIMEOUT_S:g} s"
                 )
-            with trio.move_on_after(SYNC_RESEND_S) as scope:
-                await self._ack_wake.wait()
-            if scope.cancelled_caught:
-                await self._publish(sink, Sync(sync.venue, sync.t_ns, sync.step, dict(sync.reports)))
+            await self._publish(sink, Sync(sync.venue, sync.t_ns, step, dict(sync.reports)))
+
+    async def _watch(self) -> None:
+        """The watchdog of :meth:`_wait_acks`, for the whole run: every quarter of ``SYNC_RESEND_S`` it
+        looks at the step being waited for; one waited for since ``SYNC_RESEND_S`` (since its last
+        repeat) is sent again, one waited for since ``ACK_TIMEOUT_S`` ends the backtest (it wakes the
+        waiting task, which does either). A window answered between two looks costs it nothing."""
+        since = sent = 0.0
+        seen_step = -1
+        while not self.finished.is_set():
+            await trio.sleep(SYNC_RESEND_S / 4)
+            now = trio.current_time()
+            step = self._awaited
+            if step != seen_step:
+                seen_step, since, sent = step, now, now
+                continue
+            if not self._short:  # answered: nothing waits
+                continue
+            if now - since >= ACK_TIMEOUT_S:
+                self._due = (step, True)
+            elif now - sent >= SYNC_RESEND_S:
+                sent = now
+                self._due = (step, False)
             else:
-                self._ack_wake = trio.Event()
+                continue
+            self._ack_lot.unpark()
 
     def on_sync_ack(self, ack: SyncAck) -> None:
         """The server hands over a strategy's ``sync_ack``."""
-        self._batch[ack.strategy_id] = ack.batch
+        sid = ack.strategy_id
+        self._batch[sid] = ack.batch
         acks = self._acks
-        if ack.step > acks.get(ack.strategy_id, 0):
-            acks[ack.strategy_id] = ack.step
+        prev = acks.get(sid, 0)
+        if ack.step > prev:
+            acks[sid] = ack.step
             # the waiting window wakes once, at the last answer it waits for (not at each one)
-            if all(acks.get(s, 0) >= self._awaited for s in self._strategies):
-                self._ack_wake.set()
+            if prev < self._awaited <= ack.step and self._short and sid in self._strategies:
+                self._short -= 1
+                if not self._short:
+                    self._ack_lot.unpark()
 
     def _classify(self, frame: bytes) -> Classified:
         """A request frame's type, strategy and (a ``sync_ack``'s) step, for the sequencer; what it parsed
         is kept for the server's order task (:meth:`WindowSequencer.take`): each frame parsed once."""
-        try:
-            req = wire.parse_request(frame)
-        except WireError:
-            return None
+        req: Any = wire.parse_sync_ack(frame)  # (the frame of every strategy's every window: its short path)
+        if req is None:
+            try:
+                req = wire.parse_request(frame)
+            except WireError:
+                return None
         seq = self.sequencer
         if seq is not None:
             seq.parsed[id(frame)] = (frame, req)

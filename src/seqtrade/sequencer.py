@@ -52,6 +52,7 @@ class WindowSequencer(Generic[F]):
         self.step = 0  # the window being waited for: set by the venue when it sends its sync
         self.active = True
         self._held: dict[str, list[tuple[F, int]]] = {s: [] for s in self.strategies}  # (frame, ack step)
+        self._acked = dict.fromkeys(self.strategies, 0)  # the highest step each one's held frames acknowledge
         self._members = frozenset(self.strategies)
         # id(frame) -> (frame, what classify parsed of it): kept by classify, taken by the frames' reader
         # (the frame is held here too, so its id is not reused while the entry lives)
@@ -65,20 +66,27 @@ class WindowSequencer(Generic[F]):
     def __call__(self, frames: list[F]) -> list[F]:
         """The frames to handle now, in the order to handle them (``frames`` just read, in arrival order)."""
         out: list[F] = []
-        members, held = self._members, self._held
+        members, held, acked = self._members, self._held, self._acked
+        classify = self.classify if self.active else None
         for frame in frames:
-            c = self.classify(frame) if self.active else None
+            c = classify(frame) if classify is not None else None
             if c is None or c[0] not in HELD_TYPES or c[1] not in members:
                 out.append(frame)
                 continue
             kind, sid, step = c
-            held[sid].append((frame, step if kind == ACK_TYPE else 0))
+            if kind == ACK_TYPE:
+                held[sid].append((frame, step))
+                if step > acked[sid]:
+                    acked[sid] = step
+            else:
+                held[sid].append((frame, 0))
         if self.active and self._complete():
             out += self._release()
         elif not self.active and self.held:
             out += [f for sid in self.strategies for f, _ in held[sid]]
             for sid in self.strategies:
                 held[sid].clear()
+                acked[sid] = 0
         return out
 
     def take(self, frame: F) -> Any:
@@ -92,18 +100,27 @@ class WindowSequencer(Generic[F]):
 
     def _complete(self) -> bool:
         """Every strategy has acknowledged the current window (or a later one)."""
-        step = self.step
-        return bool(self.strategies) and all(
-            any(s >= step and s > 0 for _, s in self._held[sid]) for sid in self.strategies
-        )
+        step = self.step if self.step > 0 else 1  # (an acknowledgement names a step >= 1)
+        acked = self._acked
+        for sid in self.strategies:
+            if acked[sid] < step:
+                return False
+        return bool(self.strategies)
 
     def _release(self) -> list[F]:
         """Each strategy's frames up to its acknowledgement of the window, strategy by strategy."""
         out: list[F] = []
         step = self.step
+        acked = self._acked
         for sid in self.strategies:
             frames = self._held[sid]
+            if len(frames) == 1:  # (the usual window: its acknowledgement alone)
+                out.append(frames[0][0])
+                frames.clear()
+                acked[sid] = 0
+                continue
             cut = next(i for i, (_, s) in enumerate(frames) if s >= step and s > 0)
             out += [f for f, _ in frames[: cut + 1]]
             del frames[: cut + 1]
+            acked[sid] = max((s for _, s in frames), default=0)
         return out

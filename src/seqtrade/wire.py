@@ -474,21 +474,40 @@ def pack_rows(rows: list[list[Any]]) -> bytes:
 
 
 _WINDOW_MD_KEY = b"\xa2md"  # _pack("md")
+# What a window frame's head holds that does not change from one window to the next, packed once:
+# venue -> its topic, the map's header and the pairs up to the key "t"; and the last keys map packed
+# (a copy of it, its pairs packed after the key "keys"): a backtest's keys change only when a type
+# first comes.
+_WINDOW_HEADS: dict[str, bytes] = {}
+_WINDOW_KEYS: list[Any] = [None, b""]
 
 
 def _encode_window(w: Window) -> bytes:
     """``w``'s frame: the bytes of ``_pack(_window_body(w))`` after its topic, with ``w.md_packed`` (the
     rows packed ahead) spliced in as ``md`` when it is set. A MessagePack map is its header, then its
-    keys and values packed one after the other: the head's and the tail's pairs are packed as maps of
-    their own and their headers replaced by the whole map's (9 entries: a fixmap)."""
+    keys and values packed one after the other: the pairs are packed in pieces (what does not change
+    from one window to the next once, the rest as arrays whose headers are cut off) behind the whole
+    map's header (9 entries: a fixmap)."""
     packed = w.md_packed
     if packed is None:
         frame: bytes = topic("window", w.venue) + _pack(_window_body(w))
         return frame
-    head = _pack({"type": "window", "venue": w.venue, "t": w.t_ns, "step": w.step, "reports": dict(w.reports),
-                  "keys": {t: list(k) for t, k in w.keys.items()}})  # fmt: skip
-    tail = _pack({"seq": w.seq, "gw_ns": w.gw_ns})
-    return b"".join((topic("window", w.venue), b"\x89", head[1:], _WINDOW_MD_KEY, packed, tail[1:]))
+    head = _WINDOW_HEADS.get(w.venue)
+    if head is None:
+        head = (
+            topic("window", w.venue) + b"\x89" + _pack({"type": "window", "venue": w.venue})[1:] + _pack("t")
+        )
+        if len(_WINDOW_HEADS) >= 64:
+            _WINDOW_HEADS.clear()
+        _WINDOW_HEADS[w.venue] = head
+    keys = w.keys
+    cached = _WINDOW_KEYS
+    if keys != cached[0]:
+        cached[:] = [{t: list(k) for t, k in keys.items()}, _pack(("keys", keys))[1:]]
+    # (fixarrays: 5 and 4 items, a header of one byte each)
+    mid = _pack((w.t_ns, "step", w.step, "reports", w.reports))
+    tail = _pack(("seq", w.seq, "gw_ns", w.gw_ns))
+    return b"".join((head, mid[1:], cached[1], _WINDOW_MD_KEY, packed, tail[1:]))
 
 
 def _window_from_body(d: dict[str, Any]) -> Window:
@@ -1298,6 +1317,49 @@ def decode_report_frame(frame: bytes) -> OrderReport | None:
         return None
 
 
+_SIDS: set[str] = set()  # topic keys seen to be valid strategy ids (bounded: cleared at 4,096)
+
+
+def _valid_sid(key: str) -> bool:
+    """``key`` is a valid strategy id (remembered in ``_SIDS`` when it is: a strategy sends many frames)."""
+    if not STRATEGY_ID_RE.match(key):
+        return False
+    if len(_SIDS) >= 4096:
+        _SIDS.clear()
+    _SIDS.add(key)
+    return True
+
+
+_SYNC_ACK_TOPIC = b"sync_ack/"
+
+
+def parse_sync_ack(frame: bytes) -> SyncAck | None:
+    """``parse_request(frame)`` when ``frame`` is a well-formed ``sync_ack`` (a backtest's answer to each
+    window, from every strategy: its own short path); None for anything else, which
+    :func:`parse_request` then reads (and refuses with its reason). The same checks, in fewer steps."""
+    if not frame.startswith(_SYNC_ACK_TOPIC) or len(frame) > 1024:
+        return None
+    end = frame.find(b"/", 9, _MAX_TOPIC)
+    if end <= 9:
+        return None
+    try:
+        key = frame[9:end].decode("ascii")
+        d = _unpackb(frame[end + 1 :], raw=False, strict_map_key=True)
+    except Exception:  # noqa: BLE001 - not ASCII, not MessagePack: parse_request says which
+        return None
+    if (
+        d.__class__ is not dict
+        or d.get("type") != "sync_ack"
+        or d.get("strategy_id") != key
+        or not (key in _SIDS or _valid_sid(key))
+    ):
+        return None
+    try:
+        return _sync_ack_from_body(d)
+    except WireError:
+        return None
+
+
 def parse_request(frame: bytes, *, max_bytes: int = 65_536) -> Request:
     """Decode and validate one frame from the order channel.
 
@@ -1311,7 +1373,7 @@ def parse_request(frame: bytes, *, max_bytes: int = 65_536) -> Request:
         if len(frame) > max_bytes:
             raise WireError(f"frame of {len(frame)} bytes exceeds the limit of {max_bytes}")
         kind, key, start = _split(frame)
-        if STRATEGY_ID_RE.match(key):
+        if key in _SIDS or _valid_sid(key):
             sid = key
         c = REQUEST_TYPES.get(kind)
         if c is None:

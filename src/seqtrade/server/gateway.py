@@ -55,7 +55,7 @@ from ..feedhealth import Feed, FeedHealth, FeedsStatus
 from ..models import AccountEvent, MarkPrice, OrderReport, PriceLimit, Ticker, VenueStatus
 from ..sequencer import WindowSequencer
 from ..tickerframes import TickerEncoder
-from ..vclock import Sync
+from ..vclock import Sync, Window
 from ..venues.base import MarketData, OrderEvent, Venue, VenueAccountEvent
 from . import recovery
 from .engine import (
@@ -227,7 +227,9 @@ class Gateway:
         seqs = self._md_seq
         msg.seq = seqs[t] = seqs.get(t, 0) + 1
         msg.gw_ns = self.clock.time_ns()
-        _zmq_send(pub.sock, wire.encode_message(msg), zmq.NOBLOCK)
+        # (a window frame: its encoder at once, not after encode_message's table has no entry for it)
+        frame = wire._encode_window(msg) if cls is Window else wire.encode_message(msg)  # type: ignore[arg-type]
+        _zmq_send(pub.sock, frame, _NOBLOCK)
         self.counters.md_out += 1
         return True
 
@@ -433,6 +435,7 @@ class Gateway:
             # The engine decides on the whole batch first, so that its new orders share one journal
             # commit; then, in the batch's order, replies and venue commands (persist, then send).
             decided: list[tuple[Any, Output]] = []
+            t_seen = trio.current_time()  # (the batch's: read once, not once a frame)
             for frame in frames:
                 req = take(frame) if take is not None else None
                 if req is None or len(frame) > max_bytes:  # (the limit: parse_request says it)
@@ -452,12 +455,14 @@ class Gateway:
                 if tracing:
                     trace.mark(coid, "s_checked")
                 if out.strategy is not None:
-                    self._seen(out.strategy)
+                    self._seen(out.strategy, t_seen)
                 decided.append((req, out))
             self._journal_new_orders([row for _, out in decided for row in out.journal])
             for req, out in decided:
                 try:
-                    await self.perform(out, journaled=True)
+                    self._perform_now(out)
+                    if out.replies or out.venue:  # (what may wait: a coroutine only for it)
+                        await self._perform_io(out)
                 except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
                     if req is None:
                         raise
@@ -491,12 +496,21 @@ class Gateway:
         queue replies, then call the venue."""
         if not journaled:
             self._journal_new_orders(out.journal)
+        self._perform_now(out)
+        if out.replies or out.venue:
+            await self._perform_io(out)
+
+    def _perform_now(self, out: Output) -> None:
+        """What of ``out`` never waits: a departure, a history request queued, a backtest's clock."""
         if out.departed is not None:
             self._departed(out.departed)
         if out.history is not None:
             self._queue_history(out.history)
         if out.synced is not None:  # a backtest's clock (seqtrade.vclock): only its venue takes it
             getattr(self.venue, "on_sync_ack", _ignore)(out.synced)
+
+    async def _perform_io(self, out: Output) -> None:
+        """Replies queued for the report stage, then the venue's calls (either may wait)."""
         for item in out.replies:
             await self._queue_report(item)
         venue = self.venue
@@ -512,9 +526,11 @@ class Gateway:
             elif isinstance(cmd, Amend):
                 await venue.amend_order(cmd.venue_order_id, cmd.symbol, cmd.price, cmd.quantity)
 
-    def _seen(self, sid: str) -> None:
+    def _seen(self, sid: str, t: float | None = None) -> None:
+        """``sid`` is alive, seen at ``t`` (Trio's clock; None: now)."""
         info = self.strategies.get(sid)
-        t = trio.current_time()
+        if t is None:
+            t = trio.current_time()
         if info is None:
             self.strategies[sid] = StrategyInfo(sid, t)
             self.engine.rate_log("connected", now_ms(), logging.INFO, "strategy %s connected", sid)
@@ -886,6 +902,7 @@ class _TickerStream:
 # The send of pyzmq's compiled socket: the Python-level ``Socket.send`` only adds the keyword
 # arguments of DRAFT sockets, and costs about 0.2 µs a call (a third of a ticker's encoding).
 _zmq_send: Callable[[zmq.Socket[bytes], bytes, int], None] = zmq.backend.Socket.send
+_NOBLOCK = int(zmq.NOBLOCK)  # (an int: zmq.NOBLOCK is an enum member, looked up on the zmq module)
 
 
 def _ignore(_: Any) -> None:
