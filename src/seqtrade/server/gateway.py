@@ -430,6 +430,8 @@ class Gateway:
             if self.sequencer is not None:  # a backtest: each window's requests in one order, in one batch
                 frames = self.sequencer(frames)
                 take = self.sequencer.take  # what it parsed already: not parsed twice
+                if not frames and not self._report_q and not journal.due():  # held: nothing to do yet
+                    continue
             if tracing:
                 t_wake = time.time_ns()
             # The engine decides on the whole batch first, so that its new orders share one journal
