@@ -437,7 +437,6 @@ class Gateway:
             # The engine decides on the whole batch first, so that its new orders share one journal
             # commit; then, in the batch's order, replies and venue commands (persist, then send).
             decided: list[tuple[Any, Output]] = []
-            t_seen = trio.current_time()  # (the batch's: read once, not once a frame)
             for frame in frames:
                 req = take(frame) if take is not None else None
                 if req is None or len(frame) > max_bytes:  # (the limit: parse_request says it)
@@ -457,14 +456,12 @@ class Gateway:
                 if tracing:
                     trace.mark(coid, "s_checked")
                 if out.strategy is not None:
-                    self._seen(out.strategy, t_seen)
+                    self._seen(out.strategy)
                 decided.append((req, out))
             self._journal_new_orders([row for _, out in decided for row in out.journal])
             for req, out in decided:
                 try:
-                    self._perform_now(out)
-                    if out.replies or out.venue:  # (what may wait: a coroutine only for it)
-                        await self._perform_io(out)
+                    await self.perform(out, journaled=True)
                 except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
                     if req is None:
                         raise
@@ -498,21 +495,12 @@ class Gateway:
         queue replies, then call the venue."""
         if not journaled:
             self._journal_new_orders(out.journal)
-        self._perform_now(out)
-        if out.replies or out.venue:
-            await self._perform_io(out)
-
-    def _perform_now(self, out: Output) -> None:
-        """What of ``out`` never waits: a departure, a history request queued, a backtest's clock."""
         if out.departed is not None:
             self._departed(out.departed)
         if out.history is not None:
             self._queue_history(out.history)
         if out.synced is not None:  # a backtest's clock (seqtrade.vclock): only its venue takes it
             getattr(self.venue, "on_sync_ack", _ignore)(out.synced)
-
-    async def _perform_io(self, out: Output) -> None:
-        """Replies queued for the report stage, then the venue's calls (either may wait)."""
         for item in out.replies:
             await self._queue_report(item)
         venue = self.venue
@@ -528,11 +516,9 @@ class Gateway:
             elif isinstance(cmd, Amend):
                 await venue.amend_order(cmd.venue_order_id, cmd.symbol, cmd.price, cmd.quantity)
 
-    def _seen(self, sid: str, t: float | None = None) -> None:
-        """``sid`` is alive, seen at ``t`` (Trio's clock; None: now)."""
+    def _seen(self, sid: str) -> None:
         info = self.strategies.get(sid)
-        if t is None:
-            t = trio.current_time()
+        t = trio.current_time()
         if info is None:
             self.strategies[sid] = StrategyInfo(sid, t)
             self.engine.rate_log("connected", now_ms(), logging.INFO, "strategy %s connected", sid)
