@@ -43,6 +43,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -266,32 +267,86 @@ class BacktestVenue(ReplayVenue):
         """The window that starts at ``nxt`` (None after the last message) and the message after it.
         What does not depend on the strategies is done here: the marks of the results and, when the
         window goes out as one frame, each message numbered, stamped and encoded, and the rows packed
-        (when the window is one frame: no change of the venue's connection, shorter than a part)."""
+        (when the window is one frame: no change of the venue's connection, shorter than a part).
+
+        Per message, on the server's critical path (docs/backtesting.md, "How fast"): a book's or a
+        trade's mark, topic seq and row are made here inline, by class identity (a subclass, another
+        type: :meth:`_mark` and :meth:`_numbered`). Its row takes the message's values as they are,
+        levels included: :func:`~seqtrade.replay.read_messages` gives every book fresh level lists of
+        floats, every trade a float price and size and a str side, so they are the values
+        :func:`seqtrade.wire.window_row` would make (the same bytes packed), without the lists made
+        again. Nothing changes them before they are packed: the fill model reads a recorded book's
+        levels and copies them before it changes any (``FillModel._book``). The message objects keep
+        the ``seq`` and ``gw_ns`` they were recorded with (only their rows go out)."""
         if nxt is None:
             return None, None
         end = nxt[0] + self.lookahead_ns
         items: list[tuple[int, Any]] = []
+        append = items.append
         mark = self._mark
+        last = self._last_price
+        marks = self._marks
         if not self._batch_mode():
             while nxt is not None and nxt[0] < end:
-                items.append(nxt)
+                append(nxt)
                 msg = nxt[1]
                 if msg is not True and msg is not False:
                     mark(msg, nxt[0])
                 nxt = next(msgs, None)
             return _Window(end, items, None), nxt
         bodies: list[list[Any]] = []
+        row = bodies.append
         numbered = self._numbered
+        keys = self._keys
+        topics = self._topics
+        seqs = self._md_seqs
+        if seqs is None:
+            seqs = self._own_seqs
+        # the frame's keys name a book's and a trade's row as below (else, until they do: _numbered)
+        books = keys.get("book") == _BOOK_KEYS
+        trades = keys.get("trade") == _TRADE_KEYS
         status = False
-        while nxt is not None and nxt[0] < end:
-            items.append(nxt)
+        for nxt in chain((nxt,), msgs):  # noqa: B020 - the message after the window is returned
             ns, msg = nxt
-            if msg is not True and msg is not False:
-                mark(msg, ns)
-                bodies.append(numbered(msg, ns))
-            else:
+            if ns >= end:
+                break
+            append(nxt)
+            cls = msg.__class__
+            if cls is Book and books:
+                sym = msg.symbol
+                bids, asks = msg.bids, msg.asks
+                if bids and asks:
+                    price = (bids[0][0] + asks[0][0]) / 2
+                    if last.get(sym) != price:
+                        last[sym] = price
+                        marks.append((ns, sym, price))
+                t = topics.get((Book, sym))
+                if t is None:
+                    t = topics[Book, sym] = _BOOK_CODEC.topic(msg)
+                seq = seqs.get(t, 0) + 1
+                seqs[t] = seq
+                row(["book", sym, msg.ts, bids, asks, seq, ns])  # wire._book_row's values (levels as read)
+            elif cls is Trade and trades:
+                sym = msg.symbol
+                price = msg.price
+                if last.get(sym) != price:
+                    last[sym] = price
+                    marks.append((ns, sym, price))
+                t = topics.get((Trade, sym))
+                if t is None:
+                    t = topics[Trade, sym] = _TRADE_CODEC.topic(msg)
+                seq = seqs.get(t, 0) + 1
+                seqs[t] = seq
+                row(["trade", sym, msg.ts, msg.trade_id, price, msg.size, msg.side, seq, ns])
+            elif msg is True or msg is False:
                 status = True
-            nxt = next(msgs, None)
+            else:
+                mark(msg, ns)
+                row(numbered(msg, ns))
+                books = keys.get("book") == _BOOK_KEYS
+                trades = keys.get("trade") == _TRADE_KEYS
+        else:
+            nxt = None
         # packed now, while the strategies work on the window before: not at the send, in the round trip
         packed = wire.pack_rows(bodies) if not status and len(items) < WINDOW_PART else None
         return _Window(end, items, bodies, packed), nxt
@@ -666,3 +721,7 @@ _TYPE_OF = {c.model: c.type for c in wire.REQUEST_TYPES.values()}  # request mod
 _PLANS: dict[type, tuple[wire.Codec[Any], tuple[str, list[str], Any]]] = {
     cls: (wire.CODECS[cls], fast) for cls, fast in wire._FAST_ROWS.items() if wire.CODECS[cls].key == "symbol"
 }
+# what :meth:`BacktestVenue._read_window` makes inline of a book and a trade: their codecs (topics) and
+# the keys their rows' values follow (as wire._FAST_ROWS': tests/test_backtest_read_window.py)
+_BOOK_CODEC, _TRADE_CODEC = _PLANS[Book][0], _PLANS[Trade][0]
+_BOOK_KEYS, _TRADE_KEYS = _PLANS[Book][1][1], _PLANS[Trade][1][1]
