@@ -312,39 +312,36 @@ class BacktestVenue(ReplayVenue):
                 break
             append(nxt)
             cls = msg.__class__
+            # its row with its seq (the one before the last value) to come: wire._book_row's and
+            # _trade_row's values, the levels as read
             if cls is Book and books:
-                sym = msg.symbol
                 bids, asks = msg.bids, msg.asks
-                if bids and asks:
-                    price = (bids[0][0] + asks[0][0]) / 2
-                    if last.get(sym) != price:
-                        last[sym] = price
-                        marks.append((ns, sym, price))
-                t = topics.get((Book, sym))
-                if t is None:
-                    t = topics[Book, sym] = _BOOK_CODEC.topic(msg)
-                seq = seqs.get(t, 0) + 1
-                seqs[t] = seq
-                row(["book", sym, msg.ts, bids, asks, seq, ns])  # wire._book_row's values (levels as read)
+                price = (bids[0][0] + asks[0][0]) / 2 if bids and asks else None
+                r = ["book", msg.symbol, msg.ts, bids, asks, 0, ns]
             elif cls is Trade and trades:
-                sym = msg.symbol
                 price = msg.price
-                if last.get(sym) != price:
-                    last[sym] = price
-                    marks.append((ns, sym, price))
-                t = topics.get((Trade, sym))
-                if t is None:
-                    t = topics[Trade, sym] = _TRADE_CODEC.topic(msg)
-                seq = seqs.get(t, 0) + 1
-                seqs[t] = seq
-                row(["trade", sym, msg.ts, msg.trade_id, price, msg.size, msg.side, seq, ns])
+                r = ["trade", msg.symbol, msg.ts, msg.trade_id, price, msg.size, msg.side, 0, ns]
             elif msg is True or msg is False:
                 status = True
+                continue
             else:
                 mark(msg, ns)
                 row(numbered(msg, ns))
                 books = keys.get("book") == _BOOK_KEYS
                 trades = keys.get("trade") == _TRADE_KEYS
+                continue
+            sym = r[1]
+            if price is not None and last.get(sym) != price:
+                last[sym] = price
+                marks.append((ns, sym, price))
+            key = (cls, sym)
+            t = topics.get(key)
+            if t is None:
+                t = topics[key] = _PLANS[cls][0].topic(msg)
+            seq = seqs.get(t, 0) + 1
+            seqs[t] = seq
+            r[-2] = seq
+            row(r)
         else:
             nxt = None
         # packed now, while the strategies work on the window before: not at the send, in the round trip
@@ -721,7 +718,5 @@ _TYPE_OF = {c.model: c.type for c in wire.REQUEST_TYPES.values()}  # request mod
 _PLANS: dict[type, tuple[wire.Codec[Any], tuple[str, list[str], Any]]] = {
     cls: (wire.CODECS[cls], fast) for cls, fast in wire._FAST_ROWS.items() if wire.CODECS[cls].key == "symbol"
 }
-# what :meth:`BacktestVenue._read_window` makes inline of a book and a trade: their codecs (topics) and
-# the keys their rows' values follow (as wire._FAST_ROWS': tests/test_backtest_read_window.py)
-_BOOK_CODEC, _TRADE_CODEC = _PLANS[Book][0], _PLANS[Trade][0]
+# the keys of a book's and a trade's rows made inline by :meth:`BacktestVenue._read_window` (wire._FAST_ROWS')
 _BOOK_KEYS, _TRADE_KEYS = _PLANS[Book][1][1], _PLANS[Trade][1][1]
