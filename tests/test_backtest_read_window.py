@@ -242,3 +242,21 @@ def test_the_fill_model_taking_the_windows_books_changes_no_row_before_it_is_pac
     assert len(v.sim.fills) > 1_000  # takers walked the books, limit orders filled
     assert [wire.pack_rows(w.bodies) for w in got] == [packed for *_, packed in want]
     assert all(w.packed in (None, packed) for w, (*_, packed) in zip(got, want, strict=True))
+
+
+def test_rows_are_packed_as_the_codec_packs_them_exact_types_or_not() -> None:
+    """wire.pack_rows packs exact types with the strict packer and anything else (an enum, a tuple)
+    as wire._pack does; a row the strict packer gave up on leaves nothing behind for the next."""
+    exact = [
+        ["book", "X", 1, [[1.0, 2.0], [0.5, 3.0]], [], 5, 2**63],
+        ["trade", "X", 1, "t", 1.0, 2.0, "buy", 300, -1],
+    ]
+    others = [
+        ["trade", "X", 1, "t", 1.0, 2.0, Side.BUY, 1, 2],
+        ["x", (1, 2), OrderType.MARKET, True, None, {"a": [1, 2.5]}, b"z"],
+    ]
+    for rows in (exact, others, exact[:1] + others[:1], [], exact):
+        assert wire.pack_rows(rows) == wire._pack(rows)
+    assert wire.pack_rows(others) == wire.pack_rows(
+        [["trade", "X", 1, "t", 1.0, 2.0, "buy", 1, 2], others[1]]
+    )
