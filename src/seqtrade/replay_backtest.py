@@ -298,7 +298,7 @@ class BacktestVenue(ReplayVenue):
         row = bodies.append
         numbered = self._numbered
         keys = self._keys
-        topics = self._topics
+        book_topics, trade_topics = _TOPICS[Book], _TOPICS[Trade]
         seqs = self._md_seqs
         if seqs is None:
             seqs = self._own_seqs
@@ -318,9 +318,11 @@ class BacktestVenue(ReplayVenue):
                 bids, asks = msg.bids, msg.asks
                 price = (bids[0][0] + asks[0][0]) / 2 if bids and asks else None
                 r = ["book", msg.symbol, msg.ts, bids, asks, 0, ns]
+                tops = book_topics
             elif cls is Trade and trades:
                 price = msg.price
                 r = ["trade", msg.symbol, msg.ts, msg.trade_id, price, msg.size, msg.side, 0, ns]
+                tops = trade_topics
             elif msg is True or msg is False:
                 status = True
                 continue
@@ -334,10 +336,9 @@ class BacktestVenue(ReplayVenue):
             if price is not None and last.get(sym) != price:
                 last[sym] = price
                 marks.append((ns, sym, price))
-            key = (cls, sym)
-            t = topics.get(key)
+            t = tops.get(sym)
             if t is None:
-                t = topics[key] = _PLANS[cls][0].topic(msg)
+                t = tops[sym] = _PLANS[cls][0].topic(msg)
             seq = seqs.get(t, 0) + 1
             seqs[t] = seq
             r[-2] = seq
@@ -718,5 +719,7 @@ _TYPE_OF = {c.model: c.type for c in wire.REQUEST_TYPES.values()}  # request mod
 _PLANS: dict[type, tuple[wire.Codec[Any], tuple[str, list[str], Any]]] = {
     cls: (wire.CODECS[cls], fast) for cls, fast in wire._FAST_ROWS.items() if wire.CODECS[cls].key == "symbol"
 }
-# the keys of a book's and a trade's rows made inline by :meth:`BacktestVenue._read_window` (wire._FAST_ROWS')
+# the keys of a book's and a trade's rows made inline by :meth:`BacktestVenue._read_window` (wire._FAST_ROWS'),
+# and their topics by symbol (the codec's topic of a symbol is always the same bytes: kept for any venue)
+_TOPICS: dict[type, dict[str, bytes]] = {Book: {}, Trade: {}}
 _BOOK_KEYS, _TRADE_KEYS = _PLANS[Book][1][1], _PLANS[Trade][1][1]
