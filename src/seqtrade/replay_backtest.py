@@ -276,8 +276,8 @@ class BacktestVenue(ReplayVenue):
         floats, every trade a float price and size and a str side, so they are the values
         :func:`seqtrade.wire.window_row` would make (the same bytes packed), without the lists made
         again. Nothing changes them before they are packed: the fill model reads a recorded book's
-        levels and copies them before it changes any (``FillModel._book``). The message objects keep
-        the ``seq`` and ``gw_ns`` they were recorded with (only their rows go out)."""
+        levels and copies them before it changes any (``FillModel._book``). A book or trade keeps the
+        ``seq`` and ``gw_ns`` it was recorded with (only its row goes out, numbered and stamped)."""
         if nxt is None:
             return None, None
         end = nxt[0] + self.lookahead_ns
