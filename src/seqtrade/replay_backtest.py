@@ -43,6 +43,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -269,32 +270,84 @@ class BacktestVenue(ReplayVenue):
         """The window that starts at ``nxt`` (None after the last message) and the message after it.
         What does not depend on the strategies is done here: the marks of the results and, when the
         window goes out as one frame, each message numbered, stamped and encoded, and the rows packed
-        (when the window is one frame: no change of the venue's connection, shorter than a part)."""
+        (when the window is one frame: no change of the venue's connection, shorter than a part).
+
+        Per message, on the server's critical path (docs/backtesting.md, "How fast"): a book's or a
+        trade's mark, topic seq and row are made here inline, by class identity (a subclass, another
+        type: :meth:`_mark` and :meth:`_numbered`). Its row takes the message's values as they are,
+        levels included: :func:`~seqtrade.replay.read_messages` gives every book fresh level lists of
+        floats, every trade a float price and size and a str side, so they are the values
+        :func:`seqtrade.wire.window_row` would make (the same bytes packed), without the lists made
+        again. Nothing changes them before they are packed: the fill model reads a recorded book's
+        levels and copies them before it changes any (``FillModel._book``). A book or trade keeps the
+        ``seq`` and ``gw_ns`` it was recorded with (only its row goes out, numbered and stamped)."""
         if nxt is None:
             return None, None
         end = nxt[0] + self.lookahead_ns
         items: list[tuple[int, Any]] = []
+        append = items.append
         mark = self._mark
+        last = self._last_price
+        marks = self._marks
         if not self._batch_mode():
             while nxt is not None and nxt[0] < end:
-                items.append(nxt)
+                append(nxt)
                 msg = nxt[1]
                 if msg is not True and msg is not False:
                     mark(msg, nxt[0])
                 nxt = next(msgs, None)
             return _Window(end, items, None), nxt
         bodies: list[list[Any]] = []
+        row = bodies.append
         numbered = self._numbered
+        keys = self._keys
+        book_topics, trade_topics = _TOPICS[Book], _TOPICS[Trade]
+        seqs = self._md_seqs
+        if seqs is None:
+            seqs = self._own_seqs
+        # the frame's keys name a book's and a trade's row as below (else, until they do: _numbered)
+        books = keys.get("book") == _BOOK_KEYS
+        trades = keys.get("trade") == _TRADE_KEYS
         status = False
-        while nxt is not None and nxt[0] < end:
-            items.append(nxt)
+        for nxt in chain((nxt,), msgs):  # noqa: B020 - the message after the window is returned
             ns, msg = nxt
-            if msg is not True and msg is not False:
-                mark(msg, ns)
-                bodies.append(numbered(msg, ns))
-            else:
+            if ns >= end:
+                break
+            append(nxt)
+            cls = msg.__class__
+            # its row with its seq (the one before the last value) to come: wire._book_row's and
+            # _trade_row's values, the levels as read
+            if cls is Book and books:
+                bids, asks = msg.bids, msg.asks
+                price = (bids[0][0] + asks[0][0]) / 2 if bids and asks else None
+                r = ["book", msg.symbol, msg.ts, bids, asks, 0, ns]
+                tops = book_topics
+            elif cls is Trade and trades:
+                price = msg.price
+                r = ["trade", msg.symbol, msg.ts, msg.trade_id, price, msg.size, msg.side, 0, ns]
+                tops = trade_topics
+            elif msg is True or msg is False:
                 status = True
-            nxt = next(msgs, None)
+                continue
+            else:
+                mark(msg, ns)
+                row(numbered(msg, ns))
+                books = keys.get("book") == _BOOK_KEYS
+                trades = keys.get("trade") == _TRADE_KEYS
+                continue
+            sym = r[1]
+            if price is not None and last.get(sym) != price:
+                last[sym] = price
+                marks.append((ns, sym, price))
+            t = tops.get(sym)
+            if t is None:
+                t = tops[sym] = _PLANS[cls][0].topic(msg)
+            seq = seqs.get(t, 0) + 1
+            seqs[t] = seq
+            r[-2] = seq
+            row(r)
+        else:
+            nxt = None
         # packed now, while the strategies work on the window before: not at the send, in the round trip
         packed = wire.pack_rows(bodies) if not status and len(items) < WINDOW_PART else None
         return _Window(end, items, bodies, packed), nxt
@@ -710,3 +763,7 @@ _TYPE_OF = {c.model: c.type for c in wire.REQUEST_TYPES.values()}  # request mod
 _PLANS: dict[type, tuple[wire.Codec[Any], tuple[str, list[str], Any]]] = {
     cls: (wire.CODECS[cls], fast) for cls, fast in wire._FAST_ROWS.items() if wire.CODECS[cls].key == "symbol"
 }
+# the keys of a book's and a trade's rows made inline by :meth:`BacktestVenue._read_window` (wire._FAST_ROWS'),
+# and their topics by symbol (the codec's topic of a symbol is always the same bytes: kept for any venue)
+_TOPICS: dict[type, dict[str, bytes]] = {Book: {}, Trade: {}}
+_BOOK_KEYS, _TRADE_KEYS = _PLANS[Book][1][1], _PLANS[Trade][1][1]

@@ -466,10 +466,21 @@ def _window_body(w: Window) -> dict[str, Any]:
             "keys": keys, "md": md, "seq": w.seq, "gw_ns": w.gw_ns}  # fmt: skip
 
 
+# Packs only the exact types (None, bool, int, float, str, bytes, list, dict), each as _pack does, and
+# raises TypeError at anything else (a subclass, a tuple): a quarter fewer instructions a row, as it
+# asks each value fewer questions.
+_pack_exact = msgpack.Packer(use_bin_type=True, strict_types=True).pack
+
+
 def pack_rows(rows: list[list[Any]]) -> bytes:
     """A window's rows packed as its frame's ``md`` value (``Window.md_packed``): the server packs them
-    when it reads the window, while the strategies work on the one before, instead of at the send."""
-    packed: bytes = _pack(rows)
+    when it reads the window, while the strategies work on the one before, instead of at the send.
+    The same bytes as ``_pack(rows)``: packed with only exact types when they are (a backtest's rows
+    are), else (an enum, a tuple) as ``_pack`` packs them."""
+    try:
+        packed: bytes = _pack_exact(rows)
+    except TypeError:
+        packed = _pack(rows)
     return packed
 
 
