@@ -45,6 +45,7 @@ REJECT = "replay: market data only (orders are not traded)"
 _STATUS = "status"
 _BATCH = 512  # messages published between checkpoints at full speed
 _READ_BATCH = 16_384  # rows read from a file at a time
+_RUN = 2_048  # rows made Python objects at a time (soon freed: fewer of them met by the cyclic collector)
 
 
 def recorded_days(data: Path) -> list[str]:
@@ -291,8 +292,8 @@ def _file_runs(table: str, files: list[Path]) -> Iterator[_Run]:
 
     for f in files:
         for batch in pq.ParquetFile(f).iter_batches(batch_size=_READ_BATCH):
-            if batch.num_rows:
-                yield _run(table, batch)
+            for start in range(0, batch.num_rows, _RUN):
+                yield _run(table, batch.slice(start, _RUN))
 
 
 def _keyed(stream: int, table: str, batch: Any) -> Iterator[_Keyed]:
@@ -364,15 +365,24 @@ def _mixed(table: str, batch: Any, typs: list[str]) -> _Run:
 
 
 def _same(col: Any) -> str | None:
-    """The one value of a string column without nulls whose values are all that string, else None."""
+    """The one value of a string column without nulls whose values are all that string, else None:
+    every value as long as the first, and the values' bytes the first's repeated (no per-value compare)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if not _is_string(col.type, pa) or col.null_count or not len(col):
+    n = len(col)
+    if not _is_string(col.type, pa) or col.null_count or not n:
         return None
-    mm = pc.min_max(col)
-    lo = mm["min"].as_py()
-    return lo if lo == mm["max"].as_py() else None
+    first: str = col[0].as_py()
+    size = pc.min_max(pc.binary_length(col)).as_py()
+    b = first.encode()
+    if size["min"] != size["max"] or size["min"] != len(b):
+        return None
+    if not b:
+        return first
+    _, offsets, data = col.buffers()
+    start = memoryview(offsets).cast("q" if pa.types.is_large_string(col.type) else "i")[col.offset]
+    return first if data[start : start + n * len(b)].to_pybytes() == b * n else None
 
 
 def _keys(arrays: dict[str, Any], cols: dict[str, list[Any]], name: str, n: int, pa: Any) -> list[Any]:
@@ -428,6 +438,11 @@ def _is_list(t: Any, pa: Any) -> bool:
     return bool(pa.types.is_list(t) or pa.types.is_large_list(t))
 
 
+def _view(col: Any) -> memoryview:
+    """The bytes of the values of a fixed-width column of 8-byte values without nulls (its slice)."""
+    return memoryview(col.buffers()[1])[col.offset * 8 : (col.offset + len(col)) * 8]
+
+
 def _pylist(col: Any) -> list[Any]:
     """``col.to_pylist()``; a string column of one value is that str n times; a list of lists of
     numbers without nulls (books' levels) is built from the flat values in C-level passes (pyarrow's own
@@ -437,22 +452,22 @@ def _pylist(col: Any) -> list[Any]:
     import pyarrow.compute as pc
 
     t = col.type
-    if not (pa.types.is_list(t) and pa.types.is_list(t.value_type)) or col.null_count or col.offset:
+    if not (pa.types.is_list(t) and pa.types.is_list(t.value_type)) or col.null_count:
         one = _same(col) if _is_string(t, pa) else None
         return [one] * len(col) if one is not None else list(col.to_pylist())
-    inner = col.values
-    if inner.null_count or inner.values.null_count or inner.offset or not len(inner):
+    inner = col.flatten()  # the rows' levels (a slice of the child array)
+    if inner.null_count or not len(inner):
         return list(col.to_pylist())
+    flat = inner.flatten()
     width = pc.min_max(pc.list_value_length(inner)).as_py()
     w = width["min"]
-    flat = inner.values
-    if w != width["max"] or not w or len(flat) != w * len(inner):
+    if flat.null_count or w != width["max"] or not w or len(flat) != w * len(inner):
         return list(col.to_pylist())
     count = pc.min_max(pc.list_value_length(col)).as_py()
     k = count["min"]
     uniform = k == count["max"] and k and k * len(col) == len(inner)
     if flat.type == pa.float64():
-        view = memoryview(flat.buffers()[1])[flat.offset * 8 : (flat.offset + len(flat)) * 8]
+        view = _view(flat)
         if uniform:
             rows: list[Any] = view.cast("d", (len(col), k, w)).tolist()
             return rows
@@ -462,8 +477,8 @@ def _pylist(col: Any) -> list[Any]:
         levels = list(map(list, zip(*[iter(values)] * w, strict=True)))  # [[price, size], ...] of every row
         if uniform:
             return list(map(list, zip(*[iter(levels)] * k, strict=True)))
-    oo = col.offsets.to_pylist()
-    return [levels[a:b] for a, b in itertools.pairwise(oo)]
+    ends = itertools.accumulate(pc.list_value_length(col).to_pylist(), initial=0)
+    return [levels[a:b] for a, b in itertools.pairwise(ends)]
 
 
 def _batch_messages(batch: Any, names: list[str], cols: dict[str, list[Any]], typs: list[str]
