@@ -291,9 +291,37 @@ def _file_runs(table: str, files: list[Path]) -> Iterator[_Run]:
     import pyarrow.parquet as pq
 
     for f in files:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=_READ_BATCH):
+        pf = pq.ParquetFile(f)
+        one = _one_valued(pf)
+        if one:  # read as dictionaries: no string per row decoded (the type, the symbol)
+            pf = pq.ParquetFile(f, read_dictionary=one)
+        for batch in pf.iter_batches(batch_size=_READ_BATCH):
             for start in range(0, batch.num_rows, _RUN):
                 yield _run(table, batch.slice(start, _RUN))
+
+
+def _one_valued(pf: Any) -> list[str]:
+    """The string columns of a Parquet file whose statistics say they hold one value and no null."""
+    import pyarrow as pa
+
+    md = pf.metadata
+    out = []
+    for j in range(md.num_columns):
+        name = md.schema.column(j).path
+        field = pf.schema_arrow.field(name) if name in pf.schema_arrow.names else None
+        if field is None or not _is_string(field.type, pa) or not md.num_row_groups:
+            continue
+        stats = [md.row_group(i).column(j).statistics for i in range(md.num_row_groups)]
+        if all(
+            s is not None
+            and s.has_min_max
+            and s.has_null_count
+            and not s.null_count
+            and s.min == s.max == stats[0].min
+            for s in stats
+        ):
+            out.append(name)
+    return out
 
 
 def _keyed(stream: int, table: str, batch: Any) -> Iterator[_Keyed]:
@@ -325,7 +353,7 @@ def _run_of(table: str, batch: Any) -> _Run:
     kinds: list[Any] = _pylist(typ) if typ is not None else []
     if typ is None:
         typs = ["None"] * n
-    elif _is_string(typ.type, pa) and not typ.null_count:
+    elif _is_text(typ.type, pa) and not typ.null_count:
         typs = kinds
     else:
         typs = [str(v) for v in kinds]
@@ -408,6 +436,9 @@ def _cast(arrays: dict[str, Any], codec: Any) -> dict[str, Any]:
         if a is None:
             continue
         t = a.type
+        if pa.types.is_dictionary(t) and not _is_text(t, pa):
+            a = out[f.name] = a.dictionary_decode()
+            t = a.type
         if f.type == "float" and _number(t, pa):
             out[f.name] = pc.cast(a, pa.float64(), safe=False)
         elif (
@@ -434,6 +465,11 @@ def _is_string(t: Any, pa: Any) -> bool:
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
 
 
+def _is_text(t: Any, pa: Any) -> bool:
+    """Strings, or a dictionary of strings (a column whose values are str)."""
+    return _is_string(t, pa) or bool(pa.types.is_dictionary(t) and _is_string(t.value_type, pa))
+
+
 def _is_list(t: Any, pa: Any) -> bool:
     return bool(pa.types.is_list(t) or pa.types.is_large_list(t))
 
@@ -452,6 +488,15 @@ def _pylist(col: Any) -> list[Any]:
     import pyarrow.compute as pc
 
     t = col.type
+    if pa.types.is_dictionary(t):
+        if col.null_count:
+            return list(col.dictionary_decode().to_pylist())
+        values = col.dictionary.to_pylist()
+        return (
+            [values[0]] * len(col)
+            if len(values) == 1
+            else list(map(values.__getitem__, col.indices.to_pylist()))
+        )
     if not (pa.types.is_list(t) and pa.types.is_list(t.value_type)) or col.null_count:
         one = _same(col) if _is_string(t, pa) else None
         return [one] * len(col) if one is not None else list(col.to_pylist())
