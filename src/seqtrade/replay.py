@@ -99,11 +99,11 @@ def read_messages(data: Path, symbols: list[str]) -> Iterator[tuple[int, Any]]:
 
     The fast reader of the replay and the backtest: a batch of a file is read a column at a time
     (no map per row), and rows of a type whose model takes its columns as they are (checked on the
-    batch's first row against the type's codec) become models in one call per batch. Each batch
-    is one run of (ns, message) pairs built in C, and the runs of the file chains (one per type and
-    key) are merged a run at a time (:func:`_merged`), in exactly the order :func:`heapq.merge` of
-    their rows by (gw_ns, type, seq, chain) gives (ties and all); the iterator returned hands out the
-    merged runs' pairs from C."""
+    batch's first row against the type's codec) become models in one call per batch, 2,048 rows
+    (a run) at a time. A run's (ns, message) pairs are built in C, and the runs of the file chains
+    (one per type and key) are merged a run at a time (:func:`_merged`), in exactly the order
+    :func:`heapq.merge` of their rows by (gw_ns, type, seq, chain) gives (ties and all, and chains out
+    of order); the iterator returned hands out the merged runs' pairs from C."""
     return itertools.chain.from_iterable(_merged(data, symbols))
 
 
@@ -287,7 +287,7 @@ def _sorted_out(items: list[tuple[int, Any]], connected: list[bool]) -> list[tup
 
 
 def _file_runs(table: str, files: list[Path]) -> Iterator[_Run]:
-    """The runs of a chain's files, a batch each (empty batches skipped)."""
+    """The runs of a chain's files: each batch read, :data:`_RUN` rows at a time."""
     import pyarrow.parquet as pq
 
     for f in files:
