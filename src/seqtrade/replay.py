@@ -117,15 +117,16 @@ class _Run:
     lists (``gws`` ns, ``typs``, ``seqs``), the (ns, message) pairs, and whether any message is a
     status row (a dict) or None (``dirty``: to be sorted out when the pairs are handed on)."""
 
-    __slots__ = ("gws", "typs", "seqs", "items", "dirty")
+    __slots__ = ("gws", "typs", "seqs", "items", "dirty", "rising")
 
     def __init__(self, gws: list[Any], typs: list[str], seqs: list[Any], items: list[tuple[Any, Any]],
-                 dirty: bool) -> None:  # fmt: skip
+                 dirty: bool, rising: bool = False) -> None:  # fmt: skip
         self.gws = gws
         self.typs = typs
         self.seqs = seqs
         self.items = items
         self.dirty = dirty
+        self.rising = rising  # gws known to rise strictly (checked in Arrow)
 
 
 class _Chain:
@@ -168,7 +169,7 @@ def _ascending(run: _Run, last: tuple[Any, str, Any] | None) -> bool:
     try:
         if last is not None and not last <= (gws[0], run.typs[0], run.seqs[0]):
             return False
-        if all(map(operator.lt, gws, itertools.islice(gws, 1, None))):
+        if run.rising or all(map(operator.lt, gws, itertools.islice(gws, 1, None))):
             return True
         keys = list(zip(gws, run.typs, run.seqs, strict=True))
         return all(map(operator.le, keys, itertools.islice(keys, 1, None)))
@@ -370,7 +371,17 @@ def _run_of(table: str, batch: Any) -> _Run:
     cols = {name: kinds if name == "type" else _pylist(a) for name, a in arrays.items()}
     gws, seqs = _keys(arrays, cols, "gw_ns", n, pa), _keys(arrays, cols, "seq", n, pa)
     msgs, dirty = _batch_messages(batch, names, cols, typs)
-    return _Run(gws, typs, seqs, list(zip(gws, msgs, strict=True)), dirty)
+    return _Run(gws, typs, seqs, list(zip(gws, msgs, strict=True)), dirty, _rising(arrays.get("gw_ns"), pa))
+
+
+def _rising(col: Any, pa: Any) -> bool:
+    """Whether an integer column without nulls rises strictly (False: not known)."""
+    import pyarrow.compute as pc
+
+    if col is None or not pa.types.is_integer(col.type) or col.null_count:
+        return False
+    n = len(col)
+    return n < 2 or bool(pc.all(pc.less(col.slice(0, n - 1), col.slice(1))).as_py())
 
 
 def _mixed(table: str, batch: Any, typs: list[str]) -> _Run:
