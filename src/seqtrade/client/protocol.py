@@ -497,6 +497,16 @@ class ClientProtocol:
         seqs[t.symbol] = t.seq
         return t
 
+    def receive_window_frame(self, frame: bytes) -> Ticker | MdEvent:
+        """A frame of a backtest's ``window/`` topic: what :meth:`receive_md_frame` gives for it (its
+        :class:`~seqtrade.vclock.Window`), without first trying it as a ticker."""
+        try:
+            msg = wire.decode_message(frame)
+        except WireError as exc:
+            log.warning("dropped a bad market-data frame: %s", exc)
+            return None
+        return msg if msg.__class__ is Window else self.window_md(msg)
+
     def _other_md(self, msg: Any) -> MdEvent:
         handler = self._md_handlers.get(type(msg))
         return handler(msg) if handler is not None else None

@@ -349,10 +349,29 @@ class _Shell:
         else:
             self.call(getattr(self.s, _MD_CALLBACK[cls]), msg)
 
+    def md_frame(self, frame: bytes) -> None:
+        """One frame of a backtest's market-data socket (:func:`_run_backtest_loop`): a window frame
+        decoded on the protocol's window path, any other as :meth:`drain_md` handles it."""
+        proto = self.proto
+        msg = (proto.receive_window_frame if frame.startswith(_WINDOW_TOPIC) else proto.receive_md_frame)(
+            frame
+        )
+        if msg.__class__ is Ticker:
+            self.call(self.s.on_ticker, msg)
+        elif msg is not None:
+            self.other_md(msg)
+
     def sync(self, msg: Sync) -> None:
         """A backtest's window ended (seqtrade.vclock): read our reports up to the seq it names, move
         the clock to its time (the timers due by then run), then acknowledge behind what we sent."""
-        s, proto = self.s, self.proto
+        self.reports_up_to(msg)
+        self.s._advance_clock(msg.t_ns, self.call)
+        self.flush()
+        self.conn.send_frame(self._sync_ack(msg.t_ns, msg.step))
+
+    def reports_up_to(self, msg: Sync | Window) -> None:
+        """Read our reports up to the seq ``msg`` names (published before it), waiting for them."""
+        proto = self.proto
         target = msg.reports.get(proto.strategy_id, 0)
         while proto.last_seq < target:
             if not self.conn.reports.poll(SYNC_WAIT_MS):
@@ -361,9 +380,6 @@ class _Shell:
                 )
                 break
             self.drain_reports(self.conn.reports)
-        s._advance_clock(msg.t_ns, self.call)
-        self.flush()
-        self.conn.send_frame(self._sync_ack(msg.t_ns, msg.step))
 
     def _sync_ack(self, t_ns: int, step: int) -> bytes:
         """The frame of our ``sync_ack`` of window ``step`` (``batch``: we read window frames, the server
@@ -384,6 +400,8 @@ class _Shell:
         if not self._windows and os.environ.get(VIRTUAL_CLOCK_ENV):  # a strategy process a backtest started
             _backtest_gc()
         self._windows += 1
+        if w.step:  # the reports it names were published before it: read before its market data
+            self.reports_up_to(w)
         calls, raised = self._window_calls, self.raised
         for ev in self.proto.window_events(w.md, self._wants):
             call = calls.get(ev.__class__)
@@ -427,6 +445,7 @@ class _Shell:
 
 
 _pack = msgpack.Packer(use_bin_type=True).pack
+_WINDOW_TOPIC = b"window/"  # how a window frame starts (its topic: window/<venue>/)
 _T_MARK, _STEP_MARK = 2**64 - 0x5EC7_1A5E, 2**64 - 0x57E9_0A11  # (their packed bytes occur nowhere else)
 
 
@@ -533,8 +552,13 @@ def _run_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
     time (at most :data:`MAX_POLL` apart) and at the first timer's. Reports and market data other than
     tickers may move the protocol's due time (a hello queued on a gap, a re-join asked for by a server
     restart): after them it is asked again (:meth:`ClientProtocol.next_wakeup`, no system call).
+
+    A process a backtest started (the virtual clock) waits in :func:`_run_backtest_loop` instead.
     """
-    s, proto, conn = shell.s, shell.proto, shell.conn
+    if shell.s._virtual_ns is not None:
+        _run_backtest_loop(shell, events)
+        return
+    s, conn = shell.s, shell.conn
     rep_sock, md_sock = conn.reports, conn.md
     items = [(rep_sock, zmq.POLLIN), (md_sock, zmq.POLLIN)]
     poll, monotonic = zmq.zmq_poll, time.monotonic
@@ -544,24 +568,10 @@ def _run_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
         now = monotonic()
         timers = s._timers
         if now >= due or (timers and timers[0].when <= now and s._virtual_ns is None):
-            shell.tick(now)
-            if _readable(events):  # the report socket (re)connected
-                _drain(events)
-                proto.reconnected(now)
-            shell.flush()
-            if proto.gave_up:  # another process took this id over while we were away
-                log.error("stopping: strategy id %s belongs to another live process (%s)", proto.strategy_id,
-                          shell.refused)  # fmt: skip
+            next_due = _due_work(shell, events, now)
+            if next_due is None:
                 return
-            due = now + MAX_POLL
-            if timers and s._virtual_ns is None:  # a backtest's timers run on its syncs
-                s._run_due_timers(now, shell.call)
-            shell.recheck = False
-            wake = proto.next_wakeup()
-            if wake is not None and wake < due:
-                due = wake
-            if s._stop:
-                return
+            due = next_due
             now = monotonic()  # the timers' callbacks took their time: the poll's timeout from now
         wake = due
         if timers and timers[0].when < wake and s._virtual_ns is None:
@@ -577,12 +587,87 @@ def _run_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
             else:
                 drain_md(md_sock)
         if shell.recheck:  # reports or other market data than tickers may have moved the protocol's due time
-            shell.recheck = False
-            wake = proto.next_wakeup()
-            if wake is not None and wake < due:
-                due = wake
-            if proto.gave_up:  # refused for good: the due work stops the loop at once
-                due = 0.0
+            due = _recheck(shell, due)
+
+
+def _due_work(shell: _Shell, events: zmq.Socket[Any], now: float) -> float | None:
+    """The due work at ``now`` (the protocol's tick, the report socket's reconnections, the queued
+    requests, live timers): when it is due next, None when the loop stops (``stop()``, or refused)."""
+    s, proto = shell.s, shell.proto
+    shell.tick(now)
+    if _readable(events):  # the report socket (re)connected
+        _drain(events)
+        proto.reconnected(now)
+    shell.flush()
+    if proto.gave_up:  # another process took this id over while we were away
+        log.error("stopping: strategy id %s belongs to another live process (%s)", proto.strategy_id,
+                  shell.refused)  # fmt: skip
+        return None
+    due = now + MAX_POLL
+    timers = s._timers
+    if timers and s._virtual_ns is None:  # a backtest's timers run on its syncs
+        s._run_due_timers(now, shell.call)
+    shell.recheck = False
+    wake = proto.next_wakeup()
+    if wake is not None and wake < due:
+        due = wake
+    return None if s._stop else due
+
+
+def _recheck(shell: _Shell, due: float) -> float:
+    """After reports or market data other than tickers: the due time, moved up if the protocol's is sooner."""
+    shell.recheck = False
+    proto = shell.proto
+    wake = proto.next_wakeup()
+    if wake is not None and wake < due:
+        due = wake
+    if proto.gave_up:  # refused for good: the due work stops the loop at once
+        due = 0.0
+    return due
+
+
+def _run_backtest_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
+    """:func:`_run_loop` in a process a backtest started: what comes is a window frame a wake-up (or a
+    window's frames, then its sync), and the strategy answers each before the next is sent.
+
+    The wait is a blocking receive on the market-data socket (its timeout the due work's time), not a
+    ``zmq_poll`` of both sockets: libzmq's poll looks at every socket before it sleeps and again after,
+    ~20 system calls a window with the receive and the ``sync_ack``'s send; this is ~10. The reports a
+    window names (``reports``: published before it) are read before its market data
+    (:meth:`_Shell.window`), as the poll of both sockets, reports first, reads them when they have come
+    by then; other frames of the report socket (a re-join's welcome) are read with the due work, at
+    most :data:`MAX_POLL` apart, and whenever a window or sync waits for reports."""
+    s, conn = shell.s, shell.conn
+    rep_sock, md_sock = conn.reports, conn.md
+    recv, set_option, monotonic = md_sock.recv, md_sock.setsockopt, time.monotonic
+    drain_reports, md_frame = shell.drain_reports, shell.md_frame
+    due = 0.0  # when the due work runs next
+    timeout = -1  # the receive's timeout set on the socket (ms; -1: none, libzmq's default)
+    while not s._stop:
+        now = monotonic()
+        if now >= due:
+            if _readable(rep_sock):
+                drain_reports(rep_sock)
+            next_due = _due_work(shell, events, now)
+            if next_due is None:
+                return
+            due = next_due
+            now = monotonic()
+        if s._held_reports:  # read by history() while it waited: handle them first
+            drain_reports(rep_sock)
+            due = 0.0
+            continue
+        ms = max(0, int((due - now) * 1000) + 1)
+        if ms != timeout:
+            set_option(zmq.RCVTIMEO, ms)
+            timeout = ms
+        try:
+            frame = recv()
+        except zmq.Again:  # the due work's time
+            continue
+        md_frame(frame)
+        if shell.recheck:
+            due = _recheck(shell, due)
 
 
 def _join(shell: _Shell, endpoints: Endpoints, join_timeout: float | None) -> int | None:
