@@ -70,6 +70,9 @@ log = logging.getLogger("seqtrade.client")
 
 MAX_POLL = 0.25  # the longest the loop sleeps: bounds how late stop() is noticed
 SYNC_WAIT_MS = 10_000  # a backtest's sync: how long to wait for the reports it names
+# A backtest's receive waits until the due work's time or at most this much after it (its timeout is
+# set again only when the due time is this much closer than the timeout set: not once a window).
+RECV_SLACK_MS = 10
 MD_BATCH = 4096  # market-data frames handled between two looks at the report socket and the clock
 BACKTEST_GC_THRESHOLD = 35_000  # the cyclic collector's young generation in a backtest (_backtest_gc)
 DEFAULT_JOIN_TIMEOUT = 60.0  # seconds without a welcome before ``seqtrade run`` gives up
@@ -630,9 +633,10 @@ def _run_backtest_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
     """:func:`_run_loop` in a process a backtest started: what comes is a window frame a wake-up (or a
     window's frames, then its sync), and the strategy answers each before the next is sent.
 
-    The wait is a blocking receive on the market-data socket (its timeout the due work's time), not a
-    ``zmq_poll`` of both sockets: libzmq's poll looks at every socket before it sleeps and again after,
-    ~20 system calls a window with the receive and the ``sync_ack``'s send; this is ~10. The reports a
+    The wait is a blocking receive on the market-data socket (its timeout the due work's time, give or
+    take :data:`RECV_SLACK_MS`), not a ``zmq_poll`` of both sockets: libzmq's poll looks at every
+    socket before it sleeps and again after, ~20 system calls a window with the receive and the
+    ``sync_ack``'s send; this is ~10. The reports a
     window names (``reports``: published before it) are read before its market data
     (:meth:`_Shell.window`), as the poll of both sockets, reports first, reads them when they have come
     by then; other frames of the report socket (a re-join's welcome) are read with the due work, at
@@ -658,7 +662,7 @@ def _run_backtest_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
             due = 0.0
             continue
         ms = max(0, int((due - now) * 1000) + 1)
-        if ms != timeout:
+        if not timeout - RECV_SLACK_MS <= ms <= timeout:  # (set less often than a window comes)
             set_option(zmq.RCVTIMEO, ms)
             timeout = ms
         try:
