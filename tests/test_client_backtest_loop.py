@@ -127,3 +127,38 @@ def test_a_backtest_strategy_reads_the_reports_a_window_names_before_its_market_
         srv.close()
     assert s.seen == ["book 1 @1000000", "book 2 @1000000", "order 1 accepted", "book 3 @2000000",
                       "timer@3000000", "book 4 @3000000", "timer@4000000"]  # fmt: skip
+
+
+def test_a_backtest_strategy_reads_a_report_no_window_names_while_no_window_comes(
+    tmp_path: Path, zctx: zmq.Context[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wait is on the market-data socket only: a report that comes with no window behind it (none
+    names it) is read by the due work all the same, and its ``on_order`` can stop the strategy."""
+
+    class StopOnOrder(_Seen):
+        def on_order(self, r: OrderReport) -> None:
+            super().on_order(r)
+            self.stop()
+
+    monkeypatch.setenv(VIRTUAL_CLOCK_ENV, "1")
+    srv = _Server(zctx, tmp_path)
+    s = StopOnOrder()
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(run_strategy(s, "s1", srv.endpoints, join_timeout=10,
+                                                                   context=zctx)))  # fmt: skip
+    t.start()
+    try:
+        srv.until("heartbeat")
+        while True:  # one window answered: the strategy waits in its loop
+            srv.window(1, [1])
+            d = srv.request(50)
+            if d is not None and d["type"] == "sync_ack":
+                break
+        srv.rep.send(_report(1, "bt-x"))  # and nothing on the market-data socket after it
+        t.join(10)
+        assert not t.is_alive() and result == [0]
+    finally:
+        s.stop()
+        t.join(10)
+        srv.close()
+    assert s.seen[-1] == "order 1 accepted"

@@ -635,8 +635,8 @@ def _run_backtest_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
 
     The wait is a blocking receive on the market-data socket (its timeout the due work's time, give or
     take :data:`RECV_SLACK_MS`), not a ``zmq_poll`` of both sockets: libzmq's poll looks at every
-    socket before it sleeps and again after, ~20 system calls a window with the receive and the
-    ``sync_ack``'s send; this is ~10. The reports a
+    socket before it sleeps and again after: 16 system calls a window with the receive and the
+    ``sync_ack``'s send, 9 this way. The reports a
     window names (``reports``: published before it) are read before its market data
     (:meth:`_Shell.window`), as the poll of both sockets, reports first, reads them when they have come
     by then; other frames of the report socket (a re-join's welcome) are read with the due work, at
