@@ -7,6 +7,8 @@ virtual clock's environment variable set)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,30 @@ class _Server:
             sock.close(linger=0)
 
 
+@contextmanager
+def _running(
+    srv: _Server, s: Strategy, zctx: zmq.Context[Any], books: list[int]
+) -> Iterator[tuple[threading.Thread, list[int]]]:
+    """``s`` run on a thread of its own (its exit code in the list), joined and answering window 1 (the
+    books ``books``, sent again until the strategy's subscription is in and it answers)."""
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(run_strategy(s, "s1", srv.endpoints, join_timeout=10,
+                                                                   context=zctx)))  # fmt: skip
+    t.start()
+    try:
+        srv.until("heartbeat")  # joined and started
+        while True:
+            srv.window(1, books)
+            d = srv.request(50)
+            if d is not None and d["type"] == "sync_ack":
+                break
+        yield t, result
+    finally:
+        s.stop()
+        t.join(10)
+        srv.close()
+
+
 def _report(seq: int, coid: str) -> bytes:
     return wire.encode_message(OrderReport(seq, coid, f"x{seq}", "s1", S, Side.BUY, OrderType.LIMIT, 100.0, 0.01,
                                            OrderStatus.ACCEPTED, timestamp=T0))  # fmt: skip
@@ -98,17 +124,7 @@ def test_a_backtest_strategy_reads_the_reports_a_window_names_before_its_market_
     monkeypatch.setenv(VIRTUAL_CLOCK_ENV, "1")  # as a backtest starts its strategies
     srv = _Server(zctx, tmp_path)
     s = _Seen()
-    result: list[int] = []
-    t = threading.Thread(target=lambda: result.append(run_strategy(s, "s1", srv.endpoints, join_timeout=10,
-                                                                   context=zctx)))  # fmt: skip
-    t.start()
-    try:
-        srv.until("heartbeat")  # joined and started
-        while True:  # window 1 (no market data) until the strategy's subscription is in and it answers
-            srv.window(1, [])
-            d = srv.request(50)
-            if d is not None and d["type"] == "sync_ack":
-                break
+    with _running(srv, s, zctx, []) as (t, result):
         srv.window(2, [1, 2])
         order = srv.until("order_request")
         srv.until("sync_ack", 2)
@@ -121,10 +137,6 @@ def test_a_backtest_strategy_reads_the_reports_a_window_names_before_its_market_
         srv.window(4, [4])
         t.join(10)
         assert not t.is_alive() and result == [0]
-    finally:
-        s.stop()
-        t.join(10)
-        srv.close()
     assert s.seen == ["book 1 @1000000", "book 2 @1000000", "order 1 accepted", "book 3 @2000000",
                       "timer@3000000", "book 4 @3000000", "timer@4000000"]  # fmt: skip
 
@@ -143,22 +155,8 @@ def test_a_backtest_strategy_reads_a_report_no_window_names_while_no_window_come
     monkeypatch.setenv(VIRTUAL_CLOCK_ENV, "1")
     srv = _Server(zctx, tmp_path)
     s = StopOnOrder()
-    result: list[int] = []
-    t = threading.Thread(target=lambda: result.append(run_strategy(s, "s1", srv.endpoints, join_timeout=10,
-                                                                   context=zctx)))  # fmt: skip
-    t.start()
-    try:
-        srv.until("heartbeat")
-        while True:  # one window answered: the strategy waits in its loop
-            srv.window(1, [1])
-            d = srv.request(50)
-            if d is not None and d["type"] == "sync_ack":
-                break
+    with _running(srv, s, zctx, [1]) as (t, result):  # one window answered: the strategy waits in its loop
         srv.rep.send(_report(1, "bt-x"))  # and nothing on the market-data socket after it
         t.join(10)
         assert not t.is_alive() and result == [0]
-    finally:
-        s.stop()
-        t.join(10)
-        srv.close()
     assert s.seen[-1] == "order 1 accepted"
