@@ -537,8 +537,9 @@ class ClientProtocol:
             topics = routes.get(cls)
             if topics is not None:
                 sym = msg.symbol
-                seqs = topics.get(sym)
-                if seqs is None:
+                try:
+                    seqs = topics[sym]
+                except KeyError:  # the topic's first message
                     seqs = topics[sym] = self._window_route(cls, msg, wants)
                 if seqs is False:
                     continue

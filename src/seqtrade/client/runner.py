@@ -377,7 +377,8 @@ class _Shell:
         proto = self.proto
         target = msg.reports.get(proto.strategy_id, 0)
         while proto.last_seq < target:
-            if not self.conn.reports.poll(SYNC_WAIT_MS):
+            held = self.s._held_reports  # read by history() while it waited: not in the socket any more
+            if not held and not self.conn.reports.poll(SYNC_WAIT_MS):
                 log.warning(
                     "sync %d: reports up to seq %d did not come (at %d)", msg.step, target, proto.last_seq
                 )
@@ -407,13 +408,14 @@ class _Shell:
             self.reports_up_to(w)
         calls, raised = self._window_calls, self.raised
         for ev in self.proto.window_events(w.md, self._wants):
-            call = calls.get(ev.__class__)
-            if call is None:
-                call = calls[ev.__class__] = self._window_call(ev.__class__)
             try:
-                call[1](ev)
+                name, fn = calls[ev.__class__]
+            except KeyError:  # the class's first event
+                name, fn = calls[ev.__class__] = self._window_call(ev.__class__)
+            try:
+                fn(ev)
             except Exception as exc:  # a strategy's bug must not end its process silently mid-trade
-                raised(call[0], exc)
+                raised(name, exc)
         if w.step:
             self.sync(w)
 
