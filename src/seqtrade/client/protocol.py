@@ -19,6 +19,7 @@ How it is driven (all times are one monotonic clock, in seconds, chosen by the c
         ...
     ev = proto.receive_report_frame(frame, now)   # Report | Synced | Refused | None
     md = proto.receive_md_frame(frame)            # Ticker | Book | Trade | VenueStatus | None
+    w = proto.receive_window_frame(frame)         # a backtest's window/ frame: its Window
     proto.start(now)                          # the strategy started: heartbeats, sync and stall from here
     lost = proto.tick(now, wall_ms)           # due hellos and heartbeats; ServerLost | None
     proto.reconnected(now)                    # the report socket (re)connected

@@ -12,7 +12,9 @@ The loop is a plain blocking ``zmq_poll`` loop on the strategy's own thread, not
 a strategy's callback latency is the product, and a blocking wait is what raw pyzmq measures (an
 async loop adds 20-50 µs per wake-up; bench/README.md). A wake-up polls the two sockets that carry
 messages and handles what came; the due work (heartbeats, hellos, timers, the report socket's
-reconnections) runs at its deadlines, which bound the poll's timeout (:func:`_run_loop`).
+reconnections) runs at its deadlines, which bound the poll's timeout (:func:`_run_loop`). A process a
+backtest started waits on a blocking receive of its market-data socket instead, a window a wake-up
+(:func:`_run_backtest_loop`).
 ``seqtrade bench`` measures the result against raw pyzmq in the same run; bench/client_wake.py the
 strategy process's cost per wake-up.
 """
@@ -638,11 +640,11 @@ def _run_backtest_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
     The wait is a blocking receive on the market-data socket (its timeout the due work's time, give or
     take :data:`RECV_SLACK_MS`), not a ``zmq_poll`` of both sockets: libzmq's poll looks at every
     socket before it sleeps and again after: 16 system calls a window with the receive and the
-    ``sync_ack``'s send, 9 this way. The reports a
-    window names (``reports``: published before it) are read before its market data
-    (:meth:`_Shell.window`), as the poll of both sockets, reports first, reads them when they have come
-    by then; other frames of the report socket (a re-join's welcome) are read with the due work, at
-    most :data:`MAX_POLL` apart, and whenever a window or sync waits for reports."""
+    ``sync_ack``'s send, 9 this way. The reports a window names (``reports``: published before it)
+    are read before its market data (:meth:`_Shell.window`), as the poll of both sockets, reports
+    first, reads them when they have come by then; other frames of the report socket (a re-join's
+    welcome) are read with the due work, at most :data:`MAX_POLL` apart, and whenever a window or
+    sync waits for reports."""
     s, conn = shell.s, shell.conn
     rep_sock, md_sock = conn.reports, conn.md
     recv, set_option, monotonic = md_sock.recv, md_sock.setsockopt, time.monotonic
