@@ -19,6 +19,7 @@ How it is driven (all times are one monotonic clock, in seconds, chosen by the c
         ...
     ev = proto.receive_report_frame(frame, now)   # Report | Synced | Refused | None
     md = proto.receive_md_frame(frame)            # Ticker | Book | Trade | VenueStatus | None
+    w = proto.receive_window_frame(frame)         # a backtest's window/ frame: its Window
     proto.start(now)                          # the strategy started: heartbeats, sync and stall from here
     lost = proto.tick(now, wall_ms)           # due hellos and heartbeats; ServerLost | None
     proto.reconnected(now)                    # the report socket (re)connected
@@ -497,6 +498,16 @@ class ClientProtocol:
         seqs[t.symbol] = t.seq
         return t
 
+    def receive_window_frame(self, frame: bytes) -> Ticker | MdEvent:
+        """A frame of a backtest's ``window/`` topic: what :meth:`receive_md_frame` gives for it (its
+        :class:`~seqtrade.vclock.Window`), without first trying it as a ticker."""
+        try:
+            msg = wire.decode_message(frame)
+        except WireError as exc:
+            log.warning("dropped a bad market-data frame: %s", exc)
+            return None
+        return msg if msg.__class__ is Window else self.window_md(msg)
+
     def _other_md(self, msg: Any) -> MdEvent:
         handler = self._md_handlers.get(type(msg))
         return handler(msg) if handler is not None else None
@@ -527,8 +538,9 @@ class ClientProtocol:
             topics = routes.get(cls)
             if topics is not None:
                 sym = msg.symbol
-                seqs = topics.get(sym)
-                if seqs is None:
+                try:
+                    seqs = topics[sym]
+                except KeyError:  # the topic's first message
                     seqs = topics[sym] = self._window_route(cls, msg, wants)
                 if seqs is False:
                     continue

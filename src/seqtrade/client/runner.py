@@ -12,7 +12,9 @@ The loop is a plain blocking ``zmq_poll`` loop on the strategy's own thread, not
 a strategy's callback latency is the product, and a blocking wait is what raw pyzmq measures (an
 async loop adds 20-50 µs per wake-up; bench/README.md). A wake-up polls the two sockets that carry
 messages and handles what came; the due work (heartbeats, hellos, timers, the report socket's
-reconnections) runs at its deadlines, which bound the poll's timeout (:func:`_run_loop`).
+reconnections) runs at its deadlines, which bound the poll's timeout (:func:`_run_loop`). A process a
+backtest started waits on a blocking receive of its market-data socket instead, a window a wake-up
+(:func:`_run_backtest_loop`).
 ``seqtrade bench`` measures the result against raw pyzmq in the same run; bench/client_wake.py the
 strategy process's cost per wake-up.
 """
@@ -70,6 +72,9 @@ log = logging.getLogger("seqtrade.client")
 
 MAX_POLL = 0.25  # the longest the loop sleeps: bounds how late stop() is noticed
 SYNC_WAIT_MS = 10_000  # a backtest's sync: how long to wait for the reports it names
+# A backtest's receive waits until the due work's time or at most this much after it (its timeout is
+# set again only when the due time is this much closer than the timeout set: not once a window).
+RECV_SLACK_MS = 10
 MD_BATCH = 4096  # market-data frames handled between two looks at the report socket and the clock
 BACKTEST_GC_THRESHOLD = 35_000  # the cyclic collector's young generation in a backtest (_backtest_gc)
 DEFAULT_JOIN_TIMEOUT = 60.0  # seconds without a welcome before ``seqtrade run`` gives up
@@ -349,21 +354,38 @@ class _Shell:
         else:
             self.call(getattr(self.s, _MD_CALLBACK[cls]), msg)
 
+    def md_frame(self, frame: bytes) -> None:
+        """One frame of a backtest's market-data socket (:func:`_run_backtest_loop`): a window frame
+        decoded on the protocol's window path, any other as :meth:`drain_md` handles it."""
+        proto = self.proto
+        msg = (proto.receive_window_frame if frame.startswith(_WINDOW_TOPIC) else proto.receive_md_frame)(
+            frame
+        )
+        if msg.__class__ is Ticker:
+            self.call(self.s.on_ticker, msg)
+        elif msg is not None:
+            self.other_md(msg)
+
     def sync(self, msg: Sync) -> None:
         """A backtest's window ended (seqtrade.vclock): read our reports up to the seq it names, move
         the clock to its time (the timers due by then run), then acknowledge behind what we sent."""
-        s, proto = self.s, self.proto
+        self.reports_up_to(msg)
+        self.s._advance_clock(msg.t_ns, self.call)
+        self.flush()
+        self.conn.send_frame(self._sync_ack(msg.t_ns, msg.step))
+
+    def reports_up_to(self, msg: Sync | Window) -> None:
+        """Read our reports up to the seq ``msg`` names (published before it), waiting for them."""
+        proto = self.proto
         target = msg.reports.get(proto.strategy_id, 0)
         while proto.last_seq < target:
-            if not self.conn.reports.poll(SYNC_WAIT_MS):
+            held = self.s._held_reports  # read by history() while it waited: not in the socket any more
+            if not held and not self.conn.reports.poll(SYNC_WAIT_MS):
                 log.warning(
                     "sync %d: reports up to seq %d did not come (at %d)", msg.step, target, proto.last_seq
                 )
                 break
             self.drain_reports(self.conn.reports)
-        s._advance_clock(msg.t_ns, self.call)
-        self.flush()
-        self.conn.send_frame(self._sync_ack(msg.t_ns, msg.step))
 
     def _sync_ack(self, t_ns: int, step: int) -> bytes:
         """The frame of our ``sync_ack`` of window ``step`` (``batch``: we read window frames, the server
@@ -384,15 +406,18 @@ class _Shell:
         if not self._windows and os.environ.get(VIRTUAL_CLOCK_ENV):  # a strategy process a backtest started
             _backtest_gc()
         self._windows += 1
+        if w.step:  # the reports it names were published before it: read before its market data
+            self.reports_up_to(w)
         calls, raised = self._window_calls, self.raised
         for ev in self.proto.window_events(w.md, self._wants):
-            call = calls.get(ev.__class__)
-            if call is None:
-                call = calls[ev.__class__] = self._window_call(ev.__class__)
             try:
-                call[1](ev)
+                name, fn = calls[ev.__class__]
+            except KeyError:  # the class's first event
+                name, fn = calls[ev.__class__] = self._window_call(ev.__class__)
+            try:
+                fn(ev)
             except Exception as exc:  # a strategy's bug must not end its process silently mid-trade
-                raised(call[0], exc)
+                raised(name, exc)
         if w.step:
             self.sync(w)
 
@@ -427,6 +452,7 @@ class _Shell:
 
 
 _pack = msgpack.Packer(use_bin_type=True).pack
+_WINDOW_TOPIC = b"window/"  # how a window frame starts (its topic: window/<venue>/)
 _T_MARK, _STEP_MARK = 2**64 - 0x5EC7_1A5E, 2**64 - 0x57E9_0A11  # (their packed bytes occur nowhere else)
 
 
@@ -533,8 +559,13 @@ def _run_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
     time (at most :data:`MAX_POLL` apart) and at the first timer's. Reports and market data other than
     tickers may move the protocol's due time (a hello queued on a gap, a re-join asked for by a server
     restart): after them it is asked again (:meth:`ClientProtocol.next_wakeup`, no system call).
+
+    A process a backtest started (the virtual clock) waits in :func:`_run_backtest_loop` instead.
     """
-    s, proto, conn = shell.s, shell.proto, shell.conn
+    if shell.s._virtual_ns is not None:
+        _run_backtest_loop(shell, events)
+        return
+    s, conn = shell.s, shell.conn
     rep_sock, md_sock = conn.reports, conn.md
     items = [(rep_sock, zmq.POLLIN), (md_sock, zmq.POLLIN)]
     poll, monotonic = zmq.zmq_poll, time.monotonic
@@ -544,24 +575,10 @@ def _run_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
         now = monotonic()
         timers = s._timers
         if now >= due or (timers and timers[0].when <= now and s._virtual_ns is None):
-            shell.tick(now)
-            if _readable(events):  # the report socket (re)connected
-                _drain(events)
-                proto.reconnected(now)
-            shell.flush()
-            if proto.gave_up:  # another process took this id over while we were away
-                log.error("stopping: strategy id %s belongs to another live process (%s)", proto.strategy_id,
-                          shell.refused)  # fmt: skip
+            next_due = _due_work(shell, events, now)
+            if next_due is None:
                 return
-            due = now + MAX_POLL
-            if timers and s._virtual_ns is None:  # a backtest's timers run on its syncs
-                s._run_due_timers(now, shell.call)
-            shell.recheck = False
-            wake = proto.next_wakeup()
-            if wake is not None and wake < due:
-                due = wake
-            if s._stop:
-                return
+            due = next_due
             now = monotonic()  # the timers' callbacks took their time: the poll's timeout from now
         wake = due
         if timers and timers[0].when < wake and s._virtual_ns is None:
@@ -577,12 +594,88 @@ def _run_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
             else:
                 drain_md(md_sock)
         if shell.recheck:  # reports or other market data than tickers may have moved the protocol's due time
-            shell.recheck = False
-            wake = proto.next_wakeup()
-            if wake is not None and wake < due:
-                due = wake
-            if proto.gave_up:  # refused for good: the due work stops the loop at once
-                due = 0.0
+            due = _recheck(shell, due)
+
+
+def _due_work(shell: _Shell, events: zmq.Socket[Any], now: float) -> float | None:
+    """The due work at ``now`` (the protocol's tick, the report socket's reconnections, the queued
+    requests, live timers): when it is due next, None when the loop stops (``stop()``, or refused)."""
+    s, proto = shell.s, shell.proto
+    shell.tick(now)
+    if _readable(events):  # the report socket (re)connected
+        _drain(events)
+        proto.reconnected(now)
+    shell.flush()
+    if proto.gave_up:  # another process took this id over while we were away
+        log.error("stopping: strategy id %s belongs to another live process (%s)", proto.strategy_id,
+                  shell.refused)  # fmt: skip
+        return None
+    due = now + MAX_POLL
+    timers = s._timers
+    if timers and s._virtual_ns is None:  # a backtest's timers run on its syncs
+        s._run_due_timers(now, shell.call)
+    shell.recheck = False
+    wake = proto.next_wakeup()
+    if wake is not None and wake < due:
+        due = wake
+    return None if s._stop else due
+
+
+def _recheck(shell: _Shell, due: float) -> float:
+    """After reports or market data other than tickers: the due time, moved up if the protocol's is sooner."""
+    shell.recheck = False
+    proto = shell.proto
+    wake = proto.next_wakeup()
+    if wake is not None and wake < due:
+        due = wake
+    if proto.gave_up:  # refused for good: the due work stops the loop at once
+        due = 0.0
+    return due
+
+
+def _run_backtest_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
+    """:func:`_run_loop` in a process a backtest started: what comes is a window frame a wake-up (or a
+    window's frames, then its sync), and the strategy answers each before the next is sent.
+
+    The wait is a blocking receive on the market-data socket (its timeout the due work's time, give or
+    take :data:`RECV_SLACK_MS`), not a ``zmq_poll`` of both sockets: libzmq's poll looks at every
+    socket before it sleeps and again after: 16 system calls a window with the receive and the
+    ``sync_ack``'s send, 9 this way. The reports a window names (``reports``: published before it)
+    are read before its market data (:meth:`_Shell.window`), as the poll of both sockets, reports
+    first, reads them when they have come by then; other frames of the report socket (a re-join's
+    welcome) are read with the due work, at most :data:`MAX_POLL` apart, and whenever a window or
+    sync waits for reports."""
+    s, conn = shell.s, shell.conn
+    rep_sock, md_sock = conn.reports, conn.md
+    recv, set_option, monotonic = md_sock.recv, md_sock.setsockopt, time.monotonic
+    drain_reports, md_frame = shell.drain_reports, shell.md_frame
+    due = 0.0  # when the due work runs next
+    timeout = -1  # the receive's timeout set on the socket (ms; -1: none, libzmq's default)
+    while not s._stop:
+        now = monotonic()
+        if now >= due:
+            if _readable(rep_sock):
+                drain_reports(rep_sock)
+            next_due = _due_work(shell, events, now)
+            if next_due is None:
+                return
+            due = next_due
+            now = monotonic()
+        if s._held_reports:  # read by history() while it waited: handle them first
+            drain_reports(rep_sock)
+            due = 0.0
+            continue
+        ms = max(0, int((due - now) * 1000) + 1)
+        if not timeout - RECV_SLACK_MS <= ms <= timeout:  # (set less often than a window comes)
+            set_option(zmq.RCVTIMEO, ms)
+            timeout = ms
+        try:
+            frame = recv()
+        except zmq.Again:  # the due work's time
+            continue
+        md_frame(frame)
+        if shell.recheck:
+            due = _recheck(shell, due)
 
 
 def _join(shell: _Shell, endpoints: Endpoints, join_timeout: float | None) -> int | None:
