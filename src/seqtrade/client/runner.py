@@ -644,7 +644,8 @@ def _run_backtest_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
     are read before its market data (:meth:`_Shell.window`), as the poll of both sockets, reports
     first, reads them when they have come by then; other frames of the report socket (a re-join's
     welcome) are read with the due work, at most :data:`MAX_POLL` apart, and whenever a window or
-    sync waits for reports."""
+    sync waits for reports; and when a stop came while it waited (the SIGTERM that ends a backtest),
+    before the loop ends: the last window's reports come with no window behind them."""
     s, conn = shell.s, shell.conn
     rep_sock, md_sock = conn.reports, conn.md
     recv, set_option, monotonic = md_sock.recv, md_sock.setsockopt, time.monotonic
@@ -672,8 +673,11 @@ def _run_backtest_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
         try:
             frame = recv()
         except zmq.Again:  # the due work's time
-            continue
-        md_frame(frame)
+            frame = None
+        if s._stop and _readable(rep_sock):  # stopped while it waited (SIGTERM: a backtest's end)
+            drain_reports(rep_sock)  # what came before is handed over first, not lost with the process
+        if frame is not None:
+            md_frame(frame)
         if shell.recheck:
             due = _recheck(shell, due)
 
