@@ -224,3 +224,17 @@ def test_classify_keeps_what_the_short_path_read(tmp_path: Path) -> None:
     assert venue.sequencer.take(frame) == SyncAck("q1", T0, 12, "sess-1", True)
     bad = _ack_frames()[4]
     assert venue.sequencer([bad]) == [bad] and venue.sequencer.take(bad) is None
+
+
+def test_a_window_frame_after_one_with_the_same_keys_in_another_order_is_still_the_whole_map() -> None:
+    """The head's keys are kept packed from one frame to the next (one cache for the process): two
+    backtests in one process whose types came first in another order have equal keys maps whose
+    packed bytes differ; each frame is still the bytes of its own map packed whole."""
+    keys_tb: dict[str, list[str]] = {}
+    rows_tb = _rows(keys_tb, 2)  # a trade first, then a book
+    keys_bt = {"book": keys_tb["book"], "trade": keys_tb["trade"]}
+    assert keys_bt == keys_tb and list(keys_bt) != list(keys_tb)
+    for keys in (keys_tb, keys_bt, keys_tb):
+        ahead = Window("backtest", T0, 1, {"s1": 1}, 1, T0, rows_tb, keys, wire.pack_rows(rows_tb))
+        plain = Window("backtest", T0, 1, {"s1": 1}, 1, T0, rows_tb, keys)
+        assert wire.encode_message(ahead) == wire.encode_message(plain)

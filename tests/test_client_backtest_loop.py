@@ -160,3 +160,30 @@ def test_a_backtest_strategy_reads_a_report_no_window_names_while_no_window_come
         t.join(10)
         assert not t.is_alive() and result == [0]
     assert s.seen[-1] == "order 1 accepted"
+
+
+def test_a_backtest_strategy_stopped_while_it_waits_is_handed_the_reports_that_came_first(
+    tmp_path: Path, zctx: zmq.Context[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end of a backtest: the last window's reports (its orders' fills, acceptances, rejects) come
+    with no window behind them, then the process is stopped (SIGTERM: ``stop()`` from outside its
+    callbacks) while it waits on its market-data socket. What reached its report socket before the
+    stop is handed to ``on_order`` before ``on_stop``, as the poll of both sockets handed it over.
+    (The report goes out before a window that does not name it, and the stop once that window is
+    answered: by then the report is in the socket, and no window will come to name it.)"""
+
+    class Ends(_Seen):
+        def on_stop(self) -> None:
+            self.seen.append("stop")
+
+    monkeypatch.setenv(VIRTUAL_CLOCK_ENV, "1")
+    srv = _Server(zctx, tmp_path)
+    s = Ends()
+    with _running(srv, s, zctx, [1]) as (t, result):  # one window answered: the strategy waits in its loop
+        srv.rep.send(_report(1, "bt-x"))  # the last window's report
+        srv.window(2, [])  # (names report 0: the report is not waited for)
+        srv.until("sync_ack", 2)
+        s.stop()  # as SIGTERM's handler does, while the loop waits
+        t.join(10)
+        assert not t.is_alive() and result == [0]
+    assert s.seen[-2:] == ["order 1 accepted", "stop"]

@@ -513,7 +513,8 @@ def _encode_window(w: Window) -> bytes:
         _WINDOW_HEADS[w.venue] = head
     keys = w.keys
     cached = _WINDOW_KEYS
-    if keys != cached[0]:
+    # (in order: maps equal in another order pack to other bytes)
+    if keys != cached[0] or list(keys) != list(cached[0]):
         cached[:] = [{t: list(k) for t, k in keys.items()}, _pack(("keys", keys))[1:]]
     # (fixarrays: 5 and 4 items, a header of one byte each)
     mid = _pack((w.t_ns, "step", w.step, "reports", w.reports))

@@ -644,7 +644,8 @@ def _run_backtest_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
     are read before its market data (:meth:`_Shell.window`), as the poll of both sockets, reports
     first, reads them when they have come by then; other frames of the report socket (a re-join's
     welcome) are read with the due work, at most :data:`MAX_POLL` apart, and whenever a window or
-    sync waits for reports."""
+    sync waits for reports; and when the loop stops (the SIGTERM that ends a backtest): the last
+    window's reports come with no window behind them."""
     s, conn = shell.s, shell.conn
     rep_sock, md_sock = conn.reports, conn.md
     recv, set_option, monotonic = md_sock.recv, md_sock.setsockopt, time.monotonic
@@ -676,6 +677,10 @@ def _run_backtest_loop(shell: _Shell, events: zmq.Socket[Any]) -> None:
         md_frame(frame)
         if shell.recheck:
             due = _recheck(shell, due)
+    # Stopped (the SIGTERM that ends a backtest, or stop() in a callback): the reports that came by now
+    # are handed over before on_stop, as the poll of both sockets read each when it came.
+    if _readable(rep_sock):
+        drain_reports(rep_sock)
 
 
 def _join(shell: _Shell, endpoints: Endpoints, join_timeout: float | None) -> int | None:
